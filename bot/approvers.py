@@ -1,0 +1,41 @@
+"""Is this Slack user one of a policy's approvers? User IDs directly, user groups through the
+Web API (usergroups.users.list), cached briefly in Redis so a burst of clicks asks Slack once."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot.config import ApprovalPolicy
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+GROUP_CACHE_SECONDS = 300
+
+
+async def group_members(services: Services, group: str) -> set[str]:
+    key = f"{services.store.keys.prefix}usergroup:{group}"
+    cached = await services.redis.get(key)
+    if cached is not None:
+        return set(json.loads(cached))
+    try:
+        response = await services.notifier.client.usergroups_users_list(usergroup=group)
+    except SlackApiError as exc:
+        # Fail closed: an unknown or unreadable group approves nobody.
+        log.warning("usergroups.users.list %s failed: %s", group, exc.response.get("error"))
+        return set()
+    members = [str(u) for u in response.get("users") or []]
+    await services.redis.set(key, json.dumps(members), ex=GROUP_CACHE_SECONDS)
+    return set(members)
+
+
+async def is_approver(services: Services, policy: ApprovalPolicy, user_id: str) -> bool:
+    if not policy.approvers or user_id in policy.users:
+        return True
+    for group in policy.groups:
+        if user_id in await group_members(services, group):
+            return True
+    return False

@@ -1,0 +1,382 @@
+"""The releasebot config file (TOML): loading and validation that names the key at fault."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+TAG_PREFIX = re.compile(r"^[A-Za-z0-9._/-]{0,20}$")
+
+
+class ConfigError(Exception):
+    """A config problem; `key` is the dotted path of the key at fault."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    url: str
+    remote: str = "origin"
+    branch: str = "main"
+    tag_prefix: str = "v"
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    channel: str
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = 2
+    # The environment lock expires this long after its holder stops renewing it (it renews every
+    # third of it), so a dead worker frees the environment within this time.
+    lock_ttl_seconds: float = 30.0
+    # How often lost deploys are looked for (a deploy whose worker stopped heartbeating).
+    reap_interval_seconds: float = 10.0
+    # On shutdown, how long running jobs may go on before they are cancelled (and reported).
+    shutdown_grace_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class EnvironmentConfig:
+    name: str
+    deploy_command: str
+    url: str = ""
+    timeout_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    id: str
+    name: str
+    stage: str
+    command: str | None = None
+    timeout_seconds: float = 900.0
+
+    @property
+    def automatic(self) -> bool:
+        return self.command is not None
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Who must approve a release before it goes into an environment."""
+
+    required: int = 1  # distinct approvers
+    approvers: tuple[str, ...] = ()  # Slack user IDs (U…/W…) and user-group IDs (S…); () = anyone
+    allow_self_approval: bool = False
+    valid_hours: float = 72.0
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        return tuple(a for a in self.approvers if not a.startswith("S"))
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return tuple(a for a in self.approvers if a.startswith("S"))
+
+
+@dataclass(frozen=True)
+class HotfixConfig:
+    """The emergency path: where hotfixes come from, their gates and their approvals."""
+
+    branches: tuple[str, ...] = ()  # glob patterns, e.g. "hotfix/*"; else the release branch
+    gates: tuple[str, ...] | None = None  # gate ids that apply; None = all gates
+    policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+
+
+@dataclass(frozen=True)
+class Config:
+    repository: RepositoryConfig
+    slack: SlackConfig
+    environments: tuple[EnvironmentConfig, ...]
+    gates: tuple[GateConfig, ...] = ()
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    approvals: dict[str, ApprovalPolicy] = field(default_factory=dict)
+    # Approvals a rollback needs; no approvers listed = the environment's approvers.
+    rollback: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    hotfix: HotfixConfig = field(default_factory=HotfixConfig)
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise KeyError(name)
+
+    @property
+    def first_environment(self) -> EnvironmentConfig:
+        return self.environments[0]
+
+    def gates_for(self, stage: str) -> tuple[GateConfig, ...]:
+        return tuple(g for g in self.gates if g.stage == stage)
+
+    @property
+    def last_environment(self) -> EnvironmentConfig:
+        return self.environments[-1]
+
+    def policy(self, environment: str) -> ApprovalPolicy:
+        return self.approvals.get(environment, ApprovalPolicy())
+
+    def next_environment(self, name: str) -> EnvironmentConfig | None:
+        names = [e.name for e in self.environments]
+        i = names.index(name)
+        return self.environments[i + 1] if i + 1 < len(names) else None
+
+    def release_policy(self, kind: str, stage: str) -> ApprovalPolicy:
+        """The approvals a release of `kind` needs past `stage`: a hotfix has its own count,
+        with the usual approvers unless [hotfix] names others."""
+        usual = self.gate_policy(stage)
+        if kind != "hotfix":
+            return usual
+        own = self.hotfix.policy
+        return dataclasses.replace(own, approvers=own.approvers or usual.approvers)
+
+    def gate_policy(self, stage: str) -> ApprovalPolicy:
+        """Manual gates of a stage approve the way into the next environment (the last
+        stage's gates, into itself)."""
+        target = self.next_environment(stage)
+        return self.policy(target.name if target else stage)
+
+
+# --- validation -----------------------------------------------------------------------------
+# Each table is described by {key: (kind, required)}; kinds are checked by _check_value.
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _check_value(key: str, value: Any, kind: type) -> Any:
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(key, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(key, f"expected an integer, got {_describe(value)}")
+        return value
+    if not isinstance(value, kind):
+        raise ConfigError(key, f"expected {_KIND_NAMES[kind]}, got {_describe(value)}")
+    return value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'the string "{value}"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _table(key: str, raw: Any, schema: Mapping[str, tuple[type, bool]]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ConfigError(key, f"expected a table, got {_describe(raw)}")
+    for name in raw:
+        if name not in schema:
+            known = ", ".join(sorted(schema))
+            raise ConfigError(_join(key, name), f"unknown key (known keys here: {known})")
+    out: dict[str, Any] = {}
+    for name, (kind, required) in schema.items():
+        if name not in raw:
+            if required:
+                raise ConfigError(_join(key, name), "missing (required)")
+            continue
+        out[name] = _check_value(_join(key, name), raw[name], kind)
+    return out
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(key, f"must be greater than 0, got {value:g}")
+
+
+def _nonempty(key: str, value: str) -> None:
+    if not value.strip():
+        raise ConfigError(key, "must not be empty")
+
+
+def parse_config(raw: dict[str, Any]) -> Config:
+    top = {"repository": (dict, True), "slack": (dict, True), "environments": (list, True),
+           "gates": (list, False), "worker": (dict, False), "approvals": (dict, False),
+           "rollback": (dict, False), "hotfix": (dict, False)}
+    _table("", raw, top)
+
+    repo = _table("repository", raw["repository"], {
+        "url": (str, True), "remote": (str, False), "branch": (str, False),
+        "tag_prefix": (str, False)})
+    _nonempty("repository.url", repo["url"])
+    for name in ("remote", "branch"):
+        if name in repo:
+            _nonempty(f"repository.{name}", repo[name])
+    if "tag_prefix" in repo and not TAG_PREFIX.match(repo["tag_prefix"]):
+        raise ConfigError("repository.tag_prefix",
+                          "may hold only letters, digits and . _ / - (at most 20), like \"v\"")
+
+    slack = _table("slack", raw["slack"], {"channel": (str, True)})
+    _nonempty("slack.channel", slack["channel"])
+
+    worker = _table("worker", raw.get("worker", {}), {
+        "concurrency": (int, False), "lock_ttl_seconds": (float, False),
+        "reap_interval_seconds": (float, False), "shutdown_grace_seconds": (float, False)})
+    for name, value in worker.items():
+        if name == "shutdown_grace_seconds":
+            if value < 0:
+                raise ConfigError("worker.shutdown_grace_seconds", "must not be negative")
+        else:
+            _positive(f"worker.{name}", value)
+
+    envs: list[EnvironmentConfig] = []
+    if not raw["environments"]:
+        raise ConfigError("environments", "needs at least one environment (e.g. staging)")
+    for i, item in enumerate(raw["environments"]):
+        key = f"environments[{i}]"
+        env = _table(key, item, {"name": (str, True), "deploy_command": (str, True),
+                                 "url": (str, False), "timeout_seconds": (float, False)})
+        if not ENV_NAME.match(env["name"]):
+            raise ConfigError(f"{key}.name", "must be lowercase letters, digits, - or _ "
+                              f"(like \"staging\"), got \"{env['name']}\"")
+        if any(e.name == env["name"] for e in envs):
+            raise ConfigError(f"{key}.name", f"\"{env['name']}\" is defined twice")
+        _nonempty(f"{key}.deploy_command", env["deploy_command"])
+        if "timeout_seconds" in env:
+            _positive(f"{key}.timeout_seconds", env["timeout_seconds"])
+        envs.append(EnvironmentConfig(**env))
+
+    gates: list[GateConfig] = []
+    env_names = [e.name for e in envs]
+    for i, item in enumerate(raw.get("gates", [])):
+        key = f"gates[{i}]"
+        gate = _table(key, item, {"id": (str, True), "name": (str, True), "stage": (str, True),
+                                  "command": (str, False), "manual": (bool, False),
+                                  "timeout_seconds": (float, False)})
+        if not GATE_ID.match(gate["id"]):
+            raise ConfigError(f"{key}.id", "must be lowercase letters, digits, - or _ "
+                              f"(like \"e2e\"), got \"{gate['id']}\"")
+        if any(g.id == gate["id"] for g in gates):
+            raise ConfigError(f"{key}.id", f"\"{gate['id']}\" is defined twice")
+        _nonempty(f"{key}.name", gate["name"])
+        if gate["stage"] not in env_names:
+            raise ConfigError(f"{key}.stage", f"\"{gate['stage']}\" is not an environment "
+                              f"(environments: {', '.join(env_names)})")
+        manual = gate.pop("manual", False)
+        if manual and "command" in gate:
+            raise ConfigError(f"{key}.command", "a manual gate has no command; "
+                              "drop `manual = true` or the command")
+        if not manual and "command" not in gate:
+            raise ConfigError(key, "needs either `command = \"...\"` (automatic) "
+                              "or `manual = true`")
+        if "command" in gate:
+            _nonempty(f"{key}.command", gate["command"])
+        if "timeout_seconds" in gate:
+            _positive(f"{key}.timeout_seconds", gate["timeout_seconds"])
+        gates.append(GateConfig(**gate))
+
+    approvals = _approvals(raw.get("approvals", {}), env_names)
+    rollback = _policy("rollback", raw.get("rollback", {}), {"required": (int, False),
+                                                           "approvers": (list, False)})
+    hotfix = _hotfix(raw.get("hotfix", {}), [g.id for g in gates])
+    manual = [g.id for g in gates if not g.automatic
+              and (hotfix.gates is None or g.id in hotfix.gates)]
+    if hotfix.policy.required > 0 and not manual and "hotfix" in raw:
+        raise ConfigError("hotfix.gates", "a hotfix needs approvals (hotfix.required) but none "
+                          "of its gates is manual, so nobody could approve it; add a manual "
+                          "gate, or set required = 0 with allow_no_approvals = true")
+    return Config(repository=RepositoryConfig(**repo), slack=SlackConfig(**slack),
+                  environments=tuple(envs), gates=tuple(gates), worker=WorkerConfig(**worker),
+                  approvals=approvals, rollback=rollback, hotfix=hotfix)
+
+
+def _hotfix(raw: Any, gate_ids: list[str]) -> HotfixConfig:
+    found = _table("hotfix", raw, {
+        "branches": (list, False), "gates": (list, False), "required": (int, False),
+        "approvers": (list, False), "allow_no_approvals": (bool, False)})
+    for i, pattern in enumerate(found.get("branches", [])):
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ConfigError(f"hotfix.branches[{i}]", "must be a branch name or pattern "
+                              "like \"hotfix/*\"")
+    gates = found.get("gates")
+    for i, gate in enumerate(gates or []):
+        if gate not in gate_ids:
+            raise ConfigError(f"hotfix.gates[{i}]", f"{_describe(gate)} is not a gate id "
+                              f"(gates: {', '.join(gate_ids)})")
+    allow_none = found.pop("allow_no_approvals", False)
+    if found.get("required", 1) == 0 and not allow_none:
+        raise ConfigError("hotfix.required", "0 approvals needs `allow_no_approvals = true` "
+                          "as well, so nobody turns approvals off by accident")
+    policy_table = {k: found[k] for k in ("required", "approvers") if k in found}
+    if policy_table.get("required") == 0:
+        policy_table["required"] = 1  # validated by _policy, then set back below
+    policy = _policy("hotfix", policy_table, {"required": (int, False),
+                                              "approvers": (list, False)})
+    if found.get("required") == 0:
+        policy = dataclasses.replace(policy, required=0)
+    return HotfixConfig(branches=tuple(found.get("branches", [])),
+                        gates=tuple(gates) if gates is not None else None, policy=policy)
+
+
+
+_APPROVER = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+
+def _approvals(raw: Any, env_names: list[str]) -> dict[str, ApprovalPolicy]:
+    if not isinstance(raw, dict):
+        raise ConfigError("approvals", f"expected a table, got {_describe(raw)}")
+    policies: dict[str, ApprovalPolicy] = {}
+    for env, table in raw.items():
+        key = f"approvals.{env}"
+        if env not in env_names:
+            raise ConfigError(key, f"\"{env}\" is not an environment "
+                              f"(environments: {', '.join(env_names)})")
+        policies[env] = _policy(key, table, {
+            "required": (int, False), "approvers": (list, False),
+            "allow_self_approval": (bool, False), "valid_hours": (float, False)})
+    return policies
+
+
+def _policy(key: str, table: Any, schema: Mapping[str, tuple[type, bool]]) -> ApprovalPolicy:
+    found = _table(key, table, schema)
+    if found.get("required", 1) < 1:
+        raise ConfigError(f"{key}.required", "must be at least 1")
+    if "valid_hours" in found:
+        _positive(f"{key}.valid_hours", found["valid_hours"])
+    approvers = found.get("approvers", [])
+    for i, who in enumerate(approvers):
+        if not isinstance(who, str) or not _APPROVER.match(who):
+            raise ConfigError(f"{key}.approvers[{i}]", "must be a Slack user ID (U… or "
+                              f"W…) or user-group ID (S…), got {_describe(who)}; names "
+                              "change, IDs do not")
+    found["approvers"] = tuple(approvers)
+    return ApprovalPolicy(**found)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config", f"file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    return parse_config(raw)

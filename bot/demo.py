@@ -1,0 +1,256 @@
+"""`releasebot shell --demo`: a sample project in a temporary folder that the bot really runs.
+
+A bare "remote" with a messy tag history, deploy and gate scripts that really run (each
+environment is a folder the deploy writes the release into), and a config that uses them.
+Grows with the bot: every capability the bot gains should be walkable here.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+_GIT_ENV = {"GIT_AUTHOR_NAME": "Demo Dev", "GIT_AUTHOR_EMAIL": "dev@demo.invalid",
+            "GIT_COMMITTER_NAME": "Demo Dev", "GIT_COMMITTER_EMAIL": "dev@demo.invalid",
+            "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+DEPLOY_SCRIPT = """\
+#!/bin/sh
+# Demo deploy: "releases" the checked-out site into the environment's folder.
+set -eu
+env_dir="$DEMO_DIR/environments/$RELEASE_ENV"
+mkdir -p "$env_dir"
+echo "building $RELEASE_TAG ($RELEASE_SHA) for $RELEASE_ENV"
+cp index.html "$env_dir/index.html"
+printf '%s\\n' "$RELEASE_VERSION" > "$env_dir/VERSION"
+printf '%s %s %s\\n' "$(date -u +%FT%TZ)" "$RELEASE_ENV" "$RELEASE_TAG" >> "$DEMO_DIR/deploys.log"
+echo "deployed $RELEASE_TAG to $RELEASE_ENV"
+"""
+
+GATE_SCRIPT = """\
+#!/bin/sh
+# Demo gate: asks the environment's health endpoints whether it is up and serves the version
+# that was just deployed.
+set -eu
+echo "checking $RELEASE_ENV for $RELEASE_VERSION ($1)"
+"$DEMO_PYTHON" - "$DEMO_SITE/$RELEASE_ENV" "$RELEASE_VERSION" <<'PY'
+import json, sys, urllib.request
+base, want = sys.argv[1], sys.argv[2]
+health = json.load(urllib.request.urlopen(base + "/health", timeout=5))
+assert health["status"] == "UP", health
+info = json.load(urllib.request.urlopen(base + "/build-info", timeout=5))
+assert info["version"] == want, f"the site reports {info['version']}, expected {want}"
+print("health UP; build-info reports", info["version"])
+PY
+echo "$1: all checks passed"
+"""
+
+CONFIG = """\
+# releasebot demo config (made by `releasebot shell --demo`)
+[repository]
+url = "{remote}"
+branch = "main"
+tag_prefix = "v"
+
+[slack]
+channel = "#releases"
+
+[worker]
+lock_ttl_seconds = 10
+reap_interval_seconds = 2
+shutdown_grace_seconds = 0
+
+[[environments]]
+name = "staging"
+deploy_command = "DEMO_DIR={demo} sh {demo}/scripts/deploy.sh"
+url = "{site}/staging"
+timeout_seconds = 60
+
+[[environments]]
+name = "production"
+deploy_command = "DEMO_DIR={demo} sh {demo}/scripts/deploy.sh"
+url = "{site}/production"
+timeout_seconds = 60
+
+[[gates]]
+id = "e2e"
+name = "Automated tests"
+stage = "staging"
+command = "{gate_env} sh {demo}/scripts/gate.sh e2e"
+
+[[gates]]
+id = "infra"
+name = "Infrastructure validation"
+stage = "staging"
+command = "{gate_env} sh {demo}/scripts/gate.sh infra"
+
+[[gates]]
+id = "qa"
+name = "Manual QA"
+stage = "staging"
+manual = true
+
+[[gates]]
+id = "perf"
+name = "Performance acceptable"
+stage = "staging"
+manual = true
+
+[[gates]]
+id = "smoke"
+name = "Smoke tests"
+stage = "production"
+command = "{gate_env} sh {demo}/scripts/gate.sh smoke"
+
+# Into production: one approval per manual gate, from anyone but the requester.
+[approvals.production]
+required = 1
+allow_self_approval = false
+
+# A rollback needs one approval; whoever asks counts if they may approve.
+[rollback]
+required = 1
+
+# Hotfixes come from the newest hotfix/* branch, with fewer gates.
+[hotfix]
+branches = ["hotfix/*"]
+gates = ["e2e", "qa", "smoke"]
+required = 1
+"""
+
+# The sample history, oldest first: (commit message, site heading, tags on that commit).
+HISTORY: list[tuple[str, str, list[str]]] = [
+    ("Initial site", "Hello", ["v0.8.1-bug-fixes"]),
+    ("Blog section", "Hello, blog", ["v0.13.3-final", "bd-12", "20240315-1200"]),
+    ("Dark mode", "Hello, dark mode", ["v0.14.0-rc.1", "v0.14.0"]),
+    ("Fix footer links", "Hello, fixed footer", ["v0.14.1"]),
+    ("Infrastructure changes", "Hello, new infrastructure", []),
+]
+
+
+@dataclass(frozen=True)
+class Demo:
+    root: Path
+
+    @property
+    def remote(self) -> Path:
+        return self.root / "remote.git"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "work"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "releasebot.toml"
+
+    def deployed_version(self, environment: str) -> str | None:
+        path = self.root / "environments" / environment / "VERSION"
+        return path.read_text().strip() if path.exists() else None
+
+    def remote_tags(self) -> list[str]:
+        return _git(["tag"], self.remote).split()
+
+    def deploys(self) -> list[str]:
+        log = self.root / "deploys.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                            env={**os.environ, **_GIT_ENV})
+    return result.stdout.strip()
+
+
+def create_demo(root: Path, site_port: int) -> Demo:
+    """Lay out the demo project under `root` (which must be empty or missing); its site will
+    be served on `site_port` (see DemoSite)."""
+    demo = Demo(root)
+    root.mkdir(parents=True, exist_ok=True)
+    scripts = root / "scripts"
+    scripts.mkdir()
+    (scripts / "deploy.sh").write_text(DEPLOY_SCRIPT)
+    (scripts / "gate.sh").write_text(GATE_SCRIPT)
+    (root / "environments").mkdir()
+
+    _git(["init", "-q", "--bare", "-b", "main", str(demo.remote)], root)
+    _git(["init", "-q", "-b", "main", str(demo.work)], root)
+    _git(["remote", "add", "origin", str(demo.remote)], demo.work)
+    for message, heading, tags in HISTORY:
+        (demo.work / "index.html").write_text(
+            f"<!doctype html>\n<title>Demo site</title>\n<h1>{heading}</h1>\n")
+        _git(["add", "index.html"], demo.work)
+        _git(["commit", "-q", "-m", message], demo.work)
+        for tag in tags:
+            _git(["tag", "-a", tag, "-m", tag], demo.work)
+    # A fix waiting on a hotfix branch, one commit past main's head.
+    _git(["checkout", "-q", "-b", "hotfix/footer-links"], demo.work)
+    (demo.work / "index.html").write_text(
+        "<!doctype html>\n<title>Demo site</title>\n<h1>Hello, new infrastructure</h1>\n"
+        "<footer><a href=\"/about\">About</a></footer>\n")
+    _git(["commit", "-q", "-am", "Fix footer links"], demo.work)
+    _git(["checkout", "-q", "main"], demo.work)
+    _git(["push", "-q", "--tags", "origin", "main", "hotfix/footer-links"], demo.work)
+
+    site = f"http://127.0.0.1:{site_port}"
+    gate_env = f"DEMO_DIR={root} DEMO_SITE={site} DEMO_PYTHON={sys.executable}"
+    demo.config_path.write_text(CONFIG.format(remote=demo.remote, demo=root, site=site,
+                                              gate_env=gate_env))
+    return demo
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DemoSite:
+    """The demo's "website" on 127.0.0.1: per environment, the page the last deploy put there,
+    `/health`, and `/build-info` with the version deployed (what health checks look at)."""
+
+    def __init__(self, demo: Demo, port: int) -> None:
+        self.demo = demo
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{env}/health", self._health)
+        app.router.add_get("/{env}/build-info", self._build_info)
+        app.router.add_get("/{env}/", self._page)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _env_dir(self, request: web.Request) -> Path:
+        env = request.match_info["env"]
+        if not env.isidentifier():
+            raise web.HTTPNotFound()
+        return self.demo.root / "environments" / env
+
+    async def _health(self, request: web.Request) -> web.Response:
+        up = (self._env_dir(request) / "index.html").exists()
+        return web.json_response({"status": "UP" if up else "DOWN"}, status=200 if up else 503)
+
+    async def _build_info(self, request: web.Request) -> web.Response:
+        version = self.demo.deployed_version(request.match_info["env"])
+        if version is None:
+            raise web.HTTPNotFound()
+        return web.json_response({"version": version})
+
+    async def _page(self, request: web.Request) -> web.Response:
+        page = self._env_dir(request) / "index.html"
+        if not page.exists():
+            raise web.HTTPNotFound()
+        return web.Response(text=page.read_text(), content_type="text/html")

@@ -1,0 +1,208 @@
+"""The bot's own clone of the released repository (GitPython, blocking).
+
+Every function here blocks: call them with `asyncio.to_thread`. Each opens a fresh `Repo` and
+closes it (GitPython leaks in long-lived processes otherwise), and holds a file lock on the
+clone so that two processes on one host never run git in it at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+BOT_NAME = "releasebot"
+BOT_EMAIL = "releasebot@localhost"
+
+
+class GitError(Exception):
+    """A git operation failed; the message is fit to show to a person."""
+
+
+class TagExists(GitError):
+    pass
+
+
+class PushRejected(GitError):
+    pass
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The release branch after a fetch: its head and the tags in its history."""
+
+    head_sha: str
+    head_subject: str
+    tags_in_history: tuple[str, ...]
+    all_tags: dict[str, str]  # tag -> commit sha
+
+
+def _clean(exc: git.GitCommandError) -> str:
+    """The useful lines of git's stderr, without credentials embedded in URLs."""
+    text = exc.stderr if isinstance(exc.stderr, str) else str(exc)
+    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
+    lines = [ln.strip().removeprefix("stderr:").strip().strip("'").strip()
+             for ln in text.strip().splitlines()]
+    lines = [ln for ln in lines if ln]
+    return "\n".join(lines[-6:]) or "git failed"
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _repo(path: Path) -> Iterator[git.Repo]:
+    repo = git.Repo(path)
+    try:
+        yield repo
+    finally:
+        repo.close()
+
+
+def sync(url: str, path: Path, remote: str, branch: str) -> Snapshot:
+    """Clone the repository if needed, fetch branches and tags, and read the release branch."""
+    sync_tags(url, path, remote)
+    with _locked(path), _repo(path) as repo:
+        ref = f"refs/remotes/{remote}/{branch}"
+        try:
+            head = repo.git.rev_parse("--verify", f"{ref}^{{commit}}")
+        except git.GitCommandError:
+            raise GitError(f"the release branch `{branch}` does not exist on "
+                           f"{remote} ({_safe_url(url)})") from None
+        subject = repo.git.log("-1", "--format=%s", head)
+        merged = repo.git.tag("--merged", head).split()
+        listing = repo.git.for_each_ref(
+            "refs/tags", "--format=%(refname:strip=2) %(objectname) %(*objectname)")
+    all_tags: dict[str, str] = {}
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            all_tags[parts[0]] = parts[2] if len(parts) > 2 else parts[1]
+    return Snapshot(head_sha=head, head_subject=subject, tags_in_history=tuple(merged),
+                    all_tags=all_tags)
+
+
+def _safe_url(url: str) -> str:
+    return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", url)
+
+
+def create_and_push_tag(path: Path, remote: str, tag: str, sha: str, message: str) -> None:
+    """Create an annotated tag on `sha` and push it; on any failure no tag is left behind."""
+    with _locked(path), _repo(path) as repo:
+        try:
+            repo.git.rev_parse("--verify", f"refs/tags/{tag}")
+        except git.GitCommandError:
+            pass
+        else:
+            raise TagExists(f"tag {tag} already exists")
+        author = {"GIT_COMMITTER_NAME": BOT_NAME, "GIT_COMMITTER_EMAIL": BOT_EMAIL}
+        try:
+            with repo.git.custom_environment(**author):
+                repo.git.tag("-a", tag, sha, "-m", message)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot create tag {tag}:\n{_clean(exc)}") from None
+        try:
+            repo.git.push(remote, f"refs/tags/{tag}:refs/tags/{tag}")
+        except git.GitCommandError as exc:
+            repo.git.tag("-d", tag)
+            detail = _clean(exc)
+            if "already exists" in detail:
+                raise TagExists(f"tag {tag} already exists on {remote}") from None
+            raise PushRejected(f"{remote} rejected tag {tag}:\n{detail}") from None
+
+
+def delete_remote_tag(path: Path, remote: str, tag: str) -> None:
+    """Undo a pushed tag (used when the release could not be recorded after the push)."""
+    with _locked(path), _repo(path) as repo:
+        with contextlib.suppress(git.GitCommandError):
+            repo.git.push(remote, f":refs/tags/{tag}")
+        with contextlib.suppress(git.GitCommandError):
+            repo.git.tag("-d", tag)
+
+
+def tag_message(path: Path, tag: str) -> str:
+    with _repo(path) as repo:
+        return repo.git.for_each_ref(f"refs/tags/{tag}", "--format=%(contents)")
+
+
+def checkout(url: str, path: Path, remote: str, tag: str, sha: str) -> Path:
+    """A fresh detached worktree at `tag`, in a temporary folder of its own.
+
+    Fetches first (another worker may have created the tag, or someone may have moved it),
+    and refuses when the tag no longer points at `sha`: a deploy runs exactly the tested
+    commit, and deploy scripts that use $RELEASE_TAG must get that commit too.
+    """
+    sync_tags(url, path, remote)
+    target = Path(tempfile.mkdtemp(prefix="releasebot-wt-"))
+    with _locked(path), _repo(path) as repo:
+        try:
+            found = repo.git.rev_parse("--verify", f"refs/tags/{tag}^{{commit}}")
+        except git.GitCommandError:
+            shutil.rmtree(target, ignore_errors=True)
+            raise GitError(f"tag {tag} is not on {remote} any more") from None
+        if found != sha:
+            shutil.rmtree(target, ignore_errors=True)
+            raise GitError(f"tag {tag} now points at {found[:10]}, not at the released "
+                           f"{sha[:10]}; someone moved it, so I will not deploy it")
+        try:
+            repo.git.worktree("add", "--detach", "--force", str(target), sha)
+        except git.GitCommandError as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            raise GitError(f"cannot check out {tag}:\n{_clean(exc)}") from None
+    return target
+
+
+def sync_tags(url: str, path: Path, remote: str) -> None:
+    """Clone if needed and fetch the remote's tags (and branches)."""
+    with _locked(path):
+        try:
+            if not (path / ".git").exists():
+                if path.exists():
+                    shutil.rmtree(path)
+                git.Repo.clone_from(url, path, no_checkout=True, origin=remote).close()
+            with _repo(path) as repo:
+                repo.git.remote("set-url", remote, url)
+                # The remote is the truth for tags: drop local ones it no longer has.
+                repo.git.fetch(remote, "--prune", "--prune-tags", "--force", "--tags",
+                               f"+refs/heads/*:refs/remotes/{remote}/*")
+                repo.git.worktree("prune")
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot fetch {_safe_url(url)}:\n{_clean(exc)}") from None
+
+
+def remove_worktree(path: Path, worktree: Path) -> None:
+    with _locked(path), _repo(path) as repo:
+        with contextlib.suppress(git.GitCommandError):
+            repo.git.worktree("remove", "--force", str(worktree))
+        with contextlib.suppress(git.GitCommandError):
+            repo.git.worktree("prune")
+    shutil.rmtree(worktree, ignore_errors=True)
+
+
+def newest_branch(url: str, path: Path, remote: str, patterns: tuple[str, ...]) -> str | None:
+    """The most recently committed remote branch matching any of `patterns` (hotfix/*)."""
+    import fnmatch
+
+    sync_tags(url, path, remote)
+    with _locked(path), _repo(path) as repo:
+        listing = repo.git.for_each_ref(f"refs/remotes/{remote}", "--sort=-committerdate",
+                                        "--format=%(refname:strip=3)")
+    for branch in listing.splitlines():
+        if branch != "HEAD" and any(fnmatch.fnmatchcase(branch, p) for p in patterns):
+            return branch
+    return None

@@ -1,0 +1,585 @@
+"""Worker jobs: create a release candidate, deploy a release to an environment, run its gates.
+
+Jobs run in the worker role (saq on Redis). They take plain keyword arguments so a job can be
+enqueued by any web replica and run by any worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import semver
+
+from bot import approvals, gitrepo, messages, releases
+from bot.config import Config, EnvironmentConfig, GateConfig
+from bot.locks import LockHeld, RenewingLock, held
+from bot.process import CommandResult, run_command
+from bot.releases import Release, TransitionError
+from bot.services import Services
+from bot.store import BOT, Actor
+from bot.versions import VersionError, next_candidate, next_hotfix
+
+log = logging.getLogger(__name__)
+
+CREATE_RC = "create_rc"
+DEPLOY = "deploy"
+PROMOTE = "promote"
+
+
+def config_last(services: Services) -> str:
+    return services.config.last_environment.name
+
+
+@dataclass(frozen=True)
+class RcRequest:
+    """A `/release rc` as the handler received it (plain data, so it travels in a job)."""
+
+    user_id: str
+    user_name: str
+    channel_id: str
+    response_url: str | None
+    description: str = ""
+    issue: str | None = None
+    bump: str | None = None
+    dry_run: bool = False
+    kind: str = "rc"  # or "hotfix"
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.user_id, self.user_name, self.channel_id)
+
+
+async def enqueue_rc(services: Services, request: RcRequest, request_id: str) -> None:
+    # The job key makes a re-delivered command a no-op even at the queue.
+    await services.queue.enqueue(CREATE_RC, request=asdict(request), key=f"rc-{request_id}",
+                                 timeout=600, retries=1)
+
+
+async def enqueue_deploy(services: Services, release: Release, environment: str,
+                         actor: Actor) -> str:
+    """Record a queued deploy on the release and put its job on the queue."""
+    deploy_id = f"{release.version}@{environment}#{secrets.token_hex(4)}"
+    await services.store.update_release(
+        release.version,
+        lambda r: releases.queue_deploy(r, environment, deploy_id, services.store.clock()),
+        actor, "deploy.queue", environment=environment)
+    env = services.config.environment(environment)
+    gate_time = sum(g.timeout_seconds for g in services.config.gates_for(environment)
+                    if g.automatic)
+    ttl = services.config.worker.lock_ttl_seconds
+    await services.queue.enqueue(
+        DEPLOY, version=release.version, environment=environment, deploy_id=deploy_id,
+        actor=asdict(actor), key=deploy_id, retries=1,
+        timeout=int(env.timeout_seconds + gate_time + 120),
+        # saq's sweeper aborts (never retries: retries=1) a job whose worker stopped
+        # heartbeating; our own reaper reports it in the thread.
+        heartbeat=int(max(ttl * 2, 10)))
+    services.notifier.refresh(release.version)
+    return deploy_id
+
+
+# --- /release rc -------------------------------------------------------------------------------
+
+async def create_rc(ctx: dict[str, Any], *, request: dict[str, Any]) -> None:
+    services: Services = ctx["services"]
+    await create_release_candidate(services, RcRequest(**request))
+
+
+async def create_release_candidate(services: Services, req: RcRequest) -> Release | None:
+    notifier, store, config = services.notifier, services.store, services.config
+    repo_cfg = config.repository
+    hotfix = req.kind == "hotfix"
+    action = "hotfix.create" if hotfix else "rc.create"
+
+    async def refuse(text: str, reason: str) -> None:
+        await store.audit(req.actor, action, outcome="refused", reason=reason)
+        await notifier.answer(req.response_url, messages.problem(text), text)
+
+    try:
+        async with held(services.redis, store.keys.repo_lock, 120, req.user_id,
+                        "creating a release candidate"):
+            try:
+                branch = repo_cfg.branch
+                if hotfix and config.hotfix.branches:
+                    branch = await asyncio.to_thread(
+                        gitrepo.newest_branch, repo_cfg.url, services.clone_path,
+                        repo_cfg.remote, config.hotfix.branches) or branch
+                snapshot = await asyncio.to_thread(gitrepo.sync, repo_cfg.url,
+                                                   services.clone_path, repo_cfg.remote,
+                                                   branch)
+            except gitrepo.GitError as exc:
+                await refuse(f"I could not fetch the repository, so nothing was tagged.\n"
+                             f"{messages.code_block(str(exc))}\nCheck `repository.url` in the "
+                             "config and that the bot can read it.", f"fetch failed: {exc}")
+                return None
+            try:
+                if hotfix:
+                    live = (await store.environment_versions(
+                        [config.last_environment.name]))[config.last_environment.name]
+                    version = next_hotfix(live.get("version"), snapshot.all_tags,
+                                          repo_cfg.tag_prefix, config.last_environment.name)
+                else:
+                    version = next_candidate(snapshot.tags_in_history, repo_cfg.tag_prefix,
+                                             req.bump)  # type: ignore[arg-type]
+            except VersionError as exc:
+                await refuse(str(exc), str(exc))
+                return None
+            tag = version.tag(repo_cfg.tag_prefix)
+            if tag in snapshot.all_tags:
+                sha = snapshot.all_tags[tag][:10]
+                await refuse(f"Tag `{tag}` already exists on commit `{sha}`, outside the "
+                             f"history of `{branch}`, so I did not create it. Delete "
+                             "that tag or choose another version with `--bump`.",
+                             f"tag {tag} exists")
+                return None
+            first_env = config.first_environment.name
+            if req.dry_run:
+                gates = [g.name for g in config.gates_for(first_env)]
+                blocks = messages.dry_run(tag, snapshot.head_sha, snapshot.head_subject,
+                                          branch, first_env, gates)
+                await store.audit(req.actor, "rc.dry-run", release=str(version),
+                                  reason=f"would tag {tag} on {snapshot.head_sha}")
+                await notifier.answer(req.response_url, blocks, f"Dry run: would tag {tag}")
+                return None
+            candidate = releases.new_release(
+                config, version=str(version), tag=tag, sha=snapshot.head_sha,
+                requester=req.user_id, requester_name=req.user_name,
+                description=req.description, issue=req.issue, now=store.clock(),
+                kind=req.kind)
+            release = await _tag_and_record(services, req, candidate, refuse)
+    except LockHeld as exc:
+        await notifier.answer(req.response_url, messages.problem(
+            f"{messages.mention(exc.info.holder)} is creating a release candidate right now. "
+            "Try again in a minute."), "Another release candidate is being created")
+        return None
+    if release is None:
+        return None
+    if hotfix:
+        await notifier.thread(release.version, messages.note(
+            f"🚑 *HOTFIX* from `{branch}`, with its own gates and approvals. "
+            f"{messages.mention(release.requester)}: review it afterwards (what broke, why the "
+            "normal path was skipped, the follow-up issue)."), "Hotfix: review it afterwards")
+    await enqueue_deploy(services, release, config.first_environment.name, req.actor)
+    await notifier.answer(req.response_url, messages.note(
+        f"Created `{release.tag}`; deploying to *{config.first_environment.name}*. "
+        f"Follow it in {messages.channel_ref(config.slack.channel)}."), f"Created {release.tag}")
+    return release
+
+
+def _tag_message(release: Release) -> str:
+    lines = [f"Release candidate {release.tag}",
+             "",
+             f"Requested-by: {release.requester_name} ({release.requester})"]
+    if release.description:
+        lines.append(f"Description: {release.description}")
+    if release.issue:
+        lines.append(f"Issue: {release.issue}")
+    return "\n".join(lines)
+
+
+async def _tag_and_record(services: Services, req: RcRequest, release: Release,
+                          refuse: Any) -> Release | None:
+    """Record, tag, push, announce: all of it or none of it."""
+    store, notifier, config = services.store, services.notifier, services.config
+    repo_cfg = config.repository
+    try:
+        await store.create_release(release, req.actor)
+    except TransitionError:
+        await refuse(f"`{release.tag}` is already recorded by the bot. Check "
+                     "`/release status`.", f"{release.version} already recorded")
+        return None
+    try:
+        await asyncio.to_thread(gitrepo.create_and_push_tag, services.clone_path,
+                                repo_cfg.remote, release.tag, release.sha,
+                                _tag_message(release))
+    except gitrepo.GitError as exc:
+        await store.discard_release(release.version, req.actor, f"tag not pushed: {exc}")
+        hint = ("Someone else may have created it; try again to get the next number."
+                if isinstance(exc, gitrepo.TagExists)
+                else "Check that the bot may push tags to the repository.")
+        await refuse(f"I could not push `{release.tag}`, so no release was created.\n"
+                     f"{messages.code_block(str(exc))}\n{hint}", f"push failed: {exc}")
+        return None
+    try:
+        posted = await notifier.post(config.slack.channel,
+                                     messages.release_message(release, config),
+                                     messages.release_fallback_text(release))
+        channel = posted.get("channel") if posted else None
+        ts = posted.get("ts") if posted else None
+        release, _ = await store.update_release(
+            release.version, lambda r: releases.activate(r, channel=channel, message_ts=ts),
+            req.actor, "release.tag", reason=f"{release.tag} on {release.sha}")
+    except Exception:
+        # The tag is out but the release could not be recorded: take the tag back.
+        log.exception("recording %s failed after its push", release.version)
+        await asyncio.to_thread(gitrepo.delete_remote_tag, services.clone_path,
+                                repo_cfg.remote, release.tag)
+        with contextlib.suppress(Exception):
+            await store.discard_release(release.version, req.actor, "recording failed")
+        await refuse(f"Something failed after `{release.tag}` was pushed, so I removed the tag "
+                     "again. Nothing was released; try again.", "recording failed")
+        return None
+    if posted is None:
+        await notifier.answer(req.response_url, messages.problem(
+            f"`{release.tag}` is tagged, but I could not post in "
+            f"{messages.channel_ref(config.slack.channel)}. Invite me there (`/invite "
+            "@releasebot`) or fix `slack.channel` in the config."), "could not post")
+    else:
+        await notifier.thread(release.version, messages.note(
+            f"Tagged `{release.tag}` on `{release.sha[:10]}` for "
+            f"{messages.mention(release.requester)}."), f"Tagged {release.tag}")
+    await supersede_older(services, release, req.actor)
+    return release
+
+
+async def supersede_older(services: Services, newer: Release, actor: Actor) -> None:
+    """A newer candidate voids the pending approvals of older ones of its kind."""
+    for older in await services.store.releases_in_flight():
+        if older.version == newer.version or older.kind != newer.kind:
+            continue
+        try:
+            await services.store.update_release(
+                older.version, partial(approvals.supersede, newer=newer.tag), actor,
+                "release.supersede", reason=f"superseded by {newer.tag}")
+        except TransitionError:
+            continue  # promoted or superseded meanwhile
+        services.notifier.refresh(older.version)
+        await services.notifier.thread(older.version, messages.note(
+            f"⏭️ Superseded by `{newer.tag}`: approvals of this candidate no longer count."),
+            f"Superseded by {newer.tag}")
+
+
+# --- deploys -----------------------------------------------------------------------------------
+
+async def deploy(ctx: dict[str, Any], *, version: str, environment: str, deploy_id: str,
+                 actor: dict[str, str] | None = None) -> None:
+    services: Services = ctx["services"]
+    await run_deploy(services, version, environment, deploy_id,
+                     Actor(**actor) if actor else BOT, job=ctx.get("job"))
+
+
+def _command_env(release: Release, environment: str, config: Config) -> dict[str, str]:
+    version, tag = release.tag_for(environment, config.last_environment.name)
+    return {"RELEASE_VERSION": version, "RELEASE_TAG": tag, "RELEASE_SHA": release.sha,
+            "RELEASE_ENV": environment}
+
+
+@contextlib.asynccontextmanager
+async def heartbeat(services: Services, deploy_id: str, job: Any) -> AsyncIterator[None]:
+    """Keep the deploy's lease (and saq's job heartbeat) alive while the deploy runs."""
+    ttl = services.config.worker.lock_ttl_seconds
+    lease = services.store.keys.deploy_lease(deploy_id)
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            with contextlib.suppress(Exception):
+                await services.redis.set(lease, "1", px=int(ttl * 1000))
+                if job is not None:
+                    await job.update()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def run_deploy(services: Services, version: str, environment: str, deploy_id: str,
+                     actor: Actor = BOT, job: Any = None) -> None:
+    """Deploy on behalf of `actor` (who asked for it: the audit entries name them)."""
+    store, notifier, config = services.store, services.notifier, services.config
+    env = config.environment(environment)
+    release = await store.get_release(version)
+    if release is None:
+        log.warning("deploy %s: no release %s", deploy_id, version)
+        return
+    lock = RenewingLock(services.redis, store.keys.env_lock(environment),
+                        config.worker.lock_ttl_seconds)
+    try:
+        await lock.acquire(release.requester, f"deploying {release.tag}")
+    except LockHeld as exc:
+        holder = exc.info
+        with contextlib.suppress(TransitionError):
+            await store.update_release(
+                version, partial(releases.block_deploy, deploy_id=deploy_id,
+                                 now=store.clock(), detail=f"locked by {holder.holder}"),
+                actor, "deploy.start", environment=environment, outcome="blocked",
+                reason=f"{environment} held by {holder.holder}: {holder.reason}")
+        await notifier.thread(version, messages.environment_busy(environment, holder),
+                              f"{environment} is busy")
+        notifier.refresh(version)
+        return
+    try:
+        await _deploy_locked(services, release, env, deploy_id, actor, job)
+    finally:
+        await lock.release()
+
+
+async def _deploy_locked(services: Services, release: Release, env: EnvironmentConfig,
+                         deploy_id: str, actor: Actor, job: Any) -> None:
+    store, notifier = services.store, services.notifier
+    ttl = services.config.worker.lock_ttl_seconds
+    version, tag = release.tag_for(env.name, services.config.last_environment.name)
+    lease = store.keys.deploy_lease(deploy_id)
+    await services.redis.set(lease, "1", px=int(ttl * 1000))
+    try:
+        release, _ = await store.update_release(
+            release.version, lambda r: releases.start_deploy(r, deploy_id, store.clock()),
+            actor, "deploy.start", environment=env.name)
+    except TransitionError as exc:
+        # Not queued any more (a re-delivered job, or reported lost): never run it again.
+        log.warning("deploy %s not started: %s", deploy_id, exc)
+        await services.redis.delete(lease)
+        return
+    await services.redis.hset(store.keys.running_deploys, deploy_id, json.dumps(
+        {"version": release.version, "environment": env.name}))
+    notifier.refresh(release.version)
+    await notifier.thread(release.version, messages.note(
+        f"⏳ Deploying `{tag}` to *{env.name}*…"), f"Deploying to {env.name}")
+
+    worktree = None
+    async with heartbeat(services, deploy_id, job):
+        try:
+            repo_cfg = services.config.repository
+            worktree = await asyncio.to_thread(gitrepo.checkout, repo_cfg.url,
+                                               services.clone_path, repo_cfg.remote,
+                                               tag, release.sha)
+            result = await run_command(env.deploy_command, cwd=worktree,
+                                       env=_command_env(release, env.name, services.config),
+                                       timeout=env.timeout_seconds)
+        except asyncio.CancelledError:
+            # The worker is shutting down: the command was killed; say so, don't leave it
+            # "running" until the reaper notices.
+            await _record_stopped(services, release, env.name, deploy_id, actor)
+            raise
+        except gitrepo.GitError as exc:
+            result = CommandResult(exit_code=None, timed_out=False, duration=0.0,
+                                   tail=str(exc), error=f"could not check out {tag}")
+        try:
+            release, deploy = await store.update_release(
+                release.version,
+                lambda r: releases.finish_deploy(r, deploy_id, store.clock(), ok=result.ok,
+                                                 detail=result.summary()),
+                actor, "deploy.finish", environment=env.name,
+                outcome="succeeded" if result.ok else "failed", reason=result.summary())
+        except TransitionError as exc:
+            log.warning("deploy %s finished after it was reported lost: %s", deploy_id, exc)
+            deploy = None
+        await services.redis.hdel(store.keys.running_deploys, deploy_id)
+        await services.redis.delete(lease)
+        if deploy is not None:
+            if result.ok:
+                await store.set_environment_version(env.name, version, tag, release.sha,
+                                                    release.version)
+            await notifier.thread(release.version,
+                                  messages.deploy_outcome(tag, env.name, result),
+                                  f"Deploy to {env.name} {deploy.status}")
+            notifier.refresh(release.version)
+            if result.ok and worktree is not None:
+                await _run_gates(services, release, env.name, worktree, actor)
+            if result.ok and release.final_tag and env.name == config_last(services):
+                with contextlib.suppress(TransitionError):
+                    await store.update_release(release.version, releases.go_live, actor,
+                                               "release.live", environment=env.name)
+                    notifier.refresh(release.version)
+                    await notifier.thread(release.version, messages.note(
+                        f"🎉 `{tag}` is live in *{env.name}*."), f"{tag} is live")
+        if worktree is not None:
+            await asyncio.to_thread(gitrepo.remove_worktree, services.clone_path, worktree)
+
+
+async def _record_stopped(services: Services, release: Release, environment: str,
+                          deploy_id: str, actor: Actor) -> None:
+    store = services.store
+    detail = "worker stopped during the deploy"
+    try:
+        await store.update_release(
+            release.version, partial(releases.finish_deploy, deploy_id=deploy_id,
+                                     now=store.clock(), ok=False, detail=detail),
+            actor, "deploy.finish", environment=environment, outcome="failed", reason=detail)
+    except TransitionError:
+        return
+    await services.redis.hdel(store.keys.running_deploys, deploy_id)
+    await services.redis.delete(store.keys.deploy_lease(deploy_id))
+    await services.notifier.thread(release.version, messages.problem(
+        f"The worker was stopped while deploying `{release.tag}` to *{environment}*; the "
+        f"deploy command was killed and the deploy is marked *failed*. Check *{environment}* "
+        "before deploying again."), f"Deploy to {environment} stopped")
+    services.notifier.refresh(release.version)
+
+
+async def _run_gates(services: Services, release: Release, environment: str,
+                     worktree: Path, actor: Actor) -> None:
+    store, notifier = services.store, services.notifier
+    gates: list[GateConfig] = [g for g in services.config.gates_for(environment)
+                               if g.automatic]
+    for gate_cfg in gates:
+        try:
+            release, gate = await store.update_release(
+                release.version, partial(releases.start_gate, gate_id=gate_cfg.id,
+                                         now=store.clock()),
+                actor, "gate.start", environment=environment, reason=gate_cfg.id)
+        except TransitionError:
+            continue
+        notifier.refresh(release.version)
+        assert gate_cfg.command is not None
+        result = await run_command(gate_cfg.command, cwd=worktree,
+                                   env=_command_env(release, environment, services.config),
+                                   timeout=gate_cfg.timeout_seconds)
+        release, gate = await store.update_release(
+            release.version,
+            partial(releases.finish_gate, gate_id=gate_cfg.id, now=store.clock(),
+                    ok=result.ok, detail=result.summary()),
+            actor, "gate.finish", environment=environment,
+            outcome="passed" if result.ok else "failed", reason=gate_cfg.id)
+        notifier.refresh(release.version)
+        await notifier.thread(release.version, messages.gate_outcome(release, gate, result),
+                              f"{gate.name} {gate.status}")
+
+
+# --- lost deploys ------------------------------------------------------------------------------
+
+async def reap_lost_deploys(services: Services) -> list[str]:
+    """Report deploys whose worker stopped heartbeating as failed (never re-run them)."""
+    store = services.store
+    running = await services.redis.hgetall(store.keys.running_deploys)
+    reaped: list[str] = []
+    for raw_id, raw_info in running.items():
+        deploy_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
+        if await services.redis.exists(store.keys.deploy_lease(deploy_id)):
+            continue
+        info = json.loads(raw_info)
+        if "rollback" in info:
+            from bot.rollback_jobs import report_lost
+
+            await report_lost(services, info["rollback"])
+            await services.redis.hdel(store.keys.running_deploys, deploy_id)
+            reaped.append(deploy_id)
+            continue
+        version, environment = info["version"], info["environment"]
+        ttl = services.config.worker.lock_ttl_seconds
+        detail = f"worker lost: no heartbeat for {ttl:g}s"
+        try:
+            await store.update_release(
+                version, partial(releases.finish_deploy, deploy_id=deploy_id,
+                                 now=store.clock(), ok=False, detail=detail),
+                BOT, "deploy.finish", environment=environment, outcome="failed",
+                reason=detail)
+        except TransitionError:
+            pass  # finished meanwhile, or already reported by another replica
+        else:
+            reaped.append(deploy_id)
+            await services.notifier.thread(version, messages.problem(
+                f"The worker deploying to *{environment}* stopped responding (no heartbeat "
+                f"for {ttl:g}s). The deploy is marked *failed* and was not retried; check "
+                f"*{environment}* before deploying again."), f"Deploy to {environment} lost")
+            services.notifier.refresh(version)
+        await services.redis.hdel(store.keys.running_deploys, deploy_id)
+    return reaped
+
+
+# --- /release final ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FinalRequest:
+    version: str  # the candidate to promote
+    user_id: str
+    user_name: str
+    channel_id: str
+    response_url: str | None
+    description: str = ""
+    issue: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.user_id, self.user_name, self.channel_id)
+
+
+async def enqueue_promotion(services: Services, request: FinalRequest) -> None:
+    # One promotion job per candidate, however often /release final is typed.
+    await services.queue.enqueue(PROMOTE, request=asdict(request),
+                                 key=f"promote-{request.version}", timeout=600, retries=1)
+
+
+async def promote(ctx: dict[str, Any], *, request: dict[str, Any]) -> None:
+    services: Services = ctx["services"]
+    await run_promotion(services, FinalRequest(**request))
+
+
+def final_tag_message(release: Release, final_tag: str, state: approvals.Readiness,
+                      req: FinalRequest, gate_names: dict[str, str]) -> str:
+    """The final tag's annotation: git itself keeps who approved what, and when."""
+    lines = [f"Release {final_tag} (from {release.tag})", "",
+             f"Promoted-by: {req.user_name} ({req.user_id})",
+             f"Requested-by: {release.requester_name} ({release.requester})"]
+    if req.description or release.description:
+        lines.append(f"Description: {req.description or release.description}")
+    if req.issue or release.issue:
+        lines.append(f"Issue: {req.issue or release.issue}")
+    for gate in release.gates:
+        for approval in gate.approvals:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(approval.at))
+            lines.append(f"Approved-by: {approval.user_name} ({approval.user_id}) "
+                         f"gate={gate.id} ({gate_names.get(gate.id, gate.name)}) at={when}")
+    return "\n".join(lines)
+
+
+async def run_promotion(services: Services, req: FinalRequest) -> None:
+    store, notifier, config = services.store, services.notifier, services.config
+    repo_cfg = config.repository
+    final_version = str(semver.Version.parse(req.version).finalize_version())
+    final_tag = f"{repo_cfg.tag_prefix}{final_version}"
+    try:
+        release, state = await store.update_release(
+            req.version, partial(approvals.start_promotion, config=config, now=store.clock(),
+                                 final_version=final_version),
+            req.actor, "release.promote", environment=config_last(services),
+            outcome="started", reason=f"as {final_tag}")
+    except TransitionError as exc:
+        await store.audit(req.actor, "release.promote", release=req.version,
+                          outcome="refused", reason=str(exc))
+        await notifier.answer(req.response_url, messages.problem(str(exc)), str(exc))
+        return
+    notifier.refresh(release.version)
+    message = final_tag_message(release, final_tag, state, req,
+                                {g.id: g.name for g in config.gates})
+    try:
+        await asyncio.to_thread(gitrepo.sync_tags, repo_cfg.url, services.clone_path,
+                                repo_cfg.remote)
+        await asyncio.to_thread(gitrepo.create_and_push_tag, services.clone_path,
+                                repo_cfg.remote, final_tag, release.sha, message)
+    except gitrepo.GitError as exc:
+        await store.update_release(release.version, approvals.abandon_promotion, req.actor,
+                                   "release.promote", outcome="failed", reason=str(exc))
+        text = (f"I could not tag `{final_tag}`, so {release.tag} was not promoted.\n"
+                f"{messages.code_block(str(exc))}")
+        await notifier.thread(release.version, messages.problem(text), "Promotion failed")
+        await notifier.answer(req.response_url, messages.problem(text), "Promotion failed")
+        notifier.refresh(release.version)
+        return
+    release, _ = await store.update_release(
+        release.version, partial(approvals.finish_promotion, final_tag=final_tag), req.actor,
+        "release.final-tag", environment=config_last(services),
+        reason=f"{final_tag} on {release.sha}")
+    who = ", ".join(messages.mention(a.user_id) for a in state.approvers) or "nobody needed"
+    await notifier.thread(release.version, messages.note(
+        f"🏁 {messages.mention(req.user_id)} promoted `{release.tag}` as `{final_tag}` "
+        f"(same commit `{release.sha[:10]}`; approved by {who}). Deploying to "
+        f"*{config_last(services)}*…"), f"Promoted as {final_tag}")
+    await enqueue_deploy(services, release, config_last(services), req.actor)
+    await notifier.answer(req.response_url, messages.note(
+        f"Promoting `{release.tag}` as `{final_tag}`; follow it in "
+        f"{messages.channel_ref(config.slack.channel)}."), f"Promoting {final_tag}")

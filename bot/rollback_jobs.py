@@ -1,0 +1,240 @@
+"""Asking for, approving and running rollbacks (the worker job redeploys an earlier tag)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from functools import partial
+from typing import Any
+
+from bot import gitrepo, messages, releases, rollbacks
+from bot.approvals import NoChange, Refusal
+from bot.approvers import is_approver
+from bot.jobs import heartbeat
+from bot.locks import LockHeld, RenewingLock
+from bot.process import CommandResult, run_command
+from bot.releases import TransitionError
+from bot.rollbacks import RollbackRequest
+from bot.services import Services
+from bot.store import BOT, Actor
+
+ROLLBACK = "rollback"
+APPROVE_ROLLBACK = "rollback_approve"
+
+
+async def request_rollback(services: Services, actor: Actor, environment: str,
+                           to: str | None, reason: str, now: float) -> str:
+    """Record the request; start it when its approvals are complete. Returns the answer."""
+    store, config = services.store, services.config
+    history = await store.environment_history(environment)
+    try:
+        target = rollbacks.choose_target(history, environment, to,
+                                         config.repository.tag_prefix)
+    except Refusal as exc:
+        await store.audit(actor, "rollback.request", environment=environment,
+                          outcome="refused", reason=str(exc))
+        return f"No rollback: {exc}."
+    current = history[0]
+    request = RollbackRequest(
+        id=secrets.token_hex(6), environment=environment, to_version=target["version"],
+        to_tag=target["tag"], to_sha=target["sha"], from_version=current["version"],
+        from_release=current.get("release", ""), reason=reason, requester=actor.user_id,
+        requester_name=actor.user_name, requested_at=now)
+    await store.create_rollback(request, actor)
+    policy = rollbacks.rollback_policy(config, environment)
+    if await is_approver(services, policy, actor.user_id):
+        request, _ = await store.update_rollback(
+            request.id, partial(rollbacks.approve, user_id=actor.user_id,
+                                user_name=actor.user_name, now=now, eligible=True),
+            actor, "rollback.approve")
+    if rollbacks.ready(request, policy):
+        await _start(services, request, actor)
+        return (f"⏪ Rolling back *{environment}* from `{request.from_version}` to "
+                f"`{request.to_tag}`…")
+    await _post_request(services, request, policy.required)
+    return (f"Rollback of *{environment}* to `{request.to_tag}` asked; it needs "
+            f"{policy.required - len(request.approvals)} more approval(s) in the channel.")
+
+
+async def _post_request(services: Services, request: RollbackRequest, required: int) -> None:
+    text = (f"⏪ {messages.mention(request.requester)} asks to roll back *{request.environment}* "
+            f"from `{request.from_version}` to `{request.to_tag}`: "
+            f"{messages.escape(request.reason)}\nNeeds {required} approval(s); "
+            f"{len(request.approvals)} so far.")
+    value = json.dumps({"r": request.id})
+    blocks = [messages.section(text), {"type": "actions", "block_id": f"rollback:{request.id}",
+              "elements": [{"type": "button", "action_id": APPROVE_ROLLBACK, "style": "danger",
+                            "value": value,
+                            "text": {"type": "plain_text", "text": "Approve rollback"},
+                            "confirm": messages.confirm_dialog(
+                                "Approve the rollback?",
+                                f"{request.environment} goes back to {request.to_tag} and "
+                                "stays locked until someone unlocks it.", "Roll back")}]}]
+    release = await services.store.get_release(request.from_release) \
+        if request.from_release else None
+    if release and release.channel and release.message_ts:
+        await services.notifier.post(release.channel, blocks, text, thread_ts=release.message_ts)
+    else:
+        await services.notifier.post(services.config.slack.channel, blocks, text)
+
+
+async def approve_rollback(services: Services, actor: Actor, request_id: str) -> str:
+    store = services.store
+    request = await store.get_rollback(request_id)
+    if request is None:
+        return "That rollback request is gone."
+    policy = rollbacks.rollback_policy(services.config, request.environment)
+    eligible = await is_approver(services, policy, actor.user_id)
+    try:
+        request, _ = await store.update_rollback(
+            request_id, partial(rollbacks.approve, user_id=actor.user_id,
+                                user_name=actor.user_name, now=store.clock(),
+                                eligible=eligible), actor, "rollback.approve")
+    except NoChange as exc:
+        await store.audit(actor, "rollback.approve", release=request.from_release,
+                          environment=request.environment, outcome="duplicate",
+                          reason=str(exc))
+        return f"Nothing changed: {exc}."
+    except TransitionError as exc:
+        await store.audit(actor, "rollback.approve", release=request.from_release,
+                          environment=request.environment, outcome="refused", reason=str(exc))
+        return f"You cannot approve this rollback: {exc}."
+    if rollbacks.ready(request, policy):
+        await _start(services, request, actor)
+        return f"You approved; rolling back *{request.environment}* to `{request.to_tag}`."
+    return "You approved the rollback; it needs more approvals."
+
+
+async def _start(services: Services, request: RollbackRequest, actor: Actor) -> None:
+    policy = rollbacks.rollback_policy(services.config, request.environment)
+    try:
+        await services.store.update_rollback(request.id, partial(rollbacks.start, policy=policy),
+                                             actor, "rollback.start")
+    except TransitionError:
+        return  # another click started it
+    env = services.config.environment(request.environment)
+    await services.queue.enqueue(ROLLBACK, request_id=request.id, actor=actor.__dict__,
+                                 key=f"rollback-{request.id}", retries=1,
+                                 timeout=int(env.timeout_seconds + 120),
+                                 heartbeat=int(max(services.config.worker.lock_ttl_seconds * 2,
+                                                   10)))
+
+
+async def rollback(ctx: dict[str, Any], *, request_id: str, actor: dict[str, str]) -> None:
+    services: Services = ctx["services"]
+    await run_rollback(services, request_id, Actor(**actor), ctx.get("job"))
+
+
+async def _say(services: Services, request: RollbackRequest, blocks: list[messages.Block],
+               text: str) -> None:
+    if request.from_release:
+        release = await services.store.get_release(request.from_release)
+        if release is not None and release.message_ts:
+            await services.notifier.thread(request.from_release, blocks, text)
+            return
+    await services.notifier.post(services.config.slack.channel, blocks, text)
+
+
+async def run_rollback(services: Services, request_id: str, actor: Actor,
+                       job: Any = None) -> None:
+    store, config = services.store, services.config
+    request = await store.get_rollback(request_id)
+    if request is None or request.status != "running":
+        return
+    env = config.environment(request.environment)
+    lock = RenewingLock(services.redis, store.keys.env_lock(env.name),
+                        config.worker.lock_ttl_seconds)
+    try:
+        await lock.acquire(actor.user_id, f"rolling back to {request.to_tag}")
+    except LockHeld as exc:
+        await store.update_rollback(request_id, partial(rollbacks.finish, ok=False,
+                                                        now=store.clock()),
+                                    actor, "rollback.finish", outcome="blocked",
+                                    reason=f"held by {exc.info.holder}")
+        await _say(services, request, messages.environment_busy(env.name, exc.info),
+                   f"{env.name} is busy")
+        return
+    deploy_id = f"rollback:{request_id}"
+    await services.redis.set(store.keys.deploy_lease(deploy_id), "1",
+                             px=int(config.worker.lock_ttl_seconds * 1000))
+    await services.redis.hset(store.keys.running_deploys, deploy_id,
+                              json.dumps({"rollback": request_id,
+                                          "environment": env.name}))
+    worktree = None
+    handed_over = False
+    try:
+        async with heartbeat(services, deploy_id, job):
+            try:
+                repo = config.repository
+                worktree = await asyncio.to_thread(gitrepo.checkout, repo.url,
+                                                   services.clone_path, repo.remote,
+                                                   request.to_tag, request.to_sha)
+                result = await run_command(
+                    env.deploy_command, cwd=worktree, timeout=env.timeout_seconds,
+                    env={"RELEASE_VERSION": request.to_version, "RELEASE_TAG": request.to_tag,
+                         "RELEASE_SHA": request.to_sha, "RELEASE_ENV": env.name,
+                         "RELEASE_ROLLBACK": "1"})
+            except gitrepo.GitError as exc:
+                result = CommandResult(exit_code=None, timed_out=False, duration=0.0,
+                                       tail=str(exc), error=f"could not check out "
+                                                            f"{request.to_tag}")
+        took = store.clock() - request.requested_at
+        try:
+            request, _ = await store.update_rollback(
+                request_id, partial(rollbacks.finish, ok=result.ok, now=store.clock()), actor,
+                "rollback.finish", outcome="succeeded" if result.ok else "failed",
+                reason=f"{result.summary()}; {took:.1f}s from request to deploy finished")
+        except TransitionError:
+            return  # reported lost meanwhile
+        if result.ok:
+            await store.set_environment_version(env.name, request.to_version, request.to_tag,
+                                                request.to_sha)
+            reason = (f"rolled back from {request.from_version} to {request.to_tag}: "
+                      f"{request.reason}")
+            handed_over = await lock.hand_over("releasebot", reason, "rollback")
+            if request.from_release:
+                with contextlib.suppress(TransitionError):
+                    await store.update_release(
+                        request.from_release, partial(releases.mark_rolled_back,
+                                                      to_tag=request.to_tag),
+                        actor, "release.rolled-back", environment=env.name,
+                        reason=request.reason)
+            await store.audit(BOT, "lock.take", release=request.from_release,
+                              environment=env.name, reason=reason)
+            await _say(services, request, messages.note(
+                f"⏪ Rolled back *{env.name}* from `{request.from_version}` to "
+                f"`{request.to_tag}` in {messages.seconds(took)} (from the request to the "
+                f"deploy finished). 🔒 *{env.name}* stays locked: "
+                f"{messages.escape(request.reason)}. `/release unlock {env.name}` when it is "
+                "fixed."), f"Rolled back {env.name}")
+        else:
+            await _say(services, request, messages.deploy_outcome(
+                request.to_tag, env.name, result), "Rollback failed")
+        if request.from_release:
+            services.notifier.refresh(request.from_release)
+    finally:
+        await services.redis.hdel(store.keys.running_deploys, deploy_id)
+        await services.redis.delete(store.keys.deploy_lease(deploy_id))
+        if not handed_over:
+            await lock.release()
+        if worktree is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(gitrepo.remove_worktree, services.clone_path, worktree)
+
+
+async def report_lost(services: Services, request_id: str) -> None:
+    """The worker running this rollback died: say so; never re-run it behind anyone's back."""
+    store = services.store
+    detail = "worker lost: no heartbeat"
+    try:
+        request, _ = await store.update_rollback(
+            request_id, partial(rollbacks.finish, ok=False, now=store.clock()), BOT,
+            "rollback.finish", outcome="failed", reason=detail)
+    except TransitionError:
+        return
+    await _say(services, request, messages.problem(
+        f"The worker rolling back *{request.environment}* to `{request.to_tag}` stopped "
+        f"responding; the rollback is marked *failed*. Check *{request.environment}* and ask "
+        "again if needed."), "Rollback lost")

@@ -1,0 +1,45 @@
+"""The scheduler role: APScheduler 3 jobs of which, across replicas, one runs each tick."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot import jobs
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+
+async def win_tick(services: Services, name: str, interval: float) -> bool:
+    """True on exactly one replica for each tick (interval-long slot) of the job `name`."""
+    tick = math.floor(time.time() / interval)
+    key = f"{services.store.keys.prefix}tick:{name}:{tick}"
+    return bool(await services.redis.set(key, "1", nx=True, px=int(interval * 2000) + 1000))
+
+
+def once_per_tick(services: Services, name: str, interval: float,
+                  work: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        try:
+            if await win_tick(services, name, interval):
+                await work()
+        except Exception:
+            log.exception("scheduled job %s failed", name)
+
+    return run
+
+
+def build_scheduler(services: Services) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    interval = services.config.worker.reap_interval_seconds
+    scheduler.add_job(
+        once_per_tick(services, "reap-lost-deploys", interval,
+                      lambda: jobs.reap_lost_deploys(services)),
+        "interval", seconds=interval, id="reap-lost-deploys", max_instances=1,
+        coalesce=True)
+    return scheduler

@@ -1,0 +1,69 @@
+"""Everything a role of the bot shares: config, Redis, the store, Slack and the job queue."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from saq import Queue
+
+from bot.coalesce import SharedRead
+from bot.config import Config
+from bot.messages import Block
+from bot.settings import Settings
+from bot.slack import Notifier, web_client
+from bot.status import status_blocks
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: Config
+    redis: Redis
+    store: Store
+    notifier: Notifier
+    queue: Queue
+    # /release status: a burst of requests shares fresh reads (and their rendering) instead
+    # of one each.
+    status: SharedRead[list[Block]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.status = SharedRead(lambda: status_blocks(self.store, self.config))
+
+    @property
+    def clone_path(self) -> Path:
+        return self.settings.state_dir / "repo"
+
+    @classmethod
+    def create(cls, settings: Settings, config: Config) -> Services:
+        if settings.redis_url is None:
+            raise ValueError("no Redis URL: start the embedded Redis first (bot.cli does)")
+        # A burst of requests waits briefly for a free connection instead of failing.
+        pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64,
+                                               timeout=2, socket_connect_timeout=2,
+                                               socket_timeout=10)
+        redis = Redis.from_pool(pool)
+        store = Store(redis, settings.redis_prefix)
+        client = web_client(settings.bot_token, settings.slack_api_url)
+        notifier = Notifier(client, store, config, settings.update_delay)
+        if settings.embedded_redis:
+            from bot.embedded_redis import PollingQueue
+
+            queue: Queue = PollingQueue.from_url(settings.redis_url, name=store.keys.queue_name)
+        else:
+            queue = Queue.from_url(settings.redis_url, name=store.keys.queue_name)
+        return cls(settings=settings, config=config, redis=redis, store=store,
+                   notifier=notifier, queue=queue)
+
+    async def close(self) -> None:
+        # Each step on its own: a Redis that is down must not keep the rest from closing.
+        for step in (self.notifier.drain, self.queue.disconnect, self.redis.aclose):
+            try:
+                await step()
+            except Exception:
+                log.warning("closing: %s failed", step.__qualname__, exc_info=True)

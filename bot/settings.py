@@ -1,0 +1,59 @@
+"""Secrets and endpoints from the environment, under Bolt's names."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_CONFIG_PATH = "releasebot.toml"
+
+
+class SettingsError(Exception):
+    """A required environment variable is missing or wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    bot_token: str
+    signing_secret: str
+    # None: no REDIS_URL was given; `serve` and `shell` then start an embedded Redis.
+    redis_url: str | None
+    app_token: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    state_dir: Path = Path(".releasebot")
+    redis_prefix: str = "releasebot:"
+    # How long the release message waits to gather a burst of changes into one chat.update.
+    update_delay: float = 1.0
+    # The Redis at redis_url is the embedded fakeredis (no blocking pops; polled instead).
+    embedded_redis: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        missing = [name for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+                   if not env.get(name)]
+        if missing:
+            raise SettingsError(f"set {', '.join(missing)} in the environment "
+                                "(see README: Configuration)")
+        api_url = env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
+        if not api_url.startswith(("http://", "https://")):
+            raise SettingsError(f"SLACK_API_URL must be an http(s) URL, got {api_url!r}")
+        try:
+            delay = float(env.get("RELEASEBOT_UPDATE_DELAY", "1.0"))
+        except ValueError:
+            raise SettingsError("RELEASEBOT_UPDATE_DELAY must be a number of seconds") from None
+        return cls(bot_token=env["SLACK_BOT_TOKEN"], signing_secret=env["SLACK_SIGNING_SECRET"],
+                   redis_url=env.get("REDIS_URL") or None,
+                   app_token=env.get("SLACK_APP_TOKEN") or None,
+                   slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
+                   state_dir=Path(env.get("RELEASEBOT_STATE_DIR") or ".releasebot"),
+                   redis_prefix=env.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:",
+                   update_delay=delay)
+
+
+def config_path(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return cli_value or env.get("RELEASEBOT_CONFIG") or DEFAULT_CONFIG_PATH

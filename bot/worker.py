@@ -1,0 +1,32 @@
+"""The deploy worker role: a saq worker on the bot's Redis queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saq import Worker
+
+from bot import jobs, rollback_jobs
+from bot.services import Services
+
+
+def build_worker(services: Services) -> Worker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["services"] = services
+
+    ttl = services.config.worker.lock_ttl_seconds
+    worker: Worker = Worker(
+        services.queue,
+        functions=[(jobs.CREATE_RC, jobs.create_rc), (jobs.DEPLOY, jobs.deploy),
+                   (jobs.PROMOTE, jobs.promote),
+                   (rollback_jobs.ROLLBACK, rollback_jobs.rollback)],
+        concurrency=services.config.worker.concurrency,
+        startup=startup,
+        # Sweep for jobs whose worker died about as often as a lock can expire.
+        timers={"sweep": max(1, int(ttl))},
+        # On SIGTERM, give running deploys a moment; the rest are reported failed.
+        shutdown_grace_period_s=int(services.config.worker.shutdown_grace_seconds),
+    )
+    # The process's own signal handling stops every role together, not just the worker.
+    worker.SIGNALS = []
+    return worker

@@ -1,0 +1,13 @@
+from slack_bolt.async_app import AsyncApp
+
+from bot.messages import APPROVE_ACTION, REJECT_ACTION, ROLLBACK_ACTION
+from bot.rollback_jobs import APPROVE_ROLLBACK
+from handlers.actions.gate_buttons import approve_clicked, reject_clicked
+from handlers.actions.rollback_buttons import approve_rollback_clicked, rollback_clicked
+
+
+def register(app: AsyncApp) -> None:
+    app.action(APPROVE_ACTION)(approve_clicked)
+    app.action(REJECT_ACTION)(reject_clicked)
+    app.action(ROLLBACK_ACTION)(rollback_clicked)
+    app.action(APPROVE_ROLLBACK)(approve_rollback_clicked)

@@ -1,0 +1,7 @@
+from slack_bolt.async_app import AsyncApp
+
+from handlers.commands.release import release_command
+
+
+def register(app: AsyncApp) -> None:
+    app.command("/release")(release_command)

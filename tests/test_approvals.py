@@ -1,0 +1,183 @@
+"""The approval rules as plain functions: who may approve, and what promotion still lacks."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from bot import approvals, releases
+from bot.approvals import NoChange, Refusal, readiness
+from bot.config import ApprovalPolicy, ConfigError, parse_config
+
+CONFIG = """
+[repository]
+url = "x"
+[slack]
+channel = "#releases"
+[[environments]]
+name = "staging"
+deploy_command = "true"
+[[environments]]
+name = "production"
+deploy_command = "true"
+[[gates]]
+id = "e2e"
+name = "Automated tests"
+stage = "staging"
+command = "true"
+[[gates]]
+id = "qa"
+name = "Manual QA"
+stage = "staging"
+manual = true
+[[gates]]
+id = "sec"
+name = "Security scan"
+stage = "staging"
+manual = true
+[approvals.production]
+required = 2
+approvers = ["U0ALICE", "U0BOB", "S0RELMGR"]
+valid_hours = 1
+"""
+NOW = 1_000_000.0
+
+
+@pytest.fixture
+def config():
+    return parse_config(tomllib.loads(CONFIG))
+
+
+def candidate(config, requester="U0CAROL"):
+    release = releases.new_release(config, version="0.15.0-rc.1", tag="v0.15.0-rc.1",
+                                   sha="a" * 40, requester=requester, requester_name="carol",
+                                   description="", issue=None, now=NOW)
+    releases.activate(release, channel="C1", message_ts="1.0")
+    return release
+
+
+def staged(config):
+    release = candidate(config)
+    releases.queue_deploy(release, "staging", "d1", NOW)
+    releases.start_deploy(release, "d1", NOW)
+    releases.finish_deploy(release, "d1", NOW + 1, ok=True)
+    releases.start_gate(release, "e2e", NOW + 1)
+    releases.finish_gate(release, "e2e", NOW + 2, ok=True)
+    return release
+
+
+def approve(release, config, gate, user, at=NOW, is_approver=True):
+    return approvals.approve(release, gate, user_id=user, user_name=user.lower(), now=at,
+                             policy=config.gate_policy("staging"), is_approver=is_approver)
+
+
+def test_policy_config_and_the_gate_policy_is_the_next_environments(config):
+    assert config.gate_policy("staging") == ApprovalPolicy(
+        required=2, approvers=("U0ALICE", "U0BOB", "S0RELMGR"), valid_hours=1.0)
+    assert config.gate_policy("staging").groups == ("S0RELMGR",)
+    assert config.policy("staging") == ApprovalPolicy()  # the default: one approval, anyone
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ("required = 2", "required = 0", "approvals.production.required"),
+    ('approvers = ["U0ALICE", "U0BOB", "S0RELMGR"]', 'approvers = ["alice"]',
+     "approvals.production.approvers[0]"),
+    ("[approvals.production]", "[approvals.prod]", "approvals.prod"),
+    ("valid_hours = 1", "valid_hours = 'x'", "approvals.production.valid_hours")])
+def test_bad_policies_name_the_key(old, new, key):
+    with pytest.raises(ConfigError) as info:
+        parse_config(tomllib.loads(CONFIG.replace(old, new)))
+    assert info.value.key == key
+
+
+def test_n_distinct_approvers_are_needed_and_a_double_click_is_one(config):
+    release = staged(config)
+    assert "needs 2 more approvals" in " ".join(readiness(release, config, NOW).missing)
+    approve(release, config, "qa", "U0ALICE")
+    with pytest.raises(NoChange):
+        approve(release, config, "qa", "U0ALICE")
+    approve(release, config, "sec", "U0ALICE")
+    state = readiness(release, config, NOW)
+    assert state.missing == ["needs 1 more approval from <@U0ALICE> or <@U0BOB> or "
+                             "<!subteam^S0RELMGR> (1 of 2 distinct approvers)"]
+    approve(release, config, "qa", "U0BOB")
+    state = readiness(release, config, NOW)
+    assert state.ready
+    assert [a.user_id for a in state.approvers] == ["U0ALICE", "U0BOB"]
+
+
+def test_requester_and_non_approvers_are_refused(config):
+    release = staged(config)
+    with pytest.raises(Refusal, match="nobody approves their own"):
+        approve(release, config, "qa", "U0CAROL")
+    with pytest.raises(Refusal, match="not one of the approvers"):
+        approve(release, config, "qa", "U0DAVE", is_approver=False)
+    with pytest.raises(Refusal, match="checked automatically"):
+        approve(release, config, "e2e", "U0ALICE")
+    assert release.gate("qa").approvals == []
+
+
+def test_approvals_expire(config):
+    release = staged(config)
+    approve(release, config, "qa", "U0ALICE", at=NOW)
+    approve(release, config, "sec", "U0BOB", at=NOW)
+    assert readiness(release, config, NOW + 3000).ready
+    missing = readiness(release, config, NOW + 3601).missing
+    assert "Manual QA needs an approval" in missing
+    # Approving again after expiry counts afresh.
+    approve(release, config, "qa", "U0ALICE", at=NOW + 3700)
+    approve(release, config, "sec", "U0BOB", at=NOW + 3700)
+    assert readiness(release, config, NOW + 3701).ready
+
+
+def test_a_rejection_stops_the_candidate(config):
+    release = staged(config)
+    approvals.reject(release, "qa", user_id="U0BOB", user_name="bob", now=NOW,
+                     reason="checkout broken", policy=config.gate_policy("staging"),
+                     is_approver=True)
+    assert release.gate("qa").status == "failed"
+    assert "Manual QA was rejected by bob: checkout broken" in readiness(release, config,
+                                                                         NOW).missing
+    with pytest.raises(Refusal, match="rejected by bob"):
+        approve(release, config, "qa", "U0ALICE")
+    with pytest.raises(NoChange):
+        approvals.reject(release, "qa", user_id="U0ALICE", user_name="alice", now=NOW,
+                         reason="again", policy=config.gate_policy("staging"), is_approver=True)
+
+
+def test_a_superseded_candidate_takes_no_approvals(config):
+    release = staged(config)
+    approve(release, config, "qa", "U0ALICE")
+    approvals.supersede(release, "v0.15.0-rc.2")
+    with pytest.raises(Refusal, match=r"superseded by v0\.15\.0-rc\.2"):
+        approve(release, config, "sec", "U0BOB")
+    assert "it was superseded by v0.15.0-rc.2" in readiness(release, config, NOW).missing
+
+
+def test_failed_deploys_and_gates_block_promotion(config):
+    release = candidate(config)
+    missing = readiness(release, config, NOW).missing
+    assert "the deploy to staging has not succeeded (not deployed)" in missing
+    assert "Automated tests has not passed (pending)" in missing
+
+
+def test_approvals_survive_json(config):
+    release = staged(config)
+    approve(release, config, "qa", "U0ALICE")
+    approvals.reject(release, "sec", user_id="U0BOB", user_name="bob", now=NOW, reason="no",
+                     policy=config.gate_policy("staging"), is_approver=True)
+    again = releases.Release.from_json(release.to_json())
+    assert again == release
+
+
+def test_no_decision_while_the_final_tag_is_being_made(config):
+    release = staged(config)
+    approve(release, config, "qa", "U0ALICE")
+    approve(release, config, "sec", "U0BOB")
+    approvals.start_promotion(release, config=config, now=NOW, final_version="0.15.0")
+    with pytest.raises(Refusal, match="being promoted right now"):
+        approvals.reject(release, "qa", user_id="U0BOB", user_name="bob", now=NOW,
+                         reason="late", policy=config.gate_policy("staging"), is_approver=True)
+    with pytest.raises(Refusal, match="being promoted right now"):
+        approve(release, config, "sec", "U0ALICE")

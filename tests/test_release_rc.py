@@ -1,0 +1,276 @@
+"""/release rc end to end: signed HTTP into the real bot, real Redis, real git, real deploys."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+from slack_sdk.models.blocks import Block
+
+from tests.conftest import deploy_log, make_config, sign
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan may wait for a reaper that never comes)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def release_message(slack, tag: str):
+    """The release message of the candidate `tag` (by its header, not any mention of it)."""
+    for message in slack.messages().values():
+        if message.thread_ts is None and message.blocks and message.blocks[0].get(
+                "type") == "header" and re.search(rf"(?<![\w.-]){re.escape(tag)}(?![\w.-])",
+                                                  message.blocks[0]["text"]["text"]):
+            return message
+    return None
+
+
+def thread_text(slack, message) -> str:
+    return "\n".join(slack.text_of(m) for m in slack.thread(message.ts))
+
+
+async def wait_for_failed_deploy(slack, tag: str):
+    def failed():
+        message = release_message(slack, tag)
+        return message if message and "deploy failed" in slack.text_of(message) else None
+    return await slack.wait_for(failed, timeout=20)
+
+
+async def wait_for_gates(slack, tag: str, count: int = 2):
+    """The release message once its automatic gates are finished (passed or failed)."""
+    def done():
+        message = release_message(slack, tag)
+        if message is None:
+            return None
+        text = slack.text_of(message)
+        finished = text.count("passed in") + text.count("failed in")
+        return message if finished >= count else None
+    return await slack.wait_for(done, timeout=30)
+
+
+async def test_rc_tags_deploys_runs_gates_and_keeps_one_message(start_bot, git_remote,
+                                                                 tmp_path: Path):
+    head = git_remote.head()
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    started = time.monotonic()
+    ack = await bot.command('rc --description "Infrastructure changes" --issue pw-bua')
+    assert time.monotonic() - started < 3
+    assert ack["response_type"] == "ephemeral"
+    Block.parse_all(ack["blocks"])
+
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    # The tag is on the head of the release branch, annotated with who and why.
+    assert git_remote.remote_tags()["v0.15.0-rc.1"] == head
+    annotation = git_remote.tag_message("v0.15.0-rc.1")
+    assert "alice (U0ALICE)" in annotation
+    assert "Infrastructure changes" in annotation and "pw-bua" in annotation
+
+    # The deploy ran from a worktree at the tag, with the release in its environment.
+    assert deploy_log(tmp_path) == [
+        f"staging 0.15.0-rc.1 v0.15.0-rc.1 {head} infrastructure changes"]
+
+    text = bot.slack.text_of(message)
+    for fact in ("v0.15.0-rc.1", "<@U0ALICE>", head[:10], "pw-bua", "Infrastructure changes",
+                 "Automated tests", "Infrastructure validation", "Manual QA"):
+        assert fact in text, fact
+    assert "deploy succeeded" in text
+    assert "Manual QA — waiting for approval" in text
+    assert "Approve Manual QA" in text  # its buttons
+    assert "*Before production:* Manual QA needs an approval" in text
+    assert "needs 1 more approval from any approver" in text
+    assert message.channel == "CRELEASES"
+    # One release message, updated in place; everything else is in its thread.
+    top_level = [m for m in bot.slack.messages().values() if m.thread_ts is None]
+    assert len(top_level) == 1
+    assert message.updates >= 1
+    thread = thread_text(bot.slack, message)
+    assert "Deployed v0.15.0-rc.1 to *staging*" in thread
+    assert "Automated tests passed" in thread
+
+    # Updates are coalesced: far fewer chat.update calls than state changes.
+    changes = [e for e in await bot.services.store.audit_entries("0.15.0-rc.1")]
+    assert len(bot.slack.calls_to("chat.update")) < len(changes)
+
+    # The requester heard back privately.
+    answers = [c for c in bot.slack.calls_to("response_url") if "Created" in str(c.params)]
+    assert answers
+
+    # State is in Redis: the release, its gates, the version on staging, the audit trail.
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None
+    assert [g.status for g in release.gates] == ["passed", "passed", "pending"]
+    assert release.deploys["staging"].status == "succeeded"
+    versions = await bot.services.store.environment_versions(["staging"])
+    assert versions["staging"]["version"] == "0.15.0-rc.1"
+    actions = [e["action"] for e in changes]
+    for action in ("release.create", "release.tag", "deploy.queue", "deploy.start",
+                   "deploy.finish", "gate.start", "gate.finish"):
+        assert action in actions
+    assert all(e["at"] and e["user_id"] for e in changes)
+
+
+async def test_second_rc_continues_numbering_and_state_survives_a_restart(
+        start_bot, git_remote, tmp_path: Path):
+    config = make_config(git_remote, tmp_path)
+    bot = await start_bot(config, name="first")
+    await bot.command("rc")
+    await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    await bot.bot.stop()
+
+    # A new process (fresh clone, same Redis) knows what the first one did.
+    bot2 = await start_bot(config, name="second")
+    status = await bot2.command("status")
+    text = bot2.slack.text_of(status)
+    assert "v0.15.0-rc.1" in text and "staging" in text
+    git_remote.commit("more changes")
+    git_remote.push()
+    await bot2.command("rc --description second")
+    await wait_for_gates(bot2.slack, "v0.15.0-rc.2")
+    assert "v0.15.0-rc.2" in git_remote.remote_tags()
+    assert git_remote.remote_tags()["v0.15.0-rc.2"] == git_remote.head()
+
+
+async def test_dry_run_changes_nothing(start_bot, git_remote, tmp_path: Path):
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    tags_before = git_remote.remote_tags()
+    await bot.command("rc --dry-run --bump major")
+    answer = await bot.slack.wait_for(lambda: [
+        c for c in bot.slack.calls_to("response_url") if "Dry run" in str(c.params)])
+    assert "v1.0.0-rc.1" in bot.slack.text_of(answer[0].params)
+    await asyncio.sleep(0.5)
+    assert git_remote.remote_tags() == tags_before
+    assert bot.slack.calls_to("chat.postMessage") == []
+    assert await bot.services.store.releases_in_flight() == []
+    assert deploy_log(tmp_path) == []
+
+
+async def test_failed_deploy_reports_the_tail_and_skips_gates(start_bot, git_remote,
+                                                              tmp_path: Path):
+    config = make_config(git_remote, tmp_path, deploy_env="DEPLOY_FAIL=disk-full")
+    bot = await start_bot(config)
+    await bot.command("rc")
+    message = await wait_for_failed_deploy(bot.slack, "v0.15.0-rc.1")
+    thread = await bot.slack.wait_for(lambda: "error: disk-full" in thread_text(
+        bot.slack, message) and thread_text(bot.slack, message))
+    assert "exited with code 3" in thread
+    assert "step 39 of the build" in thread  # the tail of the output
+    assert "step 0 of the build" not in thread  # only the tail
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert [g.status for g in release.gates] == ["pending", "pending", "pending"]
+    versions = await bot.services.store.environment_versions(["staging"])
+    assert versions["staging"] == {}
+
+
+async def test_failed_gate_is_ticked_failed_with_its_output(start_bot, git_remote,
+                                                            tmp_path: Path):
+    bot = await start_bot(make_config(git_remote, tmp_path, gate_env="GATE_FAIL=infra"))
+    await bot.command("rc")
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    text = bot.slack.text_of(message)
+    assert "✅ Automated tests — passed in" in text
+    assert "❌ Infrastructure validation — failed in" in text
+    thread = thread_text(bot.slack, message)
+    assert "infra: 2 checks failed" in thread
+
+
+async def test_deploy_timeout_kills_the_process_group(start_bot, git_remote, tmp_path: Path):
+    config = make_config(git_remote, tmp_path, deploy_env="DEPLOY_SLEEP=60")
+    config = config.__class__(**{**config.__dict__, "environments": tuple(
+        e.__class__(**{**e.__dict__, "timeout_seconds": 1.5}) for e in config.environments)})
+    bot = await start_bot(config)
+    await bot.command("rc")
+    message = await wait_for_failed_deploy(bot.slack, "v0.15.0-rc.1")
+    assert "timed out" in thread_text(bot.slack, message)
+    # The sleeping script and its children are gone.
+    pid = int((tmp_path / "deploys.log.pid").read_text())
+    await asyncio.sleep(0.2)
+    assert not running(pid)
+
+
+async def test_rate_limited_slack_calls_are_retried_after_retry_after(start_bot, git_remote,
+                                                                       tmp_path: Path):
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    bot.slack.fail_next("chat.postMessage", status=429, retry_after=1)
+    await bot.command("rc")
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    posts = bot.slack.calls_to("chat.postMessage")
+    assert posts[0].status == 429
+    assert posts[1].at - posts[0].at >= 0.9
+    assert message is not None
+
+
+async def test_bad_signature_and_old_timestamp_get_401_and_change_nothing(
+        start_bot, git_remote, tmp_path: Path):
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    body = bot.command_body("rc")
+    forged = sign(body, secret="not-the-secret")
+    status, _ = await bot.post(body, forged)
+    assert status == 401
+    stale = sign(body, timestamp=int(time.time()) - 301)
+    status, _ = await bot.post(body, stale)
+    assert status == 401
+    tampered = sign(body)
+    status, _ = await bot.post(body.replace("rc", "rc+--bump+major", 1), tampered)
+    assert status == 401
+    await asyncio.sleep(1)
+    assert git_remote.remote_tags().keys() == {"v0.8.1-bug-fixes", "v0.13.3-final", "bd-12",
+                                               "20240315-1200", "v0.14.0-rc.1", "v0.14.0",
+                                               "v0.14.1"}
+    assert bot.slack.calls_to("chat.postMessage") == []
+    assert await bot.services.store.audit_entries() == []
+
+
+async def test_a_redelivered_command_creates_one_release(start_bot, git_remote, tmp_path: Path):
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    body = bot.command_body("rc --description once")
+    status, _ = await bot.post(body, sign(body))
+    assert status == 200
+    retry_headers = {**sign(body), "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason":
+                     "http_timeout"}
+    status, _ = await bot.post(body, retry_headers)
+    assert status == 200
+    await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    await asyncio.sleep(1.5)
+    tags = git_remote.remote_tags()
+    assert "v0.15.0-rc.1" in tags and "v0.15.0-rc.2" not in tags
+    assert len(await bot.services.store.releases_in_flight()) == 1
+    top_level = [m for m in bot.slack.messages().values() if m.thread_ts is None]
+    assert len(top_level) == 1
+
+
+async def test_deploy_steps_are_audited_with_the_requester_and_channel(start_bot, git_remote,
+                                                                       tmp_path: Path):
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    await bot.command("rc", user="U0CAROL", user_name="carol")
+    await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    entries = await bot.services.store.audit_entries("0.15.0-rc.1")
+    deploy_steps = [e for e in entries if e["action"].startswith(("deploy.", "gate."))]
+    assert deploy_steps
+    assert {(e["user_id"], e["user_name"], e["channel"]) for e in deploy_steps} == {
+        ("U0CAROL", "carol", "C0DEV")}
+    assert all(float(e["at"]) > 0 for e in entries)
+
+
+async def test_a_moved_tag_is_not_deployed(start_bot, git_remote, tmp_path: Path):
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    await bot.command("rc")
+    await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    # Someone force-moves the tag to another commit on the remote.
+    from tests.conftest import git
+    other = git_remote.commit("sneaky")
+    git("tag", "-f", "v0.15.0-rc.1", other, cwd=git_remote.work)
+    git("push", "-q", "-f", "origin", "v0.15.0-rc.1", cwd=git_remote.work)
+    from bot import jobs
+    await jobs.enqueue_deploy(bot.services, release, "staging", jobs.BOT)
+    message = release_message(bot.slack, "v0.15.0-rc.1")
+    thread = await bot.slack.wait_for(lambda: "someone moved it" in thread_text(
+        bot.slack, message) and thread_text(bot.slack, message), timeout=20)
+    assert "Nothing was run" in thread
+    assert len(deploy_log(tmp_path)) == 1

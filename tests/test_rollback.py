@@ -1,0 +1,145 @@
+"""Rollback: back to the previous good version, with its approvals, then locked."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.locks import read_lock
+from tests.conftest import deploy_log
+from tests.test_final import candidate, config, live
+from tests.test_release_rc import release_message, thread_text
+
+
+async def in_production(bot, git_remote, extra: str = ""):
+    """v0.14.1 ran in production before the bot's v0.15.0 replaced it."""
+    await bot.services.store.set_environment_version(
+        "production", "0.14.1", "v0.14.1", git_remote.remote_tags()["v0.14.1"])
+    message = await candidate(bot)
+    await bot.click(message, "gate_approve", gate="qa")
+    await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(
+        release_message(bot.slack, "v0.15.0-rc.1")))
+    await bot.command("final")
+    await live(bot)
+
+
+async def rolled_back(bot):
+    message = release_message(bot.slack, "v0.15.0-rc.1")
+    return await bot.slack.wait_for(lambda: "Rolled back *production*" in thread_text(
+        bot.slack, message) and thread_text(bot.slack, message), timeout=30)
+
+
+async def test_rollback_redeploys_the_previous_version_and_locks(start_bot, git_remote,
+                                                                 tmp_path: Path, redis, prefix):
+    bot = await start_bot(config(git_remote, tmp_path))
+    await in_production(bot, git_remote)
+    tags_before = git_remote.remote_tags()
+    ack = bot.slack.text_of(await bot.command('rollback --reason "checkout errors"',
+                                              user="U0BOB", user_name="bob"))
+    assert "Rolling back *production* from `0.15.0` to `v0.14.1`" in ack
+    thread = await rolled_back(bot)
+    assert "checkout errors" in thread and "from the request to the deploy finished" in thread
+    assert deploy_log(tmp_path)[-1].startswith(
+        f"production 0.14.1 v0.14.1 {tags_before['v0.14.1']}")
+    assert git_remote.remote_tags() == tags_before  # no new tags
+    versions = await bot.services.store.environment_versions(["production"])
+    assert versions["production"]["version"] == "0.14.1"
+    lock = await read_lock(redis, f"{prefix}lock:env:production")
+    assert lock is not None and lock.kind == "rollback" and "checkout errors" in lock.reason
+    assert "rolled back from 0.15.0" in bot.slack.text_of(await bot.command("status"))
+    text = await bot.slack.wait_for(lambda: "was rolled back to `v0.14.1`" in bot.slack.text_of(
+        release_message(bot.slack, "v0.15.0-rc.1")) and bot.slack.text_of(
+        release_message(bot.slack, "v0.15.0-rc.1")))
+    assert "Roll back production" not in text  # its button is gone
+    # Anyone may unlock after a rollback; it is announced.
+    assert "unlocked" in bot.slack.text_of(await bot.command("unlock production",
+                                                             user="U0CAROL"))
+    actions = [(e["action"], e["outcome"]) for e in await bot.services.store.audit_entries()
+               if e["action"].startswith("rollback.")]
+    assert actions == [("rollback.request", "ok"), ("rollback.approve", "ok"),
+                       ("rollback.start", "ok"), ("rollback.finish", "succeeded")]
+
+
+POLICY = """
+[rollback]
+required = 2
+approvers = ["U0BOB", "U0CAROL"]
+"""
+
+
+async def test_a_rollback_waits_for_the_approvals_the_config_sets(start_bot, git_remote,
+                                                                  tmp_path: Path):
+    bot = await start_bot(config(git_remote, tmp_path, POLICY))
+    await in_production(bot, git_remote)
+    ack = bot.slack.text_of(await bot.command('rollback production --to v0.14.1 '
+                                              '--reason "errors"', user="U0BOB"))
+    assert "needs 1 more approval" in ack
+    request = await bot.slack.wait_for(lambda: [
+        m for m in bot.slack.messages().values() if "asks to roll back" in bot.slack.text_of(m)])
+    production_runs = len([ln for ln in deploy_log(tmp_path) if ln.startswith("production")])
+    await bot.click(request[0], "rollback_approve", user="U0DAVE", user_name="dave")
+    await bot.click(request[0], "rollback_approve", user="U0BOB")  # already counted
+    await asyncio.sleep(1)
+    assert len([ln for ln in deploy_log(tmp_path)
+                if ln.startswith("production")]) == production_runs
+    await bot.click(request[0], "rollback_approve", user="U0CAROL", user_name="carol")
+    await rolled_back(bot)
+    outcomes = [(e["user_id"], e["outcome"]) for e in await bot.services.store.audit_entries()
+                if e["action"] == "rollback.approve"]
+    assert outcomes == [("U0BOB", "ok"), ("U0DAVE", "refused"), ("U0BOB", "duplicate"),
+                        ("U0CAROL", "ok")]
+
+
+async def test_the_rollback_button_asks_why_then_rolls_back(start_bot, git_remote,
+                                                            tmp_path: Path):
+    bot = await start_bot(config(git_remote, tmp_path))
+    await in_production(bot, git_remote)
+    message = await bot.slack.wait_for(lambda: "Roll back production" in bot.slack.text_of(
+        release_message(bot.slack, "v0.15.0-rc.1")) and release_message(bot.slack,
+                                                                         "v0.15.0-rc.1"))
+    await bot.click(message, "rollback_start", user="U0CAROL", user_name="carol")
+    opened = await bot.slack.wait_for(lambda: bot.slack.calls_to("views.open"))
+    status, _ = await bot.submit_view(opened[0].params["view"], {"reason": "5xx spike"},
+                                      user="U0CAROL", user_name="carol")
+    assert status == 200
+    assert "5xx spike" in await rolled_back(bot)
+
+
+async def test_rollback_input_errors(start_bot, git_remote, tmp_path: Path):
+    bot = await start_bot(config(git_remote, tmp_path))
+    assert "needs a reason" in bot.slack.text_of(await bot.command("rollback"))
+    assert "no environment `prod`" in bot.slack.text_of(
+        await bot.command("rollback prod --reason x"))
+    assert "nothing was ever deployed to production" in bot.slack.text_of(
+        await bot.command("rollback --reason x"))
+    await in_production(bot, git_remote)
+    assert "v9.9.9 was never deployed to production" in bot.slack.text_of(
+        await bot.command("rollback --to v9.9.9 --reason x"))
+    assert "already runs v0.15.0" in bot.slack.text_of(
+        await bot.command("rollback --to v0.15.0 --reason x"))
+
+
+async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remote,
+                                                            tmp_path: Path):
+    import json
+
+    from bot import jobs
+    from bot.rollbacks import RollbackRequest
+    from bot.store import BOT
+    bot = await start_bot(config(git_remote, tmp_path))
+    store = bot.services.store
+    request = RollbackRequest(id="r1", environment="production", to_version="0.14.1",
+                              to_tag="v0.14.1", to_sha="a" * 40, from_version="0.15.0",
+                              from_release="", reason="x", requester="U0BOB",
+                              requester_name="bob", requested_at=store.clock(),
+                              status="running")
+    await store.create_rollback(request, BOT)
+    # Its worker registered it as running, then died: the lease is gone.
+    await bot.services.redis.hset(store.keys.running_deploys, "rollback:r1",
+                                  json.dumps({"rollback": "r1", "environment": "production"}))
+    assert await jobs.reap_lost_deploys(bot.services) == ["rollback:r1"]
+    assert (await store.get_rollback("r1")).status == "failed"
+    posted = await bot.slack.wait_for(lambda: [
+        m for m in bot.slack.messages().values() if "stopped responding" in bot.slack.text_of(m)])
+    assert "rolling back *production*" in bot.slack.text_of(posted[0])
+    assert await jobs.reap_lost_deploys(bot.services) == []  # reported once

@@ -1,0 +1,234 @@
+"""`releasebot shell`: the real bot in a terminal against the stand-in, scripted and live."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from bot.app import Bot
+from bot.demo import create_demo
+from bot.embedded_redis import EmbeddedRedis
+from bot.services import Services
+from bot.shell import Shell, plain, render
+from tests.conftest import REDIS_URL, make_config, make_settings
+
+ROOT = Path(__file__).parent.parent
+WALKTHROUGH = ROOT / "examples" / "walkthrough.txt"
+
+
+def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | None = None,
+              timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return subprocess.run([sys.executable, "-m", "bot.cli", "shell", *args], input=stdin,
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.mark.timeout(300)  # the whole walkthrough: about 20 s alone, more on a busy machine
+def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
+    demo_dir = tmp_path / "demo"
+    result = run_shell(["--demo-dir", str(demo_dir), "--script", str(WALKTHROUGH)],
+                       timeout=280)
+    assert result.returncode == 0, result.stderr
+    # Loud about the embedded Redis.
+    assert "Nothing is kept across" in result.stderr and "REDIS_URL" in result.stderr
+    # Outcomes, not wording: the tag is in the sample repository, on the head of main...
+    from bot.demo import Demo
+    demo = Demo(demo_dir)
+    tags = demo.remote_tags()
+    for tag in ("v0.15.0-rc.1", "v0.15.0", "v0.15.1-rc.1", "v0.15.1"):
+        assert tag in tags, tag
+    assert "v1.0.0-rc.1" not in tags  # nothing made by mistakes
+    # ...the deploy scripts really ran: staging, production, the hotfix, then the rollback.
+    deploys = [line.split()[1:] for line in demo.deploys()]
+    assert deploys == [["staging", "v0.15.0-rc.1"], ["production", "v0.15.0"],
+                       ["staging", "v0.15.1-rc.1"], ["production", "v0.15.1"],
+                       ["production", "v0.15.0"]]
+    assert demo.deployed_version("production") == "0.15.0"
+    out = result.stdout
+    # Approvals recorded, and the refusal of self-approval.
+    assert "nobody approves their own release" in out
+    assert "Manual QA — approved by @bob" in out
+    assert "Approved-by: bob" in subprocess.run(
+        ["git", "for-each-ref", "refs/tags/v0.15.0", "--format=%(contents)"],
+        cwd=demo.remote, capture_output=True, text=True).stdout
+    assert "stays locked" in out and "is unlocked" in out
+    assert "--bump major" in out  # the answer to a bad bump says what is right
+
+
+def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
+    result = run_shell(["--demo-dir", str(tmp_path / "d")],
+                       stdin="/release help\nnonsense\n/as Bob Smith\nclick 7\nquit\n"
+                             "/release rc\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "/release rc [--description TEXT]" in out
+    assert "I don't know `nonsense`" in out
+    assert "Usage: /as NAME" in out
+    assert "There is no button [7]" in out
+    # quit stops the script: the rc after it never ran
+    from bot.demo import Demo
+    assert "v0.15.0-rc.1" not in Demo(tmp_path / "d").remote_tags()
+
+
+def test_shell_on_a_real_redis_leaves_no_keys(tmp_path: Path):
+    import redis as sync_redis
+    client = sync_redis.Redis.from_url(REDIS_URL)
+    before = set(client.scan_iter(match="releasebot-shell:*"))
+    result = run_shell(["--demo-dir", str(tmp_path / "d")], stdin="/release rc\n",
+                       redis_url=REDIS_URL)
+    assert result.returncode == 0, result.stderr
+    assert "Nothing is kept" not in result.stderr
+    assert "v0.15.0-rc.1" in result.stdout
+    assert set(client.scan_iter(match="releasebot-shell:*")) == before
+    assert not list(client.scan_iter(match="saq:*releasebot-shell*"))
+
+
+def test_bad_shell_arguments_are_named(tmp_path: Path):
+    result = run_shell(["--demo", "--config", "x.toml"])
+    assert result.returncode == 2 and "--config and --demo" in result.stderr
+    result = run_shell(["--demo", "--script", str(tmp_path / "missing.txt")])
+    assert result.returncode == 2 and "cannot read --script" in result.stderr
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    result = run_shell(["--demo-dir", str(tmp_path / "full")], stdin="")
+    assert result.returncode == 2 and "not empty" in result.stderr
+
+
+async def test_buttons_are_numbered_and_a_click_reaches_the_bot_signed(slack, prefix, redis,
+                                                                       git_remote, tmp_path):
+    bot = Bot(Services.create(make_settings(prefix, slack, tmp_path / "s"),
+                              make_config(git_remote, tmp_path)), "web")
+    await bot.start(port=0, host="127.0.0.1")
+    out = io.StringIO()
+    try:
+        async with Shell(bot, slack, out=out) as shell, aiohttp.ClientSession() as http:
+            async with http.post(f"{slack.base_url}chat.postMessage", json={
+                    "channel": "#releases", "text": "approve?", "blocks": [
+                        {"type": "section", "text": {"type": "mrkdwn", "text": "Ship <@U0ALICE>?"}},
+                        {"type": "actions", "block_id": "b1", "elements": [
+                            {"type": "button", "action_id": "approve", "value": "v1",
+                             "text": {"type": "plain_text", "text": "Approve QA"},
+                             "confirm": {"title": {"type": "plain_text", "text": "Approve?"},
+                                         "text": {"type": "mrkdwn", "text": "Really"},
+                                         "confirm": {"type": "plain_text", "text": "Yes"},
+                                         "deny": {"type": "plain_text", "text": "No"}}},
+                            {"type": "button", "action_id": "reject", "value": "v1",
+                             "text": {"type": "plain_text", "text": "Reject"}}]}]},
+                    headers={"Authorization": f"Bearer {slack.token}"}) as resp:
+                assert (await resp.json())["ok"]
+            shell.flush()
+            assert "[1] Approve QA" in out.getvalue() and "[2] Reject" in out.getvalue()
+            assert "Ship @alice?" in out.getvalue()
+            await shell.execute("click 1")
+        # The bot has no button handlers yet: the click arrived (signed, so not a 401) and
+        # Bolt said it has no listener for it.
+        text = out.getvalue()
+        assert "(Approve?: Really → Yes)" in text
+        assert "does not handle “Approve QA” yet" in text
+    finally:
+        await bot.stop()
+
+
+def test_block_kit_as_text():
+    names = {"U0ALICE": "alice"}
+    assert plain("<@U0ALICE> at <!date^1700000000^{time}|12:00 UTC> in <#C1|releases> "
+                 "&lt;b&gt; <https://x.test|link>", names) == \
+        "@alice at 12:00 UTC in #releases <b> link"
+    lines = render([{"type": "header", "text": {"type": "plain_text", "text": "Hi"}},
+                    {"type": "section", "fields": [{"type": "mrkdwn", "text": "*A*\n1"},
+                                                   {"type": "mrkdwn", "text": "*B*\n2"}]},
+                    {"type": "context", "elements": [{"type": "mrkdwn", "text": "small"}]}])
+    assert lines == ["== Hi ==", "A: 1 · B: 2", "(small)"]
+    assert render([], fallback="just text") == ["just text"]
+
+
+def test_the_demo_is_a_real_repository(tmp_path: Path):
+    demo = create_demo(tmp_path / "d", 1)
+    tags = demo.remote_tags()
+    for tag in ("v0.14.1", "v0.13.3-final", "bd-12", "v0.8.1-bug-fixes"):
+        assert tag in tags
+    from bot.config import load_config
+    config = load_config(demo.config_path)
+    assert [e.name for e in config.environments] == ["staging", "production"]
+
+
+async def test_embedded_redis_serves_the_worker_queue_and_lua():
+    embedded = EmbeddedRedis()
+    url = embedded.start()
+    client = Redis.from_url(url)
+    try:
+        assert await client.ping()
+        script = client.register_script("return redis.call('INCR', KEYS[1])")
+        await client.script_flush()  # force the NOSCRIPT fallback on one connection
+        assert await script(keys=["n"]) == 1
+        assert await script(keys=["n"]) == 2  # the connection survived the NOSCRIPT error
+    finally:
+        await client.aclose()
+        embedded.stop()
+
+
+async def test_serve_without_redis_url_starts_the_embedded_redis(tmp_path: Path, git_remote):
+    import asyncio
+    import socket
+
+    from tests.test_workers import config_text, write_config
+    path = write_config(tmp_path, config_text(git_remote, tmp_path))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(SLACK_BOT_TOKEN="xoxb-x", SLACK_SIGNING_SECRET="s",
+               SLACK_API_URL="http://127.0.0.1:9/api/", RELEASEBOT_STATE_DIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port),
+                             "--host", "127.0.0.1", "--config", str(path)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                        assert resp.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("serve did not come up")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "Nothing is kept across" in err
+
+
+async def test_the_demo_site_serves_health_and_the_deployed_version(tmp_path: Path):
+    from bot.demo import DemoSite, free_port
+    port = free_port()
+    demo = create_demo(tmp_path / "d", port)
+    site = DemoSite(demo, port)
+    await site.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{port}/staging"
+            async with http.get(f"{base}/health") as resp:
+                assert resp.status == 503  # nothing deployed yet
+            env_dir = demo.root / "environments" / "staging"
+            env_dir.mkdir(parents=True, exist_ok=True)
+            (env_dir / "index.html").write_text("<h1>hi</h1>")
+            (env_dir / "VERSION").write_text("1.2.3\n")
+            async with http.get(f"{base}/health") as resp:
+                assert resp.status == 200 and (await resp.json())["status"] == "UP"
+            async with http.get(f"{base}/build-info") as resp:
+                assert (await resp.json())["version"] == "1.2.3"
+            async with http.get(f"{base}/") as resp:
+                assert "<h1>hi</h1>" in await resp.text()
+    finally:
+        await site.stop()
