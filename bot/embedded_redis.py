@@ -70,7 +70,9 @@ class EmbeddedRedis:
 
 
 class PollingQueue(RedisQueue):
-    """saq's Redis queue for the embedded Redis, whose blocking pops return at once."""
+    """saq's Redis queue for the embedded Redis. fakeredis's blocking pops have changed between
+    releases (returning at once in some, waiting for a wake-up in others), so this queue never
+    blocks in Redis: it tries a plain LMOVE and sleeps between tries."""
 
     POLL_SECONDS = 0.05
 
@@ -80,8 +82,10 @@ class PollingQueue(RedisQueue):
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
         waited = 0.0
         while True:
-            job = await super().dequeue(0)
-            if job is not None or (timeout and waited >= timeout):
-                return job
+            job_id = await self.redis.lmove(self._queued, self._active, "LEFT", "RIGHT")
+            if job_id is not None:
+                return await self._get_job_by_id(job_id)
+            if timeout and waited >= timeout:
+                return None
             await asyncio.sleep(self.POLL_SECONDS)
             waited += self.POLL_SECONDS

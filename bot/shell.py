@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from bot.app import Bot
 from bot.config import Config
@@ -93,7 +94,8 @@ class Shell:
         self.slack.users[user_id_for(name)] = {"name": name, "real_name": name.title()}
 
     async def __aenter__(self) -> Shell:
-        self._http = aiohttp.ClientSession()
+        # Slack gives up after 3 s; the shell waits longer (a busy laptop), but never forever.
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         self._meet(self.user)
         return self
 
@@ -115,14 +117,18 @@ class Shell:
     async def _post(self, body: str) -> tuple[int, dict[str, Any]]:
         assert self._http is not None
         url = f"http://127.0.0.1:{self.bot.port}/slack/events"
-        async with self._http.post(url, data=body, headers=self._signed(
-                body, "application/x-www-form-urlencoded")) as resp:
-            text = await resp.text()
-            try:
-                data = json.loads(text) if text else {}
-            except json.JSONDecodeError:
-                data = {"text": text}
-            return resp.status, data
+        try:
+            async with self._http.post(url, data=body, headers=self._signed(
+                    body, "application/x-www-form-urlencoded")) as resp:
+                text = await resp.text()
+                status = resp.status
+        except TimeoutError:
+            return 504, {}  # what Slack shows as "operation_timeout"
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            data = {"text": text}
+        return status, data
 
     # --- commands -----------------------------------------------------------------------------
 
@@ -198,6 +204,8 @@ class Shell:
         status, data = await self._post(body)
         if status == 404:
             self.say(f"  The bot has no {command} command.")
+        elif status == 504:
+            self.say("  The bot did not answer in time (Slack would show \"operation_timeout\").")
         elif status != 200:
             self.say(f"  The bot answered HTTP {status}.")
         elif data:
@@ -236,6 +244,8 @@ class Shell:
         status, data = await self._post(urlencode({"payload": json.dumps(payload)}))
         if status == 404:
             self.say(f"  (the bot does not handle “{button.label}” yet)")
+        elif status == 504:
+            self.say("  The bot did not answer in time (Slack would show \"operation_timeout\").")
         elif status != 200:
             self.say(f"  The bot answered HTTP {status}.")
         elif data.get("text") or data.get("blocks"):
@@ -274,6 +284,12 @@ class Shell:
         queued = await services.queue.count("queued") + await services.queue.count("active")
         return queued > 0 or not services.notifier.idle
 
+    async def _still_busy(self) -> bool:
+        try:
+            return await asyncio.wait_for(self._busy(), timeout=5)
+        except (TimeoutError, OSError, RedisError):
+            return True  # cannot tell: keep waiting, up to settle's own limit
+
     async def settle(self, timeout: float = 120.0) -> None:
         """Wait until the bot is idle: no jobs, no pending updates, Slack quiet for a moment."""
         started = time.monotonic()
@@ -284,7 +300,7 @@ class Shell:
                 calls, quiet_since = len(self.slack.calls), time.monotonic()
             if self.live:
                 self.flush()
-            if time.monotonic() - quiet_since > 0.5 and not await self._busy():
+            if time.monotonic() - quiet_since > 0.5 and not await self._still_busy():
                 break
         else:
             self.say("  (still working; `wait` to see more)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,19 @@ def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | Non
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     if redis_url:
         env["REDIS_URL"] = redis_url
-    return subprocess.run([sys.executable, "-m", "bot.cli", "shell", *args], input=stdin,
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT on a hang prints every thread's stack
+    command = [sys.executable, "-m", "bot.cli", "shell", *args]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) as process:
+        try:
+            out, err = process.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Say where it hung: what it printed last, and where its threads are.
+            process.send_signal(signal.SIGABRT)
+            out, err = process.communicate(timeout=30)
+            pytest.fail(f"the shell hung for {timeout:g} s\n--- stdout (end) ---\n"
+                        f"{out[-4000:]}\n--- stderr (end) ---\n{err[-8000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 @pytest.mark.timeout(300)  # the whole walkthrough: about 20 s alone, more on a busy machine
