@@ -127,13 +127,18 @@ class Bot:
 
             self._cleanups.append(stop_worker)
         if role in ("all", "scheduler"):
+            from bot.monitor import Monitor
             from bot.scheduler import build_scheduler
 
-            scheduler = build_scheduler(services)
+            monitor = Monitor(services) if any(
+                e.checks for e in services.config.environments) else None
+            scheduler = build_scheduler(services, monitor)
             scheduler.start()
 
             async def stop_scheduler() -> None:
                 scheduler.shutdown(wait=False)
+                if monitor is not None:
+                    await monitor.close()
 
             self._cleanups.append(stop_scheduler)
 

@@ -24,6 +24,7 @@ The emergency path: a patch of what runs in production, with the hotfix gates an
 *`/release final [--description TEXT] [--issue ID]`*
 Promote the newest candidate, once its gates passed and its approvals are complete.
 *`/release status`* Versions in each environment, releases in flight, locks held.
+*`/release health [ENV]`* Every health check: its state, latency and last failure.
 *`/release rollback [ENV] [--to VERSION] --reason TEXT`*
 Redeploy the previous good version (or VERSION); ENV stays locked afterwards.
 *`/release audit [VERSION]`* Who did what to a release, and when (or the latest entries).
@@ -74,6 +75,11 @@ class StatusCommand:
 
 
 @dataclass(frozen=True)
+class HealthCommand:
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
 class HelpCommand:
     pass
 
@@ -92,7 +98,7 @@ class UnlockCommand:
 
 
 Command = (RcCommand | FinalCommand | StatusCommand | HelpCommand | LockCommand
-           | UnlockCommand | AuditCommand | RollbackCommand | HotfixCommand)
+           | UnlockCommand | AuditCommand | RollbackCommand | HotfixCommand | HealthCommand)
 
 _RC_OPTIONS = {"--description": True, "--issue": True, "--bump": True, "--dry-run": False}
 
@@ -110,6 +116,11 @@ def parse_release_command(text: str) -> Command:
         if rest:
             raise CommandError(f"`/release status` takes no arguments (got `{' '.join(rest)}`).")
         return StatusCommand()
+    if sub == "health":
+        if len(rest) > 1 or (rest and rest[0].startswith("-")):
+            raise CommandError("`/release health` takes at most an environment, like "
+                               "`/release health production`.")
+        return HealthCommand(environment=rest[0].lower() if rest else None)
     if sub == "rc":
         return _parse_rc(rest)
     if sub == "rollback":

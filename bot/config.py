@@ -50,11 +50,53 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class CheckConfig:
+    """One health check of an environment: an HTTP GET and the conditions its answer must meet.
+
+    Every condition that is set must hold; a check with none still fails when the endpoint is
+    down or answers 5xx."""
+
+    name: str
+    url: str  # absolute: the environment's url joined with `path`
+    interval_seconds: float = 60.0
+    timeout_seconds: float = 10.0
+    status: int | None = 200
+    max_response_ms: float | None = None
+    json: tuple[tuple[str, object], ...] = ()  # (dotted path, expected value)
+    body_contains: str | None = None
+    # The JSON field holding the version the site runs, which must equal the version deployed
+    # there by the bot (catches a deploy that did not really land).
+    version_field: str | None = None
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str
     deploy_command: str
     url: str = ""
     timeout_seconds: float = 900.0
+    checks: tuple[CheckConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """How checks run and when they alert (the defaults are Gatus's and the release doc's)."""
+
+    tick_seconds: float = 5.0  # how often the scheduler looks for checks that are due
+    concurrency: int = 50  # checks in flight at once
+    failures_to_alert: int = 3  # consecutive failing results before an incident opens
+    successes_to_resolve: int = 2  # consecutive good results before it resolves
+    reminder_seconds: float = 1800.0  # at most this often, while nobody acknowledged
+    oncall: tuple[str, ...] = ()  # user (U…) and user-group (S…) IDs mentioned when critical
+    history: int = 1000  # results kept per check
+    error_rate_percent: float = 1.0
+    error_rate_samples: int = 100  # the window the error rate is measured over
+    latency_samples: int = 5  # recent results whose median is compared with the baseline
+    warning_degradation_percent: float = 20.0
+    critical_degradation_percent: float = 50.0
+    degradation_floor_ms: float = 100.0  # slower by less than this is never a degradation
+    window_seconds: float = 3600.0  # watched closely after each deploy of the last environment
+    window_interval_seconds: float = 10.0  # check interval during that window
 
 
 @dataclass(frozen=True)
@@ -108,6 +150,7 @@ class Config:
     # Approvals a rollback needs; no approvers listed = the environment's approvers.
     rollback: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     hotfix: HotfixConfig = field(default_factory=HotfixConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     def environment(self, name: str) -> EnvironmentConfig:
         for env in self.environments:
@@ -216,7 +259,7 @@ def _nonempty(key: str, value: str) -> None:
 def parse_config(raw: dict[str, Any]) -> Config:
     top = {"repository": (dict, True), "slack": (dict, True), "environments": (list, True),
            "gates": (list, False), "worker": (dict, False), "approvals": (dict, False),
-           "rollback": (dict, False), "hotfix": (dict, False)}
+           "rollback": (dict, False), "hotfix": (dict, False), "monitoring": (dict, False)}
     _table("", raw, top)
 
     repo = _table("repository", raw["repository"], {
@@ -249,7 +292,8 @@ def parse_config(raw: dict[str, Any]) -> Config:
     for i, item in enumerate(raw["environments"]):
         key = f"environments[{i}]"
         env = _table(key, item, {"name": (str, True), "deploy_command": (str, True),
-                                 "url": (str, False), "timeout_seconds": (float, False)})
+                                 "url": (str, False), "timeout_seconds": (float, False),
+                                 "checks": (list, False)})
         if not ENV_NAME.match(env["name"]):
             raise ConfigError(f"{key}.name", "must be lowercase letters, digits, - or _ "
                               f"(like \"staging\"), got \"{env['name']}\"")
@@ -258,6 +302,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
         _nonempty(f"{key}.deploy_command", env["deploy_command"])
         if "timeout_seconds" in env:
             _positive(f"{key}.timeout_seconds", env["timeout_seconds"])
+        env["checks"] = _checks(key, env.get("url", ""), env.get("checks", []))
         envs.append(EnvironmentConfig(**env))
 
     gates: list[GateConfig] = []
@@ -301,7 +346,90 @@ def parse_config(raw: dict[str, Any]) -> Config:
                           "gate, or set required = 0 with allow_no_approvals = true")
     return Config(repository=RepositoryConfig(**repo), slack=SlackConfig(**slack),
                   environments=tuple(envs), gates=tuple(gates), worker=WorkerConfig(**worker),
-                  approvals=approvals, rollback=rollback, hotfix=hotfix)
+                  approvals=approvals, rollback=rollback, hotfix=hotfix,
+                  monitoring=_monitoring(raw.get("monitoring", {})))
+
+
+def _checks(env_key: str, env_url: str, raw: list[Any]) -> tuple[CheckConfig, ...]:
+    checks: list[CheckConfig] = []
+    for i, item in enumerate(raw):
+        key = f"{env_key}.checks[{i}]"
+        found = _table(key, item, {
+            "name": (str, True), "path": (str, False), "url": (str, False),
+            "interval_seconds": (float, False), "timeout_seconds": (float, False),
+            "status": (int, False), "max_response_ms": (float, False), "json": (dict, False),
+            "body_contains": (str, False), "version_field": (str, False)})
+        if not GATE_ID.match(found["name"]):
+            raise ConfigError(f"{key}.name", "must be lowercase letters, digits, - or _ "
+                              f"(like \"health\"), got \"{found['name']}\"")
+        if any(c.name == found["name"] for c in checks):
+            raise ConfigError(f"{key}.name", f"\"{found['name']}\" is defined twice")
+        if ("path" in found) == ("url" in found):
+            raise ConfigError(key, "needs either `path = \"/health\"` (joined to the "
+                              "environment's url) or a full `url = \"https://…\"`")
+        if "path" in found:
+            if not env_url:
+                raise ConfigError(f"{key}.path", "the environment has no `url` to join it to; "
+                                  "set the environment's url or give the check a full url")
+            if not found["path"].startswith("/"):
+                raise ConfigError(f"{key}.path", f"must start with /, like \"/health\", got "
+                                  f"\"{found['path']}\"")
+            url = env_url.rstrip("/") + found.pop("path")
+        else:
+            url = found.pop("url")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.url" if "url" in item else f"{env_key}.url",
+                              f"must be an http:// or https:// URL, got \"{url}\"")
+        for name in ("interval_seconds", "timeout_seconds", "max_response_ms"):
+            if name in found:
+                _positive(f"{key}.{name}", found[name])
+        if "status" in found and not 100 <= found["status"] <= 599:
+            raise ConfigError(f"{key}.status", f"must be an HTTP status (100-599), got "
+                              f"{found['status']}")
+        expected = found.pop("json", {})
+        for path, value in expected.items():
+            if isinstance(value, dict | list):
+                raise ConfigError(f"{key}.json.{path}", "must be a string, number or "
+                                  "true/false; nest with dotted keys: \"db.status\" = \"ok\"")
+        for name in ("body_contains", "version_field"):
+            if name in found:
+                _nonempty(f"{key}.{name}", found[name])
+        checks.append(CheckConfig(url=url, json=tuple(expected.items()), **found))
+    return tuple(checks)
+
+
+def _monitoring(raw: Any) -> MonitoringConfig:
+    found = _table("monitoring", raw, {
+        "tick_seconds": (float, False), "concurrency": (int, False),
+        "failures_to_alert": (int, False), "successes_to_resolve": (int, False),
+        "reminder_seconds": (float, False), "oncall": (list, False), "history": (int, False),
+        "error_rate_percent": (float, False), "error_rate_samples": (int, False),
+        "latency_samples": (int, False), "warning_degradation_percent": (float, False),
+        "critical_degradation_percent": (float, False),
+        "degradation_floor_ms": (float, False), "window_seconds": (float, False),
+        "window_interval_seconds": (float, False)})
+    for name, value in found.items():
+        if name in ("oncall", "degradation_floor_ms"):
+            continue
+        _positive(f"monitoring.{name}", value)
+    if found.get("degradation_floor_ms", 0) < 0:
+        raise ConfigError("monitoring.degradation_floor_ms", "must not be negative")
+    if found.get("error_rate_percent", 1.0) >= 100:
+        raise ConfigError("monitoring.error_rate_percent", "must be below 100")
+    warning = found.get("warning_degradation_percent", 20.0)
+    critical = found.get("critical_degradation_percent", 50.0)
+    if warning >= critical:
+        raise ConfigError("monitoring.warning_degradation_percent",
+                          f"must be below critical_degradation_percent ({critical:g})")
+    if found.get("history", 1000) < found.get("error_rate_samples", 100):
+        raise ConfigError("monitoring.history", "must keep at least error_rate_samples results")
+    oncall = found.get("oncall", [])
+    for i, who in enumerate(oncall):
+        if not isinstance(who, str) or not _APPROVER.match(who):
+            raise ConfigError(f"monitoring.oncall[{i}]", "must be a Slack user ID (U… or W…) "
+                              f"or user-group ID (S…), got {_describe(who)}")
+    found["oncall"] = tuple(oncall)
+    return MonitoringConfig(**found)
 
 
 def _hotfix(raw: Any, gate_ids: list[str]) -> HotfixConfig:

@@ -20,7 +20,7 @@ from typing import Any
 
 import semver
 
-from bot import approvals, gitrepo, messages, releases
+from bot import approvals, gitrepo, messages, monitor, releases
 from bot.config import Config, EnvironmentConfig, GateConfig
 from bot.locks import LockHeld, RenewingLock, held
 from bot.process import CommandResult, run_command
@@ -382,8 +382,14 @@ async def _deploy_locked(services: Services, release: Release, env: EnvironmentC
         await services.redis.delete(lease)
         if deploy is not None:
             if result.ok:
+                before = (await store.environment_versions([env.name]))[env.name]
                 await store.set_environment_version(env.name, version, tag, release.sha,
                                                     release.version)
+                await monitor.deploy_finished(services, env.name, version, release.version,
+                                              before.get("version", ""))
+            else:
+                await monitor.deploy_failed(services, env.name, release.version, tag,
+                                            result.summary())
             await notifier.thread(release.version,
                                   messages.deploy_outcome(tag, env.name, result),
                                   f"Deploy to {env.name} {deploy.status}")
@@ -414,6 +420,7 @@ async def _record_stopped(services: Services, release: Release, environment: str
         return
     await services.redis.hdel(store.keys.running_deploys, deploy_id)
     await services.redis.delete(store.keys.deploy_lease(deploy_id))
+    await monitor.deploy_failed(services, environment, release.version, release.tag, detail)
     await services.notifier.thread(release.version, messages.problem(
         f"The worker was stopped while deploying `{release.tag}` to *{environment}*; the "
         f"deploy command was killed and the deploy is marked *failed*. Check *{environment}* "
@@ -482,6 +489,9 @@ async def reap_lost_deploys(services: Services) -> list[str]:
             pass  # finished meanwhile, or already reported by another replica
         else:
             reaped.append(deploy_id)
+            release = await store.get_release(version)
+            await monitor.deploy_failed(services, environment, version,
+                                        release.tag if release else version, detail)
             await services.notifier.thread(version, messages.problem(
                 f"The worker deploying to *{environment}* stopped responding (no heartbeat "
                 f"for {ttl:g}s). The deploy is marked *failed* and was not retried; check "

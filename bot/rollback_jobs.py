@@ -9,7 +9,7 @@ import secrets
 from functools import partial
 from typing import Any
 
-from bot import gitrepo, messages, releases, rollbacks
+from bot import gitrepo, messages, monitor, releases, rollbacks
 from bot.approvals import NoChange, Refusal
 from bot.approvers import is_approver
 from bot.jobs import heartbeat
@@ -191,6 +191,9 @@ async def run_rollback(services: Services, request_id: str, actor: Actor,
         if result.ok:
             await store.set_environment_version(env.name, request.to_version, request.to_tag,
                                                 request.to_sha)
+            await monitor.deploy_finished(services, env.name, request.to_version,
+                                          request.from_release, request.from_version,
+                                          rollback=True)
             reason = (f"rolled back from {request.from_version} to {request.to_tag}: "
                       f"{request.reason}")
             handed_over = await lock.hand_over("releasebot", reason, "rollback")
@@ -212,6 +215,8 @@ async def run_rollback(services: Services, request_id: str, actor: Actor,
         else:
             await _say(services, request, messages.deploy_outcome(
                 request.to_tag, env.name, result), "Rollback failed")
+            await monitor.deploy_failed(services, env.name, request.from_release,
+                                        request.to_tag, f"rollback: {result.summary()}")
         if request.from_release:
             services.notifier.refresh(request.from_release)
     finally:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot import jobs
+from bot.monitor import Monitor
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,8 @@ def once_per_tick(services: Services, name: str, interval: float,
     return run
 
 
-def build_scheduler(services: Services) -> AsyncIOScheduler:
+def build_scheduler(services: Services, monitor: Monitor | None = None) -> AsyncIOScheduler:
+    """The reaper of lost deploys, and the health monitor when `monitor` is given."""
     scheduler = AsyncIOScheduler(timezone="UTC")
     interval = services.config.worker.reap_interval_seconds
     scheduler.add_job(
@@ -42,4 +44,9 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
                       lambda: jobs.reap_lost_deploys(services)),
         "interval", seconds=interval, id="reap-lost-deploys", max_instances=1,
         coalesce=True)
+    if monitor is not None:
+        tick = services.config.monitoring.tick_seconds
+        # Each check has its own interval; the tick only looks for the ones that are due.
+        scheduler.add_job(once_per_tick(services, "monitor", tick, monitor.tick), "interval",
+                          seconds=tick, id="monitor", max_instances=1, coalesce=True)
     return scheduler

@@ -95,6 +95,27 @@ class Keys:
     def rendered(self, version: str) -> str:
         return f"{self.prefix}rendered:{version}"
 
+    # Health monitoring: per check its state and its bounded history of results.
+    def check_state(self, environment: str, check: str) -> str:
+        return f"{self.prefix}mon:state:{environment}:{check}"
+
+    def check_results(self, environment: str, check: str) -> str:
+        return f"{self.prefix}mon:results:{environment}:{check}"
+
+    @property
+    def checks_due(self) -> str:
+        return f"{self.prefix}mon:due"
+
+    def monitor_window(self, environment: str) -> str:
+        return f"{self.prefix}mon:window:{environment}"
+
+    def incident_ack(self, incident_id: str) -> str:
+        return f"{self.prefix}mon:ack:{incident_id}"
+
+    @property
+    def monitor_lock(self) -> str:
+        return f"{self.prefix}lock:monitor"
+
     @property
     def queue_name(self) -> str:
         return f"{self.prefix}jobs"

@@ -13,7 +13,7 @@ from bot.services import Services
 from bot.store import Actor
 
 
-def _actor(body: dict[str, Any]) -> Actor:
+def actor_of(body: dict[str, Any]) -> Actor:
     user = body.get("user") or {}
     return Actor(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""),
                  str((body.get("channel") or {}).get("id", "")))
@@ -40,7 +40,7 @@ async def rollback_clicked(ack: AsyncAck, body: dict[str, Any], context: AsyncBo
         await respond(response_type="ephemeral", replace_original=False, text=text,
                       blocks=messages.problem(text))
         return
-    actor = _actor(body)
+    actor = actor_of(body)
     try:
         await context.client.views_open(trigger_id=body["trigger_id"],
                                         view=messages.rollback_view(env, version,
@@ -55,6 +55,6 @@ async def approve_rollback_clicked(ack: AsyncAck, body: dict[str, Any],
     await ack()
     services: Services = context["services"]
     request_id = _value(body).get("r", "")
-    answer = await rollback_jobs.approve_rollback(services, _actor(body), request_id)
+    answer = await rollback_jobs.approve_rollback(services, actor_of(body), request_id)
     await respond(response_type="ephemeral", replace_original=False, text=answer,
                   blocks=messages.note(answer))

@@ -11,13 +11,14 @@ from typing import Any
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot import environments, jobs, messages, rollback_jobs
+from bot import environments, health_messages, jobs, messages, monitor, rollback_jobs
 from bot.approvals import readiness
 from bot.audit import audit_message, read_entries
 from bot.commands import (
     AuditCommand,
     CommandError,
     FinalCommand,
+    HealthCommand,
     HelpCommand,
     HotfixCommand,
     LockCommand,
@@ -68,6 +69,18 @@ async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> 
         if isinstance(parsed, StatusCommand):
             blocks = await asyncio.wait_for(services.status(), BEFORE_ACK_BUDGET)
             await ack(response_type="ephemeral", text="Release status", blocks=blocks)
+        elif isinstance(parsed, HealthCommand):
+            if parsed.environment is not None:
+                try:
+                    environments.check_environment(services.config, parsed.environment)
+                except UnknownEnvironment as exc:
+                    await ack(response_type="ephemeral", text=str(exc),
+                              blocks=messages.problem(str(exc)))
+                    return "invalid"
+            rows = await asyncio.wait_for(monitor.health_rows(services, parsed.environment),
+                                          BEFORE_ACK_BUDGET)
+            await ack(response_type="ephemeral", text="Health checks",
+                      blocks=health_messages.health_report(rows, services.store.clock()))
         elif isinstance(parsed, RollbackCommand):
             env = parsed.environment or services.config.last_environment.name
             try:

@@ -1,0 +1,66 @@
+"""HTTP GETs for the health checks: one shared aiohttp session, a bound on checks in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import aiohttp
+
+from bot.checks import Observation
+from bot.config import CheckConfig
+
+MAX_BODY = 256 * 1024  # enough for /health, /build-info and /flags; a bigger page is cut
+
+
+class Prober:
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # One connector for every check; it bounds the connections as the semaphore
+            # bounds the checks. No cookies: each check is a fresh visitor.
+            connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                headers={"User-Agent": "releasebot-monitor"})
+        return self._session
+
+    async def observe_all(self, checks: Sequence[CheckConfig]) -> list[Observation]:
+        session = self._open()
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def bounded(check: CheckConfig) -> Observation:
+            async with limit:
+                return await observe(session, check)
+
+        return list(await asyncio.gather(*(bounded(c) for c in checks)))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def observe(session: aiohttp.ClientSession, check: CheckConfig) -> Observation:
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return (time.perf_counter() - started) * 1000
+
+    try:
+        async with session.get(check.url, allow_redirects=True,
+                               timeout=aiohttp.ClientTimeout(total=check.timeout_seconds)) as resp:
+            body = await resp.content.read(MAX_BODY)
+            return Observation(elapsed_ms=elapsed(), status=resp.status,
+                               body=body.decode("utf-8", errors="replace"))
+    except TimeoutError:
+        return Observation(elapsed_ms=elapsed(),
+                           error=f"no answer within {check.timeout_seconds:g} s")
+    except aiohttp.ClientConnectorError as exc:
+        return Observation(elapsed_ms=elapsed(), error=f"cannot connect ({exc.os_error})")
+    except aiohttp.ClientError as exc:
+        return Observation(elapsed_ms=elapsed(), error=f"{type(exc).__name__}: {exc}"[:300])

@@ -1,0 +1,203 @@
+"""The health rules on their own: conditions, latency and error rate, incidents, summaries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bot.checks import Observation, Recent, Result, assess, baseline_ms, conditions, error_rate
+from bot.config import CheckConfig, ConfigError, MonitoringConfig, parse_config
+from bot.health_messages import health_report, incident_message, window_summary
+from bot.incidents import CheckState, Incident, step
+from bot.slack_stand_in import validate_blocks
+from bot.summaries import percentile, sparkline, summarize
+
+CFG = MonitoringConfig(failures_to_alert=3, successes_to_resolve=2, reminder_seconds=60,
+                       error_rate_samples=10, latency_samples=3, degradation_floor_ms=50)
+HEALTH = CheckConfig(name="health", url="http://x/health", status=200, max_response_ms=3000,
+                     json=(("status", "ok"), ("db.ok", True)), body_contains="ok",
+                     version_field="build.version")
+
+
+def answer(body: dict | str, status: int = 200, ms: float = 5.0) -> Observation:
+    return Observation(elapsed_ms=ms, status=status,
+                       body=body if isinstance(body, str) else json.dumps(body))
+
+
+GOOD = {"status": "ok", "db": {"ok": True}, "build": {"version": "v0.15.0"}}
+
+
+def test_a_good_answer_meets_every_condition():
+    assert conditions(HEALTH, answer(GOOD), "0.15.0") == []
+    # Nothing deployed by the bot yet: the version is not compared.
+    assert conditions(HEALTH, answer({**GOOD, "build": {"version": "x"}}), "") == []
+
+
+@pytest.mark.parametrize(("seen", "expected"), [
+    (Observation(elapsed_ms=5000, error="no answer within 5 s"), "down: no answer within 5 s"),
+    (answer(GOOD, status=503), "HTTP 503"),
+    (answer(GOOD, status=404), "HTTP 404, expected 200"),
+    (answer(GOOD, ms=3500), "answered in 3,500 ms, limit 3,000 ms"),
+    (answer({**GOOD, "status": "degraded"}), "`status` is 'degraded', expected 'ok'"),
+    (answer({**GOOD, "db": {}}), "`db.ok` is missing, expected True"),
+    (answer("<html>maintenance</html>"), "the answer is not JSON"),
+    (answer({**GOOD, "build": {"version": "0.14.1"}}),
+     "reports version `0.14.1`, but `0.15.0` was deployed here"),
+])
+def test_each_failing_condition_is_named(seen: Observation, expected: str):
+    assert expected in conditions(HEALTH, seen, "0.15.0")
+
+
+def result(ok: bool = True, ms: float = 10.0, version: str = "1", at: float = 0.0) -> Result:
+    return Result(at=at, ok=ok, ms=ms, status=200 if ok else 500,
+                  problem="" if ok else "HTTP 500", version=version)
+
+
+def test_error_rate_waits_for_a_full_window_and_leaves_out_outages():
+    assert error_rate("1" + "0" * 8, CFG) is None  # 9 results: not yet a window
+    assert error_rate("1" + "0" * 9, CFG) == pytest.approx(10.0)
+    # Three in a row is an outage (alerted as such): after the recovery it is not counted.
+    assert error_rate("00111" + "0" * 5, CFG) == 0.0
+    assert error_rate("0101010000", CFG) == pytest.approx(30.0)
+
+
+def test_latency_is_judged_against_the_baseline_of_the_previous_version():
+    history = [result(ms=200, version="1") for _ in range(5)]
+    assert baseline_ms(history, "2", CFG) == 200
+    assert baseline_ms(history[:2], "2", CFG) is None  # too few to compare with
+    recent = Recent(version="2", baseline_ms=200.0, latencies=[270.0, 260.0, 280.0])
+    assert assess([], recent, CFG).severity == "warning"  # 35% slower
+    recent.latencies = [420.0, 400.0, 410.0]
+    finding = assess([], recent, CFG)
+    assert finding.severity == "critical" and "105% slower" in finding.summary
+    recent.latencies = [2.0, 2.0, 2.0]
+    recent.baseline_ms = 1.0  # 100% slower, but 1 ms is noise, under the floor
+    assert assess([], recent, CFG).severity == "ok"
+
+
+def fresh(now: float) -> Incident:
+    return Incident(id="i1", environment="production", check="health", severity="",
+                    opened_at=now, problem="")
+
+
+def test_one_blip_opens_nothing_and_three_failures_open_one_incident():
+    state, bad, good = CheckState(), assess(["HTTP 500"], Recent(), CFG), assess([], Recent(), CFG)
+    assert step(state, bad, 1, CFG, fresh(1)) is None
+    assert step(state, good, 2, CFG, fresh(2)) is None
+    assert [step(state, bad, t, CFG, fresh(t)) for t in (3, 4)] == [None, None]
+    what, incident = step(state, bad, 5, CFG, fresh(5))
+    assert what == "open" and incident.severity == "critical" and incident.failures == 3
+    assert step(state, bad, 6, CFG, fresh(6)) is None  # no new message per failure
+    assert step(state, bad, 5 + 60, CFG, fresh(0))[0] == "remind"
+    assert step(state, bad, 5 + 61, CFG, fresh(0)) is None  # not before the interval again
+    incident.acknowledged_by = "U0ONCALL"
+    assert step(state, bad, 5 + 200, CFG, fresh(0)) is None  # acknowledged: no reminders
+    assert step(state, good, 300, CFG, fresh(0)) is None  # one success does not resolve
+    what, resolved = step(state, good, 301, CFG, fresh(0))
+    assert what == "resolve" and resolved.duration(999) == 301 - 5 and state.incident is None
+
+
+def test_a_warning_escalates_to_critical():
+    state = CheckState()
+    warning = assess([], Recent(version="2", baseline_ms=200.0, latencies=[270.0] * 3), CFG)
+    for t in range(3):
+        change = step(state, warning, t, CFG, fresh(t))
+    assert change[0] == "open" and change[1].severity == "warning"
+    what, incident = step(state, assess(["HTTP 502"], Recent(), CFG), 4, CFG, fresh(4))
+    assert what == "escalate" and incident.severity == "critical"
+    assert CheckState.from_json(state.to_json()) == state  # survives a restart
+
+
+def test_incident_messages_mention_oncall_only_when_critical():
+    incident = Incident(id="i1", environment="production", check="health",
+                        severity="warning", opened_at=100, problem="slow")
+    warning = incident_message(incident, ("U0ONCALL", "S0SRE"), "0.15.0", now=200)
+    text = json.dumps(warning)
+    assert "U0ONCALL" not in text and "rollback_start" not in text and "incident_ack" in text
+    incident.severity = "critical"
+    critical = json.dumps(incident_message(incident, ("U0ONCALL", "S0SRE"), "0.15.0", 200))
+    assert "<@U0ONCALL>" in critical and "<!subteam^S0SRE>" in critical
+    assert "rollback_start" in critical and "incident_ack" in critical
+    incident.resolved_at = 400
+    resolved = incident_message(incident, ("U0ONCALL",), "0.15.0", 500)
+    assert "resolved* after 5m" in json.dumps(resolved) and "actions" not in json.dumps(resolved)
+    for blocks in (warning, json.loads(critical), resolved):
+        assert validate_blocks(blocks, where="test") == []
+
+
+def test_percentiles_sparkline_and_window_verdict():
+    assert percentile([], 50) is None
+    assert percentile([5, 1, 3, 2, 4], 50) == 3 and percentile(list(range(1, 101)), 95) == 95
+    assert sparkline([1, 1, 1]) == "▁▁▁"
+    line = sparkline([float(i) for i in range(48)], width=24)
+    assert len(line) == 24 and line[0] == "▁" and line[-1] == "█"
+    before = [result(ms=100, version="1") for _ in range(10)]
+    healthy = summarize("production", "2", "1", [result(ms=110, version="2")] * 20, before,
+                        False, CFG)
+    assert healthy.verdict == "healthy" and healthy.p50_ms == 110 and healthy.previous_p50_ms == 100
+    slow = summarize("production", "2", "1", [result(ms=400, version="2")] * 20, before, False,
+                     CFG)
+    assert slow.verdict == "degraded"
+    failing = summarize("production", "2", "1",
+                        [result(ok=False, version="2")] + [result(version="2")] * 9, before,
+                        False, CFG)
+    assert failing.verdict == "degraded" and failing.error_rate == pytest.approx(10.0)
+    assert summarize("production", "2", "1", [], before, True, CFG).verdict == "rolled back"
+    blocks = window_summary(healthy, 60)
+    assert validate_blocks(blocks, where="test") == []
+    assert "*healthy*" in json.dumps(blocks, ensure_ascii=False)
+
+
+def test_the_health_report_is_valid_block_kit_even_with_many_checks():
+    rows = [{"environment": "production", "check": f"check-{i}", "last": result(ok=i % 3 != 0),
+             "incident": None, "failing": 1, "last_failure": result(ok=False),
+             "samples": 10, "p50": 12.0, "p95": 30.0} for i in range(80)]
+    blocks = health_report(rows, now=100)
+    assert validate_blocks(blocks, where="test") == [] and len(blocks) <= 50
+    assert "No health checks" in json.dumps(health_report([], 0))
+
+
+BASE = """
+[repository]
+url = "/tmp/repo"
+[slack]
+channel = "#releases"
+[[environments]]
+name = "production"
+deploy_command = "true"
+url = "https://example.com"
+"""
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    ('[[environments.checks]]\nname = "health"\n', "environments[0].checks[0]"),
+    ('[[environments.checks]]\nname = "h"\npath = "health"\n', "environments[0].checks[0].path"),
+    ('[[environments.checks]]\nname = "h"\nurl = "ftp://x"\n', "environments[0].checks[0].url"),
+    ('[[environments.checks]]\nname = "h"\npath = "/h"\nstatus = 42\n',
+     "environments[0].checks[0].status"),
+    ('[[environments.checks]]\nname = "h"\npath = "/h"\njson = { db = { ok = true } }\n',
+     "environments[0].checks[0].json.db"),
+    ('[[environments.checks]]\nname = "h"\npath = "/h"\ninterval = 5\n',
+     "environments[0].checks[0].interval"),
+    ('[monitoring]\noncall = ["alice"]\n', "monitoring.oncall[0]"),
+    ('[monitoring]\nfailures_to_alert = 0\n', "monitoring.failures_to_alert"),
+    ('[monitoring]\nwarning_degradation_percent = 60\n',
+     "monitoring.warning_degradation_percent"),
+    ('[monitoring]\nreminder = 5\n', "monitoring.reminder"),
+])
+def test_monitoring_config_mistakes_name_the_key(extra: str, key: str):
+    import tomllib
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(tomllib.loads(BASE + extra))
+    assert caught.value.key == key, caught.value
+
+
+def test_a_check_path_joins_the_environment_url():
+    import tomllib
+
+    config = parse_config(tomllib.loads(BASE + '[[environments.checks]]\nname = "health"\n'
+                                        'path = "/health"\njson = { "db.ok" = true }\n'))
+    check = config.environment("production").checks[0]
+    assert check.url == "https://example.com/health" and check.json == (("db.ok", True),)
