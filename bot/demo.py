@@ -7,6 +7,7 @@ Grows with the bot: every capability the bot gains should be walkable here.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -28,6 +29,7 @@ env_dir="$DEMO_DIR/environments/$RELEASE_ENV"
 mkdir -p "$env_dir"
 echo "building $RELEASE_TAG ($RELEASE_SHA) for $RELEASE_ENV"
 cp index.html "$env_dir/index.html"
+rm -f "$env_dir/FAULT"  # a new build replaces a broken one (see `site ENV down` in the shell)
 printf '%s\\n' "$RELEASE_VERSION" > "$env_dir/VERSION"
 printf '%s %s %s\\n' "$(date -u +%FT%TZ)" "$RELEASE_ENV" "$RELEASE_TAG" >> "$DEMO_DIR/deploys.log"
 echo "deployed $RELEASE_TAG to $RELEASE_ENV"
@@ -71,13 +73,13 @@ name = "staging"
 deploy_command = "DEMO_DIR={demo} sh {demo}/scripts/deploy.sh"
 url = "{site}/staging"
 timeout_seconds = 60
-
+{checks}
 [[environments]]
 name = "production"
 deploy_command = "DEMO_DIR={demo} sh {demo}/scripts/deploy.sh"
 url = "{site}/production"
 timeout_seconds = 60
-
+{checks}
 [[gates]]
 id = "e2e"
 name = "Automated tests"
@@ -122,6 +124,33 @@ required = 1
 branches = ["hotfix/*"]
 gates = ["e2e", "qa", "smoke"]
 required = 1
+
+# Health checks, short intervals for the demo (production would use 30-60 s and a window of
+# an hour after each production deploy). Carol is on call.
+[monitoring]
+tick_seconds = 0.5
+failures_to_alert = 3
+successes_to_resolve = 2
+reminder_seconds = 300
+oncall = ["U0CAROL"]
+window_seconds = 25
+window_interval_seconds = 1
+"""
+
+CHECKS = """
+[[environments.checks]]
+name = "health"
+path = "/health"
+interval_seconds = 2
+timeout_seconds = 2
+max_response_ms = 3000
+json = {{ status = "UP" }}
+
+[[environments.checks]]
+name = "build-info"
+path = "/build-info"
+interval_seconds = 2
+version_field = "version"
 """
 
 # The sample history, oldest first: (commit message, site heading, tags on that commit).
@@ -201,7 +230,13 @@ def create_demo(root: Path, site_port: int) -> Demo:
     site = f"http://127.0.0.1:{site_port}"
     gate_env = f"DEMO_DIR={root} DEMO_SITE={site} DEMO_PYTHON={sys.executable}"
     demo.config_path.write_text(CONFIG.format(remote=demo.remote, demo=root, site=site,
-                                              gate_env=gate_env))
+                                              gate_env=gate_env, checks=CHECKS.format()))
+    # Both environments run v0.14.1 from before the bot, so their checks are green at first.
+    for env in ("staging", "production"):
+        (root / "environments" / env).mkdir()
+        (root / "environments" / env / "index.html").write_text(
+            "<!doctype html>\n<title>Demo site</title>\n<h1>Hello, fixed footer</h1>\n")
+        (root / "environments" / env / "VERSION").write_text("0.14.1\n")
     return demo
 
 
@@ -239,8 +274,24 @@ class DemoSite:
             raise web.HTTPNotFound()
         return self.demo.root / "environments" / env
 
+    FAULTS = ("down", "slow", "up")
+
+    def fault(self, environment: str, mode: str) -> None:
+        """Break an environment's site on purpose (down: 503, slow: 1.5 s per answer) until
+        `up` or the next deploy there."""
+        path = self.demo.root / "environments" / environment / "FAULT"
+        if mode == "up":
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(mode)
+
     async def _health(self, request: web.Request) -> web.Response:
-        up = (self._env_dir(request) / "index.html").exists()
+        env_dir = self._env_dir(request)
+        fault = env_dir / "FAULT"
+        mode = fault.read_text().strip() if fault.exists() else ""
+        if mode == "slow":
+            await asyncio.sleep(1.5)
+        up = (env_dir / "index.html").exists() and mode != "down"
         return web.json_response({"status": "UP" if up else "DOWN"}, status=200 if up else 503)
 
     async def _build_info(self, request: web.Request) -> web.Response:

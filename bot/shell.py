@@ -43,6 +43,7 @@ Type what you would type in Slack, plus a few shell commands:
   cancel                   close that form
   /as NAME                 act as another person (e.g. /as bob)
   wait [SECONDS]           wait until the bot is idle (or for SECONDS)
+  site ENV down|slow|up    (demo) break the demo site of ENV, or mend it
   help                     this help
   quit                     leave (Ctrl-D works too)"""
 
@@ -77,6 +78,7 @@ class Shell:
     out: TextIO = sys.stdout
     live: bool = False  # print changes as they happen (interactive) or once settled (script)
     user: str = "alice"
+    site: DemoSite | None = None  # the demo's site, which `site ENV down` breaks
     _http: aiohttp.ClientSession | None = None
     _shown: dict[str, int] = field(default_factory=dict)  # ts -> updates shown
     _calls_seen: int = 0
@@ -97,6 +99,10 @@ class Shell:
         # Slack gives up after 3 s; the shell waits longer (a busy laptop), but never forever.
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         self._meet(self.user)
+        # On-call people named like the shell's users (U0CAROL is carol) show by name.
+        for who in self.bot.services.config.monitoring.oncall:
+            if who.startswith("U0"):
+                self._meet(who[2:].lower())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -163,6 +169,8 @@ class Shell:
             self.say("  (form closed)")
         elif word == "wait":
             await self._wait(rest.strip())
+        elif word == "site":
+            self._site(rest.split())
         elif word.startswith("/") and word != "/":
             await self._slash_command(word, rest)
         else:
@@ -176,6 +184,19 @@ class Shell:
         self.user = name
         self._meet(name)
         self.say(f"  You are now {name} ({self.user_id}).")
+
+    def _site(self, args: list[str]) -> None:
+        if self.site is None:
+            self.say("  `site` works in the demo only (`releasebot shell --demo`).")
+            return
+        names = [e.name for e in self.bot.services.config.environments]
+        if len(args) != 2 or args[0] not in names or args[1] not in self.site.FAULTS:
+            self.say(f"  Usage: site ENV down|slow|up, with ENV one of {', '.join(names)}.")
+            return
+        self.site.fault(args[0], args[1])
+        what = {"down": "answers 503 now", "slow": "takes 1.5 s per answer now",
+                "up": "is healthy again"}[args[1]]
+        self.say(f"  (the demo site of {args[0]} {what})")
 
     async def _wait(self, arg: str) -> None:
         if not arg:
@@ -455,7 +476,7 @@ async def run_shell(config: Config, *, state_dir: Path, redis_url: str | None,
             bot = Bot(Services.create(settings, config), "all")
             try:
                 await bot.start(port=0, host="127.0.0.1")
-                async with Shell(bot, slack, out=out, live=live) as shell:
+                async with Shell(bot, slack, out=out, live=live, site=site) as shell:
                     if lines is None:
                         shell.say("releasebot shell: type `help` for help, `quit` to leave.")
                         async for line in read_terminal(f"{shell.user}> "):

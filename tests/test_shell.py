@@ -74,6 +74,13 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
         cwd=demo.remote, capture_output=True, text=True).stdout
     assert "stays locked" in out and "is unlocked" in out
     assert "--bump major" in out  # the answer to a bad bump says what is right
+    # Health: the broken site became one incident that paged carol, who acknowledged it; the
+    # rollback's deploy mended the site and the incident resolved; the window summary said so.
+    assert out.count("Acknowledged: not yet") == 1, out  # one incident, redrawn when acked
+    assert "On call: @carol" in out and "@carol acknowledged" in out
+    assert "*resolved* after" in out and "`0.15.1`: *rolled back*" in out
+    assert "*production* · health — ✅ healthy" in out
+    assert "site ENV down|slow|up" not in out  # no usage error from `site`
 
 
 def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
@@ -230,10 +237,16 @@ async def test_the_demo_site_serves_health_and_the_deployed_version(tmp_path: Pa
     try:
         async with aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{port}/staging"
+            # Before the bot, the demo's environments run v0.14.1.
             async with http.get(f"{base}/health") as resp:
-                assert resp.status == 503  # nothing deployed yet
+                assert resp.status == 200 and (await resp.json())["status"] == "UP"
+            async with http.get(f"{base}/build-info") as resp:
+                assert (await resp.json())["version"] == "0.14.1"
+            site.fault("staging", "down")  # what `site staging down` does in the shell
+            async with http.get(f"{base}/health") as resp:
+                assert resp.status == 503 and (await resp.json())["status"] == "DOWN"
+            site.fault("staging", "up")
             env_dir = demo.root / "environments" / "staging"
-            env_dir.mkdir(parents=True, exist_ok=True)
             (env_dir / "index.html").write_text("<h1>hi</h1>")
             (env_dir / "VERSION").write_text("1.2.3\n")
             async with http.get(f"{base}/health") as resp:
