@@ -8,9 +8,11 @@ someone acknowledges it.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import orjson
 
 from bot.checks import SEVERITY_RANK, Finding, Recent, Result
 from bot.config import MonitoringConfig
@@ -47,38 +49,55 @@ class Incident:
 
 @dataclass
 class CheckState:
-    """All the monitor remembers of one check between ticks (one JSON value in Redis)."""
+    """What the monitor remembers of one check between ticks. What changes on every result
+    (`recent`, `last`) is rebuilt from the check's history when the state is loaded, so a
+    healthy check's state in Redis does not change, and is not rewritten, tick after tick."""
 
     failing: int = 0  # results in a row that were not ok
-    passing: int = 0  # results in a row that were ok
-    recent: Recent = field(default_factory=Recent)
+    passing: int = 0  # results in a row that were ok (counted up to successes_to_resolve)
     incident: Incident | None = None
-    last: Result | None = None
     last_failure: Result | None = None
+    recent: Recent = field(default_factory=Recent)
+    last: Result | None = None
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"))
+    def to_json(self) -> bytes:
+        # By hand, not dataclasses.asdict: that deep-copies.
+        return orjson.dumps({
+            "failing": self.failing, "passing": self.passing,
+            "incident": asdict(self.incident) if self.incident else None,
+            "last_failure": self.last_failure.to_dict() if self.last_failure else None,
+            "version": self.recent.version, "baseline_ms": self.recent.baseline_ms})
 
     @classmethod
-    def from_json(cls, raw: str | bytes | None) -> CheckState:
-        if raw is None:
-            return cls()
-        data: dict[str, Any] = json.loads(raw)
-        return cls(failing=data["failing"], passing=data["passing"],
-                   recent=Recent(**data["recent"]),
-                   incident=Incident(**data["incident"]) if data.get("incident") else None,
-                   last=Result(**data["last"]) if data.get("last") else None,
-                   last_failure=Result(**data["last_failure"]) if data.get("last_failure")
-                   else None)
+    def from_json(cls, raw: str | bytes | None, history: list[Result] | None = None,
+                  cfg: MonitoringConfig | None = None) -> CheckState:
+        """The stored state, with `recent` and `last` rebuilt from `history` (newest first)."""
+        state = cls()
+        if raw is not None:
+            data: dict[str, Any] = orjson.loads(raw)
+            state = cls(failing=data["failing"], passing=data["passing"],
+                        incident=Incident(**data["incident"]) if data.get("incident") else None,
+                        last_failure=Result(**data["last_failure"])
+                        if data.get("last_failure") else None,
+                        recent=Recent(version=data.get("version", ""),
+                                      baseline_ms=data.get("baseline_ms")))
+        if history and cfg is not None:
+            state.last = history[0]
+            recent = state.recent
+            recent.outcomes = "".join("0" if r.ok else "1"
+                                      for r in history[:cfg.error_rate_samples])
+            recent.latencies = [r.ms for r in history if r.ok
+                                and r.version == recent.version][:cfg.latency_samples]
+        return state
 
 
 def step(state: CheckState, finding: Finding, now: float, cfg: MonitoringConfig,
-         new_incident: Incident) -> tuple[str, Incident] | None:
+         new_incident: Callable[[], Incident]) -> tuple[str, Incident] | None:
     """Apply one assessed result to the check's state. Returns what to tell people, if
-    anything: ("open" | "escalate" | "remind" | "resolve", the incident). `new_incident` is
-    the incident to open should one open now (its id, environment and check filled in)."""
+    anything: ("open" | "escalate" | "remind" | "resolve", the incident). `new_incident`
+    makes the incident to open should one open now (its id, environment and check set)."""
     if finding.severity == "ok":
-        state.failing, state.passing = 0, state.passing + 1
+        state.failing, state.passing = 0, min(state.passing + 1, cfg.successes_to_resolve)
         incident = state.incident
         if incident is not None and state.passing >= cfg.successes_to_resolve:
             incident.resolved_at = now
@@ -90,11 +109,12 @@ def step(state: CheckState, finding: Finding, now: float, cfg: MonitoringConfig,
     if incident is None:
         if state.failing < cfg.failures_to_alert:
             return None
-        new_incident.severity, new_incident.problem = finding.severity, finding.summary
-        new_incident.opened_at = new_incident.reminded_at = now
-        new_incident.failures = state.failing
-        state.incident = new_incident
-        return "open", new_incident
+        opened = new_incident()
+        opened.severity, opened.problem = finding.severity, finding.summary
+        opened.opened_at = opened.reminded_at = now
+        opened.failures = state.failing
+        state.incident = opened
+        return "open", opened
     incident.failures += 1
     incident.problem = finding.summary
     if SEVERITY_RANK[finding.severity] > SEVERITY_RANK[incident.severity]:

@@ -8,6 +8,7 @@ import json
 import logging
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from bot import health_messages as texts
@@ -21,6 +22,7 @@ from bot.summaries import percentile, summarize
 
 log = logging.getLogger(__name__)
 
+
 # Compare-and-delete, so a tick that overran its lock never frees the next tick's.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
@@ -28,14 +30,34 @@ return 0
 """
 
 
+# Every result of a tick in one call: ARGV = history, then (key, result) per check. A history
+# is trimmed once it is 20 longer than kept, not on every push.
+_STORE_RESULTS = """
+local keep = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  if redis.call('LPUSH', ARGV[i], ARGV[i + 1]) > keep + 20 then
+    redis.call('LTRIM', ARGV[i], 0, keep - 1)
+  end
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class Due:
+    """A configured check, with the keys a tick needs (made once, not per tick)."""
+
     environment: EnvironmentConfig
     check: CheckConfig
+    id: str
+    state_key: str
+    results_key: str
 
-    @property
-    def id(self) -> str:
-        return f"{self.environment.name}:{self.check.name}"
+
+def _new_incident(due: Due, now: float, version: str) -> Incident:
+    return Incident(id=secrets.token_hex(6), environment=due.environment.name,
+                    check=due.check.name, severity="", opened_at=now, problem="",
+                    version=version)
 
 
 @dataclass
@@ -56,6 +78,15 @@ class Monitor:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.prober = Prober(services.config.monitoring.concurrency)
+        # The states this replica wrote at its last tick, good while no other replica has
+        # ticked since (`_written` is still what Redis says); saves reading them every tick.
+        self._states: dict[str, CheckState] = {}
+        self._saved: dict[str, bytes] = {}  # the state JSON last written, per check
+        self._written = ""
+        keys = services.store.keys
+        self._checks = [Due(e, c, f"{e.name}:{c.name}", keys.check_state(e.name, c.name),
+                            keys.check_results(e.name, c.name))
+                        for e in services.config.environments for c in e.checks]
 
     async def close(self) -> None:
         await self.prober.close()
@@ -84,32 +115,33 @@ class Monitor:
             return 0
         names = [e.name for e in watched]
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.checks_due)
             for name in names:
                 pipe.get(keys.monitor_window(name))
             for name in names:
                 pipe.get(keys.env_lock(name))
+            pipe.get(keys.monitor_writer)
             rows = await pipe.execute()
+        if not self._written or _s(rows[-1] or b"") != self._written:
+            self._states.clear()  # another replica ticked since: what we hold is stale
+            self._saved.clear()
         n = len(names)
-        next_due = {_s(k): float(v) for k, v in rows[0].items()}
-        windows = {name: Window(**json.loads(raw)) for name, raw in zip(names, rows[1:n + 1],
+        windows = {name: Window(**json.loads(raw)) for name, raw in zip(names, rows[:n],
                                                                         strict=True) if raw}
         # Mid-deploy the site may already run the new version before the bot records it:
         # the version condition waits until the deploy is over.
-        deploying = {name for name, raw in zip(names, rows[n + 1:], strict=True)
+        deploying = {name for name, raw in zip(names, rows[n:2 * n], strict=True)
                      if raw and json.loads(raw).get("kind", "deploy") == "deploy"}
         for name, window in windows.items():
             if now >= window.ends:
                 await close_window(services, name, window, rolled_back=False)
-        due = [Due(e, c) for e in watched for c in e.checks if next_due.get(f"{e.name}:{c.name}",
-                                                                            0.0) <= now]
+        await self._load_states(self._checks)
+        due = [d for d in self._checks
+               if self._is_due(d, windows.get(d.environment.name), now)]
         if not due:
             return 0
         versions = await store.environment_versions(names)
         seen = await self.prober.observe_all([d.check for d in due])
-        states_raw = await redis.mget([keys.check_state(d.environment.name, d.check.name)
-                                       for d in due])
-        states = [CheckState.from_json(raw) for raw in states_raw]
+        states = [self._states[d.id] for d in due]
         deployed = [versions.get(d.environment.name, {}).get("version", "") for d in due]
         await self._load_baselines(due, states, deployed)
         expected = ["" if d.environment.name in deploying else v
@@ -117,43 +149,73 @@ class Monitor:
         acks = await self._acknowledgements(states)
 
         said: list[tuple[str, Incident]] = []
-        async with redis.pipeline(transaction=False) as pipe:
-            for d, state, observation, version, compare in zip(due, states, seen, deployed,
-                                                                expected, strict=True):
-                problems = conditions(d.check, observation, compare)
-                result = Result(at=now, ok=not problems, ms=round(observation.elapsed_ms, 2),
-                                status=observation.status, problem="; ".join(problems),
-                                version=version)
-                state.recent.add(result, cfg)
-                state.last = result
-                if not result.ok:
-                    state.last_failure = result
-                if state.incident is not None and state.incident.id in acks:
-                    state.incident.acknowledged_by, state.incident.acknowledged_at = \
-                        acks[state.incident.id]
-                fresh = Incident(id=secrets.token_hex(6), environment=d.environment.name,
-                                 check=d.check.name, severity="", opened_at=now, problem="",
-                                 version=version)
-                change = step(state, assess(problems, state.recent, cfg), now, cfg, fresh)
-                if change is not None:
-                    said.append(change)
-                results_key = keys.check_results(d.environment.name, d.check.name)
-                pipe.lpush(results_key, result.to_json())
-                pipe.ltrim(results_key, 0, cfg.history - 1)
-                interval = d.check.interval_seconds
-                if d.environment.name in windows:
-                    interval = min(interval, cfg.window_interval_seconds)
-                pipe.hset(keys.checks_due, d.id, now + interval)
-            await pipe.execute()
+        pushes: list[str | bytes] = []  # (results key, result) pairs for _STORE_RESULTS
+        for d, state, observation, version, compare in zip(due, states, seen, deployed,
+                                                            expected, strict=True):
+            problems = conditions(d.check, observation, compare)
+            result = Result(at=now, ok=not problems, ms=round(observation.elapsed_ms, 2),
+                            status=observation.status, problem="; ".join(problems),
+                            version=version)
+            state.recent.add(result, cfg)
+            state.last = result
+            if not result.ok:
+                state.last_failure = result
+            if state.incident is not None and state.incident.id in acks:
+                state.incident.acknowledged_by, state.incident.acknowledged_at = \
+                    acks[state.incident.id]
+            change = step(state, assess(problems, state.recent, cfg), now, cfg,
+                          partial(_new_incident, d, now, version))
+            if change is not None:
+                said.append(change)
+            pushes += [d.results_key, result.to_json()]
+        # One script call for every result of the tick: one reply instead of one per check.
+        await redis.eval(_STORE_RESULTS, 0, cfg.history, *pushes)
         # Messages before the states are saved: an opened incident keeps its message's ts.
         for what, incident in said:
             await tell(services, what, incident,
                        versions.get(incident.environment, {}).get("version", ""), now)
+        changed = {}
+        for d, state in zip(due, states, strict=True):
+            raw = state.to_json()
+            if self._saved.get(d.id) != raw:
+                changed[d.state_key] = raw
+                self._saved[d.id] = raw
+        self._written = secrets.token_hex(8)
         async with redis.pipeline(transaction=False) as pipe:
-            for d, state in zip(due, states, strict=True):
-                pipe.set(keys.check_state(d.environment.name, d.check.name), state.to_json())
+            if changed:  # a healthy check's state stays as it was: nothing to write
+                pipe.mset(changed)
+            pipe.set(keys.monitor_writer, self._written)
             await pipe.execute()
         return len(due)
+
+    def _is_due(self, due: Due, window: Window | None, now: float) -> bool:
+        last = self._states[due.id].last
+        if last is None:
+            return True
+        interval = due.check.interval_seconds
+        if window is not None:
+            if last.at < window.started:
+                return True  # checked at once after the deploy
+            interval = min(interval, self.services.config.monitoring.window_interval_seconds)
+        return last.at + interval <= now
+
+    async def _load_states(self, checks: list[Due]) -> None:
+        """States not held yet: each with the recent history it is rebuilt from."""
+        missing = [d for d in checks if d.id not in self._states]
+        if not missing:
+            return
+        cfg = self.services.config.monitoring
+        async with self.services.redis.pipeline(transaction=False) as pipe:
+            for d in missing:
+                pipe.get(d.state_key)
+                pipe.lrange(d.results_key, 0,
+                            max(cfg.error_rate_samples, cfg.latency_samples) - 1)
+            rows = await pipe.execute()
+        for i, d in enumerate(missing):
+            raw, history = rows[2 * i], [Result.from_json(r) for r in rows[2 * i + 1]]
+            self._states[d.id] = CheckState.from_json(raw, history, cfg)
+            if raw is not None:
+                self._saved[d.id] = raw
 
     async def _load_baselines(self, due: list[Due], states: list[CheckState],
                               deployed: list[str]) -> None:
@@ -163,11 +225,10 @@ class Monitor:
                  if version and state.recent.version != version]
         if not stale:
             return
-        keys, cfg = self.services.store.keys, self.services.config.monitoring
+        cfg = self.services.config.monitoring
         async with self.services.redis.pipeline(transaction=False) as pipe:
             for i in stale:
-                pipe.lrange(keys.check_results(due[i].environment.name, due[i].check.name), 0,
-                            cfg.history - 1)
+                pipe.lrange(due[i].results_key, 0, cfg.history - 1)
             histories = await pipe.execute()
         for i, raws in zip(stale, histories, strict=True):
             history = [Result.from_json(r) for r in raws]
@@ -326,11 +387,9 @@ async def deploy_finished(services: Services, environment: str, version: str,
     cfg = services.config.monitoring
     window = Window(version=version, previous=previous_version, release=release_version,
                     started=now, ends=now + cfg.window_seconds)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.set(store.keys.monitor_window(environment), window.to_json())
-        # Checked at once, then every window interval.
-        pipe.hdel(store.keys.checks_due, *[f"{environment}:{c.name}" for c in env.checks])
-        await pipe.execute()
+    # Its checks run at once (their last result is older than the window), then every
+    # window interval.
+    await redis.set(store.keys.monitor_window(environment), window.to_json())
 
 
 async def close_window(services: Services, environment: str, window: Window,
@@ -383,10 +442,11 @@ async def health_rows(services: Services, environment: str | None = None) -> lis
         raw = await pipe.execute()
     rows = []
     for i, (env, check) in enumerate(pairs):
-        state = CheckState.from_json(raw[2 * i])
+        history = [Result.from_json(r) for r in raw[2 * i + 1]]
+        state = CheckState.from_json(raw[2 * i], history, services.config.monitoring)
         if check == DEPLOY_CHECK and state.incident is None:
             continue  # shown only while a failed deploy is open
-        latencies = [r.ms for r in map(Result.from_json, raw[2 * i + 1]) if r.ok]
+        latencies = [r.ms for r in history if r.ok]
         rows.append({"environment": env, "check": check, "last": state.last,
                      "incident": state.incident, "failing": state.failing,
                      "last_failure": state.last_failure, "samples": len(latencies),

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 import aiohttp
+from yarl import URL
 
 from bot.checks import Observation
 from bot.config import CheckConfig
@@ -18,11 +19,12 @@ class Prober:
     def __init__(self, concurrency: int) -> None:
         self.concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[str, tuple[URL, aiohttp.ClientTimeout]] = {}
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # One connector for every check; it bounds the connections as the semaphore
-            # bounds the checks. No cookies: each check is a fresh visitor.
+            # One connector for every check, bounding the checks in flight. No cookies: each
+            # check is a fresh visitor.
             connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
@@ -30,14 +32,18 @@ class Prober:
         return self._session
 
     async def observe_all(self, checks: Sequence[CheckConfig]) -> list[Observation]:
+        # The connector's limit is the bound: requests beyond it wait for a free connection.
         session = self._open()
-        limit = asyncio.Semaphore(self.concurrency)
+        return list(await asyncio.gather(*(observe(session, c, self._target(c))
+                                           for c in checks)))
 
-        async def bounded(check: CheckConfig) -> Observation:
-            async with limit:
-                return await observe(session, check)
-
-        return list(await asyncio.gather(*(bounded(c) for c in checks)))
+    def _target(self, check: CheckConfig) -> tuple[URL, aiohttp.ClientTimeout]:
+        # Parsed once per check, not on every tick.
+        target = self._targets.get(check.url)
+        if target is None or target[1].total != check.timeout_seconds:
+            target = (URL(check.url), aiohttp.ClientTimeout(total=check.timeout_seconds))
+            self._targets[check.url] = target
+        return target
 
     async def close(self) -> None:
         if self._session is not None:
@@ -45,15 +51,15 @@ class Prober:
             self._session = None
 
 
-async def observe(session: aiohttp.ClientSession, check: CheckConfig) -> Observation:
+async def observe(session: aiohttp.ClientSession, check: CheckConfig,
+                  target: tuple[URL, aiohttp.ClientTimeout]) -> Observation:
     started = time.perf_counter()
 
     def elapsed() -> float:
         return (time.perf_counter() - started) * 1000
 
     try:
-        async with session.get(check.url, allow_redirects=True,
-                               timeout=aiohttp.ClientTimeout(total=check.timeout_seconds)) as resp:
+        async with session.get(target[0], timeout=target[1]) as resp:
             body = await resp.content.read(MAX_BODY)
             return Observation(elapsed_ms=elapsed(), status=resp.status,
                                body=body.decode("utf-8", errors="replace"))

@@ -102,15 +102,15 @@ class Keys:
     def check_results(self, environment: str, check: str) -> str:
         return f"{self.prefix}mon:results:{environment}:{check}"
 
-    @property
-    def checks_due(self) -> str:
-        return f"{self.prefix}mon:due"
-
     def monitor_window(self, environment: str) -> str:
         return f"{self.prefix}mon:window:{environment}"
 
     def incident_ack(self, incident_id: str) -> str:
         return f"{self.prefix}mon:ack:{incident_id}"
+
+    @property
+    def monitor_writer(self) -> str:
+        return f"{self.prefix}mon:writer"
 
     @property
     def monitor_lock(self) -> str:

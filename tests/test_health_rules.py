@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 
@@ -76,9 +77,9 @@ def test_latency_is_judged_against_the_baseline_of_the_previous_version():
     assert assess([], recent, CFG).severity == "ok"
 
 
-def fresh(now: float) -> Incident:
-    return Incident(id="i1", environment="production", check="health", severity="",
-                    opened_at=now, problem="")
+def fresh(now: float) -> Callable[[], Incident]:
+    return lambda: Incident(id="i1", environment="production", check="health", severity="",
+                            opened_at=now, problem="")
 
 
 def test_one_blip_opens_nothing_and_three_failures_open_one_incident():

@@ -1,0 +1,202 @@
+"""Monitoring fan-out: one tick of the bot's health monitor against plain aiohttp GETs.
+
+    python bench/monitor_fanout.py [--endpoints 1000] [--rounds 6]
+                                   [--redis-url redis://127.0.0.1:6379/0]
+
+Layout: a child process serves `--endpoints` health endpoints (`/e/<i>`, each answering
+`{"status": "ok", "version": "1.0.0"}`) with aiohttp on 127.0.0.1, so the server's CPU does not
+share a loop with the side under test. In this process, two sides take turns on the same
+endpoints, in ABBA order over `--rounds` rounds each:
+
+- releasebot: `Monitor.tick()` with one environment holding all the endpoints as checks (an
+  HTTP status, a JSON field and the version condition each), so every check is due each tick:
+  the bot's own prober (one shared session, bounded concurrency), condition evaluation, the
+  incident state machine, and the Redis writes of every result and state (real Redis, key
+  prefix `bench:<uuid>:`, deleted at the end).
+- raw aiohttp: `asyncio.gather` of GETs on one session with the same connection limit, each
+  body read.
+
+Throughput is checks done per second of wall time over all the rounds of a side (whole
+ticks). Both processes are pinned to a core each when there are two. The last line is
+`monitor throughput ratio (releasebot / raw aiohttp): X.XX`
+(goal: at least 0.8). Exits 0, or 1 if any check failed (every endpoint is healthy, so a
+failure means the bench is broken), or 2 on setup failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+import tomllib
+import uuid
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bot.checks import Result  # noqa: E402
+from bot.config import parse_config  # noqa: E402
+from bot.monitor import Monitor  # noqa: E402
+from bot.services import Services  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+
+CONCURRENCY = 100  # aiohttp's default connection limit, used by both sides
+
+
+def pin(cpu: int) -> None:
+    """Keep the server and the side under test on cores of their own when there are two, so
+    that the scheduler moving them around does not decide the figure."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) >= 2:
+        os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
+
+
+def serve(endpoints: int, conn: Connection) -> None:
+    pin(1)
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": "1.0.0"})
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_get("/e/{i}", answer)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
+        await site.start()
+        conn.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
+        await runner.cleanup()
+
+    asyncio.run(main())
+
+
+def config_for(base: str, endpoints: int) -> str:
+    checks = "".join(f"""
+[[environments.checks]]
+name = "e{i}"
+url = "{base}/e/{i}"
+interval_seconds = 0.001
+json = {{ status = "ok" }}
+version_field = "version"
+""" for i in range(endpoints))
+    return f"""
+[repository]
+url = "/nonexistent"
+[slack]
+channel = "#bench"
+[monitoring]
+concurrency = {CONCURRENCY}
+[[environments]]
+name = "production"
+deploy_command = "true"
+{checks}"""
+
+
+async def raw_round(session: aiohttp.ClientSession, urls: list[str]) -> tuple[float, int]:
+    async def get(url: str) -> int:
+        async with session.get(url) as resp:
+            await resp.read()
+            return resp.status
+
+    started = time.perf_counter()
+    statuses = await asyncio.gather(*(get(u) for u in urls))
+    return time.perf_counter() - started, sum(1 for s in statuses if s != 200)
+
+
+async def bot_round(monitor: Monitor, services: Services) -> tuple[float, int]:
+    started = time.perf_counter()
+    ran = await monitor.tick(time.time() + 3600 * 24 * 365)  # everything is due
+    took = time.perf_counter() - started
+    env = services.config.environments[0]
+    async with services.redis.pipeline(transaction=False) as pipe:
+        for check in env.checks:
+            pipe.lindex(services.store.keys.check_results(env.name, check.name), 0)
+        newest = await pipe.execute()
+    failing = sum(1 for raw in newest if raw is None or not Result.from_json(raw).ok)
+    return took, failing + len(env.checks) - ran
+
+
+async def run(args: argparse.Namespace, port: int) -> int:
+    base = f"http://127.0.0.1:{port}"
+    urls = [f"{base}/e/{i}" for i in range(args.endpoints)]
+    config = parse_config(tomllib.loads(config_for(base, args.endpoints)))
+    prefix = f"bench:{uuid.uuid4().hex}:"
+    settings = Settings(bot_token="xoxb-bench", signing_secret="bench", redis_url=args.redis_url,
+                        slack_api_url="http://127.0.0.1:9/api/", state_dir=Path("/tmp"),
+                        redis_prefix=prefix)
+    services = Services.create(settings, config)
+    await services.store.set_environment_version("production", "1.0.0", "v1.0.0", "0" * 40)
+    monitor = Monitor(services)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY))
+    raw_times: list[float] = []
+    bot_times: list[float] = []
+    failures = 0
+    try:
+        await raw_round(session, urls)  # warm up both sides' connections
+        await bot_round(monitor, services)
+        for i in range(args.rounds * 2):
+            # ABBA: raw, bot, bot, raw, raw, bot, ...
+            first_raw = (i // 1) % 4 in (0, 3)
+            for side in (("raw", "bot") if first_raw else ("bot", "raw")):
+                if side == "raw":
+                    took, failed = await raw_round(session, urls)
+                    raw_times.append(took)
+                else:
+                    took, failed = await bot_round(monitor, services)
+                    bot_times.append(took)
+                failures += failed
+    finally:
+        await session.close()
+        await monitor.close()
+        keys = [k async for k in services.redis.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await services.redis.delete(*keys)
+        await services.close()
+    # Over all rounds (a tick's time swings between two levels, so a median jumps between
+    # them): checks done / time taken.
+    raw_rate = args.endpoints * len(raw_times) / sum(raw_times)
+    bot_rate = args.endpoints * len(bot_times) / sum(bot_times)
+    print(f"endpoints per tick: {args.endpoints}, rounds per side: {len(raw_times)}")
+    for name, times, rate in (("raw aiohttp", raw_times, raw_rate),
+                              ("releasebot ", bot_times, bot_rate)):
+        print(f"{name}: {statistics.mean(times) * 1000:,.0f} ms per tick on average "
+              f"(median {statistics.median(times) * 1000:,.0f}), {rate:,.0f} checks/s")
+    if failures:
+        print(f"{failures} check(s) failed: the bench is broken", file=sys.stderr)
+    print(f"monitor throughput ratio (releasebot / raw aiohttp): {bot_rate / raw_rate:.2f}")
+    return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoints", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=serve, args=(args.endpoints, theirs), daemon=True)
+    server.start()
+    if not ours.poll(30):
+        print("the endpoint server did not start", file=sys.stderr)
+        return 2
+    port = ours.recv()
+    pin(0)
+    try:
+        return asyncio.run(run(args, port))
+    finally:
+        ours.send("stop")
+        server.join(10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
