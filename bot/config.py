@@ -13,6 +13,7 @@ from typing import Any
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 TAG_PREFIX = re.compile(r"^[A-Za-z0-9._/-]{0,20}$")
+GATE_CHECKS = ("flags-ready",)  # gates the bot checks itself
 
 
 class ConfigError(Exception):
@@ -106,10 +107,11 @@ class GateConfig:
     stage: str
     command: str | None = None
     timeout_seconds: float = 900.0
+    check: str | None = None  # a check the bot runs itself: "flags-ready"
 
     @property
     def automatic(self) -> bool:
-        return self.command is not None
+        return self.command is not None or self.check is not None
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,22 @@ class HotfixConfig:
 
 
 @dataclass(frozen=True)
+class FlagsConfig:
+    """Feature flags: the file in the released repository, and how changes to it ship."""
+
+    path: str = "data/feature-flags.toml"
+    environment: str = ""  # where flag changes deploy; "" = the last environment
+    # Run instead of the environment's deploy command, in a checkout of the flag commit;
+    # "" = the environment's own deploy of the version it runs, with the new flags file.
+    deploy_command: str = ""
+    endpoint: str = "/flags"  # on the environment's url: reports the flags it runs
+    verify_seconds: float = 60.0  # how long the endpoint may take to report the change
+    # Approvals for changes that show a feature to more people (enable, a higher
+    # percentage, a ramp); switching off and lowering need none, so the kill switch is fast.
+    policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+
+
+@dataclass(frozen=True)
 class Config:
     repository: RepositoryConfig
     slack: SlackConfig
@@ -151,6 +169,12 @@ class Config:
     rollback: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     hotfix: HotfixConfig = field(default_factory=HotfixConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    flags: FlagsConfig = field(default_factory=FlagsConfig)
+
+    @property
+    def flags_environment(self) -> EnvironmentConfig:
+        return self.environment(self.flags.environment) if self.flags.environment \
+            else self.last_environment
 
     def environment(self, name: str) -> EnvironmentConfig:
         for env in self.environments:
@@ -259,7 +283,8 @@ def _nonempty(key: str, value: str) -> None:
 def parse_config(raw: dict[str, Any]) -> Config:
     top = {"repository": (dict, True), "slack": (dict, True), "environments": (list, True),
            "gates": (list, False), "worker": (dict, False), "approvals": (dict, False),
-           "rollback": (dict, False), "hotfix": (dict, False), "monitoring": (dict, False)}
+           "rollback": (dict, False), "hotfix": (dict, False), "monitoring": (dict, False),
+           "flags": (dict, False)}
     _table("", raw, top)
 
     repo = _table("repository", raw["repository"], {
@@ -311,7 +336,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
         key = f"gates[{i}]"
         gate = _table(key, item, {"id": (str, True), "name": (str, True), "stage": (str, True),
                                   "command": (str, False), "manual": (bool, False),
-                                  "timeout_seconds": (float, False)})
+                                  "check": (str, False), "timeout_seconds": (float, False)})
         if not GATE_ID.match(gate["id"]):
             raise ConfigError(f"{key}.id", "must be lowercase letters, digits, - or _ "
                               f"(like \"e2e\"), got \"{gate['id']}\"")
@@ -322,10 +347,14 @@ def parse_config(raw: dict[str, Any]) -> Config:
             raise ConfigError(f"{key}.stage", f"\"{gate['stage']}\" is not an environment "
                               f"(environments: {', '.join(env_names)})")
         manual = gate.pop("manual", False)
-        if manual and "command" in gate:
-            raise ConfigError(f"{key}.command", "a manual gate has no command; "
-                              "drop `manual = true` or the command")
-        if not manual and "command" not in gate:
+        if "check" in gate and gate["check"] not in GATE_CHECKS:
+            raise ConfigError(f"{key}.check", f"\"{gate['check']}\" is not a check the bot "
+                              f"knows (checks: {', '.join(GATE_CHECKS)})")
+        if sum((manual, "command" in gate, "check" in gate)) > 1:
+            raise ConfigError(f"{key}.command" if "command" in gate else f"{key}.check",
+                              "a gate is either manual, or has a command, or a check; "
+                              "keep one of them")
+        if not manual and "command" not in gate and "check" not in gate:
             raise ConfigError(key, "needs either `command = \"...\"` (automatic) "
                               "or `manual = true`")
         if "command" in gate:
@@ -347,7 +376,38 @@ def parse_config(raw: dict[str, Any]) -> Config:
     return Config(repository=RepositoryConfig(**repo), slack=SlackConfig(**slack),
                   environments=tuple(envs), gates=tuple(gates), worker=WorkerConfig(**worker),
                   approvals=approvals, rollback=rollback, hotfix=hotfix,
-                  monitoring=_monitoring(raw.get("monitoring", {})))
+                  monitoring=_monitoring(raw.get("monitoring", {})),
+                  flags=_flags(raw.get("flags", {}), env_names))
+
+
+def _flags(raw: Any, env_names: list[str]) -> FlagsConfig:
+    found = _table("flags", raw, {
+        "path": (str, False), "environment": (str, False), "deploy_command": (str, False),
+        "endpoint": (str, False), "verify_seconds": (float, False), "required": (int, False),
+        "approvers": (list, False), "allow_self_approval": (bool, False)})
+    path = found.get("path", "data/feature-flags.toml")
+    if not path.strip() or path.startswith("/") or ".." in Path(path).parts:
+        raise ConfigError("flags.path", "must be a path inside the repository, like "
+                          f"\"data/feature-flags.toml\", got \"{path}\"")
+    if "environment" in found and found["environment"] not in env_names:
+        raise ConfigError("flags.environment", f"\"{found['environment']}\" is not an "
+                          f"environment (environments: {', '.join(env_names)})")
+    if "endpoint" in found and not found["endpoint"].startswith("/"):
+        raise ConfigError("flags.endpoint", f"must start with /, like \"/flags\", got "
+                          f"\"{found['endpoint']}\"")
+    if "verify_seconds" in found:
+        _positive("flags.verify_seconds", found["verify_seconds"])
+    policy_table = {k: found.pop(k) for k in ("required", "approvers", "allow_self_approval")
+                    if k in found}
+    none_needed = policy_table.get("required") == 0
+    if none_needed:
+        policy_table["required"] = 1  # validated by _policy, then set back below
+    policy = _policy("flags", policy_table, {"required": (int, False),
+                                             "approvers": (list, False),
+                                             "allow_self_approval": (bool, False)})
+    if none_needed:
+        policy = dataclasses.replace(policy, required=0)
+    return FlagsConfig(policy=policy, **found)
 
 
 def _checks(env_key: str, env_url: str, raw: list[Any]) -> tuple[CheckConfig, ...]:

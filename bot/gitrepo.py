@@ -206,3 +206,64 @@ def newest_branch(url: str, path: Path, remote: str, patterns: tuple[str, ...]) 
         if branch != "HEAD" and any(fnmatch.fnmatchcase(branch, p) for p in patterns):
             return branch
     return None
+
+
+def read_file(path: Path, ref: str, file: str) -> str | None:
+    """`file` as it is at `ref` (a commit, tag or remote branch), None if it is not there."""
+    with _locked(path), _repo(path) as repo:
+        try:
+            return repo.git.show(f"{ref}:{file}", strip_newline_in_stdout=False)
+        except git.GitCommandError:
+            return None
+
+
+def commit_file(path: Path, remote: str, branch: str, parent: str, file: str, content: str,
+                message: str, author: tuple[str, str]) -> str:
+    """Commit `content` as `file` on top of `parent` and push it as the new head of `branch`.
+
+    Made without a worktree (a temporary index), so nothing checked out is disturbed. The
+    push is never forced: if someone pushed first it raises PushRejected and `branch` on the
+    remote is as they left it. Returns the new commit's sha.
+    """
+    name, email = author
+    with _locked(path), _repo(path) as repo, tempfile.TemporaryDirectory() as scratch:
+        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index"), "GIT_AUTHOR_NAME": name,
+               "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": BOT_NAME,
+               "GIT_COMMITTER_EMAIL": BOT_EMAIL}
+        try:
+            with repo.git.custom_environment(**env):
+                repo.git.read_tree(parent)
+                staged = Path(scratch) / "content"
+                staged.write_text(content, encoding="utf-8")
+                blob = repo.git.hash_object("-w", str(staged))
+                repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{file}")
+                tree = repo.git.write_tree()
+                sha = repo.git.commit_tree(tree, "-p", parent, "-m", message)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot commit {file}:\n{_clean(exc)}") from None
+        try:
+            repo.git.push(remote, f"{sha}:refs/heads/{branch}")
+        except git.GitCommandError as exc:
+            detail = _clean(exc)
+            if any(word in detail for word in ("non-fast-forward", "fetch first", "rejected")):
+                raise PushRejected(f"{remote} has newer commits on {branch}") from None
+            raise GitError(f"cannot push to {branch}:\n{detail}") from None
+    return sha
+
+
+def checkout_with_file(url: str, path: Path, remote: str, ref: str, file: str,
+                       content: str) -> Path:
+    """A fresh detached worktree at `ref` (a tag or sha) with `file` replaced by `content`:
+    what runs, plus a flag change."""
+    sync_tags(url, path, remote)
+    target = Path(tempfile.mkdtemp(prefix="releasebot-wt-"))
+    with _locked(path), _repo(path) as repo:
+        try:
+            repo.git.worktree("add", "--detach", "--force", str(target), ref)
+        except git.GitCommandError as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            raise GitError(f"cannot check out {ref}:\n{_clean(exc)}") from None
+    destination = target / file
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_text(content, encoding="utf-8")
+    return target

@@ -20,7 +20,7 @@ from typing import Any
 
 import semver
 
-from bot import approvals, gitrepo, messages, monitor, releases
+from bot import approvals, flag_jobs, gitrepo, messages, monitor, releases
 from bot.config import Config, EnvironmentConfig, GateConfig
 from bot.locks import LockHeld, RenewingLock, held
 from bot.process import CommandResult, run_command
@@ -442,10 +442,13 @@ async def _run_gates(services: Services, release: Release, environment: str,
         except TransitionError:
             continue
         notifier.refresh(release.version)
-        assert gate_cfg.command is not None
-        result = await run_command(gate_cfg.command, cwd=worktree,
-                                   env=_command_env(release, environment, services.config),
-                                   timeout=gate_cfg.timeout_seconds)
+        if gate_cfg.check == "flags-ready":
+            result = await flag_jobs.flags_ready(services, worktree)
+        else:
+            assert gate_cfg.command is not None
+            result = await run_command(gate_cfg.command, cwd=worktree,
+                                       env=_command_env(release, environment, services.config),
+                                       timeout=gate_cfg.timeout_seconds)
         release, gate = await store.update_release(
             release.version,
             partial(releases.finish_gate, gate_id=gate_cfg.id, now=store.clock(),

@@ -6,7 +6,7 @@ from typing import Any
 
 from saq import Worker
 
-from bot import jobs, rollback_jobs
+from bot import flag_jobs, jobs, rollback_jobs
 from bot.services import Services
 
 
@@ -19,7 +19,9 @@ def build_worker(services: Services) -> Worker:
         services.queue,
         functions=[(jobs.CREATE_RC, jobs.create_rc), (jobs.DEPLOY, jobs.deploy),
                    (jobs.PROMOTE, jobs.promote),
-                   (rollback_jobs.ROLLBACK, rollback_jobs.rollback)],
+                   (rollback_jobs.ROLLBACK, rollback_jobs.rollback),
+                   (flag_jobs.REQUEST, flag_jobs.request_job),
+                   (flag_jobs.APPLY, flag_jobs.apply_job)],
         concurrency=services.config.worker.concurrency,
         startup=startup,
         # Sweep for jobs whose worker died about as often as a lock can expire.

@@ -127,7 +127,8 @@ def git_remote(tmp_path: Path) -> GitRemote:
 # --- config ----------------------------------------------------------------------------------
 
 def make_config(remote: GitRemote, tmp_path: Path, *, deploy_env: str = "",
-                gate_env: str = "", lock_ttl: float = 3.0, extra: str = "") -> Config:
+                gate_env: str = "", lock_ttl: float = 3.0, extra: str = "",
+                production_url: str = "") -> Config:
     import tomllib
 
     log = tmp_path / "deploys.log"
@@ -155,6 +156,7 @@ timeout_seconds = 20
 name = "production"
 deploy_command = "DEPLOY_LOG={log} sh {SCRIPTS}/deploy.sh"
 timeout_seconds = 20
+{f'url = "{production_url}"' if production_url else ""}
 
 [[gates]]
 id = "e2e"

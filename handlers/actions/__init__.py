@@ -1,8 +1,10 @@
 from slack_bolt.async_app import AsyncApp
 
+from bot.flag_jobs import APPROVE_ACTION as APPROVE_FLAG
 from bot.health_messages import ACK_ACTION
 from bot.messages import APPROVE_ACTION, REJECT_ACTION, ROLLBACK_ACTION
 from bot.rollback_jobs import APPROVE_ROLLBACK
+from handlers.actions.flag_buttons import approve_flag_clicked
 from handlers.actions.gate_buttons import approve_clicked, reject_clicked
 from handlers.actions.incident_buttons import acknowledge_clicked
 from handlers.actions.rollback_buttons import approve_rollback_clicked, rollback_clicked
@@ -14,3 +16,4 @@ def register(app: AsyncApp) -> None:
     app.action(ROLLBACK_ACTION)(rollback_clicked)
     app.action(APPROVE_ROLLBACK)(approve_rollback_clicked)
     app.action(ACK_ACTION)(acknowledge_clicked)
+    app.action(APPROVE_FLAG)(approve_flag_clicked)

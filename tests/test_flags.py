@@ -1,0 +1,286 @@
+"""/flag end to end: a real repository with a real flags file (comments and all), real pushes
+(also racing ones), the flag deploy, the site's /flags, approvals, and ramps driven by the
+scheduler and paused by a failing health endpoint."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from bot import flag_jobs
+from bot.flags import read_flags
+from bot.store import Actor
+from tests.conftest import GitRemote, git, make_config
+from tests.test_flags_file import FLAGS
+from tests.test_release_rc import wait_for_gates
+
+PATH = "data/feature-flags.toml"
+
+
+def push_flags(remote: GitRemote, text: str, message: str = "flags") -> str:
+    (remote.work / "data").mkdir(exist_ok=True)
+    (remote.work / PATH).write_text(text)
+    git("add", PATH, cwd=remote.work)
+    git("commit", "-q", "-m", message, cwd=remote.work)
+    git("push", "-q", "origin", "main", cwd=remote.work)
+    return git("rev-parse", "HEAD", cwd=remote.work)
+
+
+def remote_flags(remote: GitRemote) -> str:
+    return git("show", f"main:{PATH}", cwd=remote.bare) + "\n"
+
+
+class FlagSite:
+    """Production as the tests see it: /flags from the file the last flag deploy put live,
+    /health that the tests can break."""
+
+    def __init__(self, live: Path) -> None:
+        self.live = live
+        self.health = 200
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    async def _flags(self, request: web.Request) -> web.Response:
+        text = self.live.read_text() if self.live.exists() else ""
+        return web.json_response({"flags": tomllib.loads(text).get("flags", {})})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "UP"}, status=self.health)
+
+    async def __aenter__(self) -> FlagSite:
+        app = web.Application()
+        app.router.add_get("/flags", self._flags)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def site(tmp_path: Path):
+    async with FlagSite(tmp_path / "live-flags.toml") as running:
+        yield running
+
+
+def flag_config(remote: GitRemote, tmp_path: Path, site: FlagSite, *, required: int = 1,
+                extra: str = "") -> Any:
+    push_flags(remote, FLAGS)
+    return make_config(remote, tmp_path, production_url=site.url, extra=f"""
+[flags]
+deploy_command = "cp {PATH} {site.live}"
+verify_seconds = 5
+required = {required}
+{extra}""")
+
+
+def headline(message: Any) -> str:
+    """The first line of a flag message: what, and its status."""
+    return message.blocks[0]["text"]["text"].split("\n")[0] if message.blocks else ""
+
+
+def flag_message(slack: Any, words: str) -> Any:
+    return next((m for m in slack.messages().values()
+                 if m.thread_ts is None and headline(m).startswith(f"🚩 *{words}*")), None)
+
+
+async def wait_status(slack: Any, words: str, status: str, timeout: float = 20) -> Any:
+    def done() -> Any:
+        message = flag_message(slack, words)
+        return message if (message and f"· {status}" in slack.text_of(message)) \
+            or (message and status in slack.text_of(message).split("\n")[0]) else None
+    return await slack.wait_for(done, timeout=timeout)
+
+
+def thread(slack: Any, message: Any) -> str:
+    return "\n".join(slack.text_of(m) for m in slack.thread(message.ts))
+
+
+async def test_a_flag_change_is_committed_deployed_and_verified(start_bot, git_remote,
+                                                                tmp_path: Path, site: FlagSite):
+    bot = await start_bot(flag_config(git_remote, tmp_path, site))
+    slack = bot.slack
+    listing = await flag_list(bot)
+    assert "`new_search` — on, 50%" in listing and "`new_infrastructure` — off, 0%" in listing
+
+    ack = slack.text_of(await flag(bot, "create dark_mode --description \"Dark mode\""))
+    assert "On it: create dark_mode" in ack
+    message = await wait_status(slack, "create dark_mode", "done")
+    text = remote_flags(git_remote)
+    assert text.startswith(FLAGS)  # comments, order and the other flags as they were
+    assert read_flags(text)["dark_mode"].summary == "off, 0%"
+    log = git("log", "-1", "--format=%an <%ae>%n%B", "main", cwd=git_remote.bare)
+    assert log.startswith("alice <U0ALICE@slack.invalid>")
+    assert "Flag dark_mode: create dark_mode" in log and "by alice (U0ALICE)" in log
+    assert "dark_mode" in site.live.read_text()  # the flag deploy put it live
+    details = thread(slack, message)
+    assert "Committed" in details and "/flags reports `dark_mode` off, 0%" in details
+
+    # Lowering needs no approval; the site reports the new percentage.
+    await flag(bot, "set new_search 20")
+    message = await wait_status(slack, "set new_search to 20%", "done")
+    assert "/flags reports `new_search` on, 20%" in thread(slack, message)
+    assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 20
+    actions = [(e["action"], e["outcome"]) for e in await bot.services.store.audit_entries()]
+    assert ("flag.commit", "ok") in actions and ("flag.deploy", "succeeded") in actions
+
+
+async def flag(bot: Any, text: str, **kwargs: Any) -> dict[str, Any]:
+    body = bot.command_body(text, **kwargs).replace("command=%2Frelease", "command=%2Fflag")
+    from tests.conftest import sign
+    status, data = await bot.post(body, sign(body))
+    assert status == 200, (status, data)
+    return data
+
+
+async def flag_list(bot: Any) -> str:
+    before = len(bot.slack.calls_to("response_url"))
+    await flag(bot, "list")
+    await bot.slack.wait_for(lambda: len(bot.slack.calls_to("response_url")) > before)
+    return bot.slack.text_of(bot.slack.calls_to("response_url")[-1])
+
+
+async def test_raising_exposure_needs_approval_the_kill_switch_does_not(
+        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    bot = await start_bot(flag_config(git_remote, tmp_path, site))
+    slack = bot.slack
+    await flag(bot, "set new_search 80")
+    message = await wait_status(slack, "set new_search to 80%", "awaiting approval")
+    head = git("rev-parse", "main", cwd=git_remote.bare)
+    status, _ = await bot.click(message, "flag_approve", user="U0ALICE", user_name="alice")
+    assert status == 200
+    await slack.wait_for(lambda: "someone else has to approve" in slack.text_of(
+        slack.calls_to("response_url")[-1]))
+    assert git("rev-parse", "main", cwd=git_remote.bare) == head  # nothing changed yet
+    await bot.click(message, "flag_approve", user="U0BOB", user_name="bob")
+    done = await wait_status(slack, "set new_search to 80%", "done")
+    assert "Approved by <@U0BOB>" in slack.text_of(done)
+    assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 80
+    assert "Approved-by: <U0BOB>" in git("log", "-1", "--format=%B", "main", cwd=git_remote.bare)
+
+    # The kill switch: no approval, straight out.
+    await flag(bot, "disable new_search")
+    await wait_status(slack, "disable new_search", "done")
+    assert read_flags(remote_flags(git_remote))["new_search"].enabled is False
+    assert "new_search" in site.live.read_text() and "enabled = false" in \
+        site.live.read_text().split("[flags.new_search]")[1]
+
+
+async def test_a_lost_push_race_is_retried_but_the_same_flag_is_never_overwritten(
+        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    bot = await start_bot(flag_config(git_remote, tmp_path, site), role="web")
+    services = bot.services
+    actor = Actor("U0ALICE", "alice", "C0DEV")
+    stale = await flag_jobs.read_current(services)
+    # Someone else pushes first, changing another flag: ours goes on top of theirs.
+    push_flags(git_remote, FLAGS.replace("Search v2", "Search, second edition"), "theirs")
+    request = flag_jobs.new_request(actor, "enable", "new_infrastructure", 0.0)
+    sha, _ = await flag_jobs.commit_change(services, request, actor, based_on=stale)
+    text = remote_flags(git_remote)
+    assert "Search, second edition" in text and read_flags(text)["new_infrastructure"].enabled
+    assert git("rev-parse", "main", cwd=git_remote.bare) == sha
+    assert git("rev-parse", "main~1", cwd=git_remote.bare) == git_remote.head()
+
+    # Someone else pushes first, changing the same flag: theirs stands, ours is a conflict.
+    stale = await flag_jobs.read_current(services)
+    git("pull", "-q", "origin", "main", cwd=git_remote.work)
+    theirs = push_flags(git_remote, remote_flags(git_remote).replace(
+        "rollout_percentage = 50", "rollout_percentage = 5"), "theirs, same flag")
+    request = flag_jobs.new_request(actor, "set", "new_search", 0.0, percentage=90)
+    with pytest.raises(flag_jobs.Conflict, match="someone changed `new_search` meanwhile"):
+        await flag_jobs.commit_change(services, request, actor, based_on=stale)
+    assert git("rev-parse", "main", cwd=git_remote.bare) == theirs
+
+
+async def test_bad_flag_input_gets_an_answer_and_the_file_is_untouched(
+        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    bot = await start_bot(flag_config(git_remote, tmp_path, site))
+    slack = bot.slack
+    head = git("rev-parse", "main", cwd=git_remote.bare)
+    assert "`150` is not a percentage" in slack.text_of(await flag(bot, "set new_search 150"))
+    assert "only goes up" in slack.text_of(await flag(bot, "ramp new_search 50,20 --every 1h"))
+
+    async def private_answer(text: str) -> str:
+        before = len(slack.calls_to("response_url"))
+        await flag(bot, text)
+        await slack.wait_for(lambda: len(slack.calls_to("response_url")) > before, timeout=20)
+        return slack.text_of(slack.calls_to("response_url")[-1])
+
+    assert "no flag `new_serch`" in await private_answer("enable new_serch")
+    assert "at 50% already" in await private_answer("ramp new_search 10,50 --every 1h")
+    assert git("rev-parse", "main", cwd=git_remote.bare) == head
+    broken = push_flags(git_remote, "[flags.new_search\nenabled = true\n", "oops")
+    answer = await private_answer("disable new_search")
+    assert "not valid TOML" in answer and "I changed nothing" in answer
+    assert git("rev-parse", "main", cwd=git_remote.bare) == broken
+    refused = [e for e in await bot.services.store.audit_entries()
+               if e["action"].startswith("flag.") and e["outcome"] == "refused"]
+    assert len(refused) == 3
+
+
+async def test_a_ramp_steps_up_pauses_on_a_critical_alert_and_finishes(
+        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    extra = f"""
+[monitoring]
+tick_seconds = 0.1
+failures_to_alert = 2
+successes_to_resolve = 1
+
+[[environments.checks]]
+name = "health"
+url = "{site.url}/health"
+interval_seconds = 0.2
+"""
+    bot = await start_bot(flag_config(git_remote, tmp_path, site, required=0, extra=extra))
+    slack = bot.slack
+    site.health = 503  # production is failing before the ramp even starts
+    await slack.wait_for(lambda: any("CRITICAL · production · health" in slack.text_of(m)
+                                     for m in slack.messages().values()), timeout=15)
+    await flag(bot, "ramp new_infrastructure 10,50,100 --every 1s")
+    words = "ramp new_infrastructure 10%, 50%, 100%, every 1s"
+    message = await slack.wait_for(lambda: flag_message(slack, words), timeout=20)
+    await slack.wait_for(lambda: "Ramp paused before 10%" in thread(slack, message), timeout=15)
+    assert read_flags(remote_flags(git_remote))["new_infrastructure"].summary == "off, 0%"
+    site.health = 200  # resolved: the ramp goes on, step by step
+    await slack.wait_for(lambda: "Ramp finished" in thread(slack, message), timeout=40)
+    steps = thread(slack, message)
+    assert steps.index("off, 0% → on, 10%") < steps.index("on, 10% → on, 50%") < \
+        steps.index("on, 50% → on, 100%")
+    assert "the ramp goes on" in steps
+    assert read_flags(remote_flags(git_remote))["new_infrastructure"].summary == "on, 100%"
+    assert "rollout_percentage = 100" in site.live.read_text()
+
+
+async def test_the_feature_flags_ready_gate(start_bot, git_remote, tmp_path: Path,
+                                             site: FlagSite):
+    gate = """
+[[gates]]
+id = "flags"
+name = "Feature flags ready"
+stage = "staging"
+check = "flags-ready"
+"""
+    push_flags(git_remote, FLAGS + "\n[flags.dark_mode]\nenabled = true\nrollout_percentage = 5\n")
+    bot = await start_bot(make_config(git_remote, tmp_path, extra=gate))
+    await bot.command("rc --description flags")
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1", count=3)
+    text = bot.slack.text_of(message)
+    assert "Feature flags ready — failed" in text
+    details = "\n".join(bot.slack.text_of(m) for m in bot.slack.thread(message.ts))
+    assert "`dark_mode` is new and starts on, 5%" in details
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release.gate("flags").status == "failed"
