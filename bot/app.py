@@ -137,6 +137,7 @@ class Bot:
 
             async def stop_scheduler() -> None:
                 scheduler.shutdown(wait=False)
+                await services.drain_background()  # a tick in flight finishes first
                 if monitor is not None:
                     await monitor.close()
 

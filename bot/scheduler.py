@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -9,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import jobs
+from bot import flag_jobs, jobs
 from bot.monitor import Monitor
 from bot.services import Services
 
@@ -26,6 +27,9 @@ async def win_tick(services: Services, name: str, interval: float) -> bool:
 def once_per_tick(services: Services, name: str, interval: float,
                   work: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
+        # Tracked, so shutting down waits for a tick in flight instead of closing Redis
+        # under it.
+        services.track(asyncio.current_task())
         try:
             if await win_tick(services, name, interval):
                 await work()
@@ -44,6 +48,11 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
                       lambda: jobs.reap_lost_deploys(services)),
         "interval", seconds=interval, id="reap-lost-deploys", max_instances=1,
         coalesce=True)
+    # Flag ramps take their steps on the monitoring tick (they wait on its alerts).
+    tick = services.config.monitoring.tick_seconds
+    scheduler.add_job(once_per_tick(services, "flag-ramps", tick,
+                                    lambda: flag_jobs.advance_ramps(services)),
+                      "interval", seconds=tick, id="flag-ramps", max_instances=1, coalesce=True)
     if monitor is not None:
         tick = services.config.monitoring.tick_seconds
         # Each check has its own interval; the tick only looks for the ones that are due.

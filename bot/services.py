@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from saq import Queue
@@ -31,9 +34,30 @@ class Services:
     # /release status: a burst of requests shares fresh reads (and their rendering) instead
     # of one each.
     status: SharedRead[list[Block]] = field(init=False)
+    # Work a handler starts after its ack without the queue (the flag kill switch).
+    _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.status = SharedRead(lambda: status_blocks(self.store, self.config))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("background work failed")
+
+        self.track(asyncio.create_task(logged()))
+
+    async def drain_background(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def track(self, task: asyncio.Task[Any] | None) -> None:
+        """Close waits for `task` (background work that must not lose Redis under it)."""
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     @property
     def clone_path(self) -> Path:
@@ -62,6 +86,7 @@ class Services:
 
     async def close(self) -> None:
         # Each step on its own: a Redis that is down must not keep the rest from closing.
+        await self.drain_background()
         for step in (self.notifier.drain, self.queue.disconnect, self.redis.aclose):
             try:
                 await step()

@@ -31,16 +31,20 @@ def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | Non
         env["REDIS_URL"] = redis_url
     env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT on a hang prints every thread's stack
     command = [sys.executable, "-m", "bot.cli", "shell", *args]
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT) as process:
-        try:
-            out, err = process.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            # Say where it hung: what it printed last, and where its threads are.
-            process.send_signal(signal.SIGABRT)
-            out, err = process.communicate(timeout=30)
-            pytest.fail(f"the shell hung for {timeout:g} s\n--- stdout (end) ---\n"
-                        f"{out[-4000:]}\n--- stderr (end) ---\n{err[-8000:]}")
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        out, err = process.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Say where it hung: what it printed last, and where its threads are.
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate(timeout=30)
+        pytest.fail(f"the shell hung for {timeout:g} s\n--- stdout (end) ---\n"
+                    f"{out[-4000:]}\n--- stderr (end) ---\n{err[-8000:]}")
+    finally:
+        if process.poll() is None:  # whatever stopped the test, the shell goes too
+            process.kill()
+            process.wait()
     return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
