@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ mkdir -p "$env_dir"
 echo "building $RELEASE_TAG ($RELEASE_SHA) for $RELEASE_ENV"
 cp index.html "$env_dir/index.html"
 rm -f "$env_dir/FAULT"  # a new build replaces a broken one (see `site ENV down` in the shell)
+if [ -f data/feature-flags.toml ]; then cp data/feature-flags.toml "$env_dir/flags.toml"; fi
 printf '%s\\n' "$RELEASE_VERSION" > "$env_dir/VERSION"
 printf '%s %s %s\\n' "$(date -u +%FT%TZ)" "$RELEASE_ENV" "$RELEASE_TAG" >> "$DEMO_DIR/deploys.log"
 echo "deployed $RELEASE_TAG to $RELEASE_ENV"
@@ -93,6 +95,12 @@ stage = "staging"
 command = "{gate_env} sh {demo}/scripts/gate.sh infra"
 
 [[gates]]
+id = "flags"
+name = "Feature flags ready"
+stage = "staging"
+check = "flags-ready"
+
+[[gates]]
 id = "qa"
 name = "Manual QA"
 stage = "staging"
@@ -125,6 +133,12 @@ branches = ["hotfix/*"]
 gates = ["e2e", "qa", "smoke"]
 required = 1
 
+# Feature flags (data/feature-flags.toml): a change that shows a feature to more people needs
+# one approval; switching off needs none.
+[flags]
+required = 1
+verify_seconds = 10
+
 # Health checks, short intervals for the demo (production would use 30-60 s and a window of
 # an hour after each production deploy). Carol is on call.
 [monitoring]
@@ -151,6 +165,22 @@ name = "build-info"
 path = "/build-info"
 interval_seconds = 2
 version_field = "version"
+"""
+
+FLAGS = """\
+# Feature flags of the demo site. releasebot edits this file from Slack (/flag);
+# comments like this one stay where they are.
+
+[flags.new_infrastructure]
+enabled = false
+description = "The new CDN and load balancers"
+rollout_percentage = 0
+
+# Search v2 waits for the infrastructure.
+[flags.search_v2]
+enabled = false
+description = "The new search page"
+rollout_percentage = 0
 """
 
 # The sample history, oldest first: (commit message, site heading, tags on that commit).
@@ -211,10 +241,12 @@ def create_demo(root: Path, site_port: int) -> Demo:
     _git(["init", "-q", "--bare", "-b", "main", str(demo.remote)], root)
     _git(["init", "-q", "-b", "main", str(demo.work)], root)
     _git(["remote", "add", "origin", str(demo.remote)], demo.work)
+    (demo.work / "data").mkdir()
+    (demo.work / "data" / "feature-flags.toml").write_text(FLAGS)
     for message, heading, tags in HISTORY:
         (demo.work / "index.html").write_text(
             f"<!doctype html>\n<title>Demo site</title>\n<h1>{heading}</h1>\n")
-        _git(["add", "index.html"], demo.work)
+        _git(["add", "index.html", "data"], demo.work)
         _git(["commit", "-q", "-m", message], demo.work)
         for tag in tags:
             _git(["tag", "-a", tag, "-m", tag], demo.work)
@@ -237,6 +269,7 @@ def create_demo(root: Path, site_port: int) -> Demo:
         (root / "environments" / env / "index.html").write_text(
             "<!doctype html>\n<title>Demo site</title>\n<h1>Hello, fixed footer</h1>\n")
         (root / "environments" / env / "VERSION").write_text("0.14.1\n")
+        (root / "environments" / env / "flags.toml").write_text(FLAGS)
     return demo
 
 
@@ -248,7 +281,8 @@ def free_port() -> int:
 
 class DemoSite:
     """The demo's "website" on 127.0.0.1: per environment, the page the last deploy put there,
-    `/health`, and `/build-info` with the version deployed (what health checks look at)."""
+    `/health`, `/build-info` with the version deployed, and `/flags` with the flags it runs
+    (what health checks and flag changes look at)."""
 
     def __init__(self, demo: Demo, port: int) -> None:
         self.demo = demo
@@ -259,6 +293,7 @@ class DemoSite:
         app = web.Application()
         app.router.add_get("/{env}/health", self._health)
         app.router.add_get("/{env}/build-info", self._build_info)
+        app.router.add_get("/{env}/flags", self._flags)
         app.router.add_get("/{env}/", self._page)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -299,6 +334,11 @@ class DemoSite:
         if version is None:
             raise web.HTTPNotFound()
         return web.json_response({"version": version})
+
+    async def _flags(self, request: web.Request) -> web.Response:
+        path = self._env_dir(request) / "flags.toml"
+        flags = tomllib.loads(path.read_text()).get("flags", {}) if path.exists() else {}
+        return web.json_response({"flags": flags})
 
     async def _page(self, request: web.Request) -> web.Response:
         page = self._env_dir(request) / "index.html"

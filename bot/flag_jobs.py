@@ -60,6 +60,7 @@ class FlagRequest:
     channel: str = ""
     ts: str = ""
     response_url: str | None = None
+    parent: str = ""  # a ramp's step: the ramp request, whose message it reports in
 
     @property
     def change(self) -> FlagChange:
@@ -312,9 +313,9 @@ async def _apply(services: Services, request: FlagRequest, actor: Actor) -> bool
     await save(services, request)
     await store.audit(actor, "flag.deploy", environment=services.config.flags_environment.name,
                       outcome="succeeded", reason=f"{request.name}: {request.after}; {verified}")
-    await _redraw(services, request)
     await _thread(services, request, f"✅ Deployed to *{services.config.flags_environment.name}*"
                                      f" in {result.duration:.1f}s. {verified}")
+    await _redraw(services, request)  # last: a message that says "done" has its details
     return True
 
 
@@ -324,8 +325,8 @@ async def _fail(services: Services, request: FlagRequest, actor: Actor, text: st
     await save(services, request)
     await services.store.audit(actor, "flag.apply", outcome=status,
                                reason=f"{request.name}: {text}"[:1000])
-    await _redraw(services, request)
     await _thread(services, request, f"⚠️ {text}")
+    await _redraw(services, request)
     return False
 
 
@@ -507,7 +508,8 @@ async def advance_ramps(services: Services) -> None:
                            requester_name=request.requester_name, created_at=now,
                            percentage=ramp.steps[ramp.next_step], enable=True,
                            status="approved", approvals=request.approvals,
-                           before=current.summary, channel=request.channel, ts=request.ts)
+                           before=current.summary, channel=request.channel, ts=request.ts,
+                           parent=request.id)
         await save(services, step)
         ok = await apply_request(services, step.id)
         latest = await load(services, step.id)
@@ -515,7 +517,9 @@ async def advance_ramps(services: Services) -> None:
             await services.redis.delete(key)
             await _thread(services, request, "⏹ Ramp stopped: that step did not go out.")
             continue
-        ramp.expect = latest.after
+        ramp.expect = request.after = latest.after
+        await save(services, request)
+        await _redraw(services, request)
         ramp.next_step += 1
         ramp.next_at = services.store.clock() + ramp.every_seconds
         if ramp.next_step >= len(ramp.steps):
@@ -572,7 +576,7 @@ async def _post(services: Services, request: FlagRequest) -> None:
 
 
 async def _redraw(services: Services, request: FlagRequest) -> None:
-    if not request.ts:
+    if not request.ts or request.parent:  # a ramp's step: the ramp's message is redrawn
         return
     try:
         await services.notifier.client.chat_update(

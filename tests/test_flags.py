@@ -284,3 +284,35 @@ check = "flags-ready"
     assert "`dark_mode` is new and starts on, 5%" in details
     release = await bot.services.store.get_release("0.15.0-rc.1")
     assert release.gate("flags").status == "failed"
+
+
+async def test_a_ramp_stops_on_request_or_when_someone_changes_the_flag_by_hand(
+        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    extra = "\n[monitoring]\ntick_seconds = 0.1\n"
+    bot = await start_bot(flag_config(git_remote, tmp_path, site, required=0, extra=extra))
+    slack = bot.slack
+    assert "`new_search` has no ramp going" in slack.text_of(
+        await flag(bot, "ramp new_search --stop"))
+    await flag(bot, "ramp new_search 60,70,80 --every 1h")
+    words = "ramp new_search 60%, 70%, 80%, every 1h"
+    message = await slack.wait_for(lambda: flag_message(slack, words), timeout=20)
+    await slack.wait_for(lambda: "Next: 60% → *70%*" in thread(slack, message), timeout=20)
+    answer = slack.text_of(await flag(bot, "ramp new_search --stop", user="U0BOB",
+                                      user_name="bob"))
+    assert "Stopped the ramp of `new_search`" in answer
+    assert "<@U0BOB> stopped the ramp" in thread(slack, message)
+    assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 60
+
+    # A second ramp; someone lowers the flag by hand before its second step: it stops.
+    await flag(bot, "ramp new_search 65,90 --every 2s")
+    words = "ramp new_search 65%, 90%, every 2s"
+    message = await slack.wait_for(lambda: flag_message(slack, words), timeout=20)
+    await slack.wait_for(lambda: "Next: 65% → *90%*" in thread(slack, message), timeout=20)
+    git("pull", "-q", "origin", "main", cwd=git_remote.work)
+    push_flags(git_remote, remote_flags(git_remote).replace(
+        "rollout_percentage = 65", "rollout_percentage = 30"), "by hand")
+    await slack.wait_for(lambda: "Ramp stopped: `new_search` was changed by hand" in
+                         thread(slack, message), timeout=20)
+    assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 30
+    stops = [e["action"] for e in await bot.services.store.audit_entries()]
+    assert "flag.ramp-stop" in stops

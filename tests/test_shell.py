@@ -65,9 +65,12 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "v1.0.0-rc.1" not in tags  # nothing made by mistakes
     # ...the deploy scripts really ran: staging, production, the hotfix, then the rollback.
     deploys = [line.split()[1:] for line in demo.deploys()]
-    assert deploys == [["staging", "v0.15.0-rc.1"], ["production", "v0.15.0"],
-                       ["staging", "v0.15.1-rc.1"], ["production", "v0.15.1"],
-                       ["production", "v0.15.0"]]
+    assert deploys[:5] == [["staging", "v0.15.0-rc.1"], ["production", "v0.15.0"],
+                           ["staging", "v0.15.1-rc.1"], ["production", "v0.15.1"],
+                           ["production", "v0.15.0"]]
+    # Then the flag deploys: production's own deploy of what it runs, with the new flags
+    # (set, enable, two ramp steps, disable).
+    assert deploys[5:] == [["production", "v0.15.0"]] * 5
     assert demo.deployed_version("production") == "0.15.0"
     out = result.stdout
     # Approvals recorded, and the refusal of self-approval.
@@ -85,6 +88,16 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "*resolved* after" in out and "`0.15.1`: *rolled back*" in out
     assert "*production* · health — ✅ healthy" in out
     assert "site ENV down|slow|up" not in out  # no usage error from `site`
+    # Flags: committed to the repository (comments kept), approved, ramped, switched off,
+    # and each change reported by the site's /flags.
+    flags = subprocess.run(["git", "show", "main:data/feature-flags.toml"], cwd=demo.remote,
+                           capture_output=True, text=True).stdout
+    assert "# Search v2 waits for the infrastructure." in flags
+    assert "enabled = false" in flags.split("[flags.new_infrastructure]")[1].split("[")[0]
+    assert "rollout_percentage = 100" in flags
+    assert "/flags reports `new_infrastructure` on, 10%" in out  # after bob's approval
+    assert "Ramp finished: `new_infrastructure` is on, 100%" in out
+    assert "/flags reports `new_infrastructure` off, 100%" in out  # the kill switch
 
 
 def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
