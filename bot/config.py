@@ -399,14 +399,9 @@ def _flags(raw: Any, env_names: list[str]) -> FlagsConfig:
         _positive("flags.verify_seconds", found["verify_seconds"])
     policy_table = {k: found.pop(k) for k in ("required", "approvers", "allow_self_approval")
                     if k in found}
-    none_needed = policy_table.get("required") == 0
-    if none_needed:
-        policy_table["required"] = 1  # validated by _policy, then set back below
     policy = _policy("flags", policy_table, {"required": (int, False),
                                              "approvers": (list, False),
-                                             "allow_self_approval": (bool, False)})
-    if none_needed:
-        policy = dataclasses.replace(policy, required=0)
+                                             "allow_self_approval": (bool, False)}, minimum=0)
     return FlagsConfig(policy=policy, **found)
 
 
@@ -510,12 +505,8 @@ def _hotfix(raw: Any, gate_ids: list[str]) -> HotfixConfig:
         raise ConfigError("hotfix.required", "0 approvals needs `allow_no_approvals = true` "
                           "as well, so nobody turns approvals off by accident")
     policy_table = {k: found[k] for k in ("required", "approvers") if k in found}
-    if policy_table.get("required") == 0:
-        policy_table["required"] = 1  # validated by _policy, then set back below
     policy = _policy("hotfix", policy_table, {"required": (int, False),
-                                              "approvers": (list, False)})
-    if found.get("required") == 0:
-        policy = dataclasses.replace(policy, required=0)
+                                              "approvers": (list, False)}, minimum=0)
     return HotfixConfig(branches=tuple(found.get("branches", [])),
                         gates=tuple(gates) if gates is not None else None, policy=policy)
 
@@ -539,10 +530,11 @@ def _approvals(raw: Any, env_names: list[str]) -> dict[str, ApprovalPolicy]:
     return policies
 
 
-def _policy(key: str, table: Any, schema: Mapping[str, tuple[type, bool]]) -> ApprovalPolicy:
+def _policy(key: str, table: Any, schema: Mapping[str, tuple[type, bool]],
+            minimum: int = 1) -> ApprovalPolicy:
     found = _table(key, table, schema)
-    if found.get("required", 1) < 1:
-        raise ConfigError(f"{key}.required", "must be at least 1")
+    if found.get("required", 1) < minimum:
+        raise ConfigError(f"{key}.required", f"must be at least {minimum}")
     if "valid_hours" in found:
         _positive(f"{key}.valid_hours", found["valid_hours"])
     approvers = found.get("approvers", [])

@@ -23,7 +23,15 @@ from redis.exceptions import WatchError
 
 from bot import approvers, flag_messages, gitrepo
 from bot.config import Config
-from bot.flags import Flag, FlagChange, FlagsError, apply, new_flags_ready, read_flags
+from bot.flags import (
+    Flag,
+    FlagChange,
+    FlagsError,
+    apply,
+    new_flags_ready,
+    raises_exposure,
+    read_flags,
+)
 from bot.incidents import CheckState
 from bot.locks import LockHeld, RenewingLock
 from bot.process import CommandResult, run_command
@@ -166,14 +174,7 @@ def needs_approval(config: Config, request: FlagRequest, flag: Flag | None) -> b
     off, lowering and creating (off, at 0%) need none."""
     if config.flags.policy.required == 0:
         return False
-    if request.ramp:
-        return True
-    if request.operation == "enable":
-        return flag is not None and not flag.enabled and flag.rollout_percentage > 0
-    if request.operation == "set":
-        return (flag is not None and flag.enabled
-                and (request.percentage or 0) > flag.rollout_percentage)
-    return False
+    return request.ramp or raises_exposure(flag, request.change)
 
 
 async def go(services: Services, request: FlagRequest) -> None:
@@ -544,7 +545,8 @@ async def flags_ready(services: Services, worktree: Path) -> CommandResult:
     config, started = services.config, services.store.clock()
     path = config.flags.path
     candidate_file = worktree / path
-    candidate_text = candidate_file.read_text("utf-8") if candidate_file.exists() else ""
+    candidate_text = await asyncio.to_thread(
+        lambda: candidate_file.read_text("utf-8") if candidate_file.exists() else "")
     live = (await services.store.environment_versions([config.last_environment.name]))[
         config.last_environment.name]
     live_text = ""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import Config
 from bot.flags import Flag
-from bot.messages import Block, confirm_dialog, context, escape, mention, section
+from bot.messages import Block, confirm_dialog, context, escape, mention, section, sections
 
 if TYPE_CHECKING:
     from bot.flag_jobs import FlagRequest
@@ -82,13 +82,4 @@ def list_message(flags: dict[str, Flag], path: str, sha: str) -> list[Block]:
              f"{f.rollout_percentage}%" + (f" · {escape(f.description)}" if f.description
                                            else "")
              for f in sorted(flags.values(), key=lambda f: f.name)]
-    blocks: list[Block] = []
-    chunk: list[str] = []
-    for line in lines:
-        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
-            blocks.append(section("\n".join(chunk)))
-            chunk = []
-        chunk.append(line)
-    blocks.append(section("\n".join(chunk)))
-    blocks.append(context(f"`{path}` at `{sha[:10]}`"))
-    return blocks[:50]
+    return [*sections(lines)[:49], context(f"`{path}` at `{sha[:10]}`")]

@@ -19,6 +19,7 @@ from bot.messages import (
     header,
     mention,
     section,
+    sections,
     slack_time,
 )
 from bot.summaries import WindowSummary
@@ -153,13 +154,4 @@ def health_report(rows: list[dict[str, Any]], now: float) -> list[Block]:
         if failure is not None:
             line += f"\n      last failure {slack_time(failure.at)}: {escape(failure.problem)}"
         lines.append(line)
-    # A section holds 3,000 characters: several sections when there are many checks.
-    chunk: list[str] = []
-    for line in lines:
-        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
-            blocks.append(section("\n".join(chunk)))
-            chunk = []
-        chunk.append(line)
-    if chunk:
-        blocks.append(section("\n".join(chunk)))
-    return blocks[:50]
+    return [*blocks, *sections(lines)][:50]

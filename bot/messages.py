@@ -39,6 +39,20 @@ def section(text: str) -> Block:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _text(text)}}
 
 
+def sections(lines: list[str]) -> list[Block]:
+    """Lines over as many sections as their length needs (a section holds 3,000 chars)."""
+    blocks: list[Block] = []
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and sum(len(x) + 1 for x in chunk) + len(line) > 2900:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    return blocks
+
+
 def fields(pairs: list[tuple[str, str]]) -> Block:
     # A section holds at most 10 fields of at most 2000 characters each.
     return {"type": "section", "fields": [

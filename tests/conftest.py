@@ -13,11 +13,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 import aiohttp
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
 from bot.app import Bot, Role
@@ -325,3 +326,34 @@ def subprocess_env(prefix: str, slack: SlackStandIn, tmp_path: Path) -> Iterator
            "REDIS_URL": REDIS_URL, "SLACK_API_URL": slack.base_url,
            "RELEASEBOT_REDIS_PREFIX": prefix, "RELEASEBOT_UPDATE_DELAY": "0.2",
            "RELEASEBOT_STATE_DIR": str(tmp_path / "state-subprocess")}
+
+
+class LocalSite:
+    """An HTTP server on 127.0.0.1 (a free port) for what the bot talks to; subclasses add
+    their routes in `routes`."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        app = web.Application()
+        self.routes(app)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+

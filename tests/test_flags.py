@@ -14,7 +14,7 @@ from aiohttp import web
 from bot import flag_jobs
 from bot.flags import read_flags
 from bot.store import Actor
-from tests.conftest import GitRemote, git, make_config
+from tests.conftest import GitRemote, LocalSite, git, make_config
 from tests.test_flags_file import FLAGS
 from tests.test_release_rc import wait_for_gates
 
@@ -34,15 +34,18 @@ def remote_flags(remote: GitRemote) -> str:
     return git("show", f"main:{PATH}", cwd=remote.bare) + "\n"
 
 
-class FlagSite:
+class FlagSite(LocalSite):
     """Production as the tests see it: /flags from the file the last flag deploy put live,
     /health that the tests can break."""
 
     def __init__(self, live: Path) -> None:
+        super().__init__()
         self.live = live
         self.health = 200
-        self.port = 0
-        self._runner: web.AppRunner | None = None
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/flags", self._flags)
+        app.router.add_get("/health", self._health)
 
     async def _flags(self, request: web.Request) -> web.Response:
         text = self.live.read_text() if self.live.exists() else ""
@@ -50,25 +53,6 @@ class FlagSite:
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "UP"}, status=self.health)
-
-    async def __aenter__(self) -> FlagSite:
-        app = web.Application()
-        app.router.add_get("/flags", self._flags)
-        app.router.add_get("/health", self._health)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture

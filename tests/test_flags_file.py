@@ -110,3 +110,48 @@ def test_flag_commands_parse():
 def test_bad_flag_commands_say_what_would_be_right(text: str, message: str):
     with pytest.raises(CommandError, match=message.replace("(", r"\(").replace("`", "`")):
         parse_flag_command(text)
+
+
+BASE = """
+[repository]
+url = "/tmp/repo"
+[slack]
+channel = "#releases"
+[[environments]]
+name = "production"
+deploy_command = "true"
+"""
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    ('[flags]\npath = "/etc/flags.toml"\n', "flags.path"),
+    ('[flags]\npath = "../flags.toml"\n', "flags.path"),
+    ('[flags]\nenvironment = "prod"\n', "flags.environment"),
+    ('[flags]\nendpoint = "flags"\n', "flags.endpoint"),
+    ('[flags]\nrequired = -1\n', "flags.required"),
+    ('[flags]\napprovers = ["bob"]\n', "flags.approvers[0]"),
+    ('[flags]\nramp = true\n', "flags.ramp"),
+    ('[[gates]]\nid = "f"\nname = "F"\nstage = "production"\ncheck = "flags"\n',
+     "gates[0].check"),
+    ('[[gates]]\nid = "f"\nname = "F"\nstage = "production"\ncheck = "flags-ready"\n'
+     'manual = true\n', "gates[0].check"),
+])
+def test_flag_config_mistakes_name_the_key(extra: str, key: str):
+    import tomllib
+
+    from bot.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config(tomllib.loads(BASE + extra))
+    assert caught.value.key == key, caught.value
+
+
+def test_flag_config_defaults_and_no_approvals():
+    import tomllib
+
+    from bot.config import parse_config
+
+    config = parse_config(tomllib.loads(BASE + "[flags]\nrequired = 0\n"))
+    assert config.flags.policy.required == 0 and config.flags.path == "data/feature-flags.toml"
+    assert config.flags_environment.name == "production"
+    assert parse_config(tomllib.loads(BASE)).flags.policy.required == 1

@@ -15,22 +15,25 @@ from aiohttp import web
 
 from bot.monitor import Monitor
 from bot.store import Store
-from tests.conftest import make_config
+from tests.conftest import LocalSite, make_config
 from tests.test_final import candidate, config, live
 from tests.test_release_rc import release_message, thread_text
 
 
-class HealthSite:
+class HealthSite(LocalSite):
     """A site with /health and /build-info whose answers the test changes as it goes."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.status = 200
         self.delay = 0.0
         self.version = "0.15.0"
         self.flap = False
         self.hits: Counter[str] = Counter()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/build-info", self._build_info)
 
     async def _health(self, request: web.Request) -> web.Response:
         self.hits["health"] += 1
@@ -44,25 +47,6 @@ class HealthSite:
     async def _build_info(self, request: web.Request) -> web.Response:
         self.hits["build-info"] += 1
         return web.json_response({"version": self.version})
-
-    async def __aenter__(self) -> HealthSite:
-        app = web.Application()
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/build-info", self._build_info)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture
