@@ -92,8 +92,9 @@ def _key(services: Services, request_id: str) -> str:
     return f"{services.store.keys.prefix}flagreq:{request_id}"
 
 
-def _ramp_key(services: Services, name: str) -> str:
-    return f"{services.store.keys.prefix}flagramp:{name}"
+def _ramps_key(services: Services) -> str:
+    """One hash of every ramp going (flag name -> ramp), read by each scheduler tick."""
+    return f"{services.store.keys.prefix}flagramps"
 
 
 async def save(services: Services, request: FlagRequest) -> None:
@@ -426,7 +427,7 @@ async def start_ramp(services: Services, request: FlagRequest) -> None:
                 expect=request.before)
     request.status = "ramping"
     await save(services, request)
-    await services.redis.set(_ramp_key(services, request.name), ramp.to_json())
+    await services.redis.hset(_ramps_key(services), request.name, ramp.to_json())
     await _redraw(services, request)
     await _thread(services, request, f"📈 Ramp started: {_steps(ramp)}, one step every "
                                      f"{flag_messages.duration(ramp.every_seconds)}, while "
@@ -440,7 +441,10 @@ def _steps(ramp: Ramp) -> str:
 
 
 async def stop_ramp(services: Services, actor: Actor, name: str) -> str:
-    raw = await services.redis.getdel(_ramp_key(services, name))
+    async with services.redis.pipeline(transaction=True) as pipe:
+        pipe.hget(_ramps_key(services), name)
+        pipe.hdel(_ramps_key(services), name)
+        raw, _ = await pipe.execute()
     if raw is None:
         return f"`{name}` has no ramp going."
     ramp = Ramp(**json.loads(raw))
@@ -471,11 +475,10 @@ async def advance_ramps(services: Services) -> None:
     """The scheduler's tick: each ramp that is due takes its next step, unless the flag's
     environment has a critical alert (the ramp pauses, and says so) or someone changed the
     flag by hand (the ramp stops: people decide now)."""
-    prefix = _ramp_key(services, "")
-    keys = [k async for k in services.redis.scan_iter(match=f"{prefix}*")]
+    key = _ramps_key(services)
     env = services.config.flags_environment.name
-    for key in keys:
-        raw = await services.redis.get(key)
+    for name in await services.redis.hkeys(key):
+        raw = await services.redis.hget(key, name)  # fresh: a stop may have come meanwhile
         if raw is None:
             continue
         ramp = Ramp(**json.loads(raw))
@@ -484,13 +487,13 @@ async def advance_ramps(services: Services) -> None:
             continue
         request = await load(services, ramp.request)
         if request is None:
-            await services.redis.delete(key)
+            await services.redis.hdel(key, name)
             continue
         alert = await critical_alert(services, env)
         if alert:
             if ramp.paused_by != alert:
                 ramp.paused_by = alert
-                await services.redis.set(key, ramp.to_json())
+                await services.redis.hset(key, name, ramp.to_json())
                 await _thread(services, request, f"⏸ Ramp paused before "
                                                  f"{ramp.steps[ramp.next_step]}%: {alert}")
             continue
@@ -499,7 +502,7 @@ async def advance_ramps(services: Services) -> None:
             await _thread(services, request, "▶️ The alert is resolved; the ramp goes on.")
         current = (await read_current(services)).flags.get(ramp.name)
         if current is None or current.summary != ramp.expect:
-            await services.redis.delete(key)
+            await services.redis.hdel(key, name)
             await _thread(services, request, f"⏹ Ramp stopped: `{ramp.name}` was changed by "
                                              f"hand (it is {_describe(current)}, the ramp "
                                              f"left it {ramp.expect}).")
@@ -515,7 +518,7 @@ async def advance_ramps(services: Services) -> None:
         ok = await apply_request(services, step.id)
         latest = await load(services, step.id)
         if not ok or latest is None:
-            await services.redis.delete(key)
+            await services.redis.hdel(key, name)
             await _thread(services, request, "⏹ Ramp stopped: that step did not go out.")
             continue
         ramp.expect = request.after = latest.after
@@ -524,15 +527,15 @@ async def advance_ramps(services: Services) -> None:
         ramp.next_step += 1
         ramp.next_at = services.store.clock() + ramp.every_seconds
         if ramp.next_step >= len(ramp.steps):
-            await services.redis.delete(key)
+            await services.redis.hdel(key, name)
             request.status = "done"
             request.after = latest.after
             await save(services, request)
             await _redraw(services, request)
             await _thread(services, request, f"🏁 Ramp finished: `{ramp.name}` is "
                                              f"{latest.after}.")
-        elif await services.redis.exists(key):  # not stopped meanwhile
-            await services.redis.set(key, ramp.to_json())
+        elif await services.redis.hexists(key, name):  # not stopped meanwhile
+            await services.redis.hset(key, name, ramp.to_json())
             await _thread(services, request, f"📈 Next: {_steps(ramp)} in "
                                              f"{flag_messages.duration(ramp.every_seconds)}.")
 
