@@ -147,7 +147,7 @@ failures_to_alert = 3
 successes_to_resolve = 2
 reminder_seconds = 300
 oncall = ["U0CAROL"]
-window_seconds = 25
+window_seconds = 60
 window_interval_seconds = 1
 """
 

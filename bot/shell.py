@@ -8,11 +8,13 @@ posted to the stand-in) are printed as text, buttons numbered so `click N` press
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import re
 import secrets
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -459,6 +461,9 @@ async def run_shell(config: Config, *, state_dir: Path, redis_url: str | None,
                     lines: Iterable[str] | None, out: TextIO = sys.stdout,
                     live: bool = False, site: DemoSite | None = None) -> None:
     """Start the bot (all roles) against the stand-in and play `lines`, or read the terminal."""
+    # `kill -USR1` prints what every task is waiting for: the way to see why a shell hangs.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
     if site is not None:
         await site.start()
     embedded = None
@@ -494,6 +499,13 @@ async def run_shell(config: Config, *, state_dir: Path, redis_url: str | None,
             embedded.stop()
         if site is not None:
             await site.stop()
+
+
+def _dump_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
 
 
 async def _forget(redis_url: str, prefix: str) -> None:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -25,7 +26,7 @@ WALKTHROUGH = ROOT / "examples" / "walkthrough.txt"
 
 
 def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | None = None,
-              timeout: float = 180) -> subprocess.CompletedProcess[str]:
+              timeout: float = 90) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -36,7 +37,9 @@ def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | Non
     try:
         out, err = process.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
-        # Say where it hung: what it printed last, and where its threads are.
+        # Say where it hung: what it printed last, what its tasks and threads wait for.
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
         process.send_signal(signal.SIGABRT)
         out, err = process.communicate(timeout=30)
         pytest.fail(f"the shell hung for {timeout:g} s\n--- stdout (end) ---\n"
