@@ -20,6 +20,9 @@ from bot.slack import web_client
 
 log = logging.getLogger(__name__)
 
+# At least this long for each shutdown step (a monitoring tick, the web server's requests).
+STOP_STEP_SECONDS = 90.0
+
 Role = Literal["all", "web", "worker", "scheduler"]
 ROLES: tuple[Role, ...] = ("all", "web", "worker", "scheduler")
 SOCKET_CONNECT_TIMEOUT = 30.0
@@ -150,9 +153,12 @@ class Bot:
         gc.set_threshold(20_000, 20, 20)
 
     async def stop(self) -> None:
+        # Bounded, like Services.close: shutting down must end even if a step hangs (but
+        # running deploys get their configured grace period).
+        limit = max(STOP_STEP_SECONDS, self.services.config.worker.shutdown_grace_seconds + 30)
         for cleanup in reversed(self._cleanups):
             try:
-                await cleanup()
+                await asyncio.wait_for(cleanup(), limit)
             except Exception:
                 log.exception("shutdown step failed")
         self._cleanups.clear()

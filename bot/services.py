@@ -22,6 +22,8 @@ from bot.store import Store
 
 log = logging.getLogger(__name__)
 
+CLOSE_STEP_SECONDS = 15.0
+
 
 @dataclass
 class Services:
@@ -78,7 +80,10 @@ class Services:
         if settings.embedded_redis:
             from bot.embedded_redis import PollingQueue
 
-            queue: Queue = PollingQueue.from_url(settings.redis_url, name=store.keys.queue_name)
+            # Never blocks in Redis (it polls), so every reply can have a deadline.
+            queue: Queue = PollingQueue(
+                Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5),
+                name=store.keys.queue_name)
         else:
             queue = Queue.from_url(settings.redis_url, name=store.keys.queue_name)
         return cls(settings=settings, config=config, redis=redis, store=store,
@@ -89,6 +94,8 @@ class Services:
         await self.drain_background()
         for step in (self.notifier.drain, self.queue.disconnect, self.redis.aclose):
             try:
-                await step()
+                # Bounded: a connection that never answers (seen with the embedded Redis)
+                # must not keep the process from ending.
+                await asyncio.wait_for(step(), CLOSE_STEP_SECONDS)
             except Exception:
                 log.warning("closing: %s failed", step.__qualname__, exc_info=True)
