@@ -63,8 +63,10 @@ def _load(path: str) -> Config:
 def check_config(path: str) -> int:
     config = _load(path)
     envs = " → ".join(e.name for e in config.environments)
+    checks = sum(len(e.checks) for e in config.environments)
     print(f"{path}: OK ({len(config.environments)} environments: {envs}; "
-          f"{len(config.gates)} gates)")
+          f"{len(config.gates)} gates; {checks} health checks; flags in {config.flags.path}, "
+          f"deployed to {config.flags_environment.name})")
     return 0
 
 

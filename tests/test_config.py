@@ -108,3 +108,19 @@ def test_the_readme_example_config_is_valid():
     example = readme[start:readme.index("```", start)]
     config = parse(example)
     assert config.environments
+
+
+def test_every_config_example_in_the_readme_is_valid():
+    """The monitoring and flags examples too, each with the least config around it."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = readme.split("```toml\n")[1:]
+    examples = [block[:block.index("```")] for block in blocks]
+    assert len(examples) >= 4
+    around = '[repository]\nurl = "/tmp/r"\n[slack]\nchannel = "#r"\n'
+    environment = '[[environments]]\nname = "production"\ndeploy_command = "true"\n'
+    for example in examples[1:]:
+        if example.lstrip().startswith("# Feature flags") or "[flags." in example:
+            continue  # the flags file of the released repository, not releasebot's config
+        text = around + example if "[[environments]]" in example else \
+            around + environment + example
+        parse(text)
