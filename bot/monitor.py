@@ -261,15 +261,20 @@ async def tell(services: Services, what: str, incident: Incident, deployed_versi
     blocks = texts.incident_message(incident, oncall, deployed_version, now)
     text = texts.incident_text(incident)
     if what == "open":
+        await services.store.audit(BOT, "incident.open", environment=incident.environment,
+                                   release=incident.version, outcome=incident.severity,
+                                   reason=f"{incident.check}: {incident.problem}"[:1000])
         incident.channel, incident.thread_ts = await _place(services, incident.environment,
                                                             release_version)
         posted = await notifier.post(incident.channel, blocks, text,
                                      thread_ts=incident.thread_ts or None)
         incident.ts = str((posted or {}).get("ts", ""))
-        await services.store.audit(BOT, "incident.open", environment=incident.environment,
-                                   release=incident.version, outcome=incident.severity,
-                                   reason=f"{incident.check}: {incident.problem}"[:1000])
         return
+    if what == "resolve":
+        await services.store.audit(BOT, "incident.resolve", environment=incident.environment,
+                                   release=incident.version,
+                                   reason=f"{incident.check} after "
+                                          f"{incident.duration(now):.0f}s")
     await _update(services, incident, blocks, text)
     thread = incident.thread_ts or incident.ts
     if what in ("remind", "escalate"):
@@ -279,10 +284,6 @@ async def tell(services: Services, what: str, incident: Incident, deployed_versi
     elif what == "resolve":
         await notifier.post(incident.channel, texts.resolved_reply(incident, now), text,
                             thread_ts=thread or None)
-        await services.store.audit(BOT, "incident.resolve", environment=incident.environment,
-                                   release=incident.version,
-                                   reason=f"{incident.check} after "
-                                          f"{incident.duration(now):.0f}s")
 
 
 async def _update(services: Services, incident: Incident, blocks: list[Any], text: str) -> None:
@@ -416,14 +417,15 @@ async def close_window(services: Services, environment: str, window: Window,
     minutes = round((min(store.clock(), window.ends) - window.started) / 60, 1)
     blocks = texts.window_summary(summary, minutes)
     text = f"{environment} after {window.version}: {summary.verdict}"
+    # Audited before it is posted: what people see is always on the trail.
+    await store.audit(BOT, "monitor.window", environment=environment, release=window.release,
+                      outcome=summary.verdict,
+                      reason=f"{summary.checks_run} checks, {summary.failures} failed")
     release = await store.get_release(window.release) if window.release else None
     if release is not None and release.channel and release.message_ts:
         await services.notifier.post(release.channel, blocks, text, thread_ts=release.message_ts)
     else:
         await services.notifier.post(services.config.slack.channel, blocks, text)
-    await store.audit(BOT, "monitor.window", environment=environment, release=window.release,
-                      outcome=summary.verdict,
-                      reason=f"{summary.checks_run} checks, {summary.failures} failed")
 
 
 # --- /release health -----------------------------------------------------------------------
