@@ -289,5 +289,9 @@ async def test_a_failed_deploy_is_a_critical_incident_in_the_release_thread(
     text = slack.text_of(incident)
     assert "CRITICAL · staging · deploy failed" in text and "<@U0ONCALL>" in text
     assert incident.thread_ts == release_message(slack, "v0.15.0-rc.1").ts
-    health = slack.text_of(await bot.command("health staging"))
+    for _ in range(50):  # the incident's state is saved once its message is posted
+        health = slack.text_of(await bot.command("health staging"))
+        if "staging* · deploy" in health:
+            break
+        await asyncio.sleep(0.1)
     assert "staging* · deploy" in health and "the deploy of `v0.15.0-rc.1` failed" in health
