@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -215,15 +216,33 @@ async def test_embedded_redis_serves_the_worker_queue_and_lua():
         embedded.stop()
 
 
+def port_outside_the_ephemeral_range(socket: Any) -> int:
+    """A free port the embedded Redis cannot take: it binds port 0, which the kernel serves
+    from the ephemeral range, so a port picked the same way could be handed out twice."""
+    import random
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(10000, max(10001, low))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port below the ephemeral range")
+
+
 async def test_serve_without_redis_url_starts_the_embedded_redis(tmp_path: Path, git_remote):
     import asyncio
     import socket
 
     from tests.test_workers import config_text, write_config
     path = write_config(tmp_path, config_text(git_remote, tmp_path))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = port_outside_the_ephemeral_range(socket)
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(SLACK_BOT_TOKEN="xoxb-x", SLACK_SIGNING_SECRET="s",
                SLACK_API_URL="http://127.0.0.1:9/api/", RELEASEBOT_STATE_DIR=str(tmp_path))
