@@ -1,17 +1,17 @@
-"""An in-process Redis (fakeredis) on a local port, for trying the bot without a Redis server.
+"""An in-process Redis (fakeredis), for trying the bot without a Redis server.
 
-Served over TCP rather than used as an in-memory client, so the web app, the saq worker and the
-scheduler share it exactly as they would share a real Redis. Nothing survives a restart.
+Everything of one process (the web app, the saq worker, the scheduler) shares one fakeredis
+server through in-process clients, as separate connections would share a real Redis. It used
+to be served over TCP; fakeredis's threaded TCP server now and then left a reply unsent, and
+a client waiting for it hung the process. Nothing survives a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
-from typing import Any
+import secrets
 
-from fakeredis import TcpFakeServer
-from fakeredis._clients._tcp_server import TCPFakeRequestHandler
+from fakeredis import FakeAsyncRedis, FakeServer
 from saq.job import Job
 from saq.queue.redis import RedisQueue
 
@@ -22,57 +22,38 @@ WARNING = """\
 *  Production needs a real Redis: set REDIS_URL=redis://host:6379/0                *
 ************************************************************************************"""
 
-
-class _KeepConnectionHandler(TCPFakeRequestHandler):
-    """fakeredis closes a connection after any command error (e.g. NOSCRIPT, which redis-py
-    answers by loading the script and retrying). Real Redis keeps it open; so do we."""
-
-    def setup(self) -> None:
-        super().setup()
-        self.errored = False
-        dump = self.writer.dump
-
-        def dump_and_note(value: Any) -> None:
-            self.errored = self.errored or isinstance(value, Exception)
-            dump(value)
-
-        self.writer.dump = dump_and_note  # type: ignore[method-assign]
-
-    def handle(self) -> None:
-        while True:
-            self.errored = False
-            super().handle()
-            # Back here after EOF (done) or after a reported error (carry on serving).
-            if not self.errored or self.server._shutdown_event.is_set():
-                return
+SCHEME = "embedded://"
+_SERVERS: dict[str, FakeServer] = {}
 
 
 class EmbeddedRedis:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = TcpFakeServer((host, port), server_type="redis")
-        self.server.RequestHandlerClass = _KeepConnectionHandler
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name="embedded-redis",
-                                        daemon=True)
+    """One in-memory Redis; `start` names it with a URL that only this process knows."""
 
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"redis://{host}:{port}/0"
+    def __init__(self) -> None:
+        self.server = FakeServer()
+        self.url = f"{SCHEME}{secrets.token_hex(6)}"
 
     def start(self) -> str:
-        self._thread.start()
+        _SERVERS[self.url] = self.server
         return self.url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        _SERVERS.pop(self.url, None)
+
+
+def client(url: str) -> FakeAsyncRedis:
+    """A new client of the embedded Redis named by `url` (from EmbeddedRedis.start)."""
+    try:
+        server = _SERVERS[url]
+    except KeyError:
+        raise ValueError(f"no embedded Redis {url} in this process") from None
+    return FakeAsyncRedis(server=server)
 
 
 class PollingQueue(RedisQueue):
-    """saq's Redis queue for the embedded Redis. fakeredis's blocking pops have changed between
-    releases (returning at once in some, waiting for a wake-up in others), so this queue never
-    blocks in Redis: it tries a plain LMOVE and sleeps between tries."""
+    """saq's Redis queue for the embedded Redis. A blocking pop would block the whole
+    in-process server, so this queue never blocks in Redis: it tries a plain LMOVE and sleeps
+    between tries."""
 
     POLL_SECONDS = 0.05
 

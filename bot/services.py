@@ -69,28 +69,22 @@ class Services:
     def create(cls, settings: Settings, config: Config) -> Services:
         if settings.redis_url is None:
             raise ValueError("no Redis URL: start the embedded Redis first (bot.cli does)")
-        # The embedded Redis (fakeredis) sometimes never answers the second of the two
-        # pipelined CLIENT SETINFO commands a new connection sends, which left the shell
-        # waiting for ever; its connections do not send them.
-        quirks: dict[str, Any] = {"driver_info": None} if settings.embedded_redis else {}
-        # A burst of requests waits briefly for a free connection instead of failing.
-        pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64,
-                                               timeout=2, socket_connect_timeout=2,
-                                               socket_timeout=10, **quirks)
-        redis = Redis.from_pool(pool)
-        store = Store(redis, settings.redis_prefix)
-        client = web_client(settings.bot_token, settings.slack_api_url)
-        notifier = Notifier(client, store, config, settings.update_delay)
         if settings.embedded_redis:
-            from bot.embedded_redis import PollingQueue
+            from bot.embedded_redis import PollingQueue, client
 
-            # Never blocks in Redis (it polls), so every reply can have a deadline.
-            queue: Queue = PollingQueue(
-                Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
-                               **quirks),
-                name=store.keys.queue_name)
+            redis: Redis = client(settings.redis_url)
+            store = Store(redis, settings.redis_prefix)
+            queue: Queue = PollingQueue(client(settings.redis_url), name=store.keys.queue_name)
         else:
+            # A burst of requests waits briefly for a free connection instead of failing.
+            pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64,
+                                                   timeout=2, socket_connect_timeout=2,
+                                                   socket_timeout=10)
+            redis = Redis.from_pool(pool)
+            store = Store(redis, settings.redis_prefix)
             queue = Queue.from_url(settings.redis_url, name=store.keys.queue_name)
+        slack = web_client(settings.bot_token, settings.slack_api_url)
+        notifier = Notifier(slack, store, config, settings.update_delay)
         return cls(settings=settings, config=config, redis=redis, store=store,
                    notifier=notifier, queue=queue)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from redis.asyncio import Redis
 
 from bot.app import Bot
 from bot.demo import create_demo
@@ -202,18 +201,24 @@ def test_the_demo_is_a_real_repository(tmp_path: Path):
 
 
 async def test_embedded_redis_serves_the_worker_queue_and_lua():
+    from bot.embedded_redis import client
+
     embedded = EmbeddedRedis()
     url = embedded.start()
-    client = Redis.from_url(url)
+    one, two = client(url), client(url)
     try:
-        assert await client.ping()
-        script = client.register_script("return redis.call('INCR', KEYS[1])")
-        await client.script_flush()  # force the NOSCRIPT fallback on one connection
+        assert await one.ping()
+        script = one.register_script("return redis.call('INCR', KEYS[1])")
+        await one.script_flush()  # the NOSCRIPT fallback works
         assert await script(keys=["n"]) == 1
-        assert await script(keys=["n"]) == 2  # the connection survived the NOSCRIPT error
+        assert await script(keys=["n"]) == 2
+        assert await two.get("n") == b"2"  # clients of one embedded Redis share its data
     finally:
-        await client.aclose()
+        await one.aclose()
+        await two.aclose()
         embedded.stop()
+    with pytest.raises(ValueError, match="no embedded Redis"):
+        client(url)
 
 
 def port_outside_the_ephemeral_range(socket: Any) -> int:
