@@ -7,6 +7,7 @@ import pytest
 from bot.commands import CommandError
 from bot.flag_commands import ChangeFlag, FlagHelp, ListFlags, RampFlag, parse_flag_command
 from bot.flags import Flag, FlagChange, FlagsError, apply, new_flags_ready, read_flags
+from tests.test_health_rules import BASE  # the least config, one environment
 
 FLAGS = """\
 # Feature flags of the website. Owned by the web team; see docs/flags.md.
@@ -110,17 +111,6 @@ def test_flag_commands_parse():
 def test_bad_flag_commands_say_what_would_be_right(text: str, message: str):
     with pytest.raises(CommandError, match=message.replace("(", r"\(").replace("`", "`")):
         parse_flag_command(text)
-
-
-BASE = """
-[repository]
-url = "/tmp/repo"
-[slack]
-channel = "#releases"
-[[environments]]
-name = "production"
-deploy_command = "true"
-"""
 
 
 @pytest.mark.parametrize(("extra", "key"), [
