@@ -298,7 +298,8 @@ async def _apply(services: Services, request: FlagRequest, actor: Actor) -> bool
         return await _fail(services, request, actor, f"I did not change the flag: {exc}.",
                            "conflict" if isinstance(exc, Conflict) else "failed")
     request.commit = sha
-    request.after = read_flags(text, services.config.flags.path)[request.name].summary
+    expected = read_flags(text, services.config.flags.path)[request.name]
+    request.after = expected.summary
     await store.audit(actor, "flag.commit", environment=services.config.flags_environment.name,
                       reason=f"{request.name}: {request.before} → {request.after} in "
                              f"{sha[:10]}")
@@ -309,7 +310,7 @@ async def _apply(services: Services, request: FlagRequest, actor: Actor) -> bool
         return await _fail(services, request, actor,
                            f"The flag deploy {result.summary()}; the commit is in the "
                            "repository and goes out with the next deploy.", "failed")
-    verified = await verify(services, request)
+    verified = await verify(services, request.name, expected)
     request.status = "done"
     request.detail = verified
     await save(services, request)
@@ -370,14 +371,12 @@ async def deploy_flags(services: Services, request: FlagRequest, text: str) -> C
                 await asyncio.to_thread(gitrepo.remove_worktree, services.clone_path, worktree)
 
 
-async def verify(services: Services, request: FlagRequest) -> str:
+async def verify(services: Services, name: str, expected: Flag) -> str:
     """Ask the site's /flags whether it runs the new state (for a while: it may restart)."""
     env, cfg = services.config.flags_environment, services.config.flags
     if not env.url:
         return "(No url for the environment, so its /flags was not checked.)"
     url = env.url.rstrip("/") + cfg.endpoint
-    want_enabled = request.after.startswith("on")
-    want_percentage = int(request.after.split(", ")[1].rstrip("%"))
     deadline = services.store.clock() + cfg.verify_seconds
     seen = "no answer"
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
@@ -386,20 +385,20 @@ async def verify(services: Services, request: FlagRequest) -> str:
                 async with http.get(url) as resp:
                     body = await resp.json(content_type=None)
                 flags = body.get("flags", body) if isinstance(body, dict) else {}
-                entry = flags.get(request.name) if isinstance(flags, dict) else None
+                entry = flags.get(name) if isinstance(flags, dict) else None
                 if isinstance(entry, dict):
                     seen = (f"{'on' if entry.get('enabled') else 'off'}, "
                             f"{entry.get('rollout_percentage', 0)}%")
-                    if entry.get("enabled") == want_enabled \
-                            and entry.get("rollout_percentage") == want_percentage:
-                        return f"{cfg.endpoint} reports `{request.name}` {seen}."
+                    if entry.get("enabled") == expected.enabled \
+                            and entry.get("rollout_percentage") == expected.rollout_percentage:
+                        return f"{cfg.endpoint} reports `{name}` {seen}."
                 else:
                     seen = "the flag missing"
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 seen = f"no answer ({type(exc).__name__})"
             if services.store.clock() >= deadline:
                 return (f"⚠️ {cfg.endpoint} still reports {seen} after "
-                        f"{cfg.verify_seconds:g}s; expected {request.after}.")
+                        f"{cfg.verify_seconds:g}s; expected {expected.summary}.")
             await asyncio.sleep(min(1.0, cfg.verify_seconds / 10))
 
 

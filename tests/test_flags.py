@@ -300,3 +300,18 @@ async def test_a_ramp_stops_on_request_or_when_someone_changes_the_flag_by_hand(
     assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 30
     stops = [e["action"] for e in await bot.services.store.audit_entries()]
     assert "flag.ramp-stop" in stops
+
+
+async def test_a_site_that_does_not_report_the_change_is_called_out(
+        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    push_flags(git_remote, FLAGS)
+    # A flag deploy that "succeeds" without putting anything live.
+    bot = await start_bot(make_config(git_remote, tmp_path, production_url=site.url, extra="""
+[flags]
+deploy_command = "true"
+verify_seconds = 1
+"""))
+    await flag(bot, "set new_search 30")
+    message = await wait_status(bot.slack, "set new_search to 30%", "done")
+    assert "/flags still reports the flag missing after 1s; expected on, 30%" in thread(
+        bot.slack, message)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -22,20 +21,13 @@ from bot.flag_commands import (
 from bot.flags import FlagsError
 from bot.gitrepo import GitError
 from bot.services import Services
-from handlers.commands.release import BEFORE_ACK_BUDGET, actor_of, request_id
-
-log = logging.getLogger(__name__)
+from handlers.commands.release import BEFORE_ACK_BUDGET, actor_of, audit_command, request_id
 
 
 async def flag_command(ack: AsyncAck, command: dict[str, Any],
                        context: AsyncBoltContext) -> None:
     services: Services = context["services"]
-    outcome = await handle(ack, services, command)
-    try:
-        await services.store.audit(actor_of(command), "command", outcome=outcome,
-                                   reason=f"/flag {command.get('text') or ''}"[:1000])
-    except RedisError:
-        log.warning("could not audit /flag %s", command.get("text"), exc_info=True)
+    await audit_command(services, command, await handle(ack, services, command))
 
 
 async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> str:

@@ -43,13 +43,17 @@ BEFORE_ACK_BUDGET = 2.0
 async def release_command(ack: AsyncAck, command: dict[str, Any],
                           context: AsyncBoltContext) -> None:
     services: Services = context["services"]
-    outcome = await handle(ack, services, command)
-    # After the ack (Bolt has answered Slack by now): every command is on the audit trail.
+    await audit_command(services, command, await handle(ack, services, command))
+
+
+async def audit_command(services: Services, command: dict[str, Any], outcome: str) -> None:
+    """After the ack (Bolt has answered Slack by now): every command is on the audit trail."""
+    text = f"{command.get('command') or '/release'} {command.get('text') or ''}"
     try:
         await services.store.audit(actor_of(command), "command", outcome=outcome,
-                                   reason=f"/release {command.get('text') or ''}"[:1000])
+                                   reason=text[:1000])
     except RedisError:
-        log.warning("could not audit /release %s", command.get("text"), exc_info=True)
+        log.warning("could not audit %s", text, exc_info=True)
 
 
 async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> str:
