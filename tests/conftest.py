@@ -363,8 +363,9 @@ def interaction_body(payload: dict[str, Any]) -> str:
     return urlencode({"payload": json.dumps(payload)})
 
 
-def make_settings(prefix: str, slack: SlackStandIn, state_dir: Path) -> Settings:
-    return Settings(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, redis_url=REDIS_URL,
+def make_settings(prefix: str, slack: SlackStandIn, state_dir: Path,
+                  redis_url: str = REDIS_URL) -> Settings:
+    return Settings(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, redis_url=redis_url,
                     slack_api_url=slack.base_url, state_dir=state_dir, redis_prefix=prefix,
                     update_delay=0.2)
 
@@ -375,8 +376,10 @@ async def start_bot(prefix: str, redis: Redis, slack: SlackStandIn,
     bots: list[Bot] = []
     http = aiohttp.ClientSession()
 
-    async def start(config: Config, role: Role = "all", name: str = "bot") -> RunningBot:
-        settings = make_settings(prefix, slack, tmp_path / f"state-{name}")
+    async def start(config: Config, role: Role = "all", name: str = "bot",
+                    redis_url: str = REDIS_URL) -> RunningBot:
+        """The real bot; `redis_url` points it at a Redis of the test's own (RedisServer)."""
+        settings = make_settings(prefix, slack, tmp_path / f"state-{name}", redis_url)
         services = Services.create(settings, config)
         bot = Bot(services, role)
         await bot.start(port=0, host="127.0.0.1")
