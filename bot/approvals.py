@@ -9,15 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import ApprovalPolicy, Config
-from bot.releases import Approval, Gate, Rejection, Release, TransitionError
+from bot.releases import Approval, Gate, NoChange, Rejection, Release, TransitionError
 
 
 class Refusal(TransitionError):
     """A person may not do this; the message says why (shown to them and audited)."""
-
-
-class NoChange(TransitionError):
-    """The change is already in place (a double click or a re-delivery): nothing to write."""
 
 
 def valid_approvals(gate: Gate, policy: ApprovalPolicy, now: float) -> list[Approval]:

@@ -48,6 +48,9 @@ class WorkerConfig:
     reap_interval_seconds: float = 10.0
     # On shutdown, how long running jobs may go on before they are cancelled (and reported).
     shutdown_grace_seconds: float = 20.0
+    # How long a worker keeps trying to record the outcome of a deploy while Redis is
+    # unreachable, before it gives up and says so in the log and the thread.
+    record_retry_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -303,7 +306,8 @@ def parse_config(raw: dict[str, Any]) -> Config:
 
     worker = _table("worker", raw.get("worker", {}), {
         "concurrency": (int, False), "lock_ttl_seconds": (float, False),
-        "reap_interval_seconds": (float, False), "shutdown_grace_seconds": (float, False)})
+        "reap_interval_seconds": (float, False), "shutdown_grace_seconds": (float, False),
+        "record_retry_seconds": (float, False)})
     for name, value in worker.items():
         if name == "shutdown_grace_seconds":
             if value < 0:

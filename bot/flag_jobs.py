@@ -10,18 +10,18 @@ that happens to it goes into that message's thread and the audit trail.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from redis.exceptions import WatchError
 
-from bot import approvers, flag_messages, gitrepo
+from bot import approvers, deploys, flag_messages, gitrepo
 from bot.config import Config
 from bot.flags import (
     Flag,
@@ -33,8 +33,7 @@ from bot.flags import (
     read_flags,
 )
 from bot.incidents import CheckState
-from bot.locks import LockHeld, RenewingLock
-from bot.process import CommandResult, run_command
+from bot.process import CommandResult
 from bot.services import Services
 from bot.store import Actor
 
@@ -60,6 +59,9 @@ class FlagRequest:
     steps: list[int] = field(default_factory=list)  # a ramp: its percentages…
     every_seconds: float = 0.0  # …and the time between them
     status: str = "new"  # new, awaiting approval, approved, applying, done, failed, refused
+    # Reported failed because the worker deploying it stopped answering; its own outcome, if
+    # it comes later, replaces that.
+    lost: bool = False
     approvals: list[dict[str, Any]] = field(default_factory=list)
     before: str = ""  # the flag's state when the request was read, in words
     after: str = ""
@@ -186,8 +188,12 @@ async def go(services: Services, request: FlagRequest) -> None:
     elif request.operation == "disable":
         await apply_request(services, request.id)
     else:
-        await services.queue.enqueue(APPLY, request_id=request.id, key=f"flag-{request.id}",
-                                     timeout=3600, retries=1)
+        env = services.config.flags_environment
+        await services.queue.enqueue(
+            APPLY, request_id=request.id, key=f"flag-{request.id}", retries=1,
+            timeout=deploys.job_timeout(services.config,
+                                        env.timeout_seconds + services.config.flags.verify_seconds),
+            heartbeat=deploys.job_heartbeat(services.config))
 
 
 async def approve(services: Services, actor: Actor, request_id: str) -> str:
@@ -276,8 +282,9 @@ async def commit_change(services: Services, request: FlagRequest, actor: Actor,
     raise gitrepo.GitError(f"the push kept losing to newer commits ({PUSH_ATTEMPTS} tries)")
 
 
-async def apply_request(services: Services, request_id: str) -> bool:
-    """Commit, deploy and verify an approved request. True when it is live."""
+async def apply_request(services: Services, request_id: str, job: Any = None) -> bool:
+    """Commit, deploy and verify an approved request. True when it is live. `job` is the saq
+    job it runs in, if any (the kill switch and ramp steps run without one)."""
     request = await load(services, request_id)
     if request is None or request.status not in ("approved", "ramping"):
         return False
@@ -285,12 +292,12 @@ async def apply_request(services: Services, request_id: str) -> bool:
     request.status = "applying"
     await save(services, request)
     try:
-        return await _apply(services, request, actor)
+        return await _apply(services, request, actor, job)
     except Exception as exc:  # never leave a request "applying" without a word
         return await _unexpected(services, request, exc)
 
 
-async def _apply(services: Services, request: FlagRequest, actor: Actor) -> bool:
+async def _apply(services: Services, request: FlagRequest, actor: Actor, job: Any) -> bool:
     store = services.store
     try:
         sha, text = await commit_change(services, request, actor)
@@ -305,7 +312,13 @@ async def _apply(services: Services, request: FlagRequest, actor: Actor) -> bool
                              f"{sha[:10]}")
     await _thread(services, request, f"📝 Committed `{sha[:10]}`: `{request.name}` "
                                      f"{request.before} → {request.after}.")
-    result = await deploy_flags(services, request, text)
+    result = await deploy_flags(services, request, text, job)
+    latest = await deploys.durably(services, f"flag request {request.id}", load, services,
+                                   request.id)
+    if latest is not None and latest.lost:
+        await _thread(services, request, "↩️ The deploy was reported lost while its worker "
+                                         "was cut off from Redis; the worker is back, and "
+                                         "what follows is what really happened.")
     if not result.ok:
         return await _fail(services, request, actor,
                            f"The flag deploy {result.summary()}; the commit is in the "
@@ -333,42 +346,59 @@ async def _fail(services: Services, request: FlagRequest, actor: Actor, text: st
     return False
 
 
-async def deploy_flags(services: Services, request: FlagRequest, text: str) -> CommandResult:
+async def deploy_flags(services: Services, request: FlagRequest, text: str,
+                       job: Any = None) -> CommandResult:
     """The flag deploy: by default the environment's deploy of the version it runs, with the
     new flags file; `flags.deploy_command` instead, in a checkout of the flag commit."""
     config, store = services.config, services.store
     env = config.flags_environment
-    running = (await store.environment_versions([env.name]))[env.name]
+    running_now = (await store.environment_versions([env.name]))[env.name]
     custom = config.flags.deploy_command
-    ref = request.commit if custom or not running.get("tag") else running["tag"]
-    lock = RenewingLock(services.redis, store.keys.env_lock(env.name),
-                        config.worker.lock_ttl_seconds)
+    ref = request.commit if custom or not running_now.get("tag") else running_now["tag"]
+    target = deploys.Target(
+        kind="flags", deploy_id=f"flags:{request.id}", environment=env, subject=request.id,
+        holder=request.requester, reason=f"flag {request.name}: {request.after}",
+        on_stopped=partial(report_lost, services, request.id))
+    command_env = {"RELEASE_ENV": env.name, "RELEASE_VERSION": running_now.get("version", ""),
+                   "RELEASE_TAG": running_now.get("tag", ""),
+                   "RELEASE_SHA": running_now.get("sha", request.commit),
+                   "FLAG_NAME": request.name, "FLAG_STATE": request.after,
+                   "FLAGS_COMMIT": request.commit}
     try:
-        await lock.acquire(request.requester, f"flag {request.name}: {request.after}")
-    except LockHeld as exc:
+        async with deploys.deploying(services, target, job) as running:
+            try:
+                await running.checkout_with_file(ref, config.flags.path, text)
+            except gitrepo.GitError as exc:
+                return deploys.checkout_failed(ref, exc)
+            return await running.run(custom or env.deploy_command, command_env,
+                                     env.timeout_seconds)
+    except deploys.EnvironmentBusy as exc:
         return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail="",
                              error=f"could not start: {env.name} is held by "
                                    f"{exc.info.holder} ({exc.info.reason})")
-    worktree: Path | None = None
-    try:
-        worktree = await asyncio.to_thread(
-            gitrepo.checkout_with_file, config.repository.url, services.clone_path,
-            config.repository.remote, ref, config.flags.path, text)
-        command_env = {"RELEASE_ENV": env.name, "RELEASE_VERSION": running.get("version", ""),
-                       "RELEASE_TAG": running.get("tag", ""),
-                       "RELEASE_SHA": running.get("sha", request.commit),
-                       "FLAG_NAME": request.name, "FLAG_STATE": request.after,
-                       "FLAGS_COMMIT": request.commit}
-        return await run_command(custom or env.deploy_command, cwd=worktree, env=command_env,
-                                 timeout=env.timeout_seconds)
-    except gitrepo.GitError as exc:
-        return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail=str(exc),
-                             error=f"could not check out {ref}")
-    finally:
-        await lock.release()
-        if worktree is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(gitrepo.remove_worktree, services.clone_path, worktree)
+    except deploys.GivenUp as exc:
+        return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail="",
+                             error=f"not run: {exc}")
+
+
+async def report_lost(services: Services, request_id: str, detail: str) -> bool:
+    """The worker deploying this flag change died (or is shutting down): the request failed,
+    in its thread and the audit trail; never re-run. False if it is not being applied."""
+    request = await load(services, request_id)
+    if request is None or request.status != "applying":
+        return False
+    request.status, request.lost = "failed", True
+    request.detail = (f"The flag deploy did not finish ({detail}); the commit "
+                      f"`{request.commit[:10]}` is in the repository and goes out with the next "
+                      "deploy.")
+    await save(services, request)
+    actor = Actor(request.requester, request.requester_name, request.channel)
+    await services.store.audit(actor, "flag.deploy",
+                               environment=services.config.flags_environment.name,
+                               outcome="failed", reason=f"{request.name}: {detail}"[:1000])
+    await _thread(services, request, f"⚠️ {request.detail}")
+    await _redraw(services, request)
+    return True
 
 
 async def verify(services: Services, name: str, expected: Flag) -> str:
@@ -611,7 +641,7 @@ async def request_job(ctx: dict[str, Any], *, request: dict[str, Any]) -> None:
 
 
 async def apply_job(ctx: dict[str, Any], *, request_id: str) -> None:
-    await apply_request(ctx["services"], request_id)
+    await apply_request(ctx["services"], request_id, ctx.get("job"))
 
 
 async def _unexpected(services: Services, request: FlagRequest, exc: Exception) -> bool:

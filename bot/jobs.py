@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import semver
 
-from bot import approvals, flag_jobs, gitrepo, messages, monitor, releases
-from bot.config import Config, EnvironmentConfig, GateConfig
-from bot.locks import LockHeld, RenewingLock, held
-from bot.process import CommandResult, run_command
+from bot import approvals, deploys, flag_jobs, gitrepo, messages, monitor, releases
+from bot.config import Config, GateConfig
+from bot.locks import LockHeld, held
+from bot.process import CommandResult
 from bot.releases import Release, TransitionError
 from bot.services import Services
 from bot.store import BOT, Actor
@@ -76,14 +73,12 @@ async def enqueue_deploy(services: Services, release: Release, environment: str,
     env = services.config.environment(environment)
     gate_time = sum(g.timeout_seconds for g in services.config.gates_for(environment)
                     if g.automatic)
-    ttl = services.config.worker.lock_ttl_seconds
     await services.queue.enqueue(
         DEPLOY, version=release.version, environment=environment, deploy_id=deploy_id,
         actor=asdict(actor), key=deploy_id, retries=1,
-        timeout=int(env.timeout_seconds + gate_time + 120),
-        # saq's sweeper aborts (never retries: retries=1) a job whose worker stopped
-        # heartbeating; our own reaper reports it in the thread.
-        heartbeat=int(max(ttl * 2, 10)))
+        timeout=deploys.job_timeout(services.config, env.timeout_seconds + gate_time),
+        # Never retried (retries=1): a lost deploy is reported in its thread by our reaper.
+        heartbeat=deploys.job_heartbeat(services.config))
     services.notifier.refresh(release.version)
     return deploy_id
 
@@ -274,162 +269,185 @@ def _command_env(release: Release, environment: str, config: Config) -> dict[str
             "RELEASE_ENV": environment}
 
 
-@contextlib.asynccontextmanager
-async def heartbeat(services: Services, deploy_id: str, job: Any) -> AsyncIterator[None]:
-    """Keep the deploy's lease (and saq's job heartbeat) alive while the deploy runs."""
-    ttl = services.config.worker.lock_ttl_seconds
-    lease = services.store.keys.deploy_lease(deploy_id)
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(ttl / 3)
-            with contextlib.suppress(Exception):
-                await services.redis.set(lease, "1", px=int(ttl * 1000))
-                if job is not None:
-                    await job.update()
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def run_deploy(services: Services, version: str, environment: str, deploy_id: str,
                      actor: Actor = BOT, job: Any = None) -> None:
     """Deploy on behalf of `actor` (who asked for it: the audit entries name them)."""
-    store, notifier, config = services.store, services.notifier, services.config
+    store, config = services.store, services.config
     env = config.environment(environment)
     release = await store.get_release(version)
     if release is None:
         log.warning("deploy %s: no release %s", deploy_id, version)
         return
-    lock = RenewingLock(services.redis, store.keys.env_lock(environment),
-                        config.worker.lock_ttl_seconds)
+    _, tag = release.tag_for(environment, config_last(services))
+    target = deploys.Target(
+        kind="release", deploy_id=deploy_id, environment=env, subject=version,
+        holder=release.requester, reason=f"deploying {tag}",
+        on_stopped=partial(report_lost_deploy, services, version, deploy_id, environment,
+                           message=f"The worker was stopped while deploying `{tag}` to "
+                                   f"*{environment}*; the deploy command was killed and the "
+                                   f"deploy is marked *failed*. Check *{environment}* before "
+                                   "deploying again."))
     try:
-        await lock.acquire(release.requester, f"deploying {release.tag}")
-    except LockHeld as exc:
+        async with deploys.deploying(services, target, job) as running:
+            await _deploy_locked(services, release, running, actor)
+    except deploys.EnvironmentBusy as exc:
         holder = exc.info
-        with contextlib.suppress(TransitionError):
-            await store.update_release(
-                version, partial(releases.block_deploy, deploy_id=deploy_id,
-                                 now=store.clock(), detail=f"locked by {holder.holder}"),
-                actor, "deploy.start", environment=environment, outcome="blocked",
-                reason=f"{environment} held by {holder.holder}: {holder.reason}")
-        await notifier.thread(version, messages.environment_busy(environment, holder),
-                              f"{environment} is busy")
-        notifier.refresh(version)
-        return
-    try:
-        await _deploy_locked(services, release, env, deploy_id, actor, job)
-    finally:
-        await lock.release()
+        await _not_started(services, version, deploy_id, environment, actor,
+                           detail=f"locked by {holder.holder}",
+                           reason=f"{environment} held by {holder.holder}: {holder.reason}",
+                           blocks=messages.environment_busy(environment, holder),
+                           text=f"{environment} is busy")
+    except deploys.GivenUp as exc:
+        text = (f"The deploy of `{tag}` to *{environment}* was not run: {exc}. It was "
+                "reported to you as failed or stuck meanwhile, so it is not run late; deploy "
+                "again if it is still wanted.")
+        await _not_started(services, version, deploy_id, environment, actor, detail=str(exc),
+                           reason=str(exc), blocks=messages.problem(text), text=text)
 
 
-async def _deploy_locked(services: Services, release: Release, env: EnvironmentConfig,
-                         deploy_id: str, actor: Actor, job: Any) -> None:
-    store, notifier = services.store, services.notifier
-    ttl = services.config.worker.lock_ttl_seconds
-    version, tag = release.tag_for(env.name, services.config.last_environment.name)
-    lease = store.keys.deploy_lease(deploy_id)
-    await services.redis.set(lease, "1", px=int(ttl * 1000))
+async def _not_started(services: Services, version: str, deploy_id: str, environment: str,
+                       actor: Actor, *, detail: str, reason: str,
+                       blocks: list[messages.Block], text: str) -> None:
+    store = services.store
+    with contextlib.suppress(TransitionError):
+        await store.update_release(
+            version, partial(releases.block_deploy, deploy_id=deploy_id, now=store.clock(),
+                             detail=detail),
+            actor, "deploy.start", environment=environment, outcome="blocked", reason=reason)
+    await services.notifier.thread(version, blocks, text)
+    services.notifier.refresh(version)
+
+
+def _finish(release: Release, *, deploy_id: str, now: float,
+            result: CommandResult) -> tuple[releases.Deploy, bool]:
+    """The worker's outcome, and whether it corrects a "worker lost" report made meanwhile."""
+    was_lost = releases.find_deploy(release, deploy_id).lost
+    deploy = releases.finish_deploy(release, deploy_id, now, ok=result.ok,
+                                    detail=result.summary())
+    return deploy, was_lost
+
+
+async def _deploy_locked(services: Services, release: Release, running: deploys.Deploy,
+                         actor: Actor) -> None:
+    store, notifier, config = services.store, services.notifier, services.config
+    env, deploy_id = running.target.environment, running.target.deploy_id
+    version, tag = release.tag_for(env.name, config_last(services))
     try:
         release, _ = await store.update_release(
-            release.version, lambda r: releases.start_deploy(r, deploy_id, store.clock()),
+            release.version, partial(releases.start_deploy, deploy_id=deploy_id,
+                                     now=store.clock()),
             actor, "deploy.start", environment=env.name)
     except TransitionError as exc:
         # Not queued any more (a re-delivered job, or reported lost): never run it again.
         log.warning("deploy %s not started: %s", deploy_id, exc)
-        await services.redis.delete(lease)
         return
-    await services.redis.hset(store.keys.running_deploys, deploy_id, json.dumps(
-        {"version": release.version, "environment": env.name}))
     notifier.refresh(release.version)
     await notifier.thread(release.version, messages.note(
         f"⏳ Deploying `{tag}` to *{env.name}*…"), f"Deploying to {env.name}")
-
-    worktree = None
-    async with heartbeat(services, deploy_id, job):
-        try:
-            repo_cfg = services.config.repository
-            worktree = await asyncio.to_thread(gitrepo.checkout, repo_cfg.url,
-                                               services.clone_path, repo_cfg.remote,
-                                               tag, release.sha)
-            result = await run_command(env.deploy_command, cwd=worktree,
-                                       env=_command_env(release, env.name, services.config),
-                                       timeout=env.timeout_seconds)
-        except asyncio.CancelledError:
-            # The worker is shutting down: the command was killed; say so, don't leave it
-            # "running" until the reaper notices.
-            await _record_stopped(services, release, env.name, deploy_id, actor)
-            raise
-        except gitrepo.GitError as exc:
-            result = CommandResult(exit_code=None, timed_out=False, duration=0.0,
-                                   tail=str(exc), error=f"could not check out {tag}")
-        try:
-            release, deploy = await store.update_release(
-                release.version,
-                lambda r: releases.finish_deploy(r, deploy_id, store.clock(), ok=result.ok,
-                                                 detail=result.summary()),
-                actor, "deploy.finish", environment=env.name,
-                outcome="succeeded" if result.ok else "failed", reason=result.summary())
-        except TransitionError as exc:
-            log.warning("deploy %s finished after it was reported lost: %s", deploy_id, exc)
-            deploy = None
-        await services.redis.hdel(store.keys.running_deploys, deploy_id)
-        await services.redis.delete(lease)
-        if deploy is not None:
-            if result.ok:
-                before = (await store.environment_versions([env.name]))[env.name]
-                await store.set_environment_version(env.name, version, tag, release.sha,
-                                                    release.version)
-                await monitor.deploy_finished(services, env.name, version, release.version,
-                                              before.get("version", ""))
-            else:
-                await monitor.deploy_failed(services, env.name, release.version, tag,
-                                            result.summary())
-            await notifier.thread(release.version,
-                                  messages.deploy_outcome(tag, env.name, result),
-                                  f"Deploy to {env.name} {deploy.status}")
-            notifier.refresh(release.version)
-            if result.ok and worktree is not None:
-                await _run_gates(services, release, env.name, worktree, actor)
-            if result.ok and release.final_tag and env.name == config_last(services):
-                with contextlib.suppress(TransitionError):
-                    await store.update_release(release.version, releases.go_live, actor,
-                                               "release.live", environment=env.name)
-                    notifier.refresh(release.version)
-                    await notifier.thread(release.version, messages.note(
-                        f"🎉 `{tag}` is live in *{env.name}*."), f"{tag} is live")
-        if worktree is not None:
-            await asyncio.to_thread(gitrepo.remove_worktree, services.clone_path, worktree)
-
-
-async def _record_stopped(services: Services, release: Release, environment: str,
-                          deploy_id: str, actor: Actor) -> None:
-    store = services.store
-    detail = "worker stopped during the deploy"
     try:
-        await store.update_release(
-            release.version, partial(releases.finish_deploy, deploy_id=deploy_id,
-                                     now=store.clock(), ok=False, detail=detail),
-            actor, "deploy.finish", environment=environment, outcome="failed", reason=detail)
-    except TransitionError:
+        await running.checkout(tag, release.sha)
+    except gitrepo.GitError as exc:
+        result = deploys.checkout_failed(tag, exc)
+    else:
+        result = await running.run(env.deploy_command,
+                                   _command_env(release, env.name, config),
+                                   env.timeout_seconds)
+    finished_at = store.clock()
+    outcome = "succeeded" if result.ok else "failed"
+    try:
+        release, (deploy, corrected) = await deploys.durably(
+            services, f"the outcome of deploy {deploy_id}", store.update_release,
+            release.version, partial(_finish, deploy_id=deploy_id, now=finished_at,
+                                     result=result),
+            actor, "deploy.finish", environment=env.name, outcome=outcome,
+            reason=result.summary())
+    except releases.NoChange:
+        # Written by an attempt whose reply was lost on the way back.
+        release = await store.get_release(release.version) or release
+        deploy, corrected = releases.find_deploy(release, deploy_id), False
+    except deploys.NotRecorded as exc:
+        await _outcome_not_recorded(services, release, env.name, tag, result, str(exc))
         return
-    await services.redis.hdel(store.keys.running_deploys, deploy_id)
-    await services.redis.delete(store.keys.deploy_lease(deploy_id))
-    await monitor.deploy_failed(services, environment, release.version, release.tag, detail)
-    await services.notifier.thread(release.version, messages.problem(
-        f"The worker was stopped while deploying `{release.tag}` to *{environment}*; the "
-        f"deploy command was killed and the deploy is marked *failed*. Check *{environment}* "
-        "before deploying again."), f"Deploy to {environment} stopped")
-    services.notifier.refresh(release.version)
+    except TransitionError as exc:
+        log.warning("deploy %s finished, but its record moved on: %s", deploy_id, exc)
+        return
+    if corrected:
+        await notifier.thread(release.version, messages.note(
+            f"↩️ The deploy to *{env.name}* was reported lost while its worker was cut off "
+            f"from Redis; the worker is back, and this is what really happened: it {outcome}."),
+            f"Deploy to {env.name}: the real outcome")
+    if result.ok:
+        before = (await store.environment_versions([env.name]))[env.name]
+        if await store.set_environment_version(env.name, version, tag, release.sha,
+                                               release.version, deployed_at=finished_at):
+            await monitor.deploy_finished(services, env.name, version, release.version,
+                                          before.get("version", ""))
+    else:
+        await monitor.deploy_failed(services, env.name, release.version, tag,
+                                    result.summary())
+    await notifier.thread(release.version, messages.deploy_outcome(tag, env.name, result),
+                          f"Deploy to {env.name} {deploy.status}")
+    notifier.refresh(release.version)
+    if not result.ok:
+        return
+    if not await running.hold() or not await _still_runs(services, env.name, release.version):
+        await notifier.thread(release.version, messages.problem(
+            f"The gates of `{tag}` in *{env.name}* were not run: the worker lost the "
+            f"environment lock while Redis was unreachable, and *{env.name}* has moved on. "
+            "Deploy again to run them."), "Gates not run")
+        return
+    await _run_gates(services, release, env.name, running, actor)
+    if release.final_tag and env.name == config_last(services):
+        with contextlib.suppress(TransitionError):
+            await store.update_release(release.version, releases.go_live, actor,
+                                       "release.live", environment=env.name)
+            notifier.refresh(release.version)
+            await notifier.thread(release.version, messages.note(
+                f"🎉 `{tag}` is live in *{env.name}*."), f"{tag} is live")
+
+
+async def _still_runs(services: Services, environment: str, version: str) -> bool:
+    """Whether `environment` still runs what release `version` deployed (nobody deployed
+    since): the gates check what is there."""
+    current = (await services.store.environment_versions([environment]))[environment]
+    return current.get("release") == version
+
+
+async def _outcome_not_recorded(services: Services, release: Release, environment: str,
+                                tag: str, result: CommandResult, why: str) -> None:
+    """Redis stayed away: say what happened where people look, from what this worker holds."""
+    outcome = "succeeded" if result.ok else "failed"
+    log.error("deploy of %s to %s %s, but the outcome could not be recorded: %s",
+              tag, environment, outcome, why)
+    if release.channel and release.message_ts:
+        text = (f"The deploy of `{tag}` to *{environment}* {outcome} ({result.summary()}), "
+                f"but I could not record it: {why}. What I show for this release may be "
+                f"wrong until someone checks *{environment}*.")
+        await services.notifier.post(release.channel, messages.problem(text), text,
+                                     thread_ts=release.message_ts)
+
+
+async def report_lost_deploy(services: Services, version: str, deploy_id: str,
+                             environment: str, detail: str, *, message: str) -> bool:
+    """A deploy that did not end normally (its worker died, or is shutting down) is failed,
+    in its thread and on the health page; never re-run. False if it finished meanwhile."""
+    store = services.store
+    try:
+        release, _ = await store.update_release(
+            version, partial(releases.report_lost, deploy_id=deploy_id, now=store.clock(),
+                             detail=detail),
+            BOT, "deploy.finish", environment=environment, outcome="failed", reason=detail)
+    except TransitionError:
+        return False  # finished meanwhile, or already reported by another replica
+    await monitor.deploy_failed(services, environment, version, release.tag, detail)
+    await services.notifier.thread(version, messages.problem(message),
+                                   f"Deploy to {environment} lost")
+    services.notifier.refresh(version)
+    return True
 
 
 async def _run_gates(services: Services, release: Release, environment: str,
-                     worktree: Path, actor: Actor) -> None:
+                     running: deploys.Deploy, actor: Actor) -> None:
     store, notifier = services.store, services.notifier
     gates: list[GateConfig] = [g for g in services.config.gates_for(environment)
                                if g.automatic]
@@ -443,65 +461,25 @@ async def _run_gates(services: Services, release: Release, environment: str,
             continue
         notifier.refresh(release.version)
         if gate_cfg.check == "flags-ready":
-            result = await flag_jobs.flags_ready(services, worktree)
+            assert running.worktree is not None
+            result = await flag_jobs.flags_ready(services, running.worktree)
         else:
             assert gate_cfg.command is not None
-            result = await run_command(gate_cfg.command, cwd=worktree,
-                                       env=_command_env(release, environment, services.config),
-                                       timeout=gate_cfg.timeout_seconds)
-        release, gate = await store.update_release(
-            release.version,
-            partial(releases.finish_gate, gate_id=gate_cfg.id, now=store.clock(),
-                    ok=result.ok, detail=result.summary()),
+            result = await running.run(gate_cfg.command,
+                                       _command_env(release, environment, services.config),
+                                       gate_cfg.timeout_seconds)
+        finished_at = store.clock()
+        release, gate = await deploys.durably(
+            services, f"gate {gate_cfg.id} of {release.version}", store.update_release,
+            release.version, partial(releases.finish_gate, gate_id=gate_cfg.id,
+                                     now=finished_at, ok=result.ok, detail=result.summary()),
             actor, "gate.finish", environment=environment,
             outcome="passed" if result.ok else "failed", reason=gate_cfg.id)
         notifier.refresh(release.version)
         await notifier.thread(release.version, messages.gate_outcome(release, gate, result),
                               f"{gate.name} {gate.status}")
-
-
-# --- lost deploys ------------------------------------------------------------------------------
-
-async def reap_lost_deploys(services: Services) -> list[str]:
-    """Report deploys whose worker stopped heartbeating as failed (never re-run them)."""
-    store = services.store
-    running = await services.redis.hgetall(store.keys.running_deploys)
-    reaped: list[str] = []
-    for raw_id, raw_info in running.items():
-        deploy_id = raw_id.decode() if isinstance(raw_id, bytes) else raw_id
-        if await services.redis.exists(store.keys.deploy_lease(deploy_id)):
-            continue
-        info = json.loads(raw_info)
-        if "rollback" in info:
-            from bot.rollback_jobs import report_lost
-
-            await report_lost(services, info["rollback"])
-            await services.redis.hdel(store.keys.running_deploys, deploy_id)
-            reaped.append(deploy_id)
-            continue
-        version, environment = info["version"], info["environment"]
-        ttl = services.config.worker.lock_ttl_seconds
-        detail = f"worker lost: no heartbeat for {ttl:g}s"
-        try:
-            await store.update_release(
-                version, partial(releases.finish_deploy, deploy_id=deploy_id,
-                                 now=store.clock(), ok=False, detail=detail),
-                BOT, "deploy.finish", environment=environment, outcome="failed",
-                reason=detail)
-        except TransitionError:
-            pass  # finished meanwhile, or already reported by another replica
-        else:
-            reaped.append(deploy_id)
-            release = await store.get_release(version)
-            await monitor.deploy_failed(services, environment, version,
-                                        release.tag if release else version, detail)
-            await services.notifier.thread(version, messages.problem(
-                f"The worker deploying to *{environment}* stopped responding (no heartbeat "
-                f"for {ttl:g}s). The deploy is marked *failed* and was not retried; check "
-                f"*{environment}* before deploying again."), f"Deploy to {environment} lost")
-            services.notifier.refresh(version)
-        await services.redis.hdel(store.keys.running_deploys, deploy_id)
-    return reaped
+        if result.error == deploys.LOCK_LOST:
+            break  # the environment is not ours any more: no further gate runs in it
 
 
 # --- /release final ---------------------------------------------------------------------------

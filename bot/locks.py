@@ -13,18 +13,35 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+# Renew the lock if it is still ours, and the deploy's lease with it (KEYS[2], optional): the
+# lease the reaper looks for lives exactly as long as the lock does.
 _RENEW = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 if cjson.decode(raw)['token'] ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
+return 1
+"""
+
+# Take the lock again after it lapsed (Redis was unreachable longer than its TTL), if nobody
+# else took it meanwhile; or renew it, if it is still ours.
+_RETAKE = """
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  if cjson.decode(raw)['token'] ~= ARGV[1] then return 0 end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+end
+if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return 1
 """
 
@@ -75,38 +92,135 @@ def format_age(seconds: float) -> str:
     return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
-class RenewingLock:
-    """A lock on `key`, renewed in the background every third of its TTL while held."""
+# A lock is renewed every quarter of its TTL. Its holder stops what it does under the lock once
+# the lock has gone this long (as a fraction of the TTL) without a renewal that Redis confirmed:
+# a frozen or cut-off worker's deploy is killed with 40% of the TTL to spare, before anyone else
+# can take the environment. One missed renewal (half the TTL since the last) is still fine.
+RENEW_FRACTION = 0.25
+STOP_FRACTION = 0.6
 
-    def __init__(self, redis: Redis, key: str, ttl_seconds: float) -> None:
+DeadlineListener = Callable[[float], None]
+
+
+class RenewingLock:
+    """A lock on `key`, renewed in the background while held, that knows how long it is safe.
+
+    `stop_at` is the monotonic time by which whatever runs under the lock must have stopped,
+    unless a renewal succeeds first: STOP_FRACTION of the TTL after the last renewal that Redis
+    confirmed, measured from when that renewal was *sent* (Redis extended the key later than
+    that, so the real expiry is later still). Listeners hear every new `stop_at`; the process
+    supervisor of a deploy command kills the command at it, even if this process is frozen.
+    """
+
+    def __init__(self, redis: Redis, key: str, ttl_seconds: float,
+                 lease_key: str | None = None) -> None:
         self.redis = redis
         self.key = key
+        self.lease_key = lease_key
+        self.ttl = max(0.001, ttl_seconds)
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
         self.token = secrets.token_hex(16)
         self._renewer: asyncio.Task[None] | None = None
-        self.lost = asyncio.Event()
+        self._listeners: set[DeadlineListener] = set()
+        self.renewed_at = 0.0  # monotonic send time of the last confirmed renewal
+        self._payload = ""
+        self.lost = asyncio.Event()  # set once the lock is not ours, or not safe, any more
+
+    @property
+    def stop_at(self) -> float:
+        return 0.0 if self.lost.is_set() else self.renewed_at + STOP_FRACTION * self.ttl
+
+    @property
+    def safe(self) -> bool:
+        """Still ours, as far as this process can tell without asking Redis."""
+        return not self.lost.is_set() and time.monotonic() < self.stop_at
+
+    def listen(self, listener: DeadlineListener) -> Callable[[], None]:
+        """Call `listener(stop_at)` on every renewal (and with 0 once the lock is lost);
+        returns the function that stops listening."""
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    def _tell(self) -> None:
+        for listener in list(self._listeners):
+            listener(self.stop_at)
+
+    def _lose(self) -> None:
+        if not self.lost.is_set():
+            self.lost.set()
+            self._tell()
 
     async def acquire(self, holder: str, reason: str) -> LockInfo:
         info = LockInfo(holder=holder, reason=reason, since=time.time(), token=self.token)
         payload = json.dumps(asdict(info))
+        sent = time.monotonic()
         if await self.redis.set(self.key, payload, nx=True, px=self.ttl_ms):
-            self._renewer = asyncio.create_task(self._renew_forever())
+            self.renewed_at = sent
+            self._payload = payload
+            self.lost.clear()
+            if self.lease_key is not None:
+                await self.redis.set(self.lease_key, "1", px=self.ttl_ms)
+            self._start_renewing()
             return info
         current = await read_lock(self.redis, self.key)
         if current is None:  # expired between the two calls: try once more
             return await self.acquire(holder, reason)
         raise LockHeld(self.key, current)
 
+    def _start_renewing(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_forever())
+
+    async def renew(self) -> bool:
+        """One renewal now, bounded by the renewal interval: True if the lock is still ours
+        (and now safe again for STOP_FRACTION of the TTL). A renewal that fails or does not
+        answer in time counts as not confirmed; once the stop time passes the lock is lost."""
+        if self.lost.is_set():
+            return False
+        sent = time.monotonic()
+        keys = [self.key] if self.lease_key is None else [self.key, self.lease_key]
+        try:
+            renewed = await asyncio.wait_for(
+                self.redis.eval(_RENEW, len(keys), *keys, self.token, self.ttl_ms),
+                max(0.05, self.ttl * RENEW_FRACTION))
+        except Exception:  # a Redis blip or a hung Redis: the stop time decides
+            if time.monotonic() >= self.stop_at:
+                self._lose()
+            return False
+        if not renewed:  # expired and maybe taken: whatever runs under it must stop now
+            self._lose()
+            return False
+        if sent >= self.stop_at:
+            # Confirmed, but only after the stop time: what ran under the lock was already
+            # told to stop. The lock is still ours; it stays marked lost for this holder.
+            self._lose()
+            return False
+        self.renewed_at = sent
+        self._tell()
+        return True
+
+    async def retake(self) -> bool:
+        """After the lock was lost by this holder (its stop time passed): renew it if it is
+        still ours, or take it again if nobody holds it. False if someone else does."""
+        sent = time.monotonic()
+        keys = [self.key] if self.lease_key is None else [self.key, self.lease_key]
+        try:
+            taken = await self.redis.eval(_RETAKE, len(keys), *keys, self.token, self.ttl_ms,
+                                          self._payload)
+        except Exception:
+            return False
+        if not taken:
+            return False
+        self.renewed_at = sent
+        self.lost.clear()
+        self._start_renewing()
+        self._tell()
+        return True
+
     async def _renew_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.ttl_ms / 3000)
-            try:
-                renewed = await self.redis.eval(_RENEW, 1, self.key, self.token, self.ttl_ms)
-            except Exception:  # a Redis blip: try again next round; the TTL covers us
-                continue
-            if not renewed:
-                self.lost.set()
-                return
+        while not self.lost.is_set():
+            await asyncio.sleep(self.ttl * RENEW_FRACTION)
+            await self.renew()
 
     async def hand_over(self, holder: str, reason: str, kind: LockKind) -> bool:
         """Turn this lock, in one step, into a lasting one (after a rollback): no other deploy
@@ -125,11 +239,8 @@ class RenewingLock:
             self._renewer = None
 
     async def release(self) -> bool:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-            self._renewer = None
+        await self._stop_renewing()
+        self._listeners.clear()
         return bool(await self.redis.eval(_RELEASE, 1, self.key, self.token))
 
 
@@ -139,10 +250,6 @@ def parse_lock(raw: str | bytes | None) -> LockInfo | None:
 
 async def read_lock(redis: Redis, key: str) -> LockInfo | None:
     return parse_lock(await redis.get(key))
-
-
-async def release_if_token(redis: Redis, key: str, token: str) -> bool:
-    return bool(await redis.eval(_RELEASE, 1, key, token))
 
 
 @contextlib.asynccontextmanager

@@ -22,6 +22,11 @@ class TransitionError(Exception):
     """The release is not in the state a change expects (a duplicate or a stale request)."""
 
 
+class NoChange(TransitionError):
+    """The change is already in place (a double click, a re-delivery, or a write retried after
+    its reply was lost): nothing to write."""
+
+
 def span(started: float | None, finished: float | None) -> float | None:
     """How long something took, once it has both started and finished."""
     return None if started is None or finished is None else finished - started
@@ -69,6 +74,9 @@ class Deploy:
     started_at: float | None = None
     finished_at: float | None = None
     detail: str = ""
+    # Reported failed because its worker stopped answering, not by the worker itself: the
+    # worker's own outcome, if it arrives later (it was cut off from Redis), replaces it.
+    lost: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -155,11 +163,6 @@ def activate(release: Release, *, channel: str | None = None,
     release.message_ts = message_ts
 
 
-def set_message(release: Release, *, channel: str, message_ts: str) -> None:
-    release.channel = channel
-    release.message_ts = message_ts
-
-
 def queue_deploy(release: Release, environment: str, deploy_id: str, now: float) -> Deploy:
     current = release.deploys.get(environment)
     if current is not None and current.status in ("queued", "running"):
@@ -175,7 +178,7 @@ def queue_deploy(release: Release, environment: str, deploy_id: str, now: float)
     return deploy
 
 
-def _deploy(release: Release, deploy_id: str) -> Deploy:
+def find_deploy(release: Release, deploy_id: str) -> Deploy:
     for deploy in release.deploys.values():
         if deploy.id == deploy_id:
             return deploy
@@ -183,7 +186,7 @@ def _deploy(release: Release, deploy_id: str) -> Deploy:
 
 
 def start_deploy(release: Release, deploy_id: str, now: float) -> Deploy:
-    deploy = _deploy(release, deploy_id)
+    deploy = find_deploy(release, deploy_id)
     if deploy.status != "queued":
         raise TransitionError(f"deploy {deploy_id} is {deploy.status}, not queued")
     deploy.status, deploy.started_at = "running", now
@@ -191,7 +194,7 @@ def start_deploy(release: Release, deploy_id: str, now: float) -> Deploy:
 
 
 def block_deploy(release: Release, deploy_id: str, now: float, detail: str) -> Deploy:
-    deploy = _deploy(release, deploy_id)
+    deploy = find_deploy(release, deploy_id)
     if deploy.status != "queued":
         raise TransitionError(f"deploy {deploy_id} is {deploy.status}, not queued")
     deploy.status, deploy.finished_at, deploy.detail = "blocked", now, detail
@@ -200,11 +203,25 @@ def block_deploy(release: Release, deploy_id: str, now: float, detail: str) -> D
 
 def finish_deploy(release: Release, deploy_id: str, now: float, *, ok: bool,
                   detail: str = "") -> Deploy:
-    deploy = _deploy(release, deploy_id)
-    if deploy.status != "running":
+    """The worker's own outcome; it replaces a "lost" verdict that came first."""
+    deploy = find_deploy(release, deploy_id)
+    if deploy.finished_at == now and deploy.status == ("succeeded" if ok else "failed") \
+            and not deploy.lost:
+        raise NoChange(f"deploy {deploy_id} is already recorded as {deploy.status}")
+    if deploy.status != "running" and not (deploy.status == "failed" and deploy.lost):
         raise TransitionError(f"deploy {deploy_id} is {deploy.status}, not running")
     deploy.status = "succeeded" if ok else "failed"
-    deploy.finished_at, deploy.detail = now, detail
+    deploy.finished_at, deploy.detail, deploy.lost = now, detail, False
+    return deploy
+
+
+def report_lost(release: Release, deploy_id: str, now: float, *, detail: str) -> Deploy:
+    """The deploy's worker stopped answering (or is shutting down): failed, unless the worker
+    itself reports otherwise later."""
+    deploy = find_deploy(release, deploy_id)
+    if deploy.status != "running":
+        raise TransitionError(f"deploy {deploy_id} is {deploy.status}, not running")
+    deploy.status, deploy.finished_at, deploy.detail, deploy.lost = "failed", now, detail, True
     return deploy
 
 

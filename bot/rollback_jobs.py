@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
 from functools import partial
 from typing import Any
 
-from bot import gitrepo, messages, monitor, releases, rollbacks
+from bot import deploys, gitrepo, messages, monitor, releases, rollbacks
 from bot.approvals import NoChange, Refusal
 from bot.approvers import is_approver
-from bot.jobs import heartbeat
-from bot.locks import LockHeld, RenewingLock
-from bot.process import CommandResult, run_command
 from bot.releases import TransitionError
 from bot.rollbacks import RollbackRequest
 from bot.services import Services
@@ -117,9 +113,9 @@ async def _start(services: Services, request: RollbackRequest, actor: Actor) -> 
     env = services.config.environment(request.environment)
     await services.queue.enqueue(ROLLBACK, request_id=request.id, actor=actor.__dict__,
                                  key=f"rollback-{request.id}", retries=1,
-                                 timeout=int(env.timeout_seconds + 120),
-                                 heartbeat=int(max(services.config.worker.lock_ttl_seconds * 2,
-                                                   10)))
+                                 timeout=deploys.job_timeout(services.config,
+                                                             env.timeout_seconds),
+                                 heartbeat=deploys.job_heartbeat(services.config))
 
 
 async def rollback(ctx: dict[str, Any], *, request_id: str, actor: dict[str, str]) -> None:
@@ -144,102 +140,114 @@ async def run_rollback(services: Services, request_id: str, actor: Actor,
     if request is None or request.status != "running":
         return
     env = config.environment(request.environment)
-    lock = RenewingLock(services.redis, store.keys.env_lock(env.name),
-                        config.worker.lock_ttl_seconds)
+    target = deploys.Target(
+        kind="rollback", deploy_id=f"rollback:{request_id}", environment=env,
+        subject=request_id, holder=actor.user_id, reason=f"rolling back to {request.to_tag}",
+        on_stopped=partial(report_lost, services, request_id,
+                           message=f"The worker rolling back *{env.name}* to "
+                                   f"`{request.to_tag}` was stopped; the deploy command was "
+                                   f"killed and the rollback is marked *failed*. Check "
+                                   f"*{env.name}* and ask again if needed."))
     try:
-        await lock.acquire(actor.user_id, f"rolling back to {request.to_tag}")
-    except LockHeld as exc:
-        await store.update_rollback(request_id, partial(rollbacks.finish, ok=False,
-                                                        now=store.clock()),
-                                    actor, "rollback.finish", outcome="blocked",
-                                    reason=f"held by {exc.info.holder}")
+        async with deploys.deploying(services, target, job) as running:
+            await _roll_back(services, request, running, actor)
+    except deploys.EnvironmentBusy as exc:
+        await _not_started(services, request, actor, "blocked", f"held by {exc.info.holder}")
         await _say(services, request, messages.environment_busy(env.name, exc.info),
                    f"{env.name} is busy")
-        return
-    deploy_id = f"rollback:{request_id}"
-    await services.redis.set(store.keys.deploy_lease(deploy_id), "1",
-                             px=int(config.worker.lock_ttl_seconds * 1000))
-    await services.redis.hset(store.keys.running_deploys, deploy_id,
-                              json.dumps({"rollback": request_id,
-                                          "environment": env.name}))
-    worktree = None
-    handed_over = False
-    try:
-        async with heartbeat(services, deploy_id, job):
-            try:
-                repo = config.repository
-                worktree = await asyncio.to_thread(gitrepo.checkout, repo.url,
-                                                   services.clone_path, repo.remote,
-                                                   request.to_tag, request.to_sha)
-                result = await run_command(
-                    env.deploy_command, cwd=worktree, timeout=env.timeout_seconds,
-                    env={"RELEASE_VERSION": request.to_version, "RELEASE_TAG": request.to_tag,
-                         "RELEASE_SHA": request.to_sha, "RELEASE_ENV": env.name,
-                         "RELEASE_ROLLBACK": "1"})
-            except gitrepo.GitError as exc:
-                result = CommandResult(exit_code=None, timed_out=False, duration=0.0,
-                                       tail=str(exc), error=f"could not check out "
-                                                            f"{request.to_tag}")
-        took = store.clock() - request.requested_at
-        try:
-            request, _ = await store.update_rollback(
-                request_id, partial(rollbacks.finish, ok=result.ok, now=store.clock()), actor,
-                "rollback.finish", outcome="succeeded" if result.ok else "failed",
-                reason=f"{result.summary()}; {took:.1f}s from request to deploy finished")
-        except TransitionError:
-            return  # reported lost meanwhile
-        if result.ok:
-            await store.set_environment_version(env.name, request.to_version, request.to_tag,
-                                                request.to_sha)
-            await monitor.deploy_finished(services, env.name, request.to_version,
-                                          request.from_release, request.from_version,
-                                          rollback=True)
-            reason = (f"rolled back from {request.from_version} to {request.to_tag}: "
-                      f"{request.reason}")
-            handed_over = await lock.hand_over("releasebot", reason, "rollback")
-            if request.from_release:
-                with contextlib.suppress(TransitionError):
-                    await store.update_release(
-                        request.from_release, partial(releases.mark_rolled_back,
-                                                      to_tag=request.to_tag),
-                        actor, "release.rolled-back", environment=env.name,
-                        reason=request.reason)
-            await store.audit(BOT, "lock.take", release=request.from_release,
-                              environment=env.name, reason=reason)
-            await _say(services, request, messages.note(
-                f"⏪ Rolled back *{env.name}* from `{request.from_version}` to "
-                f"`{request.to_tag}` in {messages.seconds(took)} (from the request to the "
-                f"deploy finished). 🔒 *{env.name}* stays locked: "
-                f"{messages.escape(request.reason)}. `/release unlock {env.name}` when it is "
-                "fixed."), f"Rolled back {env.name}")
-        else:
-            await _say(services, request, messages.deploy_outcome(
-                request.to_tag, env.name, result), "Rollback failed")
-            await monitor.deploy_failed(services, env.name, request.from_release,
-                                        request.to_tag, f"rollback: {result.summary()}")
-        if request.from_release:
-            services.notifier.refresh(request.from_release)
-    finally:
-        await services.redis.hdel(store.keys.running_deploys, deploy_id)
-        await services.redis.delete(store.keys.deploy_lease(deploy_id))
-        if not handed_over:
-            await lock.release()
-        if worktree is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(gitrepo.remove_worktree, services.clone_path, worktree)
+    except deploys.GivenUp as exc:
+        await _not_started(services, request, actor, "given up", str(exc))
+        text = (f"The rollback of *{env.name}* to `{request.to_tag}` was not run: {exc}. "
+                "Ask again if it is still wanted.")
+        await _say(services, request, messages.problem(text), text)
 
 
-async def report_lost(services: Services, request_id: str) -> None:
-    """The worker running this rollback died: say so; never re-run it behind anyone's back."""
+async def _not_started(services: Services, request: RollbackRequest, actor: Actor,
+                       outcome: str, reason: str) -> None:
     store = services.store
-    detail = "worker lost: no heartbeat"
+    with contextlib.suppress(TransitionError):
+        await store.update_rollback(request.id, partial(rollbacks.finish, ok=False,
+                                                        now=store.clock()),
+                                    actor, "rollback.finish", outcome=outcome, reason=reason)
+
+
+async def _roll_back(services: Services, request: RollbackRequest, running: deploys.Deploy,
+                     actor: Actor) -> None:
+    store = services.store
+    env = running.target.environment
+    try:
+        await running.checkout(request.to_tag, request.to_sha)
+    except gitrepo.GitError as exc:
+        result = deploys.checkout_failed(request.to_tag, exc)
+    else:
+        result = await running.run(
+            env.deploy_command, timeout=env.timeout_seconds,
+            env={"RELEASE_VERSION": request.to_version, "RELEASE_TAG": request.to_tag,
+                 "RELEASE_SHA": request.to_sha, "RELEASE_ENV": env.name,
+                 "RELEASE_ROLLBACK": "1"})
+    finished_at = store.clock()
+    took = finished_at - request.requested_at
+    try:
+        request, _ = await deploys.durably(
+            services, f"the outcome of rollback {request.id}", store.update_rollback,
+            request.id, partial(rollbacks.finish, ok=result.ok, now=finished_at), actor,
+            "rollback.finish", outcome="succeeded" if result.ok else "failed",
+            reason=f"{result.summary()}; {took:.1f}s from request to deploy finished")
+    except deploys.NotRecorded as exc:
+        text = (f"The rollback of *{env.name}* to `{request.to_tag}` "
+                f"{'succeeded' if result.ok else 'failed'}, but I could not record it: {exc}. "
+                f"Check *{env.name}*.")
+        await _say(services, request, messages.problem(text), text)
+        return
+    except TransitionError:
+        return  # its record moved on meanwhile
+    if result.ok:
+        await store.set_environment_version(env.name, request.to_version, request.to_tag,
+                                            request.to_sha, deployed_at=finished_at)
+        await monitor.deploy_finished(services, env.name, request.to_version,
+                                      request.from_release, request.from_version,
+                                      rollback=True)
+        reason = (f"rolled back from {request.from_version} to {request.to_tag}: "
+                  f"{request.reason}")
+        if await running.hold():
+            await running.hand_over("releasebot", reason, "rollback")
+        if request.from_release:
+            with contextlib.suppress(TransitionError):
+                await store.update_release(
+                    request.from_release, partial(releases.mark_rolled_back,
+                                                  to_tag=request.to_tag),
+                    actor, "release.rolled-back", environment=env.name,
+                    reason=request.reason)
+        await store.audit(BOT, "lock.take", release=request.from_release,
+                          environment=env.name, reason=reason)
+        await _say(services, request, messages.note(
+            f"⏪ Rolled back *{env.name}* from `{request.from_version}` to "
+            f"`{request.to_tag}` in {messages.seconds(took)} (from the request to the "
+            f"deploy finished). 🔒 *{env.name}* stays locked: "
+            f"{messages.escape(request.reason)}. `/release unlock {env.name}` when it is "
+            "fixed."), f"Rolled back {env.name}")
+    else:
+        await _say(services, request, messages.deploy_outcome(
+            request.to_tag, env.name, result), "Rollback failed")
+        await monitor.deploy_failed(services, env.name, request.from_release,
+                                    request.to_tag, f"rollback: {result.summary()}")
+    if request.from_release:
+        services.notifier.refresh(request.from_release)
+
+
+async def report_lost(services: Services, request_id: str, detail: str, *,
+                      message: str = "") -> bool:
+    """The worker running this rollback died (or is shutting down): say so; never re-run it
+    behind anyone's back. False if it finished meanwhile."""
+    store = services.store
     try:
         request, _ = await store.update_rollback(
-            request_id, partial(rollbacks.finish, ok=False, now=store.clock()), BOT,
+            request_id, partial(rollbacks.report_lost, now=store.clock()), BOT,
             "rollback.finish", outcome="failed", reason=detail)
     except TransitionError:
-        return
-    await _say(services, request, messages.problem(
-        f"The worker rolling back *{request.environment}* to `{request.to_tag}` stopped "
-        f"responding; the rollback is marked *failed*. Check *{request.environment}* and ask "
-        "again if needed."), "Rollback lost")
+        return False
+    text = message or (f"The worker rolling back *{request.environment}* to "
+                       f"`{request.to_tag}` stopped responding; the rollback is marked "
+                       f"*failed*. Check *{request.environment}* and ask again if needed.")
+    await _say(services, request, messages.problem(text), "Rollback lost")
+    return True

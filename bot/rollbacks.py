@@ -35,6 +35,9 @@ class RollbackRequest:
     channel: str = ""
     message_ts: str = ""
     finished_at: float | None = None
+    # Reported failed because its worker stopped answering; the worker's own outcome, if it
+    # arrives later, replaces that.
+    lost: bool = False
     rev: int = 0
 
     def to_json(self) -> str:
@@ -102,7 +105,19 @@ def start(request: RollbackRequest, policy: ApprovalPolicy) -> None:
 
 
 def finish(request: RollbackRequest, *, ok: bool, now: float) -> None:
-    if request.status != "running":
+    """The worker's own outcome; it replaces a "lost" verdict that came first."""
+    if request.status != "running" and not (request.status == "failed" and request.lost):
         raise TransitionError(f"this rollback is {request.status}, not running")
     request.status = "succeeded" if ok else "failed"
     request.finished_at = now
+    request.lost = False
+
+
+def report_lost(request: RollbackRequest, *, now: float) -> None:
+    """Its worker stopped answering: failed, unless the worker reports otherwise later."""
+    if request.status != "running":
+        raise TransitionError(f"this rollback is {request.status}, not running")
+    request.status = "failed"
+    request.finished_at = now
+    request.lost = True
+

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from bot import flag_jobs, jobs
+from bot import flag_jobs, reaper
 from bot.monitor import Monitor
 from bot.services import Services
 
@@ -45,7 +45,7 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
     interval = services.config.worker.reap_interval_seconds
     scheduler.add_job(
         once_per_tick(services, "reap-lost-deploys", interval,
-                      lambda: jobs.reap_lost_deploys(services)),
+                      lambda: reaper.reap_lost_deploys(services)),
         "interval", seconds=interval, id="reap-lost-deploys", max_instances=1,
         coalesce=True)
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).

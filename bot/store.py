@@ -278,16 +278,32 @@ class Store:
     # --- environments -------------------------------------------------------------------------
 
     async def set_environment_version(self, environment: str, version: str, tag: str,
-                                      sha: str, release: str = "") -> None:
-        """What `environment` now runs, and its history (newest first) for rollbacks."""
-        now = f"{self.clock():.3f}"
-        entry = {"version": version, "tag": tag, "sha": sha, "deployed_at": now,
+                                      sha: str, release: str = "",
+                                      deployed_at: float | None = None) -> bool:
+        """What `environment` now runs, and its history (newest first) for rollbacks.
+
+        `deployed_at` is when the deploy finished; an outcome written late (Redis was
+        unreachable) never replaces a deploy recorded as finished after it. False then."""
+        at = self.clock() if deployed_at is None else deployed_at
+        entry = {"version": version, "tag": tag, "sha": sha, "deployed_at": f"{at:.3f}",
                  "release": release}
+        key = self.keys.environment(environment)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.environment(environment), mapping=entry)
-            pipe.lpush(self.keys.history(environment), json.dumps(entry))
-            pipe.ltrim(self.keys.history(environment), 0, 99)
-            await pipe.execute()
+            while True:
+                try:
+                    await pipe.watch(key)
+                    current = await pipe.hget(key, "deployed_at")
+                    if current is not None and float(current) > at:
+                        await pipe.reset()
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, mapping=entry)
+                    pipe.lpush(self.keys.history(environment), json.dumps(entry))
+                    pipe.ltrim(self.keys.history(environment), 0, 99)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
 
     async def environment_history(self, environment: str) -> list[dict[str, str]]:
         return [json.loads(raw) for raw in
@@ -333,6 +349,3 @@ class Store:
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
-
-def dumps(data: dict[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"))

@@ -123,7 +123,7 @@ async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remot
                                                             tmp_path: Path):
     import json
 
-    from bot import jobs
+    from bot import reaper
     from bot.rollbacks import RollbackRequest
     from bot.store import BOT
     bot = await start_bot(config(git_remote, tmp_path))
@@ -137,9 +137,9 @@ async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remot
     # Its worker registered it as running, then died: the lease is gone.
     await bot.services.redis.hset(store.keys.running_deploys, "rollback:r1",
                                   json.dumps({"rollback": "r1", "environment": "production"}))
-    assert await jobs.reap_lost_deploys(bot.services) == ["rollback:r1"]
+    assert await reaper.reap_lost_deploys(bot.services) == ["rollback:r1"]
     assert (await store.get_rollback("r1")).status == "failed"
     posted = await bot.slack.wait_for(lambda: [
         m for m in bot.slack.messages().values() if "stopped responding" in bot.slack.text_of(m)])
     assert "rolling back *production*" in bot.slack.text_of(posted[0])
-    assert await jobs.reap_lost_deploys(bot.services) == []  # reported once
+    assert await reaper.reap_lost_deploys(bot.services) == []  # reported once
