@@ -373,8 +373,9 @@ async def _deploy_locked(services: Services, release: Release, running: deploys.
         return
     if corrected:
         await notifier.thread(release.version, messages.note(
-            f"↩️ The deploy to *{env.name}* was reported lost while its worker was cut off "
-            f"from Redis; the worker is back, and this is what really happened: it {outcome}."),
+            f"↩️ The deploy to *{env.name}* was reported lost while its worker was not "
+            "answering (frozen, or cut off from Redis); the worker is back, and this is what "
+            f"really happened: it {outcome}."),
             f"Deploy to {env.name}: the real outcome")
     if result.ok:
         before = (await store.environment_versions([env.name]))[env.name]

@@ -180,9 +180,10 @@ class RenewingLock:
         sent = time.monotonic()
         keys = [self.key] if self.lease_key is None else [self.key, self.lease_key]
         try:
+            # Never waits past the stop time: that is when the lock is lost, answer or not.
             renewed = await asyncio.wait_for(
                 self.redis.eval(_RENEW, len(keys), *keys, self.token, self.ttl_ms),
-                max(0.05, self.ttl * RENEW_FRACTION))
+                max(0.01, min(self.ttl * RENEW_FRACTION, self.stop_at - sent)))
         except Exception:  # a Redis blip or a hung Redis: the stop time decides
             if time.monotonic() >= self.stop_at:
                 self._lose()
@@ -219,7 +220,11 @@ class RenewingLock:
 
     async def _renew_forever(self) -> None:
         while not self.lost.is_set():
-            await asyncio.sleep(self.ttl * RENEW_FRACTION)
+            await asyncio.sleep(max(0.0, min(self.ttl * RENEW_FRACTION,
+                                             self.stop_at - time.monotonic())))
+            if time.monotonic() >= self.stop_at:
+                self._lose()
+                return
             await self.renew()
 
     async def hand_over(self, holder: str, reason: str, kind: LockKind) -> bool:
