@@ -5,16 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hashlib
+import hmac
+import json
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
+from urllib.parse import parse_qs
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
 import handlers
+from bot.logs import OUTAGE
 from bot.services import Services
 from bot.slack import web_client
 
@@ -32,19 +42,142 @@ class SocketModeError(Exception):
     """Socket Mode could not connect; the message says why."""
 
 
+class ProvideServices(AsyncMiddleware):
+    """Puts the services into each request's context for the listeners. A middleware class
+    rather than a function: Bolt builds every keyword argument a function middleware could ask
+    for, on every request (costly, and it failed on payloads of an unexpected shape)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse,
+                            next: Callable[[], Awaitable[BoltResponse]],
+                            ) -> BoltResponse | None:
+        req.context["services"] = self.services
+        return await next()
+
+
 def build_bolt_app(services: Services) -> AsyncApp:
     settings = services.settings
     app = AsyncApp(client=web_client(settings.bot_token, settings.slack_api_url),
-                   signing_secret=settings.signing_secret)
+                   signing_secret=settings.signing_secret,
+                   # verify_slack_request (below) has checked every request on its raw bytes
+                   # before Bolt parses anything; Socket Mode needs no signature.
+                   request_verification_enabled=False)
 
-    @app.middleware
-    async def provide_services(context: AsyncBoltContext,
-                               next: Callable[[], Awaitable[Any]]) -> Any:
-        context["services"] = services
-        return await next()
-
+    app.use(ProvideServices(services))
     handlers.register(app)
     return app
+
+
+# Slack's own limit: a request older (or newer) than five minutes is a replay.
+MAX_CLOCK_SKEW = 300
+_TIMESTAMP = re.compile(rb"^[0-9]{1,12}$")
+_SIGNATURE = re.compile(rb"^v0=[0-9a-f]{64}$")
+VERIFIED_BODY = web.RequestKey("releasebot.slack_body", str)
+
+
+class Rejected(Exception):
+    """A request that is not Slack's, or not well formed: the status and a fixed reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def check_signature(secret: bytes, body: bytes, timestamp: bytes | None,
+                    signature: bytes | None, now: float) -> None:
+    """Raises Rejected(401) unless `signature` is Slack's over exactly these bytes.
+
+    Done here on the raw bytes rather than with slack_sdk's SignatureVerifier, which decodes
+    the body first (a non-UTF-8 body raised) and takes the timestamp with int() (a malformed
+    header raised): nothing unsigned may get as far as an exception."""
+    if not timestamp or not _TIMESTAMP.match(timestamp):
+        raise Rejected(401, "missing or malformed X-Slack-Request-Timestamp")
+    if abs(now - int(timestamp)) > MAX_CLOCK_SKEW:
+        raise Rejected(401, "stale or future timestamp")
+    if not signature or not _SIGNATURE.match(signature):
+        raise Rejected(401, "missing or malformed X-Slack-Signature")
+    expected = hmac.new(secret, b"v0:" + timestamp + b":" + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(b"v0=" + expected.encode(), signature):
+        raise Rejected(401, "bad signature")
+
+
+def check_form(body: bytes, content_type: str) -> str:
+    """The text of a signed body, if it is a request Slack sends us; else Rejected(400)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8") from None
+    if content_type == "application/json":
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise Rejected(400, "body is not JSON") from None
+        if not isinstance(parsed, dict):
+            raise Rejected(400, "JSON body is not an object")
+        return text
+    if content_type != "application/x-www-form-urlencoded":
+        raise Rejected(400, "unsupported content type")
+    payload = parse_qs(text).get("payload")
+    if payload is not None:
+        try:
+            parsed = json.loads(payload[0])
+        except ValueError:
+            raise Rejected(400, "payload is not JSON") from None
+        if not isinstance(parsed, dict):
+            raise Rejected(400, "payload is not a JSON object")
+        # Bolt indexes into these without looking (an empty `actions` raised): Slack always
+        # sends them, so a payload without them is not Slack's.
+        actions = parsed.get("actions")
+        if parsed.get("type") == "block_actions" and not (
+                isinstance(actions, list) and actions
+                and all(isinstance(a, dict) for a in actions)):
+            raise Rejected(400, "block_actions payload without actions")
+        if parsed.get("type") in ("view_submission", "view_closed") and not isinstance(
+                parsed.get("view"), dict):
+            raise Rejected(400, "view payload without a view")
+    return text
+
+
+def _ascii(value: str | None) -> bytes | None:
+    """A header as bytes; None for anything a real Slack header cannot be."""
+    try:
+        return value.encode("ascii") if value is not None else None
+    except UnicodeEncodeError:
+        return None
+
+
+def verify_slack_request(signing_secret: str, clock: Callable[[], float] = time.time) -> Any:
+    """aiohttp middleware in front of Bolt on POST /slack/events: the signature and the
+    timestamp are checked on the raw bytes; anything unsigned is answered 401 and never parsed,
+    anything signed but malformed 400. Each rejection is one bounded log line."""
+    secret = signing_secret.encode()
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                         ) -> web.StreamResponse:
+        if request.path != "/slack/events":
+            return await handler(request)
+        try:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise Rejected(413, "body too large") from None
+            headers = request.headers
+            check_signature(secret, body, _ascii(headers.get("X-Slack-Request-Timestamp")),
+                            _ascii(headers.get("X-Slack-Signature")), clock())
+            request[VERIFIED_BODY] = check_form(body, request.content_type)
+        except Rejected as exc:
+            # Fixed reasons only: nothing the sender chose reaches the log.
+            log.warning("rejected %s %s (%d bytes): %s", request.method, request.path,
+                        request.content_length or 0, exc.reason)
+            return web.Response(status=exc.status, text=f"{exc.reason}\n")
+        return await handler(request)
+
+    return middleware
 
 
 def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
@@ -52,17 +185,22 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
 
     async def slack_events(request: web.Request) -> web.Response:
         assert bolt is not None
-        bolt_response = await bolt.async_dispatch(await to_bolt_request(request))
+        bolt_request = AsyncBoltRequest(body=request[VERIFIED_BODY],
+                                        query=request.query_string,
+                                        headers=request.headers)  # type: ignore[arg-type]
+        bolt_response = await bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     async def healthz(_: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(services.redis.ping(), 2)
-        except Exception as exc:
-            return web.json_response({"ok": False, "redis": f"unreachable: {exc}"}, status=503)
+        except Exception:
+            # Never the address or the error text: /healthz answers anyone who asks.
+            return web.json_response({"ok": False, "redis": "Redis unreachable"}, status=503)
         return web.json_response({"ok": True, "redis": "ok"})
 
-    web_app = web.Application()
+    middlewares = [verify_slack_request(services.settings.signing_secret)] if bolt else []
+    web_app = web.Application(middlewares=middlewares)
     if bolt is not None:
         web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
@@ -106,6 +244,14 @@ class Bot:
                                       f"{SOCKET_CONNECT_TIMEOUT:.0f}s") from None
             log.info("connected to Slack in Socket Mode")
 
+        watcher = asyncio.create_task(OUTAGE.watch(services.redis))
+
+        async def stop_watching() -> None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+        self._cleanups.append(stop_watching)
         # Every role serves /healthz, so each container can be health-checked.
         runner = web.AppRunner(build_web_app(services, None if socket_mode else bolt))
         await runner.setup()

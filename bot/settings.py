@@ -38,6 +38,12 @@ class Settings:
         if missing:
             raise SettingsError(f"set {', '.join(missing)} in the environment "
                                 "(see README: Configuration)")
+        # A blank secret would pass the check above and then fail every request.
+        blank = [name for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+                 if not env[name].strip()]
+        if blank:
+            raise SettingsError(f"{', '.join(blank)} is blank (only spaces); set it to the "
+                                "value from your Slack app's settings")
         api_url = env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
         if not api_url.startswith(("http://", "https://")):
             raise SettingsError(f"SLACK_API_URL must be an http(s) URL, got {api_url!r}")
