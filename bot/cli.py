@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bot import logs
 from bot.app import ROLES, Role, SocketModeError, serve
 from bot.config import Config, ConfigError, load_config
 from bot.embedded_redis import WARNING, EmbeddedRedis
@@ -138,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(path)
     if args.command == "shell":
         return shell(args)
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.INFO)
     config = _load(path)
     try:
         settings = Settings.from_env()

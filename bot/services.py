@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from saq import Queue
+from saq.job import Job
+from saq.queue.redis import RedisQueue
 
 from bot.coalesce import SharedRead
 from bot.config import Config
@@ -23,6 +29,37 @@ from bot.store import Store
 log = logging.getLogger(__name__)
 
 CLOSE_STEP_SECONDS = 15.0
+
+# Every client of the bot's Redis. After a Redis restart the pooled connections are dead: a
+# command on one is retried once on a fresh connection (only for a connection error, which
+# means the command was not executed; a timeout is not retried, it may have been), and an
+# idle connection is checked before it is used again.
+REDIS_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2, "socket_timeout": 10, "health_check_interval": 30,
+    "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+    "retry_on_error": [RedisConnectionError]}
+
+
+class PatientQueue(RedisQueue):
+    """saq's Redis queue, but a worker waiting for jobs backs off while Redis is unreachable:
+    saq asks again at once after a failed dequeue, which spun a core and logged for every
+    attempt."""
+
+    MAX_BACKOFF = 2.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._backoff = 0.0
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
+        try:
+            job = await super().dequeue(timeout, poll_interval)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            self._backoff = min(self.MAX_BACKOFF, self._backoff * 2 or 0.1)
+            await asyncio.sleep(self._backoff)
+            return None
+        self._backoff = 0.0
+        return job
 
 
 @dataclass
@@ -78,11 +115,11 @@ class Services:
         else:
             # A burst of requests waits briefly for a free connection instead of failing.
             pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64,
-                                                   timeout=2, socket_connect_timeout=2,
-                                                   socket_timeout=10)
+                                                   timeout=2, **REDIS_OPTIONS)
             redis = Redis.from_pool(pool)
             store = Store(redis, settings.redis_prefix)
-            queue = Queue.from_url(settings.redis_url, name=store.keys.queue_name)
+            queue = PatientQueue(Redis.from_url(settings.redis_url, **REDIS_OPTIONS),
+                                 name=store.keys.queue_name)
         slack = web_client(settings.bot_token, settings.slack_api_url)
         notifier = Notifier(slack, store, config, settings.update_delay)
         return cls(settings=settings, config=config, redis=redis, store=store,
