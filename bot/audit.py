@@ -128,6 +128,7 @@ def write_jsonl(entries: Iterable[Mapping[str, str]], out: TextIO) -> int:
 def write_csv(entries: Iterable[Mapping[str, str]], out: TextIO, *,
               header_row: bool = True) -> int:
     """CSV (RFC 4180 quoting) with a header row unless told not to; returns the entry count.
+    Cells that a spreadsheet would run as a formula are written as text (`spreadsheet_safe`).
 
     Open files for it with newline="" so quoted newlines inside fields survive.
     """
@@ -136,9 +137,20 @@ def write_csv(entries: Iterable[Mapping[str, str]], out: TextIO, *,
         writer.writeheader()
     count = 0
     for entry in entries:
-        writer.writerow(export_row(entry))
+        writer.writerow({name: spreadsheet_safe(value)
+                         for name, value in export_row(entry).items()})
         count += 1
     return count
+
+
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: a leading ' before a formula character
+    (the OWASP advice); JSON lines keep the text as it was."""
+    return f"'{value}" if value.startswith(_FORMULA_START) else value
 
 
 async def export(redis: Redis, keys_audit: str, out: TextIO, *, fmt: str = "jsonl",

@@ -139,9 +139,12 @@ def raises_exposure(before: Flag | None, change: FlagChange) -> bool:
     return False
 
 
+_PERCENT = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() admits "²" and "①"
+
+
 def parse_percentage(word: str) -> int:
     value = word.rstrip("%")
-    if not value.isdigit() or not 0 <= int(value) <= 100:
+    if not _PERCENT.fullmatch(value) or not 0 <= int(value) <= 100:
         raise FlagsError(f"`{word}` is not a percentage; use a whole number from 0 to 100, "
                          "like `/flag set new_infrastructure 10`.")
     return int(value)

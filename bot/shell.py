@@ -236,7 +236,7 @@ class Shell:
         await self.settle()
 
     async def _click(self, arg: str) -> None:
-        if not arg.isdigit():
+        if not re.fullmatch(r"[0-9]{1,4}", arg):
             self.say("  Usage: click N, with the number shown in [N].")
             return
         button = next((b for b in self._buttons.values() if b.number == int(arg)), None)

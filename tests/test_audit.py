@@ -224,6 +224,22 @@ async def test_jsonl_and_csv_round_trip_awkward_text(redis: Redis, prefix: str):
     assert write_jsonl([], io.StringIO()) == 0
 
 
+def test_csv_cells_that_spreadsheets_would_run_are_written_as_text():
+    formulas = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx",
+                "\rx"]
+    entries = [{"id": f"{i}-0", "at": "1.5", "reason": text, "user_name": text}
+               for i, text in enumerate(formulas)]
+    out = io.StringIO(newline="")
+    write_csv(entries, out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
+    assert [r["reason"] for r in rows] == [f"'{text}" for text in formulas]
+    assert [r["user_name"] for r in rows] == [f"'{text}" for text in formulas]
+    assert [r["id"] for r in rows] == [e["id"] for e in entries]  # the rest as it was
+    out = io.StringIO()
+    write_jsonl(entries, out)  # JSON lines are not run by spreadsheets: unchanged
+    assert [json.loads(line)["reason"] for line in out.getvalue().splitlines()] == formulas
+
+
 def test_export_rows_have_the_fixed_order_and_ignore_extra_fields():
     entry = {"reason": "r", "action": "a", "id": "5-0", "at": "0.5", "surprise": "x"}
     out = io.StringIO()

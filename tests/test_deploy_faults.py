@@ -148,11 +148,13 @@ async def deploy_of(bot, version: str, environment: str = "staging"):
 
 
 async def settled(bot, version: str, timeout: float = 30):
-    """The deploy of `version` to staging once it is neither queued nor running."""
+    """The deploy of `version` to staging once it is neither queued nor running, and its
+    worker's own outcome is in (a "worker lost" verdict may be replaced by it)."""
     deadline = time.monotonic() + timeout
     while True:
         deploy = await deploy_of(bot, version)
-        if deploy is not None and deploy.status not in ("queued", "running"):
+        if deploy is not None and deploy.status not in ("queued", "running") \
+                and not deploy.lost:
             return deploy
         assert time.monotonic() < deadline, f"deploy of {version} never settled: {deploy}"
         await asyncio.sleep(0.05)

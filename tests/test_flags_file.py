@@ -100,6 +100,11 @@ def test_flag_commands_parse():
 @pytest.mark.parametrize(("text", "message"), [
     ("set new_search 150", "`150` is not a percentage"),
     ("set new_search ten", "`ten` is not a percentage"),
+    # Digits str.isdigit() admits but int() does not: they crashed with a 500.
+    ("set new_search ²", "`²` is not a percentage"),
+    ("set new_search ①", "`①` is not a percentage"),
+    ("set new_search ٥", "`٥` is not a percentage"),
+    ("ramp new_search 10,²0 --every 1h", "`²0` is not a percentage"),
     ("set new_search", "Usage: `/flag set NAME PERCENT`"),
     ("enable New-Search", "is not a flag name"),
     ("create dark_mode", "needs a description"),
