@@ -8,13 +8,17 @@ clone so that two processes on one host never run git in it at the same time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import fnmatch
+import functools
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import git
 
@@ -42,6 +46,8 @@ class Snapshot:
     head_subject: str
     tags_in_history: tuple[str, ...]
     all_tags: dict[str, str]  # tag -> commit sha
+    # Why the bot's clone had to be made again on the way (it was damaged), if it did.
+    repaired: str | None = None
 
 
 def _clean(exc: git.GitCommandError) -> str:
@@ -52,6 +58,25 @@ def _clean(exc: git.GitCommandError) -> str:
              for ln in text.strip().splitlines()]
     lines = [ln for ln in lines if ln]
     return "\n".join(lines[-6:]) or "git failed"
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _git_errors(work: Callable[P, T]) -> Callable[P, T]:
+    """Only GitError leaves this module: GitPython and the OS raise others too (a NUL byte in a
+    message is a ValueError, a damaged clone an InvalidGitRepositoryError), and a caller that
+    undoes its work on GitError must not be surprised by them."""
+    @functools.wraps(work)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return work(*args, **kwargs)
+        except GitError:
+            raise
+        except Exception as exc:
+            raise GitError(f"git failed: {type(exc).__name__}: {exc}"[:500]) from exc
+    return guarded
 
 
 @contextlib.contextmanager
@@ -74,9 +99,16 @@ def _repo(path: Path) -> Iterator[git.Repo]:
         repo.close()
 
 
+@_git_errors
 def sync(url: str, path: Path, remote: str, branch: str) -> Snapshot:
     """Clone the repository if needed, fetch branches and tags, and read the release branch."""
-    sync_tags(url, path, remote)
+    repaired = sync_tags(url, path, remote)
+    return dataclasses.replace(read_branch(url, path, remote, branch), repaired=repaired)
+
+
+@_git_errors
+def read_branch(url: str, path: Path, remote: str, branch: str) -> Snapshot:
+    """The release branch as last fetched: its head and the tags in its history."""
     with _locked(path), _repo(path) as repo:
         ref = f"refs/remotes/{remote}/{branch}"
         try:
@@ -101,6 +133,7 @@ def _safe_url(url: str) -> str:
     return re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", url)
 
 
+@_git_errors
 def create_and_push_tag(path: Path, remote: str, tag: str, sha: str, message: str) -> None:
     """Create an annotated tag on `sha` and push it; on any failure no tag is left behind."""
     with _locked(path), _repo(path) as repo:
@@ -126,6 +159,7 @@ def create_and_push_tag(path: Path, remote: str, tag: str, sha: str, message: st
             raise PushRejected(f"{remote} rejected tag {tag}:\n{detail}") from None
 
 
+@_git_errors
 def delete_remote_tag(path: Path, remote: str, tag: str) -> None:
     """Undo a pushed tag (used when the release could not be recorded after the push)."""
     with _locked(path), _repo(path) as repo:
@@ -135,11 +169,7 @@ def delete_remote_tag(path: Path, remote: str, tag: str) -> None:
             repo.git.tag("-d", tag)
 
 
-def tag_message(path: Path, tag: str) -> str:
-    with _repo(path) as repo:
-        return repo.git.for_each_ref(f"refs/tags/{tag}", "--format=%(contents)")
-
-
+@_git_errors
 def checkout(url: str, path: Path, remote: str, tag: str, sha: str) -> Path:
     """A fresh detached worktree at `tag`, in a temporary folder of its own.
 
@@ -167,24 +197,56 @@ def checkout(url: str, path: Path, remote: str, tag: str, sha: str) -> Path:
     return target
 
 
-def sync_tags(url: str, path: Path, remote: str) -> None:
-    """Clone if needed and fetch the remote's tags (and branches)."""
+@_git_errors
+def sync_tags(url: str, path: Path, remote: str) -> str | None:
+    """Clone if needed and fetch the remote's branches and tags, dropping local tags the
+    remote no longer has. A damaged clone is removed and made again: returns why, if so."""
     with _locked(path):
+        damage = _damage(path)
         try:
-            if not (path / ".git").exists():
-                if path.exists():
-                    shutil.rmtree(path)
+            if damage is not None or not (path / ".git").exists():
+                _remove(path)
                 git.Repo.clone_from(url, path, no_checkout=True, origin=remote).close()
             with _repo(path) as repo:
                 repo.git.remote("set-url", remote, url)
-                # The remote is the truth for tags: drop local ones it no longer has.
-                repo.git.fetch(remote, "--prune", "--prune-tags", "--force", "--tags",
-                               f"+refs/heads/*:refs/remotes/{remote}/*")
+                # Explicit refspecs for both: with a refspec given, --prune-tags prunes
+                # nothing, and versions were computed from tags deleted on the remote.
+                repo.git.fetch(remote, "--prune", "--force",
+                               f"+refs/heads/*:refs/remotes/{remote}/*",
+                               "+refs/tags/*:refs/tags/*")
                 repo.git.worktree("prune")
         except git.GitCommandError as exc:
             raise GitError(f"cannot fetch {_safe_url(url)}:\n{_clean(exc)}") from None
+    return damage
 
 
+def _damage(path: Path) -> str | None:
+    """What is wrong with the clone at `path`, or None (also when there is none yet)."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_symlink() or not path.is_dir():
+        return "a file stood where the clone should be"
+    if not any(path.iterdir()):
+        return None  # an empty folder: nothing cloned yet
+    if not (path / ".git").is_dir():
+        return "the folder was not a git clone"
+    try:
+        with _repo(path) as repo:
+            repo.git.rev_parse("--git-dir")
+    except Exception as exc:  # garbage in .git/HEAD, a broken config, missing objects…
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"git could not read it ({first[:200]})"
+    return None
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+@_git_errors
 def remove_worktree(path: Path, worktree: Path) -> None:
     with _locked(path), _repo(path) as repo:
         with contextlib.suppress(git.GitCommandError):
@@ -194,11 +256,10 @@ def remove_worktree(path: Path, worktree: Path) -> None:
     shutil.rmtree(worktree, ignore_errors=True)
 
 
-def newest_branch(url: str, path: Path, remote: str, patterns: tuple[str, ...]) -> str | None:
-    """The most recently committed remote branch matching any of `patterns` (hotfix/*)."""
-    import fnmatch
-
-    sync_tags(url, path, remote)
+@_git_errors
+def newest_branch(path: Path, remote: str, patterns: tuple[str, ...]) -> str | None:
+    """The most recently committed remote branch matching any of `patterns` (hotfix/*), as
+    last fetched."""
     with _locked(path), _repo(path) as repo:
         listing = repo.git.for_each_ref(f"refs/remotes/{remote}", "--sort=-committerdate",
                                         "--format=%(refname:strip=3)")
@@ -208,6 +269,7 @@ def newest_branch(url: str, path: Path, remote: str, patterns: tuple[str, ...]) 
     return None
 
 
+@_git_errors
 def read_file(path: Path, ref: str, file: str) -> str | None:
     """`file` as it is at `ref` (a commit, tag or remote branch), None if it is not there."""
     with _locked(path), _repo(path) as repo:
@@ -217,6 +279,7 @@ def read_file(path: Path, ref: str, file: str) -> str | None:
             return None
 
 
+@_git_errors
 def commit_file(path: Path, remote: str, branch: str, parent: str, file: str, content: str,
                 message: str, author: tuple[str, str]) -> str:
     """Commit `content` as `file` on top of `parent` and push it as the new head of `branch`.
@@ -251,6 +314,7 @@ def commit_file(path: Path, remote: str, branch: str, parent: str, file: str, co
     return sha
 
 
+@_git_errors
 def checkout_with_file(url: str, path: Path, remote: str, ref: str, file: str,
                        content: str) -> Path:
     """A fresh detached worktree at `ref` (a tag or sha) with `file` replaced by `content`:
