@@ -37,6 +37,23 @@ class CommandError(Exception):
     """The command text is wrong; the message says what was wrong and what would be right."""
 
 
+# Text people give becomes data: a tag's annotation (one `Description:` line; a newline would
+# let it forge an `Approved-by:` line), the audit trail, Slack messages, log lines. So it is
+# plain text on one line: no control characters (NUL, ESC, CR, LF, TAB…), no line or
+# paragraph separators, no bidi controls (they make text read differently than it is).
+_UNSAFE_TEXT = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+
+
+def check_text(what: str, text: str) -> str:
+    """`text` if it is plain text on one line; else CommandError naming what and where."""
+    found = _UNSAFE_TEXT.search(text)
+    if found is not None:
+        raise CommandError(f"The {what} has a control character (U+{ord(found.group()):04X}) "
+                           f"at position {found.start() + 1}; use plain text on one line.")
+    return text
+
+
 @dataclass(frozen=True)
 class RcCommand:
     description: str = ""
@@ -127,7 +144,7 @@ def parse_release_command(text: str) -> Command:
         env = rest[0].lower() if rest and not rest[0].startswith("-") else None
         opts = _parse_options("rollback", rest[1:] if env else rest,
                               {"--to": True, "--reason": True})
-        reason = str(opts.get("--reason", "")).strip()
+        reason = check_text("reason", str(opts.get("--reason", "")).strip())
         if not reason:
             raise CommandError("A rollback needs a reason: `/release rollback production "
                                "--reason \"checkout errors\"`.")
@@ -155,7 +172,7 @@ def parse_release_command(text: str) -> Command:
         return FinalCommand(description=_description(opts), issue=_issue(opts))
     if sub == "lock":
         env, opts = _environment_and_options("lock", rest, {"--reason": True, "--force": False})
-        reason = str(opts.get("--reason", "")).strip()
+        reason = check_text("reason", str(opts.get("--reason", "")).strip())
         if not reason:
             raise CommandError("A lock needs a reason, so others know why: "
                                f"`/release lock {env} --reason \"db migration\"`.")
@@ -210,7 +227,7 @@ def _environment_and_options(sub: str, words: list[str],
 
 
 def _description(opts: dict[str, str | bool]) -> str:
-    description = str(opts.get("--description", "")).strip()
+    description = check_text("description", str(opts.get("--description", "")).strip())
     if len(description) > MAX_DESCRIPTION:
         raise CommandError(f"The description is {len(description):,} characters; the most is "
                            f"{MAX_DESCRIPTION:,}. Put the details in the thread or the issue.")

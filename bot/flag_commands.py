@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from bot.commands import MAX_DESCRIPTION, CommandError
+from bot.commands import MAX_DESCRIPTION, CommandError, check_text
 from bot.flags import (
     FlagChange,
     FlagsError,
@@ -88,6 +88,7 @@ def _parse(sub: str, rest: list[str]) -> FlagCommand:
         if len(rest) != 3 or rest[1] != "--description" or not rest[2].strip():
             raise CommandError(f"A new flag needs a description: `/flag create {name} "
                                "--description \"what it is\"`.")
+        check_text("description", rest[2])
         if len(rest[2]) > MAX_DESCRIPTION:
             raise CommandError(f"The description is {len(rest[2]):,} characters; the most is "
                                f"{MAX_DESCRIPTION:,}.")

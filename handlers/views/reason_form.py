@@ -10,6 +10,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
+from bot.commands import CommandError, check_text
 from bot.store import Actor
 
 
@@ -17,9 +18,16 @@ async def take_reason(ack: AsyncAck, view: dict[str, Any],
                       why: str) -> tuple[str, dict[str, Any]] | None:
     """The reason and the form's metadata, or None (after telling Slack what is wrong)."""
     values = view.get("state", {}).get("values", {})
-    reason = str((values.get("reason", {}).get("reason", {}) or {}).get("value") or "").strip()
+    typed = str((values.get("reason", {}).get("reason", {}) or {}).get("value") or "")
+    # The box is multi-line for typing comfort; the reason is kept as one line.
+    reason = " ".join(typed.split())
     if len(reason) < 3:
         await ack(response_action="errors", errors={"reason": why})
+        return None
+    try:
+        check_text("reason", reason)
+    except CommandError as exc:
+        await ack(response_action="errors", errors={"reason": str(exc)})
         return None
     await ack()
     try:
