@@ -91,6 +91,24 @@ async def create_rc(ctx: dict[str, Any], *, request: dict[str, Any]) -> None:
 
 
 async def create_release_candidate(services: Services, req: RcRequest) -> Release | None:
+    """Tag, record, announce and deploy a candidate; whatever happens, the requester hears."""
+    try:
+        return await _create_release_candidate(services, req)
+    except Exception as exc:
+        # Each step undoes itself (see _tag_and_record); this is the answer nobody got yet.
+        log.exception("creating a candidate for %s failed", req.user_id)
+        text = (f"Something went wrong while creating the candidate ({type(exc).__name__}). "
+                "Nothing half-made was left behind: `/release status` shows what there is; "
+                "try again.")
+        with contextlib.suppress(Exception):
+            await services.store.audit(req.actor, "hotfix.create" if req.kind == "hotfix"
+                                       else "rc.create", outcome="failed",
+                                       reason=f"{type(exc).__name__}: {exc}"[:500])
+        await services.notifier.answer(req.response_url, messages.problem(text), text)
+        return None
+
+
+async def _create_release_candidate(services: Services, req: RcRequest) -> Release | None:
     notifier, store, config = services.notifier, services.store, services.config
     repo_cfg = config.repository
     hotfix = req.kind == "hotfix"
@@ -104,12 +122,14 @@ async def create_release_candidate(services: Services, req: RcRequest) -> Releas
         async with held(services.redis, store.keys.repo_lock, 120, req.user_id,
                         "creating a release candidate"):
             try:
+                repaired = await asyncio.to_thread(gitrepo.sync_tags, repo_cfg.url,
+                                                   services.clone_path, repo_cfg.remote)
                 branch = repo_cfg.branch
                 if hotfix and config.hotfix.branches:
                     branch = await asyncio.to_thread(
-                        gitrepo.newest_branch, repo_cfg.url, services.clone_path,
-                        repo_cfg.remote, config.hotfix.branches) or branch
-                snapshot = await asyncio.to_thread(gitrepo.sync, repo_cfg.url,
+                        gitrepo.newest_branch, services.clone_path, repo_cfg.remote,
+                        config.hotfix.branches) or branch
+                snapshot = await asyncio.to_thread(gitrepo.read_branch, repo_cfg.url,
                                                    services.clone_path, repo_cfg.remote,
                                                    branch)
             except gitrepo.GitError as exc:
@@ -159,15 +179,34 @@ async def create_release_candidate(services: Services, req: RcRequest) -> Releas
         return None
     if release is None:
         return None
+    repair_note = ""
+    if repaired:
+        repair_note = (f"My clone of the repository was damaged ({repaired}); I cloned it "
+                       "again before tagging.")
+        log.warning("the clone of %s was damaged (%s) and was cloned again", repo_cfg.url,
+                    repaired)
+        await store.audit(req.actor, "repository.reclone", release=release.version,
+                          reason=repaired[:500])
+        await notifier.thread(release.version, messages.note(f"🔧 {repair_note}"),
+                              "The clone was repaired")
     if hotfix:
         await notifier.thread(release.version, messages.note(
             f"🚑 *HOTFIX* from `{branch}`, with its own gates and approvals. "
             f"{messages.mention(release.requester)}: review it afterwards (what broke, why the "
             "normal path was skipped, the follow-up issue)."), "Hotfix: review it afterwards")
-    await enqueue_deploy(services, release, config.first_environment.name, req.actor)
+    try:
+        await enqueue_deploy(services, release, config.first_environment.name, req.actor)
+    except Exception as exc:
+        log.exception("could not queue the deploy of %s", release.version)
+        text = (f"Created `{release.tag}`, but I could not start its deploy to "
+                f"*{config.first_environment.name}* ({type(exc).__name__}). Make a new "
+                "candidate with `/release rc` once `/release status` answers again.")
+        await notifier.answer(req.response_url, messages.problem(text), text)
+        return release
+    text = (f"Created `{release.tag}`; deploying to *{config.first_environment.name}*. "
+            f"Follow it in {messages.channel_ref(config.slack.channel)}.")
     await notifier.answer(req.response_url, messages.note(
-        f"Created `{release.tag}`; deploying to *{config.first_environment.name}*. "
-        f"Follow it in {messages.channel_ref(config.slack.channel)}."), f"Created {release.tag}")
+        f"{text}\n🔧 {repair_note}" if repair_note else text), f"Created {release.tag}")
     return release
 
 
@@ -184,7 +223,8 @@ def _tag_message(release: Release) -> str:
 
 async def _tag_and_record(services: Services, req: RcRequest, release: Release,
                           refuse: Any) -> Release | None:
-    """Record, tag, push, announce: all of it or none of it."""
+    """Record, tag, push, announce: all of it or none of it. Any exception after the record is
+    created undoes what was done (the pushed tag, the record) before it is answered."""
     store, notifier, config = services.store, services.notifier, services.config
     repo_cfg = config.repository
     try:
@@ -193,36 +233,38 @@ async def _tag_and_record(services: Services, req: RcRequest, release: Release,
         await refuse(f"`{release.tag}` is already recorded by the bot. Check "
                      "`/release status`.", f"{release.version} already recorded")
         return None
+    pushed = False
     try:
-        await asyncio.to_thread(gitrepo.create_and_push_tag, services.clone_path,
-                                repo_cfg.remote, release.tag, release.sha,
-                                _tag_message(release))
-    except gitrepo.GitError as exc:
-        await store.discard_release(release.version, req.actor, f"tag not pushed: {exc}")
-        hint = ("Someone else may have created it; try again to get the next number."
-                if isinstance(exc, gitrepo.TagExists)
-                else "Check that the bot may push tags to the repository.")
-        await refuse(f"I could not push `{release.tag}`, so no release was created.\n"
-                     f"{messages.code_block(str(exc))}\n{hint}", f"push failed: {exc}")
-        return None
-    try:
+        try:
+            await asyncio.to_thread(gitrepo.create_and_push_tag, services.clone_path,
+                                    repo_cfg.remote, release.tag, release.sha,
+                                    _tag_message(release))
+        except gitrepo.GitError as exc:
+            await _undo_candidate(services, release, req, pushed=False,
+                                  reason=f"tag not pushed: {exc}")
+            hint = ("Someone else may have created it; try again to get the next number."
+                    if isinstance(exc, gitrepo.TagExists)
+                    else "Check that the bot may push tags to the repository.")
+            await refuse(f"I could not push `{release.tag}`, so no release was created.\n"
+                         f"{messages.code_block(str(exc))}\n{hint}", f"push failed: {exc}")
+            return None
+        pushed = True
         posted = await notifier.post(config.slack.channel,
                                      messages.release_message(release, config),
                                      messages.release_fallback_text(release))
         channel = posted.get("channel") if posted else None
         ts = posted.get("ts") if posted else None
         release, _ = await store.update_release(
-            release.version, lambda r: releases.activate(r, channel=channel, message_ts=ts),
+            release.version, partial(releases.activate, channel=channel, message_ts=ts),
             req.actor, "release.tag", reason=f"{release.tag} on {release.sha}")
-    except Exception:
-        # The tag is out but the release could not be recorded: take the tag back.
-        log.exception("recording %s failed after its push", release.version)
-        await asyncio.to_thread(gitrepo.delete_remote_tag, services.clone_path,
-                                repo_cfg.remote, release.tag)
-        with contextlib.suppress(Exception):
-            await store.discard_release(release.version, req.actor, "recording failed")
-        await refuse(f"Something failed after `{release.tag}` was pushed, so I removed the tag "
-                     "again. Nothing was released; try again.", "recording failed")
+    except Exception as exc:
+        log.exception("creating %s failed after its record was made", release.version)
+        await _undo_candidate(services, release, req, pushed=pushed,
+                              reason=f"{type(exc).__name__}: {exc}"[:500])
+        gone = f" I removed `{release.tag}` again." if pushed else ""
+        await refuse(f"Something failed while creating `{release.tag}` "
+                     f"({type(exc).__name__}), so no release was created.{gone} Try again.",
+                     "recording failed")
         return None
     if posted is None:
         await notifier.answer(req.response_url, messages.problem(
@@ -233,8 +275,34 @@ async def _tag_and_record(services: Services, req: RcRequest, release: Release,
         await notifier.thread(release.version, messages.note(
             f"Tagged `{release.tag}` on `{release.sha[:10]}` for "
             f"{messages.mention(release.requester)}."), f"Tagged {release.tag}")
-    await supersede_older(services, release, req.actor)
+    try:
+        await supersede_older(services, release, req.actor)
+    except Exception:
+        # The candidate stands; older ones are never promoted past it (/release final takes
+        # the newest), their approvals are just not marked void yet.
+        log.exception("superseding candidates older than %s failed", release.version)
     return release
+
+
+async def _undo_candidate(services: Services, release: Release, req: RcRequest, *,
+                          pushed: bool, reason: str) -> None:
+    """Take back a candidate that did not come to be: its tag, if pushed, and its record.
+    Each part is tried on its own; a record left behind (Redis gone) is replaced by the next
+    candidate of that version, since only one creator runs at a time (the repository lock)."""
+    if pushed:
+        try:
+            await asyncio.to_thread(gitrepo.delete_remote_tag, services.clone_path,
+                                    services.config.repository.remote, release.tag)
+        except Exception:
+            log.exception("could not remove the tag %s again", release.tag)
+    for attempt in range(3):
+        try:
+            await services.store.discard_release(release.version, req.actor, reason)
+            return
+        except Exception:
+            if attempt == 2:
+                log.exception("could not discard the record of %s", release.version)
+            await asyncio.sleep(0.2 * (attempt + 1))
 
 
 async def supersede_older(services: Services, newer: Release, actor: Actor) -> None:
@@ -508,7 +576,14 @@ async def enqueue_promotion(services: Services, request: FinalRequest) -> None:
 
 async def promote(ctx: dict[str, Any], *, request: dict[str, Any]) -> None:
     services: Services = ctx["services"]
-    await run_promotion(services, FinalRequest(**request))
+    req = FinalRequest(**request)
+    try:
+        await run_promotion(services, req)
+    except Exception as exc:
+        log.exception("the promotion of %s failed", req.version)
+        text = (f"Something went wrong while promoting ({type(exc).__name__}). Check "
+                "`/release status` and try `/release final` again.")
+        await services.notifier.answer(req.response_url, messages.problem(text), text)
 
 
 def final_tag_message(release: Release, final_tag: str, state: approvals.Readiness,
@@ -546,26 +621,41 @@ async def run_promotion(services: Services, req: FinalRequest) -> None:
         await notifier.answer(req.response_url, messages.problem(str(exc)), str(exc))
         return
     notifier.refresh(release.version)
-    message = final_tag_message(release, final_tag, state, req,
-                                {g.id: g.name for g in config.gates})
+    pushed = False
     try:
+        message = final_tag_message(release, final_tag, state, req,
+                                    {g.id: g.name for g in config.gates})
         await asyncio.to_thread(gitrepo.sync_tags, repo_cfg.url, services.clone_path,
                                 repo_cfg.remote)
         await asyncio.to_thread(gitrepo.create_and_push_tag, services.clone_path,
                                 repo_cfg.remote, final_tag, release.sha, message)
-    except gitrepo.GitError as exc:
-        await store.update_release(release.version, approvals.abandon_promotion, req.actor,
-                                   "release.promote", outcome="failed", reason=str(exc))
+        pushed = True
+        release, _ = await store.update_release(
+            release.version, partial(approvals.finish_promotion, final_tag=final_tag),
+            req.actor, "release.final-tag", environment=config_last(services),
+            reason=f"{final_tag} on {release.sha}")
+    except Exception as exc:
+        # Not only GitError: whatever failed, the candidate goes back to where it was (never
+        # left "being promoted"), and a final tag pushed without its record is taken back.
+        if not isinstance(exc, gitrepo.GitError):
+            log.exception("promoting %s failed", release.version)
+        if pushed:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(gitrepo.delete_remote_tag, services.clone_path,
+                                        repo_cfg.remote, final_tag)
+        detail = str(exc) if isinstance(exc, gitrepo.GitError) else type(exc).__name__
+        try:
+            await store.update_release(release.version, approvals.abandon_promotion,
+                                       req.actor, "release.promote", outcome="failed",
+                                       reason=detail[:500])
+        except Exception:
+            log.exception("could not put %s back after a failed promotion", release.version)
         text = (f"I could not tag `{final_tag}`, so {release.tag} was not promoted.\n"
-                f"{messages.code_block(str(exc))}")
+                f"{messages.code_block(detail)}")
         await notifier.thread(release.version, messages.problem(text), "Promotion failed")
         await notifier.answer(req.response_url, messages.problem(text), "Promotion failed")
         notifier.refresh(release.version)
         return
-    release, _ = await store.update_release(
-        release.version, partial(approvals.finish_promotion, final_tag=final_tag), req.actor,
-        "release.final-tag", environment=config_last(services),
-        reason=f"{final_tag} on {release.sha}")
     who = ", ".join(messages.mention(a.user_id) for a in state.approvers) or "nobody needed"
     await notifier.thread(release.version, messages.note(
         f"🏁 {messages.mention(req.user_id)} promoted `{release.tag}` as `{final_tag}` "

@@ -244,9 +244,18 @@ class RenewingLock:
             self._renewer = None
 
     async def release(self) -> bool:
+        """Free the lock if it is still ours. Tried a few times: a lock left behind by one
+        failed call would hold everyone else off until it expires."""
         await self._stop_renewing()
         self._listeners.clear()
-        return bool(await self.redis.eval(_RELEASE, 1, self.key, self.token))
+        for attempt in range(3):
+            try:
+                return bool(await self.redis.eval(_RELEASE, 1, self.key, self.token))
+            except Exception:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
+        return False
 
 
 def parse_lock(raw: str | bytes | None) -> LockInfo | None:

@@ -47,17 +47,25 @@ class Notifier:
 
     async def post(self, channel: str, blocks: list[Block], text: str,
                    thread_ts: str | None = None) -> dict[str, Any] | None:
-        """Post a message; a Slack error is logged and None returned, never raised."""
+        """Post a message; a failure is logged and None returned, never raised: what the bot
+        says is a report of what happened, which must not undo or stop it."""
         try:
             response = await self.client.chat_postMessage(channel=channel, blocks=blocks,
                                                            text=text, thread_ts=thread_ts)
         except SlackApiError as exc:
             log.warning("chat.postMessage to %s failed: %s", channel, exc.response.get("error"))
             return None
+        except Exception as exc:  # an error page, a connection reset, a timeout…
+            log.warning("chat.postMessage to %s failed: %s", channel, type(exc).__name__)
+            return None
         return response.data if isinstance(response.data, dict) else None
 
     async def thread(self, version: str, blocks: list[Block], text: str) -> None:
-        release = await self.store.get_release(version)
+        try:
+            release = await self.store.get_release(version)
+        except Exception:
+            log.warning("no thread reply for %s: its release could not be read", version)
+            return
         if release is None or release.channel is None or release.message_ts is None:
             return
         await self.post(release.channel, blocks, text, thread_ts=release.message_ts)

@@ -155,13 +155,24 @@ class Store:
     # --- releases ------------------------------------------------------------------------------
 
     async def create_release(self, release: Release, actor: Actor) -> None:
-        """Record a new release; fails if the version is already recorded."""
+        """Record a new release; fails if the version is already recorded.
+
+        A record of that version still in phase "creating" is one whose creation died half
+        way (candidates are created one at a time, under the repository lock, so its creator
+        is gone): it is replaced, with an audit entry, instead of refusing every later
+        candidate until someone edits Redis by hand."""
         key = self.keys.release(release.version)
         async with self.redis.pipeline(transaction=True) as pipe:
             await pipe.watch(key)
-            if await pipe.exists(key):
+            raw = await pipe.get(key)
+            stale = raw is not None and Release.from_json(raw).phase == "creating"
+            if raw is not None and not stale:
                 raise TransitionError(f"{release.version} is already recorded")
             pipe.multi()
+            if stale:
+                pipe.xadd(self.keys.audit, self._audit_fields(
+                    actor, "release.discard", release=release.version, outcome="discarded",
+                    reason="a creation that died half way, replaced by a new one"))
             release.rev = 1
             pipe.set(key, release.to_json())
             pipe.zadd(self.keys.releases, {release.version: release.created_at})
