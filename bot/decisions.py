@@ -14,25 +14,32 @@ from typing import Any
 from bot import approvals, messages
 from bot.approvals import NoChange, Refusal
 from bot.approvers import is_approver
+from bot.clicks import Where, same_message
 from bot.releases import Gate, Release, TransitionError
 from bot.services import Services
 from bot.store import Actor
 
 
-async def _target(services: Services, version: str, gate_id: str) -> tuple[Release, Gate, str]:
+async def _target(services: Services, version: str, gate_id: str,
+                  where: Where) -> tuple[Release, Gate, str]:
     release = await services.store.get_release(version)
     if release is None:
         raise Refusal(f"there is no release {version} any more")
+    if not same_message(where, release.channel, release.message_ts):
+        # A decision counts only from the buttons of the release's own message.
+        raise Refusal(f"this button is not on the release message of {release.tag}; use the "
+                      "buttons there")
     gate = release.gate(gate_id)
     nxt = services.config.next_environment(gate.stage)
     return release, gate, nxt.name if nxt else gate.stage
 
 
-async def may_decide(services: Services, actor: Actor, version: str, gate_id: str) -> str | None:
+async def may_decide(services: Services, actor: Actor, version: str, gate_id: str,
+                     where: Where) -> str | None:
     """Why `actor` may not decide on this gate now (None if they may): checked before a
     Reject form is opened, so nobody fills one in for nothing."""
     try:
-        release, gate, _ = await _target(services, version, gate_id)
+        release, gate, _ = await _target(services, version, gate_id, where)
         policy = services.config.release_policy(release.kind, gate.stage)
         approvals.reject(Release.from_json(release.to_json()), gate_id,
                          user_id=actor.user_id, user_name=actor.user_name, now=0.0, reason="",
@@ -44,13 +51,14 @@ async def may_decide(services: Services, actor: Actor, version: str, gate_id: st
 
 
 async def _decide(services: Services, actor: Actor, version: str, gate_id: str, verb: str,
-                  decision: Callable[..., Gate], **details: Any) -> tuple[Release, Gate, str] | str:
+                  decision: Callable[..., Gate], where: Where,
+                  **details: Any) -> tuple[Release, Gate, str] | str:
     """Apply `decision` (approvals.approve or .reject) atomically; a string is the answer to a
     refused or duplicate click, already audited."""
     store = services.store
     action = f"gate.{verb}"
     try:
-        release, gate, target = await _target(services, version, gate_id)
+        release, gate, target = await _target(services, version, gate_id, where)
         policy = services.config.release_policy(release.kind, gate.stage)
         eligible = await is_approver(services, policy, actor.user_id)
         release, gate = await store.update_release(
@@ -72,9 +80,12 @@ async def _decide(services: Services, actor: Actor, version: str, gate_id: str, 
     return release, gate, target
 
 
-async def approve(services: Services, actor: Actor, version: str, gate_id: str) -> str:
-    """Approve; returns the private answer for the person who clicked."""
-    done = await _decide(services, actor, version, gate_id, "approve", approvals.approve)
+async def approve(services: Services, actor: Actor, version: str, gate_id: str,
+                  where: Where) -> str:
+    """Approve from the button on the message at `where`; returns the private answer for the
+    person who clicked."""
+    done = await _decide(services, actor, version, gate_id, "approve", approvals.approve,
+                         where)
     if isinstance(done, str):
         return done
     release, gate, target = done
@@ -85,9 +96,9 @@ async def approve(services: Services, actor: Actor, version: str, gate_id: str) 
 
 
 async def reject(services: Services, actor: Actor, version: str, gate_id: str,
-                 reason: str) -> str:
+                 reason: str, where: Where) -> str:
     done = await _decide(services, actor, version, gate_id, "reject", approvals.reject,
-                         reason=reason)
+                         where, reason=reason)
     if isinstance(done, str):
         return done
     release, gate, _ = done

@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 from redis.exceptions import WatchError
 
-from bot import approvers, deploys, flag_messages, gitrepo
+from bot import approvers, deploys, flag_messages, gitrepo, monitor
+from bot.clicks import Where, refused, same_message
 from bot.config import Config
 from bot.flags import (
     Flag,
@@ -32,7 +33,6 @@ from bot.flags import (
     raises_exposure,
     read_flags,
 )
-from bot.incidents import CheckState
 from bot.process import CommandResult
 from bot.services import Services
 from bot.store import Actor
@@ -196,10 +196,20 @@ async def go(services: Services, request: FlagRequest) -> None:
             heartbeat=deploys.job_heartbeat(services.config))
 
 
-async def approve(services: Services, actor: Actor, request_id: str) -> str:
-    """Someone clicked Approve on a flag request; returns the private answer."""
+async def approve(services: Services, actor: Actor, request_id: str, where: Where) -> str:
+    """Someone clicked Approve on the flag request's message at `where`; returns the private
+    answer."""
     policy = services.config.flags.policy
     key = _key(services, request_id)
+    found = await load(services, request_id)
+    if found is None:
+        return await refused(services, actor, "flag.approve", f"{request_id}: unknown",
+                             "That flag request is gone.")
+    if not same_message(where, found.channel, found.ts):
+        return await refused(services, actor, "flag.approve",
+                             f"{request_id}: not on the request's message",
+                             "This button is not on the flag request's message; use the one "
+                             "there.")
     if not await approvers.is_approver(services, policy, actor.user_id):
         await services.store.audit(actor, "flag.approve", outcome="refused",
                                    reason=f"{request_id}: not an approver")
@@ -490,13 +500,9 @@ async def stop_ramp(services: Services, actor: Actor, name: str) -> str:
 
 async def critical_alert(services: Services, environment: str) -> str:
     """An open critical incident in `environment`, in words, or ""."""
-    keys = services.store.keys
-    names = [c.name for c in services.config.environment(environment).checks] + ["deploy"]
-    raws = await services.redis.mget([keys.check_state(environment, n) for n in names])
-    for name, raw in zip(names, raws, strict=True):
-        incident = CheckState.from_json(raw).incident if raw else None
-        if incident is not None and incident.critical:
-            return f"CRITICAL · {environment} · {name}: {incident.problem}"
+    for incident in await monitor.open_incidents(services, environment):
+        if incident.critical:
+            return f"CRITICAL · {environment} · {incident.check}: {incident.problem}"
     return ""
 
 

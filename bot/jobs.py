@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -50,10 +51,50 @@ class RcRequest:
     bump: str | None = None
     dry_run: bool = False
     kind: str = "rc"  # or "hotfix"
+    request_id: str = ""  # the command's, which holds the "being created" claim
 
     @property
     def actor(self) -> Actor:
         return Actor(self.user_id, self.user_name, self.channel_id)
+
+
+# How long a claim that a candidate is being created stands if its job never ends (a worker
+# that died with it); the job itself ends the claim as soon as it is done.
+CREATION_CLAIM_SECONDS = 300
+
+_END_CLAIM = """
+local raw = redis.call('GET', KEYS[1])
+if raw and cjson.decode(raw)['r'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    request_id: str
+    user_id: str
+    at: float
+
+
+async def claim_creation(services: Services, kind: str, request_id: str,
+                         user_id: str) -> Claim | None:
+    """Claim the creation of a candidate of `kind` for this command, before its ack; returns
+    the claim that stands instead if another command was first (two /release rc moments apart
+    make one candidate, and the second hears so)."""
+    key = services.store.keys.pending(kind)
+    mine = json.dumps({"r": request_id, "u": user_id, "at": services.store.clock()})
+    if await services.redis.set(key, mine, nx=True, ex=CREATION_CLAIM_SECONDS):
+        return None
+    raw = await services.redis.get(key)
+    if raw is None:  # ended meanwhile: try once more
+        return await claim_creation(services, kind, request_id, user_id)
+    other = json.loads(raw)
+    return Claim(str(other["r"]), str(other["u"]), float(other["at"]))
+
+
+async def end_creation(services: Services, kind: str, request_id: str) -> None:
+    """End this command's claim (never another's)."""
+    await services.redis.eval(_END_CLAIM, 1, services.store.keys.pending(kind), request_id)
 
 
 async def enqueue_rc(services: Services, request: RcRequest, request_id: str) -> None:
@@ -106,6 +147,12 @@ async def create_release_candidate(services: Services, req: RcRequest) -> Releas
                                        reason=f"{type(exc).__name__}: {exc}"[:500])
         await services.notifier.answer(req.response_url, messages.problem(text), text)
         return None
+    finally:
+        if req.request_id and not req.dry_run:
+            try:
+                await end_creation(services, req.kind, req.request_id)
+            except Exception:  # it expires by itself
+                log.warning("could not end the creation claim of %s", req.request_id)
 
 
 async def _create_release_candidate(services: Services, req: RcRequest) -> Release | None:

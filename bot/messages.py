@@ -156,9 +156,10 @@ def rollback_button(release: Release, environment: str) -> Block:
                                    "unlocks it. You will be asked why.", "Roll back")}]}
 
 
-def rollback_view(environment: str, version: str, channel: str) -> dict[str, Any]:
+def rollback_view(environment: str, version: str, ticket: str) -> dict[str, Any]:
+    """`ticket` binds the form to the click that opened it (bot.clicks.open_form)."""
     return {"type": "modal", "callback_id": ROLLBACK_VIEW,
-            "private_metadata": json.dumps({"e": environment, "v": version, "c": channel}),
+            "private_metadata": json.dumps({"t": ticket}),
             "title": {"type": "plain_text", "text": "Roll back"},
             "submit": {"type": "plain_text", "text": "Roll back"},
             "close": {"type": "plain_text", "text": "Cancel"},
@@ -170,10 +171,10 @@ def rollback_view(environment: str, version: str, channel: str) -> dict[str, Any
                                     "multiline": True, "max_length": 500}}]}
 
 
-def reject_view(release: Release, gate: Gate, channel: str) -> dict[str, Any]:
+def reject_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
+    """`ticket` binds the form to the click that opened it (bot.clicks.open_form)."""
     return {"type": "modal", "callback_id": REJECT_VIEW,
-            "private_metadata": json.dumps({"v": release.version, "g": gate.id,
-                                            "c": channel}),
+            "private_metadata": json.dumps({"t": ticket}),
             "title": {"type": "plain_text", "text": "Reject"},
             "submit": {"type": "plain_text", "text": "Reject"},
             "close": {"type": "plain_text", "text": "Cancel"},
@@ -183,6 +184,12 @@ def reject_view(release: Release, gate: Gate, channel: str) -> dict[str, Any]:
                         "label": {"type": "plain_text", "text": "Reason"},
                         "element": {"type": "plain_text_input", "action_id": "reason",
                                     "multiline": True, "max_length": 500}}]}
+
+
+def notice_view(title: str, text: str) -> dict[str, Any]:
+    """A form's answer shown in the form itself (it is replaced by this)."""
+    return {"type": "modal", "title": {"type": "plain_text", "text": title[:24]},
+            "close": {"type": "plain_text", "text": "Close"}, "blocks": [section(text)]}
 
 
 def deploy_line(env: str, deploy: Deploy | None) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from bot import health_messages as texts
 from bot.checks import Result, assess, baseline_ms, conditions
+from bot.clicks import Where, refused, same_message
 from bot.config import CheckConfig, EnvironmentConfig
 from bot.incidents import DEPLOY_CHECK, CheckState, Incident, step
 from bot.probe import Prober
@@ -269,6 +270,8 @@ async def tell(services: Services, what: str, incident: Incident, deployed_versi
         posted = await notifier.post(incident.channel, blocks, text,
                                      thread_ts=incident.thread_ts or None)
         incident.ts = str((posted or {}).get("ts", ""))
+        # The channel's ID as Slack answered (the config may name it): clicks carry the ID.
+        incident.channel = str((posted or {}).get("channel") or incident.channel)
         return
     if what == "resolve":
         await services.store.audit(BOT, "incident.resolve", environment=incident.environment,
@@ -309,13 +312,28 @@ async def _place(services: Services, environment: str,
 
 
 async def acknowledge(services: Services, actor: Actor, environment: str, check: str,
-                      incident_id: str) -> str:
-    """Someone clicked Acknowledge: reminders stop. The first click counts; audited."""
+                      incident_id: str, where: Where) -> str:
+    """Someone clicked Acknowledge on the incident's message at `where`: reminders stop. The
+    first click counts; every click is audited."""
     store, redis = services.store, services.redis
+    known = {e.name: {c.name for c in e.checks} | {DEPLOY_CHECK}
+             for e in services.config.environments}
+    if check not in known.get(environment, set()):
+        return await refused(services, actor, "incident.acknowledge",
+                             f"unknown check {environment}/{check}"[:200],
+                             "This button names no check I know; `/release health` shows "
+                             "them.")
     state = CheckState.from_json(await redis.get(store.keys.check_state(environment, check)))
     incident = state.incident
     if incident is None or incident.id != incident_id:
-        return "That incident is over; nothing to acknowledge."
+        return await refused(services, actor, "incident.acknowledge",
+                             f"{incident_id[:40]}: not open", "That incident is over; nothing "
+                             "to acknowledge.")
+    if not same_message(where, incident.channel, incident.ts):
+        return await refused(services, actor, "incident.acknowledge",
+                             f"{incident_id}: not on the incident's message",
+                             "This button is not on the incident's message; use the one "
+                             "there.")
     now = store.clock()
     first = await redis.set(store.keys.incident_ack(incident_id),
                             json.dumps({"user": actor.user_id, "at": now}), nx=True,
@@ -323,6 +341,9 @@ async def acknowledge(services: Services, actor: Actor, environment: str, check:
     if not first:
         raw = await redis.get(store.keys.incident_ack(incident_id))
         who = json.loads(raw)["user"] if raw else "someone"
+        await store.audit(actor, "incident.acknowledge", environment=environment,
+                          release=incident.version, outcome="duplicate",
+                          reason=f"{check}: acknowledged by {who} already")
         return f"<@{who}> already acknowledged it." if who != actor.user_id else \
             "You already acknowledged it."
     await store.audit(actor, "incident.acknowledge", environment=environment,
@@ -426,6 +447,15 @@ async def close_window(services: Services, environment: str, window: Window,
         await services.notifier.post(release.channel, blocks, text, thread_ts=release.message_ts)
     else:
         await services.notifier.post(services.config.slack.channel, blocks, text)
+
+
+async def open_incidents(services: Services, environment: str) -> list[Incident]:
+    """The incidents open in `environment` now, its failed deploy's included."""
+    keys = services.store.keys
+    names = [c.name for c in services.config.environment(environment).checks] + [DEPLOY_CHECK]
+    raws = await services.redis.mget([keys.check_state(environment, n) for n in names])
+    states = [CheckState.from_json(raw) for raw in raws if raw]
+    return [state.incident for state in states if state.incident is not None]
 
 
 # --- /release health -----------------------------------------------------------------------

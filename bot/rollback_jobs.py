@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from bot import deploys, gitrepo, messages, monitor, releases, rollbacks
 from bot.approvals import NoChange, Refusal
 from bot.approvers import is_approver
+from bot.clicks import Where, refused, same_message
 from bot.releases import TransitionError
 from bot.rollbacks import RollbackRequest
 from bot.services import Services
@@ -20,9 +23,18 @@ ROLLBACK = "rollback"
 APPROVE_ROLLBACK = "rollback_approve"
 
 
+@dataclass(frozen=True)
+class RollbackAnswer:
+    """The answer for the person who asked, and the request's message to post after the ack
+    (Slack's Web API is never called before an ack)."""
+
+    text: str
+    post: Callable[[], Awaitable[None]] | None = None
+
+
 async def request_rollback(services: Services, actor: Actor, environment: str,
-                           to: str | None, reason: str, now: float) -> str:
-    """Record the request; start it when its approvals are complete. Returns the answer."""
+                           to: str | None, reason: str, now: float) -> RollbackAnswer:
+    """Record the request; start it when its approvals are complete."""
     store, config = services.store, services.config
     history = await store.environment_history(environment)
     try:
@@ -31,7 +43,7 @@ async def request_rollback(services: Services, actor: Actor, environment: str,
     except Refusal as exc:
         await store.audit(actor, "rollback.request", environment=environment,
                           outcome="refused", reason=str(exc))
-        return f"No rollback: {exc}."
+        return RollbackAnswer(f"No rollback: {exc}.")
     current = history[0]
     request = RollbackRequest(
         id=secrets.token_hex(6), environment=environment, to_version=target["version"],
@@ -47,11 +59,35 @@ async def request_rollback(services: Services, actor: Actor, environment: str,
             actor, "rollback.approve")
     if rollbacks.ready(request, policy):
         await _start(services, request, actor)
-        return (f"⏪ Rolling back *{environment}* from `{request.from_version}` to "
-                f"`{request.to_tag}`…")
-    await _post_request(services, request, policy.required)
-    return (f"Rollback of *{environment}* to `{request.to_tag}` asked; it needs "
-            f"{policy.required - len(request.approvals)} more approval(s) in the channel.")
+        return RollbackAnswer(f"⏪ Rolling back *{environment}* from `{request.from_version}` "
+                              f"to `{request.to_tag}`…")
+    return RollbackAnswer(
+        f"Rollback of *{environment}* to `{request.to_tag}` asked; it needs "
+        f"{policy.required - len(request.approvals)} more approval(s) in the channel.",
+        post=partial(_post_request, services, request, policy.required))
+
+
+async def may_roll_back_from(services: Services, environment: str, version: str,
+                             where: Where) -> str | None:
+    """Why a Roll back button on the message at `where` may not open its form (None if it
+    may): the environment must still run `version`, and the button must be on the message of
+    the release running there or of an incident open there."""
+    if environment not in [e.name for e in services.config.environments]:
+        return "This button names no environment I know; use `/release rollback` instead."
+    current = (await services.store.environment_versions([environment]))[environment]
+    if current.get("version") != version:
+        return (f"*{environment}* no longer runs `{version}`, so this button would roll back "
+                "something else; use `/release rollback` instead.")
+    places: list[tuple[str | None, str | None]] = [
+        (i.channel, i.ts) for i in await monitor.open_incidents(services, environment)]
+    if current.get("release"):
+        release = await services.store.get_release(current["release"])
+        if release is not None:
+            places.append((release.channel, release.message_ts))
+    if not any(same_message(where, channel, ts) for channel, ts in places):
+        return (f"This button is not on the message of what runs in *{environment}*; use "
+                "`/release rollback` instead.")
+    return None
 
 
 async def _post_request(services: Services, request: RollbackRequest, required: int) -> None:
@@ -71,16 +107,30 @@ async def _post_request(services: Services, request: RollbackRequest, required: 
     release = await services.store.get_release(request.from_release) \
         if request.from_release else None
     if release and release.channel and release.message_ts:
-        await services.notifier.post(release.channel, blocks, text, thread_ts=release.message_ts)
+        posted = await services.notifier.post(release.channel, blocks, text,
+                                              thread_ts=release.message_ts)
     else:
-        await services.notifier.post(services.config.slack.channel, blocks, text)
+        posted = await services.notifier.post(services.config.slack.channel, blocks, text)
+    if posted and posted.get("ts"):
+        await services.store.update_rollback(
+            request.id, partial(rollbacks.placed, channel=str(posted.get("channel", "")),
+                                message_ts=str(posted["ts"])),
+            BOT, "rollback.posted")
 
 
-async def approve_rollback(services: Services, actor: Actor, request_id: str) -> str:
+async def approve_rollback(services: Services, actor: Actor, request_id: str,
+                           where: Where) -> str:
+    """An Approve click on the request's message at `where`; returns the private answer."""
     store = services.store
     request = await store.get_rollback(request_id)
     if request is None:
-        return "That rollback request is gone."
+        return await refused(services, actor, "rollback.approve", f"{request_id}: unknown",
+                             "That rollback request is gone.")
+    if not same_message(where, request.channel, request.message_ts):
+        return await refused(services, actor, "rollback.approve",
+                             f"{request_id}: not on the request's message",
+                             "This button is not on the rollback request's message; use the "
+                             "one there.")
     policy = rollbacks.rollback_policy(services.config, request.environment)
     eligible = await is_approver(services, policy, actor.user_id)
     try:

@@ -92,6 +92,11 @@ def approve(request: RollbackRequest, *, user_id: str, user_name: str, now: floa
     request.approvals.append(Approval(user_id=user_id, user_name=user_name, at=now))
 
 
+def placed(request: RollbackRequest, *, channel: str, message_ts: str) -> None:
+    """Where the request was posted: its Approve buttons count only on that message."""
+    request.channel, request.message_ts = channel, message_ts
+
+
 def ready(request: RollbackRequest, policy: ApprovalPolicy) -> bool:
     return request.status == "waiting" and len(request.approvals) >= policy.required
 

@@ -75,6 +75,9 @@ class Services:
     status: SharedRead[list[Block]] = field(init=False)
     # Work a handler starts after its ack without the queue (the flag kill switch).
     _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
+    # User-group lookups in flight (bot.approvers), shared by everyone who asks meanwhile.
+    group_lookups: dict[str, asyncio.Task[frozenset[str]]] = field(init=False,
+                                                                    default_factory=dict)
 
     def __post_init__(self) -> None:
         self.status = SharedRead(lambda: status_blocks(self.store, self.config))

@@ -15,12 +15,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 
 from bot.releases import Release, TransitionError
 from bot.rollbacks import RollbackRequest
 
 T = TypeVar("T")
+
+# The state store cannot be reached right now (down, hung past a deadline, connection lost):
+# what callers catch to say so instead of failing.
+UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,17 @@ class Keys:
 
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}once:{key}"
+
+    def pending(self, kind: str) -> str:
+        """A candidate of `kind` (rc, hotfix) being created: who asked, for which command."""
+        return f"{self.prefix}pending:{kind}"
+
+    def form(self, ticket: str) -> str:
+        """A form the bot opened for one click: who may send it, and what it is for."""
+        return f"{self.prefix}form:{ticket}"
+
+    def usergroup(self, group: str) -> str:
+        return f"{self.prefix}usergroup:{group}"
 
     def render(self, version: str) -> str:
         return f"{self.prefix}render:{version}"

@@ -108,7 +108,9 @@ async def test_reject_asks_for_a_reason_and_stops_the_candidate(start_bot, git_r
     await bot.click(message_of(bot), "gate_reject", gate="qa")
     opened = await bot.slack.wait_for(lambda: bot.slack.calls_to("views.open"))
     view = opened[0].params["view"]
-    assert json.loads(view["private_metadata"])["g"] == "qa"
+    # The form carries only its ticket (bound to this click); it is about QA.
+    assert set(json.loads(view["private_metadata"])) == {"t"}
+    assert "Reject *Manual QA*" in bot.slack.text_of(view["blocks"])
 
     status, body = await bot.submit_view(view, {"reason": " "})
     assert status == 200 and json.loads(body)["response_action"] == "errors"

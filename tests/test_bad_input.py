@@ -184,4 +184,4 @@ async def test_every_command_is_on_the_audit_trail(start_bot, git_remote, tmp_pa
         ("U0CAROL", "C0DEV", "/release status", "ok"),
         ("U0CAROL", "C0DEV", "/release help", "ok"),
         ("U0CAROL", "C0DEV", "/release frobnicate", "invalid"),
-        ("U0CAROL", "C0DEV", "/release lock prod --reason x", "ok")]
+        ("U0CAROL", "C0DEV", "/release lock prod --reason x", "invalid")]

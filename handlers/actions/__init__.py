@@ -1,3 +1,5 @@
+import re
+
 from slack_bolt.async_app import AsyncApp
 
 from bot.flag_jobs import APPROVE_ACTION as APPROVE_FLAG
@@ -8,6 +10,7 @@ from handlers.actions.flag_buttons import approve_flag_clicked
 from handlers.actions.gate_buttons import approve_clicked, reject_clicked
 from handlers.actions.incident_buttons import acknowledge_clicked
 from handlers.actions.rollback_buttons import approve_rollback_clicked, rollback_clicked
+from handlers.actions.unknown import unknown_clicked
 
 
 def register(app: AsyncApp) -> None:
@@ -17,3 +20,5 @@ def register(app: AsyncApp) -> None:
     app.action(APPROVE_ROLLBACK)(approve_rollback_clicked)
     app.action(ACK_ACTION)(acknowledge_clicked)
     app.action(APPROVE_FLAG)(approve_flag_clicked)
+    # Last: Bolt runs the first listener that matches, so this only gets what no other does.
+    app.action(re.compile(".*"))(unknown_clicked)

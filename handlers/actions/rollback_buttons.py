@@ -1,60 +1,55 @@
-"""The Rollback button of a live release, and Approve on a rollback request."""
+"""The Rollback button of a live release (or of an incident), and Approve on a rollback
+request."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
-from bot import messages, rollback_jobs
+from bot import clicks, messages, rollback_jobs
 from bot.services import Services
-from bot.store import Actor
-
-
-def actor_of(body: dict[str, Any]) -> Actor:
-    user = body.get("user") or {}
-    return Actor(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""),
-                 str((body.get("channel") or {}).get("id", "")))
-
-
-def _value(body: dict[str, Any]) -> dict[str, str]:
-    try:
-        value = json.loads(body["actions"][0]["value"])
-    except (KeyError, IndexError, TypeError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
+from handlers.answers import answer_click
+from handlers.payloads import button_value, click_actor, clicked_message
 
 
 async def rollback_clicked(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
                            respond: AsyncRespond) -> None:
     await ack()
-    services: Services = context["services"]
-    value = _value(body)
-    env, version = value.get("e", ""), value.get("v", "")
-    current = (await services.store.environment_versions([env])).get(env, {}) if env else {}
-    if not env or current.get("version") != version:
-        text = (f"*{env or 'That environment'}* no longer runs `{version}`, so this button "
-                "would roll back something else; use `/release rollback` instead.")
-        await respond(response_type="ephemeral", replace_original=False, text=text,
-                      blocks=messages.problem(text))
-        return
-    actor = actor_of(body)
+    await answer_click(respond, open_rollback_form(context["services"], body, context))
+
+
+async def open_rollback_form(services: Services, body: dict[str, Any],
+                             context: AsyncBoltContext) -> str:
+    actor, value, where = click_actor(body), button_value(body), clicked_message(body)
+    if value is None or "e" not in value or "v" not in value:
+        return await clicks.refused(services, actor, "rollback.request", "damaged button",
+                                    "That button is damaged; use `/release rollback` instead.")
+    env, version = value["e"], value["v"]
+    refusal = await rollback_jobs.may_roll_back_from(services, env, version, where)
+    if refusal is not None:
+        return await clicks.refused(services, actor, "rollback.request", refusal, refusal)
+    ticket = await clicks.open_form(services, actor, "rollback", {
+        "e": env, "v": version, "channel": where[0], "ts": where[1]})
     try:
         await context.client.views_open(trigger_id=body["trigger_id"],
-                                        view=messages.rollback_view(env, version,
-                                                                    actor.channel))
+                                        view=messages.rollback_view(env, version, ticket))
     except SlackApiError as exc:
-        await respond(response_type="ephemeral", replace_original=False,
-                      text=f"Slack would not open the form ({exc.response.get('error')}).")
+        return f"Slack would not open the form ({exc.response.get('error')}); click again."
+    return ""  # the form is the answer
 
 
 async def approve_rollback_clicked(ack: AsyncAck, body: dict[str, Any],
                                    context: AsyncBoltContext, respond: AsyncRespond) -> None:
     await ack()
-    services: Services = context["services"]
-    request_id = _value(body).get("r", "")
-    answer = await rollback_jobs.approve_rollback(services, actor_of(body), request_id)
-    await respond(response_type="ephemeral", replace_original=False, text=answer,
-                  blocks=messages.note(answer))
+    await answer_click(respond, approve(context["services"], body))
+
+
+async def approve(services: Services, body: dict[str, Any]) -> str:
+    actor, value = click_actor(body), button_value(body)
+    if value is None or "r" not in value:
+        return await clicks.refused(services, actor, "rollback.approve", "damaged button",
+                                    "That button is damaged; use the one on the request.")
+    return await rollback_jobs.approve_rollback(services, actor, value["r"],
+                                                clicked_message(body))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import Any
 
-from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot import flag_jobs, flag_messages
@@ -21,7 +20,13 @@ from bot.flag_commands import (
 from bot.flags import FlagsError
 from bot.gitrepo import GitError
 from bot.services import Services
-from handlers.commands.release import BEFORE_ACK_BUDGET, actor_of, audit_command, request_id
+from bot.store import UNREACHABLE
+from handlers.answers import before_ack
+from handlers.commands.release import Answer, audit_command, request_id
+from handlers.payloads import command_actor
+
+STORE_DOWN = ("I cannot reach my state store (Redis) right now, so nothing was changed. "
+              "Try again in a minute.")
 
 
 async def flag_command(ack: AsyncAck, command: dict[str, Any],
@@ -32,60 +37,63 @@ async def flag_command(ack: AsyncAck, command: dict[str, Any],
 
 async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> str:
     try:
+        answer = await before_ack(answer_for(services, command))
+    except UNREACHABLE:
+        answer = Answer(STORE_DOWN, flag_messages.problem(STORE_DOWN), "failed")
+    if answer.text is None:
+        await ack()
+    else:
+        await ack(response_type="ephemeral", text=answer.text, blocks=answer.blocks)
+    if answer.after is not None:
+        await answer.after()
+    return answer.outcome
+
+
+def note(text: str, outcome: str = "ok") -> Answer:
+    return Answer(text, flag_messages.note(text), outcome)
+
+
+async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
+    """Everything a /flag does before its ack."""
+    try:
         parsed = parse_flag_command(command.get("text") or "")
     except CommandError as exc:
-        await ack(response_type="ephemeral", text=str(exc),
-                  blocks=flag_messages.problem(str(exc)))
-        return "invalid"
+        return Answer(str(exc), flag_messages.problem(str(exc)), "invalid")
     if isinstance(parsed, FlagHelp):
-        await ack(response_type="ephemeral", text="/flag help",
-                  blocks=flag_messages.note(FLAG_USAGE))
-        return "ok"
-    actor, response_url = actor_of(command), command.get("response_url")
+        return Answer("/flag help", flag_messages.note(FLAG_USAGE))
+    actor, response_url = command_actor(command), command.get("response_url")
     if isinstance(parsed, ListFlags):
-        await ack(response_type="ephemeral", text="Reading the flags…")
-        services.spawn(answer_list(services, response_url))
-        return "ok"
-    try:
-        if isinstance(parsed, RampFlag) and parsed.stop:
-            text = await asyncio.wait_for(flag_jobs.stop_ramp(services, actor, parsed.name),
-                                          BEFORE_ACK_BUDGET)
-            await ack(response_type="ephemeral", text=text, blocks=flag_messages.note(text))
-            return "ok"
-        if not await services.store.first_time(f"command:{request_id(command)}"):
-            await ack()
-            return "duplicate"
-        now = services.store.clock()
-        if isinstance(parsed, RampFlag):
-            request = flag_jobs.new_request(actor, "ramp", parsed.name, now,
-                                            steps=list(parsed.steps),
-                                            every_seconds=parsed.every_seconds,
-                                            response_url=response_url)
-        else:
-            assert isinstance(parsed, ChangeFlag)
-            change = parsed.change
-            request = flag_jobs.new_request(actor, change.operation, change.name, now,
-                                            percentage=change.percentage,
-                                            description=change.description,
-                                            response_url=response_url)
-        if request.operation == "disable":
-            # The kill switch: no approvals, no queue; straight to work after the ack.
-            await ack(response_type="ephemeral", text=f"Switching off {request.name}…",
-                      blocks=flag_messages.note(f"🛑 Switching off `{request.name}`…"))
-            services.spawn(flag_jobs.start_request(services, request))
-            return "ok"
-        await asyncio.wait_for(flag_jobs.enqueue_request(services, request, request_id(command)),
-                               BEFORE_ACK_BUDGET)
-    except (RedisError, TimeoutError):
-        text = ("I cannot reach my state store (Redis) right now, so nothing was changed. "
-                "Try again in a minute.")
-        await ack(response_type="ephemeral", text=text, blocks=flag_messages.problem(text))
-        return "failed"
+        return Answer("Reading the flags…", after=partial(answer_list, services, response_url))
+    if isinstance(parsed, RampFlag) and parsed.stop:
+        return note(await flag_jobs.stop_ramp(services, actor, parsed.name))
+    if not await services.store.first_time(f"command:{request_id(command)}"):
+        return Answer(None, outcome="duplicate")
+    now = services.store.clock()
+    if isinstance(parsed, RampFlag):
+        request = flag_jobs.new_request(actor, "ramp", parsed.name, now,
+                                        steps=list(parsed.steps),
+                                        every_seconds=parsed.every_seconds,
+                                        response_url=response_url)
+    else:
+        assert isinstance(parsed, ChangeFlag)
+        change = parsed.change
+        request = flag_jobs.new_request(actor, change.operation, change.name, now,
+                                        percentage=change.percentage,
+                                        description=change.description,
+                                        response_url=response_url)
+    if request.operation == "disable":
+        # The kill switch: no approvals, no queue; straight to work after the ack.
+        return Answer(f"Switching off {request.name}…",
+                      flag_messages.note(f"🛑 Switching off `{request.name}`…"),
+                      after=partial(spawn, services, request))
+    await flag_jobs.enqueue_request(services, request, request_id(command))
     words = flag_messages.change_words(request)
-    await ack(response_type="ephemeral", text=f"On it: {words}",
-              blocks=flag_messages.note(f"⏳ On it: {words}. Follow it in "
-                                        f"{services.config.slack.channel}."))
-    return "ok"
+    return Answer(f"On it: {words}", flag_messages.note(
+        f"⏳ On it: {words}. Follow it in {services.config.slack.channel}."))
+
+
+async def spawn(services: Services, request: flag_jobs.FlagRequest) -> None:
+    services.spawn(flag_jobs.start_request(services, request))
 
 
 async def answer_list(services: Services, response_url: str | None) -> None:

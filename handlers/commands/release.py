@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot import environments, health_messages, jobs, messages, monitor, rollback_jobs
@@ -29,15 +30,33 @@ from bot.commands import (
     parse_release_command,
 )
 from bot.environments import UnknownEnvironment
-from bot.locks import LockRefused
+from bot.locks import LockRefused, format_age
+from bot.logs import loggable
 from bot.services import Services
-from bot.store import Actor
+from bot.store import UNREACHABLE
+from handlers.answers import STORE_DOWN, before_ack
+from handlers.payloads import command_actor
 
 log = logging.getLogger(__name__)
 
 
-# Redis work before the ack gets this long, so Slack always hears back within its 3 seconds.
-BEFORE_ACK_BUDGET = 2.0
+@dataclass(frozen=True)
+class Answer:
+    """What the ack says (None: a silent ack, for a re-delivery), the outcome for the audit
+    entry, and work that may run only after the ack."""
+
+    text: str | None
+    blocks: list[messages.Block] | None = None
+    outcome: str = "ok"
+    after: Callable[[], Awaitable[None]] | None = None
+
+
+def say(text: str, outcome: str = "ok") -> Answer:
+    return Answer(text, messages.note(text), outcome)
+
+
+def problem(text: str, outcome: str = "invalid") -> Answer:
+    return Answer(text, messages.problem(text), outcome)
 
 
 async def release_command(ack: AsyncAck, command: dict[str, Any],
@@ -50,114 +69,97 @@ async def audit_command(services: Services, command: dict[str, Any], outcome: st
     """After the ack (Bolt has answered Slack by now): every command is on the audit trail."""
     text = f"{command.get('command') or '/release'} {command.get('text') or ''}"
     try:
-        await services.store.audit(actor_of(command), "command", outcome=outcome,
+        await services.store.audit(command_actor(command), "command", outcome=outcome,
                                    reason=text[:1000])
-    except RedisError:
-        log.warning("could not audit %s", text, exc_info=True)
+    except UNREACHABLE:
+        log.warning("could not audit %s", loggable(text, 200))
 
 
 async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> str:
     """Answer one /release; returns the outcome for the audit entry."""
     try:
+        answer = await before_ack(answer_for(services, command))
+    except UNREACHABLE:
+        # The ack goes out once the work is safely queued: if Redis does not answer in time,
+        # the person hears that nothing was started instead of a promise never kept.
+        log.warning("/release %s: Redis unavailable", loggable(command.get("text"), 200))
+        answer = problem(STORE_DOWN, "failed")
+    if answer.text is None:
+        await ack()
+    else:
+        await ack(response_type="ephemeral", text=answer.text, blocks=answer.blocks)
+    if answer.after is not None:
+        await answer.after()
+    return answer.outcome
+
+
+async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
+    """Everything a /release does before its ack: parse, check, record, queue."""
+    try:
         parsed = parse_release_command(command.get("text") or "")
     except CommandError as exc:
-        await ack(response_type="ephemeral", text=str(exc), blocks=messages.problem(str(exc)))
-        return "invalid"
+        return problem(str(exc))
+    config = services.config
     if isinstance(parsed, HelpCommand):
-        await ack(response_type="ephemeral", text="releasebot help",
-                  blocks=messages.help_message())
-        return "ok"
-    try:
-        # The ack goes out once the work is safely queued: if this process dies first, the
-        # person sees Slack's error instead of a promise that is never kept.
-        if isinstance(parsed, StatusCommand):
-            blocks = await asyncio.wait_for(services.status(), BEFORE_ACK_BUDGET)
-            await ack(response_type="ephemeral", text="Release status", blocks=blocks)
-        elif isinstance(parsed, HealthCommand):
-            if parsed.environment is not None:
-                try:
-                    environments.check_environment(services.config, parsed.environment)
-                except UnknownEnvironment as exc:
-                    await ack(response_type="ephemeral", text=str(exc),
-                              blocks=messages.problem(str(exc)))
-                    return "invalid"
-            rows = await asyncio.wait_for(monitor.health_rows(services, parsed.environment),
-                                          BEFORE_ACK_BUDGET)
-            await ack(response_type="ephemeral", text="Health checks",
-                      blocks=health_messages.health_report(rows, services.store.clock()))
-        elif isinstance(parsed, RollbackCommand):
-            env = parsed.environment or services.config.last_environment.name
+        return Answer("releasebot help", messages.help_message())
+    if isinstance(parsed, StatusCommand):
+        return Answer("Release status", await services.status())
+    if isinstance(parsed, AuditCommand):
+        return Answer("Reading the audit trail…",
+                      after=partial(post_audit, services, command, parsed))
+    if isinstance(parsed, HealthCommand):
+        if parsed.environment is not None:
             try:
-                environments.check_environment(services.config, env)
+                environments.check_environment(config, parsed.environment)
             except UnknownEnvironment as exc:
-                await ack(response_type="ephemeral", text=str(exc),
-                          blocks=messages.problem(str(exc)))
-                return "invalid"
-            if not await services.store.first_time(f"command:{request_id(command)}"):
-                await ack()
-                return "duplicate"
-            text = await asyncio.wait_for(rollback_jobs.request_rollback(
-                services, actor_of(command), env, parsed.to, parsed.reason,
-                services.store.clock()), BEFORE_ACK_BUDGET)
-            await ack(response_type="ephemeral", text=text, blocks=messages.note(text))
-        elif isinstance(parsed, AuditCommand):
-            await ack(response_type="ephemeral", text="Reading the audit trail…")
-            await post_audit(services, command, parsed)
-        elif isinstance(parsed, FinalCommand):
-            text = await asyncio.wait_for(start_final(services, command, parsed),
-                                          BEFORE_ACK_BUDGET)
-            await ack(response_type="ephemeral", text=text, blocks=messages.note(text))
-        elif isinstance(parsed, LockCommand | UnlockCommand):
-            await lock_command(ack, services, command, parsed)
-        elif isinstance(parsed, HotfixCommand):
-            rc = RcCommand(description=parsed.description, issue=parsed.issue)
-            await asyncio.wait_for(start_rc(services, command, rc, kind="hotfix"),
-                                   BEFORE_ACK_BUDGET)
-            await ack(response_type="ephemeral", text="Creating a hotfix…",
-                      blocks=messages.note("🚑 Creating a hotfix of what runs in "
-                                           f"*{services.config.last_environment.name}*…"))
-        elif isinstance(parsed, RcCommand):
-            await asyncio.wait_for(start_rc(services, command, parsed), BEFORE_ACK_BUDGET)
-            await ack(response_type="ephemeral", text="Creating a release candidate…",
-                      blocks=messages.rc_started(services.config.repository.branch,
-                                                 services.config.slack.channel,
-                                                 dry_run=parsed.dry_run))
-    except (RedisError, TimeoutError):
-        log.warning("/release %s: Redis unavailable", command.get("text"), exc_info=True)
-        text = ("I cannot reach my state store (Redis) right now, so nothing was started or "
-                "changed. Try again in a minute; if it persists, tell whoever runs releasebot.")
-        await ack(response_type="ephemeral", text=text, blocks=messages.problem(text))
-        return "failed"
-    return "ok"
+                return problem(str(exc))
+        rows = await monitor.health_rows(services, parsed.environment)
+        return Answer("Health checks", health_messages.health_report(rows,
+                                                                      services.store.clock()))
+    if isinstance(parsed, LockCommand | UnlockCommand):
+        return await lock_command(services, command, parsed)
+    if isinstance(parsed, RollbackCommand):
+        env = parsed.environment or config.last_environment.name
+        try:
+            environments.check_environment(config, env)
+        except UnknownEnvironment as exc:
+            return problem(str(exc))
+        if not await services.store.first_time(f"command:{request_id(command)}"):
+            return Answer(None, outcome="duplicate")
+        asked = await rollback_jobs.request_rollback(
+            services, command_actor(command), env, parsed.to, parsed.reason,
+            services.store.clock())
+        return Answer(asked.text, messages.note(asked.text), after=asked.post)
+    if isinstance(parsed, FinalCommand):
+        return say(await start_final(services, command, parsed))
+    if isinstance(parsed, HotfixCommand):
+        rc = RcCommand(description=parsed.description, issue=parsed.issue)
+        return await start_rc(services, command, rc, kind="hotfix")
+    assert isinstance(parsed, RcCommand)
+    return await start_rc(services, command, parsed)
 
 
-def actor_of(command: dict[str, Any]) -> Actor:
-    return Actor(command.get("user_id", ""), command.get("user_name", ""),
-                 command.get("channel_id", ""))
-
-
-async def lock_command(ack: AsyncAck, services: Services, command: dict[str, Any],
-                       parsed: LockCommand | UnlockCommand) -> None:
-    actor = actor_of(command)
+async def lock_command(services: Services, command: dict[str, Any],
+                       parsed: LockCommand | UnlockCommand) -> Answer:
+    actor = command_actor(command)
     try:
         if isinstance(parsed, LockCommand):
-            outcome = await asyncio.wait_for(environments.lock(
-                services, actor, parsed.environment, parsed.reason, parsed.force),
-                BEFORE_ACK_BUDGET)
+            outcome = await environments.lock(services, actor, parsed.environment,
+                                              parsed.reason, parsed.force)
         else:
-            outcome = await asyncio.wait_for(environments.unlock(
-                services, actor, parsed.environment, parsed.force), BEFORE_ACK_BUDGET)
+            outcome = await environments.unlock(services, actor, parsed.environment,
+                                                parsed.force)
     except (UnknownEnvironment, LockRefused) as exc:
         verb = "lock" if isinstance(parsed, LockCommand) else "unlock"
-        text = str(exc) if isinstance(exc, UnknownEnvironment) else \
-            f"I did not {verb} *{parsed.environment}*: {exc}."
-        await ack(response_type="ephemeral", text=text, blocks=messages.problem(text))
-        return
-    await ack(response_type="ephemeral", text=outcome.answer,
-              blocks=messages.note(outcome.answer))
-    if outcome.announcement:
-        await services.notifier.post(services.config.slack.channel,
-                                     messages.note(outcome.announcement), outcome.announcement)
+        if isinstance(exc, UnknownEnvironment):
+            return problem(str(exc))
+        return problem(f"I did not {verb} *{parsed.environment}*: {exc}.", "refused")
+    announcement = outcome.announcement
+    if announcement is None:
+        return say(outcome.answer)
+    return Answer(outcome.answer, messages.note(outcome.answer),
+                  after=partial(services.notifier.post, services.config.slack.channel,
+                                messages.note(announcement), announcement))
 
 
 async def post_audit(services: Services, command: dict[str, Any], parsed: AuditCommand) -> None:
@@ -172,7 +174,7 @@ async def post_audit(services: Services, command: dict[str, Any], parsed: AuditC
             return
     entries = [e async for e in read_entries(services.redis, services.store.keys.audit,
                                              release=version)]
-    await services.store.audit(actor_of(command), "audit.read", release=version or "")
+    await services.store.audit(command_actor(command), "audit.read", release=version or "")
     await services.notifier.answer(command.get("response_url"),
                                    audit_message(version, entries), "Audit trail")
 
@@ -192,7 +194,7 @@ async def find_release_version(services: Services, name: str) -> str | None:
 async def start_final(services: Services, command: dict[str, Any],
                       parsed: FinalCommand) -> str:
     """Queue the promotion of the newest open candidate, or say what it still lacks."""
-    actor = actor_of(command)
+    actor = command_actor(command)
     candidates = [r for r in await services.store.releases_in_flight()
                   if r.phase == "active" and not r.superseded_by and not r.final_tag]
     if not candidates:
@@ -220,14 +222,32 @@ def request_id(command: dict[str, Any]) -> str:
 
 
 async def start_rc(services: Services, command: dict[str, Any], parsed: RcCommand,
-                   kind: str = "rc") -> None:
+                   kind: str = "rc") -> Answer:
     rid = request_id(command)
     if not await services.store.first_time(f"command:{rid}"):
-        return  # a re-delivery of a command we already took
-    actor = actor_of(command)
+        return Answer(None, outcome="duplicate")  # a re-delivery of a command we already took
+    actor = command_actor(command)
+    if not parsed.dry_run:
+        busy = await jobs.claim_creation(services, kind, rid, actor.user_id)
+        if busy is not None:
+            return say(f"⏳ A {'hotfix' if kind == 'hotfix' else 'candidate'} is already being "
+                       f"created (asked by {messages.mention(busy.user_id)} "
+                       f"{format_age(services.store.clock() - busy.at)} ago); follow it in "
+                       f"{messages.channel_ref(services.config.slack.channel)}.", "duplicate")
     request = jobs.RcRequest(
         user_id=actor.user_id, user_name=actor.user_name, channel_id=actor.channel,
         response_url=command.get("response_url"),
         description=parsed.description, issue=parsed.issue, bump=parsed.bump,
-        dry_run=parsed.dry_run, kind=kind)
-    await jobs.enqueue_rc(services, request, rid)
+        dry_run=parsed.dry_run, kind=kind, request_id=rid)
+    try:
+        await jobs.enqueue_rc(services, request, rid)
+    except BaseException:
+        if not parsed.dry_run:
+            await jobs.end_creation(services, kind, rid)
+        raise
+    if kind == "hotfix":
+        return say("🚑 Creating a hotfix of what runs in "
+                   f"*{services.config.last_environment.name}*…")
+    return Answer("Creating a release candidate…",
+                  messages.rc_started(services.config.repository.branch,
+                                      services.config.slack.channel, dry_run=parsed.dry_run))

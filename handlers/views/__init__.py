@@ -1,10 +1,15 @@
+import re
+
 from slack_bolt.async_app import AsyncApp
 
 from bot.messages import REJECT_VIEW, ROLLBACK_VIEW
 from handlers.views.reject_reason import reject_submitted
 from handlers.views.rollback_reason import rollback_submitted
+from handlers.views.unknown import unknown_submitted
 
 
 def register(app: AsyncApp) -> None:
     app.view(REJECT_VIEW)(reject_submitted)
     app.view(ROLLBACK_VIEW)(rollback_submitted)
+    # Last: only what no listener above takes.
+    app.view(re.compile(".*"))(unknown_submitted)

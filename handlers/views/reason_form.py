@@ -1,22 +1,30 @@
-"""What the Reject and Rollback forms share: a required reason, who sent it, and a private
-answer in the channel the form was opened from."""
+"""What the Reject and Rollback forms share: a required reason, the click that opened the form
+(its ticket), who sent it, and a private answer in the channel the form was opened from."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
+from bot import clicks, messages
 from bot.commands import CommandError, check_text
-from bot.store import Actor
+from bot.services import Services
+from bot.store import UNREACHABLE, Actor
+from handlers.answers import STORE_DOWN, before_ack
+from handlers.payloads import click_actor, form_metadata
+
+NOT_OURS = ("This form was not opened for you by releasebot, or it was sent already, so "
+            "nothing was done. Click the button on the message again.")
 
 
-async def take_reason(ack: AsyncAck, view: dict[str, Any],
-                      why: str) -> tuple[str, dict[str, Any]] | None:
-    """The reason and the form's metadata, or None (after telling Slack what is wrong)."""
+async def take_form(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
+                    services: Services, kind: str,
+                    why: str) -> tuple[str, dict[str, str], Actor] | None:
+    """The reason, what the form is about (from the ticket of the click that opened it) and
+    who sent it from where; or None, after telling the sender in the form what is wrong."""
     values = view.get("state", {}).get("values", {})
     typed = str((values.get("reason", {}).get("reason", {}) or {}).get("value") or "")
     # The box is multi-line for typing comfort; the reason is kept as one line.
@@ -29,18 +37,22 @@ async def take_reason(ack: AsyncAck, view: dict[str, Any],
     except CommandError as exc:
         await ack(response_action="errors", errors={"reason": str(exc)})
         return None
-    await ack()
+    sender = click_actor(body, channel="")
+    meta = form_metadata(view) or {}
     try:
-        meta = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
-        return None  # not a form we made
-    return (reason, meta) if isinstance(meta, dict) else None
-
-
-def sender(body: dict[str, Any], channel: str) -> Actor:
-    user = body.get("user") or {}
-    return Actor(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""),
-                 channel)
+        form = await before_ack(clicks.take_form(services, meta.get("t", ""), sender.user_id,
+                                                 kind))
+    except UNREACHABLE:
+        await ack(response_action="update", view=messages.notice_view("Not sent", STORE_DOWN))
+        return None
+    if form is None:
+        await ack(response_action="update", view=messages.notice_view("Not sent", NOT_OURS))
+        with contextlib.suppress(*UNREACHABLE):  # answered already
+            await clicks.refused(services, sender, f"form.{kind}", "a form the bot did not "
+                                 "open for this person, or sent twice", NOT_OURS)
+        return None
+    await ack()
+    return reason, form, Actor(sender.user_id, sender.user_name, form.get("channel", ""))
 
 
 async def answer_privately(context: AsyncBoltContext, actor: Actor, text: str) -> None:

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot import decisions
-from handlers.views.reason_form import answer_privately, sender, take_reason
+from bot.store import UNREACHABLE
+from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
+from handlers.views.reason_form import answer_privately, take_form
 
 
 async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
                            context: AsyncBoltContext) -> None:
-    taken = await take_reason(ack, view, "Say why, so the requester knows what to fix.")
-    if taken is None or "v" not in taken[1] or "g" not in taken[1]:
+    services = context["services"]
+    taken = await take_form(ack, body, view, services, "reject",
+                            "Say why, so the requester knows what to fix.")
+    if taken is None:
         return
-    reason, meta = taken
-    actor = sender(body, str(meta.get("c", "")))
-    answer = await decisions.reject(context["services"], actor, str(meta["v"]),
-                                    str(meta["g"]), reason)
+    reason, form, actor = taken
+    try:
+        answer = await asyncio.wait_for(decisions.reject(
+            services, actor, form["v"], form["g"], reason, (form["channel"], form["ts"])),
+            AFTER_ACK_BUDGET)
+    except UNREACHABLE:
+        answer = CLICK_STORE_DOWN
     await answer_privately(context, actor, answer)

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot import rollback_jobs
-from handlers.views.reason_form import answer_privately, sender, take_reason
+from bot.store import UNREACHABLE
+from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
+from handlers.views.reason_form import answer_privately, take_form
 
 
 async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
                              context: AsyncBoltContext) -> None:
-    taken = await take_reason(ack, view, "Say why, so the team knows what to fix.")
-    if taken is None or "e" not in taken[1]:
-        return
-    reason, meta = taken
-    actor = sender(body, str(meta.get("c", "")))
     services = context["services"]
-    answer = await rollback_jobs.request_rollback(services, actor, str(meta["e"]), None, reason,
-                                                  services.store.clock())
-    await answer_privately(context, actor, answer)
+    taken = await take_form(ack, body, view, services, "rollback",
+                            "Say why, so the team knows what to fix.")
+    if taken is None:
+        return
+    reason, form, actor = taken
+    try:
+        answer = await asyncio.wait_for(rollback_jobs.request_rollback(
+            services, actor, form["e"], None, reason, services.store.clock()),
+            AFTER_ACK_BUDGET)
+    except UNREACHABLE:
+        await answer_privately(context, actor, CLICK_STORE_DOWN)
+        return
+    await answer_privately(context, actor, answer.text)
+    if answer.post is not None:
+        await answer.post()

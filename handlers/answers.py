@@ -1,0 +1,53 @@
+"""How listeners answer in time, whatever the state store does.
+
+Before an ack, every Redis call of a command runs inside one budget, so Slack hears back within
+its 3 seconds even when Redis hangs; after the ack, a click's work is bounded too, and an
+unreachable Redis is an answer ("nothing was recorded"), not silence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from slack_bolt.async_app import AsyncRespond
+
+from bot import messages
+from bot.store import UNREACHABLE
+
+T = TypeVar("T")
+
+# Redis work before the ack gets this long, so Slack always hears back within its 3 seconds.
+BEFORE_ACK_BUDGET = 2.0
+# A click is acked at once; what it then does may take this long before the person is told.
+AFTER_ACK_BUDGET = 5.0
+
+STORE_DOWN = ("I cannot reach my state store (Redis) right now, so nothing was started or "
+              "changed. Try again in a minute; if it persists, tell whoever runs releasebot.")
+CLICK_STORE_DOWN = ("I cannot reach my state store (Redis) right now; nothing was recorded. "
+                    "Try again in a minute.")
+
+
+async def before_ack(work: Awaitable[T]) -> T:
+    """`work` within the before-ack budget (raises TimeoutError past it)."""
+    return await asyncio.wait_for(work, BEFORE_ACK_BUDGET)
+
+
+def store_down(exc: BaseException) -> bool:
+    return isinstance(exc, UNREACHABLE)
+
+
+async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
+    """Tell the person who clicked what their click did, within the after-ack budget ("" is
+    no answer: the click opened a form, which is its answer)."""
+    try:
+        text = await asyncio.wait_for(work, AFTER_ACK_BUDGET)
+    except UNREACHABLE:
+        text = CLICK_STORE_DOWN
+    if text:
+        await say_privately(respond, text)
+
+
+async def say_privately(respond: AsyncRespond, text: str) -> None:
+    await respond(response_type="ephemeral", replace_original=False, text=text,
+                  blocks=messages.note(text))

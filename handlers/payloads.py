@@ -1,0 +1,61 @@
+"""What listeners read out of Slack's payloads, written once: who acted, where, and what a
+button or a form carries. Anything damaged reads as None, never as an exception."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bot.store import Actor
+
+
+def command_actor(command: dict[str, Any]) -> Actor:
+    """Who typed a slash command, and in which channel."""
+    return Actor(str(command.get("user_id", "")), str(command.get("user_name", "")),
+                 str(command.get("channel_id", "")))
+
+
+def click_actor(body: dict[str, Any], channel: str | None = None) -> Actor:
+    """Who clicked (or sent a form), in `channel` or the channel of the click."""
+    user = body.get("user") if isinstance(body.get("user"), dict) else {}
+    where = channel if channel is not None else clicked_message(body)[0]
+    return Actor(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""),
+                 where)
+
+
+def button_value(body: dict[str, Any]) -> dict[str, str] | None:
+    """The JSON object a button carries, with string values; None if it is damaged."""
+    try:
+        value = json.loads(body["actions"][0]["value"])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        return None
+    return value
+
+
+def action_id(body: dict[str, Any]) -> str:
+    try:
+        return str(body["actions"][0]["action_id"])[:255]
+    except (KeyError, IndexError, TypeError):
+        return ""
+
+
+def clicked_message(body: dict[str, Any]) -> tuple[str, str]:
+    """(channel, ts) of the message the click was made on; empty strings if none."""
+    container = body.get("container") if isinstance(body.get("container"), dict) else {}
+    channel = body.get("channel") if isinstance(body.get("channel"), dict) else {}
+    message = body.get("message") if isinstance(body.get("message"), dict) else {}
+    return (str(container.get("channel_id") or channel.get("id") or ""),
+            str(container.get("message_ts") or message.get("ts") or ""))
+
+
+def form_metadata(view: dict[str, Any]) -> dict[str, str] | None:
+    """The private metadata the bot put on a form; None if it is not one of ours."""
+    try:
+        meta = json.loads(view.get("private_metadata") or "")
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        return None
+    return meta
