@@ -50,10 +50,19 @@ async def take_form(services: Services, ticket: str, user_id: str,
                     kind: str) -> dict[str, str] | None:
     """What the form with `ticket` is about, once: None if the bot never opened it for this
     person, or it was sent already, or it expired."""
-    raw = await services.redis.getdel(services.store.keys.form(ticket)) if ticket else None
-    if raw is None:
+    if not ticket:
         return None
-    form = json.loads(raw)
-    if form.get("user") != user_id or form.get("kind") != kind:
-        return None
-    return {k: str(v) for k, v in form.items()}
+    raw = await services.redis.eval(_TAKE, 1, services.store.keys.form(ticket), user_id, kind)
+    return None if raw is None else {k: str(v) for k, v in json.loads(raw).items()}
+
+
+# Taken only by the person it was opened for (someone else's submission must not use it up),
+# and only once.
+_TAKE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return nil end
+local form = cjson.decode(raw)
+if form['user'] ~= ARGV[1] or form['kind'] ~= ARGV[2] then return nil end
+redis.call('DEL', KEYS[1])
+return raw
+"""

@@ -58,6 +58,10 @@ class RcRequest:
         return Actor(self.user_id, self.user_name, self.channel_id)
 
 
+# A /release rc this soon after a candidate was made of the same commit is a double
+# submission (a double enter, a retry by hand): answered with that candidate, not a copy.
+DOUBLE_SUBMISSION_SECONDS = 10
+
 # How long a claim that a candidate is being created stands if its job never ends (a worker
 # that died with it); the job itself ends the claim as soon as it is done.
 CREATION_CLAIM_SECONDS = 300
@@ -196,6 +200,14 @@ async def _create_release_candidate(services: Services, req: RcRequest) -> Relea
             except VersionError as exc:
                 await refuse(str(exc), str(exc))
                 return None
+            twin = await _just_made(services, req.kind, snapshot.head_sha)
+            if twin is not None and not req.dry_run:
+                await refuse(f"`{twin.tag}` was just created of this same commit "
+                             f"`{snapshot.head_sha[:10]}` (by {messages.mention(twin.requester)}"
+                             "), so I took this as a double submission and made no other. "
+                             f"Follow it in {messages.channel_ref(config.slack.channel)}.",
+                             f"double submission of {twin.tag}")
+                return None
             tag = version.tag(repo_cfg.tag_prefix)
             if tag in snapshot.all_tags:
                 sha = snapshot.all_tags[tag][:10]
@@ -255,6 +267,13 @@ async def _create_release_candidate(services: Services, req: RcRequest) -> Relea
     await notifier.answer(req.response_url, messages.note(
         f"{text}\n🔧 {repair_note}" if repair_note else text), f"Created {release.tag}")
     return release
+
+
+async def _just_made(services: Services, kind: str, sha: str) -> Release | None:
+    """An open candidate of `kind` made of `sha` moments ago, if any."""
+    since = services.store.clock() - DOUBLE_SUBMISSION_SECONDS
+    return next((r for r in await services.store.releases_in_flight()
+                 if r.kind == kind and r.sha == sha and r.created_at >= since), None)
 
 
 def _tag_message(release: Release) -> str:

@@ -233,6 +233,8 @@ async def test_every_step_of_creating_a_candidate_undoes_itself(start_bot, git_r
             request, rid = rc_request(bot)
             await in_scope(Faults(kind, k), jobs.create_release_candidate(services, request))
             await check_nothing_half_made(bot, git_remote, rid, f"{kind} call {k}")
+    git_remote.commit("after the faults")
+    git_remote.push()
     request, rid = rc_request(bot)
     assert await jobs.create_release_candidate(services, request) is not None
     await check_nothing_half_made(bot, git_remote, rid, "after the faults")

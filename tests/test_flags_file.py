@@ -103,7 +103,7 @@ def test_flag_commands_parse():
     # Digits str.isdigit() admits but int() does not: they crashed with a 500.
     ("set new_search ²", "`²` is not a percentage"),
     ("set new_search ①", "`①` is not a percentage"),
-    ("set new_search ٥", "`٥` is not a percentage"),
+    ("set new_search \u0665", "`\u0665` is not a percentage"),  # Arabic-Indic 5
     ("ramp new_search 10,²0 --every 1h", "`²0` is not a percentage"),
     ("set new_search", "Usage: `/flag set NAME PERCENT`"),
     ("enable New-Search", "is not a flag name"),
