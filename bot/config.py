@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import pwd
 import re
 import tomllib
 from collections.abc import Mapping
@@ -51,6 +53,25 @@ class WorkerConfig:
     # How long a worker keeps trying to record the outcome of a deploy while Redis is
     # unreachable, before it gives up and says so in the log and the thread.
     record_retry_seconds: float = 600.0
+    # The user deploy and gate commands run as, when the bot runs as root ("" = the bot's
+    # own user): then they cannot read the bot's memory, environment, state or config.
+    run_as: str = ""
+
+
+@dataclass(frozen=True)
+class CommandEnv:
+    """What the config passes to a command beyond the clean environment the bot builds:
+    fixed values (`env = { NAME = "value" }`) and names copied from the bot's own environment
+    (`pass_env = ["NPM_TOKEN"]`). Never a bot secret: validation refuses those names."""
+
+    values: tuple[tuple[str, str], ...] = ()
+    pass_env: tuple[str, ...] = ()
+
+    def __add__(self, more: CommandEnv) -> CommandEnv:
+        """`more` on top of this (a gate's own over its environment's)."""
+        names = {n for n, _ in more.values}
+        return CommandEnv(tuple((n, v) for n, v in self.values if n not in names) + more.values,
+                          tuple(dict.fromkeys(self.pass_env + more.pass_env)))
 
 
 @dataclass(frozen=True)
@@ -80,6 +101,7 @@ class EnvironmentConfig:
     url: str = ""
     timeout_seconds: float = 900.0
     checks: tuple[CheckConfig, ...] = ()
+    command_env: CommandEnv = field(default_factory=CommandEnv)
 
 
 @dataclass(frozen=True)
@@ -111,6 +133,7 @@ class GateConfig:
     command: str | None = None
     timeout_seconds: float = 900.0
     check: str | None = None  # a check the bot runs itself: "flags-ready"
+    command_env: CommandEnv = field(default_factory=CommandEnv)
 
     @property
     def automatic(self) -> bool:
@@ -155,6 +178,7 @@ class FlagsConfig:
     deploy_command: str = ""
     endpoint: str = "/flags"  # on the environment's url: reports the flags it runs
     verify_seconds: float = 60.0  # how long the endpoint may take to report the change
+    command_env: CommandEnv = field(default_factory=CommandEnv)  # for its deploy_command
     # Approvals for changes that show a feature to more people (enable, a higher
     # percentage, a ramp); switching off and lowering need none, so the kill switch is fast.
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
@@ -188,6 +212,10 @@ class Config:
     @property
     def first_environment(self) -> EnvironmentConfig:
         return self.environments[0]
+
+    def gate_env(self, gate: GateConfig) -> CommandEnv:
+        """A gate's command gets its stage environment's env and pass_env, then its own."""
+        return self.environment(gate.stage).command_env + gate.command_env
 
     def gates_for(self, stage: str) -> tuple[GateConfig, ...]:
         return tuple(g for g in self.gates if g.stage == stage)
@@ -223,7 +251,8 @@ class Config:
 # --- validation -----------------------------------------------------------------------------
 # Each table is described by {key: (kind, required)}; kinds are checked by _check_value.
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list", dict: "a table"}
 
 
 def _check_value(key: str, value: Any, kind: type) -> Any:
@@ -307,9 +336,11 @@ def parse_config(raw: dict[str, Any]) -> Config:
     worker = _table("worker", raw.get("worker", {}), {
         "concurrency": (int, False), "lock_ttl_seconds": (float, False),
         "reap_interval_seconds": (float, False), "shutdown_grace_seconds": (float, False),
-        "record_retry_seconds": (float, False)})
+        "record_retry_seconds": (float, False), "run_as": (str, False)})
     for name, value in worker.items():
-        if name == "shutdown_grace_seconds":
+        if name == "run_as":
+            _check_run_as(value)
+        elif name == "shutdown_grace_seconds":
             if value < 0:
                 raise ConfigError("worker.shutdown_grace_seconds", "must not be negative")
         else:
@@ -322,7 +353,9 @@ def parse_config(raw: dict[str, Any]) -> Config:
         key = f"environments[{i}]"
         env = _table(key, item, {"name": (str, True), "deploy_command": (str, True),
                                  "url": (str, False), "timeout_seconds": (float, False),
-                                 "checks": (list, False)})
+                                 "checks": (list, False), "env": (dict, False),
+                                 "pass_env": (list, False)})
+        env["command_env"] = _command_env(key, env.pop("env", {}), env.pop("pass_env", []))
         if not ENV_NAME.match(env["name"]):
             raise ConfigError(f"{key}.name", "must be lowercase letters, digits, - or _ "
                               f"(like \"staging\"), got \"{env['name']}\"")
@@ -340,7 +373,9 @@ def parse_config(raw: dict[str, Any]) -> Config:
         key = f"gates[{i}]"
         gate = _table(key, item, {"id": (str, True), "name": (str, True), "stage": (str, True),
                                   "command": (str, False), "manual": (bool, False),
-                                  "check": (str, False), "timeout_seconds": (float, False)})
+                                  "check": (str, False), "timeout_seconds": (float, False),
+                                  "env": (dict, False), "pass_env": (list, False)})
+        gate["command_env"] = _command_env(key, gate.pop("env", {}), gate.pop("pass_env", []))
         if not GATE_ID.match(gate["id"]):
             raise ConfigError(f"{key}.id", "must be lowercase letters, digits, - or _ "
                               f"(like \"e2e\"), got \"{gate['id']}\"")
@@ -388,7 +423,9 @@ def _flags(raw: Any, env_names: list[str]) -> FlagsConfig:
     found = _table("flags", raw, {
         "path": (str, False), "environment": (str, False), "deploy_command": (str, False),
         "endpoint": (str, False), "verify_seconds": (float, False), "required": (int, False),
-        "approvers": (list, False), "allow_self_approval": (bool, False)})
+        "approvers": (list, False), "allow_self_approval": (bool, False), "env": (dict, False),
+        "pass_env": (list, False)})
+    found["command_env"] = _command_env("flags", found.pop("env", {}), found.pop("pass_env", []))
     path = found.get("path", "data/feature-flags.toml")
     if not path.strip() or path.startswith("/") or ".." in Path(path).parts:
         raise ConfigError("flags.path", "must be a path inside the repository, like "
@@ -517,6 +554,54 @@ def _hotfix(raw: Any, gate_ids: list[str]) -> HotfixConfig:
 
 
 _APPROVER = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Names a command's environment never takes from the config: the bot's secrets and settings
+# (a command is the released repository's code, untrusted), and the ones the bot sets itself.
+_SECRET_PREFIXES = ("SLACK_", "REDIS", "RELEASEBOT_")
+_RESERVED_PREFIXES = ("RELEASE_", "FLAG_", "FLAGS_")
+
+
+def _env_name(key: str, name: Any) -> str:
+    if not isinstance(name, str) or not _ENV_NAME.match(name):
+        raise ConfigError(key, f"{_describe(name)} is not an environment variable name")
+    upper = name.upper()
+    if upper.startswith(_SECRET_PREFIXES):
+        raise ConfigError(key, f"\"{name}\" is a secret or setting of the bot; deploy and "
+                          "gate commands never get it")
+    if upper.startswith(_RESERVED_PREFIXES):
+        raise ConfigError(key, f"\"{name}\" is set by the bot itself (RELEASE_*, FLAG_*, "
+                          "FLAGS_*)")
+    return name
+
+
+def _command_env(key: str, values: dict[str, Any], names: list[Any]) -> CommandEnv:
+    found: list[tuple[str, str]] = []
+    for name, value in values.items():
+        where = f"{key}.env.{name}"
+        _env_name(where, name)
+        if not isinstance(value, str):
+            raise ConfigError(where, f"expected a string, got {_describe(value)}")
+        if "\x00" in value:
+            raise ConfigError(where, "must not contain a NUL character")
+        found.append((name, value))
+    passed = tuple(_env_name(f"{key}.pass_env[{i}]", n) for i, n in enumerate(names))
+    return CommandEnv(tuple(found), passed)
+
+
+def _check_run_as(user: str) -> None:
+    if not user.strip():
+        raise ConfigError("worker.run_as", "must name a user, or be left out")
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError("worker.run_as", f"there is no user \"{user}\" on this machine") \
+            from None
+    if entry.pw_uid == 0:
+        raise ConfigError("worker.run_as", "must not be root: the point is another user")
+    if os.geteuid() != 0:
+        raise ConfigError("worker.run_as", f"the bot runs as uid {os.geteuid()}, not root, "
+                          f"so it cannot run commands as \"{user}\"; leave run_as out (its "
+                          "commands then run as the bot's own user)")
 
 
 def _approvals(raw: Any, env_names: list[str]) -> dict[str, ApprovalPolicy]:

@@ -30,9 +30,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import gitrepo
-from bot.config import Config, EnvironmentConfig
+from bot.config import CommandEnv, Config, EnvironmentConfig
 from bot.locks import LockHeld, LockInfo, LockKind, RenewingLock
-from bot.process import CommandResult, run_command
+from bot.process import CommandResult, command_environment, run_command
 from bot.services import Services
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class Deploy:
         """A fresh tree of `tag`, which must still point at `sha` (raises GitError)."""
         repo = self.services.config.repository
         self.worktree = await asyncio.to_thread(
-            gitrepo.checkout, repo.url, self.services.clone_path, repo.remote, tag, sha)
+            gitrepo.checkout, repo.url, self.services.clone_path, repo.remote, tag, sha,
+            self.services.config.worker.run_as)
         return self.worktree
 
     async def checkout_with_file(self, ref: str, file: str, content: str) -> Path:
@@ -133,7 +134,7 @@ class Deploy:
         repo = self.services.config.repository
         self.worktree = await asyncio.to_thread(
             gitrepo.checkout_with_file, repo.url, self.services.clone_path, repo.remote, ref,
-            file, content)
+            file, content, self.services.config.worker.run_as)
         return self.worktree
 
     async def hold(self) -> bool:
@@ -144,14 +145,19 @@ class Deploy:
             return True
         return await self.lock.retake()
 
-    async def run(self, command: str, env: Mapping[str, str], timeout: float) -> CommandResult:
-        """Run `command` in the checked-out tree while the lock is safe."""
+    async def run(self, command: str, env: Mapping[str, str], given: CommandEnv,
+                  timeout: float) -> CommandResult:
+        """Run `command` in the checked-out tree while the lock is safe, with a clean
+        environment: `env` (this deploy's RELEASE_*/FLAG_* values) and what the config
+        `given` passes it, nothing of the bot's; as `worker.run_as` if set."""
         assert self.worktree is not None, "check out first"
         if not await self.hold():
             return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail="",
                                  error=LOCK_LOST)
-        result = await run_command(command, cwd=self.worktree, env=env, timeout=timeout,
-                                   stop=self.lock)
+        user = self.services.config.worker.run_as
+        result = await run_command(command, cwd=self.worktree, timeout=timeout,
+                                   env=command_environment(env, given, user=user),
+                                   stop=self.lock, user=user)
         if not result.ok and not result.timed_out and not self.lock.safe:
             # Killed by its supervisor at the lock's stop time (or it failed meanwhile):
             # either way it did not run to its end under the lock.
@@ -217,8 +223,7 @@ async def _clean_up(services: Services, deploy: Deploy, lease: str) -> None:
             await deploy.lock.release()
     if deploy.worktree is not None:
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(gitrepo.remove_worktree, services.clone_path,
-                                    deploy.worktree)
+            await asyncio.to_thread(gitrepo.remove_tree, deploy.worktree)
 
 
 async def _job_heartbeat(job: Any, ttl: float) -> None:

@@ -484,7 +484,7 @@ async def _deploy_locked(services: Services, release: Release, running: deploys.
         result = deploys.checkout_failed(tag, exc)
     else:
         result = await running.run(env.deploy_command,
-                                   _command_env(release, env.name, config),
+                                   _command_env(release, env.name, config), env.command_env,
                                    env.timeout_seconds)
     finished_at = store.clock()
     outcome = "succeeded" if result.ok else "failed"
@@ -602,6 +602,7 @@ async def _run_gates(services: Services, release: Release, environment: str,
             assert gate_cfg.command is not None
             result = await running.run(gate_cfg.command,
                                        _command_env(release, environment, services.config),
+                                       services.config.gate_env(gate_cfg),
                                        gate_cfg.timeout_seconds)
         finished_at = store.clock()
         release, gate = await deploys.durably(

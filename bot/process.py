@@ -1,10 +1,20 @@
-"""Running deploy and gate commands: own process group, timeout, output tail."""
+"""Running deploy and gate commands: own process group, timeout, output tail, and an
+environment with nothing of the bot's in it.
+
+A command is the released repository's code: anyone who may commit can change it. So it gets
+a clean environment (a short allowlist, what the config passes it, and the RELEASE_*/FLAG_*
+values the bot sets), never the bot's own: no Slack token, no signing secret, no Redis URL, no
+RELEASEBOT_* setting. With `run_as` it runs as another user, who cannot read the bot's memory,
+`/proc/<bot>/environ`, its state directory or its config either.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import pwd
 import signal
 import sys
 import time
@@ -15,6 +25,43 @@ from pathlib import Path
 from typing import Protocol
 
 from bot import supervise
+from bot.config import CommandEnv
+
+PR_SET_DUMPABLE = 4
+
+
+def keep_memory_from_children() -> bool:
+    """Make this process non-dumpable (Linux): its memory, `/proc/<pid>/environ` and ptrace
+    are closed to other processes of the same user, such as the commands it runs (root can
+    still read them: run those as another user, `worker.run_as`). True if it took effect."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+# From the bot's environment, only what a shell and its tools need to behave.
+ALLOWED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME", "SHELL",
+           "TMPDIR")
+
+
+def command_environment(own: Mapping[str, str], given: CommandEnv, *,
+                        source: Mapping[str, str] | None = None,
+                        user: str = "") -> dict[str, str]:
+    """The whole environment of a command: the allowlist (and LC_*) from `source` (the bot's
+    environment), the config's `pass_env` names from it and its `env` values, then `own`, the
+    RELEASE_*/FLAG_* values of this deploy, which win. As `user`, HOME, USER and LOGNAME are
+    theirs."""
+    source = os.environ if source is None else source
+    env = {k: v for k, v in source.items() if k in ALLOWED or k.startswith("LC_")}
+    env.update({name: source[name] for name in given.pass_env if name in source})
+    env.update(dict(given.values))
+    if user:
+        entry = pwd.getpwnam(user)
+        env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name)
+    env.update(own)
+    return env
+
 
 TAIL_LINES = 25
 TAIL_CHARS = 2500
@@ -55,19 +102,21 @@ class StopTime(Protocol):
 
 
 async def run_command(command: str, *, cwd: Path, env: Mapping[str, str],
-                      timeout: float, stop: StopTime | None = None) -> CommandResult:
-    """Run `command` with the shell in its own process group; kill the whole group at timeout,
-    and (with `stop`) when its stop time passes without a renewal, even if this process is
-    frozen: the supervisor process does that."""
+                      timeout: float, stop: StopTime | None = None,
+                      user: str = "") -> CommandResult:
+    """Run `command` with the shell in its own process group, with exactly `env` (build it
+    with `command_environment`) and as `user` if given; kill the whole group at timeout, and
+    (with `stop`) when its stop time passes without a renewal, even if this process is frozen:
+    the supervisor process does that."""
     started = time.monotonic()
-    args = [str(os.getpid()), command]
+    args = [str(os.getpid()), command, "--user", user]
     if stop is not None:
-        args.append(repr(stop.stop_at))
+        args += ["--stop-at", repr(stop.stop_at)]
     # bot.supervise leads the new process group and takes it down if this process dies.
     proc = await asyncio.create_subprocess_exec(
         # -I and a path, not -m: the released repository may have a `bot` package of its own.
         sys.executable, "-I", supervise.__file__, *args, cwd=cwd,
-        env={**os.environ, **env},
+        env=dict(env),
         stdin=asyncio.subprocess.PIPE if stop is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True)

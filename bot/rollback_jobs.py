@@ -231,7 +231,7 @@ async def _roll_back(services: Services, request: RollbackRequest, running: depl
         result = deploys.checkout_failed(request.to_tag, exc)
     else:
         result = await running.run(
-            env.deploy_command, timeout=env.timeout_seconds,
+            env.deploy_command, timeout=env.timeout_seconds, given=env.command_env,
             env={"RELEASE_VERSION": request.to_version, "RELEASE_TAG": request.to_tag,
                  "RELEASE_SHA": request.to_sha, "RELEASE_ENV": env.name,
                  "RELEASE_ROLLBACK": "1"})

@@ -1,18 +1,19 @@
-"""`python -I bot/supervise.py PARENT_PID COMMAND [STOP_AT]`: run COMMAND so that it never
-outlives its worker's claim on the environment.
+"""`python -I bot/supervise.py PARENT_PID COMMAND [--user NAME] [--stop-at T]`: run COMMAND
+so that it never outlives its worker's claim on the environment (and, with --user, as that
+user; its environment is this process's own, which the worker made clean).
 
 The worker starts this in a new process group. It kills its whole group (the shell, the deploy
 and everything they started) when any of these happens:
 
 - the worker dies, even by SIGKILL: the kernel sends this process SIGTERM (PR_SET_PDEATHSIG),
   and its end of our stdin closes;
-- STOP_AT passes (a CLOCK_MONOTONIC time) without a later one arriving on stdin, one per line.
-  The worker sends a new STOP_AT each time Redis confirms its environment lock, so a worker that
+- T passes (a CLOCK_MONOTONIC time) without a later one arriving on stdin, one per line.
+  The worker sends a new T each time Redis confirms its environment lock, so a worker that
   is frozen (SIGSTOP) or cut off from Redis stops its deploy before the lock can expire and
   another worker can deploy to the same environment. This must run here and not in the worker:
   a frozen worker cannot kill anything.
 
-Without STOP_AT the command runs until it ends or the worker dies.
+Without --stop-at the command runs until it ends or the worker dies.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import ctypes
 import math
 import os
+import pwd
 import select
 import signal
 import subprocess
@@ -70,7 +72,9 @@ def _watch(child: subprocess.Popen[bytes], stop_at: float) -> int:
 
 def main() -> int:
     parent, command = int(sys.argv[1]), sys.argv[2]
-    stop_at = float(sys.argv[3]) if len(sys.argv) > 3 else math.inf
+    options = dict(zip(sys.argv[3::2], sys.argv[4::2], strict=True))
+    stop_at = float(options["--stop-at"]) if "--stop-at" in options else math.inf
+    user = options.get("--user", "")
     signal.signal(signal.SIGTERM, _kill_group)
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -78,7 +82,11 @@ def main() -> int:
         _kill_group()
     if stop_at <= time.monotonic():  # the worker was frozen between its check and now
         _stop("its environment lock was not renewed in time")
-    child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL)
+    # As another user, the command has none of our groups either; the kill stays ours.
+    as_user: dict[str, object] = {"user": user, "group": pwd.getpwnam(user).pw_gid,
+                                  "extra_groups": []} if user else {}
+    child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                             **as_user)  # type: ignore[call-overload]
     code = child.wait() if math.isinf(stop_at) else _watch(child, stop_at)
     return 128 - code if code < 0 else code
 
