@@ -12,6 +12,8 @@ import dataclasses
 import fcntl
 import fnmatch
 import functools
+import os
+import pwd
 import re
 import shutil
 import tempfile
@@ -170,31 +172,51 @@ def delete_remote_tag(path: Path, remote: str, tag: str) -> None:
 
 
 @_git_errors
-def checkout(url: str, path: Path, remote: str, tag: str, sha: str) -> Path:
-    """A fresh detached worktree at `tag`, in a temporary folder of its own.
+def checkout(url: str, path: Path, remote: str, tag: str, sha: str, owner: str = "") -> Path:
+    """A fresh tree of `tag`, in a temporary folder of its own, owned by `owner` if given.
 
     Fetches first (another worker may have created the tag, or someone may have moved it),
     and refuses when the tag no longer points at `sha`: a deploy runs exactly the tested
     commit, and deploy scripts that use $RELEASE_TAG must get that commit too.
     """
     sync_tags(url, path, remote)
-    target = Path(tempfile.mkdtemp(prefix="releasebot-wt-"))
     with _locked(path), _repo(path) as repo:
         try:
             found = repo.git.rev_parse("--verify", f"refs/tags/{tag}^{{commit}}")
         except git.GitCommandError:
-            shutil.rmtree(target, ignore_errors=True)
             raise GitError(f"tag {tag} is not on {remote} any more") from None
         if found != sha:
-            shutil.rmtree(target, ignore_errors=True)
             raise GitError(f"tag {tag} now points at {found[:10]}, not at the released "
                            f"{sha[:10]}; someone moved it, so I will not deploy it")
-        try:
-            repo.git.worktree("add", "--detach", "--force", str(target), sha)
-        except git.GitCommandError as exc:
-            shutil.rmtree(target, ignore_errors=True)
-            raise GitError(f"cannot check out {tag}:\n{_clean(exc)}") from None
+        return _export(repo, sha, tag, owner)
+
+
+def _export(repo: git.Repo, ref: str, name: str, owner: str) -> Path:
+    """The files of `ref` in a new temporary folder, and nothing else: no `.git` that would
+    lead a command (the released repository's code) into the bot's clone, its config or the
+    credentials in its remote URL. Made through a temporary index, so the clone is untouched."""
+    target = Path(tempfile.mkdtemp(prefix="releasebot-wt-"))
+    try:
+        with tempfile.TemporaryDirectory() as scratch, \
+                repo.git.custom_environment(GIT_INDEX_FILE=str(Path(scratch) / "index")):
+            repo.git.read_tree(ref)
+            repo.git.checkout_index("-a", "-f", f"--prefix={target}/")
+        if owner:
+            _give(target, owner)
+    except Exception as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        detail = _clean(exc) if isinstance(exc, git.GitCommandError) else str(exc)
+        raise GitError(f"cannot check out {name}:\n{detail}") from None
     return target
+
+
+def _give(tree: Path, owner: str) -> None:
+    """Hand the tree to the user commands run as (worker.run_as)."""
+    entry = pwd.getpwnam(owner)
+    for root, dirs, files in os.walk(tree):
+        for name in [*dirs, *files]:
+            os.chown(Path(root) / name, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    os.chown(tree, entry.pw_uid, entry.pw_gid)
 
 
 @_git_errors
@@ -247,13 +269,9 @@ def _remove(path: Path) -> None:
 
 
 @_git_errors
-def remove_worktree(path: Path, worktree: Path) -> None:
-    with _locked(path), _repo(path) as repo:
-        with contextlib.suppress(git.GitCommandError):
-            repo.git.worktree("remove", "--force", str(worktree))
-        with contextlib.suppress(git.GitCommandError):
-            repo.git.worktree("prune")
-    shutil.rmtree(worktree, ignore_errors=True)
+def remove_tree(tree: Path) -> None:
+    """Remove a tree made by `checkout` (the clone knows nothing of it)."""
+    shutil.rmtree(tree, ignore_errors=True)
 
 
 @_git_errors
@@ -316,18 +334,15 @@ def commit_file(path: Path, remote: str, branch: str, parent: str, file: str, co
 
 @_git_errors
 def checkout_with_file(url: str, path: Path, remote: str, ref: str, file: str,
-                       content: str) -> Path:
-    """A fresh detached worktree at `ref` (a tag or sha) with `file` replaced by `content`:
-    what runs, plus a flag change."""
+                       content: str, owner: str = "") -> Path:
+    """A fresh tree of `ref` (a tag or sha) with `file` replaced by `content`: what runs, plus a
+    flag change. Owned by `owner` if given."""
     sync_tags(url, path, remote)
-    target = Path(tempfile.mkdtemp(prefix="releasebot-wt-"))
     with _locked(path), _repo(path) as repo:
-        try:
-            repo.git.worktree("add", "--detach", "--force", str(target), ref)
-        except git.GitCommandError as exc:
-            shutil.rmtree(target, ignore_errors=True)
-            raise GitError(f"cannot check out {ref}:\n{_clean(exc)}") from None
+        target = _export(repo, ref, ref, "")
     destination = target / file
     destination.parent.mkdir(parents=True, exist_ok=True)
     destination.write_text(content, encoding="utf-8")
+    if owner:
+        _give(target, owner)
     return target

@@ -107,6 +107,9 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings, config: Config) -> Services:
+        # The clone (and the credentials its remote URL may carry) is the bot's alone.
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings.state_dir.chmod(0o700)
         if settings.redis_url is None:
             raise ValueError("no Redis URL: start the embedded Redis first (bot.cli does)")
         if settings.embedded_redis:
