@@ -17,8 +17,11 @@ from bot import logs
 from bot.app import ROLES, Role, SocketModeError, serve
 from bot.config import Config, ConfigError, load_config
 from bot.embedded_redis import WARNING, EmbeddedRedis
+from bot.process import keep_memory_from_children
 from bot.services import Services
-from bot.settings import Settings, SettingsError, config_path
+from bot.settings import Settings, SettingsError, config_path, unneeded
+
+log = logging.getLogger("bot.cli")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,6 +134,9 @@ def audit_export(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # First: before any secret is read, nothing of this process is readable by the commands
+    # it will run as the same user.
+    keep_memory_from_children()
     args = _parser().parse_args(argv)
     if args.command == "audit":
         return audit_export(args)
@@ -142,10 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(logging.INFO)
     config = _load(path)
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(role=args.role)
     except SettingsError as exc:
         print(f"releasebot: {exc}", file=sys.stderr)
         return 2
+    for name in unneeded(os.environ, args.role):
+        log.warning("%s is set, but the %s role does not use it: leave it out of this role's "
+                    "environment", name, args.role)
+    if args.role in ("all", "worker") and os.geteuid() == 0 and not config.worker.run_as:
+        log.warning("running as root with deploy and gate commands as root too: they can read "
+                    "this process's secrets through /proc. Set worker.run_as to another user "
+                    "(see README: Security model)")
     embedded = None
     if settings.redis_url is None:
         embedded = EmbeddedRedis()

@@ -11,6 +11,17 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_CONFIG_PATH = "releasebot.toml"
 
 
+# The roles that answer Slack's requests, and so verify their signatures.
+SLACK_ROLES = ("all", "web")
+
+
+def unneeded(env: Mapping[str, str], role: str) -> list[str]:
+    """Secrets set in the environment of a role that does not use them: every process a role
+    runs could leak what it holds, so a role should hold only what it uses."""
+    return ["SLACK_SIGNING_SECRET"] if role not in SLACK_ROLES and env.get(
+        "SLACK_SIGNING_SECRET") else []
+
+
 class SettingsError(Exception):
     """A required environment variable is missing or wrong; the message names it."""
 
@@ -31,16 +42,19 @@ class Settings:
     embedded_redis: bool = False
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, role: str = "all") -> Settings:
+        """The settings of a role. Only the roles that answer Slack (all, web) verify
+        requests, so only they need SLACK_SIGNING_SECRET: a worker or a scheduler starts
+        without it, and is better off without (see `unneeded`)."""
         env = os.environ if env is None else env
-        missing = [name for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
-                   if not env.get(name)]
+        needed = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET") if role in SLACK_ROLES \
+            else ("SLACK_BOT_TOKEN",)
+        missing = [name for name in needed if not env.get(name)]
         if missing:
             raise SettingsError(f"set {', '.join(missing)} in the environment "
                                 "(see README: Configuration)")
         # A blank secret would pass the check above and then fail every request.
-        blank = [name for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
-                 if not env[name].strip()]
+        blank = [name for name in needed if not env[name].strip()]
         if blank:
             raise SettingsError(f"{', '.join(blank)} is blank (only spaces); set it to the "
                                 "value from your Slack app's settings")
@@ -51,7 +65,8 @@ class Settings:
             delay = float(env.get("RELEASEBOT_UPDATE_DELAY", "1.0"))
         except ValueError:
             raise SettingsError("RELEASEBOT_UPDATE_DELAY must be a number of seconds") from None
-        return cls(bot_token=env["SLACK_BOT_TOKEN"], signing_secret=env["SLACK_SIGNING_SECRET"],
+        secret = env["SLACK_SIGNING_SECRET"] if role in SLACK_ROLES else ""
+        return cls(bot_token=env["SLACK_BOT_TOKEN"], signing_secret=secret,
                    redis_url=env.get("REDIS_URL") or None,
                    app_token=env.get("SLACK_APP_TOKEN") or None,
                    slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
