@@ -8,6 +8,10 @@ RUN apt-get update \
 
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/releasebot \
         --shell /usr/sbin/nologin releasebot
+# The user deploy and gate commands run as when the container runs as root
+# (`[worker] run_as = "releasebot-deploy"`): it cannot read the bot's memory, state or config.
+RUN useradd --uid 10002 --user-group --create-home --home-dir /home/releasebot-deploy \
+        --shell /bin/sh releasebot-deploy
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -23,7 +27,8 @@ RUN pip install --no-cache-dir . \
     && rm -rf /usr/src/releasebot
 
 RUN mkdir -p /etc/releasebot "$RELEASEBOT_STATE_DIR" \
-    && chown releasebot:releasebot "$RELEASEBOT_STATE_DIR"
+    && chown releasebot:releasebot "$RELEASEBOT_STATE_DIR" \
+    && chmod 0700 "$RELEASEBOT_STATE_DIR"
 
 WORKDIR /home/releasebot
 
