@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -24,7 +24,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
 import handlers
-from bot.logs import OUTAGE
+from bot.logs import OUTAGE, quiet_malformed_http
 from bot.services import Services
 from bot.slack import web_client
 
@@ -105,7 +105,12 @@ def check_signature(secret: bytes, body: bytes, timestamp: bytes | None,
 
 
 def check_form(body: bytes, content_type: str) -> str:
-    """The text of a signed body, if it is a request Slack sends us; else Rejected(400)."""
+    """A signed body as the JSON text Bolt is given, if it is a request Slack sends us; else
+    Rejected(400).
+
+    Bolt is given JSON, not the form: it takes any form whose text contains the word
+    "payload" for an interaction, so `/release rc --description "payload sizes"` was parsed as
+    an empty request and dropped."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -120,10 +125,13 @@ def check_form(body: bytes, content_type: str) -> str:
         return text
     if content_type != "application/x-www-form-urlencoded":
         raise Rejected(400, "unsupported content type")
-    payload = parse_qs(text).get("payload")
+    form = dict(parse_qsl(text, keep_blank_values=True))
+    payload = form.get("payload")
+    if payload is None:
+        return json.dumps(form)  # a slash command
     if payload is not None:
         try:
-            parsed = json.loads(payload[0])
+            parsed = json.loads(payload)
         except ValueError:
             raise Rejected(400, "payload is not JSON") from None
         if not isinstance(parsed, dict):
@@ -138,7 +146,7 @@ def check_form(body: bytes, content_type: str) -> str:
         if parsed.get("type") in ("view_submission", "view_closed") and not isinstance(
                 parsed.get("view"), dict):
             raise Rejected(400, "view payload without a view")
-    return text
+    return json.dumps(parsed)
 
 
 def _ascii(value: str | None) -> bytes | None:
@@ -162,10 +170,15 @@ def verify_slack_request(signing_secret: str, clock: Callable[[], float] = time.
         if request.path != "/slack/events":
             return await handler(request)
         try:
+            if request.headers.get("Content-Encoding", "identity") != "identity":
+                # Slack compresses nothing: such a body is not Slack's, whatever it claims.
+                raise Rejected(401, "compressed body")
             try:
                 body = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise Rejected(413, "body too large") from None
+            except Exception:  # a broken chunked body, a connection reset mid-body
+                raise Rejected(400, "unreadable body") from None
             headers = request.headers
             check_signature(secret, body, _ascii(headers.get("X-Slack-Request-Timestamp")),
                             _ascii(headers.get("X-Slack-Signature")), clock())
@@ -199,6 +212,7 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
             return web.json_response({"ok": False, "redis": "Redis unreachable"}, status=503)
         return web.json_response({"ok": True, "redis": "ok"})
 
+    quiet_malformed_http()
     middlewares = [verify_slack_request(services.settings.signing_secret)] if bolt else []
     web_app = web.Application(middlewares=middlewares)
     if bolt is not None:

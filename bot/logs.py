@@ -18,6 +18,7 @@ import re
 import time
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -109,6 +110,33 @@ class RedisOutage(logging.Filter):
 
 
 OUTAGE = RedisOutage()
+
+
+class MalformedHttp(logging.Filter):
+    """aiohttp's own parser refuses malformed HTTP (control characters in a header, a body
+    that does not decompress) before the bot sees it, and logs a traceback at ERROR for each:
+    anyone could fill the log. One warning line instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        seen: set[int] = set()
+        while exc is not None and id(exc) not in seen:
+            seen.add(id(exc))
+            if isinstance(exc, HttpProcessingError):
+                record.msg, record.args = "refused a malformed HTTP request: %s", (
+                    loggable(f"{type(exc).__name__}: {exc.message}", 200),)
+                record.exc_info = record.exc_text = None
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+                return True
+            exc = exc.__cause__ or exc.__context__
+        return True
+
+
+def quiet_malformed_http() -> None:
+    """Install MalformedHttp on aiohttp's server logger (once)."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttp) for f in server.filters):
+        server.addFilter(MalformedHttp())
 
 
 def configure(level: int) -> None:

@@ -4,6 +4,7 @@ stopped) and real processes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -49,10 +50,10 @@ def unsigned_requests(valid_body: str) -> list[tuple[str, bytes, dict[str, str]]
                                       "X-Slack-Signature": signature(body, "-1")}),
         ("huge timestamp", body, {"X-Slack-Request-Timestamp": "9" * 40,
                                   "X-Slack-Signature": signature(body, "9" * 40)}),
-        ("stale timestamp", body, {"X-Slack-Request-Timestamp": str(int(now) - 301),
-                                   "X-Slack-Signature": signature(body, str(int(now) - 301))}),
-        ("future timestamp", body, {"X-Slack-Request-Timestamp": str(int(now) + 301),
-                                    "X-Slack-Signature": signature(body, str(int(now) + 301))}),
+        ("stale timestamp", body, {"X-Slack-Request-Timestamp": str(int(now) - 310),
+                                   "X-Slack-Signature": signature(body, str(int(now) - 310))}),
+        ("future timestamp", body, {"X-Slack-Request-Timestamp": str(int(now) + 310),
+                                    "X-Slack-Signature": signature(body, str(int(now) + 310))}),
         ("garbage signature", body, {"X-Slack-Request-Timestamp": now,
                                      "X-Slack-Signature": "garbage"}),
         ("other version", body, {"X-Slack-Request-Timestamp": now,
@@ -248,4 +249,42 @@ def test_form_bodies_are_what_slack_sends():
     body = urlencode({"payload": json.dumps({"type": "block_actions",
                                              "actions": [{"action_id": "x"}]})}).encode()
     from bot.app import check_form
-    assert check_form(body, FORM) == body.decode()
+    assert json.loads(check_form(body, FORM)) == {"type": "block_actions",
+                                                  "actions": [{"action_id": "x"}]}
+    command = urlencode({"command": "/release", "text": "payload=1"}).encode()
+    assert json.loads(check_form(command, FORM)) == {"command": "/release", "text": "payload=1"}
+
+
+async def test_a_command_that_mentions_payload_reaches_the_bot(start_bot, git_remote, tmp_path):
+    """Bolt takes any form that contains "payload" for an interaction: this was dropped."""
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    ack = bot.slack.text_of(await bot.command('rc --description "payload sizes are down"'))
+    assert "Creating a release candidate" in ack
+    await bot.slack.wait_for(lambda: bot.slack.calls_to("chat.postMessage"), timeout=20)
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release.description == "payload sizes are down"
+
+
+async def test_compressed_and_broken_bodies_are_refused_without_a_traceback(
+        start_bot, git_remote, tmp_path, caplog):
+    import gzip
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    body = bot.command_body("status").encode()
+    ts = str(int(time.time()))
+    headers = {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature(body, ts),
+               "Content-Type": FORM}
+    async with aiohttp.ClientSession() as http:
+        for data, extra in ((gzip.compress(body), {"Content-Encoding": "gzip"}),
+                            (b"not gzip at all", {"Content-Encoding": "gzip"})):
+            async with http.post(f"{bot.url}/slack/events", data=data,
+                                 headers={**headers, **extra}) as resp:
+                assert resp.status == 401, extra
+    # HTTP that aiohttp's own parser refuses (a control character in a header): one line.
+    reader, writer = await asyncio.open_connection("127.0.0.1", bot.bot.port)
+    writer.write(b"POST /slack/events HTTP/1.1\r\nHost: x\r\nX-Evil: a\x01b\r\n"
+                 b"Content-Length: 0\r\n\r\n")
+    await writer.drain()
+    assert b" 400 " in (await reader.read(100)).split(b"\r\n")[0]
+    writer.close()
+    assert not any(r.exc_info for r in caplog.records)
+    assert any("refused a malformed HTTP request" in r.getMessage() for r in caplog.records)
