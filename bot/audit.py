@@ -34,8 +34,9 @@ SINCE_FORMS = ("an ISO date or time (2026-11-01, 2026-11-01T12:00:00Z, "
                "2026-11-01T12:00:00+02:00; no offset means UTC), a unix timestamp "
                "(1793491200) or an age (30m, 12h, 7d)")
 
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$", re.IGNORECASE)
-_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+# ASCII digits only (\d admits any script's), and not so many that a float overflows.
+_AGE = re.compile(r"^([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*([smhdw])$", re.IGNORECASE)
+_NUMBER = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,6})?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 # Slack: at most 50 blocks, section text at most 3000 characters.
@@ -90,7 +91,7 @@ def parse_since(text: str, now: float) -> float:
         return float(value)
     try:
         when = datetime.fromisoformat(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError(f"cannot read {text!r} as a time: use {SINCE_FORMS}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

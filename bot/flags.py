@@ -139,6 +139,7 @@ def raises_exposure(before: Flag | None, change: FlagChange) -> bool:
     return False
 
 
+MAX_RAMP_INTERVAL = 30 * 86400
 _PERCENT = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() admits "²" and "①"
 
 
@@ -172,12 +173,14 @@ def parse_steps(text: str) -> list[int]:
 
 def parse_duration(text: str) -> float:
     """`90s`, `15m`, `1h`, `2d` in seconds."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)", text.strip().lower())
+    match = re.fullmatch(r"([0-9]{1,6}(?:\.[0-9]{1,3})?)\s*(s|m|h|d)", text.strip().lower())
     if not match:
         raise FlagsError(f"`{text}` is not a duration; use one like `30m`, `1h` or `1d`.")
     seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
     if seconds <= 0:
         raise FlagsError("The interval between ramp steps must be more than 0.")
+    if seconds > MAX_RAMP_INTERVAL:
+        raise FlagsError(f"`{text}` is longer than a ramp step may wait (at most 30d).")
     return seconds
 
 

@@ -180,7 +180,8 @@ def test_parse_since_accepts_dates_timestamps_and_ages(text: str, expected: floa
 
 
 @pytest.mark.parametrize("text", ["", "yesterday", "7 days", "-7d", "7y", "2026-13-01",
-                                  "2026-11-01T25:00", "1e9", "nan", "12:00", "d7"])
+                                  "2026-11-01T25:00", "1e9", "nan", "12:00", "d7", "9" * 400,
+                                  "9" * 400 + "d", "\u0667d"])
 def test_parse_since_names_the_accepted_forms(text: str):
     with pytest.raises(ValueError) as caught:
         parse_since(text, NOW)

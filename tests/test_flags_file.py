@@ -105,6 +105,9 @@ def test_flag_commands_parse():
     ("set new_search ①", "`①` is not a percentage"),
     ("set new_search \u0665", "`\u0665` is not a percentage"),  # Arabic-Indic 5
     ("ramp new_search 10,²0 --every 1h", "`²0` is not a percentage"),
+    ("ramp new_search 10,50 --every \u0665h", "is not a duration"),
+    ("ramp new_search 10,50 --every 999999d", "at most 30d"),
+    (f"ramp new_search 10,50 --every {'9' * 400}d", "is not a duration"),
     ("set new_search", "Usage: `/flag set NAME PERCENT`"),
     ("enable New-Search", "is not a flag name"),
     ("create dark_mode", "needs a description"),
