@@ -423,7 +423,11 @@ async def run_deploy(services: Services, version: str, environment: str, deploy_
                                    "deploying again."))
     try:
         async with deploys.deploying(services, target, job) as running:
-            await _deploy_locked(services, release, running, actor)
+            live = await _deploy_locked(services, release, running, actor)
+        if live is not None:
+            # After the lock is released: whoever reads "live" (and rolls back at once) finds
+            # the environment free.
+            await _go_live(services, live, environment, actor)
     except deploys.EnvironmentBusy as exc:
         holder = exc.info
         await _not_started(services, version, deploy_id, environment, actor,
@@ -462,7 +466,9 @@ def _finish(release: Release, *, deploy_id: str, now: float,
 
 
 async def _deploy_locked(services: Services, release: Release, running: deploys.Deploy,
-                         actor: Actor) -> None:
+                         actor: Actor) -> Release | None:
+    """The deploy and its gates under the lock; returns the release if it is now to be
+    marked live (a promoted release in the last environment)."""
     store, notifier, config = services.store, services.notifier, services.config
     env, deploy_id = running.target.environment, running.target.deploy_id
     version, tag = release.tag_for(env.name, config_last(services))
@@ -532,13 +538,18 @@ async def _deploy_locked(services: Services, release: Release, running: deploys.
             "Deploy again to run them."), "Gates not run")
         return
     await _run_gates(services, release, env.name, running, actor)
-    if release.final_tag and env.name == config_last(services):
-        with contextlib.suppress(TransitionError):
-            await store.update_release(release.version, releases.go_live, actor,
-                                       "release.live", environment=env.name)
-            notifier.refresh(release.version)
-            await notifier.thread(release.version, messages.note(
-                f"🎉 `{tag}` is live in *{env.name}*."), f"{tag} is live")
+    return release if release.final_tag and env.name == config_last(services) else None
+
+
+async def _go_live(services: Services, release: Release, environment: str,
+                   actor: Actor) -> None:
+    _, tag = release.tag_for(environment, config_last(services))
+    with contextlib.suppress(TransitionError):
+        await services.store.update_release(release.version, releases.go_live, actor,
+                                            "release.live", environment=environment)
+        services.notifier.refresh(release.version)
+        await services.notifier.thread(release.version, messages.note(
+            f"🎉 `{tag}` is live in *{environment}*."), f"{tag} is live")
 
 
 async def _still_runs(services: Services, environment: str, version: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -33,10 +34,20 @@ class RollbackAnswer:
 
 
 async def request_rollback(services: Services, actor: Actor, environment: str,
-                           to: str | None, reason: str, now: float) -> RollbackAnswer:
-    """Record the request; start it when its approvals are complete."""
+                           to: str | None, reason: str, now: float,
+                           expect_from: str | None = None) -> RollbackAnswer:
+    """Record the request; start it when its approvals are complete. `expect_from` is the
+    version a Roll back button showed: if the environment runs another by now, nothing is
+    done (the person asked to roll back what they saw, not whatever runs there now)."""
     store, config = services.store, services.config
     history = await store.environment_history(environment)
+    if expect_from is not None and (not history or history[0]["version"] != expect_from):
+        now_runs = history[0]["version"] if history else "nothing the bot deployed"
+        text = (f"*{environment}* no longer runs `{expect_from}` (it runs `{now_runs}`), so I "
+                "did not roll it back; use `/release rollback` if it is still needed.")
+        await store.audit(actor, "rollback.request", environment=environment,
+                          outcome="refused", reason=text[:500])
+        return RollbackAnswer(text)
     try:
         target = rollbacks.choose_target(history, environment, to,
                                          config.repository.tag_prefix)
@@ -126,6 +137,11 @@ async def approve_rollback(services: Services, actor: Actor, request_id: str,
     if request is None:
         return await refused(services, actor, "rollback.approve", f"{request_id}: unknown",
                              "That rollback request is gone.")
+    for _ in range(20):  # its message's place is recorded just after it was posted
+        if request.message_ts:
+            break
+        await asyncio.sleep(0.05)
+        request = await store.get_rollback(request_id) or request
     if not same_message(where, request.channel, request.message_ts):
         return await refused(services, actor, "rollback.approve",
                              f"{request_id}: not on the request's message",

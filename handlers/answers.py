@@ -7,6 +7,7 @@ unreachable Redis is an answer ("nothing was recorded"), not silence."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ from bot import messages
 from bot.store import UNREACHABLE
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Redis work before the ack gets this long, so Slack always hears back within its 3 seconds.
 BEFORE_ACK_BUDGET = 2.0
@@ -24,8 +26,8 @@ AFTER_ACK_BUDGET = 5.0
 
 STORE_DOWN = ("I cannot reach my state store (Redis) right now, so nothing was started or "
               "changed. Try again in a minute; if it persists, tell whoever runs releasebot.")
-CLICK_STORE_DOWN = ("I cannot reach my state store (Redis) right now; nothing was recorded. "
-                    "Try again in a minute.")
+CLICK_STORE_DOWN = ("I cannot reach my state store (Redis) right now, so I cannot confirm your "
+                    "click; if the message does not show it in a minute, click again.")
 
 
 async def before_ack(work: Awaitable[T]) -> T:
@@ -40,12 +42,22 @@ def store_down(exc: BaseException) -> bool:
 async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
     """Tell the person who clicked what their click did, within the after-ack budget ("" is
     no answer: the click opened a form, which is its answer)."""
+    task = asyncio.ensure_future(work)
     try:
-        text = await asyncio.wait_for(work, AFTER_ACK_BUDGET)
+        # Shielded: past the budget the person is told, but the work is not cut off half way
+        # (a decision recorded whose thread reply is still being posted, say).
+        text = await asyncio.wait_for(asyncio.shield(task), AFTER_ACK_BUDGET)
     except UNREACHABLE:
         text = CLICK_STORE_DOWN
+        task.add_done_callback(_forget)
     if text:
         await say_privately(respond, text)
+
+
+def _forget(task: asyncio.Future[str]) -> None:
+    """A click's work that outlived its answer: its end is in the logs, not in an error."""
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("a click's work failed after its answer: %s", task.exception())
 
 
 async def say_privately(respond: AsyncRespond, text: str) -> None:

@@ -135,7 +135,10 @@ async def test_a_record_left_creating_does_not_block_the_next_candidate(start_bo
                                  requester_name="alice", description="", issue=None, now=1.0)
     await bot.services.store.create_release(stuck, ALICE)  # its creator died right here
     await bot.command("rc")
-    await bot.slack.wait_for(lambda: release_message(bot.slack, "v0.15.0-rc.1"), timeout=20)
+    # The answer to the requester comes once the candidate is recorded as made.
+    await bot.slack.wait_for(lambda: [c for c in bot.slack.calls_to("response_url")
+                                      if "Created `v0.15.0-rc.1`" in bot.slack.text_of(
+                                          c.params)], timeout=20)
     assert (await bot.services.store.get_release("0.15.0-rc.1")).phase == "active"
 
 

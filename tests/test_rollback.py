@@ -105,6 +105,31 @@ async def test_the_rollback_button_asks_why_then_rolls_back(start_bot, git_remot
     assert "5xx spike" in await rolled_back(bot)
 
 
+async def test_a_rollback_form_does_not_roll_back_what_it_did_not_show(start_bot, git_remote,
+                                                                       tmp_path: Path):
+    """The form showed v0.15.0; if production runs something else when it is sent, nothing
+    is rolled back (it would go back from a version nobody looked at)."""
+    bot = await start_bot(config(git_remote, tmp_path))
+    await in_production(bot, git_remote)
+    message = await bot.slack.wait_for(lambda: "Roll back production" in bot.slack.text_of(
+        release_message(bot.slack, "v0.15.0-rc.1")) and release_message(bot.slack,
+                                                                         "v0.15.0-rc.1"))
+    await bot.click(message, "rollback_start", user="U0CAROL", user_name="carol")
+    opened = await bot.slack.wait_for(lambda: bot.slack.calls_to("views.open"))
+    tags = git_remote.remote_tags()
+    await bot.services.store.set_environment_version("production", "0.14.0", "v0.14.0",
+                                                     tags["v0.14.0"])  # moved on meanwhile
+    status, _ = await bot.submit_view(opened[0].params["view"], {"reason": "5xx spike"},
+                                      user="U0CAROL", user_name="carol")
+    assert status == 200
+    said = await bot.slack.wait_for(lambda: [
+        c for c in bot.slack.calls_to("chat.postEphemeral")
+        if "no longer runs `0.15.0`" in c.params.get("text", "")])
+    assert "it runs `0.14.0`" in said[0].params["text"]
+    assert [k async for k in bot.services.redis.scan_iter(
+        match=f"{bot.services.store.keys.prefix}rollback:*")] == []
+
+
 async def test_rollback_input_errors(start_bot, git_remote, tmp_path: Path):
     bot = await start_bot(config(git_remote, tmp_path))
     assert "needs a reason" in bot.slack.text_of(await bot.command("rollback"))

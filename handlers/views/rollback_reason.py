@@ -23,7 +23,8 @@ async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str
     reason, form, actor = taken
     try:
         answer = await asyncio.wait_for(rollback_jobs.request_rollback(
-            services, actor, form["e"], None, reason, services.store.clock()),
+            services, actor, form["e"], None, reason, services.store.clock(),
+            expect_from=form["v"]),
             AFTER_ACK_BUDGET)
     except UNREACHABLE:
         await answer_privately(context, actor, CLICK_STORE_DOWN)
