@@ -4,7 +4,7 @@
                                 [--redis-url redis://127.0.0.1:6379/0]
 
 Layout: a child process serves everything under test on one event loop: the Slack stand-in
-(bot/slack_stand_in.py), the real bot (role "web", real Redis, key prefix
+(bot/devtools/slack_stand_in.py), the real bot (role "web", real Redis, key prefix
 `bench:<uuid>:`) and a bare Bolt `AsyncApp` whose `/release` listener only calls `await ack()`;
 both are served by aiohttp the same way (POST /slack/events, port 0 on 127.0.0.1). This
 process is the load generator, so its CPU (signing, the HTTP client) does not share a core
@@ -140,11 +140,11 @@ async def serve_targets(conn: Connection, redis_url: str, prefix: str,
                         tally: LogTally) -> None:
     from aiohttp import web
 
-    from bot.app import Bot
-    from bot.config import parse_config
-    from bot.services import Services
-    from bot.settings import Settings
-    from bot.slack_stand_in import SlackStandIn
+    from bot.devtools.slack_stand_in import SlackStandIn
+    from bot.domain.config import parse_config
+    from bot.runtime.container import Services
+    from bot.runtime.settings import Settings
+    from bot.runtime.web import Bot
 
     with tempfile.TemporaryDirectory(prefix="ack-bench-") as tmp:
         repo = make_git_repo(Path(tmp))

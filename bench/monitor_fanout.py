@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.checks import Result  # noqa: E402
-from bot.config import parse_config  # noqa: E402
-from bot.monitor import Monitor  # noqa: E402
-from bot.services import Services  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.domain.config import parse_config  # noqa: E402
+from bot.domain.health.checks import Result  # noqa: E402
+from bot.runtime.container import Services  # noqa: E402
+from bot.runtime.settings import Settings  # noqa: E402
+from bot.services.monitor_health import Monitor  # noqa: E402
 
 CONCURRENCY = 100  # aiohttp's default connection limit, used by both sides
 

@@ -13,8 +13,8 @@ from typing import TypeVar
 
 from slack_bolt.async_app import AsyncRespond
 
-from bot import messages
-from bot.store import UNREACHABLE
+from bot.adapters.redis.store import UNREACHABLE
+from bot.blocks import release as messages
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -23,11 +23,11 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from bot.app import Bot, Role
-from bot.config import Config, parse_config
-from bot.services import Services
-from bot.settings import Settings
-from bot.slack_stand_in import SlackStandIn, validate_blocks
+from bot.devtools.slack_stand_in import SlackStandIn, validate_blocks
+from bot.domain.config import Config, parse_config
+from bot.runtime.container import Services
+from bot.runtime.settings import Settings
+from bot.runtime.web import Bot, Role
 
 REDIS_URL = os.environ.get("RELEASEBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SIGNING_SECRET = "test-signing-secret"

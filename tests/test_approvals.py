@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
-from bot import approvals, releases
-from bot.approvals import NoChange, Refusal, readiness
-from bot.config import ApprovalPolicy, ConfigError, parse_config
+from bot.domain import approvals, releases
+from bot.domain.approvals import NoChange, Refusal, readiness
+from bot.domain.config import ApprovalPolicy, ConfigError, parse_config
 
 CONFIG = """
 [repository]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot.audit import (
+from bot.adapters.redis.audit import (
     FIELDS,
     audit_message,
     export,
@@ -27,8 +27,8 @@ from bot.audit import (
     write_csv,
     write_jsonl,
 )
-from bot.slack_stand_in import validate_blocks
-from bot.store import Actor, Keys, Store
+from bot.adapters.redis.store import Actor, Keys, Store
+from bot.devtools.slack_stand_in import validate_blocks
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -351,7 +351,7 @@ async def test_audit_message_from_a_real_trail(redis: Redis, prefix: str):
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
             if k not in ("REDIS_URL", "RELEASEBOT_REDIS_PREFIX")}
-    return subprocess.run([sys.executable, "-m", "bot.cli", "audit", "export", *args],
+    return subprocess.run([sys.executable, "-m", "bot.runtime.cli", "audit", "export", *args],
                           env={**base, **env}, capture_output=True, text=True, timeout=60,
                           cwd=ROOT)
 

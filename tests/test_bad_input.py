@@ -8,8 +8,8 @@ import time
 
 import aiohttp
 
-from bot.app import Bot
-from bot.services import Services
+from bot.runtime.container import Services
+from bot.runtime.web import Bot
 from tests.conftest import RunningBot, git, make_config, make_settings
 from tests.test_release_rc import wait_for_gates
 

@@ -19,9 +19,10 @@ import git
 import pytest
 from redis.asyncio.client import Pipeline, Redis
 
-from bot import jobs, releases
-from bot.approvals import approve
-from bot.store import Actor
+from bot.adapters.redis.store import Actor
+from bot.domain import releases
+from bot.domain.approvals import approve
+from bot.services import create_candidate as jobs
 from tests.conftest import GitRemote, make_config
 from tests.conftest import git as run_git
 from tests.test_release_rc import release_message, thread_text, wait_for_gates

@@ -27,11 +27,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.app import Bot
-from bot.config import Config, ConfigError, load_config, parse_config
-from bot.services import Services
-from bot.settings import Settings
-from bot.slack_stand_in import SlackStandIn
+from bot.devtools.slack_stand_in import SlackStandIn
+from bot.domain.config import Config, ConfigError, load_config, parse_config
+from bot.runtime.container import Services
+from bot.runtime.settings import Settings
+from bot.runtime.web import Bot
 from tests.conftest import (
     SCRIPTS,
     SIGNING_SECRET,
@@ -192,7 +192,7 @@ deploy_command = "true"
 PROBE = textwrap.dedent("""
     import ctypes, os, subprocess, sys
     sys.path.insert(0, sys.argv[1])
-    from bot.process import keep_memory_from_children
+    from bot.adapters.process.runner import keep_memory_from_children
     # Become an ordinary user first (as a bot that is not root is). Changing uid makes a
     # process non-dumpable by itself; a bot exec'd as that user is dumpable, so start there.
     os.setgid(65534); os.setuid(65534)
@@ -226,7 +226,7 @@ def test_a_worker_starts_without_the_signing_secret_and_warns_if_it_has_it(
     without = {k: v for k, v in subprocess_env.items() if k != "SLACK_SIGNING_SECRET"}
     for env, warned in ((without, False), (subprocess_env, True)):
         worker = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--role", "worker", "--port", "0",
+            [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port", "0",
              "--host", "127.0.0.1", "--config", str(path)], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
@@ -237,8 +237,8 @@ def test_a_worker_starts_without_the_signing_secret_and_warns_if_it_has_it(
             _, err = worker.communicate(timeout=30)
         assert ("SLACK_SIGNING_SECRET is set, but the worker role does not use it" in err) \
             is warned, err
-    web = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--role", "web", "--port",
-                          "0", "--config", str(path)], env=without, capture_output=True,
+    web = subprocess.run([sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "web",
+                          "--port", "0", "--config", str(path)], env=without, capture_output=True,
                          text=True, timeout=60)
     assert web.returncode == 2 and "SLACK_SIGNING_SECRET" in web.stderr
 
@@ -328,8 +328,8 @@ env = {{ BOT_URL = "{bot_url}", REPORT_DIR = "{shared_dir}" }}
                "SLACK_API_URL": unique_slack.base_url}
         with open(tmp_path / "worker.log", "ab") as worker_log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "bot.cli", "serve", "--role", "worker", "--port", "0",
-                 "--host", "127.0.0.1", "--config", str(path)], env=env,
+                [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port",
+                 "0", "--host", "127.0.0.1", "--config", str(path)], env=env,
                 stdout=subprocess.DEVNULL, stderr=worker_log)
 
         # The committer, who is no approver, makes the candidate; its gate runs the script.

@@ -1,6 +1,6 @@
 import pytest
 
-from bot.commands import (
+from bot.commands.release import (
     CommandError,
     HelpCommand,
     RcCommand,

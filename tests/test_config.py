@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
-from bot.config import ConfigError, load_config, parse_config
+from bot.domain.config import ConfigError, load_config, parse_config
+from bot.runtime.cli import main
 
 GOOD = """
 [repository]

@@ -18,11 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot import jobs
-from bot.config import Config, load_config
-from bot.locks import STOP_FRACTION, RenewingLock
-from bot.monitor import health_rows
-from bot.store import BOT
+from bot.adapters.redis.locks import STOP_FRACTION, RenewingLock
+from bot.adapters.redis.store import BOT
+from bot.domain.config import Config, load_config
+from bot.services import create_candidate as jobs
+from bot.services.monitor_health import health_rows
 from tests.conftest import SCRIPTS, GitRemote, RedisServer, git
 from tests.test_flags import PATH, push_flags
 from tests.test_flags_file import FLAGS
@@ -105,7 +105,7 @@ def write_config(tmp_path: Path, text: str) -> tuple[Path, Config]:
 
 def spawn_worker(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--role", "worker", "--port", "0",
+        [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port", "0",
          "--host", "127.0.0.1", "--config", str(config)],
         env=env, stdout=subprocess.DEVNULL, stderr=open(config.parent / "worker.log", "ab"))
 

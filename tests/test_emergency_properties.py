@@ -30,11 +30,11 @@ from hypothesis.stateful import (
 )
 from redis.asyncio import Redis
 
-from bot import approvals, releases, rollbacks
-from bot.config import parse_config
-from bot.releases import Release, TransitionError
-from bot.rollbacks import RollbackRequest
-from bot.store import Actor, Store
+from bot.adapters.redis.store import Actor, Store
+from bot.domain import approvals, releases, rollbacks
+from bot.domain.config import parse_config
+from bot.domain.releases import Release, TransitionError
+from bot.domain.rollbacks import RollbackRequest
 from tests.conftest import REDIS_URL
 
 T = TypeVar("T")

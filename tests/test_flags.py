@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot import flag_jobs
-from bot.flags import read_flags
-from bot.store import Actor
+from bot.adapters.redis.store import Actor
+from bot.domain.flags import read_flags
+from bot.services import change_flags as flag_jobs
 from tests.conftest import GitRemote, LocalSite, git, make_config
 from tests.test_flags_file import FLAGS
 from tests.test_release_rc import wait_for_gates

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands import CommandError
-from bot.flag_commands import ChangeFlag, FlagHelp, ListFlags, RampFlag, parse_flag_command
-from bot.flags import Flag, FlagChange, FlagsError, apply, new_flags_ready, read_flags
+from bot.commands.flag import ChangeFlag, FlagHelp, ListFlags, RampFlag, parse_flag_command
+from bot.commands.release import CommandError
+from bot.domain.flags import Flag, FlagChange, FlagsError, apply, new_flags_ready, read_flags
 from tests.test_health_rules import BASE  # the least config, one environment
 
 FLAGS = """\
@@ -137,7 +137,7 @@ def test_bad_flag_commands_say_what_would_be_right(text: str, message: str):
 def test_flag_config_mistakes_name_the_key(extra: str, key: str):
     import tomllib
 
-    from bot.config import ConfigError, parse_config
+    from bot.domain.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as caught:
         parse_config(tomllib.loads(BASE + extra))
@@ -147,7 +147,7 @@ def test_flag_config_mistakes_name_the_key(extra: str, key: str):
 def test_flag_config_defaults_and_no_approvals():
     import tomllib
 
-    from bot.config import parse_config
+    from bot.domain.config import parse_config
 
     config = parse_config(tomllib.loads(BASE + "[flags]\nrequired = 0\n"))
     assert config.flags.policy.required == 0 and config.flags.path == "data/feature-flags.toml"

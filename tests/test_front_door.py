@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from bot.logs import FORMAT, OneLineFormatter, loggable
+from bot.runtime.logs import FORMAT, OneLineFormatter, loggable
 from tests.conftest import SIGNING_SECRET, RedisServer, interaction_body, make_config, sign
 from tests.test_workers import config_text, write_config
 
@@ -35,7 +35,7 @@ def unsigned_requests(valid_body: str) -> list[tuple[str, bytes, dict[str, str]]
     now = str(int(time.time()))
     body = valid_body.encode()
     good = signature(body, now)
-    forged_line = b"text=x\nCRITICAL bot.decisions: gate qa approved by UAPPR1\n"
+    forged_line = b"text=x\nCRITICAL bot.services.decide: gate qa approved by UAPPR1\n"
     big = b"payload=" + b"A" * 900_000 + b"\nCRITICAL approved by UAPPR1"
     cases = [
         ("no headers", body, {}),
@@ -161,7 +161,7 @@ def test_serve_refuses_blank_secrets(tmp_path: Path, git_remote, subprocess_env)
     path = write_config(tmp_path, config_text(git_remote, tmp_path))
     for name in ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"):
         env = {**subprocess_env, name: "   "}
-        out = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--port", "0",
+        out = subprocess.run([sys.executable, "-m", "bot.runtime.cli", "serve", "--port", "0",
                               "--config", str(path)], env=env, capture_output=True, text=True,
                              timeout=60)
         assert out.returncode == 2, out.stderr
@@ -201,7 +201,7 @@ async def test_a_redis_outage_is_two_log_lines_not_a_flood(git_remote, tmp_path:
     log_file = tmp_path / "worker.log"
     with open(log_file, "wb") as stderr:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--role", "worker", "--port", "0",
+            [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port", "0",
              "--host", "127.0.0.1", "--config", str(path)],
             env={**subprocess_env, "REDIS_URL": server.url}, stdout=subprocess.DEVNULL,
             stderr=stderr)
@@ -240,7 +240,7 @@ async def test_a_redis_outage_is_two_log_lines_not_a_flood(git_remote, tmp_path:
 
 @pytest.mark.parametrize("secret", ["   ", ""])
 def test_settings_refuse_blank_or_missing_secrets(secret: str):
-    from bot.settings import Settings, SettingsError
+    from bot.runtime.settings import Settings, SettingsError
     with pytest.raises(SettingsError, match="SLACK_SIGNING_SECRET"):
         Settings.from_env({"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": secret})
 
@@ -248,7 +248,7 @@ def test_settings_refuse_blank_or_missing_secrets(secret: str):
 def test_form_bodies_are_what_slack_sends():
     body = urlencode({"payload": json.dumps({"type": "block_actions",
                                              "actions": [{"action_id": "x"}]})}).encode()
-    from bot.app import check_form
+    from bot.runtime.web import check_form
     assert json.loads(check_form(body, FORM)) == {"type": "block_actions",
                                                   "actions": [{"action_id": "x"}]}
     command = urlencode({"command": "/release", "text": "payload=1"}).encode()

@@ -7,12 +7,20 @@ from collections.abc import Callable
 
 import pytest
 
-from bot.checks import Observation, Recent, Result, assess, baseline_ms, conditions, error_rate
-from bot.config import CheckConfig, ConfigError, MonitoringConfig, parse_config
-from bot.health_messages import health_report, incident_message, window_summary
-from bot.incidents import CheckState, Incident, step
-from bot.slack_stand_in import validate_blocks
-from bot.summaries import percentile, sparkline, summarize
+from bot.blocks.health import health_report, incident_message, window_summary
+from bot.devtools.slack_stand_in import validate_blocks
+from bot.domain.config import CheckConfig, ConfigError, MonitoringConfig, parse_config
+from bot.domain.health.checks import (
+    Observation,
+    Recent,
+    Result,
+    assess,
+    baseline_ms,
+    conditions,
+    error_rate,
+)
+from bot.domain.health.incidents import CheckState, Incident, step
+from bot.domain.health.summaries import percentile, sparkline, summarize
 
 CFG = MonitoringConfig(failures_to_alert=3, successes_to_resolve=2, reminder_seconds=60,
                        error_rate_samples=10, latency_samples=3, degradation_floor_ms=50)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, parse_config
-from bot.versions import VersionError, next_hotfix
+from bot.domain.config import ConfigError, parse_config
+from bot.domain.versions import VersionError, next_hotfix
 from tests.conftest import deploy_log, git
 from tests.test_final import config, live
 from tests.test_release_rc import release_message, thread_text, wait_for_gates

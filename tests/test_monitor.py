@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.monitor import Monitor
-from bot.store import Store
+from bot.adapters.redis.store import Store
+from bot.services.monitor_health import Monitor
 from tests.conftest import LocalSite, make_config
 from tests.test_final import candidate, config, live
 from tests.test_release_rc import release_message, thread_text

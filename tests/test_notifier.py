@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
-from bot import releases
-from bot.services import Services
-from bot.store import BOT
+from bot.adapters.redis.store import BOT
+from bot.domain import releases
+from bot.runtime.container import Services
 from tests.conftest import make_config, make_settings
 
 

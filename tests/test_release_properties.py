@@ -4,7 +4,7 @@ A hypothesis state machine plays a team: people cut candidates, staging deploys 
 automatic gate pass or fail, random people approve (sometimes with a double click) and reject
 the manual gates, the clock moves on so approvals expire, and someone keeps trying
 `/release final`. After every step the state stored in Redis is checked against the rules,
-written out here independently of `bot.approvals.readiness`: production only ever receives a
+written out here independently of `bot.domain.approvals.readiness`: production only ever receives a
 candidate that, at that moment, had a successful staging deploy, a passed automatic gate, a
 valid approval and no rejection on every manual gate, and two distinct valid approvers from the
 list, neither of them its requester. Every successful change must have its audit entry.
@@ -33,11 +33,11 @@ from hypothesis.stateful import (
 )
 from redis.asyncio import Redis
 
-from bot import approvals, releases
-from bot.approvals import NoChange
-from bot.config import parse_config
-from bot.releases import Approval, Rejection, Release, TransitionError
-from bot.store import Actor, Store
+from bot.adapters.redis.store import Actor, Store
+from bot.domain import approvals, releases
+from bot.domain.approvals import NoChange
+from bot.domain.config import parse_config
+from bot.domain.releases import Approval, Rejection, Release, TransitionError
 from tests.conftest import REDIS_URL
 
 T = TypeVar("T")
@@ -104,7 +104,7 @@ def actor(user_id: str) -> Actor:
     return Actor(user_id=user_id, user_name=user_id.lower(), channel="C0RELEASES")
 
 
-# --- the rule, independently of bot.approvals ------------------------------------------------
+# --- the rule, independently of bot.domain.approvals ---------------------------------------
 
 def promotion_problems(release: Release, at: float) -> list[str]:
     """What `release` lacked at time `at` to be allowed into production (empty: nothing)."""

@@ -267,7 +267,7 @@ async def test_a_moved_tag_is_not_deployed(start_bot, git_remote, tmp_path: Path
     other = git_remote.commit("sneaky")
     git("tag", "-f", "v0.15.0-rc.1", other, cwd=git_remote.work)
     git("push", "-q", "-f", "origin", "v0.15.0-rc.1", cwd=git_remote.work)
-    from bot import jobs
+    from bot.services import create_candidate as jobs
     await jobs.enqueue_deploy(bot.services, release, "staging", jobs.BOT)
     message = release_message(bot.slack, "v0.15.0-rc.1")
     thread = await bot.slack.wait_for(lambda: "someone moved it" in thread_text(

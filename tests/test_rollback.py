@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bot.locks import read_lock
+from bot.adapters.redis.locks import read_lock
 from tests.conftest import deploy_log
 from tests.test_final import candidate, config, live
 from tests.test_release_rc import release_message, thread_text
@@ -148,9 +148,9 @@ async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remot
                                                             tmp_path: Path):
     import json
 
-    from bot import reaper
-    from bot.rollbacks import RollbackRequest
-    from bot.store import BOT
+    from bot.adapters.redis.store import BOT
+    from bot.domain.rollbacks import RollbackRequest
+    from bot.services import reap_lost_deploys as reaper
     bot = await start_bot(config(git_remote, tmp_path))
     store = bot.services.store
     request = RollbackRequest(id="r1", environment="production", to_version="0.14.1",

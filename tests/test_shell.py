@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bot.app import Bot
-from bot.demo import create_demo
-from bot.embedded_redis import EmbeddedRedis
-from bot.services import Services
-from bot.shell import Shell, plain, render
+from bot.devtools.demo import create_demo
+from bot.devtools.embedded_redis import EmbeddedRedis
+from bot.devtools.shell import Shell, plain, render
+from bot.runtime.container import Services
+from bot.runtime.web import Bot
 from tests.conftest import REDIS_URL, make_config, make_settings
 
 ROOT = Path(__file__).parent.parent
@@ -31,7 +31,7 @@ def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | Non
     if redis_url:
         env["REDIS_URL"] = redis_url
     env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT on a hang prints every thread's stack
-    command = [sys.executable, "-m", "bot.cli", "shell", *args]
+    command = [sys.executable, "-m", "bot.runtime.cli", "shell", *args]
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
@@ -60,7 +60,7 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     # Loud about the embedded Redis.
     assert "Nothing is kept across" in result.stderr and "REDIS_URL" in result.stderr
     # Outcomes, not wording: the tag is in the sample repository, on the head of main...
-    from bot.demo import Demo
+    from bot.devtools.demo import Demo
     demo = Demo(demo_dir)
     tags = demo.remote_tags()
     for tag in ("v0.15.0-rc.1", "v0.15.0", "v0.15.1-rc.1", "v0.15.1"):
@@ -114,7 +114,7 @@ def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
     assert "Usage: /as NAME" in out
     assert "There is no button [7]" in out
     # quit stops the script: the rc after it never ran
-    from bot.demo import Demo
+    from bot.devtools.demo import Demo
     assert "v0.15.0-rc.1" not in Demo(tmp_path / "d").remote_tags()
 
 
@@ -195,13 +195,13 @@ def test_the_demo_is_a_real_repository(tmp_path: Path):
     tags = demo.remote_tags()
     for tag in ("v0.14.1", "v0.13.3-final", "bd-12", "v0.8.1-bug-fixes"):
         assert tag in tags
-    from bot.config import load_config
+    from bot.domain.config import load_config
     config = load_config(demo.config_path)
     assert [e.name for e in config.environments] == ["staging", "production"]
 
 
 async def test_embedded_redis_serves_the_worker_queue_and_lua():
-    from bot.embedded_redis import client
+    from bot.devtools.embedded_redis import client
 
     embedded = EmbeddedRedis()
     url = embedded.start()
@@ -251,7 +251,7 @@ async def test_serve_without_redis_url_starts_the_embedded_redis(tmp_path: Path,
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(SLACK_BOT_TOKEN="xoxb-x", SLACK_SIGNING_SECRET="s",
                SLACK_API_URL="http://127.0.0.1:9/api/", RELEASEBOT_STATE_DIR=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", "--port", str(port),
                              "--host", "127.0.0.1", "--config", str(path)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -273,7 +273,7 @@ async def test_serve_without_redis_url_starts_the_embedded_redis(tmp_path: Path,
 
 
 async def test_the_demo_site_serves_health_and_the_deployed_version(tmp_path: Path):
-    from bot.demo import DemoSite, free_port
+    from bot.devtools.demo import DemoSite, free_port
     port = free_port()
     demo = create_demo(tmp_path / "d", port)
     site = DemoSite(demo, port)

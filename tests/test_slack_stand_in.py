@@ -13,7 +13,7 @@ from slack_sdk.models.blocks import ButtonElement, HeaderBlock, SectionBlock
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from bot.slack_stand_in import Message, RecordedCall, SlackStandIn
+from bot.devtools.slack_stand_in import Message, RecordedCall, SlackStandIn
 
 
 @pytest.fixture

@@ -16,13 +16,13 @@ from redis.asyncio import Redis
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import app as bot_app
-from bot import messages
-from bot.app import Bot
-from bot.commands import CommandError, parse_release_command
-from bot.config import Config
-from bot.services import Services
-from bot.slack_stand_in import APP_ID, SlackStandIn
+from bot.blocks import release as messages
+from bot.commands.release import CommandError, parse_release_command
+from bot.devtools.slack_stand_in import APP_ID, SlackStandIn
+from bot.domain.config import Config
+from bot.runtime import web as bot_app
+from bot.runtime.container import Services
+from bot.runtime.web import Bot
 from tests.conftest import BOT_TOKEN, GitRemote, make_config, make_settings, sign
 
 APP_TOKEN = "xapp-1-test"
@@ -264,7 +264,7 @@ async def test_without_an_app_token_there_is_no_socket(start_bot: Any, config: C
 
 
 @pytest.mark.skipif(not hasattr(bot_app, "SocketModeError"),
-                    reason="bot/app.py does not fail fast on a refused app token yet")
+                    reason="bot/runtime/web.py does not fail fast on a refused app token yet")
 async def test_a_refused_app_token_stops_start_up(prefix: str, redis: Redis, config: Config,
                                                   tmp_path: Path) -> None:
     async with SlackStandIn(token=BOT_TOKEN, app_token="xapp-the-real-one") as slack:

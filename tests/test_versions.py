@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.versions import VersionError, next_candidate, parse_tag, release_versions
+from bot.domain.versions import VersionError, next_candidate, parse_tag, release_versions
 
 MESSY = ["v0.13.3-final", "bd-12", "v0.8.1-bug-fixes", "20240315-1200", "1700000000",
          "v1", "v1.2", "v01.2.3", "v1.2.3-rc.01", "v1.2.3-rc.x", "v1.2.3-beta.1", "release-1.0",

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot import jobs
-from bot.locks import LockHeld, RenewingLock, read_lock
+from bot.adapters.redis.locks import LockHeld, RenewingLock, read_lock
+from bot.services import create_candidate as jobs
 from tests.conftest import deploy_log, make_config
 from tests.test_release_rc import release_message, running, thread_text, wait_for_gates
 
@@ -50,7 +50,7 @@ command = "sh {scripts}/gate.sh e2e"
 
 def spawn_worker(config: Path, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--role", "worker", "--port", "0",
+        [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port", "0",
          "--host", "127.0.0.1", "--config", str(config)],
         env=env, stdout=subprocess.DEVNULL, stderr=open(config.parent / "worker.log", "ab"))
 
@@ -58,7 +58,7 @@ def spawn_worker(config: Path, env: dict[str, str]) -> subprocess.Popen:
 async def test_web_role_enqueues_and_a_separate_worker_process_deploys(
         start_bot, git_remote, tmp_path: Path, subprocess_env):
     path = write_config(tmp_path, config_text(git_remote, tmp_path))
-    from bot.config import load_config
+    from bot.domain.config import load_config
     web = await start_bot(load_config(path), role="web")
     worker = spawn_worker(path, subprocess_env)
     try:
@@ -73,7 +73,7 @@ async def test_web_role_enqueues_and_a_separate_worker_process_deploys(
 async def test_a_worker_killed_mid_deploy_is_reported_failed_and_frees_the_lock(
         start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix):
     path = write_config(tmp_path, config_text(git_remote, tmp_path, "DEPLOY_SLEEP=60"))
-    from bot.config import load_config
+    from bot.domain.config import load_config
     config = load_config(path)
     web = await start_bot(config, role="web", name="web")
     await start_bot(config, role="scheduler", name="scheduler")  # runs the reaper
@@ -228,14 +228,14 @@ def test_serve_cli_reports_a_taken_port_and_missing_settings(tmp_path: Path, git
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "serve", "--role", "web", "--host", "127.0.0.1",
-             "--port", str(port), "--config", str(path)],
+            [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "web", "--host",
+             "127.0.0.1", "--port", str(port), "--config", str(path)],
             env=subprocess_env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert f"cannot serve on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
     env = {k: v for k, v in subprocess_env.items() if k != "SLACK_SIGNING_SECRET"}
-    out = subprocess.run([sys.executable, "-m", "bot.cli", "serve", "--config", str(path)],
+    out = subprocess.run([sys.executable, "-m", "bot.runtime.cli", "serve", "--config", str(path)],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "SLACK_SIGNING_SECRET" in out.stderr

@@ -2,10 +2,10 @@ import re
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.flag_jobs import APPROVE_ACTION as APPROVE_FLAG
-from bot.health_messages import ACK_ACTION
-from bot.messages import APPROVE_ACTION, REJECT_ACTION, ROLLBACK_ACTION
-from bot.rollback_jobs import APPROVE_ROLLBACK
+from bot.blocks.health import ACK_ACTION
+from bot.blocks.release import APPROVE_ACTION, REJECT_ACTION, ROLLBACK_ACTION
+from bot.services.change_flags import APPROVE_ACTION as APPROVE_FLAG
+from bot.services.roll_back import APPROVE_ROLLBACK
 from handlers.actions.flag_buttons import approve_flag_clicked
 from handlers.actions.gate_buttons import approve_clicked, reject_clicked
 from handlers.actions.incident_buttons import acknowledge_clicked

@@ -6,8 +6,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from bot import clicks, flag_jobs
-from bot.services import Services
+from bot.runtime.container import Services
+from bot.services import change_flags as flag_jobs
+from bot.services import clicks
 from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 

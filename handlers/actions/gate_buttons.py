@@ -7,8 +7,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
-from bot import clicks, decisions, messages
-from bot.services import Services
+from bot.blocks import release as messages
+from bot.runtime.container import Services
+from bot.services import clicks
+from bot.services import decide as decisions
 from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 

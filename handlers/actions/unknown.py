@@ -7,9 +7,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from bot import clicks
-from bot.logs import loggable
-from bot.services import Services
+from bot.runtime.container import Services
+from bot.runtime.logs import loggable
+from bot.services import clicks
 from handlers.answers import answer_click
 from handlers.payloads import action_id, click_actor
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot import flag_jobs, flag_messages
-from bot.commands import CommandError
-from bot.flag_commands import (
+from bot.adapters.git_clone import GitError
+from bot.adapters.redis.store import UNREACHABLE
+from bot.blocks import flags as flag_messages
+from bot.commands.flag import (
     FLAG_USAGE,
     ChangeFlag,
     FlagHelp,
@@ -17,10 +18,10 @@ from bot.flag_commands import (
     RampFlag,
     parse_flag_command,
 )
-from bot.flags import FlagsError
-from bot.gitrepo import GitError
-from bot.services import Services
-from bot.store import UNREACHABLE
+from bot.commands.release import CommandError
+from bot.domain.flags import FlagsError
+from bot.runtime.container import Services
+from bot.services import change_flags as flag_jobs
 from handlers.answers import before_ack
 from handlers.commands.release import Answer, audit_command, request_id
 from handlers.payloads import command_actor

@@ -12,10 +12,12 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot import environments, health_messages, jobs, messages, monitor, rollback_jobs
-from bot.approvals import readiness
-from bot.audit import audit_message, read_entries
-from bot.commands import (
+from bot.adapters.redis.audit import audit_message, read_entries
+from bot.adapters.redis.locks import LockRefused, format_age
+from bot.adapters.redis.store import UNREACHABLE
+from bot.blocks import health as health_messages
+from bot.blocks import release as messages
+from bot.commands.release import (
     AuditCommand,
     CommandError,
     FinalCommand,
@@ -29,11 +31,14 @@ from bot.commands import (
     UnlockCommand,
     parse_release_command,
 )
-from bot.environments import UnknownEnvironment
-from bot.locks import LockRefused, format_age
-from bot.logs import loggable
-from bot.services import Services
-from bot.store import UNREACHABLE
+from bot.domain.approvals import readiness
+from bot.runtime.container import Services
+from bot.runtime.logs import loggable
+from bot.services import create_candidate as jobs
+from bot.services import lock_environments as environments
+from bot.services import monitor_health as monitor
+from bot.services import roll_back as rollback_jobs
+from bot.services.lock_environments import UnknownEnvironment
 from handlers.answers import STORE_DOWN, before_ack
 from handlers.payloads import command_actor
 

@@ -2,7 +2,7 @@ import re
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.messages import REJECT_VIEW, ROLLBACK_VIEW
+from bot.blocks.release import REJECT_VIEW, ROLLBACK_VIEW
 from handlers.views.reject_reason import reject_submitted
 from handlers.views.rollback_reason import rollback_submitted
 from handlers.views.unknown import unknown_submitted

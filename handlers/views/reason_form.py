@@ -9,10 +9,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
-from bot import clicks, messages
-from bot.commands import CommandError, check_text
-from bot.services import Services
-from bot.store import UNREACHABLE, Actor
+from bot.adapters.redis.store import UNREACHABLE, Actor
+from bot.blocks import release as messages
+from bot.commands.release import CommandError, check_text
+from bot.runtime.container import Services
+from bot.services import clicks
 from handlers.answers import STORE_DOWN, before_ack
 from handlers.payloads import click_actor, form_metadata
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot import rollback_jobs
-from bot.store import UNREACHABLE
+from bot.adapters.redis.store import UNREACHABLE
+from bot.services import roll_back as rollback_jobs
 from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
 from handlers.views.reason_form import answer_privately, take_form
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot import clicks, messages
-from bot.logs import loggable
-from bot.store import UNREACHABLE
+from bot.adapters.redis.store import UNREACHABLE
+from bot.blocks import release as messages
+from bot.runtime.logs import loggable
+from bot.services import clicks
 from handlers.payloads import click_actor
 
 TEXT = "I do not know this form, so nothing was done."

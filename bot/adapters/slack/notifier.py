@@ -1,0 +1,131 @@
+"""Talking to Slack's Web API after the ack: thread replies, answers, coalesced message updates.
+
+Clients retry on HTTP 429 after Retry-After (slack_sdk's handler). None of this runs before an
+ack: handlers ack first and hand the rest to a worker or a background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from bot.adapters.redis.store import Store
+from bot.blocks.release import Block, release_fallback_text, release_message
+from bot.domain.config import Config
+
+log = logging.getLogger(__name__)
+
+RETRY_HANDLERS = [AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+                  AsyncConnectionErrorRetryHandler(max_retry_count=2),
+                  AsyncServerErrorRetryHandler(max_retry_count=2)]
+
+
+def web_client(token: str, base_url: str) -> AsyncWebClient:
+    return AsyncWebClient(token=token, base_url=base_url, retry_handlers=list(RETRY_HANDLERS))
+
+
+class Notifier:
+    """Posts for the release logic: thread replies, private answers, the release message."""
+
+    def __init__(self, client: AsyncWebClient, store: Store, config: Config,
+                 update_delay: float = 1.0) -> None:
+        self.client = client
+        self.store = store
+        self.config = config
+        self.update_delay = update_delay
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def post(self, channel: str, blocks: list[Block], text: str,
+                   thread_ts: str | None = None) -> dict[str, Any] | None:
+        """Post a message; a failure is logged and None returned, never raised: what the bot
+        says is a report of what happened, which must not undo or stop it."""
+        try:
+            response = await self.client.chat_postMessage(channel=channel, blocks=blocks,
+                                                           text=text, thread_ts=thread_ts)
+        except SlackApiError as exc:
+            log.warning("chat.postMessage to %s failed: %s", channel, exc.response.get("error"))
+            return None
+        except Exception as exc:  # an error page, a connection reset, a timeout…
+            log.warning("chat.postMessage to %s failed: %s", channel, type(exc).__name__)
+            return None
+        return response.data if isinstance(response.data, dict) else None
+
+    async def thread(self, version: str, blocks: list[Block], text: str) -> None:
+        try:
+            release = await self.store.get_release(version)
+        except Exception:
+            log.warning("no thread reply for %s: its release could not be read", version)
+            return
+        if release is None or release.channel is None or release.message_ts is None:
+            return
+        await self.post(release.channel, blocks, text, thread_ts=release.message_ts)
+
+    async def answer(self, response_url: str | None, blocks: list[Block], text: str) -> None:
+        """A private answer to the person who typed the command (through its response_url)."""
+        if not response_url:
+            return
+        hook = AsyncWebhookClient(response_url, retry_handlers=list(RETRY_HANDLERS))
+        try:
+            await hook.send(text=text, blocks=blocks, response_type="ephemeral",
+                            replace_original=False)
+        except Exception:  # the answer is a courtesy; the outcome is already in the thread
+            log.warning("response_url answer failed", exc_info=True)
+
+    def refresh(self, version: str) -> None:
+        """Schedule an update of the release message; a burst of calls is one chat.update."""
+        task = asyncio.create_task(self._refresh(version))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _refresh(self, version: str, follow_up: bool = True) -> None:
+        key = self.store.keys.render(version)
+        # Whoever sets the flag renders after the delay; later changes in that window ride
+        # along, because the render reads the newest state. The flag expires soon after, so
+        # if its owner dies before rendering, the follow-up below renders instead.
+        ttl = self.update_delay * 2 + 1.0
+        try:
+            if await self.store.redis.set(key, "1", nx=True, px=int(ttl * 1000)):
+                await asyncio.sleep(self.update_delay)
+                await self.store.redis.delete(key)
+                await self.render_now(version)
+            elif follow_up:
+                await asyncio.sleep(ttl + 0.1)
+                release = await self.store.get_release(version)
+                rendered = await self.store.redis.get(self.store.keys.rendered(version))
+                if release is not None and int(rendered or 0) < release.rev:
+                    await self._refresh(version, follow_up=False)
+        except Exception:
+            log.exception("updating the message of %s failed", version)
+
+    async def render_now(self, version: str) -> None:
+        release = await self.store.get_release(version)
+        if release is None or release.channel is None or release.message_ts is None:
+            return
+        try:
+            await self.client.chat_update(channel=release.channel, ts=release.message_ts,
+                                          blocks=release_message(release, self.config),
+                                          text=release_fallback_text(release))
+        except SlackApiError as exc:
+            log.warning("chat.update of %s failed: %s", version, exc.response.get("error"))
+            return
+        await self.store.redis.set(self.store.keys.rendered(version), release.rev, ex=86400)
+
+    @property
+    def idle(self) -> bool:
+        """No message update is waiting to be rendered."""
+        return not self._pending
+
+    async def drain(self) -> None:
+        """Wait for scheduled updates (at shutdown, so the last state is shown)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)

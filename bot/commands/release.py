@@ -1,0 +1,253 @@
+"""Parsing of `/release` command text into typed requests, with messages that say what to type."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from bot.domain.versions import BUMPS, Bump
+
+MAX_DESCRIPTION = 1000
+MAX_REASON = 500
+VERSION_WORD = re.compile(r"^[A-Za-z0-9._/+-]{1,60}$")
+ISSUE_ID = re.compile(r"^[A-Za-z0-9#][A-Za-z0-9._#/:-]{0,63}$")
+# Phones turn straight quotes into curly ones; shlex only knows the straight kind.
+_SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"',
+                               "\u2018": "'", "\u2019": "'"})
+
+USAGE = """\
+*`/release rc [--description TEXT] [--issue ID] [--bump major|minor|patch] [--dry-run]`*
+Tag a release candidate from the release branch and deploy it to the first environment.
+*`/release hotfix --description TEXT [--issue ID]`*
+The emergency path: a patch of what runs in production, with the hotfix gates and approvals.
+*`/release final [--description TEXT] [--issue ID]`*
+Promote the newest candidate, once its gates passed and its approvals are complete.
+*`/release status`* Versions in each environment, releases in flight, locks held.
+*`/release health [ENV]`* Every health check: its state, latency and last failure.
+*`/release rollback [ENV] [--to VERSION] --reason TEXT`*
+Redeploy the previous good version (or VERSION); ENV stays locked afterwards.
+*`/release audit [VERSION]`* Who did what to a release, and when (or the latest entries).
+*`/release lock ENV --reason TEXT [--force]`* Stop deploys to ENV until it is unlocked.
+*`/release unlock ENV [--force]`* Allow deploys to ENV again.
+*`/release help`* This help."""
+
+
+class CommandError(Exception):
+    """The command text is wrong; the message says what was wrong and what would be right."""
+
+
+# Text people give becomes data: a tag's annotation (one `Description:` line; a newline would
+# let it forge an `Approved-by:` line), the audit trail, Slack messages, log lines. So it is
+# plain text on one line: no control characters (NUL, ESC, CR, LF, TAB…), no line or
+# paragraph separators, no bidi controls (they make text read differently than it is).
+_UNSAFE_TEXT = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+
+
+def check_text(what: str, text: str) -> str:
+    """`text` if it is plain text on one line; else CommandError naming what and where."""
+    found = _UNSAFE_TEXT.search(text)
+    if found is not None:
+        raise CommandError(f"The {what} has a control character (U+{ord(found.group()):04X}) "
+                           f"at position {found.start() + 1}; use plain text on one line.")
+    return text
+
+
+@dataclass(frozen=True)
+class RcCommand:
+    description: str = ""
+    issue: str | None = None
+    bump: Bump | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class HotfixCommand:
+    description: str
+    issue: str | None = None
+
+
+@dataclass(frozen=True)
+class FinalCommand:
+    description: str = ""
+    issue: str | None = None
+
+
+@dataclass(frozen=True)
+class RollbackCommand:
+    reason: str
+    environment: str | None = None
+    to: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditCommand:
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusCommand:
+    pass
+
+
+@dataclass(frozen=True)
+class HealthCommand:
+    environment: str | None = None
+
+
+@dataclass(frozen=True)
+class HelpCommand:
+    pass
+
+
+@dataclass(frozen=True)
+class LockCommand:
+    environment: str
+    reason: str
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class UnlockCommand:
+    environment: str
+    force: bool = False
+
+
+Command = (RcCommand | FinalCommand | StatusCommand | HelpCommand | LockCommand
+           | UnlockCommand | AuditCommand | RollbackCommand | HotfixCommand | HealthCommand)
+
+_RC_OPTIONS = {"--description": True, "--issue": True, "--bump": True, "--dry-run": False}
+
+
+def parse_release_command(text: str) -> Command:
+    try:
+        words = shlex.split(text.translate(_SMART_QUOTES))
+    except ValueError:
+        raise CommandError("A quote is not closed. Put the description in straight quotes: "
+                           "`/release rc --description \"what changed\"`.") from None
+    if not words or words[0] in ("help", "--help", "-h"):
+        return HelpCommand()
+    sub, rest = words[0].lower(), words[1:]
+    if sub == "status":
+        if rest:
+            raise CommandError(f"`/release status` takes no arguments (got `{' '.join(rest)}`).")
+        return StatusCommand()
+    if sub == "health":
+        if len(rest) > 1 or (rest and rest[0].startswith("-")):
+            raise CommandError("`/release health` takes at most an environment, like "
+                               "`/release health production`.")
+        return HealthCommand(environment=rest[0].lower() if rest else None)
+    if sub == "rc":
+        return _parse_rc(rest)
+    if sub == "rollback":
+        env = rest[0].lower() if rest and not rest[0].startswith("-") else None
+        opts = _parse_options("rollback", rest[1:] if env else rest,
+                              {"--to": True, "--reason": True})
+        reason = check_text("reason", str(opts.get("--reason", "")).strip())
+        if not reason:
+            raise CommandError("A rollback needs a reason: `/release rollback production "
+                               "--reason \"checkout errors\"`.")
+        if len(reason) > MAX_REASON:
+            raise CommandError(f"The reason is {len(reason):,} characters; the most is "
+                               f"{MAX_REASON}.")
+        to = opts.get("--to")
+        if to is not None and not VERSION_WORD.match(str(to)):
+            raise CommandError(f"`--to {to}` is not a version; use one like `--to v0.14.1`.")
+        return RollbackCommand(reason=reason, environment=env, to=str(to) if to else None)
+    if sub == "audit":
+        if len(rest) > 1 or (rest and not VERSION_WORD.match(rest[0])):
+            raise CommandError("`/release audit` takes at most a version, like "
+                               "`/release audit v0.15.0-rc.1`.")
+        return AuditCommand(version=rest[0] if rest else None)
+    if sub == "hotfix":
+        opts = _parse_options("hotfix", rest, {"--description": True, "--issue": True})
+        description = _description(opts)
+        if not description:
+            raise CommandError("A hotfix needs a description of what it fixes: "
+                               "`/release hotfix --description \"checkout crash\"`.")
+        return HotfixCommand(description=description, issue=_issue(opts))
+    if sub == "final":
+        opts = _parse_options("final", rest, {"--description": True, "--issue": True})
+        return FinalCommand(description=_description(opts), issue=_issue(opts))
+    if sub == "lock":
+        env, opts = _environment_and_options("lock", rest, {"--reason": True, "--force": False})
+        reason = check_text("reason", str(opts.get("--reason", "")).strip())
+        if not reason:
+            raise CommandError("A lock needs a reason, so others know why: "
+                               f"`/release lock {env} --reason \"db migration\"`.")
+        if len(reason) > MAX_REASON:
+            raise CommandError(f"The reason is {len(reason):,} characters; the most is "
+                               f"{MAX_REASON}.")
+        return LockCommand(environment=env, reason=reason, force=bool(opts.get("--force")))
+    if sub == "unlock":
+        env, opts = _environment_and_options("unlock", rest, {"--force": False})
+        return UnlockCommand(environment=env, force=bool(opts.get("--force")))
+    raise CommandError(f"I don't know `/release {words[0]}`. Try one of these:\n{USAGE}")
+
+
+def _parse_options(sub: str, words: list[str], spec: dict[str, bool]) -> dict[str, str | bool]:
+    found: dict[str, str | bool] = {}
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, eq, inline = word.partition("=")
+        if name not in spec:
+            if word.startswith("-"):
+                raise CommandError(f"`/release {sub}` has no option `{name}`. "
+                                   f"Options: {', '.join(f'`{o}`' for o in spec)}.")
+            raise CommandError(f"Unexpected `{word}` in `/release {sub}`. Values go after an "
+                               "option, in quotes if they have spaces: "
+                               f"`/release {sub} --description \"what changed\"`.")
+        if name in found:
+            raise CommandError(f"`{name}` is given twice.")
+        if spec[name]:
+            if eq:
+                value = inline
+            elif i + 1 < len(words) and not words[i + 1].startswith("--"):
+                i += 1
+                value = words[i]
+            else:
+                raise CommandError(f"`{name}` needs a value, e.g. `{name} \"...\"`.")
+            found[name] = value
+        else:
+            if eq:
+                raise CommandError(f"`{name}` takes no value.")
+            found[name] = True
+        i += 1
+    return found
+
+
+def _environment_and_options(sub: str, words: list[str],
+                             spec: dict[str, bool]) -> tuple[str, dict[str, str | bool]]:
+    if not words or words[0].startswith("-"):
+        raise CommandError(f"`/release {sub}` needs the environment first, like "
+                           f"`/release {sub} production`.")
+    return words[0].lower(), _parse_options(sub, words[1:], spec)
+
+
+def _description(opts: dict[str, str | bool]) -> str:
+    description = check_text("description", str(opts.get("--description", "")).strip())
+    if len(description) > MAX_DESCRIPTION:
+        raise CommandError(f"The description is {len(description):,} characters; the most is "
+                           f"{MAX_DESCRIPTION:,}. Put the details in the thread or the issue.")
+    return description
+
+
+def _issue(opts: dict[str, str | bool]) -> str | None:
+    issue = opts.get("--issue")
+    if issue is not None and not ISSUE_ID.match(str(issue)):
+        raise CommandError(f"`--issue {issue}` is not an issue ID; use letters, digits and "
+                           "`-._#/:`, like `--issue pw-bua` or `--issue #123`.")
+    return str(issue) if issue else None
+
+
+def _parse_rc(words: list[str]) -> RcCommand:
+    opts = _parse_options("rc", words, _RC_OPTIONS)
+    bump = opts.get("--bump")
+    if bump is not None and bump not in BUMPS:
+        raise CommandError(f"`--bump {bump}` is not a bump; use `--bump major`, "
+                           "`--bump minor` or `--bump patch`.")
+    return RcCommand(description=_description(opts), issue=_issue(opts),
+                     bump=bump,  # type: ignore[arg-type]
+                     dry_run=bool(opts.get("--dry-run", False)))

@@ -1,0 +1,529 @@
+"""`releasebot shell`: the real bot in a terminal, with a local stand-in for Slack.
+
+The same handlers, worker and scheduler run as in production; the person at the terminal
+types slash commands, which reach the bot as signed HTTP requests, and the bot's messages (as
+posted to the stand-in) are printed as text, buttons numbered so `click N` presses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlencode
+
+import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bot.devtools.demo import DemoSite
+from bot.devtools.embedded_redis import WARNING, EmbeddedRedis
+from bot.devtools.slack_stand_in import Message, SlackStandIn
+from bot.domain.config import Config
+from bot.runtime.container import Services
+from bot.runtime.settings import Settings
+from bot.runtime.web import Bot
+
+CHANNEL_ID, CHANNEL_NAME = "C0SHELL", "dev"
+TEAM_ID = "T0SHELL"
+HELP = """\
+Type what you would type in Slack, plus a few shell commands:
+  /release help            the bot's own help (also /release rc, /release status, ...)
+  click N                  press button [N] of a message
+  submit TEXT              fill in and send the form a button opened (e.g. a reason)
+  cancel                   close that form
+  /as NAME                 act as another person (e.g. /as bob)
+  wait [SECONDS]           wait until the bot is idle (or for SECONDS)
+  site ENV down|slow|up    (demo) break the demo site of ENV, or mend it
+  help                     this help
+  quit                     leave (Ctrl-D works too)"""
+
+_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
+_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
+_DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
+_LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
+_SPECIAL = re.compile(r"<!(here|channel|everyone)>")
+
+
+def user_id_for(name: str) -> str:
+    return "U0" + re.sub(r"[^A-Z0-9]", "", name.upper())[:9]
+
+
+@dataclass
+class Button:
+    number: int
+    channel: str
+    ts: str
+    block_id: str
+    action: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return str(self.action.get("text", {}).get("text", "button"))
+
+
+@dataclass
+class Shell:
+    bot: Bot
+    slack: SlackStandIn
+    out: TextIO = sys.stdout
+    live: bool = False  # print changes as they happen (interactive) or once settled (script)
+    user: str = "alice"
+    site: DemoSite | None = None  # the demo's site, which `site ENV down` breaks
+    _http: aiohttp.ClientSession | None = None
+    _shown: dict[str, int] = field(default_factory=dict)  # ts -> updates shown
+    _calls_seen: int = 0
+    _buttons: dict[tuple[str, str, str, str], Button] = field(default_factory=dict)
+    _last_thread: str | None = None  # consecutive replies of one thread share a heading
+    _view: dict[str, Any] | None = None  # the form (modal) open now, if any
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    @property
+    def user_id(self) -> str:
+        return user_id_for(self.user)
+
+    def _meet(self, name: str) -> None:
+        self.slack.users[user_id_for(name)] = {"name": name, "real_name": name.title()}
+
+    async def __aenter__(self) -> Shell:
+        # Slack gives up after 3 s; the shell waits longer (a busy laptop), but never forever.
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        self._meet(self.user)
+        # On-call people named like the shell's users (U0CAROL is carol) show by name.
+        for who in self.bot.services.config.monitoring.oncall:
+            if who.startswith("U0"):
+                self._meet(who[2:].lower())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def _signed(self, body: str, content_type: str) -> dict[str, str]:
+        secret = self.bot.services.settings.signing_secret
+        ts = str(int(time.time()))
+        digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(),
+                          hashlib.sha256).hexdigest()
+        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
+                "Content-Type": content_type}
+
+    async def _post(self, body: str) -> tuple[int, dict[str, Any]]:
+        assert self._http is not None
+        url = f"http://127.0.0.1:{self.bot.port}/slack/events"
+        try:
+            async with self._http.post(url, data=body, headers=self._signed(
+                    body, "application/x-www-form-urlencoded")) as resp:
+                text = await resp.text()
+                status = resp.status
+        except TimeoutError:
+            return 504, {}  # what Slack shows as "operation_timeout"
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            data = {"text": text}
+        return status, data
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def run_lines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            if not await self.execute(line):
+                return
+
+    async def execute(self, line: str) -> bool:
+        """Run one line; False when the person wants to leave."""
+        line = line.strip()
+        if not line:
+            return True
+        if line.startswith("#"):
+            self.say(line)
+            return True
+        self.say(f"{self.user}> {line}")
+        self._last_thread = None
+        word, _, rest = line.partition(" ")
+        if word in ("quit", "exit"):
+            return False
+        if word == "help":
+            self.say(HELP)
+        elif word == "/as":
+            self._switch_user(rest.strip())
+        elif word == "click":
+            await self._click(rest.strip())
+        elif word == "submit":
+            await self._submit(rest.strip())
+        elif word == "cancel":
+            self._view = None
+            self.say("  (form closed)")
+        elif word == "wait":
+            await self._wait(rest.strip())
+        elif word == "site":
+            self._site(rest.split())
+        elif word.startswith("/") and word != "/":
+            await self._slash_command(word, rest)
+        else:
+            self.say(f"  I don't know `{word}`. Type `help` for what the shell understands.")
+        return True
+
+    def _switch_user(self, name: str) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9._-]{0,20}", name):
+            self.say("  Usage: /as NAME, with a lowercase name like `bob`.")
+            return
+        self.user = name
+        self._meet(name)
+        self.say(f"  You are now {name} ({self.user_id}).")
+
+    def _site(self, args: list[str]) -> None:
+        if self.site is None:
+            self.say("  `site` works in the demo only (`releasebot shell --demo`).")
+            return
+        names = [e.name for e in self.bot.services.config.environments]
+        if len(args) != 2 or args[0] not in names or args[1] not in self.site.FAULTS:
+            self.say(f"  Usage: site ENV down|slow|up, with ENV one of {', '.join(names)}.")
+            return
+        self.site.fault(args[0], args[1])
+        what = {"down": "answers 503 now", "slow": "takes 1.5 s per answer now",
+                "up": "is healthy again"}[args[1]]
+        self.say(f"  (the demo site of {args[0]} {what})")
+
+    async def _wait(self, arg: str) -> None:
+        if not arg:
+            await self.settle()
+            return
+        try:
+            seconds = float(arg)
+        except ValueError:
+            self.say("  Usage: wait [SECONDS]")
+            return
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            if self.live:
+                self.flush()
+        self.flush()
+
+    async def _slash_command(self, command: str, text: str) -> None:
+        body = urlencode({
+            "token": "shell", "team_id": TEAM_ID, "team_domain": "shell",
+            "channel_id": CHANNEL_ID, "channel_name": CHANNEL_NAME, "user_id": self.user_id,
+            "user_name": self.user, "command": command, "text": text.strip(),
+            "api_app_id": "A0SHELL", "is_enterprise_install": "false",
+            "response_url": self.slack.response_url(self.user),
+            "trigger_id": f"{secrets.randbits(48)}.{time.time_ns()}"})
+        status, data = await self._post(body)
+        if status == 404:
+            self.say(f"  The bot has no {command} command.")
+        elif status == 504:
+            self.say("  The bot did not answer in time (Slack would show \"operation_timeout\").")
+        elif status != 200:
+            self.say(f"  The bot answered HTTP {status}.")
+        elif data:
+            self._print_private(data)
+        await self.settle()
+
+    async def _click(self, arg: str) -> None:
+        if not re.fullmatch(r"[0-9]{1,4}", arg):
+            self.say("  Usage: click N, with the number shown in [N].")
+            return
+        button = next((b for b in self._buttons.values() if b.number == int(arg)), None)
+        if button is None:
+            self.say(f"  There is no button [{arg}].")
+            return
+        confirm = button.action.get("confirm")
+        if confirm:
+            title = confirm.get("title", {}).get("text", "Are you sure?")
+            self.say(f"  ({title}: {plain(confirm.get('text', {}).get('text', ''))} "
+                     f"→ {confirm.get('confirm', {}).get('text', 'Confirm')})")
+        message = self.slack.messages().get(button.ts)
+        action = {**button.action, "block_id": button.block_id,
+                  "action_ts": f"{time.time():.6f}"}
+        payload = {
+            "type": "block_actions", "api_app_id": "A0SHELL", "token": "shell",
+            "team": {"id": TEAM_ID, "domain": "shell"},
+            "user": {"id": self.user_id, "username": self.user, "name": self.user,
+                     "team_id": TEAM_ID},
+            "container": {"type": "message", "message_ts": button.ts,
+                          "channel_id": button.channel, "is_ephemeral": False},
+            "channel": {"id": button.channel, "name": button.channel},
+            "message": {"ts": button.ts, "text": message.text if message else "",
+                        "blocks": message.blocks if message else []},
+            "trigger_id": f"{secrets.randbits(48)}.{time.time_ns()}",
+            "response_url": self.slack.response_url(self.user),
+            "actions": [action]}
+        status, data = await self._post(urlencode({"payload": json.dumps(payload)}))
+        if status == 404:
+            self.say(f"  (the bot does not handle “{button.label}” yet)")
+        elif status == 504:
+            self.say("  The bot did not answer in time (Slack would show \"operation_timeout\").")
+        elif status != 200:
+            self.say(f"  The bot answered HTTP {status}.")
+        elif data.get("text") or data.get("blocks"):
+            self._print_private(data)
+        await self.settle()
+
+    async def _submit(self, text: str) -> None:
+        view = self._view
+        if view is None:
+            self.say("  No form is open; a button such as Reject opens one.")
+            return
+        inputs = [b for b in view.get("blocks", []) if b.get("type") == "input"]
+        state = {b["block_id"]: {b["element"]["action_id"]: {
+            "type": b["element"].get("type", "plain_text_input"), "value": text}}
+            for b in inputs[:1]}
+        payload = {"type": "view_submission", "api_app_id": "A0SHELL", "token": "shell",
+                   "team": {"id": TEAM_ID, "domain": "shell"},
+                   "user": {"id": self.user_id, "username": self.user, "name": self.user,
+                            "team_id": TEAM_ID},
+                   "trigger_id": f"{secrets.randbits(48)}.{time.time_ns()}",
+                   "view": {**view, "id": "V0SHELL", "state": {"values": state}}}
+        status, data = await self._post(urlencode({"payload": json.dumps(payload)}))
+        if status != 200:
+            self.say(f"  The bot answered HTTP {status}.")
+        elif data.get("response_action") == "errors":
+            for problem in (data.get("errors") or {}).values():
+                self.say(f"  (the form says: {problem})")
+            return  # the form stays open
+        self._view = None
+        await self.settle()
+
+    # --- waiting and printing -----------------------------------------------------------------
+
+    async def _busy(self) -> bool:
+        services = self.bot.services
+        queued = await services.queue.count("queued") + await services.queue.count("active")
+        return queued > 0 or not services.notifier.idle
+
+    async def _still_busy(self) -> bool:
+        try:
+            return await asyncio.wait_for(self._busy(), timeout=5)
+        except (TimeoutError, OSError, RedisError):
+            return True  # cannot tell: keep waiting, up to settle's own limit
+
+    async def settle(self, timeout: float = 120.0) -> None:
+        """Wait until the bot is idle: no jobs, no pending updates, Slack quiet for a moment."""
+        started = time.monotonic()
+        calls, quiet_since = len(self.slack.calls), time.monotonic()
+        while time.monotonic() - started < timeout:
+            await asyncio.sleep(0.1)
+            if len(self.slack.calls) != calls:
+                calls, quiet_since = len(self.slack.calls), time.monotonic()
+            if self.live:
+                self.flush()
+            if time.monotonic() - quiet_since > 0.5 and not await self._still_busy():
+                break
+        else:
+            self.say("  (still working; `wait` to see more)")
+        self.flush()
+
+    def flush(self) -> None:
+        """Print private answers and every message that is new or changed since last time."""
+        for call in self.slack.calls[self._calls_seen:]:
+            if call.method in ("response_url", "chat.postEphemeral") and call.ok:
+                self._print_private(call.params)
+            elif call.method == "views.open" and call.ok:
+                self._open_form(call.params.get("view") or {})
+        self._calls_seen = len(self.slack.calls)
+        messages = self.slack.messages()
+        for message in messages.values():
+            shown = self._shown.get(message.ts)
+            if shown is not None and shown == message.updates:
+                continue
+            self._shown[message.ts] = message.updates
+            parent = messages.get(message.thread_ts) if message.thread_ts else None
+            self._print_message(message, parent, updated=shown is not None)
+
+    def _open_form(self, view: dict[str, Any]) -> None:
+        self._view = view
+        self._last_thread = None
+        title = view.get("title", {}).get("text", "Form")
+        self.say(f"  ┌ form “{title}”")
+        for line in render([b for b in view.get("blocks", []) if b.get("type") != "input"],
+                           names=self._names()):
+            self.say(f"  │ {line}")
+        for block in view.get("blocks", []):
+            if block.get("type") == "input":
+                self.say(f"  │ {block['label']['text']}: (type `submit …` or `cancel`)")
+        self.say("  └")
+
+    def _print_private(self, data: dict[str, Any]) -> None:
+        self._last_thread = None
+        lines = render(data.get("blocks") or [], fallback=str(data.get("text", "")),
+                       names=self._names())
+        self.say("  (only you) " + lines[0] if lines else "  (only you)")
+        for line in lines[1:]:
+            self.say("             " + line)
+
+    def _names(self) -> dict[str, str]:
+        return {uid: str(info.get("name", uid)) for uid, info in self.slack.users.items()}
+
+    def _print_message(self, message: Message, parent: Message | None, updated: bool) -> None:
+        where = "#releases" if message.channel.upper().endswith("RELEASES") else message.channel
+        lines = render(message.blocks, fallback=message.text, names=self._names())
+        if message.thread_ts:
+            if self._last_thread != message.thread_ts:
+                about = first_line(parent, self._names()) if parent else message.thread_ts
+                self.say(f"  ↳ in the thread of “{about}”:")
+            self._last_thread = message.thread_ts
+            indent = "      "
+        else:
+            self._last_thread = None
+            self.say(f"[{where}] releasebot{' (updated)' if updated else ''}:")
+            indent = "  │ "
+        for line in lines:
+            self.say(indent + line)
+        for block in message.blocks:
+            for element in _buttons_of(block):
+                button = self._number(message, block, element)
+                self.say(f"{indent}[{button.number}] {button.label}")
+
+    def _number(self, message: Message, block: dict[str, Any],
+                element: dict[str, Any]) -> Button:
+        key = (message.ts, str(block.get("block_id", "")), str(element.get("action_id", "")),
+               str(element.get("value", "")))
+        if key not in self._buttons:
+            self._buttons[key] = Button(number=len(self._buttons) + 1, channel=message.channel,
+                                        ts=message.ts, block_id=key[1], action=element)
+        else:
+            self._buttons[key].action = element
+        return self._buttons[key]
+
+
+# --- Block Kit as text -----------------------------------------------------------------------
+
+def plain(text: str, names: dict[str, str] | None = None) -> str:
+    """mrkdwn as a terminal shows it: mentions as @name, dates and links as their text."""
+    names = names or {}
+    text = _MENTION.sub(lambda m: "@" + names.get(m.group(1), m.group(1)), text)
+    text = _CHANNEL.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
+    text = _DATE.sub(lambda m: m.group(1), text)
+    text = _LINK.sub(lambda m: m.group(2), text)
+    text = _SPECIAL.sub(lambda m: "@" + m.group(1), text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _buttons_of(block: dict[str, Any]) -> list[dict[str, Any]]:
+    if block.get("type") == "actions":
+        return [e for e in block.get("elements", []) if e.get("type") == "button"]
+    accessory = block.get("accessory")
+    if isinstance(accessory, dict) and accessory.get("type") == "button":
+        return [accessory]
+    return []
+
+
+def render(blocks: list[dict[str, Any]], fallback: str = "",
+           names: dict[str, str] | None = None) -> list[str]:
+    lines: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "header":
+            lines.append(f"== {plain(block['text']['text'], names)} ==")
+        elif kind == "section":
+            if block.get("text"):
+                text = block["text"]["text"].replace("```", "")
+                lines.extend(plain(text, names).splitlines() or [""])
+            if block.get("fields"):
+                parts = [plain(f["text"], names).replace("*", "").replace("\n", ": ", 1)
+                         for f in block["fields"]]
+                lines.append(" · ".join(parts))
+        elif kind == "context":
+            texts = [plain(e.get("text", ""), names) for e in block.get("elements", [])
+                     if "text" in e]
+            lines.append("(" + " ".join(texts) + ")")
+        elif kind == "divider":
+            lines.append("─" * 20)
+    if not lines and fallback:
+        lines = plain(fallback, names).splitlines()
+    return lines
+
+
+def first_line(message: Message, names: dict[str, str]) -> str:
+    lines = render(message.blocks, fallback=message.text, names=names)
+    return lines[0].strip("= ") if lines else message.ts
+
+
+# --- running it --------------------------------------------------------------------------------
+
+async def run_shell(config: Config, *, state_dir: Path, redis_url: str | None,
+                    lines: Iterable[str] | None, out: TextIO = sys.stdout,
+                    live: bool = False, site: DemoSite | None = None) -> None:
+    """Start the bot (all roles) against the stand-in and play `lines`, or read the terminal."""
+    # `kill -USR1` prints what every task is waiting for: the way to see why a shell hangs.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+    if site is not None:
+        await site.start()
+    embedded = None
+    if redis_url is None:
+        embedded = EmbeddedRedis()
+        redis_url = embedded.start()
+        print(WARNING, file=sys.stderr)
+    prefix = f"releasebot-shell:{secrets.token_hex(4)}:"
+    try:
+        async with SlackStandIn(token="xoxb-shell") as slack:
+            settings = Settings(bot_token=slack.token, signing_secret=secrets.token_hex(16),
+                                redis_url=redis_url, slack_api_url=slack.base_url,
+                                state_dir=state_dir, redis_prefix=prefix, update_delay=0.3,
+                                embedded_redis=embedded is not None)
+            bot = Bot(Services.create(settings, config), "all")
+            try:
+                await bot.start(port=0, host="127.0.0.1")
+                async with Shell(bot, slack, out=out, live=live, site=site) as shell:
+                    if lines is None:
+                        shell.say("releasebot shell: type `help` for help, `quit` to leave.")
+                        async for line in read_terminal(f"{shell.user}> "):
+                            shell.out.write("\033[1A\033[2K")  # the echo replaces the prompt
+                            if not await shell.execute(line):
+                                break
+                    else:
+                        await shell.run_lines(lines)
+            finally:
+                await bot.stop()
+                if embedded is None:
+                    await _forget(redis_url, prefix)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        if site is not None:
+            await site.stop()
+
+
+def _dump_tasks() -> None:
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
+
+
+async def _forget(redis_url: str, prefix: str) -> None:
+    """A shell session on a real Redis leaves nothing behind."""
+    client = Redis.from_url(redis_url)
+    try:
+        for pattern in (f"{prefix}*", f"saq:*{prefix}*"):
+            async for key in client.scan_iter(match=pattern, count=500):
+                await client.delete(key)
+    finally:
+        await client.aclose()
+
+
+async def read_terminal(prompt: str) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            line = await loop.run_in_executor(None, input, prompt)
+        except EOFError:
+            return
+        yield line

@@ -1,0 +1,174 @@
+"""Approval rules: who may approve a gate, and what a candidate still lacks for promotion.
+
+Pure functions over releases and policies; the store applies them atomically, so a rule checked
+here holds at the moment the change is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.domain.config import ApprovalPolicy, Config
+from bot.domain.releases import Approval, Gate, NoChange, Rejection, Release, TransitionError
+
+
+class Refusal(TransitionError):
+    """A person may not do this; the message says why (shown to them and audited)."""
+
+
+def valid_approvals(gate: Gate, policy: ApprovalPolicy, now: float) -> list[Approval]:
+    horizon = now - policy.valid_hours * 3600
+    return [a for a in gate.approvals if a.at >= horizon]
+
+
+def _check_open(release: Release) -> None:
+    if release.superseded_by:
+        raise Refusal(f"{release.tag} was superseded by {release.superseded_by}; approve that "
+                      "one instead")
+    if release.final_tag:
+        raise Refusal(f"{release.tag} has already been promoted as {release.final_tag}")
+    if release.promotion is not None:
+        # Its approvals were checked when the promotion claimed it; a decision now could not
+        # be honoured, so it is refused rather than silently ignored.
+        raise Refusal(f"{release.tag} is being promoted right now; if something is wrong, "
+                      "roll back once it is live")
+    if release.phase != "active":
+        raise Refusal(f"{release.tag} is not open for approvals")
+
+
+def _manual_gate(release: Release, gate_id: str) -> Gate:
+    gate = release.gate(gate_id)
+    if gate.automatic:
+        raise Refusal(f"{gate.name} is checked automatically; it cannot be approved by hand")
+    return gate
+
+
+def check_approver(release: Release, policy: ApprovalPolicy, user_id: str,
+                   is_approver: bool) -> None:
+    if user_id == release.requester and not policy.allow_self_approval:
+        raise Refusal(f"you requested {release.tag}, and nobody approves their own release")
+    if not is_approver:
+        raise Refusal("you are not one of the approvers for this environment")
+
+
+def approve(release: Release, gate_id: str, *, user_id: str, user_name: str, now: float,
+            policy: ApprovalPolicy, is_approver: bool) -> Gate:
+    """Record an approval of a manual gate; one person counts once per gate."""
+    _check_open(release)
+    gate = _manual_gate(release, gate_id)
+    if gate.rejection is not None:
+        raise Refusal(f"{gate.name} was rejected by {gate.rejection.user_name}: "
+                      f"{gate.rejection.reason}")
+    check_approver(release, policy, user_id, is_approver)
+    fresh = valid_approvals(gate, policy, now)
+    if any(a.user_id == user_id for a in fresh):
+        raise NoChange(f"you already approved {gate.name}")
+    gate.approvals = [*fresh, Approval(user_id=user_id, user_name=user_name, at=now)]
+    gate.status = "passed"
+    gate.finished_at = now
+    return gate
+
+
+def reject(release: Release, gate_id: str, *, user_id: str, user_name: str, now: float,
+           reason: str, policy: ApprovalPolicy, is_approver: bool) -> Gate:
+    """A rejection stops the candidate: its gate fails and it can no longer be promoted."""
+    _check_open(release)
+    gate = _manual_gate(release, gate_id)
+    if gate.rejection is not None:
+        raise NoChange(f"{gate.name} was already rejected by {gate.rejection.user_name}")
+    # The requester may stop their own release, whatever the policy says of approving it.
+    if user_id != release.requester and not is_approver:
+        raise Refusal("you are not one of the approvers for this environment")
+    gate.rejection = Rejection(user_id=user_id, user_name=user_name, at=now, reason=reason)
+    gate.status = "failed"
+    gate.finished_at = now
+    return gate
+
+
+def supersede(release: Release, newer: str) -> None:
+    if (release.superseded_by or release.final_tag or release.promotion
+            or release.phase != "active"):
+        raise NoChange(f"{release.tag} is not open")
+    release.superseded_by = newer
+    release.phase = "done"  # out of the releases in flight
+
+
+@dataclass(frozen=True)
+class Readiness:
+    missing: list[str]
+    approvers: list[Approval]  # the distinct approvals that count, oldest first
+
+    @property
+    def ready(self) -> bool:
+        return not self.missing
+
+
+def readiness(release: Release, config: Config, now: float) -> Readiness:
+    """What `release` still lacks before it may go into the last environment."""
+    target = config.last_environment.name
+    policy = config.release_policy(release.kind, config.environments[-2].name
+                                   if len(config.environments) > 1 else target)
+    missing: list[str] = []
+    if release.superseded_by:
+        missing.append(f"it was superseded by {release.superseded_by}")
+    if release.final_tag:
+        missing.append(f"it was already promoted as {release.final_tag}")
+    elif release.promotion:
+        missing.append("it is being promoted right now")
+    counted: dict[str, Approval] = {}
+    for env in config.environments[:-1]:
+        deploy = release.deploys.get(env.name)
+        if deploy is None or deploy.status != "succeeded":
+            state = deploy.status if deploy else "not deployed"
+            missing.append(f"the deploy to {env.name} has not succeeded ({state})")
+        for gate in release.gates_of(env.name):
+            if gate.rejection is not None:
+                missing.append(f"{gate.name} was rejected by {gate.rejection.user_name}: "
+                               f"{gate.rejection.reason}")
+            elif gate.automatic and gate.status != "passed":
+                missing.append(f"{gate.name} has not passed ({gate.status})")
+            elif not gate.automatic and policy.required > 0:
+                fresh = valid_approvals(gate, config.release_policy(release.kind, env.name),
+                                        now)
+                if not fresh:
+                    missing.append(f"{gate.name} needs an approval")
+                for approval in fresh:
+                    counted.setdefault(approval.user_id, approval)
+    short = policy.required - len(counted)
+    if short > 0:
+        who = (" or ".join(f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>"
+                           for a in policy.approvers) if policy.approvers else "any approver")
+        missing.append(f"needs {short} more approval{'s' if short > 1 else ''} from {who} "
+                       f"({len(counted)} of {policy.required} distinct approvers)")
+    return Readiness(missing=missing, approvers=sorted(counted.values(), key=lambda a: a.at))
+
+
+# --- promotion ------------------------------------------------------------------------------
+
+def start_promotion(release: Release, *, config: Config, now: float,
+                    final_version: str) -> Readiness:
+    """Claim the candidate for promotion, if and only if it is ready now. Atomic in the store,
+    so two `/release final` at once promote once, and never without the approvals."""
+    if release.promotion is not None:
+        raise NoChange(f"{release.tag} is already being promoted")
+    state = readiness(release, config, now)
+    if not state.ready:
+        raise Refusal(f"{release.tag} is not ready: " + "; ".join(state.missing))
+    release.promotion = "tagging"
+    release.final_version = final_version
+    return state
+
+
+def finish_promotion(release: Release, *, final_tag: str) -> None:
+    if release.promotion != "tagging":
+        raise TransitionError(f"{release.tag} is not being promoted")
+    release.promotion = "done"
+    release.final_tag = final_tag
+
+
+def abandon_promotion(release: Release) -> None:
+    """The final tag could not be made: the candidate is as it was before."""
+    if release.promotion != "tagging":
+        raise TransitionError(f"{release.tag} is not being promoted")
+    release.promotion = None
+    release.final_version = None

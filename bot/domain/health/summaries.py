@@ -1,0 +1,85 @@
+"""Figures over check results: percentiles, sparklines, and the verdict of the monitoring window
+after a deploy of the last environment. Plain functions, no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bot.domain.config import MonitoringConfig
+from bot.domain.health.checks import Result
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile (p in 0..100), None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def sparkline(values: Sequence[float], width: int = 24) -> str:
+    """Values (oldest first) squeezed into `width` buckets, each its bucket's highest value."""
+    if not values:
+        return ""
+    size = max(1, math.ceil(len(values) / width))
+    buckets = [max(values[i:i + size]) for i in range(0, len(values), size)]
+    low, high = min(buckets), max(buckets)
+    if high - low < 1e-9:
+        return BARS[0] * len(buckets)
+    return "".join(BARS[min(len(BARS) - 1, int((v - low) / (high - low) * len(BARS)))]
+                   for v in buckets)
+
+
+@dataclass(frozen=True)
+class WindowSummary:
+    environment: str
+    version: str
+    previous_version: str
+    checks_run: int
+    failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+    previous_p50_ms: float | None
+    previous_p95_ms: float | None
+    sparkline: str
+    verdict: str  # healthy | degraded | rolled back
+
+    @property
+    def error_rate(self) -> float:
+        return 100.0 * self.failures / self.checks_run if self.checks_run else 0.0
+
+
+def summarize(environment: str, version: str, previous_version: str, during: list[Result],
+              before: list[Result], rolled_back: bool, cfg: MonitoringConfig) -> WindowSummary:
+    """`during`: results of the window (oldest first); `before`: results of the previous
+    version, to compare with."""
+    good = [r.ms for r in during if r.ok]
+    earlier = [r.ms for r in before if r.ok]
+    failures = sum(1 for r in during if not r.ok)
+    p50, p95 = percentile(good, 50), percentile(good, 95)
+    old_p50, old_p95 = percentile(earlier, 50), percentile(earlier, 95)
+    if rolled_back:
+        verdict = "rolled back"
+    elif during and (100.0 * failures / len(during) > cfg.error_rate_percent
+                     or _degraded(p95, old_p95, cfg)):
+        verdict = "degraded"
+    else:
+        verdict = "healthy"
+    return WindowSummary(environment=environment, version=version,
+                         previous_version=previous_version, checks_run=len(during),
+                         failures=failures, p50_ms=p50, p95_ms=p95, previous_p50_ms=old_p50,
+                         previous_p95_ms=old_p95, sparkline=sparkline([r.ms for r in during]),
+                         verdict=verdict)
+
+
+def _degraded(now: float | None, before: float | None, cfg: MonitoringConfig) -> bool:
+    if now is None or not before:
+        return False
+    slower = now - before
+    return (slower >= cfg.degradation_floor_ms
+            and 100.0 * slower / before > cfg.warning_degradation_percent)

@@ -1,0 +1,128 @@
+"""Rollbacks: back to a previous good version of an environment, with the approvals the
+config sets, and the environment locked afterwards until someone unlocks it.
+
+Plain data and rules here; the job that deploys is in bot.services.create_candidate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from bot.domain.approvals import NoChange, Refusal
+from bot.domain.config import ApprovalPolicy, Config
+from bot.domain.releases import Approval, TransitionError
+
+RollbackStatus = Literal["waiting", "running", "succeeded", "failed"]
+
+
+@dataclass
+class RollbackRequest:
+    id: str
+    environment: str
+    to_version: str
+    to_tag: str
+    to_sha: str
+    from_version: str
+    from_release: str  # the release record whose thread hears about it ("" if none)
+    reason: str
+    requester: str
+    requester_name: str
+    requested_at: float
+    approvals: list[Approval] = field(default_factory=list)
+    status: RollbackStatus = "waiting"
+    channel: str = ""
+    message_ts: str = ""
+    finished_at: float | None = None
+    # Reported failed because its worker stopped answering; the worker's own outcome, if it
+    # arrives later, replaces that.
+    lost: bool = False
+    rev: int = 0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RollbackRequest:
+        data = json.loads(text)
+        data["approvals"] = [Approval(**a) for a in data.get("approvals", [])]
+        return cls(**data)
+
+
+def rollback_policy(config: Config, environment: str) -> ApprovalPolicy:
+    """[rollback] in the config, with the environment's approvers when it names none.
+    Whoever asks for a rollback counts as one approval if they are an approver: in an
+    emergency, one approver can act alone unless the config asks for more."""
+    base = config.rollback
+    approvers = base.approvers or config.policy(environment).approvers
+    return ApprovalPolicy(required=base.required, approvers=approvers,
+                          allow_self_approval=True, valid_hours=base.valid_hours)
+
+
+def choose_target(history: list[dict[str, str]], environment: str,
+                  to: str | None, prefix: str) -> dict[str, str]:
+    """The deploy to go back to: the one named, or the one before the current."""
+    if not history:
+        raise Refusal(f"nothing was ever deployed to {environment} by the bot")
+    current = history[0]
+    if to is None:
+        for entry in history[1:]:
+            if entry["sha"] != current["sha"]:
+                return entry
+        raise Refusal(f"{environment} has no earlier version to go back to")
+    wanted = to[len(prefix):] if prefix and to.startswith(prefix) else to
+    for entry in history[1:]:
+        if wanted in (entry["version"], entry["tag"]):
+            return entry
+    if wanted in (current["version"], current["tag"]):
+        raise Refusal(f"{environment} already runs {to}")
+    raise Refusal(f"{to} was never deployed to {environment}; `/release status` shows "
+                  "what runs where")
+
+
+def approve(request: RollbackRequest, *, user_id: str, user_name: str, now: float,
+            eligible: bool) -> None:
+    if request.status != "waiting":
+        raise NoChange(f"this rollback is already {request.status}")
+    if not eligible:
+        raise Refusal(f"you are not one of the approvers for {request.environment}")
+    if any(a.user_id == user_id for a in request.approvals):
+        raise NoChange("you already approved this rollback")
+    request.approvals.append(Approval(user_id=user_id, user_name=user_name, at=now))
+
+
+def placed(request: RollbackRequest, *, channel: str, message_ts: str) -> None:
+    """Where the request was posted: its Approve buttons count only on that message."""
+    request.channel, request.message_ts = channel, message_ts
+
+
+def ready(request: RollbackRequest, policy: ApprovalPolicy) -> bool:
+    return request.status == "waiting" and len(request.approvals) >= policy.required
+
+
+def start(request: RollbackRequest, policy: ApprovalPolicy) -> None:
+    if request.status != "waiting":
+        raise NoChange(f"this rollback is already {request.status}")
+    if len(request.approvals) < policy.required:
+        raise Refusal(f"needs {policy.required - len(request.approvals)} more approval(s)")
+    request.status = "running"
+
+
+def finish(request: RollbackRequest, *, ok: bool, now: float) -> None:
+    """The worker's own outcome; it replaces a "lost" verdict that came first."""
+    if request.status != "running" and not (request.status == "failed" and request.lost):
+        raise TransitionError(f"this rollback is {request.status}, not running")
+    request.status = "succeeded" if ok else "failed"
+    request.finished_at = now
+    request.lost = False
+
+
+def report_lost(request: RollbackRequest, *, now: float) -> None:
+    """Its worker stopped answering: failed, unless the worker reports otherwise later."""
+    if request.status != "running":
+        raise TransitionError(f"this rollback is {request.status}, not running")
+    request.status = "failed"
+    request.finished_at = now
+    request.lost = True
+

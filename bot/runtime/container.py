@@ -1,0 +1,143 @@
+"""Everything a role of the bot shares: config, Redis, the store, Slack and the job queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from saq import Queue
+from saq.job import Job
+from saq.queue.redis import RedisQueue
+
+from bot.adapters.redis.store import Store
+from bot.adapters.slack.notifier import Notifier, web_client
+from bot.blocks.release import Block
+from bot.domain.config import Config
+from bot.runtime.settings import Settings
+from bot.runtime.shared_read import SharedRead
+from bot.services.show_status import status_blocks
+
+log = logging.getLogger(__name__)
+
+CLOSE_STEP_SECONDS = 15.0
+
+# Every client of the bot's Redis. After a Redis restart the pooled connections are dead: a
+# command on one is retried once on a fresh connection (only for a connection error, which
+# means the command was not executed; a timeout is not retried, it may have been), and an
+# idle connection is checked before it is used again.
+REDIS_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2, "socket_timeout": 10, "health_check_interval": 30,
+    "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+    "retry_on_error": [RedisConnectionError]}
+
+
+class PatientQueue(RedisQueue):
+    """saq's Redis queue, but a worker waiting for jobs backs off while Redis is unreachable:
+    saq asks again at once after a failed dequeue, which spun a core and logged for every
+    attempt."""
+
+    MAX_BACKOFF = 2.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._backoff = 0.0
+
+    async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
+        try:
+            job = await super().dequeue(timeout, poll_interval)
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            self._backoff = min(self.MAX_BACKOFF, self._backoff * 2 or 0.1)
+            await asyncio.sleep(self._backoff)
+            return None
+        self._backoff = 0.0
+        return job
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: Config
+    redis: Redis
+    store: Store
+    notifier: Notifier
+    queue: Queue
+    # /release status: a burst of requests shares fresh reads (and their rendering) instead
+    # of one each.
+    status: SharedRead[list[Block]] = field(init=False)
+    # Work a handler starts after its ack without the queue (the flag kill switch).
+    _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
+    # User-group lookups in flight (bot.services.approvers), shared by everyone who asks meanwhile.
+    group_lookups: dict[str, asyncio.Task[frozenset[str]]] = field(init=False,
+                                                                    default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = SharedRead(lambda: status_blocks(self.store, self.config))
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        async def logged() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("background work failed")
+
+        self.track(asyncio.create_task(logged()))
+
+    async def drain_background(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def track(self, task: asyncio.Task[Any] | None) -> None:
+        """Close waits for `task` (background work that must not lose Redis under it)."""
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @property
+    def clone_path(self) -> Path:
+        return self.settings.state_dir / "repo"
+
+    @classmethod
+    def create(cls, settings: Settings, config: Config) -> Services:
+        # The clone (and the credentials its remote URL may carry) is the bot's alone.
+        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings.state_dir.chmod(0o700)
+        if settings.redis_url is None:
+            raise ValueError("no Redis URL: start the embedded Redis first (bot.runtime.cli does)")
+        if settings.embedded_redis:
+            from bot.devtools.embedded_redis import PollingQueue, client
+
+            redis: Redis = client(settings.redis_url)
+            store = Store(redis, settings.redis_prefix)
+            queue: Queue = PollingQueue(client(settings.redis_url), name=store.keys.queue_name)
+        else:
+            # A burst of requests waits briefly for a free connection instead of failing.
+            pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64,
+                                                   timeout=2, **REDIS_OPTIONS)
+            redis = Redis.from_pool(pool)
+            store = Store(redis, settings.redis_prefix)
+            queue = PatientQueue(Redis.from_url(settings.redis_url, **REDIS_OPTIONS),
+                                 name=store.keys.queue_name)
+        slack = web_client(settings.bot_token, settings.slack_api_url)
+        notifier = Notifier(slack, store, config, settings.update_delay)
+        return cls(settings=settings, config=config, redis=redis, store=store,
+                   notifier=notifier, queue=queue)
+
+    async def close(self) -> None:
+        # Each step on its own: a Redis that is down must not keep the rest from closing.
+        await self.drain_background()
+        for step in (self.notifier.drain, self.queue.disconnect, self.redis.aclose):
+            try:
+                # Bounded: a connection that never answers (seen with the embedded Redis)
+                # must not keep the process from ending.
+                await asyncio.wait_for(step(), CLOSE_STEP_SECONDS)
+            except Exception:
+                log.warning("closing: %s failed", step.__qualname__, exc_info=True)

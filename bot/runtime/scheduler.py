@@ -1,0 +1,62 @@
+"""The scheduler role: APScheduler 3 jobs of which, across replicas, one runs each tick."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.runtime.container import Services
+from bot.services import change_flags as flag_jobs
+from bot.services import reap_lost_deploys as reaper
+from bot.services.monitor_health import Monitor
+
+log = logging.getLogger(__name__)
+
+
+async def win_tick(services: Services, name: str, interval: float) -> bool:
+    """True on exactly one replica for each tick (interval-long slot) of the job `name`."""
+    tick = math.floor(time.time() / interval)
+    key = f"{services.store.keys.prefix}tick:{name}:{tick}"
+    return bool(await services.redis.set(key, "1", nx=True, px=int(interval * 2000) + 1000))
+
+
+def once_per_tick(services: Services, name: str, interval: float,
+                  work: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        # Tracked, so shutting down waits for a tick in flight instead of closing Redis
+        # under it.
+        services.track(asyncio.current_task())
+        try:
+            if await win_tick(services, name, interval):
+                await work()
+        except Exception:
+            log.exception("scheduled job %s failed", name)
+
+    return run
+
+
+def build_scheduler(services: Services, monitor: Monitor | None = None) -> AsyncIOScheduler:
+    """The reaper of lost deploys, and the health monitor when `monitor` is given."""
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    interval = services.config.worker.reap_interval_seconds
+    scheduler.add_job(
+        once_per_tick(services, "reap-lost-deploys", interval,
+                      lambda: reaper.reap_lost_deploys(services)),
+        "interval", seconds=interval, id="reap-lost-deploys", max_instances=1,
+        coalesce=True)
+    # Flag ramps take their steps on the monitoring tick (they wait on its alerts).
+    tick = services.config.monitoring.tick_seconds
+    scheduler.add_job(once_per_tick(services, "flag-ramps", tick,
+                                    lambda: flag_jobs.advance_ramps(services)),
+                      "interval", seconds=tick, id="flag-ramps", max_instances=1, coalesce=True)
+    if monitor is not None:
+        tick = services.config.monitoring.tick_seconds
+        # Each check has its own interval; the tick only looks for the ones that are due.
+        scheduler.add_job(once_per_tick(services, "monitor", tick, monitor.tick), "interval",
+                          seconds=tick, id="monitor", max_instances=1, coalesce=True)
+    return scheduler

@@ -1,0 +1,336 @@
+"""The running bot: the Bolt app, its aiohttp server, and the roles of one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+
+import handlers
+from bot.adapters.slack.notifier import web_client
+from bot.runtime.container import Services
+from bot.runtime.logs import OUTAGE, quiet_malformed_http
+
+log = logging.getLogger(__name__)
+
+# At least this long for each shutdown step (a monitoring tick, the web server's requests).
+STOP_STEP_SECONDS = 90.0
+
+Role = Literal["all", "web", "worker", "scheduler"]
+ROLES: tuple[Role, ...] = ("all", "web", "worker", "scheduler")
+SOCKET_CONNECT_TIMEOUT = 30.0
+
+
+class SocketModeError(Exception):
+    """Socket Mode could not connect; the message says why."""
+
+
+class ProvideServices(AsyncMiddleware):
+    """Puts the services into each request's context for the listeners. A middleware class
+    rather than a function: Bolt builds every keyword argument a function middleware could ask
+    for, on every request (costly, and it failed on payloads of an unexpected shape)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse,
+                            next: Callable[[], Awaitable[BoltResponse]],
+                            ) -> BoltResponse | None:
+        req.context["services"] = self.services
+        return await next()
+
+
+def build_bolt_app(services: Services) -> AsyncApp:
+    settings = services.settings
+    app = AsyncApp(client=web_client(settings.bot_token, settings.slack_api_url),
+                   signing_secret=settings.signing_secret,
+                   # verify_slack_request (below) has checked every request on its raw bytes
+                   # before Bolt parses anything; Socket Mode needs no signature.
+                   request_verification_enabled=False)
+
+    app.use(ProvideServices(services))
+    handlers.register(app)
+    return app
+
+
+# Slack's own limit: a request older (or newer) than five minutes is a replay.
+MAX_CLOCK_SKEW = 300
+_TIMESTAMP = re.compile(rb"^[0-9]{1,12}$")
+_SIGNATURE = re.compile(rb"^v0=[0-9a-f]{64}$")
+VERIFIED_BODY = web.RequestKey("releasebot.slack_body", str)
+
+
+class Rejected(Exception):
+    """A request that is not Slack's, or not well formed: the status and a fixed reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def check_signature(secret: bytes, body: bytes, timestamp: bytes | None,
+                    signature: bytes | None, now: float) -> None:
+    """Raises Rejected(401) unless `signature` is Slack's over exactly these bytes.
+
+    Done here on the raw bytes rather than with slack_sdk's SignatureVerifier, which decodes
+    the body first (a non-UTF-8 body raised) and takes the timestamp with int() (a malformed
+    header raised): nothing unsigned may get as far as an exception."""
+    if not timestamp or not _TIMESTAMP.match(timestamp):
+        raise Rejected(401, "missing or malformed X-Slack-Request-Timestamp")
+    if abs(now - int(timestamp)) > MAX_CLOCK_SKEW:
+        raise Rejected(401, "stale or future timestamp")
+    if not signature or not _SIGNATURE.match(signature):
+        raise Rejected(401, "missing or malformed X-Slack-Signature")
+    expected = hmac.new(secret, b"v0:" + timestamp + b":" + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(b"v0=" + expected.encode(), signature):
+        raise Rejected(401, "bad signature")
+
+
+def check_form(body: bytes, content_type: str) -> str:
+    """A signed body as the JSON text Bolt is given, if it is a request Slack sends us; else
+    Rejected(400).
+
+    Bolt is given JSON, not the form: it takes any form whose text contains the word
+    "payload" for an interaction, so `/release rc --description "payload sizes"` was parsed as
+    an empty request and dropped."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8") from None
+    if content_type == "application/json":
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            raise Rejected(400, "body is not JSON") from None
+        if not isinstance(parsed, dict):
+            raise Rejected(400, "JSON body is not an object")
+        return text
+    if content_type != "application/x-www-form-urlencoded":
+        raise Rejected(400, "unsupported content type")
+    form = dict(parse_qsl(text, keep_blank_values=True))
+    payload = form.get("payload")
+    if payload is None:
+        return json.dumps(form)  # a slash command
+    if payload is not None:
+        try:
+            parsed = json.loads(payload)
+        except ValueError:
+            raise Rejected(400, "payload is not JSON") from None
+        if not isinstance(parsed, dict):
+            raise Rejected(400, "payload is not a JSON object")
+        # Bolt indexes into these without looking (an empty `actions` raised): Slack always
+        # sends them, so a payload without them is not Slack's.
+        actions = parsed.get("actions")
+        if parsed.get("type") == "block_actions" and not (
+                isinstance(actions, list) and actions
+                and all(isinstance(a, dict) for a in actions)):
+            raise Rejected(400, "block_actions payload without actions")
+        if parsed.get("type") in ("view_submission", "view_closed") and not isinstance(
+                parsed.get("view"), dict):
+            raise Rejected(400, "view payload without a view")
+    return json.dumps(parsed)
+
+
+def _ascii(value: str | None) -> bytes | None:
+    """A header as bytes; None for anything a real Slack header cannot be."""
+    try:
+        return value.encode("ascii") if value is not None else None
+    except UnicodeEncodeError:
+        return None
+
+
+def verify_slack_request(signing_secret: str, clock: Callable[[], float] = time.time) -> Any:
+    """aiohttp middleware in front of Bolt on POST /slack/events: the signature and the
+    timestamp are checked on the raw bytes; anything unsigned is answered 401 and never parsed,
+    anything signed but malformed 400. Each rejection is one bounded log line."""
+    secret = signing_secret.encode()
+
+    @web.middleware
+    async def middleware(request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                         ) -> web.StreamResponse:
+        if request.path != "/slack/events":
+            return await handler(request)
+        try:
+            if request.headers.get("Content-Encoding", "identity") != "identity":
+                # Slack compresses nothing: such a body is not Slack's, whatever it claims.
+                raise Rejected(401, "compressed body")
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise Rejected(413, "body too large") from None
+            except Exception:  # a broken chunked body, a connection reset mid-body
+                raise Rejected(400, "unreadable body") from None
+            headers = request.headers
+            check_signature(secret, body, _ascii(headers.get("X-Slack-Request-Timestamp")),
+                            _ascii(headers.get("X-Slack-Signature")), clock())
+            request[VERIFIED_BODY] = check_form(body, request.content_type)
+        except Rejected as exc:
+            # Fixed reasons only: nothing the sender chose reaches the log.
+            log.warning("rejected %s %s (%d bytes): %s", request.method, request.path,
+                        request.content_length or 0, exc.reason)
+            return web.Response(status=exc.status, text=f"{exc.reason}\n")
+        return await handler(request)
+
+    return middleware
+
+
+def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
+    """`POST /slack/events` (when `bolt` is given) and `GET /healthz`."""
+
+    async def slack_events(request: web.Request) -> web.Response:
+        assert bolt is not None
+        bolt_request = AsyncBoltRequest(body=request[VERIFIED_BODY],
+                                        query=request.query_string,
+                                        headers=request.headers)  # type: ignore[arg-type]
+        bolt_response = await bolt.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
+
+    async def healthz(_: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(services.redis.ping(), 2)
+        except Exception:
+            # Never the address or the error text: /healthz answers anyone who asks.
+            return web.json_response({"ok": False, "redis": "Redis unreachable"}, status=503)
+        return web.json_response({"ok": True, "redis": "ok"})
+
+    quiet_malformed_http()
+    middlewares = [verify_slack_request(services.settings.signing_secret)] if bolt else []
+    web_app = web.Application(middlewares=middlewares)
+    if bolt is not None:
+        web_app.router.add_post("/slack/events", slack_events)
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+class Bot:
+    """The roles of one process, started and stopped together."""
+
+    def __init__(self, services: Services, role: Role = "all") -> None:
+        self.services = services
+        self.role = role
+        self.port: int | None = None
+        self._cleanups: list[Callable[[], Awaitable[Any]]] = []
+
+    async def start(self, port: int = 3000, host: str = "0.0.0.0") -> None:
+        services, role = self.services, self.role
+        bolt = build_bolt_app(services) if role in ("all", "web") else None
+        socket_mode = None
+        if bolt is not None and services.settings.app_token:
+            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+            app_token = services.settings.app_token
+            # With no web_client given, the handler opens connections through bolt.client, so
+            # apps.connections.open goes to SLACK_API_URL like every other call.
+            socket_mode = AsyncSocketModeHandler(bolt, app_token)
+            self._cleanups.append(socket_mode.close_async)
+            # slack_sdk retries a refused connection for ever; ask for the URL once ourselves so
+            # a bad SLACK_APP_TOKEN stops start-up with Slack's reason.
+            try:
+                opened = await bolt.client.apps_connections_open(app_token=app_token)
+            except SlackApiError as exc:
+                raise SocketModeError(
+                    f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}): it must be an "
+                    "app-level token (xapp-...) with the connections:write scope") from exc
+            socket_mode.client.wss_uri = opened["url"]
+            try:
+                await asyncio.wait_for(socket_mode.connect_async(), SOCKET_CONNECT_TIMEOUT)
+            except TimeoutError:
+                raise SocketModeError("could not open the Socket Mode WebSocket within "
+                                      f"{SOCKET_CONNECT_TIMEOUT:.0f}s") from None
+            log.info("connected to Slack in Socket Mode")
+
+        watcher = asyncio.create_task(OUTAGE.watch(services.redis))
+
+        async def stop_watching() -> None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+        self._cleanups.append(stop_watching)
+        # Every role serves /healthz, so each container can be health-checked.
+        runner = web.AppRunner(build_web_app(services, None if socket_mode else bolt))
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._cleanups.append(runner.cleanup)
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        log.info("listening on %s:%s (role %s)", host, self.port, role)
+
+        if role in ("all", "worker"):
+            from bot.runtime.worker import build_worker
+
+            worker = build_worker(services)
+            worker_task = asyncio.create_task(worker.start())
+
+            async def stop_worker() -> None:
+                await worker.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker_task
+
+            self._cleanups.append(stop_worker)
+        if role in ("all", "scheduler"):
+            from bot.runtime.scheduler import build_scheduler
+            from bot.services.monitor_health import Monitor
+
+            monitor = Monitor(services) if any(
+                e.checks for e in services.config.environments) else None
+            scheduler = build_scheduler(services, monitor)
+            scheduler.start()
+
+            async def stop_scheduler() -> None:
+                scheduler.shutdown(wait=False)
+                await services.drain_background()  # a tick in flight finishes first
+                if monitor is not None:
+                    await monitor.close()
+
+            self._cleanups.append(stop_scheduler)
+
+        # Long-lived startup objects (Bolt, slack_sdk, aiohttp, config) never become garbage:
+        # freezing them keeps full collections from pausing every request in flight.
+        # Fewer, larger young collections: per-request garbage is mostly freed by refcounting.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+
+    async def stop(self) -> None:
+        # Bounded, like Services.close: shutting down must end even if a step hangs (but
+        # running deploys get their configured grace period).
+        limit = max(STOP_STEP_SECONDS, self.services.config.worker.shutdown_grace_seconds + 30)
+        for cleanup in reversed(self._cleanups):
+            try:
+                await asyncio.wait_for(cleanup(), limit)
+            except Exception:
+                log.exception("shutdown step failed")
+        self._cleanups.clear()
+        await self.services.close()
+
+
+async def serve(services: Services, role: Role, port: int, host: str = "0.0.0.0",
+                stop: asyncio.Event | None = None) -> None:
+    """Run the given role(s) until `stop` is set."""
+    bot = Bot(services, role)
+    try:
+        await bot.start(port, host)
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await bot.stop()

@@ -1,0 +1,36 @@
+"""The deploy worker role: a saq worker on the bot's Redis queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saq import Worker
+
+from bot.runtime.container import Services
+from bot.services import change_flags as flag_jobs
+from bot.services import create_candidate as jobs
+from bot.services import roll_back as rollback_jobs
+
+
+def build_worker(services: Services) -> Worker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["services"] = services
+
+    ttl = services.config.worker.lock_ttl_seconds
+    worker: Worker = Worker(
+        services.queue,
+        functions=[(jobs.CREATE_RC, jobs.create_rc), (jobs.DEPLOY, jobs.deploy),
+                   (jobs.PROMOTE, jobs.promote),
+                   (rollback_jobs.ROLLBACK, rollback_jobs.rollback),
+                   (flag_jobs.REQUEST, flag_jobs.request_job),
+                   (flag_jobs.APPLY, flag_jobs.apply_job)],
+        concurrency=services.config.worker.concurrency,
+        startup=startup,
+        # Sweep for jobs whose worker died about as often as a lock can expire.
+        timers={"sweep": max(1, int(ttl))},
+        # On SIGTERM, give running deploys a moment; the rest are reported failed.
+        shutdown_grace_period_s=int(services.config.worker.shutdown_grace_seconds),
+    )
+    # The process's own signal handling stops every role together, not just the worker.
+    worker.SIGNALS = []
+    return worker

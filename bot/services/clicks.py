@@ -1,0 +1,68 @@
+"""Clicks and forms that cannot be acted on, and forms bound to the click that opened them.
+
+Every click and every form gets an answer and an audit entry, also a damaged button, an unknown
+button, a form the bot never opened, or a click on a message that is not the one the bot
+recorded for what the button claims to act on: approvals are bound to the message they were
+made on.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from bot.adapters.redis.store import Actor
+from bot.runtime.container import Services
+
+FORM_SECONDS = 1800  # a form may stay open this long (Slack's trigger is long gone by then)
+
+Where = tuple[str, str]  # (channel, message ts) of a message
+
+
+def same_message(where: Where, channel: str | None, ts: str | None) -> bool:
+    """Whether the click was made on the message recorded as (channel, ts). A channel recorded
+    by name (`#releases`, as messages posted before IDs were kept) is matched by its ts."""
+    if not channel or not ts:
+        return False
+    if channel.startswith("#"):
+        return where[1] == ts
+    return where == (channel, ts)
+
+
+async def refused(services: Services, actor: Actor, action: str, reason: str,
+                  answer: str) -> str:
+    """Audit a click or form that was not acted on; returns the answer for the person."""
+    await services.store.audit(actor, action, outcome="refused", reason=reason[:500])
+    return answer
+
+
+async def open_form(services: Services, actor: Actor, kind: str, what: dict[str, str]) -> str:
+    """Record that a form of `kind` about `what` was opened for `actor`; returns the ticket
+    its submission must carry."""
+    ticket = secrets.token_urlsafe(12)
+    await services.redis.set(services.store.keys.form(ticket),
+                             json.dumps({"user": actor.user_id, "kind": kind, **what}),
+                             ex=FORM_SECONDS)
+    return ticket
+
+
+async def take_form(services: Services, ticket: str, user_id: str,
+                    kind: str) -> dict[str, str] | None:
+    """What the form with `ticket` is about, once: None if the bot never opened it for this
+    person, or it was sent already, or it expired."""
+    if not ticket:
+        return None
+    raw = await services.redis.eval(_TAKE, 1, services.store.keys.form(ticket), user_id, kind)
+    return None if raw is None else {k: str(v) for k, v in json.loads(raw).items()}
+
+
+# Taken only by the person it was opened for (someone else's submission must not use it up),
+# and only once.
+_TAKE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return nil end
+local form = cjson.decode(raw)
+if form['user'] ~= ARGV[1] or form['kind'] ~= ARGV[2] then return nil end
+redis.call('DEL', KEYS[1])
+return raw
+"""

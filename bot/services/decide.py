@@ -1,0 +1,111 @@
+"""People's decisions on a release's gates: approve and reject, each one atomic and audited.
+
+The rules are in bot.domain.approvals; this applies them through the store (so a double click or two
+replicas receiving one click make one change), resolves who is an approver, and reports in the
+release's thread. Every click is audited: applied, duplicate, or refused with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from bot.adapters.redis.store import Actor
+from bot.blocks import release as messages
+from bot.domain import approvals
+from bot.domain.approvals import NoChange, Refusal
+from bot.domain.releases import Gate, Release, TransitionError
+from bot.runtime.container import Services
+from bot.services.approvers import is_approver
+from bot.services.clicks import Where, same_message
+
+
+async def _target(services: Services, version: str, gate_id: str,
+                  where: Where) -> tuple[Release, Gate, str]:
+    release = await services.store.get_release(version)
+    if release is None:
+        raise Refusal(f"there is no release {version} any more")
+    if not same_message(where, release.channel, release.message_ts):
+        # A decision counts only from the buttons of the release's own message.
+        raise Refusal(f"this button is not on the release message of {release.tag}; use the "
+                      "buttons there")
+    gate = release.gate(gate_id)
+    nxt = services.config.next_environment(gate.stage)
+    return release, gate, nxt.name if nxt else gate.stage
+
+
+async def may_decide(services: Services, actor: Actor, version: str, gate_id: str,
+                     where: Where) -> str | None:
+    """Why `actor` may not decide on this gate now (None if they may): checked before a
+    Reject form is opened, so nobody fills one in for nothing."""
+    try:
+        release, gate, _ = await _target(services, version, gate_id, where)
+        policy = services.config.release_policy(release.kind, gate.stage)
+        approvals.reject(Release.from_json(release.to_json()), gate_id,
+                         user_id=actor.user_id, user_name=actor.user_name, now=0.0, reason="",
+                         policy=policy,
+                         is_approver=await is_approver(services, policy, actor.user_id))
+    except TransitionError as exc:
+        return str(exc)
+    return None
+
+
+async def _decide(services: Services, actor: Actor, version: str, gate_id: str, verb: str,
+                  decision: Callable[..., Gate], where: Where,
+                  **details: Any) -> tuple[Release, Gate, str] | str:
+    """Apply `decision` (approvals.approve or .reject) atomically; a string is the answer to a
+    refused or duplicate click, already audited."""
+    store = services.store
+    action = f"gate.{verb}"
+    try:
+        release, gate, target = await _target(services, version, gate_id, where)
+        policy = services.config.release_policy(release.kind, gate.stage)
+        eligible = await is_approver(services, policy, actor.user_id)
+        release, gate = await store.update_release(
+            version, partial(decision, gate_id=gate_id, user_id=actor.user_id,
+                             user_name=actor.user_name, now=store.clock(), policy=policy,
+                             is_approver=eligible, **details),
+            actor, action, environment=target,
+            outcome="rejected" if verb == "reject" else "ok",
+            reason=f"{gate_id}: {details['reason']}" if "reason" in details else gate_id)
+    except NoChange as exc:
+        await store.audit(actor, action, release=version, outcome="duplicate",
+                          reason=f"{gate_id}: {exc}")
+        return f"Nothing changed: {exc}."
+    except TransitionError as exc:
+        await store.audit(actor, action, release=version, outcome="refused",
+                          reason=f"{gate_id}: {exc}")
+        return f"You cannot {verb} this: {exc}."
+    services.notifier.refresh(version)
+    return release, gate, target
+
+
+async def approve(services: Services, actor: Actor, version: str, gate_id: str,
+                  where: Where) -> str:
+    """Approve from the button on the message at `where`; returns the private answer for the
+    person who clicked."""
+    done = await _decide(services, actor, version, gate_id, "approve", approvals.approve,
+                         where)
+    if isinstance(done, str):
+        return done
+    release, gate, target = done
+    await services.notifier.thread(version, messages.note(
+        f"✅ {messages.mention(actor.user_id)} approved *{messages.escape(gate.name)}*."),
+        f"{actor.user_name} approved {gate.name}")
+    return f"You approved {gate.name} of {release.tag} for {target}."
+
+
+async def reject(services: Services, actor: Actor, version: str, gate_id: str,
+                 reason: str, where: Where) -> str:
+    done = await _decide(services, actor, version, gate_id, "reject", approvals.reject,
+                         where, reason=reason)
+    if isinstance(done, str):
+        return done
+    release, gate, _ = done
+    await services.notifier.thread(version, messages.note(
+        f"❌ {messages.mention(actor.user_id)} rejected *{messages.escape(gate.name)}*: "
+        f"{messages.escape(reason)}\n{messages.mention(release.requester)}, {release.tag} "
+        "will not be promoted; a new `/release rc` supersedes it."),
+        f"{actor.user_name} rejected {gate.name}")
+    return f"You rejected {gate.name} of {release.tag}."

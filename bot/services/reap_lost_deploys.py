@@ -1,0 +1,72 @@
+"""Reporting deploys whose worker died: the scheduler's reaper.
+
+A running deploy (bot.services.deploy_engine) keeps a lease in Redis alive with its environment
+lock. A running-deploy entry whose lease has lapsed belongs to a worker that stopped (killed,
+frozen, cut off from Redis): the deploy is reported failed in its thread, by the kind that
+started it, and never re-run. If that worker comes back and records what really happened, its
+outcome replaces this report (bot.domain.releases.finish_deploy)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from bot.runtime.container import Services
+from bot.services import change_flags as flag_jobs
+from bot.services import create_candidate as jobs
+from bot.services import roll_back as rollback_jobs
+
+Reporter = Callable[[Services, str, str, str, str], Awaitable[bool]]
+
+
+async def _release(services: Services, subject: str, deploy_id: str, environment: str,
+                   detail: str) -> bool:
+    ttl = services.config.worker.lock_ttl_seconds
+    return await jobs.report_lost_deploy(
+        services, subject, deploy_id, environment, detail,
+        message=f"The worker deploying to *{environment}* stopped responding (no heartbeat "
+                f"for {ttl:g}s). The deploy is marked *failed* and was not retried; check "
+                f"*{environment}* before deploying again.")
+
+
+async def _rollback(services: Services, subject: str, deploy_id: str, environment: str,
+                    detail: str) -> bool:
+    return await rollback_jobs.report_lost(services, subject, detail)
+
+
+async def _flags(services: Services, subject: str, deploy_id: str, environment: str,
+                 detail: str) -> bool:
+    return await flag_jobs.report_lost(services, subject, detail)
+
+
+REPORTERS: dict[str, Reporter] = {"release": _release, "rollback": _rollback,
+                                  "flags": _flags}
+
+
+def _kind_and_subject(entry: dict[str, str]) -> tuple[str, str]:
+    """Entries written before they named their kind: {version} or {rollback}."""
+    if "kind" in entry:
+        return entry["kind"], entry["subject"]
+    if "rollback" in entry:
+        return "rollback", entry["rollback"]
+    return "release", entry["version"]
+
+
+async def reap_lost_deploys(services: Services) -> list[str]:
+    """Report deploys whose worker stopped heartbeating as failed (never re-run them);
+    returns the ids reported by this call."""
+    store, redis = services.store, services.redis
+    running = await redis.hgetall(store.keys.running_deploys)
+    ttl = services.config.worker.lock_ttl_seconds
+    reaped: list[str] = []
+    for raw_id, raw_entry in running.items():
+        deploy_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+        if await redis.exists(store.keys.deploy_lease(deploy_id)):
+            continue
+        entry = json.loads(raw_entry)
+        kind, subject = _kind_and_subject(entry)
+        if await REPORTERS[kind](services, subject, deploy_id, entry["environment"],
+                                 f"worker lost: no heartbeat for {ttl:g}s"):
+            reaped.append(deploy_id)
+        await redis.hdel(store.keys.running_deploys, deploy_id)
+    return reaped

@@ -1,0 +1,323 @@
+"""Asking for, approving and running rollbacks (the worker job redeploys an earlier tag)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from bot.adapters import git_clone as gitrepo
+from bot.adapters.redis.store import BOT, Actor
+from bot.blocks import release as messages
+from bot.domain import releases, rollbacks
+from bot.domain.approvals import NoChange, Refusal
+from bot.domain.releases import TransitionError
+from bot.domain.rollbacks import RollbackRequest
+from bot.runtime.container import Services
+from bot.services import deploy_engine as deploys
+from bot.services import monitor_health as monitor
+from bot.services.approvers import is_approver
+from bot.services.clicks import Where, refused, same_message
+
+ROLLBACK = "rollback"
+APPROVE_ROLLBACK = "rollback_approve"
+
+
+@dataclass(frozen=True)
+class RollbackAnswer:
+    """The answer for the person who asked, and the request's message to post after the ack
+    (Slack's Web API is never called before an ack)."""
+
+    text: str
+    post: Callable[[], Awaitable[None]] | None = None
+
+
+async def request_rollback(services: Services, actor: Actor, environment: str,
+                           to: str | None, reason: str, now: float,
+                           expect_from: str | None = None) -> RollbackAnswer:
+    """Record the request; start it when its approvals are complete. `expect_from` is the
+    version a Roll back button showed: if the environment runs another by now, nothing is
+    done (the person asked to roll back what they saw, not whatever runs there now)."""
+    store, config = services.store, services.config
+    history = await store.environment_history(environment)
+    if expect_from is not None and (not history or history[0]["version"] != expect_from):
+        now_runs = history[0]["version"] if history else "nothing the bot deployed"
+        text = (f"*{environment}* no longer runs `{expect_from}` (it runs `{now_runs}`), so I "
+                "did not roll it back; use `/release rollback` if it is still needed.")
+        await store.audit(actor, "rollback.request", environment=environment,
+                          outcome="refused", reason=text[:500])
+        return RollbackAnswer(text)
+    try:
+        target = rollbacks.choose_target(history, environment, to,
+                                         config.repository.tag_prefix)
+    except Refusal as exc:
+        await store.audit(actor, "rollback.request", environment=environment,
+                          outcome="refused", reason=str(exc))
+        return RollbackAnswer(f"No rollback: {exc}.")
+    current = history[0]
+    request = RollbackRequest(
+        id=secrets.token_hex(6), environment=environment, to_version=target["version"],
+        to_tag=target["tag"], to_sha=target["sha"], from_version=current["version"],
+        from_release=current.get("release", ""), reason=reason, requester=actor.user_id,
+        requester_name=actor.user_name, requested_at=now)
+    await store.create_rollback(request, actor)
+    policy = rollbacks.rollback_policy(config, environment)
+    if await is_approver(services, policy, actor.user_id):
+        request, _ = await store.update_rollback(
+            request.id, partial(rollbacks.approve, user_id=actor.user_id,
+                                user_name=actor.user_name, now=now, eligible=True),
+            actor, "rollback.approve")
+    if rollbacks.ready(request, policy):
+        await _start(services, request, actor)
+        return RollbackAnswer(f"⏪ Rolling back *{environment}* from `{request.from_version}` "
+                              f"to `{request.to_tag}`…")
+    return RollbackAnswer(
+        f"Rollback of *{environment}* to `{request.to_tag}` asked; it needs "
+        f"{policy.required - len(request.approvals)} more approval(s) in the channel.",
+        post=partial(_post_request, services, request, policy.required))
+
+
+async def may_roll_back_from(services: Services, environment: str, version: str,
+                             where: Where) -> str | None:
+    """Why a Roll back button on the message at `where` may not open its form (None if it
+    may): the environment must still run `version`, and the button must be on the message of
+    the release running there or of an incident open there."""
+    if environment not in [e.name for e in services.config.environments]:
+        return "This button names no environment I know; use `/release rollback` instead."
+    current = (await services.store.environment_versions([environment]))[environment]
+    if current.get("version") != version:
+        return (f"*{environment}* no longer runs `{version}`, so this button would roll back "
+                "something else; use `/release rollback` instead.")
+    places: list[tuple[str | None, str | None]] = [
+        (i.channel, i.ts) for i in await monitor.open_incidents(services, environment)]
+    if current.get("release"):
+        release = await services.store.get_release(current["release"])
+        if release is not None:
+            places.append((release.channel, release.message_ts))
+    if not any(same_message(where, channel, ts) for channel, ts in places):
+        return (f"This button is not on the message of what runs in *{environment}*; use "
+                "`/release rollback` instead.")
+    return None
+
+
+async def _post_request(services: Services, request: RollbackRequest, required: int) -> None:
+    text = (f"⏪ {messages.mention(request.requester)} asks to roll back *{request.environment}* "
+            f"from `{request.from_version}` to `{request.to_tag}`: "
+            f"{messages.escape(request.reason)}\nNeeds {required} approval(s); "
+            f"{len(request.approvals)} so far.")
+    value = json.dumps({"r": request.id})
+    blocks = [messages.section(text), {"type": "actions", "block_id": f"rollback:{request.id}",
+              "elements": [{"type": "button", "action_id": APPROVE_ROLLBACK, "style": "danger",
+                            "value": value,
+                            "text": {"type": "plain_text", "text": "Approve rollback"},
+                            "confirm": messages.confirm_dialog(
+                                "Approve the rollback?",
+                                f"{request.environment} goes back to {request.to_tag} and "
+                                "stays locked until someone unlocks it.", "Roll back")}]}]
+    release = await services.store.get_release(request.from_release) \
+        if request.from_release else None
+    if release and release.channel and release.message_ts:
+        posted = await services.notifier.post(release.channel, blocks, text,
+                                              thread_ts=release.message_ts)
+    else:
+        posted = await services.notifier.post(services.config.slack.channel, blocks, text)
+    if posted and posted.get("ts"):
+        await services.store.update_rollback(
+            request.id, partial(rollbacks.placed, channel=str(posted.get("channel", "")),
+                                message_ts=str(posted["ts"])),
+            BOT, "rollback.posted")
+
+
+async def approve_rollback(services: Services, actor: Actor, request_id: str,
+                           where: Where) -> str:
+    """An Approve click on the request's message at `where`; returns the private answer."""
+    store = services.store
+    request = await store.get_rollback(request_id)
+    if request is None:
+        return await refused(services, actor, "rollback.approve", f"{request_id}: unknown",
+                             "That rollback request is gone.")
+    for _ in range(20):  # its message's place is recorded just after it was posted
+        if request.message_ts:
+            break
+        await asyncio.sleep(0.05)
+        request = await store.get_rollback(request_id) or request
+    if not same_message(where, request.channel, request.message_ts):
+        return await refused(services, actor, "rollback.approve",
+                             f"{request_id}: not on the request's message",
+                             "This button is not on the rollback request's message; use the "
+                             "one there.")
+    policy = rollbacks.rollback_policy(services.config, request.environment)
+    eligible = await is_approver(services, policy, actor.user_id)
+    try:
+        request, _ = await store.update_rollback(
+            request_id, partial(rollbacks.approve, user_id=actor.user_id,
+                                user_name=actor.user_name, now=store.clock(),
+                                eligible=eligible), actor, "rollback.approve")
+    except NoChange as exc:
+        await store.audit(actor, "rollback.approve", release=request.from_release,
+                          environment=request.environment, outcome="duplicate",
+                          reason=str(exc))
+        return f"Nothing changed: {exc}."
+    except TransitionError as exc:
+        await store.audit(actor, "rollback.approve", release=request.from_release,
+                          environment=request.environment, outcome="refused", reason=str(exc))
+        return f"You cannot approve this rollback: {exc}."
+    if rollbacks.ready(request, policy):
+        await _start(services, request, actor)
+        return f"You approved; rolling back *{request.environment}* to `{request.to_tag}`."
+    return "You approved the rollback; it needs more approvals."
+
+
+async def _start(services: Services, request: RollbackRequest, actor: Actor) -> None:
+    policy = rollbacks.rollback_policy(services.config, request.environment)
+    try:
+        await services.store.update_rollback(request.id, partial(rollbacks.start, policy=policy),
+                                             actor, "rollback.start")
+    except TransitionError:
+        return  # another click started it
+    env = services.config.environment(request.environment)
+    await services.queue.enqueue(ROLLBACK, request_id=request.id, actor=actor.__dict__,
+                                 key=f"rollback-{request.id}", retries=1,
+                                 timeout=deploys.job_timeout(services.config,
+                                                             env.timeout_seconds),
+                                 heartbeat=deploys.job_heartbeat(services.config))
+
+
+async def rollback(ctx: dict[str, Any], *, request_id: str, actor: dict[str, str]) -> None:
+    services: Services = ctx["services"]
+    await run_rollback(services, request_id, Actor(**actor), ctx.get("job"))
+
+
+async def _say(services: Services, request: RollbackRequest, blocks: list[messages.Block],
+               text: str) -> None:
+    if request.from_release:
+        release = await services.store.get_release(request.from_release)
+        if release is not None and release.message_ts:
+            await services.notifier.thread(request.from_release, blocks, text)
+            return
+    await services.notifier.post(services.config.slack.channel, blocks, text)
+
+
+async def run_rollback(services: Services, request_id: str, actor: Actor,
+                       job: Any = None) -> None:
+    store, config = services.store, services.config
+    request = await store.get_rollback(request_id)
+    if request is None or request.status != "running":
+        return
+    env = config.environment(request.environment)
+    target = deploys.Target(
+        kind="rollback", deploy_id=f"rollback:{request_id}", environment=env,
+        subject=request_id, holder=actor.user_id, reason=f"rolling back to {request.to_tag}",
+        on_stopped=partial(report_lost, services, request_id,
+                           message=f"The worker rolling back *{env.name}* to "
+                                   f"`{request.to_tag}` was stopped; the deploy command was "
+                                   f"killed and the rollback is marked *failed*. Check "
+                                   f"*{env.name}* and ask again if needed."))
+    try:
+        async with deploys.deploying(services, target, job) as running:
+            await _roll_back(services, request, running, actor)
+    except deploys.EnvironmentBusy as exc:
+        await _not_started(services, request, actor, "blocked", f"held by {exc.info.holder}")
+        await _say(services, request, messages.environment_busy(env.name, exc.info),
+                   f"{env.name} is busy")
+    except deploys.GivenUp as exc:
+        await _not_started(services, request, actor, "given up", str(exc))
+        text = (f"The rollback of *{env.name}* to `{request.to_tag}` was not run: {exc}. "
+                "Ask again if it is still wanted.")
+        await _say(services, request, messages.problem(text), text)
+
+
+async def _not_started(services: Services, request: RollbackRequest, actor: Actor,
+                       outcome: str, reason: str) -> None:
+    store = services.store
+    with contextlib.suppress(TransitionError):
+        await store.update_rollback(request.id, partial(rollbacks.finish, ok=False,
+                                                        now=store.clock()),
+                                    actor, "rollback.finish", outcome=outcome, reason=reason)
+
+
+async def _roll_back(services: Services, request: RollbackRequest, running: deploys.Deploy,
+                     actor: Actor) -> None:
+    store = services.store
+    env = running.target.environment
+    try:
+        await running.checkout(request.to_tag, request.to_sha)
+    except gitrepo.GitError as exc:
+        result = deploys.checkout_failed(request.to_tag, exc)
+    else:
+        result = await running.run(
+            env.deploy_command, timeout=env.timeout_seconds, given=env.command_env,
+            env={"RELEASE_VERSION": request.to_version, "RELEASE_TAG": request.to_tag,
+                 "RELEASE_SHA": request.to_sha, "RELEASE_ENV": env.name,
+                 "RELEASE_ROLLBACK": "1"})
+    finished_at = store.clock()
+    took = finished_at - request.requested_at
+    try:
+        request, _ = await deploys.durably(
+            services, f"the outcome of rollback {request.id}", store.update_rollback,
+            request.id, partial(rollbacks.finish, ok=result.ok, now=finished_at), actor,
+            "rollback.finish", outcome="succeeded" if result.ok else "failed",
+            reason=f"{result.summary()}; {took:.1f}s from request to deploy finished")
+    except deploys.NotRecorded as exc:
+        text = (f"The rollback of *{env.name}* to `{request.to_tag}` "
+                f"{'succeeded' if result.ok else 'failed'}, but I could not record it: {exc}. "
+                f"Check *{env.name}*.")
+        await _say(services, request, messages.problem(text), text)
+        return
+    except TransitionError:
+        return  # its record moved on meanwhile
+    if result.ok:
+        await store.set_environment_version(env.name, request.to_version, request.to_tag,
+                                            request.to_sha, deployed_at=finished_at)
+        await monitor.deploy_finished(services, env.name, request.to_version,
+                                      request.from_release, request.from_version,
+                                      rollback=True)
+        reason = (f"rolled back from {request.from_version} to {request.to_tag}: "
+                  f"{request.reason}")
+        if await running.hold():
+            await running.hand_over("releasebot", reason, "rollback")
+        if request.from_release:
+            with contextlib.suppress(TransitionError):
+                await store.update_release(
+                    request.from_release, partial(releases.mark_rolled_back,
+                                                  to_tag=request.to_tag),
+                    actor, "release.rolled-back", environment=env.name,
+                    reason=request.reason)
+        await store.audit(BOT, "lock.take", release=request.from_release,
+                          environment=env.name, reason=reason)
+        await _say(services, request, messages.note(
+            f"⏪ Rolled back *{env.name}* from `{request.from_version}` to "
+            f"`{request.to_tag}` in {messages.seconds(took)} (from the request to the "
+            f"deploy finished). 🔒 *{env.name}* stays locked: "
+            f"{messages.escape(request.reason)}. `/release unlock {env.name}` when it is "
+            "fixed."), f"Rolled back {env.name}")
+    else:
+        await _say(services, request, messages.deploy_outcome(
+            request.to_tag, env.name, result), "Rollback failed")
+        await monitor.deploy_failed(services, env.name, request.from_release,
+                                    request.to_tag, f"rollback: {result.summary()}")
+    if request.from_release:
+        services.notifier.refresh(request.from_release)
+
+
+async def report_lost(services: Services, request_id: str, detail: str, *,
+                      message: str = "") -> bool:
+    """The worker running this rollback died (or is shutting down): say so; never re-run it
+    behind anyone's back. False if it finished meanwhile."""
+    store = services.store
+    try:
+        request, _ = await store.update_rollback(
+            request_id, partial(rollbacks.report_lost, now=store.clock()), BOT,
+            "rollback.finish", outcome="failed", reason=detail)
+    except TransitionError:
+        return False
+    text = message or (f"The worker rolling back *{request.environment}* to "
+                       f"`{request.to_tag}` stopped responding; the rollback is marked "
+                       f"*failed*. Check *{request.environment}* and ask again if needed.")
+    await _say(services, request, messages.problem(text), "Rollback lost")
+    return True

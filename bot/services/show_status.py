@@ -1,0 +1,15 @@
+"""What `/release status` shows: environments, releases in flight, locks."""
+
+from __future__ import annotations
+
+from bot.adapters.redis.locks import parse_lock
+from bot.adapters.redis.store import Store
+from bot.blocks import release as messages
+from bot.domain.config import Config
+
+
+async def status_blocks(store: Store, config: Config) -> list[messages.Block]:
+    status = await store.status([env.name for env in config.environments])
+    locks = {name: info for name, raw in status.raw_locks.items()
+             if (info := parse_lock(raw)) is not None}
+    return messages.status_message(config, status.versions, status.in_flight, locks)
