@@ -70,7 +70,7 @@ def escape(text: str) -> str:
 
 
 def mention(user: str) -> str:
-    return f"<@{user}>" if _USER_ID.match(user) else escape(user)
+    return f"<@{user}>" if _USER_ID.fullmatch(user) else escape(user)
 
 
 def slack_time(at: float) -> str:

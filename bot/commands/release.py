@@ -42,7 +42,9 @@ class CommandError(Exception):
 # plain text on one line: no control characters (NUL, ESC, CR, LF, TAB…), no line or
 # paragraph separators, no bidi controls (they make text read differently than it is).
 _UNSAFE_TEXT = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069"
+    # Lone surrogates: not text at all, and Redis (UTF-8) cannot store them.
+    "\ud800-\udfff]")
 
 
 def check_text(what: str, text: str) -> str:
@@ -152,11 +154,11 @@ def parse_release_command(text: str) -> Command:
             raise CommandError(f"The reason is {len(reason):,} characters; the most is "
                                f"{MAX_REASON}.")
         to = opts.get("--to")
-        if to is not None and not VERSION_WORD.match(str(to)):
+        if to is not None and not VERSION_WORD.fullmatch(str(to)):
             raise CommandError(f"`--to {to}` is not a version; use one like `--to v0.14.1`.")
         return RollbackCommand(reason=reason, environment=env, to=str(to) if to else None)
     if sub == "audit":
-        if len(rest) > 1 or (rest and not VERSION_WORD.match(rest[0])):
+        if len(rest) > 1 or (rest and not VERSION_WORD.fullmatch(rest[0])):
             raise CommandError("`/release audit` takes at most a version, like "
                                "`/release audit v0.15.0-rc.1`.")
         return AuditCommand(version=rest[0] if rest else None)
@@ -236,7 +238,7 @@ def _description(opts: dict[str, str | bool]) -> str:
 
 def _issue(opts: dict[str, str | bool]) -> str | None:
     issue = opts.get("--issue")
-    if issue is not None and not ISSUE_ID.match(str(issue)):
+    if issue is not None and not ISSUE_ID.fullmatch(str(issue)):
         raise CommandError(f"`--issue {issue}` is not an issue ID; use letters, digits and "
                            "`-._#/:`, like `--issue pw-bua` or `--issue #123`.")
     return str(issue) if issue else None

@@ -326,7 +326,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
     for name in ("remote", "branch"):
         if name in repo:
             _nonempty(f"repository.{name}", repo[name])
-    if "tag_prefix" in repo and not TAG_PREFIX.match(repo["tag_prefix"]):
+    if "tag_prefix" in repo and not TAG_PREFIX.fullmatch(repo["tag_prefix"]):
         raise ConfigError("repository.tag_prefix",
                           "may hold only letters, digits and . _ / - (at most 20), like \"v\"")
 
@@ -356,7 +356,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
                                  "checks": (list, False), "env": (dict, False),
                                  "pass_env": (list, False)})
         env["command_env"] = _command_env(key, env.pop("env", {}), env.pop("pass_env", []))
-        if not ENV_NAME.match(env["name"]):
+        if not ENV_NAME.fullmatch(env["name"]):
             raise ConfigError(f"{key}.name", "must be lowercase letters, digits, - or _ "
                               f"(like \"staging\"), got \"{env['name']}\"")
         if any(e.name == env["name"] for e in envs):
@@ -376,7 +376,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
                                   "check": (str, False), "timeout_seconds": (float, False),
                                   "env": (dict, False), "pass_env": (list, False)})
         gate["command_env"] = _command_env(key, gate.pop("env", {}), gate.pop("pass_env", []))
-        if not GATE_ID.match(gate["id"]):
+        if not GATE_ID.fullmatch(gate["id"]):
             raise ConfigError(f"{key}.id", "must be lowercase letters, digits, - or _ "
                               f"(like \"e2e\"), got \"{gate['id']}\"")
         if any(g.id == gate["id"] for g in gates):
@@ -455,7 +455,7 @@ def _checks(env_key: str, env_url: str, raw: list[Any]) -> tuple[CheckConfig, ..
             "interval_seconds": (float, False), "timeout_seconds": (float, False),
             "status": (int, False), "max_response_ms": (float, False), "json": (dict, False),
             "body_contains": (str, False), "version_field": (str, False)})
-        if not GATE_ID.match(found["name"]):
+        if not GATE_ID.fullmatch(found["name"]):
             raise ConfigError(f"{key}.name", "must be lowercase letters, digits, - or _ "
                               f"(like \"health\"), got \"{found['name']}\"")
         if any(c.name == found["name"] for c in checks):
@@ -521,7 +521,7 @@ def _monitoring(raw: Any) -> MonitoringConfig:
         raise ConfigError("monitoring.history", "must keep at least error_rate_samples results")
     oncall = found.get("oncall", [])
     for i, who in enumerate(oncall):
-        if not isinstance(who, str) or not _APPROVER.match(who):
+        if not isinstance(who, str) or not _APPROVER.fullmatch(who):
             raise ConfigError(f"monitoring.oncall[{i}]", "must be a Slack user ID (U… or W…) "
                               f"or user-group ID (S…), got {_describe(who)}")
     found["oncall"] = tuple(oncall)
@@ -562,7 +562,7 @@ _RESERVED_PREFIXES = ("RELEASE_", "FLAG_", "FLAGS_")
 
 
 def _env_name(key: str, name: Any) -> str:
-    if not isinstance(name, str) or not _ENV_NAME.match(name):
+    if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
         raise ConfigError(key, f"{_describe(name)} is not an environment variable name")
     upper = name.upper()
     if upper.startswith(_SECRET_PREFIXES):
@@ -628,7 +628,7 @@ def _policy(key: str, table: Any, schema: Mapping[str, tuple[type, bool]],
         _positive(f"{key}.valid_hours", found["valid_hours"])
     approvers = found.get("approvers", [])
     for i, who in enumerate(approvers):
-        if not isinstance(who, str) or not _APPROVER.match(who):
+        if not isinstance(who, str) or not _APPROVER.fullmatch(who):
             raise ConfigError(f"{key}.approvers[{i}]", "must be a Slack user ID (U… or "
                               f"W…) or user-group ID (S…), got {_describe(who)}; names "
                               "change, IDs do not")

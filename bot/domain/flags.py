@@ -152,7 +152,7 @@ def parse_percentage(word: str) -> int:
 
 
 def check_name(name: str) -> str:
-    if not FLAG_NAME.match(name):
+    if not FLAG_NAME.fullmatch(name):
         raise FlagsError(f"`{name}` is not a flag name; use lowercase letters, digits and _ "
                          "(like `new_infrastructure`).")
     return name

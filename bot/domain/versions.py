@@ -59,7 +59,7 @@ def parse_tag(tag: str, prefix: str) -> ReleaseVersion | None:
     if match is None:
         return None
     pre = match.group(4)
-    if pre is not None and not _RC.match(pre):
+    if pre is not None and not _RC.fullmatch(pre):
         return None  # e.g. "rc.01": not a form the bot writes
     return ReleaseVersion(semver.Version.parse(tag[len(prefix):]))
 

@@ -93,11 +93,11 @@ def check_signature(secret: bytes, body: bytes, timestamp: bytes | None,
     Done here on the raw bytes rather than with slack_sdk's SignatureVerifier, which decodes
     the body first (a non-UTF-8 body raised) and takes the timestamp with int() (a malformed
     header raised): nothing unsigned may get as far as an exception."""
-    if not timestamp or not _TIMESTAMP.match(timestamp):
+    if not timestamp or not _TIMESTAMP.fullmatch(timestamp):
         raise Rejected(401, "missing or malformed X-Slack-Request-Timestamp")
     if abs(now - int(timestamp)) > MAX_CLOCK_SKEW:
         raise Rejected(401, "stale or future timestamp")
-    if not signature or not _SIGNATURE.match(signature):
+    if not signature or not _SIGNATURE.fullmatch(signature):
         raise Rejected(401, "missing or malformed X-Slack-Signature")
     expected = hmac.new(secret, b"v0:" + timestamp + b":" + body, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(b"v0=" + expected.encode(), signature):

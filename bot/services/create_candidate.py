@@ -123,12 +123,23 @@ async def enqueue_deploy(services: Services, release: Release, environment: str,
     env = services.config.environment(environment)
     gate_time = sum(g.timeout_seconds for g in services.config.gates_for(environment)
                     if g.automatic)
-    await services.queue.enqueue(
-        DEPLOY, version=release.version, environment=environment, deploy_id=deploy_id,
-        actor=asdict(actor), key=deploy_id, retries=1,
-        timeout=deploys.job_timeout(services.config, env.timeout_seconds + gate_time),
-        # Never retried (retries=1): a lost deploy is reported in its thread by our reaper.
-        heartbeat=deploys.job_heartbeat(services.config))
+    try:
+        await services.queue.enqueue(
+            DEPLOY, version=release.version, environment=environment, deploy_id=deploy_id,
+            actor=asdict(actor), key=deploy_id, retries=1,
+            timeout=deploys.job_timeout(services.config, env.timeout_seconds + gate_time),
+            # Never retried (retries=1): a lost deploy is reported in its thread by our reaper.
+            heartbeat=deploys.job_heartbeat(services.config))
+    except Exception:
+        # Recorded as queued but no job carries it: never leave it "queued" for ever.
+        with contextlib.suppress(Exception):
+            await services.store.update_release(
+                release.version, partial(releases.block_deploy, deploy_id=deploy_id,
+                                         now=services.store.clock(),
+                                         detail="it could not be queued"),
+                actor, "deploy.start", environment=environment, outcome="blocked",
+                reason="could not be queued")
+        raise
     services.notifier.refresh(release.version)
     return deploy_id
 
@@ -175,8 +186,9 @@ async def _create_release_candidate(services: Services, req: RcRequest) -> Relea
         await notifier.answer(req.response_url, messages.problem(text), text)
 
     try:
-        async with held(services.redis, store.keys.repo_lock, 120, req.user_id,
-                        "creating a release candidate"):
+        # Renewed while held; a creator that dies holds others off no longer than a dead deploy.
+        async with held(services.redis, store.keys.repo_lock, config.worker.lock_ttl_seconds,
+                        req.user_id, "creating a release candidate"):
             try:
                 repaired = await asyncio.to_thread(gitrepo.sync_tags, repo_cfg.url,
                                                    services.clone_path, repo_cfg.remote)
