@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bot.adapters.redis.store import Actor
+from bot.domain.actors import Actor
 
 
 def command_actor(command: dict[str, Any]) -> Actor:

@@ -27,8 +27,9 @@ from bot.adapters.redis.audit import (
     write_csv,
     write_jsonl,
 )
-from bot.adapters.redis.store import Actor, Keys, Store
+from bot.adapters.redis.store import Keys, Store
 from bot.devtools.slack_stand_in import validate_blocks
+from bot.domain.actors import Actor
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,8 +19,8 @@ import git
 import pytest
 from redis.asyncio.client import Pipeline, Redis
 
-from bot.adapters.redis.store import Actor
 from bot.domain import releases
+from bot.domain.actors import Actor
 from bot.domain.approvals import approve
 from bot.services import create_candidate as jobs
 from tests.conftest import GitRemote, make_config

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.adapters.redis.locks import STOP_FRACTION, RenewingLock
-from bot.adapters.redis.store import BOT
+from bot.domain.actors import BOT
 from bot.domain.config import Config, load_config
 from bot.services import create_candidate as jobs
 from bot.services.monitor_health import health_rows

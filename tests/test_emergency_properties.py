@@ -30,8 +30,9 @@ from hypothesis.stateful import (
 )
 from redis.asyncio import Redis
 
-from bot.adapters.redis.store import Actor, Store
+from bot.adapters.redis.store import Store
 from bot.domain import approvals, releases, rollbacks
+from bot.domain.actors import Actor
 from bot.domain.config import parse_config
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest

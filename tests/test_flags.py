@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from bot.adapters.redis.store import Actor
+from bot.domain.actors import Actor
 from bot.domain.flags import read_flags
 from bot.services import change_flags as flag_jobs
 from tests.conftest import GitRemote, LocalSite, git, make_config

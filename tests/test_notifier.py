@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 
-from bot.adapters.redis.store import BOT
 from bot.domain import releases
+from bot.domain.actors import BOT
 from bot.runtime.container import Services
 from tests.conftest import make_config, make_settings
 

@@ -148,7 +148,7 @@ async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remot
                                                             tmp_path: Path):
     import json
 
-    from bot.adapters.redis.store import BOT
+    from bot.domain.actors import BOT
     from bot.domain.rollbacks import RollbackRequest
     from bot.services import reap_lost_deploys as reaper
     bot = await start_bot(config(git_remote, tmp_path))

@@ -23,8 +23,8 @@ from redis.exceptions import WatchError
 
 from bot.adapters import git_clone as gitrepo
 from bot.adapters.process.runner import CommandResult
-from bot.adapters.redis.store import Actor
 from bot.blocks import flags as flag_messages
+from bot.domain.actors import Actor
 from bot.domain.config import Config
 from bot.domain.flags import (
     Flag,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 
-from bot.adapters.redis.store import Actor
+from bot.domain.actors import Actor
 from bot.runtime.container import Services
 
 FORM_SECONDS = 1800  # a form may stay open this long (Slack's trigger is long gone by then)

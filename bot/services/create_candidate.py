@@ -21,9 +21,9 @@ import semver
 from bot.adapters import git_clone as gitrepo
 from bot.adapters.process.runner import CommandResult
 from bot.adapters.redis.locks import LockHeld, held
-from bot.adapters.redis.store import BOT, Actor
 from bot.blocks import release as messages
 from bot.domain import approvals, releases
+from bot.domain.actors import BOT, Actor
 from bot.domain.config import Config, GateConfig
 from bot.domain.releases import Release, TransitionError
 from bot.domain.versions import VersionError, next_candidate, next_hotfix

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from bot.adapters.redis.store import Actor
 from bot.blocks import release as messages
 from bot.domain import approvals
+from bot.domain.actors import Actor
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.releases import Gate, Release, TransitionError
 from bot.runtime.container import Services

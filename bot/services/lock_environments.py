@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.adapters.redis.locks import LockRefused, remove_lock, take_lock
-from bot.adapters.redis.store import Actor
 from bot.blocks import release as messages
+from bot.domain.actors import Actor
 from bot.domain.config import Config
 from bot.runtime.container import Services
 

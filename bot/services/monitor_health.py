@@ -12,8 +12,8 @@ from functools import partial
 from typing import Any
 
 from bot.adapters.http_probe import Prober
-from bot.adapters.redis.store import BOT, Actor
 from bot.blocks import health as texts
+from bot.domain.actors import BOT, Actor
 from bot.domain.config import CheckConfig, EnvironmentConfig
 from bot.domain.health.checks import Result, assess, baseline_ms, conditions
 from bot.domain.health.incidents import DEPLOY_CHECK, CheckState, Incident, step

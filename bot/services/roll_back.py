@@ -12,9 +12,9 @@ from functools import partial
 from typing import Any
 
 from bot.adapters import git_clone as gitrepo
-from bot.adapters.redis.store import BOT, Actor
 from bot.blocks import release as messages
 from bot.domain import releases, rollbacks
+from bot.domain.actors import BOT, Actor
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest

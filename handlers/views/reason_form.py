@@ -9,9 +9,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
-from bot.adapters.redis.store import UNREACHABLE, Actor
+from bot.adapters.redis.store import UNREACHABLE
 from bot.blocks import release as messages
 from bot.commands.release import CommandError, check_text
+from bot.domain.actors import Actor
 from bot.runtime.container import Services
 from bot.services import clicks
 from handlers.answers import STORE_DOWN, before_ack

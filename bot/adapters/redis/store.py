@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
+from bot.domain.actors import Actor
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
 
@@ -25,18 +26,6 @@ T = TypeVar("T")
 # The state store cannot be reached right now (down, hung past a deadline, connection lost):
 # what callers catch to say so instead of failing.
 UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who caused a change: a Slack user (ID and name) in a channel, or the bot itself."""
-
-    user_id: str = "releasebot"
-    user_name: str = "releasebot"
-    channel: str = ""
-
-
-BOT = Actor()
 
 
 @dataclass(frozen=True)
