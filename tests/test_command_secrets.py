@@ -229,12 +229,20 @@ def test_a_worker_starts_without_the_signing_secret_and_warns_if_it_has_it(
             [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port", "0",
              "--host", "127.0.0.1", "--config", str(path)], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert worker.stderr is not None
+        lines: list[str] = []
         try:
-            time.sleep(3)
+            # Past its checks (however slow a loaded machine starts it), then still running.
+            while not any("starting the worker role" in line for line in lines):
+                line = worker.stderr.readline()
+                assert line, f"the worker ended: {''.join(lines)}"
+                lines.append(line)
+            time.sleep(1)
             assert worker.poll() is None  # it runs
         finally:
             worker.terminate()
-            _, err = worker.communicate(timeout=30)
+            _, rest = worker.communicate(timeout=30)
+        err = "".join(lines) + (rest or "")
         assert ("SLACK_SIGNING_SECRET is set, but the worker role does not use it" in err) \
             is warned, err
     web = subprocess.run([sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "web",

@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("running as root with deploy and gate commands as root too: they can read "
                     "this process's secrets through /proc. Set worker.run_as to another user "
                     "(see README: Security model)")
+    # After the warnings about its environment: an operator (and a test) knows from this line
+    # that the role is past its checks.
+    log.info("starting the %s role", args.role)
     embedded = None
     if settings.redis_url is None:
         embedded = EmbeddedRedis()
