@@ -11,7 +11,7 @@ import contextvars
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from redis.asyncio.client import Pipeline, Redis
 from bot.domain import releases
 from bot.domain.actors import Actor
 from bot.domain.approvals import approve
-from bot.services import create_candidate as jobs
+from bot.services import create_candidate, promote_release
 from tests.conftest import GitRemote, make_config
 from tests.conftest import git as run_git
 from tests.test_release_rc import release_message, thread_text, wait_for_gates
@@ -226,9 +226,9 @@ async def check_nothing_half_made(bot, remote: GitRemote, rid: str, what: str) -
     assert answers, f"{what}: the requester got no answer"
 
 
-def rc_request(bot) -> tuple[jobs.RcRequest, str]:
+def rc_request(bot) -> tuple[create_candidate.RcRequest, str]:
     url = bot.slack.response_url("alice")
-    return jobs.RcRequest(user_id="U0ALICE", user_name="alice", channel_id="C0DEV",
+    return create_candidate.RcRequest(user_id="U0ALICE", user_name="alice", channel_id="C0DEV",
                           response_url=url, description="infra"), url.rsplit("/", 1)[1]
 
 
@@ -239,7 +239,8 @@ async def test_every_step_of_creating_a_candidate_undoes_itself(start_bot, git_r
     services = bot.services
     clean = Faults()
     request, _ = rc_request(bot)
-    assert await in_scope(clean, jobs.create_release_candidate(services, request)) is not None
+    made = create_candidate.create_release_candidate(services, request)
+    assert await in_scope(clean, made) is not None
     counts = dict(clean.calls)
     assert counts["git"] >= 5 and counts["redis"] >= 5, counts
     for kind, total in counts.items():
@@ -247,12 +248,13 @@ async def test_every_step_of_creating_a_candidate_undoes_itself(start_bot, git_r
             git_remote.commit(f"change {kind} {k}")  # each creation tags a new head
             git_remote.push()
             request, rid = rc_request(bot)
-            await in_scope(Faults(kind, k), jobs.create_release_candidate(services, request))
+            await in_scope(Faults(kind, k),
+                           create_candidate.create_release_candidate(services, request))
             await check_nothing_half_made(bot, git_remote, rid, f"{kind} call {k}")
     git_remote.commit("after the faults")
     git_remote.push()
     request, rid = rc_request(bot)
-    assert await jobs.create_release_candidate(services, request) is not None
+    assert await create_candidate.create_release_candidate(services, request) is not None
     await check_nothing_half_made(bot, git_remote, rid, "after the faults")
 
 
@@ -263,7 +265,7 @@ async def ready_candidate(bot, remote: GitRemote) -> releases.Release:
     remote.commit(f"a change to promote {uuid.uuid4().hex[:8]}")
     remote.push()
     request, _ = rc_request(bot)
-    release = await jobs.create_release_candidate(services, request)
+    release = await create_candidate.create_release_candidate(services, request)
     assert release is not None
     release = await store.get_release(release.version)  # its staging deploy is queued
     deploy_id = release.deploys["staging"].id
@@ -283,27 +285,29 @@ async def test_every_step_of_a_promotion_undoes_itself(start_bot, git_remote, tm
     bot = await start_bot(make_config(git_remote, tmp_path), role="web")
     services = bot.services
 
-    def final_request(release: releases.Release) -> tuple[jobs.FinalRequest, str]:
+    def final_request(release: releases.Release) -> tuple[promote_release.FinalRequest, str]:
         url = bot.slack.response_url("alice")
-        return jobs.FinalRequest(version=release.version, user_id="U0ALICE", user_name="alice",
-                                 channel_id="C0DEV", response_url=url), url.rsplit("/", 1)[1]
+        request = promote_release.FinalRequest(
+            version=release.version, user_id="U0ALICE", user_name="alice",
+            channel_id="C0DEV", response_url=url)
+        return request, url.rsplit("/", 1)[1]
 
     release = await ready_candidate(bot, git_remote)
     clean = Faults()
-    await in_scope(clean, jobs.promote({"services": services},
-                                       request=asdict(final_request(release)[0])))
+    await in_scope(clean, promote_release.promote_candidate(
+        services, final_request(release)[0]))
     assert (await services.store.get_release(release.version)).final_tag
     counts = dict(clean.calls)
     release = await ready_candidate(bot, git_remote)
     for kind, total in counts.items():
         for k in range(1, total + 1):
             request, rid = final_request(release)
-            await in_scope(Faults(kind, k), jobs.promote({"services": services},
-                                                         request=asdict(request)))
+            await in_scope(Faults(kind, k), promote_release.promote_candidate(
+                services, request))
             await check_nothing_half_made(bot, git_remote, rid, f"{kind} call {k}")
             current = await services.store.get_release(release.version)
             if current.final_tag:  # the fault came after the promotion was complete
                 release = await ready_candidate(bot, git_remote)
     request, rid = final_request(release)
-    await jobs.promote({"services": services}, request=asdict(request))
+    await promote_release.promote_candidate(services, request)
     assert (await services.store.get_release(release.version)).final_tag

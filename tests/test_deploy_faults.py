@@ -21,7 +21,7 @@ from pathlib import Path
 from bot.adapters.redis.locks import STOP_FRACTION, RenewingLock
 from bot.domain.actors import BOT
 from bot.domain.config import Config, load_config
-from bot.services import create_candidate as jobs
+from bot.services import deploy_release
 from bot.services.monitor_health import health_rows
 from tests.conftest import SCRIPTS, GitRemote, RedisServer, git
 from tests.test_flags import PATH, push_flags
@@ -350,7 +350,7 @@ async def test_a_job_taken_before_a_freeze_is_not_run_late(start_bot, git_remote
         await asyncio.sleep(0.5)  # back to waiting for work
         frozen.send_signal(signal.SIGSTOP)
         release = await web.services.store.get_release("0.15.0-rc.1")
-        deploy_id = await jobs.enqueue_deploy(web.services, release, "staging", BOT)
+        deploy_id = await deploy_release.enqueue_deploy(web.services, release, "staging", BOT)
         # A healthy worker's queue sweep gives the frozen worker's job up.
         await start_bot(config, role="worker", name="healthy")
         queue = web.services.queue

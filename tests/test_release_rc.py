@@ -267,8 +267,9 @@ async def test_a_moved_tag_is_not_deployed(start_bot, git_remote, tmp_path: Path
     other = git_remote.commit("sneaky")
     git("tag", "-f", "v0.15.0-rc.1", other, cwd=git_remote.work)
     git("push", "-q", "-f", "origin", "v0.15.0-rc.1", cwd=git_remote.work)
-    from bot.services import create_candidate as jobs
-    await jobs.enqueue_deploy(bot.services, release, "staging", jobs.BOT)
+    from bot.domain.actors import BOT
+    from bot.services import deploy_release
+    await deploy_release.enqueue_deploy(bot.services, release, "staging", BOT)
     message = release_message(bot.slack, "v0.15.0-rc.1")
     thread = await bot.slack.wait_for(lambda: "someone moved it" in thread_text(
         bot.slack, message) and thread_text(bot.slack, message), timeout=20)

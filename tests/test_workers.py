@@ -8,8 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bot.adapters.redis.locks import LockHeld, RenewingLock, read_lock
-from bot.services import create_candidate as jobs
+from bot.adapters.redis.locks import RenewingLock, read_lock
+from bot.domain.actors import BOT
+from bot.domain.locks import LockHeld
+from bot.domain.releases import TransitionError
+from bot.services import deploy_release
 from tests.conftest import deploy_log, make_config
 from tests.test_release_rc import release_message, running, thread_text, wait_for_gates
 
@@ -160,8 +163,8 @@ async def test_two_workers_never_deploy_one_environment_at_once(start_bot, git_r
     store = first.services.store
     rc1, rc2 = await store.get_release("0.15.0-rc.1"), await store.get_release("0.15.0-rc.2")
     # Two releases to staging at once, each enqueued by another replica, two workers free.
-    await asyncio.gather(jobs.enqueue_deploy(first.services, rc1, "staging", jobs.BOT),
-                         jobs.enqueue_deploy(second.services, rc2, "staging", jobs.BOT))
+    await asyncio.gather(deploy_release.enqueue_deploy(first.services, rc1, "staging", BOT),
+                         deploy_release.enqueue_deploy(second.services, rc2, "staging", BOT))
 
     async def settled():
         r1, r2 = await store.get_release("0.15.0-rc.1"), await store.get_release("0.15.0-rc.2")
@@ -190,9 +193,9 @@ async def test_a_second_deploy_of_a_queued_release_is_refused(start_bot, git_rem
     await bot.slack.wait_for(lambda: deploy_log(tmp_path), timeout=20)
     release = await bot.services.store.get_release("0.15.0-rc.1")
     try:
-        await jobs.enqueue_deploy(bot.services, release, "staging", jobs.BOT)
+        await deploy_release.enqueue_deploy(bot.services, release, "staging", BOT)
         raise AssertionError("a second deploy while one runs must be refused")
-    except jobs.TransitionError as exc:
+    except TransitionError as exc:
         assert "already running" in str(exc)
 
 

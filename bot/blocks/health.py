@@ -6,7 +6,6 @@ import json
 import time
 from typing import Any
 
-from bot.adapters.redis.locks import format_age
 from bot.blocks.release import (
     ROLLBACK_ACTION,
     Block,
@@ -23,6 +22,7 @@ from bot.blocks.release import (
 from bot.domain.health.checks import Result
 from bot.domain.health.incidents import Incident
 from bot.domain.health.summaries import WindowSummary
+from bot.domain.locks import format_age
 
 ACK_ACTION = "incident_ack"
 SEVERITY_ICONS = {"critical": "🔴", "warning": "🟠"}

@@ -11,11 +11,11 @@ import re
 import time
 from typing import Any
 
-from bot.adapters.process.runner import CommandResult
-from bot.adapters.redis.locks import LockInfo, format_age
 from bot.commands.release import USAGE
 from bot.domain.approvals import readiness
+from bot.domain.command_results import CommandResult
 from bot.domain.config import Config
+from bot.domain.locks import LockInfo, format_age
 from bot.domain.releases import Deploy, Gate, Release
 
 Block = dict[str, Any]

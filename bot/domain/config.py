@@ -184,6 +184,13 @@ class FlagsConfig:
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
 
+class UnknownEnvironment(KeyError):
+    """A name that is not one of the configured environments (a KeyError, as a missing key)."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0])
+
+
 @dataclass(frozen=True)
 class Config:
     repository: RepositoryConfig
@@ -207,7 +214,13 @@ class Config:
         for env in self.environments:
             if env.name == name:
                 return env
-        raise KeyError(name)
+        names = ", ".join(f"`{e.name}`" for e in self.environments)
+        raise UnknownEnvironment(f"There is no environment `{name}`. Environments: {names}.")
+
+    def check_environment(self, name: str) -> None:
+        """Raises UnknownEnvironment (its message names the ones there are) unless `name` is
+        one of the configured environments."""
+        self.environment(name)
 
     @property
     def first_environment(self) -> EnvironmentConfig:

@@ -7,9 +7,7 @@ from typing import Any
 from saq import Worker
 
 from bot.runtime.container import Services
-from bot.services import change_flags as flag_jobs
-from bot.services import create_candidate as jobs
-from bot.services import roll_back as rollback_jobs
+from bot.runtime.jobs import FUNCTIONS
 
 
 def build_worker(services: Services) -> Worker:
@@ -19,11 +17,7 @@ def build_worker(services: Services) -> Worker:
     ttl = services.config.worker.lock_ttl_seconds
     worker: Worker = Worker(
         services.queue,
-        functions=[(jobs.CREATE_RC, jobs.create_rc), (jobs.DEPLOY, jobs.deploy),
-                   (jobs.PROMOTE, jobs.promote),
-                   (rollback_jobs.ROLLBACK, rollback_jobs.rollback),
-                   (flag_jobs.REQUEST, flag_jobs.request_job),
-                   (flag_jobs.APPLY, flag_jobs.apply_job)],
+        functions=FUNCTIONS,
         concurrency=services.config.worker.concurrency,
         startup=startup,
         # Sweep for jobs whose worker died about as often as a lock can expire.

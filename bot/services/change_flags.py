@@ -22,9 +22,9 @@ import aiohttp
 from redis.exceptions import WatchError
 
 from bot.adapters import git_clone as gitrepo
-from bot.adapters.process.runner import CommandResult
 from bot.blocks import flags as flag_messages
 from bot.domain.actors import Actor
+from bot.domain.command_results import CommandResult
 from bot.domain.config import Config
 from bot.domain.flags import (
     Flag,
@@ -643,17 +643,6 @@ def new_request(actor: Actor, operation: str, name: str, now: float, **fields: A
     return FlagRequest(id=secrets.token_hex(6), operation=operation, name=name,
                        requester=actor.user_id, requester_name=actor.user_name,
                        created_at=now, channel=actor.channel, **fields)
-
-
-# --- saq jobs ------------------------------------------------------------------------------
-
-
-async def request_job(ctx: dict[str, Any], *, request: dict[str, Any]) -> None:
-    await start_request(ctx["services"], FlagRequest(**request))
-
-
-async def apply_job(ctx: dict[str, Any], *, request_id: str) -> None:
-    await apply_request(ctx["services"], request_id, ctx.get("job"))
 
 
 async def _unexpected(services: Services, request: FlagRequest, exc: Exception) -> bool:

@@ -29,9 +29,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.adapters import git_clone as gitrepo
-from bot.adapters.process.runner import CommandResult, command_environment, run_command
-from bot.adapters.redis.locks import LockHeld, LockInfo, LockKind, RenewingLock
+from bot.adapters.process.runner import command_environment, run_command
+from bot.adapters.redis.locks import RenewingLock
+from bot.domain.command_results import CommandResult
 from bot.domain.config import CommandEnv, Config, EnvironmentConfig
+from bot.domain.locks import LockHeld, LockInfo, LockKind
 from bot.runtime.container import Services
 
 log = logging.getLogger(__name__)

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.adapters.redis.locks import LockRefused, remove_lock, take_lock
+from bot.adapters.redis.locks import remove_lock, take_lock
 from bot.blocks import release as messages
 from bot.domain.actors import Actor
-from bot.domain.config import Config
+from bot.domain.locks import LockRefused
 from bot.runtime.container import Services
-
-
-class UnknownEnvironment(Exception):
-    pass
-
-
-def check_environment(config: Config, name: str) -> None:
-    if name not in [e.name for e in config.environments]:
-        names = ", ".join(f"`{e.name}`" for e in config.environments)
-        raise UnknownEnvironment(f"There is no environment `{name}`. Environments: {names}.")
 
 
 @dataclass(frozen=True)
@@ -29,7 +19,7 @@ class LockOutcome:
 
 async def lock(services: Services, actor: Actor, environment: str, reason: str,
                force: bool) -> LockOutcome:
-    check_environment(services.config, environment)
+    services.config.check_environment(environment)
     key = services.store.keys.env_lock(environment)
     try:
         previous = await take_lock(services.redis, key, actor.user_id, reason, force=force)
@@ -52,7 +42,7 @@ async def lock(services: Services, actor: Actor, environment: str, reason: str,
 
 async def unlock(services: Services, actor: Actor, environment: str,
                  force: bool) -> LockOutcome:
-    check_environment(services.config, environment)
+    services.config.check_environment(environment)
     key = services.store.keys.env_lock(environment)
     try:
         previous = await remove_lock(services.redis, key, actor.user_id, force=force)

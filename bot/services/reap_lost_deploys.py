@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.runtime.container import Services
 from bot.services import change_flags as flag_jobs
-from bot.services import create_candidate as jobs
+from bot.services import deploy_release
 from bot.services import roll_back as rollback_jobs
 
 Reporter = Callable[[Services, str, str, str, str], Awaitable[bool]]
@@ -22,7 +22,7 @@ Reporter = Callable[[Services, str, str, str, str], Awaitable[bool]]
 async def _release(services: Services, subject: str, deploy_id: str, environment: str,
                    detail: str) -> bool:
     ttl = services.config.worker.lock_ttl_seconds
-    return await jobs.report_lost_deploy(
+    return await deploy_release.report_lost_deploy(
         services, subject, deploy_id, environment, detail,
         message=f"The worker deploying to *{environment}* stopped responding (no heartbeat "
                 f"for {ttl:g}s). The deploy is marked *failed* and was not retried; check "

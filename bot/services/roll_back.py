@@ -188,11 +188,6 @@ async def _start(services: Services, request: RollbackRequest, actor: Actor) -> 
                                  heartbeat=deploys.job_heartbeat(services.config))
 
 
-async def rollback(ctx: dict[str, Any], *, request_id: str, actor: dict[str, str]) -> None:
-    services: Services = ctx["services"]
-    await run_rollback(services, request_id, Actor(**actor), ctx.get("job"))
-
-
 async def _say(services: Services, request: RollbackRequest, blocks: list[messages.Block],
                text: str) -> None:
     if request.from_release:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.adapters.redis.locks import parse_lock
 from bot.adapters.redis.store import Store
 from bot.blocks import release as messages
 from bot.domain.config import Config
+from bot.domain.locks import parse_lock
 
 
 async def status_blocks(store: Store, config: Config) -> list[messages.Block]:

@@ -13,7 +13,6 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot.adapters.redis.audit import audit_message, read_entries
-from bot.adapters.redis.locks import LockRefused, format_age
 from bot.adapters.redis.store import UNREACHABLE
 from bot.blocks import health as health_messages
 from bot.blocks import release as messages
@@ -32,13 +31,14 @@ from bot.commands.release import (
     parse_release_command,
 )
 from bot.domain.approvals import readiness
+from bot.domain.config import UnknownEnvironment
+from bot.domain.locks import LockRefused, format_age
 from bot.runtime.container import Services
 from bot.runtime.logs import loggable
-from bot.services import create_candidate as jobs
+from bot.services import create_candidate, promote_release
 from bot.services import lock_environments as environments
 from bot.services import monitor_health as monitor
 from bot.services import roll_back as rollback_jobs
-from bot.services.lock_environments import UnknownEnvironment
 from handlers.answers import STORE_DOWN, before_ack
 from handlers.payloads import command_actor
 
@@ -115,7 +115,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
     if isinstance(parsed, HealthCommand):
         if parsed.environment is not None:
             try:
-                environments.check_environment(config, parsed.environment)
+                config.check_environment(parsed.environment)
             except UnknownEnvironment as exc:
                 return problem(str(exc))
         rows = await monitor.health_rows(services, parsed.environment)
@@ -126,7 +126,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
     if isinstance(parsed, RollbackCommand):
         env = parsed.environment or config.last_environment.name
         try:
-            environments.check_environment(config, env)
+            config.check_environment(env)
         except UnknownEnvironment as exc:
             return problem(str(exc))
         if not await services.store.first_time(f"command:{request_id(command)}"):
@@ -212,7 +212,7 @@ async def start_final(services: Services, command: dict[str, Any],
         return (f":warning: `{release.tag}` is not ready for "
                 f"*{services.config.last_environment.name}*:\n• " + "\n• ".join(state.missing))
     if await services.store.first_time(f"command:{request_id(command)}"):
-        await jobs.enqueue_promotion(services, jobs.FinalRequest(
+        await promote_release.enqueue_promotion(services, promote_release.FinalRequest(
             version=release.version, user_id=actor.user_id, user_name=actor.user_name,
             channel_id=actor.channel, response_url=command.get("response_url"),
             description=parsed.description, issue=parsed.issue))
@@ -233,22 +233,22 @@ async def start_rc(services: Services, command: dict[str, Any], parsed: RcComman
         return Answer(None, outcome="duplicate")  # a re-delivery of a command we already took
     actor = command_actor(command)
     if not parsed.dry_run:
-        busy = await jobs.claim_creation(services, kind, rid, actor.user_id)
+        busy = await create_candidate.claim_creation(services, kind, rid, actor.user_id)
         if busy is not None:
             return say(f"⏳ A {'hotfix' if kind == 'hotfix' else 'candidate'} is already being "
                        f"created (asked by {messages.mention(busy.user_id)} "
                        f"{format_age(services.store.clock() - busy.at)} ago); follow it in "
                        f"{messages.channel_ref(services.config.slack.channel)}.", "duplicate")
-    request = jobs.RcRequest(
+    request = create_candidate.RcRequest(
         user_id=actor.user_id, user_name=actor.user_name, channel_id=actor.channel,
         response_url=command.get("response_url"),
         description=parsed.description, issue=parsed.issue, bump=parsed.bump,
         dry_run=parsed.dry_run, kind=kind, request_id=rid)
     try:
-        await jobs.enqueue_rc(services, request, rid)
+        await create_candidate.enqueue_rc(services, request, rid)
     except BaseException:
         if not parsed.dry_run:
-            await jobs.end_creation(services, kind, rid)
+            await create_candidate.end_creation(services, kind, rid)
         raise
     if kind == "hotfix":
         return say("🚑 Creating a hotfix of what runs in "

@@ -20,11 +20,11 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from bot.adapters.process import supervise
+from bot.domain.command_results import CommandResult
 from bot.domain.config import CommandEnv
 
 PR_SET_DUMPABLE = 4
@@ -65,30 +65,6 @@ def command_environment(own: Mapping[str, str], given: CommandEnv, *,
 
 TAIL_LINES = 25
 TAIL_CHARS = 2500
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    exit_code: int | None  # None when it was killed at the timeout
-    timed_out: bool
-    duration: float
-    tail: str
-    error: str | None = None  # it could not be run at all, and why
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out and self.error is None
-
-    def summary(self) -> str:
-        if self.error:
-            return self.error
-        if self.timed_out:
-            return f"timed out after {self.duration:.0f}s"
-        if self.exit_code == 0:
-            return "succeeded"
-        if self.exit_code is not None and self.exit_code < 0:
-            return f"killed by signal {-self.exit_code}"
-        return f"exited with code {self.exit_code}"
 
 
 class StopTime(Protocol):

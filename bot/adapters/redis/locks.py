@@ -14,11 +14,20 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass
-from typing import Literal
+from dataclasses import asdict
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
+
+from bot.domain.locks import (
+    LockHeld,
+    LockInfo,
+    LockKind,
+    LockRefused,
+    check_release,
+    check_take,
+    parse_lock,
+)
 
 # Renew the lock if it is still ours, and the deploy's lease with it (KEYS[2], optional): the
 # lease the reaper looks for lives exactly as long as the lock does.
@@ -54,7 +63,6 @@ return 1
 """
 
 
-LockKind = Literal["deploy", "manual", "rollback"]
 
 
 _HAND_OVER = """
@@ -64,32 +72,6 @@ if cjson.decode(raw)['token'] ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    holder: str
-    reason: str
-    since: float
-    token: str
-    kind: LockKind = "deploy"
-
-
-class LockHeld(Exception):
-    def __init__(self, key: str, info: LockInfo) -> None:
-        super().__init__(f"{key} is held by {info.holder}")
-        self.info = info
-
-
-def format_age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
 # A lock is renewed every quarter of its TTL. Its holder stops what it does under the lock once
@@ -258,10 +240,6 @@ class RenewingLock:
         return False
 
 
-def parse_lock(raw: str | bytes | None) -> LockInfo | None:
-    return None if raw is None else LockInfo(**json.loads(raw))
-
-
 async def read_lock(redis: Redis, key: str) -> LockInfo | None:
     return parse_lock(await redis.get(key))
 
@@ -275,35 +253,6 @@ async def held(redis: Redis, key: str, ttl_seconds: float, holder: str,
         yield lock
     finally:
         await lock.release()
-
-
-# --- locks people take ------------------------------------------------------------------------
-
-class LockRefused(Exception):
-    """Taking or removing a lock is not allowed; the message says why and what would work."""
-
-
-def check_take(current: LockInfo | None, user: str, force: bool) -> None:
-    """May `user` lock an environment that `current` holds? Raises LockRefused if not."""
-    if current is None or (current.holder == user and current.kind == "manual"):
-        return
-    if current.kind == "deploy":
-        raise LockRefused("a deploy is running there; lock it when the deploy has finished")
-    if not force:
-        raise LockRefused("it is already locked; add `--force` to take the lock over "
-                          "(this is announced in the channel and audited)")
-
-
-def check_release(current: LockInfo | None, user: str, force: bool) -> None:
-    """May `user` unlock? A deploy's lock never; a rollback's lock anyone; another person's
-    lock only with force."""
-    if current is None:
-        raise LockRefused("it is not locked")
-    if current.kind == "deploy":
-        raise LockRefused("a deploy is running there; its lock goes when the deploy ends")
-    if current.kind == "manual" and current.holder != user and not force:
-        raise LockRefused("someone else holds the lock; add `--force` to unlock it anyway "
-                          "(this is announced in the channel and audited)")
 
 
 async def take_lock(redis: Redis, key: str, user: str, reason: str, *, force: bool = False,

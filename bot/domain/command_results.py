@@ -1,0 +1,29 @@
+"""What running a deploy or gate command came to, as the release logic and the messages see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int | None  # None when it was killed at the timeout
+    timed_out: bool
+    duration: float
+    tail: str
+    error: str | None = None  # it could not be run at all, and why
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and self.error is None
+
+    def summary(self) -> str:
+        if self.error:
+            return self.error
+        if self.timed_out:
+            return f"timed out after {self.duration:.0f}s"
+        if self.exit_code == 0:
+            return "succeeded"
+        if self.exit_code is not None and self.exit_code < 0:
+            return f"killed by signal {-self.exit_code}"
+        return f"exited with code {self.exit_code}"

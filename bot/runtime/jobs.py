@@ -1,0 +1,74 @@
+"""The worker's job entry points: saq calls these with plain keyword arguments (so any web
+replica can enqueue a job and any worker run it); each turns them back into typed requests and
+hands them to its use case with the container the worker started with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from saq.job import Job
+from saq.types import Context
+
+from bot.domain.actors import BOT, Actor
+from bot.runtime.container import Services
+from bot.services import (
+    change_flags,
+    create_candidate,
+    deploy_release,
+    promote_release,
+    roll_back,
+)
+from bot.services.create_candidate import RcRequest
+from bot.services.promote_release import FinalRequest
+
+
+class JobContext(Context, total=False):
+    """saq's context of a running job, plus what our worker's startup puts in it."""
+
+    services: Services
+
+
+def _services(ctx: JobContext) -> Services:
+    return ctx["services"]
+
+
+def _job(ctx: JobContext) -> Job | None:
+    return ctx.get("job")
+
+
+async def create_rc(ctx: JobContext, *, request: dict[str, Any]) -> None:
+    await create_candidate.create_release_candidate(_services(ctx), RcRequest(**request))
+
+
+async def deploy(ctx: JobContext, *, version: str, environment: str, deploy_id: str,
+                 actor: dict[str, str] | None = None) -> None:
+    await deploy_release.run_deploy(_services(ctx), version, environment, deploy_id,
+                                    Actor(**actor) if actor else BOT, job=_job(ctx))
+
+
+async def promote(ctx: JobContext, *, request: dict[str, Any]) -> None:
+    await promote_release.promote_candidate(_services(ctx), FinalRequest(**request))
+
+
+async def rollback(ctx: JobContext, *, request_id: str, actor: dict[str, str]) -> None:
+    await roll_back.run_rollback(_services(ctx), request_id, Actor(**actor), _job(ctx))
+
+
+async def flag_request(ctx: JobContext, *, request: dict[str, Any]) -> None:
+    await change_flags.start_request(_services(ctx), change_flags.FlagRequest(**request))
+
+
+async def flag_apply(ctx: JobContext, *, request_id: str) -> None:
+    await change_flags.apply_request(_services(ctx), request_id, _job(ctx))
+
+
+# Job name (what enqueue names) -> entry point. The names are stored in queued jobs: a job
+# queued by the previous release of the bot still finds its function after an upgrade.
+FUNCTIONS: list[tuple[str, Any]] = [
+    (create_candidate.CREATE_RC, create_rc),
+    (deploy_release.DEPLOY, deploy),
+    (promote_release.PROMOTE, promote),
+    (roll_back.ROLLBACK, rollback),
+    (change_flags.REQUEST, flag_request),
+    (change_flags.APPLY, flag_apply),
+]

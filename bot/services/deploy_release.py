@@ -1,0 +1,294 @@
+"""Deploying a release to an environment and running its automatic gates, through the one
+deploy engine (bot.services.deploy_engine); a lost deploy is reported in its thread."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from dataclasses import asdict
+from functools import partial
+from typing import Any
+
+from bot.adapters import git_clone as gitrepo
+from bot.blocks import release as messages
+from bot.domain import releases
+from bot.domain.actors import BOT, Actor
+from bot.domain.command_results import CommandResult
+from bot.domain.config import Config, GateConfig
+from bot.domain.releases import Release, TransitionError
+from bot.runtime.container import Services
+from bot.services import change_flags as flag_jobs
+from bot.services import deploy_engine as deploys
+from bot.services import monitor_health as monitor
+
+log = logging.getLogger(__name__)
+
+DEPLOY = "deploy"
+
+
+async def enqueue_deploy(services: Services, release: Release, environment: str,
+                         actor: Actor) -> str:
+    """Record a queued deploy on the release and put its job on the queue."""
+    deploy_id = f"{release.version}@{environment}#{secrets.token_hex(4)}"
+    await services.store.update_release(
+        release.version,
+        lambda r: releases.queue_deploy(r, environment, deploy_id, services.store.clock()),
+        actor, "deploy.queue", environment=environment)
+    env = services.config.environment(environment)
+    gate_time = sum(g.timeout_seconds for g in services.config.gates_for(environment)
+                    if g.automatic)
+    try:
+        await services.queue.enqueue(
+            DEPLOY, version=release.version, environment=environment, deploy_id=deploy_id,
+            actor=asdict(actor), key=deploy_id, retries=1,
+            timeout=deploys.job_timeout(services.config, env.timeout_seconds + gate_time),
+            # Never retried (retries=1): a lost deploy is reported in its thread by our reaper.
+            heartbeat=deploys.job_heartbeat(services.config))
+    except Exception:
+        # Recorded as queued but no job carries it: never leave it "queued" for ever.
+        with contextlib.suppress(Exception):
+            await services.store.update_release(
+                release.version, partial(releases.block_deploy, deploy_id=deploy_id,
+                                         now=services.store.clock(),
+                                         detail="it could not be queued"),
+                actor, "deploy.start", environment=environment, outcome="blocked",
+                reason="could not be queued")
+        raise
+    services.notifier.refresh(release.version)
+    return deploy_id
+
+
+def _command_env(release: Release, environment: str, config: Config) -> dict[str, str]:
+    version, tag = release.tag_for(environment, config.last_environment.name)
+    return {"RELEASE_VERSION": version, "RELEASE_TAG": tag, "RELEASE_SHA": release.sha,
+            "RELEASE_ENV": environment}
+
+
+async def run_deploy(services: Services, version: str, environment: str, deploy_id: str,
+                     actor: Actor = BOT, job: Any = None) -> None:
+    """Deploy on behalf of `actor` (who asked for it: the audit entries name them)."""
+    store, config = services.store, services.config
+    env = config.environment(environment)
+    release = await store.get_release(version)
+    if release is None:
+        log.warning("deploy %s: no release %s", deploy_id, version)
+        return
+    _, tag = release.tag_for(environment, services.config.last_environment.name)
+    target = deploys.Target(
+        kind="release", deploy_id=deploy_id, environment=env, subject=version,
+        holder=release.requester, reason=f"deploying {tag}",
+        on_stopped=partial(report_lost_deploy, services, version, deploy_id, environment,
+                           message=f"The worker was stopped while deploying `{tag}` to "
+                                   f"*{environment}*; the deploy command was killed and the "
+                                   f"deploy is marked *failed*. Check *{environment}* before "
+                                   "deploying again."))
+    try:
+        async with deploys.deploying(services, target, job) as running:
+            live = await _deploy_locked(services, release, running, actor)
+        if live is not None:
+            # After the lock is released: whoever reads "live" (and rolls back at once) finds
+            # the environment free.
+            await _go_live(services, live, environment, actor)
+    except deploys.EnvironmentBusy as exc:
+        holder = exc.info
+        await _not_started(services, version, deploy_id, environment, actor,
+                           detail=f"locked by {holder.holder}",
+                           reason=f"{environment} held by {holder.holder}: {holder.reason}",
+                           blocks=messages.environment_busy(environment, holder),
+                           text=f"{environment} is busy")
+    except deploys.GivenUp as exc:
+        text = (f"The deploy of `{tag}` to *{environment}* was not run: {exc}. It was "
+                "reported to you as failed or stuck meanwhile, so it is not run late; deploy "
+                "again if it is still wanted.")
+        await _not_started(services, version, deploy_id, environment, actor, detail=str(exc),
+                           reason=str(exc), blocks=messages.problem(text), text=text)
+
+
+async def _not_started(services: Services, version: str, deploy_id: str, environment: str,
+                       actor: Actor, *, detail: str, reason: str,
+                       blocks: list[messages.Block], text: str) -> None:
+    store = services.store
+    with contextlib.suppress(TransitionError):
+        await store.update_release(
+            version, partial(releases.block_deploy, deploy_id=deploy_id, now=store.clock(),
+                             detail=detail),
+            actor, "deploy.start", environment=environment, outcome="blocked", reason=reason)
+    await services.notifier.thread(version, blocks, text)
+    services.notifier.refresh(version)
+
+
+def _finish(release: Release, *, deploy_id: str, now: float,
+            result: CommandResult) -> tuple[releases.Deploy, bool]:
+    """The worker's outcome, and whether it corrects a "worker lost" report made meanwhile."""
+    was_lost = releases.find_deploy(release, deploy_id).lost
+    deploy = releases.finish_deploy(release, deploy_id, now, ok=result.ok,
+                                    detail=result.summary())
+    return deploy, was_lost
+
+
+async def _deploy_locked(services: Services, release: Release, running: deploys.Deploy,
+                         actor: Actor) -> Release | None:
+    """The deploy and its gates under the lock; returns the release if it is now to be
+    marked live (a promoted release in the last environment)."""
+    store, notifier, config = services.store, services.notifier, services.config
+    env, deploy_id = running.target.environment, running.target.deploy_id
+    version, tag = release.tag_for(env.name, services.config.last_environment.name)
+    try:
+        release, _ = await store.update_release(
+            release.version, partial(releases.start_deploy, deploy_id=deploy_id,
+                                     now=store.clock()),
+            actor, "deploy.start", environment=env.name)
+    except TransitionError as exc:
+        # Not queued any more (a re-delivered job, or reported lost): never run it again.
+        log.warning("deploy %s not started: %s", deploy_id, exc)
+        return
+    notifier.refresh(release.version)
+    await notifier.thread(release.version, messages.note(
+        f"⏳ Deploying `{tag}` to *{env.name}*…"), f"Deploying to {env.name}")
+    try:
+        await running.checkout(tag, release.sha)
+    except gitrepo.GitError as exc:
+        result = deploys.checkout_failed(tag, exc)
+    else:
+        result = await running.run(env.deploy_command,
+                                   _command_env(release, env.name, config), env.command_env,
+                                   env.timeout_seconds)
+    finished_at = store.clock()
+    outcome = "succeeded" if result.ok else "failed"
+    try:
+        release, (deploy, corrected) = await deploys.durably(
+            services, f"the outcome of deploy {deploy_id}", store.update_release,
+            release.version, partial(_finish, deploy_id=deploy_id, now=finished_at,
+                                     result=result),
+            actor, "deploy.finish", environment=env.name, outcome=outcome,
+            reason=result.summary())
+    except releases.NoChange:
+        # Written by an attempt whose reply was lost on the way back.
+        release = await store.get_release(release.version) or release
+        deploy, corrected = releases.find_deploy(release, deploy_id), False
+    except deploys.NotRecorded as exc:
+        await _outcome_not_recorded(services, release, env.name, tag, result, str(exc))
+        return
+    except TransitionError as exc:
+        log.warning("deploy %s finished, but its record moved on: %s", deploy_id, exc)
+        return
+    if corrected:
+        await notifier.thread(release.version, messages.note(
+            f"↩️ The deploy to *{env.name}* was reported lost while its worker was not "
+            "answering (frozen, or cut off from Redis); the worker is back, and this is what "
+            f"really happened: it {outcome}."),
+            f"Deploy to {env.name}: the real outcome")
+    if result.ok:
+        before = (await store.environment_versions([env.name]))[env.name]
+        if await store.set_environment_version(env.name, version, tag, release.sha,
+                                               release.version, deployed_at=finished_at):
+            await monitor.deploy_finished(services, env.name, version, release.version,
+                                          before.get("version", ""))
+    else:
+        await monitor.deploy_failed(services, env.name, release.version, tag,
+                                    result.summary())
+    await notifier.thread(release.version, messages.deploy_outcome(tag, env.name, result),
+                          f"Deploy to {env.name} {deploy.status}")
+    notifier.refresh(release.version)
+    if not result.ok:
+        return
+    if not await running.hold() or not await _still_runs(services, env.name, release.version):
+        await notifier.thread(release.version, messages.problem(
+            f"The gates of `{tag}` in *{env.name}* were not run: the worker lost the "
+            f"environment lock while Redis was unreachable, and *{env.name}* has moved on. "
+            "Deploy again to run them."), "Gates not run")
+        return
+    await _run_gates(services, release, env.name, running, actor)
+    last = services.config.last_environment.name
+    return release if release.final_tag and env.name == last else None
+
+
+async def _go_live(services: Services, release: Release, environment: str,
+                   actor: Actor) -> None:
+    _, tag = release.tag_for(environment, services.config.last_environment.name)
+    with contextlib.suppress(TransitionError):
+        await services.store.update_release(release.version, releases.go_live, actor,
+                                            "release.live", environment=environment)
+        services.notifier.refresh(release.version)
+        await services.notifier.thread(release.version, messages.note(
+            f"🎉 `{tag}` is live in *{environment}*."), f"{tag} is live")
+
+
+async def _still_runs(services: Services, environment: str, version: str) -> bool:
+    """Whether `environment` still runs what release `version` deployed (nobody deployed
+    since): the gates check what is there."""
+    current = (await services.store.environment_versions([environment]))[environment]
+    return current.get("release") == version
+
+
+async def _outcome_not_recorded(services: Services, release: Release, environment: str,
+                                tag: str, result: CommandResult, why: str) -> None:
+    """Redis stayed away: say what happened where people look, from what this worker holds."""
+    outcome = "succeeded" if result.ok else "failed"
+    log.error("deploy of %s to %s %s, but the outcome could not be recorded: %s",
+              tag, environment, outcome, why)
+    if release.channel and release.message_ts:
+        text = (f"The deploy of `{tag}` to *{environment}* {outcome} ({result.summary()}), "
+                f"but I could not record it: {why}. What I show for this release may be "
+                f"wrong until someone checks *{environment}*.")
+        await services.notifier.post(release.channel, messages.problem(text), text,
+                                     thread_ts=release.message_ts)
+
+
+async def report_lost_deploy(services: Services, version: str, deploy_id: str,
+                             environment: str, detail: str, *, message: str) -> bool:
+    """A deploy that did not end normally (its worker died, or is shutting down) is failed,
+    in its thread and on the health page; never re-run. False if it finished meanwhile."""
+    store = services.store
+    try:
+        release, _ = await store.update_release(
+            version, partial(releases.report_lost, deploy_id=deploy_id, now=store.clock(),
+                             detail=detail),
+            BOT, "deploy.finish", environment=environment, outcome="failed", reason=detail)
+    except TransitionError:
+        return False  # finished meanwhile, or already reported by another replica
+    await monitor.deploy_failed(services, environment, version, release.tag, detail)
+    await services.notifier.thread(version, messages.problem(message),
+                                   f"Deploy to {environment} lost")
+    services.notifier.refresh(version)
+    return True
+
+
+async def _run_gates(services: Services, release: Release, environment: str,
+                     running: deploys.Deploy, actor: Actor) -> None:
+    store, notifier = services.store, services.notifier
+    gates: list[GateConfig] = [g for g in services.config.gates_for(environment)
+                               if g.automatic]
+    for gate_cfg in gates:
+        try:
+            release, gate = await store.update_release(
+                release.version, partial(releases.start_gate, gate_id=gate_cfg.id,
+                                         now=store.clock()),
+                actor, "gate.start", environment=environment, reason=gate_cfg.id)
+        except TransitionError:
+            continue
+        notifier.refresh(release.version)
+        if gate_cfg.check == "flags-ready":
+            assert running.worktree is not None
+            result = await flag_jobs.flags_ready(services, running.worktree)
+        else:
+            assert gate_cfg.command is not None
+            result = await running.run(gate_cfg.command,
+                                       _command_env(release, environment, services.config),
+                                       services.config.gate_env(gate_cfg),
+                                       gate_cfg.timeout_seconds)
+        finished_at = store.clock()
+        release, gate = await deploys.durably(
+            services, f"gate {gate_cfg.id} of {release.version}", store.update_release,
+            release.version, partial(releases.finish_gate, gate_id=gate_cfg.id,
+                                     now=finished_at, ok=result.ok, detail=result.summary()),
+            actor, "gate.finish", environment=environment,
+            outcome="passed" if result.ok else "failed", reason=gate_cfg.id)
+        notifier.refresh(release.version)
+        await notifier.thread(release.version, messages.gate_outcome(release, gate, result),
+                              f"{gate.name} {gate.status}")
+        if result.error == deploys.LOCK_LOST:
+            break  # the environment is not ours any more: no further gate runs in it
+
+

@@ -1,0 +1,138 @@
+"""/release final: promote the approved candidate, tagging its very commit as the final
+version, and queue its deploy to the last environment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+
+import semver
+
+from bot.adapters import git_clone as gitrepo
+from bot.blocks import release as messages
+from bot.domain import approvals
+from bot.domain.actors import Actor
+from bot.domain.releases import Release, TransitionError
+from bot.runtime.container import Services
+from bot.services.deploy_release import enqueue_deploy
+
+log = logging.getLogger(__name__)
+
+PROMOTE = "promote"
+
+
+@dataclass(frozen=True)
+class FinalRequest:
+    version: str  # the candidate to promote
+    user_id: str
+    user_name: str
+    channel_id: str
+    response_url: str | None
+    description: str = ""
+    issue: str | None = None
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.user_id, self.user_name, self.channel_id)
+
+
+async def enqueue_promotion(services: Services, request: FinalRequest) -> None:
+    # One promotion job per candidate, however often /release final is typed.
+    await services.queue.enqueue(PROMOTE, request=asdict(request),
+                                 key=f"promote-{request.version}", timeout=600, retries=1)
+
+
+async def promote_candidate(services: Services, req: FinalRequest) -> None:
+    """Promote; whatever happens, the requester hears."""
+    try:
+        await run_promotion(services, req)
+    except Exception as exc:
+        log.exception("the promotion of %s failed", req.version)
+        text = (f"Something went wrong while promoting ({type(exc).__name__}). Check "
+                "`/release status` and try `/release final` again.")
+        await services.notifier.answer(req.response_url, messages.problem(text), text)
+
+
+def final_tag_message(release: Release, final_tag: str, state: approvals.Readiness,
+                      req: FinalRequest, gate_names: dict[str, str]) -> str:
+    """The final tag's annotation: git itself keeps who approved what, and when."""
+    lines = [f"Release {final_tag} (from {release.tag})", "",
+             f"Promoted-by: {req.user_name} ({req.user_id})",
+             f"Requested-by: {release.requester_name} ({release.requester})"]
+    if req.description or release.description:
+        lines.append(f"Description: {req.description or release.description}")
+    if req.issue or release.issue:
+        lines.append(f"Issue: {req.issue or release.issue}")
+    for gate in release.gates:
+        for approval in gate.approvals:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(approval.at))
+            lines.append(f"Approved-by: {approval.user_name} ({approval.user_id}) "
+                         f"gate={gate.id} ({gate_names.get(gate.id, gate.name)}) at={when}")
+    return "\n".join(lines)
+
+
+async def run_promotion(services: Services, req: FinalRequest) -> None:
+    store, notifier, config = services.store, services.notifier, services.config
+    repo_cfg = config.repository
+    final_version = str(semver.Version.parse(req.version).finalize_version())
+    final_tag = f"{repo_cfg.tag_prefix}{final_version}"
+    try:
+        release, state = await store.update_release(
+            req.version, partial(approvals.start_promotion, config=config, now=store.clock(),
+                                 final_version=final_version),
+            req.actor, "release.promote", environment=services.config.last_environment.name,
+            outcome="started", reason=f"as {final_tag}")
+    except TransitionError as exc:
+        await store.audit(req.actor, "release.promote", release=req.version,
+                          outcome="refused", reason=str(exc))
+        await notifier.answer(req.response_url, messages.problem(str(exc)), str(exc))
+        return
+    notifier.refresh(release.version)
+    pushed = False
+    try:
+        message = final_tag_message(release, final_tag, state, req,
+                                    {g.id: g.name for g in config.gates})
+        await asyncio.to_thread(gitrepo.sync_tags, repo_cfg.url, services.clone_path,
+                                repo_cfg.remote)
+        await asyncio.to_thread(gitrepo.create_and_push_tag, services.clone_path,
+                                repo_cfg.remote, final_tag, release.sha, message)
+        pushed = True
+        release, _ = await store.update_release(
+            release.version, partial(approvals.finish_promotion, final_tag=final_tag),
+            req.actor, "release.final-tag", environment=services.config.last_environment.name,
+            reason=f"{final_tag} on {release.sha}")
+    except Exception as exc:
+        # Not only GitError: whatever failed, the candidate goes back to where it was (never
+        # left "being promoted"), and a final tag pushed without its record is taken back.
+        if not isinstance(exc, gitrepo.GitError):
+            log.exception("promoting %s failed", release.version)
+        if pushed:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(gitrepo.delete_remote_tag, services.clone_path,
+                                        repo_cfg.remote, final_tag)
+        detail = str(exc) if isinstance(exc, gitrepo.GitError) else type(exc).__name__
+        try:
+            await store.update_release(release.version, approvals.abandon_promotion,
+                                       req.actor, "release.promote", outcome="failed",
+                                       reason=detail[:500])
+        except Exception:
+            log.exception("could not put %s back after a failed promotion", release.version)
+        text = (f"I could not tag `{final_tag}`, so {release.tag} was not promoted.\n"
+                f"{messages.code_block(detail)}")
+        await notifier.thread(release.version, messages.problem(text), "Promotion failed")
+        await notifier.answer(req.response_url, messages.problem(text), "Promotion failed")
+        notifier.refresh(release.version)
+        return
+    who = ", ".join(messages.mention(a.user_id) for a in state.approvers) or "nobody needed"
+    await notifier.thread(release.version, messages.note(
+        f"🏁 {messages.mention(req.user_id)} promoted `{release.tag}` as `{final_tag}` "
+        f"(same commit `{release.sha[:10]}`; approved by {who}). Deploying to "
+        f"*{services.config.last_environment.name}*…"), f"Promoted as {final_tag}")
+    await enqueue_deploy(services, release, services.config.last_environment.name, req.actor)
+    await notifier.answer(req.response_url, messages.note(
+        f"Promoting `{release.tag}` as `{final_tag}`; follow it in "
+        f"{messages.channel_ref(config.slack.channel)}."), f"Promoting {final_tag}")
