@@ -1,12 +1,14 @@
 """The bot's own clone of the released repository (GitPython, blocking).
 
-Every function here blocks: call them with `asyncio.to_thread`. Each opens a fresh `Repo` and
-closes it (GitPython leaks in long-lived processes otherwise), and holds a file lock on the
-clone so that two processes on one host never run git in it at the same time.
+Every function here blocks; `GitClone` at the end is what async code uses: it runs them off
+the event loop. Each opens a fresh `Repo` and closes it (GitPython leaks in long-lived
+processes otherwise), and holds a file lock on the clone so that two processes on one host
+never run git in it at the same time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import fcntl
@@ -24,32 +26,10 @@ from typing import ParamSpec, TypeVar
 
 import git
 
+from bot.services.ports import GitError, PushRejected, Snapshot, TagExists
+
 BOT_NAME = "releasebot"
 BOT_EMAIL = "releasebot@localhost"
-
-
-class GitError(Exception):
-    """A git operation failed; the message is fit to show to a person."""
-
-
-class TagExists(GitError):
-    pass
-
-
-class PushRejected(GitError):
-    pass
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """The release branch after a fetch: its head and the tags in its history."""
-
-    head_sha: str
-    head_subject: str
-    tags_in_history: tuple[str, ...]
-    all_tags: dict[str, str]  # tag -> commit sha
-    # Why the bot's clone had to be made again on the way (it was damaged), if it did.
-    repaired: str | None = None
 
 
 def _clean(exc: git.GitCommandError) -> str:
@@ -346,3 +326,52 @@ def checkout_with_file(url: str, path: Path, remote: str, ref: str, file: str,
     if owner:
         _give(target, owner)
     return target
+
+
+@dataclass(frozen=True)
+class GitClone:
+    """The bot's clone of the released repository, for async code (the `Repository` port):
+    every call runs in a thread, so git never blocks the event loop."""
+
+    url: str
+    path: Path
+    remote: str
+    # Trees checked out for commands are handed to this user (worker.run_as), if set.
+    owner: str = ""
+
+    async def sync_tags(self) -> str | None:
+        return await asyncio.to_thread(sync_tags, self.url, self.path, self.remote)
+
+    async def sync(self, branch: str) -> Snapshot:
+        return await asyncio.to_thread(sync, self.url, self.path, self.remote, branch)
+
+    async def read_branch(self, branch: str) -> Snapshot:
+        return await asyncio.to_thread(read_branch, self.url, self.path, self.remote, branch)
+
+    async def newest_branch(self, patterns: tuple[str, ...]) -> str | None:
+        return await asyncio.to_thread(newest_branch, self.path, self.remote, patterns)
+
+    async def create_and_push_tag(self, tag: str, sha: str, message: str) -> None:
+        await asyncio.to_thread(create_and_push_tag, self.path, self.remote, tag, sha, message)
+
+    async def delete_remote_tag(self, tag: str) -> None:
+        await asyncio.to_thread(delete_remote_tag, self.path, self.remote, tag)
+
+    async def read_file(self, ref: str, file: str) -> str | None:
+        return await asyncio.to_thread(read_file, self.path, ref, file)
+
+    async def commit_file(self, branch: str, parent: str, file: str, content: str,
+                          message: str, author: tuple[str, str]) -> str:
+        return await asyncio.to_thread(commit_file, self.path, self.remote, branch, parent,
+                                       file, content, message, author)
+
+    async def checkout(self, tag: str, sha: str) -> Path:
+        return await asyncio.to_thread(checkout, self.url, self.path, self.remote, tag, sha,
+                                       self.owner)
+
+    async def checkout_with_file(self, ref: str, file: str, content: str) -> Path:
+        return await asyncio.to_thread(checkout_with_file, self.url, self.path, self.remote,
+                                       ref, file, content, self.owner)
+
+    async def remove_tree(self, tree: Path) -> None:
+        await asyncio.to_thread(remove_tree, tree)

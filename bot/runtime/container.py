@@ -18,6 +18,10 @@ from saq import Queue
 from saq.job import Job
 from saq.queue.redis import RedisQueue
 
+from bot.adapters.git_clone import GitClone
+from bot.adapters.redis.claims import CreationClaims, FormTickets
+from bot.adapters.redis.locks import Locks
+from bot.adapters.redis.running_deploys import RunningDeploys
 from bot.adapters.redis.store import Store
 from bot.adapters.slack.notifier import Notifier, web_client
 from bot.blocks.release import Block
@@ -79,8 +83,22 @@ class Services:
     group_lookups: dict[str, asyncio.Task[frozenset[str]]] = field(init=False,
                                                                     default_factory=dict)
 
+    # The bot's clone of the released repository (the Repository port).
+    git: GitClone = field(init=False)
+    locks: Locks = field(init=False)
+    running_deploys: RunningDeploys = field(init=False)
+    creation_claims: CreationClaims = field(init=False)
+    form_tickets: FormTickets = field(init=False)
+
     def __post_init__(self) -> None:
         self.status = SharedRead(lambda: status_blocks(self.store, self.config))
+        self.git = GitClone(self.config.repository.url, self.clone_path,
+                            self.config.repository.remote, self.config.worker.run_as)
+        keys = self.store.keys
+        self.locks = Locks(self.redis, keys, self.config.worker.lock_ttl_seconds)
+        self.running_deploys = RunningDeploys(self.redis, keys)
+        self.creation_claims = CreationClaims(self.redis, keys)
+        self.form_tickets = FormTickets(self.redis, keys)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         async def logged() -> None:

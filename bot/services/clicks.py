@@ -8,9 +8,6 @@ made on.
 
 from __future__ import annotations
 
-import json
-import secrets
-
 from bot.domain.actors import Actor
 from bot.runtime.container import Services
 
@@ -39,11 +36,7 @@ async def refused(services: Services, actor: Actor, action: str, reason: str,
 async def open_form(services: Services, actor: Actor, kind: str, what: dict[str, str]) -> str:
     """Record that a form of `kind` about `what` was opened for `actor`; returns the ticket
     its submission must carry."""
-    ticket = secrets.token_urlsafe(12)
-    await services.redis.set(services.store.keys.form(ticket),
-                             json.dumps({"user": actor.user_id, "kind": kind, **what}),
-                             ex=FORM_SECONDS)
-    return ticket
+    return await services.form_tickets.open(actor.user_id, kind, what, FORM_SECONDS)
 
 
 async def take_form(services: Services, ticket: str, user_id: str,
@@ -52,17 +45,4 @@ async def take_form(services: Services, ticket: str, user_id: str,
     person, or it was sent already, or it expired."""
     if not ticket:
         return None
-    raw = await services.redis.eval(_TAKE, 1, services.store.keys.form(ticket), user_id, kind)
-    return None if raw is None else {k: str(v) for k, v in json.loads(raw).items()}
-
-
-# Taken only by the person it was opened for (someone else's submission must not use it up),
-# and only once.
-_TAKE = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return nil end
-local form = cjson.decode(raw)
-if form['user'] ~= ARGV[1] or form['kind'] ~= ARGV[2] then return nil end
-redis.call('DEL', KEYS[1])
-return raw
-"""
+    return await services.form_tickets.take(ticket, user_id, kind)

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any
 
-from bot.adapters import git_clone as gitrepo
-from bot.adapters.redis.locks import held
 from bot.blocks import release as messages
 from bot.domain import approvals, releases
 from bot.domain.actors import Actor
@@ -21,6 +18,7 @@ from bot.domain.releases import Release, TransitionError
 from bot.domain.versions import VersionError, next_candidate, next_hotfix
 from bot.runtime.container import Services
 from bot.services.deploy_release import enqueue_deploy
+from bot.services.ports import GitError, TagExists
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +53,6 @@ DOUBLE_SUBMISSION_SECONDS = 10
 # that died with it); the job itself ends the claim as soon as it is done.
 CREATION_CLAIM_SECONDS = 300
 
-_END_CLAIM = """
-local raw = redis.call('GET', KEYS[1])
-if raw and cjson.decode(raw)['r'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 @dataclass(frozen=True)
 class Claim:
     request_id: str
@@ -74,20 +65,15 @@ async def claim_creation(services: Services, kind: str, request_id: str,
     """Claim the creation of a candidate of `kind` for this command, before its ack; returns
     the claim that stands instead if another command was first (two /release rc moments apart
     make one candidate, and the second hears so)."""
-    key = services.store.keys.pending(kind)
-    mine = json.dumps({"r": request_id, "u": user_id, "at": services.store.clock()})
-    if await services.redis.set(key, mine, nx=True, ex=CREATION_CLAIM_SECONDS):
-        return None
-    raw = await services.redis.get(key)
-    if raw is None:  # ended meanwhile: try once more
-        return await claim_creation(services, kind, request_id, user_id)
-    other = json.loads(raw)
-    return Claim(str(other["r"]), str(other["u"]), float(other["at"]))
+    other = await services.creation_claims.claim(kind, request_id, user_id,
+                                                 services.store.clock(), CREATION_CLAIM_SECONDS)
+    return None if other is None else Claim(str(other["r"]), str(other["u"]),
+                                            float(other["at"]))
 
 
 async def end_creation(services: Services, kind: str, request_id: str) -> None:
     """End this command's claim (never another's)."""
-    await services.redis.eval(_END_CLAIM, 1, services.store.keys.pending(kind), request_id)
+    await services.creation_claims.end(kind, request_id)
 
 
 async def enqueue_rc(services: Services, request: RcRequest, request_id: str) -> None:
@@ -132,20 +118,14 @@ async def _create_release_candidate(services: Services, req: RcRequest) -> Relea
 
     try:
         # Renewed while held; a creator that dies holds others off no longer than a dead deploy.
-        async with held(services.redis, store.keys.repo_lock, config.worker.lock_ttl_seconds,
-                        req.user_id, "creating a release candidate"):
+        async with services.locks.repository(req.user_id, "creating a release candidate"):
             try:
-                repaired = await asyncio.to_thread(gitrepo.sync_tags, repo_cfg.url,
-                                                   services.clone_path, repo_cfg.remote)
+                repaired = await services.git.sync_tags()
                 branch = repo_cfg.branch
                 if hotfix and config.hotfix.branches:
-                    branch = await asyncio.to_thread(
-                        gitrepo.newest_branch, services.clone_path, repo_cfg.remote,
-                        config.hotfix.branches) or branch
-                snapshot = await asyncio.to_thread(gitrepo.read_branch, repo_cfg.url,
-                                                   services.clone_path, repo_cfg.remote,
-                                                   branch)
-            except gitrepo.GitError as exc:
+                    branch = await services.git.newest_branch(config.hotfix.branches) or branch
+                snapshot = await services.git.read_branch(branch)
+            except GitError as exc:
                 await refuse(f"I could not fetch the repository, so nothing was tagged.\n"
                              f"{messages.code_block(str(exc))}\nCheck `repository.url` in the "
                              "config and that the bot can read it.", f"fetch failed: {exc}")
@@ -254,7 +234,6 @@ async def _tag_and_record(services: Services, req: RcRequest, release: Release,
     """Record, tag, push, announce: all of it or none of it. Any exception after the record is
     created undoes what was done (the pushed tag, the record) before it is answered."""
     store, notifier, config = services.store, services.notifier, services.config
-    repo_cfg = config.repository
     try:
         await store.create_release(release, req.actor)
     except TransitionError:
@@ -264,14 +243,13 @@ async def _tag_and_record(services: Services, req: RcRequest, release: Release,
     pushed = False
     try:
         try:
-            await asyncio.to_thread(gitrepo.create_and_push_tag, services.clone_path,
-                                    repo_cfg.remote, release.tag, release.sha,
-                                    _tag_message(release))
-        except gitrepo.GitError as exc:
+            await services.git.create_and_push_tag(release.tag, release.sha,
+                                                   _tag_message(release))
+        except GitError as exc:
             await _undo_candidate(services, release, req, pushed=False,
                                   reason=f"tag not pushed: {exc}")
             hint = ("Someone else may have created it; try again to get the next number."
-                    if isinstance(exc, gitrepo.TagExists)
+                    if isinstance(exc, TagExists)
                     else "Check that the bot may push tags to the repository.")
             await refuse(f"I could not push `{release.tag}`, so no release was created.\n"
                          f"{messages.code_block(str(exc))}\n{hint}", f"push failed: {exc}")
@@ -319,8 +297,7 @@ async def _undo_candidate(services: Services, release: Release, req: RcRequest, 
     candidate of that version, since only one creator runs at a time (the repository lock)."""
     if pushed:
         try:
-            await asyncio.to_thread(gitrepo.delete_remote_tag, services.clone_path,
-                                    services.config.repository.remote, release.tag)
+            await services.git.delete_remote_tag(release.tag)
         except Exception:
             log.exception("could not remove the tag %s again", release.tag)
     for attempt in range(3):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -28,13 +27,13 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.adapters import git_clone as gitrepo
 from bot.adapters.process.runner import command_environment, run_command
 from bot.adapters.redis.locks import RenewingLock
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CommandEnv, Config, EnvironmentConfig
 from bot.domain.locks import LockHeld, LockInfo, LockKind
 from bot.runtime.container import Services
+from bot.services.ports import GitError
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +77,14 @@ class Target:
     # the reaper does the same for a worker that died.
     on_stopped: Callable[[str], Awaitable[None]]
 
-    def running_entry(self) -> str:
+    def running_entry(self) -> dict[str, str]:
         entry: dict[str, str] = {"kind": self.kind, "environment": self.environment.name,
                                  "subject": self.subject}
         if self.kind == "release":
             entry["version"] = self.subject  # as entries written before the kinds had it
         elif self.kind == "rollback":
             entry["rollback"] = self.subject
-        return json.dumps(entry)
+        return entry
 
 
 def job_heartbeat(config: Config) -> int:
@@ -104,7 +103,7 @@ def job_timeout(config: Config, command_seconds: float) -> int:
     return int(command_seconds + config.worker.record_retry_seconds + 120)
 
 
-def checkout_failed(what: str, exc: gitrepo.GitError) -> CommandResult:
+def checkout_failed(what: str, exc: GitError) -> CommandResult:
     return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail=str(exc),
                          error=f"could not check out {what}")
 
@@ -124,18 +123,12 @@ class Deploy:
 
     async def checkout(self, tag: str, sha: str) -> Path:
         """A fresh tree of `tag`, which must still point at `sha` (raises GitError)."""
-        repo = self.services.config.repository
-        self.worktree = await asyncio.to_thread(
-            gitrepo.checkout, repo.url, self.services.clone_path, repo.remote, tag, sha,
-            self.services.config.worker.run_as)
+        self.worktree = await self.services.git.checkout(tag, sha)
         return self.worktree
 
     async def checkout_with_file(self, ref: str, file: str, content: str) -> Path:
         """A fresh tree of `ref` with `file` replaced (a flag change on what runs)."""
-        repo = self.services.config.repository
-        self.worktree = await asyncio.to_thread(
-            gitrepo.checkout_with_file, repo.url, self.services.clone_path, repo.remote, ref,
-            file, content, self.services.config.worker.run_as)
+        self.worktree = await self.services.git.checkout_with_file(ref, file, content)
         return self.worktree
 
     async def hold(self) -> bool:
@@ -181,10 +174,7 @@ async def deploying(services: Services, target: Target,
     if job is not None and (getattr(job, "error", None) or getattr(job, "completed", 0)):
         raise GivenUp(f"the queue gave this job up ({job.error or 'finished'}) before the "
                       "worker got to it; the worker was frozen or cut off meanwhile")
-    store, config = services.store, services.config
-    lease = store.keys.deploy_lease(target.deploy_id)
-    lock = RenewingLock(services.redis, store.keys.env_lock(target.environment.name),
-                        config.worker.lock_ttl_seconds, lease_key=lease)
+    lock = services.locks.for_deploy(target.environment.name, target.deploy_id)
     try:
         await lock.acquire(target.holder, target.reason)
     except LockHeld as exc:
@@ -192,8 +182,7 @@ async def deploying(services: Services, target: Target,
     deploy = Deploy(services, target, lock)
     beat = asyncio.create_task(_job_heartbeat(job, lock.ttl)) if job is not None else None
     try:
-        await services.redis.hset(store.keys.running_deploys, target.deploy_id,
-                                  target.running_entry())
+        await services.running_deploys.add(target.deploy_id, target.running_entry())
         try:
             yield deploy
         except asyncio.CancelledError:
@@ -205,16 +194,12 @@ async def deploying(services: Services, target: Target,
     finally:
         if beat is not None:
             beat.cancel()
-        await _clean_up(services, deploy, lease)
+        await _clean_up(services, deploy)
 
 
-async def _clean_up(services: Services, deploy: Deploy, lease: str) -> None:
-    store = services.store
+async def _clean_up(services: Services, deploy: Deploy) -> None:
     try:
-        async with services.redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(store.keys.running_deploys, deploy.target.deploy_id)
-            pipe.delete(lease)
-            await pipe.execute()
+        await services.running_deploys.finish(deploy.target.deploy_id)
     except Exception:
         # Left to the reaper: the lease expires with the lock, then it reports the deploy if
         # its record was not finished.
@@ -224,7 +209,7 @@ async def _clean_up(services: Services, deploy: Deploy, lease: str) -> None:
             await deploy.lock.release()
     if deploy.worktree is not None:
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(gitrepo.remove_tree, deploy.worktree)
+            await services.git.remove_tree(deploy.worktree)
 
 
 async def _job_heartbeat(job: Any, ttl: float) -> None:

@@ -10,7 +10,6 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any
 
-from bot.adapters import git_clone as gitrepo
 from bot.blocks import release as messages
 from bot.domain import releases
 from bot.domain.actors import BOT, Actor
@@ -21,6 +20,7 @@ from bot.runtime.container import Services
 from bot.services import change_flags as flag_jobs
 from bot.services import deploy_engine as deploys
 from bot.services import monitor_health as monitor
+from bot.services.ports import GitError
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ async def _deploy_locked(services: Services, release: Release, running: deploys.
         f"⏳ Deploying `{tag}` to *{env.name}*…"), f"Deploying to {env.name}")
     try:
         await running.checkout(tag, release.sha)
-    except gitrepo.GitError as exc:
+    except GitError as exc:
         result = deploys.checkout_failed(tag, exc)
     else:
         result = await running.run(env.deploy_command,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.adapters.redis.locks import remove_lock, take_lock
 from bot.blocks import release as messages
 from bot.domain.actors import Actor
 from bot.domain.locks import LockRefused
@@ -20,9 +19,8 @@ class LockOutcome:
 async def lock(services: Services, actor: Actor, environment: str, reason: str,
                force: bool) -> LockOutcome:
     services.config.check_environment(environment)
-    key = services.store.keys.env_lock(environment)
     try:
-        previous = await take_lock(services.redis, key, actor.user_id, reason, force=force)
+        previous = await services.locks.take(environment, actor.user_id, reason, force=force)
     except LockRefused as exc:
         await services.store.audit(actor, "lock.take", environment=environment,
                                    outcome="refused", reason=str(exc))
@@ -43,9 +41,8 @@ async def lock(services: Services, actor: Actor, environment: str, reason: str,
 async def unlock(services: Services, actor: Actor, environment: str,
                  force: bool) -> LockOutcome:
     services.config.check_environment(environment)
-    key = services.store.keys.env_lock(environment)
     try:
-        previous = await remove_lock(services.redis, key, actor.user_id, force=force)
+        previous = await services.locks.remove(environment, actor.user_id, force=force)
     except LockRefused as exc:
         await services.store.audit(actor, "lock.release", environment=environment,
                                    outcome="refused", reason=str(exc))

@@ -3,7 +3,6 @@ version, and queue its deploy to the last environment."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -12,13 +11,13 @@ from functools import partial
 
 import semver
 
-from bot.adapters import git_clone as gitrepo
 from bot.blocks import release as messages
 from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.releases import Release, TransitionError
 from bot.runtime.container import Services
 from bot.services.deploy_release import enqueue_deploy
+from bot.services.ports import GitError
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +95,8 @@ async def run_promotion(services: Services, req: FinalRequest) -> None:
     try:
         message = final_tag_message(release, final_tag, state, req,
                                     {g.id: g.name for g in config.gates})
-        await asyncio.to_thread(gitrepo.sync_tags, repo_cfg.url, services.clone_path,
-                                repo_cfg.remote)
-        await asyncio.to_thread(gitrepo.create_and_push_tag, services.clone_path,
-                                repo_cfg.remote, final_tag, release.sha, message)
+        await services.git.sync_tags()
+        await services.git.create_and_push_tag(final_tag, release.sha, message)
         pushed = True
         release, _ = await store.update_release(
             release.version, partial(approvals.finish_promotion, final_tag=final_tag),
@@ -108,13 +105,12 @@ async def run_promotion(services: Services, req: FinalRequest) -> None:
     except Exception as exc:
         # Not only GitError: whatever failed, the candidate goes back to where it was (never
         # left "being promoted"), and a final tag pushed without its record is taken back.
-        if not isinstance(exc, gitrepo.GitError):
+        if not isinstance(exc, GitError):
             log.exception("promoting %s failed", release.version)
         if pushed:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(gitrepo.delete_remote_tag, services.clone_path,
-                                        repo_cfg.remote, final_tag)
-        detail = str(exc) if isinstance(exc, gitrepo.GitError) else type(exc).__name__
+                await services.git.delete_remote_tag(final_tag)
+        detail = str(exc) if isinstance(exc, GitError) else type(exc).__name__
         try:
             await store.update_release(release.version, approvals.abandon_promotion,
                                        req.actor, "release.promote", outcome="failed",

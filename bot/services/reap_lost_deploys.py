@@ -8,7 +8,6 @@ outcome replaces this report (bot.domain.releases.finish_deploy)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 
 from bot.runtime.container import Services
@@ -55,18 +54,12 @@ def _kind_and_subject(entry: dict[str, str]) -> tuple[str, str]:
 async def reap_lost_deploys(services: Services) -> list[str]:
     """Report deploys whose worker stopped heartbeating as failed (never re-run them);
     returns the ids reported by this call."""
-    store, redis = services.store, services.redis
-    running = await redis.hgetall(store.keys.running_deploys)
     ttl = services.config.worker.lock_ttl_seconds
     reaped: list[str] = []
-    for raw_id, raw_entry in running.items():
-        deploy_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
-        if await redis.exists(store.keys.deploy_lease(deploy_id)):
-            continue
-        entry = json.loads(raw_entry)
+    for deploy_id, entry in await services.running_deploys.lapsed():
         kind, subject = _kind_and_subject(entry)
         if await REPORTERS[kind](services, subject, deploy_id, entry["environment"],
                                  f"worker lost: no heartbeat for {ttl:g}s"):
             reaped.append(deploy_id)
-        await redis.hdel(store.keys.running_deploys, deploy_id)
+        await services.running_deploys.forget(deploy_id)
     return reaped

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from bot.adapters import git_clone as gitrepo
 from bot.blocks import release as messages
 from bot.domain import releases, rollbacks
 from bot.domain.actors import BOT, Actor
@@ -23,6 +22,7 @@ from bot.services import deploy_engine as deploys
 from bot.services import monitor_health as monitor
 from bot.services.approvers import is_approver
 from bot.services.clicks import Where, refused, same_message
+from bot.services.ports import GitError
 
 ROLLBACK = "rollback"
 APPROVE_ROLLBACK = "rollback_approve"
@@ -242,7 +242,7 @@ async def _roll_back(services: Services, request: RollbackRequest, running: depl
     env = running.target.environment
     try:
         await running.checkout(request.to_tag, request.to_sha)
-    except gitrepo.GitError as exc:
+    except GitError as exc:
         result = deploys.checkout_failed(request.to_tag, exc)
     else:
         result = await running.run(

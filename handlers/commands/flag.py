@@ -7,7 +7,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot.adapters.git_clone import GitError
 from bot.adapters.redis.store import UNREACHABLE
 from bot.blocks import flags as flag_messages
 from bot.commands.flag import (
@@ -22,6 +21,7 @@ from bot.commands.release import CommandError
 from bot.domain.flags import FlagsError
 from bot.runtime.container import Services
 from bot.services import change_flags as flag_jobs
+from bot.services.ports import GitError
 from handlers.answers import before_ack
 from handlers.commands.release import Answer, audit_command, request_id
 from handlers.payloads import command_actor

@@ -14,11 +14,13 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from bot.adapters.redis.store import Keys
 from bot.domain.locks import (
     LockHeld,
     LockInfo,
@@ -292,3 +294,32 @@ async def remove_lock(redis: Redis, key: str, user: str, *, force: bool = False)
                 return current
             except WatchError:
                 continue
+
+
+class Locks:
+    """The bot's locks in Redis (the `Locks` port): environment locks (a deploy's, which
+    renews itself, and the lasting ones people and rollbacks take) and the repository lock of
+    whoever creates a candidate."""
+
+    def __init__(self, redis: Redis, keys: Keys, ttl_seconds: float) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.ttl_seconds = ttl_seconds  # a self-renewing lock's expiry (worker.lock_ttl_seconds)
+
+    def for_deploy(self, environment: str, deploy_id: str) -> RenewingLock:
+        """The lock a deploy holds while it runs; the deploy's lease is renewed with it."""
+        return RenewingLock(self.redis, self.keys.env_lock(environment), self.ttl_seconds,
+                            lease_key=self.keys.deploy_lease(deploy_id))
+
+    def repository(self, holder: str, reason: str) -> AbstractAsyncContextManager[RenewingLock]:
+        """Held while a candidate is created: one creator at a time, across replicas."""
+        return held(self.redis, self.keys.repo_lock, self.ttl_seconds, holder, reason)
+
+    async def take(self, environment: str, user: str, reason: str, *,
+                   force: bool = False) -> LockInfo | None:
+        return await take_lock(self.redis, self.keys.env_lock(environment), user, reason,
+                               force=force)
+
+    async def remove(self, environment: str, user: str, *, force: bool = False) -> LockInfo:
+        return await remove_lock(self.redis, self.keys.env_lock(environment), user,
+                                 force=force)
