@@ -13,8 +13,8 @@ from typing import TypeVar
 
 from slack_bolt.async_app import AsyncRespond
 
-from bot.adapters.redis.store import UNREACHABLE
 from bot.blocks import release as messages
+from bot.runtime.container import STORE_UNREACHABLE
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ async def before_ack(work: Awaitable[T]) -> T:
 
 
 def store_down(exc: BaseException) -> bool:
-    return isinstance(exc, UNREACHABLE)
+    return isinstance(exc, STORE_UNREACHABLE)
 
 
 async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
@@ -47,7 +47,7 @@ async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
         # Shielded: past the budget the person is told, but the work is not cut off half way
         # (a decision recorded whose thread reply is still being posted, say).
         text = await asyncio.wait_for(asyncio.shield(task), AFTER_ACK_BUDGET)
-    except UNREACHABLE:
+    except STORE_UNREACHABLE:
         text = CLICK_STORE_DOWN
         task.add_done_callback(_forget)
     if text:

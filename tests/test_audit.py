@@ -18,18 +18,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from bot.adapters.redis.audit import (
-    FIELDS,
-    audit_message,
-    export,
-    parse_since,
-    read_entries,
-    write_csv,
-    write_jsonl,
-)
-from bot.adapters.redis.store import Keys, Store
+from bot.adapters.redis.audit import export, read_entries
+from bot.adapters.redis.keys import Keys
+from bot.adapters.redis.store import Store
+from bot.blocks.audit import audit_message
 from bot.devtools.slack_stand_in import validate_blocks
 from bot.domain.actors import Actor
+from bot.domain.audit import FIELDS, parse_since, write_csv, write_jsonl
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent

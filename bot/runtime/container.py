@@ -20,6 +20,7 @@ from saq.queue.redis import RedisQueue
 
 from bot.adapters.git_clone import GitClone
 from bot.adapters.redis.claims import CreationClaims, FormTickets
+from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
 from bot.adapters.redis.locks import Locks
 from bot.adapters.redis.running_deploys import RunningDeploys
 from bot.adapters.redis.store import Store
@@ -31,6 +32,9 @@ from bot.runtime.shared_read import SharedRead
 from bot.services.show_status import status_blocks
 
 log = logging.getLogger(__name__)
+
+# What handlers catch to answer "I cannot reach my state store" (they never name Redis).
+STORE_UNREACHABLE = UNREACHABLE
 
 CLOSE_STEP_SECONDS = 15.0
 
@@ -83,6 +87,8 @@ class Services:
     group_lookups: dict[str, asyncio.Task[frozenset[str]]] = field(init=False,
                                                                     default_factory=dict)
 
+    # What the state store raises when it cannot be reached now (the HasTransientErrors port).
+    transient_errors: tuple[type[BaseException], ...] = field(init=False, default=TRANSIENT)
     # The bot's clone of the released repository (the Repository port).
     git: GitClone = field(init=False)
     locks: Locks = field(init=False)

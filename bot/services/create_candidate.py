@@ -8,7 +8,7 @@ import contextlib
 import logging
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from bot.blocks import release as messages
 from bot.domain import approvals, releases
@@ -16,11 +16,14 @@ from bot.domain.actors import Actor
 from bot.domain.locks import LockHeld
 from bot.domain.releases import Release, TransitionError
 from bot.domain.versions import VersionError, next_candidate, next_hotfix
-from bot.runtime.container import Services
-from bot.services.deploy_release import enqueue_deploy
-from bot.services.ports import GitError, TagExists
+from bot.services.deploy_release import DeployNeeds, enqueue_deploy
+from bot.services.ports import GitError, HasCreationClaims, TagExists
 
 log = logging.getLogger(__name__)
+
+
+class CandidateNeeds(DeployNeeds, HasCreationClaims, Protocol):
+    """Tagging a candidate, then queueing its first deploy."""
 
 CREATE_RC = "create_rc"
 
@@ -60,7 +63,7 @@ class Claim:
     at: float
 
 
-async def claim_creation(services: Services, kind: str, request_id: str,
+async def claim_creation(services: CandidateNeeds, kind: str, request_id: str,
                          user_id: str) -> Claim | None:
     """Claim the creation of a candidate of `kind` for this command, before its ack; returns
     the claim that stands instead if another command was first (two /release rc moments apart
@@ -71,18 +74,18 @@ async def claim_creation(services: Services, kind: str, request_id: str,
                                             float(other["at"]))
 
 
-async def end_creation(services: Services, kind: str, request_id: str) -> None:
+async def end_creation(services: CandidateNeeds, kind: str, request_id: str) -> None:
     """End this command's claim (never another's)."""
     await services.creation_claims.end(kind, request_id)
 
 
-async def enqueue_rc(services: Services, request: RcRequest, request_id: str) -> None:
+async def enqueue_rc(services: CandidateNeeds, request: RcRequest, request_id: str) -> None:
     # The job key makes a re-delivered command a no-op even at the queue.
     await services.queue.enqueue(CREATE_RC, request=asdict(request), key=f"rc-{request_id}",
                                  timeout=600, retries=1)
 
 
-async def create_release_candidate(services: Services, req: RcRequest) -> Release | None:
+async def create_release_candidate(services: CandidateNeeds, req: RcRequest) -> Release | None:
     """Tag, record, announce and deploy a candidate; whatever happens, the requester hears."""
     try:
         return await _create_release_candidate(services, req)
@@ -106,7 +109,7 @@ async def create_release_candidate(services: Services, req: RcRequest) -> Releas
                 log.warning("could not end the creation claim of %s", req.request_id)
 
 
-async def _create_release_candidate(services: Services, req: RcRequest) -> Release | None:
+async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) -> Release | None:
     notifier, store, config = services.notifier, services.store, services.config
     repo_cfg = config.repository
     hotfix = req.kind == "hotfix"
@@ -211,7 +214,7 @@ async def _create_release_candidate(services: Services, req: RcRequest) -> Relea
     return release
 
 
-async def _just_made(services: Services, kind: str, sha: str) -> Release | None:
+async def _just_made(services: CandidateNeeds, kind: str, sha: str) -> Release | None:
     """An open candidate of `kind` made of `sha` moments ago, if any."""
     since = services.store.clock() - DOUBLE_SUBMISSION_SECONDS
     return next((r for r in await services.store.releases_in_flight()
@@ -229,7 +232,7 @@ def _tag_message(release: Release) -> str:
     return "\n".join(lines)
 
 
-async def _tag_and_record(services: Services, req: RcRequest, release: Release,
+async def _tag_and_record(services: CandidateNeeds, req: RcRequest, release: Release,
                           refuse: Any) -> Release | None:
     """Record, tag, push, announce: all of it or none of it. Any exception after the record is
     created undoes what was done (the pushed tag, the record) before it is answered."""
@@ -290,7 +293,7 @@ async def _tag_and_record(services: Services, req: RcRequest, release: Release,
     return release
 
 
-async def _undo_candidate(services: Services, release: Release, req: RcRequest, *,
+async def _undo_candidate(services: CandidateNeeds, release: Release, req: RcRequest, *,
                           pushed: bool, reason: str) -> None:
     """Take back a candidate that did not come to be: its tag, if pushed, and its record.
     Each part is tried on its own; a record left behind (Redis gone) is replaced by the next
@@ -310,7 +313,7 @@ async def _undo_candidate(services: Services, release: Release, req: RcRequest, 
             await asyncio.sleep(0.2 * (attempt + 1))
 
 
-async def supersede_older(services: Services, newer: Release, actor: Actor) -> None:
+async def supersede_older(services: CandidateNeeds, newer: Release, actor: Actor) -> None:
     """A newer candidate voids the pending approvals of older ones of its kind."""
     for older in await services.store.releases_in_flight():
         if older.version == newer.version or older.kind != newer.kind:

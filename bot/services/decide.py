@@ -9,19 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from bot.blocks import release as messages
 from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.releases import Gate, Release, TransitionError
-from bot.runtime.container import Services
 from bot.services.approvers import is_approver
 from bot.services.clicks import Where, same_message
+from bot.services.ports import HasChat, HasConfig, HasStore
 
 
-async def _target(services: Services, version: str, gate_id: str,
+class DecisionNeeds(HasConfig, HasStore, HasChat, Protocol):
+    """Approve/Reject on a gate."""
+
+
+async def _target(services: DecisionNeeds, version: str, gate_id: str,
                   where: Where) -> tuple[Release, Gate, str]:
     release = await services.store.get_release(version)
     if release is None:
@@ -35,7 +39,7 @@ async def _target(services: Services, version: str, gate_id: str,
     return release, gate, nxt.name if nxt else gate.stage
 
 
-async def may_decide(services: Services, actor: Actor, version: str, gate_id: str,
+async def may_decide(services: DecisionNeeds, actor: Actor, version: str, gate_id: str,
                      where: Where) -> str | None:
     """Why `actor` may not decide on this gate now (None if they may): checked before a
     Reject form is opened, so nobody fills one in for nothing."""
@@ -51,7 +55,7 @@ async def may_decide(services: Services, actor: Actor, version: str, gate_id: st
     return None
 
 
-async def _decide(services: Services, actor: Actor, version: str, gate_id: str, verb: str,
+async def _decide(services: DecisionNeeds, actor: Actor, version: str, gate_id: str, verb: str,
                   decision: Callable[..., Gate], where: Where,
                   **details: Any) -> tuple[Release, Gate, str] | str:
     """Apply `decision` (approvals.approve or .reject) atomically; a string is the answer to a
@@ -81,7 +85,7 @@ async def _decide(services: Services, actor: Actor, version: str, gate_id: str, 
     return release, gate, target
 
 
-async def approve(services: Services, actor: Actor, version: str, gate_id: str,
+async def approve(services: DecisionNeeds, actor: Actor, version: str, gate_id: str,
                   where: Where) -> str:
     """Approve from the button on the message at `where`; returns the private answer for the
     person who clicked."""
@@ -96,7 +100,7 @@ async def approve(services: Services, actor: Actor, version: str, gate_id: str,
     return f"You approved {gate.name} of {release.tag} for {target}."
 
 
-async def reject(services: Services, actor: Actor, version: str, gate_id: str,
+async def reject(services: DecisionNeeds, actor: Actor, version: str, gate_id: str,
                  reason: str, where: Where) -> str:
     done = await _decide(services, actor, version, gate_id, "reject", approvals.reject,
                          where, reason=reason)

@@ -22,30 +22,33 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
-
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
 from bot.adapters.process.runner import command_environment, run_command
-from bot.adapters.redis.locks import RenewingLock
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CommandEnv, Config, EnvironmentConfig
 from bot.domain.locks import LockHeld, LockInfo, LockKind
-from bot.runtime.container import Services
-from bot.services.ports import GitError
+from bot.services.ports import (
+    EnvironmentLock,
+    GitError,
+    HasConfig,
+    HasLocks,
+    HasRepository,
+    HasRunningDeploys,
+    HasTransientErrors,
+)
 
 log = logging.getLogger(__name__)
+
+
+class EngineNeeds(HasConfig, HasRepository, HasLocks, HasRunningDeploys, HasTransientErrors,
+                  Protocol):
+    """What every deploy holds and runs."""
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 DeployKind = Literal["release", "rollback", "flags"]
-# Redis errors that mean "not reachable right now" (a write may be retried), as opposed to an
-# answer that refuses the write.
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
-
-
 class EnvironmentBusy(Exception):
     """Someone holds the environment: nothing was started."""
 
@@ -75,7 +78,7 @@ class Target:
     reason: str  # shown as the lock's reason
     # Reports the deploy failed when it did not end normally (the worker is shutting down);
     # the reaper does the same for a worker that died.
-    on_stopped: Callable[[str], Awaitable[None]]
+    on_stopped: Callable[[str], Awaitable[object]]
 
     def running_entry(self) -> dict[str, str]:
         entry: dict[str, str] = {"kind": self.kind, "environment": self.environment.name,
@@ -114,7 +117,7 @@ LOCK_LOST = "stopped: the worker lost the environment lock (frozen or cut off fr
 class Deploy:
     """A deploy that holds its environment: check out, run, and ask before each next step."""
 
-    def __init__(self, services: Services, target: Target, lock: RenewingLock) -> None:
+    def __init__(self, services: EngineNeeds, target: Target, lock: EnvironmentLock) -> None:
         self.services = services
         self.target = target
         self.lock = lock
@@ -166,7 +169,7 @@ class Deploy:
 
 
 @contextlib.asynccontextmanager
-async def deploying(services: Services, target: Target,
+async def deploying(services: EngineNeeds, target: Target,
                     job: Any = None) -> AsyncIterator[Deploy]:
     """Hold `target.environment` for one deploy; raises EnvironmentBusy or GivenUp before
     anything is started. On exit everything is cleaned up, and a deploy cut short by the
@@ -197,7 +200,7 @@ async def deploying(services: Services, target: Target,
         await _clean_up(services, deploy)
 
 
-async def _clean_up(services: Services, deploy: Deploy) -> None:
+async def _clean_up(services: EngineNeeds, deploy: Deploy) -> None:
     try:
         await services.running_deploys.finish(deploy.target.deploy_id)
     except Exception:
@@ -221,7 +224,7 @@ async def _job_heartbeat(job: Any, ttl: float) -> None:
             await job.update()
 
 
-async def durably(services: Services, what: str, write: Callable[P, Awaitable[T]],
+async def durably(services: EngineNeeds, what: str, write: Callable[P, Awaitable[T]],
                   *args: P.args, **kwargs: P.kwargs) -> T:
     """Write an outcome, waiting out a Redis that is unreachable (restarting, cut off) for up
     to `worker.record_retry_seconds`; raises NotRecorded after that. The outcome of a deploy
@@ -233,7 +236,7 @@ async def durably(services: Services, what: str, write: Callable[P, Awaitable[T]
     while True:
         try:
             result = await write(*args, **kwargs)
-        except UNREACHABLE as exc:
+        except services.transient_errors as exc:
             failures += 1
             if failures == 1:
                 log.warning("Redis unreachable while recording %s; retrying for up to %gs",

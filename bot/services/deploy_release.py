@@ -8,7 +8,7 @@ import logging
 import secrets
 from dataclasses import asdict
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from bot.blocks import release as messages
 from bot.domain import releases
@@ -16,18 +16,22 @@ from bot.domain.actors import BOT, Actor
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config, GateConfig
 from bot.domain.releases import Release, TransitionError
-from bot.runtime.container import Services
 from bot.services import change_flags as flag_jobs
 from bot.services import deploy_engine as deploys
 from bot.services import monitor_health as monitor
-from bot.services.ports import GitError
+from bot.services.deploy_engine import EngineNeeds
+from bot.services.ports import GitError, HasChat, HasQueue, HasStore
 
 log = logging.getLogger(__name__)
+
+
+class DeployNeeds(EngineNeeds, HasStore, HasChat, HasQueue, Protocol):
+    """A release's deploy: the engine, its record, its thread, the queue."""
 
 DEPLOY = "deploy"
 
 
-async def enqueue_deploy(services: Services, release: Release, environment: str,
+async def enqueue_deploy(services: DeployNeeds, release: Release, environment: str,
                          actor: Actor) -> str:
     """Record a queued deploy on the release and put its job on the queue."""
     deploy_id = f"{release.version}@{environment}#{secrets.token_hex(4)}"
@@ -65,7 +69,7 @@ def _command_env(release: Release, environment: str, config: Config) -> dict[str
             "RELEASE_ENV": environment}
 
 
-async def run_deploy(services: Services, version: str, environment: str, deploy_id: str,
+async def run_deploy(services: DeployNeeds, version: str, environment: str, deploy_id: str,
                      actor: Actor = BOT, job: Any = None) -> None:
     """Deploy on behalf of `actor` (who asked for it: the audit entries name them)."""
     store, config = services.store, services.config
@@ -105,7 +109,7 @@ async def run_deploy(services: Services, version: str, environment: str, deploy_
                            reason=str(exc), blocks=messages.problem(text), text=text)
 
 
-async def _not_started(services: Services, version: str, deploy_id: str, environment: str,
+async def _not_started(services: DeployNeeds, version: str, deploy_id: str, environment: str,
                        actor: Actor, *, detail: str, reason: str,
                        blocks: list[messages.Block], text: str) -> None:
     store = services.store
@@ -127,7 +131,7 @@ def _finish(release: Release, *, deploy_id: str, now: float,
     return deploy, was_lost
 
 
-async def _deploy_locked(services: Services, release: Release, running: deploys.Deploy,
+async def _deploy_locked(services: DeployNeeds, release: Release, running: deploys.Deploy,
                          actor: Actor) -> Release | None:
     """The deploy and its gates under the lock; returns the release if it is now to be
     marked live (a promoted release in the last environment)."""
@@ -142,7 +146,7 @@ async def _deploy_locked(services: Services, release: Release, running: deploys.
     except TransitionError as exc:
         # Not queued any more (a re-delivered job, or reported lost): never run it again.
         log.warning("deploy %s not started: %s", deploy_id, exc)
-        return
+        return None
     notifier.refresh(release.version)
     await notifier.thread(release.version, messages.note(
         f"⏳ Deploying `{tag}` to *{env.name}*…"), f"Deploying to {env.name}")
@@ -169,10 +173,10 @@ async def _deploy_locked(services: Services, release: Release, running: deploys.
         deploy, corrected = releases.find_deploy(release, deploy_id), False
     except deploys.NotRecorded as exc:
         await _outcome_not_recorded(services, release, env.name, tag, result, str(exc))
-        return
+        return None
     except TransitionError as exc:
         log.warning("deploy %s finished, but its record moved on: %s", deploy_id, exc)
-        return
+        return None
     if corrected:
         await notifier.thread(release.version, messages.note(
             f"↩️ The deploy to *{env.name}* was reported lost while its worker was not "
@@ -192,19 +196,19 @@ async def _deploy_locked(services: Services, release: Release, running: deploys.
                           f"Deploy to {env.name} {deploy.status}")
     notifier.refresh(release.version)
     if not result.ok:
-        return
+        return None
     if not await running.hold() or not await _still_runs(services, env.name, release.version):
         await notifier.thread(release.version, messages.problem(
             f"The gates of `{tag}` in *{env.name}* were not run: the worker lost the "
             f"environment lock while Redis was unreachable, and *{env.name}* has moved on. "
             "Deploy again to run them."), "Gates not run")
-        return
+        return None
     await _run_gates(services, release, env.name, running, actor)
     last = services.config.last_environment.name
     return release if release.final_tag and env.name == last else None
 
 
-async def _go_live(services: Services, release: Release, environment: str,
+async def _go_live(services: DeployNeeds, release: Release, environment: str,
                    actor: Actor) -> None:
     _, tag = release.tag_for(environment, services.config.last_environment.name)
     with contextlib.suppress(TransitionError):
@@ -215,14 +219,14 @@ async def _go_live(services: Services, release: Release, environment: str,
             f"🎉 `{tag}` is live in *{environment}*."), f"{tag} is live")
 
 
-async def _still_runs(services: Services, environment: str, version: str) -> bool:
+async def _still_runs(services: DeployNeeds, environment: str, version: str) -> bool:
     """Whether `environment` still runs what release `version` deployed (nobody deployed
     since): the gates check what is there."""
     current = (await services.store.environment_versions([environment]))[environment]
     return current.get("release") == version
 
 
-async def _outcome_not_recorded(services: Services, release: Release, environment: str,
+async def _outcome_not_recorded(services: DeployNeeds, release: Release, environment: str,
                                 tag: str, result: CommandResult, why: str) -> None:
     """Redis stayed away: say what happened where people look, from what this worker holds."""
     outcome = "succeeded" if result.ok else "failed"
@@ -236,7 +240,7 @@ async def _outcome_not_recorded(services: Services, release: Release, environmen
                                      thread_ts=release.message_ts)
 
 
-async def report_lost_deploy(services: Services, version: str, deploy_id: str,
+async def report_lost_deploy(services: DeployNeeds, version: str, deploy_id: str,
                              environment: str, detail: str, *, message: str) -> bool:
     """A deploy that did not end normally (its worker died, or is shutting down) is failed,
     in its thread and on the health page; never re-run. False if it finished meanwhile."""
@@ -255,7 +259,7 @@ async def report_lost_deploy(services: Services, version: str, deploy_id: str,
     return True
 
 
-async def _run_gates(services: Services, release: Release, environment: str,
+async def _run_gates(services: DeployNeeds, release: Release, environment: str,
                      running: deploys.Deploy, actor: Actor) -> None:
     store, notifier = services.store, services.notifier
     gates: list[GateConfig] = [g for g in services.config.gates_for(environment)

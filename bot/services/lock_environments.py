@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot.blocks import release as messages
 from bot.domain.actors import Actor
 from bot.domain.locks import LockRefused
-from bot.runtime.container import Services
+from bot.services.ports import HasConfig, HasLocks, HasStore
+
+
+class LockNeeds(HasConfig, HasStore, HasLocks, Protocol):
+    """Locks people take, audited."""
 
 
 @dataclass(frozen=True)
@@ -16,7 +21,7 @@ class LockOutcome:
     announcement: str | None = None  # to the release channel, when someone else's lock moved
 
 
-async def lock(services: Services, actor: Actor, environment: str, reason: str,
+async def lock(services: LockNeeds, actor: Actor, environment: str, reason: str,
                force: bool) -> LockOutcome:
     services.config.check_environment(environment)
     try:
@@ -38,7 +43,7 @@ async def lock(services: Services, actor: Actor, environment: str, reason: str,
         f"“{messages.escape(previous.reason)}”). New reason: {messages.escape(reason)}"))
 
 
-async def unlock(services: Services, actor: Actor, environment: str,
+async def unlock(services: LockNeeds, actor: Actor, environment: str,
                  force: bool) -> LockOutcome:
     services.config.check_environment(environment)
     try:

@@ -10,23 +10,72 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot.blocks.release import Block
 from bot.domain.actors import Actor
+from bot.domain.config import Config
 from bot.domain.locks import LockInfo, LockKind
+from bot.domain.releases import Release
+from bot.domain.rollbacks import RollbackRequest
 
 # Seconds since the epoch; tests and the demo give their own.
 Clock = Callable[[], float]
+
+T = TypeVar("T")
+
 
 class AuditLog(Protocol):
     """The append-only audit trail (the Redis stream `audit`)."""
 
     async def audit(self, actor: Actor, action: str, **fields: str) -> str: ...
+
+
+class ReleaseStore(AuditLog, Protocol):
+    """Releases, rollback requests and what each environment runs (bot.adapters.redis.store).
+    Every update applies a pure change atomically with its audit entry, or writes nothing
+    (the change raised TransitionError)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    async def create_release(self, release: Release, actor: Actor) -> None: ...
+
+    async def discard_release(self, version: str, actor: Actor, reason: str) -> None: ...
+
+    async def get_release(self, version: str) -> Release | None: ...
+
+    async def recent_releases(self, count: int) -> list[Release]: ...
+
+    async def releases_in_flight(self) -> list[Release]: ...
+
+    async def update_release(self, version: str, change: Callable[[Release], T], actor: Actor,
+                             action: str, *, environment: str = "", outcome: str = "ok",
+                             reason: str = "") -> tuple[Release, T]: ...
+
+    async def create_rollback(self, request: RollbackRequest, actor: Actor) -> None: ...
+
+    async def get_rollback(self, request_id: str) -> RollbackRequest | None: ...
+
+    async def update_rollback(self, request_id: str, change: Callable[[RollbackRequest], T],
+                              actor: Actor, action: str, *, outcome: str = "ok",
+                              reason: str = "") -> tuple[RollbackRequest, T]: ...
+
+    async def set_environment_version(self, environment: str, version: str, tag: str,
+                                      sha: str, release: str = "",
+                                      deployed_at: float | None = None) -> bool: ...
+
+    async def environment_history(self, environment: str) -> list[dict[str, str]]: ...
+
+    async def environment_versions(self, names: list[str]) -> dict[str, dict[str, str]]: ...
+
+    async def first_time(self, key: str, ttl_seconds: int = 3600) -> bool: ...
+
+    def audit_trail(self, release: str | None = None) -> AsyncIterator[dict[str, str]]: ...
 
 
 class Chat(Protocol):
@@ -166,3 +215,61 @@ class FormTickets(Protocol):
     async def open(self, user_id: str, kind: str, what: dict[str, str], seconds: int) -> str: ...
 
     async def take(self, ticket: str, user_id: str, kind: str) -> dict[str, str] | None: ...
+
+
+# --- what a use case can be given ---------------------------------------------------------
+# A use case's needs are these combined, e.g. `class CandidateNeeds(HasConfig, HasStore,
+# HasChat, Protocol)`: its signature lists the ports it touches, and nothing else is in reach.
+
+
+class HasConfig(Protocol):
+    @property
+    def config(self) -> Config: ...
+
+
+class HasStore(Protocol):
+    @property
+    def store(self) -> ReleaseStore: ...
+
+
+class HasChat(Protocol):
+    @property
+    def notifier(self) -> Chat: ...
+
+
+class HasQueue(Protocol):
+    @property
+    def queue(self) -> JobQueue: ...
+
+
+class HasRepository(Protocol):
+    @property
+    def git(self) -> Repository: ...
+
+
+class HasLocks(Protocol):
+    @property
+    def locks(self) -> Locks: ...
+
+
+class HasRunningDeploys(Protocol):
+    @property
+    def running_deploys(self) -> RunningDeploys: ...
+
+
+class HasCreationClaims(Protocol):
+    @property
+    def creation_claims(self) -> CreationClaims: ...
+
+
+class HasFormTickets(Protocol):
+    @property
+    def form_tickets(self) -> FormTickets: ...
+
+
+class HasTransientErrors(Protocol):
+    @property
+    def transient_errors(self) -> tuple[type[BaseException], ...]:
+        """What the state store raises when it is unreachable for now, so a write may be
+        tried again (a refusal is not among them)."""
+        ...

@@ -8,6 +8,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
+from typing import Protocol
 
 import semver
 
@@ -15,11 +16,14 @@ from bot.blocks import release as messages
 from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.releases import Release, TransitionError
-from bot.runtime.container import Services
-from bot.services.deploy_release import enqueue_deploy
+from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import GitError
 
 log = logging.getLogger(__name__)
+
+
+class PromotionNeeds(DeployNeeds, Protocol):
+    """Tagging the final version, then queueing its deploy."""
 
 PROMOTE = "promote"
 
@@ -39,13 +43,13 @@ class FinalRequest:
         return Actor(self.user_id, self.user_name, self.channel_id)
 
 
-async def enqueue_promotion(services: Services, request: FinalRequest) -> None:
+async def enqueue_promotion(services: PromotionNeeds, request: FinalRequest) -> None:
     # One promotion job per candidate, however often /release final is typed.
     await services.queue.enqueue(PROMOTE, request=asdict(request),
                                  key=f"promote-{request.version}", timeout=600, retries=1)
 
 
-async def promote_candidate(services: Services, req: FinalRequest) -> None:
+async def promote_candidate(services: PromotionNeeds, req: FinalRequest) -> None:
     """Promote; whatever happens, the requester hears."""
     try:
         await run_promotion(services, req)
@@ -74,7 +78,7 @@ def final_tag_message(release: Release, final_tag: str, state: approvals.Readine
     return "\n".join(lines)
 
 
-async def run_promotion(services: Services, req: FinalRequest) -> None:
+async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     store, notifier, config = services.store, services.notifier, services.config
     repo_cfg = config.repository
     final_version = str(semver.Version.parse(req.version).finalize_version())
@@ -132,3 +136,28 @@ async def run_promotion(services: Services, req: FinalRequest) -> None:
     await notifier.answer(req.response_url, messages.note(
         f"Promoting `{release.tag}` as `{final_tag}`; follow it in "
         f"{messages.channel_ref(config.slack.channel)}."), f"Promoting {final_tag}")
+
+
+async def request_promotion(services: PromotionNeeds, actor: Actor, response_url: str | None,
+                            request_id: str, *, description: str = "",
+                            issue: str | None = None) -> str:
+    """`/release final`: queue the promotion of the newest open candidate (once per
+    command, however often Slack delivers it), or say what it still lacks."""
+    candidates = [r for r in await services.store.releases_in_flight()
+                  if r.phase == "active" and not r.superseded_by and not r.final_tag]
+    if not candidates:
+        return "There is no open release candidate to promote; `/release rc` makes one."
+    release = candidates[-1]
+    last = services.config.last_environment.name
+    state = approvals.readiness(release, services.config, services.store.clock())
+    if not state.ready:
+        await services.store.audit(actor, "release.promote", release=release.version,
+                                   outcome="refused", reason="; ".join(state.missing))
+        return (f":warning: `{release.tag}` is not ready for *{last}*:\n• "
+                + "\n• ".join(state.missing))
+    if await services.store.first_time(f"command:{request_id}"):
+        await enqueue_promotion(services, FinalRequest(
+            version=release.version, user_id=actor.user_id, user_name=actor.user_name,
+            channel_id=actor.channel, response_url=response_url, description=description,
+            issue=issue))
+    return f"⏳ Promoting `{release.tag}` to *{last}*…"

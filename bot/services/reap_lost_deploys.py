@@ -9,16 +9,22 @@ outcome replaces this report (bot.domain.releases.finish_deploy)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
-from bot.runtime.container import Services
 from bot.services import change_flags as flag_jobs
 from bot.services import deploy_release
 from bot.services import roll_back as rollback_jobs
+from bot.services.deploy_release import DeployNeeds
+from bot.services.roll_back import RollbackNeeds
 
-Reporter = Callable[[Services, str, str, str, str], Awaitable[bool]]
+
+class ReaperNeeds(DeployNeeds, RollbackNeeds, Protocol):
+    """Finding lost deploys and reporting them by their kind."""
+
+Reporter = Callable[[ReaperNeeds, str, str, str, str], Awaitable[bool]]
 
 
-async def _release(services: Services, subject: str, deploy_id: str, environment: str,
+async def _release(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,
                    detail: str) -> bool:
     ttl = services.config.worker.lock_ttl_seconds
     return await deploy_release.report_lost_deploy(
@@ -28,12 +34,12 @@ async def _release(services: Services, subject: str, deploy_id: str, environment
                 f"*{environment}* before deploying again.")
 
 
-async def _rollback(services: Services, subject: str, deploy_id: str, environment: str,
+async def _rollback(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,
                     detail: str) -> bool:
     return await rollback_jobs.report_lost(services, subject, detail)
 
 
-async def _flags(services: Services, subject: str, deploy_id: str, environment: str,
+async def _flags(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,
                  detail: str) -> bool:
     return await flag_jobs.report_lost(services, subject, detail)
 
@@ -51,7 +57,7 @@ def _kind_and_subject(entry: dict[str, str]) -> tuple[str, str]:
     return "release", entry["version"]
 
 
-async def reap_lost_deploys(services: Services) -> list[str]:
+async def reap_lost_deploys(services: ReaperNeeds) -> list[str]:
     """Report deploys whose worker stopped heartbeating as failed (never re-run them);
     returns the ids reported by this call."""
     ttl = services.config.worker.lock_ttl_seconds

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 from bot.blocks import release as messages
 from bot.domain import releases, rollbacks
@@ -17,12 +17,16 @@ from bot.domain.actors import BOT, Actor
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest
-from bot.runtime.container import Services
 from bot.services import deploy_engine as deploys
 from bot.services import monitor_health as monitor
 from bot.services.approvers import is_approver
 from bot.services.clicks import Where, refused, same_message
-from bot.services.ports import GitError
+from bot.services.deploy_engine import EngineNeeds
+from bot.services.ports import GitError, HasChat, HasFormTickets, HasQueue, HasStore
+
+
+class RollbackNeeds(EngineNeeds, HasStore, HasChat, HasQueue, HasFormTickets, Protocol):
+    """Asking for, approving and running a rollback."""
 
 ROLLBACK = "rollback"
 APPROVE_ROLLBACK = "rollback_approve"
@@ -37,7 +41,7 @@ class RollbackAnswer:
     post: Callable[[], Awaitable[None]] | None = None
 
 
-async def request_rollback(services: Services, actor: Actor, environment: str,
+async def request_rollback(services: RollbackNeeds, actor: Actor, environment: str,
                            to: str | None, reason: str, now: float,
                            expect_from: str | None = None) -> RollbackAnswer:
     """Record the request; start it when its approvals are complete. `expect_from` is the
@@ -82,7 +86,7 @@ async def request_rollback(services: Services, actor: Actor, environment: str,
         post=partial(_post_request, services, request, policy.required))
 
 
-async def may_roll_back_from(services: Services, environment: str, version: str,
+async def may_roll_back_from(services: RollbackNeeds, environment: str, version: str,
                              where: Where) -> str | None:
     """Why a Roll back button on the message at `where` may not open its form (None if it
     may): the environment must still run `version`, and the button must be on the message of
@@ -105,7 +109,7 @@ async def may_roll_back_from(services: Services, environment: str, version: str,
     return None
 
 
-async def _post_request(services: Services, request: RollbackRequest, required: int) -> None:
+async def _post_request(services: RollbackNeeds, request: RollbackRequest, required: int) -> None:
     text = (f"⏪ {messages.mention(request.requester)} asks to roll back *{request.environment}* "
             f"from `{request.from_version}` to `{request.to_tag}`: "
             f"{messages.escape(request.reason)}\nNeeds {required} approval(s); "
@@ -133,7 +137,7 @@ async def _post_request(services: Services, request: RollbackRequest, required: 
             BOT, "rollback.posted")
 
 
-async def approve_rollback(services: Services, actor: Actor, request_id: str,
+async def approve_rollback(services: RollbackNeeds, actor: Actor, request_id: str,
                            where: Where) -> str:
     """An Approve click on the request's message at `where`; returns the private answer."""
     store = services.store
@@ -173,7 +177,7 @@ async def approve_rollback(services: Services, actor: Actor, request_id: str,
     return "You approved the rollback; it needs more approvals."
 
 
-async def _start(services: Services, request: RollbackRequest, actor: Actor) -> None:
+async def _start(services: RollbackNeeds, request: RollbackRequest, actor: Actor) -> None:
     policy = rollbacks.rollback_policy(services.config, request.environment)
     try:
         await services.store.update_rollback(request.id, partial(rollbacks.start, policy=policy),
@@ -188,7 +192,7 @@ async def _start(services: Services, request: RollbackRequest, actor: Actor) -> 
                                  heartbeat=deploys.job_heartbeat(services.config))
 
 
-async def _say(services: Services, request: RollbackRequest, blocks: list[messages.Block],
+async def _say(services: RollbackNeeds, request: RollbackRequest, blocks: list[messages.Block],
                text: str) -> None:
     if request.from_release:
         release = await services.store.get_release(request.from_release)
@@ -198,7 +202,7 @@ async def _say(services: Services, request: RollbackRequest, blocks: list[messag
     await services.notifier.post(services.config.slack.channel, blocks, text)
 
 
-async def run_rollback(services: Services, request_id: str, actor: Actor,
+async def run_rollback(services: RollbackNeeds, request_id: str, actor: Actor,
                        job: Any = None) -> None:
     store, config = services.store, services.config
     request = await store.get_rollback(request_id)
@@ -227,7 +231,7 @@ async def run_rollback(services: Services, request_id: str, actor: Actor,
         await _say(services, request, messages.problem(text), text)
 
 
-async def _not_started(services: Services, request: RollbackRequest, actor: Actor,
+async def _not_started(services: RollbackNeeds, request: RollbackRequest, actor: Actor,
                        outcome: str, reason: str) -> None:
     store = services.store
     with contextlib.suppress(TransitionError):
@@ -236,7 +240,7 @@ async def _not_started(services: Services, request: RollbackRequest, actor: Acto
                                     actor, "rollback.finish", outcome=outcome, reason=reason)
 
 
-async def _roll_back(services: Services, request: RollbackRequest, running: deploys.Deploy,
+async def _roll_back(services: RollbackNeeds, request: RollbackRequest, running: deploys.Deploy,
                      actor: Actor) -> None:
     store = services.store
     env = running.target.environment
@@ -300,7 +304,7 @@ async def _roll_back(services: Services, request: RollbackRequest, running: depl
         services.notifier.refresh(request.from_release)
 
 
-async def report_lost(services: Services, request_id: str, detail: str, *,
+async def report_lost(services: RollbackNeeds, request_id: str, detail: str, *,
                       message: str = "") -> bool:
     """The worker running this rollback died (or is shutting down): say so; never re-run it
     behind anyone's back. False if it finished meanwhile."""

@@ -7,7 +7,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot.adapters.redis.store import UNREACHABLE
 from bot.blocks import flags as flag_messages
 from bot.commands.flag import (
     FLAG_USAGE,
@@ -19,7 +18,7 @@ from bot.commands.flag import (
 )
 from bot.commands.release import CommandError
 from bot.domain.flags import FlagsError
-from bot.runtime.container import Services
+from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.services import change_flags as flag_jobs
 from bot.services.ports import GitError
 from handlers.answers import before_ack
@@ -39,7 +38,7 @@ async def flag_command(ack: AsyncAck, command: dict[str, Any],
 async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> str:
     try:
         answer = await before_ack(answer_for(services, command))
-    except UNREACHABLE:
+    except STORE_UNREACHABLE:
         answer = Answer(STORE_DOWN, flag_messages.problem(STORE_DOWN), "failed")
     if answer.text is None:
         await ack()

@@ -12,8 +12,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot.adapters.redis.audit import audit_message, read_entries
-from bot.adapters.redis.store import UNREACHABLE
 from bot.blocks import health as health_messages
 from bot.blocks import release as messages
 from bot.commands.release import (
@@ -30,12 +28,11 @@ from bot.commands.release import (
     UnlockCommand,
     parse_release_command,
 )
-from bot.domain.approvals import readiness
 from bot.domain.config import UnknownEnvironment
 from bot.domain.locks import LockRefused, format_age
-from bot.runtime.container import Services
+from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.runtime.logs import loggable
-from bot.services import create_candidate, promote_release
+from bot.services import create_candidate, promote_release, show_audit
 from bot.services import lock_environments as environments
 from bot.services import monitor_health as monitor
 from bot.services import roll_back as rollback_jobs
@@ -76,7 +73,7 @@ async def audit_command(services: Services, command: dict[str, Any], outcome: st
     try:
         await services.store.audit(command_actor(command), "command", outcome=outcome,
                                    reason=text[:1000])
-    except UNREACHABLE:
+    except STORE_UNREACHABLE:
         log.warning("could not audit %s", loggable(text, 200))
 
 
@@ -84,7 +81,7 @@ async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> 
     """Answer one /release; returns the outcome for the audit entry."""
     try:
         answer = await before_ack(answer_for(services, command))
-    except UNREACHABLE:
+    except STORE_UNREACHABLE:
         # The ack goes out once the work is safely queued: if Redis does not answer in time,
         # the person hears that nothing was started instead of a promise never kept.
         log.warning("/release %s: Redis unavailable", loggable(command.get("text"), 200))
@@ -111,7 +108,8 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         return Answer("Release status", await services.status())
     if isinstance(parsed, AuditCommand):
         return Answer("Reading the audit trail…",
-                      after=partial(post_audit, services, command, parsed))
+                      after=partial(show_audit.answer_audit, services, command_actor(command),
+                                    command.get("response_url"), parsed.version))
     if isinstance(parsed, HealthCommand):
         if parsed.environment is not None:
             try:
@@ -136,7 +134,9 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
             services.store.clock())
         return Answer(asked.text, messages.note(asked.text), after=asked.post)
     if isinstance(parsed, FinalCommand):
-        return say(await start_final(services, command, parsed))
+        return say(await promote_release.request_promotion(
+            services, command_actor(command), command.get("response_url"),
+            request_id(command), description=parsed.description, issue=parsed.issue))
     if isinstance(parsed, HotfixCommand):
         rc = RcCommand(description=parsed.description, issue=parsed.issue)
         return await start_rc(services, command, rc, kind="hotfix")
@@ -165,58 +165,6 @@ async def lock_command(services: Services, command: dict[str, Any],
     return Answer(outcome.answer, messages.note(outcome.answer),
                   after=partial(services.notifier.post, services.config.slack.channel,
                                 messages.note(announcement), announcement))
-
-
-async def post_audit(services: Services, command: dict[str, Any], parsed: AuditCommand) -> None:
-    """After the ack (the trail can be long): the release's history, privately."""
-    version = None
-    if parsed.version is not None:
-        version = await find_release_version(services, parsed.version)
-        if version is None:
-            text = f"I know no release `{parsed.version}`."
-            await services.notifier.answer(command.get("response_url"),
-                                           messages.problem(text), text)
-            return
-    entries = [e async for e in read_entries(services.redis, services.store.keys.audit,
-                                             release=version)]
-    await services.store.audit(command_actor(command), "audit.read", release=version or "")
-    await services.notifier.answer(command.get("response_url"),
-                                   audit_message(version, entries), "Audit trail")
-
-
-async def find_release_version(services: Services, name: str) -> str | None:
-    """A candidate by its version or tag, or a promoted release by its final version."""
-    prefix = services.config.repository.tag_prefix
-    version = name[len(prefix):] if prefix and name.startswith(prefix) else name
-    if await services.store.get_release(version) is not None:
-        return version
-    for release in await services.store.recent_releases(200):
-        if release.final_version == version:
-            return release.version
-    return None
-
-
-async def start_final(services: Services, command: dict[str, Any],
-                      parsed: FinalCommand) -> str:
-    """Queue the promotion of the newest open candidate, or say what it still lacks."""
-    actor = command_actor(command)
-    candidates = [r for r in await services.store.releases_in_flight()
-                  if r.phase == "active" and not r.superseded_by and not r.final_tag]
-    if not candidates:
-        return "There is no open release candidate to promote; `/release rc` makes one."
-    release = candidates[-1]
-    state = readiness(release, services.config, services.store.clock())
-    if not state.ready:
-        await services.store.audit(actor, "release.promote", release=release.version,
-                                   outcome="refused", reason="; ".join(state.missing))
-        return (f":warning: `{release.tag}` is not ready for "
-                f"*{services.config.last_environment.name}*:\n• " + "\n• ".join(state.missing))
-    if await services.store.first_time(f"command:{request_id(command)}"):
-        await promote_release.enqueue_promotion(services, promote_release.FinalRequest(
-            version=release.version, user_id=actor.user_id, user_name=actor.user_name,
-            channel_id=actor.channel, response_url=command.get("response_url"),
-            description=parsed.description, issue=parsed.issue))
-    return f"⏳ Promoting `{release.tag}` to *{services.config.last_environment.name}*…"
 
 
 def request_id(command: dict[str, Any]) -> str:

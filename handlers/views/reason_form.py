@@ -9,11 +9,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
-from bot.adapters.redis.store import UNREACHABLE
 from bot.blocks import release as messages
 from bot.commands.release import CommandError, check_text
 from bot.domain.actors import Actor
-from bot.runtime.container import Services
+from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.services import clicks
 from handlers.answers import STORE_DOWN, before_ack
 from handlers.payloads import click_actor, form_metadata
@@ -44,12 +43,12 @@ async def take_form(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
     try:
         form = await before_ack(clicks.take_form(services, meta.get("t", ""), sender.user_id,
                                                  kind))
-    except UNREACHABLE:
+    except STORE_UNREACHABLE:
         await ack(response_action="update", view=messages.notice_view("Not sent", STORE_DOWN))
         return None
     if form is None:
         await ack(response_action="update", view=messages.notice_view("Not sent", NOT_OURS))
-        with contextlib.suppress(*UNREACHABLE):  # answered already
+        with contextlib.suppress(*STORE_UNREACHABLE):  # answered already
             await clicks.refused(services, sender, f"form.{kind}", "a form the bot did not "
                                  "open for this person, or sent twice", NOT_OURS)
         return None

@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot.adapters.redis.store import UNREACHABLE
+from bot.runtime.container import STORE_UNREACHABLE
 from bot.services import decide as decisions
 from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
 from handlers.views.reason_form import answer_privately, take_form
@@ -25,6 +25,6 @@ async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, 
         answer = await asyncio.wait_for(decisions.reject(
             services, actor, form["v"], form["g"], reason, (form["channel"], form["ts"])),
             AFTER_ACK_BUDGET)
-    except UNREACHABLE:
+    except STORE_UNREACHABLE:
         answer = CLICK_STORE_DOWN
     await answer_privately(context, actor, answer)

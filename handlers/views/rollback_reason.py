@@ -7,7 +7,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot.adapters.redis.store import UNREACHABLE
+from bot.runtime.container import STORE_UNREACHABLE
 from bot.services import roll_back as rollback_jobs
 from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
 from handlers.views.reason_form import answer_privately, take_form
@@ -26,7 +26,7 @@ async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str
             services, actor, form["e"], None, reason, services.store.clock(),
             expect_from=form["v"]),
             AFTER_ACK_BUDGET)
-    except UNREACHABLE:
+    except STORE_UNREACHABLE:
         await answer_privately(context, actor, CLICK_STORE_DOWN)
         return
     await answer_privately(context, actor, answer.text)

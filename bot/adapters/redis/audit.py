@@ -1,4 +1,5 @@
-"""Reading the audit trail: streamed from Redis, exported as JSON lines or CSV, shown in Slack.
+"""Reading the audit trail from Redis: streamed in batches, and exported (the format is
+bot.domain.audit; what Slack shows of it, bot.blocks.audit).
 
 The trail is the append-only stream written by `Store.audit` (bot.adapters.redis.store; never
 trimmed, so it can be large): it is read with XRANGE in batches, never all at once. `since` is
@@ -8,41 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import json
 import math
 import os
-import re
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, TextIO
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bot.adapters.redis.store import Keys
-from bot.blocks.release import Block, context, escape, header, mention, section, slack_time
-
-FIELDS = ("id", "at", "time_utc", "user_id", "user_name", "channel", "release", "environment",
-          "action", "outcome", "reason")
-FORMATS = ("jsonl", "csv")
-SINCE_FORMS = ("an ISO date or time (2026-11-01, 2026-11-01T12:00:00Z, "
-               "2026-11-01T12:00:00+02:00; no offset means UTC), a unix timestamp "
-               "(1793491200) or an age (30m, 12h, 7d)")
-
-# ASCII digits only (\d admits any script's), and not so many that a float overflows.
-_AGE = re.compile(r"^([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*([smhdw])$", re.IGNORECASE)
-_NUMBER = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,6})?$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-# Slack: at most 50 blocks, section text at most 3000 characters.
-MAX_BLOCKS = 50
-SECTION_LIMIT = 3000
-REASON_LIMIT = 200
-
+from bot.adapters.redis.keys import Keys
+from bot.domain.audit import FORMATS, SINCE_FORMS, parse_since, write_csv, write_jsonl
 
 # --- reading -----------------------------------------------------------------------------------
 
@@ -80,77 +59,7 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def parse_since(text: str, now: float) -> float:
-    """Unix seconds for an ISO date/time, a unix timestamp or an age before `now`."""
-    value = text.strip()
-    age = _AGE.match(value)
-    if age:
-        return now - float(age.group(1)) * _UNITS[age.group(2).lower()]
-    if _NUMBER.match(value):
-        return float(value)
-    try:
-        when = datetime.fromisoformat(value)
-    except (ValueError, OverflowError):
-        raise ValueError(f"cannot read {text!r} as a time: use {SINCE_FORMS}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
-
 # --- export ------------------------------------------------------------------------------------
-
-def time_utc(at: str) -> str:
-    """ISO 8601 UTC time (milliseconds, "Z") of an entry's `at`; "" when it is not a time."""
-    try:
-        seconds = float(at)
-        return datetime.fromtimestamp(seconds, UTC).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
-    except (ValueError, OverflowError, OSError):
-        return ""
-
-
-def export_row(entry: Mapping[str, str]) -> dict[str, str]:
-    """The entry in the export's field order, with `time_utc` added; missing fields are ""."""
-    row = {name: entry.get(name, "") for name in FIELDS}
-    row["time_utc"] = time_utc(entry.get("at", ""))
-    return row
-
-
-def write_jsonl(entries: Iterable[Mapping[str, str]], out: TextIO) -> int:
-    """One JSON object per line, fields in export order; returns how many were written."""
-    count = 0
-    for entry in entries:
-        out.write(json.dumps(export_row(entry), ensure_ascii=False) + "\n")
-        count += 1
-    return count
-
-
-def write_csv(entries: Iterable[Mapping[str, str]], out: TextIO, *,
-              header_row: bool = True) -> int:
-    """CSV (RFC 4180 quoting) with a header row unless told not to; returns the entry count.
-    Cells that a spreadsheet would run as a formula are written as text (`spreadsheet_safe`).
-
-    Open files for it with newline="" so quoted newlines inside fields survive.
-    """
-    writer = csv.DictWriter(out, fieldnames=FIELDS, extrasaction="ignore")
-    if header_row:
-        writer.writeheader()
-    count = 0
-    for entry in entries:
-        writer.writerow({name: spreadsheet_safe(value)
-                         for name, value in export_row(entry).items()})
-        count += 1
-    return count
-
-
-# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: str) -> str:
-    """A CSV cell that a spreadsheet shows as text: a leading ' before a formula character
-    (the OWASP advice); JSON lines keep the text as it was."""
-    return f"'{value}" if value.startswith(_FORMULA_START) else value
 
 
 async def export(redis: Redis, keys_audit: str, out: TextIO, *, fmt: str = "jsonl",
@@ -251,68 +160,3 @@ async def _export_file(redis: Redis, key: str, output: str, fmt: str,
 def _fail(message: str) -> int:
     print(f"releasebot: {message}", file=sys.stderr)
     return 2
-
-
-# --- Slack -------------------------------------------------------------------------------------
-
-def audit_message(version: str | None, entries: list[dict[str, str]], *,
-                  max_entries: int = 100) -> list[Block]:
-    """`/release audit [VERSION]`: the newest entries (oldest of them first), one per line.
-
-    At most `max_entries` lines, 50 blocks and 3000 characters a section; what does not fit is
-    counted in a context line pointing at `releasebot audit export`.
-    """
-    title = "latest" if not version else (version if version.startswith("v") else f"v{version}")
-    blocks: list[Block] = [header(f"Audit trail · {title}")]
-    if not entries:
-        where = f"release {escape(version)}" if version else "any release"
-        return [*blocks, section(f"There is no audit entry for {where} yet.")]
-    budget = MAX_BLOCKS - 2  # the header and the "older entries" context line
-    chunks: list[list[str]] = []  # newest first, each newest line first
-    size = 0
-    shown = 0
-    for entry in reversed(entries[-max_entries:] if max_entries > 0 else []):
-        line = audit_line(entry, with_release=not version)
-        if chunks and size + 1 + len(line) <= SECTION_LIMIT:
-            chunks[-1].append(line)
-            size += 1 + len(line)
-        elif len(chunks) < budget:
-            chunks.append([line])
-            size = len(line)
-        else:
-            break
-        shown += 1
-    hidden = len(entries) - shown
-    if hidden:
-        noun = "entry" if hidden == 1 else "entries"
-        blocks.append(context(f"{hidden} older {noun} not shown: `releasebot audit export` "
-                              "has them all."))
-    blocks.extend(section("\n".join(reversed(chunk))) for chunk in reversed(chunks))
-    return blocks
-
-
-def audit_line(entry: Mapping[str, str], *, with_release: bool = False) -> str:
-    """time · who · action · outcome · environment · reason (empty parts left out)."""
-    try:
-        when = slack_time(float(entry.get("at", "")))
-    except (ValueError, OverflowError, OSError):
-        when = "?"
-
-    def part(name: str, limit: int) -> str:
-        return escape(_one_line(entry.get(name, ""), limit))
-
-    user_id = entry.get("user_id", "")
-    who = mention(user_id) if user_id else ""
-    if not who.startswith("<@"):
-        who = part("user_name", 60) or part("user_id", 60) or "?"
-    action = part("action", 60)
-    if with_release and entry.get("release"):
-        action = f"{action} {part('release', 60)}".strip()
-    parts = [when, who, f"*{action}*" if action else "", part("outcome", 40),
-             part("environment", 60), part("reason", REASON_LIMIT)]
-    return " · ".join(p for p in parts if p)
-
-
-def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

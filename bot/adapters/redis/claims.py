@@ -10,7 +10,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot.adapters.redis.store import Keys
+from bot.adapters.redis.keys import Keys
 
 _END_CLAIM = """
 local raw = redis.call('GET', KEYS[1])

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from bot.adapters.redis.store import Keys
+from bot.adapters.redis.keys import Keys
 from bot.domain.locks import (
     LockHeld,
     LockInfo,

@@ -9,7 +9,7 @@ import json
 
 from redis.asyncio import Redis
 
-from bot.adapters.redis.store import Keys
+from bot.adapters.redis.keys import Keys
 
 
 def _text(raw: bytes | str) -> str:

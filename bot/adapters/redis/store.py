@@ -10,119 +10,28 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, WatchError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
+from bot.adapters.redis.atomic import update_atomically
+from bot.adapters.redis.audit import read_entries
+from bot.adapters.redis.keys import Keys
 from bot.domain.actors import Actor
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
 
 T = TypeVar("T")
 
-# The state store cannot be reached right now (down, hung past a deadline, connection lost):
-# what callers catch to say so instead of failing.
-UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
-
-
 @dataclass(frozen=True)
 class Status:
     versions: dict[str, dict[str, str]]
     in_flight: list[Release]
     raw_locks: dict[str, bytes]
-
-
-class Keys:
-    """Every Redis key the bot uses, under one prefix (tests give each test its own)."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def release(self, version: str) -> str:
-        return f"{self.prefix}release:{version}"
-
-    @property
-    def releases(self) -> str:
-        return f"{self.prefix}releases"
-
-    @property
-    def in_flight(self) -> str:
-        return f"{self.prefix}releases:in-flight"
-
-    def environment(self, name: str) -> str:
-        return f"{self.prefix}env:{name}"
-
-    def history(self, name: str) -> str:
-        return f"{self.prefix}env:{name}:history"
-
-    def rollback(self, request_id: str) -> str:
-        return f"{self.prefix}rollback:{request_id}"
-
-    def env_lock(self, name: str) -> str:
-        return f"{self.prefix}lock:env:{name}"
-
-    @property
-    def repo_lock(self) -> str:
-        return f"{self.prefix}lock:repo"
-
-    @property
-    def running_deploys(self) -> str:
-        return f"{self.prefix}deploys:running"
-
-    def deploy_lease(self, deploy_id: str) -> str:
-        return f"{self.prefix}lease:deploy:{deploy_id}"
-
-    @property
-    def audit(self) -> str:
-        return f"{self.prefix}audit"
-
-    def idempotency(self, key: str) -> str:
-        return f"{self.prefix}once:{key}"
-
-    def pending(self, kind: str) -> str:
-        """A candidate of `kind` (rc, hotfix) being created: who asked, for which command."""
-        return f"{self.prefix}pending:{kind}"
-
-    def form(self, ticket: str) -> str:
-        """A form the bot opened for one click: who may send it, and what it is for."""
-        return f"{self.prefix}form:{ticket}"
-
-    def usergroup(self, group: str) -> str:
-        return f"{self.prefix}usergroup:{group}"
-
-    def render(self, version: str) -> str:
-        return f"{self.prefix}render:{version}"
-
-    def rendered(self, version: str) -> str:
-        return f"{self.prefix}rendered:{version}"
-
-    # Health monitoring: per check its state and its bounded history of results.
-    def check_state(self, environment: str, check: str) -> str:
-        return f"{self.prefix}mon:state:{environment}:{check}"
-
-    def check_results(self, environment: str, check: str) -> str:
-        return f"{self.prefix}mon:results:{environment}:{check}"
-
-    def monitor_window(self, environment: str) -> str:
-        return f"{self.prefix}mon:window:{environment}"
-
-    def incident_ack(self, incident_id: str) -> str:
-        return f"{self.prefix}mon:ack:{incident_id}"
-
-    @property
-    def monitor_writer(self) -> str:
-        return f"{self.prefix}mon:writer"
-
-    @property
-    def monitor_lock(self) -> str:
-        return f"{self.prefix}lock:monitor"
-
-    @property
-    def queue_name(self) -> str:
-        return f"{self.prefix}jobs"
 
 
 class Store:
@@ -155,6 +64,10 @@ class Store:
         if release is not None:
             entries = [e for e in entries if e["release"] == release]
         return entries
+
+    def audit_trail(self, release: str | None = None) -> AsyncIterator[dict[str, str]]:
+        """The trail oldest first (of one release, if given), read a batch at a time."""
+        return read_entries(self.redis, self.keys.audit, release=release)
 
     # --- releases ------------------------------------------------------------------------------
 
@@ -227,28 +140,16 @@ class Store:
         `change` mutates the release and may raise TransitionError, in which case nothing is
         written. Concurrent writers are retried against the fresh state.
         """
-        key = self.keys.release(version)
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(key)
-                raw = await pipe.get(key)
-                if raw is None:
-                    raise TransitionError(f"there is no release {version}")
-                release = Release.from_json(raw)
-                result = change(release)
-                release.rev += 1
-                pipe.multi()
-                pipe.set(key, release.to_json())
-                if release.phase == "done":
-                    pipe.srem(self.keys.in_flight, version)
-                pipe.xadd(self.keys.audit, self._audit_fields(
-                    actor, action, release=version, environment=environment,
-                    outcome=outcome, reason=reason))
-                try:
-                    await pipe.execute()
-                except WatchError:
-                    continue
-                return release, result
+        def also(pipe: Pipeline, release: Release) -> None:
+            if release.phase == "done":
+                pipe.srem(self.keys.in_flight, version)
+            pipe.xadd(self.keys.audit, self._audit_fields(
+                actor, action, release=version, environment=environment,
+                outcome=outcome, reason=reason))
+
+        return await update_atomically(self.redis, self.keys.release(version),
+                                       load=Release.from_json, change=change, also=also,
+                                       missing=f"there is no release {version}")
 
     # --- rollbacks ----------------------------------------------------------------------------
 
@@ -269,26 +170,14 @@ class Store:
                               actor: Actor, action: str, *, outcome: str = "ok",
                               reason: str = "") -> tuple[RollbackRequest, T]:
         """Like update_release: one atomic change with its audit entry, or nothing."""
-        key = self.keys.rollback(request_id)
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(key)
-                raw = await pipe.get(key)
-                if raw is None:
-                    raise TransitionError(f"there is no rollback {request_id}")
-                request = RollbackRequest.from_json(raw)
-                result = change(request)
-                request.rev += 1
-                pipe.multi()
-                pipe.set(key, request.to_json())
-                pipe.xadd(self.keys.audit, self._audit_fields(
-                    actor, action, release=request.from_release,
-                    environment=request.environment, outcome=outcome, reason=reason))
-                try:
-                    await pipe.execute()
-                except WatchError:
-                    continue
-                return request, result
+        def also(pipe: Pipeline, request: RollbackRequest) -> None:
+            pipe.xadd(self.keys.audit, self._audit_fields(
+                actor, action, release=request.from_release, environment=request.environment,
+                outcome=outcome, reason=reason))
+
+        return await update_atomically(self.redis, self.keys.rollback(request_id),
+                                       load=RollbackRequest.from_json, change=change,
+                                       also=also, missing=f"there is no rollback {request_id}")
 
     # --- environments -------------------------------------------------------------------------
 

@@ -1,0 +1,94 @@
+"""Every Redis key the bot uses, in one place. The strings are the stored layout: a running
+team's state is read by the next release of the bot, so a key is added, never renamed."""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Every Redis key the bot uses, under one prefix (tests give each test its own)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def release(self, version: str) -> str:
+        return f"{self.prefix}release:{version}"
+
+    @property
+    def releases(self) -> str:
+        return f"{self.prefix}releases"
+
+    @property
+    def in_flight(self) -> str:
+        return f"{self.prefix}releases:in-flight"
+
+    def environment(self, name: str) -> str:
+        return f"{self.prefix}env:{name}"
+
+    def history(self, name: str) -> str:
+        return f"{self.prefix}env:{name}:history"
+
+    def rollback(self, request_id: str) -> str:
+        return f"{self.prefix}rollback:{request_id}"
+
+    def env_lock(self, name: str) -> str:
+        return f"{self.prefix}lock:env:{name}"
+
+    @property
+    def repo_lock(self) -> str:
+        return f"{self.prefix}lock:repo"
+
+    @property
+    def running_deploys(self) -> str:
+        return f"{self.prefix}deploys:running"
+
+    def deploy_lease(self, deploy_id: str) -> str:
+        return f"{self.prefix}lease:deploy:{deploy_id}"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}audit"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.prefix}once:{key}"
+
+    def pending(self, kind: str) -> str:
+        """A candidate of `kind` (rc, hotfix) being created: who asked, for which command."""
+        return f"{self.prefix}pending:{kind}"
+
+    def form(self, ticket: str) -> str:
+        """A form the bot opened for one click: who may send it, and what it is for."""
+        return f"{self.prefix}form:{ticket}"
+
+    def usergroup(self, group: str) -> str:
+        return f"{self.prefix}usergroup:{group}"
+
+    def render(self, version: str) -> str:
+        return f"{self.prefix}render:{version}"
+
+    def rendered(self, version: str) -> str:
+        return f"{self.prefix}rendered:{version}"
+
+    # Health monitoring: per check its state and its bounded history of results.
+    def check_state(self, environment: str, check: str) -> str:
+        return f"{self.prefix}mon:state:{environment}:{check}"
+
+    def check_results(self, environment: str, check: str) -> str:
+        return f"{self.prefix}mon:results:{environment}:{check}"
+
+    def monitor_window(self, environment: str) -> str:
+        return f"{self.prefix}mon:window:{environment}"
+
+    def incident_ack(self, incident_id: str) -> str:
+        return f"{self.prefix}mon:ack:{incident_id}"
+
+    @property
+    def monitor_writer(self) -> str:
+        return f"{self.prefix}mon:writer"
+
+    @property
+    def monitor_lock(self) -> str:
+        return f"{self.prefix}lock:monitor"
+
+    @property
+    def queue_name(self) -> str:
+        return f"{self.prefix}jobs"
