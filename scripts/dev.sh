@@ -12,7 +12,7 @@ setup() {
     python3 -m venv "$venv"
   fi
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev,test]"
 }
 
 redis_up() {
@@ -49,7 +49,11 @@ case "$command" in
   test)
     setup
     ensure_redis
+    # The layout's rules, the types and the format, before the tests (README: Development).
     "$venv/bin/ruff" check bot handlers tests bench
+    "$venv/bin/ruff" format --check bot handlers tests bench
+    "$venv/bin/lint-imports"
+    "$venv/bin/mypy" --strict bot handlers
     exec "$venv/bin/python" -m pytest "$@"
     ;;
   *)

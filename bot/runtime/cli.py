@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 from bot.adapters.process.runner import keep_memory_from_children
-from bot.devtools.embedded_redis import WARNING, EmbeddedRedis
 from bot.domain.config import Config, ConfigError, load_config
 from bot.runtime import logs
 from bot.runtime.container import Services
@@ -83,8 +82,14 @@ async def _serve(services: Services, role: Role, host: str, port: int) -> None:
 
 
 def shell(args: argparse.Namespace) -> int:
-    from bot.devtools.demo import DemoSite, create_demo, free_port
-    from bot.devtools.shell import run_shell
+    # The terminal demo is imported only here: serving the bot never loads it.
+    try:
+        from bot.devtools.demo import DemoSite, create_demo, free_port
+        from bot.devtools.shell import run_shell
+    except ImportError as exc:
+        print(f"releasebot: the shell needs the development extra ({exc.name} is missing): "
+              "pip install 'releasebot[dev]', or run scripts/dev.sh shell", file=sys.stderr)
+        return 2
 
     if (args.demo or args.demo_dir) and args.config:
         print("releasebot: --config and --demo do not go together; the demo brings its own "
@@ -164,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     log.info("starting the %s role", args.role)
     embedded = None
     if settings.redis_url is None:
+        try:
+            from bot.devtools.embedded_redis import WARNING, EmbeddedRedis
+        except ImportError:
+            print("releasebot: REDIS_URL is not set, and the embedded Redis for trying the bot "
+                  "is not installed (pip install 'releasebot[dev]'). Production needs a real "
+                  "Redis: set REDIS_URL=redis://host:6379/0", file=sys.stderr)
+            return 2
         embedded = EmbeddedRedis()
         settings = dataclasses.replace(settings, redis_url=embedded.start(),
                                        embedded_redis=True)

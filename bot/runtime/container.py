@@ -19,6 +19,7 @@ from saq.job import Job
 from saq.queue.redis import RedisQueue
 
 from bot.adapters.git_clone import GitClone
+from bot.adapters.process.runner import CommandRunner
 from bot.adapters.redis.claims import CreationClaims, FormTickets
 from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
 from bot.adapters.redis.locks import Locks
@@ -92,6 +93,7 @@ class Services:
     # The bot's clone of the released repository (the Repository port).
     git: GitClone = field(init=False)
     locks: Locks = field(init=False)
+    runner: CommandRunner = field(init=False)
     running_deploys: RunningDeploys = field(init=False)
     creation_claims: CreationClaims = field(init=False)
     form_tickets: FormTickets = field(init=False)
@@ -100,6 +102,7 @@ class Services:
         self.status = SharedRead(lambda: status_blocks(self.store, self.config))
         self.git = GitClone(self.config.repository.url, self.clone_path,
                             self.config.repository.remote, self.config.worker.run_as)
+        self.runner = CommandRunner(self.config.worker.run_as)
         keys = self.store.keys
         self.locks = Locks(self.redis, keys, self.config.worker.lock_ttl_seconds)
         self.running_deploys = RunningDeploys(self.redis, keys)

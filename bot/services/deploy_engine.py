@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 
-from bot.adapters.process.runner import command_environment, run_command
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CommandEnv, Config, EnvironmentConfig
 from bot.domain.locks import LockHeld, LockInfo, LockKind
@@ -34,6 +33,7 @@ from bot.services.ports import (
     HasConfig,
     HasLocks,
     HasRepository,
+    HasRunner,
     HasRunningDeploys,
     HasTransientErrors,
 )
@@ -41,8 +41,8 @@ from bot.services.ports import (
 log = logging.getLogger(__name__)
 
 
-class EngineNeeds(HasConfig, HasRepository, HasLocks, HasRunningDeploys, HasTransientErrors,
-                  Protocol):
+class EngineNeeds(HasConfig, HasRepository, HasLocks, HasRunningDeploys, HasRunner,
+                  HasTransientErrors, Protocol):
     """What every deploy holds and runs."""
 
 T = TypeVar("T")
@@ -151,10 +151,8 @@ class Deploy:
         if not await self.hold():
             return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail="",
                                  error=LOCK_LOST)
-        user = self.services.config.worker.run_as
-        result = await run_command(command, cwd=self.worktree, timeout=timeout,
-                                   env=command_environment(env, given, user=user),
-                                   stop=self.lock, user=user)
+        result = await self.services.runner.run(command, cwd=self.worktree, own=env,
+                                                given=given, timeout=timeout, stop=self.lock)
         if not result.ok and not result.timed_out and not self.lock.safe:
             # Killed by its supervisor at the lock's stop time (or it failed meanwhile):
             # either way it did not run to its end under the lock.

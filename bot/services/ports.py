@@ -10,7 +10,7 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 from bot.blocks.release import Block
 from bot.domain.actors import Actor
-from bot.domain.config import Config
+from bot.domain.command_results import CommandResult
+from bot.domain.config import CommandEnv, Config
 from bot.domain.locks import LockInfo, LockKind
 from bot.domain.releases import Release
 from bot.domain.rollbacks import RollbackRequest
@@ -154,6 +155,24 @@ class Repository(Protocol):
     async def remove_tree(self, tree: Path) -> None: ...
 
 
+# --- commands (bot.adapters.process.runner.CommandRunner) ---------------------------------
+
+
+class StopTime(Protocol):
+    """When a command must have stopped unless told otherwise (an environment lock's safe
+    time), moved on by every renewal."""
+
+    @property
+    def stop_at(self) -> float: ...
+
+    def listen(self, listener: Callable[[float], None]) -> Callable[[], None]: ...
+
+
+class Runner(Protocol):
+    async def run(self, command: str, *, cwd: Path, own: Mapping[str, str], given: CommandEnv,
+                  timeout: float, stop: StopTime | None = None) -> CommandResult: ...
+
+
 # --- locks, running deploys, claims (bot.adapters.redis) ----------------------------------
 
 
@@ -273,3 +292,8 @@ class HasTransientErrors(Protocol):
         """What the state store raises when it is unreachable for now, so a write may be
         tried again (a refusal is not among them)."""
         ...
+
+
+class HasRunner(Protocol):
+    @property
+    def runner(self) -> Runner: ...

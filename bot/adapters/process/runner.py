@@ -21,11 +21,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
 
 from bot.adapters.process import supervise
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CommandEnv
+from bot.services.ports import StopTime
 
 PR_SET_DUMPABLE = 4
 
@@ -65,16 +65,6 @@ def command_environment(own: Mapping[str, str], given: CommandEnv, *,
 
 TAIL_LINES = 25
 TAIL_CHARS = 2500
-
-
-class StopTime(Protocol):
-    """When a command must have stopped unless told otherwise: an environment lock's safe
-    time (bot.adapters.redis.locks.RenewingLock), moved on by every renewal."""
-
-    @property
-    def stop_at(self) -> float: ...  # CLOCK_MONOTONIC seconds; 0 = now
-
-    def listen(self, listener: Callable[[float], None]) -> Callable[[], None]: ...
 
 
 async def run_command(command: str, *, cwd: Path, env: Mapping[str, str],
@@ -146,3 +136,18 @@ def _tell_stop_times(proc: asyncio.subprocess.Process, stop: StopTime) -> Callab
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+class CommandRunner:
+    """The `Runner` port: a deploy or gate command in its own process group under the
+    supervisor, with a clean environment, as `run_as` when set (worker.run_as)."""
+
+    def __init__(self, run_as: str = "") -> None:
+        self.run_as = run_as
+
+    async def run(self, command: str, *, cwd: Path, own: Mapping[str, str], given: CommandEnv,
+                  timeout: float, stop: StopTime | None = None) -> CommandResult:
+        """`own` are this run's RELEASE_*/FLAG_* values; `given` what the config passes."""
+        return await run_command(command, cwd=cwd, timeout=timeout, stop=stop,
+                                 env=command_environment(own, given, user=self.run_as),
+                                 user=self.run_as)
