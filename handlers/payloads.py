@@ -15,9 +15,15 @@ def command_actor(command: dict[str, Any]) -> Actor:
                  str(command.get("channel_id", "")))
 
 
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """`body[name]` if it is a JSON object, else an empty one (a damaged payload)."""
+    value = body.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def click_actor(body: dict[str, Any], channel: str | None = None) -> Actor:
     """Who clicked (or sent a form), in `channel` or the channel of the click."""
-    user = body.get("user") if isinstance(body.get("user"), dict) else {}
+    user = _object(body, "user")
     where = channel if channel is not None else clicked_message(body)[0]
     return Actor(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""),
                  where)
@@ -43,9 +49,9 @@ def action_id(body: dict[str, Any]) -> str:
 
 def clicked_message(body: dict[str, Any]) -> tuple[str, str]:
     """(channel, ts) of the message the click was made on; empty strings if none."""
-    container = body.get("container") if isinstance(body.get("container"), dict) else {}
-    channel = body.get("channel") if isinstance(body.get("channel"), dict) else {}
-    message = body.get("message") if isinstance(body.get("message"), dict) else {}
+    container = _object(body, "container")
+    channel = _object(body, "channel")
+    message = _object(body, "message")
     return (str(container.get("channel_id") or channel.get("id") or ""),
             str(container.get("message_ts") or message.get("ts") or ""))
 

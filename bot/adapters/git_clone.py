@@ -259,8 +259,8 @@ def newest_branch(path: Path, remote: str, patterns: tuple[str, ...]) -> str | N
     """The most recently committed remote branch matching any of `patterns` (hotfix/*), as
     last fetched."""
     with _locked(path), _repo(path) as repo:
-        listing = repo.git.for_each_ref(f"refs/remotes/{remote}", "--sort=-committerdate",
-                                        "--format=%(refname:strip=3)")
+        listing = str(repo.git.for_each_ref(f"refs/remotes/{remote}", "--sort=-committerdate",
+                                            "--format=%(refname:strip=3)"))
     for branch in listing.splitlines():
         if branch != "HEAD" and any(fnmatch.fnmatchcase(branch, p) for p in patterns):
             return branch
@@ -272,7 +272,7 @@ def read_file(path: Path, ref: str, file: str) -> str | None:
     """`file` as it is at `ref` (a commit, tag or remote branch), None if it is not there."""
     with _locked(path), _repo(path) as repo:
         try:
-            return repo.git.show(f"{ref}:{file}", strip_newline_in_stdout=False)
+            return str(repo.git.show(f"{ref}:{file}", strip_newline_in_stdout=False))
         except git.GitCommandError:
             return None
 
@@ -309,7 +309,7 @@ def commit_file(path: Path, remote: str, branch: str, parent: str, file: str, co
             if any(word in detail for word in ("non-fast-forward", "fetch first", "rejected")):
                 raise PushRejected(f"{remote} has newer commits on {branch}") from None
             raise GitError(f"cannot push to {branch}:\n{detail}") from None
-    return sha
+    return str(sha)
 
 
 @_git_errors

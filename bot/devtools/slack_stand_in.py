@@ -166,7 +166,7 @@ def _text_value(obj: Any) -> str | None:
     if isinstance(obj, str):
         return obj
     if isinstance(obj, dict) and isinstance(obj.get("text"), str):
-        return obj["text"]
+        return str(obj["text"])
     return None
 
 
@@ -717,12 +717,11 @@ class SlackStandIn:
                         body = {"_raw_body": text}
                     params.update(body if isinstance(body, dict) else {"_raw_body": body})
         for key in _JSON_FIELDS:
-            value = params.get(key)
-            if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
-                with contextlib.suppress(
-                    ValueError
-                ):  # else left as a string; validation reports it
-                    params[key] = json.loads(value)
+            field = params.get(key)
+            if isinstance(field, str) and field.strip()[:1] in ("[", "{"):
+                # Not JSON: left as a string, which the validation reports.
+                with contextlib.suppress(ValueError):
+                    params[key] = json.loads(field)
         return params
 
     def _take_fault(self, method: str) -> _Fault | None:

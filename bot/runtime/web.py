@@ -252,7 +252,8 @@ class Bot:
                     "app-level token (xapp-...) with the connections:write scope") from exc
             socket_mode.client.wss_uri = opened["url"]
             try:
-                await asyncio.wait_for(socket_mode.connect_async(), SOCKET_CONNECT_TIMEOUT)
+                await asyncio.wait_for(socket_mode.connect_async(),  # type: ignore[no-untyped-call]
+                                       SOCKET_CONNECT_TIMEOUT)
             except TimeoutError:
                 raise SocketModeError("could not open the Socket Mode WebSocket within "
                                       f"{SOCKET_CONNECT_TIMEOUT:.0f}s") from None

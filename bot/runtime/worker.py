@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 from saq import Worker
+from saq.types import PartialTimersDict
 
 from bot.runtime.container import Services
-from bot.runtime.jobs import FUNCTIONS
+from bot.runtime.jobs import FUNCTIONS, JobContext
 
 
-def build_worker(services: Services) -> Worker:
-    async def startup(ctx: dict[str, Any]) -> None:
+def build_worker(services: Services) -> Worker[JobContext]:
+    async def startup(ctx: JobContext) -> None:
         ctx["services"] = services
 
     ttl = services.config.worker.lock_ttl_seconds
-    worker: Worker = Worker(
+    worker: Worker[JobContext] = Worker(
         services.queue,
         functions=FUNCTIONS,
         concurrency=services.config.worker.concurrency,
         startup=startup,
         # Sweep for jobs whose worker died about as often as a lock can expire.
-        timers={"sweep": max(1, int(ttl))},
+        # (saq types its "partial" timers as all required, hence the cast)
+        timers=cast(PartialTimersDict, {"sweep": max(1, int(ttl))}),
         # On SIGTERM, give running deploys a moment; the rest are reported failed.
         shutdown_grace_period_s=int(services.config.worker.shutdown_grace_seconds),
     )

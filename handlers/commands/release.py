@@ -50,7 +50,7 @@ class Answer:
     text: str | None
     blocks: list[messages.Block] | None = None
     outcome: str = "ok"
-    after: Callable[[], Awaitable[None]] | None = None
+    after: Callable[[], Awaitable[object]] | None = None
 
 
 def say(text: str, outcome: str = "ok") -> Answer:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 
 from bot.adapters.redis.atomic import update_atomically
 from bot.adapters.redis.audit import read_entries
@@ -45,7 +46,7 @@ class Store:
 
     def _audit_fields(self, actor: Actor, action: str, *, release: str = "",
                       environment: str = "", outcome: str = "ok",
-                      reason: str = "") -> dict[str, str]:
+                      reason: str = "") -> dict[FieldT, EncodableT]:
         return {"at": f"{self.clock():.3f}", "user_id": actor.user_id,
                 "user_name": actor.user_name, "channel": actor.channel, "release": release,
                 "environment": environment, "action": action, "outcome": outcome,
@@ -58,12 +59,8 @@ class Store:
         return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 
     async def audit_entries(self, release: str | None = None) -> list[dict[str, str]]:
-        rows = await self.redis.xrange(self.keys.audit)
-        entries = [{"id": _s(entry_id), **{_s(k): _s(v) for k, v in data.items()}}
-                   for entry_id, data in rows]
-        if release is not None:
-            entries = [e for e in entries if e["release"] == release]
-        return entries
+        """The whole trail (of one release), in a list: for small trails and tests."""
+        return [entry async for entry in self.audit_trail(release)]
 
     def audit_trail(self, release: str | None = None) -> AsyncIterator[dict[str, str]]:
         """The trail oldest first (of one release, if given), read a batch at a time."""
@@ -189,8 +186,8 @@ class Store:
         `deployed_at` is when the deploy finished; an outcome written late (Redis was
         unreachable) never replaces a deploy recorded as finished after it. False then."""
         at = self.clock() if deployed_at is None else deployed_at
-        entry = {"version": version, "tag": tag, "sha": sha, "deployed_at": f"{at:.3f}",
-                 "release": release}
+        entry: dict[FieldT, EncodableT] = {"version": version, "tag": tag, "sha": sha,
+                                           "deployed_at": f"{at:.3f}", "release": release}
         key = self.keys.environment(environment)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
