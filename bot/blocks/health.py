@@ -6,8 +6,8 @@ import json
 import time
 from typing import Any
 
+from bot.blocks.actions import INCIDENT_ACK, ROLLBACK_START
 from bot.blocks.release import (
-    ROLLBACK_ACTION,
     Block,
     confirm_dialog,
     context,
@@ -24,7 +24,6 @@ from bot.domain.health.incidents import Incident
 from bot.domain.health.summaries import WindowSummary
 from bot.domain.locks import format_age
 
-ACK_ACTION = "incident_ack"
 SEVERITY_ICONS = {"critical": "🔴", "warning": "🟠"}
 VERDICT_ICONS = {"healthy": "✅", "degraded": "🟠", "rolled back": "⏪"}
 
@@ -61,14 +60,14 @@ def incident_message(incident: Incident, oncall: tuple[str, ...], deployed_versi
     buttons: list[dict[str, Any]] = []
     if not incident.acknowledged_by:
         buttons.append({
-            "type": "button", "action_id": ACK_ACTION, "text": {"type": "plain_text",
+            "type": "button", "action_id": INCIDENT_ACK, "text": {"type": "plain_text",
                                                                 "text": "Acknowledge"},
             "value": json.dumps({"e": incident.environment, "c": incident.check,
                                  "i": incident.id})})
     if deployed_version and incident.critical:
         env = incident.environment
         buttons.append({
-            "type": "button", "action_id": ROLLBACK_ACTION, "style": "danger",
+            "type": "button", "action_id": ROLLBACK_START, "style": "danger",
             "text": {"type": "plain_text", "text": f"Roll back {env}"[:75]},
             "value": json.dumps({"e": env, "v": deployed_version}),
             "confirm": confirm_dialog(f"Roll back {env}?", f"{env} goes back to the version "

@@ -11,12 +11,21 @@ import re
 import time
 from typing import Any
 
+from bot.blocks.actions import (
+    GATE_APPROVE,
+    GATE_REJECT,
+    GATE_REJECT_REASON,
+    ROLLBACK_APPROVE,
+    ROLLBACK_REASON,
+    ROLLBACK_START,
+)
 from bot.commands.release import USAGE
 from bot.domain.approvals import readiness
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config
 from bot.domain.locks import LockInfo, format_age
 from bot.domain.releases import Deploy, Gate, Release
+from bot.domain.rollbacks import RollbackRequest
 
 Block = dict[str, Any]
 
@@ -111,9 +120,6 @@ def gate_line(gate: Gate) -> str:
     return f"{icon} {escape(gate.name)} — {state}"
 
 
-APPROVE_ACTION = "gate_approve"
-REJECT_ACTION = "gate_reject"
-REJECT_VIEW = "gate_reject_reason"
 
 
 def gate_value(release: Release, gate: Gate) -> str:
@@ -130,25 +136,23 @@ def confirm_dialog(title: str, text: str, yes: str) -> dict[str, Any]:
 def gate_buttons(release: Release, gate: Gate, target: str) -> Block:
     value = gate_value(release, gate)
     return {"type": "actions", "block_id": f"gate:{gate.id}", "elements": [
-        {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": value,
+        {"type": "button", "action_id": GATE_APPROVE, "style": "primary", "value": value,
          "text": {"type": "plain_text", "text": f"Approve {gate.name}"[:75]},
          "confirm": confirm_dialog(f"Approve {gate.name}?",
                              f"You approve *{escape(gate.name)}* of {release.tag} for "
                              f"*{target}*. Your name and the time are recorded.", "Approve")},
-        {"type": "button", "action_id": REJECT_ACTION, "style": "danger", "value": value,
+        {"type": "button", "action_id": GATE_REJECT, "style": "danger", "value": value,
          "text": {"type": "plain_text", "text": "Reject"},
          "confirm": confirm_dialog(f"Reject {gate.name}?",
                              f"This stops {release.tag}; you will be asked why.", "Reject")}]}
 
 
-ROLLBACK_ACTION = "rollback_start"
-ROLLBACK_VIEW = "rollback_reason"
 
 
 def rollback_button(release: Release, environment: str) -> Block:
     value = json.dumps({"e": environment, "v": release.final_version or release.version})
     return {"type": "actions", "block_id": f"rollback:{environment}", "elements": [
-        {"type": "button", "action_id": ROLLBACK_ACTION, "style": "danger", "value": value,
+        {"type": "button", "action_id": ROLLBACK_START, "style": "danger", "value": value,
          "text": {"type": "plain_text", "text": f"Roll back {environment}"[:75]},
          "confirm": confirm_dialog(f"Roll back {environment}?",
                                    f"{environment} goes back to the version before "
@@ -158,7 +162,7 @@ def rollback_button(release: Release, environment: str) -> Block:
 
 def rollback_view(environment: str, version: str, ticket: str) -> dict[str, Any]:
     """`ticket` binds the form to the click that opened it (bot.services.clicks.open_form)."""
-    return {"type": "modal", "callback_id": ROLLBACK_VIEW,
+    return {"type": "modal", "callback_id": ROLLBACK_REASON,
             "private_metadata": json.dumps({"t": ticket}),
             "title": {"type": "plain_text", "text": "Roll back"},
             "submit": {"type": "plain_text", "text": "Roll back"},
@@ -173,7 +177,7 @@ def rollback_view(environment: str, version: str, ticket: str) -> dict[str, Any]
 
 def reject_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
     """`ticket` binds the form to the click that opened it (bot.services.clicks.open_form)."""
-    return {"type": "modal", "callback_id": REJECT_VIEW,
+    return {"type": "modal", "callback_id": GATE_REJECT_REASON,
             "private_metadata": json.dumps({"t": ticket}),
             "title": {"type": "plain_text", "text": "Reject"},
             "submit": {"type": "plain_text", "text": "Reject"},
@@ -357,3 +361,21 @@ def status_message(config: Config, versions: dict[str, dict[str, str]],
     else:
         blocks.append(context("No environment is locked."))
     return blocks
+
+
+def rollback_request(request: RollbackRequest, required: int) -> tuple[str, list[Block]]:
+    """The message that asks for a rollback's approvals, with its button; and its text."""
+    text = (f"⏪ {mention(request.requester)} asks to roll back *{request.environment}* "
+            f"from `{request.from_version}` to `{request.to_tag}`: "
+            f"{escape(request.reason)}\nNeeds {required} approval(s); "
+            f"{len(request.approvals)} so far.")
+    value = json.dumps({"r": request.id})
+    button = {"type": "button", "action_id": ROLLBACK_APPROVE, "style": "danger",
+              "value": value, "text": {"type": "plain_text", "text": "Approve rollback"},
+              "confirm": confirm_dialog(
+                  "Approve the rollback?",
+                  f"{request.environment} goes back to {request.to_tag} and stays locked "
+                  "until someone unlocks it.", "Roll back")}
+    blocks = [section(text),
+              {"type": "actions", "block_id": f"rollback:{request.id}", "elements": [button]}]
+    return text, blocks

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +28,6 @@ class RollbackNeeds(EngineNeeds, HasStore, HasChat, HasQueue, HasFormTickets, Pr
     """Asking for, approving and running a rollback."""
 
 ROLLBACK = "rollback"
-APPROVE_ROLLBACK = "rollback_approve"
 
 
 @dataclass(frozen=True)
@@ -110,19 +108,7 @@ async def may_roll_back_from(services: RollbackNeeds, environment: str, version:
 
 
 async def _post_request(services: RollbackNeeds, request: RollbackRequest, required: int) -> None:
-    text = (f"⏪ {messages.mention(request.requester)} asks to roll back *{request.environment}* "
-            f"from `{request.from_version}` to `{request.to_tag}`: "
-            f"{messages.escape(request.reason)}\nNeeds {required} approval(s); "
-            f"{len(request.approvals)} so far.")
-    value = json.dumps({"r": request.id})
-    blocks = [messages.section(text), {"type": "actions", "block_id": f"rollback:{request.id}",
-              "elements": [{"type": "button", "action_id": APPROVE_ROLLBACK, "style": "danger",
-                            "value": value,
-                            "text": {"type": "plain_text", "text": "Approve rollback"},
-                            "confirm": messages.confirm_dialog(
-                                "Approve the rollback?",
-                                f"{request.environment} goes back to {request.to_tag} and "
-                                "stays locked until someone unlocks it.", "Roll back")}]}]
+    text, blocks = messages.rollback_request(request, required)
     release = await services.store.get_release(request.from_release) \
         if request.from_release else None
     if release and release.channel and release.message_ts:

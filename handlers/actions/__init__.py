@@ -2,10 +2,14 @@ import re
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.blocks.health import ACK_ACTION
-from bot.blocks.release import APPROVE_ACTION, REJECT_ACTION, ROLLBACK_ACTION
-from bot.services.change_flags import APPROVE_ACTION as APPROVE_FLAG
-from bot.services.roll_back import APPROVE_ROLLBACK
+from bot.blocks.actions import (
+    FLAG_APPROVE,
+    GATE_APPROVE,
+    GATE_REJECT,
+    INCIDENT_ACK,
+    ROLLBACK_APPROVE,
+    ROLLBACK_START,
+)
 from handlers.actions.flag_buttons import approve_flag_clicked
 from handlers.actions.gate_buttons import approve_clicked, reject_clicked
 from handlers.actions.incident_buttons import acknowledge_clicked
@@ -14,11 +18,11 @@ from handlers.actions.unknown import unknown_clicked
 
 
 def register(app: AsyncApp) -> None:
-    app.action(APPROVE_ACTION)(approve_clicked)
-    app.action(REJECT_ACTION)(reject_clicked)
-    app.action(ROLLBACK_ACTION)(rollback_clicked)
-    app.action(APPROVE_ROLLBACK)(approve_rollback_clicked)
-    app.action(ACK_ACTION)(acknowledge_clicked)
-    app.action(APPROVE_FLAG)(approve_flag_clicked)
+    app.action(GATE_APPROVE)(approve_clicked)
+    app.action(GATE_REJECT)(reject_clicked)
+    app.action(ROLLBACK_START)(rollback_clicked)
+    app.action(ROLLBACK_APPROVE)(approve_rollback_clicked)
+    app.action(INCIDENT_ACK)(acknowledge_clicked)
+    app.action(FLAG_APPROVE)(approve_flag_clicked)
     # Last: Bolt runs the first listener that matches, so this only gets what no other does.
     app.action(re.compile(".*"))(unknown_clicked)

@@ -2,14 +2,14 @@ import re
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.blocks.release import REJECT_VIEW, ROLLBACK_VIEW
+from bot.blocks.actions import GATE_REJECT_REASON, ROLLBACK_REASON
 from handlers.views.reject_reason import reject_submitted
 from handlers.views.rollback_reason import rollback_submitted
 from handlers.views.unknown import unknown_submitted
 
 
 def register(app: AsyncApp) -> None:
-    app.view(REJECT_VIEW)(reject_submitted)
-    app.view(ROLLBACK_VIEW)(rollback_submitted)
+    app.view(GATE_REJECT_REASON)(reject_submitted)
+    app.view(ROLLBACK_REASON)(rollback_submitted)
     # Last: only what no listener above takes.
     app.view(re.compile(".*"))(unknown_submitted)

@@ -1,0 +1,19 @@
+"""Every button's action_id and every form's callback_id, in one place: a new button gets its
+id here, its rendering in bot/blocks, its listener in handlers/actions (or handlers/views).
+
+The strings are in messages already posted: a click on a message the previous release of the
+bot posted must still reach its listener, so an id is added, never renamed."""
+
+from __future__ import annotations
+
+# Buttons (block_actions)
+GATE_APPROVE = "gate_approve"
+GATE_REJECT = "gate_reject"
+ROLLBACK_START = "rollback_start"  # on the release message and on incident alerts
+ROLLBACK_APPROVE = "rollback_approve"
+INCIDENT_ACK = "incident_ack"
+FLAG_APPROVE = "flag_approve"
+
+# Forms (view_submission)
+GATE_REJECT_REASON = "gate_reject_reason"
+ROLLBACK_REASON = "rollback_reason"
