@@ -35,10 +35,6 @@ async def before_ack(work: Awaitable[T]) -> T:
     return await asyncio.wait_for(work, BEFORE_ACK_BUDGET)
 
 
-def store_down(exc: BaseException) -> bool:
-    return isinstance(exc, STORE_UNREACHABLE)
-
-
 async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
     """Tell the person who clicked what their click did, within the after-ack budget ("" is
     no answer: the click opened a form, which is its answer)."""

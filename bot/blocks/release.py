@@ -288,7 +288,7 @@ def deploy_outcome(tag: str, env: str, result: CommandResult) -> list[Block]:
             section(code_block(result.tail))]
 
 
-def gate_outcome(release: Release, gate: Gate, result: CommandResult) -> list[Block]:
+def gate_outcome(gate: Gate, result: CommandResult) -> list[Block]:
     if result.ok:
         return [section(f"✅ {escape(gate.name)} passed in {seconds(result.duration)}.")]
     return [section(f"❌ {escape(gate.name)} {result.summary()} after "

@@ -290,7 +290,7 @@ async def _run_gates(services: DeployNeeds, release: Release, environment: str,
             actor, "gate.finish", environment=environment,
             outcome="passed" if result.ok else "failed", reason=gate_cfg.id)
         notifier.refresh(release.version)
-        await notifier.thread(release.version, messages.gate_outcome(release, gate, result),
+        await notifier.thread(release.version, messages.gate_outcome(gate, result),
                               f"{gate.name} {gate.status}")
         if result.error == deploys.LOCK_LOST:
             break  # the environment is not ours any more: no further gate runs in it

@@ -60,8 +60,8 @@ async def promote_candidate(services: PromotionNeeds, req: FinalRequest) -> None
         await services.notifier.answer(req.response_url, messages.problem(text), text)
 
 
-def final_tag_message(release: Release, final_tag: str, state: approvals.Readiness,
-                      req: FinalRequest, gate_names: dict[str, str]) -> str:
+def final_tag_message(release: Release, final_tag: str, req: FinalRequest,
+                      gate_names: dict[str, str]) -> str:
     """The final tag's annotation: git itself keeps who approved what, and when."""
     lines = [f"Release {final_tag} (from {release.tag})", "",
              f"Promoted-by: {req.user_name} ({req.user_id})",
@@ -97,7 +97,7 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     notifier.refresh(release.version)
     pushed = False
     try:
-        message = final_tag_message(release, final_tag, state, req,
+        message = final_tag_message(release, final_tag, req,
                                     {g.id: g.name for g in config.gates})
         await services.git.sync_tags()
         await services.git.create_and_push_tag(final_tag, release.sha, message)
