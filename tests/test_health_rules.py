@@ -19,8 +19,24 @@ from bot.domain.health.checks import (
     conditions,
     error_rate,
 )
-from bot.domain.health.incidents import CheckState, Incident, step
-from bot.domain.health.summaries import percentile, sparkline, summarize
+from bot.domain.health.incidents import (
+    DEPLOY_CHECK,
+    CheckState,
+    Incident,
+    deploy_failed,
+    deploy_problem,
+    deploy_succeeded,
+    judge,
+    step,
+)
+from bot.domain.health.summaries import health_row, percentile, sparkline, summarize
+from bot.domain.health.windows import (
+    Window,
+    is_due,
+    open_window,
+    summarize_window,
+    window_results,
+)
 
 CFG = MonitoringConfig(failures_to_alert=3, successes_to_resolve=2, reminder_seconds=60,
                        error_rate_samples=10, latency_samples=3, degradation_floor_ms=50)
@@ -210,3 +226,105 @@ def test_a_check_path_joins_the_environment_url():
                                         'path = "/health"\njson = { "db.ok" = true }\n'))
     check = config.environment("production").checks[0]
     assert check.url == "https://example.com/health" and check.json == (("db.ok", True),)
+
+
+# --- a check's run, deploys, windows and the health report's lines ---------------------------
+
+
+def test_a_result_says_what_was_seen_and_what_was_wrong():
+    seen = Observation(elapsed_ms=12.3456, status=503)
+    bad = Result.of(seen, ["HTTP 503", "slow"], at=7.0, version="1.2.0")
+    assert bad == Result(at=7.0, ok=False, ms=12.35, status=503, problem="HTTP 503; slow",
+                         version="1.2.0")
+    assert Result.of(seen, [], 8.0, "").ok and Result.of(seen, [], 8.0, "").problem == ""
+
+
+def test_a_judged_result_joins_the_recent_past_and_an_acknowledgement_stops_reminders():
+    state = CheckState()
+    for t in (1, 2):
+        assert judge(state, result(ok=False, at=t), ["HTTP 500"], t, CFG, fresh(t)) is None
+    what, incident = judge(state, result(ok=False, at=3), ["HTTP 500"], 3, CFG, fresh(3))
+    assert what == "open" and state.recent.outcomes == "111"
+    assert state.last == state.last_failure == result(ok=False, at=3)
+    # Acknowledged in Slack since the last tick: no reminder, even past the interval.
+    change = judge(state, result(ok=False, at=100), ["HTTP 500"], 100, CFG, fresh(100),
+                   acknowledged=("U0ONCALL", 50.0))
+    assert change is None and incident.acknowledged_by == "U0ONCALL"
+    assert incident.acknowledged_at == 50.0 and incident.failures == 4
+    good = result(at=101)
+    assert judge(state, good, [], 101, CFG, fresh(0)) is None
+    assert state.last == good and state.last_failure == result(ok=False, at=100)
+    what, resolved = judge(state, result(at=102), [], 102, CFG, fresh(0))
+    assert what == "resolve" and resolved is incident and state.incident is None
+
+
+def test_a_failed_deploy_opens_a_critical_incident_at_once_and_a_success_resolves_it():
+    state = CheckState()
+    problem = deploy_problem("v1.0.0", "exit 1" + "x" * 600)
+    assert problem.startswith("the deploy of `v1.0.0` failed: exit 1") and len(problem) == 500
+    what, incident = deploy_failed(state, "staging", problem, 10.0, "1.0.0-rc.1",
+                                   lambda: "d1")
+    assert what == "open" and state.incident is incident
+    assert (incident.id, incident.environment, incident.check) == ("d1", "staging",
+                                                                  DEPLOY_CHECK)
+    assert incident.critical and incident.opened_at == incident.reminded_at == 10.0
+    assert incident.version == "1.0.0-rc.1" and incident.failures == 1
+    what, again = deploy_failed(state, "staging", "the deploy of `v1.0.1` failed: boom",
+                                20.0, "1.0.1-rc.1", lambda: "unused")
+    assert what == "remind" and again is incident and incident.failures == 2
+    assert "v1.0.1" in incident.problem and incident.reminded_at == 10.0
+    resolved = deploy_succeeded(state, 30.0)
+    assert resolved is incident and resolved.resolved_at == 30.0 and state.incident is None
+    assert deploy_succeeded(state, 40.0) is None
+
+
+def test_a_check_is_due_at_its_interval_and_at_once_after_a_deploy_then_more_often():
+    window = open_window("2", "1", "2.0.0", now=100.0,
+                         cfg=MonitoringConfig(window_seconds=600, window_interval_seconds=10))
+    assert (window.started, window.ends) == (100.0, 700.0)
+    cfg = MonitoringConfig(window_interval_seconds=10)
+    assert is_due(None, 60, None, 0.0, cfg)  # never run
+    assert not is_due(result(at=50), 60, None, 100.0, cfg)
+    assert is_due(result(at=40), 60, None, 100.0, cfg)
+    assert is_due(result(at=99), 60, window, 99.5, cfg)  # run before the deploy: at once
+    assert not is_due(result(at=101), 60, window, 105.0, cfg)
+    assert is_due(result(at=101), 60, window, 111.0, cfg)  # the window's interval
+    assert not window.over(699.9) and window.over(700.0)
+    assert window.minutes_watched(400.0) == 5.0 and window.minutes_watched(9999.0) == 10.0
+
+
+def test_a_window_is_stored_as_it_always_was():
+    window = Window(version="2", previous="1", release="2.0.0", started=1.5, ends=3601.5)
+    assert window.to_json() == ('{"version": "2", "previous": "1", "release": "2.0.0", '
+                                '"started": 1.5, "ends": 3601.5}')
+    assert Window.from_json(window.to_json().encode()) == window
+
+
+def test_a_window_compares_its_own_results_with_the_previous_versions():
+    window = Window(version="2", previous="1", release="", started=100.0, ends=200.0)
+    one = [result(ms=30, version="2", at=150), result(ms=10, version="1", at=90),
+           result(ms=99, version="0", at=80)]
+    two = [result(ms=20, version="2", at=120), result(ms=5, version="2", at=99)]
+    during, before = window_results(window, [one, two])
+    assert [r.at for r in during] == [120, 150]  # oldest first, across the checks
+    assert [r.ms for r in before] == [10]
+    first = Window(version="2", previous="", release="", started=100.0, ends=200.0)
+    assert window_results(first, [one, two])[1] == []  # nothing to compare with
+    summary = summarize_window("production", window, [one, two], False, CFG)
+    assert summary.checks_run == 2 and summary.previous_p50_ms == 10
+    assert summary.verdict == "healthy"
+    assert summarize_window("production", window, [], True, CFG).verdict == "rolled back"
+
+
+def test_a_health_line_shows_latencies_of_good_answers_and_the_deploy_check_only_when_failed():
+    history = [result(ms=10), result(ok=False, ms=900), result(ms=30), result(ms=20)]
+    state = CheckState.from_json(None, history, CFG)
+    row = health_row("production", "health", state, history)
+    assert row is not None and row["samples"] == 3 and row["p50"] == 20 and row["p95"] == 30
+    assert row["last"] == history[0] and row["incident"] is None
+    assert health_row("production", DEPLOY_CHECK, CheckState(), []) is None
+    failed = CheckState()
+    deploy_failed(failed, "production", "boom", 1.0, "", lambda: "d1")
+    shown = health_row("production", DEPLOY_CHECK, failed, [])
+    assert shown is not None and shown["incident"] is failed.incident and shown["p50"] is None
+    assert validate_blocks(health_report([row, shown], now=5), where="test") == []

@@ -63,3 +63,22 @@ async def test_an_update_whose_owner_died_is_rendered_by_the_next_refresh(
         assert len(slack.calls_to("chat.update")) == 1
     finally:
         await services.close()
+
+
+async def test_a_message_is_redrawn_and_a_failed_redraw_is_logged_not_raised(
+        redis, prefix, slack, git_remote, tmp_path, caplog):
+    services = Services.create(make_settings(prefix, slack, tmp_path),
+                               make_config(git_remote, tmp_path))
+    try:
+        posted = await services.notifier.post("#releases", [{"type": "section", "text": {
+            "type": "mrkdwn", "text": "before"}}], "before")
+        blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "after"}}]
+        await services.notifier.update(posted["channel"], posted["ts"], blocks, "after")
+        shown = slack.text_of(slack.messages()[posted["ts"]])
+        assert "after" in shown and "before" not in shown
+        slack.error_next("chat.update", "message_not_found")
+        await services.notifier.update(posted["channel"], posted["ts"], [], "lost")
+        assert "message_not_found" in caplog.text
+        assert slack.text_of(slack.messages()[posted["ts"]]) == shown
+    finally:
+        await services.close()

@@ -19,10 +19,12 @@ from saq.job import Job
 from saq.queue.redis import RedisQueue
 
 from bot.adapters.git_clone import GitClone
+from bot.adapters.http_probe import Prober
 from bot.adapters.process.runner import CommandRunner
 from bot.adapters.redis.claims import CreationClaims, FormTickets
 from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
 from bot.adapters.redis.locks import Locks
+from bot.adapters.redis.monitor_state import RedisMonitorState
 from bot.adapters.redis.running_deploys import RunningDeploys
 from bot.adapters.redis.store import Store
 from bot.adapters.slack.notifier import Notifier, web_client
@@ -30,6 +32,7 @@ from bot.blocks.release import Block
 from bot.domain.config import Config
 from bot.runtime.settings import Settings
 from bot.runtime.shared_read import SharedRead
+from bot.services.ports import Clock
 from bot.services.show_status import status_blocks
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,10 @@ class Services:
     # User-group lookups in flight (bot.services.approvers), shared by everyone who asks meanwhile.
     group_lookups: dict[str, asyncio.Task[frozenset[str]]] = field(init=False,
                                                                     default_factory=dict)
+    # Health monitoring's ports (bot.services.monitor_health). The probe opens its HTTP
+    # session on the first check, so roles that never check pay nothing for it.
+    monitor_state: RedisMonitorState = field(init=False)
+    health_probe: Prober = field(init=False)
 
     # What the state store raises when it cannot be reached now (the HasTransientErrors port).
     transient_errors: tuple[type[BaseException], ...] = field(init=False, default=TRANSIENT)
@@ -108,6 +115,25 @@ class Services:
         self.running_deploys = RunningDeploys(self.redis, keys)
         self.creation_claims = CreationClaims(self.redis, keys)
         self.form_tickets = FormTickets(self.redis, keys)
+        self.monitor_state = RedisMonitorState(self.redis, keys)
+        self.health_probe = Prober(self.config.monitoring.concurrency)
+
+    # Ports that are parts of the store and the notifier (bot.services.ports).
+    @property
+    def chat(self) -> Notifier:
+        return self.notifier
+
+    @property
+    def audit_log(self) -> Store:
+        return self.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.store.clock
+
+    @property
+    def running_releases(self) -> Store:
+        return self.store
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         async def logged() -> None:
@@ -161,7 +187,8 @@ class Services:
     async def close(self) -> None:
         # Each step on its own: a Redis that is down must not keep the rest from closing.
         await self.drain_background()
-        for step in (self.notifier.drain, self.queue.disconnect, self.redis.aclose):
+        for step in (self.notifier.drain, self.health_probe.close, self.queue.disconnect,
+                     self.redis.aclose):
             try:
                 # Bounded: a connection that never answers (seen with the embedded Redis)
                 # must not keep the process from ending.

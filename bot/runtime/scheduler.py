@@ -20,9 +20,8 @@ log = logging.getLogger(__name__)
 
 async def win_tick(services: Services, name: str, interval: float) -> bool:
     """True on exactly one replica for each tick (interval-long slot) of the job `name`."""
-    tick = math.floor(time.time() / interval)
-    key = f"{services.store.keys.prefix}tick:{name}:{tick}"
-    return bool(await services.redis.set(key, "1", nx=True, px=int(interval * 2000) + 1000))
+    return await services.monitor_state.claim_tick(name, math.floor(time.time() / interval),
+                                                   interval)
 
 
 def once_per_tick(services: Services, name: str, interval: float,

@@ -8,14 +8,8 @@ made on.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from bot.domain.actors import Actor
-from bot.services.ports import HasFormTickets, HasStore
-
-
-class FormNeeds(HasStore, HasFormTickets, Protocol):
-    """Refusals are audited; form tickets are Redis-backed."""
+from bot.services.ports import HasAuditLog, HasFormTickets
 
 FORM_SECONDS = 1800  # a form may stay open this long (Slack's trigger is long gone by then)
 
@@ -32,20 +26,20 @@ def same_message(where: Where, channel: str | None, ts: str | None) -> bool:
     return where == (channel, ts)
 
 
-async def refused(services: FormNeeds, actor: Actor, action: str, reason: str,
+async def refused(services: HasAuditLog, actor: Actor, action: str, reason: str,
                   answer: str) -> str:
     """Audit a click or form that was not acted on; returns the answer for the person."""
-    await services.store.audit(actor, action, outcome="refused", reason=reason[:500])
+    await services.audit_log.audit(actor, action, outcome="refused", reason=reason[:500])
     return answer
 
 
-async def open_form(services: FormNeeds, actor: Actor, kind: str, what: dict[str, str]) -> str:
+async def open_form(services: HasFormTickets, actor: Actor, kind: str, what: dict[str, str]) -> str:
     """Record that a form of `kind` about `what` was opened for `actor`; returns the ticket
     its submission must carry."""
     return await services.form_tickets.open(actor.user_id, kind, what, FORM_SECONDS)
 
 
-async def take_form(services: FormNeeds, ticket: str, user_id: str,
+async def take_form(services: HasFormTickets, ticket: str, user_id: str,
                     kind: str) -> dict[str, str] | None:
     """What the form with `ticket` is about, once: None if the bot never opened it for this
     person, or it was sent already, or it expired."""

@@ -99,7 +99,7 @@ async def create_release_candidate(services: CandidateNeeds, req: RcRequest) -> 
             await services.store.audit(req.actor, "hotfix.create" if req.kind == "hotfix"
                                        else "rc.create", outcome="failed",
                                        reason=f"{type(exc).__name__}: {exc}"[:500])
-        await services.notifier.answer(req.response_url, messages.problem(text), text)
+        await services.chat.answer(req.response_url, messages.problem(text), text)
         return None
     finally:
         if req.request_id and not req.dry_run:
@@ -110,7 +110,7 @@ async def create_release_candidate(services: CandidateNeeds, req: RcRequest) -> 
 
 
 async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) -> Release | None:
-    notifier, store, config = services.notifier, services.store, services.config
+    notifier, store, config = services.chat, services.store, services.config
     repo_cfg = config.repository
     hotfix = req.kind == "hotfix"
     action = "hotfix.create" if hotfix else "rc.create"
@@ -236,7 +236,7 @@ async def _tag_and_record(services: CandidateNeeds, req: RcRequest, release: Rel
                           refuse: Any) -> Release | None:
     """Record, tag, push, announce: all of it or none of it. Any exception after the record is
     created undoes what was done (the pushed tag, the record) before it is answered."""
-    store, notifier, config = services.store, services.notifier, services.config
+    store, notifier, config = services.store, services.chat, services.config
     try:
         await store.create_release(release, req.actor)
     except TransitionError:
@@ -324,8 +324,8 @@ async def supersede_older(services: CandidateNeeds, newer: Release, actor: Actor
                 "release.supersede", reason=f"superseded by {newer.tag}")
         except TransitionError:
             continue  # promoted or superseded meanwhile
-        services.notifier.refresh(older.version)
-        await services.notifier.thread(older.version, messages.note(
+        services.chat.refresh(older.version)
+        await services.chat.thread(older.version, messages.note(
             f"⏭️ Superseded by `{newer.tag}`: approvals of this candidate no longer count."),
             f"Superseded by {newer.tag}")
 

@@ -81,7 +81,7 @@ async def _decide(services: DecisionNeeds, actor: Actor, version: str, gate_id: 
         await store.audit(actor, action, release=version, outcome="refused",
                           reason=f"{gate_id}: {exc}")
         return f"You cannot {verb} this: {exc}."
-    services.notifier.refresh(version)
+    services.chat.refresh(version)
     return release, gate, target
 
 
@@ -94,7 +94,7 @@ async def approve(services: DecisionNeeds, actor: Actor, version: str, gate_id: 
     if isinstance(done, str):
         return done
     release, gate, target = done
-    await services.notifier.thread(version, messages.note(
+    await services.chat.thread(version, messages.note(
         f"✅ {messages.mention(actor.user_id)} approved *{messages.escape(gate.name)}*."),
         f"{actor.user_name} approved {gate.name}")
     return f"You approved {gate.name} of {release.tag} for {target}."
@@ -107,7 +107,7 @@ async def reject(services: DecisionNeeds, actor: Actor, version: str, gate_id: s
     if isinstance(done, str):
         return done
     release, gate, _ = done
-    await services.notifier.thread(version, messages.note(
+    await services.chat.thread(version, messages.note(
         f"❌ {messages.mention(actor.user_id)} rejected *{messages.escape(gate.name)}*: "
         f"{messages.escape(reason)}\n{messages.mention(release.requester)}, {release.tag} "
         "will not be promoted; a new `/release rc` supersedes it."),

@@ -20,12 +20,13 @@ from bot.services import change_flags as flag_jobs
 from bot.services import deploy_engine as deploys
 from bot.services import monitor_health as monitor
 from bot.services.deploy_engine import EngineNeeds
-from bot.services.ports import GitError, HasChat, HasQueue, HasStore
+from bot.services.monitor_health import MonitorNeeds
+from bot.services.ports import GitError, HasQueue, HasStore
 
 log = logging.getLogger(__name__)
 
 
-class DeployNeeds(EngineNeeds, HasStore, HasChat, HasQueue, Protocol):
+class DeployNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, Protocol):
     """A release's deploy: the engine, its record, its thread, the queue."""
 
 DEPLOY = "deploy"
@@ -59,7 +60,7 @@ async def enqueue_deploy(services: DeployNeeds, release: Release, environment: s
                 actor, "deploy.start", environment=environment, outcome="blocked",
                 reason="could not be queued")
         raise
-    services.notifier.refresh(release.version)
+    services.chat.refresh(release.version)
     return deploy_id
 
 
@@ -118,8 +119,8 @@ async def _not_started(services: DeployNeeds, version: str, deploy_id: str, envi
             version, partial(releases.block_deploy, deploy_id=deploy_id, now=store.clock(),
                              detail=detail),
             actor, "deploy.start", environment=environment, outcome="blocked", reason=reason)
-    await services.notifier.thread(version, blocks, text)
-    services.notifier.refresh(version)
+    await services.chat.thread(version, blocks, text)
+    services.chat.refresh(version)
 
 
 def _finish(release: Release, *, deploy_id: str, now: float,
@@ -135,7 +136,7 @@ async def _deploy_locked(services: DeployNeeds, release: Release, running: deplo
                          actor: Actor) -> Release | None:
     """The deploy and its gates under the lock; returns the release if it is now to be
     marked live (a promoted release in the last environment)."""
-    store, notifier, config = services.store, services.notifier, services.config
+    store, notifier, config = services.store, services.chat, services.config
     env, deploy_id = running.target.environment, running.target.deploy_id
     version, tag = release.tag_for(env.name, services.config.last_environment.name)
     try:
@@ -214,8 +215,8 @@ async def _go_live(services: DeployNeeds, release: Release, environment: str,
     with contextlib.suppress(TransitionError):
         await services.store.update_release(release.version, releases.go_live, actor,
                                             "release.live", environment=environment)
-        services.notifier.refresh(release.version)
-        await services.notifier.thread(release.version, messages.note(
+        services.chat.refresh(release.version)
+        await services.chat.thread(release.version, messages.note(
             f"🎉 `{tag}` is live in *{environment}*."), f"{tag} is live")
 
 
@@ -236,7 +237,7 @@ async def _outcome_not_recorded(services: DeployNeeds, release: Release, environ
         text = (f"The deploy of `{tag}` to *{environment}* {outcome} ({result.summary()}), "
                 f"but I could not record it: {why}. What I show for this release may be "
                 f"wrong until someone checks *{environment}*.")
-        await services.notifier.post(release.channel, messages.problem(text), text,
+        await services.chat.post(release.channel, messages.problem(text), text,
                                      thread_ts=release.message_ts)
 
 
@@ -253,15 +254,15 @@ async def report_lost_deploy(services: DeployNeeds, version: str, deploy_id: str
     except TransitionError:
         return False  # finished meanwhile, or already reported by another replica
     await monitor.deploy_failed(services, environment, version, release.tag, detail)
-    await services.notifier.thread(version, messages.problem(message),
+    await services.chat.thread(version, messages.problem(message),
                                    f"Deploy to {environment} lost")
-    services.notifier.refresh(version)
+    services.chat.refresh(version)
     return True
 
 
 async def _run_gates(services: DeployNeeds, release: Release, environment: str,
                      running: deploys.Deploy, actor: Actor) -> None:
-    store, notifier = services.store, services.notifier
+    store, notifier = services.store, services.chat
     gates: list[GateConfig] = [g for g in services.config.gates_for(environment)
                                if g.automatic]
     for gate_cfg in gates:

@@ -10,7 +10,7 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,10 @@ from typing import Any, Protocol, TypeVar
 from bot.blocks.release import Block
 from bot.domain.actors import Actor
 from bot.domain.command_results import CommandResult
-from bot.domain.config import CommandEnv, Config
+from bot.domain.config import CheckConfig, CommandEnv, Config
+from bot.domain.health.checks import CheckId, Observation, Result
+from bot.domain.health.incidents import CheckState
+from bot.domain.health.windows import Window
 from bot.domain.locks import LockInfo, LockKind
 from bot.domain.releases import Release
 from bot.domain.rollbacks import RollbackRequest
@@ -90,6 +93,8 @@ class Chat(Protocol):
     async def thread(self, version: str, blocks: list[Block], text: str) -> None: ...
 
     async def answer(self, response_url: str | None, blocks: list[Block], text: str) -> None: ...
+
+    async def update(self, channel: str, ts: str, blocks: list[Block], text: str) -> None: ...
 
     def refresh(self, version: str) -> None: ...
 
@@ -253,7 +258,7 @@ class HasStore(Protocol):
 
 class HasChat(Protocol):
     @property
-    def notifier(self) -> Chat: ...
+    def chat(self) -> Chat: ...
 
 
 class HasQueue(Protocol):
@@ -297,3 +302,86 @@ class HasTransientErrors(Protocol):
 class HasRunner(Protocol):
     @property
     def runner(self) -> Runner: ...
+
+
+# --- health monitoring (bot.services.monitor_health) ----------------------------------------
+
+
+class MonitorState(Protocol):
+    """What monitoring keeps between ticks: check states and results, monitoring windows,
+    acknowledgements, the one-tick-at-a-time lock and the scheduler's time slots."""
+
+    def tick_lock(self, seconds: float) -> AbstractAsyncContextManager[bool]: ...
+
+    async def claim_tick(self, job: str, slot: int, interval: float) -> bool: ...
+
+    async def tick_outlook(self, environments: Sequence[str]
+                           ) -> tuple[dict[str, Window], set[str], str]: ...
+
+    async def stored_checks(self, checks: Sequence[CheckId], results: int
+                            ) -> list[tuple[bytes | None, list[Result]]]: ...
+
+    async def results(self, checks: Sequence[CheckId], count: int) -> list[list[Result]]: ...
+
+    async def record_results(self, results: Sequence[tuple[CheckId, Result]],
+                             keep: int) -> None: ...
+
+    async def save_states(self, states: Mapping[CheckId, bytes]) -> str: ...
+
+    async def check_state(self, check: CheckId) -> CheckState: ...
+
+    async def save_check_state(self, check: CheckId, state: CheckState) -> None: ...
+
+    async def check_states(self, checks: Sequence[CheckId]) -> list[CheckState]: ...
+
+    async def acknowledgements(self, incident_ids: Sequence[str]
+                               ) -> dict[str, tuple[str, float]]: ...
+
+    async def acknowledge(self, incident_id: str, user: str, at: float) -> str | None: ...
+
+    async def window(self, environment: str) -> Window | None: ...
+
+    async def start_window(self, environment: str, window: Window) -> None: ...
+
+    async def end_window(self, environment: str) -> bool: ...
+
+
+class HealthProbe(Protocol):
+    """Runs health checks over HTTP (bot.adapters.http_probe)."""
+
+    async def observe_all(self, checks: Sequence[CheckConfig]) -> list[Observation]: ...
+
+    async def close(self) -> None: ...
+
+
+class RunningReleases(Protocol):
+    """Read only: what each environment runs, and the release records (for their threads)."""
+
+    async def environment_versions(self, names: list[str]) -> dict[str, dict[str, str]]: ...
+
+    async def get_release(self, version: str) -> Release | None: ...
+
+
+class HasClock(Protocol):
+    @property
+    def clock(self) -> Clock: ...
+
+
+class HasAuditLog(Protocol):
+    @property
+    def audit_log(self) -> AuditLog: ...
+
+
+class HasMonitorState(Protocol):
+    @property
+    def monitor_state(self) -> MonitorState: ...
+
+
+class HasHealthProbe(Protocol):
+    @property
+    def health_probe(self) -> HealthProbe: ...
+
+
+class HasRunningReleases(Protocol):
+    @property
+    def running_releases(self) -> RunningReleases: ...

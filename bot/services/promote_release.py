@@ -57,7 +57,7 @@ async def promote_candidate(services: PromotionNeeds, req: FinalRequest) -> None
         log.exception("the promotion of %s failed", req.version)
         text = (f"Something went wrong while promoting ({type(exc).__name__}). Check "
                 "`/release status` and try `/release final` again.")
-        await services.notifier.answer(req.response_url, messages.problem(text), text)
+        await services.chat.answer(req.response_url, messages.problem(text), text)
 
 
 def final_tag_message(release: Release, final_tag: str, req: FinalRequest,
@@ -79,7 +79,7 @@ def final_tag_message(release: Release, final_tag: str, req: FinalRequest,
 
 
 async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
-    store, notifier, config = services.store, services.notifier, services.config
+    store, notifier, config = services.store, services.chat, services.config
     repo_cfg = config.repository
     final_version = str(semver.Version.parse(req.version).finalize_version())
     final_tag = f"{repo_cfg.tag_prefix}{final_version}"

@@ -21,10 +21,11 @@ from bot.services import monitor_health as monitor
 from bot.services.approvers import is_approver
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
-from bot.services.ports import GitError, HasChat, HasFormTickets, HasQueue, HasStore
+from bot.services.monitor_health import MonitorNeeds
+from bot.services.ports import GitError, HasFormTickets, HasQueue, HasStore
 
 
-class RollbackNeeds(EngineNeeds, HasStore, HasChat, HasQueue, HasFormTickets, Protocol):
+class RollbackNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasFormTickets, Protocol):
     """Asking for, approving and running a rollback."""
 
 ROLLBACK = "rollback"
@@ -112,10 +113,10 @@ async def _post_request(services: RollbackNeeds, request: RollbackRequest, requi
     release = await services.store.get_release(request.from_release) \
         if request.from_release else None
     if release and release.channel and release.message_ts:
-        posted = await services.notifier.post(release.channel, blocks, text,
+        posted = await services.chat.post(release.channel, blocks, text,
                                               thread_ts=release.message_ts)
     else:
-        posted = await services.notifier.post(services.config.slack.channel, blocks, text)
+        posted = await services.chat.post(services.config.slack.channel, blocks, text)
     if posted and posted.get("ts"):
         await services.store.update_rollback(
             request.id, partial(rollbacks.placed, channel=str(posted.get("channel", "")),
@@ -183,9 +184,9 @@ async def _say(services: RollbackNeeds, request: RollbackRequest, blocks: list[m
     if request.from_release:
         release = await services.store.get_release(request.from_release)
         if release is not None and release.message_ts:
-            await services.notifier.thread(request.from_release, blocks, text)
+            await services.chat.thread(request.from_release, blocks, text)
             return
-    await services.notifier.post(services.config.slack.channel, blocks, text)
+    await services.chat.post(services.config.slack.channel, blocks, text)
 
 
 async def run_rollback(services: RollbackNeeds, request_id: str, actor: Actor,
@@ -287,7 +288,7 @@ async def _roll_back(services: RollbackNeeds, request: RollbackRequest, running:
         await monitor.deploy_failed(services, env.name, request.from_release,
                                     request.to_tag, f"rollback: {result.summary()}")
     if request.from_release:
-        services.notifier.refresh(request.from_release)
+        services.chat.refresh(request.from_release)
 
 
 async def report_lost(services: RollbackNeeds, request_id: str, detail: str, *,

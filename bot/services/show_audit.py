@@ -35,9 +35,9 @@ async def answer_audit(services: AuditNeeds, actor: Actor, response_url: str | N
         version = await find_release_version(services, name)
         if version is None:
             text = f"I know no release `{name}`."
-            await services.notifier.answer(response_url, messages.problem(text), text)
+            await services.chat.answer(response_url, messages.problem(text), text)
             return
     entries = [e async for e in services.store.audit_trail(version)]
     await services.store.audit(actor, "audit.read", release=version or "")
-    await services.notifier.answer(response_url, audit_message(version, entries),
+    await services.chat.answer(response_url, audit_message(version, entries),
                                    "Audit trail")

@@ -89,6 +89,10 @@ class Keys:
     def monitor_lock(self) -> str:
         return f"{self.prefix}lock:monitor"
 
+    def tick(self, job: str, slot: int) -> str:
+        """Taken by the one replica that runs the scheduled `job` in that time slot."""
+        return f"{self.prefix}tick:{job}:{slot}"
+
     @property
     def queue_name(self) -> str:
         return f"{self.prefix}jobs"

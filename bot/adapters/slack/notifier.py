@@ -81,6 +81,18 @@ class Notifier:
         except Exception:  # the answer is a courtesy; the outcome is already in the thread
             log.warning("response_url answer failed", exc_info=True)
 
+    async def update(self, channel: str, ts: str, blocks: list[Block], text: str) -> None:
+        """Redraw a message the bot posted (an incident's, as it goes on). Like `post`, a
+        failure is logged, never raised: a reply in its thread still tells, and a redraw that
+        failed must not stop what asked for it."""
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
+        except SlackApiError as exc:
+            log.warning("chat.update of %s in %s failed: %s", ts, channel,
+                        exc.response.get("error"))
+        except Exception as exc:  # an error page, a connection reset, a timeout…
+            log.warning("chat.update of %s in %s failed: %s", ts, channel, type(exc).__name__)
+
     def refresh(self, version: str) -> None:
         """Schedule an update of the release message; a burst of calls is one chat.update."""
         task = asyncio.create_task(self._refresh(version))

@@ -14,6 +14,8 @@ from bot.domain.config import CheckConfig, MonitoringConfig
 SEVERITY_RANK = {"ok": 0, "warning": 1, "critical": 2}
 _MISSING = object()
 
+CheckId = tuple[str, str]  # (environment, check name): a configured check, or the deploy one
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -47,6 +49,12 @@ class Result:
     @classmethod
     def from_json(cls, raw: str | bytes) -> Result:
         return cls(**orjson.loads(raw))
+
+    @classmethod
+    def of(cls, seen: Observation, problems: list[str], at: float, version: str) -> Result:
+        """The result of a check run that saw `seen` and found `problems` (its conditions)."""
+        return cls(at=at, ok=not problems, ms=round(seen.elapsed_ms, 2), status=seen.status,
+                   problem="; ".join(problems), version=version)
 
 
 @dataclass(frozen=True)

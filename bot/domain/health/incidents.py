@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from bot.domain.config import MonitoringConfig
-from bot.domain.health.checks import SEVERITY_RANK, Finding, Recent, Result
+from bot.domain.health.checks import SEVERITY_RANK, Finding, Recent, Result, assess
 
 DEPLOY_CHECK = "deploy"  # the pseudo-check under which a failed deploy is an incident
 
@@ -125,3 +125,47 @@ def step(state: CheckState, finding: Finding, now: float, cfg: MonitoringConfig,
         incident.reminded_at = now
         return "remind", incident
     return None
+
+
+def judge(state: CheckState, result: Result, problems: list[str], now: float,
+          cfg: MonitoringConfig, new_incident: Callable[[], Incident],
+          acknowledged: tuple[str, float] | None = None) -> tuple[str, Incident] | None:
+    """One run of a check: `result` joins the check's recent past, an acknowledgement of its
+    incident made since (`acknowledged`: who, when) is taken, and the incident opens, changes
+    or ends as `step` says. Returns what to tell people, if anything."""
+    state.recent.add(result, cfg)
+    state.last = result
+    if not result.ok:
+        state.last_failure = result
+    if state.incident is not None and acknowledged is not None:
+        state.incident.acknowledged_by, state.incident.acknowledged_at = acknowledged
+    return step(state, assess(problems, state.recent, cfg), now, cfg, new_incident)
+
+
+# --- deploys -------------------------------------------------------------------------------
+
+
+def deploy_problem(tag: str, detail: str) -> str:
+    return f"the deploy of `{tag}` failed: {detail}"[:500]
+
+
+def deploy_failed(state: CheckState, environment: str, problem: str, now: float,
+                  release_version: str, new_id: Callable[[], str]) -> tuple[str, Incident]:
+    """A failed deploy (`state` is the environment's DEPLOY_CHECK) is a critical incident at
+    once, no run of failures to wait for; another failure while it is open is a reminder."""
+    if state.incident is not None:
+        state.incident.failures += 1
+        state.incident.problem = problem
+        return "remind", state.incident
+    state.incident = Incident(id=new_id(), environment=environment, check=DEPLOY_CHECK,
+                              severity="critical", opened_at=now, problem=problem,
+                              reminded_at=now, version=release_version)
+    return "open", state.incident
+
+
+def deploy_succeeded(state: CheckState, now: float) -> Incident | None:
+    """A deploy went through: the failed-deploy incident, if one is open, is resolved."""
+    incident, state.incident = state.incident, None
+    if incident is not None:
+        incident.resolved_at = now
+    return incident

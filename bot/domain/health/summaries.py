@@ -1,14 +1,17 @@
-"""Figures over check results: percentiles, sparklines, and the verdict of the monitoring window
-after a deploy of the last environment. Plain functions, no I/O."""
+"""Figures over check results: percentiles, sparklines, the verdict of the monitoring window
+after a deploy of the last environment, and the lines of `/release health`. Plain functions,
+no I/O."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.domain.config import MonitoringConfig
 from bot.domain.health.checks import Result
+from bot.domain.health.incidents import DEPLOY_CHECK, CheckState
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -83,3 +86,17 @@ def _degraded(now: float | None, before: float | None, cfg: MonitoringConfig) ->
     slower = now - before
     return (slower >= cfg.degradation_floor_ms
             and 100.0 * slower / before > cfg.warning_degradation_percent)
+
+
+def health_row(environment: str, check: str, state: CheckState,
+               history: list[Result]) -> dict[str, Any] | None:
+    """One line of `/release health` for a check whose state is `state` and whose recent
+    results are `history` (newest first); None for the deploy check while no failed deploy is
+    open (it is shown only then)."""
+    if check == DEPLOY_CHECK and state.incident is None:
+        return None
+    latencies = [r.ms for r in history if r.ok]
+    return {"environment": environment, "check": check, "last": state.last,
+            "incident": state.incident, "failing": state.failing,
+            "last_failure": state.last_failure, "samples": len(latencies),
+            "p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}

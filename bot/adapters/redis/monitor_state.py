@@ -1,0 +1,200 @@
+"""What health monitoring keeps in Redis: per check its state and its bounded history of
+results, the monitoring window of an environment, who acknowledged an incident, which replica
+wrote the check states last, the lock that lets one tick run at a time, and the slots of the
+scheduler's jobs.
+
+A tick reads and writes a thousand checks, so what it does is batched: one pipeline (or one
+script) per step, not one round trip per check. Keys are built by `Keys`, their strings as they
+always were (a running team's state survives an upgrade)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.adapters.redis.keys import Keys
+from bot.domain.health.checks import CheckId, Result
+from bot.domain.health.incidents import CheckState
+from bot.domain.health.windows import Window
+
+ACK_SECONDS = 30 * 86400  # an acknowledgement outlives any incident it stops reminders for
+
+# Compare-and-delete, so a tick that overran its lock never frees the next tick's.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+# Every result of a tick in one call: ARGV = history, then (key, result) per check. A history
+# is trimmed once it is 20 longer than kept, not on every push.
+_STORE_RESULTS = """
+local keep = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  if redis.call('LPUSH', ARGV[i], ARGV[i + 1]) > keep + 20 then
+    redis.call('LTRIM', ARGV[i], 0, keep - 1)
+  end
+end
+return 0
+"""
+
+
+class RedisMonitorState:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        # (state key, results key) per check, made once: a tick needs them for every check.
+        self._check_keys: dict[CheckId, tuple[str, str]] = {}
+
+    def _keys_of(self, check: CheckId) -> tuple[str, str]:
+        found = self._check_keys.get(check)
+        if found is None:
+            found = (self._keys.check_state(*check), self._keys.check_results(*check))
+            self._check_keys[check] = found
+        return found
+
+    # --- one tick at a time -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def tick_lock(self, seconds: float) -> AsyncIterator[bool]:
+        """Whether this replica holds the monitor's lock (for at most `seconds`) while the
+        block runs; False when another replica's tick holds it."""
+        token = secrets.token_hex(8)
+        key = self._keys.monitor_lock
+        if not await self._redis.set(key, token, nx=True, px=int(seconds * 1000)):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            await self._redis.eval(_RELEASE, 1, key, token)
+
+    async def claim_tick(self, job: str, slot: int, interval: float) -> bool:
+        """True for exactly one caller per time `slot` (of `interval` seconds) of `job`. The
+        claim outlives its slot, so a replica whose clock lags a slot behind still finds it."""
+        return bool(await self._redis.set(self._keys.tick(job, slot), "1", nx=True,
+                                          px=int(interval * 2000) + 1000))
+
+    async def tick_outlook(self, environments: Sequence[str]
+                           ) -> tuple[dict[str, Window], set[str], str]:
+        """What a tick starts from, in one round trip: the open monitoring windows, the
+        environments locked for a deploy right now, and the token of the last tick that saved
+        check states ("" if none did)."""
+        keys = self._keys
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in environments:
+                pipe.get(keys.monitor_window(name))
+            for name in environments:
+                pipe.get(keys.env_lock(name))
+            pipe.get(keys.monitor_writer)
+            rows: list[Any] = await pipe.execute()
+        n = len(environments)
+        windows = {name: Window.from_json(raw)
+                   for name, raw in zip(environments, rows[:n], strict=True) if raw}
+        # A lock without a kind is from before kinds were recorded: only deploys locked then.
+        deploying = {name for name, raw in zip(environments, rows[n:2 * n], strict=True)
+                     if raw and json.loads(raw).get("kind", "deploy") == "deploy"}
+        writer = rows[-1]
+        return windows, deploying, writer.decode() if isinstance(writer, bytes) else \
+            str(writer or "")
+
+    # --- check states and results -------------------------------------------------------------
+
+    async def stored_checks(self, checks: Sequence[CheckId], results: int
+                            ) -> list[tuple[bytes | None, list[Result]]]:
+        """Per check, its state as stored (JSON, None if it has none) and its newest
+        `results` results, newest first: one round trip for all of them."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for check in checks:
+                state_key, results_key = self._keys_of(check)
+                pipe.get(state_key)
+                pipe.lrange(results_key, 0, results - 1)
+            rows: list[Any] = await pipe.execute()
+        return [(rows[2 * i], [Result.from_json(r) for r in rows[2 * i + 1]])
+                for i in range(len(checks))]
+
+    async def results(self, checks: Sequence[CheckId], count: int) -> list[list[Result]]:
+        """Per check, its newest `count` results, newest first."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for check in checks:
+                pipe.lrange(self._keys_of(check)[1], 0, count - 1)
+            rows: list[Any] = await pipe.execute()
+        return [[Result.from_json(r) for r in raws] for raws in rows]
+
+    async def record_results(self, results: Sequence[tuple[CheckId, Result]],
+                             keep: int) -> None:
+        """Add a tick's results to their checks' histories, each kept to about `keep`
+        results, in one call (one reply instead of one per check)."""
+        if not results:
+            return
+        pushes: list[str | bytes] = []
+        for check, result in results:
+            pushes += [self._keys_of(check)[1], result.to_json()]
+        await self._redis.eval(_STORE_RESULTS, 0, keep, *pushes)
+
+    async def save_states(self, states: Mapping[CheckId, bytes]) -> str:
+        """Write the states of a tick that changed (JSON per check), and mark the tick as the
+        last writer; returns the token it is marked with."""
+        token = secrets.token_hex(8)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if states:
+                pipe.mset({self._keys_of(check)[0]: raw for check, raw in states.items()})
+            pipe.set(self._keys.monitor_writer, token)
+            await pipe.execute()
+        return token
+
+    async def check_state(self, check: CheckId) -> CheckState:
+        """The stored state of one check (without its recent past); empty if it has none."""
+        return CheckState.from_json(await self._redis.get(self._keys_of(check)[0]))
+
+    async def save_check_state(self, check: CheckId, state: CheckState) -> None:
+        await self._redis.set(self._keys_of(check)[0], state.to_json())
+
+    async def check_states(self, checks: Sequence[CheckId]) -> list[CheckState]:
+        """The stored states of those checks that have one."""
+        raws = await self._redis.mget([self._keys_of(check)[0] for check in checks])
+        return [CheckState.from_json(raw) for raw in raws if raw]
+
+    # --- incidents ----------------------------------------------------------------------------
+
+    async def acknowledgements(self, incident_ids: Sequence[str]
+                               ) -> dict[str, tuple[str, float]]:
+        """Who acknowledged which of these incidents, and when."""
+        if not incident_ids:
+            return {}
+        raws = await self._redis.mget([self._keys.incident_ack(i) for i in incident_ids])
+        found: dict[str, tuple[str, float]] = {}
+        for incident_id, raw in zip(incident_ids, raws, strict=True):
+            if raw:
+                ack = json.loads(raw)
+                found[incident_id] = (ack["user"], ack["at"])
+        return found
+
+    async def acknowledge(self, incident_id: str, user: str, at: float) -> str | None:
+        """Record that `user` acknowledged the incident at `at`, if nobody did before. None
+        when this is the first acknowledgement; else who made the first ("" if that is no
+        longer known)."""
+        key = self._keys.incident_ack(incident_id)
+        if await self._redis.set(key, json.dumps({"user": user, "at": at}), nx=True,
+                                 ex=ACK_SECONDS):
+            return None
+        raw = await self._redis.get(key)
+        return str(json.loads(raw)["user"]) if raw else ""
+
+    # --- monitoring windows -------------------------------------------------------------------
+
+    async def window(self, environment: str) -> Window | None:
+        raw = await self._redis.get(self._keys.monitor_window(environment))
+        return Window.from_json(raw) if raw else None
+
+    async def start_window(self, environment: str, window: Window) -> None:
+        await self._redis.set(self._keys.monitor_window(environment), window.to_json())
+
+    async def end_window(self, environment: str) -> bool:
+        """Close the environment's window; False if there was none (someone closed it first,
+        so exactly one caller sums it up)."""
+        return bool(await self._redis.delete(self._keys.monitor_window(environment)))

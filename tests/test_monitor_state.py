@@ -1,0 +1,156 @@
+"""What monitoring keeps in Redis, against the real Redis: the same keys as ever, one tick at
+a time, bounded histories, first acknowledgement wins, windows closed once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.adapters.redis.locks import held, take_lock
+from bot.adapters.redis.monitor_state import RedisMonitorState
+from bot.adapters.redis.store import Keys
+from bot.domain.health.checks import Result
+from bot.domain.health.incidents import CheckState, Incident
+from bot.domain.health.windows import Window
+
+HEALTH = ("production", "health")
+VERSION = ("production", "build-info")
+
+
+@pytest.fixture
+def state(redis: Redis, prefix: str) -> RedisMonitorState:
+    return RedisMonitorState(redis, Keys(prefix))
+
+
+def result(at: float, ok: bool = True, version: str = "1.0.0") -> Result:
+    return Result(at=at, ok=ok, ms=at / 10, status=200 if ok else 500,
+                  problem="" if ok else "HTTP 500", version=version)
+
+
+async def test_every_key_is_the_one_a_running_team_already_has(state, redis, prefix):
+    incident = Incident(id="abc123", environment="production", check="health",
+                        severity="critical", opened_at=1.0, problem="HTTP 500")
+    await state.save_check_state(HEALTH, CheckState(failing=3, incident=incident))
+    await state.record_results([(HEALTH, result(1.0))], keep=10)
+    await state.start_window("production", Window("2", "1", "2.0.0", 1.0, 2.0))
+    await state.acknowledge("abc123", "U0ONCALL", 5.0)
+    await state.save_states({})
+    assert await state.claim_tick("monitor", 42, 5.0)
+    async with state.tick_lock(10) as mine:
+        assert mine and await redis.exists(f"{prefix}lock:monitor")
+    keys = {k.decode() async for k in redis.scan_iter(match=f"{prefix}*")}
+    assert keys == {f"{prefix}{k}" for k in (
+        "mon:state:production:health", "mon:results:production:health",
+        "mon:window:production", "mon:ack:abc123", "mon:writer", "tick:monitor:42")}
+
+
+async def test_state_written_by_the_previous_release_is_read(state, redis, prefix):
+    # As the monitor stored them before this adapter existed.
+    await redis.set(f"{prefix}mon:state:production:health", json.dumps(
+        {"failing": 2, "passing": 0, "incident": None, "last_failure": None,
+         "version": "1.0.0", "baseline_ms": 12.5}))
+    await redis.lpush(f"{prefix}mon:results:production:health",
+                      json.dumps(result(1.0).to_dict()), json.dumps(result(2.0).to_dict()))
+    await redis.set(f"{prefix}mon:window:production", json.dumps(
+        {"version": "2", "previous": "1", "release": "", "started": 1.0, "ends": 9.0}))
+    await redis.set(f"{prefix}mon:ack:i1", json.dumps({"user": "U0OLGA", "at": 3.0}))
+    loaded = await state.check_state(HEALTH)
+    assert loaded.failing == 2 and loaded.recent.baseline_ms == 12.5
+    [(raw, history)] = await state.stored_checks([HEALTH], 10)
+    assert raw is not None and json.loads(raw)["failing"] == 2
+    assert [r.at for r in history] == [2.0, 1.0]  # newest first
+    assert await state.window("production") == Window("2", "1", "", 1.0, 9.0)
+    assert await state.acknowledgements(["i1", "i2"]) == {"i1": ("U0OLGA", 3.0)}
+
+
+async def test_a_tick_starts_from_the_windows_the_deploys_and_the_last_writer(state, redis,
+                                                                              prefix):
+    keys = Keys(prefix)
+    assert await state.tick_outlook(["staging", "production"]) == ({}, set(), "")
+    window = Window("2", "1", "2.0.0", 1.0, 2.0)
+    await state.start_window("production", window)
+    await take_lock(redis, keys.env_lock("staging"), "U0ALICE", "maintenance")
+    token = await state.save_states({})
+    async with held(redis, keys.env_lock("production"), 30, "worker", "deploy of v2"):
+        windows, deploying, writer = await state.tick_outlook(["staging", "production"])
+    # A lock someone took is no deploy: the version condition is checked there.
+    assert windows == {"production": window} and deploying == {"production"}
+    assert writer == token and token != await state.save_states({})
+    # A lock recorded before kinds were: only deploys took locks then.
+    await redis.set(keys.env_lock("staging"), json.dumps({"token": "t", "holder": "w"}))
+    assert (await state.tick_outlook(["staging"]))[1] == {"staging"}
+
+
+async def test_one_tick_at_a_time_and_an_overrun_never_frees_the_next_ones(state, redis,
+                                                                          prefix):
+    async with state.tick_lock(10) as first:
+        async with state.tick_lock(10) as second:
+            assert first and not second
+        assert await redis.exists(f"{prefix}lock:monitor")  # the refused one freed nothing
+    async with state.tick_lock(10) as again:
+        assert again  # released after the tick
+    with pytest.raises(RuntimeError):
+        async with state.tick_lock(10):
+            raise RuntimeError("the tick failed")
+    assert not await redis.exists(f"{prefix}lock:monitor")
+    slow = state.tick_lock(0.05)
+    assert await slow.__aenter__()
+    await asyncio.sleep(0.1)  # overran its lock: the next tick takes it meanwhile
+    async with state.tick_lock(10) as next_one:
+        assert next_one
+        taken = await redis.get(f"{prefix}lock:monitor")
+        await slow.__aexit__(None, None, None)  # the slow tick ends while the next one runs
+        assert await redis.get(f"{prefix}lock:monitor") == taken
+
+
+async def test_one_replica_wins_each_slot_of_a_scheduled_job(state, redis, prefix):
+    won = await asyncio.gather(*(state.claim_tick("reap", 7, 0.5) for _ in range(5)))
+    assert won.count(True) == 1
+    assert await state.claim_tick("reap", 8, 0.5) and await state.claim_tick("monitor", 7, 0.5)
+    # The claim outlives its slot (twice its length and a second), then goes.
+    assert 1500 < await redis.pttl(f"{prefix}tick:reap:7") <= 2000
+
+
+async def test_results_are_kept_newest_first_and_trimmed_in_batches(state, redis, prefix):
+    for at in range(1, 31):
+        await state.record_results([(HEALTH, result(at)), (VERSION, result(at, ok=False))],
+                                   keep=5)
+    key = f"{prefix}mon:results:production:health"
+    # Trimmed to the newest 5 when it grew past 25 (the 26th), then growing again.
+    assert await redis.llen(key) == 9
+    assert [r.at for r in (await state.results([HEALTH], 3))[0]] == [30, 29, 28]
+    [health, version] = await state.results([HEALTH, VERSION], 100)
+    assert len(health) == len(version) == 9 and not version[0].ok
+    await state.record_results([], keep=5)  # nothing to write is no call
+
+
+async def test_states_are_saved_together_with_the_writer_mark(state, redis, prefix):
+    incident = Incident(id="i9", environment="production", check="build-info",
+                        severity="warning", opened_at=1.0, problem="slow")
+    saved = {HEALTH: CheckState(failing=1).to_json(),
+             VERSION: CheckState(incident=incident).to_json()}
+    token = await state.save_states(saved)
+    assert await redis.get(f"{prefix}mon:writer") == token.encode()
+    assert [raw for raw, _ in await state.stored_checks([HEALTH, VERSION], 1)] == \
+        list(saved.values())
+    states = await state.check_states([HEALTH, ("production", "deploy"), VERSION])
+    assert len(states) == 2 and states[1].incident == incident  # no state: left out
+    assert (await state.check_state(("staging", "deploy"))) == CheckState()
+
+
+async def test_the_first_acknowledgement_counts(state, redis, prefix):
+    assert await state.acknowledgements([]) == {}
+    assert await state.acknowledge("i1", "U0OLGA", 10.0) is None
+    assert await state.acknowledge("i1", "U0BOB", 11.0) == "U0OLGA"
+    assert await state.acknowledgements(["i1"]) == {"i1": ("U0OLGA", 10.0)}
+    assert 29 * 86400 < await redis.ttl(f"{prefix}mon:ack:i1") <= 30 * 86400
+
+
+async def test_a_window_is_closed_by_exactly_one_caller(state):
+    assert await state.window("production") is None
+    await state.start_window("production", Window("2", "1", "", 1.0, 2.0))
+    closed = await asyncio.gather(*(state.end_window("production") for _ in range(4)))
+    assert closed.count(True) == 1 and await state.window("production") is None
