@@ -231,5 +231,11 @@ async def test_fifty_clicks_of_group_members_share_one_group_lookup(start_bot, g
     assert all(status == 200 for status, _ in results)
     await bot.slack.wait_for(lambda: all(answers_for(bot, u) for u in members), timeout=30)
     assert len(bot.slack.calls_to("usergroups.users.list")) == 1
-    release = await bot.services.store.get_release("0.15.0-rc.1")
+    # On a loaded machine a click may be answered "cannot confirm" while its write, which
+    # goes on after the answer, waits its turn behind the others: none may be lost.
+    for _ in range(300):
+        release = await bot.services.store.get_release("0.15.0-rc.1")
+        if len(release.gate("qa").approvals) == 50:
+            break
+        await asyncio.sleep(0.1)
     assert len(release.gate("qa").approvals) == 50
