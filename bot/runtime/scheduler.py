@@ -12,8 +12,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.runtime.container import Services
 from bot.services import change_flags as flag_jobs
-from bot.services import reap_lost_deploys as reaper
 from bot.services.monitor_health import Monitor
+from bot.services.reap_lost_deploys import reap_lost_deploys
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
     interval = services.config.worker.reap_interval_seconds
     scheduler.add_job(
         once_per_tick(services, "reap-lost-deploys", interval,
-                      lambda: reaper.reap_lost_deploys(services)),
+                      lambda: reap_lost_deploys(services)),
         "interval", seconds=interval, id="reap-lost-deploys", max_instances=1,
         coalesce=True)
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).

@@ -17,8 +17,7 @@ from bot.domain.command_results import CommandResult
 from bot.domain.config import Config, GateConfig
 from bot.domain.releases import Release, TransitionError
 from bot.services import change_flags as flag_jobs
-from bot.services import deploy_engine as deploys
-from bot.services import monitor_health as monitor
+from bot.services import deploy_engine, monitor_health
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
 from bot.services.ports import GitError, HasQueue, HasStore
@@ -47,9 +46,9 @@ async def enqueue_deploy(services: DeployNeeds, release: Release, environment: s
         await services.queue.enqueue(
             DEPLOY, version=release.version, environment=environment, deploy_id=deploy_id,
             actor=asdict(actor), key=deploy_id, retries=1,
-            timeout=deploys.job_timeout(services.config, env.timeout_seconds + gate_time),
+            timeout=deploy_engine.job_timeout(services.config, env.timeout_seconds + gate_time),
             # Never retried (retries=1): a lost deploy is reported in its thread by our reaper.
-            heartbeat=deploys.job_heartbeat(services.config))
+            heartbeat=deploy_engine.job_heartbeat(services.config))
     except Exception:
         # Recorded as queued but no job carries it: never leave it "queued" for ever.
         with contextlib.suppress(Exception):
@@ -80,7 +79,7 @@ async def run_deploy(services: DeployNeeds, version: str, environment: str, depl
         log.warning("deploy %s: no release %s", deploy_id, version)
         return
     _, tag = release.tag_for(environment, services.config.last_environment.name)
-    target = deploys.Target(
+    target = deploy_engine.Target(
         kind="release", deploy_id=deploy_id, environment=env, subject=version,
         holder=release.requester, reason=f"deploying {tag}",
         on_stopped=partial(report_lost_deploy, services, version, deploy_id, environment,
@@ -89,20 +88,20 @@ async def run_deploy(services: DeployNeeds, version: str, environment: str, depl
                                    f"deploy is marked *failed*. Check *{environment}* before "
                                    "deploying again."))
     try:
-        async with deploys.deploying(services, target, job) as running:
+        async with deploy_engine.deploying(services, target, job) as running:
             live = await _deploy_locked(services, release, running, actor)
         if live is not None:
             # After the lock is released: whoever reads "live" (and rolls back at once) finds
             # the environment free.
             await _go_live(services, live, environment, actor)
-    except deploys.EnvironmentBusy as exc:
+    except deploy_engine.EnvironmentBusy as exc:
         holder = exc.info
         await _not_started(services, version, deploy_id, environment, actor,
                            detail=f"locked by {holder.holder}",
                            reason=f"{environment} held by {holder.holder}: {holder.reason}",
                            blocks=messages.environment_busy(environment, holder),
                            text=f"{environment} is busy")
-    except deploys.GivenUp as exc:
+    except deploy_engine.GivenUp as exc:
         text = (f"The deploy of `{tag}` to *{environment}* was not run: {exc}. It was "
                 "reported to you as failed or stuck meanwhile, so it is not run late; deploy "
                 "again if it is still wanted.")
@@ -132,7 +131,7 @@ def _finish(release: Release, *, deploy_id: str, now: float,
     return deploy, was_lost
 
 
-async def _deploy_locked(services: DeployNeeds, release: Release, running: deploys.Deploy,
+async def _deploy_locked(services: DeployNeeds, release: Release, running: deploy_engine.Deploy,
                          actor: Actor) -> Release | None:
     """The deploy and its gates under the lock; returns the release if it is now to be
     marked live (a promoted release in the last environment)."""
@@ -154,7 +153,7 @@ async def _deploy_locked(services: DeployNeeds, release: Release, running: deplo
     try:
         await running.checkout(tag, release.sha)
     except GitError as exc:
-        result = deploys.checkout_failed(tag, exc)
+        result = deploy_engine.checkout_failed(tag, exc)
     else:
         result = await running.run(env.deploy_command,
                                    _command_env(release, env.name, config), env.command_env,
@@ -162,7 +161,7 @@ async def _deploy_locked(services: DeployNeeds, release: Release, running: deplo
     finished_at = store.clock()
     outcome = "succeeded" if result.ok else "failed"
     try:
-        release, (deploy, corrected) = await deploys.durably(
+        release, (deploy, corrected) = await deploy_engine.durably(
             services, f"the outcome of deploy {deploy_id}", store.update_release,
             release.version, partial(_finish, deploy_id=deploy_id, now=finished_at,
                                      result=result),
@@ -172,7 +171,7 @@ async def _deploy_locked(services: DeployNeeds, release: Release, running: deplo
         # Written by an attempt whose reply was lost on the way back.
         release = await store.get_release(release.version) or release
         deploy, corrected = releases.find_deploy(release, deploy_id), False
-    except deploys.NotRecorded as exc:
+    except deploy_engine.NotRecorded as exc:
         await _outcome_not_recorded(services, release, env.name, tag, result, str(exc))
         return None
     except TransitionError as exc:
@@ -188,10 +187,10 @@ async def _deploy_locked(services: DeployNeeds, release: Release, running: deplo
         before = (await store.environment_versions([env.name]))[env.name]
         if await store.set_environment_version(env.name, version, tag, release.sha,
                                                release.version, deployed_at=finished_at):
-            await monitor.deploy_finished(services, env.name, version, release.version,
+            await monitor_health.deploy_finished(services, env.name, version, release.version,
                                           before.get("version", ""))
     else:
-        await monitor.deploy_failed(services, env.name, release.version, tag,
+        await monitor_health.deploy_failed(services, env.name, release.version, tag,
                                     result.summary())
     await notifier.thread(release.version, messages.deploy_outcome(tag, env.name, result),
                           f"Deploy to {env.name} {deploy.status}")
@@ -253,7 +252,7 @@ async def report_lost_deploy(services: DeployNeeds, version: str, deploy_id: str
             BOT, "deploy.finish", environment=environment, outcome="failed", reason=detail)
     except TransitionError:
         return False  # finished meanwhile, or already reported by another replica
-    await monitor.deploy_failed(services, environment, version, release.tag, detail)
+    await monitor_health.deploy_failed(services, environment, version, release.tag, detail)
     await services.chat.thread(version, messages.problem(message),
                                    f"Deploy to {environment} lost")
     services.chat.refresh(version)
@@ -261,7 +260,7 @@ async def report_lost_deploy(services: DeployNeeds, version: str, deploy_id: str
 
 
 async def _run_gates(services: DeployNeeds, release: Release, environment: str,
-                     running: deploys.Deploy, actor: Actor) -> None:
+                     running: deploy_engine.Deploy, actor: Actor) -> None:
     store, notifier = services.store, services.chat
     gates: list[GateConfig] = [g for g in services.config.gates_for(environment)
                                if g.automatic]
@@ -284,7 +283,7 @@ async def _run_gates(services: DeployNeeds, release: Release, environment: str,
                                        services.config.gate_env(gate_cfg),
                                        gate_cfg.timeout_seconds)
         finished_at = store.clock()
-        release, gate = await deploys.durably(
+        release, gate = await deploy_engine.durably(
             services, f"gate {gate_cfg.id} of {release.version}", store.update_release,
             release.version, partial(releases.finish_gate, gate_id=gate_cfg.id,
                                      now=finished_at, ok=result.ok, detail=result.summary()),
@@ -293,7 +292,7 @@ async def _run_gates(services: DeployNeeds, release: Release, environment: str,
         notifier.refresh(release.version)
         await notifier.thread(release.version, messages.gate_outcome(gate, result),
                               f"{gate.name} {gate.status}")
-        if result.error == deploys.LOCK_LOST:
+        if result.error == deploy_engine.LOCK_LOST:
             break  # the environment is not ours any more: no further gate runs in it
 
 

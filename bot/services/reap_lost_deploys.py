@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from bot.services import change_flags as flag_jobs
-from bot.services import deploy_release
-from bot.services import roll_back as rollback_jobs
+from bot.services import deploy_release, roll_back
 from bot.services.deploy_release import DeployNeeds
 from bot.services.roll_back import RollbackNeeds
 
@@ -36,7 +35,7 @@ async def _release(services: ReaperNeeds, subject: str, deploy_id: str, environm
 
 async def _rollback(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,
                     detail: str) -> bool:
-    return await rollback_jobs.report_lost(services, subject, detail)
+    return await roll_back.report_lost(services, subject, detail)
 
 
 async def _flags(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,

@@ -16,8 +16,7 @@ from bot.domain.actors import BOT, Actor
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest
-from bot.services import deploy_engine as deploys
-from bot.services import monitor_health as monitor
+from bot.services import deploy_engine, monitor_health
 from bot.services.approvers import is_approver
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
@@ -97,7 +96,7 @@ async def may_roll_back_from(services: RollbackNeeds, environment: str, version:
         return (f"*{environment}* no longer runs `{version}`, so this button would roll back "
                 "something else; use `/release rollback` instead.")
     places: list[tuple[str | None, str | None]] = [
-        (i.channel, i.ts) for i in await monitor.open_incidents(services, environment)]
+        (i.channel, i.ts) for i in await monitor_health.open_incidents(services, environment)]
     if current.get("release"):
         release = await services.store.get_release(current["release"])
         if release is not None:
@@ -174,9 +173,9 @@ async def _start(services: RollbackNeeds, request: RollbackRequest, actor: Actor
     env = services.config.environment(request.environment)
     await services.queue.enqueue(ROLLBACK, request_id=request.id, actor=actor.__dict__,
                                  key=f"rollback-{request.id}", retries=1,
-                                 timeout=deploys.job_timeout(services.config,
+                                 timeout=deploy_engine.job_timeout(services.config,
                                                              env.timeout_seconds),
-                                 heartbeat=deploys.job_heartbeat(services.config))
+                                 heartbeat=deploy_engine.job_heartbeat(services.config))
 
 
 async def _say(services: RollbackNeeds, request: RollbackRequest, blocks: list[messages.Block],
@@ -196,7 +195,7 @@ async def run_rollback(services: RollbackNeeds, request_id: str, actor: Actor,
     if request is None or request.status != "running":
         return
     env = config.environment(request.environment)
-    target = deploys.Target(
+    target = deploy_engine.Target(
         kind="rollback", deploy_id=f"rollback:{request_id}", environment=env,
         subject=request_id, holder=actor.user_id, reason=f"rolling back to {request.to_tag}",
         on_stopped=partial(report_lost, services, request_id,
@@ -205,13 +204,13 @@ async def run_rollback(services: RollbackNeeds, request_id: str, actor: Actor,
                                    f"killed and the rollback is marked *failed*. Check "
                                    f"*{env.name}* and ask again if needed."))
     try:
-        async with deploys.deploying(services, target, job) as running:
+        async with deploy_engine.deploying(services, target, job) as running:
             await _roll_back(services, request, running, actor)
-    except deploys.EnvironmentBusy as exc:
+    except deploy_engine.EnvironmentBusy as exc:
         await _not_started(services, request, actor, "blocked", f"held by {exc.info.holder}")
         await _say(services, request, messages.environment_busy(env.name, exc.info),
                    f"{env.name} is busy")
-    except deploys.GivenUp as exc:
+    except deploy_engine.GivenUp as exc:
         await _not_started(services, request, actor, "given up", str(exc))
         text = (f"The rollback of *{env.name}* to `{request.to_tag}` was not run: {exc}. "
                 "Ask again if it is still wanted.")
@@ -227,14 +226,15 @@ async def _not_started(services: RollbackNeeds, request: RollbackRequest, actor:
                                     actor, "rollback.finish", outcome=outcome, reason=reason)
 
 
-async def _roll_back(services: RollbackNeeds, request: RollbackRequest, running: deploys.Deploy,
+async def _roll_back(services: RollbackNeeds, request: RollbackRequest,
+                     running: deploy_engine.Deploy,
                      actor: Actor) -> None:
     store = services.store
     env = running.target.environment
     try:
         await running.checkout(request.to_tag, request.to_sha)
     except GitError as exc:
-        result = deploys.checkout_failed(request.to_tag, exc)
+        result = deploy_engine.checkout_failed(request.to_tag, exc)
     else:
         result = await running.run(
             env.deploy_command, timeout=env.timeout_seconds, given=env.command_env,
@@ -244,12 +244,12 @@ async def _roll_back(services: RollbackNeeds, request: RollbackRequest, running:
     finished_at = store.clock()
     took = finished_at - request.requested_at
     try:
-        request, _ = await deploys.durably(
+        request, _ = await deploy_engine.durably(
             services, f"the outcome of rollback {request.id}", store.update_rollback,
             request.id, partial(rollbacks.finish, ok=result.ok, now=finished_at), actor,
             "rollback.finish", outcome="succeeded" if result.ok else "failed",
             reason=f"{result.summary()}; {took:.1f}s from request to deploy finished")
-    except deploys.NotRecorded as exc:
+    except deploy_engine.NotRecorded as exc:
         text = (f"The rollback of *{env.name}* to `{request.to_tag}` "
                 f"{'succeeded' if result.ok else 'failed'}, but I could not record it: {exc}. "
                 f"Check *{env.name}*.")
@@ -260,7 +260,7 @@ async def _roll_back(services: RollbackNeeds, request: RollbackRequest, running:
     if result.ok:
         await store.set_environment_version(env.name, request.to_version, request.to_tag,
                                             request.to_sha, deployed_at=finished_at)
-        await monitor.deploy_finished(services, env.name, request.to_version,
+        await monitor_health.deploy_finished(services, env.name, request.to_version,
                                       request.from_release, request.from_version,
                                       rollback=True)
         reason = (f"rolled back from {request.from_version} to {request.to_tag}: "
@@ -285,7 +285,7 @@ async def _roll_back(services: RollbackNeeds, request: RollbackRequest, running:
     else:
         await _say(services, request, messages.deploy_outcome(
             request.to_tag, env.name, result), "Rollback failed")
-        await monitor.deploy_failed(services, env.name, request.from_release,
+        await monitor_health.deploy_failed(services, env.name, request.from_release,
                                     request.to_tag, f"rollback: {result.summary()}")
     if request.from_release:
         services.chat.refresh(request.from_release)

@@ -9,8 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import release as messages
 from bot.runtime.container import Services
-from bot.services import clicks
-from bot.services import decide as decisions
+from bot.services import clicks, decide
 from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 
@@ -27,7 +26,7 @@ async def approve(services: Services, body: dict[str, Any]) -> str:
     actor, value = click_actor(body), button_value(body)
     if value is None or "v" not in value or "g" not in value:
         return await clicks.refused(services, actor, "gate.approve", "damaged button", DAMAGED)
-    return await decisions.approve(services, actor, value["v"], value["g"],
+    return await decide.approve(services, actor, value["v"], value["g"],
                                    clicked_message(body))
 
 
@@ -43,7 +42,7 @@ async def open_reject_form(services: Services, body: dict[str, Any],
     if value is None or "v" not in value or "g" not in value:
         return await clicks.refused(services, actor, "gate.reject", "damaged button", DAMAGED)
     version, gate_id = value["v"], value["g"]
-    refusal = await decisions.may_decide(services, actor, version, gate_id, where)
+    refusal = await decide.may_decide(services, actor, version, gate_id, where)
     release = await services.store.get_release(version)
     if refusal is not None or release is None:
         return await clicks.refused(services, actor, "gate.reject", f"{gate_id}: {refusal}",

@@ -7,8 +7,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
 from bot.runtime.container import Services
-from bot.services import clicks
-from bot.services import monitor_health as monitor
+from bot.services import clicks, monitor_health
 from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 
@@ -25,5 +24,5 @@ async def acknowledge(services: Services, body: dict[str, Any]) -> str:
         return await clicks.refused(services, actor, "incident.ack", "damaged button",
                                     "This button is damaged; use `/release health` to see the "
                                     "incident.")
-    return await monitor.acknowledge(services, actor, value["e"], value["c"], value["i"],
+    return await monitor_health.acknowledge(services, actor, value["e"], value["c"], value["i"],
                                      clicked_message(body))

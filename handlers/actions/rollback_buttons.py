@@ -10,8 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import release as messages
 from bot.runtime.container import Services
-from bot.services import clicks
-from bot.services import roll_back as rollback_jobs
+from bot.services import clicks, roll_back
 from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 
@@ -29,7 +28,7 @@ async def open_rollback_form(services: Services, body: dict[str, Any],
         return await clicks.refused(services, actor, "rollback.request", "damaged button",
                                     "That button is damaged; use `/release rollback` instead.")
     env, version = value["e"], value["v"]
-    refusal = await rollback_jobs.may_roll_back_from(services, env, version, where)
+    refusal = await roll_back.may_roll_back_from(services, env, version, where)
     if refusal is not None:
         return await clicks.refused(services, actor, "rollback.request", refusal, refusal)
     ticket = await clicks.open_form(services, actor, "rollback", {
@@ -53,5 +52,5 @@ async def approve(services: Services, body: dict[str, Any]) -> str:
     if value is None or "r" not in value:
         return await clicks.refused(services, actor, "rollback.approve", "damaged button",
                                     "That button is damaged; use the one on the request.")
-    return await rollback_jobs.approve_rollback(services, actor, value["r"],
+    return await roll_back.approve_rollback(services, actor, value["r"],
                                                 clicked_message(body))

@@ -32,10 +32,14 @@ from bot.domain.config import UnknownEnvironment
 from bot.domain.locks import LockRefused, format_age
 from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.runtime.logs import loggable
-from bot.services import create_candidate, promote_release, show_audit
-from bot.services import lock_environments as environments
-from bot.services import monitor_health as monitor
-from bot.services import roll_back as rollback_jobs
+from bot.services import (
+    create_candidate,
+    lock_environments,
+    monitor_health,
+    promote_release,
+    roll_back,
+    show_audit,
+)
 from handlers.answers import STORE_DOWN, before_ack
 from handlers.payloads import command_actor
 
@@ -116,7 +120,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
                 config.check_environment(parsed.environment)
             except UnknownEnvironment as exc:
                 return problem(str(exc))
-        rows = await monitor.health_rows(services, parsed.environment)
+        rows = await monitor_health.health_rows(services, parsed.environment)
         return Answer("Health checks", health_messages.health_report(rows,
                                                                       services.store.clock()))
     if isinstance(parsed, LockCommand | UnlockCommand):
@@ -129,7 +133,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
             return problem(str(exc))
         if not await services.store.first_time(f"command:{request_id(command)}"):
             return Answer(None, outcome="duplicate")
-        asked = await rollback_jobs.request_rollback(
+        asked = await roll_back.request_rollback(
             services, command_actor(command), env, parsed.to, parsed.reason,
             services.store.clock())
         return Answer(asked.text, messages.note(asked.text), after=asked.post)
@@ -149,10 +153,10 @@ async def lock_command(services: Services, command: dict[str, Any],
     actor = command_actor(command)
     try:
         if isinstance(parsed, LockCommand):
-            outcome = await environments.lock(services, actor, parsed.environment,
+            outcome = await lock_environments.lock(services, actor, parsed.environment,
                                               parsed.reason, parsed.force)
         else:
-            outcome = await environments.unlock(services, actor, parsed.environment,
+            outcome = await lock_environments.unlock(services, actor, parsed.environment,
                                                 parsed.force)
     except (UnknownEnvironment, LockRefused) as exc:
         verb = "lock" if isinstance(parsed, LockCommand) else "unlock"

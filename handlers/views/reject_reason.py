@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot.runtime.container import STORE_UNREACHABLE
-from bot.services import decide as decisions
+from bot.services import decide
 from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
 from handlers.views.reason_form import answer_privately, take_form
 
@@ -22,7 +22,7 @@ async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, 
         return
     reason, form, actor = taken
     try:
-        answer = await asyncio.wait_for(decisions.reject(
+        answer = await asyncio.wait_for(decide.reject(
             services, actor, form["v"], form["g"], reason, (form["channel"], form["ts"])),
             AFTER_ACK_BUDGET)
     except STORE_UNREACHABLE:

@@ -8,7 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot.runtime.container import STORE_UNREACHABLE
-from bot.services import roll_back as rollback_jobs
+from bot.services import roll_back
 from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
 from handlers.views.reason_form import answer_privately, take_form
 
@@ -22,7 +22,7 @@ async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str
         return
     reason, form, actor = taken
     try:
-        answer = await asyncio.wait_for(rollback_jobs.request_rollback(
+        answer = await asyncio.wait_for(roll_back.request_rollback(
             services, actor, form["e"], None, reason, services.store.clock(),
             expect_from=form["v"]),
             AFTER_ACK_BUDGET)
