@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 from bot.commands.release import MAX_DESCRIPTION, CommandError, check_text
+from bot.commands.words import UnclosedQuote, split_words
 from bot.domain.flags import (
     FlagChange,
     FlagsError,
@@ -52,9 +52,9 @@ FlagCommand = ListFlags | ChangeFlag | RampFlag | FlagHelp
 
 def parse_flag_command(text: str) -> FlagCommand:
     try:
-        words = shlex.split(text.replace("\u201c", '"').replace("\u201d", '"'))
-    except ValueError:
-        raise CommandError("A quote is not closed: `/flag create NAME --description "
+        words = split_words(text)
+    except UnclosedQuote as exc:
+        raise CommandError(f"{exc} Like this: `/flag create NAME --description "
                            "\"what it is\"`.") from None
     if not words or words[0] in ("help", "--help", "-h"):
         return FlagHelp()

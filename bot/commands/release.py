@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
+from bot.commands.words import UnclosedQuote, split_words
 from bot.domain.versions import BUMPS, Bump
 
 MAX_DESCRIPTION = 1000
 MAX_REASON = 500
 VERSION_WORD = re.compile(r"^[A-Za-z0-9._/+-]{1,60}$")
 ISSUE_ID = re.compile(r"^[A-Za-z0-9#][A-Za-z0-9._#/:-]{0,63}$")
-# Phones turn straight quotes into curly ones; shlex only knows the straight kind.
-_SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u201e": '"',
-                               "\u2018": "'", "\u2019": "'"})
 
 USAGE = """\
 *`/release rc [--description TEXT] [--issue ID] [--bump major|minor|patch] [--dry-run]`*
@@ -124,9 +121,9 @@ _RC_OPTIONS = {"--description": True, "--issue": True, "--bump": True, "--dry-ru
 
 def parse_release_command(text: str) -> Command:
     try:
-        words = shlex.split(text.translate(_SMART_QUOTES))
-    except ValueError:
-        raise CommandError("A quote is not closed. Put the description in straight quotes: "
+        words = split_words(text)
+    except UnclosedQuote as exc:
+        raise CommandError(f"{exc} Put the description in quotes: "
                            "`/release rc --description \"what changed\"`.") from None
     if not words or words[0] in ("help", "--help", "-h"):
         return HelpCommand()
@@ -251,5 +248,5 @@ def _parse_rc(words: list[str]) -> RcCommand:
         raise CommandError(f"`--bump {bump}` is not a bump; use `--bump major`, "
                            "`--bump minor` or `--bump patch`.")
     return RcCommand(description=_description(opts), issue=_issue(opts),
-                     bump=bump,  # type: ignore[arg-type]
+                     bump=bump,
                      dry_run=bool(opts.get("--dry-run", False)))
