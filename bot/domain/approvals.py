@@ -1,15 +1,19 @@
 """Approval rules: who may approve a gate, and what a candidate still lacks for promotion.
 
 Pure functions over releases and policies; the store applies them atomically, so a rule checked
-here holds at the moment the change is written.
+here holds at the moment the change is written. Whether one approval counts is the approval
+policy engine's to say (bot.domain.approval_policy), as for rollbacks and flag changes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.domain import approval_policy
+from bot.domain.approval_policy import Approval, Refused
 from bot.domain.config import ApprovalPolicy, Config
-from bot.domain.releases import Approval, Gate, NoChange, Rejection, Release, TransitionError
+from bot.domain.releases import Gate, Rejection, Release, TransitionError
+from bot.domain.releases import NoChange as NoChange  # raised here, caught by the callers
 
 
 class Refusal(TransitionError):
@@ -17,8 +21,7 @@ class Refusal(TransitionError):
 
 
 def valid_approvals(gate: Gate, policy: ApprovalPolicy, now: float) -> list[Approval]:
-    horizon = now - policy.valid_hours * 3600
-    return [a for a in gate.approvals if a.at >= horizon]
+    return approval_policy.counted(policy, gate.approvals, now)
 
 
 def _check_open(release: Release) -> None:
@@ -43,14 +46,6 @@ def _manual_gate(release: Release, gate_id: str) -> Gate:
     return gate
 
 
-def check_approver(release: Release, policy: ApprovalPolicy, user_id: str,
-                   is_approver: bool) -> None:
-    if user_id == release.requester and not policy.allow_self_approval:
-        raise Refusal(f"you requested {release.tag}, and nobody approves their own release")
-    if not is_approver:
-        raise Refusal("you are not one of the approvers for this environment")
-
-
 def approve(release: Release, gate_id: str, *, user_id: str, user_name: str, now: float,
             policy: ApprovalPolicy, is_approver: bool) -> Gate:
     """Record an approval of a manual gate; one person counts once per gate."""
@@ -59,14 +54,26 @@ def approve(release: Release, gate_id: str, *, user_id: str, user_name: str, now
     if gate.rejection is not None:
         raise Refusal(f"{gate.name} was rejected by {gate.rejection.user_name}: "
                       f"{gate.rejection.reason}")
-    check_approver(release, policy, user_id, is_approver)
-    fresh = valid_approvals(gate, policy, now)
-    if any(a.user_id == user_id for a in fresh):
-        raise NoChange(f"you already approved {gate.name}")
-    gate.approvals = [*fresh, Approval(user_id=user_id, user_name=user_name, at=now)]
+    verdict = approval_policy.consider(policy, gate.approvals, user_id=user_id,
+                                       user_name=user_name, now=now,
+                                       requester=release.requester, is_approver=is_approver)
+    if verdict.refused is not None:
+        raise _gate_refusal(verdict.refused, release, gate)
+    gate.approvals = list(verdict.approvals)  # an approval past its validity is dropped
     gate.status = "passed"
     gate.finished_at = now
     return gate
+
+
+def _gate_refusal(why: Refused, release: Release, gate: Gate) -> TransitionError:
+    if why == "own request":
+        return Refusal(f"you requested {release.tag}, and nobody approves their own release")
+    if why == "not an approver":
+        return Refusal("you are not one of the approvers for this environment")
+    if why == "already approved":
+        return NoChange(f"you already approved {gate.name}")
+    # The gate's own openness was checked before the engine was asked (_check_open).
+    return Refusal(f"{release.tag} is not open for approvals")
 
 
 def reject(release: Release, gate_id: str, *, user_id: str, user_name: str, now: float,

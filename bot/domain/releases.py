@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.domain.approval_policy import Approval as Approval  # where gates' approvals are
 from bot.domain.config import Config
 
 GateStatus = Literal["pending", "running", "passed", "failed"]
@@ -30,13 +31,6 @@ class NoChange(TransitionError):
 def span(started: float | None, finished: float | None) -> float | None:
     """How long something took, once it has both started and finished."""
     return None if started is None or finished is None else finished - started
-
-
-@dataclass
-class Approval:
-    user_id: str
-    user_name: str
-    at: float
 
 
 @dataclass
@@ -135,7 +129,7 @@ class Release:
 
 
 def _gate(data: dict[str, Any]) -> Gate:
-    data["approvals"] = [Approval(**a) for a in data.get("approvals", [])]
+    data["approvals"] = [Approval.from_dict(a) for a in data.get("approvals", [])]
     rejection = data.get("rejection")
     data["rejection"] = Rejection(**rejection) if rejection else None
     return Gate(**data)

@@ -7,12 +7,15 @@ Plain data and rules here; the job that deploys is in bot.services.create_candid
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
+from bot.domain import approval_policy
+from bot.domain.approval_policy import Approval
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.config import ApprovalPolicy, Config
-from bot.domain.releases import Approval, TransitionError
+from bot.domain.releases import TransitionError
 
 RollbackStatus = Literal["waiting", "running", "succeeded", "failed"]
 
@@ -46,18 +49,23 @@ class RollbackRequest:
     @classmethod
     def from_json(cls, text: str | bytes) -> RollbackRequest:
         data = json.loads(text)
-        data["approvals"] = [Approval(**a) for a in data.get("approvals", [])]
+        data["approvals"] = [Approval.from_dict(a) for a in data.get("approvals", [])]
         return cls(**data)
 
 
+# What every rollback's approvals share, whatever [rollback] says: whoever asks for a rollback
+# counts as one approval if they are an approver (in an emergency, one approver can act alone
+# unless the config asks for more), and approvals do not expire ([rollback] has no valid_hours):
+# a request waits until it is approved.
+_ANY_ROLLBACK = ApprovalPolicy(required=1, approvers=(), allow_self_approval=True,
+                               valid_hours=math.inf)
+
+
 def rollback_policy(config: Config, environment: str) -> ApprovalPolicy:
-    """[rollback] in the config, with the environment's approvers when it names none.
-    Whoever asks for a rollback counts as one approval if they are an approver: in an
-    emergency, one approver can act alone unless the config asks for more."""
+    """[rollback] in the config, with the environment's approvers when it names none."""
     base = config.rollback
     approvers = base.approvers or config.policy(environment).approvers
-    return ApprovalPolicy(required=base.required, approvers=approvers,
-                          allow_self_approval=True, valid_hours=base.valid_hours)
+    return replace(_ANY_ROLLBACK, required=base.required, approvers=approvers)
 
 
 def choose_target(history: list[dict[str, str]], environment: str,
@@ -83,13 +91,19 @@ def choose_target(history: list[dict[str, str]], environment: str,
 
 def approve(request: RollbackRequest, *, user_id: str, user_name: str, now: float,
             eligible: bool) -> None:
-    if request.status != "waiting":
+    # Of a rollback's policy only the approvers (handed in as `eligible`) and the count (for
+    # `ready`) depend on the environment; whether one approval is accepted does not.
+    verdict = approval_policy.consider(_ANY_ROLLBACK, request.approvals, user_id=user_id,
+                                       user_name=user_name, now=now,
+                                       requester=request.requester, is_approver=eligible,
+                                       is_open=request.status == "waiting")
+    if verdict.refused == "not open":
         raise NoChange(f"this rollback is already {request.status}")
-    if not eligible:
+    if verdict.refused == "not an approver":
         raise Refusal(f"you are not one of the approvers for {request.environment}")
-    if any(a.user_id == user_id for a in request.approvals):
+    if verdict.refused == "already approved":
         raise NoChange("you already approved this rollback")
-    request.approvals.append(Approval(user_id=user_id, user_name=user_name, at=now))
+    request.approvals = list(verdict.approvals)
 
 
 def placed(request: RollbackRequest, *, channel: str, message_ts: str) -> None:
@@ -97,15 +111,22 @@ def placed(request: RollbackRequest, *, channel: str, message_ts: str) -> None:
     request.channel, request.message_ts = channel, message_ts
 
 
+def missing(request: RollbackRequest, policy: ApprovalPolicy) -> int:
+    """How many more approvals the rollback waits for. Its approvals do not expire, so they
+    are counted as of the request (every one of them came after it)."""
+    return approval_policy.missing(policy, request.approvals, request.requested_at)
+
+
 def ready(request: RollbackRequest, policy: ApprovalPolicy) -> bool:
-    return request.status == "waiting" and len(request.approvals) >= policy.required
+    return request.status == "waiting" and missing(request, policy) == 0
 
 
 def start(request: RollbackRequest, policy: ApprovalPolicy) -> None:
     if request.status != "waiting":
         raise NoChange(f"this rollback is already {request.status}")
-    if len(request.approvals) < policy.required:
-        raise Refusal(f"needs {policy.required - len(request.approvals)} more approval(s)")
+    short = missing(request, policy)
+    if short:
+        raise Refusal(f"needs {short} more approval(s)")
     request.status = "running"
 
 

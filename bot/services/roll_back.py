@@ -80,7 +80,7 @@ async def request_rollback(services: RollbackNeeds, actor: Actor, environment: s
                               f"to `{request.to_tag}`…")
     return RollbackAnswer(
         f"Rollback of *{environment}* to `{request.to_tag}` asked; it needs "
-        f"{policy.required - len(request.approvals)} more approval(s) in the channel.",
+        f"{rollbacks.missing(request, policy)} more approval(s) in the channel.",
         post=partial(_post_request, services, request, policy.required))
 
 
