@@ -27,6 +27,7 @@ from bot.adapters.redis.locks import Locks
 from bot.adapters.redis.monitor_state import RedisMonitorState
 from bot.adapters.redis.running_deploys import RunningDeploys
 from bot.adapters.redis.store import Store
+from bot.adapters.slack.directory import SlackUserDirectory
 from bot.adapters.slack.notifier import Notifier, web_client
 from bot.blocks.release import Block
 from bot.domain.config import Config
@@ -87,9 +88,8 @@ class Services:
     status: SharedRead[list[Block]] = field(init=False)
     # Work a handler starts after its ack without the queue (the flag kill switch).
     _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
-    # User-group lookups in flight (bot.services.approvers), shared by everyone who asks meanwhile.
-    group_lookups: dict[str, asyncio.Task[frozenset[str]]] = field(init=False,
-                                                                    default_factory=dict)
+    # Who is in a Slack user group (approver lists name groups).
+    user_directory: SlackUserDirectory = field(init=False)
     # Health monitoring's ports (bot.services.monitor_health). The probe opens its HTTP
     # session on the first check, so roles that never check pay nothing for it.
     monitor_state: RedisMonitorState = field(init=False)
@@ -117,6 +117,7 @@ class Services:
         self.form_tickets = FormTickets(self.redis, keys)
         self.monitor_state = RedisMonitorState(self.redis, keys)
         self.health_probe = Prober(self.config.monitoring.concurrency)
+        self.user_directory = SlackUserDirectory(self.notifier.client, self.redis, keys)
 
     # Ports that are parts of the store and the notifier (bot.services.ports).
     @property

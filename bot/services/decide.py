@@ -18,10 +18,10 @@ from bot.domain.approvals import NoChange, Refusal
 from bot.domain.releases import Gate, Release, TransitionError
 from bot.services.approvers import is_approver
 from bot.services.clicks import Where, same_message
-from bot.services.ports import HasChat, HasConfig, HasStore
+from bot.services.ports import HasChat, HasConfig, HasStore, HasUserDirectory
 
 
-class DecisionNeeds(HasConfig, HasStore, HasChat, Protocol):
+class DecisionNeeds(HasConfig, HasStore, HasChat, HasUserDirectory, Protocol):
     """Approve/Reject on a gate."""
 
 

@@ -385,3 +385,18 @@ class HasHealthProbe(Protocol):
 class HasRunningReleases(Protocol):
     @property
     def running_releases(self) -> RunningReleases: ...
+
+
+# --- approvals and flag changes (issue 11, flags) --------------------------------------------
+
+
+class UserDirectory(Protocol):
+    """Slack's user groups: who is in one. An unknown or unreadable group has nobody in it, so
+    an approver list fails closed."""
+
+    async def group_members(self, group: str) -> frozenset[str]: ...
+
+
+class HasUserDirectory(Protocol):
+    @property
+    def user_directory(self) -> UserDirectory: ...

@@ -21,10 +21,11 @@ from bot.services.approvers import is_approver
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
-from bot.services.ports import GitError, HasFormTickets, HasQueue, HasStore
+from bot.services.ports import GitError, HasFormTickets, HasQueue, HasStore, HasUserDirectory
 
 
-class RollbackNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasFormTickets, Protocol):
+class RollbackNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasFormTickets,
+                    HasUserDirectory, Protocol):
     """Asking for, approving and running a rollback."""
 
 ROLLBACK = "rollback"
