@@ -23,6 +23,7 @@ from bot.adapters.http_probe import Prober
 from bot.adapters.process.runner import CommandRunner
 from bot.adapters.redis.claims import CreationClaims, FormTickets
 from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
+from bot.adapters.redis.flag_requests import RedisFlagRequests
 from bot.adapters.redis.locks import Locks
 from bot.adapters.redis.monitor_state import RedisMonitorState
 from bot.adapters.redis.running_deploys import RunningDeploys
@@ -90,6 +91,8 @@ class Services:
     _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
     # Who is in a Slack user group (approver lists name groups).
     user_directory: SlackUserDirectory = field(init=False)
+    # Flag change requests and ramps.
+    flag_requests: RedisFlagRequests = field(init=False)
     # Health monitoring's ports (bot.services.monitor_health). The probe opens its HTTP
     # session on the first check, so roles that never check pay nothing for it.
     monitor_state: RedisMonitorState = field(init=False)
@@ -118,6 +121,7 @@ class Services:
         self.monitor_state = RedisMonitorState(self.redis, keys)
         self.health_probe = Prober(self.config.monitoring.concurrency)
         self.user_directory = SlackUserDirectory(self.notifier.client, self.redis, keys)
+        self.flag_requests = RedisFlagRequests(self.redis, keys)
 
     # Ports that are parts of the store and the notifier (bot.services.ports).
     @property

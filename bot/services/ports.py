@@ -20,6 +20,7 @@ from bot.blocks.release import Block
 from bot.domain.actors import Actor
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CheckConfig, CommandEnv, Config
+from bot.domain.flag_requests import FlagRequest, Ramp
 from bot.domain.health.checks import CheckId, Observation, Result
 from bot.domain.health.incidents import CheckState
 from bot.domain.health.windows import Window
@@ -400,3 +401,33 @@ class UserDirectory(Protocol):
 class HasUserDirectory(Protocol):
     @property
     def user_directory(self) -> UserDirectory: ...
+
+
+class FlagRequests(Protocol):
+    """Flag change requests and the ramps going (bot.adapters.redis.flag_requests)."""
+
+    async def save(self, request: FlagRequest) -> None: ...
+
+    async def load(self, request_id: str) -> FlagRequest | None: ...
+
+    async def update(self, request_id: str,
+                     change: Callable[[FlagRequest], T]) -> tuple[FlagRequest, T] | None:
+        """`change` applied atomically; None if the request is gone."""
+        ...
+
+    async def ramp_names(self) -> list[str]: ...
+
+    async def ramp(self, name: str) -> Ramp | None: ...
+
+    async def start_ramp(self, ramp: Ramp) -> None: ...
+
+    async def save_ramp(self, ramp: Ramp) -> bool:
+        """False, and nothing written, if the ramp was stopped meanwhile."""
+        ...
+
+    async def end_ramp(self, name: str) -> Ramp | None: ...
+
+
+class HasFlagRequests(Protocol):
+    @property
+    def flag_requests(self) -> FlagRequests: ...

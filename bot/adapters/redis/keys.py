@@ -96,3 +96,11 @@ class Keys:
     @property
     def queue_name(self) -> str:
         return f"{self.prefix}jobs"
+
+    # Feature flags: each change request, and one hash of the ramps going (flag -> ramp).
+    def flag_request(self, request_id: str) -> str:
+        return f"{self.prefix}flagreq:{request_id}"
+
+    @property
+    def flag_ramps(self) -> str:
+        return f"{self.prefix}flagramps"
