@@ -108,13 +108,13 @@ def apply(text: str, change: FlagChange, path: str = "data/feature-flags.toml") 
         table["enabled"] = False
         table["description"] = change.description
         table["rollout_percentage"] = 0
-        document["flags"][change.name] = table  # type: ignore[index]
+        document["flags"][change.name] = table
         return tomlkit.dumps(document)
     if change.name not in flags:
         known = ", ".join(f"`{n}`" for n in sorted(flags)) or "none yet"
         raise FlagsError(f"There is no flag `{change.name}` (flags: {known}). "
                          f"`/flag create {change.name} --description \"…\"` makes one.")
-    table = document["flags"][change.name]  # type: ignore[index]
+    table = document["flags"][change.name]
     if change.operation == "enable":
         table["enabled"] = True
     elif change.operation == "disable":
@@ -123,10 +123,6 @@ def apply(text: str, change: FlagChange, path: str = "data/feature-flags.toml") 
         # Only the percentage: a flag someone switched off stays off until enabled again.
         table["rollout_percentage"] = change.percentage
     return tomlkit.dumps(document)
-
-
-def changed_flags(before: dict[str, Flag], after: dict[str, Flag]) -> set[str]:
-    return {n for n in set(before) | set(after) if before.get(n) != after.get(n)}
 
 
 def raises_exposure(before: Flag | None, change: FlagChange) -> bool:
