@@ -12,7 +12,7 @@ from bot.domain.actors import Actor
 from bot.domain.approval_policy import Approval
 from bot.domain.config import ApprovalPolicy, parse_config
 from bot.domain.flag_requests import FlagRequest, new_request
-from bot.domain.flags import Flag, FlagsError
+from bot.domain.flags import Flag, FlagsError, site_report
 
 ALICE = Actor("U0ALICE", "alice", "C0DEV")
 ON_50 = Flag("new_search", True, 50)
@@ -118,3 +118,21 @@ def test_a_ramp_starts_above_the_flag_and_steps_as_approved_requests():
         f"{ramp_request.id}-1", 60, True, "approved", ramp_request.id)
     assert step.approvals == ramp_request.approvals
     assert flag_requests.describe(None) == "new"
+
+
+@pytest.mark.parametrize(("body", "report"), [
+    ('{"flags": {"new_search": {"enabled": true, "rollout_percentage": 80}}}', ("on, 80%", True)),
+    ('{"new_search": {"enabled": true, "rollout_percentage": 80}}', ("on, 80%", True)),
+    ('{"flags": {"new_search": {"enabled": true, "rollout_percentage": 50}}}',
+     ("on, 50%", False)),
+    ('{"flags": {"new_search": {"enabled": false}}}', ("off, 0%", False)),
+    ('{"flags": {}}', ("the flag missing", False)),
+    ('["new_search"]', ("the flag missing", False)),
+])
+def test_what_the_site_reports_of_a_flag(body, report):
+    assert site_report(body, "new_search", Flag("new_search", True, 80)) == report
+
+
+def test_a_site_answer_that_is_not_json_is_no_answer():
+    with pytest.raises(ValueError):
+        site_report("<html>", "new_search", ON_50)

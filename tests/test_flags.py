@@ -4,6 +4,8 @@ scheduler and paused by a failing health endpoint."""
 
 from __future__ import annotations
 
+import copy
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from bot.domain.actors import Actor
+from bot.domain.flag_requests import new_request
 from bot.domain.flags import read_flags
 from bot.services import change_flags as flag_jobs
 from tests.conftest import GitRemote, LocalSite, git, make_config
@@ -172,7 +175,7 @@ async def test_a_lost_push_race_is_retried_but_the_same_flag_is_never_overwritte
     stale = await flag_jobs.read_current(services)
     # Someone else pushes first, changing another flag: ours goes on top of theirs.
     push_flags(git_remote, FLAGS.replace("Search v2", "Search, second edition"), "theirs")
-    request = flag_jobs.new_request(actor, "enable", "new_infrastructure", 0.0)
+    request = new_request(actor, "enable", "new_infrastructure", 0.0)
     sha, _ = await flag_jobs.commit_change(services, request, actor, based_on=stale)
     text = remote_flags(git_remote)
     assert "Search, second edition" in text and read_flags(text)["new_infrastructure"].enabled
@@ -184,7 +187,7 @@ async def test_a_lost_push_race_is_retried_but_the_same_flag_is_never_overwritte
     git("pull", "-q", "origin", "main", cwd=git_remote.work)
     theirs = push_flags(git_remote, remote_flags(git_remote).replace(
         "rollout_percentage = 50", "rollout_percentage = 5"), "theirs, same flag")
-    request = flag_jobs.new_request(actor, "set", "new_search", 0.0, percentage=90)
+    request = new_request(actor, "set", "new_search", 0.0, percentage=90)
     with pytest.raises(flag_jobs.Conflict, match="someone changed `new_search` meanwhile"):
         await flag_jobs.commit_change(services, request, actor, based_on=stale)
     assert git("rev-parse", "main", cwd=git_remote.bare) == theirs
@@ -315,3 +318,64 @@ verify_seconds = 1
     message = await wait_status(bot.slack, "set new_search to 30%", "done")
     assert "/flags still reports the flag missing after 1s; expected on, 30%" in thread(
         bot.slack, message)
+
+
+async def click_answer(bot: Any, message: Any, user: str, user_name: str) -> str:
+    """Press Approve as `user`; returns the private answer."""
+    before = len(bot.slack.calls_to("response_url"))
+    status, _ = await bot.click(message, "flag_approve", user=user, user_name=user_name)
+    assert status == 200
+    await bot.slack.wait_for(lambda: len(bot.slack.calls_to("response_url")) > before)
+    return bot.slack.text_of(bot.slack.calls_to("response_url")[-1])
+
+
+async def test_flag_approvals_count_distinct_approvers_and_every_click_is_audited(
+        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    bot = await start_bot(flag_config(git_remote, tmp_path, site, required=2,
+                                      extra='approvers = ["U0BOB", "S0WEB"]'))
+    slack = bot.slack
+    slack.usergroups["S0WEB"] = ["U0CAROL"]
+    await flag(bot, "set new_search 80")
+    message = await wait_status(slack, "set new_search to 80%", "awaiting approval")
+    assert "Needs 2 more approval(s) from <@U0BOB>, <!subteam^S0WEB>" in slack.text_of(message)
+    as_first_posted = copy.deepcopy(message)  # with its button, for a late click
+    assert "not one of the approvers" in await click_answer(bot, message, "U0EVE", "eve")
+    assert "1 more approval(s) needed" in await click_answer(bot, message, "U0BOB", "bob")
+    assert "approved it already" in await click_answer(bot, message, "U0BOB", "bob")
+    assert "someone else has to approve" in await click_answer(bot, message, "U0ALICE",
+                                                               "alice")
+    assert "is going ahead" in await click_answer(bot, message, "U0CAROL", "carol")
+    done = await wait_status(slack, "set new_search to 80%", "done")
+    assert "Approved by <@U0BOB>, <@U0CAROL>" in slack.text_of(done)
+    log = git("log", "-1", "--format=%B", "main", cwd=git_remote.bare)
+    assert "Approved-by: <U0BOB>\nApproved-by: <U0CAROL>" in log
+    assert "nothing to approve" in await click_answer(bot, as_first_posted, "U0BOB", "bob")
+    clicks = [(e["user_id"], e["outcome"]) for e in await bot.services.store.audit_entries()
+              if e["action"] == "flag.approve"]
+    assert clicks == [("U0EVE", "refused"), ("U0BOB", "ok"), ("U0BOB", "duplicate"),
+                      ("U0ALICE", "refused"), ("U0CAROL", "ok"), ("U0BOB", "refused")]
+
+
+async def test_a_request_stored_by_the_bot_before_the_upgrade_is_approved_and_applied(
+        start_bot, git_remote, tmp_path: Path, site: FlagSite, redis, prefix):
+    """A team's request in flight survives the upgrade: one approval recorded in the old
+    shape ({"user", "at"}, no name) counts, and the second one sends it out."""
+    bot = await start_bot(flag_config(git_remote, tmp_path, site, required=2))
+    posted = await bot.services.notifier.post("C0RELEASES", [], "🚩 set new_search to 80%")
+    old = {"id": "0ld0ne", "operation": "set", "name": "new_search", "requester": "U0ALICE",
+           "requester_name": "alice", "created_at": 1.0, "percentage": 80, "description": "",
+           "enable": False, "steps": [], "every_seconds": 0.0, "status": "awaiting approval",
+           "lost": False, "approvals": [{"user": "U0BOB", "at": 2.0}], "before": "on, 50%",
+           "after": "", "commit": "", "detail": "", "channel": posted["channel"],
+           "ts": posted["ts"], "response_url": None, "parent": ""}
+    await redis.set(f"{prefix}flagreq:0ld0ne", json.dumps(old), ex=3600)
+    where = (posted["channel"], posted["ts"])
+    bob, carol = Actor("U0BOB", "bob", "C0DEV"), Actor("U0CAROL", "carol", "C0DEV")
+    assert await flag_jobs.approve(bot.services, bob, "0ld0ne", where) == \
+        "You approved it already."
+    answer = await flag_jobs.approve(bot.services, carol, "0ld0ne", where)
+    assert answer == "Approved; set new_search to 80% is going ahead."
+    await bot.slack.wait_for(lambda: read_flags(remote_flags(git_remote))[
+        "new_search"].rollout_percentage == 80, timeout=30)
+    log = git("log", "-1", "--format=%B", "main", cwd=git_remote.bare)
+    assert "Approved-by: <U0BOB>\nApproved-by: <U0CAROL>" in log

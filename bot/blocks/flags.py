@@ -10,7 +10,7 @@ from bot.domain.config import Config
 from bot.domain.flags import Flag
 
 if TYPE_CHECKING:
-    from bot.services.change_flags import FlagRequest
+    from bot.domain.flag_requests import FlagRequest
 
 STATUS_ICONS = {"awaiting approval": "🕒", "approved": "⏳", "applying": "⏳", "ramping": "📈",
                 "done": "✅", "failed": "❌", "conflict": "⚠️", "stopped": "⏹"}
@@ -54,7 +54,7 @@ def request_message(request: FlagRequest, config: Config) -> list[Block]:
     blocks: list[Block] = [section("\n".join(lines))]
     policy = config.flags.policy
     if request.approvals:
-        who = ", ".join(mention(a["user"]) for a in request.approvals)
+        who = ", ".join(mention(a.user_id) for a in request.approvals)
         blocks.append(context(f"Approved by {who}"))
     if request.status == "awaiting approval":
         missing = policy.required - len(request.approvals)

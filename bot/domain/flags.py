@@ -10,6 +10,7 @@ without disturbing the rest (tomlkit keeps comments, order and formatting). No I
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -133,6 +134,21 @@ def raises_exposure(before: Flag | None, change: FlagChange) -> bool:
         return (before is not None and before.enabled
                 and (change.percentage or 0) > before.rollout_percentage)
     return False
+
+
+def site_report(body: str, name: str, expected: Flag) -> tuple[str, bool]:
+    """What a site's /flags answer says of flag `name`, in words, and whether that is the
+    `expected` state. The answer is `{"flags": {name: {"enabled": …, "rollout_percentage":
+    …}}}`, or that table at the top level. Raises ValueError if it is not JSON."""
+    answer = json.loads(body)
+    flags = answer.get("flags", answer) if isinstance(answer, dict) else {}
+    entry = flags.get(name) if isinstance(flags, dict) else None
+    if not isinstance(entry, dict):
+        return "the flag missing", False
+    seen = (f"{'on' if entry.get('enabled') else 'off'}, "
+            f"{entry.get('rollout_percentage', 0)}%")
+    return seen, (entry.get("enabled") == expected.enabled
+                  and entry.get("rollout_percentage") == expected.rollout_percentage)
 
 
 MAX_RAMP_INTERVAL = 30 * 86400

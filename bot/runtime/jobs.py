@@ -10,6 +10,7 @@ from saq.job import Job
 from saq.types import Context
 
 from bot.domain.actors import BOT, Actor
+from bot.domain.flag_requests import FlagRequest
 from bot.runtime.container import Services
 from bot.services import (
     change_flags,
@@ -55,7 +56,7 @@ async def rollback(ctx: JobContext, *, request_id: str, actor: dict[str, str]) -
 
 
 async def flag_request(ctx: JobContext, *, request: dict[str, Any]) -> None:
-    await change_flags.start_request(_services(ctx), change_flags.FlagRequest(**request))
+    await change_flags.start_request(_services(ctx), FlagRequest.from_dict(request))
 
 
 async def flag_apply(ctx: JobContext, *, request_id: str) -> None:

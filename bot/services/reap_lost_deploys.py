@@ -13,11 +13,12 @@ from typing import Protocol
 
 from bot.services import change_flags as flag_jobs
 from bot.services import deploy_release, roll_back
+from bot.services.change_flags import FlagNeeds
 from bot.services.deploy_release import DeployNeeds
 from bot.services.roll_back import RollbackNeeds
 
 
-class ReaperNeeds(DeployNeeds, RollbackNeeds, Protocol):
+class ReaperNeeds(DeployNeeds, RollbackNeeds, FlagNeeds, Protocol):
     """Finding lost deploys and reporting them by their kind."""
 
 Reporter = Callable[[ReaperNeeds, str, str, str, str], Awaitable[bool]]

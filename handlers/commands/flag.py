@@ -17,6 +17,7 @@ from bot.commands.flag import (
     parse_flag_command,
 )
 from bot.commands.release import CommandError
+from bot.domain.flag_requests import FlagRequest, new_request
 from bot.domain.flags import FlagsError
 from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.services import change_flags as flag_jobs
@@ -70,17 +71,14 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         return Answer(None, outcome="duplicate")
     now = services.store.clock()
     if isinstance(parsed, RampFlag):
-        request = flag_jobs.new_request(actor, "ramp", parsed.name, now,
-                                        steps=list(parsed.steps),
-                                        every_seconds=parsed.every_seconds,
-                                        response_url=response_url)
+        request = new_request(actor, "ramp", parsed.name, now, steps=list(parsed.steps),
+                              every_seconds=parsed.every_seconds, response_url=response_url)
     else:
         assert isinstance(parsed, ChangeFlag)
         change = parsed.change
-        request = flag_jobs.new_request(actor, change.operation, change.name, now,
-                                        percentage=change.percentage,
-                                        description=change.description,
-                                        response_url=response_url)
+        request = new_request(actor, change.operation, change.name, now,
+                              percentage=change.percentage, description=change.description,
+                              response_url=response_url)
     if request.operation == "disable":
         # The kill switch: no approvals, no queue; straight to work after the ack.
         return Answer(f"Switching off {request.name}…",
@@ -92,7 +90,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         f"⏳ On it: {words}. Follow it in {services.config.slack.channel}."))
 
 
-async def spawn(services: Services, request: flag_jobs.FlagRequest) -> None:
+async def spawn(services: Services, request: FlagRequest) -> None:
     services.spawn(flag_jobs.start_request(services, request))
 
 
