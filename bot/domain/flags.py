@@ -47,14 +47,6 @@ class FlagChange:
     percentage: int | None = None  # for set
     description: str = ""  # for create
 
-    @property
-    def words(self) -> str:
-        if self.operation == "set":
-            return f"set {self.name} to {self.percentage}%"
-        if self.operation == "create":
-            return f"create {self.name}"
-        return f"{self.operation} {self.name}"
-
 
 def read_flags(text: str, path: str = "data/feature-flags.toml") -> dict[str, Flag]:
     """Every flag of the file, or FlagsError naming what is malformed."""
