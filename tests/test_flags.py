@@ -16,7 +16,7 @@ from aiohttp import web
 from bot.domain.actors import Actor
 from bot.domain.flag_requests import new_request
 from bot.domain.flags import read_flags
-from bot.services import change_flags as flag_jobs
+from bot.services import change_flags
 from tests.conftest import GitRemote, LocalSite, git, make_config
 from tests.test_flags_file import FLAGS
 from tests.test_release_rc import wait_for_gates
@@ -172,24 +172,24 @@ async def test_a_lost_push_race_is_retried_but_the_same_flag_is_never_overwritte
     bot = await start_bot(flag_config(git_remote, tmp_path, site), role="web")
     services = bot.services
     actor = Actor("U0ALICE", "alice", "C0DEV")
-    stale = await flag_jobs.read_current(services)
+    stale = await change_flags.read_current(services)
     # Someone else pushes first, changing another flag: ours goes on top of theirs.
     push_flags(git_remote, FLAGS.replace("Search v2", "Search, second edition"), "theirs")
     request = new_request(actor, "enable", "new_infrastructure", 0.0)
-    sha, _ = await flag_jobs.commit_change(services, request, actor, based_on=stale)
+    sha, _ = await change_flags.commit_change(services, request, actor, based_on=stale)
     text = remote_flags(git_remote)
     assert "Search, second edition" in text and read_flags(text)["new_infrastructure"].enabled
     assert git("rev-parse", "main", cwd=git_remote.bare) == sha
     assert git("rev-parse", "main~1", cwd=git_remote.bare) == git_remote.head()
 
     # Someone else pushes first, changing the same flag: theirs stands, ours is a conflict.
-    stale = await flag_jobs.read_current(services)
+    stale = await change_flags.read_current(services)
     git("pull", "-q", "origin", "main", cwd=git_remote.work)
     theirs = push_flags(git_remote, remote_flags(git_remote).replace(
         "rollout_percentage = 50", "rollout_percentage = 5"), "theirs, same flag")
     request = new_request(actor, "set", "new_search", 0.0, percentage=90)
-    with pytest.raises(flag_jobs.Conflict, match="someone changed `new_search` meanwhile"):
-        await flag_jobs.commit_change(services, request, actor, based_on=stale)
+    with pytest.raises(change_flags.Conflict, match="someone changed `new_search` meanwhile"):
+        await change_flags.commit_change(services, request, actor, based_on=stale)
     assert git("rev-parse", "main", cwd=git_remote.bare) == theirs
 
 
@@ -371,9 +371,9 @@ async def test_a_request_stored_by_the_bot_before_the_upgrade_is_approved_and_ap
     await redis.set(f"{prefix}flagreq:0ld0ne", json.dumps(old), ex=3600)
     where = (posted["channel"], posted["ts"])
     bob, carol = Actor("U0BOB", "bob", "C0DEV"), Actor("U0CAROL", "carol", "C0DEV")
-    assert await flag_jobs.approve(bot.services, bob, "0ld0ne", where) == \
+    assert await change_flags.approve(bot.services, bob, "0ld0ne", where) == \
         "You approved it already."
-    answer = await flag_jobs.approve(bot.services, carol, "0ld0ne", where)
+    answer = await change_flags.approve(bot.services, carol, "0ld0ne", where)
     assert answer == "Approved; set new_search to 80% is going ahead."
     await bot.slack.wait_for(lambda: read_flags(remote_flags(git_remote))[
         "new_search"].rollout_percentage == 80, timeout=30)

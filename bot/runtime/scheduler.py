@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.runtime.container import Services
-from bot.services import change_flags as flag_jobs
+from bot.services import change_flags
 from bot.services.monitor_health import Monitor
 from bot.services.reap_lost_deploys import reap_lost_deploys
 
@@ -51,7 +51,7 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).
     tick = services.config.monitoring.tick_seconds
     scheduler.add_job(once_per_tick(services, "flag-ramps", tick,
-                                    lambda: flag_jobs.advance_ramps(services)),
+                                    lambda: change_flags.advance_ramps(services)),
                       "interval", seconds=tick, id="flag-ramps", max_instances=1, coalesce=True)
     if monitor is not None:
         tick = services.config.monitoring.tick_seconds

@@ -16,8 +16,7 @@ from bot.domain.actors import BOT, Actor
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config, GateConfig
 from bot.domain.releases import Release, TransitionError
-from bot.services import change_flags as flag_jobs
-from bot.services import deploy_engine, monitor_health
+from bot.services import change_flags, deploy_engine, monitor_health
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
 from bot.services.ports import GitError, HasQueue, HasStore
@@ -275,7 +274,7 @@ async def _run_gates(services: DeployNeeds, release: Release, environment: str,
         notifier.refresh(release.version)
         if gate_cfg.check == "flags-ready":
             assert running.worktree is not None
-            result = await flag_jobs.flags_ready(services, running.worktree)
+            result = await change_flags.flags_ready(services, running.worktree)
         else:
             assert gate_cfg.command is not None
             result = await running.run(gate_cfg.command,

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from bot.services import change_flags as flag_jobs
-from bot.services import deploy_release, roll_back
+from bot.services import change_flags, deploy_release, roll_back
 from bot.services.change_flags import FlagNeeds
 from bot.services.deploy_release import DeployNeeds
 from bot.services.roll_back import RollbackNeeds
@@ -41,7 +40,7 @@ async def _rollback(services: ReaperNeeds, subject: str, deploy_id: str, environ
 
 async def _flags(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,
                  detail: str) -> bool:
-    return await flag_jobs.report_lost(services, subject, detail)
+    return await change_flags.report_lost(services, subject, detail)
 
 
 REPORTERS: dict[str, Reporter] = {"release": _release, "rollback": _rollback,

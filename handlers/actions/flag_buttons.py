@@ -7,8 +7,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
 from bot.runtime.container import Services
-from bot.services import change_flags as flag_jobs
-from bot.services import clicks
+from bot.services import change_flags, clicks
 from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 
@@ -24,4 +23,4 @@ async def approve(services: Services, body: dict[str, Any]) -> str:
     if value is None or "r" not in value:
         return await clicks.refused(services, actor, "flag.approve", "damaged button",
                                     "This button is damaged.")
-    return await flag_jobs.approve(services, actor, value["r"], clicked_message(body))
+    return await change_flags.approve(services, actor, value["r"], clicked_message(body))

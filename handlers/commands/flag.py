@@ -20,7 +20,7 @@ from bot.commands.release import CommandError
 from bot.domain.flag_requests import FlagRequest, new_request
 from bot.domain.flags import FlagsError
 from bot.runtime.container import STORE_UNREACHABLE, Services
-from bot.services import change_flags as flag_jobs
+from bot.services import change_flags
 from bot.services.ports import GitError
 from handlers.answers import before_ack
 from handlers.commands.release import Answer, audit_command, request_id
@@ -66,7 +66,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
     if isinstance(parsed, ListFlags):
         return Answer("Reading the flags…", after=partial(answer_list, services, response_url))
     if isinstance(parsed, RampFlag) and parsed.stop:
-        return note(await flag_jobs.stop_ramp(services, actor, parsed.name))
+        return note(await change_flags.stop_ramp(services, actor, parsed.name))
     if not await services.store.first_time(f"command:{request_id(command)}"):
         return Answer(None, outcome="duplicate")
     now = services.store.clock()
@@ -84,19 +84,19 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         return Answer(f"Switching off {request.name}…",
                       flag_messages.note(f"🛑 Switching off `{request.name}`…"),
                       after=partial(spawn, services, request))
-    await flag_jobs.enqueue_request(services, request, request_id(command))
+    await change_flags.enqueue_request(services, request, request_id(command))
     words = flag_messages.change_words(request)
     return Answer(f"On it: {words}", flag_messages.note(
         f"⏳ On it: {words}. Follow it in {services.config.slack.channel}."))
 
 
 async def spawn(services: Services, request: FlagRequest) -> None:
-    services.spawn(flag_jobs.start_request(services, request))
+    services.spawn(change_flags.start_request(services, request))
 
 
 async def answer_list(services: Services, response_url: str | None) -> None:
     try:
-        current = await flag_jobs.read_current(services)
+        current = await change_flags.read_current(services)
     except (FlagsError, GitError) as exc:
         await services.notifier.answer(response_url, flag_messages.problem(str(exc)), str(exc))
         return
