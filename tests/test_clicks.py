@@ -190,7 +190,12 @@ async def test_an_unknown_form_is_answered_and_audited(start_bot, git_remote, tm
             "title": {"type": "plain_text", "text": "X"}, "blocks": []}
     status, body = await bot.submit_view(view, {"reason": "hello"})
     assert status == 200 and "do not know this form" in body
-    entries = await bot.services.store.audit_entries()
+    # Audited after the ack: wait for it (a loaded machine is slower than the test).
+    for _ in range(100):
+        entries = await bot.services.store.audit_entries()
+        if any(e["outcome"] == "refused" for e in entries):
+            break
+        await asyncio.sleep(0.05)
     assert [e["action"] for e in entries if e["outcome"] == "refused"] == ["form"]
 
 
