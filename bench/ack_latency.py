@@ -28,8 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import math
@@ -46,7 +44,6 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
 
@@ -55,12 +52,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The requests are built as the shell and the tests build theirs (pure: no bot state).
+from bot.devtools import payloads  # noqa: E402
+
 SIGNING_SECRET = "bench-signing-secret"
 BOT_TOKEN = "xoxb-bench"
 SLACK_DEADLINE_MS = 3000.0
 REQUEST_TIMEOUT_S = 30.0
 BARE = "bare bolt"
 BOT = "releasebot"
+WORKSPACE = payloads.Workspace(team_id="T0TEST", team_domain="acme", app_id="A0TEST",
+                               token="legacy")
+ALICE = payloads.Person("U0ALICE", "alice")
 
 
 # --- the server side (child process) -----------------------------------------------------------
@@ -238,22 +241,13 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def sign(body: str) -> dict[str, str]:
-    ts = str(int(time.time()))
-    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{ts}:{body}".encode(),
-                      hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
-            "Content-Type": "application/x-www-form-urlencoded"}
+    return payloads.signed_headers(body, SIGNING_SECRET)
 
 
 def command_body(text: str, response_url: str) -> str:
-    return urlencode({
-        "token": "legacy", "team_id": "T0TEST", "team_domain": "acme",
-        "channel_id": "C0DEV", "channel_name": "dev", "user_id": "U0ALICE",
-        "user_name": "alice", "command": "/release", "text": text,
-        "api_app_id": "A0TEST", "is_enterprise_install": "false",
-        "response_url": response_url,
-        "trigger_id": f"{uuid.uuid4().int}.{time.time_ns()}",
-    })
+    return payloads.form_body(payloads.slash_command(
+        WORKSPACE, ALICE, command="/release", text=text, channel_id="C0DEV",
+        channel_name="dev", response_url=response_url))
 
 
 def check(target: Target, status: int, raw: bytes) -> str | None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import re
 import secrets
@@ -21,12 +19,12 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlencode
 
 import aiohttp
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.devtools import payloads
 from bot.devtools.demo import DemoSite
 from bot.devtools.embedded_redis import WARNING, EmbeddedRedis
 from bot.devtools.slack_stand_in import Message, SlackStandIn
@@ -37,6 +35,8 @@ from bot.runtime.web import Bot
 
 CHANNEL_ID, CHANNEL_NAME = "C0SHELL", "dev"
 TEAM_ID = "T0SHELL"
+WORKSPACE = payloads.Workspace(team_id=TEAM_ID, team_domain="shell", app_id="A0SHELL",
+                               token="shell")
 HELP = """\
 Type what you would type in Slack, plus a few shell commands:
   /release help            the bot's own help (also /release rc, /release status, ...)
@@ -94,6 +94,10 @@ class Shell:
     def user_id(self) -> str:
         return user_id_for(self.user)
 
+    @property
+    def person(self) -> payloads.Person:
+        return payloads.Person(self.user_id, self.user)
+
     def _meet(self, name: str) -> None:
         self.slack.users[user_id_for(name)] = {"name": name, "real_name": name.title()}
 
@@ -114,20 +118,12 @@ class Shell:
     def say(self, text: str = "") -> None:
         print(text, file=self.out, flush=True)
 
-    def _signed(self, body: str, content_type: str) -> dict[str, str]:
-        secret = self.bot.services.settings.signing_secret
-        ts = str(int(time.time()))
-        digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(),
-                          hashlib.sha256).hexdigest()
-        return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
-                "Content-Type": content_type}
-
     async def _post(self, body: str) -> tuple[int, dict[str, Any]]:
         assert self._http is not None
         url = f"http://127.0.0.1:{self.bot.port}/slack/events"
+        headers = payloads.signed_headers(body, self.bot.services.settings.signing_secret)
         try:
-            async with self._http.post(url, data=body, headers=self._signed(
-                    body, "application/x-www-form-urlencoded")) as resp:
+            async with self._http.post(url, data=body, headers=headers) as resp:
                 text = await resp.text()
                 status = resp.status
         except TimeoutError:
@@ -217,13 +213,9 @@ class Shell:
         self.flush()
 
     async def _slash_command(self, command: str, text: str) -> None:
-        body = urlencode({
-            "token": "shell", "team_id": TEAM_ID, "team_domain": "shell",
-            "channel_id": CHANNEL_ID, "channel_name": CHANNEL_NAME, "user_id": self.user_id,
-            "user_name": self.user, "command": command, "text": text.strip(),
-            "api_app_id": "A0SHELL", "is_enterprise_install": "false",
-            "response_url": self.slack.response_url(self.user),
-            "trigger_id": f"{secrets.randbits(48)}.{time.time_ns()}"})
+        body = payloads.form_body(payloads.slash_command(
+            WORKSPACE, self.person, command=command, text=text.strip(), channel_id=CHANNEL_ID,
+            channel_name=CHANNEL_NAME, response_url=self.slack.response_url(self.user)))
         status, data = await self._post(body)
         if status == 404:
             self.say(f"  The bot has no {command} command.")
@@ -249,22 +241,13 @@ class Shell:
             self.say(f"  ({title}: {plain(confirm.get('text', {}).get('text', ''))} "
                      f"→ {confirm.get('confirm', {}).get('text', 'Confirm')})")
         message = self.slack.messages().get(button.ts)
-        action = {**button.action, "block_id": button.block_id,
-                  "action_ts": f"{time.time():.6f}"}
-        payload = {
-            "type": "block_actions", "api_app_id": "A0SHELL", "token": "shell",
-            "team": {"id": TEAM_ID, "domain": "shell"},
-            "user": {"id": self.user_id, "username": self.user, "name": self.user,
-                     "team_id": TEAM_ID},
-            "container": {"type": "message", "message_ts": button.ts,
-                          "channel_id": button.channel, "is_ephemeral": False},
-            "channel": {"id": button.channel, "name": button.channel},
-            "message": {"ts": button.ts, "text": message.text if message else "",
-                        "blocks": message.blocks if message else []},
-            "trigger_id": f"{secrets.randbits(48)}.{time.time_ns()}",
-            "response_url": self.slack.response_url(self.user),
-            "actions": [action]}
-        status, data = await self._post(urlencode({"payload": json.dumps(payload)}))
+        shown = {"ts": button.ts, "text": message.text if message else "",
+                 "blocks": message.blocks if message else []}
+        payload = payloads.block_actions(
+            WORKSPACE, self.person, channel_id=button.channel, channel_name=button.channel,
+            message=shown, block_id=button.block_id, action=button.action,
+            response_url=self.slack.response_url(self.user))
+        status, data = await self._post(payloads.interaction_body(payload))
         if status == 404:
             self.say(f"  (the bot does not handle “{button.label}” yet)")
         elif status == 504:
@@ -280,17 +263,12 @@ class Shell:
         if view is None:
             self.say("  No form is open; a button such as Reject opens one.")
             return
+        # `submit TEXT` fills in the form's first box (the shell's forms have one).
         inputs = [b for b in view.get("blocks", []) if b.get("type") == "input"]
-        state = {b["block_id"]: {b["element"]["action_id"]: {
-            "type": b["element"].get("type", "plain_text_input"), "value": text}}
-            for b in inputs[:1]}
-        payload = {"type": "view_submission", "api_app_id": "A0SHELL", "token": "shell",
-                   "team": {"id": TEAM_ID, "domain": "shell"},
-                   "user": {"id": self.user_id, "username": self.user, "name": self.user,
-                            "team_id": TEAM_ID},
-                   "trigger_id": f"{secrets.randbits(48)}.{time.time_ns()}",
-                   "view": {**view, "id": "V0SHELL", "state": {"values": state}}}
-        status, data = await self._post(urlencode({"payload": json.dumps(payload)}))
+        payload = payloads.view_submission(
+            WORKSPACE, self.person, view=view,
+            values={b["block_id"]: text for b in inputs[:1]}, view_id="V0SHELL")
+        status, data = await self._post(payloads.interaction_body(payload))
         if status != 200:
             self.say(f"  The bot answered HTTP {status}.")
         elif data.get("response_action") == "errors":
