@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from tests.conftest import make_config
+from tests.helpers.config import make_config
 from tests.test_release_rc import release_message, thread_text, wait_for_gates
 
 POLICY = """

@@ -25,7 +25,7 @@ from bot.blocks.audit import audit_message
 from bot.devtools.slack_stand_in import validate_blocks
 from bot.domain.actors import Actor
 from bot.domain.audit import FIELDS, parse_since, write_csv, write_jsonl
-from tests.conftest import REDIS_URL
+from tests.helpers.redis_server import REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 ALICE = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")

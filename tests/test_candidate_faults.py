@@ -23,8 +23,9 @@ from bot.domain import releases
 from bot.domain.actors import Actor
 from bot.domain.approvals import approve
 from bot.services import create_candidate, promote_release
-from tests.conftest import GitRemote, make_config
-from tests.conftest import git as run_git
+from tests.helpers.config import make_config
+from tests.helpers.repos import GitRemote
+from tests.helpers.repos import git as run_git
 from tests.test_release_rc import release_message, thread_text, wait_for_gates
 
 ALICE = Actor("U0ALICE", "alice", "C0DEV")
@@ -69,7 +70,7 @@ async def test_a_flag_description_and_a_form_reason_are_plain_text_too(start_bot
     bot = await start_bot(make_config(git_remote, tmp_path))
     body = bot.command_body('create dark_mode --description "dark\x00"').replace(
         "command=%2Frelease", "command=%2Fflag")
-    from tests.conftest import sign
+    from tests.helpers.signing import sign
     status, data = await bot.post(body, sign(body))
     assert status == 200 and "control character (U+0000)" in bot.slack.text_of(data)
     await bot.command("rc")

@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.conftest import RedisServer, make_config, sign
+from tests.helpers.config import make_config
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.signing import sign
 from tests.test_approving import POLICY, message_of, staged
 from tests.test_release_rc import release_message, wait_for_gates
 

@@ -32,15 +32,11 @@ from bot.domain.config import Config, ConfigError, load_config, parse_config
 from bot.runtime.container import Services
 from bot.runtime.settings import Settings
 from bot.runtime.web import Bot
-from tests.conftest import (
-    SCRIPTS,
-    SIGNING_SECRET,
-    GitRemote,
-    RedisServer,
-    RunningBot,
-    git,
-    make_config,
-)
+from tests.helpers.bot import RunningBot
+from tests.helpers.config import SCRIPTS, make_config
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.repos import GitRemote, git
+from tests.helpers.signing import SIGNING_SECRET
 from tests.test_release_rc import release_message, wait_for_gates
 
 NOBODY = pwd.getpwnam("nobody")

@@ -23,7 +23,9 @@ from bot.domain.actors import BOT
 from bot.domain.config import Config, load_config
 from bot.services import deploy_release
 from bot.services.monitor_health import health_rows
-from tests.conftest import SCRIPTS, GitRemote, RedisServer, git
+from tests.helpers.config import SCRIPTS
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.repos import GitRemote, git
 from tests.test_flags import PATH, push_flags
 from tests.test_flags_file import FLAGS
 from tests.test_release_rc import release_message, running, thread_text
@@ -433,7 +435,7 @@ verify_seconds = 1
     try:
         body = web.command_body('create dark_mode --description "Dark mode"').replace(
             "command=%2Frelease", "command=%2Fflag")
-        from tests.conftest import sign
+        from tests.helpers.signing import sign
         status, _ = await web.post(body, sign(body))
         assert status == 200
         await kill_during(worker, pid_file, redis, f"{prefix}lock:env:production")

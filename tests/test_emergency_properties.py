@@ -36,7 +36,7 @@ from bot.domain.actors import Actor
 from bot.domain.config import parse_config
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
-from tests.conftest import REDIS_URL
+from tests.helpers.redis_server import REDIS_URL
 
 T = TypeVar("T")
 

@@ -6,7 +6,7 @@ import asyncio
 import copy
 from pathlib import Path
 
-from tests.conftest import deploy_log, make_config
+from tests.helpers.config import deploy_log, make_config
 from tests.test_release_rc import release_message, thread_text, wait_for_gates
 
 SMOKE = """

@@ -17,7 +17,9 @@ from bot.domain.actors import Actor
 from bot.domain.flag_requests import new_request
 from bot.domain.flags import read_flags
 from bot.services import change_flags
-from tests.conftest import GitRemote, LocalSite, git, make_config
+from tests.helpers.config import make_config
+from tests.helpers.repos import GitRemote, git
+from tests.helpers.sites import LocalSite
 from tests.test_flags_file import FLAGS
 from tests.test_release_rc import wait_for_gates
 
@@ -128,7 +130,7 @@ async def test_a_flag_change_is_committed_deployed_and_verified(start_bot, git_r
 
 async def flag(bot: Any, text: str, **kwargs: Any) -> dict[str, Any]:
     body = bot.command_body(text, **kwargs).replace("command=%2Frelease", "command=%2Fflag")
-    from tests.conftest import sign
+    from tests.helpers.signing import sign
     status, data = await bot.post(body, sign(body))
     assert status == 200, (status, data)
     return data

@@ -19,7 +19,10 @@ import aiohttp
 import pytest
 
 from bot.runtime.logs import FORMAT, OneLineFormatter, loggable
-from tests.conftest import SIGNING_SECRET, RedisServer, interaction_body, make_config, sign
+from tests.helpers.config import make_config
+from tests.helpers.redis_server import RedisServer
+from tests.helpers.signing import SIGNING_SECRET, sign
+from tests.helpers.slack_requests import interaction_body
 from tests.test_workers import config_text, write_config
 
 FORM = "application/x-www-form-urlencoded"

@@ -9,7 +9,8 @@ import pytest
 
 from bot.domain.config import ConfigError, parse_config
 from bot.domain.versions import VersionError, next_hotfix
-from tests.conftest import deploy_log, git
+from tests.helpers.config import deploy_log
+from tests.helpers.repos import git
 from tests.test_final import config, live
 from tests.test_release_rc import release_message, thread_text, wait_for_gates
 from tests.test_rollback import in_production

@@ -9,7 +9,7 @@ import pytest
 
 from bot.adapters.redis.locks import RenewingLock
 from bot.domain.locks import LockInfo, LockRefused, check_release, check_take
-from tests.conftest import deploy_log, make_config
+from tests.helpers.config import deploy_log, make_config
 from tests.test_release_rc import release_message, thread_text, wait_for_gates
 
 

@@ -15,7 +15,8 @@ from aiohttp import web
 
 from bot.adapters.redis.store import Store
 from bot.services.monitor_health import Monitor
-from tests.conftest import LocalSite, make_config
+from tests.helpers.config import make_config
+from tests.helpers.sites import LocalSite
 from tests.test_final import candidate, config, live
 from tests.test_release_rc import release_message, thread_text
 

@@ -8,7 +8,8 @@ from functools import partial
 from bot.domain import releases
 from bot.domain.actors import BOT
 from bot.runtime.container import Services
-from tests.conftest import make_config, make_settings
+from tests.helpers.bot import make_settings
+from tests.helpers.config import make_config
 
 
 async def make_release(services: Services, slack) -> releases.Release:

@@ -39,7 +39,7 @@ from bot.domain.actors import Actor
 from bot.domain.approvals import NoChange
 from bot.domain.config import parse_config
 from bot.domain.releases import Approval, Rejection, Release, TransitionError
-from tests.conftest import REDIS_URL
+from tests.helpers.redis_server import REDIS_URL
 
 T = TypeVar("T")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from slack_sdk.models.blocks import Block
 
-from tests.conftest import deploy_log, make_config, sign
+from tests.helpers.config import deploy_log, make_config
+from tests.helpers.signing import sign
 
 
 def running(pid: int) -> bool:
@@ -263,7 +264,7 @@ async def test_a_moved_tag_is_not_deployed(start_bot, git_remote, tmp_path: Path
     await wait_for_gates(bot.slack, "v0.15.0-rc.1")
     release = await bot.services.store.get_release("0.15.0-rc.1")
     # Someone force-moves the tag to another commit on the remote.
-    from tests.conftest import git
+    from tests.helpers.repos import git
     other = git_remote.commit("sneaky")
     git("tag", "-f", "v0.15.0-rc.1", other, cwd=git_remote.work)
     git("push", "-q", "-f", "origin", "v0.15.0-rc.1", cwd=git_remote.work)

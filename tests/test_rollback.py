@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from bot.adapters.redis.locks import read_lock
-from tests.conftest import deploy_log
+from tests.helpers.config import deploy_log
 from tests.test_final import candidate, config, live
 from tests.test_release_rc import release_message, thread_text
 

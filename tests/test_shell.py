@@ -19,7 +19,9 @@ from bot.devtools.embedded_redis import EmbeddedRedis
 from bot.devtools.shell import Shell, plain, render
 from bot.runtime.container import Services
 from bot.runtime.web import Bot
-from tests.conftest import REDIS_URL, make_config, make_settings
+from tests.helpers.bot import make_settings
+from tests.helpers.config import make_config
+from tests.helpers.redis_server import REDIS_URL
 
 ROOT = Path(__file__).parent.parent
 WALKTHROUGH = ROOT / "examples" / "walkthrough.txt"

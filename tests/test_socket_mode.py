@@ -23,7 +23,10 @@ from bot.domain.config import Config
 from bot.runtime import web as bot_app
 from bot.runtime.container import Services
 from bot.runtime.web import Bot
-from tests.conftest import BOT_TOKEN, GitRemote, make_config, make_settings, sign
+from tests.helpers.bot import BOT_TOKEN, make_settings
+from tests.helpers.config import make_config
+from tests.helpers.repos import GitRemote
+from tests.helpers.signing import sign
 
 APP_TOKEN = "xapp-1-test"
 

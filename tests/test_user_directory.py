@@ -11,7 +11,7 @@ from bot.adapters.slack.directory import GROUP_CACHE_SECONDS, SlackUserDirectory
 from bot.adapters.slack.notifier import web_client
 from bot.domain.config import ApprovalPolicy
 from bot.services.approvers import is_approver
-from tests.conftest import BOT_TOKEN
+from tests.helpers.bot import BOT_TOKEN
 
 
 def directory(slack, redis, prefix: str) -> SlackUserDirectory:

@@ -13,7 +13,7 @@ from bot.domain.actors import BOT
 from bot.domain.locks import LockHeld
 from bot.domain.releases import TransitionError
 from bot.services import deploy_release
-from tests.conftest import deploy_log, make_config
+from tests.helpers.config import deploy_log, make_config
 from tests.test_release_rc import release_message, running, thread_text, wait_for_gates
 
 

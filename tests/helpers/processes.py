@@ -1,0 +1,26 @@
+"""Bots and deploys as separate processes: starting a worker, telling whether a pid runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a killed orphan may wait for a reaper that never comes)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+def spawn_worker(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`releasebot serve --role worker` with the config file `config`; its stderr goes to
+    worker.log beside it."""
+    with open(config.parent / "worker.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port",
+             "0", "--host", "127.0.0.1", "--config", str(config)],
+            env=env, stdout=subprocess.DEVNULL, stderr=log)
