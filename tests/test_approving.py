@@ -6,32 +6,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from tests.helpers.config import make_config
-from tests.test_release_rc import release_message, thread_text, wait_for_gates
-
-POLICY = """
-[[gates]]
-id = "sec"
-name = "Security scan"
-stage = "staging"
-manual = true
-
-[approvals.production]
-required = 2
-approvers = ["U0BOB", "U0CAROL", "S0RELMGR"]
-"""
-
-
-async def staged(start_bot, git_remote, tmp_path):
-    bot = await start_bot(make_config(git_remote, tmp_path, extra=POLICY))
-    bot.slack.usergroups["S0RELMGR"] = ["U0DAVE"]
-    await bot.command("rc", user="U0ALICE", user_name="alice")
-    await wait_for_gates(bot.slack, "v0.15.0-rc.1")
-    return bot
-
-
-def message_of(bot):
-    return release_message(bot.slack, "v0.15.0-rc.1")
+from tests.helpers.messages import thread_text
+from tests.helpers.steps import message_of, staged
 
 
 async def answer_to(bot, user: str, fragment: str) -> str:

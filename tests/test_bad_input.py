@@ -12,8 +12,8 @@ from bot.runtime.container import Services
 from bot.runtime.web import Bot
 from tests.helpers.bot import RunningBot, make_settings
 from tests.helpers.config import make_config
+from tests.helpers.messages import wait_for_gates
 from tests.helpers.repos import git
-from tests.test_release_rc import wait_for_gates
 
 ORIGINAL_TAGS = {"v0.8.1-bug-fixes", "v0.13.3-final", "bd-12", "20240315-1200", "v0.14.0-rc.1",
                  "v0.14.0", "v0.14.1"}

@@ -24,9 +24,10 @@ from bot.domain.actors import Actor
 from bot.domain.approvals import approve
 from bot.services import create_candidate, promote_release
 from tests.helpers.config import make_config
+from tests.helpers.messages import release_message, thread_text, wait_for_gates
 from tests.helpers.repos import GitRemote
 from tests.helpers.repos import git as run_git
-from tests.test_release_rc import release_message, thread_text, wait_for_gates
+from tests.helpers.signing import sign
 
 ALICE = Actor("U0ALICE", "alice", "C0DEV")
 OUR_TAG = re.compile(r"^v\d+\.\d+\.\d+(-rc\.\d+)?$")
@@ -68,9 +69,8 @@ def test_ids_and_versions_take_no_trailing_newline(text):
 async def test_a_flag_description_and_a_form_reason_are_plain_text_too(start_bot, git_remote,
                                                                        tmp_path):
     bot = await start_bot(make_config(git_remote, tmp_path))
-    body = bot.command_body('create dark_mode --description "dark\x00"').replace(
-        "command=%2Frelease", "command=%2Fflag")
-    from tests.helpers.signing import sign
+    body = bot.command_body('create dark_mode --description "dark\x00"',
+                            command="/flag")
     status, data = await bot.post(body, sign(body))
     assert status == 200 and "control character (U+0000)" in bot.slack.text_of(data)
     await bot.command("rc")

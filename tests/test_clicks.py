@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.helpers.config import make_config
+from tests.helpers.messages import release_message, wait_for_gates
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.signing import sign
-from tests.test_approving import POLICY, message_of, staged
-from tests.test_release_rc import release_message, wait_for_gates
+from tests.helpers.steps import APPROVAL_POLICY, message_of, staged
 
 
 @dataclass
@@ -42,7 +42,7 @@ def buttons_message(*pairs: tuple[str, str]) -> FakeMessage:
 
 
 async def flag(bot, text: str) -> tuple[int, dict[str, Any], float]:
-    body = bot.command_body(text).replace("command=%2Frelease", "command=%2Fflag")
+    body = bot.command_body(text, command="/flag")
     started = time.monotonic()
     status, data = await bot.post(body, sign(body))
     return status, data, time.monotonic() - started
@@ -228,7 +228,7 @@ async def test_two_rc_commands_moments_apart_make_one_candidate(start_bot, git_r
 
 async def test_fifty_clicks_of_group_members_share_one_group_lookup(start_bot, git_remote,
                                                                    tmp_path):
-    bot = await start_bot(make_config(git_remote, tmp_path, extra=POLICY))
+    bot = await start_bot(make_config(git_remote, tmp_path, extra=APPROVAL_POLICY))
     members = [f"U0M{i:02d}" for i in range(50)]
     bot.slack.usergroups["S0RELMGR"] = members
     await bot.command("rc", user="U0ALICE", user_name="alice")

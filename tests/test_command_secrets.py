@@ -33,11 +33,10 @@ from bot.runtime.container import Services
 from bot.runtime.settings import Settings
 from bot.runtime.web import Bot
 from tests.helpers.bot import RunningBot
-from tests.helpers.config import SCRIPTS, make_config
+from tests.helpers.config import SCRIPTS, make_config, worker_config_text, write_config
+from tests.helpers.messages import release_message, wait_for_gates
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.repos import GitRemote, git
 from tests.helpers.signing import SIGNING_SECRET
-from tests.test_release_rc import release_message, wait_for_gates
 
 NOBODY = pwd.getpwnam("nobody")
 PASSWORD = f"redis-password-{uuid.uuid4().hex}"
@@ -53,15 +52,6 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def commit_file(remote: GitRemote, name: str, text: str) -> None:
-    path = remote.work / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    git("add", name, cwd=remote.work)
-    git("commit", "-q", "-m", f"add {name}", cwd=remote.work)
-    git("push", "-q", "origin", "main", cwd=remote.work)
-
-
 # --- the environment a command gets ----------------------------------------------------------
 
 DUMP = 'env > "{out}/$1.env"'
@@ -75,7 +65,7 @@ async def test_commands_get_a_clean_environment_and_what_the_config_passes(
                "AWS_SECRET_ACCESS_KEY": "not-passed"}
     for name, value in {**secrets, "NPM_TOKEN": "npm-passed"}.items():
         monkeypatch.setenv(name, value)
-    commit_file(git_remote, "ci/dump.sh", DUMP.format(out=shared_dir) + "\n")
+    git_remote.commit_file("ci/dump.sh", DUMP.format(out=shared_dir) + "\n")
     text = f"""
 [repository]
 url = "{git_remote.bare}"
@@ -120,7 +110,7 @@ env = {{ GATE_ONLY = "yes", DEPLOY_TARGET = "green" }}
 
 async def test_the_tree_has_no_git_and_the_state_is_the_bots_alone(start_bot, git_remote,
                                                                    tmp_path, shared_dir):
-    commit_file(git_remote, "ci/look.sh",
+    git_remote.commit_file("ci/look.sh",
                 f'ls -a > "{shared_dir}/tree"; git rev-parse --git-dir '
                 f'> "{shared_dir}/git" 2>&1 || true\n')
     config = make_config(git_remote, tmp_path)
@@ -217,8 +207,7 @@ def test_a_non_dumpable_bot_cannot_be_read_by_its_own_users_commands(mode: str, 
 
 def test_a_worker_starts_without_the_signing_secret_and_warns_if_it_has_it(
         tmp_path, git_remote, subprocess_env):
-    from tests.test_workers import config_text, write_config
-    path = write_config(tmp_path, config_text(git_remote, tmp_path))
+    path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
     without = {k: v for k, v in subprocess_env.items() if k != "SLACK_SIGNING_SECRET"}
     for env, warned in ((without, False), (subprocess_env, True)):
         worker = subprocess.Popen(
@@ -293,8 +282,8 @@ async def test_a_gate_script_cannot_forge_approvals_or_reach_redis(
     try:
         shutil.copy(SCRIPTS / "deploy.sh", shared_dir / "deploy.sh")
         log = shared_dir / "deploys.log"
-        commit_file(git_remote, "attack.py", (SCRIPTS / "hostile_gate.py").read_text())
-        commit_file(git_remote, "ci/e2e.sh",
+        git_remote.commit_file("attack.py", (SCRIPTS / "hostile_gate.py").read_text())
+        git_remote.commit_file("ci/e2e.sh",
                     '/usr/bin/python3 attack.py "$BOT_URL" "$REPORT_DIR"\n')
         # The web role is started first: its URL goes into the gate's environment.
         path = tmp_path / "releasebot.toml"

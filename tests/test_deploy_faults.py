@@ -13,7 +13,6 @@ import asyncio
 import json
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,12 @@ from bot.domain.config import Config, load_config
 from bot.services import deploy_release
 from bot.services.monitor_health import health_rows
 from tests.helpers.config import SCRIPTS
+from tests.helpers.flags import FLAGS, FLAGS_PATH, push_flags
+from tests.helpers.messages import release_message, thread_text
+from tests.helpers.processes import running, spawn_worker
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.repos import GitRemote, git
-from tests.test_flags import PATH, push_flags
-from tests.test_flags_file import FLAGS
-from tests.test_release_rc import release_message, running, thread_text
+from tests.helpers.signing import sign
 
 TTL = 2.0  # the environment lock's expiry in these tests
 
@@ -103,13 +103,6 @@ def write_config(tmp_path: Path, text: str) -> tuple[Path, Config]:
     path = tmp_path / "releasebot.toml"
     path.write_text(text)
     return path, load_config(path)
-
-
-def spawn_worker(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port", "0",
-         "--host", "127.0.0.1", "--config", str(config)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(config.parent / "worker.log", "ab"))
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -433,9 +426,8 @@ verify_seconds = 1
     await start_bot(config, role="scheduler", name="scheduler")
     worker = spawn_worker(path, subprocess_env)
     try:
-        body = web.command_body('create dark_mode --description "Dark mode"').replace(
-            "command=%2Frelease", "command=%2Fflag")
-        from tests.helpers.signing import sign
+        body = web.command_body('create dark_mode --description "Dark mode"',
+                                command="/flag")
         status, _ = await web.post(body, sign(body))
         assert status == 200
         await kill_during(worker, pid_file, redis, f"{prefix}lock:env:production")
@@ -447,6 +439,6 @@ verify_seconds = 1
         raw = [v async for v in redis.scan_iter(match=f"{prefix}flagreq:*")]
         request = json.loads(await redis.get(raw[0]))
         assert request["status"] == "failed" and request["lost"]
-        assert git("show", f"main:{PATH}", cwd=git_remote.bare).count("dark_mode") == 1
+        assert git("show", f"main:{FLAGS_PATH}", cwd=git_remote.bare).count("dark_mode") == 1
     finally:
         stop_worker(worker)

@@ -6,41 +6,14 @@ import asyncio
 import copy
 from pathlib import Path
 
-from tests.helpers.config import deploy_log, make_config
-from tests.test_release_rc import release_message, thread_text, wait_for_gates
-
-SMOKE = """
-[[gates]]
-id = "smoke"
-name = "Smoke tests"
-stage = "production"
-command = "sh {scripts}/gate.sh smoke"
-"""
-
-
-def config(git_remote, tmp_path, extra: str = ""):
-    scripts = Path(__file__).parent / "scripts"
-    return make_config(git_remote, tmp_path, extra=SMOKE.format(scripts=scripts) + extra)
-
-
-async def candidate(bot, tag="v0.15.0-rc.1"):
-    await bot.command("rc --description infra", user="U0ALICE", user_name="alice")
-    await wait_for_gates(bot.slack, tag)
-    return release_message(bot.slack, tag)
-
-
-async def live(bot, tag="v0.15.0"):
-    def done():
-        for message in bot.slack.messages().values():
-            if f"`{tag}` is live in *production*" in bot.slack.text_of(message):
-                return message
-        return None
-    return await bot.slack.wait_for(done, timeout=30)
+from tests.helpers.config import deploy_log, production_config
+from tests.helpers.messages import release_message, thread_text
+from tests.helpers.steps import candidate, live
 
 
 async def test_final_promotes_the_approved_candidate_to_production(start_bot, git_remote,
                                                                    tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     message = await candidate(bot)
     rc_sha = git_remote.remote_tags()["v0.15.0-rc.1"]
     git_remote.commit("work after the candidate")  # main moves on; final must not take it
@@ -83,7 +56,7 @@ async def test_final_promotes_the_approved_candidate_to_production(start_bot, gi
 
 async def test_final_without_approvals_says_what_is_missing(start_bot, git_remote,
                                                             tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     assert "no open release candidate" in bot.slack.text_of(await bot.command("final"))
     await candidate(bot)
     text = bot.slack.text_of(await bot.command("final"))
@@ -98,7 +71,7 @@ async def test_final_without_approvals_says_what_is_missing(start_bot, git_remot
 
 
 async def test_a_newer_candidate_supersedes_the_older(start_bot, git_remote, tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     old = copy.deepcopy(await candidate(bot))  # as it stays on someone's screen
     await bot.click(old, "gate_approve", gate="qa")
     await bot.slack.wait_for(lambda: "approved by" in bot.slack.text_of(
@@ -125,8 +98,8 @@ async def test_a_newer_candidate_supersedes_the_older(start_bot, git_remote, tmp
 
 
 async def test_two_finals_at_once_promote_once(start_bot, git_remote, tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path))
-    second = await start_bot(config(git_remote, tmp_path), name="second")
+    bot = await start_bot(production_config(git_remote, tmp_path))
+    second = await start_bot(production_config(git_remote, tmp_path), name="second")
     message = await candidate(bot)
     await bot.click(message, "gate_approve", gate="qa")
     await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(
@@ -144,7 +117,7 @@ async def test_two_finals_at_once_promote_once(start_bot, git_remote, tmp_path: 
 
 async def test_release_audit_posts_the_history_of_a_release(start_bot, git_remote,
                                                             tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     message = await candidate(bot)
     await bot.click(message, "gate_approve", gate="qa")
     await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(

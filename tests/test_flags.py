@@ -18,25 +18,15 @@ from bot.domain.flag_requests import new_request
 from bot.domain.flags import read_flags
 from bot.services import change_flags
 from tests.helpers.config import make_config
+from tests.helpers.flags import FLAGS, FLAGS_PATH, push_flags
+from tests.helpers.messages import wait_for_gates
 from tests.helpers.repos import GitRemote, git
+from tests.helpers.signing import sign
 from tests.helpers.sites import LocalSite
-from tests.test_flags_file import FLAGS
-from tests.test_release_rc import wait_for_gates
-
-PATH = "data/feature-flags.toml"
-
-
-def push_flags(remote: GitRemote, text: str, message: str = "flags") -> str:
-    (remote.work / "data").mkdir(exist_ok=True)
-    (remote.work / PATH).write_text(text)
-    git("add", PATH, cwd=remote.work)
-    git("commit", "-q", "-m", message, cwd=remote.work)
-    git("push", "-q", "origin", "main", cwd=remote.work)
-    return git("rev-parse", "HEAD", cwd=remote.work)
 
 
 def remote_flags(remote: GitRemote) -> str:
-    return git("show", f"main:{PATH}", cwd=remote.bare) + "\n"
+    return git("show", f"main:{FLAGS_PATH}", cwd=remote.bare) + "\n"
 
 
 class FlagSite(LocalSite):
@@ -71,7 +61,7 @@ def flag_config(remote: GitRemote, tmp_path: Path, site: FlagSite, *, required: 
     push_flags(remote, FLAGS)
     return make_config(remote, tmp_path, production_url=site.url, extra=f"""
 [flags]
-deploy_command = "cp {PATH} {site.live}"
+deploy_command = "cp {FLAGS_PATH} {site.live}"
 verify_seconds = 5
 required = {required}
 {extra}""")
@@ -129,8 +119,7 @@ async def test_a_flag_change_is_committed_deployed_and_verified(start_bot, git_r
 
 
 async def flag(bot: Any, text: str, **kwargs: Any) -> dict[str, Any]:
-    body = bot.command_body(text, **kwargs).replace("command=%2Frelease", "command=%2Fflag")
-    from tests.helpers.signing import sign
+    body = bot.command_body(text, command="/flag", **kwargs)
     status, data = await bot.post(body, sign(body))
     assert status == 200, (status, data)
     return data

@@ -7,22 +7,10 @@ import pytest
 from bot.commands.flag import ChangeFlag, FlagHelp, ListFlags, RampFlag, parse_flag_command
 from bot.commands.release import CommandError
 from bot.domain.flags import Flag, FlagChange, FlagsError, apply, new_flags_ready, read_flags
-from tests.test_health_rules import BASE  # the least config, one environment
+from tests.helpers.config import config_text, environment
+from tests.helpers.flags import FLAGS
 
-FLAGS = """\
-# Feature flags of the website. Owned by the web team; see docs/flags.md.
-
-[flags.new_infrastructure]
-enabled = false   # flipped by releasebot
-description = "The new CDN and load balancers"
-rollout_percentage = 0
-
-# Search is half rolled out.
-[flags.new_search]
-enabled = true
-description = "Search v2"
-rollout_percentage = 50
-"""
+BASE = config_text(environments=[environment("production", url="https://example.com")])
 
 
 def test_reading_the_flags():

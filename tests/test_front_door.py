@@ -5,8 +5,6 @@ stopped) and real processes."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
 import subprocess
@@ -19,18 +17,12 @@ import aiohttp
 import pytest
 
 from bot.runtime.logs import FORMAT, OneLineFormatter, loggable
-from tests.helpers.config import make_config
+from tests.helpers.config import make_config, worker_config_text, write_config
 from tests.helpers.redis_server import RedisServer
-from tests.helpers.signing import SIGNING_SECRET, sign
+from tests.helpers.signing import sign, signature
 from tests.helpers.slack_requests import interaction_body
-from tests.test_workers import config_text, write_config
 
 FORM = "application/x-www-form-urlencoded"
-
-
-def signature(body: bytes, ts: str, secret: str = SIGNING_SECRET) -> str:
-    digest = hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256)
-    return f"v0={digest.hexdigest()}"
 
 
 def unsigned_requests(valid_body: str) -> list[tuple[str, bytes, dict[str, str]]]:
@@ -161,7 +153,7 @@ def test_log_lines_are_one_bounded_line_with_control_characters_escaped():
 
 
 def test_serve_refuses_blank_secrets(tmp_path: Path, git_remote, subprocess_env):
-    path = write_config(tmp_path, config_text(git_remote, tmp_path))
+    path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
     for name in ("SLACK_SIGNING_SECRET", "SLACK_BOT_TOKEN"):
         env = {**subprocess_env, name: "   "}
         out = subprocess.run([sys.executable, "-m", "bot.runtime.cli", "serve", "--port", "0",
@@ -174,7 +166,7 @@ def test_serve_refuses_blank_secrets(tmp_path: Path, git_remote, subprocess_env)
 async def test_unicode_digits_get_an_answer_not_a_500(start_bot, git_remote, tmp_path):
     bot = await start_bot(make_config(git_remote, tmp_path))
     for text in ("set new_search ²", "set new_search ①", "ramp new_search 10,²0 --every 1h"):
-        body = bot.command_body(text).replace("command=%2Frelease", "command=%2Fflag")
+        body = bot.command_body(text, command="/flag")
         status, data = await bot.post(body, sign(body))
         assert status == 200, (text, status, data)
         assert "is not a percentage" in bot.slack.text_of(data)
@@ -200,7 +192,7 @@ async def test_a_redis_outage_is_two_log_lines_not_a_flood(git_remote, tmp_path:
     """The repro: a worker logged over 1,000 tracebacks (3 MB) in 2 s of outage."""
     server = RedisServer(tmp_path / "redis", persist=True)
     server.start()
-    path = write_config(tmp_path, config_text(git_remote, tmp_path))
+    path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
     log_file = tmp_path / "worker.log"
     with open(log_file, "wb") as stderr:
         worker = subprocess.Popen(

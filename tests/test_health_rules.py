@@ -37,6 +37,7 @@ from bot.domain.health.windows import (
     summarize_window,
     window_results,
 )
+from tests.helpers.config import config_text, environment
 
 CFG = MonitoringConfig(failures_to_alert=3, successes_to_resolve=2, reminder_seconds=60,
                        error_rate_samples=10, latency_samples=3, degradation_floor_ms=50)
@@ -183,16 +184,8 @@ def test_the_health_report_is_valid_block_kit_even_with_many_checks():
     assert "No health checks" in json.dumps(health_report([], 0))
 
 
-BASE = """
-[repository]
-url = "/tmp/repo"
-[slack]
-channel = "#releases"
-[[environments]]
-name = "production"
-deploy_command = "true"
-url = "https://example.com"
-"""
+# The least config: one environment, with a URL that check paths join.
+BASE = config_text(environments=[environment("production", url="https://example.com")])
 
 
 @pytest.mark.parametrize(("extra", "key"), [

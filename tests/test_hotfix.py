@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
 
-from bot.domain.config import ConfigError, parse_config
+from bot.domain.config import Config, ConfigError
 from bot.domain.versions import VersionError, next_hotfix
-from tests.helpers.config import deploy_log
+from tests.helpers.config import (
+    STAGING_AND_PRODUCTION,
+    build_config,
+    deploy_log,
+    gate,
+    manual_gate,
+    production_config,
+)
+from tests.helpers.messages import release_message, thread_text, wait_for_gates
 from tests.helpers.repos import git
-from tests.test_final import config, live
-from tests.test_release_rc import release_message, thread_text, wait_for_gates
-from tests.test_rollback import in_production
+from tests.helpers.steps import in_production, live
 
 HOTFIX = """
 [hotfix]
@@ -31,9 +36,18 @@ def test_next_hotfix_patches_what_runs():
         next_hotfix(None, [], "v", "production")
 
 
+def with_hotfix(table: str) -> Config:
+    """A config whose production has three approvers, with the `[hotfix]` `table`."""
+    return build_config(
+        environments=STAGING_AND_PRODUCTION,
+        gates=[gate("e2e", "Automated tests"), manual_gate("qa", "Manual QA")],
+        approvals={"production": {"required": 2,
+                                  "approvers": ["U0ALICE", "U0BOB", "S0RELMGR"]}},
+        extra=table)
+
+
 def test_hotfix_config_rules():
-    from tests.test_approvals import CONFIG
-    ok = parse_config(tomllib.loads(CONFIG + '[hotfix]\ngates = ["e2e", "qa"]\n'))
+    ok = with_hotfix('[hotfix]\ngates = ["e2e", "qa"]\n')
     assert ok.hotfix.gates == ("e2e", "qa") and ok.hotfix.policy.required == 1
     # The hotfix count, with production's approvers.
     assert ok.release_policy("hotfix", "staging").approvers == ("U0ALICE", "U0BOB", "S0RELMGR")
@@ -42,16 +56,15 @@ def test_hotfix_config_rules():
                        ('[hotfix]\ngates = ["e2e"]\n', "hotfix.gates"),
                        ('[hotfix]\ngates = ["nope"]\n', "hotfix.gates[0]")]:
         with pytest.raises(ConfigError) as info:
-            parse_config(tomllib.loads(CONFIG + table))
+            with_hotfix(table)
         assert info.value.key == key
-    none = parse_config(tomllib.loads(
-        CONFIG + '[hotfix]\ngates = ["e2e"]\nrequired = 0\nallow_no_approvals = true\n'))
+    none = with_hotfix('[hotfix]\ngates = ["e2e"]\nrequired = 0\nallow_no_approvals = true\n')
     assert none.hotfix.policy.required == 0
 
 
 async def test_a_hotfix_from_the_hotfix_branch_goes_to_production(start_bot, git_remote,
                                                                   tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path, HOTFIX))
+    bot = await start_bot(production_config(git_remote, tmp_path, HOTFIX))
     await in_production(bot, git_remote)  # v0.15.0 runs in production
     # Meanwhile main moved on, and the fix is on a hotfix branch.
     git_remote.commit("new feature on main")
@@ -85,7 +98,7 @@ async def test_a_hotfix_from_the_hotfix_branch_goes_to_production(start_bot, git
 
 
 async def test_no_hotfix_without_a_production_version(start_bot, git_remote, tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path, HOTFIX))
+    bot = await start_bot(production_config(git_remote, tmp_path, HOTFIX))
     assert "needs a description" in bot.slack.text_of(await bot.command("hotfix"))
     await bot.command('hotfix --description "x"')
     answer = await bot.slack.wait_for(lambda: [

@@ -10,7 +10,7 @@ import pytest
 from bot.adapters.redis.locks import RenewingLock
 from bot.domain.locks import LockInfo, LockRefused, check_release, check_take
 from tests.helpers.config import deploy_log, make_config
-from tests.test_release_rc import release_message, thread_text, wait_for_gates
+from tests.helpers.messages import release_message, thread_text, wait_for_gates
 
 
 def lock(holder: str, kind: str = "manual") -> LockInfo:

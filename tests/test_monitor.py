@@ -15,10 +15,10 @@ from aiohttp import web
 
 from bot.adapters.redis.store import Store
 from bot.services.monitor_health import Monitor
-from tests.helpers.config import make_config
+from tests.helpers.config import make_config, production_config
+from tests.helpers.messages import release_message, thread_text
 from tests.helpers.sites import LocalSite
-from tests.test_final import candidate, config, live
-from tests.test_release_rc import release_message, thread_text
+from tests.helpers.steps import candidate, live
 
 
 class HealthSite(LocalSite):
@@ -243,7 +243,7 @@ async def test_two_replicas_check_once_and_alert_once(start_bot, git_remote, tmp
 async def test_after_production_deploy_the_window_summary_lands_in_the_release_thread(
         start_bot, git_remote, tmp_path: Path, site: HealthSite):
     extra = checks(site, tick=0.05, interval=0.1, window=2.0)
-    bot = await start_bot(config(git_remote, tmp_path, extra=extra))
+    bot = await start_bot(production_config(git_remote, tmp_path, extra=extra))
     slack = bot.slack
     message = await candidate(bot)
     await bot.click(message, "gate_approve", gate="qa")

@@ -3,56 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from pathlib import Path
 
 from slack_sdk.models.blocks import Block
 
 from tests.helpers.config import deploy_log, make_config
+from tests.helpers.messages import (
+    release_message,
+    thread_text,
+    wait_for_failed_deploy,
+    wait_for_gates,
+)
+from tests.helpers.processes import running
+from tests.helpers.repos import git
 from tests.helpers.signing import sign
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (a killed orphan may wait for a reaper that never comes)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "State:\tZ" not in status
-
-
-def release_message(slack, tag: str):
-    """The release message of the candidate `tag` (by its header, not any mention of it)."""
-    for message in slack.messages().values():
-        if message.thread_ts is None and message.blocks and message.blocks[0].get(
-                "type") == "header" and re.search(rf"(?<![\w.-]){re.escape(tag)}(?![\w.-])",
-                                                  message.blocks[0]["text"]["text"]):
-            return message
-    return None
-
-
-def thread_text(slack, message) -> str:
-    return "\n".join(slack.text_of(m) for m in slack.thread(message.ts))
-
-
-async def wait_for_failed_deploy(slack, tag: str):
-    def failed():
-        message = release_message(slack, tag)
-        return message if message and "deploy failed" in slack.text_of(message) else None
-    return await slack.wait_for(failed, timeout=20)
-
-
-async def wait_for_gates(slack, tag: str, count: int = 2):
-    """The release message once its automatic gates are finished (passed or failed)."""
-    def done():
-        message = release_message(slack, tag)
-        if message is None:
-            return None
-        text = slack.text_of(message)
-        finished = text.count("passed in") + text.count("failed in")
-        return message if finished >= count else None
-    return await slack.wait_for(done, timeout=30)
 
 
 async def test_rc_tags_deploys_runs_gates_and_keeps_one_message(start_bot, git_remote,
@@ -264,7 +229,6 @@ async def test_a_moved_tag_is_not_deployed(start_bot, git_remote, tmp_path: Path
     await wait_for_gates(bot.slack, "v0.15.0-rc.1")
     release = await bot.services.store.get_release("0.15.0-rc.1")
     # Someone force-moves the tag to another commit on the remote.
-    from tests.helpers.repos import git
     other = git_remote.commit("sneaky")
     git("tag", "-f", "v0.15.0-rc.1", other, cwd=git_remote.work)
     git("push", "-q", "-f", "origin", "v0.15.0-rc.1", cwd=git_remote.work)

@@ -6,21 +6,9 @@ import asyncio
 from pathlib import Path
 
 from bot.adapters.redis.locks import read_lock
-from tests.helpers.config import deploy_log
-from tests.test_final import candidate, config, live
-from tests.test_release_rc import release_message, thread_text
-
-
-async def in_production(bot, git_remote, extra: str = ""):
-    """v0.14.1 ran in production before the bot's v0.15.0 replaced it."""
-    await bot.services.store.set_environment_version(
-        "production", "0.14.1", "v0.14.1", git_remote.remote_tags()["v0.14.1"])
-    message = await candidate(bot)
-    await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")))
-    await bot.command("final")
-    await live(bot)
+from tests.helpers.config import deploy_log, production_config
+from tests.helpers.messages import release_message, thread_text
+from tests.helpers.steps import in_production
 
 
 async def rolled_back(bot):
@@ -31,7 +19,7 @@ async def rolled_back(bot):
 
 async def test_rollback_redeploys_the_previous_version_and_locks(start_bot, git_remote,
                                                                  tmp_path: Path, redis, prefix):
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     await in_production(bot, git_remote)
     tags_before = git_remote.remote_tags()
     ack = bot.slack.text_of(await bot.command('rollback --reason "checkout errors"',
@@ -69,7 +57,7 @@ approvers = ["U0BOB", "U0CAROL"]
 
 async def test_a_rollback_waits_for_the_approvals_the_config_sets(start_bot, git_remote,
                                                                   tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path, POLICY))
+    bot = await start_bot(production_config(git_remote, tmp_path, POLICY))
     await in_production(bot, git_remote)
     ack = bot.slack.text_of(await bot.command('rollback production --to v0.14.1 '
                                               '--reason "errors"', user="U0BOB"))
@@ -94,7 +82,7 @@ async def test_a_rollback_waits_for_the_approvals_the_config_sets(start_bot, git
 
 async def test_the_rollback_button_asks_why_then_rolls_back(start_bot, git_remote,
                                                             tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     await in_production(bot, git_remote)
     message = await bot.slack.wait_for(lambda: "Roll back production" in bot.slack.text_of(
         release_message(bot.slack, "v0.15.0-rc.1")) and release_message(bot.slack,
@@ -111,7 +99,7 @@ async def test_a_rollback_form_does_not_roll_back_what_it_did_not_show(start_bot
                                                                        tmp_path: Path):
     """The form showed v0.15.0; if production runs something else when it is sent, nothing
     is rolled back (it would go back from a version nobody looked at)."""
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     await in_production(bot, git_remote)
     message = await bot.slack.wait_for(lambda: "Roll back production" in bot.slack.text_of(
         release_message(bot.slack, "v0.15.0-rc.1")) and release_message(bot.slack,
@@ -133,7 +121,7 @@ async def test_a_rollback_form_does_not_roll_back_what_it_did_not_show(start_bot
 
 
 async def test_rollback_input_errors(start_bot, git_remote, tmp_path: Path):
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     assert "needs a reason" in bot.slack.text_of(await bot.command("rollback"))
     assert "no environment `prod`" in bot.slack.text_of(
         await bot.command("rollback prod --reason x"))
@@ -153,7 +141,7 @@ async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remot
     from bot.domain.actors import BOT
     from bot.domain.rollbacks import RollbackRequest
     from bot.services import reap_lost_deploys as reaper
-    bot = await start_bot(config(git_remote, tmp_path))
+    bot = await start_bot(production_config(git_remote, tmp_path))
     store = bot.services.store
     request = RollbackRequest(id="r1", environment="production", to_version="0.14.1",
                               to_tag="v0.14.1", to_sha="a" * 40, from_version="0.15.0",

@@ -20,7 +20,7 @@ from bot.devtools.shell import Shell, plain, render
 from bot.runtime.container import Services
 from bot.runtime.web import Bot
 from tests.helpers.bot import make_settings
-from tests.helpers.config import make_config
+from tests.helpers.config import make_config, worker_config_text, write_config
 from tests.helpers.redis_server import REDIS_URL
 
 ROOT = Path(__file__).parent.parent
@@ -247,8 +247,7 @@ async def test_serve_without_redis_url_starts_the_embedded_redis(tmp_path: Path,
     import asyncio
     import socket
 
-    from tests.test_workers import config_text, write_config
-    path = write_config(tmp_path, config_text(git_remote, tmp_path))
+    path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
     port = port_outside_the_ephemeral_range(socket)
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(SLACK_BOT_TOKEN="xoxb-x", SLACK_SIGNING_SECRET="s",

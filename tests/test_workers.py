@@ -13,54 +13,14 @@ from bot.domain.actors import BOT
 from bot.domain.locks import LockHeld
 from bot.domain.releases import TransitionError
 from bot.services import deploy_release
-from tests.helpers.config import deploy_log, make_config
-from tests.test_release_rc import release_message, running, thread_text, wait_for_gates
-
-
-def write_config(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "releasebot.toml"
-    path.write_text(text)
-    return path
-
-
-def config_text(remote, tmp_path: Path, deploy_env: str = "") -> str:
-    scripts = Path(__file__).parent / "scripts"
-    log = tmp_path / "deploys.log"
-    return f"""
-[repository]
-url = "{remote.bare}"
-
-[slack]
-channel = "#releases"
-
-[worker]
-lock_ttl_seconds = 2
-reap_interval_seconds = 0.5
-shutdown_grace_seconds = 0
-
-[[environments]]
-name = "staging"
-deploy_command = "DEPLOY_LOG={log} {deploy_env} sh {scripts}/deploy.sh"
-timeout_seconds = 60
-
-[[gates]]
-id = "e2e"
-name = "Automated tests"
-stage = "staging"
-command = "sh {scripts}/gate.sh e2e"
-"""
-
-
-def spawn_worker(config: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port", "0",
-         "--host", "127.0.0.1", "--config", str(config)],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(config.parent / "worker.log", "ab"))
+from tests.helpers.config import deploy_log, make_config, worker_config_text, write_config
+from tests.helpers.messages import release_message, thread_text, wait_for_gates
+from tests.helpers.processes import running, spawn_worker
 
 
 async def test_web_role_enqueues_and_a_separate_worker_process_deploys(
         start_bot, git_remote, tmp_path: Path, subprocess_env):
-    path = write_config(tmp_path, config_text(git_remote, tmp_path))
+    path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
     from bot.domain.config import load_config
     web = await start_bot(load_config(path), role="web")
     worker = spawn_worker(path, subprocess_env)
@@ -75,7 +35,7 @@ async def test_web_role_enqueues_and_a_separate_worker_process_deploys(
 
 async def test_a_worker_killed_mid_deploy_is_reported_failed_and_frees_the_lock(
         start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix):
-    path = write_config(tmp_path, config_text(git_remote, tmp_path, "DEPLOY_SLEEP=60"))
+    path = write_config(tmp_path, worker_config_text(git_remote, tmp_path, "DEPLOY_SLEEP=60"))
     from bot.domain.config import load_config
     config = load_config(path)
     web = await start_bot(config, role="web", name="web")
@@ -225,7 +185,7 @@ def test_serve_cli_reports_a_taken_port_and_missing_settings(tmp_path: Path, git
                                                              subprocess_env):
     import socket
 
-    path = write_config(tmp_path, config_text(git_remote, tmp_path))
+    path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
