@@ -9,38 +9,14 @@ import pytest
 from bot.domain import approvals, releases
 from bot.domain.approvals import NoChange, Refusal, readiness
 from bot.domain.config import ApprovalPolicy, ConfigError, parse_config
+from tests.helpers.config import STAGING_AND_PRODUCTION, automatic_gate, config_text, manual_gate
 
-CONFIG = """
-[repository]
-url = "x"
-[slack]
-channel = "#releases"
-[[environments]]
-name = "staging"
-deploy_command = "true"
-[[environments]]
-name = "production"
-deploy_command = "true"
-[[gates]]
-id = "e2e"
-name = "Automated tests"
-stage = "staging"
-command = "true"
-[[gates]]
-id = "qa"
-name = "Manual QA"
-stage = "staging"
-manual = true
-[[gates]]
-id = "sec"
-name = "Security scan"
-stage = "staging"
-manual = true
-[approvals.production]
-required = 2
-approvers = ["U0ALICE", "U0BOB", "S0RELMGR"]
-valid_hours = 1
-"""
+CONFIG = config_text(
+    environments=STAGING_AND_PRODUCTION,
+    gates=[automatic_gate("e2e", "Automated tests"), manual_gate("qa", "Manual QA"),
+           manual_gate("sec", "Security scan")],
+    approvals={"production": {"required": 2, "approvers": ["U0ALICE", "U0BOB", "S0RELMGR"],
+                              "valid_hours": 1}})
 NOW = 1_000_000.0
 
 

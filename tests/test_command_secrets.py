@@ -28,12 +28,21 @@ import aiohttp
 import pytest
 
 from bot.devtools.slack_stand_in import SlackStandIn
-from bot.domain.config import Config, ConfigError, load_config, parse_config
+from bot.domain.config import Config, ConfigError, load_config
 from bot.runtime.container import Services
 from bot.runtime.settings import Settings
 from bot.runtime.web import Bot
 from tests.helpers.bot import RunningBot
-from tests.helpers.config import SCRIPTS, make_config, worker_config_text, write_config
+from tests.helpers.config import (
+    SCRIPTS,
+    automatic_gate,
+    build_config,
+    config_text,
+    environment,
+    make_config,
+    worker_config_text,
+    write_config,
+)
 from tests.helpers.messages import release_message, wait_for_gates
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.signing import SIGNING_SECRET
@@ -66,30 +75,13 @@ async def test_commands_get_a_clean_environment_and_what_the_config_passes(
     for name, value in {**secrets, "NPM_TOKEN": "npm-passed"}.items():
         monkeypatch.setenv(name, value)
     git_remote.commit_file("ci/dump.sh", DUMP.format(out=shared_dir) + "\n")
-    text = f"""
-[repository]
-url = "{git_remote.bare}"
-[slack]
-channel = "#releases"
-[worker]
-lock_ttl_seconds = 3
-[[environments]]
-name = "staging"
-deploy_command = "sh ci/dump.sh deploy"
-env = {{ DEPLOY_TARGET = "blue" }}
-pass_env = ["NPM_TOKEN"]
-[[environments]]
-name = "production"
-deploy_command = "true"
-[[gates]]
-id = "e2e"
-name = "Automated tests"
-stage = "staging"
-command = "sh ci/dump.sh gate"
-env = {{ GATE_ONLY = "yes", DEPLOY_TARGET = "green" }}
-"""
-    path = tmp_path / "releasebot.toml"
-    path.write_text(text)
+    path = write_config(tmp_path, config_text(
+        url=str(git_remote.bare), worker={"lock_ttl_seconds": 3},
+        environments=[environment("staging", "sh ci/dump.sh deploy",
+                                  env={"DEPLOY_TARGET": "blue"}, pass_env=["NPM_TOKEN"]),
+                      environment("production")],
+        gates=[automatic_gate("e2e", "Automated tests", command="sh ci/dump.sh gate",
+                              env={"GATE_ONLY": "yes", "DEPLOY_TARGET": "green"})]))
     bot = await start_bot(load_config(path))
     await bot.command("rc")
     await wait_for_gates(bot.slack, "v0.15.0-rc.1", count=1)
@@ -125,51 +117,29 @@ async def test_the_tree_has_no_git_and_the_state_is_the_bots_alone(start_bot, gi
     assert oct(bot.services.settings.state_dir.stat().st_mode & 0o777) == "0o700"
 
 
-@pytest.mark.parametrize(("extra", "key", "message"), [
-    ('pass_env = ["SLACK_BOT_TOKEN"]', "environments[0].pass_env[0]", "secret or setting"),
-    ('pass_env = ["REDIS_URL"]', "environments[0].pass_env[0]", "secret or setting"),
-    ('pass_env = ["RELEASEBOT_STATE_DIR"]', "environments[0].pass_env[0]", "secret or setting"),
-    ('env = { SLACK_SIGNING_SECRET = "x" }', "environments[0].env.SLACK_SIGNING_SECRET",
+@pytest.mark.parametrize(("keys", "key", "message"), [
+    ({"pass_env": ["SLACK_BOT_TOKEN"]}, "environments[0].pass_env[0]", "secret or setting"),
+    ({"pass_env": ["REDIS_URL"]}, "environments[0].pass_env[0]", "secret or setting"),
+    ({"pass_env": ["RELEASEBOT_STATE_DIR"]}, "environments[0].pass_env[0]",
      "secret or setting"),
-    ('env = { RELEASE_TAG = "v9" }', "environments[0].env.RELEASE_TAG", "set by the bot"),
-    ('env = { "A B" = "x" }', "environments[0].env.A B", "not an environment variable"),
-    ('env = { N = 1 }', "environments[0].env.N", "expected a string"),
-    ('pass_env = "NPM_TOKEN"', "environments[0].pass_env", "expected a list"),
+    ({"env": {"SLACK_SIGNING_SECRET": "x"}}, "environments[0].env.SLACK_SIGNING_SECRET",
+     "secret or setting"),
+    ({"env": {"RELEASE_TAG": "v9"}}, "environments[0].env.RELEASE_TAG", "set by the bot"),
+    ({"env": {"A B": "x"}}, "environments[0].env.A B", "not an environment variable"),
+    ({"env": {"N": 1}}, "environments[0].env.N", "expected a string"),
+    ({"pass_env": "NPM_TOKEN"}, "environments[0].pass_env", "expected a list"),
 ])
-def test_a_command_environment_never_names_a_bot_secret(extra: str, key: str, message: str):
-    import tomllib
-    text = f"""
-[repository]
-url = "/r"
-[slack]
-channel = "#r"
-[[environments]]
-name = "staging"
-deploy_command = "true"
-{extra}
-"""
+def test_a_command_environment_never_names_a_bot_secret(keys: dict, key: str, message: str):
     with pytest.raises(ConfigError) as raised:
-        parse_config(tomllib.loads(text))
+        build_config(environments=[environment("staging", **keys)])
     assert raised.value.key == key and message in raised.value.problem
 
 
 @pytest.mark.parametrize(("user", "message"), [
     ("no-such-user-here", "there is no user"), ("root", "must not be root"), ("", "must name")])
 def test_run_as_is_checked(user: str, message: str):
-    import tomllib
-    text = f"""
-[repository]
-url = "/r"
-[slack]
-channel = "#r"
-[worker]
-run_as = "{user}"
-[[environments]]
-name = "staging"
-deploy_command = "true"
-"""
     with pytest.raises(ConfigError) as raised:
-        parse_config(tomllib.loads(text))
+        build_config(worker={"run_as": user}, environments=[environment("staging")])
     assert raised.value.key == "worker.run_as" and message in raised.value.problem
 
 
@@ -288,32 +258,20 @@ async def test_a_gate_script_cannot_forge_approvals_or_reach_redis(
         # The web role is started first: its URL goes into the gate's environment.
         path = tmp_path / "releasebot.toml"
 
-        def config_text(bot_url: str) -> str:
-            return f"""
-[repository]
-url = "{git_remote.bare}"
-[slack]
-channel = "#releases"
-[worker]
-lock_ttl_seconds = 5
-run_as = "nobody"
-[[environments]]
-name = "staging"
-deploy_command = "DEPLOY_LOG={log} sh {shared_dir}/deploy.sh"
-[[environments]]
-name = "production"
-deploy_command = "DEPLOY_LOG={log} sh {shared_dir}/deploy.sh"
-[[gates]]
-id = "e2e"
-name = "Automated tests"
-stage = "staging"
-command = "sh ci/e2e.sh"
-env = {{ BOT_URL = "{bot_url}", REPORT_DIR = "{shared_dir}" }}
-{POLICY}"""
+        def hostile_config(bot_url: str) -> str:
+            deploy = f"DEPLOY_LOG={log} sh {shared_dir}/deploy.sh"
+            return config_text(
+                url=str(git_remote.bare), worker={"lock_ttl_seconds": 5, "run_as": "nobody"},
+                environments=[environment("staging", deploy),
+                              environment("production", deploy)],
+                gates=[automatic_gate("e2e", "Automated tests", command="sh ci/e2e.sh",
+                                      env={"BOT_URL": bot_url,
+                                           "REPORT_DIR": str(shared_dir)})],
+                extra=POLICY)
 
-        path.write_text(config_text("http://127.0.0.1:1"))
+        path.write_text(hostile_config("http://127.0.0.1:1"))
         web = await start_web(load_config(path))
-        path.write_text(config_text(web.url))
+        path.write_text(hostile_config(web.url))
         # The worker as many teams ran it: with every secret in its environment (values
         # found nowhere else, so finding one is a leak, not a read of the bot's source).
         worker_secrets = {"SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}

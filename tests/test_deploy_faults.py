@@ -22,7 +22,7 @@ from bot.domain.actors import BOT
 from bot.domain.config import Config, load_config
 from bot.services import deploy_release
 from bot.services.monitor_health import health_rows
-from tests.helpers.config import SCRIPTS
+from tests.helpers.config import SCRIPTS, automatic_gate, config_text, environment
 from tests.helpers.flags import FLAGS, FLAGS_PATH, push_flags
 from tests.helpers.messages import release_message, thread_text
 from tests.helpers.processes import running, spawn_worker
@@ -58,39 +58,18 @@ def run_of(times: Path, tag: str) -> Run | None:
     return next((r for r in runs(times) if r.tag == tag), None)
 
 
-def config_text(remote: GitRemote, tmp_path: Path, *, staging: str, production: str = "",
-                extra: str = "", record_retry: float = 30) -> str:
+def faults_config(remote: GitRemote, tmp_path: Path, *, staging: str, production: str = "",
+                  extra: str = "", record_retry: float = 30) -> str:
+    """Staging deployed by `staging`, a lock that expires in TTL seconds."""
     production = production or f"DEPLOY_LOG={tmp_path / 'deploys.log'} sh {SCRIPTS}/deploy.sh"
-    return f"""
-[repository]
-url = "{remote.bare}"
-
-[slack]
-channel = "#releases"
-
-[worker]
-lock_ttl_seconds = {TTL}
-reap_interval_seconds = 0.5
-shutdown_grace_seconds = 0
-record_retry_seconds = {record_retry}
-
-[[environments]]
-name = "staging"
-deploy_command = "{staging}"
-timeout_seconds = 90
-
-[[environments]]
-name = "production"
-deploy_command = "{production}"
-timeout_seconds = 90
-
-[[gates]]
-id = "e2e"
-name = "Automated tests"
-stage = "staging"
-command = "sh {SCRIPTS}/gate.sh e2e"
-{extra}
-"""
+    return config_text(
+        url=str(remote.bare),
+        worker={"lock_ttl_seconds": TTL, "reap_interval_seconds": 0.5,
+                "shutdown_grace_seconds": 0, "record_retry_seconds": record_retry},
+        environments=[environment("staging", staging, timeout_seconds=90),
+                      environment("production", production, timeout_seconds=90)],
+        gates=[automatic_gate("e2e", "Automated tests", command=f"sh {SCRIPTS}/gate.sh e2e")],
+        extra=extra)
 
 
 def timed(tmp_path: Path, slow: str = "v0.15.0-rc.1", go_file: Path | None = None) -> str:
@@ -168,8 +147,8 @@ async def test_a_frozen_workers_deploy_is_stopped_before_its_lock_can_expire(
     """The repro: a 60 s staging deploy runs; its worker is frozen longer than the lock's
     expiry while a second worker is up. Before the fix the script ran on, and the next
     candidate deployed beside it."""
-    path, config = write_config(tmp_path, config_text(git_remote, tmp_path,
-                                                      staging=timed(tmp_path)))
+    path, config = write_config(tmp_path, faults_config(git_remote, tmp_path,
+                                                        staging=timed(tmp_path)))
     times = tmp_path / "times.log"
     web = await start_bot(config, role="web", name="web")
     await start_bot(config, role="scheduler", name="scheduler")  # the reaper
@@ -224,8 +203,8 @@ async def test_a_worker_cut_off_from_redis_stops_its_deploy(start_bot, git_remot
                                                             own_redis: RedisServer):
     """The same promise when Redis hangs (paused longer than the lock's expiry): the worker
     cannot renew its lock, so its deploy stops before anyone could take the environment."""
-    _, config = write_config(tmp_path, config_text(git_remote, tmp_path,
-                                                   staging=timed(tmp_path)))
+    _, config = write_config(tmp_path, faults_config(git_remote, tmp_path,
+                                                     staging=timed(tmp_path)))
     times = tmp_path / "times.log"
     bot = await start_bot(config, redis_url=own_redis.url)
     await bot.command("rc")
@@ -276,7 +255,7 @@ async def test_an_outcome_survives_redis_down_across_the_end_of_its_deploy(
     server.start()
     try:
         go = tmp_path / "go"
-        _, config = write_config(tmp_path, config_text(
+        _, config = write_config(tmp_path, faults_config(
             git_remote, tmp_path, staging=timed(tmp_path, go_file=go)))
         times = tmp_path / "times.log"
         bot = await start_bot(config, redis_url=server.url)
@@ -310,7 +289,7 @@ async def test_an_outcome_that_cannot_be_recorded_is_said_in_the_thread(
     server.start()
     try:
         go = tmp_path / "go"
-        _, config = write_config(tmp_path, config_text(
+        _, config = write_config(tmp_path, faults_config(
             git_remote, tmp_path, staging=timed(tmp_path, go_file=go), record_retry=1))
         bot = await start_bot(config, redis_url=server.url)
         await bot.command("rc")
@@ -334,7 +313,7 @@ async def test_a_job_taken_before_a_freeze_is_not_run_late(start_bot, git_remote
     """A worker frozen while it waits for work still takes the next job (Redis hands it over);
     the queue gives that job up when it does not heartbeat, and when the worker wakes it must
     not run it behind the back of people who saw it given up."""
-    path, config = write_config(tmp_path, config_text(
+    path, config = write_config(tmp_path, faults_config(
         git_remote, tmp_path, staging=timed(tmp_path, slow="none"), record_retry=1))
     times = tmp_path / "times.log"
     web = await start_bot(config, role="web", name="web")
@@ -388,7 +367,7 @@ async def test_a_worker_killed_during_a_rollback_is_reported_and_frees_the_lock(
         start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix):
     pid_file = tmp_path / "rollback.pid"
     slow = f"echo $$ > {pid_file}; sleep 60"
-    path, config = write_config(tmp_path, config_text(
+    path, config = write_config(tmp_path, faults_config(
         git_remote, tmp_path, staging=timed(tmp_path), production=slow))
     web = await start_bot(config, role="web", name="web")
     await start_bot(config, role="scheduler", name="scheduler")
@@ -416,7 +395,7 @@ async def test_a_worker_killed_during_a_flag_deploy_is_reported_and_frees_the_lo
         start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix):
     pid_file = tmp_path / "flags.pid"
     push_flags(git_remote, FLAGS)
-    path, config = write_config(tmp_path, config_text(
+    path, config = write_config(tmp_path, faults_config(
         git_remote, tmp_path, staging=timed(tmp_path), extra=f"""
 [flags]
 deploy_command = "echo $$ > {pid_file}; sleep 60"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import tomllib
 import uuid
 from collections import Counter
 from collections.abc import Awaitable
@@ -33,9 +32,9 @@ from redis.asyncio import Redis
 from bot.adapters.redis.store import Store
 from bot.domain import approvals, releases, rollbacks
 from bot.domain.actors import Actor
-from bot.domain.config import parse_config
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
+from tests.helpers.config import STAGING_AND_PRODUCTION, automatic_gate, build_config, manual_gate
 from tests.helpers.redis_server import REDIS_URL
 
 T = TypeVar("T")
@@ -46,46 +45,14 @@ ROLLBACK_REQUIRED = 2
 # Weighted so that hotfixes often get far enough to be shipped: else little is checked.
 CLICKERS = (*APPROVERS, *APPROVERS, "U0OUTSIDER", "U0REQ")
 MOSTLY_TRUE = st.sampled_from([True, True, True, False])
-CONFIG = parse_config(tomllib.loads(f"""
-[repository]
-url = "unused"
-[slack]
-channel = "#releases"
-[[environments]]
-name = "staging"
-deploy_command = "true"
-[[environments]]
-name = "production"
-deploy_command = "true"
-[[gates]]
-id = "e2e"
-name = "Automated tests"
-stage = "staging"
-command = "true"
-[[gates]]
-id = "infra"
-name = "Infrastructure validation"
-stage = "staging"
-command = "true"
-[[gates]]
-id = "qa"
-name = "Manual QA"
-stage = "staging"
-manual = true
-[[gates]]
-id = "perf"
-name = "Performance"
-stage = "staging"
-manual = true
-[approvals.production]
-required = 2
-approvers = {list(APPROVERS)!r}
-[rollback]
-required = {ROLLBACK_REQUIRED}
-[hotfix]
-gates = ["e2e", "qa"]
-required = 1
-"""))
+CONFIG = build_config(
+    environments=STAGING_AND_PRODUCTION,
+    gates=[automatic_gate("e2e", "Automated tests"),
+           automatic_gate("infra", "Infrastructure validation"),
+           manual_gate("qa", "Manual QA"), manual_gate("perf", "Performance")],
+    approvals={"production": {"required": 2, "approvers": list(APPROVERS)}},
+    rollback={"required": ROLLBACK_REQUIRED},
+    hotfix={"gates": ["e2e", "qa"], "required": 1})
 HOTFIX_POLICY = CONFIG.release_policy("hotfix", "staging")
 ROLLBACK_POLICY = rollbacks.rollback_policy(CONFIG, "production")
 START = 1_700_000_000.0

@@ -10,9 +10,9 @@ from bot.domain.config import Config, ConfigError
 from bot.domain.versions import VersionError, next_hotfix
 from tests.helpers.config import (
     STAGING_AND_PRODUCTION,
+    automatic_gate,
     build_config,
     deploy_log,
-    gate,
     manual_gate,
     production_config,
 )
@@ -40,7 +40,7 @@ def with_hotfix(table: str) -> Config:
     """A config whose production has three approvers, with the `[hotfix]` `table`."""
     return build_config(
         environments=STAGING_AND_PRODUCTION,
-        gates=[gate("e2e", "Automated tests"), manual_gate("qa", "Manual QA")],
+        gates=[automatic_gate("e2e", "Automated tests"), manual_gate("qa", "Manual QA")],
         approvals={"production": {"required": 2,
                                   "approvers": ["U0ALICE", "U0BOB", "S0RELMGR"]}},
         extra=table)

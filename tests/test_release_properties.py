@@ -13,7 +13,6 @@ list, neither of them its requester. Every successful change must have its audit
 from __future__ import annotations
 
 import asyncio
-import tomllib
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -37,8 +36,8 @@ from bot.adapters.redis.store import Store
 from bot.domain import approvals, releases
 from bot.domain.actors import Actor
 from bot.domain.approvals import NoChange
-from bot.domain.config import parse_config
 from bot.domain.releases import Approval, Rejection, Release, TransitionError
+from tests.helpers.config import STAGING_AND_PRODUCTION, automatic_gate, build_config, manual_gate
 from tests.helpers.redis_server import REDIS_URL
 
 T = TypeVar("T")
@@ -62,38 +61,12 @@ AUTOMATIC_GATES = ("e2e",)
 MANUAL_GATES = ("qa", "signoff")
 START = 1_700_000_000.0
 
-CONFIG = parse_config(tomllib.loads(f"""
-[repository]
-url = "unused"
-[slack]
-channel = "#releases"
-[[environments]]
-name = "staging"
-deploy_command = "true"
-[[environments]]
-name = "production"
-deploy_command = "true"
-[[gates]]
-id = "e2e"
-name = "Automated tests"
-stage = "staging"
-command = "true"
-[[gates]]
-id = "qa"
-name = "Manual QA"
-stage = "staging"
-manual = true
-[[gates]]
-id = "signoff"
-name = "Product sign-off"
-stage = "staging"
-manual = true
-[approvals.production]
-required = {REQUIRED}
-approvers = {list(APPROVERS)!r}
-allow_self_approval = false
-valid_hours = {VALID_HOURS}
-"""))
+CONFIG = build_config(
+    environments=STAGING_AND_PRODUCTION,
+    gates=[automatic_gate("e2e", "Automated tests"), manual_gate("qa", "Manual QA"),
+           manual_gate("signoff", "Product sign-off")],
+    approvals={"production": {"required": REQUIRED, "approvers": list(APPROVERS),
+                              "allow_self_approval": False, "valid_hours": VALID_HOURS}})
 POLICY = CONFIG.gate_policy("staging")
 
 

@@ -27,7 +27,7 @@ def environment(name: str, deploy_command: str = "true", **keys: Any) -> dict[st
     return {"name": name, "deploy_command": deploy_command, **keys}
 
 
-def gate(id: str, name: str, *, stage: str = "staging", command: str = "true",
+def automatic_gate(id: str, name: str, *, stage: str = "staging", command: str = "true",
          **keys: Any) -> dict[str, Any]:
     """An automatic `[[gates]]` entry (a command)."""
     return {"id": id, "name": name, "stage": stage, "command": command, **keys}
@@ -100,9 +100,10 @@ def make_config(remote: GitRemote, tmp_path: Path, *, deploy_env: str = "",
                         url="http://127.0.0.1:1/staging", timeout_seconds=20),
             environment("production", f"DEPLOY_LOG={log} sh {SCRIPTS}/deploy.sh",
                         timeout_seconds=20, **production)],
-        gates=[gate("e2e", "Automated tests", command=f"{gate_env} sh {SCRIPTS}/gate.sh e2e"),
-               gate("infra", "Infrastructure validation",
-                    command=f"{gate_env} sh {SCRIPTS}/gate.sh infra"),
+        gates=[automatic_gate("e2e", "Automated tests",
+                              command=f"{gate_env} sh {SCRIPTS}/gate.sh e2e"),
+               automatic_gate("infra", "Infrastructure validation",
+                              command=f"{gate_env} sh {SCRIPTS}/gate.sh infra"),
                manual_gate("qa", "Manual QA")],
         extra=extra))
 
@@ -132,4 +133,4 @@ def worker_config_text(remote: GitRemote, tmp_path: Path, deploy_env: str = "") 
         environments=[environment(
             "staging", f"DEPLOY_LOG={log} {deploy_env} sh {SCRIPTS}/deploy.sh",
             timeout_seconds=60)],
-        gates=[gate("e2e", "Automated tests", command=f"sh {SCRIPTS}/gate.sh e2e")])
+        gates=[automatic_gate("e2e", "Automated tests", command=f"sh {SCRIPTS}/gate.sh e2e")])
