@@ -167,7 +167,7 @@ def test_a_non_dumpable_bot_cannot_be_read_by_its_own_users_commands(mode: str, 
     """The mechanism, as it works for a bot that does not run as root: the process drops to
     `nobody` and calls the bot's own function; a child of the same user cannot read its
     /proc/<pid>/environ. Without the call (the "open" case) it can: the test can fail."""
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-c", PROBE, root, mode], capture_output=True,
                          text=True, timeout=30, env={**os.environ, "THE_BOTS_SECRET": "s3cr3t"})
     assert out.stdout.strip() == expected, out.stderr

@@ -103,7 +103,7 @@ def test_check_config_cli(tmp_path: Path, capsys, monkeypatch):
 
 
 def test_the_readme_example_config_is_valid():
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     start = readme.index("```toml\n") + len("```toml\n")
     example = readme[start:readme.index("```", start)]
     config = parse(example)
@@ -112,7 +112,7 @@ def test_the_readme_example_config_is_valid():
 
 def test_every_config_example_in_the_readme_is_valid():
     """The monitoring and flags examples too, each with the least config around it."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     blocks = readme.split("```toml\n")[1:]
     examples = [block[:block.index("```")] for block in blocks]
     assert len(examples) >= 4

@@ -23,7 +23,7 @@ from tests.helpers.bot import make_settings
 from tests.helpers.config import make_config, worker_config_text, write_config
 from tests.helpers.redis_server import REDIS_URL
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 WALKTHROUGH = ROOT / "examples" / "walkthrough.txt"
 
 

@@ -27,7 +27,7 @@ from bot.domain.actors import Actor
 from bot.domain.audit import FIELDS, parse_since, write_csv, write_jsonl
 from tests.helpers.redis_server import REDIS_URL
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALICE = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
 BOB = Actor(user_id="U0BOB", user_name="bob", channel="C0DEV")
 TRICKY = [
