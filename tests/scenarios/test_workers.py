@@ -10,7 +10,6 @@ from pathlib import Path
 
 from bot.adapters.redis.locks import RenewingLock, read_lock
 from bot.domain.actors import BOT
-from bot.domain.locks import LockHeld
 from bot.domain.releases import TransitionError
 from bot.services import deploy_release
 from tests.helpers.config import deploy_log, make_config, worker_config_text, write_config
@@ -157,28 +156,6 @@ async def test_a_second_deploy_of_a_queued_release_is_refused(start_bot, git_rem
         raise AssertionError("a second deploy while one runs must be refused")
     except TransitionError as exc:
         assert "already running" in str(exc)
-
-
-async def test_renewing_lock_is_exclusive_and_renewed(redis, prefix):
-    key = f"{prefix}lock:test"
-    first = RenewingLock(redis, key, 0.6)
-    await first.acquire("U1", "one")
-    second = RenewingLock(redis, key, 0.6)
-    try:
-        await second.acquire("U2", "two")
-        raise AssertionError("second acquire must fail")
-    except LockHeld as exc:
-        assert exc.info.holder == "U1"
-    await asyncio.sleep(1.5)  # well past the TTL: still held because it is renewed
-    assert (await read_lock(redis, key)).holder == "U1"
-    assert await first.release()
-    assert await read_lock(redis, key) is None
-    assert not await first.release()  # releasing twice is harmless
-    await second.acquire("U2", "two")
-    # Another holder's token cannot release it.
-    assert not await first.release()
-    assert (await read_lock(redis, key)).holder == "U2"
-    await second.release()
 
 
 def test_serve_cli_reports_a_taken_port_and_missing_settings(tmp_path: Path, git_remote,

@@ -59,3 +59,11 @@ def test_description_over_1000_characters_is_refused():
     parse_release_command(f"rc --description {'x' * 1000}")
     with pytest.raises(CommandError, match="1,001 characters"):
         parse_release_command(f"rc --description {'x' * 1001}")
+
+
+@pytest.mark.parametrize("text", ['rc --issue "pw-bua\n"', 'audit "v0.15.0-rc.1\n"',
+                                  'rollback --to "v0.14.1\n" --reason x'])
+def test_ids_and_versions_take_no_trailing_newline(text):
+    """`$` matches before a trailing newline: an id that ends with one slipped through."""
+    with pytest.raises(CommandError):
+        parse_release_command(text)
