@@ -128,7 +128,7 @@ async def test_the_tree_has_no_git_and_the_state_is_the_bots_alone(start_bot, gi
     ({"env": {"A B": "x"}}, "environments[0].env.A B", "not an environment variable"),
     ({"env": {"N": 1}}, "environments[0].env.N", "expected a string"),
     ({"pass_env": "NPM_TOKEN"}, "environments[0].pass_env", "expected a list"),
-])
+], ids=str)
 def test_a_command_environment_never_names_a_bot_secret(keys: dict, key: str, message: str):
     with pytest.raises(ConfigError) as raised:
         build_config(environments=[environment("staging", **keys)])
