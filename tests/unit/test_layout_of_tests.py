@@ -8,6 +8,8 @@ import ast
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
+# The folders a test module may be in, one per layer it exercises (README: Development).
+LAYERS = ("unit", "adapters", "scenarios", "properties")
 
 
 def imports_of(source: str, package: str) -> list[str]:
@@ -64,3 +66,9 @@ def test_the_check_sees_every_form_of_import():
                "import pytest", "from .helpers_of_mine import x")
     for source in allowed:
         assert not any(forbidden(m) for m in imports_of(source, "tests.scenarios")), source
+
+
+def test_every_test_module_is_in_the_folder_of_its_layer():
+    misplaced = [str(path.relative_to(TESTS.parent)) for path in sorted(TESTS.rglob("test_*.py"))
+                 if path.relative_to(TESTS).parts[0] not in LAYERS]
+    assert misplaced == []
