@@ -28,6 +28,11 @@ STORE_DOWN = ("I cannot reach my state store (Redis) right now, so nothing was s
               "changed. Try again in a minute; if it persists, tell whoever runs releasebot.")
 CLICK_STORE_DOWN = ("I cannot reach my state store (Redis) right now, so I cannot confirm your "
                     "click; if the message does not show it in a minute, click again.")
+# Past the budget the work goes on (it may be queued behind other writes, or Redis may hang):
+# the answer says what is known, no more.
+CLICK_SLOW = (f"I could not confirm your click within {AFTER_ACK_BUDGET:g} seconds: my state "
+              "store (Redis) is slow or not answering. It is still being recorded; if the "
+              "message does not show it within a minute, click again.")
 
 
 async def before_ack(work: Awaitable[T]) -> T:
@@ -43,9 +48,14 @@ async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
         # Shielded: past the budget the person is told, but the work is not cut off half way
         # (a decision recorded whose thread reply is still being posted, say).
         text = await asyncio.wait_for(asyncio.shield(task), AFTER_ACK_BUDGET)
+    except TimeoutError:
+        if task.done():  # the work itself timed out (a Redis call past its deadline)
+            text = CLICK_STORE_DOWN
+        else:
+            text = CLICK_SLOW
+            task.add_done_callback(_forget)
     except STORE_UNREACHABLE:
         text = CLICK_STORE_DOWN
-        task.add_done_callback(_forget)
     if text:
         await say_privately(respond, text)
 

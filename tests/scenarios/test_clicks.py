@@ -103,7 +103,8 @@ async def test_every_command_and_click_is_answered_in_time_while_redis_hangs(
         assert time.monotonic() - started < 3.0
         for _, _, user in clicks:
             text = await bot.slack.wait_for(lambda u=user: answers_for(bot, u), timeout=15)
-            assert "cannot reach my state store" in text[0], (user, text)
+            # Redis hangs: nothing is known yet, and the answer says no more than that.
+            assert "could not confirm your click" in text[0], (user, text)
     finally:
         server.resume()
         server.stop()
