@@ -74,7 +74,8 @@ def _parse(sub: str, rest: list[str]) -> FlagCommand:
         if len(rest) != 1:
             raise CommandError(f"Usage: `/flag {sub} NAME`, like `/flag {sub} "
                                "new_infrastructure`.")
-        return ChangeFlag(FlagChange(sub, check_name(rest[0])))  # type: ignore[arg-type]
+        return ChangeFlag(FlagChange("enable" if sub == "enable" else "disable",
+                                     check_name(rest[0])))
     if sub == "set":
         if len(rest) != 2:
             raise CommandError("Usage: `/flag set NAME PERCENT`, like `/flag set "

@@ -17,7 +17,7 @@ from bot.domain import approval_policy
 from bot.domain.actors import Actor
 from bot.domain.approval_policy import Approval, Verdict
 from bot.domain.config import ApprovalPolicy, Config
-from bot.domain.flags import Flag, FlagChange, FlagsError, raises_exposure
+from bot.domain.flags import Flag, FlagChange, FlagsError, as_operation, raises_exposure
 
 
 @dataclass
@@ -49,8 +49,8 @@ class FlagRequest:
 
     @property
     def change(self) -> FlagChange:
-        operation = "set" if self.operation == "ramp" else self.operation
-        return FlagChange(operation, self.name, percentage=self.percentage,  # type: ignore[arg-type]
+        operation = "set" if self.operation == "ramp" else as_operation(self.operation)
+        return FlagChange(operation, self.name, percentage=self.percentage,
                           description=self.description)
 
     @property

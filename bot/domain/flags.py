@@ -21,6 +21,15 @@ from tomlkit.exceptions import TOMLKitError
 FLAG_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 Operation = Literal["set", "enable", "disable", "create"]
+OPERATIONS: tuple[Operation, ...] = ("set", "enable", "disable", "create")
+
+
+def as_operation(text: str) -> Operation:
+    """`text` as an operation (a stored request names one); ValueError if it is none."""
+    for operation in OPERATIONS:
+        if text == operation:
+            return operation
+    raise ValueError(f"{text!r} is not a flag operation")
 
 
 class FlagsError(Exception):

@@ -200,7 +200,8 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
         assert bolt is not None
         bolt_request = AsyncBoltRequest(body=request[VERIFIED_BODY],
                                         query=request.query_string,
-                                        headers=request.headers)  # type: ignore[arg-type]
+                                        headers={name: request.headers.getall(name)
+                                                 for name in request.headers})
         bolt_response = await bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
@@ -252,8 +253,7 @@ class Bot:
                     "app-level token (xapp-...) with the connections:write scope") from exc
             socket_mode.client.wss_uri = opened["url"]
             try:
-                await asyncio.wait_for(socket_mode.connect_async(),  # type: ignore[no-untyped-call]
-                                       SOCKET_CONNECT_TIMEOUT)
+                await asyncio.wait_for(socket_mode.connect_async(), SOCKET_CONNECT_TIMEOUT)
             except TimeoutError:
                 raise SocketModeError("could not open the Socket Mode WebSocket within "
                                       f"{SOCKET_CONNECT_TIMEOUT:.0f}s") from None

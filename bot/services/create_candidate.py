@@ -15,7 +15,7 @@ from bot.domain import approvals, releases
 from bot.domain.actors import Actor
 from bot.domain.locks import LockHeld
 from bot.domain.releases import Release, TransitionError
-from bot.domain.versions import VersionError, next_candidate, next_hotfix
+from bot.domain.versions import Bump, VersionError, next_candidate, next_hotfix
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import GitError, HasCreationClaims, TagExists
 
@@ -38,7 +38,7 @@ class RcRequest:
     response_url: str | None
     description: str = ""
     issue: str | None = None
-    bump: str | None = None
+    bump: Bump | None = None
     dry_run: bool = False
     kind: str = "rc"  # or "hotfix"
     request_id: str = ""  # the command's, which holds the "being created" claim
@@ -141,7 +141,7 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
                                           repo_cfg.tag_prefix, config.last_environment.name)
                 else:
                     version = next_candidate(snapshot.tags_in_history, repo_cfg.tag_prefix,
-                                             req.bump)  # type: ignore[arg-type]
+                                             req.bump)
             except VersionError as exc:
                 await refuse(str(exc), str(exc))
                 return None

@@ -12,7 +12,7 @@ from bot.domain.actors import Actor
 from bot.domain.approval_policy import Approval
 from bot.domain.config import ApprovalPolicy, parse_config
 from bot.domain.flag_requests import FlagRequest, new_request
-from bot.domain.flags import Flag, FlagsError, site_report
+from bot.domain.flags import Flag, FlagsError, as_operation, site_report
 
 ALICE = Actor("U0ALICE", "alice", "C0DEV")
 ON_50 = Flag("new_search", True, 50)
@@ -136,3 +136,10 @@ def test_what_the_site_reports_of_a_flag(body, report):
 def test_a_site_answer_that_is_not_json_is_no_answer():
     with pytest.raises(ValueError):
         site_report("<html>", "new_search", ON_50)
+
+
+def test_a_stored_request_names_a_known_operation_or_is_refused():
+    assert [as_operation(op) for op in ("set", "enable", "disable", "create")] == [
+        "set", "enable", "disable", "create"]
+    with pytest.raises(ValueError):
+        as_operation("drop")

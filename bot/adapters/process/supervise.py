@@ -83,10 +83,12 @@ def main() -> int:
     if stop_at <= time.monotonic():  # the worker was frozen between its check and now
         _stop("its environment lock was not renewed in time")
     # As another user, the command has none of our groups either; the kill stays ours.
-    as_user: dict[str, object] = {"user": user, "group": pwd.getpwnam(user).pw_gid,
-                                  "extra_groups": []} if user else {}
-    child = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                             **as_user)  # type: ignore[call-overload]
+    argv = ["/bin/sh", "-c", command]
+    if user:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, user=user,
+                                 group=pwd.getpwnam(user).pw_gid, extra_groups=[])
+    else:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     code = child.wait() if math.isinf(stop_at) else _watch(child, stop_at)
     return 128 - code if code < 0 else code
 
