@@ -8,10 +8,11 @@ request fails with `TransitionError` instead of overwriting.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -35,12 +36,23 @@ class Status:
     raw_locks: dict[str, bytes]
 
 
+@dataclass
+class _AuditBatch:
+    """Audit entries waiting for one write, and per entry its stream ID or its error."""
+
+    loop: asyncio.AbstractEventLoop
+    written: asyncio.Future[list[str | Exception]]
+    entries: list[dict[FieldT, EncodableT]] = field(default_factory=list)
+    writer: asyncio.Task[None] | None = None  # held here: the loop keeps only a weak one
+
+
 class Store:
     def __init__(self, redis: Redis, prefix: str = "releasebot:",
                  clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
         self.clock = clock
+        self._audit_batch: _AuditBatch | None = None
 
     # --- audit --------------------------------------------------------------------------------
 
@@ -53,10 +65,43 @@ class Store:
                 "reason": reason}
 
     async def audit(self, actor: Actor, action: str, **fields: str) -> str:
-        """Append one entry to the audit stream (never trimmed); returns its stream ID."""
-        entry_id = await self.redis.xadd(self.keys.audit,
-                                         self._audit_fields(actor, action, **fields))
-        return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        """Append one entry to the audit stream (never trimmed); returns its stream ID once
+        the entry is in Redis, and raises if it may not be.
+
+        Entries audited while a write is being prepared go in that one pipeline: a burst of
+        commands, each with its entry after its ack, costs one round trip instead of one each.
+        Each caller still hears about its own entry only (its ID, or its error), and nobody is
+        told an entry is written before Redis has answered for it."""
+        loop = asyncio.get_running_loop()
+        batch = self._audit_batch
+        if batch is None or batch.loop is not loop:
+            batch = self._audit_batch = _AuditBatch(loop, loop.create_future())
+            batch.writer = loop.create_task(self._write_audit_batch(batch))
+        index = len(batch.entries)
+        batch.entries.append(self._audit_fields(actor, action, **fields))
+        # Shielded: a caller that stops waiting does not cancel the others' write.
+        result = (await asyncio.shield(batch.written))[index]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def _write_audit_batch(self, batch: _AuditBatch) -> None:
+        if self._audit_batch is batch:
+            self._audit_batch = None  # entries from now on go in the next write
+        try:
+            # Not a transaction: the entries are independent, and each reply is its caller's.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for entry in batch.entries:
+                    pipe.xadd(self.keys.audit, entry)
+                replies = await pipe.execute(raise_on_error=False)
+        except asyncio.CancelledError:
+            batch.written.cancel()
+            raise
+        except Exception as exc:
+            batch.written.set_exception(exc)
+            batch.written.exception()  # retrieved here: every caller may have stopped waiting
+        else:
+            batch.written.set_result([r if isinstance(r, Exception) else _s(r) for r in replies])
 
     async def audit_entries(self, release: str | None = None) -> list[dict[str, str]]:
         """The whole trail (of one release), in a list: for small trails and tests."""
