@@ -1,10 +1,14 @@
-"""What makes a `/release status` ack cheap without making it wrong: the audit entries of a
-burst written in one pipeline, and commands packed in C. Redis is the real one."""
+"""What makes a `/release status` ack cheap without making it stale or wrong: the shared
+snapshot (bot.runtime.shared_read) and how writes drop it, the audit entries of a burst written
+in one pipeline, and commands packed in C. The reads, the Redis and the bot are all real."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
@@ -13,11 +17,224 @@ from redis.exceptions import DataError, ResponseError
 
 from bot.adapters.redis.errors import UNREACHABLE
 from bot.adapters.redis.store import Store
+from bot.commands.release import StatusCommand, parse_release_command
+from bot.devtools.slack_stand_in import SlackStandIn
 from bot.domain.actors import Actor
-from bot.runtime.container import _PackedConnection
-from tests.conftest import REDIS_URL, make_config
+from bot.runtime.container import Services, _PackedConnection
+from bot.runtime.shared_read import SharedRead
+from bot.runtime.web import Bot
+from handlers.commands.release import status_from_snapshot
+from tests.conftest import REDIS_URL, RunningBot, make_config, make_settings, sign
 
 ALICE = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Source:
+    """A read that counts its calls and can be held half way or made to fail."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.gate: asyncio.Event | None = None
+        self.fail = False
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        n = self.calls
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail:
+            raise ConnectionError("down")
+        return n
+
+
+# --- the snapshot -------------------------------------------------------------------------------
+
+async def test_a_snapshot_is_served_without_a_read_until_it_is_max_age_old():
+    clock, source = Clock(), Source()
+    shared = SharedRead(source, max_age=0.2, clock=clock)
+    assert shared.snapshot() is None
+    assert await shared() == 1
+    clock.now += 0.09  # younger than half its age: served, nothing read
+    assert [await shared() for _ in range(5)] == [1] * 5
+    assert source.calls == 1
+    clock.now += 0.12  # 0.21 s: too old to be served at all
+    assert shared.snapshot() is None
+    assert await shared() == 2
+    assert source.calls == 2
+
+
+async def test_past_half_its_age_a_snapshot_is_renewed_while_still_served():
+    clock, source = Clock(), Source()
+    shared = SharedRead(source, max_age=0.2, clock=clock)
+    assert await shared() == 1
+    clock.now += 0.15
+    source.gate = asyncio.Event()
+    assert await shared() == 1  # served at once; the renewal runs behind it
+    while source.calls < 2:
+        await asyncio.sleep(0)
+    assert await shared() == 1  # only one renewal at a time, and nobody waits for it
+    assert source.calls == 2
+    source.gate.set()
+    await asyncio.sleep(0.01)
+    # The renewal started at 1000.15: served until 1000.35, no later.
+    assert await shared() == 2
+    clock.now += 0.19
+    assert shared.snapshot() == 2
+    clock.now += 0.02
+    assert shared.snapshot() is None
+
+
+async def test_invalidate_drops_the_snapshot_and_any_read_that_started_before_it():
+    clock, source = Clock(), Source()
+    shared = SharedRead(source, max_age=10.0, clock=clock)
+    assert await shared() == 1
+    shared.invalidate()
+    assert shared.snapshot() is None
+    source.gate = asyncio.Event()
+    waiting = asyncio.ensure_future(shared())
+    while source.calls < 2:
+        await asyncio.sleep(0)
+    shared.invalidate()  # a change lands while read 2 runs
+    source.gate.set()
+    assert await waiting == 2  # its caller came before the change: fine for it
+    assert shared.snapshot() is None  # but read 2 may have missed the change: not served again
+    assert await shared() == 3
+    assert shared.snapshot() == 3
+
+
+async def test_a_failed_read_is_never_a_snapshot():
+    clock, source = Clock(), Source()
+    shared = SharedRead(source, max_age=10.0, clock=clock)
+    source.fail = True
+    with pytest.raises(ConnectionError):
+        await shared()
+    assert shared.snapshot() is None
+    source.fail = False
+    assert await shared() == 2
+
+
+async def test_a_failed_renewal_leaves_the_snapshot_to_its_age_and_logs_nothing(caplog):
+    clock, source = Clock(), Source()
+    shared = SharedRead(source, max_age=0.2, clock=clock)
+    assert await shared() == 1
+    clock.now += 0.15
+    source.fail = True
+    assert await shared() == 1
+    await asyncio.sleep(0.01)
+    assert source.calls == 2
+    clock.now += 0.06
+    assert shared.snapshot() is None
+    assert "exception was never retrieved" not in caplog.text
+
+
+async def test_without_max_age_every_caller_gets_a_read_that_started_after_it_came():
+    source = Source()
+    shared = SharedRead(source)
+    source.gate = asyncio.Event()
+    first = asyncio.ensure_future(shared())
+    while source.calls < 1:
+        await asyncio.sleep(0)
+    # These arrive while read 1 runs: they share read 2, which starts when read 1 ends.
+    later = [asyncio.ensure_future(shared()) for _ in range(3)]
+    await asyncio.sleep(0)
+    source.gate.set()
+    assert await first == 1
+    assert await asyncio.gather(*later) == [2, 2, 2]
+    assert await shared() == 3
+    assert shared.snapshot() is None
+
+
+def test_only_a_plain_status_takes_the_snapshot_path_and_it_agrees_with_the_parser():
+    class Status:
+        def snapshot(self) -> list[dict[str, str]]:
+            return [{"type": "divider"}]
+
+    class Holder:
+        status = Status()
+
+    services = Holder()
+    for text in ("status", " STATUS ", "Status\n", "\tstatus"):
+        answer = status_from_snapshot(services, {"text": text})  # type: ignore[arg-type]
+        assert answer is not None and answer.read_only, text
+        assert parse_release_command(text) == StatusCommand()
+    for text in ('"status"', "status now", "statuses", "stat us", "\u00a0status", "", None, 3,
+                 "health", "rc"):
+        assert status_from_snapshot(services, {"text": text}) is None, text  # type: ignore[arg-type]
+
+
+# --- through the real bot -----------------------------------------------------------------------
+
+@pytest.fixture
+async def start_with_max_age(prefix: str, redis: Redis, slack: SlackStandIn, tmp_path: Path,
+                             git_remote):
+    """Like start_bot, for the web role, with the status snapshot good for `max_age`."""
+    bots: list[Bot] = []
+    http = aiohttp.ClientSession()
+
+    async def start(max_age: float) -> RunningBot:
+        settings = dataclasses.replace(make_settings(prefix, slack, tmp_path / "state"),
+                                       status_max_age=max_age)
+        services = Services.create(settings, make_config(git_remote, tmp_path))
+        bot = Bot(services, "web")
+        await bot.start(port=0, host="127.0.0.1")
+        bots.append(bot)
+        return RunningBot(bot=bot, services=services, slack=slack, http=http)
+
+    yield start
+    for bot in bots:
+        await bot.stop()
+    await http.close()
+
+
+async def status_text(bot: RunningBot) -> str:
+    return bot.slack.text_of(await bot.command("status"))
+
+
+async def test_a_status_shows_what_was_just_done_through_this_process(
+        start_with_max_age):
+    """With a snapshot good for a minute, a change made elsewhere stays unseen (so the snapshot
+    is really what answers), but anything done through this process drops it at once."""
+    bot = await start_with_max_age(60.0)
+    store = bot.services.store
+    assert "nothing deployed yet" in await status_text(bot)
+    # Another process (a worker) records a deploy: this snapshot does not know yet.
+    await store.set_environment_version("staging", "0.14.1", "v0.14.1", "abc123")
+    assert "v0.14.1" not in await status_text(bot)
+
+    # A /release that changes something: its own answer and every status after it are fresh.
+    assert "locked" in bot.slack.text_of(await bot.command('lock staging --reason "db work"'))
+    text = await status_text(bot)
+    assert "held by <@U0ALICE> for db work" in text and "v0.14.1" in text
+
+    # Any other request (here a /flag, whatever it answers) drops the snapshot as well.
+    await store.set_environment_version("production", "0.14.0", "v0.14.0", "def456")
+    assert "v0.14.0" not in await status_text(bot)
+    body = bot.command_body("list").replace("%2Frelease", "%2Fflag")  # "/flag list"
+    status, _ = await bot.post(body, sign(body))
+    assert status == 200
+    assert "v0.14.0" in await status_text(bot)
+
+    # Reads (status, help) keep it: nothing changed.
+    await store.set_environment_version("production", "0.15.0", "v0.15.0", "0f0f0f")
+    await bot.command("help")
+    assert "v0.15.0" not in await status_text(bot)
+
+
+async def test_a_change_made_elsewhere_shows_once_the_snapshot_is_max_age_old(
+        start_with_max_age):
+    bot = await start_with_max_age(0.3)
+    assert "nothing deployed yet" in await status_text(bot)
+    await bot.services.store.set_environment_version("staging", "0.14.1", "v0.14.1", "abc123")
+    await asyncio.sleep(0.35)
+    assert "v0.14.1" in await status_text(bot)
 
 
 # --- commands packed in C --------------------------------------------------------------------

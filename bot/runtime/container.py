@@ -135,7 +135,12 @@ class Services:
     notifier: Notifier
     queue: Queue
     # /release status: a burst of requests shares fresh reads (and their rendering) instead
-    # of one each.
+    # of one each, and a read at most `settings.status_max_age` old is served again without
+    # a Redis round trip. Freshness: changes made by other processes (a worker, another web
+    # replica) show within that age, which is less than anyone needs to see a change and type
+    # the next command; changes made through this process's Slack requests drop the snapshot
+    # as they are answered (bot.runtime.web, handlers.commands.release), so nobody sees a
+    # status older than what they just did here.
     status: SharedRead[list[Block]] = field(init=False)
     # Work a handler starts after its ack without the queue (the flag kill switch).
     _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
@@ -159,7 +164,8 @@ class Services:
     form_tickets: FormTickets = field(init=False)
 
     def __post_init__(self) -> None:
-        self.status = SharedRead(lambda: status_blocks(self.store, self.config))
+        self.status = SharedRead(lambda: status_blocks(self.store, self.config),
+                                 max_age=self.settings.status_max_age)
         self.git = GitClone(self.config.repository.url, self.clone_path,
                             self.config.repository.remote, self.config.worker.run_as)
         self.runner = CommandRunner(self.config.worker.run_as)
@@ -243,7 +249,8 @@ class Services:
     async def close(self) -> None:
         # Each step on its own: a Redis that is down must not keep the rest from closing.
         await self.drain_background()
-        for step in (self.notifier.drain, self.health_probe.close, self.queue.disconnect,
+        for step in (self.notifier.drain, self.health_probe.close, self.status.close,
+                     self.queue.disconnect,
                      self.redis.aclose):
             try:
                 # Bounded: a connection that never answers (seen with the embedded Redis)
