@@ -15,8 +15,8 @@ is posted, carol's signed Approve click goes to the bot's /slack/events; the tim
 before that click is sent to the moment the deploy script prints its first line is one figure.
 The bench waits for the rollback to be reported in Slack before the next one. One rollback
 first is not counted (the bot's first clone of the repository is made then, as it is once in a
-running bot's life); `--idle` waits that long before each click, as a worker that has been idle
-for a while would be (longer than the Redis socket timeout, 10 s, shows what that costs).
+running bot's life); `--idle S` leaves the bot idle S seconds before each click, as it mostly
+is (past the Redis socket timeout, 10 s, a worker's waiting pop used to fail and back off).
 
 Prints each figure, then `rollback start median X.XXX s, max X.XXX s over N rollbacks` as the
 last line (goal: at most 1 s). Exits 0, 1 if a rollback failed or did not start, 2 on setup
