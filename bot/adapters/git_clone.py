@@ -155,10 +155,19 @@ def delete_remote_tag(path: Path, remote: str, tag: str) -> None:
 def checkout(url: str, path: Path, remote: str, tag: str, sha: str, owner: str = "") -> Path:
     """A fresh tree of `tag`, in a temporary folder of its own, owned by `owner` if given.
 
-    Fetches first (another worker may have created the tag, or someone may have moved it),
-    and refuses when the tag no longer points at `sha`: a deploy runs exactly the tested
-    commit, and deploy scripts that use $RELEASE_TAG must get that commit too.
+    Refuses when the tag no longer points at `sha` on the remote (someone moved or deleted
+    it): a deploy runs exactly the tested commit, and deploy scripts that use $RELEASE_TAG
+    must get that commit too. The remote is asked about this one tag (ls-remote); if it
+    still points at `sha` and the clone already has that commit (a rollback to a version
+    deployed before, a candidate this bot tagged), the tree is made without a fetch, the
+    longest step before a deploy's command starts when the remote is across a network.
+    Otherwise everything is fetched first (another worker may have made the tag), and the
+    tag is checked in the fetched clone.
     """
+    if _remote_tag(path, remote, url, tag) == sha:
+        with _locked(path), _repo(path) as repo:
+            if _has_commit(repo, sha):
+                return _export(repo, sha, tag, owner)
     sync_tags(url, path, remote)
     with _locked(path), _repo(path) as repo:
         try:
@@ -169,6 +178,36 @@ def checkout(url: str, path: Path, remote: str, tag: str, sha: str, owner: str =
             raise GitError(f"tag {tag} now points at {found[:10]}, not at the released "
                            f"{sha[:10]}; someone moved it, so I will not deploy it")
         return _export(repo, sha, tag, owner)
+
+
+def _remote_tag(path: Path, remote: str, url: str, tag: str) -> str | None:
+    """The commit `tag` points at on the remote now, asking for that tag only (nothing is
+    fetched); None if the remote does not have it or that cannot be told here (no clone yet,
+    a clone of another URL, a damaged clone, the remote unreachable)."""
+    if not (path / ".git").is_dir():
+        return None
+    ref = f"refs/tags/{tag}"
+    try:
+        with _locked(path), _repo(path) as repo:
+            if remote not in [r.name for r in repo.remotes] or repo.remote(remote).url != url:
+                return None
+            listing = str(repo.git.ls_remote(remote, ref, f"{ref}^{{}}"))
+    except Exception:  # whatever it is, the fetch that follows says it properly
+        return None
+    found: dict[str, str] = {}
+    for line in listing.splitlines():
+        commit, _, name = line.partition("\t")
+        found[name] = commit
+    # An annotated tag is listed twice: as itself, and as `ref^{}`, the commit it points at.
+    return found.get(f"{ref}^{{}}") or found.get(ref)
+
+
+def _has_commit(repo: git.Repo, sha: str) -> bool:
+    """Whether the clone holds the commit `sha` (a full clone then has its whole tree)."""
+    try:
+        return bool(repo.git.cat_file("-t", sha) == "commit")
+    except git.GitCommandError:
+        return False
 
 
 def _export(repo: git.Repo, ref: str, name: str, owner: str) -> Path:

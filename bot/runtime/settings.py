@@ -40,6 +40,8 @@ class Settings:
     update_delay: float = 1.0
     # The Redis at redis_url is the embedded fakeredis (no blocking pops; polled instead).
     embedded_redis: bool = False
+    # How old a `/release status` served from the last read may be (bot.runtime.container).
+    status_max_age: float = 0.2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, role: str = "all") -> Settings:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Snapshot(Generic[T]):
+    started: float  # when the read that produced it started (the state is at least this new)
+    generation: int  # SharedRead's generation then: an invalidate() since makes it unusable
+    value: T
 
 
 class SharedRead(Generic[T]):
@@ -16,27 +26,87 @@ class SharedRead(Generic[T]):
     the caller already knows of); it waits for the next one, which starts as soon as the
     current one ends and serves everyone who arrived meanwhile. A burst of N callers costs two
     reads instead of N.
+
+    With `max_age` > 0 the last result is also a snapshot: a caller gets it at once, with no
+    I/O and no await, while the read that produced it started at most `max_age` seconds ago
+    and no `invalidate()` came after that read started. So what a caller sees is never older
+    than `max_age` (for changes made anywhere: other processes, other replicas), and never
+    older than a change this process announced with `invalidate()` (for those, a snapshot is
+    not served at all). A failed read is never a snapshot: the next caller reads again.
+
+    Under steady use nobody waits for a read: once a snapshot is half its `max_age` old, the
+    next caller is still served it but starts the read that replaces it.
     """
 
-    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+    def __init__(self, read: Callable[[], Awaitable[T]], *, max_age: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._read = read
+        self._max_age = max_age
+        self._clock = clock
         self._next: asyncio.Future[T] | None = None
         self._runner: asyncio.Task[None] | None = None
+        self._generation = 0
+        self._snapshot: _Snapshot[T] | None = None
+
+    def snapshot(self) -> T | None:
+        """The last result if it may still be served (see above), else None. Called within
+        the event loop: it may start the read that renews the snapshot."""
+        snapshot = self._snapshot
+        if snapshot is None or snapshot.generation != self._generation:
+            return None
+        age = self._clock() - snapshot.started
+        if age > self._max_age:
+            return None
+        if age > self._max_age / 2 and not self._reading():
+            self._next_read()
+        return snapshot.value
 
     async def __call__(self) -> T:
+        value = self.snapshot()
+        if value is not None:
+            return value
+        return await asyncio.shield(self._next_read())
+
+    def invalidate(self) -> None:
+        """Something may have changed what the read returns: no snapshot taken before now is
+        served again (a read already running still answers the callers waiting for it, who
+        arrived before the change was announced)."""
+        self._generation += 1
+        self._snapshot = None
+
+    async def close(self) -> None:
+        """Waits for a read in flight (one that renews the snapshot has no caller to wait)."""
+        if self._runner is not None and not self._runner.done():
+            with contextlib.suppress(Exception):
+                await self._runner
+
+    def _reading(self) -> bool:
+        return self._runner is not None and not self._runner.done()
+
+    def _next_read(self) -> asyncio.Future[T]:
+        """The read the next caller gets: one that starts after now."""
         if self._next is None:
             self._next = asyncio.get_running_loop().create_future()
-        future = self._next
-        if self._runner is None or self._runner.done():
+            # A renewal's failure has nobody waiting for it: retrieved here, not logged as lost.
+            self._next.add_done_callback(_retrieve)
+        if not self._reading():
             self._runner = asyncio.create_task(self._run())
-        return await asyncio.shield(future)
+        return self._next
 
     async def _run(self) -> None:
         while self._next is not None:
             future, self._next = self._next, None
+            started, generation = self._clock(), self._generation
             try:
                 result = await self._read()
             except Exception as exc:
                 future.set_exception(exc)
             else:
+                if self._max_age > 0 and generation == self._generation:
+                    self._snapshot = _Snapshot(started, generation, result)
                 future.set_result(result)
+
+
+def _retrieve(future: asyncio.Future[T]) -> None:
+    if not future.cancelled():
+        future.exception()

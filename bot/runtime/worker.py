@@ -7,8 +7,17 @@ from typing import cast
 from saq import Worker
 from saq.types import PartialTimersDict
 
-from bot.runtime.container import Services
+from bot.runtime.container import REDIS_OPTIONS, Services
 from bot.runtime.jobs import FUNCTIONS, JobContext
+
+
+def queue_wait_seconds(services: Services) -> float:
+    """How long one blocking pop for a job may wait: well inside the socket timeout of the
+    queue's Redis client (see build_worker)."""
+    pool = getattr(getattr(services.queue, "redis", None), "connection_pool", None)
+    kwargs: dict[str, object] = getattr(pool, "connection_kwargs", {})
+    timeout = kwargs.get("socket_timeout") or REDIS_OPTIONS["socket_timeout"]
+    return float(timeout) / 2  # type: ignore[arg-type]
 
 
 def build_worker(services: Services) -> Worker[JobContext]:
@@ -20,6 +29,13 @@ def build_worker(services: Services) -> Worker[JobContext]:
         services.queue,
         functions=FUNCTIONS,
         concurrency=services.config.worker.concurrency,
+        # How long one blocking pop (BLMOVE) waits for a job before it asks again. saq's
+        # default, 0, waits for ever, but the Redis client gives up on a reply after its socket
+        # timeout: the pop then failed as if Redis were down, and the queue backed off (up to
+        # 2 s) before asking again, so a rollback clicked after a quiet minute waited that
+        # long to be picked up. Well inside the socket timeout, a pop ends with "no job" and
+        # the next one starts at once: a job is picked up as soon as it is queued.
+        dequeue_timeout=queue_wait_seconds(services),
         startup=startup,
         # Sweep for jobs whose worker died about as often as a lock can expire.
         # (saq types its "partial" timers as all required, hence the cast)

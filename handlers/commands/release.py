@@ -55,6 +55,9 @@ class Answer:
     blocks: list[messages.Block] | None = None
     outcome: str = "ok"
     after: Callable[[], Awaitable[object]] | None = None
+    # True when the command changes nothing `/release status` shows. Otherwise no status
+    # snapshot from before it is served once it is answered, nor once its `after` has run.
+    read_only: bool = False
 
 
 def say(text: str, outcome: str = "ok") -> Answer:
@@ -83,20 +86,41 @@ async def audit_command(services: Services, command: dict[str, Any], outcome: st
 
 async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> str:
     """Answer one /release; returns the outcome for the audit entry."""
-    try:
-        answer = await before_ack(answer_for(services, command))
-    except STORE_UNREACHABLE:
-        # The ack goes out once the work is safely queued: if Redis does not answer in time,
-        # the person hears that nothing was started instead of a promise never kept.
-        log.warning("/release %s: Redis unavailable", loggable(command.get("text"), 200))
-        answer = problem(STORE_DOWN, "failed")
+    answer = status_from_snapshot(services, command)
+    if answer is None:
+        try:
+            answer = await before_ack(answer_for(services, command))
+        except STORE_UNREACHABLE:
+            # The ack goes out once the work is safely queued: if Redis does not answer in
+            # time, the person hears that nothing was started instead of a promise never kept.
+            log.warning("/release %s: Redis unavailable", loggable(command.get("text"), 200))
+            answer = problem(STORE_DOWN, "failed")
+    if not answer.read_only:
+        services.status.invalidate()
     if answer.text is None:
         await ack()
     else:
         await ack(response_type="ephemeral", text=answer.text, blocks=answer.blocks)
     if answer.after is not None:
-        await answer.after()
+        try:
+            await answer.after()
+        finally:
+            if not answer.read_only:
+                services.status.invalidate()
     return answer.outcome
+
+
+def status_from_snapshot(services: Services, command: dict[str, Any]) -> Answer | None:
+    """A plain `/release status` while the status snapshot may be served
+    (bot.runtime.shared_read); None for anything else, which answer_for answers in full.
+
+    Nothing here waits: no Redis, so no budget, and the ack goes out in the listener's first
+    step. The text test accepts less than the parser does (no quotes), never more."""
+    text = command.get("text")
+    if not isinstance(text, str) or text.strip(" \t\r\n").lower() != "status":
+        return None
+    blocks = services.status.snapshot()
+    return None if blocks is None else Answer("Release status", blocks, read_only=True)
 
 
 async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
@@ -107,9 +131,9 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         return problem(str(exc))
     config = services.config
     if isinstance(parsed, HelpCommand):
-        return Answer("releasebot help", messages.help_message())
+        return Answer("releasebot help", messages.help_message(), read_only=True)
     if isinstance(parsed, StatusCommand):
-        return Answer("Release status", await services.status())
+        return Answer("Release status", await services.status(), read_only=True)
     if isinstance(parsed, AuditCommand):
         return Answer("Reading the audit trail…",
                       after=partial(show_audit.answer_audit, services, command_actor(command),

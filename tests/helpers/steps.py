@@ -10,7 +10,7 @@ from typing import Any
 from bot.devtools.slack_stand_in import Message
 from tests.helpers.bot import RunningBot
 from tests.helpers.config import make_config
-from tests.helpers.messages import release_message, wait_for_gates
+from tests.helpers.messages import release_message, thread_text, wait_for_gates
 from tests.helpers.repos import GitRemote
 
 StartBot = Callable[..., Awaitable[RunningBot]]  # the `start_bot` fixture
@@ -73,3 +73,19 @@ async def staged(start_bot: StartBot, git_remote: GitRemote, tmp_path: Path) -> 
 def message_of(bot: RunningBot) -> Any:
     """The release message of v0.15.0-rc.1 as it is now."""
     return release_message(bot.slack, "v0.15.0-rc.1")
+
+
+# Two named approvers for a rollback (the scenario tests of rollbacks and their benchmark).
+ROLLBACK_POLICY = """
+[rollback]
+required = 2
+approvers = ["U0BOB", "U0CAROL"]
+"""
+
+
+async def rolled_back(bot: RunningBot) -> str:
+    """The thread of the production release once it says it was rolled back."""
+    message = release_message(bot.slack, "v0.15.0-rc.1")
+    text: str = await bot.slack.wait_for(lambda: "Rolled back *production*" in thread_text(
+        bot.slack, message) and thread_text(bot.slack, message), timeout=30)
+    return text

@@ -180,6 +180,8 @@ async def test_the_first_command_after_a_redis_restart_works(start_bot, git_remo
         assert "nothing deployed yet" in bot.slack.text_of(await bot.command("status"))
         server.stop()
         server.start()
+        # The answer must come from the restarted Redis, not from the status snapshot.
+        bot.services.status.invalidate()
         # The pooled connections died with the old server; the command still gets its answer.
         text = bot.slack.text_of(await bot.command("status"))
         assert "nothing deployed yet" in text and "cannot reach" not in text

@@ -7,14 +7,9 @@ from pathlib import Path
 
 from bot.adapters.redis.locks import read_lock
 from tests.helpers.config import deploy_log, production_config
-from tests.helpers.messages import release_message, thread_text
-from tests.helpers.steps import in_production
-
-
-async def rolled_back(bot):
-    message = release_message(bot.slack, "v0.15.0-rc.1")
-    return await bot.slack.wait_for(lambda: "Rolled back *production*" in thread_text(
-        bot.slack, message) and thread_text(bot.slack, message), timeout=30)
+from tests.helpers.messages import release_message
+from tests.helpers.steps import ROLLBACK_POLICY as POLICY
+from tests.helpers.steps import in_production, rolled_back
 
 
 async def test_rollback_redeploys_the_previous_version_and_locks(start_bot, git_remote,
@@ -46,13 +41,6 @@ async def test_rollback_redeploys_the_previous_version_and_locks(start_bot, git_
                if e["action"].startswith("rollback.")]
     assert actions == [("rollback.request", "ok"), ("rollback.approve", "ok"),
                        ("rollback.start", "ok"), ("rollback.finish", "succeeded")]
-
-
-POLICY = """
-[rollback]
-required = 2
-approvers = ["U0BOB", "U0CAROL"]
-"""
 
 
 async def test_a_rollback_waits_for_the_approvals_the_config_sets(start_bot, git_remote,
