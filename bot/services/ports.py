@@ -83,6 +83,19 @@ class ReleaseStore(AuditLog, Protocol):
     def audit_trail(self, release: str | None = None) -> AsyncIterator[dict[str, str]]: ...
 
 
+@dataclass(frozen=True)
+class Status:
+    """What `/release status` is made of, read in one round trip."""
+
+    versions: dict[str, dict[str, str]]
+    in_flight: list[Release]
+    raw_locks: dict[str, bytes]
+
+
+class StatusReader(Protocol):
+    async def status(self, environments: list[str]) -> Status: ...
+
+
 class Chat(Protocol):
     """What the bot says in Slack. None of these raise: a report of what happened must not undo
     or stop it (a failure is logged)."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from bot.adapters.redis.store import Store
 from bot.blocks import release as messages
 from bot.domain.config import Config
 from bot.domain.locks import parse_lock
+from bot.services.ports import StatusReader
 
 
-async def status_blocks(store: Store, config: Config) -> list[messages.Block]:
+async def status_blocks(store: StatusReader, config: Config) -> list[messages.Block]:
     status = await store.status([env.name for env in config.environments])
     locks = {name: info for name, raw in status.raw_locks.items()
              if (info := parse_lock(raw)) is not None}

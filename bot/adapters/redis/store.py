@@ -28,15 +28,9 @@ from bot.adapters.redis.keys import Keys
 from bot.domain.actors import Actor
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
+from bot.services.ports import Status
 
 T = TypeVar("T")
-
-@dataclass(frozen=True)
-class Status:
-    versions: dict[str, dict[str, str]]
-    in_flight: list[Release]
-    raw_locks: dict[str, bytes]
-
 
 # XADD of many entries to KEYS[1]. ARGV: n, the n field names, then n values per entry.
 _AUDIT_MANY = """
