@@ -66,8 +66,9 @@ SLACK_DEADLINE_MS = 3000.0
 REQUEST_TIMEOUT_S = 30.0
 BARE = "bare bolt"
 BOT = "releasebot"
-WORKSPACE = payloads.Workspace(team_id="T0TEST", team_domain="acme", app_id="A0TEST",
-                               token="legacy")
+WORKSPACE = payloads.Workspace(
+    team_id="T0TEST", team_domain="acme", app_id="A0TEST", token="legacy"
+)
 ALICE = payloads.Person("U0ALICE", "alice")
 
 
@@ -106,17 +107,28 @@ manual = true
 
 def make_git_repo(where: Path) -> Path:
     """A small real bare repository (the config wants a URL; /release status never reads it)."""
-    env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-           "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    env = {
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Bench",
+        "GIT_AUTHOR_EMAIL": "bench@example.com",
+        "GIT_COMMITTER_NAME": "Bench",
+        "GIT_COMMITTER_EMAIL": "bench@example.com",
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+    }
     bare, work = where / "remote.git", where / "work"
-    for args, cwd in ((["init", "-q", "--bare", "-b", "main", str(bare)], where),
-                      (["init", "-q", "-b", "main", str(work)], where)):
+    for args, cwd in (
+        (["init", "-q", "--bare", "-b", "main", str(bare)], where),
+        (["init", "-q", "-b", "main", str(work)], where),
+    ):
         subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, env=env)
     (work / "app.txt").write_text("first\n")
-    for args in (["add", "app.txt"], ["commit", "-q", "-m", "first"], ["tag", "v0.1.0"],
-                 ["push", "-q", "--tags", str(bare), "main"]):
+    for args in (
+        ["add", "app.txt"],
+        ["commit", "-q", "-m", "first"],
+        ["tag", "v0.1.0"],
+        ["push", "-q", "--tags", str(bare), "main"],
+    ):
         subprocess.run(["git", *args], cwd=work, check=True, capture_output=True, env=env)
     return bare
 
@@ -128,8 +140,9 @@ def build_bare_web_app(stand_in_url: str) -> Any:
     from slack_bolt.async_app import AsyncAck, AsyncApp
     from slack_sdk.web.async_client import AsyncWebClient
 
-    bolt = AsyncApp(signing_secret=SIGNING_SECRET,
-                    client=AsyncWebClient(token=BOT_TOKEN, base_url=stand_in_url))
+    bolt = AsyncApp(
+        signing_secret=SIGNING_SECRET, client=AsyncWebClient(token=BOT_TOKEN, base_url=stand_in_url)
+    )
 
     @bolt.command("/release")
     async def release(ack: AsyncAck) -> None:
@@ -144,8 +157,7 @@ def build_bare_web_app(stand_in_url: str) -> Any:
     return app
 
 
-async def serve_targets(conn: Connection, redis_url: str, prefix: str,
-                        tally: LogTally) -> None:
+async def serve_targets(conn: Connection, redis_url: str, prefix: str, tally: LogTally) -> None:
     from aiohttp import web
 
     from bot.devtools.slack_stand_in import SlackStandIn
@@ -158,9 +170,14 @@ async def serve_targets(conn: Connection, redis_url: str, prefix: str,
         repo = make_git_repo(Path(tmp))
         config = parse_config(tomllib.loads(CONFIG_TOML.format(repo=repo)))
         async with SlackStandIn(token=BOT_TOKEN) as slack:
-            settings = Settings(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET,
-                                redis_url=redis_url, slack_api_url=slack.base_url,
-                                state_dir=Path(tmp) / "state", redis_prefix=prefix)
+            settings = Settings(
+                bot_token=BOT_TOKEN,
+                signing_secret=SIGNING_SECRET,
+                redis_url=redis_url,
+                slack_api_url=slack.base_url,
+                state_dir=Path(tmp) / "state",
+                redis_prefix=prefix,
+            )
             bot = Bot(Services.create(settings, config), "web")
             await bot.start(port=0, host="127.0.0.1")
             bare_runner = web.AppRunner(build_bare_web_app(slack.base_url))
@@ -168,17 +185,28 @@ async def serve_targets(conn: Connection, redis_url: str, prefix: str,
             site = web.TCPSite(bare_runner, "127.0.0.1", 0)
             await site.start()
             try:
-                conn.send({"pid": os.getpid(), "bot_port": bot.port,
-                           "bare_port": bare_runner.addresses[0][1],
-                           "response_url": slack.response_url("bench")})
+                conn.send(
+                    {
+                        "pid": os.getpid(),
+                        "bot_port": bot.port,
+                        "bare_port": bare_runner.addresses[0][1],
+                        "response_url": slack.response_url("bench"),
+                    }
+                )
                 # Serve until the load generator says stop (or goes away).
                 await asyncio.get_running_loop().run_in_executor(None, _wait_stop, conn)
             finally:
                 await bare_runner.cleanup()
                 await bot.stop()
             methods = sorted({c.method for c in slack.calls})
-            conn.send({"stand_in_calls": len(slack.calls), "methods": methods,
-                       "invalid": list(slack.invalid), "log": tally.summary()})
+            conn.send(
+                {
+                    "stand_in_calls": len(slack.calls),
+                    "methods": methods,
+                    "invalid": list(slack.invalid),
+                    "log": tally.summary(),
+                }
+            )
 
 
 class LogTally(logging.Handler):
@@ -225,6 +253,7 @@ def server_main(conn: Connection, redis_url: str, prefix: str) -> None:
 
 # --- the load generator (this process) ---------------------------------------------------------
 
+
 @dataclass
 class Target:
     name: str
@@ -250,9 +279,17 @@ def sign(body: str) -> dict[str, str]:
 
 
 def command_body(text: str, response_url: str) -> str:
-    return payloads.form_body(payloads.slash_command(
-        WORKSPACE, ALICE, command="/release", text=text, channel_id="C0DEV",
-        channel_name="dev", response_url=response_url))
+    return payloads.form_body(
+        payloads.slash_command(
+            WORKSPACE,
+            ALICE,
+            command="/release",
+            text=text,
+            channel_id="C0DEV",
+            channel_name="dev",
+            response_url=response_url,
+        )
+    )
 
 
 def check(target: Target, status: int, raw: bytes) -> str | None:
@@ -270,8 +307,14 @@ def check(target: Target, status: int, raw: bytes) -> str | None:
     return None
 
 
-async def fire(target: Target, session: aiohttp.ClientSession, response_url: str,
-               count: int, concurrency: int, record: bool) -> None:
+async def fire(
+    target: Target,
+    session: aiohttp.ClientSession,
+    response_url: str,
+    count: int,
+    concurrency: int,
+    record: bool,
+) -> None:
     """`count` requests, `concurrency` at a time, from a fixed pool of workers.
 
     Each answer is checked once all are in: checking it (JSON-decoding the bot's blocks) as
@@ -325,8 +368,10 @@ def summary_row(target: Target) -> tuple[str, float]:
     slow = sum(1 for v in values if v > SLACK_DEADLINE_MS)
     failed = sum(1 for e in target.errors if not e.startswith("(warm-up)"))
     cpu_ms = cpu_per_request_ms(target)
-    row = (f"{target.name:<12} {len(values):>7} {p50:>9.1f} {p99:>9.1f} {peak:>9.1f} "
-           f"{slow:>9} {failed:>7} {cpu_ms:>12.2f}")
+    row = (
+        f"{target.name:<12} {len(values):>7} {p50:>9.1f} {p99:>9.1f} {peak:>9.1f} "
+        f"{slow:>9} {failed:>7} {cpu_ms:>12.2f}"
+    )
     return row, p99
 
 
@@ -336,8 +381,9 @@ async def run_load(args: argparse.Namespace, ports: dict[str, Any]) -> list[Targ
     response_url: str = ports["response_url"]
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     sessions = {
-        t.name: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=args.concurrency),
-                                      timeout=timeout)
+        t.name: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=args.concurrency), timeout=timeout
+        )
         for t in (bare, bot)
     }
     # No garbage collection in the load generator while it measures: a full collection here
@@ -348,17 +394,19 @@ async def run_load(args: argparse.Namespace, ports: dict[str, Any]) -> list[Targ
     gc.disable()
     try:
         for t in (bare, bot):
-            await fire(t, sessions[t.name], response_url, args.warmup, args.concurrency,
-                       record=False)
+            await fire(
+                t, sessions[t.name], response_url, args.warmup, args.concurrency, record=False
+            )
         rounds = max(1, min(args.rounds, args.requests))
-        sizes = [args.requests // rounds + (1 if i < args.requests % rounds else 0)
-                 for i in range(rounds)]
+        sizes = [
+            args.requests // rounds + (1 if i < args.requests % rounds else 0)
+            for i in range(rounds)
+        ]
         for i, size in enumerate(sizes):
             order = (bare, bot) if i % 2 == 0 else (bot, bare)
             for t in order:
                 cpu_before = process_cpu_seconds(ports["pid"])
-                await fire(t, sessions[t.name], response_url, size, args.concurrency,
-                           record=True)
+                await fire(t, sessions[t.name], response_url, size, args.concurrency, record=True)
                 t.server_cpu_s += process_cpu_seconds(ports["pid"]) - cpu_before
     finally:
         gc.enable()
@@ -399,17 +447,25 @@ async def delete_keys(redis_url: str, prefix: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000,
-                        help="measured requests per target (default 2000)")
-    parser.add_argument("--concurrency", type=int, default=50,
-                        help="requests in flight per target (default 50)")
+    parser.add_argument(
+        "--requests", type=int, default=2000, help="measured requests per target (default 2000)"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=50, help="requests in flight per target (default 50)"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
-    parser.add_argument("--warmup", type=int, default=200,
-                        help="unmeasured requests per target first (default 200)")
-    parser.add_argument("--rounds", type=int, default=20,
-                        help="rounds per target, run in ABBA order (default 20)")
-    parser.add_argument("--time-limit", type=float, default=300.0,
-                        help="abort after this many seconds in all (default 300)")
+    parser.add_argument(
+        "--warmup", type=int, default=200, help="unmeasured requests per target first (default 200)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=20, help="rounds per target, run in ABBA order (default 20)"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=300.0,
+        help="abort after this many seconds in all (default 300)",
+    )
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.warmup < 0 or args.rounds < 1:
         parser.error("--requests, --concurrency and --rounds must be >= 1, --warmup >= 0")
@@ -422,14 +478,14 @@ def main(argv: list[str] | None = None) -> int:
     deadline = began + args.time_limit
     problem = asyncio.run(redis_problem(args.redis_url))
     if problem is not None:
-        print(f"ack_latency: Redis at {args.redis_url} is not usable: {problem}",
-              file=sys.stderr)
+        print(f"ack_latency: Redis at {args.redis_url} is not usable: {problem}", file=sys.stderr)
         return 2
     prefix = f"bench:{uuid.uuid4().hex[:12]}:"
     ctx = multiprocessing.get_context(os.environ.get("BENCH_MP", "spawn"))
     parent_conn, child_conn = ctx.Pipe()
-    server = ctx.Process(target=server_main, args=(child_conn, args.redis_url, prefix),
-                         name="ack-bench-servers")
+    server = ctx.Process(
+        target=server_main, args=(child_conn, args.redis_url, prefix), name="ack-bench-servers"
+    )
     server.start()
     code = 0
     targets: list[Target] = []
@@ -443,11 +499,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ack_latency: servers failed to start:\n{ports['error']}", file=sys.stderr)
             return 2
         try:
-            targets = asyncio.run(asyncio.wait_for(
-                run_load(args, ports), timeout=max(0.0, deadline - time.monotonic())))
+            targets = asyncio.run(
+                asyncio.wait_for(
+                    run_load(args, ports), timeout=max(0.0, deadline - time.monotonic())
+                )
+            )
         except TimeoutError:
-            print(f"ack_latency: aborted after the {args.time_limit:.0f} s time limit",
-                  file=sys.stderr)
+            print(
+                f"ack_latency: aborted after the {args.time_limit:.0f} s time limit",
+                file=sys.stderr,
+            )
             return 2
         parent_conn.send("stop")
         if parent_conn.poll(max(1.0, min(30.0, deadline - time.monotonic()))):
@@ -480,14 +541,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {line}")
     if report.get("invalid"):
         print(f"stand-in: invalid Block Kit: {report['invalid'][:3]}")
-    print(f"{args.requests} measured requests per target after {args.warmup} warm-up, "
-          f"concurrency {args.concurrency}, {args.rounds} rounds in ABBA order; "
-          f"stand-in saw {report.get('stand_in_calls', '?')} Web API calls "
-          f"({', '.join(report.get('methods', [])) or 'none'}); "
-          f"deleted {deleted} Redis keys under {prefix}; "
-          f"took {time.monotonic() - began:.1f} s")
-    print(f"{'target':<12} {'count':>7} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} "
-          f"{'>3000 ms':>9} {'failed':>7} {'cpu ms/req':>12}")
+    print(
+        f"{args.requests} measured requests per target after {args.warmup} warm-up, "
+        f"concurrency {args.concurrency}, {args.rounds} rounds in ABBA order; "
+        f"stand-in saw {report.get('stand_in_calls', '?')} Web API calls "
+        f"({', '.join(report.get('methods', [])) or 'none'}); "
+        f"deleted {deleted} Redis keys under {prefix}; "
+        f"took {time.monotonic() - began:.1f} s"
+    )
+    print(
+        f"{'target':<12} {'count':>7} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} "
+        f"{'>3000 ms':>9} {'failed':>7} {'cpu ms/req':>12}"
+    )
     bare_row, bare_p99 = summary_row(targets[0])
     bot_row, bot_p99 = summary_row(targets[1])
     print(bare_row)

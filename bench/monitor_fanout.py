@@ -63,6 +63,7 @@ def pin(cpu: int) -> None:
 
 def serve(endpoints: int, conn: Connection) -> None:
     pin(1)
+
     async def answer(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": "1.0.0"})
 
@@ -81,14 +82,17 @@ def serve(endpoints: int, conn: Connection) -> None:
 
 
 def config_for(base: str, endpoints: int) -> str:
-    checks = "".join(f"""
+    checks = "".join(
+        f"""
 [[environments.checks]]
 name = "e{i}"
 url = "{base}/e/{i}"
 interval_seconds = 0.001
 json = {{ status = "ok" }}
 version_field = "version"
-""" for i in range(endpoints))
+"""
+        for i in range(endpoints)
+    )
     return f"""
 [repository]
 url = "/nonexistent"
@@ -131,9 +135,14 @@ async def run(args: argparse.Namespace, port: int) -> int:
     urls = [f"{base}/e/{i}" for i in range(args.endpoints)]
     config = parse_config(tomllib.loads(config_for(base, args.endpoints)))
     prefix = f"bench:{uuid.uuid4().hex}:"
-    settings = Settings(bot_token="xoxb-bench", signing_secret="bench", redis_url=args.redis_url,
-                        slack_api_url="http://127.0.0.1:9/api/", state_dir=Path("/tmp"),
-                        redis_prefix=prefix)
+    settings = Settings(
+        bot_token="xoxb-bench",
+        signing_secret="bench",
+        redis_url=args.redis_url,
+        slack_api_url="http://127.0.0.1:9/api/",
+        state_dir=Path("/tmp"),
+        redis_prefix=prefix,
+    )
     services = Services.create(settings, config)
     await services.store.set_environment_version("production", "1.0.0", "v1.0.0", "0" * 40)
     monitor = Monitor(services)
@@ -147,7 +156,7 @@ async def run(args: argparse.Namespace, port: int) -> int:
         for i in range(args.rounds * 2):
             # ABBA: raw, bot, bot, raw, raw, bot, ...
             first_raw = (i // 1) % 4 in (0, 3)
-            for side in (("raw", "bot") if first_raw else ("bot", "raw")):
+            for side in ("raw", "bot") if first_raw else ("bot", "raw"):
                 if side == "raw":
                     took, failed = await raw_round(session, urls)
                     raw_times.append(took)
@@ -167,10 +176,14 @@ async def run(args: argparse.Namespace, port: int) -> int:
     raw_rate = args.endpoints * len(raw_times) / sum(raw_times)
     bot_rate = args.endpoints * len(bot_times) / sum(bot_times)
     print(f"endpoints per tick: {args.endpoints}, rounds per side: {len(raw_times)}")
-    for name, times, rate in (("raw aiohttp", raw_times, raw_rate),
-                              ("releasebot ", bot_times, bot_rate)):
-        print(f"{name}: {statistics.mean(times) * 1000:,.0f} ms per tick on average "
-              f"(median {statistics.median(times) * 1000:,.0f}), {rate:,.0f} checks/s")
+    for name, times, rate in (
+        ("raw aiohttp", raw_times, raw_rate),
+        ("releasebot ", bot_times, bot_rate),
+    ):
+        print(
+            f"{name}: {statistics.mean(times) * 1000:,.0f} ms per tick on average "
+            f"(median {statistics.median(times) * 1000:,.0f}), {rate:,.0f} checks/s"
+        )
     if failures:
         print(f"{failures} check(s) failed: the bench is broken", file=sys.stderr)
     print(f"monitor throughput ratio (releasebot / raw aiohttp): {bot_rate / raw_rate:.2f}")

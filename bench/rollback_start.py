@@ -90,10 +90,15 @@ echo "$now $RELEASE_TAG" >> "$BENCH_MARKS"
 echo "deployed $RELEASE_TAG"
 """
 
-GIT_ENV = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-           "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-           "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+GIT_ENV = {
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+}
 
 
 class BenchError(Exception):
@@ -101,8 +106,9 @@ class BenchError(Exception):
 
 
 def git(*args: str, cwd: Path) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-                         env=GIT_ENV)
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=GIT_ENV
+    )
     return out.stdout.strip()
 
 
@@ -124,10 +130,14 @@ def make_remote(where: Path) -> tuple[Path, dict[str, str]]:
 
 def sign(body: str) -> dict[str, str]:
     ts = str(int(time.time()))
-    digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{ts}:{body}".encode(),
-                      hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
-            "Content-Type": "application/x-www-form-urlencoded"}
+    digest = hmac.new(
+        SIGNING_SECRET.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256
+    ).hexdigest()
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
 
 
 class Driver:
@@ -143,12 +153,25 @@ class Driver:
             return resp.status, await resp.text()
 
     async def command(self, text: str, user: str, name: str) -> str:
-        status, answer = await self.post(urlencode({
-            "token": "legacy", "team_id": "T0TEST", "team_domain": "acme",
-            "channel_id": "C0DEV", "channel_name": "dev", "user_id": user, "user_name": name,
-            "command": "/release", "text": text, "api_app_id": "A0TEST",
-            "is_enterprise_install": "false", "response_url": self.slack.response_url(user),
-            "trigger_id": f"{uuid.uuid4().int}.{time.time_ns()}"}))
+        status, answer = await self.post(
+            urlencode(
+                {
+                    "token": "legacy",
+                    "team_id": "T0TEST",
+                    "team_domain": "acme",
+                    "channel_id": "C0DEV",
+                    "channel_name": "dev",
+                    "user_id": user,
+                    "user_name": name,
+                    "command": "/release",
+                    "text": text,
+                    "api_app_id": "A0TEST",
+                    "is_enterprise_install": "false",
+                    "response_url": self.slack.response_url(user),
+                    "trigger_id": f"{uuid.uuid4().int}.{time.time_ns()}",
+                }
+            )
+        )
         if status != 200:
             raise BenchError(f"/release {text}: HTTP {status}: {answer[:200]}")
         return answer
@@ -162,18 +185,28 @@ class Driver:
                 if element.get("action_id") != action_id:
                     continue
                 payload = {
-                    "type": "block_actions", "api_app_id": "A0TEST", "token": "legacy",
+                    "type": "block_actions",
+                    "api_app_id": "A0TEST",
+                    "token": "legacy",
                     "team": {"id": "T0TEST", "domain": "acme"},
                     "user": {"id": user, "username": name, "name": name, "team_id": "T0TEST"},
-                    "container": {"type": "message", "message_ts": message.ts,
-                                  "channel_id": message.channel},
+                    "container": {
+                        "type": "message",
+                        "message_ts": message.ts,
+                        "channel_id": message.channel,
+                    },
                     "channel": {"id": message.channel, "name": "releases"},
-                    "message": {"ts": message.ts, "blocks": message.blocks,
-                                "text": message.text},
+                    "message": {"ts": message.ts, "blocks": message.blocks, "text": message.text},
                     "trigger_id": f"{uuid.uuid4().int}.{time.time_ns()}",
                     "response_url": self.slack.response_url(user),
-                    "actions": [{**element, "block_id": block.get("block_id"),
-                                 "action_ts": str(time.time())}]}
+                    "actions": [
+                        {
+                            **element,
+                            "block_id": block.get("block_id"),
+                            "action_ts": str(time.time()),
+                        }
+                    ],
+                }
                 return urlencode({"payload": json.dumps(payload)})
         raise BenchError(f"no {action_id} button on the message {message.ts}")
 
@@ -184,8 +217,9 @@ def marks(path: Path) -> list[float]:
     return [float(line.split()[0]) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def one_rollback(n: int, driver: Driver, services: Any, shas: dict[str, str],
-                       marks_path: Path, idle: float) -> float:
+async def one_rollback(
+    n: int, driver: Driver, services: Any, shas: dict[str, str], marks_path: Path, idle: float
+) -> float:
     """Seconds from carol's completing click to the deploy command's first line."""
     slack, store = driver.slack, services.store
     if await store.redis.exists(store.keys.env_lock("production")):
@@ -195,14 +229,21 @@ async def one_rollback(n: int, driver: Driver, services: Any, shas: dict[str, st
     # Production runs v0.15.0 again, as a deploy of it would record.
     await store.set_environment_version("production", "0.15.0", "v0.15.0", shas["0.15.0"])
     seen = set(slack.messages())
-    answer = await driver.command(f'rollback production --to v0.14.1 --reason "bench {n}"',
-                                  "U0BOB", "bob")
+    answer = await driver.command(
+        f'rollback production --to v0.14.1 --reason "bench {n}"', "U0BOB", "bob"
+    )
     if "more approval" not in answer:
         raise BenchError(f"the rollback did not wait for carol: {answer[:300]}")
 
     def request_message() -> Any:
-        return next((m for ts, m in slack.messages().items() if ts not in seen
-                     and "asks to roll back" in slack.text_of(m)), None)
+        return next(
+            (
+                m
+                for ts, m in slack.messages().items()
+                if ts not in seen and "asks to roll back" in slack.text_of(m)
+            ),
+            None,
+        )
 
     message = await slack.wait_for(request_message, timeout=STEP_TIMEOUT)
     body = driver.click_body(message, "rollback_approve", "U0CAROL", "carol")
@@ -224,15 +265,25 @@ async def one_rollback(n: int, driver: Driver, services: Any, shas: dict[str, st
     deadline = time.monotonic() + STEP_TIMEOUT
     while len(found := marks(marks_path)) <= before:
         if time.monotonic() > deadline:
-            raise BenchError(f"rollback {n}: the deploy command did not start within "
-                             f"{STEP_TIMEOUT:.0f} s")
+            raise BenchError(
+                f"rollback {n}: the deploy command did not start within {STEP_TIMEOUT:.0f} s"
+            )
         await asyncio.sleep(0.002)
     started = found[before] - clicked
 
     def reported() -> Any:
-        return next((m for ts, m in slack.messages().items() if ts not in seen and (
-            "Rolled back *production*" in slack.text_of(m)
-            or "failed" in slack.text_of(m).lower())), None)
+        return next(
+            (
+                m
+                for ts, m in slack.messages().items()
+                if ts not in seen
+                and (
+                    "Rolled back *production*" in slack.text_of(m)
+                    or "failed" in slack.text_of(m).lower()
+                )
+            ),
+            None,
+        )
 
     outcome = await slack.wait_for(reported, timeout=STEP_TIMEOUT)
     if "Rolled back *production*" not in slack.text_of(outcome):
@@ -263,13 +314,19 @@ async def run(args: argparse.Namespace) -> int:
         remote, shas = make_remote(where)
         script, marks_path = where / "deploy.sh", where / "marks.txt"
         script.write_text(DEPLOY_SCRIPT)
-        config = parse_config(tomllib.loads(CONFIG_TOML.format(
-            remote=remote, marks=marks_path, script=script)))
+        config = parse_config(
+            tomllib.loads(CONFIG_TOML.format(remote=remote, marks=marks_path, script=script))
+        )
         async with SlackStandIn(token=BOT_TOKEN) as slack:
-            settings = Settings(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET,
-                                redis_url=args.redis_url, slack_api_url=slack.base_url,
-                                state_dir=where / "state", redis_prefix=prefix,
-                                update_delay=0.2)
+            settings = Settings(
+                bot_token=BOT_TOKEN,
+                signing_secret=SIGNING_SECRET,
+                redis_url=args.redis_url,
+                slack_api_url=slack.base_url,
+                state_dir=where / "state",
+                redis_prefix=prefix,
+                update_delay=0.2,
+            )
             services = Services.create(settings, config)
             bot = Bot(services, "all")
             await bot.start(port=0, host="127.0.0.1")
@@ -277,24 +334,25 @@ async def run(args: argparse.Namespace) -> int:
                 async with aiohttp.ClientSession() as http:
                     driver = Driver(http, f"http://127.0.0.1:{bot.port}/slack/events", slack)
                     store = services.store
-                    await store.set_environment_version("production", "0.14.1", "v0.14.1",
-                                                        shas["0.14.1"])
+                    await store.set_environment_version(
+                        "production", "0.14.1", "v0.14.1", shas["0.14.1"]
+                    )
                     for n in range(args.warmup + args.rollbacks):
-                        took = await one_rollback(n, driver, services, shas, marks_path,
-                                                  args.idle)
+                        took = await one_rollback(n, driver, services, shas, marks_path, args.idle)
                         counted = n >= args.warmup
                         if counted:
                             figures.append(took)
-                        print(f"rollback {n + 1}{'' if counted else ' (warm-up)'}: "
-                              f"{took:.3f} s", flush=True)
+                        print(
+                            f"rollback {n + 1}{'' if counted else ' (warm-up)'}: {took:.3f} s",
+                            flush=True,
+                        )
             finally:
                 await bot.stop()
                 await delete_keys(args.redis_url, prefix)
     median, peak = statistics.median(figures), max(figures)
     verdict = "goal met" if peak <= GOAL_SECONDS else f"goal (at most {GOAL_SECONDS:g} s) missed"
     print(f"{verdict}; the figures: {', '.join(f'{f:.3f}' for f in figures)}")
-    print(f"rollback start median {median:.3f} s, max {peak:.3f} s over {len(figures)} "
-          "rollbacks")
+    print(f"rollback start median {median:.3f} s, max {peak:.3f} s over {len(figures)} rollbacks")
     return 0
 
 
@@ -312,12 +370,16 @@ async def delete_keys(redis_url: str, prefix: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rollbacks", type=int, default=10,
-                        help="measured rollbacks (default 10)")
-    parser.add_argument("--warmup", type=int, default=1,
-                        help="rollbacks first, not counted (default 1)")
-    parser.add_argument("--idle", type=float, default=0.0,
-                        help="seconds the bot is left idle before each click (default 0)")
+    parser.add_argument("--rollbacks", type=int, default=10, help="measured rollbacks (default 10)")
+    parser.add_argument(
+        "--warmup", type=int, default=1, help="rollbacks first, not counted (default 1)"
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        help="seconds the bot is left idle before each click (default 0)",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
     if args.rollbacks < 1 or args.warmup < 0 or args.idle < 0:

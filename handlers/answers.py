@@ -24,15 +24,21 @@ BEFORE_ACK_BUDGET = 2.0
 # A click is acked at once; what it then does may take this long before the person is told.
 AFTER_ACK_BUDGET = 5.0
 
-STORE_DOWN = ("I cannot reach my state store (Redis) right now, so nothing was started or "
-              "changed. Try again in a minute; if it persists, tell whoever runs releasebot.")
-CLICK_STORE_DOWN = ("I cannot reach my state store (Redis) right now, so I cannot confirm your "
-                    "click; if the message does not show it in a minute, click again.")
+STORE_DOWN = (
+    "I cannot reach my state store (Redis) right now, so nothing was started or "
+    "changed. Try again in a minute; if it persists, tell whoever runs releasebot."
+)
+CLICK_STORE_DOWN = (
+    "I cannot reach my state store (Redis) right now, so I cannot confirm your "
+    "click; if the message does not show it in a minute, click again."
+)
 # Past the budget the work goes on (it may be queued behind other writes, or Redis may hang):
 # the answer says what is known, no more.
-CLICK_SLOW = (f"I could not confirm your click within {AFTER_ACK_BUDGET:g} seconds: my state "
-              "store (Redis) is slow or not answering. It is still being recorded; if the "
-              "message does not show it within a minute, click again.")
+CLICK_SLOW = (
+    f"I could not confirm your click within {AFTER_ACK_BUDGET:g} seconds: my state "
+    "store (Redis) is slow or not answering. It is still being recorded; if the "
+    "message does not show it within a minute, click again."
+)
 
 
 async def before_ack(work: Awaitable[T]) -> T:
@@ -72,5 +78,6 @@ def _forget(task: asyncio.Future[str]) -> None:
 
 
 async def say_privately(respond: AsyncRespond, text: str) -> None:
-    await respond(response_type="ephemeral", replace_original=False, text=text,
-                  blocks=messages.note(text))
+    await respond(
+        response_type="ephemeral", replace_original=False, text=text, blocks=messages.note(text)
+    )

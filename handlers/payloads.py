@@ -11,8 +11,11 @@ from bot.domain.actors import Actor
 
 def command_actor(command: dict[str, Any]) -> Actor:
     """Who typed a slash command, and in which channel."""
-    return Actor(str(command.get("user_id", "")), str(command.get("user_name", "")),
-                 str(command.get("channel_id", "")))
+    return Actor(
+        str(command.get("user_id", "")),
+        str(command.get("user_name", "")),
+        str(command.get("channel_id", "")),
+    )
 
 
 def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
@@ -25,8 +28,9 @@ def click_actor(body: dict[str, Any], channel: str | None = None) -> Actor:
     """Who clicked (or sent a form), in `channel` or the channel of the click."""
     user = _object(body, "user")
     where = channel if channel is not None else clicked_message(body)[0]
-    return Actor(str(user.get("id", "")), str(user.get("username") or user.get("name") or ""),
-                 where)
+    return Actor(
+        str(user.get("id", "")), str(user.get("username") or user.get("name") or ""), where
+    )
 
 
 def button_value(body: dict[str, Any]) -> dict[str, str] | None:
@@ -52,8 +56,10 @@ def clicked_message(body: dict[str, Any]) -> tuple[str, str]:
     container = _object(body, "container")
     channel = _object(body, "channel")
     message = _object(body, "message")
-    return (str(container.get("channel_id") or channel.get("id") or ""),
-            str(container.get("message_ts") or message.get("ts") or ""))
+    return (
+        str(container.get("channel_id") or channel.get("id") or ""),
+        str(container.get("message_ts") or message.get("ts") or ""),
+    )
 
 
 def form_metadata(view: dict[str, Any]) -> dict[str, str] | None:

@@ -49,7 +49,11 @@ case "$command" in
   test)
     setup
     ensure_redis
+    # The layout's rules, the types and the format, before the tests (README: Development).
     "$venv/bin/ruff" check bot handlers tests bench
+    "$venv/bin/ruff" format --check bot handlers tests bench
+    "$venv/bin/lint-imports"
+    "$venv/bin/mypy" bot handlers
     exec "$venv/bin/python" -m pytest "$@"
     ;;
   *)

@@ -24,6 +24,7 @@ from tests.helpers.signing import SIGNING_SECRET
 
 # --- Redis -----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def prefix() -> str:
     return f"rbtest:{uuid.uuid4().hex[:12]}:"
@@ -50,12 +51,14 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 # --- git -------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def git_remote(tmp_path: Path) -> GitRemote:
     return messy_remote(tmp_path)
 
 
 # --- Slack and the bot -----------------------------------------------------------------------
+
 
 @pytest.fixture
 async def slack() -> AsyncIterator[SlackStandIn]:
@@ -66,13 +69,15 @@ async def slack() -> AsyncIterator[SlackStandIn]:
 
 
 @pytest.fixture
-async def start_bot(prefix: str, redis: Redis, slack: SlackStandIn,
-                    tmp_path: Path) -> AsyncIterator[Any]:
+async def start_bot(
+    prefix: str, redis: Redis, slack: SlackStandIn, tmp_path: Path
+) -> AsyncIterator[Any]:
     bots: list[Bot] = []
     http = aiohttp.ClientSession()
 
-    async def start(config: Config, role: Role = "all", name: str = "bot",
-                    redis_url: str = REDIS_URL) -> RunningBot:
+    async def start(
+        config: Config, role: Role = "all", name: str = "bot", redis_url: str = REDIS_URL
+    ) -> RunningBot:
         """The real bot; `redis_url` points it at a Redis of the test's own (RedisServer)."""
         settings = make_settings(prefix, slack, tmp_path / f"state-{name}", redis_url)
         services = Services.create(settings, config)
@@ -89,7 +94,13 @@ async def start_bot(prefix: str, redis: Redis, slack: SlackStandIn,
 
 @pytest.fixture
 def subprocess_env(prefix: str, slack: SlackStandIn, tmp_path: Path) -> Iterator[dict[str, str]]:
-    yield {**os.environ, "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-           "REDIS_URL": REDIS_URL, "SLACK_API_URL": slack.base_url,
-           "RELEASEBOT_REDIS_PREFIX": prefix, "RELEASEBOT_UPDATE_DELAY": "0.2",
-           "RELEASEBOT_STATE_DIR": str(tmp_path / "state-subprocess")}
+    yield {
+        **os.environ,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "REDIS_URL": REDIS_URL,
+        "SLACK_API_URL": slack.base_url,
+        "RELEASEBOT_REDIS_PREFIX": prefix,
+        "RELEASEBOT_UPDATE_DELAY": "0.2",
+        "RELEASEBOT_STATE_DIR": str(tmp_path / "state-subprocess"),
+    }

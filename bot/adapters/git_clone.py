@@ -36,8 +36,10 @@ def _clean(exc: git.GitCommandError) -> str:
     """The useful lines of git's stderr, without credentials embedded in URLs."""
     text = exc.stderr if isinstance(exc.stderr, str) else str(exc)
     text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", text)
-    lines = [ln.strip().removeprefix("stderr:").strip().strip("'").strip()
-             for ln in text.strip().splitlines()]
+    lines = [
+        ln.strip().removeprefix("stderr:").strip().strip("'").strip()
+        for ln in text.strip().splitlines()
+    ]
     lines = [ln for ln in lines if ln]
     return "\n".join(lines[-6:]) or "git failed"
 
@@ -50,6 +52,7 @@ def _git_errors(work: Callable[P, T]) -> Callable[P, T]:
     """Only GitError leaves this module: GitPython and the OS raise others too (a NUL byte in a
     message is a ValueError, a damaged clone an InvalidGitRepositoryError), and a caller that
     undoes its work on GitError must not be surprised by them."""
+
     @functools.wraps(work)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
@@ -58,6 +61,7 @@ def _git_errors(work: Callable[P, T]) -> Callable[P, T]:
             raise
         except Exception as exc:
             raise GitError(f"git failed: {type(exc).__name__}: {exc}"[:500]) from exc
+
     return guarded
 
 
@@ -96,19 +100,22 @@ def read_branch(url: str, path: Path, remote: str, branch: str) -> Snapshot:
         try:
             head = repo.git.rev_parse("--verify", f"{ref}^{{commit}}")
         except git.GitCommandError:
-            raise GitError(f"the release branch `{branch}` does not exist on "
-                           f"{remote} ({_safe_url(url)})") from None
+            raise GitError(
+                f"the release branch `{branch}` does not exist on {remote} ({_safe_url(url)})"
+            ) from None
         subject = repo.git.log("-1", "--format=%s", head)
         merged = repo.git.tag("--merged", head).split()
         listing = repo.git.for_each_ref(
-            "refs/tags", "--format=%(refname:strip=2) %(objectname) %(*objectname)")
+            "refs/tags", "--format=%(refname:strip=2) %(objectname) %(*objectname)"
+        )
     all_tags: dict[str, str] = {}
     for line in listing.splitlines():
         parts = line.split()
         if len(parts) >= 2:
             all_tags[parts[0]] = parts[2] if len(parts) > 2 else parts[1]
-    return Snapshot(head_sha=head, head_subject=subject, tags_in_history=tuple(merged),
-                    all_tags=all_tags)
+    return Snapshot(
+        head_sha=head, head_subject=subject, tags_in_history=tuple(merged), all_tags=all_tags
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -175,8 +182,10 @@ def checkout(url: str, path: Path, remote: str, tag: str, sha: str, owner: str =
         except git.GitCommandError:
             raise GitError(f"tag {tag} is not on {remote} any more") from None
         if found != sha:
-            raise GitError(f"tag {tag} now points at {found[:10]}, not at the released "
-                           f"{sha[:10]}; someone moved it, so I will not deploy it")
+            raise GitError(
+                f"tag {tag} now points at {found[:10]}, not at the released "
+                f"{sha[:10]}; someone moved it, so I will not deploy it"
+            )
         return _export(repo, sha, tag, owner)
 
 
@@ -216,8 +225,10 @@ def _export(repo: git.Repo, ref: str, name: str, owner: str) -> Path:
     credentials in its remote URL. Made through a temporary index, so the clone is untouched."""
     target = Path(tempfile.mkdtemp(prefix="releasebot-wt-"))
     try:
-        with tempfile.TemporaryDirectory() as scratch, \
-                repo.git.custom_environment(GIT_INDEX_FILE=str(Path(scratch) / "index")):
+        with (
+            tempfile.TemporaryDirectory() as scratch,
+            repo.git.custom_environment(GIT_INDEX_FILE=str(Path(scratch) / "index")),
+        ):
             repo.git.read_tree(ref)
             repo.git.checkout_index("-a", "-f", f"--prefix={target}/")
         if owner:
@@ -252,9 +263,13 @@ def sync_tags(url: str, path: Path, remote: str) -> str | None:
                 repo.git.remote("set-url", remote, url)
                 # Explicit refspecs for both: with a refspec given, --prune-tags prunes
                 # nothing, and versions were computed from tags deleted on the remote.
-                repo.git.fetch(remote, "--prune", "--force",
-                               f"+refs/heads/*:refs/remotes/{remote}/*",
-                               "+refs/tags/*:refs/tags/*")
+                repo.git.fetch(
+                    remote,
+                    "--prune",
+                    "--force",
+                    f"+refs/heads/*:refs/remotes/{remote}/*",
+                    "+refs/tags/*:refs/tags/*",
+                )
                 repo.git.worktree("prune")
         except git.GitCommandError as exc:
             raise GitError(f"cannot fetch {_safe_url(url)}:\n{_clean(exc)}") from None
@@ -298,8 +313,11 @@ def newest_branch(path: Path, remote: str, patterns: tuple[str, ...]) -> str | N
     """The most recently committed remote branch matching any of `patterns` (hotfix/*), as
     last fetched."""
     with _locked(path), _repo(path) as repo:
-        listing = str(repo.git.for_each_ref(f"refs/remotes/{remote}", "--sort=-committerdate",
-                                            "--format=%(refname:strip=3)"))
+        listing = str(
+            repo.git.for_each_ref(
+                f"refs/remotes/{remote}", "--sort=-committerdate", "--format=%(refname:strip=3)"
+            )
+        )
     for branch in listing.splitlines():
         if branch != "HEAD" and any(fnmatch.fnmatchcase(branch, p) for p in patterns):
             return branch
@@ -317,8 +335,16 @@ def read_file(path: Path, ref: str, file: str) -> str | None:
 
 
 @_git_errors
-def commit_file(path: Path, remote: str, branch: str, parent: str, file: str, content: str,
-                message: str, author: tuple[str, str]) -> str:
+def commit_file(
+    path: Path,
+    remote: str,
+    branch: str,
+    parent: str,
+    file: str,
+    content: str,
+    message: str,
+    author: tuple[str, str],
+) -> str:
     """Commit `content` as `file` on top of `parent` and push it as the new head of `branch`.
 
     Made without a worktree (a temporary index), so nothing checked out is disturbed. The
@@ -327,9 +353,13 @@ def commit_file(path: Path, remote: str, branch: str, parent: str, file: str, co
     """
     name, email = author
     with _locked(path), _repo(path) as repo, tempfile.TemporaryDirectory() as scratch:
-        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index"), "GIT_AUTHOR_NAME": name,
-               "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": BOT_NAME,
-               "GIT_COMMITTER_EMAIL": BOT_EMAIL}
+        env = {
+            "GIT_INDEX_FILE": str(Path(scratch) / "index"),
+            "GIT_AUTHOR_NAME": name,
+            "GIT_AUTHOR_EMAIL": email,
+            "GIT_COMMITTER_NAME": BOT_NAME,
+            "GIT_COMMITTER_EMAIL": BOT_EMAIL,
+        }
         try:
             with repo.git.custom_environment(**env):
                 repo.git.read_tree(parent)
@@ -352,8 +382,9 @@ def commit_file(path: Path, remote: str, branch: str, parent: str, file: str, co
 
 
 @_git_errors
-def checkout_with_file(url: str, path: Path, remote: str, ref: str, file: str,
-                       content: str, owner: str = "") -> Path:
+def checkout_with_file(
+    url: str, path: Path, remote: str, ref: str, file: str, content: str, owner: str = ""
+) -> Path:
     """A fresh tree of `ref` (a tag or sha) with `file` replaced by `content`: what runs, plus a
     flag change. Owned by `owner` if given."""
     sync_tags(url, path, remote)
@@ -399,18 +430,28 @@ class GitClone:
     async def read_file(self, ref: str, file: str) -> str | None:
         return await asyncio.to_thread(read_file, self.path, ref, file)
 
-    async def commit_file(self, branch: str, parent: str, file: str, content: str,
-                          message: str, author: tuple[str, str]) -> str:
-        return await asyncio.to_thread(commit_file, self.path, self.remote, branch, parent,
-                                       file, content, message, author)
+    async def commit_file(
+        self,
+        branch: str,
+        parent: str,
+        file: str,
+        content: str,
+        message: str,
+        author: tuple[str, str],
+    ) -> str:
+        return await asyncio.to_thread(
+            commit_file, self.path, self.remote, branch, parent, file, content, message, author
+        )
 
     async def checkout(self, tag: str, sha: str) -> Path:
-        return await asyncio.to_thread(checkout, self.url, self.path, self.remote, tag, sha,
-                                       self.owner)
+        return await asyncio.to_thread(
+            checkout, self.url, self.path, self.remote, tag, sha, self.owner
+        )
 
     async def checkout_with_file(self, ref: str, file: str, content: str) -> Path:
-        return await asyncio.to_thread(checkout_with_file, self.url, self.path, self.remote,
-                                       ref, file, content, self.owner)
+        return await asyncio.to_thread(
+            checkout_with_file, self.url, self.path, self.remote, ref, file, content, self.owner
+        )
 
     async def remove_tree(self, tree: Path) -> None:
         await asyncio.to_thread(remove_tree, tree)

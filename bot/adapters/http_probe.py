@@ -27,15 +27,16 @@ class Prober:
             # check is a fresh visitor.
             connector = aiohttp.TCPConnector(limit=self.concurrency, ttl_dns_cache=60)
             self._session = aiohttp.ClientSession(
-                connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
-                headers={"User-Agent": "releasebot-monitor"})
+                connector=connector,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                headers={"User-Agent": "releasebot-monitor"},
+            )
         return self._session
 
     async def observe_all(self, checks: Sequence[CheckConfig]) -> list[Observation]:
         # The connector's limit is the bound: requests beyond it wait for a free connection.
         session = self._open()
-        return list(await asyncio.gather(*(observe(session, c, self._target(c))
-                                           for c in checks)))
+        return list(await asyncio.gather(*(observe(session, c, self._target(c)) for c in checks)))
 
     def _target(self, check: CheckConfig) -> tuple[URL, aiohttp.ClientTimeout]:
         # Parsed once per check, not on every tick.
@@ -51,8 +52,9 @@ class Prober:
             self._session = None
 
 
-async def observe(session: aiohttp.ClientSession, check: CheckConfig,
-                  target: tuple[URL, aiohttp.ClientTimeout]) -> Observation:
+async def observe(
+    session: aiohttp.ClientSession, check: CheckConfig, target: tuple[URL, aiohttp.ClientTimeout]
+) -> Observation:
     started = time.perf_counter()
 
     def elapsed() -> float:
@@ -61,11 +63,15 @@ async def observe(session: aiohttp.ClientSession, check: CheckConfig,
     try:
         async with session.get(target[0], timeout=target[1]) as resp:
             body = await resp.content.read(MAX_BODY)
-            return Observation(elapsed_ms=elapsed(), status=resp.status,
-                               body=body.decode("utf-8", errors="replace"))
+            return Observation(
+                elapsed_ms=elapsed(),
+                status=resp.status,
+                body=body.decode("utf-8", errors="replace"),
+            )
     except TimeoutError:
-        return Observation(elapsed_ms=elapsed(),
-                           error=f"no answer within {check.timeout_seconds:g} s")
+        return Observation(
+            elapsed_ms=elapsed(), error=f"no answer within {check.timeout_seconds:g} s"
+        )
     except aiohttp.ClientConnectorError as exc:
         return Observation(elapsed_ms=elapsed(), error=f"cannot connect ({exc.os_error})")
     except aiohttp.ClientError as exc:

@@ -17,8 +17,9 @@ SECTION_LIMIT = 3000
 REASON_LIMIT = 200
 
 
-def audit_message(version: str | None, entries: list[dict[str, str]], *,
-                  max_entries: int = 100) -> list[Block]:
+def audit_message(
+    version: str | None, entries: list[dict[str, str]], *, max_entries: int = 100
+) -> list[Block]:
     """`/release audit [VERSION]`: the newest entries (oldest of them first), one per line.
 
     At most `max_entries` lines, 50 blocks and 3000 characters a section; what does not fit is
@@ -47,8 +48,9 @@ def audit_message(version: str | None, entries: list[dict[str, str]], *,
     hidden = len(entries) - shown
     if hidden:
         noun = "entry" if hidden == 1 else "entries"
-        blocks.append(context(f"{hidden} older {noun} not shown: `releasebot audit export` "
-                              "has them all."))
+        blocks.append(
+            context(f"{hidden} older {noun} not shown: `releasebot audit export` has them all.")
+        )
     blocks.extend(section("\n".join(reversed(chunk))) for chunk in reversed(chunks))
     return blocks
 
@@ -70,8 +72,14 @@ def audit_line(entry: Mapping[str, str], *, with_release: bool = False) -> str:
     action = part("action", 60)
     if with_release and entry.get("release"):
         action = f"{action} {part('release', 60)}".strip()
-    parts = [when, who, f"*{action}*" if action else "", part("outcome", 40),
-             part("environment", 60), part("reason", REASON_LIMIT)]
+    parts = [
+        when,
+        who,
+        f"*{action}*" if action else "",
+        part("outcome", 40),
+        part("environment", 60),
+        part("reason", REASON_LIMIT),
+    ]
     return " · ".join(p for p in parts if p)
 
 

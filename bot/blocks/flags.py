@@ -12,8 +12,16 @@ from bot.domain.flags import Flag
 if TYPE_CHECKING:
     from bot.domain.flag_requests import FlagRequest
 
-STATUS_ICONS = {"awaiting approval": "🕒", "approved": "⏳", "applying": "⏳", "ramping": "📈",
-                "done": "✅", "failed": "❌", "conflict": "⚠️", "stopped": "⏹"}
+STATUS_ICONS = {
+    "awaiting approval": "🕒",
+    "approved": "⏳",
+    "applying": "⏳",
+    "ramping": "📈",
+    "done": "✅",
+    "failed": "❌",
+    "conflict": "⚠️",
+    "stopped": "⏹",
+}
 
 
 def note(text: str) -> list[Block]:
@@ -46,9 +54,11 @@ def request_text(request: FlagRequest) -> str:
 
 def request_message(request: FlagRequest, config: Config) -> list[Block]:
     icon = STATUS_ICONS.get(request.status, "🚩")
-    lines = [f"🚩 *{escape(change_words(request))}* · {icon} {request.status}",
-             f"Requested by {mention(request.requester)} · was {request.before or '—'}"
-             + (f" · now {request.after}" if request.after else "")]
+    lines = [
+        f"🚩 *{escape(change_words(request))}* · {icon} {request.status}",
+        f"Requested by {mention(request.requester)} · was {request.before or '—'}"
+        + (f" · now {request.after}" if request.after else ""),
+    ]
     if request.description:
         lines.append(escape(request.description))
     blocks: list[Block] = [section("\n".join(lines))]
@@ -58,17 +68,39 @@ def request_message(request: FlagRequest, config: Config) -> list[Block]:
         blocks.append(context(f"Approved by {who}"))
     if request.status == "awaiting approval":
         missing = policy.required - len(request.approvals)
-        blocks.append(context(f"Needs {missing} more approval(s) from "
-                              + (", ".join(mention(a) if not a.startswith("S")
-                                           else f"<!subteam^{a}>" for a in policy.approvers)
-                                 if policy.approvers else "anyone but the requester")))
-        blocks.append({"type": "actions", "block_id": f"flag:{request.id}", "elements": [{
-            "type": "button", "action_id": "flag_approve", "style": "primary",
-            "text": {"type": "plain_text", "text": "Approve"},
-            "value": json.dumps({"r": request.id}),
-            "confirm": confirm_dialog("Approve this flag change?",
-                                      f"{change_words(request)} in "
-                                      f"{config.flags_environment.name}.", "Approve")}]})
+        blocks.append(
+            context(
+                f"Needs {missing} more approval(s) from "
+                + (
+                    ", ".join(
+                        mention(a) if not a.startswith("S") else f"<!subteam^{a}>"
+                        for a in policy.approvers
+                    )
+                    if policy.approvers
+                    else "anyone but the requester"
+                )
+            )
+        )
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"flag:{request.id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "flag_approve",
+                        "style": "primary",
+                        "text": {"type": "plain_text", "text": "Approve"},
+                        "value": json.dumps({"r": request.id}),
+                        "confirm": confirm_dialog(
+                            "Approve this flag change?",
+                            f"{change_words(request)} in {config.flags_environment.name}.",
+                            "Approve",
+                        ),
+                    }
+                ],
+            }
+        )
     if request.commit:
         blocks.append(context(f"Commit `{request.commit[:10]}` · details in the thread"))
     return blocks
@@ -76,10 +108,12 @@ def request_message(request: FlagRequest, config: Config) -> list[Block]:
 
 def list_message(flags: dict[str, Flag], path: str, sha: str) -> list[Block]:
     if not flags:
-        return [section(f"No flags in `{path}` yet; `/flag create NAME --description \"…\"` "
-                        "makes one.")]
-    lines = [f"{'🟢' if f.enabled else '⚪'} `{f.name}` — {'on' if f.enabled else 'off'}, "
-             f"{f.rollout_percentage}%" + (f" · {escape(f.description)}" if f.description
-                                           else "")
-             for f in sorted(flags.values(), key=lambda f: f.name)]
+        return [
+            section(f'No flags in `{path}` yet; `/flag create NAME --description "…"` makes one.')
+        ]
+    lines = [
+        f"{'🟢' if f.enabled else '⚪'} `{f.name}` — {'on' if f.enabled else 'off'}, "
+        f"{f.rollout_percentage}%" + (f" · {escape(f.description)}" if f.description else "")
+        for f in sorted(flags.values(), key=lambda f: f.name)
+    ]
     return [*sections(lines)[:49], context(f"`{path}` at `{sha[:10]}`")]

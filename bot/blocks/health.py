@@ -29,8 +29,7 @@ VERDICT_ICONS = {"healthy": "✅", "degraded": "🟠", "rolled back": "⏪"}
 
 
 def oncall_mentions(oncall: tuple[str, ...]) -> str:
-    return " ".join(f"<!subteam^{who}>" if who.startswith("S") else mention(who)
-                    for who in oncall)
+    return " ".join(f"<!subteam^{who}>" if who.startswith("S") else mention(who) for who in oncall)
 
 
 def incident_title(incident: Incident) -> str:
@@ -38,45 +37,82 @@ def incident_title(incident: Incident) -> str:
     return f"{incident.severity.upper()} · {incident.environment} · {what}"
 
 
-def incident_message(incident: Incident, oncall: tuple[str, ...], deployed_version: str,
-                     now: float | None = None) -> list[Block]:
+def incident_message(
+    incident: Incident, oncall: tuple[str, ...], deployed_version: str, now: float | None = None
+) -> list[Block]:
     """The one message of an incident, redrawn as it goes on."""
     now = time.time() if now is None else now
     if incident.resolved_at:
-        return [section(f"✅ ~{escape(incident_title(incident))}~ *resolved* after "
-                        f"{format_age(incident.duration(now))}."),
-                context(f"Was: {escape(incident.problem)} · opened {slack_time(incident.opened_at)}"
-                        f" · {incident.failures} failing result(s)")]
+        return [
+            section(
+                f"✅ ~{escape(incident_title(incident))}~ *resolved* after "
+                f"{format_age(incident.duration(now))}."
+            ),
+            context(
+                f"Was: {escape(incident.problem)} · opened {slack_time(incident.opened_at)}"
+                f" · {incident.failures} failing result(s)"
+            ),
+        ]
     icon = SEVERITY_ICONS.get(incident.severity, "🔴")
     lines = [f"{icon} *{escape(incident_title(incident))}*", escape(incident.problem)]
     if incident.critical and oncall:
         lines.append(f"On call: {oncall_mentions(oncall)}")
-    blocks: list[Block] = [section("\n".join(lines)), fields([
-        ("Since", f"{slack_time(incident.opened_at)} ({format_age(incident.duration(now))})"),
-        ("Failing results", str(incident.failures)),
-        ("Running", f"`{deployed_version}`" if deployed_version else "nothing deployed yet"),
-        ("Acknowledged", f"by {mention(incident.acknowledged_by)}"
-         if incident.acknowledged_by else "not yet")])]
+    blocks: list[Block] = [
+        section("\n".join(lines)),
+        fields(
+            [
+                (
+                    "Since",
+                    f"{slack_time(incident.opened_at)} ({format_age(incident.duration(now))})",
+                ),
+                ("Failing results", str(incident.failures)),
+                (
+                    "Running",
+                    f"`{deployed_version}`" if deployed_version else "nothing deployed yet",
+                ),
+                (
+                    "Acknowledged",
+                    f"by {mention(incident.acknowledged_by)}"
+                    if incident.acknowledged_by
+                    else "not yet",
+                ),
+            ]
+        ),
+    ]
     buttons: list[dict[str, Any]] = []
     if not incident.acknowledged_by:
-        buttons.append({
-            "type": "button", "action_id": INCIDENT_ACK, "text": {"type": "plain_text",
-                                                                "text": "Acknowledge"},
-            "value": json.dumps({"e": incident.environment, "c": incident.check,
-                                 "i": incident.id})})
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": INCIDENT_ACK,
+                "text": {"type": "plain_text", "text": "Acknowledge"},
+                "value": json.dumps(
+                    {"e": incident.environment, "c": incident.check, "i": incident.id}
+                ),
+            }
+        )
     if deployed_version and incident.critical:
         env = incident.environment
-        buttons.append({
-            "type": "button", "action_id": ROLLBACK_START, "style": "danger",
-            "text": {"type": "plain_text", "text": f"Roll back {env}"[:75]},
-            "value": json.dumps({"e": env, "v": deployed_version}),
-            "confirm": confirm_dialog(f"Roll back {env}?", f"{env} goes back to the version "
-                                      f"before {deployed_version}, and stays locked until "
-                                      "someone unlocks it. You will be asked why.",
-                                      "Roll back")})
+        buttons.append(
+            {
+                "type": "button",
+                "action_id": ROLLBACK_START,
+                "style": "danger",
+                "text": {"type": "plain_text", "text": f"Roll back {env}"[:75]},
+                "value": json.dumps({"e": env, "v": deployed_version}),
+                "confirm": confirm_dialog(
+                    f"Roll back {env}?",
+                    f"{env} goes back to the version "
+                    f"before {deployed_version}, and stays locked until "
+                    "someone unlocks it. You will be asked why.",
+                    "Roll back",
+                ),
+            }
+        )
     if buttons:
-        blocks.append({"type": "actions", "block_id": f"incident:{incident.id}",
-                       "elements": buttons})
+        blocks.append(
+            {"type": "actions", "block_id": f"incident:{incident.id}", "elements": buttons}
+        )
     return blocks
 
 
@@ -86,26 +122,39 @@ def incident_text(incident: Incident) -> str:
     return f"{incident_title(incident)}: {incident.problem}"[:300]
 
 
-def reminder(incident: Incident, oncall: tuple[str, ...], now: float,
-             escalated: bool = False) -> list[Block]:
+def reminder(
+    incident: Incident, oncall: tuple[str, ...], now: float, escalated: bool = False
+) -> list[Block]:
     who = f" {oncall_mentions(oncall)}" if incident.critical and oncall else ""
     if escalated:
-        text = (f"{SEVERITY_ICONS.get(incident.severity, '🔴')} Now *{incident.severity}*: "
-                f"{escape(incident.problem)}{who}")
+        text = (
+            f"{SEVERITY_ICONS.get(incident.severity, '🔴')} Now *{incident.severity}*: "
+            f"{escape(incident.problem)}{who}"
+        )
     else:
-        text = (f"🔔 Still failing after {format_age(incident.duration(now))}: "
-                f"{escape(incident.problem)}{who}")
+        text = (
+            f"🔔 Still failing after {format_age(incident.duration(now))}: "
+            f"{escape(incident.problem)}{who}"
+        )
     return [section(text)]
 
 
 def resolved_reply(incident: Incident, now: float) -> list[Block]:
-    return [section(f"✅ *{escape(incident_title(incident))}* resolved after "
-                    f"{format_age(incident.duration(now))}.")]
+    return [
+        section(
+            f"✅ *{escape(incident_title(incident))}* resolved after "
+            f"{format_age(incident.duration(now))}."
+        )
+    ]
 
 
 def acknowledged_reply(incident: Incident, user: str) -> list[Block]:
-    return [context(f"👀 {mention(user)} acknowledged {escape(incident_title(incident))}; "
-                    "no more reminders.")]
+    return [
+        context(
+            f"👀 {mention(user)} acknowledged {escape(incident_title(incident))}; "
+            "no more reminders."
+        )
+    ]
 
 
 def _ms(value: float | None) -> str:
@@ -116,29 +165,41 @@ def window_summary(summary: WindowSummary, minutes: float) -> list[Block]:
     icon = VERDICT_ICONS.get(summary.verdict, "")
     compare = f" (`{summary.previous_version}`: " if summary.previous_version else " ("
     return [
-        section(f"{icon} *{summary.environment}* after {minutes:g} min of `{summary.version}`: "
-                f"*{summary.verdict}*"),
-        fields([("Checks run", f"{summary.checks_run:,}"),
+        section(
+            f"{icon} *{summary.environment}* after {minutes:g} min of `{summary.version}`: "
+            f"*{summary.verdict}*"
+        ),
+        fields(
+            [
+                ("Checks run", f"{summary.checks_run:,}"),
                 ("Failures", f"{summary.failures:,} ({summary.error_rate:.1f}%)"),
                 ("p50 latency", f"{_ms(summary.p50_ms)}{compare}{_ms(summary.previous_p50_ms)})"),
                 ("p95 latency", f"{_ms(summary.p95_ms)}{compare}{_ms(summary.previous_p95_ms)})"),
-                ]),
-        context(f"Latency over the window: {summary.sparkline or 'no answers'}")]
+            ]
+        ),
+        context(f"Latency over the window: {summary.sparkline or 'no answers'}"),
+    ]
 
 
 def health_report(rows: list[dict[str, Any]], now: float) -> list[Block]:
     """`/release health`: one line per check."""
     if not rows:
-        return [section("No health checks are configured. Add `[[environments.checks]]` to "
-                        "the config (see the README).")]
+        return [
+            section(
+                "No health checks are configured. Add `[[environments.checks]]` to "
+                "the config (see the README)."
+            )
+        ]
     blocks: list[Block] = [header("Health checks")]
     lines: list[str] = []
     for row in rows:
         last: Result | None = row["last"]
         incident: Incident | None = row["incident"]
         if incident is not None:
-            state = f"{SEVERITY_ICONS.get(incident.severity, '🔴')} {incident.severity} for " \
-                    f"{format_age(incident.duration(now))}: {escape(incident.problem)}"
+            state = (
+                f"{SEVERITY_ICONS.get(incident.severity, '🔴')} {incident.severity} for "
+                f"{format_age(incident.duration(now))}: {escape(incident.problem)}"
+            )
         elif last is None:
             state = "⬜ not run yet"
         elif last.ok:
@@ -147,8 +208,10 @@ def health_report(rows: list[dict[str, Any]], now: float) -> list[Block]:
             state = f"⚠️ failing ({row['failing']} in a row): {escape(last.problem)}"
         line = f"*{row['environment']}* · {row['check']} — {state}"
         if last is not None:
-            line += (f"\n      p50 {_ms(row['p50'])} · p95 {_ms(row['p95'])} over "
-                     f"{row['samples']} · last {format_age(now - last.at)} ago")
+            line += (
+                f"\n      p50 {_ms(row['p50'])} · p95 {_ms(row['p95'])} over "
+                f"{row['samples']} · last {format_age(now - last.at)} ago"
+            )
         failure: Result | None = row["last_failure"]
         if failure is not None:
             line += f"\n      last failure {slack_time(failure.at)}: {escape(failure.problem)}"

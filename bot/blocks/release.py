@@ -30,8 +30,7 @@ from bot.domain.rollbacks import RollbackRequest
 Block = dict[str, Any]
 
 GATE_ICONS = {"pending": "⬜", "running": "⏳", "passed": "✅", "failed": "❌"}
-DEPLOY_ICONS = {"queued": "🕒", "running": "⏳", "succeeded": "✅", "failed": "❌",
-                "blocked": "⛔"}
+DEPLOY_ICONS = {"queued": "🕒", "running": "⏳", "succeeded": "✅", "failed": "❌", "blocked": "⛔"}
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
@@ -40,8 +39,10 @@ def _text(text: str, limit: int = 3000) -> str:
 
 
 def header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": _text(text, 150),
-                                       "emoji": True}}
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": _text(text, 150), "emoji": True},
+    }
 
 
 def section(text: str) -> Block:
@@ -64,9 +65,13 @@ def sections(lines: list[str]) -> list[Block]:
 
 def fields(pairs: list[tuple[str, str]]) -> Block:
     # A section holds at most 10 fields of at most 2000 characters each.
-    return {"type": "section", "fields": [
-        {"type": "mrkdwn", "text": _text(f"*{name}*\n{value}", 2000)}
-        for name, value in pairs[:10]]}
+    return {
+        "type": "section",
+        "fields": [
+            {"type": "mrkdwn", "text": _text(f"*{name}*\n{value}", 2000)}
+            for name, value in pairs[:10]
+        ],
+    }
 
 
 def context(text: str) -> Block:
@@ -102,6 +107,7 @@ def code_block(text: str, limit: int = 2800) -> str:
 
 # --- the release message -----------------------------------------------------------------------
 
+
 def gate_line(gate: Gate) -> str:
     icon = GATE_ICONS[gate.status]
     if gate.rejection is not None:
@@ -109,8 +115,9 @@ def gate_line(gate: Gate) -> str:
         state = f"rejected by {mention(r.user_id)} {slack_time(r.at)}: {escape(r.reason)}"
     elif not gate.automatic:
         if gate.approvals:
-            state = "approved by " + ", ".join(f"{mention(a.user_id)} {slack_time(a.at)}"
-                                               for a in gate.approvals)
+            state = "approved by " + ", ".join(
+                f"{mention(a.user_id)} {slack_time(a.at)}" for a in gate.approvals
+            )
         else:
             icon, state = "👤", "waiting for approval"
     elif gate.status in ("passed", "failed"):
@@ -120,80 +127,144 @@ def gate_line(gate: Gate) -> str:
     return f"{icon} {escape(gate.name)} — {state}"
 
 
-
-
 def gate_value(release: Release, gate: Gate) -> str:
     return json.dumps({"v": release.version, "g": gate.id}, separators=(",", ":"))
 
 
 def confirm_dialog(title: str, text: str, yes: str) -> dict[str, Any]:
-    return {"title": {"type": "plain_text", "text": title[:100]},
-            "text": {"type": "mrkdwn", "text": text[:300]},
-            "confirm": {"type": "plain_text", "text": yes},
-            "deny": {"type": "plain_text", "text": "Cancel"}}
+    return {
+        "title": {"type": "plain_text", "text": title[:100]},
+        "text": {"type": "mrkdwn", "text": text[:300]},
+        "confirm": {"type": "plain_text", "text": yes},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
 
 
 def gate_buttons(release: Release, gate: Gate, target: str) -> Block:
     value = gate_value(release, gate)
-    return {"type": "actions", "block_id": f"gate:{gate.id}", "elements": [
-        {"type": "button", "action_id": GATE_APPROVE, "style": "primary", "value": value,
-         "text": {"type": "plain_text", "text": f"Approve {gate.name}"[:75]},
-         "confirm": confirm_dialog(f"Approve {gate.name}?",
-                             f"You approve *{escape(gate.name)}* of {release.tag} for "
-                             f"*{target}*. Your name and the time are recorded.", "Approve")},
-        {"type": "button", "action_id": GATE_REJECT, "style": "danger", "value": value,
-         "text": {"type": "plain_text", "text": "Reject"},
-         "confirm": confirm_dialog(f"Reject {gate.name}?",
-                             f"This stops {release.tag}; you will be asked why.", "Reject")}]}
-
-
+    return {
+        "type": "actions",
+        "block_id": f"gate:{gate.id}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": GATE_APPROVE,
+                "style": "primary",
+                "value": value,
+                "text": {"type": "plain_text", "text": f"Approve {gate.name}"[:75]},
+                "confirm": confirm_dialog(
+                    f"Approve {gate.name}?",
+                    f"You approve *{escape(gate.name)}* of {release.tag} for "
+                    f"*{target}*. Your name and the time are recorded.",
+                    "Approve",
+                ),
+            },
+            {
+                "type": "button",
+                "action_id": GATE_REJECT,
+                "style": "danger",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Reject"},
+                "confirm": confirm_dialog(
+                    f"Reject {gate.name}?",
+                    f"This stops {release.tag}; you will be asked why.",
+                    "Reject",
+                ),
+            },
+        ],
+    }
 
 
 def rollback_button(release: Release, environment: str) -> Block:
     value = json.dumps({"e": environment, "v": release.final_version or release.version})
-    return {"type": "actions", "block_id": f"rollback:{environment}", "elements": [
-        {"type": "button", "action_id": ROLLBACK_START, "style": "danger", "value": value,
-         "text": {"type": "plain_text", "text": f"Roll back {environment}"[:75]},
-         "confirm": confirm_dialog(f"Roll back {environment}?",
-                                   f"{environment} goes back to the version before "
-                                   f"{release.final_tag}, and stays locked until someone "
-                                   "unlocks it. You will be asked why.", "Roll back")}]}
+    return {
+        "type": "actions",
+        "block_id": f"rollback:{environment}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": ROLLBACK_START,
+                "style": "danger",
+                "value": value,
+                "text": {"type": "plain_text", "text": f"Roll back {environment}"[:75]},
+                "confirm": confirm_dialog(
+                    f"Roll back {environment}?",
+                    f"{environment} goes back to the version before "
+                    f"{release.final_tag}, and stays locked until someone "
+                    "unlocks it. You will be asked why.",
+                    "Roll back",
+                ),
+            }
+        ],
+    }
 
 
 def rollback_view(environment: str, version: str, ticket: str) -> dict[str, Any]:
     """`ticket` binds the form to the click that opened it (bot.services.clicks.open_form)."""
-    return {"type": "modal", "callback_id": ROLLBACK_REASON,
-            "private_metadata": json.dumps({"t": ticket}),
-            "title": {"type": "plain_text", "text": "Roll back"},
-            "submit": {"type": "plain_text", "text": "Roll back"},
-            "close": {"type": "plain_text", "text": "Cancel"},
-            "blocks": [section(f"Roll *{environment}* back from `{version}` to the version "
-                               "before it. The reason is shown and recorded."),
-                       {"type": "input", "block_id": "reason",
-                        "label": {"type": "plain_text", "text": "Reason"},
-                        "element": {"type": "plain_text_input", "action_id": "reason",
-                                    "multiline": True, "max_length": 500}}]}
+    return {
+        "type": "modal",
+        "callback_id": ROLLBACK_REASON,
+        "private_metadata": json.dumps({"t": ticket}),
+        "title": {"type": "plain_text", "text": "Roll back"},
+        "submit": {"type": "plain_text", "text": "Roll back"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(
+                f"Roll *{environment}* back from `{version}` to the version "
+                "before it. The reason is shown and recorded."
+            ),
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Reason"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "multiline": True,
+                    "max_length": 500,
+                },
+            },
+        ],
+    }
 
 
 def reject_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
     """`ticket` binds the form to the click that opened it (bot.services.clicks.open_form)."""
-    return {"type": "modal", "callback_id": GATE_REJECT_REASON,
-            "private_metadata": json.dumps({"t": ticket}),
-            "title": {"type": "plain_text", "text": "Reject"},
-            "submit": {"type": "plain_text", "text": "Reject"},
-            "close": {"type": "plain_text", "text": "Cancel"},
-            "blocks": [section(f"Reject *{escape(gate.name)}* of {release.tag}. The reason is "
-                               "shown on the release and recorded."),
-                       {"type": "input", "block_id": "reason",
-                        "label": {"type": "plain_text", "text": "Reason"},
-                        "element": {"type": "plain_text_input", "action_id": "reason",
-                                    "multiline": True, "max_length": 500}}]}
+    return {
+        "type": "modal",
+        "callback_id": GATE_REJECT_REASON,
+        "private_metadata": json.dumps({"t": ticket}),
+        "title": {"type": "plain_text", "text": "Reject"},
+        "submit": {"type": "plain_text", "text": "Reject"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(
+                f"Reject *{escape(gate.name)}* of {release.tag}. The reason is "
+                "shown on the release and recorded."
+            ),
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Reason"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "multiline": True,
+                    "max_length": 500,
+                },
+            },
+        ],
+    }
 
 
 def notice_view(title: str, text: str) -> dict[str, Any]:
     """A form's answer shown in the form itself (it is replaced by this)."""
-    return {"type": "modal", "title": {"type": "plain_text", "text": title[:24]},
-            "close": {"type": "plain_text", "text": "Close"}, "blocks": [section(text)]}
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": title[:24]},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [section(text)],
+    }
 
 
 def deploy_line(env: str, deploy: Deploy | None) -> str:
@@ -219,8 +290,7 @@ def release_title(release: Release) -> str:
 
 def release_message(release: Release, config: Config, now: float | None = None) -> list[Block]:
     now = time.time() if now is None else now
-    facts = [("Requested by", mention(release.requester)),
-             ("Commit", f"`{release.sha[:10]}`")]
+    facts = [("Requested by", mention(release.requester)), ("Commit", f"`{release.sha[:10]}`")]
     if release.issue:
         facts.append(("Issue", escape(release.issue)))
     if release.final_tag:
@@ -230,8 +300,7 @@ def release_message(release: Release, config: Config, now: float | None = None) 
         blocks.append(section(escape(release.description)))
     blocks.append({"type": "divider"})
     state = readiness(release, config, now)
-    is_open = (release.phase == "active" and not release.superseded_by
-               and not release.final_tag)
+    is_open = release.phase == "active" and not release.superseded_by and not release.final_tag
     target = config.last_environment.name
     for env in config.environments:
         deploy = release.deploys.get(env.name)
@@ -252,8 +321,9 @@ def release_message(release: Release, config: Config, now: float | None = None) 
     elif release.final_tag and live is not None and live.status == "succeeded":
         blocks.append(rollback_button(release, target))
     if release.superseded_by:
-        blocks.append(section(f"⏭️ Superseded by `{release.superseded_by}`: approvals here no "
-                              "longer count."))
+        blocks.append(
+            section(f"⏭️ Superseded by `{release.superseded_by}`: approvals here no longer count.")
+        )
     elif is_open and state.ready:
         blocks.append(section(f"✅ *Ready for {target}*: `/release final` promotes it."))
     elif is_open:
@@ -269,6 +339,7 @@ def release_fallback_text(release: Release) -> str:
 
 # --- thread replies and answers ---------------------------------------------------------------
 
+
 def note(text: str) -> list[Block]:
     return [section(text)]
 
@@ -281,47 +352,76 @@ def deploy_outcome(tag: str, env: str, result: CommandResult) -> list[Block]:
     if result.ok:
         return [section(f"✅ Deployed {tag} to *{env}* in {seconds(result.duration)}.")]
     if result.error:
-        return [section(f"❌ Deploy of {tag} to *{env}* failed: {result.error}. "
-                        "Nothing was run."), section(code_block(result.tail))]
-    return [section(f"❌ Deploy of {tag} to *{env}* {result.summary()} after "
-                    f"{seconds(result.duration)}. Last lines of its output:"),
-            section(code_block(result.tail))]
+        return [
+            section(f"❌ Deploy of {tag} to *{env}* failed: {result.error}. Nothing was run."),
+            section(code_block(result.tail)),
+        ]
+    return [
+        section(
+            f"❌ Deploy of {tag} to *{env}* {result.summary()} after "
+            f"{seconds(result.duration)}. Last lines of its output:"
+        ),
+        section(code_block(result.tail)),
+    ]
 
 
 def gate_outcome(gate: Gate, result: CommandResult) -> list[Block]:
     if result.ok:
         return [section(f"✅ {escape(gate.name)} passed in {seconds(result.duration)}.")]
-    return [section(f"❌ {escape(gate.name)} {result.summary()} after "
-                    f"{seconds(result.duration)}. Last lines of its output:"),
-            section(code_block(result.tail))]
+    return [
+        section(
+            f"❌ {escape(gate.name)} {result.summary()} after "
+            f"{seconds(result.duration)}. Last lines of its output:"
+        ),
+        section(code_block(result.tail)),
+    ]
 
 
 def lock_line(env: str, info: LockInfo, now: float | None = None) -> str:
     age = format_age((now or time.time()) - info.since)
-    return (f"🔒 *{env}* — held by {mention(info.holder)} for {escape(info.reason)}, "
-            f"since {slack_time(info.since)} ({age})")
+    return (
+        f"🔒 *{env}* — held by {mention(info.holder)} for {escape(info.reason)}, "
+        f"since {slack_time(info.since)} ({age})"
+    )
 
 
 def environment_busy(env: str, info: LockInfo) -> list[Block]:
-    return [section(f"⛔ *{env}* is busy, so this deploy did not start.\n"
-                    f"{lock_line(env, info)}\nTry again when it is free "
-                    "(`/release status` shows locks).")]
+    return [
+        section(
+            f"⛔ *{env}* is busy, so this deploy did not start.\n"
+            f"{lock_line(env, info)}\nTry again when it is free "
+            "(`/release status` shows locks)."
+        )
+    ]
 
 
-def dry_run(tag: str, sha: str, subject: str, branch: str, env: str,
-            gates: list[str]) -> list[Block]:
+def dry_run(
+    tag: str, sha: str, subject: str, branch: str, env: str, gates: list[str]
+) -> list[Block]:
     gate_text = ", ".join(gates) if gates else "none"
-    return [header("Dry run: nothing was changed"),
-            section(f"I would tag `{tag}` on `{sha[:10]}` ({escape(subject)}), the head of "
-                    f"`{branch}`, push it, and deploy it to *{env}*.\nGates: {gate_text}.")]
+    return [
+        header("Dry run: nothing was changed"),
+        section(
+            f"I would tag `{tag}` on `{sha[:10]}` ({escape(subject)}), the head of "
+            f"`{branch}`, push it, and deploy it to *{env}*.\nGates: {gate_text}."
+        ),
+    ]
 
 
 def rc_started(branch: str, channel: str, dry_run: bool = False) -> list[Block]:
     if dry_run:
-        return [section(f"⏳ Working out what a release candidate from `{branch}` would be "
-                        "(dry run: nothing will change)…")]
-    return [section(f"⏳ Creating a release candidate from `{branch}`… "
-                    f"Follow along in {channel_ref(channel)}.")]
+        return [
+            section(
+                f"⏳ Working out what a release candidate from `{branch}` would be "
+                "(dry run: nothing will change)…"
+            )
+        ]
+    return [
+        section(
+            f"⏳ Creating a release candidate from `{branch}`… "
+            f"Follow along in {channel_ref(channel)}."
+        )
+    ]
 
 
 def channel_ref(channel: str) -> str:
@@ -334,15 +434,20 @@ def help_message() -> list[Block]:
     return [header("releasebot"), section(USAGE)]
 
 
-def status_message(config: Config, versions: dict[str, dict[str, str]],
-                   in_flight: list[Release], locks: dict[str, LockInfo]) -> list[Block]:
+def status_message(
+    config: Config,
+    versions: dict[str, dict[str, str]],
+    in_flight: list[Release],
+    locks: dict[str, LockInfo],
+) -> list[Block]:
     env_lines = []
     for env in config.environments:
         current = versions.get(env.name) or {}
         if current.get("version"):
             at = float(current.get("deployed_at", "0"))
-            env_lines.append(f"*{env.name}* — `{current.get('tag', current['version'])}` "
-                             f"since {slack_time(at)}")
+            env_lines.append(
+                f"*{env.name}* — `{current.get('tag', current['version'])}` since {slack_time(at)}"
+            )
         else:
             env_lines.append(f"*{env.name}* — nothing deployed yet")
     blocks = [header("Release status"), section("\n".join(env_lines))]
@@ -350,14 +455,17 @@ def status_message(config: Config, versions: dict[str, dict[str, str]],
         lines = []
         for release in in_flight[:15]:
             deploys = ", ".join(f"{env} {d.status}" for env, d in release.deploys.items())
-            lines.append(f"• `{release.tag}` by {mention(release.requester)}"
-                         + (f" — {deploys}" if deploys else f" — {release.phase}"))
+            lines.append(
+                f"• `{release.tag}` by {mention(release.requester)}"
+                + (f" — {deploys}" if deploys else f" — {release.phase}")
+            )
         blocks.append(section("*In flight*\n" + "\n".join(lines)))
     else:
         blocks.append(section("*In flight*\nNo releases in flight."))
     if locks:
-        blocks.append(section("*Locks*\n" + "\n".join(lock_line(env, info)
-                                                      for env, info in locks.items())))
+        blocks.append(
+            section("*Locks*\n" + "\n".join(lock_line(env, info) for env, info in locks.items()))
+        )
     else:
         blocks.append(context("No environment is locked."))
     return blocks
@@ -365,17 +473,28 @@ def status_message(config: Config, versions: dict[str, dict[str, str]],
 
 def rollback_request(request: RollbackRequest, required: int) -> tuple[str, list[Block]]:
     """The message that asks for a rollback's approvals, with its button; and its text."""
-    text = (f"⏪ {mention(request.requester)} asks to roll back *{request.environment}* "
-            f"from `{request.from_version}` to `{request.to_tag}`: "
-            f"{escape(request.reason)}\nNeeds {required} approval(s); "
-            f"{len(request.approvals)} so far.")
+    text = (
+        f"⏪ {mention(request.requester)} asks to roll back *{request.environment}* "
+        f"from `{request.from_version}` to `{request.to_tag}`: "
+        f"{escape(request.reason)}\nNeeds {required} approval(s); "
+        f"{len(request.approvals)} so far."
+    )
     value = json.dumps({"r": request.id})
-    button = {"type": "button", "action_id": ROLLBACK_APPROVE, "style": "danger",
-              "value": value, "text": {"type": "plain_text", "text": "Approve rollback"},
-              "confirm": confirm_dialog(
-                  "Approve the rollback?",
-                  f"{request.environment} goes back to {request.to_tag} and stays locked "
-                  "until someone unlocks it.", "Roll back")}
-    blocks = [section(text),
-              {"type": "actions", "block_id": f"rollback:{request.id}", "elements": [button]}]
+    button = {
+        "type": "button",
+        "action_id": ROLLBACK_APPROVE,
+        "style": "danger",
+        "value": value,
+        "text": {"type": "plain_text", "text": "Approve rollback"},
+        "confirm": confirm_dialog(
+            "Approve the rollback?",
+            f"{request.environment} goes back to {request.to_tag} and stays locked "
+            "until someone unlocks it.",
+            "Roll back",
+        ),
+    }
+    blocks = [
+        section(text),
+        {"type": "actions", "block_id": f"rollback:{request.id}", "elements": [button]},
+    ]
     return text, blocks

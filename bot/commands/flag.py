@@ -54,8 +54,9 @@ def parse_flag_command(text: str) -> FlagCommand:
     try:
         words = split_words(text)
     except UnclosedQuote as exc:
-        raise CommandError(f"{exc} Like this: `/flag create NAME --description "
-                           "\"what it is\"`.") from None
+        raise CommandError(
+            f'{exc} Like this: `/flag create NAME --description "what it is"`.'
+        ) from None
     if not words or words[0] in ("help", "--help", "-h"):
         return FlagHelp()
     sub, rest = words[0].lower(), words[1:]
@@ -72,38 +73,45 @@ def _parse(sub: str, rest: list[str]) -> FlagCommand:
         return ListFlags()
     if sub in ("enable", "disable"):
         if len(rest) != 1:
-            raise CommandError(f"Usage: `/flag {sub} NAME`, like `/flag {sub} "
-                               "new_infrastructure`.")
-        return ChangeFlag(FlagChange("enable" if sub == "enable" else "disable",
-                                     check_name(rest[0])))
+            raise CommandError(f"Usage: `/flag {sub} NAME`, like `/flag {sub} new_infrastructure`.")
+        return ChangeFlag(
+            FlagChange("enable" if sub == "enable" else "disable", check_name(rest[0]))
+        )
     if sub == "set":
         if len(rest) != 2:
-            raise CommandError("Usage: `/flag set NAME PERCENT`, like `/flag set "
-                               "new_infrastructure 10`.")
-        return ChangeFlag(FlagChange("set", check_name(rest[0]),
-                                     percentage=parse_percentage(rest[1])))
+            raise CommandError(
+                "Usage: `/flag set NAME PERCENT`, like `/flag set new_infrastructure 10`."
+            )
+        return ChangeFlag(
+            FlagChange("set", check_name(rest[0]), percentage=parse_percentage(rest[1]))
+        )
     if sub == "create":
         if not rest or rest[0].startswith("-"):
-            raise CommandError("Usage: `/flag create NAME --description \"what it is\"`.")
+            raise CommandError('Usage: `/flag create NAME --description "what it is"`.')
         name = check_name(rest[0])
         if len(rest) != 3 or rest[1] != "--description" or not rest[2].strip():
-            raise CommandError(f"A new flag needs a description: `/flag create {name} "
-                               "--description \"what it is\"`.")
+            raise CommandError(
+                f'A new flag needs a description: `/flag create {name} --description "what it is"`.'
+            )
         check_text("description", rest[2])
         if len(rest[2]) > MAX_DESCRIPTION:
-            raise CommandError(f"The description is {len(rest[2]):,} characters; the most is "
-                               f"{MAX_DESCRIPTION:,}.")
+            raise CommandError(
+                f"The description is {len(rest[2]):,} characters; the most is {MAX_DESCRIPTION:,}."
+            )
         return ChangeFlag(FlagChange("create", name, description=rest[2].strip()))
     if sub == "ramp":
         if not rest or rest[0].startswith("-"):
-            raise CommandError("Usage: `/flag ramp NAME 10,50,100 --every 1h`, or "
-                               "`/flag ramp NAME --stop`.")
+            raise CommandError(
+                "Usage: `/flag ramp NAME 10,50,100 --every 1h`, or `/flag ramp NAME --stop`."
+            )
         name = check_name(rest[0])
         if rest[1:] == ["--stop"]:
             return RampFlag(name, stop=True)
         if len(rest) != 4 or rest[2] != "--every":
-            raise CommandError(f"Usage: `/flag ramp {name} 10,50,100 --every 1h`, or "
-                               f"`/flag ramp {name} --stop`.")
-        return RampFlag(name, steps=tuple(parse_steps(rest[1])),
-                        every_seconds=parse_duration(rest[3]))
+            raise CommandError(
+                f"Usage: `/flag ramp {name} 10,50,100 --every 1h`, or `/flag ramp {name} --stop`."
+            )
+        return RampFlag(
+            name, steps=tuple(parse_steps(rest[1])), every_seconds=parse_duration(rest[3])
+        )
     raise CommandError(f"I don't know `/flag {sub}`. Try one of these:\n{FLAG_USAGE}")

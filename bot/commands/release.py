@@ -41,15 +41,18 @@ class CommandError(Exception):
 _UNSAFE_TEXT = re.compile(
     "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069"
     # Lone surrogates: not text at all, and Redis (UTF-8) cannot store them.
-    "\ud800-\udfff]")
+    "\ud800-\udfff]"
+)
 
 
 def check_text(what: str, text: str) -> str:
     """`text` if it is plain text on one line; else CommandError naming what and where."""
     found = _UNSAFE_TEXT.search(text)
     if found is not None:
-        raise CommandError(f"The {what} has a control character (U+{ord(found.group()):04X}) "
-                           f"at position {found.start() + 1}; use plain text on one line.")
+        raise CommandError(
+            f"The {what} has a control character (U+{ord(found.group()):04X}) "
+            f"at position {found.start() + 1}; use plain text on one line."
+        )
     return text
 
 
@@ -113,8 +116,18 @@ class UnlockCommand:
     force: bool = False
 
 
-Command = (RcCommand | FinalCommand | StatusCommand | HelpCommand | LockCommand
-           | UnlockCommand | AuditCommand | RollbackCommand | HotfixCommand | HealthCommand)
+Command = (
+    RcCommand
+    | FinalCommand
+    | StatusCommand
+    | HelpCommand
+    | LockCommand
+    | UnlockCommand
+    | AuditCommand
+    | RollbackCommand
+    | HotfixCommand
+    | HealthCommand
+)
 
 _RC_OPTIONS = {"--description": True, "--issue": True, "--bump": True, "--dry-run": False}
 
@@ -123,8 +136,9 @@ def parse_release_command(text: str) -> Command:
     try:
         words = split_words(text)
     except UnclosedQuote as exc:
-        raise CommandError(f"{exc} Put the description in quotes: "
-                           "`/release rc --description \"what changed\"`.") from None
+        raise CommandError(
+            f'{exc} Put the description in quotes: `/release rc --description "what changed"`.'
+        ) from None
     if not words or words[0] in ("help", "--help", "-h"):
         return HelpCommand()
     sub, rest = words[0].lower(), words[1:]
@@ -134,37 +148,45 @@ def parse_release_command(text: str) -> Command:
         return StatusCommand()
     if sub == "health":
         if len(rest) > 1 or (rest and rest[0].startswith("-")):
-            raise CommandError("`/release health` takes at most an environment, like "
-                               "`/release health production`.")
+            raise CommandError(
+                "`/release health` takes at most an environment, like `/release health production`."
+            )
         return HealthCommand(environment=rest[0].lower() if rest else None)
     if sub == "rc":
         return _parse_rc(rest)
     if sub == "rollback":
         env = rest[0].lower() if rest and not rest[0].startswith("-") else None
-        opts = _parse_options("rollback", rest[1:] if env else rest,
-                              {"--to": True, "--reason": True})
+        opts = _parse_options(
+            "rollback", rest[1:] if env else rest, {"--to": True, "--reason": True}
+        )
         reason = check_text("reason", str(opts.get("--reason", "")).strip())
         if not reason:
-            raise CommandError("A rollback needs a reason: `/release rollback production "
-                               "--reason \"checkout errors\"`.")
+            raise CommandError(
+                "A rollback needs a reason: `/release rollback production "
+                '--reason "checkout errors"`.'
+            )
         if len(reason) > MAX_REASON:
-            raise CommandError(f"The reason is {len(reason):,} characters; the most is "
-                               f"{MAX_REASON}.")
+            raise CommandError(
+                f"The reason is {len(reason):,} characters; the most is {MAX_REASON}."
+            )
         to = opts.get("--to")
         if to is not None and not VERSION_WORD.fullmatch(str(to)):
             raise CommandError(f"`--to {to}` is not a version; use one like `--to v0.14.1`.")
         return RollbackCommand(reason=reason, environment=env, to=str(to) if to else None)
     if sub == "audit":
         if len(rest) > 1 or (rest and not VERSION_WORD.fullmatch(rest[0])):
-            raise CommandError("`/release audit` takes at most a version, like "
-                               "`/release audit v0.15.0-rc.1`.")
+            raise CommandError(
+                "`/release audit` takes at most a version, like `/release audit v0.15.0-rc.1`."
+            )
         return AuditCommand(version=rest[0] if rest else None)
     if sub == "hotfix":
         opts = _parse_options("hotfix", rest, {"--description": True, "--issue": True})
         description = _description(opts)
         if not description:
-            raise CommandError("A hotfix needs a description of what it fixes: "
-                               "`/release hotfix --description \"checkout crash\"`.")
+            raise CommandError(
+                "A hotfix needs a description of what it fixes: "
+                '`/release hotfix --description "checkout crash"`.'
+            )
         return HotfixCommand(description=description, issue=_issue(opts))
     if sub == "final":
         opts = _parse_options("final", rest, {"--description": True, "--issue": True})
@@ -173,11 +195,14 @@ def parse_release_command(text: str) -> Command:
         env, opts = _environment_and_options("lock", rest, {"--reason": True, "--force": False})
         reason = check_text("reason", str(opts.get("--reason", "")).strip())
         if not reason:
-            raise CommandError("A lock needs a reason, so others know why: "
-                               f"`/release lock {env} --reason \"db migration\"`.")
+            raise CommandError(
+                "A lock needs a reason, so others know why: "
+                f'`/release lock {env} --reason "db migration"`.'
+            )
         if len(reason) > MAX_REASON:
-            raise CommandError(f"The reason is {len(reason):,} characters; the most is "
-                               f"{MAX_REASON}.")
+            raise CommandError(
+                f"The reason is {len(reason):,} characters; the most is {MAX_REASON}."
+            )
         return LockCommand(environment=env, reason=reason, force=bool(opts.get("--force")))
     if sub == "unlock":
         env, opts = _environment_and_options("unlock", rest, {"--force": False})
@@ -193,11 +218,15 @@ def _parse_options(sub: str, words: list[str], spec: dict[str, bool]) -> dict[st
         name, eq, inline = word.partition("=")
         if name not in spec:
             if word.startswith("-"):
-                raise CommandError(f"`/release {sub}` has no option `{name}`. "
-                                   f"Options: {', '.join(f'`{o}`' for o in spec)}.")
-            raise CommandError(f"Unexpected `{word}` in `/release {sub}`. Values go after an "
-                               "option, in quotes if they have spaces: "
-                               f"`/release {sub} --description \"what changed\"`.")
+                raise CommandError(
+                    f"`/release {sub}` has no option `{name}`. "
+                    f"Options: {', '.join(f'`{o}`' for o in spec)}."
+                )
+            raise CommandError(
+                f"Unexpected `{word}` in `/release {sub}`. Values go after an "
+                "option, in quotes if they have spaces: "
+                f'`/release {sub} --description "what changed"`.'
+            )
         if name in found:
             raise CommandError(f"`{name}` is given twice.")
         if spec[name]:
@@ -207,7 +236,7 @@ def _parse_options(sub: str, words: list[str], spec: dict[str, bool]) -> dict[st
                 i += 1
                 value = words[i]
             else:
-                raise CommandError(f"`{name}` needs a value, e.g. `{name} \"...\"`.")
+                raise CommandError(f'`{name}` needs a value, e.g. `{name} "..."`.')
             found[name] = value
         else:
             if eq:
@@ -217,27 +246,33 @@ def _parse_options(sub: str, words: list[str], spec: dict[str, bool]) -> dict[st
     return found
 
 
-def _environment_and_options(sub: str, words: list[str],
-                             spec: dict[str, bool]) -> tuple[str, dict[str, str | bool]]:
+def _environment_and_options(
+    sub: str, words: list[str], spec: dict[str, bool]
+) -> tuple[str, dict[str, str | bool]]:
     if not words or words[0].startswith("-"):
-        raise CommandError(f"`/release {sub}` needs the environment first, like "
-                           f"`/release {sub} production`.")
+        raise CommandError(
+            f"`/release {sub}` needs the environment first, like `/release {sub} production`."
+        )
     return words[0].lower(), _parse_options(sub, words[1:], spec)
 
 
 def _description(opts: dict[str, str | bool]) -> str:
     description = check_text("description", str(opts.get("--description", "")).strip())
     if len(description) > MAX_DESCRIPTION:
-        raise CommandError(f"The description is {len(description):,} characters; the most is "
-                           f"{MAX_DESCRIPTION:,}. Put the details in the thread or the issue.")
+        raise CommandError(
+            f"The description is {len(description):,} characters; the most is "
+            f"{MAX_DESCRIPTION:,}. Put the details in the thread or the issue."
+        )
     return description
 
 
 def _issue(opts: dict[str, str | bool]) -> str | None:
     issue = opts.get("--issue")
     if issue is not None and not ISSUE_ID.fullmatch(str(issue)):
-        raise CommandError(f"`--issue {issue}` is not an issue ID; use letters, digits and "
-                           "`-._#/:`, like `--issue pw-bua` or `--issue #123`.")
+        raise CommandError(
+            f"`--issue {issue}` is not an issue ID; use letters, digits and "
+            "`-._#/:`, like `--issue pw-bua` or `--issue #123`."
+        )
     return str(issue) if issue else None
 
 
@@ -245,8 +280,12 @@ def _parse_rc(words: list[str]) -> RcCommand:
     opts = _parse_options("rc", words, _RC_OPTIONS)
     bump = opts.get("--bump")
     if bump is not None and bump not in BUMPS:
-        raise CommandError(f"`--bump {bump}` is not a bump; use `--bump major`, "
-                           "`--bump minor` or `--bump patch`.")
-    return RcCommand(description=_description(opts), issue=_issue(opts),
-                     bump=bump,
-                     dry_run=bool(opts.get("--dry-run", False)))
+        raise CommandError(
+            f"`--bump {bump}` is not a bump; use `--bump major`, `--bump minor` or `--bump patch`."
+        )
+    return RcCommand(
+        description=_description(opts),
+        issue=_issue(opts),
+        bump=bump,
+        dry_run=bool(opts.get("--dry-run", False)),
+    )

@@ -11,8 +11,14 @@ once opened.
 from __future__ import annotations
 
 # A double quote that opens, and the characters that close it.
-_DOUBLE: dict[str, str] = {'"': '"', "\u201c": "\u201d\u201c", "\u201e": "\u201c\u201d",
-                           "\u201d": "\u201d", "\u00ab": "\u00bb", "\u00bb": "\u00ab"}
+_DOUBLE: dict[str, str] = {
+    '"': '"',
+    "\u201c": "\u201d\u201c",
+    "\u201e": "\u201c\u201d",
+    "\u201d": "\u201d",
+    "\u00ab": "\u00bb",
+    "\u00bb": "\u00ab",
+}
 _SINGLE = "'\u2018\u2019"
 
 
@@ -74,7 +80,7 @@ def _double(text: str, start: int, word: list[str]) -> int:
             continue
         word.append(char)
         i += 1
-    raise UnclosedQuote(opener, text[start + 1:])
+    raise UnclosedQuote(opener, text[start + 1 :])
 
 
 def _single(text: str, start: int, word: list[str]) -> int:
@@ -87,4 +93,4 @@ def _single(text: str, start: int, word: list[str]) -> int:
             return i + 1
         word.append(char)
         i += 1
-    raise UnclosedQuote(text[start], text[start + 1:])
+    raise UnclosedQuote(text[start], text[start + 1 :])

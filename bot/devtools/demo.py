@@ -18,9 +18,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-_GIT_ENV = {"GIT_AUTHOR_NAME": "Demo Dev", "GIT_AUTHOR_EMAIL": "dev@demo.invalid",
-            "GIT_COMMITTER_NAME": "Demo Dev", "GIT_COMMITTER_EMAIL": "dev@demo.invalid",
-            "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Demo Dev",
+    "GIT_AUTHOR_EMAIL": "dev@demo.invalid",
+    "GIT_COMMITTER_NAME": "Demo Dev",
+    "GIT_COMMITTER_EMAIL": "dev@demo.invalid",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 DEPLOY_SCRIPT = """\
 #!/bin/sh
@@ -222,8 +227,14 @@ class Demo:
 
 
 def _git(args: list[str], cwd: Path) -> str:
-    result = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-                            env={**os.environ, **_GIT_ENV})
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_GIT_ENV},
+    )
     return result.stdout.strip()
 
 
@@ -245,7 +256,8 @@ def create_demo(root: Path, site_port: int) -> Demo:
     (demo.work / "data" / "feature-flags.toml").write_text(FLAGS)
     for message, heading, tags in HISTORY:
         (demo.work / "index.html").write_text(
-            f"<!doctype html>\n<title>Demo site</title>\n<h1>{heading}</h1>\n")
+            f"<!doctype html>\n<title>Demo site</title>\n<h1>{heading}</h1>\n"
+        )
         _git(["add", "index.html", "data"], demo.work)
         _git(["commit", "-q", "-m", message], demo.work)
         for tag in tags:
@@ -254,20 +266,25 @@ def create_demo(root: Path, site_port: int) -> Demo:
     _git(["checkout", "-q", "-b", "hotfix/footer-links"], demo.work)
     (demo.work / "index.html").write_text(
         "<!doctype html>\n<title>Demo site</title>\n<h1>Hello, new infrastructure</h1>\n"
-        "<footer><a href=\"/about\">About</a></footer>\n")
+        '<footer><a href="/about">About</a></footer>\n'
+    )
     _git(["commit", "-q", "-am", "Fix footer links"], demo.work)
     _git(["checkout", "-q", "main"], demo.work)
     _git(["push", "-q", "--tags", "origin", "main", "hotfix/footer-links"], demo.work)
 
     site = f"http://127.0.0.1:{site_port}"
     gate_env = f"DEMO_DIR={root} DEMO_SITE={site} DEMO_PYTHON={sys.executable}"
-    demo.config_path.write_text(CONFIG.format(remote=demo.remote, demo=root, site=site,
-                                              gate_env=gate_env, checks=CHECKS.format()))
+    demo.config_path.write_text(
+        CONFIG.format(
+            remote=demo.remote, demo=root, site=site, gate_env=gate_env, checks=CHECKS.format()
+        )
+    )
     # Both environments run v0.14.1 from before the bot, so their checks are green at first.
     for env in ("staging", "production"):
         (root / "environments" / env).mkdir()
         (root / "environments" / env / "index.html").write_text(
-            "<!doctype html>\n<title>Demo site</title>\n<h1>Hello, fixed footer</h1>\n")
+            "<!doctype html>\n<title>Demo site</title>\n<h1>Hello, fixed footer</h1>\n"
+        )
         (root / "environments" / env / "VERSION").write_text("0.14.1\n")
         (root / "environments" / env / "flags.toml").write_text(FLAGS)
     return demo

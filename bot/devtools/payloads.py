@@ -45,40 +45,76 @@ def trigger_id() -> str:
     return f"{secrets.randbits(48)}.{time.time_ns()}"
 
 
-def slash_command(workspace: Workspace, person: Person, *, command: str, text: str,
-                  channel_id: str, channel_name: str, response_url: str,
-                  trigger: str | None = None) -> dict[str, str]:
+def slash_command(
+    workspace: Workspace,
+    person: Person,
+    *,
+    command: str,
+    text: str,
+    channel_id: str,
+    channel_name: str,
+    response_url: str,
+    trigger: str | None = None,
+) -> dict[str, str]:
     """The fields of a slash command, as Slack posts them (a form) or sends them over Socket
     Mode (an envelope's payload)."""
     return {
-        "token": workspace.token, "team_id": workspace.team_id,
-        "team_domain": workspace.team_domain, "channel_id": channel_id,
-        "channel_name": channel_name, "user_id": person.id, "user_name": person.name,
-        "command": command, "text": text, "api_app_id": workspace.app_id,
-        "is_enterprise_install": "false", "response_url": response_url,
+        "token": workspace.token,
+        "team_id": workspace.team_id,
+        "team_domain": workspace.team_domain,
+        "channel_id": channel_id,
+        "channel_name": channel_name,
+        "user_id": person.id,
+        "user_name": person.name,
+        "command": command,
+        "text": text,
+        "api_app_id": workspace.app_id,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
         "trigger_id": trigger or trigger_id(),
     }
 
 
 def _user(workspace: Workspace, person: Person) -> dict[str, str]:
-    return {"id": person.id, "username": person.name, "name": person.name,
-            "team_id": workspace.team_id}
+    return {
+        "id": person.id,
+        "username": person.name,
+        "name": person.name,
+        "team_id": workspace.team_id,
+    }
 
 
-def block_actions(workspace: Workspace, person: Person, *, channel_id: str, channel_name: str,
-                  message: Mapping[str, Any], block_id: str | None, action: Mapping[str, Any],
-                  response_url: str) -> dict[str, Any]:
+def block_actions(
+    workspace: Workspace,
+    person: Person,
+    *,
+    channel_id: str,
+    channel_name: str,
+    message: Mapping[str, Any],
+    block_id: str | None,
+    action: Mapping[str, Any],
+    response_url: str,
+) -> dict[str, Any]:
     """A button press on a message: `message` is the message as the person's screen shows it
     (`ts`, `text`, `blocks`), `action` the pressed element as it is in those blocks."""
     return {
-        "type": "block_actions", "api_app_id": workspace.app_id, "token": workspace.token,
+        "type": "block_actions",
+        "api_app_id": workspace.app_id,
+        "token": workspace.token,
         "team": {"id": workspace.team_id, "domain": workspace.team_domain},
         "user": _user(workspace, person),
-        "container": {"type": "message", "message_ts": message["ts"], "channel_id": channel_id,
-                      "is_ephemeral": False},
+        "container": {
+            "type": "message",
+            "message_ts": message["ts"],
+            "channel_id": channel_id,
+            "is_ephemeral": False,
+        },
         "channel": {"id": channel_id, "name": channel_name},
-        "message": {"ts": message["ts"], "text": message.get("text", ""),
-                    "blocks": message.get("blocks", [])},
+        "message": {
+            "ts": message["ts"],
+            "text": message.get("text", ""),
+            "blocks": message.get("blocks", []),
+        },
         "trigger_id": trigger_id(),
         "response_url": response_url,
         "actions": [{**action, "block_id": block_id, "action_ts": f"{time.time():.6f}"}],
@@ -89,21 +125,36 @@ def form_state(view: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, 
     """`state.values` of a submitted form: `values` maps an input block's id to what was typed.
     Each value goes under its block's element (its action id and type) as Slack puts it; a
     block the view does not have (a forged form) is keyed by its block id alone."""
-    elements = {block.get("block_id"): block.get("element") or {}
-                for block in view.get("blocks", []) if block.get("type") == "input"}
+    elements = {
+        block.get("block_id"): block.get("element") or {}
+        for block in view.get("blocks", [])
+        if block.get("type") == "input"
+    }
     state: dict[str, Any] = {}
     for block_id, value in values.items():
         element = elements.get(block_id, {})
-        state[block_id] = {str(element.get("action_id", block_id)): {
-            "type": str(element.get("type", "plain_text_input")), "value": value}}
+        state[block_id] = {
+            str(element.get("action_id", block_id)): {
+                "type": str(element.get("type", "plain_text_input")),
+                "value": value,
+            }
+        }
     return state
 
 
-def view_submission(workspace: Workspace, person: Person, *, view: Mapping[str, Any],
-                    values: Mapping[str, str], view_id: str) -> dict[str, Any]:
+def view_submission(
+    workspace: Workspace,
+    person: Person,
+    *,
+    view: Mapping[str, Any],
+    values: Mapping[str, str],
+    view_id: str,
+) -> dict[str, Any]:
     """A form (modal) sent: the view as it was opened, with what was typed in it."""
     return {
-        "type": "view_submission", "api_app_id": workspace.app_id, "token": workspace.token,
+        "type": "view_submission",
+        "api_app_id": workspace.app_id,
+        "token": workspace.token,
         "team": {"id": workspace.team_id, "domain": workspace.team_domain},
         "user": _user(workspace, person),
         "trigger_id": trigger_id(),
@@ -121,13 +172,17 @@ def interaction_body(payload: Mapping[str, Any]) -> str:
     return urlencode({"payload": json.dumps(payload)})
 
 
-def signed_headers(body: str | bytes, secret: str, *, timestamp: int | None = None,
-                   content_type: str = FORM) -> dict[str, str]:
+def signed_headers(
+    body: str | bytes, secret: str, *, timestamp: int | None = None, content_type: str = FORM
+) -> dict[str, str]:
     """The headers Slack signs a request with. The signature is slack_sdk's own, so a request
     built here is signed exactly as Slack signs it (`timestamp` defaults to now)."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     signature = SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)
     if signature is None:  # slack_sdk gives none only without a timestamp, which we always pass
         raise ValueError("slack_sdk did not sign the request")
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
-            "Content-Type": content_type}
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": signature,
+        "Content-Type": content_type,
+    }

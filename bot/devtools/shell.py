@@ -35,8 +35,9 @@ from bot.runtime.web import Bot
 
 CHANNEL_ID, CHANNEL_NAME = "C0SHELL", "dev"
 TEAM_ID = "T0SHELL"
-WORKSPACE = payloads.Workspace(team_id=TEAM_ID, team_domain="shell", app_id="A0SHELL",
-                               token="shell")
+WORKSPACE = payloads.Workspace(
+    team_id=TEAM_ID, team_domain="shell", app_id="A0SHELL", token="shell"
+)
 HELP = """\
 Type what you would type in Slack, plus a few shell commands:
   /release help            the bot's own help (also /release rc, /release status, ...)
@@ -192,8 +193,11 @@ class Shell:
             self.say(f"  Usage: site ENV down|slow|up, with ENV one of {', '.join(names)}.")
             return
         self.site.fault(args[0], args[1])
-        what = {"down": "answers 503 now", "slow": "takes 1.5 s per answer now",
-                "up": "is healthy again"}[args[1]]
+        what = {
+            "down": "answers 503 now",
+            "slow": "takes 1.5 s per answer now",
+            "up": "is healthy again",
+        }[args[1]]
         self.say(f"  (the demo site of {args[0]} {what})")
 
     async def _wait(self, arg: str) -> None:
@@ -213,14 +217,22 @@ class Shell:
         self.flush()
 
     async def _slash_command(self, command: str, text: str) -> None:
-        body = payloads.form_body(payloads.slash_command(
-            WORKSPACE, self.person, command=command, text=text.strip(), channel_id=CHANNEL_ID,
-            channel_name=CHANNEL_NAME, response_url=self.slack.response_url(self.user)))
+        body = payloads.form_body(
+            payloads.slash_command(
+                WORKSPACE,
+                self.person,
+                command=command,
+                text=text.strip(),
+                channel_id=CHANNEL_ID,
+                channel_name=CHANNEL_NAME,
+                response_url=self.slack.response_url(self.user),
+            )
+        )
         status, data = await self._post(body)
         if status == 404:
             self.say(f"  The bot has no {command} command.")
         elif status == 504:
-            self.say("  The bot did not answer in time (Slack would show \"operation_timeout\").")
+            self.say('  The bot did not answer in time (Slack would show "operation_timeout").')
         elif status != 200:
             self.say(f"  The bot answered HTTP {status}.")
         elif data:
@@ -238,20 +250,31 @@ class Shell:
         confirm = button.action.get("confirm")
         if confirm:
             title = confirm.get("title", {}).get("text", "Are you sure?")
-            self.say(f"  ({title}: {plain(confirm.get('text', {}).get('text', ''))} "
-                     f"→ {confirm.get('confirm', {}).get('text', 'Confirm')})")
+            self.say(
+                f"  ({title}: {plain(confirm.get('text', {}).get('text', ''))} "
+                f"→ {confirm.get('confirm', {}).get('text', 'Confirm')})"
+            )
         message = self.slack.messages().get(button.ts)
-        shown = {"ts": button.ts, "text": message.text if message else "",
-                 "blocks": message.blocks if message else []}
+        shown = {
+            "ts": button.ts,
+            "text": message.text if message else "",
+            "blocks": message.blocks if message else [],
+        }
         payload = payloads.block_actions(
-            WORKSPACE, self.person, channel_id=button.channel, channel_name=button.channel,
-            message=shown, block_id=button.block_id, action=button.action,
-            response_url=self.slack.response_url(self.user))
+            WORKSPACE,
+            self.person,
+            channel_id=button.channel,
+            channel_name=button.channel,
+            message=shown,
+            block_id=button.block_id,
+            action=button.action,
+            response_url=self.slack.response_url(self.user),
+        )
         status, data = await self._post(payloads.interaction_body(payload))
         if status == 404:
             self.say(f"  (the bot does not handle “{button.label}” yet)")
         elif status == 504:
-            self.say("  The bot did not answer in time (Slack would show \"operation_timeout\").")
+            self.say('  The bot did not answer in time (Slack would show "operation_timeout").')
         elif status != 200:
             self.say(f"  The bot answered HTTP {status}.")
         elif data.get("text") or data.get("blocks"):
@@ -266,8 +289,12 @@ class Shell:
         # `submit TEXT` fills in the form's first box (the shell's forms have one).
         inputs = [b for b in view.get("blocks", []) if b.get("type") == "input"]
         payload = payloads.view_submission(
-            WORKSPACE, self.person, view=view,
-            values={b["block_id"]: text for b in inputs[:1]}, view_id="V0SHELL")
+            WORKSPACE,
+            self.person,
+            view=view,
+            values={b["block_id"]: text for b in inputs[:1]},
+            view_id="V0SHELL",
+        )
         status, data = await self._post(payloads.interaction_body(payload))
         if status != 200:
             self.say(f"  The bot answered HTTP {status}.")
@@ -309,7 +336,7 @@ class Shell:
 
     def flush(self) -> None:
         """Print private answers and every message that is new or changed since last time."""
-        for call in self.slack.calls[self._calls_seen:]:
+        for call in self.slack.calls[self._calls_seen :]:
             if call.method in ("response_url", "chat.postEphemeral") and call.ok:
                 self._print_private(call.params)
             elif call.method == "views.open" and call.ok:
@@ -329,8 +356,9 @@ class Shell:
         self._last_thread = None
         title = view.get("title", {}).get("text", "Form")
         self.say(f"  ┌ form “{title}”")
-        for line in render([b for b in view.get("blocks", []) if b.get("type") != "input"],
-                           names=self._names()):
+        for line in render(
+            [b for b in view.get("blocks", []) if b.get("type") != "input"], names=self._names()
+        ):
             self.say(f"  │ {line}")
         for block in view.get("blocks", []):
             if block.get("type") == "input":
@@ -339,8 +367,9 @@ class Shell:
 
     def _print_private(self, data: dict[str, Any]) -> None:
         self._last_thread = None
-        lines = render(data.get("blocks") or [], fallback=str(data.get("text", "")),
-                       names=self._names())
+        lines = render(
+            data.get("blocks") or [], fallback=str(data.get("text", "")), names=self._names()
+        )
         self.say("  (only you) " + lines[0] if lines else "  (only you)")
         for line in lines[1:]:
             self.say("             " + line)
@@ -368,19 +397,28 @@ class Shell:
                 button = self._number(message, block, element)
                 self.say(f"{indent}[{button.number}] {button.label}")
 
-    def _number(self, message: Message, block: dict[str, Any],
-                element: dict[str, Any]) -> Button:
-        key = (message.ts, str(block.get("block_id", "")), str(element.get("action_id", "")),
-               str(element.get("value", "")))
+    def _number(self, message: Message, block: dict[str, Any], element: dict[str, Any]) -> Button:
+        key = (
+            message.ts,
+            str(block.get("block_id", "")),
+            str(element.get("action_id", "")),
+            str(element.get("value", "")),
+        )
         if key not in self._buttons:
-            self._buttons[key] = Button(number=len(self._buttons) + 1, channel=message.channel,
-                                        ts=message.ts, block_id=key[1], action=element)
+            self._buttons[key] = Button(
+                number=len(self._buttons) + 1,
+                channel=message.channel,
+                ts=message.ts,
+                block_id=key[1],
+                action=element,
+            )
         else:
             self._buttons[key].action = element
         return self._buttons[key]
 
 
 # --- Block Kit as text -----------------------------------------------------------------------
+
 
 def plain(text: str, names: dict[str, str] | None = None) -> str:
     """mrkdwn as a terminal shows it: mentions as @name, dates and links as their text."""
@@ -402,8 +440,9 @@ def _buttons_of(block: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def render(blocks: list[dict[str, Any]], fallback: str = "",
-           names: dict[str, str] | None = None) -> list[str]:
+def render(
+    blocks: list[dict[str, Any]], fallback: str = "", names: dict[str, str] | None = None
+) -> list[str]:
     lines: list[str] = []
     for block in blocks:
         kind = block.get("type")
@@ -414,12 +453,15 @@ def render(blocks: list[dict[str, Any]], fallback: str = "",
                 text = block["text"]["text"].replace("```", "")
                 lines.extend(plain(text, names).splitlines() or [""])
             if block.get("fields"):
-                parts = [plain(f["text"], names).replace("*", "").replace("\n", ": ", 1)
-                         for f in block["fields"]]
+                parts = [
+                    plain(f["text"], names).replace("*", "").replace("\n", ": ", 1)
+                    for f in block["fields"]
+                ]
                 lines.append(" · ".join(parts))
         elif kind == "context":
-            texts = [plain(e.get("text", ""), names) for e in block.get("elements", [])
-                     if "text" in e]
+            texts = [
+                plain(e.get("text", ""), names) for e in block.get("elements", []) if "text" in e
+            ]
             lines.append("(" + " ".join(texts) + ")")
         elif kind == "divider":
             lines.append("─" * 20)
@@ -435,9 +477,17 @@ def first_line(message: Message, names: dict[str, str]) -> str:
 
 # --- running it --------------------------------------------------------------------------------
 
-async def run_shell(config: Config, *, state_dir: Path, redis_url: str | None,
-                    lines: Iterable[str] | None, out: TextIO = sys.stdout,
-                    live: bool = False, site: DemoSite | None = None) -> None:
+
+async def run_shell(
+    config: Config,
+    *,
+    state_dir: Path,
+    redis_url: str | None,
+    lines: Iterable[str] | None,
+    out: TextIO = sys.stdout,
+    live: bool = False,
+    site: DemoSite | None = None,
+) -> None:
     """Start the bot (all roles) against the stand-in and play `lines`, or read the terminal."""
     # `kill -USR1` prints what every task is waiting for: the way to see why a shell hangs.
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -452,10 +502,16 @@ async def run_shell(config: Config, *, state_dir: Path, redis_url: str | None,
     prefix = f"releasebot-shell:{secrets.token_hex(4)}:"
     try:
         async with SlackStandIn(token="xoxb-shell") as slack:
-            settings = Settings(bot_token=slack.token, signing_secret=secrets.token_hex(16),
-                                redis_url=redis_url, slack_api_url=slack.base_url,
-                                state_dir=state_dir, redis_prefix=prefix, update_delay=0.3,
-                                embedded_redis=embedded is not None)
+            settings = Settings(
+                bot_token=slack.token,
+                signing_secret=secrets.token_hex(16),
+                redis_url=redis_url,
+                slack_api_url=slack.base_url,
+                state_dir=state_dir,
+                redis_prefix=prefix,
+                update_delay=0.3,
+                embedded_redis=embedded is not None,
+            )
             bot = Bot(Services.create(settings, config), "all")
             try:
                 await bot.start(port=0, host="127.0.0.1")

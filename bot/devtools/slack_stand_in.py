@@ -58,8 +58,9 @@ BOT_USER_ID = "U0BOT"
 BOT_USER_NAME = "releasebot"
 BOT_ID = "B0BOT"
 APP_ID = "A0APP"
-WORKSPACE = payloads.Workspace(team_id=TEAM_ID, team_domain=TEAM_NAME, app_id=APP_ID,
-                               token="verification-token")
+WORKSPACE = payloads.Workspace(
+    team_id=TEAM_ID, team_domain=TEAM_NAME, app_id=APP_ID, token="verification-token"
+)
 
 MAX_MESSAGE_BLOCKS = 50
 MAX_VIEW_BLOCKS = 100
@@ -664,10 +665,15 @@ class SlackStandIn:
         """A slash command payload as Slack sends it, with a fresh response_url (named after
         the user) and trigger_id."""
         return payloads.slash_command(
-            WORKSPACE, payloads.Person(user_id, user_name), command=command, text=text,
-            channel_id=channel_id, channel_name=channel_name,
+            WORKSPACE,
+            payloads.Person(user_id, user_name),
+            command=command,
+            text=text,
+            channel_id=channel_id,
+            channel_name=channel_name,
             response_url=self.response_url(user_id),
-            trigger=f"{next(self._id_counter)}.{time.time_ns()}.{uuid.uuid4().hex}")
+            trigger=f"{next(self._id_counter)}.{time.time_ns()}.{uuid.uuid4().hex}",
+        )
 
     async def disconnect_sockets(self, reason: str = "refresh_requested") -> None:
         """Send Slack's ``disconnect`` message to every open connection (a well-behaved client

@@ -36,8 +36,9 @@ class Approval:
         """Also the shape flag requests stored before there was one engine: `{"user", "at"}`,
         without a name (a team's requests in flight survive the upgrade)."""
         user_id = data["user_id"] if "user_id" in data else data["user"]
-        return cls(user_id=str(user_id), user_name=str(data.get("user_name", "")),
-                   at=float(data["at"]))
+        return cls(
+            user_id=str(user_id), user_name=str(data.get("user_name", "")), at=float(data["at"])
+        )
 
 
 # Why an approval was not accepted.
@@ -85,9 +86,17 @@ def met(policy: ApprovalPolicy, approvals: Iterable[Approval], now: float) -> bo
     return missing(policy, approvals, now) == 0
 
 
-def consider(policy: ApprovalPolicy, approvals: Iterable[Approval], *, user_id: str,
-             user_name: str, now: float, requester: str, is_approver: bool,
-             is_open: bool = True) -> Verdict:
+def consider(
+    policy: ApprovalPolicy,
+    approvals: Iterable[Approval],
+    *,
+    user_id: str,
+    user_name: str,
+    now: float,
+    requester: str,
+    is_approver: bool,
+    is_open: bool = True,
+) -> Verdict:
     """Whether `user_id` may approve now. The checks go from what concerns everyone to what
     concerns this person: not open, their own request, not an approver, already approved."""
     fresh = counted(policy, approvals, now)

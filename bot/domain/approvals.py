@@ -26,15 +26,18 @@ def valid_approvals(gate: Gate, policy: ApprovalPolicy, now: float) -> list[Appr
 
 def _check_open(release: Release) -> None:
     if release.superseded_by:
-        raise Refusal(f"{release.tag} was superseded by {release.superseded_by}; approve that "
-                      "one instead")
+        raise Refusal(
+            f"{release.tag} was superseded by {release.superseded_by}; approve that one instead"
+        )
     if release.final_tag:
         raise Refusal(f"{release.tag} has already been promoted as {release.final_tag}")
     if release.promotion is not None:
         # Its approvals were checked when the promotion claimed it; a decision now could not
         # be honoured, so it is refused rather than silently ignored.
-        raise Refusal(f"{release.tag} is being promoted right now; if something is wrong, "
-                      "roll back once it is live")
+        raise Refusal(
+            f"{release.tag} is being promoted right now; if something is wrong, "
+            "roll back once it is live"
+        )
     if release.phase != "active":
         raise Refusal(f"{release.tag} is not open for approvals")
 
@@ -46,17 +49,32 @@ def _manual_gate(release: Release, gate_id: str) -> Gate:
     return gate
 
 
-def approve(release: Release, gate_id: str, *, user_id: str, user_name: str, now: float,
-            policy: ApprovalPolicy, is_approver: bool) -> Gate:
+def approve(
+    release: Release,
+    gate_id: str,
+    *,
+    user_id: str,
+    user_name: str,
+    now: float,
+    policy: ApprovalPolicy,
+    is_approver: bool,
+) -> Gate:
     """Record an approval of a manual gate; one person counts once per gate."""
     _check_open(release)
     gate = _manual_gate(release, gate_id)
     if gate.rejection is not None:
-        raise Refusal(f"{gate.name} was rejected by {gate.rejection.user_name}: "
-                      f"{gate.rejection.reason}")
-    verdict = approval_policy.consider(policy, gate.approvals, user_id=user_id,
-                                       user_name=user_name, now=now,
-                                       requester=release.requester, is_approver=is_approver)
+        raise Refusal(
+            f"{gate.name} was rejected by {gate.rejection.user_name}: {gate.rejection.reason}"
+        )
+    verdict = approval_policy.consider(
+        policy,
+        gate.approvals,
+        user_id=user_id,
+        user_name=user_name,
+        now=now,
+        requester=release.requester,
+        is_approver=is_approver,
+    )
     if verdict.refused is not None:
         raise _gate_refusal(verdict.refused, release, gate)
     gate.approvals = list(verdict.approvals)  # an approval past its validity is dropped
@@ -76,8 +94,17 @@ def _gate_refusal(why: Refused, release: Release, gate: Gate) -> TransitionError
     return Refusal(f"{release.tag} is not open for approvals")
 
 
-def reject(release: Release, gate_id: str, *, user_id: str, user_name: str, now: float,
-           reason: str, policy: ApprovalPolicy, is_approver: bool) -> Gate:
+def reject(
+    release: Release,
+    gate_id: str,
+    *,
+    user_id: str,
+    user_name: str,
+    now: float,
+    reason: str,
+    policy: ApprovalPolicy,
+    is_approver: bool,
+) -> Gate:
     """A rejection stops the candidate: its gate fails and it can no longer be promoted."""
     _check_open(release)
     gate = _manual_gate(release, gate_id)
@@ -93,8 +120,7 @@ def reject(release: Release, gate_id: str, *, user_id: str, user_name: str, now:
 
 
 def supersede(release: Release, newer: str) -> None:
-    if (release.superseded_by or release.final_tag or release.promotion
-            or release.phase != "active"):
+    if release.superseded_by or release.final_tag or release.promotion or release.phase != "active":
         raise NoChange(f"{release.tag} is not open")
     release.superseded_by = newer
     release.phase = "done"  # out of the releases in flight
@@ -113,8 +139,9 @@ class Readiness:
 def readiness(release: Release, config: Config, now: float) -> Readiness:
     """What `release` still lacks before it may go into the last environment."""
     target = config.last_environment.name
-    policy = config.release_policy(release.kind, config.environments[-2].name
-                                   if len(config.environments) > 1 else target)
+    policy = config.release_policy(
+        release.kind, config.environments[-2].name if len(config.environments) > 1 else target
+    )
     missing: list[str] = []
     if release.superseded_by:
         missing.append(f"it was superseded by {release.superseded_by}")
@@ -130,30 +157,40 @@ def readiness(release: Release, config: Config, now: float) -> Readiness:
             missing.append(f"the deploy to {env.name} has not succeeded ({state})")
         for gate in release.gates_of(env.name):
             if gate.rejection is not None:
-                missing.append(f"{gate.name} was rejected by {gate.rejection.user_name}: "
-                               f"{gate.rejection.reason}")
+                missing.append(
+                    f"{gate.name} was rejected by {gate.rejection.user_name}: "
+                    f"{gate.rejection.reason}"
+                )
             elif gate.automatic and gate.status != "passed":
                 missing.append(f"{gate.name} has not passed ({gate.status})")
             elif not gate.automatic and policy.required > 0:
-                fresh = valid_approvals(gate, config.release_policy(release.kind, env.name),
-                                        now)
+                fresh = valid_approvals(gate, config.release_policy(release.kind, env.name), now)
                 if not fresh:
                     missing.append(f"{gate.name} needs an approval")
                 for approval in fresh:
                     counted.setdefault(approval.user_id, approval)
     short = policy.required - len(counted)
     if short > 0:
-        who = (" or ".join(f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>"
-                           for a in policy.approvers) if policy.approvers else "any approver")
-        missing.append(f"needs {short} more approval{'s' if short > 1 else ''} from {who} "
-                       f"({len(counted)} of {policy.required} distinct approvers)")
+        who = (
+            " or ".join(
+                f"<!subteam^{a}>" if a.startswith("S") else f"<@{a}>" for a in policy.approvers
+            )
+            if policy.approvers
+            else "any approver"
+        )
+        missing.append(
+            f"needs {short} more approval{'s' if short > 1 else ''} from {who} "
+            f"({len(counted)} of {policy.required} distinct approvers)"
+        )
     return Readiness(missing=missing, approvers=sorted(counted.values(), key=lambda a: a.at))
 
 
 # --- promotion ------------------------------------------------------------------------------
 
-def start_promotion(release: Release, *, config: Config, now: float,
-                    final_version: str) -> Readiness:
+
+def start_promotion(
+    release: Release, *, config: Config, now: float, final_version: str
+) -> Readiness:
     """Claim the candidate for promotion, if and only if it is ready now. Atomic in the store,
     so two `/release final` at once promote once, and never without the approvals."""
     if release.promotion is not None:

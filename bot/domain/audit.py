@@ -10,16 +10,29 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TextIO
 
-FIELDS = ("id", "at", "time_utc", "user_id", "user_name", "channel", "release", "environment",
-          "action", "outcome", "reason")
+FIELDS = (
+    "id",
+    "at",
+    "time_utc",
+    "user_id",
+    "user_name",
+    "channel",
+    "release",
+    "environment",
+    "action",
+    "outcome",
+    "reason",
+)
 
 
 FORMATS = ("jsonl", "csv")
 
 
-SINCE_FORMS = ("an ISO date or time (2026-11-01, 2026-11-01T12:00:00Z, "
-               "2026-11-01T12:00:00+02:00; no offset means UTC), a unix timestamp "
-               "(1793491200) or an age (30m, 12h, 7d)")
+SINCE_FORMS = (
+    "an ISO date or time (2026-11-01, 2026-11-01T12:00:00Z, "
+    "2026-11-01T12:00:00+02:00; no offset means UTC), a unix timestamp "
+    "(1793491200) or an age (30m, 12h, 7d)"
+)
 
 
 # ASCII digits only (\d admits any script's), and not so many that a float overflows.
@@ -53,8 +66,11 @@ def time_utc(at: str) -> str:
     """ISO 8601 UTC time (milliseconds, "Z") of an entry's `at`; "" when it is not a time."""
     try:
         seconds = float(at)
-        return datetime.fromtimestamp(seconds, UTC).isoformat(
-            timespec="milliseconds").replace("+00:00", "Z")
+        return (
+            datetime.fromtimestamp(seconds, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
     except (ValueError, OverflowError, OSError):
         return ""
 
@@ -75,8 +91,7 @@ def write_jsonl(entries: Iterable[Mapping[str, str]], out: TextIO) -> int:
     return count
 
 
-def write_csv(entries: Iterable[Mapping[str, str]], out: TextIO, *,
-              header_row: bool = True) -> int:
+def write_csv(entries: Iterable[Mapping[str, str]], out: TextIO, *, header_row: bool = True) -> int:
     """CSV (RFC 4180 quoting) with a header row unless told not to; returns the entry count.
     Cells that a spreadsheet would run as a formula are written as text (`spreadsheet_safe`).
 
@@ -87,8 +102,9 @@ def write_csv(entries: Iterable[Mapping[str, str]], out: TextIO, *,
         writer.writeheader()
     count = 0
     for entry in entries:
-        writer.writerow({name: spreadsheet_safe(value)
-                         for name, value in export_row(entry).items()})
+        writer.writerow(
+            {name: spreadsheet_safe(value) for name, value in export_row(entry).items()}
+        )
         count += 1
     return count
 

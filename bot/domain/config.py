@@ -70,8 +70,10 @@ class CommandEnv:
     def __add__(self, more: CommandEnv) -> CommandEnv:
         """`more` on top of this (a gate's own over its environment's)."""
         names = {n for n, _ in more.values}
-        return CommandEnv(tuple((n, v) for n, v in self.values if n not in names) + more.values,
-                          tuple(dict.fromkeys(self.pass_env + more.pass_env)))
+        return CommandEnv(
+            tuple((n, v) for n, v in self.values if n not in names) + more.values,
+            tuple(dict.fromkeys(self.pass_env + more.pass_env)),
+        )
 
 
 @dataclass(frozen=True)
@@ -207,8 +209,11 @@ class Config:
 
     @property
     def flags_environment(self) -> EnvironmentConfig:
-        return self.environment(self.flags.environment) if self.flags.environment \
+        return (
+            self.environment(self.flags.environment)
+            if self.flags.environment
             else self.last_environment
+        )
 
     def environment(self, name: str) -> EnvironmentConfig:
         for env in self.environments:
@@ -264,8 +269,14 @@ class Config:
 # --- validation -----------------------------------------------------------------------------
 # Each table is described by {key: (kind, required)}; kinds are checked by _check_value.
 
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "a list", dict: "a table"}
+_KIND_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _check_value(key: str, value: Any, kind: type) -> Any:
@@ -326,30 +337,55 @@ def _nonempty(key: str, value: str) -> None:
 
 
 def parse_config(raw: dict[str, Any]) -> Config:
-    top = {"repository": (dict, True), "slack": (dict, True), "environments": (list, True),
-           "gates": (list, False), "worker": (dict, False), "approvals": (dict, False),
-           "rollback": (dict, False), "hotfix": (dict, False), "monitoring": (dict, False),
-           "flags": (dict, False)}
+    top = {
+        "repository": (dict, True),
+        "slack": (dict, True),
+        "environments": (list, True),
+        "gates": (list, False),
+        "worker": (dict, False),
+        "approvals": (dict, False),
+        "rollback": (dict, False),
+        "hotfix": (dict, False),
+        "monitoring": (dict, False),
+        "flags": (dict, False),
+    }
     _table("", raw, top)
 
-    repo = _table("repository", raw["repository"], {
-        "url": (str, True), "remote": (str, False), "branch": (str, False),
-        "tag_prefix": (str, False)})
+    repo = _table(
+        "repository",
+        raw["repository"],
+        {
+            "url": (str, True),
+            "remote": (str, False),
+            "branch": (str, False),
+            "tag_prefix": (str, False),
+        },
+    )
     _nonempty("repository.url", repo["url"])
     for name in ("remote", "branch"):
         if name in repo:
             _nonempty(f"repository.{name}", repo[name])
     if "tag_prefix" in repo and not TAG_PREFIX.fullmatch(repo["tag_prefix"]):
-        raise ConfigError("repository.tag_prefix",
-                          "may hold only letters, digits and . _ / - (at most 20), like \"v\"")
+        raise ConfigError(
+            "repository.tag_prefix",
+            'may hold only letters, digits and . _ / - (at most 20), like "v"',
+        )
 
     slack = _table("slack", raw["slack"], {"channel": (str, True)})
     _nonempty("slack.channel", slack["channel"])
 
-    worker = _table("worker", raw.get("worker", {}), {
-        "concurrency": (int, False), "lock_ttl_seconds": (float, False),
-        "reap_interval_seconds": (float, False), "shutdown_grace_seconds": (float, False),
-        "record_retry_seconds": (float, False), "run_as": (str, False)})
+    worker = _table(
+        "worker",
+        raw.get("worker", {}),
+        {
+            "concurrency": (int, False),
+            "lock_ttl_seconds": (float, False),
+            "reap_interval_seconds": (float, False),
+            "shutdown_grace_seconds": (float, False),
+            "record_retry_seconds": (float, False),
+            "run_as": (str, False),
+        },
+    )
     for name, value in worker.items():
         if name == "run_as":
             _check_run_as(value)
@@ -364,16 +400,27 @@ def parse_config(raw: dict[str, Any]) -> Config:
         raise ConfigError("environments", "needs at least one environment (e.g. staging)")
     for i, item in enumerate(raw["environments"]):
         key = f"environments[{i}]"
-        env = _table(key, item, {"name": (str, True), "deploy_command": (str, True),
-                                 "url": (str, False), "timeout_seconds": (float, False),
-                                 "checks": (list, False), "env": (dict, False),
-                                 "pass_env": (list, False)})
+        env = _table(
+            key,
+            item,
+            {
+                "name": (str, True),
+                "deploy_command": (str, True),
+                "url": (str, False),
+                "timeout_seconds": (float, False),
+                "checks": (list, False),
+                "env": (dict, False),
+                "pass_env": (list, False),
+            },
+        )
         env["command_env"] = _command_env(key, env.pop("env", {}), env.pop("pass_env", []))
         if not ENV_NAME.fullmatch(env["name"]):
-            raise ConfigError(f"{key}.name", "must be lowercase letters, digits, - or _ "
-                              f"(like \"staging\"), got \"{env['name']}\"")
+            raise ConfigError(
+                f"{key}.name",
+                f'must be lowercase letters, digits, - or _ (like "staging"), got "{env["name"]}"',
+            )
         if any(e.name == env["name"] for e in envs):
-            raise ConfigError(f"{key}.name", f"\"{env['name']}\" is defined twice")
+            raise ConfigError(f"{key}.name", f'"{env["name"]}" is defined twice')
         _nonempty(f"{key}.deploy_command", env["deploy_command"])
         if "timeout_seconds" in env:
             _positive(f"{key}.timeout_seconds", env["timeout_seconds"])
@@ -384,31 +431,49 @@ def parse_config(raw: dict[str, Any]) -> Config:
     env_names = [e.name for e in envs]
     for i, item in enumerate(raw.get("gates", [])):
         key = f"gates[{i}]"
-        gate = _table(key, item, {"id": (str, True), "name": (str, True), "stage": (str, True),
-                                  "command": (str, False), "manual": (bool, False),
-                                  "check": (str, False), "timeout_seconds": (float, False),
-                                  "env": (dict, False), "pass_env": (list, False)})
+        gate = _table(
+            key,
+            item,
+            {
+                "id": (str, True),
+                "name": (str, True),
+                "stage": (str, True),
+                "command": (str, False),
+                "manual": (bool, False),
+                "check": (str, False),
+                "timeout_seconds": (float, False),
+                "env": (dict, False),
+                "pass_env": (list, False),
+            },
+        )
         gate["command_env"] = _command_env(key, gate.pop("env", {}), gate.pop("pass_env", []))
         if not GATE_ID.fullmatch(gate["id"]):
-            raise ConfigError(f"{key}.id", "must be lowercase letters, digits, - or _ "
-                              f"(like \"e2e\"), got \"{gate['id']}\"")
+            raise ConfigError(
+                f"{key}.id",
+                f'must be lowercase letters, digits, - or _ (like "e2e"), got "{gate["id"]}"',
+            )
         if any(g.id == gate["id"] for g in gates):
-            raise ConfigError(f"{key}.id", f"\"{gate['id']}\" is defined twice")
+            raise ConfigError(f"{key}.id", f'"{gate["id"]}" is defined twice')
         _nonempty(f"{key}.name", gate["name"])
         if gate["stage"] not in env_names:
-            raise ConfigError(f"{key}.stage", f"\"{gate['stage']}\" is not an environment "
-                              f"(environments: {', '.join(env_names)})")
+            raise ConfigError(
+                f"{key}.stage",
+                f'"{gate["stage"]}" is not an environment (environments: {", ".join(env_names)})',
+            )
         manual = gate.pop("manual", False)
         if "check" in gate and gate["check"] not in GATE_CHECKS:
-            raise ConfigError(f"{key}.check", f"\"{gate['check']}\" is not a check the bot "
-                              f"knows (checks: {', '.join(GATE_CHECKS)})")
+            raise ConfigError(
+                f"{key}.check",
+                f'"{gate["check"]}" is not a check the bot '
+                f"knows (checks: {', '.join(GATE_CHECKS)})",
+            )
         if sum((manual, "command" in gate, "check" in gate)) > 1:
-            raise ConfigError(f"{key}.command" if "command" in gate else f"{key}.check",
-                              "a gate is either manual, or has a command, or a check; "
-                              "keep one of them")
+            raise ConfigError(
+                f"{key}.command" if "command" in gate else f"{key}.check",
+                "a gate is either manual, or has a command, or a check; keep one of them",
+            )
         if not manual and "command" not in gate and "check" not in gate:
-            raise ConfigError(key, "needs either `command = \"...\"` (automatic) "
-                              "or `manual = true`")
+            raise ConfigError(key, 'needs either `command = "..."` (automatic) or `manual = true`')
         if "command" in gate:
             _nonempty(f"{key}.command", gate["command"])
         if "timeout_seconds" in gate:
@@ -416,46 +481,83 @@ def parse_config(raw: dict[str, Any]) -> Config:
         gates.append(GateConfig(**gate))
 
     approvals = _approvals(raw.get("approvals", {}), env_names)
-    rollback = _policy("rollback", raw.get("rollback", {}), {"required": (int, False),
-                                                           "approvers": (list, False)})
+    rollback = _policy(
+        "rollback", raw.get("rollback", {}), {"required": (int, False), "approvers": (list, False)}
+    )
     hotfix = _hotfix(raw.get("hotfix", {}), [g.id for g in gates])
-    manual = [g.id for g in gates if not g.automatic
-              and (hotfix.gates is None or g.id in hotfix.gates)]
+    manual = [
+        g.id for g in gates if not g.automatic and (hotfix.gates is None or g.id in hotfix.gates)
+    ]
     if hotfix.policy.required > 0 and not manual and "hotfix" in raw:
-        raise ConfigError("hotfix.gates", "a hotfix needs approvals (hotfix.required) but none "
-                          "of its gates is manual, so nobody could approve it; add a manual "
-                          "gate, or set required = 0 with allow_no_approvals = true")
-    return Config(repository=RepositoryConfig(**repo), slack=SlackConfig(**slack),
-                  environments=tuple(envs), gates=tuple(gates), worker=WorkerConfig(**worker),
-                  approvals=approvals, rollback=rollback, hotfix=hotfix,
-                  monitoring=_monitoring(raw.get("monitoring", {})),
-                  flags=_flags(raw.get("flags", {}), env_names))
+        raise ConfigError(
+            "hotfix.gates",
+            "a hotfix needs approvals (hotfix.required) but none "
+            "of its gates is manual, so nobody could approve it; add a manual "
+            "gate, or set required = 0 with allow_no_approvals = true",
+        )
+    return Config(
+        repository=RepositoryConfig(**repo),
+        slack=SlackConfig(**slack),
+        environments=tuple(envs),
+        gates=tuple(gates),
+        worker=WorkerConfig(**worker),
+        approvals=approvals,
+        rollback=rollback,
+        hotfix=hotfix,
+        monitoring=_monitoring(raw.get("monitoring", {})),
+        flags=_flags(raw.get("flags", {}), env_names),
+    )
 
 
 def _flags(raw: Any, env_names: list[str]) -> FlagsConfig:
-    found = _table("flags", raw, {
-        "path": (str, False), "environment": (str, False), "deploy_command": (str, False),
-        "endpoint": (str, False), "verify_seconds": (float, False), "required": (int, False),
-        "approvers": (list, False), "allow_self_approval": (bool, False), "env": (dict, False),
-        "pass_env": (list, False)})
+    found = _table(
+        "flags",
+        raw,
+        {
+            "path": (str, False),
+            "environment": (str, False),
+            "deploy_command": (str, False),
+            "endpoint": (str, False),
+            "verify_seconds": (float, False),
+            "required": (int, False),
+            "approvers": (list, False),
+            "allow_self_approval": (bool, False),
+            "env": (dict, False),
+            "pass_env": (list, False),
+        },
+    )
     found["command_env"] = _command_env("flags", found.pop("env", {}), found.pop("pass_env", []))
     path = found.get("path", "data/feature-flags.toml")
     if not path.strip() or path.startswith("/") or ".." in Path(path).parts:
-        raise ConfigError("flags.path", "must be a path inside the repository, like "
-                          f"\"data/feature-flags.toml\", got \"{path}\"")
+        raise ConfigError(
+            "flags.path",
+            f'must be a path inside the repository, like "data/feature-flags.toml", got "{path}"',
+        )
     if "environment" in found and found["environment"] not in env_names:
-        raise ConfigError("flags.environment", f"\"{found['environment']}\" is not an "
-                          f"environment (environments: {', '.join(env_names)})")
+        raise ConfigError(
+            "flags.environment",
+            f'"{found["environment"]}" is not an '
+            f"environment (environments: {', '.join(env_names)})",
+        )
     if "endpoint" in found and not found["endpoint"].startswith("/"):
-        raise ConfigError("flags.endpoint", f"must start with /, like \"/flags\", got "
-                          f"\"{found['endpoint']}\"")
+        raise ConfigError(
+            "flags.endpoint", f'must start with /, like "/flags", got "{found["endpoint"]}"'
+        )
     if "verify_seconds" in found:
         _positive("flags.verify_seconds", found["verify_seconds"])
-    policy_table = {k: found.pop(k) for k in ("required", "approvers", "allow_self_approval")
-                    if k in found}
-    policy = _policy("flags", policy_table, {"required": (int, False),
-                                             "approvers": (list, False),
-                                             "allow_self_approval": (bool, False)}, minimum=0)
+    policy_table = {
+        k: found.pop(k) for k in ("required", "approvers", "allow_self_approval") if k in found
+    }
+    policy = _policy(
+        "flags",
+        policy_table,
+        {
+            "required": (int, False),
+            "approvers": (list, False),
+            "allow_self_approval": (bool, False),
+        },
+        minimum=0,
+    )
     return FlagsConfig(policy=policy, **found)
 
 
@@ -463,43 +565,69 @@ def _checks(env_key: str, env_url: str, raw: list[Any]) -> tuple[CheckConfig, ..
     checks: list[CheckConfig] = []
     for i, item in enumerate(raw):
         key = f"{env_key}.checks[{i}]"
-        found = _table(key, item, {
-            "name": (str, True), "path": (str, False), "url": (str, False),
-            "interval_seconds": (float, False), "timeout_seconds": (float, False),
-            "status": (int, False), "max_response_ms": (float, False), "json": (dict, False),
-            "body_contains": (str, False), "version_field": (str, False)})
+        found = _table(
+            key,
+            item,
+            {
+                "name": (str, True),
+                "path": (str, False),
+                "url": (str, False),
+                "interval_seconds": (float, False),
+                "timeout_seconds": (float, False),
+                "status": (int, False),
+                "max_response_ms": (float, False),
+                "json": (dict, False),
+                "body_contains": (str, False),
+                "version_field": (str, False),
+            },
+        )
         if not GATE_ID.fullmatch(found["name"]):
-            raise ConfigError(f"{key}.name", "must be lowercase letters, digits, - or _ "
-                              f"(like \"health\"), got \"{found['name']}\"")
+            raise ConfigError(
+                f"{key}.name",
+                f'must be lowercase letters, digits, - or _ (like "health"), got "{found["name"]}"',
+            )
         if any(c.name == found["name"] for c in checks):
-            raise ConfigError(f"{key}.name", f"\"{found['name']}\" is defined twice")
+            raise ConfigError(f"{key}.name", f'"{found["name"]}" is defined twice')
         if ("path" in found) == ("url" in found):
-            raise ConfigError(key, "needs either `path = \"/health\"` (joined to the "
-                              "environment's url) or a full `url = \"https://…\"`")
+            raise ConfigError(
+                key,
+                'needs either `path = "/health"` (joined to the '
+                'environment\'s url) or a full `url = "https://…"`',
+            )
         if "path" in found:
             if not env_url:
-                raise ConfigError(f"{key}.path", "the environment has no `url` to join it to; "
-                                  "set the environment's url or give the check a full url")
+                raise ConfigError(
+                    f"{key}.path",
+                    "the environment has no `url` to join it to; "
+                    "set the environment's url or give the check a full url",
+                )
             if not found["path"].startswith("/"):
-                raise ConfigError(f"{key}.path", f"must start with /, like \"/health\", got "
-                                  f"\"{found['path']}\"")
+                raise ConfigError(
+                    f"{key}.path", f'must start with /, like "/health", got "{found["path"]}"'
+                )
             url = env_url.rstrip("/") + found.pop("path")
         else:
             url = found.pop("url")
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{key}.url" if "url" in item else f"{env_key}.url",
-                              f"must be an http:// or https:// URL, got \"{url}\"")
+            raise ConfigError(
+                f"{key}.url" if "url" in item else f"{env_key}.url",
+                f'must be an http:// or https:// URL, got "{url}"',
+            )
         for name in ("interval_seconds", "timeout_seconds", "max_response_ms"):
             if name in found:
                 _positive(f"{key}.{name}", found[name])
         if "status" in found and not 100 <= found["status"] <= 599:
-            raise ConfigError(f"{key}.status", f"must be an HTTP status (100-599), got "
-                              f"{found['status']}")
+            raise ConfigError(
+                f"{key}.status", f"must be an HTTP status (100-599), got {found['status']}"
+            )
         expected = found.pop("json", {})
         for path, value in expected.items():
             if isinstance(value, dict | list):
-                raise ConfigError(f"{key}.json.{path}", "must be a string, number or "
-                                  "true/false; nest with dotted keys: \"db.status\" = \"ok\"")
+                raise ConfigError(
+                    f"{key}.json.{path}",
+                    "must be a string, number or "
+                    'true/false; nest with dotted keys: "db.status" = "ok"',
+                )
         for name in ("body_contains", "version_field"):
             if name in found:
                 _nonempty(f"{key}.{name}", found[name])
@@ -508,15 +636,27 @@ def _checks(env_key: str, env_url: str, raw: list[Any]) -> tuple[CheckConfig, ..
 
 
 def _monitoring(raw: Any) -> MonitoringConfig:
-    found = _table("monitoring", raw, {
-        "tick_seconds": (float, False), "concurrency": (int, False),
-        "failures_to_alert": (int, False), "successes_to_resolve": (int, False),
-        "reminder_seconds": (float, False), "oncall": (list, False), "history": (int, False),
-        "error_rate_percent": (float, False), "error_rate_samples": (int, False),
-        "latency_samples": (int, False), "warning_degradation_percent": (float, False),
-        "critical_degradation_percent": (float, False),
-        "degradation_floor_ms": (float, False), "window_seconds": (float, False),
-        "window_interval_seconds": (float, False)})
+    found = _table(
+        "monitoring",
+        raw,
+        {
+            "tick_seconds": (float, False),
+            "concurrency": (int, False),
+            "failures_to_alert": (int, False),
+            "successes_to_resolve": (int, False),
+            "reminder_seconds": (float, False),
+            "oncall": (list, False),
+            "history": (int, False),
+            "error_rate_percent": (float, False),
+            "error_rate_samples": (int, False),
+            "latency_samples": (int, False),
+            "warning_degradation_percent": (float, False),
+            "critical_degradation_percent": (float, False),
+            "degradation_floor_ms": (float, False),
+            "window_seconds": (float, False),
+            "window_interval_seconds": (float, False),
+        },
+    )
     for name, value in found.items():
         if name in ("oncall", "degradation_floor_ms"):
             continue
@@ -528,42 +668,63 @@ def _monitoring(raw: Any) -> MonitoringConfig:
     warning = found.get("warning_degradation_percent", 20.0)
     critical = found.get("critical_degradation_percent", 50.0)
     if warning >= critical:
-        raise ConfigError("monitoring.warning_degradation_percent",
-                          f"must be below critical_degradation_percent ({critical:g})")
+        raise ConfigError(
+            "monitoring.warning_degradation_percent",
+            f"must be below critical_degradation_percent ({critical:g})",
+        )
     if found.get("history", 1000) < found.get("error_rate_samples", 100):
         raise ConfigError("monitoring.history", "must keep at least error_rate_samples results")
     oncall = found.get("oncall", [])
     for i, who in enumerate(oncall):
         if not isinstance(who, str) or not _APPROVER.fullmatch(who):
-            raise ConfigError(f"monitoring.oncall[{i}]", "must be a Slack user ID (U… or W…) "
-                              f"or user-group ID (S…), got {_describe(who)}")
+            raise ConfigError(
+                f"monitoring.oncall[{i}]",
+                f"must be a Slack user ID (U… or W…) or user-group ID (S…), got {_describe(who)}",
+            )
     found["oncall"] = tuple(oncall)
     return MonitoringConfig(**found)
 
 
 def _hotfix(raw: Any, gate_ids: list[str]) -> HotfixConfig:
-    found = _table("hotfix", raw, {
-        "branches": (list, False), "gates": (list, False), "required": (int, False),
-        "approvers": (list, False), "allow_no_approvals": (bool, False)})
+    found = _table(
+        "hotfix",
+        raw,
+        {
+            "branches": (list, False),
+            "gates": (list, False),
+            "required": (int, False),
+            "approvers": (list, False),
+            "allow_no_approvals": (bool, False),
+        },
+    )
     for i, pattern in enumerate(found.get("branches", [])):
         if not isinstance(pattern, str) or not pattern.strip():
-            raise ConfigError(f"hotfix.branches[{i}]", "must be a branch name or pattern "
-                              "like \"hotfix/*\"")
+            raise ConfigError(
+                f"hotfix.branches[{i}]", 'must be a branch name or pattern like "hotfix/*"'
+            )
     gates = found.get("gates")
     for i, gate in enumerate(gates or []):
         if gate not in gate_ids:
-            raise ConfigError(f"hotfix.gates[{i}]", f"{_describe(gate)} is not a gate id "
-                              f"(gates: {', '.join(gate_ids)})")
+            raise ConfigError(
+                f"hotfix.gates[{i}]",
+                f"{_describe(gate)} is not a gate id (gates: {', '.join(gate_ids)})",
+            )
     allow_none = found.pop("allow_no_approvals", False)
     if found.get("required", 1) == 0 and not allow_none:
-        raise ConfigError("hotfix.required", "0 approvals needs `allow_no_approvals = true` "
-                          "as well, so nobody turns approvals off by accident")
+        raise ConfigError(
+            "hotfix.required",
+            "0 approvals needs `allow_no_approvals = true` "
+            "as well, so nobody turns approvals off by accident",
+        )
     policy_table = {k: found[k] for k in ("required", "approvers") if k in found}
-    policy = _policy("hotfix", policy_table, {"required": (int, False),
-                                              "approvers": (list, False)}, minimum=0)
-    return HotfixConfig(branches=tuple(found.get("branches", [])),
-                        gates=tuple(gates) if gates is not None else None, policy=policy)
-
+    policy = _policy(
+        "hotfix", policy_table, {"required": (int, False), "approvers": (list, False)}, minimum=0
+    )
+    return HotfixConfig(
+        branches=tuple(found.get("branches", [])),
+        gates=tuple(gates) if gates is not None else None,
+        policy=policy,
+    )
 
 
 _APPROVER = re.compile(r"^[UWS][A-Z0-9]{2,}$")
@@ -579,11 +740,12 @@ def _env_name(key: str, name: Any) -> str:
         raise ConfigError(key, f"{_describe(name)} is not an environment variable name")
     upper = name.upper()
     if upper.startswith(_SECRET_PREFIXES):
-        raise ConfigError(key, f"\"{name}\" is a secret or setting of the bot; deploy and "
-                          "gate commands never get it")
+        raise ConfigError(
+            key,
+            f'"{name}" is a secret or setting of the bot; deploy and gate commands never get it',
+        )
     if upper.startswith(_RESERVED_PREFIXES):
-        raise ConfigError(key, f"\"{name}\" is set by the bot itself (RELEASE_*, FLAG_*, "
-                          "FLAGS_*)")
+        raise ConfigError(key, f'"{name}" is set by the bot itself (RELEASE_*, FLAG_*, FLAGS_*)')
     return name
 
 
@@ -607,14 +769,16 @@ def _check_run_as(user: str) -> None:
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        raise ConfigError("worker.run_as", f"there is no user \"{user}\" on this machine") \
-            from None
+        raise ConfigError("worker.run_as", f'there is no user "{user}" on this machine') from None
     if entry.pw_uid == 0:
         raise ConfigError("worker.run_as", "must not be root: the point is another user")
     if os.geteuid() != 0:
-        raise ConfigError("worker.run_as", f"the bot runs as uid {os.geteuid()}, not root, "
-                          f"so it cannot run commands as \"{user}\"; leave run_as out (its "
-                          "commands then run as the bot's own user)")
+        raise ConfigError(
+            "worker.run_as",
+            f"the bot runs as uid {os.geteuid()}, not root, "
+            f'so it cannot run commands as "{user}"; leave run_as out (its '
+            "commands then run as the bot's own user)",
+        )
 
 
 def _approvals(raw: Any, env_names: list[str]) -> dict[str, ApprovalPolicy]:
@@ -624,16 +788,25 @@ def _approvals(raw: Any, env_names: list[str]) -> dict[str, ApprovalPolicy]:
     for env, table in raw.items():
         key = f"approvals.{env}"
         if env not in env_names:
-            raise ConfigError(key, f"\"{env}\" is not an environment "
-                              f"(environments: {', '.join(env_names)})")
-        policies[env] = _policy(key, table, {
-            "required": (int, False), "approvers": (list, False),
-            "allow_self_approval": (bool, False), "valid_hours": (float, False)})
+            raise ConfigError(
+                key, f'"{env}" is not an environment (environments: {", ".join(env_names)})'
+            )
+        policies[env] = _policy(
+            key,
+            table,
+            {
+                "required": (int, False),
+                "approvers": (list, False),
+                "allow_self_approval": (bool, False),
+                "valid_hours": (float, False),
+            },
+        )
     return policies
 
 
-def _policy(key: str, table: Any, schema: Mapping[str, tuple[type, bool]],
-            minimum: int = 1) -> ApprovalPolicy:
+def _policy(
+    key: str, table: Any, schema: Mapping[str, tuple[type, bool]], minimum: int = 1
+) -> ApprovalPolicy:
     found = _table(key, table, schema)
     if found.get("required", 1) < minimum:
         raise ConfigError(f"{key}.required", f"must be at least {minimum}")
@@ -642,9 +815,12 @@ def _policy(key: str, table: Any, schema: Mapping[str, tuple[type, bool]],
     approvers = found.get("approvers", [])
     for i, who in enumerate(approvers):
         if not isinstance(who, str) or not _APPROVER.fullmatch(who):
-            raise ConfigError(f"{key}.approvers[{i}]", "must be a Slack user ID (U… or "
-                              f"W…) or user-group ID (S…), got {_describe(who)}; names "
-                              "change, IDs do not")
+            raise ConfigError(
+                f"{key}.approvers[{i}]",
+                "must be a Slack user ID (U… or "
+                f"W…) or user-group ID (S…), got {_describe(who)}; names "
+                "change, IDs do not",
+            )
     found["approvers"] = tuple(approvers)
     return ApprovalPolicy(**found)
 

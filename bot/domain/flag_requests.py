@@ -50,8 +50,9 @@ class FlagRequest:
     @property
     def change(self) -> FlagChange:
         operation = "set" if self.operation == "ramp" else as_operation(self.operation)
-        return FlagChange(operation, self.name, percentage=self.percentage,
-                          description=self.description)
+        return FlagChange(
+            operation, self.name, percentage=self.percentage, description=self.description
+        )
 
     @property
     def ramp(self) -> bool:
@@ -75,11 +76,17 @@ class FlagRequest:
         return cls(**fields)
 
 
-def new_request(actor: Actor, operation: str, name: str, now: float,
-                **fields: Any) -> FlagRequest:
-    return FlagRequest(id=secrets.token_hex(6), operation=operation, name=name,
-                       requester=actor.user_id, requester_name=actor.user_name,
-                       created_at=now, channel=actor.channel, **fields)
+def new_request(actor: Actor, operation: str, name: str, now: float, **fields: Any) -> FlagRequest:
+    return FlagRequest(
+        id=secrets.token_hex(6),
+        operation=operation,
+        name=name,
+        requester=actor.user_id,
+        requester_name=actor.user_name,
+        created_at=now,
+        channel=actor.channel,
+        **fields,
+    )
 
 
 def describe(flag: Flag | None) -> str:
@@ -93,8 +100,10 @@ def check_ramp(request: FlagRequest, flag: Flag | None) -> None:
         raise FlagsError(f"There is no flag `{request.name}`; `/flag create` it first.")
     now = flag.rollout_percentage if flag.enabled else 0
     if request.steps[0] <= now:
-        raise FlagsError(f"A ramp only goes up, and `{request.name}` is at {now}% already; "
-                         f"start above it, like `{now + 10 if now < 90 else 100}`.")
+        raise FlagsError(
+            f"A ramp only goes up, and `{request.name}` is at {now}% already; "
+            f"start above it, like `{now + 10 if now < 90 else 100}`."
+        )
 
 
 # --- approvals -----------------------------------------------------------------------------
@@ -114,14 +123,27 @@ def flag_policy(config: Config) -> ApprovalPolicy:
     return replace(config.flags.policy, valid_hours=math.inf)
 
 
-def approve(request: FlagRequest, *, policy: ApprovalPolicy, user_id: str, user_name: str,
-            now: float, is_approver: bool) -> Verdict:
+def approve(
+    request: FlagRequest,
+    *,
+    policy: ApprovalPolicy,
+    user_id: str,
+    user_name: str,
+    now: float,
+    is_approver: bool,
+) -> Verdict:
     """Record an approval if the policy accepts it; the request is approved once it has them
     all. Nothing changes when the verdict refuses."""
-    verdict = approval_policy.consider(policy, request.approvals, user_id=user_id,
-                                       user_name=user_name, now=now,
-                                       requester=request.requester, is_approver=is_approver,
-                                       is_open=request.status == "awaiting approval")
+    verdict = approval_policy.consider(
+        policy,
+        request.approvals,
+        user_id=user_id,
+        user_name=user_name,
+        now=now,
+        requester=request.requester,
+        is_approver=is_approver,
+        is_open=request.status == "awaiting approval",
+    )
     if verdict.accepted:
         request.approvals = list(verdict.approvals)
         if verdict.met:
@@ -153,16 +175,32 @@ class Ramp:
 
 def ramp_of(request: FlagRequest, now: float) -> Ramp:
     """The ramp an approved ramp request starts: its first step is due at once."""
-    return Ramp(name=request.name, request=request.id, steps=request.steps,
-                every_seconds=request.every_seconds, next_at=now, expect=request.before)
+    return Ramp(
+        name=request.name,
+        request=request.id,
+        steps=request.steps,
+        every_seconds=request.every_seconds,
+        next_at=now,
+        expect=request.before,
+    )
 
 
 def next_step(ramp: Ramp, request: FlagRequest, *, now: float, before: str) -> FlagRequest:
     """The ramp's next step as a request of its own, approved by the ramp's approvals; it
     reports in the ramp's thread."""
-    return FlagRequest(id=f"{request.id}-{ramp.next_step + 1}", operation="set",
-                       name=ramp.name, requester=request.requester,
-                       requester_name=request.requester_name, created_at=now,
-                       percentage=ramp.steps[ramp.next_step], enable=True,
-                       status="approved", approvals=list(request.approvals), before=before,
-                       channel=request.channel, ts=request.ts, parent=request.id)
+    return FlagRequest(
+        id=f"{request.id}-{ramp.next_step + 1}",
+        operation="set",
+        name=ramp.name,
+        requester=request.requester,
+        requester_name=request.requester_name,
+        created_at=now,
+        percentage=ramp.steps[ramp.next_step],
+        enable=True,
+        status="approved",
+        approvals=list(request.approvals),
+        before=before,
+        channel=request.channel,
+        ts=request.ts,
+        parent=request.id,
+    )

@@ -67,34 +67,45 @@ def _parse(text: str, path: str) -> tomlkit.TOMLDocument:
     try:
         return tomlkit.parse(text)
     except TOMLKitError as exc:
-        raise FlagsError(f"`{path}` in the repository is not valid TOML ({exc}); fix it "
-                         "there first. I changed nothing.") from None
+        raise FlagsError(
+            f"`{path}` in the repository is not valid TOML ({exc}); fix it "
+            "there first. I changed nothing."
+        ) from None
 
 
 def _table(document: tomlkit.TOMLDocument, path: str) -> Any:
     flags = document.get("flags", {})
     if not isinstance(flags, dict):
-        raise FlagsError(f"`flags` in `{path}` must be a table of flags, like "
-                         "`[flags.new_infrastructure]`. I changed nothing.")
+        raise FlagsError(
+            f"`flags` in `{path}` must be a table of flags, like "
+            "`[flags.new_infrastructure]`. I changed nothing."
+        )
     return flags
 
 
 def _flag(name: str, table: Any, path: str) -> Flag:
     where = f"`flags.{name}` in `{path}`"
     if not isinstance(table, dict):
-        raise FlagsError(f"{where} must be a table with `enabled` and `rollout_percentage`. "
-                         "I changed nothing.")
+        raise FlagsError(
+            f"{where} must be a table with `enabled` and `rollout_percentage`. I changed nothing."
+        )
     enabled = table.get("enabled", False)
     percentage = table.get("rollout_percentage", 0)
     if not isinstance(enabled, bool):
         raise FlagsError(f"{where}: `enabled` must be true or false. I changed nothing.")
-    if isinstance(percentage, bool) or not isinstance(percentage, int) \
-            or not 0 <= percentage <= 100:
-        raise FlagsError(f"{where}: `rollout_percentage` must be a whole number from 0 to "
-                         "100. I changed nothing.")
+    if (
+        isinstance(percentage, bool)
+        or not isinstance(percentage, int)
+        or not 0 <= percentage <= 100
+    ):
+        raise FlagsError(
+            f"{where}: `rollout_percentage` must be a whole number from 0 to "
+            "100. I changed nothing."
+        )
     description = table.get("description", "")
-    return Flag(name=name, enabled=enabled, rollout_percentage=int(percentage),
-                description=str(description))
+    return Flag(
+        name=name, enabled=enabled, rollout_percentage=int(percentage), description=str(description)
+    )
 
 
 def apply(text: str, change: FlagChange, path: str = "data/feature-flags.toml") -> str:
@@ -114,8 +125,10 @@ def apply(text: str, change: FlagChange, path: str = "data/feature-flags.toml") 
         return tomlkit.dumps(document)
     if change.name not in flags:
         known = ", ".join(f"`{n}`" for n in sorted(flags)) or "none yet"
-        raise FlagsError(f"There is no flag `{change.name}` (flags: {known}). "
-                         f"`/flag create {change.name} --description \"…\"` makes one.")
+        raise FlagsError(
+            f"There is no flag `{change.name}` (flags: {known}). "
+            f'`/flag create {change.name} --description "…"` makes one.'
+        )
     table = document["flags"][change.name]
     if change.operation == "enable":
         table["enabled"] = True
@@ -132,8 +145,11 @@ def raises_exposure(before: Flag | None, change: FlagChange) -> bool:
     if change.operation == "enable":
         return before is not None and not before.enabled and before.rollout_percentage > 0
     if change.operation == "set":
-        return (before is not None and before.enabled
-                and (change.percentage or 0) > before.rollout_percentage)
+        return (
+            before is not None
+            and before.enabled
+            and (change.percentage or 0) > before.rollout_percentage
+        )
     return False
 
 
@@ -146,10 +162,11 @@ def site_report(body: str, name: str, expected: Flag) -> tuple[str, bool]:
     entry = flags.get(name) if isinstance(flags, dict) else None
     if not isinstance(entry, dict):
         return "the flag missing", False
-    seen = (f"{'on' if entry.get('enabled') else 'off'}, "
-            f"{entry.get('rollout_percentage', 0)}%")
-    return seen, (entry.get("enabled") == expected.enabled
-                  and entry.get("rollout_percentage") == expected.rollout_percentage)
+    seen = f"{'on' if entry.get('enabled') else 'off'}, {entry.get('rollout_percentage', 0)}%"
+    return seen, (
+        entry.get("enabled") == expected.enabled
+        and entry.get("rollout_percentage") == expected.rollout_percentage
+    )
 
 
 MAX_RAMP_INTERVAL = 30 * 86400
@@ -159,15 +176,19 @@ _PERCENT = re.compile(r"[0-9]{1,3}")  # ASCII digits only: str.isdigit() admits 
 def parse_percentage(word: str) -> int:
     value = word.rstrip("%")
     if not _PERCENT.fullmatch(value) or not 0 <= int(value) <= 100:
-        raise FlagsError(f"`{word}` is not a percentage; use a whole number from 0 to 100, "
-                         "like `/flag set new_infrastructure 10`.")
+        raise FlagsError(
+            f"`{word}` is not a percentage; use a whole number from 0 to 100, "
+            "like `/flag set new_infrastructure 10`."
+        )
     return int(value)
 
 
 def check_name(name: str) -> str:
     if not FLAG_NAME.fullmatch(name):
-        raise FlagsError(f"`{name}` is not a flag name; use lowercase letters, digits and _ "
-                         "(like `new_infrastructure`).")
+        raise FlagsError(
+            f"`{name}` is not a flag name; use lowercase letters, digits and _ "
+            "(like `new_infrastructure`)."
+        )
     return name
 
 
@@ -175,12 +196,15 @@ def parse_steps(text: str) -> list[int]:
     """`10,50,100`: percentages that only go up."""
     steps = [parse_percentage(word.strip()) for word in text.split(",") if word.strip()]
     if not steps:
-        raise FlagsError("A ramp needs its steps, like `/flag ramp new_infrastructure "
-                         "10,50,100 --every 1h`.")
+        raise FlagsError(
+            "A ramp needs its steps, like `/flag ramp new_infrastructure 10,50,100 --every 1h`."
+        )
     for lower, higher in itertools.pairwise(steps):
         if higher <= lower:
-            raise FlagsError(f"A ramp only goes up: {higher}% after {lower}%. To lower a "
-                             "flag, `/flag set` it (or `/flag disable` it at once).")
+            raise FlagsError(
+                f"A ramp only goes up: {higher}% after {lower}%. To lower a "
+                "flag, `/flag set` it (or `/flag disable` it at once)."
+            )
     return steps
 
 
@@ -200,6 +224,8 @@ def parse_duration(text: str) -> float:
 def new_flags_ready(candidate: dict[str, Flag], live: dict[str, Flag]) -> list[str]:
     """The "Feature flags ready" gate: a flag new in the candidate starts off, at 0%.
     Returns the problems; [] means ready."""
-    return [f"`{name}` is new and starts {flag.summary}; new flags must start off, at 0%"
-            for name, flag in sorted(candidate.items())
-            if name not in live and (flag.enabled or flag.rollout_percentage > 0)]
+    return [
+        f"`{name}` is new and starts {flag.summary}; new flags must start off, at 0%"
+        for name, flag in sorted(candidate.items())
+        if name not in live and (flag.enabled or flag.rollout_percentage > 0)
+    ]

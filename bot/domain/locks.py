@@ -40,7 +40,6 @@ def parse_lock(raw: str | bytes | None) -> LockInfo | None:
     return None if raw is None else LockInfo(**json.loads(raw))
 
 
-
 class LockRefused(Exception):
     """Taking or removing a lock is not allowed; the message says why and what would work."""
 
@@ -52,8 +51,10 @@ def check_take(current: LockInfo | None, user: str, force: bool) -> None:
     if current.kind == "deploy":
         raise LockRefused("a deploy is running there; lock it when the deploy has finished")
     if not force:
-        raise LockRefused("it is already locked; add `--force` to take the lock over "
-                          "(this is announced in the channel and audited)")
+        raise LockRefused(
+            "it is already locked; add `--force` to take the lock over "
+            "(this is announced in the channel and audited)"
+        )
 
 
 def check_release(current: LockInfo | None, user: str, force: bool) -> None:
@@ -64,5 +65,7 @@ def check_release(current: LockInfo | None, user: str, force: bool) -> None:
     if current.kind == "deploy":
         raise LockRefused("a deploy is running there; its lock goes when the deploy ends")
     if current.kind == "manual" and current.holder != user and not force:
-        raise LockRefused("someone else holds the lock; add `--force` to unlock it anyway "
-                          "(this is announced in the channel and audited)")
+        raise LockRefused(
+            "someone else holds the lock; add `--force` to unlock it anyway "
+            "(this is announced in the channel and audited)"
+        )

@@ -135,21 +135,45 @@ def _gate(data: dict[str, Any]) -> Gate:
     return Gate(**data)
 
 
-def new_release(config: Config, *, version: str, tag: str, sha: str, requester: str,
-                requester_name: str, description: str, issue: str | None,
-                now: float, kind: str = "rc") -> Release:
+def new_release(
+    config: Config,
+    *,
+    version: str,
+    tag: str,
+    sha: str,
+    requester: str,
+    requester_name: str,
+    description: str,
+    issue: str | None,
+    now: float,
+    kind: str = "rc",
+) -> Release:
     wanted = config.hotfix.gates if kind == "hotfix" else None
-    gates = [Gate(id=g.id, name=g.name, stage=g.stage, automatic=g.automatic)
-             for g in config.gates if wanted is None or g.id in wanted]
-    return Release(version=version, tag=tag, sha=sha, requester=requester,
-                   requester_name=requester_name, description=description, issue=issue,
-                   created_at=now, gates=gates, kind=kind)
+    gates = [
+        Gate(id=g.id, name=g.name, stage=g.stage, automatic=g.automatic)
+        for g in config.gates
+        if wanted is None or g.id in wanted
+    ]
+    return Release(
+        version=version,
+        tag=tag,
+        sha=sha,
+        requester=requester,
+        requester_name=requester_name,
+        description=description,
+        issue=issue,
+        created_at=now,
+        gates=gates,
+        kind=kind,
+    )
 
 
 # --- transitions -------------------------------------------------------------------------------
 
-def activate(release: Release, *, channel: str | None = None,
-             message_ts: str | None = None) -> None:
+
+def activate(
+    release: Release, *, channel: str | None = None, message_ts: str | None = None
+) -> None:
     if release.phase != "creating":
         raise TransitionError(f"{release.version} is already {release.phase}")
     release.phase = "active"
@@ -160,15 +184,18 @@ def activate(release: Release, *, channel: str | None = None,
 def queue_deploy(release: Release, environment: str, deploy_id: str, now: float) -> Deploy:
     current = release.deploys.get(environment)
     if current is not None and current.status in ("queued", "running"):
-        raise TransitionError(f"{release.version} is already {current.status} "
-                              f"for {environment}")
+        raise TransitionError(f"{release.version} is already {current.status} for {environment}")
     deploy = Deploy(environment=environment, id=deploy_id, queued_at=now)
     release.deploys[environment] = deploy
     # A new deploy means the gates of that environment must be checked again.
     for gate in release.gates_of(environment):
         if gate.automatic:
             gate.status, gate.started_at, gate.finished_at, gate.detail = (
-                "pending", None, None, "")
+                "pending",
+                None,
+                None,
+                "",
+            )
     return deploy
 
 
@@ -195,12 +222,16 @@ def block_deploy(release: Release, deploy_id: str, now: float, detail: str) -> D
     return deploy
 
 
-def finish_deploy(release: Release, deploy_id: str, now: float, *, ok: bool,
-                  detail: str = "") -> Deploy:
+def finish_deploy(
+    release: Release, deploy_id: str, now: float, *, ok: bool, detail: str = ""
+) -> Deploy:
     """The worker's own outcome; it replaces a "lost" verdict that came first."""
     deploy = find_deploy(release, deploy_id)
-    if deploy.finished_at == now and deploy.status == ("succeeded" if ok else "failed") \
-            and not deploy.lost:
+    if (
+        deploy.finished_at == now
+        and deploy.status == ("succeeded" if ok else "failed")
+        and not deploy.lost
+    ):
         raise NoChange(f"deploy {deploy_id} is already recorded as {deploy.status}")
     if deploy.status != "running" and not (deploy.status == "failed" and deploy.lost):
         raise TransitionError(f"deploy {deploy_id} is {deploy.status}, not running")
@@ -227,8 +258,7 @@ def start_gate(release: Release, gate_id: str, now: float) -> Gate:
     return gate
 
 
-def finish_gate(release: Release, gate_id: str, now: float, *, ok: bool,
-                detail: str = "") -> Gate:
+def finish_gate(release: Release, gate_id: str, now: float, *, ok: bool, detail: str = "") -> Gate:
     gate = release.gate(gate_id)
     if gate.status != "running":
         raise TransitionError(f"gate {gate_id} is {gate.status}, not running")

@@ -57,8 +57,9 @@ class RollbackRequest:
 # counts as one approval if they are an approver (in an emergency, one approver can act alone
 # unless the config asks for more), and approvals do not expire ([rollback] has no valid_hours):
 # a request waits until it is approved.
-_ANY_ROLLBACK = ApprovalPolicy(required=1, approvers=(), allow_self_approval=True,
-                               valid_hours=math.inf)
+_ANY_ROLLBACK = ApprovalPolicy(
+    required=1, approvers=(), allow_self_approval=True, valid_hours=math.inf
+)
 
 
 def rollback_policy(config: Config, environment: str) -> ApprovalPolicy:
@@ -68,8 +69,9 @@ def rollback_policy(config: Config, environment: str) -> ApprovalPolicy:
     return replace(_ANY_ROLLBACK, required=base.required, approvers=approvers)
 
 
-def choose_target(history: list[dict[str, str]], environment: str,
-                  to: str | None, prefix: str) -> dict[str, str]:
+def choose_target(
+    history: list[dict[str, str]], environment: str, to: str | None, prefix: str
+) -> dict[str, str]:
     """The deploy to go back to: the one named, or the one before the current."""
     if not history:
         raise Refusal(f"nothing was ever deployed to {environment} by the bot")
@@ -79,24 +81,32 @@ def choose_target(history: list[dict[str, str]], environment: str,
             if entry["sha"] != current["sha"]:
                 return entry
         raise Refusal(f"{environment} has no earlier version to go back to")
-    wanted = to[len(prefix):] if prefix and to.startswith(prefix) else to
+    wanted = to[len(prefix) :] if prefix and to.startswith(prefix) else to
     for entry in history[1:]:
         if wanted in (entry["version"], entry["tag"]):
             return entry
     if wanted in (current["version"], current["tag"]):
         raise Refusal(f"{environment} already runs {to}")
-    raise Refusal(f"{to} was never deployed to {environment}; `/release status` shows "
-                  "what runs where")
+    raise Refusal(
+        f"{to} was never deployed to {environment}; `/release status` shows what runs where"
+    )
 
 
-def approve(request: RollbackRequest, *, user_id: str, user_name: str, now: float,
-            eligible: bool) -> None:
+def approve(
+    request: RollbackRequest, *, user_id: str, user_name: str, now: float, eligible: bool
+) -> None:
     # Of a rollback's policy only the approvers (handed in as `eligible`) and the count (for
     # `ready`) depend on the environment; whether one approval is accepted does not.
-    verdict = approval_policy.consider(_ANY_ROLLBACK, request.approvals, user_id=user_id,
-                                       user_name=user_name, now=now,
-                                       requester=request.requester, is_approver=eligible,
-                                       is_open=request.status == "waiting")
+    verdict = approval_policy.consider(
+        _ANY_ROLLBACK,
+        request.approvals,
+        user_id=user_id,
+        user_name=user_name,
+        now=now,
+        requester=request.requester,
+        is_approver=eligible,
+        is_open=request.status == "waiting",
+    )
     if verdict.refused == "not open":
         raise NoChange(f"this rollback is already {request.status}")
     if verdict.refused == "not an approver":
@@ -146,4 +156,3 @@ def report_lost(request: RollbackRequest, *, now: float) -> None:
     request.status = "failed"
     request.finished_at = now
     request.lost = True
-

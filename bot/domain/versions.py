@@ -55,13 +55,13 @@ def parse_tag(tag: str, prefix: str) -> ReleaseVersion | None:
     """The version a tag names, or None when the tag is not of the bot's form."""
     if not tag.startswith(prefix):
         return None
-    match = re.fullmatch(_CORE + r"(?:-(rc\.\d+))?", tag[len(prefix):])
+    match = re.fullmatch(_CORE + r"(?:-(rc\.\d+))?", tag[len(prefix) :])
     if match is None:
         return None
     pre = match.group(4)
     if pre is not None and not _RC.fullmatch(pre):
         return None  # e.g. "rc.01": not a form the bot writes
-    return ReleaseVersion(semver.Version.parse(tag[len(prefix):]))
+    return ReleaseVersion(semver.Version.parse(tag[len(prefix) :]))
 
 
 def release_versions(tags: Iterable[str], prefix: str) -> list[ReleaseVersion]:
@@ -96,7 +96,8 @@ def next_candidate(tags: Iterable[str], prefix: str, bump: Bump | None = None) -
             raise VersionError(
                 f"{pending_base.tag(prefix)} already has candidates; --bump {bump} would give "
                 f"{prefix}{target}, which is lower. Leave out --bump to continue "
-                f"{pending_base.tag(prefix)}, or use a larger bump.")
+                f"{pending_base.tag(prefix)}, or use a larger bump."
+            )
 
     rc_numbers = [v.rc_number or 0 for v in pending if v.version.finalize_version() == target]
     return ReleaseVersion(target.replace(prerelease=f"rc.{max(rc_numbers, default=0) + 1}"))
@@ -110,20 +111,27 @@ def _bump(version: semver.Version, bump: Bump) -> semver.Version:
     return version.bump_patch()
 
 
-def next_hotfix(live: str | None, tags: Iterable[str], prefix: str,
-                environment: str) -> ReleaseVersion:
+def next_hotfix(
+    live: str | None, tags: Iterable[str], prefix: str, environment: str
+) -> ReleaseVersion:
     """A patch of what runs in `environment` (0.15.0 -> 0.15.1-rc.N), N after any existing
     candidates of that patch."""
     if not live:
-        raise VersionError(f"Nothing the bot deployed runs in {environment}, so there is "
-                           "nothing to hotfix; use `/release rc`.")
+        raise VersionError(
+            f"Nothing the bot deployed runs in {environment}, so there is "
+            "nothing to hotfix; use `/release rc`."
+        )
     try:
         base = semver.Version.parse(live).finalize_version().bump_patch()
     except ValueError:
-        raise VersionError(f"{environment} runs {live}, which is not a version I can "
-                           "patch") from None
+        raise VersionError(
+            f"{environment} runs {live}, which is not a version I can patch"
+        ) from None
     while ReleaseVersion(base) in set(release_versions(tags, prefix)):
         base = base.bump_patch()  # that patch is already final: the next one
-    numbers = [v.rc_number or 0 for v in release_versions(tags, prefix)
-               if v.is_candidate and v.version.finalize_version() == base]
+    numbers = [
+        v.rc_number or 0
+        for v in release_versions(tags, prefix)
+        if v.is_candidate and v.version.finalize_version() == base
+    ]
     return ReleaseVersion(base.replace(prerelease=f"rc.{max(numbers, default=0) + 1}"))

@@ -27,30 +27,42 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="releasebot", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve_cmd = sub.add_parser("serve", help="run the bot")
-    serve_cmd.add_argument("--config", help="config file (default $RELEASEBOT_CONFIG or "
-                           "./releasebot.toml)")
+    serve_cmd.add_argument(
+        "--config", help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml)"
+    )
     serve_cmd.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
     serve_cmd.add_argument("--host", default="0.0.0.0", help="HTTP address (default 0.0.0.0)")
-    serve_cmd.add_argument("--role", choices=ROLES, default="all",
-                           help="all (default), web, worker or scheduler")
+    serve_cmd.add_argument(
+        "--role", choices=ROLES, default="all", help="all (default), web, worker or scheduler"
+    )
     shell = sub.add_parser("shell", help="try the bot in a terminal, without Slack")
-    shell.add_argument("--config", help="config file (default $RELEASEBOT_CONFIG or "
-                       "./releasebot.toml); not with --demo")
-    shell.add_argument("--demo", action="store_true",
-                       help="make a sample project in a temporary folder and use it")
+    shell.add_argument(
+        "--config",
+        help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml); not with --demo",
+    )
+    shell.add_argument(
+        "--demo", action="store_true", help="make a sample project in a temporary folder and use it"
+    )
     shell.add_argument("--demo-dir", help="make the sample project here instead, and keep it")
-    shell.add_argument("--script", help="play commands from this file and print the "
-                       "transcript (a pipe on stdin works too)")
+    shell.add_argument(
+        "--script",
+        help="play commands from this file and print the transcript (a pipe on stdin works too)",
+    )
     check = sub.add_parser("check-config", help="validate the config file")
-    check.add_argument("--config", help="config file (default $RELEASEBOT_CONFIG or "
-                       "./releasebot.toml)")
+    check.add_argument(
+        "--config", help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml)"
+    )
     audit = sub.add_parser("audit", help="the audit trail (needs REDIS_URL)")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="{export}", required=True)
     export = audit_sub.add_parser("export", help="write the audit trail as JSON lines or CSV")
-    export.add_argument("--since", help="only entries from then on: 2026-11-01, "
-                        "2026-11-01T12:00:00Z, a unix timestamp, or an age like 7d, 12h, 30m")
-    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl",
-                        help="jsonl (default) or csv")
+    export.add_argument(
+        "--since",
+        help="only entries from then on: 2026-11-01, "
+        "2026-11-01T12:00:00Z, a unix timestamp, or an age like 7d, 12h, 30m",
+    )
+    export.add_argument(
+        "--format", choices=("jsonl", "csv"), default="jsonl", help="jsonl (default) or csv"
+    )
     export.add_argument("--output", help="write to this file instead of stdout")
     return parser
 
@@ -67,9 +79,11 @@ def check_config(path: str) -> int:
     config = _load(path)
     envs = " → ".join(e.name for e in config.environments)
     checks = sum(len(e.checks) for e in config.environments)
-    print(f"{path}: OK ({len(config.environments)} environments: {envs}; "
-          f"{len(config.gates)} gates; {checks} health checks; flags in {config.flags.path}, "
-          f"deployed to {config.flags_environment.name})")
+    print(
+        f"{path}: OK ({len(config.environments)} environments: {envs}; "
+        f"{len(config.gates)} gates; {checks} health checks; flags in {config.flags.path}, "
+        f"deployed to {config.flags_environment.name})"
+    )
     return 0
 
 
@@ -87,21 +101,27 @@ def shell(args: argparse.Namespace) -> int:
         from bot.devtools.demo import DemoSite, create_demo, free_port
         from bot.devtools.shell import run_shell
     except ImportError as exc:
-        print(f"releasebot: the shell needs the development extra ({exc.name} is missing): "
-              "pip install 'releasebot[dev]', or run scripts/dev.sh shell", file=sys.stderr)
+        print(
+            f"releasebot: the shell needs the development extra ({exc.name} is missing): "
+            "pip install 'releasebot[dev]', or run scripts/dev.sh shell",
+            file=sys.stderr,
+        )
         return 2
 
     if (args.demo or args.demo_dir) and args.config:
-        print("releasebot: --config and --demo do not go together; the demo brings its own "
-              "config", file=sys.stderr)
+        print(
+            "releasebot: --config and --demo do not go together; the demo brings its own config",
+            file=sys.stderr,
+        )
         return 2
     lines = None
     if args.script:
         try:
             lines = Path(args.script).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
-            print(f"releasebot: cannot read --script {args.script}: {exc.strerror}",
-                  file=sys.stderr)
+            print(
+                f"releasebot: cannot read --script {args.script}: {exc.strerror}", file=sys.stderr
+            )
             return 2
     elif not sys.stdin.isatty():
         lines = sys.stdin.read().splitlines()
@@ -109,26 +129,41 @@ def shell(args: argparse.Namespace) -> int:
     site = None
     with contextlib.ExitStack() as stack:
         if args.demo or args.demo_dir:
-            root = Path(args.demo_dir) if args.demo_dir else Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="releasebot-demo-")))
+            root = (
+                Path(args.demo_dir)
+                if args.demo_dir
+                else Path(
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="releasebot-demo-"))
+                )
+            )
             if args.demo_dir and root.exists() and any(root.iterdir()):
                 print(f"releasebot: --demo-dir {root} is not empty", file=sys.stderr)
                 return 2
             port = free_port()
             demo = create_demo(root, port)
             site = DemoSite(demo, port)
-            print(f"Demo project in {root}: remote {demo.remote}, environments in "
-                  f"{root / 'environments'}, site on http://127.0.0.1:{port}/staging/",
-                  file=sys.stderr)
+            print(
+                f"Demo project in {root}: remote {demo.remote}, environments in "
+                f"{root / 'environments'}, site on http://127.0.0.1:{port}/staging/",
+                file=sys.stderr,
+            )
             config = _load(str(demo.config_path))
             state_dir = root / "state"
         else:
             config = _load(config_path(args.config))
-            state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(
-                prefix="releasebot-shell-")))
-        asyncio.run(run_shell(config, state_dir=state_dir,
-                              redis_url=os.environ.get("REDIS_URL") or None, lines=lines,
-                              live=lines is None, site=site))
+            state_dir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="releasebot-shell-"))
+            )
+        asyncio.run(
+            run_shell(
+                config,
+                state_dir=state_dir,
+                redis_url=os.environ.get("REDIS_URL") or None,
+                lines=lines,
+                live=lines is None,
+                site=site,
+            )
+        )
     return 0
 
 
@@ -158,12 +193,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"releasebot: {exc}", file=sys.stderr)
         return 2
     for name in unneeded(os.environ, args.role):
-        log.warning("%s is set, but the %s role does not use it: leave it out of this role's "
-                    "environment", name, args.role)
+        log.warning(
+            "%s is set, but the %s role does not use it: leave it out of this role's environment",
+            name,
+            args.role,
+        )
     if args.role in ("all", "worker") and os.geteuid() == 0 and not config.worker.run_as:
-        log.warning("running as root with deploy and gate commands as root too: they can read "
-                    "this process's secrets through /proc. Set worker.run_as to another user "
-                    "(see README: Security model)")
+        log.warning(
+            "running as root with deploy and gate commands as root too: they can read "
+            "this process's secrets through /proc. Set worker.run_as to another user "
+            "(see README: Security model)"
+        )
     # After the warnings about its environment: an operator (and a test) knows from this line
     # that the role is past its checks.
     log.info("starting the %s role", args.role)
@@ -172,13 +212,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from bot.devtools.embedded_redis import WARNING, EmbeddedRedis
         except ImportError:
-            print("releasebot: REDIS_URL is not set, and the embedded Redis for trying the bot "
-                  "is not installed (pip install 'releasebot[dev]'). Production needs a real "
-                  "Redis: set REDIS_URL=redis://host:6379/0", file=sys.stderr)
+            print(
+                "releasebot: REDIS_URL is not set, and the embedded Redis for trying the bot "
+                "is not installed (pip install 'releasebot[dev]'). Production needs a real "
+                "Redis: set REDIS_URL=redis://host:6379/0",
+                file=sys.stderr,
+            )
             return 2
         embedded = EmbeddedRedis()
-        settings = dataclasses.replace(settings, redis_url=embedded.start(),
-                                       embedded_redis=True)
+        settings = dataclasses.replace(settings, redis_url=embedded.start(), embedded_redis=True)
         print(WARNING, file=sys.stderr)
     try:
         asyncio.run(_serve(Services.create(settings, config), args.role, args.host, args.port))
@@ -186,8 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"releasebot: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the port is taken
-        print(f"releasebot: cannot serve on {args.host}:{args.port}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"releasebot: cannot serve on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
         return 2
     finally:
         if embedded is not None:

@@ -57,9 +57,12 @@ CLOSE_STEP_SECONDS = 15.0
 # means the command was not executed; a timeout is not retried, it may have been), and an
 # idle connection is checked before it is used again.
 REDIS_OPTIONS: dict[str, Any] = {
-    "socket_connect_timeout": 2, "socket_timeout": 10, "health_check_interval": 30,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 10,
+    "health_check_interval": 30,
     "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
-    "retry_on_error": [RedisConnectionError]}
+    "retry_on_error": [RedisConnectionError],
+}
 
 
 class _PackedInC:
@@ -93,8 +96,10 @@ class _PackedUnixConnection(_PackedInC, UnixDomainSocketConnection):
 
 
 _PACKED: dict[type[Any], type[Any]] = {
-    Connection: _PackedConnection, SSLConnection: _PackedSSLConnection,
-    UnixDomainSocketConnection: _PackedUnixConnection}
+    Connection: _PackedConnection,
+    SSLConnection: _PackedSSLConnection,
+    UnixDomainSocketConnection: _PackedUnixConnection,
+}
 
 
 def pack_in_c(pool: ConnectionPool) -> ConnectionPool:
@@ -164,10 +169,15 @@ class Services:
     form_tickets: FormTickets = field(init=False)
 
     def __post_init__(self) -> None:
-        self.status = SharedRead(lambda: status_blocks(self.store, self.config),
-                                 max_age=self.settings.status_max_age)
-        self.git = GitClone(self.config.repository.url, self.clone_path,
-                            self.config.repository.remote, self.config.worker.run_as)
+        self.status = SharedRead(
+            lambda: status_blocks(self.store, self.config), max_age=self.settings.status_max_age
+        )
+        self.git = GitClone(
+            self.config.repository.url,
+            self.clone_path,
+            self.config.repository.remote,
+            self.config.worker.run_as,
+        )
         self.runner = CommandRunner(self.config.worker.run_as)
         keys = self.store.keys
         self.locks = Locks(self.redis, keys, self.config.worker.lock_ttl_seconds)
@@ -234,8 +244,9 @@ class Services:
             queue: Queue = PollingQueue(client(settings.redis_url), name=store.keys.queue_name)
         else:
             # A burst of requests waits briefly for a free connection instead of failing.
-            pool = BlockingConnectionPool.from_url(settings.redis_url, max_connections=64,
-                                                   timeout=2, **REDIS_OPTIONS)
+            pool = BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=64, timeout=2, **REDIS_OPTIONS
+            )
             redis = Redis.from_pool(pack_in_c(pool))
             store = Store(redis, settings.redis_prefix)
             queue_redis = Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
@@ -243,15 +254,25 @@ class Services:
             queue = PatientQueue(queue_redis, name=store.keys.queue_name)
         slack = web_client(settings.bot_token, settings.slack_api_url)
         notifier = Notifier(slack, store, config, settings.update_delay)
-        return cls(settings=settings, config=config, redis=redis, store=store,
-                   notifier=notifier, queue=queue)
+        return cls(
+            settings=settings,
+            config=config,
+            redis=redis,
+            store=store,
+            notifier=notifier,
+            queue=queue,
+        )
 
     async def close(self) -> None:
         # Each step on its own: a Redis that is down must not keep the rest from closing.
         await self.drain_background()
-        for step in (self.notifier.drain, self.health_probe.close, self.status.close,
-                     self.queue.disconnect,
-                     self.redis.aclose):
+        for step in (
+            self.notifier.drain,
+            self.health_probe.close,
+            self.status.close,
+            self.queue.disconnect,
+            self.redis.aclose,
+        ):
             try:
                 # Bounded: a connection that never answers (seen with the embedded Redis)
                 # must not keep the process from ending.

@@ -41,10 +41,22 @@ async def create_rc(ctx: JobContext, *, request: dict[str, Any]) -> None:
     await create_candidate.create_release_candidate(_services(ctx), RcRequest(**request))
 
 
-async def deploy(ctx: JobContext, *, version: str, environment: str, deploy_id: str,
-                 actor: dict[str, str] | None = None) -> None:
-    await deploy_release.run_deploy(_services(ctx), version, environment, deploy_id,
-                                    Actor(**actor) if actor else BOT, job=_job(ctx))
+async def deploy(
+    ctx: JobContext,
+    *,
+    version: str,
+    environment: str,
+    deploy_id: str,
+    actor: dict[str, str] | None = None,
+) -> None:
+    await deploy_release.run_deploy(
+        _services(ctx),
+        version,
+        environment,
+        deploy_id,
+        Actor(**actor) if actor else BOT,
+        job=_job(ctx),
+    )
 
 
 async def promote(ctx: JobContext, *, request: dict[str, Any]) -> None:

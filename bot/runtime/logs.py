@@ -95,8 +95,8 @@ class RedisOutage(logging.Filter):
         took, count = time.monotonic() - self.since, self.suppressed
         self.since, self.suppressed = None, 0
         logging.getLogger("bot.redis").warning(
-            "Redis is reachable again after %.1fs (%d more errors while it was down)", took,
-            count)
+            "Redis is reachable again after %.1fs (%d more errors while it was down)", took, count
+        )
 
     async def watch(self, redis: Any, every: float = 1.0) -> None:
         """While an outage is on, ask Redis every `every` seconds; log when it answers."""
@@ -123,8 +123,10 @@ class MalformedHttp(logging.Filter):
         while exc is not None and id(exc) not in seen:
             seen.add(id(exc))
             if isinstance(exc, HttpProcessingError):
-                record.msg, record.args = "refused a malformed HTTP request: %s", (
-                    loggable(f"{type(exc).__name__}: {exc.message}", 200),)
+                record.msg, record.args = (
+                    "refused a malformed HTTP request: %s",
+                    (loggable(f"{type(exc).__name__}: {exc.message}", 200),),
+                )
                 record.exc_info = record.exc_text = None
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
                 return True

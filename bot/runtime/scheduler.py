@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 
 async def win_tick(services: Services, name: str, interval: float) -> bool:
     """True on exactly one replica for each tick (interval-long slot) of the job `name`."""
-    return await services.monitor_state.claim_tick(name, math.floor(time.time() / interval),
-                                                   interval)
+    return await services.monitor_state.claim_tick(
+        name, math.floor(time.time() / interval), interval
+    )
 
 
-def once_per_tick(services: Services, name: str, interval: float,
-                  work: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+def once_per_tick(
+    services: Services, name: str, interval: float, work: Callable[[], Awaitable[object]]
+) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
         # Tracked, so shutting down waits for a tick in flight instead of closing Redis
         # under it.
@@ -44,18 +46,32 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
     scheduler = AsyncIOScheduler(timezone="UTC")
     interval = services.config.worker.reap_interval_seconds
     scheduler.add_job(
-        once_per_tick(services, "reap-lost-deploys", interval,
-                      lambda: reap_lost_deploys(services)),
-        "interval", seconds=interval, id="reap-lost-deploys", max_instances=1,
-        coalesce=True)
+        once_per_tick(services, "reap-lost-deploys", interval, lambda: reap_lost_deploys(services)),
+        "interval",
+        seconds=interval,
+        id="reap-lost-deploys",
+        max_instances=1,
+        coalesce=True,
+    )
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).
     tick = services.config.monitoring.tick_seconds
-    scheduler.add_job(once_per_tick(services, "flag-ramps", tick,
-                                    lambda: change_flags.advance_ramps(services)),
-                      "interval", seconds=tick, id="flag-ramps", max_instances=1, coalesce=True)
+    scheduler.add_job(
+        once_per_tick(services, "flag-ramps", tick, lambda: change_flags.advance_ramps(services)),
+        "interval",
+        seconds=tick,
+        id="flag-ramps",
+        max_instances=1,
+        coalesce=True,
+    )
     if monitor is not None:
         tick = services.config.monitoring.tick_seconds
         # Each check has its own interval; the tick only looks for the ones that are due.
-        scheduler.add_job(once_per_tick(services, "monitor", tick, monitor.tick), "interval",
-                          seconds=tick, id="monitor", max_instances=1, coalesce=True)
+        scheduler.add_job(
+            once_per_tick(services, "monitor", tick, monitor.tick),
+            "interval",
+            seconds=tick,
+            id="monitor",
+            max_instances=1,
+            coalesce=True,
+        )
     return scheduler

@@ -18,8 +18,11 @@ SLACK_ROLES = ("all", "web")
 def unneeded(env: Mapping[str, str], role: str) -> list[str]:
     """Secrets set in the environment of a role that does not use them: every process a role
     runs could leak what it holds, so a role should hold only what it uses."""
-    return ["SLACK_SIGNING_SECRET"] if role not in SLACK_ROLES and env.get(
-        "SLACK_SIGNING_SECRET") else []
+    return (
+        ["SLACK_SIGNING_SECRET"]
+        if role not in SLACK_ROLES and env.get("SLACK_SIGNING_SECRET")
+        else []
+    )
 
 
 class SettingsError(Exception):
@@ -49,17 +52,23 @@ class Settings:
         requests, so only they need SLACK_SIGNING_SECRET: a worker or a scheduler starts
         without it, and is better off without (see `unneeded`)."""
         env = os.environ if env is None else env
-        needed = ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET") if role in SLACK_ROLES \
+        needed = (
+            ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+            if role in SLACK_ROLES
             else ("SLACK_BOT_TOKEN",)
+        )
         missing = [name for name in needed if not env.get(name)]
         if missing:
-            raise SettingsError(f"set {', '.join(missing)} in the environment "
-                                "(see README: Configuration)")
+            raise SettingsError(
+                f"set {', '.join(missing)} in the environment (see README: Configuration)"
+            )
         # A blank secret would pass the check above and then fail every request.
         blank = [name for name in needed if not env[name].strip()]
         if blank:
-            raise SettingsError(f"{', '.join(blank)} is blank (only spaces); set it to the "
-                                "value from your Slack app's settings")
+            raise SettingsError(
+                f"{', '.join(blank)} is blank (only spaces); set it to the "
+                "value from your Slack app's settings"
+            )
         api_url = env.get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
         if not api_url.startswith(("http://", "https://")):
             raise SettingsError(f"SLACK_API_URL must be an http(s) URL, got {api_url!r}")
@@ -68,13 +77,16 @@ class Settings:
         except ValueError:
             raise SettingsError("RELEASEBOT_UPDATE_DELAY must be a number of seconds") from None
         secret = env["SLACK_SIGNING_SECRET"] if role in SLACK_ROLES else ""
-        return cls(bot_token=env["SLACK_BOT_TOKEN"], signing_secret=secret,
-                   redis_url=env.get("REDIS_URL") or None,
-                   app_token=env.get("SLACK_APP_TOKEN") or None,
-                   slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
-                   state_dir=Path(env.get("RELEASEBOT_STATE_DIR") or ".releasebot"),
-                   redis_prefix=env.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:",
-                   update_delay=delay)
+        return cls(
+            bot_token=env["SLACK_BOT_TOKEN"],
+            signing_secret=secret,
+            redis_url=env.get("REDIS_URL") or None,
+            app_token=env.get("SLACK_APP_TOKEN") or None,
+            slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
+            state_dir=Path(env.get("RELEASEBOT_STATE_DIR") or ".releasebot"),
+            redis_prefix=env.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:",
+            update_delay=delay,
+        )
 
 
 def config_path(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:

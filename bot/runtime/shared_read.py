@@ -38,8 +38,13 @@ class SharedRead(Generic[T]):
     next caller is still served it but starts the read that replaces it.
     """
 
-    def __init__(self, read: Callable[[], Awaitable[T]], *, max_age: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[T]],
+        *,
+        max_age: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._read = read
         self._max_age = max_age
         self._clock = clock

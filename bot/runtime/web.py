@@ -51,9 +51,13 @@ class ProvideServices(AsyncMiddleware):
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse,
-                            next: Callable[[], Awaitable[BoltResponse]],
-                            ) -> BoltResponse | None:
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
         req.context["services"] = self.services
         if may_change_status(req.body):
             # Here for Socket Mode too, which has no slack_events (below) to do it at the answer.
@@ -71,11 +75,13 @@ def may_change_status(body: dict[str, Any]) -> bool:
 
 def build_bolt_app(services: Services) -> AsyncApp:
     settings = services.settings
-    app = AsyncApp(client=web_client(settings.bot_token, settings.slack_api_url),
-                   signing_secret=settings.signing_secret,
-                   # verify_slack_request (below) has checked every request on its raw bytes
-                   # before Bolt parses anything; Socket Mode needs no signature.
-                   request_verification_enabled=False)
+    app = AsyncApp(
+        client=web_client(settings.bot_token, settings.slack_api_url),
+        signing_secret=settings.signing_secret,
+        # verify_slack_request (below) has checked every request on its raw bytes
+        # before Bolt parses anything; Socket Mode needs no signature.
+        request_verification_enabled=False,
+    )
 
     app.use(ProvideServices(services))
     handlers.register(app)
@@ -98,8 +104,9 @@ class Rejected(Exception):
         self.reason = reason
 
 
-def check_signature(secret: bytes, body: bytes, timestamp: bytes | None,
-                    signature: bytes | None, now: float) -> None:
+def check_signature(
+    secret: bytes, body: bytes, timestamp: bytes | None, signature: bytes | None, now: float
+) -> None:
     """Raises Rejected(401) unless `signature` is Slack's over exactly these bytes.
 
     Done here on the raw bytes rather than with slack_sdk's SignatureVerifier, which decodes
@@ -154,11 +161,12 @@ def check_form(body: bytes, content_type: str) -> str:
         # sends them, so a payload without them is not Slack's.
         actions = parsed.get("actions")
         if parsed.get("type") == "block_actions" and not (
-                isinstance(actions, list) and actions
-                and all(isinstance(a, dict) for a in actions)):
+            isinstance(actions, list) and actions and all(isinstance(a, dict) for a in actions)
+        ):
             raise Rejected(400, "block_actions payload without actions")
         if parsed.get("type") in ("view_submission", "view_closed") and not isinstance(
-                parsed.get("view"), dict):
+            parsed.get("view"), dict
+        ):
             raise Rejected(400, "view payload without a view")
     return json.dumps(parsed)
 
@@ -178,9 +186,10 @@ def verify_slack_request(signing_secret: str, clock: Callable[[], float] = time.
     secret = signing_secret.encode()
 
     @web.middleware
-    async def middleware(request: web.Request,
-                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
-                         ) -> web.StreamResponse:
+    async def middleware(
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
         if request.path != "/slack/events":
             return await handler(request)
         try:
@@ -194,13 +203,23 @@ def verify_slack_request(signing_secret: str, clock: Callable[[], float] = time.
             except Exception:  # a broken chunked body, a connection reset mid-body
                 raise Rejected(400, "unreadable body") from None
             headers = request.headers
-            check_signature(secret, body, _ascii(headers.get("X-Slack-Request-Timestamp")),
-                            _ascii(headers.get("X-Slack-Signature")), clock())
+            check_signature(
+                secret,
+                body,
+                _ascii(headers.get("X-Slack-Request-Timestamp")),
+                _ascii(headers.get("X-Slack-Signature")),
+                clock(),
+            )
             request[VERIFIED_BODY] = check_form(body, request.content_type)
         except Rejected as exc:
             # Fixed reasons only: nothing the sender chose reaches the log.
-            log.warning("rejected %s %s (%d bytes): %s", request.method, request.path,
-                        request.content_length or 0, exc.reason)
+            log.warning(
+                "rejected %s %s (%d bytes): %s",
+                request.method,
+                request.path,
+                request.content_length or 0,
+                exc.reason,
+            )
             return web.Response(status=exc.status, text=f"{exc.reason}\n")
         return await handler(request)
 
@@ -212,10 +231,11 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
 
     async def slack_events(request: web.Request) -> web.Response:
         assert bolt is not None
-        bolt_request = AsyncBoltRequest(body=request[VERIFIED_BODY],
-                                        query=request.query_string,
-                                        headers={name: request.headers.getall(name)
-                                                 for name in request.headers})
+        bolt_request = AsyncBoltRequest(
+            body=request[VERIFIED_BODY],
+            query=request.query_string,
+            headers={name: request.headers.getall(name) for name in request.headers},
+        )
         bolt_response = await bolt.async_dispatch(bolt_request)
         if may_change_status(bolt_request.body):
             # What it did before its answer is seen by every status from now on.
@@ -267,13 +287,15 @@ class Bot:
             except SlackApiError as exc:
                 raise SocketModeError(
                     f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}): it must be an "
-                    "app-level token (xapp-...) with the connections:write scope") from exc
+                    "app-level token (xapp-...) with the connections:write scope"
+                ) from exc
             socket_mode.client.wss_uri = opened["url"]
             try:
                 await asyncio.wait_for(socket_mode.connect_async(), SOCKET_CONNECT_TIMEOUT)
             except TimeoutError:
-                raise SocketModeError("could not open the Socket Mode WebSocket within "
-                                      f"{SOCKET_CONNECT_TIMEOUT:.0f}s") from None
+                raise SocketModeError(
+                    f"could not open the Socket Mode WebSocket within {SOCKET_CONNECT_TIMEOUT:.0f}s"
+                ) from None
             log.info("connected to Slack in Socket Mode")
 
         watcher = asyncio.create_task(OUTAGE.watch(services.redis))
@@ -311,8 +333,9 @@ class Bot:
             from bot.runtime.scheduler import build_scheduler
             from bot.services.monitor_health import Monitor
 
-            monitor = Monitor(services) if any(
-                e.checks for e in services.config.environments) else None
+            monitor = (
+                Monitor(services) if any(e.checks for e in services.config.environments) else None
+            )
             scheduler = build_scheduler(services, monitor)
             scheduler.start()
 
@@ -343,8 +366,13 @@ class Bot:
         await self.services.close()
 
 
-async def serve(services: Services, role: Role, port: int, host: str = "0.0.0.0",
-                stop: asyncio.Event | None = None) -> None:
+async def serve(
+    services: Services,
+    role: Role,
+    port: int,
+    host: str = "0.0.0.0",
+    stop: asyncio.Event | None = None,
+) -> None:
     """Run the given role(s) until `stop` is set."""
     bot = Bot(services, role)
     try:

@@ -58,8 +58,7 @@ APPROVE_ACTION = "flag_approve"
 PUSH_ATTEMPTS = 4
 
 
-class FlagNeeds(EngineNeeds, MonitorNeeds, HasQueue, HasFlagRequests, HasUserDirectory,
-                Protocol):
+class FlagNeeds(EngineNeeds, MonitorNeeds, HasQueue, HasFlagRequests, HasUserDirectory, Protocol):
     """A flag change from the command to the site that runs it: the requests, the approvers,
     the repository, the deploy engine, the queue, the channel, and the monitor (a ramp pauses
     on a critical alert; the site's /flags is read with the health probe)."""
@@ -100,18 +99,24 @@ async def start_request(needs: FlagNeeds, request: FlagRequest) -> None:
         else:
             apply(current.text, request.change, needs.config.flags.path)  # refuses now
     except (FlagsError, GitError) as exc:
-        await needs.audit_log.audit(actor, f"flag.{request.operation}", outcome="refused",
-                                    reason=f"{request.name}: {exc}"[:1000])
-        await needs.chat.answer(request.response_url, flag_messages.problem(str(exc)),
-                                str(exc))
+        await needs.audit_log.audit(
+            actor,
+            f"flag.{request.operation}",
+            outcome="refused",
+            reason=f"{request.name}: {exc}"[:1000],
+        )
+        await needs.chat.answer(request.response_url, flag_messages.problem(str(exc)), str(exc))
         return
     request.before = describe(flag)
     asks = needs_approval(needs.config, request, flag)
     request.status = "awaiting approval" if asks else "approved"
     await _post(needs, request)
-    await needs.audit_log.audit(actor, f"flag.{request.operation}", outcome=request.status,
-                                reason=f"{request.name}: "
-                                       f"{flag_messages.change_words(request)}"[:1000])
+    await needs.audit_log.audit(
+        actor,
+        f"flag.{request.operation}",
+        outcome=request.status,
+        reason=f"{request.name}: {flag_messages.change_words(request)}"[:1000],
+    )
     await needs.flag_requests.save(request)
     if not asks:
         await go(needs, request)
@@ -127,10 +132,15 @@ async def go(needs: FlagNeeds, request: FlagRequest) -> None:
     else:
         config = needs.config
         await needs.queue.enqueue(
-            APPLY, request_id=request.id, key=f"flag-{request.id}", retries=1,
+            APPLY,
+            request_id=request.id,
+            key=f"flag-{request.id}",
+            retries=1,
             timeout=deploys.job_timeout(
-                config, config.flags_environment.timeout_seconds + config.flags.verify_seconds),
-            heartbeat=deploys.job_heartbeat(config))
+                config, config.flags_environment.timeout_seconds + config.flags.verify_seconds
+            ),
+            heartbeat=deploys.job_heartbeat(config),
+        )
 
 
 async def approve(needs: FlagNeeds, actor: Actor, request_id: str, where: Where) -> str:
@@ -139,36 +149,61 @@ async def approve(needs: FlagNeeds, actor: Actor, request_id: str, where: Where)
     policy = flag_requests.flag_policy(needs.config)
     found = await needs.flag_requests.load(request_id)
     if found is None:
-        return await _refused(needs, actor, f"{request_id}: unknown",
-                              "That flag request is gone.")
+        return await _refused(needs, actor, f"{request_id}: unknown", "That flag request is gone.")
     if not same_message(where, found.channel, found.ts):
-        return await _refused(needs, actor, f"{request_id}: not on the request's message",
-                              "This button is not on the flag request's message; use the one "
-                              "there.")
+        return await _refused(
+            needs,
+            actor,
+            f"{request_id}: not on the request's message",
+            "This button is not on the flag request's message; use the one there.",
+        )
     # Asked before the atomic update: it may wait for Slack, and nothing else may then.
     eligible = await approvers.is_approver(needs, policy, actor.user_id)
-    decided = await needs.flag_requests.update(request_id, partial(
-        flag_requests.approve, policy=policy, user_id=actor.user_id,
-        user_name=actor.user_name, now=needs.clock(), is_approver=eligible))
+    decided = await needs.flag_requests.update(
+        request_id,
+        partial(
+            flag_requests.approve,
+            policy=policy,
+            user_id=actor.user_id,
+            user_name=actor.user_name,
+            now=needs.clock(),
+            is_approver=eligible,
+        ),
+    )
     if decided is None:
-        return await _refused(needs, actor, f"{request_id}: unknown",
-                              "That flag request is gone.")
+        return await _refused(needs, actor, f"{request_id}: unknown", "That flag request is gone.")
     request, verdict = decided
     if verdict.refused == "not open":
-        return await _refused(needs, actor, f"{request.name}: {request.status}",
-                              f"That request is {request.status} already; nothing to approve.")
+        return await _refused(
+            needs,
+            actor,
+            f"{request.name}: {request.status}",
+            f"That request is {request.status} already; nothing to approve.",
+        )
     if verdict.refused == "own request":
-        return await _refused(needs, actor, f"{request.name}: own request",
-                              "You asked for this change; someone else has to approve it.")
+        return await _refused(
+            needs,
+            actor,
+            f"{request.name}: own request",
+            "You asked for this change; someone else has to approve it.",
+        )
     if verdict.refused == "not an approver":
-        return await _refused(needs, actor, f"{request_id}: not an approver",
-                              "You are not one of the approvers of flag changes.")
+        return await _refused(
+            needs,
+            actor,
+            f"{request_id}: not an approver",
+            "You are not one of the approvers of flag changes.",
+        )
     if verdict.refused == "already approved":
-        await needs.audit_log.audit(actor, "flag.approve", outcome="duplicate",
-                                    reason=f"{request.name}: approved already")
+        await needs.audit_log.audit(
+            actor, "flag.approve", outcome="duplicate", reason=f"{request.name}: approved already"
+        )
         return "You approved it already."
-    await needs.audit_log.audit(actor, "flag.approve", reason=f"{request.name}: "
-                                f"{flag_messages.change_words(request)}"[:1000])
+    await needs.audit_log.audit(
+        actor,
+        "flag.approve",
+        reason=f"{request.name}: {flag_messages.change_words(request)}"[:1000],
+    )
     await _redraw(needs, request)
     await _thread(needs, request, f"👍 approved by <@{actor.user_id}>.")
     if verdict.met:
@@ -190,8 +225,9 @@ class Conflict(Exception):
     pass
 
 
-async def commit_change(needs: FlagNeeds, request: FlagRequest, actor: Actor,
-                        based_on: FlagsAt | None = None) -> tuple[str, str]:
+async def commit_change(
+    needs: FlagNeeds, request: FlagRequest, actor: Actor, based_on: FlagsAt | None = None
+) -> tuple[str, str]:
     """Commit the change and push it; returns (commit sha, the new file text).
 
     A push that loses the race is retried on top of the newer commit, unless that commit
@@ -205,17 +241,22 @@ async def commit_change(needs: FlagNeeds, request: FlagRequest, actor: Actor,
             current = await read_current(needs)
             if current.flags.get(request.name) != base:
                 now = describe(current.flags.get(request.name))
-                raise Conflict(f"someone changed `{request.name}` meanwhile (it is {now} "
-                               "now), so I did not overwrite it")
+                raise Conflict(
+                    f"someone changed `{request.name}` meanwhile (it is {now} "
+                    "now), so I did not overwrite it"
+                )
         text = apply(current.text, request.change, flags_cfg.path)
         if request.enable:
             text = apply(text, FlagChange("enable", request.name), flags_cfg.path)
-        message = (f"Flag {request.name}: {flag_messages.change_words(request)}\n\n"
-                   f"Requested in Slack by {actor.user_name} ({actor.user_id}) via releasebot"
-                   + "".join(f"\nApproved-by: <{a.user_id}>" for a in request.approvals))
+        message = (
+            f"Flag {request.name}: {flag_messages.change_words(request)}\n\n"
+            f"Requested in Slack by {actor.user_name} ({actor.user_id}) via releasebot"
+            + "".join(f"\nApproved-by: <{a.user_id}>" for a in request.approvals)
+        )
         try:
-            sha = await needs.git.commit_file(repo.branch, current.sha, flags_cfg.path, text,
-                                              message, author)
+            sha = await needs.git.commit_file(
+                repo.branch, current.sha, flags_cfg.path, text, message, author
+            )
         except PushRejected:
             log.info("flag push lost the race (attempt %d); retrying on top", attempt + 1)
             continue
@@ -242,53 +283,82 @@ async def _apply(needs: FlagNeeds, request: FlagRequest, actor: Actor, job: Any)
     try:
         sha, text = await commit_change(needs, request, actor)
     except (Conflict, FlagsError, GitError) as exc:
-        return await _fail(needs, request, actor, f"I did not change the flag: {exc}.",
-                           "conflict" if isinstance(exc, Conflict) else "failed")
+        return await _fail(
+            needs,
+            request,
+            actor,
+            f"I did not change the flag: {exc}.",
+            "conflict" if isinstance(exc, Conflict) else "failed",
+        )
     request.commit = sha
     expected = read_flags(text, needs.config.flags.path)[request.name]
     request.after = expected.summary
-    await needs.audit_log.audit(actor, "flag.commit", environment=environment,
-                                reason=f"{request.name}: {request.before} → {request.after} "
-                                       f"in {sha[:10]}")
-    await _thread(needs, request, f"📝 Committed `{sha[:10]}`: `{request.name}` "
-                                  f"{request.before} → {request.after}.")
+    await needs.audit_log.audit(
+        actor,
+        "flag.commit",
+        environment=environment,
+        reason=f"{request.name}: {request.before} → {request.after} in {sha[:10]}",
+    )
+    await _thread(
+        needs,
+        request,
+        f"📝 Committed `{sha[:10]}`: `{request.name}` {request.before} → {request.after}.",
+    )
     result = await deploy_flags(needs, request, text, job)
-    latest = await deploys.durably(needs, f"flag request {request.id}",
-                                   needs.flag_requests.load, request.id)
+    latest = await deploys.durably(
+        needs, f"flag request {request.id}", needs.flag_requests.load, request.id
+    )
     if latest is not None and latest.lost:
-        await _thread(needs, request, "↩️ The deploy was reported lost while its worker "
-                                      "was cut off from Redis; the worker is back, and "
-                                      "what follows is what really happened.")
+        await _thread(
+            needs,
+            request,
+            "↩️ The deploy was reported lost while its worker "
+            "was cut off from Redis; the worker is back, and "
+            "what follows is what really happened.",
+        )
     if not result.ok:
-        return await _fail(needs, request, actor,
-                           f"The flag deploy {result.summary()}; the commit is in the "
-                           "repository and goes out with the next deploy.", "failed")
+        return await _fail(
+            needs,
+            request,
+            actor,
+            f"The flag deploy {result.summary()}; the commit is in the "
+            "repository and goes out with the next deploy.",
+            "failed",
+        )
     verified = await verify(needs, request.name, expected)
     request.status = "done"
     request.detail = verified
     await needs.flag_requests.save(request)
-    await needs.audit_log.audit(actor, "flag.deploy", environment=environment,
-                                outcome="succeeded",
-                                reason=f"{request.name}: {request.after}; {verified}")
-    await _thread(needs, request, f"✅ Deployed to *{environment}* in {result.duration:.1f}s. "
-                                  f"{verified}")
+    await needs.audit_log.audit(
+        actor,
+        "flag.deploy",
+        environment=environment,
+        outcome="succeeded",
+        reason=f"{request.name}: {request.after}; {verified}",
+    )
+    await _thread(
+        needs, request, f"✅ Deployed to *{environment}* in {result.duration:.1f}s. {verified}"
+    )
     await _redraw(needs, request)  # last: a message that says "done" has its details
     return True
 
 
-async def _fail(needs: FlagNeeds, request: FlagRequest, actor: Actor, text: str,
-                status: str) -> bool:
+async def _fail(
+    needs: FlagNeeds, request: FlagRequest, actor: Actor, text: str, status: str
+) -> bool:
     request.status, request.detail = status, text
     await needs.flag_requests.save(request)
-    await needs.audit_log.audit(actor, "flag.apply", outcome=status,
-                                reason=f"{request.name}: {text}"[:1000])
+    await needs.audit_log.audit(
+        actor, "flag.apply", outcome=status, reason=f"{request.name}: {text}"[:1000]
+    )
     await _thread(needs, request, f"⚠️ {text}")
     await _redraw(needs, request)
     return False
 
 
-async def deploy_flags(needs: FlagNeeds, request: FlagRequest, text: str,
-                       job: Any = None) -> CommandResult:
+async def deploy_flags(
+    needs: FlagNeeds, request: FlagRequest, text: str, job: Any = None
+) -> CommandResult:
     """The flag deploy: by default the environment's deploy of the version it runs, with the
     new flags file; `flags.deploy_command` instead, in a checkout of the flag commit."""
     config = needs.config
@@ -301,14 +371,23 @@ async def deploy_flags(needs: FlagNeeds, request: FlagRequest, text: str,
         await report_lost(needs, request.id, detail)
 
     target = deploys.Target(
-        kind="flags", deploy_id=f"flags:{request.id}", environment=env, subject=request.id,
-        holder=request.requester, reason=f"flag {request.name}: {request.after}",
-        on_stopped=stopped)
-    command_env = {"RELEASE_ENV": env.name, "RELEASE_VERSION": running_now.get("version", ""),
-                   "RELEASE_TAG": running_now.get("tag", ""),
-                   "RELEASE_SHA": running_now.get("sha", request.commit),
-                   "FLAG_NAME": request.name, "FLAG_STATE": request.after,
-                   "FLAGS_COMMIT": request.commit}
+        kind="flags",
+        deploy_id=f"flags:{request.id}",
+        environment=env,
+        subject=request.id,
+        holder=request.requester,
+        reason=f"flag {request.name}: {request.after}",
+        on_stopped=stopped,
+    )
+    command_env = {
+        "RELEASE_ENV": env.name,
+        "RELEASE_VERSION": running_now.get("version", ""),
+        "RELEASE_TAG": running_now.get("tag", ""),
+        "RELEASE_SHA": running_now.get("sha", request.commit),
+        "FLAG_NAME": request.name,
+        "FLAG_STATE": request.after,
+        "FLAGS_COMMIT": request.commit,
+    }
     try:
         async with deploys.deploying(needs, target, job) as running:
             try:
@@ -317,15 +396,21 @@ async def deploy_flags(needs: FlagNeeds, request: FlagRequest, text: str,
                 return deploys.checkout_failed(ref, exc)
             # Its own deploy command gets [flags]'s env on top of the environment's.
             given = env.command_env + config.flags.command_env if custom else env.command_env
-            return await running.run(custom or env.deploy_command, command_env, given,
-                                     env.timeout_seconds)
+            return await running.run(
+                custom or env.deploy_command, command_env, given, env.timeout_seconds
+            )
     except deploys.EnvironmentBusy as exc:
-        return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail="",
-                             error=f"could not start: {env.name} is held by "
-                                   f"{exc.info.holder} ({exc.info.reason})")
+        return CommandResult(
+            exit_code=None,
+            timed_out=False,
+            duration=0.0,
+            tail="",
+            error=f"could not start: {env.name} is held by {exc.info.holder} ({exc.info.reason})",
+        )
     except deploys.GivenUp as exc:
-        return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail="",
-                             error=f"not run: {exc}")
+        return CommandResult(
+            exit_code=None, timed_out=False, duration=0.0, tail="", error=f"not run: {exc}"
+        )
 
 
 async def report_lost(needs: FlagNeeds, request_id: str, detail: str) -> bool:
@@ -335,13 +420,19 @@ async def report_lost(needs: FlagNeeds, request_id: str, detail: str) -> bool:
     if request is None or request.status != "applying":
         return False
     request.status, request.lost = "failed", True
-    request.detail = (f"The flag deploy did not finish ({detail}); the commit "
-                      f"`{request.commit[:10]}` is in the repository and goes out with the next "
-                      "deploy.")
+    request.detail = (
+        f"The flag deploy did not finish ({detail}); the commit "
+        f"`{request.commit[:10]}` is in the repository and goes out with the next "
+        "deploy."
+    )
     await needs.flag_requests.save(request)
-    await needs.audit_log.audit(request.requested_by, "flag.deploy",
-                                environment=needs.config.flags_environment.name,
-                                outcome="failed", reason=f"{request.name}: {detail}"[:1000])
+    await needs.audit_log.audit(
+        request.requested_by,
+        "flag.deploy",
+        environment=needs.config.flags_environment.name,
+        outcome="failed",
+        reason=f"{request.name}: {detail}"[:1000],
+    )
     await _thread(needs, request, f"⚠️ {request.detail}")
     await _redraw(needs, request)
     return True
@@ -352,8 +443,7 @@ async def verify(needs: FlagNeeds, name: str, expected: Flag) -> str:
     env, cfg = needs.config.flags_environment, needs.config.flags
     if not env.url:
         return "(No url for the environment, so its /flags was not checked.)"
-    check = CheckConfig(name="flags", url=env.url.rstrip("/") + cfg.endpoint,
-                        timeout_seconds=5.0)
+    check = CheckConfig(name="flags", url=env.url.rstrip("/") + cfg.endpoint, timeout_seconds=5.0)
     deadline = needs.clock() + cfg.verify_seconds
     while True:
         observed = (await needs.health_probe.observe_all([check]))[0]
@@ -368,8 +458,10 @@ async def verify(needs: FlagNeeds, name: str, expected: Flag) -> str:
                 if matches:
                     return f"{cfg.endpoint} reports `{name}` {seen}."
         if needs.clock() >= deadline:
-            return (f"⚠️ {cfg.endpoint} still reports {seen} after "
-                    f"{cfg.verify_seconds:g}s; expected {expected.summary}.")
+            return (
+                f"⚠️ {cfg.endpoint} still reports {seen} after "
+                f"{cfg.verify_seconds:g}s; expected {expected.summary}."
+            )
         await asyncio.sleep(min(1.0, cfg.verify_seconds / 10))
 
 
@@ -382,23 +474,31 @@ async def start_ramp(needs: FlagNeeds, request: FlagRequest) -> None:
     await needs.flag_requests.save(request)
     await needs.flag_requests.start_ramp(ramp)
     await _redraw(needs, request)
-    await _thread(needs, request, f"📈 Ramp started: {_steps(ramp)}, one step every "
-                                  f"{flag_messages.duration(ramp.every_seconds)}, while "
-                                  f"*{needs.config.flags_environment.name}* has no "
-                                  "critical alert.")
+    await _thread(
+        needs,
+        request,
+        f"📈 Ramp started: {_steps(ramp)}, one step every "
+        f"{flag_messages.duration(ramp.every_seconds)}, while "
+        f"*{needs.config.flags_environment.name}* has no "
+        "critical alert.",
+    )
 
 
 def _steps(ramp: Ramp) -> str:
-    return " → ".join(f"*{p}%*" if i == ramp.next_step else f"{p}%"
-                      for i, p in enumerate(ramp.steps))
+    return " → ".join(
+        f"*{p}%*" if i == ramp.next_step else f"{p}%" for i, p in enumerate(ramp.steps)
+    )
 
 
 async def stop_ramp(needs: FlagNeeds, actor: Actor, name: str) -> str:
     ramp = await needs.flag_requests.end_ramp(name)
     if ramp is None:
         return f"`{name}` has no ramp going."
-    await needs.audit_log.audit(actor, "flag.ramp-stop", reason=f"{name} before step "
-                                f"{ramp.next_step + 1} of {len(ramp.steps)}")
+    await needs.audit_log.audit(
+        actor,
+        "flag.ramp-stop",
+        reason=f"{name} before step {ramp.next_step + 1} of {len(ramp.steps)}",
+    )
     request = await needs.flag_requests.load(ramp.request)
     if request is not None:
         request.status = "stopped"
@@ -438,8 +538,11 @@ async def advance_ramps(needs: FlagNeeds) -> None:
             if ramp.paused_by != alert:
                 ramp.paused_by = alert
                 if await ramps.save_ramp(ramp):
-                    await _thread(needs, request, f"⏸ Ramp paused before "
-                                                  f"{ramp.steps[ramp.next_step]}%: {alert}")
+                    await _thread(
+                        needs,
+                        request,
+                        f"⏸ Ramp paused before {ramp.steps[ramp.next_step]}%: {alert}",
+                    )
             continue
         if ramp.paused_by:
             ramp.paused_by = ""
@@ -447,9 +550,13 @@ async def advance_ramps(needs: FlagNeeds) -> None:
         current = (await read_current(needs)).flags.get(ramp.name)
         if current is None or current.summary != ramp.expect:
             await ramps.end_ramp(name)
-            await _thread(needs, request, f"⏹ Ramp stopped: `{ramp.name}` was changed by "
-                                          f"hand (it is {describe(current)}, the ramp "
-                                          f"left it {ramp.expect}).")
+            await _thread(
+                needs,
+                request,
+                f"⏹ Ramp stopped: `{ramp.name}` was changed by "
+                f"hand (it is {describe(current)}, the ramp "
+                f"left it {ramp.expect}).",
+            )
             continue
         step = flag_requests.next_step(ramp, request, now=now, before=current.summary)
         await ramps.save(step)
@@ -470,11 +577,13 @@ async def advance_ramps(needs: FlagNeeds) -> None:
             request.after = latest.after
             await ramps.save(request)
             await _redraw(needs, request)
-            await _thread(needs, request, f"🏁 Ramp finished: `{ramp.name}` is "
-                                          f"{latest.after}.")
+            await _thread(needs, request, f"🏁 Ramp finished: `{ramp.name}` is {latest.after}.")
         elif await ramps.save_ramp(ramp):  # not stopped meanwhile
-            await _thread(needs, request, f"📈 Next: {_steps(ramp)} in "
-                                          f"{flag_messages.duration(ramp.every_seconds)}.")
+            await _thread(
+                needs,
+                request,
+                f"📈 Next: {_steps(ramp)} in {flag_messages.duration(ramp.every_seconds)}.",
+            )
 
 
 # --- the "Feature flags ready" gate ---------------------------------------------------------
@@ -486,21 +595,23 @@ async def flags_ready(needs: FlagsReadyNeeds, worktree: Path) -> CommandResult:
     path = config.flags.path
     candidate_file = worktree / path
     candidate_text = await asyncio.to_thread(
-        lambda: candidate_file.read_text("utf-8") if candidate_file.exists() else "")
+        lambda: candidate_file.read_text("utf-8") if candidate_file.exists() else ""
+    )
     last = config.last_environment.name
     live = (await needs.running_releases.environment_versions([last]))[last]
     live_text = await needs.git.read_file(live["tag"], path) if live.get("tag") else ""
     try:
-        problems = new_flags_ready(read_flags(candidate_text, path),
-                                   read_flags(live_text or "", path))
+        problems = new_flags_ready(
+            read_flags(candidate_text, path), read_flags(live_text or "", path)
+        )
     except FlagsError as exc:
         problems = [str(exc)]
     took = needs.clock() - started
     if problems:
-        return CommandResult(exit_code=1, timed_out=False, duration=took,
-                             tail="\n".join(problems))
-    return CommandResult(exit_code=0, timed_out=False, duration=took,
-                         tail="every new flag starts off, at 0%")
+        return CommandResult(exit_code=1, timed_out=False, duration=took, tail="\n".join(problems))
+    return CommandResult(
+        exit_code=0, timed_out=False, duration=took, tail="every new flag starts off, at 0%"
+    )
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -509,8 +620,10 @@ async def flags_ready(needs: FlagsReadyNeeds, worktree: Path) -> CommandResult:
 async def _post(needs: FlagNeeds, request: FlagRequest) -> None:
     channel = needs.config.slack.channel
     posted = await needs.chat.post(
-        channel, flag_messages.request_message(request, needs.config),
-        flag_messages.request_text(request))
+        channel,
+        flag_messages.request_message(request, needs.config),
+        flag_messages.request_text(request),
+    )
     request.channel = str((posted or {}).get("channel", channel))
     request.ts = str((posted or {}).get("ts", ""))
 
@@ -519,24 +632,32 @@ async def _redraw(needs: FlagNeeds, request: FlagRequest) -> None:
     if not request.ts or request.parent:  # a ramp's step: the ramp's message is redrawn
         return
     # A failure is logged by the chat port; the thread still tells.
-    await needs.chat.update(request.channel, request.ts,
-                            flag_messages.request_message(request, needs.config),
-                            flag_messages.request_text(request))
+    await needs.chat.update(
+        request.channel,
+        request.ts,
+        flag_messages.request_message(request, needs.config),
+        flag_messages.request_text(request),
+    )
 
 
 async def _thread(needs: FlagNeeds, request: FlagRequest, text: str) -> None:
     if request.ts:
-        await needs.chat.post(request.channel, flag_messages.note(text), text,
-                              thread_ts=request.ts)
+        await needs.chat.post(request.channel, flag_messages.note(text), text, thread_ts=request.ts)
 
 
 async def _unexpected(needs: FlagNeeds, request: FlagRequest, exc: Exception) -> bool:
     log.exception("flag request %s failed", request.id, exc_info=exc)
-    return await _fail(needs, request, request.requested_by,
-                       f"Something went wrong ({type(exc).__name__}: {exc}); check the "
-                       "repository before trying again.", "failed")
+    return await _fail(
+        needs,
+        request,
+        request.requested_by,
+        f"Something went wrong ({type(exc).__name__}: {exc}); check the "
+        "repository before trying again.",
+        "failed",
+    )
 
 
 async def enqueue_request(needs: FlagNeeds, request: FlagRequest, request_key: str) -> None:
-    await needs.queue.enqueue(REQUEST, request=request.to_dict(), key=f"flagreq-{request_key}",
-                              timeout=3600, retries=1)
+    await needs.queue.enqueue(
+        REQUEST, request=request.to_dict(), key=f"flagreq-{request_key}", timeout=3600, retries=1
+    )

@@ -26,8 +26,9 @@ def same_message(where: Where, channel: str | None, ts: str | None) -> bool:
     return where == (channel, ts)
 
 
-async def refused(services: HasAuditLog, actor: Actor, action: str, reason: str,
-                  answer: str) -> str:
+async def refused(
+    services: HasAuditLog, actor: Actor, action: str, reason: str, answer: str
+) -> str:
     """Audit a click or form that was not acted on; returns the answer for the person."""
     await services.audit_log.audit(actor, action, outcome="refused", reason=reason[:500])
     return answer
@@ -39,8 +40,9 @@ async def open_form(services: HasFormTickets, actor: Actor, kind: str, what: dic
     return await services.form_tickets.open(actor.user_id, kind, what, FORM_SECONDS)
 
 
-async def take_form(services: HasFormTickets, ticket: str, user_id: str,
-                    kind: str) -> dict[str, str] | None:
+async def take_form(
+    services: HasFormTickets, ticket: str, user_id: str, kind: str
+) -> dict[str, str] | None:
     """What the form with `ticket` is about, once: None if the bot never opened it for this
     person, or it was sent already, or it expired."""
     if not ticket:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class CandidateNeeds(DeployNeeds, HasCreationClaims, Protocol):
     """Tagging a candidate, then queueing its first deploy."""
 
+
 CREATE_RC = "create_rc"
 
 
@@ -56,6 +57,7 @@ DOUBLE_SUBMISSION_SECONDS = 10
 # that died with it); the job itself ends the claim as soon as it is done.
 CREATION_CLAIM_SECONDS = 300
 
+
 @dataclass(frozen=True)
 class Claim:
     request_id: str
@@ -63,15 +65,16 @@ class Claim:
     at: float
 
 
-async def claim_creation(services: CandidateNeeds, kind: str, request_id: str,
-                         user_id: str) -> Claim | None:
+async def claim_creation(
+    services: CandidateNeeds, kind: str, request_id: str, user_id: str
+) -> Claim | None:
     """Claim the creation of a candidate of `kind` for this command, before its ack; returns
     the claim that stands instead if another command was first (two /release rc moments apart
     make one candidate, and the second hears so)."""
-    other = await services.creation_claims.claim(kind, request_id, user_id,
-                                                 services.store.clock(), CREATION_CLAIM_SECONDS)
-    return None if other is None else Claim(str(other["r"]), str(other["u"]),
-                                            float(other["at"]))
+    other = await services.creation_claims.claim(
+        kind, request_id, user_id, services.store.clock(), CREATION_CLAIM_SECONDS
+    )
+    return None if other is None else Claim(str(other["r"]), str(other["u"]), float(other["at"]))
 
 
 async def end_creation(services: CandidateNeeds, kind: str, request_id: str) -> None:
@@ -81,8 +84,9 @@ async def end_creation(services: CandidateNeeds, kind: str, request_id: str) -> 
 
 async def enqueue_rc(services: CandidateNeeds, request: RcRequest, request_id: str) -> None:
     # The job key makes a re-delivered command a no-op even at the queue.
-    await services.queue.enqueue(CREATE_RC, request=asdict(request), key=f"rc-{request_id}",
-                                 timeout=600, retries=1)
+    await services.queue.enqueue(
+        CREATE_RC, request=asdict(request), key=f"rc-{request_id}", timeout=600, retries=1
+    )
 
 
 async def create_release_candidate(services: CandidateNeeds, req: RcRequest) -> Release | None:
@@ -92,13 +96,18 @@ async def create_release_candidate(services: CandidateNeeds, req: RcRequest) -> 
     except Exception as exc:
         # Each step undoes itself (see _tag_and_record); this is the answer nobody got yet.
         log.exception("creating a candidate for %s failed", req.user_id)
-        text = (f"Something went wrong while creating the candidate ({type(exc).__name__}). "
-                "Nothing half-made was left behind: `/release status` shows what there is; "
-                "try again.")
+        text = (
+            f"Something went wrong while creating the candidate ({type(exc).__name__}). "
+            "Nothing half-made was left behind: `/release status` shows what there is; "
+            "try again."
+        )
         with contextlib.suppress(Exception):
-            await services.store.audit(req.actor, "hotfix.create" if req.kind == "hotfix"
-                                       else "rc.create", outcome="failed",
-                                       reason=f"{type(exc).__name__}: {exc}"[:500])
+            await services.store.audit(
+                req.actor,
+                "hotfix.create" if req.kind == "hotfix" else "rc.create",
+                outcome="failed",
+                reason=f"{type(exc).__name__}: {exc}"[:500],
+            )
         await services.chat.answer(req.response_url, messages.problem(text), text)
         return None
     finally:
@@ -129,102 +138,155 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
                     branch = await services.git.newest_branch(config.hotfix.branches) or branch
                 snapshot = await services.git.read_branch(branch)
             except GitError as exc:
-                await refuse(f"I could not fetch the repository, so nothing was tagged.\n"
-                             f"{messages.code_block(str(exc))}\nCheck `repository.url` in the "
-                             "config and that the bot can read it.", f"fetch failed: {exc}")
+                await refuse(
+                    f"I could not fetch the repository, so nothing was tagged.\n"
+                    f"{messages.code_block(str(exc))}\nCheck `repository.url` in the "
+                    "config and that the bot can read it.",
+                    f"fetch failed: {exc}",
+                )
                 return None
             try:
                 if hotfix:
-                    live = (await store.environment_versions(
-                        [config.last_environment.name]))[config.last_environment.name]
-                    version = next_hotfix(live.get("version"), snapshot.all_tags,
-                                          repo_cfg.tag_prefix, config.last_environment.name)
+                    live = (await store.environment_versions([config.last_environment.name]))[
+                        config.last_environment.name
+                    ]
+                    version = next_hotfix(
+                        live.get("version"),
+                        snapshot.all_tags,
+                        repo_cfg.tag_prefix,
+                        config.last_environment.name,
+                    )
                 else:
-                    version = next_candidate(snapshot.tags_in_history, repo_cfg.tag_prefix,
-                                             req.bump)
+                    version = next_candidate(
+                        snapshot.tags_in_history, repo_cfg.tag_prefix, req.bump
+                    )
             except VersionError as exc:
                 await refuse(str(exc), str(exc))
                 return None
             twin = await _just_made(services, req.kind, snapshot.head_sha)
             if twin is not None and not req.dry_run:
-                await refuse(f"`{twin.tag}` was just created of this same commit "
-                             f"`{snapshot.head_sha[:10]}` (by {messages.mention(twin.requester)}"
-                             "), so I took this as a double submission and made no other. "
-                             f"Follow it in {messages.channel_ref(config.slack.channel)}.",
-                             f"double submission of {twin.tag}")
+                await refuse(
+                    f"`{twin.tag}` was just created of this same commit "
+                    f"`{snapshot.head_sha[:10]}` (by {messages.mention(twin.requester)}"
+                    "), so I took this as a double submission and made no other. "
+                    f"Follow it in {messages.channel_ref(config.slack.channel)}.",
+                    f"double submission of {twin.tag}",
+                )
                 return None
             tag = version.tag(repo_cfg.tag_prefix)
             if tag in snapshot.all_tags:
                 sha = snapshot.all_tags[tag][:10]
-                await refuse(f"Tag `{tag}` already exists on commit `{sha}`, outside the "
-                             f"history of `{branch}`, so I did not create it. Delete "
-                             "that tag or choose another version with `--bump`.",
-                             f"tag {tag} exists")
+                await refuse(
+                    f"Tag `{tag}` already exists on commit `{sha}`, outside the "
+                    f"history of `{branch}`, so I did not create it. Delete "
+                    "that tag or choose another version with `--bump`.",
+                    f"tag {tag} exists",
+                )
                 return None
             first_env = config.first_environment.name
             if req.dry_run:
                 gates = [g.name for g in config.gates_for(first_env)]
-                blocks = messages.dry_run(tag, snapshot.head_sha, snapshot.head_subject,
-                                          branch, first_env, gates)
-                await store.audit(req.actor, "rc.dry-run", release=str(version),
-                                  reason=f"would tag {tag} on {snapshot.head_sha}")
+                blocks = messages.dry_run(
+                    tag, snapshot.head_sha, snapshot.head_subject, branch, first_env, gates
+                )
+                await store.audit(
+                    req.actor,
+                    "rc.dry-run",
+                    release=str(version),
+                    reason=f"would tag {tag} on {snapshot.head_sha}",
+                )
                 await notifier.answer(req.response_url, blocks, f"Dry run: would tag {tag}")
                 return None
             candidate = releases.new_release(
-                config, version=str(version), tag=tag, sha=snapshot.head_sha,
-                requester=req.user_id, requester_name=req.user_name,
-                description=req.description, issue=req.issue, now=store.clock(),
-                kind=req.kind)
+                config,
+                version=str(version),
+                tag=tag,
+                sha=snapshot.head_sha,
+                requester=req.user_id,
+                requester_name=req.user_name,
+                description=req.description,
+                issue=req.issue,
+                now=store.clock(),
+                kind=req.kind,
+            )
             release = await _tag_and_record(services, req, candidate, refuse)
     except LockHeld as exc:
-        await notifier.answer(req.response_url, messages.problem(
-            f"{messages.mention(exc.info.holder)} is creating a release candidate right now. "
-            "Try again in a minute."), "Another release candidate is being created")
+        await notifier.answer(
+            req.response_url,
+            messages.problem(
+                f"{messages.mention(exc.info.holder)} is creating a release candidate right now. "
+                "Try again in a minute."
+            ),
+            "Another release candidate is being created",
+        )
         return None
     if release is None:
         return None
     repair_note = ""
     if repaired:
-        repair_note = (f"My clone of the repository was damaged ({repaired}); I cloned it "
-                       "again before tagging.")
-        log.warning("the clone of %s was damaged (%s) and was cloned again", repo_cfg.url,
-                    repaired)
-        await store.audit(req.actor, "repository.reclone", release=release.version,
-                          reason=repaired[:500])
-        await notifier.thread(release.version, messages.note(f"🔧 {repair_note}"),
-                              "The clone was repaired")
+        repair_note = (
+            f"My clone of the repository was damaged ({repaired}); I cloned it "
+            "again before tagging."
+        )
+        log.warning("the clone of %s was damaged (%s) and was cloned again", repo_cfg.url, repaired)
+        await store.audit(
+            req.actor, "repository.reclone", release=release.version, reason=repaired[:500]
+        )
+        await notifier.thread(
+            release.version, messages.note(f"🔧 {repair_note}"), "The clone was repaired"
+        )
     if hotfix:
-        await notifier.thread(release.version, messages.note(
-            f"🚑 *HOTFIX* from `{branch}`, with its own gates and approvals. "
-            f"{messages.mention(release.requester)}: review it afterwards (what broke, why the "
-            "normal path was skipped, the follow-up issue)."), "Hotfix: review it afterwards")
+        await notifier.thread(
+            release.version,
+            messages.note(
+                f"🚑 *HOTFIX* from `{branch}`, with its own gates and approvals. "
+                f"{messages.mention(release.requester)}: review it afterwards (what broke, why the "
+                "normal path was skipped, the follow-up issue)."
+            ),
+            "Hotfix: review it afterwards",
+        )
     try:
         await enqueue_deploy(services, release, config.first_environment.name, req.actor)
     except Exception as exc:
         log.exception("could not queue the deploy of %s", release.version)
-        text = (f"Created `{release.tag}`, but I could not start its deploy to "
-                f"*{config.first_environment.name}* ({type(exc).__name__}). Make a new "
-                "candidate with `/release rc` once `/release status` answers again.")
+        text = (
+            f"Created `{release.tag}`, but I could not start its deploy to "
+            f"*{config.first_environment.name}* ({type(exc).__name__}). Make a new "
+            "candidate with `/release rc` once `/release status` answers again."
+        )
         await notifier.answer(req.response_url, messages.problem(text), text)
         return release
-    text = (f"Created `{release.tag}`; deploying to *{config.first_environment.name}*. "
-            f"Follow it in {messages.channel_ref(config.slack.channel)}.")
-    await notifier.answer(req.response_url, messages.note(
-        f"{text}\n🔧 {repair_note}" if repair_note else text), f"Created {release.tag}")
+    text = (
+        f"Created `{release.tag}`; deploying to *{config.first_environment.name}*. "
+        f"Follow it in {messages.channel_ref(config.slack.channel)}."
+    )
+    await notifier.answer(
+        req.response_url,
+        messages.note(f"{text}\n🔧 {repair_note}" if repair_note else text),
+        f"Created {release.tag}",
+    )
     return release
 
 
 async def _just_made(services: CandidateNeeds, kind: str, sha: str) -> Release | None:
     """An open candidate of `kind` made of `sha` moments ago, if any."""
     since = services.store.clock() - DOUBLE_SUBMISSION_SECONDS
-    return next((r for r in await services.store.releases_in_flight()
-                 if r.kind == kind and r.sha == sha and r.created_at >= since), None)
+    return next(
+        (
+            r
+            for r in await services.store.releases_in_flight()
+            if r.kind == kind and r.sha == sha and r.created_at >= since
+        ),
+        None,
+    )
 
 
 def _tag_message(release: Release) -> str:
-    lines = [f"Release candidate {release.tag}",
-             "",
-             f"Requested-by: {release.requester_name} ({release.requester})"]
+    lines = [
+        f"Release candidate {release.tag}",
+        "",
+        f"Requested-by: {release.requester_name} ({release.requester})",
+    ]
     if release.description:
         lines.append(f"Description: {release.description}")
     if release.issue:
@@ -232,58 +294,85 @@ def _tag_message(release: Release) -> str:
     return "\n".join(lines)
 
 
-async def _tag_and_record(services: CandidateNeeds, req: RcRequest, release: Release,
-                          refuse: Any) -> Release | None:
+async def _tag_and_record(
+    services: CandidateNeeds, req: RcRequest, release: Release, refuse: Any
+) -> Release | None:
     """Record, tag, push, announce: all of it or none of it. Any exception after the record is
     created undoes what was done (the pushed tag, the record) before it is answered."""
     store, notifier, config = services.store, services.chat, services.config
     try:
         await store.create_release(release, req.actor)
     except TransitionError:
-        await refuse(f"`{release.tag}` is already recorded by the bot. Check "
-                     "`/release status`.", f"{release.version} already recorded")
+        await refuse(
+            f"`{release.tag}` is already recorded by the bot. Check `/release status`.",
+            f"{release.version} already recorded",
+        )
         return None
     pushed = False
     try:
         try:
-            await services.git.create_and_push_tag(release.tag, release.sha,
-                                                   _tag_message(release))
+            await services.git.create_and_push_tag(release.tag, release.sha, _tag_message(release))
         except GitError as exc:
-            await _undo_candidate(services, release, req, pushed=False,
-                                  reason=f"tag not pushed: {exc}")
-            hint = ("Someone else may have created it; try again to get the next number."
-                    if isinstance(exc, TagExists)
-                    else "Check that the bot may push tags to the repository.")
-            await refuse(f"I could not push `{release.tag}`, so no release was created.\n"
-                         f"{messages.code_block(str(exc))}\n{hint}", f"push failed: {exc}")
+            await _undo_candidate(
+                services, release, req, pushed=False, reason=f"tag not pushed: {exc}"
+            )
+            hint = (
+                "Someone else may have created it; try again to get the next number."
+                if isinstance(exc, TagExists)
+                else "Check that the bot may push tags to the repository."
+            )
+            await refuse(
+                f"I could not push `{release.tag}`, so no release was created.\n"
+                f"{messages.code_block(str(exc))}\n{hint}",
+                f"push failed: {exc}",
+            )
             return None
         pushed = True
-        posted = await notifier.post(config.slack.channel,
-                                     messages.release_message(release, config),
-                                     messages.release_fallback_text(release))
+        posted = await notifier.post(
+            config.slack.channel,
+            messages.release_message(release, config),
+            messages.release_fallback_text(release),
+        )
         channel = posted.get("channel") if posted else None
         ts = posted.get("ts") if posted else None
         release, _ = await store.update_release(
-            release.version, partial(releases.activate, channel=channel, message_ts=ts),
-            req.actor, "release.tag", reason=f"{release.tag} on {release.sha}")
+            release.version,
+            partial(releases.activate, channel=channel, message_ts=ts),
+            req.actor,
+            "release.tag",
+            reason=f"{release.tag} on {release.sha}",
+        )
     except Exception as exc:
         log.exception("creating %s failed after its record was made", release.version)
-        await _undo_candidate(services, release, req, pushed=pushed,
-                              reason=f"{type(exc).__name__}: {exc}"[:500])
+        await _undo_candidate(
+            services, release, req, pushed=pushed, reason=f"{type(exc).__name__}: {exc}"[:500]
+        )
         gone = f" I removed `{release.tag}` again." if pushed else ""
-        await refuse(f"Something failed while creating `{release.tag}` "
-                     f"({type(exc).__name__}), so no release was created.{gone} Try again.",
-                     "recording failed")
+        await refuse(
+            f"Something failed while creating `{release.tag}` "
+            f"({type(exc).__name__}), so no release was created.{gone} Try again.",
+            "recording failed",
+        )
         return None
     if posted is None:
-        await notifier.answer(req.response_url, messages.problem(
-            f"`{release.tag}` is tagged, but I could not post in "
-            f"{messages.channel_ref(config.slack.channel)}. Invite me there (`/invite "
-            "@releasebot`) or fix `slack.channel` in the config."), "could not post")
+        await notifier.answer(
+            req.response_url,
+            messages.problem(
+                f"`{release.tag}` is tagged, but I could not post in "
+                f"{messages.channel_ref(config.slack.channel)}. Invite me there (`/invite "
+                "@releasebot`) or fix `slack.channel` in the config."
+            ),
+            "could not post",
+        )
     else:
-        await notifier.thread(release.version, messages.note(
-            f"Tagged `{release.tag}` on `{release.sha[:10]}` for "
-            f"{messages.mention(release.requester)}."), f"Tagged {release.tag}")
+        await notifier.thread(
+            release.version,
+            messages.note(
+                f"Tagged `{release.tag}` on `{release.sha[:10]}` for "
+                f"{messages.mention(release.requester)}."
+            ),
+            f"Tagged {release.tag}",
+        )
     try:
         await supersede_older(services, release, req.actor)
     except Exception:
@@ -293,8 +382,9 @@ async def _tag_and_record(services: CandidateNeeds, req: RcRequest, release: Rel
     return release
 
 
-async def _undo_candidate(services: CandidateNeeds, release: Release, req: RcRequest, *,
-                          pushed: bool, reason: str) -> None:
+async def _undo_candidate(
+    services: CandidateNeeds, release: Release, req: RcRequest, *, pushed: bool, reason: str
+) -> None:
     """Take back a candidate that did not come to be: its tag, if pushed, and its record.
     Each part is tried on its own; a record left behind (Redis gone) is replaced by the next
     candidate of that version, since only one creator runs at a time (the repository lock)."""
@@ -320,13 +410,19 @@ async def supersede_older(services: CandidateNeeds, newer: Release, actor: Actor
             continue
         try:
             await services.store.update_release(
-                older.version, partial(approvals.supersede, newer=newer.tag), actor,
-                "release.supersede", reason=f"superseded by {newer.tag}")
+                older.version,
+                partial(approvals.supersede, newer=newer.tag),
+                actor,
+                "release.supersede",
+                reason=f"superseded by {newer.tag}",
+            )
         except TransitionError:
             continue  # promoted or superseded meanwhile
         services.chat.refresh(older.version)
-        await services.chat.thread(older.version, messages.note(
-            f"⏭️ Superseded by `{newer.tag}`: approvals of this candidate no longer count."),
-            f"Superseded by {newer.tag}")
-
-
+        await services.chat.thread(
+            older.version,
+            messages.note(
+                f"⏭️ Superseded by `{newer.tag}`: approvals of this candidate no longer count."
+            ),
+            f"Superseded by {newer.tag}",
+        )

@@ -25,39 +25,55 @@ class DecisionNeeds(HasConfig, HasStore, HasChat, HasUserDirectory, Protocol):
     """Approve/Reject on a gate."""
 
 
-async def _target(services: DecisionNeeds, version: str, gate_id: str,
-                  where: Where) -> tuple[Release, Gate, str]:
+async def _target(
+    services: DecisionNeeds, version: str, gate_id: str, where: Where
+) -> tuple[Release, Gate, str]:
     release = await services.store.get_release(version)
     if release is None:
         raise Refusal(f"there is no release {version} any more")
     if not same_message(where, release.channel, release.message_ts):
         # A decision counts only from the buttons of the release's own message.
-        raise Refusal(f"this button is not on the release message of {release.tag}; use the "
-                      "buttons there")
+        raise Refusal(
+            f"this button is not on the release message of {release.tag}; use the buttons there"
+        )
     gate = release.gate(gate_id)
     nxt = services.config.next_environment(gate.stage)
     return release, gate, nxt.name if nxt else gate.stage
 
 
-async def may_decide(services: DecisionNeeds, actor: Actor, version: str, gate_id: str,
-                     where: Where) -> str | None:
+async def may_decide(
+    services: DecisionNeeds, actor: Actor, version: str, gate_id: str, where: Where
+) -> str | None:
     """Why `actor` may not decide on this gate now (None if they may): checked before a
     Reject form is opened, so nobody fills one in for nothing."""
     try:
         release, gate, _ = await _target(services, version, gate_id, where)
         policy = services.config.release_policy(release.kind, gate.stage)
-        approvals.reject(Release.from_json(release.to_json()), gate_id,
-                         user_id=actor.user_id, user_name=actor.user_name, now=0.0, reason="",
-                         policy=policy,
-                         is_approver=await is_approver(services, policy, actor.user_id))
+        approvals.reject(
+            Release.from_json(release.to_json()),
+            gate_id,
+            user_id=actor.user_id,
+            user_name=actor.user_name,
+            now=0.0,
+            reason="",
+            policy=policy,
+            is_approver=await is_approver(services, policy, actor.user_id),
+        )
     except TransitionError as exc:
         return str(exc)
     return None
 
 
-async def _decide(services: DecisionNeeds, actor: Actor, version: str, gate_id: str, verb: str,
-                  decision: Callable[..., Gate], where: Where,
-                  **details: Any) -> tuple[Release, Gate, str] | str:
+async def _decide(
+    services: DecisionNeeds,
+    actor: Actor,
+    version: str,
+    gate_id: str,
+    verb: str,
+    decision: Callable[..., Gate],
+    where: Where,
+    **details: Any,
+) -> tuple[Release, Gate, str] | str:
     """Apply `decision` (approvals.approve or .reject) atomically; a string is the answer to a
     refused or duplicate click, already audited."""
     store = services.store
@@ -67,49 +83,72 @@ async def _decide(services: DecisionNeeds, actor: Actor, version: str, gate_id: 
         policy = services.config.release_policy(release.kind, gate.stage)
         eligible = await is_approver(services, policy, actor.user_id)
         release, gate = await store.update_release(
-            version, partial(decision, gate_id=gate_id, user_id=actor.user_id,
-                             user_name=actor.user_name, now=store.clock(), policy=policy,
-                             is_approver=eligible, **details),
-            actor, action, environment=target,
+            version,
+            partial(
+                decision,
+                gate_id=gate_id,
+                user_id=actor.user_id,
+                user_name=actor.user_name,
+                now=store.clock(),
+                policy=policy,
+                is_approver=eligible,
+                **details,
+            ),
+            actor,
+            action,
+            environment=target,
             outcome="rejected" if verb == "reject" else "ok",
-            reason=f"{gate_id}: {details['reason']}" if "reason" in details else gate_id)
+            reason=f"{gate_id}: {details['reason']}" if "reason" in details else gate_id,
+        )
     except NoChange as exc:
-        await store.audit(actor, action, release=version, outcome="duplicate",
-                          reason=f"{gate_id}: {exc}")
+        await store.audit(
+            actor, action, release=version, outcome="duplicate", reason=f"{gate_id}: {exc}"
+        )
         return f"Nothing changed: {exc}."
     except TransitionError as exc:
-        await store.audit(actor, action, release=version, outcome="refused",
-                          reason=f"{gate_id}: {exc}")
+        await store.audit(
+            actor, action, release=version, outcome="refused", reason=f"{gate_id}: {exc}"
+        )
         return f"You cannot {verb} this: {exc}."
     services.chat.refresh(version)
     return release, gate, target
 
 
-async def approve(services: DecisionNeeds, actor: Actor, version: str, gate_id: str,
-                  where: Where) -> str:
+async def approve(
+    services: DecisionNeeds, actor: Actor, version: str, gate_id: str, where: Where
+) -> str:
     """Approve from the button on the message at `where`; returns the private answer for the
     person who clicked."""
-    done = await _decide(services, actor, version, gate_id, "approve", approvals.approve,
-                         where)
+    done = await _decide(services, actor, version, gate_id, "approve", approvals.approve, where)
     if isinstance(done, str):
         return done
     release, gate, target = done
-    await services.chat.thread(version, messages.note(
-        f"✅ {messages.mention(actor.user_id)} approved *{messages.escape(gate.name)}*."),
-        f"{actor.user_name} approved {gate.name}")
+    await services.chat.thread(
+        version,
+        messages.note(
+            f"✅ {messages.mention(actor.user_id)} approved *{messages.escape(gate.name)}*."
+        ),
+        f"{actor.user_name} approved {gate.name}",
+    )
     return f"You approved {gate.name} of {release.tag} for {target}."
 
 
-async def reject(services: DecisionNeeds, actor: Actor, version: str, gate_id: str,
-                 reason: str, where: Where) -> str:
-    done = await _decide(services, actor, version, gate_id, "reject", approvals.reject,
-                         where, reason=reason)
+async def reject(
+    services: DecisionNeeds, actor: Actor, version: str, gate_id: str, reason: str, where: Where
+) -> str:
+    done = await _decide(
+        services, actor, version, gate_id, "reject", approvals.reject, where, reason=reason
+    )
     if isinstance(done, str):
         return done
     release, gate, _ = done
-    await services.chat.thread(version, messages.note(
-        f"❌ {messages.mention(actor.user_id)} rejected *{messages.escape(gate.name)}*: "
-        f"{messages.escape(reason)}\n{messages.mention(release.requester)}, {release.tag} "
-        "will not be promoted; a new `/release rc` supersedes it."),
-        f"{actor.user_name} rejected {gate.name}")
+    await services.chat.thread(
+        version,
+        messages.note(
+            f"❌ {messages.mention(actor.user_id)} rejected *{messages.escape(gate.name)}*: "
+            f"{messages.escape(reason)}\n{messages.mention(release.requester)}, {release.tag} "
+            "will not be promoted; a new `/release rc` supersedes it."
+        ),
+        f"{actor.user_name} rejected {gate.name}",
+    )
     return f"You rejected {gate.name} of {release.tag}."

@@ -41,14 +41,18 @@ from bot.services.ports import (
 log = logging.getLogger(__name__)
 
 
-class EngineNeeds(HasConfig, HasRepository, HasLocks, HasRunningDeploys, HasRunner,
-                  HasTransientErrors, Protocol):
+class EngineNeeds(
+    HasConfig, HasRepository, HasLocks, HasRunningDeploys, HasRunner, HasTransientErrors, Protocol
+):
     """What every deploy holds and runs."""
+
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 DeployKind = Literal["release", "rollback", "flags"]
+
+
 class EnvironmentBusy(Exception):
     """Someone holds the environment: nothing was started."""
 
@@ -81,8 +85,11 @@ class Target:
     on_stopped: Callable[[str], Awaitable[object]]
 
     def running_entry(self) -> dict[str, str]:
-        entry: dict[str, str] = {"kind": self.kind, "environment": self.environment.name,
-                                 "subject": self.subject}
+        entry: dict[str, str] = {
+            "kind": self.kind,
+            "environment": self.environment.name,
+            "subject": self.subject,
+        }
         if self.kind == "release":
             entry["version"] = self.subject  # as entries written before the kinds had it
         elif self.kind == "rollback":
@@ -96,8 +103,9 @@ def job_heartbeat(config: Config) -> int:
     this only has to be long enough never to abort a worker that is waiting out a Redis outage
     to record its outcome."""
     worker = config.worker
-    return int(max(worker.lock_ttl_seconds * 2, 10, worker.record_retry_seconds
-                   + worker.lock_ttl_seconds))
+    return int(
+        max(worker.lock_ttl_seconds * 2, 10, worker.record_retry_seconds + worker.lock_ttl_seconds)
+    )
 
 
 def job_timeout(config: Config, command_seconds: float) -> int:
@@ -107,8 +115,13 @@ def job_timeout(config: Config, command_seconds: float) -> int:
 
 
 def checkout_failed(what: str, exc: GitError) -> CommandResult:
-    return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail=str(exc),
-                         error=f"could not check out {what}")
+    return CommandResult(
+        exit_code=None,
+        timed_out=False,
+        duration=0.0,
+        tail=str(exc),
+        error=f"could not check out {what}",
+    )
 
 
 LOCK_LOST = "stopped: the worker lost the environment lock (frozen or cut off from Redis)"
@@ -142,22 +155,30 @@ class Deploy:
             return True
         return await self.lock.retake()
 
-    async def run(self, command: str, env: Mapping[str, str], given: CommandEnv,
-                  timeout: float) -> CommandResult:
+    async def run(
+        self, command: str, env: Mapping[str, str], given: CommandEnv, timeout: float
+    ) -> CommandResult:
         """Run `command` in the checked-out tree while the lock is safe, with a clean
         environment: `env` (this deploy's RELEASE_*/FLAG_* values) and what the config
         `given` passes it, nothing of the bot's; as `worker.run_as` if set."""
         assert self.worktree is not None, "check out first"
         if not await self.hold():
-            return CommandResult(exit_code=None, timed_out=False, duration=0.0, tail="",
-                                 error=LOCK_LOST)
-        result = await self.services.runner.run(command, cwd=self.worktree, own=env,
-                                                given=given, timeout=timeout, stop=self.lock)
+            return CommandResult(
+                exit_code=None, timed_out=False, duration=0.0, tail="", error=LOCK_LOST
+            )
+        result = await self.services.runner.run(
+            command, cwd=self.worktree, own=env, given=given, timeout=timeout, stop=self.lock
+        )
         if not result.ok and not result.timed_out and not self.lock.safe:
             # Killed by its supervisor at the lock's stop time (or it failed meanwhile):
             # either way it did not run to its end under the lock.
-            return CommandResult(exit_code=result.exit_code, timed_out=False,
-                                 duration=result.duration, tail=result.tail, error=LOCK_LOST)
+            return CommandResult(
+                exit_code=result.exit_code,
+                timed_out=False,
+                duration=result.duration,
+                tail=result.tail,
+                error=LOCK_LOST,
+            )
         return result
 
     async def hand_over(self, holder: str, reason: str, kind: LockKind) -> bool:
@@ -167,14 +188,17 @@ class Deploy:
 
 
 @contextlib.asynccontextmanager
-async def deploying(services: EngineNeeds, target: Target,
-                    job: Any = None) -> AsyncIterator[Deploy]:
+async def deploying(
+    services: EngineNeeds, target: Target, job: Any = None
+) -> AsyncIterator[Deploy]:
     """Hold `target.environment` for one deploy; raises EnvironmentBusy or GivenUp before
     anything is started. On exit everything is cleaned up, and a deploy cut short by the
     worker's shutdown is reported through `target.on_stopped`."""
     if job is not None and (getattr(job, "error", None) or getattr(job, "completed", 0)):
-        raise GivenUp(f"the queue gave this job up ({job.error or 'finished'}) before the "
-                      "worker got to it; the worker was frozen or cut off meanwhile")
+        raise GivenUp(
+            f"the queue gave this job up ({job.error or 'finished'}) before the "
+            "worker got to it; the worker was frozen or cut off meanwhile"
+        )
     lock = services.locks.for_deploy(target.environment.name, target.deploy_id)
     try:
         await lock.acquire(target.holder, target.reason)
@@ -222,8 +246,13 @@ async def _job_heartbeat(job: Any, ttl: float) -> None:
             await job.update()
 
 
-async def durably(services: EngineNeeds, what: str, write: Callable[P, Awaitable[T]],
-                  *args: P.args, **kwargs: P.kwargs) -> T:
+async def durably(
+    services: EngineNeeds,
+    what: str,
+    write: Callable[P, Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
     """Write an outcome, waiting out a Redis that is unreachable (restarting, cut off) for up
     to `worker.record_retry_seconds`; raises NotRecorded after that. The outcome of a deploy
     that ran is never dropped for a blip."""
@@ -237,8 +266,9 @@ async def durably(services: EngineNeeds, what: str, write: Callable[P, Awaitable
         except services.transient_errors as exc:
             failures += 1
             if failures == 1:
-                log.warning("Redis unreachable while recording %s; retrying for up to %gs",
-                            what, limit)
+                log.warning(
+                    "Redis unreachable while recording %s; retrying for up to %gs", what, limit
+                )
             if time.monotonic() + delay > deadline:
                 raise NotRecorded(f"Redis stayed unreachable for {limit:g}s") from exc
             await asyncio.sleep(delay)

@@ -27,36 +27,56 @@ log = logging.getLogger(__name__)
 class DeployNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, Protocol):
     """A release's deploy: the engine, its record, its thread, the queue."""
 
+
 DEPLOY = "deploy"
 
 
-async def enqueue_deploy(services: DeployNeeds, release: Release, environment: str,
-                         actor: Actor) -> str:
+async def enqueue_deploy(
+    services: DeployNeeds, release: Release, environment: str, actor: Actor
+) -> str:
     """Record a queued deploy on the release and put its job on the queue."""
     deploy_id = f"{release.version}@{environment}#{secrets.token_hex(4)}"
     await services.store.update_release(
         release.version,
         lambda r: releases.queue_deploy(r, environment, deploy_id, services.store.clock()),
-        actor, "deploy.queue", environment=environment)
+        actor,
+        "deploy.queue",
+        environment=environment,
+    )
     env = services.config.environment(environment)
-    gate_time = sum(g.timeout_seconds for g in services.config.gates_for(environment)
-                    if g.automatic)
+    gate_time = sum(
+        g.timeout_seconds for g in services.config.gates_for(environment) if g.automatic
+    )
     try:
         await services.queue.enqueue(
-            DEPLOY, version=release.version, environment=environment, deploy_id=deploy_id,
-            actor=asdict(actor), key=deploy_id, retries=1,
+            DEPLOY,
+            version=release.version,
+            environment=environment,
+            deploy_id=deploy_id,
+            actor=asdict(actor),
+            key=deploy_id,
+            retries=1,
             timeout=deploy_engine.job_timeout(services.config, env.timeout_seconds + gate_time),
             # Never retried (retries=1): a lost deploy is reported in its thread by our reaper.
-            heartbeat=deploy_engine.job_heartbeat(services.config))
+            heartbeat=deploy_engine.job_heartbeat(services.config),
+        )
     except Exception:
         # Recorded as queued but no job carries it: never leave it "queued" for ever.
         with contextlib.suppress(Exception):
             await services.store.update_release(
-                release.version, partial(releases.block_deploy, deploy_id=deploy_id,
-                                         now=services.store.clock(),
-                                         detail="it could not be queued"),
-                actor, "deploy.start", environment=environment, outcome="blocked",
-                reason="could not be queued")
+                release.version,
+                partial(
+                    releases.block_deploy,
+                    deploy_id=deploy_id,
+                    now=services.store.clock(),
+                    detail="it could not be queued",
+                ),
+                actor,
+                "deploy.start",
+                environment=environment,
+                outcome="blocked",
+                reason="could not be queued",
+            )
         raise
     services.chat.refresh(release.version)
     return deploy_id
@@ -64,12 +84,22 @@ async def enqueue_deploy(services: DeployNeeds, release: Release, environment: s
 
 def _command_env(release: Release, environment: str, config: Config) -> dict[str, str]:
     version, tag = release.tag_for(environment, config.last_environment.name)
-    return {"RELEASE_VERSION": version, "RELEASE_TAG": tag, "RELEASE_SHA": release.sha,
-            "RELEASE_ENV": environment}
+    return {
+        "RELEASE_VERSION": version,
+        "RELEASE_TAG": tag,
+        "RELEASE_SHA": release.sha,
+        "RELEASE_ENV": environment,
+    }
 
 
-async def run_deploy(services: DeployNeeds, version: str, environment: str, deploy_id: str,
-                     actor: Actor = BOT, job: Any = None) -> None:
+async def run_deploy(
+    services: DeployNeeds,
+    version: str,
+    environment: str,
+    deploy_id: str,
+    actor: Actor = BOT,
+    job: Any = None,
+) -> None:
     """Deploy on behalf of `actor` (who asked for it: the audit entries name them)."""
     store, config = services.store, services.config
     env = config.environment(environment)
@@ -79,13 +109,24 @@ async def run_deploy(services: DeployNeeds, version: str, environment: str, depl
         return
     _, tag = release.tag_for(environment, services.config.last_environment.name)
     target = deploy_engine.Target(
-        kind="release", deploy_id=deploy_id, environment=env, subject=version,
-        holder=release.requester, reason=f"deploying {tag}",
-        on_stopped=partial(report_lost_deploy, services, version, deploy_id, environment,
-                           message=f"The worker was stopped while deploying `{tag}` to "
-                                   f"*{environment}*; the deploy command was killed and the "
-                                   f"deploy is marked *failed*. Check *{environment}* before "
-                                   "deploying again."))
+        kind="release",
+        deploy_id=deploy_id,
+        environment=env,
+        subject=version,
+        holder=release.requester,
+        reason=f"deploying {tag}",
+        on_stopped=partial(
+            report_lost_deploy,
+            services,
+            version,
+            deploy_id,
+            environment,
+            message=f"The worker was stopped while deploying `{tag}` to "
+            f"*{environment}*; the deploy command was killed and the "
+            f"deploy is marked *failed*. Check *{environment}* before "
+            "deploying again.",
+        ),
+    )
     try:
         async with deploy_engine.deploying(services, target, job) as running:
             live = await _deploy_locked(services, release, running, actor)
@@ -95,43 +136,75 @@ async def run_deploy(services: DeployNeeds, version: str, environment: str, depl
             await _go_live(services, live, environment, actor)
     except deploy_engine.EnvironmentBusy as exc:
         holder = exc.info
-        await _not_started(services, version, deploy_id, environment, actor,
-                           detail=f"locked by {holder.holder}",
-                           reason=f"{environment} held by {holder.holder}: {holder.reason}",
-                           blocks=messages.environment_busy(environment, holder),
-                           text=f"{environment} is busy")
+        await _not_started(
+            services,
+            version,
+            deploy_id,
+            environment,
+            actor,
+            detail=f"locked by {holder.holder}",
+            reason=f"{environment} held by {holder.holder}: {holder.reason}",
+            blocks=messages.environment_busy(environment, holder),
+            text=f"{environment} is busy",
+        )
     except deploy_engine.GivenUp as exc:
-        text = (f"The deploy of `{tag}` to *{environment}* was not run: {exc}. It was "
-                "reported to you as failed or stuck meanwhile, so it is not run late; deploy "
-                "again if it is still wanted.")
-        await _not_started(services, version, deploy_id, environment, actor, detail=str(exc),
-                           reason=str(exc), blocks=messages.problem(text), text=text)
+        text = (
+            f"The deploy of `{tag}` to *{environment}* was not run: {exc}. It was "
+            "reported to you as failed or stuck meanwhile, so it is not run late; deploy "
+            "again if it is still wanted."
+        )
+        await _not_started(
+            services,
+            version,
+            deploy_id,
+            environment,
+            actor,
+            detail=str(exc),
+            reason=str(exc),
+            blocks=messages.problem(text),
+            text=text,
+        )
 
 
-async def _not_started(services: DeployNeeds, version: str, deploy_id: str, environment: str,
-                       actor: Actor, *, detail: str, reason: str,
-                       blocks: list[messages.Block], text: str) -> None:
+async def _not_started(
+    services: DeployNeeds,
+    version: str,
+    deploy_id: str,
+    environment: str,
+    actor: Actor,
+    *,
+    detail: str,
+    reason: str,
+    blocks: list[messages.Block],
+    text: str,
+) -> None:
     store = services.store
     with contextlib.suppress(TransitionError):
         await store.update_release(
-            version, partial(releases.block_deploy, deploy_id=deploy_id, now=store.clock(),
-                             detail=detail),
-            actor, "deploy.start", environment=environment, outcome="blocked", reason=reason)
+            version,
+            partial(releases.block_deploy, deploy_id=deploy_id, now=store.clock(), detail=detail),
+            actor,
+            "deploy.start",
+            environment=environment,
+            outcome="blocked",
+            reason=reason,
+        )
     await services.chat.thread(version, blocks, text)
     services.chat.refresh(version)
 
 
-def _finish(release: Release, *, deploy_id: str, now: float,
-            result: CommandResult) -> tuple[releases.Deploy, bool]:
+def _finish(
+    release: Release, *, deploy_id: str, now: float, result: CommandResult
+) -> tuple[releases.Deploy, bool]:
     """The worker's outcome, and whether it corrects a "worker lost" report made meanwhile."""
     was_lost = releases.find_deploy(release, deploy_id).lost
-    deploy = releases.finish_deploy(release, deploy_id, now, ok=result.ok,
-                                    detail=result.summary())
+    deploy = releases.finish_deploy(release, deploy_id, now, ok=result.ok, detail=result.summary())
     return deploy, was_lost
 
 
-async def _deploy_locked(services: DeployNeeds, release: Release, running: deploy_engine.Deploy,
-                         actor: Actor) -> Release | None:
+async def _deploy_locked(
+    services: DeployNeeds, release: Release, running: deploy_engine.Deploy, actor: Actor
+) -> Release | None:
     """The deploy and its gates under the lock; returns the release if it is now to be
     marked live (a promoted release in the last environment)."""
     store, notifier, config = services.store, services.chat, services.config
@@ -139,33 +212,48 @@ async def _deploy_locked(services: DeployNeeds, release: Release, running: deplo
     version, tag = release.tag_for(env.name, services.config.last_environment.name)
     try:
         release, _ = await store.update_release(
-            release.version, partial(releases.start_deploy, deploy_id=deploy_id,
-                                     now=store.clock()),
-            actor, "deploy.start", environment=env.name)
+            release.version,
+            partial(releases.start_deploy, deploy_id=deploy_id, now=store.clock()),
+            actor,
+            "deploy.start",
+            environment=env.name,
+        )
     except TransitionError as exc:
         # Not queued any more (a re-delivered job, or reported lost): never run it again.
         log.warning("deploy %s not started: %s", deploy_id, exc)
         return None
     notifier.refresh(release.version)
-    await notifier.thread(release.version, messages.note(
-        f"⏳ Deploying `{tag}` to *{env.name}*…"), f"Deploying to {env.name}")
+    await notifier.thread(
+        release.version,
+        messages.note(f"⏳ Deploying `{tag}` to *{env.name}*…"),
+        f"Deploying to {env.name}",
+    )
     try:
         await running.checkout(tag, release.sha)
     except GitError as exc:
         result = deploy_engine.checkout_failed(tag, exc)
     else:
-        result = await running.run(env.deploy_command,
-                                   _command_env(release, env.name, config), env.command_env,
-                                   env.timeout_seconds)
+        result = await running.run(
+            env.deploy_command,
+            _command_env(release, env.name, config),
+            env.command_env,
+            env.timeout_seconds,
+        )
     finished_at = store.clock()
     outcome = "succeeded" if result.ok else "failed"
     try:
         release, (deploy, corrected) = await deploy_engine.durably(
-            services, f"the outcome of deploy {deploy_id}", store.update_release,
-            release.version, partial(_finish, deploy_id=deploy_id, now=finished_at,
-                                     result=result),
-            actor, "deploy.finish", environment=env.name, outcome=outcome,
-            reason=result.summary())
+            services,
+            f"the outcome of deploy {deploy_id}",
+            store.update_release,
+            release.version,
+            partial(_finish, deploy_id=deploy_id, now=finished_at, result=result),
+            actor,
+            "deploy.finish",
+            environment=env.name,
+            outcome=outcome,
+            reason=result.summary(),
+        )
     except releases.NoChange:
         # Written by an attempt whose reply was lost on the way back.
         release = await store.get_release(release.version) or release
@@ -177,45 +265,63 @@ async def _deploy_locked(services: DeployNeeds, release: Release, running: deplo
         log.warning("deploy %s finished, but its record moved on: %s", deploy_id, exc)
         return None
     if corrected:
-        await notifier.thread(release.version, messages.note(
-            f"↩️ The deploy to *{env.name}* was reported lost while its worker was not "
-            "answering (frozen, or cut off from Redis); the worker is back, and this is what "
-            f"really happened: it {outcome}."),
-            f"Deploy to {env.name}: the real outcome")
+        await notifier.thread(
+            release.version,
+            messages.note(
+                f"↩️ The deploy to *{env.name}* was reported lost while its worker was not "
+                "answering (frozen, or cut off from Redis); the worker is back, and this is what "
+                f"really happened: it {outcome}."
+            ),
+            f"Deploy to {env.name}: the real outcome",
+        )
     if result.ok:
         before = (await store.environment_versions([env.name]))[env.name]
-        if await store.set_environment_version(env.name, version, tag, release.sha,
-                                               release.version, deployed_at=finished_at):
-            await monitor_health.deploy_finished(services, env.name, version, release.version,
-                                          before.get("version", ""))
+        if await store.set_environment_version(
+            env.name, version, tag, release.sha, release.version, deployed_at=finished_at
+        ):
+            await monitor_health.deploy_finished(
+                services, env.name, version, release.version, before.get("version", "")
+            )
     else:
-        await monitor_health.deploy_failed(services, env.name, release.version, tag,
-                                    result.summary())
-    await notifier.thread(release.version, messages.deploy_outcome(tag, env.name, result),
-                          f"Deploy to {env.name} {deploy.status}")
+        await monitor_health.deploy_failed(
+            services, env.name, release.version, tag, result.summary()
+        )
+    await notifier.thread(
+        release.version,
+        messages.deploy_outcome(tag, env.name, result),
+        f"Deploy to {env.name} {deploy.status}",
+    )
     notifier.refresh(release.version)
     if not result.ok:
         return None
     if not await running.hold() or not await _still_runs(services, env.name, release.version):
-        await notifier.thread(release.version, messages.problem(
-            f"The gates of `{tag}` in *{env.name}* were not run: the worker lost the "
-            f"environment lock while Redis was unreachable, and *{env.name}* has moved on. "
-            "Deploy again to run them."), "Gates not run")
+        await notifier.thread(
+            release.version,
+            messages.problem(
+                f"The gates of `{tag}` in *{env.name}* were not run: the worker lost the "
+                f"environment lock while Redis was unreachable, and *{env.name}* has moved on. "
+                "Deploy again to run them."
+            ),
+            "Gates not run",
+        )
         return None
     await _run_gates(services, release, env.name, running, actor)
     last = services.config.last_environment.name
     return release if release.final_tag and env.name == last else None
 
 
-async def _go_live(services: DeployNeeds, release: Release, environment: str,
-                   actor: Actor) -> None:
+async def _go_live(services: DeployNeeds, release: Release, environment: str, actor: Actor) -> None:
     _, tag = release.tag_for(environment, services.config.last_environment.name)
     with contextlib.suppress(TransitionError):
-        await services.store.update_release(release.version, releases.go_live, actor,
-                                            "release.live", environment=environment)
+        await services.store.update_release(
+            release.version, releases.go_live, actor, "release.live", environment=environment
+        )
         services.chat.refresh(release.version)
-        await services.chat.thread(release.version, messages.note(
-            f"🎉 `{tag}` is live in *{environment}*."), f"{tag} is live")
+        await services.chat.thread(
+            release.version,
+            messages.note(f"🎉 `{tag}` is live in *{environment}*."),
+            f"{tag} is live",
+        )
 
 
 async def _still_runs(services: DeployNeeds, environment: str, version: str) -> bool:
@@ -225,50 +331,83 @@ async def _still_runs(services: DeployNeeds, environment: str, version: str) -> 
     return current.get("release") == version
 
 
-async def _outcome_not_recorded(services: DeployNeeds, release: Release, environment: str,
-                                tag: str, result: CommandResult, why: str) -> None:
+async def _outcome_not_recorded(
+    services: DeployNeeds,
+    release: Release,
+    environment: str,
+    tag: str,
+    result: CommandResult,
+    why: str,
+) -> None:
     """Redis stayed away: say what happened where people look, from what this worker holds."""
     outcome = "succeeded" if result.ok else "failed"
-    log.error("deploy of %s to %s %s, but the outcome could not be recorded: %s",
-              tag, environment, outcome, why)
+    log.error(
+        "deploy of %s to %s %s, but the outcome could not be recorded: %s",
+        tag,
+        environment,
+        outcome,
+        why,
+    )
     if release.channel and release.message_ts:
-        text = (f"The deploy of `{tag}` to *{environment}* {outcome} ({result.summary()}), "
-                f"but I could not record it: {why}. What I show for this release may be "
-                f"wrong until someone checks *{environment}*.")
-        await services.chat.post(release.channel, messages.problem(text), text,
-                                     thread_ts=release.message_ts)
+        text = (
+            f"The deploy of `{tag}` to *{environment}* {outcome} ({result.summary()}), "
+            f"but I could not record it: {why}. What I show for this release may be "
+            f"wrong until someone checks *{environment}*."
+        )
+        await services.chat.post(
+            release.channel, messages.problem(text), text, thread_ts=release.message_ts
+        )
 
 
-async def report_lost_deploy(services: DeployNeeds, version: str, deploy_id: str,
-                             environment: str, detail: str, *, message: str) -> bool:
+async def report_lost_deploy(
+    services: DeployNeeds,
+    version: str,
+    deploy_id: str,
+    environment: str,
+    detail: str,
+    *,
+    message: str,
+) -> bool:
     """A deploy that did not end normally (its worker died, or is shutting down) is failed,
     in its thread and on the health page; never re-run. False if it finished meanwhile."""
     store = services.store
     try:
         release, _ = await store.update_release(
-            version, partial(releases.report_lost, deploy_id=deploy_id, now=store.clock(),
-                             detail=detail),
-            BOT, "deploy.finish", environment=environment, outcome="failed", reason=detail)
+            version,
+            partial(releases.report_lost, deploy_id=deploy_id, now=store.clock(), detail=detail),
+            BOT,
+            "deploy.finish",
+            environment=environment,
+            outcome="failed",
+            reason=detail,
+        )
     except TransitionError:
         return False  # finished meanwhile, or already reported by another replica
     await monitor_health.deploy_failed(services, environment, version, release.tag, detail)
-    await services.chat.thread(version, messages.problem(message),
-                                   f"Deploy to {environment} lost")
+    await services.chat.thread(version, messages.problem(message), f"Deploy to {environment} lost")
     services.chat.refresh(version)
     return True
 
 
-async def _run_gates(services: DeployNeeds, release: Release, environment: str,
-                     running: deploy_engine.Deploy, actor: Actor) -> None:
+async def _run_gates(
+    services: DeployNeeds,
+    release: Release,
+    environment: str,
+    running: deploy_engine.Deploy,
+    actor: Actor,
+) -> None:
     store, notifier = services.store, services.chat
-    gates: list[GateConfig] = [g for g in services.config.gates_for(environment)
-                               if g.automatic]
+    gates: list[GateConfig] = [g for g in services.config.gates_for(environment) if g.automatic]
     for gate_cfg in gates:
         try:
             release, gate = await store.update_release(
-                release.version, partial(releases.start_gate, gate_id=gate_cfg.id,
-                                         now=store.clock()),
-                actor, "gate.start", environment=environment, reason=gate_cfg.id)
+                release.version,
+                partial(releases.start_gate, gate_id=gate_cfg.id, now=store.clock()),
+                actor,
+                "gate.start",
+                environment=environment,
+                reason=gate_cfg.id,
+            )
         except TransitionError:
             continue
         notifier.refresh(release.version)
@@ -277,21 +416,34 @@ async def _run_gates(services: DeployNeeds, release: Release, environment: str,
             result = await change_flags.flags_ready(services, running.worktree)
         else:
             assert gate_cfg.command is not None
-            result = await running.run(gate_cfg.command,
-                                       _command_env(release, environment, services.config),
-                                       services.config.gate_env(gate_cfg),
-                                       gate_cfg.timeout_seconds)
+            result = await running.run(
+                gate_cfg.command,
+                _command_env(release, environment, services.config),
+                services.config.gate_env(gate_cfg),
+                gate_cfg.timeout_seconds,
+            )
         finished_at = store.clock()
         release, gate = await deploy_engine.durably(
-            services, f"gate {gate_cfg.id} of {release.version}", store.update_release,
-            release.version, partial(releases.finish_gate, gate_id=gate_cfg.id,
-                                     now=finished_at, ok=result.ok, detail=result.summary()),
-            actor, "gate.finish", environment=environment,
-            outcome="passed" if result.ok else "failed", reason=gate_cfg.id)
+            services,
+            f"gate {gate_cfg.id} of {release.version}",
+            store.update_release,
+            release.version,
+            partial(
+                releases.finish_gate,
+                gate_id=gate_cfg.id,
+                now=finished_at,
+                ok=result.ok,
+                detail=result.summary(),
+            ),
+            actor,
+            "gate.finish",
+            environment=environment,
+            outcome="passed" if result.ok else "failed",
+            reason=gate_cfg.id,
+        )
         notifier.refresh(release.version)
-        await notifier.thread(release.version, messages.gate_outcome(gate, result),
-                              f"{gate.name} {gate.status}")
+        await notifier.thread(
+            release.version, messages.gate_outcome(gate, result), f"{gate.name} {gate.status}"
+        )
         if result.error == deploy_engine.LOCK_LOST:
             break  # the environment is not ours any more: no further gate runs in it
-
-

@@ -35,8 +35,16 @@ from bot.services.ports import (
 ACKNOWLEDGE = "incident.acknowledge"  # the audit action of an Acknowledge click
 
 
-class MonitorNeeds(HasConfig, HasClock, HasAuditLog, HasChat, HasMonitorState, HasHealthProbe,
-                   HasRunningReleases, Protocol):
+class MonitorNeeds(
+    HasConfig,
+    HasClock,
+    HasAuditLog,
+    HasChat,
+    HasMonitorState,
+    HasHealthProbe,
+    HasRunningReleases,
+    Protocol,
+):
     """Checks, incidents and monitoring windows: their state, the probe, and the channel."""
 
 
@@ -50,9 +58,15 @@ class Due:
 
 
 def _new_incident(due: Due, now: float, version: str) -> Incident:
-    return Incident(id=secrets.token_hex(6), environment=due.environment.name,
-                    check=due.check.name, severity="", opened_at=now, problem="",
-                    version=version)
+    return Incident(
+        id=secrets.token_hex(6),
+        environment=due.environment.name,
+        check=due.check.name,
+        severity="",
+        opened_at=now,
+        problem="",
+        version=version,
+    )
 
 
 class Monitor:
@@ -64,8 +78,9 @@ class Monitor:
         self._states: dict[CheckId, CheckState] = {}
         self._saved: dict[CheckId, bytes] = {}  # the state JSON last written, per check
         self._written = ""
-        self._checks = [Due(e, c, (e.name, c.name))
-                        for e in services.config.environments for c in e.checks]
+        self._checks = [
+            Due(e, c, (e.name, c.name)) for e in services.config.environments for c in e.checks
+        ]
 
     async def close(self) -> None:
         await self.services.health_probe.close()
@@ -74,8 +89,10 @@ class Monitor:
         """Run every check that is due; returns how many ran (0 when another replica is
         running a tick)."""
         now = self.services.clock() if now is None else now
-        longest = max((c.timeout_seconds for e in self.services.config.environments
-                       for c in e.checks), default=10.0)
+        longest = max(
+            (c.timeout_seconds for e in self.services.config.environments for c in e.checks),
+            default=10.0,
+        )
         async with self.services.monitor_state.tick_lock(longest + 60) as held:
             return await self._tick(now) if held else 0
 
@@ -94,9 +111,17 @@ class Monitor:
             if window.over(now):
                 await close_window(services, name, window, rolled_back=False)
         await self._load_states(self._checks)
-        due = [d for d in self._checks
-               if is_due(self._states[d.id].last, d.check.interval_seconds,
-                         windows.get(d.environment.name), now, cfg)]
+        due = [
+            d
+            for d in self._checks
+            if is_due(
+                self._states[d.id].last,
+                d.check.interval_seconds,
+                windows.get(d.environment.name),
+                now,
+                cfg,
+            )
+        ]
         if not due:
             return 0
         versions = await services.running_releases.environment_versions(names)
@@ -106,29 +131,46 @@ class Monitor:
         await self._load_baselines(due, states, deployed)
         # Mid-deploy the site may already run the new version before the bot records it:
         # the version condition waits until the deploy is over.
-        expected = ["" if d.environment.name in deploying else v
-                    for d, v in zip(due, deployed, strict=True)]
+        expected = [
+            "" if d.environment.name in deploying else v for d, v in zip(due, deployed, strict=True)
+        ]
         acks = await state_store.acknowledgements(
-            [s.incident.id for s in states
-             if s.incident is not None and not s.incident.acknowledged_by])
+            [
+                s.incident.id
+                for s in states
+                if s.incident is not None and not s.incident.acknowledged_by
+            ]
+        )
 
         said: list[tuple[str, Incident]] = []
         results: list[tuple[CheckId, Result]] = []
-        for d, state, observation, version, compare in zip(due, states, seen, deployed,
-                                                            expected, strict=True):
+        for d, state, observation, version, compare in zip(
+            due, states, seen, deployed, expected, strict=True
+        ):
             problems = conditions(d.check, observation, compare)
             result = Result.of(observation, problems, now, version)
             change = incidents.judge(
-                state, result, problems, now, cfg, partial(_new_incident, d, now, version),
-                acks.get(state.incident.id) if state.incident is not None else None)
+                state,
+                result,
+                problems,
+                now,
+                cfg,
+                partial(_new_incident, d, now, version),
+                acks.get(state.incident.id) if state.incident is not None else None,
+            )
             if change is not None:
                 said.append(change)
             results.append((d.id, result))
         await state_store.record_results(results, cfg.history)
         # Messages before the states are saved: an opened incident keeps its message's ts.
         for what, incident in said:
-            await tell(services, what, incident,
-                       versions.get(incident.environment, {}).get("version", ""), now)
+            await tell(
+                services,
+                what,
+                incident,
+                versions.get(incident.environment, {}).get("version", ""),
+                now,
+            )
         changed = {}
         for d, state in zip(due, states, strict=True):
             raw = state.to_json()
@@ -145,23 +187,29 @@ class Monitor:
             return
         cfg = self.services.config.monitoring
         stored = await self.services.monitor_state.stored_checks(
-            [d.id for d in missing], max(cfg.error_rate_samples, cfg.latency_samples))
+            [d.id for d in missing], max(cfg.error_rate_samples, cfg.latency_samples)
+        )
         for d, (raw, history) in zip(missing, stored, strict=True):
             self._states[d.id] = CheckState.from_json(raw, history, cfg)
             if raw is not None:
                 self._saved[d.id] = raw
 
-    async def _load_baselines(self, due: list[Due], states: list[CheckState],
-                              deployed: list[str]) -> None:
+    async def _load_baselines(
+        self, due: list[Due], states: list[CheckState], deployed: list[str]
+    ) -> None:
         """When a check first sees a new version, its latency baseline is taken from the
         history of the versions before it (read once per version, not every tick)."""
-        stale = [i for i, (state, version) in enumerate(zip(states, deployed, strict=True))
-                 if version and state.recent.version != version]
+        stale = [
+            i
+            for i, (state, version) in enumerate(zip(states, deployed, strict=True))
+            if version and state.recent.version != version
+        ]
         if not stale:
             return
         cfg = self.services.config.monitoring
-        histories = await self.services.monitor_state.results([due[i].id for i in stale],
-                                                              cfg.history)
+        histories = await self.services.monitor_state.results(
+            [due[i].id for i in stale], cfg.history
+        )
         for i, history in zip(stale, histories, strict=True):
             states[i].recent.baseline_ms = baseline_ms(history, deployed[i], cfg)
 
@@ -169,8 +217,14 @@ class Monitor:
 # --- telling people ------------------------------------------------------------------------
 
 
-async def tell(services: MonitorNeeds, what: str, incident: Incident, deployed_version: str,
-               now: float, release_version: str = "") -> None:
+async def tell(
+    services: MonitorNeeds,
+    what: str,
+    incident: Incident,
+    deployed_version: str,
+    now: float,
+    release_version: str = "",
+) -> None:
     """Post or update the incident's message for one change of it. It opens in the thread of
     `release_version` if given, else of the release running in the environment."""
     oncall = services.config.monitoring.oncall
@@ -178,42 +232,57 @@ async def tell(services: MonitorNeeds, what: str, incident: Incident, deployed_v
     blocks = texts.incident_message(incident, oncall, deployed_version, now)
     text = texts.incident_text(incident)
     if what == "open":
-        await services.audit_log.audit(BOT, "incident.open", environment=incident.environment,
-                                       release=incident.version, outcome=incident.severity,
-                                       reason=f"{incident.check}: {incident.problem}"[:1000])
-        incident.channel, incident.thread_ts = await _place(services, incident.environment,
-                                                            release_version)
-        posted = await chat.post(incident.channel, blocks, text,
-                                 thread_ts=incident.thread_ts or None)
+        await services.audit_log.audit(
+            BOT,
+            "incident.open",
+            environment=incident.environment,
+            release=incident.version,
+            outcome=incident.severity,
+            reason=f"{incident.check}: {incident.problem}"[:1000],
+        )
+        incident.channel, incident.thread_ts = await _place(
+            services, incident.environment, release_version
+        )
+        posted = await chat.post(
+            incident.channel, blocks, text, thread_ts=incident.thread_ts or None
+        )
         incident.ts = str((posted or {}).get("ts", ""))
         # The channel's ID as Slack answered (the config may name it): clicks carry the ID.
         incident.channel = str((posted or {}).get("channel") or incident.channel)
         return
     if what == "resolve":
-        await services.audit_log.audit(BOT, "incident.resolve",
-                                       environment=incident.environment,
-                                       release=incident.version,
-                                       reason=f"{incident.check} after "
-                                              f"{incident.duration(now):.0f}s")
+        await services.audit_log.audit(
+            BOT,
+            "incident.resolve",
+            environment=incident.environment,
+            release=incident.version,
+            reason=f"{incident.check} after {incident.duration(now):.0f}s",
+        )
     await _update(services, incident, blocks, text)
     thread = incident.thread_ts or incident.ts
     if what in ("remind", "escalate"):
-        await chat.post(incident.channel, texts.reminder(incident, oncall, now,
-                                                         escalated=what == "escalate"),
-                        text, thread_ts=thread or None)
+        await chat.post(
+            incident.channel,
+            texts.reminder(incident, oncall, now, escalated=what == "escalate"),
+            text,
+            thread_ts=thread or None,
+        )
     elif what == "resolve":
-        await chat.post(incident.channel, texts.resolved_reply(incident, now), text,
-                        thread_ts=thread or None)
+        await chat.post(
+            incident.channel, texts.resolved_reply(incident, now), text, thread_ts=thread or None
+        )
 
 
-async def _update(services: MonitorNeeds, incident: Incident, blocks: list[Block],
-                  text: str) -> None:
+async def _update(
+    services: MonitorNeeds, incident: Incident, blocks: list[Block], text: str
+) -> None:
     if incident.ts:  # its message was posted (a failed post leaves none to redraw)
         await services.chat.update(incident.channel, incident.ts, blocks, text)
 
 
-async def _place(services: MonitorNeeds, environment: str,
-                 release_version: str = "") -> tuple[str, str]:
+async def _place(
+    services: MonitorNeeds, environment: str, release_version: str = ""
+) -> tuple[str, str]:
     """The thread of that release or the one now in `environment`, else the channel itself."""
     releases = services.running_releases
     if not release_version:
@@ -225,72 +294,122 @@ async def _place(services: MonitorNeeds, environment: str,
     return services.config.slack.channel, ""
 
 
-async def acknowledge(services: MonitorNeeds, actor: Actor, environment: str, check: str,
-                      incident_id: str, where: Where) -> str:
+async def acknowledge(
+    services: MonitorNeeds,
+    actor: Actor,
+    environment: str,
+    check: str,
+    incident_id: str,
+    where: Where,
+) -> str:
     """Someone clicked Acknowledge on the incident's message at `where`: reminders stop. The
     first click counts; every click is audited."""
-    known = {e.name: {c.name for c in e.checks} | {DEPLOY_CHECK}
-             for e in services.config.environments}
+    known = {
+        e.name: {c.name for c in e.checks} | {DEPLOY_CHECK} for e in services.config.environments
+    }
     if check not in known.get(environment, set()):
-        return await refused(services, actor, ACKNOWLEDGE,
-                             f"unknown check {environment}/{check}"[:200],
-                             "This button names no check I know; `/release health` shows "
-                             "them.")
+        return await refused(
+            services,
+            actor,
+            ACKNOWLEDGE,
+            f"unknown check {environment}/{check}"[:200],
+            "This button names no check I know; `/release health` shows them.",
+        )
     incident = (await services.monitor_state.check_state((environment, check))).incident
     if incident is None or incident.id != incident_id:
-        return await refused(services, actor, ACKNOWLEDGE,
-                             f"{incident_id[:40]}: not open",
-                             "That incident is over; nothing to acknowledge.")
+        return await refused(
+            services,
+            actor,
+            ACKNOWLEDGE,
+            f"{incident_id[:40]}: not open",
+            "That incident is over; nothing to acknowledge.",
+        )
     if not same_message(where, incident.channel, incident.ts):
-        return await refused(services, actor, ACKNOWLEDGE,
-                             f"{incident_id}: not on the incident's message",
-                             "This button is not on the incident's message; use the one "
-                             "there.")
+        return await refused(
+            services,
+            actor,
+            ACKNOWLEDGE,
+            f"{incident_id}: not on the incident's message",
+            "This button is not on the incident's message; use the one there.",
+        )
     now = services.clock()
     earlier = await services.monitor_state.acknowledge(incident_id, actor.user_id, now)
     if earlier is not None:
         who = earlier or "someone"
-        await services.audit_log.audit(actor, "incident.acknowledge", environment=environment,
-                                       release=incident.version, outcome="duplicate",
-                                       reason=f"{check}: acknowledged by {who} already")
-        return f"<@{who}> already acknowledged it." if who != actor.user_id else \
-            "You already acknowledged it."
-    await services.audit_log.audit(actor, "incident.acknowledge", environment=environment,
-                                   release=incident.version,
-                                   reason=f"{check}: {incident.problem}"[:1000])
+        await services.audit_log.audit(
+            actor,
+            "incident.acknowledge",
+            environment=environment,
+            release=incident.version,
+            outcome="duplicate",
+            reason=f"{check}: acknowledged by {who} already",
+        )
+        return (
+            f"<@{who}> already acknowledged it."
+            if who != actor.user_id
+            else "You already acknowledged it."
+        )
+    await services.audit_log.audit(
+        actor,
+        "incident.acknowledge",
+        environment=environment,
+        release=incident.version,
+        reason=f"{check}: {incident.problem}"[:1000],
+    )
     incident.acknowledged_by, incident.acknowledged_at = actor.user_id, now
     running = (await services.running_releases.environment_versions([environment])).get(
-        environment, {})
-    await _update(services, incident, texts.incident_message(
-        incident, services.config.monitoring.oncall, running.get("version", ""), now),
-        texts.incident_text(incident))
-    await services.chat.post(incident.channel, texts.acknowledged_reply(incident, actor.user_id),
-                             texts.incident_text(incident),
-                             thread_ts=(incident.thread_ts or incident.ts) or None)
+        environment, {}
+    )
+    await _update(
+        services,
+        incident,
+        texts.incident_message(
+            incident, services.config.monitoring.oncall, running.get("version", ""), now
+        ),
+        texts.incident_text(incident),
+    )
+    await services.chat.post(
+        incident.channel,
+        texts.acknowledged_reply(incident, actor.user_id),
+        texts.incident_text(incident),
+        thread_ts=(incident.thread_ts or incident.ts) or None,
+    )
     return f"Acknowledged: {texts.incident_title(incident)}. No more reminders for it."
 
 
 # --- deploys -------------------------------------------------------------------------------
 
 
-async def deploy_failed(services: MonitorNeeds, environment: str, release_version: str,
-                        tag: str, detail: str) -> None:
+async def deploy_failed(
+    services: MonitorNeeds, environment: str, release_version: str, tag: str, detail: str
+) -> None:
     """A failed deploy is a critical incident at once (no run of failures to wait for)."""
     check = (environment, DEPLOY_CHECK)
     state = await services.monitor_state.check_state(check)
     now = services.clock()
     running = (await services.running_releases.environment_versions([environment])).get(
-        environment, {})
-    what, incident = incidents.deploy_failed(state, environment,
-                                             incidents.deploy_problem(tag, detail), now,
-                                             release_version, partial(secrets.token_hex, 6))
+        environment, {}
+    )
+    what, incident = incidents.deploy_failed(
+        state,
+        environment,
+        incidents.deploy_problem(tag, detail),
+        now,
+        release_version,
+        partial(secrets.token_hex, 6),
+    )
     await tell(services, what, incident, running.get("version", ""), now, release_version)
     await services.monitor_state.save_check_state(check, state)
 
 
-async def deploy_finished(services: MonitorNeeds, environment: str, version: str,
-                          release_version: str, previous_version: str,
-                          rollback: bool = False) -> None:
+async def deploy_finished(
+    services: MonitorNeeds,
+    environment: str,
+    version: str,
+    release_version: str,
+    previous_version: str,
+    rollback: bool = False,
+) -> None:
     """A deploy succeeded: a failed-deploy incident resolves; in the last environment, the
     close watch of the new version starts (and that of the version it replaced ends)."""
     monitor_state = services.monitor_state
@@ -307,28 +426,37 @@ async def deploy_finished(services: MonitorNeeds, environment: str, version: str
     current = await monitor_state.window(environment)
     if current is not None:
         await close_window(services, environment, current, rolled_back=rollback)
-    await monitor_state.start_window(environment, open_window(
-        version, previous_version, release_version, now, services.config.monitoring))
+    await monitor_state.start_window(
+        environment,
+        open_window(version, previous_version, release_version, now, services.config.monitoring),
+    )
 
 
-async def close_window(services: MonitorNeeds, environment: str, window: Window,
-                       rolled_back: bool) -> None:
+async def close_window(
+    services: MonitorNeeds, environment: str, window: Window, rolled_back: bool
+) -> None:
     if not await services.monitor_state.end_window(environment):
         return  # someone else closed it
     env = services.config.environment(environment)
     cfg = services.config.monitoring
-    histories = await services.monitor_state.results([(environment, c.name) for c in env.checks],
-                                                     cfg.history)
+    histories = await services.monitor_state.results(
+        [(environment, c.name) for c in env.checks], cfg.history
+    )
     summary = summarize_window(environment, window, histories, rolled_back, cfg)
     blocks = texts.window_summary(summary, window.minutes_watched(services.clock()))
     text = f"{environment} after {window.version}: {summary.verdict}"
     # Audited before it is posted: what people see is always on the trail.
-    await services.audit_log.audit(BOT, "monitor.window", environment=environment,
-                                   release=window.release, outcome=summary.verdict,
-                                   reason=f"{summary.checks_run} checks, "
-                                          f"{summary.failures} failed")
-    release = (await services.running_releases.get_release(window.release)
-               if window.release else None)
+    await services.audit_log.audit(
+        BOT,
+        "monitor.window",
+        environment=environment,
+        release=window.release,
+        outcome=summary.verdict,
+        reason=f"{summary.checks_run} checks, {summary.failures} failed",
+    )
+    release = (
+        await services.running_releases.get_release(window.release) if window.release else None
+    )
     if release is not None and release.channel and release.message_ts:
         await services.chat.post(release.channel, blocks, text, thread_ts=release.message_ts)
     else:
@@ -345,10 +473,12 @@ async def open_incidents(services: MonitorNeeds, environment: str) -> list[Incid
 # --- /release health -----------------------------------------------------------------------
 
 
-async def health_rows(services: MonitorNeeds,
-                      environment: str | None = None) -> list[dict[str, Any]]:
-    environments = [e for e in services.config.environments
-                    if environment is None or e.name == environment]
+async def health_rows(
+    services: MonitorNeeds, environment: str | None = None
+) -> list[dict[str, Any]]:
+    environments = [
+        e for e in services.config.environments if environment is None or e.name == environment
+    ]
     pairs = [(e.name, c.name) for e in environments for c in e.checks]
     pairs += [(e.name, DEPLOY_CHECK) for e in environments]
     stored = await services.monitor_state.stored_checks(pairs, 100)

@@ -58,21 +58,42 @@ class ReleaseStore(AuditLog, Protocol):
 
     async def releases_in_flight(self) -> list[Release]: ...
 
-    async def update_release(self, version: str, change: Callable[[Release], T], actor: Actor,
-                             action: str, *, environment: str = "", outcome: str = "ok",
-                             reason: str = "") -> tuple[Release, T]: ...
+    async def update_release(
+        self,
+        version: str,
+        change: Callable[[Release], T],
+        actor: Actor,
+        action: str,
+        *,
+        environment: str = "",
+        outcome: str = "ok",
+        reason: str = "",
+    ) -> tuple[Release, T]: ...
 
     async def create_rollback(self, request: RollbackRequest, actor: Actor) -> None: ...
 
     async def get_rollback(self, request_id: str) -> RollbackRequest | None: ...
 
-    async def update_rollback(self, request_id: str, change: Callable[[RollbackRequest], T],
-                              actor: Actor, action: str, *, outcome: str = "ok",
-                              reason: str = "") -> tuple[RollbackRequest, T]: ...
+    async def update_rollback(
+        self,
+        request_id: str,
+        change: Callable[[RollbackRequest], T],
+        actor: Actor,
+        action: str,
+        *,
+        outcome: str = "ok",
+        reason: str = "",
+    ) -> tuple[RollbackRequest, T]: ...
 
-    async def set_environment_version(self, environment: str, version: str, tag: str,
-                                      sha: str, release: str = "",
-                                      deployed_at: float | None = None) -> bool: ...
+    async def set_environment_version(
+        self,
+        environment: str,
+        version: str,
+        tag: str,
+        sha: str,
+        release: str = "",
+        deployed_at: float | None = None,
+    ) -> bool: ...
 
     async def environment_history(self, environment: str) -> list[dict[str, str]]: ...
 
@@ -164,8 +185,15 @@ class Repository(Protocol):
 
     async def read_file(self, ref: str, file: str) -> str | None: ...
 
-    async def commit_file(self, branch: str, parent: str, file: str, content: str,
-                          message: str, author: tuple[str, str]) -> str: ...
+    async def commit_file(
+        self,
+        branch: str,
+        parent: str,
+        file: str,
+        content: str,
+        message: str,
+        author: tuple[str, str],
+    ) -> str: ...
 
     async def checkout(self, tag: str, sha: str) -> Path: ...
 
@@ -188,8 +216,16 @@ class StopTime(Protocol):
 
 
 class Runner(Protocol):
-    async def run(self, command: str, *, cwd: Path, own: Mapping[str, str], given: CommandEnv,
-                  timeout: float, stop: StopTime | None = None) -> CommandResult: ...
+    async def run(
+        self,
+        command: str,
+        *,
+        cwd: Path,
+        own: Mapping[str, str],
+        given: CommandEnv,
+        timeout: float,
+        stop: StopTime | None = None,
+    ) -> CommandResult: ...
 
 
 # --- locks, running deploys, claims (bot.adapters.redis) ----------------------------------
@@ -222,14 +258,17 @@ class EnvironmentLock(Protocol):
 class Locks(Protocol):
     def for_deploy(self, environment: str, deploy_id: str) -> EnvironmentLock: ...
 
-    def repository(self, holder: str,
-                   reason: str) -> AbstractAsyncContextManager[EnvironmentLock]: ...
+    def repository(
+        self, holder: str, reason: str
+    ) -> AbstractAsyncContextManager[EnvironmentLock]: ...
 
-    async def take(self, environment: str, user: str, reason: str, *,
-                   force: bool = False) -> LockInfo | None: ...  # raises LockRefused
+    async def take(
+        self, environment: str, user: str, reason: str, *, force: bool = False
+    ) -> LockInfo | None: ...  # raises LockRefused
 
-    async def remove(self, environment: str, user: str, *,
-                     force: bool = False) -> LockInfo: ...  # raises LockRefused
+    async def remove(
+        self, environment: str, user: str, *, force: bool = False
+    ) -> LockInfo: ...  # raises LockRefused
 
 
 class RunningDeploys(Protocol):
@@ -243,8 +282,9 @@ class RunningDeploys(Protocol):
 
 
 class CreationClaims(Protocol):
-    async def claim(self, kind: str, request_id: str, user_id: str, now: float,
-                    seconds: int) -> dict[str, Any] | None: ...
+    async def claim(
+        self, kind: str, request_id: str, user_id: str, now: float, seconds: int
+    ) -> dict[str, Any] | None: ...
 
     async def end(self, kind: str, request_id: str) -> None: ...
 
@@ -329,16 +369,19 @@ class MonitorState(Protocol):
 
     async def claim_tick(self, job: str, slot: int, interval: float) -> bool: ...
 
-    async def tick_outlook(self, environments: Sequence[str]
-                           ) -> tuple[dict[str, Window], set[str], str]: ...
+    async def tick_outlook(
+        self, environments: Sequence[str]
+    ) -> tuple[dict[str, Window], set[str], str]: ...
 
-    async def stored_checks(self, checks: Sequence[CheckId], results: int
-                            ) -> list[tuple[bytes | None, list[Result]]]: ...
+    async def stored_checks(
+        self, checks: Sequence[CheckId], results: int
+    ) -> list[tuple[bytes | None, list[Result]]]: ...
 
     async def results(self, checks: Sequence[CheckId], count: int) -> list[list[Result]]: ...
 
-    async def record_results(self, results: Sequence[tuple[CheckId, Result]],
-                             keep: int) -> None: ...
+    async def record_results(
+        self, results: Sequence[tuple[CheckId, Result]], keep: int
+    ) -> None: ...
 
     async def save_states(self, states: Mapping[CheckId, bytes]) -> str: ...
 
@@ -348,8 +391,9 @@ class MonitorState(Protocol):
 
     async def check_states(self, checks: Sequence[CheckId]) -> list[CheckState]: ...
 
-    async def acknowledgements(self, incident_ids: Sequence[str]
-                               ) -> dict[str, tuple[str, float]]: ...
+    async def acknowledgements(
+        self, incident_ids: Sequence[str]
+    ) -> dict[str, tuple[str, float]]: ...
 
     async def acknowledge(self, incident_id: str, user: str, at: float) -> str | None: ...
 
@@ -423,8 +467,9 @@ class FlagRequests(Protocol):
 
     async def load(self, request_id: str) -> FlagRequest | None: ...
 
-    async def update(self, request_id: str,
-                     change: Callable[[FlagRequest], T]) -> tuple[FlagRequest, T] | None:
+    async def update(
+        self, request_id: str, change: Callable[[FlagRequest], T]
+    ) -> tuple[FlagRequest, T] | None:
         """`change` applied atomically; None if the request is gone."""
         ...
 

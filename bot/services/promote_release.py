@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class PromotionNeeds(DeployNeeds, Protocol):
     """Tagging the final version, then queueing its deploy."""
 
+
 PROMOTE = "promote"
 
 
@@ -45,8 +46,9 @@ class FinalRequest:
 
 async def enqueue_promotion(services: PromotionNeeds, request: FinalRequest) -> None:
     # One promotion job per candidate, however often /release final is typed.
-    await services.queue.enqueue(PROMOTE, request=asdict(request),
-                                 key=f"promote-{request.version}", timeout=600, retries=1)
+    await services.queue.enqueue(
+        PROMOTE, request=asdict(request), key=f"promote-{request.version}", timeout=600, retries=1
+    )
 
 
 async def promote_candidate(services: PromotionNeeds, req: FinalRequest) -> None:
@@ -55,17 +57,23 @@ async def promote_candidate(services: PromotionNeeds, req: FinalRequest) -> None
         await run_promotion(services, req)
     except Exception as exc:
         log.exception("the promotion of %s failed", req.version)
-        text = (f"Something went wrong while promoting ({type(exc).__name__}). Check "
-                "`/release status` and try `/release final` again.")
+        text = (
+            f"Something went wrong while promoting ({type(exc).__name__}). Check "
+            "`/release status` and try `/release final` again."
+        )
         await services.chat.answer(req.response_url, messages.problem(text), text)
 
 
-def final_tag_message(release: Release, final_tag: str, req: FinalRequest,
-                      gate_names: dict[str, str]) -> str:
+def final_tag_message(
+    release: Release, final_tag: str, req: FinalRequest, gate_names: dict[str, str]
+) -> str:
     """The final tag's annotation: git itself keeps who approved what, and when."""
-    lines = [f"Release {final_tag} (from {release.tag})", "",
-             f"Promoted-by: {req.user_name} ({req.user_id})",
-             f"Requested-by: {release.requester_name} ({release.requester})"]
+    lines = [
+        f"Release {final_tag} (from {release.tag})",
+        "",
+        f"Promoted-by: {req.user_name} ({req.user_id})",
+        f"Requested-by: {release.requester_name} ({release.requester})",
+    ]
     if req.description or release.description:
         lines.append(f"Description: {req.description or release.description}")
     if req.issue or release.issue:
@@ -73,8 +81,10 @@ def final_tag_message(release: Release, final_tag: str, req: FinalRequest,
     for gate in release.gates:
         for approval in gate.approvals:
             when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(approval.at))
-            lines.append(f"Approved-by: {approval.user_name} ({approval.user_id}) "
-                         f"gate={gate.id} ({gate_names.get(gate.id, gate.name)}) at={when}")
+            lines.append(
+                f"Approved-by: {approval.user_name} ({approval.user_id}) "
+                f"gate={gate.id} ({gate_names.get(gate.id, gate.name)}) at={when}"
+            )
     return "\n".join(lines)
 
 
@@ -85,27 +95,40 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     final_tag = f"{repo_cfg.tag_prefix}{final_version}"
     try:
         release, state = await store.update_release(
-            req.version, partial(approvals.start_promotion, config=config, now=store.clock(),
-                                 final_version=final_version),
-            req.actor, "release.promote", environment=services.config.last_environment.name,
-            outcome="started", reason=f"as {final_tag}")
+            req.version,
+            partial(
+                approvals.start_promotion,
+                config=config,
+                now=store.clock(),
+                final_version=final_version,
+            ),
+            req.actor,
+            "release.promote",
+            environment=services.config.last_environment.name,
+            outcome="started",
+            reason=f"as {final_tag}",
+        )
     except TransitionError as exc:
-        await store.audit(req.actor, "release.promote", release=req.version,
-                          outcome="refused", reason=str(exc))
+        await store.audit(
+            req.actor, "release.promote", release=req.version, outcome="refused", reason=str(exc)
+        )
         await notifier.answer(req.response_url, messages.problem(str(exc)), str(exc))
         return
     notifier.refresh(release.version)
     pushed = False
     try:
-        message = final_tag_message(release, final_tag, req,
-                                    {g.id: g.name for g in config.gates})
+        message = final_tag_message(release, final_tag, req, {g.id: g.name for g in config.gates})
         await services.git.sync_tags()
         await services.git.create_and_push_tag(final_tag, release.sha, message)
         pushed = True
         release, _ = await store.update_release(
-            release.version, partial(approvals.finish_promotion, final_tag=final_tag),
-            req.actor, "release.final-tag", environment=services.config.last_environment.name,
-            reason=f"{final_tag} on {release.sha}")
+            release.version,
+            partial(approvals.finish_promotion, final_tag=final_tag),
+            req.actor,
+            "release.final-tag",
+            environment=services.config.last_environment.name,
+            reason=f"{final_tag} on {release.sha}",
+        )
     except Exception as exc:
         # Not only GitError: whatever failed, the candidate goes back to where it was (never
         # left "being promoted"), and a final tag pushed without its record is taken back.
@@ -116,48 +139,88 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
                 await services.git.delete_remote_tag(final_tag)
         detail = str(exc) if isinstance(exc, GitError) else type(exc).__name__
         try:
-            await store.update_release(release.version, approvals.abandon_promotion,
-                                       req.actor, "release.promote", outcome="failed",
-                                       reason=detail[:500])
+            await store.update_release(
+                release.version,
+                approvals.abandon_promotion,
+                req.actor,
+                "release.promote",
+                outcome="failed",
+                reason=detail[:500],
+            )
         except Exception:
             log.exception("could not put %s back after a failed promotion", release.version)
-        text = (f"I could not tag `{final_tag}`, so {release.tag} was not promoted.\n"
-                f"{messages.code_block(detail)}")
+        text = (
+            f"I could not tag `{final_tag}`, so {release.tag} was not promoted.\n"
+            f"{messages.code_block(detail)}"
+        )
         await notifier.thread(release.version, messages.problem(text), "Promotion failed")
         await notifier.answer(req.response_url, messages.problem(text), "Promotion failed")
         notifier.refresh(release.version)
         return
     who = ", ".join(messages.mention(a.user_id) for a in state.approvers) or "nobody needed"
-    await notifier.thread(release.version, messages.note(
-        f"🏁 {messages.mention(req.user_id)} promoted `{release.tag}` as `{final_tag}` "
-        f"(same commit `{release.sha[:10]}`; approved by {who}). Deploying to "
-        f"*{services.config.last_environment.name}*…"), f"Promoted as {final_tag}")
+    await notifier.thread(
+        release.version,
+        messages.note(
+            f"🏁 {messages.mention(req.user_id)} promoted `{release.tag}` as `{final_tag}` "
+            f"(same commit `{release.sha[:10]}`; approved by {who}). Deploying to "
+            f"*{services.config.last_environment.name}*…"
+        ),
+        f"Promoted as {final_tag}",
+    )
     await enqueue_deploy(services, release, services.config.last_environment.name, req.actor)
-    await notifier.answer(req.response_url, messages.note(
-        f"Promoting `{release.tag}` as `{final_tag}`; follow it in "
-        f"{messages.channel_ref(config.slack.channel)}."), f"Promoting {final_tag}")
+    await notifier.answer(
+        req.response_url,
+        messages.note(
+            f"Promoting `{release.tag}` as `{final_tag}`; follow it in "
+            f"{messages.channel_ref(config.slack.channel)}."
+        ),
+        f"Promoting {final_tag}",
+    )
 
 
-async def request_promotion(services: PromotionNeeds, actor: Actor, response_url: str | None,
-                            request_id: str, *, description: str = "",
-                            issue: str | None = None) -> str:
+async def request_promotion(
+    services: PromotionNeeds,
+    actor: Actor,
+    response_url: str | None,
+    request_id: str,
+    *,
+    description: str = "",
+    issue: str | None = None,
+) -> str:
     """`/release final`: queue the promotion of the newest open candidate (once per
     command, however often Slack delivers it), or say what it still lacks."""
-    candidates = [r for r in await services.store.releases_in_flight()
-                  if r.phase == "active" and not r.superseded_by and not r.final_tag]
+    candidates = [
+        r
+        for r in await services.store.releases_in_flight()
+        if r.phase == "active" and not r.superseded_by and not r.final_tag
+    ]
     if not candidates:
         return "There is no open release candidate to promote; `/release rc` makes one."
     release = candidates[-1]
     last = services.config.last_environment.name
     state = approvals.readiness(release, services.config, services.store.clock())
     if not state.ready:
-        await services.store.audit(actor, "release.promote", release=release.version,
-                                   outcome="refused", reason="; ".join(state.missing))
-        return (f":warning: `{release.tag}` is not ready for *{last}*:\n• "
-                + "\n• ".join(state.missing))
+        await services.store.audit(
+            actor,
+            "release.promote",
+            release=release.version,
+            outcome="refused",
+            reason="; ".join(state.missing),
+        )
+        return f":warning: `{release.tag}` is not ready for *{last}*:\n• " + "\n• ".join(
+            state.missing
+        )
     if await services.store.first_time(f"command:{request_id}"):
-        await enqueue_promotion(services, FinalRequest(
-            version=release.version, user_id=actor.user_id, user_name=actor.user_name,
-            channel_id=actor.channel, response_url=response_url, description=description,
-            issue=issue))
+        await enqueue_promotion(
+            services,
+            FinalRequest(
+                version=release.version,
+                user_id=actor.user_id,
+                user_name=actor.user_name,
+                channel_id=actor.channel,
+                response_url=response_url,
+                description=description,
+                issue=issue,
+            ),
+        )
     return f"⏳ Promoting `{release.tag}` to *{last}*…"

@@ -20,31 +20,39 @@ from bot.services.roll_back import RollbackNeeds
 class ReaperNeeds(DeployNeeds, RollbackNeeds, FlagNeeds, Protocol):
     """Finding lost deploys and reporting them by their kind."""
 
+
 Reporter = Callable[[ReaperNeeds, str, str, str, str], Awaitable[bool]]
 
 
-async def _release(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,
-                   detail: str) -> bool:
+async def _release(
+    services: ReaperNeeds, subject: str, deploy_id: str, environment: str, detail: str
+) -> bool:
     ttl = services.config.worker.lock_ttl_seconds
     return await deploy_release.report_lost_deploy(
-        services, subject, deploy_id, environment, detail,
+        services,
+        subject,
+        deploy_id,
+        environment,
+        detail,
         message=f"The worker deploying to *{environment}* stopped responding (no heartbeat "
-                f"for {ttl:g}s). The deploy is marked *failed* and was not retried; check "
-                f"*{environment}* before deploying again.")
+        f"for {ttl:g}s). The deploy is marked *failed* and was not retried; check "
+        f"*{environment}* before deploying again.",
+    )
 
 
-async def _rollback(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,
-                    detail: str) -> bool:
+async def _rollback(
+    services: ReaperNeeds, subject: str, deploy_id: str, environment: str, detail: str
+) -> bool:
     return await roll_back.report_lost(services, subject, detail)
 
 
-async def _flags(services: ReaperNeeds, subject: str, deploy_id: str, environment: str,
-                 detail: str) -> bool:
+async def _flags(
+    services: ReaperNeeds, subject: str, deploy_id: str, environment: str, detail: str
+) -> bool:
     return await change_flags.report_lost(services, subject, detail)
 
 
-REPORTERS: dict[str, Reporter] = {"release": _release, "rollback": _rollback,
-                                  "flags": _flags}
+REPORTERS: dict[str, Reporter] = {"release": _release, "rollback": _rollback, "flags": _flags}
 
 
 def _kind_and_subject(entry: dict[str, str]) -> tuple[str, str]:
@@ -63,8 +71,13 @@ async def reap_lost_deploys(services: ReaperNeeds) -> list[str]:
     reaped: list[str] = []
     for deploy_id, entry in await services.running_deploys.lapsed():
         kind, subject = _kind_and_subject(entry)
-        if await REPORTERS[kind](services, subject, deploy_id, entry["environment"],
-                                 f"worker lost: no heartbeat for {ttl:g}s"):
+        if await REPORTERS[kind](
+            services,
+            subject,
+            deploy_id,
+            entry["environment"],
+            f"worker lost: no heartbeat for {ttl:g}s",
+        ):
             reaped.append(deploy_id)
         await services.running_deploys.forget(deploy_id)
     return reaped

@@ -24,9 +24,11 @@ from bot.services.monitor_health import MonitorNeeds
 from bot.services.ports import GitError, HasFormTickets, HasQueue, HasStore, HasUserDirectory
 
 
-class RollbackNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasFormTickets,
-                    HasUserDirectory, Protocol):
+class RollbackNeeds(
+    EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasFormTickets, HasUserDirectory, Protocol
+):
     """Asking for, approving and running a rollback."""
+
 
 ROLLBACK = "rollback"
 
@@ -40,9 +42,15 @@ class RollbackAnswer:
     post: Callable[[], Awaitable[None]] | None = None
 
 
-async def request_rollback(services: RollbackNeeds, actor: Actor, environment: str,
-                           to: str | None, reason: str, now: float,
-                           expect_from: str | None = None) -> RollbackAnswer:
+async def request_rollback(
+    services: RollbackNeeds,
+    actor: Actor,
+    environment: str,
+    to: str | None,
+    reason: str,
+    now: float,
+    expect_from: str | None = None,
+) -> RollbackAnswer:
     """Record the request; start it when its approvals are complete. `expect_from` is the
     version a Roll back button showed: if the environment runs another by now, nothing is
     done (the person asked to roll back what they saw, not whatever runs there now)."""
@@ -50,43 +58,65 @@ async def request_rollback(services: RollbackNeeds, actor: Actor, environment: s
     history = await store.environment_history(environment)
     if expect_from is not None and (not history or history[0]["version"] != expect_from):
         now_runs = history[0]["version"] if history else "nothing the bot deployed"
-        text = (f"*{environment}* no longer runs `{expect_from}` (it runs `{now_runs}`), so I "
-                "did not roll it back; use `/release rollback` if it is still needed.")
-        await store.audit(actor, "rollback.request", environment=environment,
-                          outcome="refused", reason=text[:500])
+        text = (
+            f"*{environment}* no longer runs `{expect_from}` (it runs `{now_runs}`), so I "
+            "did not roll it back; use `/release rollback` if it is still needed."
+        )
+        await store.audit(
+            actor, "rollback.request", environment=environment, outcome="refused", reason=text[:500]
+        )
         return RollbackAnswer(text)
     try:
-        target = rollbacks.choose_target(history, environment, to,
-                                         config.repository.tag_prefix)
+        target = rollbacks.choose_target(history, environment, to, config.repository.tag_prefix)
     except Refusal as exc:
-        await store.audit(actor, "rollback.request", environment=environment,
-                          outcome="refused", reason=str(exc))
+        await store.audit(
+            actor, "rollback.request", environment=environment, outcome="refused", reason=str(exc)
+        )
         return RollbackAnswer(f"No rollback: {exc}.")
     current = history[0]
     request = RollbackRequest(
-        id=secrets.token_hex(6), environment=environment, to_version=target["version"],
-        to_tag=target["tag"], to_sha=target["sha"], from_version=current["version"],
-        from_release=current.get("release", ""), reason=reason, requester=actor.user_id,
-        requester_name=actor.user_name, requested_at=now)
+        id=secrets.token_hex(6),
+        environment=environment,
+        to_version=target["version"],
+        to_tag=target["tag"],
+        to_sha=target["sha"],
+        from_version=current["version"],
+        from_release=current.get("release", ""),
+        reason=reason,
+        requester=actor.user_id,
+        requester_name=actor.user_name,
+        requested_at=now,
+    )
     await store.create_rollback(request, actor)
     policy = rollbacks.rollback_policy(config, environment)
     if await is_approver(services, policy, actor.user_id):
         request, _ = await store.update_rollback(
-            request.id, partial(rollbacks.approve, user_id=actor.user_id,
-                                user_name=actor.user_name, now=now, eligible=True),
-            actor, "rollback.approve")
+            request.id,
+            partial(
+                rollbacks.approve,
+                user_id=actor.user_id,
+                user_name=actor.user_name,
+                now=now,
+                eligible=True,
+            ),
+            actor,
+            "rollback.approve",
+        )
     if rollbacks.ready(request, policy):
         await _start(services, request, actor)
-        return RollbackAnswer(f"⏪ Rolling back *{environment}* from `{request.from_version}` "
-                              f"to `{request.to_tag}`…")
+        return RollbackAnswer(
+            f"⏪ Rolling back *{environment}* from `{request.from_version}` to `{request.to_tag}`…"
+        )
     return RollbackAnswer(
         f"Rollback of *{environment}* to `{request.to_tag}` asked; it needs "
         f"{rollbacks.missing(request, policy)} more approval(s) in the channel.",
-        post=partial(_post_request, services, request, policy.required))
+        post=partial(_post_request, services, request, policy.required),
+    )
 
 
-async def may_roll_back_from(services: RollbackNeeds, environment: str, version: str,
-                             where: Where) -> str | None:
+async def may_roll_back_from(
+    services: RollbackNeeds, environment: str, version: str, where: Where
+) -> str | None:
     """Why a Roll back button on the message at `where` may not open its form (None if it
     may): the environment must still run `version`, and the button must be on the message of
     the release running there or of an incident open there."""
@@ -94,69 +124,110 @@ async def may_roll_back_from(services: RollbackNeeds, environment: str, version:
         return "This button names no environment I know; use `/release rollback` instead."
     current = (await services.store.environment_versions([environment]))[environment]
     if current.get("version") != version:
-        return (f"*{environment}* no longer runs `{version}`, so this button would roll back "
-                "something else; use `/release rollback` instead.")
+        return (
+            f"*{environment}* no longer runs `{version}`, so this button would roll back "
+            "something else; use `/release rollback` instead."
+        )
     places: list[tuple[str | None, str | None]] = [
-        (i.channel, i.ts) for i in await monitor_health.open_incidents(services, environment)]
+        (i.channel, i.ts) for i in await monitor_health.open_incidents(services, environment)
+    ]
     if current.get("release"):
         release = await services.store.get_release(current["release"])
         if release is not None:
             places.append((release.channel, release.message_ts))
     if not any(same_message(where, channel, ts) for channel, ts in places):
-        return (f"This button is not on the message of what runs in *{environment}*; use "
-                "`/release rollback` instead.")
+        return (
+            f"This button is not on the message of what runs in *{environment}*; use "
+            "`/release rollback` instead."
+        )
     return None
 
 
 async def _post_request(services: RollbackNeeds, request: RollbackRequest, required: int) -> None:
     text, blocks = messages.rollback_request(request, required)
-    release = await services.store.get_release(request.from_release) \
-        if request.from_release else None
+    release = (
+        await services.store.get_release(request.from_release) if request.from_release else None
+    )
     if release and release.channel and release.message_ts:
-        posted = await services.chat.post(release.channel, blocks, text,
-                                              thread_ts=release.message_ts)
+        posted = await services.chat.post(
+            release.channel, blocks, text, thread_ts=release.message_ts
+        )
     else:
         posted = await services.chat.post(services.config.slack.channel, blocks, text)
     if posted and posted.get("ts"):
         await services.store.update_rollback(
-            request.id, partial(rollbacks.placed, channel=str(posted.get("channel", "")),
-                                message_ts=str(posted["ts"])),
-            BOT, "rollback.posted")
+            request.id,
+            partial(
+                rollbacks.placed,
+                channel=str(posted.get("channel", "")),
+                message_ts=str(posted["ts"]),
+            ),
+            BOT,
+            "rollback.posted",
+        )
 
 
-async def approve_rollback(services: RollbackNeeds, actor: Actor, request_id: str,
-                           where: Where) -> str:
+async def approve_rollback(
+    services: RollbackNeeds, actor: Actor, request_id: str, where: Where
+) -> str:
     """An Approve click on the request's message at `where`; returns the private answer."""
     store = services.store
     request = await store.get_rollback(request_id)
     if request is None:
-        return await refused(services, actor, "rollback.approve", f"{request_id}: unknown",
-                             "That rollback request is gone.")
+        return await refused(
+            services,
+            actor,
+            "rollback.approve",
+            f"{request_id}: unknown",
+            "That rollback request is gone.",
+        )
     for _ in range(20):  # its message's place is recorded just after it was posted
         if request.message_ts:
             break
         await asyncio.sleep(0.05)
         request = await store.get_rollback(request_id) or request
     if not same_message(where, request.channel, request.message_ts):
-        return await refused(services, actor, "rollback.approve",
-                             f"{request_id}: not on the request's message",
-                             "This button is not on the rollback request's message; use the "
-                             "one there.")
+        return await refused(
+            services,
+            actor,
+            "rollback.approve",
+            f"{request_id}: not on the request's message",
+            "This button is not on the rollback request's message; use the one there.",
+        )
     policy = rollbacks.rollback_policy(services.config, request.environment)
     eligible = await is_approver(services, policy, actor.user_id)
     try:
         request, _ = await store.update_rollback(
-            request_id, partial(rollbacks.approve, user_id=actor.user_id,
-                                user_name=actor.user_name, now=store.clock(),
-                                eligible=eligible), actor, "rollback.approve")
+            request_id,
+            partial(
+                rollbacks.approve,
+                user_id=actor.user_id,
+                user_name=actor.user_name,
+                now=store.clock(),
+                eligible=eligible,
+            ),
+            actor,
+            "rollback.approve",
+        )
     except NoChange as exc:
-        await store.audit(actor, "rollback.approve", release=request.from_release,
-                          environment=request.environment, outcome="duplicate",
-                          reason=str(exc))
+        await store.audit(
+            actor,
+            "rollback.approve",
+            release=request.from_release,
+            environment=request.environment,
+            outcome="duplicate",
+            reason=str(exc),
+        )
         return f"Nothing changed: {exc}."
     except TransitionError as exc:
-        await store.audit(actor, "rollback.approve", release=request.from_release,
-                          environment=request.environment, outcome="refused", reason=str(exc))
+        await store.audit(
+            actor,
+            "rollback.approve",
+            release=request.from_release,
+            environment=request.environment,
+            outcome="refused",
+            reason=str(exc),
+        )
         return f"You cannot approve this rollback: {exc}."
     if rollbacks.ready(request, policy):
         await _start(services, request, actor)
@@ -167,20 +238,26 @@ async def approve_rollback(services: RollbackNeeds, actor: Actor, request_id: st
 async def _start(services: RollbackNeeds, request: RollbackRequest, actor: Actor) -> None:
     policy = rollbacks.rollback_policy(services.config, request.environment)
     try:
-        await services.store.update_rollback(request.id, partial(rollbacks.start, policy=policy),
-                                             actor, "rollback.start")
+        await services.store.update_rollback(
+            request.id, partial(rollbacks.start, policy=policy), actor, "rollback.start"
+        )
     except TransitionError:
         return  # another click started it
     env = services.config.environment(request.environment)
-    await services.queue.enqueue(ROLLBACK, request_id=request.id, actor=actor.__dict__,
-                                 key=f"rollback-{request.id}", retries=1,
-                                 timeout=deploy_engine.job_timeout(services.config,
-                                                             env.timeout_seconds),
-                                 heartbeat=deploy_engine.job_heartbeat(services.config))
+    await services.queue.enqueue(
+        ROLLBACK,
+        request_id=request.id,
+        actor=actor.__dict__,
+        key=f"rollback-{request.id}",
+        retries=1,
+        timeout=deploy_engine.job_timeout(services.config, env.timeout_seconds),
+        heartbeat=deploy_engine.job_heartbeat(services.config),
+    )
 
 
-async def _say(services: RollbackNeeds, request: RollbackRequest, blocks: list[messages.Block],
-               text: str) -> None:
+async def _say(
+    services: RollbackNeeds, request: RollbackRequest, blocks: list[messages.Block], text: str
+) -> None:
     if request.from_release:
         release = await services.store.get_release(request.from_release)
         if release is not None and release.message_ts:
@@ -189,47 +266,66 @@ async def _say(services: RollbackNeeds, request: RollbackRequest, blocks: list[m
     await services.chat.post(services.config.slack.channel, blocks, text)
 
 
-async def run_rollback(services: RollbackNeeds, request_id: str, actor: Actor,
-                       job: Any = None) -> None:
+async def run_rollback(
+    services: RollbackNeeds, request_id: str, actor: Actor, job: Any = None
+) -> None:
     store, config = services.store, services.config
     request = await store.get_rollback(request_id)
     if request is None or request.status != "running":
         return
     env = config.environment(request.environment)
     target = deploy_engine.Target(
-        kind="rollback", deploy_id=f"rollback:{request_id}", environment=env,
-        subject=request_id, holder=actor.user_id, reason=f"rolling back to {request.to_tag}",
-        on_stopped=partial(report_lost, services, request_id,
-                           message=f"The worker rolling back *{env.name}* to "
-                                   f"`{request.to_tag}` was stopped; the deploy command was "
-                                   f"killed and the rollback is marked *failed*. Check "
-                                   f"*{env.name}* and ask again if needed."))
+        kind="rollback",
+        deploy_id=f"rollback:{request_id}",
+        environment=env,
+        subject=request_id,
+        holder=actor.user_id,
+        reason=f"rolling back to {request.to_tag}",
+        on_stopped=partial(
+            report_lost,
+            services,
+            request_id,
+            message=f"The worker rolling back *{env.name}* to "
+            f"`{request.to_tag}` was stopped; the deploy command was "
+            f"killed and the rollback is marked *failed*. Check "
+            f"*{env.name}* and ask again if needed.",
+        ),
+    )
     try:
         async with deploy_engine.deploying(services, target, job) as running:
             await _roll_back(services, request, running, actor)
     except deploy_engine.EnvironmentBusy as exc:
         await _not_started(services, request, actor, "blocked", f"held by {exc.info.holder}")
-        await _say(services, request, messages.environment_busy(env.name, exc.info),
-                   f"{env.name} is busy")
+        await _say(
+            services, request, messages.environment_busy(env.name, exc.info), f"{env.name} is busy"
+        )
     except deploy_engine.GivenUp as exc:
         await _not_started(services, request, actor, "given up", str(exc))
-        text = (f"The rollback of *{env.name}* to `{request.to_tag}` was not run: {exc}. "
-                "Ask again if it is still wanted.")
+        text = (
+            f"The rollback of *{env.name}* to `{request.to_tag}` was not run: {exc}. "
+            "Ask again if it is still wanted."
+        )
         await _say(services, request, messages.problem(text), text)
 
 
-async def _not_started(services: RollbackNeeds, request: RollbackRequest, actor: Actor,
-                       outcome: str, reason: str) -> None:
+async def _not_started(
+    services: RollbackNeeds, request: RollbackRequest, actor: Actor, outcome: str, reason: str
+) -> None:
     store = services.store
     with contextlib.suppress(TransitionError):
-        await store.update_rollback(request.id, partial(rollbacks.finish, ok=False,
-                                                        now=store.clock()),
-                                    actor, "rollback.finish", outcome=outcome, reason=reason)
+        await store.update_rollback(
+            request.id,
+            partial(rollbacks.finish, ok=False, now=store.clock()),
+            actor,
+            "rollback.finish",
+            outcome=outcome,
+            reason=reason,
+        )
 
 
-async def _roll_back(services: RollbackNeeds, request: RollbackRequest,
-                     running: deploy_engine.Deploy,
-                     actor: Actor) -> None:
+async def _roll_back(
+    services: RollbackNeeds, request: RollbackRequest, running: deploy_engine.Deploy, actor: Actor
+) -> None:
     store = services.store
     env = running.target.environment
     try:
@@ -238,73 +334,120 @@ async def _roll_back(services: RollbackNeeds, request: RollbackRequest,
         result = deploy_engine.checkout_failed(request.to_tag, exc)
     else:
         result = await running.run(
-            env.deploy_command, timeout=env.timeout_seconds, given=env.command_env,
-            env={"RELEASE_VERSION": request.to_version, "RELEASE_TAG": request.to_tag,
-                 "RELEASE_SHA": request.to_sha, "RELEASE_ENV": env.name,
-                 "RELEASE_ROLLBACK": "1"})
+            env.deploy_command,
+            timeout=env.timeout_seconds,
+            given=env.command_env,
+            env={
+                "RELEASE_VERSION": request.to_version,
+                "RELEASE_TAG": request.to_tag,
+                "RELEASE_SHA": request.to_sha,
+                "RELEASE_ENV": env.name,
+                "RELEASE_ROLLBACK": "1",
+            },
+        )
     finished_at = store.clock()
     took = finished_at - request.requested_at
     try:
         request, _ = await deploy_engine.durably(
-            services, f"the outcome of rollback {request.id}", store.update_rollback,
-            request.id, partial(rollbacks.finish, ok=result.ok, now=finished_at), actor,
-            "rollback.finish", outcome="succeeded" if result.ok else "failed",
-            reason=f"{result.summary()}; {took:.1f}s from request to deploy finished")
+            services,
+            f"the outcome of rollback {request.id}",
+            store.update_rollback,
+            request.id,
+            partial(rollbacks.finish, ok=result.ok, now=finished_at),
+            actor,
+            "rollback.finish",
+            outcome="succeeded" if result.ok else "failed",
+            reason=f"{result.summary()}; {took:.1f}s from request to deploy finished",
+        )
     except deploy_engine.NotRecorded as exc:
-        text = (f"The rollback of *{env.name}* to `{request.to_tag}` "
-                f"{'succeeded' if result.ok else 'failed'}, but I could not record it: {exc}. "
-                f"Check *{env.name}*.")
+        text = (
+            f"The rollback of *{env.name}* to `{request.to_tag}` "
+            f"{'succeeded' if result.ok else 'failed'}, but I could not record it: {exc}. "
+            f"Check *{env.name}*."
+        )
         await _say(services, request, messages.problem(text), text)
         return
     except TransitionError:
         return  # its record moved on meanwhile
     if result.ok:
-        await store.set_environment_version(env.name, request.to_version, request.to_tag,
-                                            request.to_sha, deployed_at=finished_at)
-        await monitor_health.deploy_finished(services, env.name, request.to_version,
-                                      request.from_release, request.from_version,
-                                      rollback=True)
-        reason = (f"rolled back from {request.from_version} to {request.to_tag}: "
-                  f"{request.reason}")
+        await store.set_environment_version(
+            env.name, request.to_version, request.to_tag, request.to_sha, deployed_at=finished_at
+        )
+        await monitor_health.deploy_finished(
+            services,
+            env.name,
+            request.to_version,
+            request.from_release,
+            request.from_version,
+            rollback=True,
+        )
+        reason = f"rolled back from {request.from_version} to {request.to_tag}: {request.reason}"
         if await running.hold():
             await running.hand_over("releasebot", reason, "rollback")
         if request.from_release:
             with contextlib.suppress(TransitionError):
                 await store.update_release(
-                    request.from_release, partial(releases.mark_rolled_back,
-                                                  to_tag=request.to_tag),
-                    actor, "release.rolled-back", environment=env.name,
-                    reason=request.reason)
-        await store.audit(BOT, "lock.take", release=request.from_release,
-                          environment=env.name, reason=reason)
-        await _say(services, request, messages.note(
-            f"⏪ Rolled back *{env.name}* from `{request.from_version}` to "
-            f"`{request.to_tag}` in {messages.seconds(took)} (from the request to the "
-            f"deploy finished). 🔒 *{env.name}* stays locked: "
-            f"{messages.escape(request.reason)}. `/release unlock {env.name}` when it is "
-            "fixed."), f"Rolled back {env.name}")
+                    request.from_release,
+                    partial(releases.mark_rolled_back, to_tag=request.to_tag),
+                    actor,
+                    "release.rolled-back",
+                    environment=env.name,
+                    reason=request.reason,
+                )
+        await store.audit(
+            BOT, "lock.take", release=request.from_release, environment=env.name, reason=reason
+        )
+        await _say(
+            services,
+            request,
+            messages.note(
+                f"⏪ Rolled back *{env.name}* from `{request.from_version}` to "
+                f"`{request.to_tag}` in {messages.seconds(took)} (from the request to the "
+                f"deploy finished). 🔒 *{env.name}* stays locked: "
+                f"{messages.escape(request.reason)}. `/release unlock {env.name}` when it is "
+                "fixed."
+            ),
+            f"Rolled back {env.name}",
+        )
     else:
-        await _say(services, request, messages.deploy_outcome(
-            request.to_tag, env.name, result), "Rollback failed")
-        await monitor_health.deploy_failed(services, env.name, request.from_release,
-                                    request.to_tag, f"rollback: {result.summary()}")
+        await _say(
+            services,
+            request,
+            messages.deploy_outcome(request.to_tag, env.name, result),
+            "Rollback failed",
+        )
+        await monitor_health.deploy_failed(
+            services,
+            env.name,
+            request.from_release,
+            request.to_tag,
+            f"rollback: {result.summary()}",
+        )
     if request.from_release:
         services.chat.refresh(request.from_release)
 
 
-async def report_lost(services: RollbackNeeds, request_id: str, detail: str, *,
-                      message: str = "") -> bool:
+async def report_lost(
+    services: RollbackNeeds, request_id: str, detail: str, *, message: str = ""
+) -> bool:
     """The worker running this rollback died (or is shutting down): say so; never re-run it
     behind anyone's back. False if it finished meanwhile."""
     store = services.store
     try:
         request, _ = await store.update_rollback(
-            request_id, partial(rollbacks.report_lost, now=store.clock()), BOT,
-            "rollback.finish", outcome="failed", reason=detail)
+            request_id,
+            partial(rollbacks.report_lost, now=store.clock()),
+            BOT,
+            "rollback.finish",
+            outcome="failed",
+            reason=detail,
+        )
     except TransitionError:
         return False
-    text = message or (f"The worker rolling back *{request.environment}* to "
-                       f"`{request.to_tag}` stopped responding; the rollback is marked "
-                       f"*failed*. Check *{request.environment}* and ask again if needed.")
+    text = message or (
+        f"The worker rolling back *{request.environment}* to "
+        f"`{request.to_tag}` stopped responding; the rollback is marked "
+        f"*failed*. Check *{request.environment}* and ask again if needed."
+    )
     await _say(services, request, messages.problem(text), "Rollback lost")
     return True

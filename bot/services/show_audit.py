@@ -17,7 +17,7 @@ class AuditNeeds(HasConfig, HasStore, HasChat, Protocol):
 async def find_release_version(services: AuditNeeds, name: str) -> str | None:
     """A candidate by its version or tag, or a promoted release by its final version."""
     prefix = services.config.repository.tag_prefix
-    version = name[len(prefix):] if prefix and name.startswith(prefix) else name
+    version = name[len(prefix) :] if prefix and name.startswith(prefix) else name
     if await services.store.get_release(version) is not None:
         return version
     for release in await services.store.recent_releases(200):
@@ -26,8 +26,9 @@ async def find_release_version(services: AuditNeeds, name: str) -> str | None:
     return None
 
 
-async def answer_audit(services: AuditNeeds, actor: Actor, response_url: str | None,
-                       name: str | None) -> None:
+async def answer_audit(
+    services: AuditNeeds, actor: Actor, response_url: str | None, name: str | None
+) -> None:
     """After the ack (the trail can be long): the release's history, privately; reading it
     is itself audited."""
     version = None
@@ -39,5 +40,4 @@ async def answer_audit(services: AuditNeeds, actor: Actor, response_url: str | N
             return
     entries = [e async for e in services.store.audit_trail(version)]
     await services.store.audit(actor, "audit.read", release=version or "")
-    await services.chat.answer(response_url, audit_message(version, entries),
-                                   "Audit trail")
+    await services.chat.answer(response_url, audit_message(version, entries), "Audit trail")

@@ -10,6 +10,9 @@ from bot.services.ports import StatusReader
 
 async def status_blocks(store: StatusReader, config: Config) -> list[messages.Block]:
     status = await store.status([env.name for env in config.environments])
-    locks = {name: info for name, raw in status.raw_locks.items()
-             if (info := parse_lock(raw)) is not None}
+    locks = {
+        name: info
+        for name, raw in status.raw_locks.items()
+        if (info := parse_lock(raw)) is not None
+    }
     return messages.status_message(config, status.versions, status.in_flight, locks)

@@ -12,8 +12,9 @@ from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 
 
-async def approve_flag_clicked(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
-                               respond: AsyncRespond) -> None:
+async def approve_flag_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
     await ack()
     await answer_click(respond, approve(context["services"], body))
 
@@ -21,6 +22,7 @@ async def approve_flag_clicked(ack: AsyncAck, body: dict[str, Any], context: Asy
 async def approve(services: Services, body: dict[str, Any]) -> str:
     actor, value = click_actor(body), button_value(body)
     if value is None or "r" not in value:
-        return await clicks.refused(services, actor, "flag.approve", "damaged button",
-                                    "This button is damaged.")
+        return await clicks.refused(
+            services, actor, "flag.approve", "damaged button", "This button is damaged."
+        )
     return await change_flags.approve(services, actor, value["r"], clicked_message(body))

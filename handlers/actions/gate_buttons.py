@@ -16,8 +16,9 @@ from handlers.payloads import button_value, click_actor, clicked_message
 DAMAGED = "That button is damaged; use the buttons on the release message."
 
 
-async def approve_clicked(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
-                          respond: AsyncRespond) -> None:
+async def approve_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
     await ack()
     await answer_click(respond, approve(context["services"], body))
 
@@ -26,18 +27,19 @@ async def approve(services: Services, body: dict[str, Any]) -> str:
     actor, value = click_actor(body), button_value(body)
     if value is None or "v" not in value or "g" not in value:
         return await clicks.refused(services, actor, "gate.approve", "damaged button", DAMAGED)
-    return await decide.approve(services, actor, value["v"], value["g"],
-                                   clicked_message(body))
+    return await decide.approve(services, actor, value["v"], value["g"], clicked_message(body))
 
 
-async def reject_clicked(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
-                         respond: AsyncRespond) -> None:
+async def reject_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
     await ack()
     await answer_click(respond, open_reject_form(context["services"], body, context))
 
 
-async def open_reject_form(services: Services, body: dict[str, Any],
-                           context: AsyncBoltContext) -> str:
+async def open_reject_form(
+    services: Services, body: dict[str, Any], context: AsyncBoltContext
+) -> str:
     actor, value, where = click_actor(body), button_value(body), clicked_message(body)
     if value is None or "v" not in value or "g" not in value:
         return await clicks.refused(services, actor, "gate.reject", "damaged button", DAMAGED)
@@ -45,15 +47,21 @@ async def open_reject_form(services: Services, body: dict[str, Any],
     refusal = await decide.may_decide(services, actor, version, gate_id, where)
     release = await services.store.get_release(version)
     if refusal is not None or release is None:
-        return await clicks.refused(services, actor, "gate.reject", f"{gate_id}: {refusal}",
-                                    f"You cannot reject this: {refusal}.")
-    ticket = await clicks.open_form(services, actor, "reject", {
-        "v": version, "g": gate_id, "channel": where[0], "ts": where[1]})
+        return await clicks.refused(
+            services,
+            actor,
+            "gate.reject",
+            f"{gate_id}: {refusal}",
+            f"You cannot reject this: {refusal}.",
+        )
+    ticket = await clicks.open_form(
+        services, actor, "reject", {"v": version, "g": gate_id, "channel": where[0], "ts": where[1]}
+    )
     try:
         await context.client.views_open(
             trigger_id=body["trigger_id"],
-            view=messages.reject_view(release, release.gate(gate_id), ticket))
+            view=messages.reject_view(release, release.gate(gate_id), ticket),
+        )
     except SlackApiError as exc:
-        return (f"Slack would not open the form ({exc.response.get('error')}); click Reject "
-                "again.")
+        return f"Slack would not open the form ({exc.response.get('error')}); click Reject again."
     return ""  # the form is the answer

@@ -12,8 +12,9 @@ from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 
 
-async def acknowledge_clicked(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
-                              respond: AsyncRespond) -> None:
+async def acknowledge_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
     await ack()
     await answer_click(respond, acknowledge(context["services"], body))
 
@@ -21,8 +22,13 @@ async def acknowledge_clicked(ack: AsyncAck, body: dict[str, Any], context: Asyn
 async def acknowledge(services: Services, body: dict[str, Any]) -> str:
     actor, value = click_actor(body), button_value(body)
     if value is None or not {"e", "c", "i"} <= set(value):
-        return await clicks.refused(services, actor, "incident.ack", "damaged button",
-                                    "This button is damaged; use `/release health` to see the "
-                                    "incident.")
-    return await monitor_health.acknowledge(services, actor, value["e"], value["c"], value["i"],
-                                     clicked_message(body))
+        return await clicks.refused(
+            services,
+            actor,
+            "incident.ack",
+            "damaged button",
+            "This button is damaged; use `/release health` to see the incident.",
+        )
+    return await monitor_health.acknowledge(
+        services, actor, value["e"], value["c"], value["i"], clicked_message(body)
+    )

@@ -15,34 +15,44 @@ from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 
 
-async def rollback_clicked(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
-                           respond: AsyncRespond) -> None:
+async def rollback_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
     await ack()
     await answer_click(respond, open_rollback_form(context["services"], body, context))
 
 
-async def open_rollback_form(services: Services, body: dict[str, Any],
-                             context: AsyncBoltContext) -> str:
+async def open_rollback_form(
+    services: Services, body: dict[str, Any], context: AsyncBoltContext
+) -> str:
     actor, value, where = click_actor(body), button_value(body), clicked_message(body)
     if value is None or "e" not in value or "v" not in value:
-        return await clicks.refused(services, actor, "rollback.request", "damaged button",
-                                    "That button is damaged; use `/release rollback` instead.")
+        return await clicks.refused(
+            services,
+            actor,
+            "rollback.request",
+            "damaged button",
+            "That button is damaged; use `/release rollback` instead.",
+        )
     env, version = value["e"], value["v"]
     refusal = await roll_back.may_roll_back_from(services, env, version, where)
     if refusal is not None:
         return await clicks.refused(services, actor, "rollback.request", refusal, refusal)
-    ticket = await clicks.open_form(services, actor, "rollback", {
-        "e": env, "v": version, "channel": where[0], "ts": where[1]})
+    ticket = await clicks.open_form(
+        services, actor, "rollback", {"e": env, "v": version, "channel": where[0], "ts": where[1]}
+    )
     try:
-        await context.client.views_open(trigger_id=body["trigger_id"],
-                                        view=messages.rollback_view(env, version, ticket))
+        await context.client.views_open(
+            trigger_id=body["trigger_id"], view=messages.rollback_view(env, version, ticket)
+        )
     except SlackApiError as exc:
         return f"Slack would not open the form ({exc.response.get('error')}); click again."
     return ""  # the form is the answer
 
 
-async def approve_rollback_clicked(ack: AsyncAck, body: dict[str, Any],
-                                   context: AsyncBoltContext, respond: AsyncRespond) -> None:
+async def approve_rollback_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
     await ack()
     await answer_click(respond, approve(context["services"], body))
 
@@ -50,7 +60,11 @@ async def approve_rollback_clicked(ack: AsyncAck, body: dict[str, Any],
 async def approve(services: Services, body: dict[str, Any]) -> str:
     actor, value = click_actor(body), button_value(body)
     if value is None or "r" not in value:
-        return await clicks.refused(services, actor, "rollback.approve", "damaged button",
-                                    "That button is damaged; use the one on the request.")
-    return await roll_back.approve_rollback(services, actor, value["r"],
-                                                clicked_message(body))
+        return await clicks.refused(
+            services,
+            actor,
+            "rollback.approve",
+            "damaged button",
+            "That button is damaged; use the one on the request.",
+        )
+    return await roll_back.approve_rollback(services, actor, value["r"], clicked_message(body))

@@ -14,15 +14,20 @@ from handlers.answers import answer_click
 from handlers.payloads import action_id, click_actor
 
 
-async def unknown_clicked(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext,
-                          respond: AsyncRespond) -> None:
+async def unknown_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
     await ack()
     await answer_click(respond, refuse(context["services"], body))
 
 
 async def refuse(services: Services, body: dict[str, Any]) -> str:
     name = loggable(action_id(body), 80)
-    return await clicks.refused(services, click_actor(body), "click",
-                                f"unknown button {name}",
-                                "I do not know this button, so nothing was done. Use the "
-                                "buttons on the bot's newest messages, or `/release help`.")
+    return await clicks.refused(
+        services,
+        click_actor(body),
+        "click",
+        f"unknown button {name}",
+        "I do not know this button, so nothing was done. Use the "
+        "buttons on the bot's newest messages, or `/release help`.",
+    )

@@ -26,12 +26,13 @@ from handlers.answers import before_ack
 from handlers.commands.release import Answer, audit_command, request_id
 from handlers.payloads import command_actor
 
-STORE_DOWN = ("I cannot reach my state store (Redis) right now, so nothing was changed. "
-              "Try again in a minute.")
+STORE_DOWN = (
+    "I cannot reach my state store (Redis) right now, so nothing was changed. "
+    "Try again in a minute."
+)
 
 
-async def flag_command(ack: AsyncAck, command: dict[str, Any],
-                       context: AsyncBoltContext) -> None:
+async def flag_command(ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:
     services: Services = context["services"]
     await audit_command(services, command, await handle(ack, services, command))
 
@@ -71,23 +72,40 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         return Answer(None, outcome="duplicate")
     now = services.store.clock()
     if isinstance(parsed, RampFlag):
-        request = new_request(actor, "ramp", parsed.name, now, steps=list(parsed.steps),
-                              every_seconds=parsed.every_seconds, response_url=response_url)
+        request = new_request(
+            actor,
+            "ramp",
+            parsed.name,
+            now,
+            steps=list(parsed.steps),
+            every_seconds=parsed.every_seconds,
+            response_url=response_url,
+        )
     else:
         assert isinstance(parsed, ChangeFlag)
         change = parsed.change
-        request = new_request(actor, change.operation, change.name, now,
-                              percentage=change.percentage, description=change.description,
-                              response_url=response_url)
+        request = new_request(
+            actor,
+            change.operation,
+            change.name,
+            now,
+            percentage=change.percentage,
+            description=change.description,
+            response_url=response_url,
+        )
     if request.operation == "disable":
         # The kill switch: no approvals, no queue; straight to work after the ack.
-        return Answer(f"Switching off {request.name}…",
-                      flag_messages.note(f"🛑 Switching off `{request.name}`…"),
-                      after=partial(spawn, services, request))
+        return Answer(
+            f"Switching off {request.name}…",
+            flag_messages.note(f"🛑 Switching off `{request.name}`…"),
+            after=partial(spawn, services, request),
+        )
     await change_flags.enqueue_request(services, request, request_id(command))
     words = flag_messages.change_words(request)
-    return Answer(f"On it: {words}", flag_messages.note(
-        f"⏳ On it: {words}. Follow it in {services.config.slack.channel}."))
+    return Answer(
+        f"On it: {words}",
+        flag_messages.note(f"⏳ On it: {words}. Follow it in {services.config.slack.channel}."),
+    )
 
 
 async def spawn(services: Services, request: FlagRequest) -> None:
@@ -100,5 +118,8 @@ async def answer_list(services: Services, response_url: str | None) -> None:
     except (FlagsError, GitError) as exc:
         await services.notifier.answer(response_url, flag_messages.problem(str(exc)), str(exc))
         return
-    await services.notifier.answer(response_url, flag_messages.list_message(
-        current.flags, services.config.flags.path, current.sha), "Feature flags")
+    await services.notifier.answer(
+        response_url,
+        flag_messages.list_message(current.flags, services.config.flags.path, current.sha),
+        "Feature flags",
+    )

@@ -68,8 +68,9 @@ def problem(text: str, outcome: str = "invalid") -> Answer:
     return Answer(text, messages.problem(text), outcome)
 
 
-async def release_command(ack: AsyncAck, command: dict[str, Any],
-                          context: AsyncBoltContext) -> None:
+async def release_command(
+    ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
+) -> None:
     services: Services = context["services"]
     await audit_command(services, command, await handle(ack, services, command))
 
@@ -78,8 +79,9 @@ async def audit_command(services: Services, command: dict[str, Any], outcome: st
     """After the ack (Bolt has answered Slack by now): every command is on the audit trail."""
     text = f"{command.get('command') or '/release'} {command.get('text') or ''}"
     try:
-        await services.store.audit(command_actor(command), "command", outcome=outcome,
-                                   reason=text[:1000])
+        await services.store.audit(
+            command_actor(command), "command", outcome=outcome, reason=text[:1000]
+        )
     except STORE_UNREACHABLE:
         log.warning("could not audit %s", loggable(text, 200))
 
@@ -135,9 +137,16 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
     if isinstance(parsed, StatusCommand):
         return Answer("Release status", await services.status(), read_only=True)
     if isinstance(parsed, AuditCommand):
-        return Answer("Reading the audit trail…",
-                      after=partial(show_audit.answer_audit, services, command_actor(command),
-                                    command.get("response_url"), parsed.version))
+        return Answer(
+            "Reading the audit trail…",
+            after=partial(
+                show_audit.answer_audit,
+                services,
+                command_actor(command),
+                command.get("response_url"),
+                parsed.version,
+            ),
+        )
     if isinstance(parsed, HealthCommand):
         if parsed.environment is not None:
             try:
@@ -145,8 +154,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
             except UnknownEnvironment as exc:
                 return problem(str(exc))
         rows = await monitor_health.health_rows(services, parsed.environment)
-        return Answer("Health checks", health_messages.health_report(rows,
-                                                                      services.store.clock()))
+        return Answer("Health checks", health_messages.health_report(rows, services.store.clock()))
     if isinstance(parsed, LockCommand | UnlockCommand):
         return await lock_command(services, command, parsed)
     if isinstance(parsed, RollbackCommand):
@@ -158,13 +166,20 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         if not await services.store.first_time(f"command:{request_id(command)}"):
             return Answer(None, outcome="duplicate")
         asked = await roll_back.request_rollback(
-            services, command_actor(command), env, parsed.to, parsed.reason,
-            services.store.clock())
+            services, command_actor(command), env, parsed.to, parsed.reason, services.store.clock()
+        )
         return Answer(asked.text, messages.note(asked.text), after=asked.post)
     if isinstance(parsed, FinalCommand):
-        return say(await promote_release.request_promotion(
-            services, command_actor(command), command.get("response_url"),
-            request_id(command), description=parsed.description, issue=parsed.issue))
+        return say(
+            await promote_release.request_promotion(
+                services,
+                command_actor(command),
+                command.get("response_url"),
+                request_id(command),
+                description=parsed.description,
+                issue=parsed.issue,
+            )
+        )
     if isinstance(parsed, HotfixCommand):
         rc = RcCommand(description=parsed.description, issue=parsed.issue)
         return await start_rc(services, command, rc, kind="hotfix")
@@ -172,16 +187,19 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
     return await start_rc(services, command, parsed)
 
 
-async def lock_command(services: Services, command: dict[str, Any],
-                       parsed: LockCommand | UnlockCommand) -> Answer:
+async def lock_command(
+    services: Services, command: dict[str, Any], parsed: LockCommand | UnlockCommand
+) -> Answer:
     actor = command_actor(command)
     try:
         if isinstance(parsed, LockCommand):
-            outcome = await lock_environments.lock(services, actor, parsed.environment,
-                                              parsed.reason, parsed.force)
+            outcome = await lock_environments.lock(
+                services, actor, parsed.environment, parsed.reason, parsed.force
+            )
         else:
-            outcome = await lock_environments.unlock(services, actor, parsed.environment,
-                                                parsed.force)
+            outcome = await lock_environments.unlock(
+                services, actor, parsed.environment, parsed.force
+            )
     except (UnknownEnvironment, LockRefused) as exc:
         verb = "lock" if isinstance(parsed, LockCommand) else "unlock"
         if isinstance(exc, UnknownEnvironment):
@@ -190,9 +208,16 @@ async def lock_command(services: Services, command: dict[str, Any],
     announcement = outcome.announcement
     if announcement is None:
         return say(outcome.answer)
-    return Answer(outcome.answer, messages.note(outcome.answer),
-                  after=partial(services.notifier.post, services.config.slack.channel,
-                                messages.note(announcement), announcement))
+    return Answer(
+        outcome.answer,
+        messages.note(outcome.answer),
+        after=partial(
+            services.notifier.post,
+            services.config.slack.channel,
+            messages.note(announcement),
+            announcement,
+        ),
+    )
 
 
 def request_id(command: dict[str, Any]) -> str:
@@ -202,8 +227,9 @@ def request_id(command: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(command, sort_keys=True).encode()).hexdigest()[:32]
 
 
-async def start_rc(services: Services, command: dict[str, Any], parsed: RcCommand,
-                   kind: str = "rc") -> Answer:
+async def start_rc(
+    services: Services, command: dict[str, Any], parsed: RcCommand, kind: str = "rc"
+) -> Answer:
     rid = request_id(command)
     if not await services.store.first_time(f"command:{rid}"):
         return Answer(None, outcome="duplicate")  # a re-delivery of a command we already took
@@ -211,15 +237,25 @@ async def start_rc(services: Services, command: dict[str, Any], parsed: RcComman
     if not parsed.dry_run:
         busy = await create_candidate.claim_creation(services, kind, rid, actor.user_id)
         if busy is not None:
-            return say(f"⏳ A {'hotfix' if kind == 'hotfix' else 'candidate'} is already being "
-                       f"created (asked by {messages.mention(busy.user_id)} "
-                       f"{format_age(services.store.clock() - busy.at)} ago); follow it in "
-                       f"{messages.channel_ref(services.config.slack.channel)}.", "duplicate")
+            return say(
+                f"⏳ A {'hotfix' if kind == 'hotfix' else 'candidate'} is already being "
+                f"created (asked by {messages.mention(busy.user_id)} "
+                f"{format_age(services.store.clock() - busy.at)} ago); follow it in "
+                f"{messages.channel_ref(services.config.slack.channel)}.",
+                "duplicate",
+            )
     request = create_candidate.RcRequest(
-        user_id=actor.user_id, user_name=actor.user_name, channel_id=actor.channel,
+        user_id=actor.user_id,
+        user_name=actor.user_name,
+        channel_id=actor.channel,
         response_url=command.get("response_url"),
-        description=parsed.description, issue=parsed.issue, bump=parsed.bump,
-        dry_run=parsed.dry_run, kind=kind, request_id=rid)
+        description=parsed.description,
+        issue=parsed.issue,
+        bump=parsed.bump,
+        dry_run=parsed.dry_run,
+        kind=kind,
+        request_id=rid,
+    )
     try:
         await create_candidate.enqueue_rc(services, request, rid)
     except BaseException:
@@ -227,8 +263,12 @@ async def start_rc(services: Services, command: dict[str, Any], parsed: RcComman
             await create_candidate.end_creation(services, kind, rid)
         raise
     if kind == "hotfix":
-        return say("🚑 Creating a hotfix of what runs in "
-                   f"*{services.config.last_environment.name}*…")
-    return Answer("Creating a release candidate…",
-                  messages.rc_started(services.config.repository.branch,
-                                      services.config.slack.channel, dry_run=parsed.dry_run))
+        return say(
+            f"🚑 Creating a hotfix of what runs in *{services.config.last_environment.name}*…"
+        )
+    return Answer(
+        "Creating a release candidate…",
+        messages.rc_started(
+            services.config.repository.branch, services.config.slack.channel, dry_run=parsed.dry_run
+        ),
+    )

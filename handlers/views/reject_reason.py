@@ -13,18 +13,23 @@ from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
 from handlers.views.reason_form import answer_privately, take_form
 
 
-async def reject_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
-                           context: AsyncBoltContext) -> None:
+async def reject_submitted(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+) -> None:
     services = context["services"]
-    taken = await take_form(ack, body, view, services, "reject",
-                            "Say why, so the requester knows what to fix.")
+    taken = await take_form(
+        ack, body, view, services, "reject", "Say why, so the requester knows what to fix."
+    )
     if taken is None:
         return
     reason, form, actor = taken
     try:
-        answer = await asyncio.wait_for(decide.reject(
-            services, actor, form["v"], form["g"], reason, (form["channel"], form["ts"])),
-            AFTER_ACK_BUDGET)
+        answer = await asyncio.wait_for(
+            decide.reject(
+                services, actor, form["v"], form["g"], reason, (form["channel"], form["ts"])
+            ),
+            AFTER_ACK_BUDGET,
+        )
     except STORE_UNREACHABLE:
         answer = CLICK_STORE_DOWN
     await answer_privately(context, actor, answer)

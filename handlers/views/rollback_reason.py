@@ -13,19 +13,29 @@ from handlers.answers import AFTER_ACK_BUDGET, CLICK_STORE_DOWN
 from handlers.views.reason_form import answer_privately, take_form
 
 
-async def rollback_submitted(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
-                             context: AsyncBoltContext) -> None:
+async def rollback_submitted(
+    ack: AsyncAck, body: dict[str, Any], view: dict[str, Any], context: AsyncBoltContext
+) -> None:
     services = context["services"]
-    taken = await take_form(ack, body, view, services, "rollback",
-                            "Say why, so the team knows what to fix.")
+    taken = await take_form(
+        ack, body, view, services, "rollback", "Say why, so the team knows what to fix."
+    )
     if taken is None:
         return
     reason, form, actor = taken
     try:
-        answer = await asyncio.wait_for(roll_back.request_rollback(
-            services, actor, form["e"], None, reason, services.store.clock(),
-            expect_from=form["v"]),
-            AFTER_ACK_BUDGET)
+        answer = await asyncio.wait_for(
+            roll_back.request_rollback(
+                services,
+                actor,
+                form["e"],
+                None,
+                reason,
+                services.store.clock(),
+                expect_from=form["v"],
+            ),
+            AFTER_ACK_BUDGET,
+        )
     except STORE_UNREACHABLE:
         await answer_privately(context, actor, CLICK_STORE_DOWN)
         return

@@ -37,7 +37,7 @@ TRICKY = [
     "unicode: café ✅ 🚀 日本語",
     "<!channel> & <@U0EVE> <https://evil.example|click>",
     "",
-    ",leading comma and trailing quote\"",
+    ',leading comma and trailing quote"',
 ]
 # 2023-11-14T00:00:00Z and a day later: entries "recorded" long ago, with explicit stream IDs.
 OLD = 1_699_920_000.0
@@ -50,9 +50,17 @@ async def collect(redis: Redis, key: str, **kwargs: Any) -> list[dict[str, str]]
 
 async def add_old(redis: Redis, key: str, at: float, release: str, reason: str = "") -> str:
     """An entry as Store writes it, but recorded at `at` (its stream ID says so too)."""
-    fields = {"at": f"{at:.3f}", "user_id": "U0OLD", "user_name": "old", "channel": "C0DEV",
-              "release": release, "environment": "staging", "action": "deploy",
-              "outcome": "ok", "reason": reason}
+    fields = {
+        "at": f"{at:.3f}",
+        "user_id": "U0OLD",
+        "user_name": "old",
+        "channel": "C0DEV",
+        "release": release,
+        "environment": "staging",
+        "action": "deploy",
+        "outcome": "ok",
+        "reason": reason,
+    }
     entry_id = await redis.xadd(key, fields, id=f"{int(at * 1000)}-0")
     return entry_id.decode()
 
@@ -60,14 +68,20 @@ async def add_old(redis: Redis, key: str, at: float, release: str, reason: str =
 async def tricky_trail(redis: Redis, prefix: str) -> Store:
     store = Store(redis, prefix)
     for i, reason in enumerate(TRICKY):
-        await store.audit(ALICE if i % 2 else BOB, "deploy", release="1.2.0",
-                          environment="staging", outcome="ok" if i % 3 else "failed",
-                          reason=reason)
+        await store.audit(
+            ALICE if i % 2 else BOB,
+            "deploy",
+            release="1.2.0",
+            environment="staging",
+            outcome="ok" if i % 3 else "failed",
+            reason=reason,
+        )
     await store.audit(ALICE, "lock.take", environment="production", reason="db, migration")
     return store
 
 
 # --- reading -----------------------------------------------------------------------------------
+
 
 async def test_entries_come_back_in_order_with_every_field(redis: Redis, prefix: str):
     store = await tricky_trail(redis, prefix)
@@ -82,8 +96,7 @@ async def test_batches_cover_a_long_trail_without_loss_or_repeats(redis: Redis, 
     # One pipeline: many entries share a millisecond, so batch edges fall inside one.
     async with redis.pipeline(transaction=False) as pipe:
         for i in range(1234):
-            pipe.xadd(key, {"at": f"{time.time():.3f}", "release": f"r{i % 3}",
-                            "reason": str(i)})
+            pipe.xadd(key, {"at": f"{time.time():.3f}", "release": f"r{i % 3}", "reason": str(i)})
         written = [entry_id.decode() for entry_id in await pipe.execute()]
     calls: list[int] = []
     real_xrange = redis.xrange
@@ -152,32 +165,54 @@ def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     time.tzset()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2026-11-01", datetime(2026, 11, 1, tzinfo=UTC).timestamp()),
-    ("2026-11-01T12:00:00Z", datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()),
-    ("2026-11-01T12:00:00", datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()),
-    ("2026-11-01 12:00", datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()),
-    ("2026-11-01T12:00:00+02:00", datetime(2026, 11, 1, 10, tzinfo=UTC).timestamp()),
-    ("2026-11-01T12:00:00.250-05:30",
-     datetime(2026, 11, 1, 17, 30, 0, 250000, tzinfo=UTC).timestamp()),
-    ("1793491200", 1793491200.0),
-    ("1793491200.5", 1793491200.5),
-    ("7d", NOW - 7 * 86400),
-    ("12h", NOW - 12 * 3600),
-    ("30m", NOW - 1800),
-    ("45s", NOW - 45),
-    ("2w", NOW - 14 * 86400),
-    (" 1.5h ", NOW - 5400),
-    ("7D", NOW - 7 * 86400),
-])
-def test_parse_since_accepts_dates_timestamps_and_ages(text: str, expected: float,
-                                                       far_from_utc: None):
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-01", datetime(2026, 11, 1, tzinfo=UTC).timestamp()),
+        ("2026-11-01T12:00:00Z", datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()),
+        ("2026-11-01T12:00:00", datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()),
+        ("2026-11-01 12:00", datetime(2026, 11, 1, 12, tzinfo=UTC).timestamp()),
+        ("2026-11-01T12:00:00+02:00", datetime(2026, 11, 1, 10, tzinfo=UTC).timestamp()),
+        (
+            "2026-11-01T12:00:00.250-05:30",
+            datetime(2026, 11, 1, 17, 30, 0, 250000, tzinfo=UTC).timestamp(),
+        ),
+        ("1793491200", 1793491200.0),
+        ("1793491200.5", 1793491200.5),
+        ("7d", NOW - 7 * 86400),
+        ("12h", NOW - 12 * 3600),
+        ("30m", NOW - 1800),
+        ("45s", NOW - 45),
+        ("2w", NOW - 14 * 86400),
+        (" 1.5h ", NOW - 5400),
+        ("7D", NOW - 7 * 86400),
+    ],
+)
+def test_parse_since_accepts_dates_timestamps_and_ages(
+    text: str, expected: float, far_from_utc: None
+):
     assert parse_since(text, NOW) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["", "yesterday", "7 days", "-7d", "7y", "2026-13-01",
-                                  "2026-11-01T25:00", "1e9", "nan", "12:00", "d7", "9" * 400,
-                                  "9" * 400 + "d", "\u0667d"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "yesterday",
+        "7 days",
+        "-7d",
+        "7y",
+        "2026-13-01",
+        "2026-11-01T25:00",
+        "1e9",
+        "nan",
+        "12:00",
+        "d7",
+        "9" * 400,
+        "9" * 400 + "d",
+        "\u0667d",
+    ],
+)
 def test_parse_since_names_the_accepted_forms(text: str):
     with pytest.raises(ValueError) as caught:
         parse_since(text, NOW)
@@ -188,6 +223,7 @@ def test_parse_since_names_the_accepted_forms(text: str):
 
 
 # --- export ------------------------------------------------------------------------------------
+
 
 async def test_jsonl_and_csv_round_trip_awkward_text(redis: Redis, prefix: str):
     store = await tricky_trail(redis, prefix)
@@ -222,10 +258,11 @@ async def test_jsonl_and_csv_round_trip_awkward_text(redis: Redis, prefix: str):
 
 
 def test_csv_cells_that_spreadsheets_would_run_are_written_as_text():
-    formulas = ["=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx",
-                "\rx"]
-    entries = [{"id": f"{i}-0", "at": "1.5", "reason": text, "user_name": text}
-               for i, text in enumerate(formulas)]
+    formulas = ['=HYPERLINK("http://evil","x")', "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    entries = [
+        {"id": f"{i}-0", "at": "1.5", "reason": text, "user_name": text}
+        for i, text in enumerate(formulas)
+    ]
     out = io.StringIO(newline="")
     write_csv(entries, out)
     rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
@@ -242,8 +279,19 @@ def test_export_rows_have_the_fixed_order_and_ignore_extra_fields():
     out = io.StringIO()
     write_csv([entry], out)
     header_row, row = list(csv.reader(io.StringIO(out.getvalue())))
-    assert header_row == ["id", "at", "time_utc", "user_id", "user_name", "channel", "release",
-                          "environment", "action", "outcome", "reason"]
+    assert header_row == [
+        "id",
+        "at",
+        "time_utc",
+        "user_id",
+        "user_name",
+        "channel",
+        "release",
+        "environment",
+        "action",
+        "outcome",
+        "reason",
+    ]
     assert row == ["5-0", "0.5", "1970-01-01T00:00:00.500Z", "", "", "", "", "", "a", "", "r"]
     out = io.StringIO()
     write_jsonl([entry], out)
@@ -253,11 +301,11 @@ def test_export_rows_have_the_fixed_order_and_ignore_extra_fields():
 async def test_export_writes_one_csv_header_across_batches(redis: Redis, prefix: str):
     store = Store(redis, prefix)
     for i in range(23):
-        await store.audit(ALICE, "deploy", release=f"1.{i % 2}.0", reason=f"n{i},\"q\"")
+        await store.audit(ALICE, "deploy", release=f"1.{i % 2}.0", reason=f'n{i},"q"')
     out = io.StringIO(newline="")
     assert await export(redis, store.keys.audit, out, fmt="csv", batch=5) == 23
     rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
-    assert [r["reason"] for r in rows] == [f"n{i},\"q\"" for i in range(23)]
+    assert [r["reason"] for r in rows] == [f'n{i},"q"' for i in range(23)]
     out = io.StringIO()
     assert await export(redis, store.keys.audit, out, release="1.1.0", batch=4) == 11
     assert {json.loads(line)["release"] for line in out.getvalue().splitlines()} == {"1.1.0"}
@@ -267,11 +315,21 @@ async def test_export_writes_one_csv_header_across_batches(redis: Redis, prefix:
 
 # --- /release audit ----------------------------------------------------------------------------
 
+
 def entry(i: int, **overrides: str) -> dict[str, str]:
-    return {"id": f"{1_790_000_000_000 + i}-0", "at": f"{1_790_000_000 + i * 60:.3f}",
-            "user_id": "U0ALICE", "user_name": "alice", "channel": "C0DEV", "release": "1.2.0",
-            "environment": "staging", "action": "deploy", "outcome": "ok",
-            "reason": f"entry-{i:05d}", **overrides}
+    return {
+        "id": f"{1_790_000_000_000 + i}-0",
+        "at": f"{1_790_000_000 + i * 60:.3f}",
+        "user_id": "U0ALICE",
+        "user_name": "alice",
+        "channel": "C0DEV",
+        "release": "1.2.0",
+        "environment": "staging",
+        "action": "deploy",
+        "outcome": "ok",
+        "reason": f"entry-{i:05d}",
+        **overrides,
+    }
 
 
 def section_texts(blocks: list[dict[str, Any]]) -> list[str]:
@@ -279,10 +337,18 @@ def section_texts(blocks: list[dict[str, Any]]) -> list[str]:
 
 
 def test_audit_message_lists_entries_compactly_and_safely():
-    entries = [entry(0), entry(1, user_id="releasebot", user_name="releasebot",
-                                 environment="", outcome="refused",
-                                 reason="<!channel> & <@U0EVE>\nsecond line"),
-               entry(2, user_id="", user_name="shell-user", reason="")]
+    entries = [
+        entry(0),
+        entry(
+            1,
+            user_id="releasebot",
+            user_name="releasebot",
+            environment="",
+            outcome="refused",
+            reason="<!channel> & <@U0EVE>\nsecond line",
+        ),
+        entry(2, user_id="", user_name="shell-user", reason=""),
+    ]
     blocks = audit_message("1.2.0", entries)
     assert validate_blocks(blocks) == []
     assert blocks[0]["text"]["text"] == "Audit trail · v1.2.0"
@@ -312,12 +378,16 @@ def test_audit_message_without_entries_says_so():
         assert expected in blocks[1]["text"]["text"]
 
 
-@pytest.mark.parametrize(("count", "reason_length", "max_entries"),
-                         [(101, 10, 100), (5000, 10, 5000), (3000, 400, 3000), (400, 2990, 400)])
+@pytest.mark.parametrize(
+    ("count", "reason_length", "max_entries"),
+    [(101, 10, 100), (5000, 10, 5000), (3000, 400, 3000), (400, 2990, 400)],
+)
 def test_long_trails_show_the_newest_entries_within_slack_limits(
-        count: int, reason_length: int, max_entries: int):
-    entries = [entry(i, reason=f"entry-{i:05d} " + "x&<" * (reason_length // 3))
-               for i in range(count)]
+    count: int, reason_length: int, max_entries: int
+):
+    entries = [
+        entry(i, reason=f"entry-{i:05d} " + "x&<" * (reason_length // 3)) for i in range(count)
+    ]
     blocks = audit_message("1.2.0", entries, max_entries=max_entries)
     assert validate_blocks(blocks) == []
     assert len(blocks) <= 50
@@ -332,7 +402,8 @@ def test_long_trails_show_the_newest_entries_within_slack_limits(
     hidden = count - len(shown)
     noun = "entry" if hidden == 1 else "entries"
     assert notes[0]["elements"][0]["text"] == (
-        f"{hidden} older {noun} not shown: `releasebot audit export` has them all.")
+        f"{hidden} older {noun} not shown: `releasebot audit export` has them all."
+    )
 
 
 async def test_audit_message_from_a_real_trail(redis: Redis, prefix: str):
@@ -344,12 +415,19 @@ async def test_audit_message_from_a_real_trail(redis: Redis, prefix: str):
 
 # --- releasebot audit export -------------------------------------------------------------------
 
+
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("REDIS_URL", "RELEASEBOT_REDIS_PREFIX")}
-    return subprocess.run([sys.executable, "-m", "bot.runtime.cli", "audit", "export", *args],
-                          env={**base, **env}, capture_output=True, text=True, timeout=60,
-                          cwd=ROOT)
+    base = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RELEASEBOT_REDIS_PREFIX")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bot.runtime.cli", "audit", "export", *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 async def test_cli_exports_jsonl_and_csv(redis: Redis, prefix: str, tmp_path: Path):

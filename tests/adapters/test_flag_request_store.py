@@ -20,17 +20,40 @@ ALICE = Actor("U0ALICE", "alice", "C0DEV")
 TWO = ApprovalPolicy(required=2, approvers=())
 # A request as the bot wrote it before approvals had one shape.
 OLD_RECORD = {
-    "id": "0123abcd", "operation": "set", "name": "new_search", "requester": "U0ALICE",
-    "requester_name": "alice", "created_at": 1.0, "percentage": 80, "description": "",
-    "enable": False, "steps": [], "every_seconds": 0.0, "status": "awaiting approval",
-    "lost": False, "approvals": [{"user": "U0BOB", "at": 2.0}], "before": "on, 50%", "after": "",
-    "commit": "", "detail": "", "channel": "C0DEV", "ts": "1.000", "response_url": None,
-    "parent": ""}
+    "id": "0123abcd",
+    "operation": "set",
+    "name": "new_search",
+    "requester": "U0ALICE",
+    "requester_name": "alice",
+    "created_at": 1.0,
+    "percentage": 80,
+    "description": "",
+    "enable": False,
+    "steps": [],
+    "every_seconds": 0.0,
+    "status": "awaiting approval",
+    "lost": False,
+    "approvals": [{"user": "U0BOB", "at": 2.0}],
+    "before": "on, 50%",
+    "after": "",
+    "commit": "",
+    "detail": "",
+    "channel": "C0DEV",
+    "ts": "1.000",
+    "response_url": None,
+    "parent": "",
+}
 
 
 def approve(user: str, now: float = 5.0, policy: ApprovalPolicy = TWO):
-    return partial(flag_requests.approve, policy=policy, user_id=user, user_name=user.lower(),
-                   now=now, is_approver=True)
+    return partial(
+        flag_requests.approve,
+        policy=policy,
+        user_id=user,
+        user_name=user.lower(),
+        now=now,
+        is_approver=True,
+    )
 
 
 async def test_a_request_is_kept_under_its_old_key_for_90_days(redis, prefix):
@@ -52,8 +75,9 @@ async def test_approvals_at_once_are_all_counted(redis, prefix):
     await store.save(request)
     users = [f"U0APPR{i}" for i in range(8)]
     eight = ApprovalPolicy(required=8)
-    results = await asyncio.gather(*(store.update(request.id, approve(u, policy=eight))
-                                     for u in users))
+    results = await asyncio.gather(
+        *(store.update(request.id, approve(u, policy=eight)) for u in users)
+    )
     assert all(r is not None and r[1].accepted for r in results)
     assert sum(r is not None and r[1].met for r in results) == 1  # the last one
     stored = await store.load(request.id)
@@ -78,7 +102,8 @@ async def test_a_request_written_before_one_approval_shape_is_approved_on(redis,
     assert written["status"] == "approved"
     assert written["approvals"] == [
         {"user_id": "U0BOB", "user_name": "", "at": 2.0, "user": "U0BOB"},
-        {"user_id": "U0CAROL", "user_name": "u0carol", "at": 5.0, "user": "U0CAROL"}]
+        {"user_id": "U0CAROL", "user_name": "u0carol", "at": 5.0, "user": "U0CAROL"},
+    ]
     # Readable by the bot before this one too: the same fields, approvals with "user".
     assert set(written) == set(OLD_RECORD)
     assert await redis.ttl(key) > REQUEST_SECONDS - 5  # kept 90 days from its last change

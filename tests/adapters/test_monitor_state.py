@@ -26,13 +26,25 @@ def state(redis: Redis, prefix: str) -> RedisMonitorState:
 
 
 def result(at: float, ok: bool = True, version: str = "1.0.0") -> Result:
-    return Result(at=at, ok=ok, ms=at / 10, status=200 if ok else 500,
-                  problem="" if ok else "HTTP 500", version=version)
+    return Result(
+        at=at,
+        ok=ok,
+        ms=at / 10,
+        status=200 if ok else 500,
+        problem="" if ok else "HTTP 500",
+        version=version,
+    )
 
 
 async def test_every_key_is_the_one_a_running_team_already_has(state, redis, prefix):
-    incident = Incident(id="abc123", environment="production", check="health",
-                        severity="critical", opened_at=1.0, problem="HTTP 500")
+    incident = Incident(
+        id="abc123",
+        environment="production",
+        check="health",
+        severity="critical",
+        opened_at=1.0,
+        problem="HTTP 500",
+    )
     await state.save_check_state(HEALTH, CheckState(failing=3, incident=incident))
     await state.record_results([(HEALTH, result(1.0))], keep=10)
     await state.start_window("production", Window("2", "1", "2.0.0", 1.0, 2.0))
@@ -42,20 +54,43 @@ async def test_every_key_is_the_one_a_running_team_already_has(state, redis, pre
     async with state.tick_lock(10) as mine:
         assert mine and await redis.exists(f"{prefix}lock:monitor")
     keys = {k.decode() async for k in redis.scan_iter(match=f"{prefix}*")}
-    assert keys == {f"{prefix}{k}" for k in (
-        "mon:state:production:health", "mon:results:production:health",
-        "mon:window:production", "mon:ack:abc123", "mon:writer", "tick:monitor:42")}
+    assert keys == {
+        f"{prefix}{k}"
+        for k in (
+            "mon:state:production:health",
+            "mon:results:production:health",
+            "mon:window:production",
+            "mon:ack:abc123",
+            "mon:writer",
+            "tick:monitor:42",
+        )
+    }
 
 
 async def test_state_written_by_the_previous_release_is_read(state, redis, prefix):
     # As the monitor stored them before this adapter existed.
-    await redis.set(f"{prefix}mon:state:production:health", json.dumps(
-        {"failing": 2, "passing": 0, "incident": None, "last_failure": None,
-         "version": "1.0.0", "baseline_ms": 12.5}))
-    await redis.lpush(f"{prefix}mon:results:production:health",
-                      json.dumps(result(1.0).to_dict()), json.dumps(result(2.0).to_dict()))
-    await redis.set(f"{prefix}mon:window:production", json.dumps(
-        {"version": "2", "previous": "1", "release": "", "started": 1.0, "ends": 9.0}))
+    await redis.set(
+        f"{prefix}mon:state:production:health",
+        json.dumps(
+            {
+                "failing": 2,
+                "passing": 0,
+                "incident": None,
+                "last_failure": None,
+                "version": "1.0.0",
+                "baseline_ms": 12.5,
+            }
+        ),
+    )
+    await redis.lpush(
+        f"{prefix}mon:results:production:health",
+        json.dumps(result(1.0).to_dict()),
+        json.dumps(result(2.0).to_dict()),
+    )
+    await redis.set(
+        f"{prefix}mon:window:production",
+        json.dumps({"version": "2", "previous": "1", "release": "", "started": 1.0, "ends": 9.0}),
+    )
     await redis.set(f"{prefix}mon:ack:i1", json.dumps({"user": "U0OLGA", "at": 3.0}))
     loaded = await state.check_state(HEALTH)
     assert loaded.failing == 2 and loaded.recent.baseline_ms == 12.5
@@ -66,8 +101,7 @@ async def test_state_written_by_the_previous_release_is_read(state, redis, prefi
     assert await state.acknowledgements(["i1", "i2"]) == {"i1": ("U0OLGA", 3.0)}
 
 
-async def test_a_tick_starts_from_the_windows_the_deploys_and_the_last_writer(state, redis,
-                                                                              prefix):
+async def test_a_tick_starts_from_the_windows_the_deploys_and_the_last_writer(state, redis, prefix):
     keys = Keys(prefix)
     assert await state.tick_outlook(["staging", "production"]) == ({}, set(), "")
     window = Window("2", "1", "2.0.0", 1.0, 2.0)
@@ -84,8 +118,7 @@ async def test_a_tick_starts_from_the_windows_the_deploys_and_the_last_writer(st
     assert (await state.tick_outlook(["staging"]))[1] == {"staging"}
 
 
-async def test_one_tick_at_a_time_and_an_overrun_never_frees_the_next_ones(state, redis,
-                                                                          prefix):
+async def test_one_tick_at_a_time_and_an_overrun_never_frees_the_next_ones(state, redis, prefix):
     async with state.tick_lock(10) as first:
         async with state.tick_lock(10) as second:
             assert first and not second
@@ -116,8 +149,7 @@ async def test_one_replica_wins_each_slot_of_a_scheduled_job(state, redis, prefi
 
 async def test_results_are_kept_newest_first_and_trimmed_in_batches(state, redis, prefix):
     for at in range(1, 31):
-        await state.record_results([(HEALTH, result(at)), (VERSION, result(at, ok=False))],
-                                   keep=5)
+        await state.record_results([(HEALTH, result(at)), (VERSION, result(at, ok=False))], keep=5)
     key = f"{prefix}mon:results:production:health"
     # Trimmed to the newest 5 when it grew past 25 (the 26th), then growing again.
     assert await redis.llen(key) == 9
@@ -128,14 +160,23 @@ async def test_results_are_kept_newest_first_and_trimmed_in_batches(state, redis
 
 
 async def test_states_are_saved_together_with_the_writer_mark(state, redis, prefix):
-    incident = Incident(id="i9", environment="production", check="build-info",
-                        severity="warning", opened_at=1.0, problem="slow")
-    saved = {HEALTH: CheckState(failing=1).to_json(),
-             VERSION: CheckState(incident=incident).to_json()}
+    incident = Incident(
+        id="i9",
+        environment="production",
+        check="build-info",
+        severity="warning",
+        opened_at=1.0,
+        problem="slow",
+    )
+    saved = {
+        HEALTH: CheckState(failing=1).to_json(),
+        VERSION: CheckState(incident=incident).to_json(),
+    }
     token = await state.save_states(saved)
     assert await redis.get(f"{prefix}mon:writer") == token.encode()
-    assert [raw for raw, _ in await state.stored_checks([HEALTH, VERSION], 1)] == \
-        list(saved.values())
+    assert [raw for raw, _ in await state.stored_checks([HEALTH, VERSION], 1)] == list(
+        saved.values()
+    )
     states = await state.check_states([HEALTH, ("production", "deploy"), VERSION])
     assert len(states) == 2 and states[1].incident == incident  # no state: left out
     assert (await state.check_state(("staging", "deploy"))) == CheckState()

@@ -26,11 +26,18 @@ from tests.helpers.slack_requests import (
 BOT_TOKEN = "xoxb-test"
 
 
-def make_settings(prefix: str, slack: SlackStandIn, state_dir: Path,
-                  redis_url: str = REDIS_URL) -> Settings:
-    return Settings(bot_token=BOT_TOKEN, signing_secret=SIGNING_SECRET, redis_url=redis_url,
-                    slack_api_url=slack.base_url, state_dir=state_dir, redis_prefix=prefix,
-                    update_delay=0.2)
+def make_settings(
+    prefix: str, slack: SlackStandIn, state_dir: Path, redis_url: str = REDIS_URL
+) -> Settings:
+    return Settings(
+        bot_token=BOT_TOKEN,
+        signing_secret=SIGNING_SECRET,
+        redis_url=redis_url,
+        slack_api_url=slack.base_url,
+        state_dir=state_dir,
+        redis_prefix=prefix,
+        update_delay=0.2,
+    )
 
 
 @dataclass
@@ -44,14 +51,26 @@ class RunningBot:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.bot.port}"
 
-    def command_body(self, text: str, *, command: str = "/release", user: str = "U0ALICE",
-                     user_name: str = "alice", trigger_id: str | None = None) -> str:
-        return command_body(text, self.slack.response_url(user), command=command, user=user,
-                            user_name=user_name, trigger_id=trigger_id)
+    def command_body(
+        self,
+        text: str,
+        *,
+        command: str = "/release",
+        user: str = "U0ALICE",
+        user_name: str = "alice",
+        trigger_id: str | None = None,
+    ) -> str:
+        return command_body(
+            text,
+            self.slack.response_url(user),
+            command=command,
+            user=user,
+            user_name=user_name,
+            trigger_id=trigger_id,
+        )
 
     async def post(self, body: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        async with self.http.post(f"{self.url}/slack/events", data=body,
-                                  headers=headers) as resp:
+        async with self.http.post(f"{self.url}/slack/events", data=body, headers=headers) as resp:
             text = await resp.text()
             try:
                 data = json.loads(text) if text else {}
@@ -59,8 +78,15 @@ class RunningBot:
                 data = {"raw": text}
             return resp.status, data
 
-    async def click(self, message: Shown, action_id: str, *, user: str = "U0BOB",
-                    user_name: str = "bob", gate: str | None = None) -> tuple[int, str]:
+    async def click(
+        self,
+        message: Shown,
+        action_id: str,
+        *,
+        user: str = "U0BOB",
+        user_name: str = "bob",
+        gate: str | None = None,
+    ) -> tuple[int, str]:
         """Press a button of a posted message, as Slack would send it (signed)."""
         for block in message.blocks:
             for element in block.get("elements", []) if block.get("type") == "actions" else []:
@@ -68,20 +94,33 @@ class RunningBot:
                     continue
                 if gate and json.loads(element["value"])["g"] != gate:
                     continue
-                payload = click_payload(message, block, element, self.slack.response_url(user),
-                                        user=user, user_name=user_name)
+                payload = click_payload(
+                    message,
+                    block,
+                    element,
+                    self.slack.response_url(user),
+                    user=user,
+                    user_name=user_name,
+                )
                 return await self._interact(payload)
         raise AssertionError(f"no {action_id} button for {gate} in the message")
 
-    async def submit_view(self, view: dict[str, Any], values: dict[str, str], *,
-                          user: str = "U0BOB", user_name: str = "bob") -> tuple[int, str]:
+    async def submit_view(
+        self,
+        view: dict[str, Any],
+        values: dict[str, str],
+        *,
+        user: str = "U0BOB",
+        user_name: str = "bob",
+    ) -> tuple[int, str]:
         """Send a form, `values` mapping its input blocks' ids to what was typed."""
         return await self._interact(form_payload(view, values, user=user, user_name=user_name))
 
     async def _interact(self, payload: dict[str, Any]) -> tuple[int, str]:
         body = interaction_body(payload)
-        async with self.http.post(f"{self.url}/slack/events", data=body,
-                                  headers=sign(body)) as resp:
+        async with self.http.post(
+            f"{self.url}/slack/events", data=body, headers=sign(body)
+        ) as resp:
             return resp.status, await resp.text()
 
     async def command(self, text: str, **kwargs: Any) -> dict[str, Any]:

@@ -27,8 +27,9 @@ def environment(name: str, deploy_command: str = "true", **keys: Any) -> dict[st
     return {"name": name, "deploy_command": deploy_command, **keys}
 
 
-def automatic_gate(id: str, name: str, *, stage: str = "staging", command: str = "true",
-         **keys: Any) -> dict[str, Any]:
+def automatic_gate(
+    id: str, name: str, *, stage: str = "staging", command: str = "true", **keys: Any
+) -> dict[str, Any]:
     """An automatic `[[gates]]` entry (a command)."""
     return {"id": id, "name": name, "stage": stage, "command": command, **keys}
 
@@ -41,10 +42,15 @@ def manual_gate(id: str, name: str, *, stage: str = "staging", **keys: Any) -> d
 STAGING_AND_PRODUCTION = (environment("staging"), environment("production"))
 
 
-def config_text(*, url: str = "/tmp/repo", channel: str = "#releases",
-                environments: Sequence[Mapping[str, Any]] = (environment("production"),),
-                gates: Sequence[Mapping[str, Any]] = (), extra: str = "",
-                **tables: Mapping[str, Any]) -> str:
+def config_text(
+    *,
+    url: str = "/tmp/repo",
+    channel: str = "#releases",
+    environments: Sequence[Mapping[str, Any]] = (environment("production"),),
+    gates: Sequence[Mapping[str, Any]] = (),
+    extra: str = "",
+    **tables: Mapping[str, Any],
+) -> str:
     """A config file: `[repository]` with `url` (more keys with `repository={...}`), `[slack]`
     with `channel`, any other table by its name (`worker={...}`, `approvals={...}`, ...), the
     environments and the gates, then `extra`."""
@@ -77,35 +83,66 @@ def write_config(tmp_path: Path, text: str) -> Path:
 
 # --- the configs the scenario tests run the bot with ----------------------------------------
 
+
 def deploy_log(tmp_path: Path) -> list[str]:
     """What the deploys of `make_config` did, one line each (tests/scripts/deploy.sh)."""
     path = tmp_path / "deploys.log"
     return path.read_text().splitlines() if path.exists() else []
 
 
-def make_config(remote: GitRemote, tmp_path: Path, *, deploy_env: str = "",
-                gate_env: str = "", lock_ttl: float = 3.0, extra: str = "",
-                production_url: str = "") -> Config:
+def make_config(
+    remote: GitRemote,
+    tmp_path: Path,
+    *,
+    deploy_env: str = "",
+    gate_env: str = "",
+    lock_ttl: float = 3.0,
+    extra: str = "",
+    production_url: str = "",
+) -> Config:
     """Staging and production deployed by tests/scripts/deploy.sh (into `deploy_log`), two
     automatic gates and a manual one; `deploy_env` and `gate_env` are set for staging's deploy
     and the gates (e.g. `DEPLOY_FAIL=disk-full`, `GATE_FAIL=infra`)."""
     log = tmp_path / "deploys.log"
     production = {"url": production_url} if production_url else {}
-    return parse(config_text(
-        url=str(remote.bare), repository={"branch": "main"},
-        worker={"lock_ttl_seconds": lock_ttl, "reap_interval_seconds": 0.5, "concurrency": 2,
-                "shutdown_grace_seconds": 0},
-        environments=[
-            environment("staging", f"DEPLOY_LOG={log} {deploy_env} sh {SCRIPTS}/deploy.sh",
-                        url="http://127.0.0.1:1/staging", timeout_seconds=20),
-            environment("production", f"DEPLOY_LOG={log} sh {SCRIPTS}/deploy.sh",
-                        timeout_seconds=20, **production)],
-        gates=[automatic_gate("e2e", "Automated tests",
-                              command=f"{gate_env} sh {SCRIPTS}/gate.sh e2e"),
-               automatic_gate("infra", "Infrastructure validation",
-                              command=f"{gate_env} sh {SCRIPTS}/gate.sh infra"),
-               manual_gate("qa", "Manual QA")],
-        extra=extra))
+    return parse(
+        config_text(
+            url=str(remote.bare),
+            repository={"branch": "main"},
+            worker={
+                "lock_ttl_seconds": lock_ttl,
+                "reap_interval_seconds": 0.5,
+                "concurrency": 2,
+                "shutdown_grace_seconds": 0,
+            },
+            environments=[
+                environment(
+                    "staging",
+                    f"DEPLOY_LOG={log} {deploy_env} sh {SCRIPTS}/deploy.sh",
+                    url="http://127.0.0.1:1/staging",
+                    timeout_seconds=20,
+                ),
+                environment(
+                    "production",
+                    f"DEPLOY_LOG={log} sh {SCRIPTS}/deploy.sh",
+                    timeout_seconds=20,
+                    **production,
+                ),
+            ],
+            gates=[
+                automatic_gate(
+                    "e2e", "Automated tests", command=f"{gate_env} sh {SCRIPTS}/gate.sh e2e"
+                ),
+                automatic_gate(
+                    "infra",
+                    "Infrastructure validation",
+                    command=f"{gate_env} sh {SCRIPTS}/gate.sh infra",
+                ),
+                manual_gate("qa", "Manual QA"),
+            ],
+            extra=extra,
+        )
+    )
 
 
 SMOKE = f"""
@@ -128,9 +165,13 @@ def worker_config_text(remote: GitRemote, tmp_path: Path, deploy_env: str = "") 
     log = tmp_path / "deploys.log"
     return config_text(
         url=str(remote.bare),
-        worker={"lock_ttl_seconds": 2, "reap_interval_seconds": 0.5,
-                "shutdown_grace_seconds": 0},
-        environments=[environment(
-            "staging", f"DEPLOY_LOG={log} {deploy_env} sh {SCRIPTS}/deploy.sh",
-            timeout_seconds=60)],
-        gates=[automatic_gate("e2e", "Automated tests", command=f"sh {SCRIPTS}/gate.sh e2e")])
+        worker={"lock_ttl_seconds": 2, "reap_interval_seconds": 0.5, "shutdown_grace_seconds": 0},
+        environments=[
+            environment(
+                "staging",
+                f"DEPLOY_LOG={log} {deploy_env} sh {SCRIPTS}/deploy.sh",
+                timeout_seconds=60,
+            )
+        ],
+        gates=[automatic_gate("e2e", "Automated tests", command=f"sh {SCRIPTS}/gate.sh e2e")],
+    )

@@ -11,9 +11,14 @@ from bot.devtools.slack_stand_in import Message, SlackStandIn
 def release_message(slack: SlackStandIn, tag: str) -> Message | None:
     """The release message of the candidate `tag` (by its header, not any mention of it)."""
     for message in slack.messages().values():
-        if message.thread_ts is None and message.blocks and message.blocks[0].get(
-                "type") == "header" and re.search(rf"(?<![\w.-]){re.escape(tag)}(?![\w.-])",
-                                                  message.blocks[0]["text"]["text"]):
+        if (
+            message.thread_ts is None
+            and message.blocks
+            and message.blocks[0].get("type") == "header"
+            and re.search(
+                rf"(?<![\w.-]){re.escape(tag)}(?![\w.-])", message.blocks[0]["text"]["text"]
+            )
+        ):
             return message
     return None
 
@@ -26,6 +31,7 @@ async def wait_for_failed_deploy(slack: SlackStandIn, tag: str) -> Message:
     def failed() -> Message | None:
         message = release_message(slack, tag)
         return message if message and "deploy failed" in slack.text_of(message) else None
+
     found = await slack.wait_for(failed, timeout=20)
     assert found is not None  # wait_for returns only what is truthy
     return found
@@ -33,6 +39,7 @@ async def wait_for_failed_deploy(slack: SlackStandIn, tag: str) -> Message:
 
 async def wait_for_gates(slack: SlackStandIn, tag: str, count: int = 2) -> Message:
     """The release message once its automatic gates are finished (passed or failed)."""
+
     def done() -> Message | None:
         message = release_message(slack, tag)
         if message is None:
@@ -40,6 +47,7 @@ async def wait_for_gates(slack: SlackStandIn, tag: str, count: int = 2) -> Messa
         text = slack.text_of(message)
         finished = text.count("passed in") + text.count("failed in")
         return message if finished >= count else None
+
     found = await slack.wait_for(done, timeout=30)
     assert found is not None
     return found

@@ -21,6 +21,21 @@ def spawn_worker(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     worker.log beside it."""
     with open(config.parent / "worker.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "worker", "--port",
-             "0", "--host", "127.0.0.1", "--config", str(config)],
-            env=env, stdout=subprocess.DEVNULL, stderr=log)
+            [
+                sys.executable,
+                "-m",
+                "bot.runtime.cli",
+                "serve",
+                "--role",
+                "worker",
+                "--port",
+                "0",
+                "--host",
+                "127.0.0.1",
+                "--config",
+                str(config),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )

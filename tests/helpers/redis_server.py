@@ -20,8 +20,9 @@ class RedisServer:
     With `persist`, it keeps an append-only file (fsync on every write) in `directory`, so a
     restart comes back with the data it had, as a production Redis would."""
 
-    def __init__(self, directory: Path, *, password: str | None = None,
-                 persist: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, password: str | None = None, persist: bool = False
+    ) -> None:
         self.directory = directory
         self.password = password
         self.persist = persist
@@ -37,15 +38,24 @@ class RedisServer:
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--dir", str(self.directory),
-                "--appendonly", "yes" if self.persist else "no"]
+        args = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self.directory),
+            "--appendonly",
+            "yes" if self.persist else "no",
+        ]
         if self.persist:
             args += ["--appendfsync", "always"]
         if self.password:
             args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             with socket.socket() as probe:

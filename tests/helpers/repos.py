@@ -8,14 +8,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Commits get a fixed author, and no user's or system's git config changes what git does.
-GIT_ENV = {"GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
-           "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
-           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Dev",
+    "GIT_AUTHOR_EMAIL": "dev@example.com",
+    "GIT_COMMITTER_NAME": "Dev",
+    "GIT_COMMITTER_EMAIL": "dev@example.com",
+    "GIT_CONFIG_GLOBAL": "/dev/null",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 def git(*args: str, cwd: Path) -> str:
-    out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-                         env={**os.environ, **GIT_ENV})
+    out = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+    )
     return out.stdout.strip()
 
 
@@ -53,8 +64,12 @@ class GitRemote:
 
     def remote_tags(self) -> dict[str, str]:
         """tag -> commit on the bare remote."""
-        out = git("for-each-ref", "refs/tags",
-                  "--format=%(refname:strip=2) %(objectname) %(*objectname)", cwd=self.bare)
+        out = git(
+            "for-each-ref",
+            "refs/tags",
+            "--format=%(refname:strip=2) %(objectname) %(*objectname)",
+            cwd=self.bare,
+        )
         tags = {}
         for line in out.splitlines():
             parts = line.split()

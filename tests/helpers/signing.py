@@ -12,8 +12,9 @@ from bot.devtools import payloads
 SIGNING_SECRET = "test-signing-secret"
 
 
-def sign(body: str | bytes, timestamp: int | None = None,
-         secret: str = SIGNING_SECRET) -> dict[str, str]:
+def sign(
+    body: str | bytes, timestamp: int | None = None, secret: str = SIGNING_SECRET
+) -> dict[str, str]:
     """Headers of a form request signed as Slack signs it (`timestamp` defaults to now)."""
     return payloads.signed_headers(body, secret, timestamp=timestamp)
 
@@ -26,8 +27,9 @@ def signature(body: bytes, timestamp: str, secret: str = SIGNING_SECRET) -> str:
     except UnicodeDecodeError:
         # slack_sdk decodes the body as UTF-8 before it signs, so it cannot sign bytes that
         # are not UTF-8; the bot checks the signature over the bytes as sent, so sign those.
-        digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body,
-                          hashlib.sha256)
+        digest = hmac.new(
+            secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256
+        )
         return f"v0={digest.hexdigest()}"
     signed = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=text)
     assert signed is not None  # slack_sdk gives None only without a timestamp

@@ -10,8 +10,9 @@ from bot.devtools.payloads import interaction_body
 
 __all__ = ["WORKSPACE", "click_payload", "command_body", "form_payload", "interaction_body"]
 
-WORKSPACE = payloads.Workspace(team_id="T0TEST", team_domain="acme", app_id="A0TEST",
-                               token="legacy")
+WORKSPACE = payloads.Workspace(
+    team_id="T0TEST", team_domain="acme", app_id="A0TEST", token="legacy"
+)
 CHANNEL_ID, CHANNEL_NAME = "C0DEV", "dev"
 
 
@@ -24,29 +25,57 @@ class Shown(Protocol):
     blocks: list[dict[str, Any]]
 
 
-def command_body(text: str, response_url: str, *, command: str = "/release",
-                 user: str = "U0ALICE", user_name: str = "alice",
-                 trigger_id: str | None = None) -> str:
+def command_body(
+    text: str,
+    response_url: str,
+    *,
+    command: str = "/release",
+    user: str = "U0ALICE",
+    user_name: str = "alice",
+    trigger_id: str | None = None,
+) -> str:
     """The form body of `/release text` (or another `command`) typed in #dev."""
-    return payloads.form_body(payloads.slash_command(
-        WORKSPACE, payloads.Person(user, user_name), command=command, text=text,
-        channel_id=CHANNEL_ID, channel_name=CHANNEL_NAME, response_url=response_url,
-        trigger=trigger_id))
+    return payloads.form_body(
+        payloads.slash_command(
+            WORKSPACE,
+            payloads.Person(user, user_name),
+            command=command,
+            text=text,
+            channel_id=CHANNEL_ID,
+            channel_name=CHANNEL_NAME,
+            response_url=response_url,
+            trigger=trigger_id,
+        )
+    )
 
 
-def click_payload(message: Shown, block: dict[str, Any], element: dict[str, Any],
-                  response_url: str, *, user: str = "U0BOB",
-                  user_name: str = "bob") -> dict[str, Any]:
+def click_payload(
+    message: Shown,
+    block: dict[str, Any],
+    element: dict[str, Any],
+    response_url: str,
+    *,
+    user: str = "U0BOB",
+    user_name: str = "bob",
+) -> dict[str, Any]:
     """A press of `element` (in `block`) of `message`, in the release channel."""
     shown = {"ts": message.ts, "text": message.text, "blocks": message.blocks}
     return payloads.block_actions(
-        WORKSPACE, payloads.Person(user, user_name), channel_id=message.channel,
-        channel_name="releases", message=shown, block_id=block.get("block_id"),
-        action=element, response_url=response_url)
+        WORKSPACE,
+        payloads.Person(user, user_name),
+        channel_id=message.channel,
+        channel_name="releases",
+        message=shown,
+        block_id=block.get("block_id"),
+        action=element,
+        response_url=response_url,
+    )
 
 
-def form_payload(view: dict[str, Any], values: dict[str, str], *, user: str = "U0BOB",
-                 user_name: str = "bob") -> dict[str, Any]:
+def form_payload(
+    view: dict[str, Any], values: dict[str, str], *, user: str = "U0BOB", user_name: str = "bob"
+) -> dict[str, Any]:
     """`view` sent with `values` (block id -> what was typed)."""
-    return payloads.view_submission(WORKSPACE, payloads.Person(user, user_name), view=view,
-                                    values=values, view_id="V0TEST")
+    return payloads.view_submission(
+        WORKSPACE, payloads.Person(user, user_name), view=view, values=values, view_id="V0TEST"
+    )

@@ -38,11 +38,13 @@ async def candidate(bot: RunningBot, tag: str = "v0.15.0-rc.1") -> Message:
 
 async def live(bot: RunningBot, tag: str = "v0.15.0") -> Message:
     """The message saying `tag` is live in production, once it is posted."""
+
     def done() -> Message | None:
         for message in bot.slack.messages().values():
             if f"`{tag}` is live in *production*" in bot.slack.text_of(message):
                 return message
         return None
+
     found = await bot.slack.wait_for(done, timeout=30)
     assert found is not None
     return found
@@ -51,11 +53,15 @@ async def live(bot: RunningBot, tag: str = "v0.15.0") -> Message:
 async def in_production(bot: RunningBot, git_remote: GitRemote) -> None:
     """v0.14.1 ran in production before the bot's v0.15.0 replaced it."""
     await bot.services.store.set_environment_version(
-        "production", "0.14.1", "v0.14.1", git_remote.remote_tags()["v0.14.1"])
+        "production", "0.14.1", "v0.14.1", git_remote.remote_tags()["v0.14.1"]
+    )
     message = await candidate(bot)
     await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")))
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
     await bot.command("final")
     await live(bot)
 
@@ -86,6 +92,11 @@ approvers = ["U0BOB", "U0CAROL"]
 async def rolled_back(bot: RunningBot) -> str:
     """The thread of the production release once it says it was rolled back."""
     message = release_message(bot.slack, "v0.15.0-rc.1")
-    text: str = await bot.slack.wait_for(lambda: "Rolled back *production*" in thread_text(
-        bot.slack, message) and thread_text(bot.slack, message), timeout=30)
+    text: str = await bot.slack.wait_for(
+        lambda: (
+            "Rolled back *production*" in thread_text(bot.slack, message)
+            and thread_text(bot.slack, message)
+        ),
+        timeout=30,
+    )
     return text

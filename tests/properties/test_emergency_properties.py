@@ -47,12 +47,16 @@ CLICKERS = (*APPROVERS, *APPROVERS, "U0OUTSIDER", "U0REQ")
 MOSTLY_TRUE = st.sampled_from([True, True, True, False])
 CONFIG = build_config(
     environments=STAGING_AND_PRODUCTION,
-    gates=[automatic_gate("e2e", "Automated tests"),
-           automatic_gate("infra", "Infrastructure validation"),
-           manual_gate("qa", "Manual QA"), manual_gate("perf", "Performance")],
+    gates=[
+        automatic_gate("e2e", "Automated tests"),
+        automatic_gate("infra", "Infrastructure validation"),
+        manual_gate("qa", "Manual QA"),
+        manual_gate("perf", "Performance"),
+    ],
     approvals={"production": {"required": 2, "approvers": list(APPROVERS)}},
     rollback={"required": ROLLBACK_REQUIRED},
-    hotfix={"gates": ["e2e", "qa"], "required": 1})
+    hotfix={"gates": ["e2e", "qa"], "required": 1},
+)
 HOTFIX_POLICY = CONFIG.release_policy("hotfix", "staging")
 ROLLBACK_POLICY = rollbacks.rollback_policy(CONFIG, "production")
 START = 1_700_000_000.0
@@ -141,30 +145,53 @@ class EmergencyMachine(RuleBasedStateMachine):
     def hotfix(self, requester: str, deploy_ok: bool, gate_ok: bool) -> None:
         self.patch += 1
         version = f"1.0.{self.patch}-rc.1"
-        release = releases.new_release(CONFIG, version=version, tag=f"v{version}",
-                                       sha=secrets.token_hex(20), requester=requester,
-                                       requester_name=requester.lower(), description="fix",
-                                       issue=None, now=self.now, kind="hotfix")
+        release = releases.new_release(
+            CONFIG,
+            version=version,
+            tag=f"v{version}",
+            sha=secrets.token_hex(20),
+            requester=requester,
+            requester_name=requester.lower(),
+            description="fix",
+            issue=None,
+            now=self.now,
+            kind="hotfix",
+        )
         self.run(self.store.create_release(release, actor(requester)))
         self.successes += 1
         self.hotfixes.append(version)
-        assert self.change(version, partial(releases.activate, channel="C", message_ts="1"),
-                           requester, "release.tag")
+        assert self.change(
+            version,
+            partial(releases.activate, channel="C", message_ts="1"),
+            requester,
+            "release.tag",
+        )
         for older in self.hotfixes[:-1]:
-            self.change(older, partial(approvals.supersede, newer=f"v{version}"), requester,
-                        "release.supersede")
-        for step in (partial(releases.queue_deploy, environment="staging", deploy_id="d",
-                             now=self.now),
-                     partial(releases.start_deploy, deploy_id="d", now=self.now),
-                     partial(releases.finish_deploy, deploy_id="d", now=self.now,
-                             ok=deploy_ok)):
+            self.change(
+                older,
+                partial(approvals.supersede, newer=f"v{version}"),
+                requester,
+                "release.supersede",
+            )
+        for step in (
+            partial(releases.queue_deploy, environment="staging", deploy_id="d", now=self.now),
+            partial(releases.start_deploy, deploy_id="d", now=self.now),
+            partial(releases.finish_deploy, deploy_id="d", now=self.now, ok=deploy_ok),
+        ):
             assert self.change(version, step, "releasebot", "deploy")
         if deploy_ok:
-            assert self.change(version, partial(releases.start_gate, gate_id="e2e",
-                                                now=self.now), "releasebot", "gate.start")
-            assert self.change(version, partial(releases.finish_gate, gate_id="e2e",
-                                                now=self.now, ok=gate_ok),
-                               "releasebot", "gate.finish")
+            assert self.change(
+                version,
+                partial(releases.start_gate, gate_id="e2e", now=self.now),
+                "releasebot",
+                "gate.start",
+            )
+            assert self.change(
+                version,
+                partial(releases.finish_gate, gate_id="e2e", now=self.now, ok=gate_ok),
+                "releasebot",
+                "gate.finish",
+            )
 
     @rule(user=st.sampled_from(CLICKERS), twice=st.booleans(), which=st.integers(0, 3))
     def approve_hotfix(self, user: str, twice: bool, which: int) -> None:
@@ -172,10 +199,20 @@ class EmergencyMachine(RuleBasedStateMachine):
             return
         version = self.hotfixes[-1 - which % len(self.hotfixes)]
         for _ in range(2 if twice else 1):
-            ok = self.change(version, partial(
-                approvals.approve, gate_id="qa", user_id=user, user_name=user.lower(),
-                now=self.now, policy=HOTFIX_POLICY, is_approver=user in APPROVERS),
-                user, "gate.approve")
+            ok = self.change(
+                version,
+                partial(
+                    approvals.approve,
+                    gate_id="qa",
+                    user_id=user,
+                    user_name=user.lower(),
+                    now=self.now,
+                    policy=HOTFIX_POLICY,
+                    is_approver=user in APPROVERS,
+                ),
+                user,
+                "gate.approve",
+            )
             STATS[f"hotfix approve {ok}"] += 1
 
     @rule(approver=st.sampled_from(APPROVERS), user=st.sampled_from(USERS))
@@ -192,14 +229,22 @@ class EmergencyMachine(RuleBasedStateMachine):
         state = self.run(self.store.get_release(version))
         assert state is not None
         final_version = version.split("-")[0]
-        if not self.change(version, partial(approvals.start_promotion, config=CONFIG,
-                                            now=self.now, final_version=final_version),
-                           user, "release.promote"):
+        if not self.change(
+            version,
+            partial(
+                approvals.start_promotion, config=CONFIG, now=self.now, final_version=final_version
+            ),
+            user,
+            "release.promote",
+        ):
             STATS["final refused"] += 1
             return
-        assert self.change(version, partial(approvals.finish_promotion,
-                                            final_tag=f"v{final_version}"),
-                           user, "release.final-tag")
+        assert self.change(
+            version,
+            partial(approvals.finish_promotion, final_tag=f"v{final_version}"),
+            user,
+            "release.final-tag",
+        )
         self.shipped.append(("hotfix", state, self.now))
         self.ship(final_version, f"v{final_version}", state.sha)
         STATS["hotfix shipped"] += 1
@@ -212,10 +257,18 @@ class EmergencyMachine(RuleBasedStateMachine):
         except approvals.Refusal:
             return
         request = RollbackRequest(
-            id=uuid.uuid4().hex[:8], environment="production", to_version=target["version"],
-            to_tag=target["tag"], to_sha=target["sha"], from_version=history[0]["version"],
-            from_release="", reason="errors", requester=user, requester_name=user.lower(),
-            requested_at=self.now)
+            id=uuid.uuid4().hex[:8],
+            environment="production",
+            to_version=target["version"],
+            to_tag=target["tag"],
+            to_sha=target["sha"],
+            from_version=history[0]["version"],
+            from_release="",
+            reason="errors",
+            requester=user,
+            requester_name=user.lower(),
+            requested_at=self.now,
+        )
         self.run(self.store.create_rollback(request, actor(user)))
         self.successes += 1
         self.requests.append(request.id)
@@ -228,26 +281,46 @@ class EmergencyMachine(RuleBasedStateMachine):
             return
         request_id = self.requests[-1 - which % len(self.requests)]
         try:
-            request, _ = self.run(self.store.update_rollback(
-                request_id, partial(rollbacks.approve, user_id=user, user_name=user.lower(),
-                                    now=self.now, eligible=user in APPROVERS),
-                actor(user), "rollback.approve"))
+            request, _ = self.run(
+                self.store.update_rollback(
+                    request_id,
+                    partial(
+                        rollbacks.approve,
+                        user_id=user,
+                        user_name=user.lower(),
+                        now=self.now,
+                        eligible=user in APPROVERS,
+                    ),
+                    actor(user),
+                    "rollback.approve",
+                )
+            )
         except TransitionError:
             STATS["rollback approve refused"] += 1
             return
         self.successes += 1
         try:
-            request, _ = self.run(self.store.update_rollback(
-                request_id, partial(rollbacks.start, policy=ROLLBACK_POLICY), actor(user),
-                "rollback.start"))
+            request, _ = self.run(
+                self.store.update_rollback(
+                    request_id,
+                    partial(rollbacks.start, policy=ROLLBACK_POLICY),
+                    actor(user),
+                    "rollback.start",
+                )
+            )
         except TransitionError:
             return  # not enough approvals yet
         self.successes += 1
         self.shipped.append(("rollback", request, self.now))
         self.ship(request.to_version, request.to_tag, request.to_sha)
-        self.run(self.store.update_rollback(request_id, partial(rollbacks.finish, ok=True,
-                                                                now=self.now),
-                                            actor(user), "rollback.finish"))
+        self.run(
+            self.store.update_rollback(
+                request_id,
+                partial(rollbacks.finish, ok=True, now=self.now),
+                actor(user),
+                "rollback.finish",
+            )
+        )
         self.successes += 1
         STATS["rollback shipped"] += 1
 
@@ -273,8 +346,9 @@ class EmergencyMachine(RuleBasedStateMachine):
         versions = self.run(self.store.environment_versions(["production"]))["production"]
         if self.shipped:
             last = self.shipped[-1][1]
-            assert versions["version"] == (last.to_version if isinstance(
-                last, RollbackRequest) else last.version.split("-")[0])
+            assert versions["version"] == (
+                last.to_version if isinstance(last, RollbackRequest) else last.version.split("-")[0]
+            )
         entries = self.run(self.store.audit_entries())
         assert len(entries) == self.successes, (len(entries), self.successes)
 
@@ -283,19 +357,34 @@ def test_hotfixes_and_rollbacks_ship_only_with_their_approvals() -> None:
     STATS.clear()
     run_state_machine_as_test(
         EmergencyMachine,
-        settings=settings(max_examples=60, stateful_step_count=30, deadline=None,
-                          # Fixed examples: the non-vacuity checks below must not
-                          # depend on luck (a random run sometimes shipped no hotfix).
-                          derandomize=True,
-                          database=None, suppress_health_check=[HealthCheck.too_slow]))
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=30,
+            deadline=None,
+            # Fixed examples: the non-vacuity checks below must not
+            # depend on luck (a random run sometimes shipped no hotfix).
+            derandomize=True,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
     assert STATS["hotfix shipped"] and STATS["final refused"], STATS
     assert STATS["rollback shipped"] and STATS["rollback approve refused"], STATS
 
 
 def test_the_hotfix_checker_is_not_vacuous() -> None:
-    release = releases.new_release(CONFIG, version="1.0.1-rc.1", tag="v1.0.1-rc.1", sha="a",
-                                   requester="U0REQ", requester_name="req", description="",
-                                   issue=None, now=START, kind="hotfix")
+    release = releases.new_release(
+        CONFIG,
+        version="1.0.1-rc.1",
+        tag="v1.0.1-rc.1",
+        sha="a",
+        requester="U0REQ",
+        requester_name="req",
+        description="",
+        issue=None,
+        now=START,
+        kind="hotfix",
+    )
     assert "staging not deployed" in hotfix_problems(release, START)
     assert "qa not approved" in hotfix_problems(release, START)
     release.gate("qa").approvals.append(releases.Approval("U0REQ", "req", START))

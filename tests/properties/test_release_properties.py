@@ -51,8 +51,13 @@ USERS = (*APPROVERS, OUTSIDER, *REQUESTERS)
 # of what production received would rarely have anything to check.
 CUTTERS = (*REQUESTERS, OUTSIDER, *APPROVERS)
 CLICKERS = (*APPROVERS, *APPROVERS, OUTSIDER, *REQUESTERS)
-ACTIONS = ("approve",) * 4 + ("review",) * 2 + ("final",) * 2 + ("time passes",) * 2 + (
-    "double-click approve", "reject", "rc", "redeploy staging")
+ACTIONS = (
+    ("approve",) * 4
+    + ("review",) * 2
+    + ("final",) * 2
+    + ("time passes",) * 2
+    + ("double-click approve", "reject", "rc", "redeploy staging")
+)
 DEPLOYS = ("succeeded", "succeeded", "succeeded", "failed", "running", "queued")
 GATE_RUNS = ("passed", "passed", "passed", "failed", "running")
 REQUIRED = 2
@@ -63,10 +68,20 @@ START = 1_700_000_000.0
 
 CONFIG = build_config(
     environments=STAGING_AND_PRODUCTION,
-    gates=[automatic_gate("e2e", "Automated tests"), manual_gate("qa", "Manual QA"),
-           manual_gate("signoff", "Product sign-off")],
-    approvals={"production": {"required": REQUIRED, "approvers": list(APPROVERS),
-                              "allow_self_approval": False, "valid_hours": VALID_HOURS}})
+    gates=[
+        automatic_gate("e2e", "Automated tests"),
+        manual_gate("qa", "Manual QA"),
+        manual_gate("signoff", "Product sign-off"),
+    ],
+    approvals={
+        "production": {
+            "required": REQUIRED,
+            "approvers": list(APPROVERS),
+            "allow_self_approval": False,
+            "valid_hours": VALID_HOURS,
+        }
+    },
+)
 POLICY = CONFIG.gate_policy("staging")
 
 
@@ -79,6 +94,7 @@ def actor(user_id: str) -> Actor:
 
 
 # --- the rule, independently of bot.domain.approvals ---------------------------------------
+
 
 def promotion_problems(release: Release, at: float) -> list[str]:
     """What `release` lacked at time `at` to be allowed into production (empty: nothing)."""
@@ -118,12 +134,17 @@ def promotion_problems(release: Release, at: float) -> list[str]:
 
 
 def expected_approve(release: Release, gate_id: str, user: str, now: float) -> str:
-    """"ok", "nochange" or "refused": what approving should do, by the rules."""
+    """ "ok", "nochange" or "refused": what approving should do, by the rules."""
     gate = release.gate(gate_id)
-    if (release.superseded_by or release.final_tag or release.promotion
-            or release.phase != "active"
-            or gate.rejection is not None or user == release.requester
-            or not is_approver(user)):
+    if (
+        release.superseded_by
+        or release.final_tag
+        or release.promotion
+        or release.phase != "active"
+        or gate.rejection is not None
+        or user == release.requester
+        or not is_approver(user)
+    ):
         return "refused"
     horizon = now - VALID_HOURS * 3600
     if any(a.user_id == user and a.at >= horizon for a in gate.approvals):
@@ -132,8 +153,7 @@ def expected_approve(release: Release, gate_id: str, user: str, now: float) -> s
 
 
 def expected_reject(release: Release, gate_id: str, user: str) -> str:
-    if (release.superseded_by or release.final_tag or release.promotion
-            or release.phase != "active"):
+    if release.superseded_by or release.final_tag or release.promotion or release.phase != "active":
         return "refused"
     if release.gate(gate_id).rejection is not None:
         return "nochange"
@@ -163,6 +183,7 @@ STATS: Counter[str] = Counter()
 
 
 # --- the machine ------------------------------------------------------------------------------
+
 
 class ReleaseMachine(RuleBasedStateMachine):
     def __init__(self, base_prefix: str = "rbtest:props:", guided: bool = False) -> None:
@@ -209,8 +230,9 @@ class ReleaseMachine(RuleBasedStateMachine):
         assert release is not None, f"{version} is not stored"
         return release
 
-    def attempt(self, version: str, change: Callable[[Release], Any], user: str, action: str,
-                **fields: str) -> TransitionError | None:
+    def attempt(
+        self, version: str, change: Callable[[Release], Any], user: str, action: str, **fields: str
+    ) -> TransitionError | None:
         """One change through the store; a refused one must leave the release untouched."""
         before = self.raw(version)
         try:
@@ -219,13 +241,15 @@ class ReleaseMachine(RuleBasedStateMachine):
             after = self.raw(version)
             assert after == before, f"refused {action} of {version} changed it: {exc}"
             assert (Release.from_json(after).to_json() if after else None) == (
-                Release.from_json(before).to_json() if before else None)
+                Release.from_json(before).to_json() if before else None
+            )
             return exc
         self.changes[version] += 1
         return None
 
-    def must(self, version: str, change: Callable[[Release], Any], action: str,
-             **fields: str) -> None:
+    def must(
+        self, version: str, change: Callable[[Release], Any], action: str, **fields: str
+    ) -> None:
         exc = self.attempt(version, change, "releasebot", action, **fields)
         assert exc is None, f"{action} of {version} failed: {exc}"
 
@@ -236,39 +260,77 @@ class ReleaseMachine(RuleBasedStateMachine):
         current = self.stored(version).deploys.get("staging")
         self.deploys += 1
         deploy_id, status = f"d{self.deploys}", "queued"
-        exc = self.attempt(version, partial(releases.queue_deploy, environment="staging",
-                                            deploy_id=deploy_id, now=self.now),
-                           "releasebot", "deploy.queue", environment="staging")
+        exc = self.attempt(
+            version,
+            partial(
+                releases.queue_deploy, environment="staging", deploy_id=deploy_id, now=self.now
+            ),
+            "releasebot",
+            "deploy.queue",
+            environment="staging",
+        )
         if exc is not None:
             assert current is not None and current.status in ("queued", "running"), exc
             deploy_id, status = current.id, current.status
         if deploy == "queued":
             return
         if status == "queued":
-            self.must(version, partial(releases.start_deploy, deploy_id=deploy_id,
-                                       now=self.now), "deploy.start", environment="staging")
+            self.must(
+                version,
+                partial(releases.start_deploy, deploy_id=deploy_id, now=self.now),
+                "deploy.start",
+                environment="staging",
+            )
         if deploy == "running":
             return
-        self.must(version, partial(releases.finish_deploy, deploy_id=deploy_id, now=self.now,
-                                   ok=deploy == "succeeded"),
-                  "deploy.finish", environment="staging", outcome=deploy)
+        self.must(
+            version,
+            partial(
+                releases.finish_deploy, deploy_id=deploy_id, now=self.now, ok=deploy == "succeeded"
+            ),
+            "deploy.finish",
+            environment="staging",
+            outcome=deploy,
+        )
         if deploy != "succeeded":
             return
         for gate_id in AUTOMATIC_GATES:
-            self.must(version, partial(releases.start_gate, gate_id=gate_id, now=self.now),
-                      "gate.start", environment="staging", reason=gate_id)
+            self.must(
+                version,
+                partial(releases.start_gate, gate_id=gate_id, now=self.now),
+                "gate.start",
+                environment="staging",
+                reason=gate_id,
+            )
             if gate == "running":
                 continue
-            self.must(version, partial(releases.finish_gate, gate_id=gate_id, now=self.now,
-                                       ok=gate == "passed"),
-                      "gate.finish", environment="staging", outcome=gate, reason=gate_id)
+            self.must(
+                version,
+                partial(releases.finish_gate, gate_id=gate_id, now=self.now, ok=gate == "passed"),
+                "gate.finish",
+                environment="staging",
+                outcome=gate,
+                reason=gate_id,
+            )
 
     def approve_once(self, version: str, gate_id: str, user: str) -> str:
         expected = expected_approve(self.stored(version), gate_id, user, self.now)
-        exc = self.attempt(version, partial(
-            approvals.approve, gate_id=gate_id, user_id=user, user_name=user.lower(),
-            now=self.now, policy=POLICY, is_approver=is_approver(user)),
-            user, "gate.approve", environment="production", reason=gate_id)
+        exc = self.attempt(
+            version,
+            partial(
+                approvals.approve,
+                gate_id=gate_id,
+                user_id=user,
+                user_name=user.lower(),
+                now=self.now,
+                policy=POLICY,
+                is_approver=is_approver(user),
+            ),
+            user,
+            "gate.approve",
+            environment="production",
+            reason=gate_id,
+        )
         got = outcome(exc)
         assert got == expected, f"{user} approving {gate_id} of {version}: {got} ({exc})"
         STATS[f"approve:{got}"] += 1
@@ -283,15 +345,21 @@ class ReleaseMachine(RuleBasedStateMachine):
     def first_candidate(self, requester: str) -> None:
         self.rc(requester, "succeeded", "passed")
 
-    @rule(action=st.sampled_from(ACTIONS), newest=st.sampled_from([True, True, False]),
-          data=st.data(), gate=st.sampled_from(MANUAL_GATES), user=st.sampled_from(CLICKERS))
-    def act(self, action: str, newest: bool, data: st.DataObject, gate: str,
-            user: str) -> None:
+    @rule(
+        action=st.sampled_from(ACTIONS),
+        newest=st.sampled_from([True, True, False]),
+        data=st.data(),
+        gate=st.sampled_from(MANUAL_GATES),
+        user=st.sampled_from(CLICKERS),
+    )
+    def act(self, action: str, newest: bool, data: st.DataObject, gate: str, user: str) -> None:
         STATS[action] += 1
         if action == "rc":
-            self.rc(data.draw(st.sampled_from(CUTTERS), label="requester"),
-                    data.draw(st.sampled_from(DEPLOYS), label="deploy"),
-                    data.draw(st.sampled_from(GATE_RUNS), label="gate"))
+            self.rc(
+                data.draw(st.sampled_from(CUTTERS), label="requester"),
+                data.draw(st.sampled_from(DEPLOYS), label="deploy"),
+                data.draw(st.sampled_from(GATE_RUNS), label="gate"),
+            )
             return
         version = self.pick(data, newest)
         if action == "approve":
@@ -299,22 +367,28 @@ class ReleaseMachine(RuleBasedStateMachine):
         elif action == "double-click approve":
             self.double_click_approve(version, gate, user)
         elif action == "review":
-            others = data.draw(st.lists(st.sampled_from(CLICKERS), max_size=2, unique=True),
-                               label="with")
+            others = data.draw(
+                st.lists(st.sampled_from(CLICKERS), max_size=2, unique=True), label="with"
+            )
             self.review(version, [user, *(u for u in others if u != user)])
         elif action == "reject":
-            self.reject(version, gate, user, data.draw(st.text(min_size=1, max_size=12),
-                                                       label="reason"))
+            self.reject(
+                version, gate, user, data.draw(st.text(min_size=1, max_size=12), label="reason")
+            )
         elif action == "final":
             self.final(version, user)
         elif action == "time passes":
             # Approvals are valid for an hour: land on both sides of that, and on it.
-            self.now += data.draw(st.sampled_from(
-                [60, 300, 900, 1800, 3599, 3600, 3601, 5400]), label="seconds")
+            self.now += data.draw(
+                st.sampled_from([60, 300, 900, 1800, 3599, 3600, 3601, 5400]), label="seconds"
+            )
         else:
             assert action == "redeploy staging"
-            self.deploy_staging(version, data.draw(st.sampled_from(DEPLOYS), label="deploy"),
-                                data.draw(st.sampled_from(GATE_RUNS), label="gate"))
+            self.deploy_staging(
+                version,
+                data.draw(st.sampled_from(DEPLOYS), label="deploy"),
+                data.draw(st.sampled_from(GATE_RUNS), label="gate"),
+            )
 
     # --- what people do -------------------------------------------------------------------
 
@@ -323,17 +397,32 @@ class ReleaseMachine(RuleBasedStateMachine):
         self.rc_number += 1
         version = f"0.1.{self.patch}-rc.{self.rc_number}"
         release = releases.new_release(
-            CONFIG, version=version, tag=f"v{version}", sha=uuid.uuid4().hex + "0" * 8,
-            requester=requester, requester_name=requester.lower(), description="candidate",
-            issue=None, now=self.now)
+            CONFIG,
+            version=version,
+            tag=f"v{version}",
+            sha=uuid.uuid4().hex + "0" * 8,
+            requester=requester,
+            requester_name=requester.lower(),
+            description="candidate",
+            issue=None,
+            now=self.now,
+        )
         self.run(self.store.create_release(release, actor(requester)))
         self.versions.append(version)
         self.changes[version] += 1
-        self.must(version, partial(releases.activate, channel="C0RELEASES",
-                                   message_ts=f"{self.now}"), "release.tag")
+        self.must(
+            version,
+            partial(releases.activate, channel="C0RELEASES", message_ts=f"{self.now}"),
+            "release.tag",
+        )
         for older in self.versions[:-1]:
-            self.attempt(older, partial(approvals.supersede, newer=f"v{version}"), requester,
-                         "release.supersede", reason=f"superseded by v{version}")
+            self.attempt(
+                older,
+                partial(approvals.supersede, newer=f"v{version}"),
+                requester,
+                "release.supersede",
+                reason=f"superseded by v{version}",
+            )
             old = self.stored(older)
             assert old.superseded_by or old.final_tag, f"{older} still open after {version}"
         self.deploy_staging(version, deploy, gate)
@@ -357,11 +446,24 @@ class ReleaseMachine(RuleBasedStateMachine):
 
     def reject(self, version: str, gate: str, user: str, reason: str) -> None:
         expected = expected_reject(self.stored(version), gate, user)
-        exc = self.attempt(version, partial(
-            approvals.reject, gate_id=gate, user_id=user, user_name=user.lower(), now=self.now,
-            reason=reason, policy=POLICY, is_approver=is_approver(user)),
-            user, "gate.reject", environment="production", outcome="rejected",
-            reason=f"{gate}: {reason}")
+        exc = self.attempt(
+            version,
+            partial(
+                approvals.reject,
+                gate_id=gate,
+                user_id=user,
+                user_name=user.lower(),
+                now=self.now,
+                reason=reason,
+                policy=POLICY,
+                is_approver=is_approver(user),
+            ),
+            user,
+            "gate.reject",
+            environment="production",
+            outcome="rejected",
+            reason=f"{gate}: {reason}",
+        )
         got = outcome(exc)
         assert got == expected, f"{user} rejecting {gate} of {version}: {got} ({exc})"
         STATS[f"reject:{got}"] += 1
@@ -369,28 +471,45 @@ class ReleaseMachine(RuleBasedStateMachine):
     def final(self, version: str, user: str) -> None:
         """/release final: claim, tag, then production receives what Redis holds."""
         before = self.stored(version)
-        ready = (not promotion_problems(before, self.now) and before.promotion is None
-                 and before.final_tag is None)
+        ready = (
+            not promotion_problems(before, self.now)
+            and before.promotion is None
+            and before.final_tag is None
+        )
         final_version = version.split("-", 1)[0]
         final_tag = f"v{final_version}"
-        exc = self.attempt(version, partial(approvals.start_promotion, config=CONFIG,
-                                            now=self.now, final_version=final_version),
-                           user, "release.promote", environment="production",
-                           outcome="started", reason=f"as {final_tag}")
+        exc = self.attempt(
+            version,
+            partial(
+                approvals.start_promotion, config=CONFIG, now=self.now, final_version=final_version
+            ),
+            user,
+            "release.promote",
+            environment="production",
+            outcome="started",
+            reason=f"as {final_tag}",
+        )
         if exc is not None:
             assert not ready, f"{version} is ready by the rules but was refused: {exc}"
             STATS["final:refused"] += 1
             return
         assert ready, f"{version} was promoted though it lacked: " + "; ".join(
-            promotion_problems(before, self.now))
-        self.must(version, partial(approvals.finish_promotion, final_tag=final_tag),
-                  "release.final-tag", environment="production")
+            promotion_problems(before, self.now)
+        )
+        self.must(
+            version,
+            partial(approvals.finish_promotion, final_tag=final_tag),
+            "release.final-tag",
+            environment="production",
+        )
         # "Deploy to production": what production receives is what Redis holds right now.
         shipped = self.stored(version)
-        self.production.append(Shipment(version=version, final_version=final_version,
-                                        at=self.now, release=shipped))
-        self.run(self.store.set_environment_version("production", final_version, final_tag,
-                                                    shipped.sha))
+        self.production.append(
+            Shipment(version=version, final_version=final_version, at=self.now, release=shipped)
+        )
+        self.run(
+            self.store.set_environment_version("production", final_version, final_tag, shipped.sha)
+        )
         self.must(version, releases.go_live, "release.live", environment="production")
         STATS["final:shipped"] += 1
         self.patch += 1  # the next candidate is of the next version
@@ -450,12 +569,16 @@ def check_stored_state(machine: ReleaseMachine) -> None:
         assert versions == {}
 
     # Only the newest candidate may still be open; in flight is exactly what is not done.
-    open_ = [v for v, r in stored.items()
-             if r.phase == "active" and not r.superseded_by and not r.final_tag]
+    open_ = [
+        v
+        for v, r in stored.items()
+        if r.phase == "active" and not r.superseded_by and not r.final_tag
+    ]
     assert open_ in ([], machine.versions[-1:]), f"open candidates: {open_}"
     in_flight = machine.run(machine.store.releases_in_flight())
     assert sorted(r.version for r in in_flight) == sorted(
-        v for v, r in stored.items() if r.phase != "done")
+        v for v, r in stored.items() if r.phase != "done"
+    )
 
     # The audit stream: an entry for every successful change, per release exactly as many.
     entries = machine.run(machine.store.audit_entries())
@@ -463,13 +586,17 @@ def check_stored_state(machine: ReleaseMachine) -> None:
     per_release = Counter(e["release"] for e in entries)
     for version in machine.versions:
         assert per_release[version] == machine.changes[version], (
-            version, per_release[version], machine.changes[version])
+            version,
+            per_release[version],
+            machine.changes[version],
+        )
     if machine.versions:
         newest = machine.versions[-1]
         assert len(machine.run(machine.store.audit_entries(newest))) == machine.changes[newest]
 
 
 # --- tests ------------------------------------------------------------------------------------
+
 
 # Passing takes ~10 s. When it finds a bug, Hypothesis shrinks the failing run against Redis,
 # which can take minutes; the shrunk run is the report worth waiting for.
@@ -478,11 +605,17 @@ def test_release_rules_hold_whatever_people_click(prefix: str) -> None:
     STATS.clear()
     run_state_machine_as_test(
         lambda: ReleaseMachine(prefix, guided=True),
-        settings=settings(max_examples=40, stateful_step_count=30, deadline=None,
-                          # Fixed examples, so the non-vacuity checks never depend on luck.
-                          derandomize=True,
-                          database=None, report_multiple_bugs=False,
-                          suppress_health_check=[HealthCheck.too_slow]))
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=30,
+            deadline=None,
+            # Fixed examples, so the non-vacuity checks never depend on luck.
+            derandomize=True,
+            database=None,
+            report_multiple_bugs=False,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
     # Not vacuous: candidates were promoted, and refused, and approvals went every way.
     assert STATS["final:shipped"] > 0 and STATS["final:refused"] > 0, STATS
     for key in ("approve:ok", "approve:refused", "approve:nochange", "reject:ok"):
@@ -500,9 +633,17 @@ def test_release_rules_hold_whatever_people_click(prefix: str) -> None:
 
 def approved_release() -> Release:
     """A candidate with everything production needs, at START + 60."""
-    release = releases.new_release(CONFIG, version="0.1.0-rc.1", tag="v0.1.0-rc.1",
-                                   sha="a" * 40, requester="U0REQ1", requester_name="req1",
-                                   description="", issue=None, now=START)
+    release = releases.new_release(
+        CONFIG,
+        version="0.1.0-rc.1",
+        tag="v0.1.0-rc.1",
+        sha="a" * 40,
+        requester="U0REQ1",
+        requester_name="req1",
+        description="",
+        issue=None,
+        now=START,
+    )
     releases.activate(release)
     releases.queue_deploy(release, "staging", "d1", START)
     releases.start_deploy(release, "d1", START)
@@ -551,9 +692,20 @@ def _superseded(r: Release) -> None:
     r.superseded_by = "v0.1.0-rc.2"
 
 
-@pytest.mark.parametrize("spoil", [
-    _promote_without_approvals, _one_approver, _self_approved, _outsider, _expired, _rejected,
-    _staging_failed, _automatic_gate_failed, _superseded])
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        _promote_without_approvals,
+        _one_approver,
+        _self_approved,
+        _outsider,
+        _expired,
+        _rejected,
+        _staging_failed,
+        _automatic_gate_failed,
+        _superseded,
+    ],
+)
 def test_the_checker_flags_each_missing_condition(spoil: Callable[[Release], None]) -> None:
     good = approved_release()
     assert promotion_problems(good, START + 60) == []
@@ -576,10 +728,17 @@ def test_the_machine_catches_a_promotion_without_approvals(prefix: str) -> None:
         machine.run(machine.redis.set(machine.store.keys.release(version), release.to_json()))
         machine.run(machine.store.audit(actor("U0REQ1"), "release.promote", release=version))
         machine.changes[version] += 1
-        machine.production.append(Shipment(version=version, final_version="0.1.0",
-                                           at=machine.now, release=machine.stored(version)))
-        machine.run(machine.store.set_environment_version("production", "0.1.0", "v0.1.0",
-                                                          release.sha))
+        machine.production.append(
+            Shipment(
+                version=version,
+                final_version="0.1.0",
+                at=machine.now,
+                release=machine.stored(version),
+            )
+        )
+        machine.run(
+            machine.store.set_environment_version("production", "0.1.0", "v0.1.0", release.sha)
+        )
         with pytest.raises(AssertionError, match="lacking"):
             check_stored_state(machine)
     finally:
@@ -592,20 +751,46 @@ def test_a_rejection_while_the_final_tag_is_made_is_refused_or_stops_it(prefix: 
         machine.rc("U0REQ1", "succeeded", "passed")
         version = machine.versions[-1]
         machine.review(version, ["U0APPR1", "U0APPR2"])
-        claimed = machine.attempt(version, partial(
-            approvals.start_promotion, config=CONFIG, now=machine.now, final_version="0.1.0"),
-            "U0REQ1", "release.promote")
+        claimed = machine.attempt(
+            version,
+            partial(
+                approvals.start_promotion, config=CONFIG, now=machine.now, final_version="0.1.0"
+            ),
+            "U0REQ1",
+            "release.promote",
+        )
         assert claimed is None
         # The final tag is being pushed (seconds, in the bot) when U0APPR3 clicks Reject.
-        rejected = machine.attempt(version, partial(
-            approvals.reject, gate_id="qa", user_id="U0APPR3", user_name="appr3",
-            now=machine.now, reason="login broken", policy=POLICY, is_approver=True),
-            "U0APPR3", "gate.reject") is None
-        promoted = machine.attempt(version, partial(approvals.finish_promotion,
-                                                    final_tag="v0.1.0"),
-                                   "releasebot", "release.final-tag") is None
+        rejected = (
+            machine.attempt(
+                version,
+                partial(
+                    approvals.reject,
+                    gate_id="qa",
+                    user_id="U0APPR3",
+                    user_name="appr3",
+                    now=machine.now,
+                    reason="login broken",
+                    policy=POLICY,
+                    is_approver=True,
+                ),
+                "U0APPR3",
+                "gate.reject",
+            )
+            is None
+        )
+        promoted = (
+            machine.attempt(
+                version,
+                partial(approvals.finish_promotion, final_tag="v0.1.0"),
+                "releasebot",
+                "release.final-tag",
+            )
+            is None
+        )
         assert not (rejected and promoted), (
             "the rejection was accepted, and the candidate promoted anyway: "
-            f"{promotion_problems(machine.stored(version), machine.now)}")
+            f"{promotion_problems(machine.stored(version), machine.now)}"
+        )
     finally:
         machine.teardown()

@@ -60,6 +60,7 @@ class Source:
 
 # --- the snapshot -------------------------------------------------------------------------------
 
+
 async def test_a_snapshot_is_served_without_a_read_until_it_is_max_age_old():
     clock, source = Clock(), Source()
     shared = SharedRead(source, max_age=0.2, clock=clock)
@@ -168,23 +169,36 @@ def test_only_a_plain_status_takes_the_snapshot_path_and_it_agrees_with_the_pars
         answer = status_from_snapshot(services, {"text": text})  # type: ignore[arg-type]
         assert answer is not None and answer.read_only, text
         assert parse_release_command(text) == StatusCommand()
-    for text in ('"status"', "status now", "statuses", "stat us", "\u00a0status", "", None, 3,
-                 "health", "rc"):
+    for text in (
+        '"status"',
+        "status now",
+        "statuses",
+        "stat us",
+        "\u00a0status",
+        "",
+        None,
+        3,
+        "health",
+        "rc",
+    ):
         assert status_from_snapshot(services, {"text": text}) is None, text  # type: ignore[arg-type]
 
 
 # --- through the real bot -----------------------------------------------------------------------
 
+
 @pytest.fixture
-async def start_with_max_age(prefix: str, redis: Redis, slack: SlackStandIn, tmp_path: Path,
-                             git_remote):
+async def start_with_max_age(
+    prefix: str, redis: Redis, slack: SlackStandIn, tmp_path: Path, git_remote
+):
     """Like start_bot, for the web role, with the status snapshot good for `max_age`."""
     bots: list[Bot] = []
     http = aiohttp.ClientSession()
 
     async def start(max_age: float) -> RunningBot:
-        settings = dataclasses.replace(make_settings(prefix, slack, tmp_path / "state"),
-                                       status_max_age=max_age)
+        settings = dataclasses.replace(
+            make_settings(prefix, slack, tmp_path / "state"), status_max_age=max_age
+        )
         services = Services.create(settings, make_config(git_remote, tmp_path))
         bot = Bot(services, "web")
         await bot.start(port=0, host="127.0.0.1")
@@ -201,8 +215,7 @@ async def status_text(bot: RunningBot) -> str:
     return bot.slack.text_of(await bot.command("status"))
 
 
-async def test_a_status_shows_what_was_just_done_through_this_process(
-        start_with_max_age):
+async def test_a_status_shows_what_was_just_done_through_this_process(start_with_max_age):
     """With a snapshot good for a minute, a change made elsewhere stays unseen (so the snapshot
     is really what answers), but anything done through this process drops it at once."""
     bot = await start_with_max_age(60.0)
@@ -231,8 +244,7 @@ async def test_a_status_shows_what_was_just_done_through_this_process(
     assert "v0.15.0" not in await status_text(bot)
 
 
-async def test_a_change_made_elsewhere_shows_once_the_snapshot_is_max_age_old(
-        start_with_max_age):
+async def test_a_change_made_elsewhere_shows_once_the_snapshot_is_max_age_old(start_with_max_age):
     bot = await start_with_max_age(0.3)
     assert "nothing deployed yet" in await status_text(bot)
     await bot.services.store.set_environment_version("staging", "0.14.1", "v0.14.1", "abc123")
@@ -242,22 +254,30 @@ async def test_a_change_made_elsewhere_shows_once_the_snapshot_is_max_age_old(
 
 # --- commands packed in C --------------------------------------------------------------------
 
+
 async def test_the_bot_packs_its_redis_commands_in_c(start_bot, git_remote, tmp_path):
     bot = await start_bot(make_config(git_remote, tmp_path), role="web")
-    pools = [bot.services.redis.connection_pool,
-             bot.services.queue.redis.connection_pool]  # type: ignore[attr-defined]
+    pools = [bot.services.redis.connection_pool, bot.services.queue.redis.connection_pool]  # type: ignore[attr-defined]
     assert all(issubclass(p.connection_class, _PackedConnection) for p in pools)
     assert "nothing deployed yet" in bot.slack.text_of(await bot.command("status"))
 
 
 def test_commands_packed_in_c_are_the_bytes_redis_py_sends():
     ours, theirs = _PackedConnection(), Connection()
-    for args in [("SET", "k", "v"), ("CLIENT SETNAME", "x"), (b"GET", "k"),
-                 ("SET", "k", bytearray(b"x")), ("SET", "k", memoryview(b"m")),
-                 ("SET", "k", 1.5), ("ZADD", "z", 2**70, -3), ("XADD", "k", "*", "a", "é ✅"),
-                 ("SET", "k", "x" * 100_000)]:
-        assert (b"".join(bytes(c) for c in ours.pack_command(*args))
-                == b"".join(bytes(c) for c in theirs.pack_command(*args))), args[:2]
+    for args in [
+        ("SET", "k", "v"),
+        ("CLIENT SETNAME", "x"),
+        (b"GET", "k"),
+        ("SET", "k", bytearray(b"x")),
+        ("SET", "k", memoryview(b"m")),
+        ("SET", "k", 1.5),
+        ("ZADD", "z", 2**70, -3),
+        ("XADD", "k", "*", "a", "é ✅"),
+        ("SET", "k", "x" * 100_000),
+    ]:
+        assert b"".join(bytes(c) for c in ours.pack_command(*args)) == b"".join(
+            bytes(c) for c in theirs.pack_command(*args)
+        ), args[:2]
     for bad in (None, True, object()):
         with pytest.raises(DataError):
             ours.pack_command("SET", "k", bad)
@@ -267,14 +287,15 @@ def test_commands_packed_in_c_are_the_bytes_redis_py_sends():
 
 # --- the audit entries of a burst ----------------------------------------------------------------
 
+
 async def test_a_burst_of_audit_entries_is_written_in_order_each_with_its_own_id(redis, prefix):
     store = Store(redis, prefix)
-    ids = await asyncio.gather(*(store.audit(ALICE, "command", reason=f"/release status {i}")
-                                 for i in range(120)))
+    ids = await asyncio.gather(
+        *(store.audit(ALICE, "command", reason=f"/release status {i}") for i in range(120))
+    )
     rows = await redis.xrange(store.keys.audit)
     assert [r[0].decode() for r in rows] == ids
-    assert [r[1][b"reason"].decode() for r in rows] == [f"/release status {i}"
-                                                        for i in range(120)]
+    assert [r[1][b"reason"].decode() for r in rows] == [f"/release status {i}" for i in range(120)]
     # One after another, each waits for its own write.
     first = await store.audit(ALICE, "lock.take", environment="staging")
     second = await store.audit(ALICE, "lock.release", environment="staging")
@@ -284,8 +305,7 @@ async def test_a_burst_of_audit_entries_is_written_in_order_each_with_its_own_id
 
 async def test_a_caller_that_stops_waiting_does_not_lose_the_others_entries(redis, prefix):
     store = Store(redis, prefix)
-    tasks = [asyncio.ensure_future(store.audit(ALICE, "command", reason=str(i)))
-             for i in range(5)]
+    tasks = [asyncio.ensure_future(store.audit(ALICE, "command", reason=str(i))) for i in range(5)]
     await asyncio.sleep(0)
     tasks[2].cancel()
     done = await asyncio.gather(*tasks, return_exceptions=True)
@@ -297,8 +317,9 @@ async def test_a_caller_that_stops_waiting_does_not_lose_the_others_entries(redi
 async def test_an_audit_entry_that_is_not_written_is_an_error_for_its_caller(redis, prefix):
     store = Store(redis, prefix)
     await redis.set(store.keys.audit, "not a stream")
-    results = await asyncio.gather(*(store.audit(ALICE, "command") for _ in range(3)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(store.audit(ALICE, "command") for _ in range(3)), return_exceptions=True
+    )
     assert all(isinstance(r, ResponseError) for r in results), results
 
     down = Store(Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1), prefix)

@@ -15,15 +15,25 @@ from tests.helpers.config import make_config
 from tests.helpers.messages import wait_for_gates
 from tests.helpers.repos import git
 
-ORIGINAL_TAGS = {"v0.8.1-bug-fixes", "v0.13.3-final", "bd-12", "20240315-1200", "v0.14.0-rc.1",
-                 "v0.14.0", "v0.14.1"}
+ORIGINAL_TAGS = {
+    "v0.8.1-bug-fixes",
+    "v0.13.3-final",
+    "bd-12",
+    "20240315-1200",
+    "v0.14.0-rc.1",
+    "v0.14.0",
+    "v0.14.1",
+}
 
 
 async def answers(bot, fragment: str) -> str:
     """The text of the private answer (via response_url) that contains `fragment`."""
-    calls = await bot.slack.wait_for(lambda: [
-        c for c in bot.slack.calls_to("response_url") if fragment in bot.slack.text_of(
-            c.params)], timeout=20)
+    calls = await bot.slack.wait_for(
+        lambda: [
+            c for c in bot.slack.calls_to("response_url") if fragment in bot.slack.text_of(c.params)
+        ],
+        timeout=20,
+    )
     return bot.slack.text_of(calls[0].params)
 
 
@@ -35,10 +45,12 @@ async def assert_nothing_recorded(bot, remote):
 
 async def test_unknown_subcommands_and_options_get_usage(start_bot, git_remote, tmp_path):
     bot = await start_bot(make_config(git_remote, tmp_path))
-    for text, fragment in [("deploy prod", "don't know `/release deploy`"),
-                           ("rc --force", "no option `--force`"),
-                           ("rc --bump", "needs a value"),
-                           (f"rc --description {'x' * 1001}", "1,001 characters")]:
+    for text, fragment in [
+        ("deploy prod", "don't know `/release deploy`"),
+        ("rc --force", "no option `--force`"),
+        ("rc --bump", "needs a value"),
+        (f"rc --description {'x' * 1001}", "1,001 characters"),
+    ]:
         ack = await bot.command(text)
         assert ack["response_type"] == "ephemeral"
         assert fragment in bot.slack.text_of(ack), text
@@ -60,8 +72,9 @@ async def test_help_and_status(start_bot, git_remote, tmp_path):
 
 async def test_an_unfetchable_repository_is_reported(start_bot, git_remote, tmp_path):
     config = make_config(git_remote, tmp_path)
-    config = dataclasses.replace(config, repository=dataclasses.replace(
-        config.repository, url=str(tmp_path / "missing.git")))
+    config = dataclasses.replace(
+        config, repository=dataclasses.replace(config.repository, url=str(tmp_path / "missing.git"))
+    )
     bot = await start_bot(config)
     await bot.command("rc")
     text = await answers(bot, "could not fetch")
@@ -73,8 +86,9 @@ async def test_an_unfetchable_repository_is_reported(start_bot, git_remote, tmp_
 
 async def test_a_missing_release_branch_is_reported(start_bot, git_remote, tmp_path):
     config = make_config(git_remote, tmp_path)
-    config = dataclasses.replace(config, repository=dataclasses.replace(
-        config.repository, branch="release"))
+    config = dataclasses.replace(
+        config, repository=dataclasses.replace(config.repository, branch="release")
+    )
     bot = await start_bot(config)
     await bot.command("rc")
     assert "`release` does not exist" in await answers(bot, "does not exist")
@@ -118,8 +132,9 @@ async def test_a_rejected_push_leaves_no_tag_and_no_record(start_bot, git_remote
     assert "v0.15.0-rc.1" in git_remote.remote_tags()
 
 
-async def test_an_unknown_channel_is_reported_but_the_release_goes_on(start_bot, git_remote,
-                                                                      tmp_path):
+async def test_an_unknown_channel_is_reported_but_the_release_goes_on(
+    start_bot, git_remote, tmp_path
+):
     bot = await start_bot(make_config(git_remote, tmp_path))
     bot.slack.error_next("chat.postMessage", "channel_not_found")
     await bot.command("rc")
@@ -134,8 +149,9 @@ async def test_healthz_reports_redis(start_bot, git_remote, tmp_path, slack, pre
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{bot.url}/healthz") as resp:
             assert resp.status == 200
-        settings = dataclasses.replace(make_settings(prefix, slack, tmp_path / "x"),
-                                       redis_url="redis://127.0.0.1:1/0")
+        settings = dataclasses.replace(
+            make_settings(prefix, slack, tmp_path / "x"), redis_url="redis://127.0.0.1:1/0"
+        )
         down = Bot(Services.create(settings, make_config(git_remote, tmp_path)), "web")
         await down.start(port=0, host="127.0.0.1")
         try:
@@ -147,11 +163,12 @@ async def test_healthz_reports_redis(start_bot, git_remote, tmp_path, slack, pre
             await down.stop()
 
 
-
-async def test_commands_get_a_clear_answer_in_time_when_redis_is_down(git_remote, tmp_path,
-                                                                     slack, prefix):
-    settings = dataclasses.replace(make_settings(prefix, slack, tmp_path / "x"),
-                                   redis_url="redis://127.0.0.1:1/0")
+async def test_commands_get_a_clear_answer_in_time_when_redis_is_down(
+    git_remote, tmp_path, slack, prefix
+):
+    settings = dataclasses.replace(
+        make_settings(prefix, slack, tmp_path / "x"), redis_url="redis://127.0.0.1:1/0"
+    )
     services = Services.create(settings, make_config(git_remote, tmp_path))
     down = Bot(services, "web")
     await down.start(port=0, host="127.0.0.1")
@@ -175,8 +192,11 @@ async def test_every_command_is_on_the_audit_trail(start_bot, git_remote, tmp_pa
         await bot.command(text, user="U0CAROL", user_name="carol")
 
     async def commands():
-        return [(e["user_id"], e["channel"], e["reason"], e["outcome"])
-                for e in await bot.services.store.audit_entries() if e["action"] == "command"]
+        return [
+            (e["user_id"], e["channel"], e["reason"], e["outcome"])
+            for e in await bot.services.store.audit_entries()
+            if e["action"] == "command"
+        ]
 
     for _ in range(50):
         if len(await commands()) == 4:
@@ -186,4 +206,5 @@ async def test_every_command_is_on_the_audit_trail(start_bot, git_remote, tmp_pa
         ("U0CAROL", "C0DEV", "/release status", "ok"),
         ("U0CAROL", "C0DEV", "/release help", "ok"),
         ("U0CAROL", "C0DEV", "/release frobnicate", "invalid"),
-        ("U0CAROL", "C0DEV", "/release lock prod --reason x", "invalid")]
+        ("U0CAROL", "C0DEV", "/release lock prod --reason x", "invalid"),
+    ]

@@ -57,24 +57,37 @@ def run_of(times: Path, tag: str) -> Run | None:
     return next((r for r in runs(times) if r.tag == tag), None)
 
 
-def faults_config(remote: GitRemote, tmp_path: Path, *, staging: str, production: str = "",
-                  extra: str = "", record_retry: float = 30) -> str:
+def faults_config(
+    remote: GitRemote,
+    tmp_path: Path,
+    *,
+    staging: str,
+    production: str = "",
+    extra: str = "",
+    record_retry: float = 30,
+) -> str:
     """Staging deployed by `staging`, a lock that expires in TTL seconds."""
     production = production or f"DEPLOY_LOG={tmp_path / 'deploys.log'} sh {SCRIPTS}/deploy.sh"
     return config_text(
         url=str(remote.bare),
-        worker={"lock_ttl_seconds": TTL, "reap_interval_seconds": 0.5,
-                "shutdown_grace_seconds": 0, "record_retry_seconds": record_retry},
-        environments=[environment("staging", staging, timeout_seconds=90),
-                      environment("production", production, timeout_seconds=90)],
+        worker={
+            "lock_ttl_seconds": TTL,
+            "reap_interval_seconds": 0.5,
+            "shutdown_grace_seconds": 0,
+            "record_retry_seconds": record_retry,
+        },
+        environments=[
+            environment("staging", staging, timeout_seconds=90),
+            environment("production", production, timeout_seconds=90),
+        ],
         gates=[automatic_gate("e2e", "Automated tests", command=f"sh {SCRIPTS}/gate.sh e2e")],
-        extra=extra)
+        extra=extra,
+    )
 
 
 def timed(tmp_path: Path, slow: str = "v0.15.0-rc.1", go_file: Path | None = None) -> str:
     go = f"GO_FILE={go_file} " if go_file else ""
-    return (f"DEPLOY_TIMES={tmp_path / 'times.log'} SLOW_TAG={slow} {go}"
-            f"sh {SCRIPTS}/timed_deploy.sh")
+    return f"DEPLOY_TIMES={tmp_path / 'times.log'} SLOW_TAG={slow} {go}sh {SCRIPTS}/timed_deploy.sh"
 
 
 def write_config(tmp_path: Path, text: str) -> tuple[Path, Config]:
@@ -126,8 +139,7 @@ async def settled(bot, version: str, timeout: float = 30):
     deadline = time.monotonic() + timeout
     while True:
         deploy = await deploy_of(bot, version)
-        if deploy is not None and deploy.status not in ("queued", "running") \
-                and not deploy.lost:
+        if deploy is not None and deploy.status not in ("queued", "running") and not deploy.lost:
             return deploy
         assert time.monotonic() < deadline, f"deploy of {version} never settled: {deploy}"
         await asyncio.sleep(0.05)
@@ -141,13 +153,16 @@ async def next_candidate(bot, remote: GitRemote) -> None:
 
 # --- two deploys never overlap ------------------------------------------------------------
 
+
 async def test_a_frozen_workers_deploy_is_stopped_before_its_lock_can_expire(
-        start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix):
+    start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix
+):
     """The repro: a 60 s staging deploy runs; its worker is frozen longer than the lock's
     expiry while a second worker is up. Before the fix the script ran on, and the next
     candidate deployed beside it."""
-    path, config = write_config(tmp_path, faults_config(git_remote, tmp_path,
-                                                        staging=timed(tmp_path)))
+    path, config = write_config(
+        tmp_path, faults_config(git_remote, tmp_path, staging=timed(tmp_path))
+    )
     times = tmp_path / "times.log"
     web = await start_bot(config, role="web", name="web")
     await start_bot(config, role="scheduler", name="scheduler")  # the reaper
@@ -171,8 +186,7 @@ async def test_a_frozen_workers_deploy_is_stopped_before_its_lock_can_expire(
         assert dead_at < lock_gone_at
         assert dead_at - frozen_at < TTL
         message = release_message(web.slack, "v0.15.0-rc.1")
-        await web.slack.wait_for(lambda: "stopped responding" in thread_text(web.slack,
-                                                                             message))
+        await web.slack.wait_for(lambda: "stopped responding" in thread_text(web.slack, message))
 
         # The next candidate deploys on a healthy worker, after the first deploy died.
         await start_bot(config, role="worker", name="healthy")
@@ -184,8 +198,9 @@ async def test_a_frozen_workers_deploy_is_stopped_before_its_lock_can_expire(
         # The frozen worker wakes: it asks for its lock before anything more, finds it
         # gone, and does nothing more under it.
         frozen.send_signal(signal.SIGCONT)
-        await web.slack.wait_for(lambda: "lost the environment lock" in thread_text(
-            web.slack, message), timeout=15)
+        await web.slack.wait_for(
+            lambda: "lost the environment lock" in thread_text(web.slack, message), timeout=15
+        )
         deploy = await deploy_of(web, "0.15.0-rc.1")
         assert deploy.status == "failed" and "lost the environment lock" in deploy.detail
         assert run_of(times, "v0.15.0-rc.1").end is None  # it never got to its end
@@ -197,13 +212,12 @@ async def test_a_frozen_workers_deploy_is_stopped_before_its_lock_can_expire(
         stop_worker(frozen)
 
 
-async def test_a_worker_cut_off_from_redis_stops_its_deploy(start_bot, git_remote,
-                                                            tmp_path: Path,
-                                                            own_redis: RedisServer):
+async def test_a_worker_cut_off_from_redis_stops_its_deploy(
+    start_bot, git_remote, tmp_path: Path, own_redis: RedisServer
+):
     """The same promise when Redis hangs (paused longer than the lock's expiry): the worker
     cannot renew its lock, so its deploy stops before anyone could take the environment."""
-    _, config = write_config(tmp_path, faults_config(git_remote, tmp_path,
-                                                     staging=timed(tmp_path)))
+    _, config = write_config(tmp_path, faults_config(git_remote, tmp_path, staging=timed(tmp_path)))
     times = tmp_path / "times.log"
     bot = await start_bot(config, redis_url=own_redis.url)
     await bot.command("rc")
@@ -216,8 +230,9 @@ async def test_a_worker_cut_off_from_redis_stops_its_deploy(start_bot, git_remot
     assert dead_at - paused_at < TTL  # stopped while Redis was still hung
 
     message = release_message(bot.slack, "v0.15.0-rc.1")
-    await bot.slack.wait_for(lambda: "lost the environment lock" in thread_text(
-        bot.slack, message), timeout=20)
+    await bot.slack.wait_for(
+        lambda: "lost the environment lock" in thread_text(bot.slack, message), timeout=20
+    )
     await next_candidate(bot, git_remote)
     second = await ended(times, "v0.15.0-rc.2")
     assert second.start > dead_at
@@ -227,8 +242,10 @@ async def test_a_worker_cut_off_from_redis_stops_its_deploy(start_bot, git_remot
 
 # --- outcomes survive Redis outages ---------------------------------------------------------
 
+
 async def test_an_outcome_survives_redis_down_across_the_end_of_its_deploy(
-        start_bot, git_remote, tmp_path: Path):
+    start_bot, git_remote, tmp_path: Path
+):
     """The repro: the script succeeded while Redis was down; the bot recorded "failed: worker
     lost", paged on-call and never ran the gates. Now the worker keeps the outcome, writes it
     when Redis is back, and the gates run."""
@@ -236,8 +253,9 @@ async def test_an_outcome_survives_redis_down_across_the_end_of_its_deploy(
     server.start()
     try:
         go = tmp_path / "go"
-        _, config = write_config(tmp_path, faults_config(
-            git_remote, tmp_path, staging=timed(tmp_path, go_file=go)))
+        _, config = write_config(
+            tmp_path, faults_config(git_remote, tmp_path, staging=timed(tmp_path, go_file=go))
+        )
         times = tmp_path / "times.log"
         bot = await start_bot(config, redis_url=server.url)
         await bot.command("rc")
@@ -251,8 +269,13 @@ async def test_an_outcome_survives_redis_down_across_the_end_of_its_deploy(
         deploy = await settled(bot, "0.15.0-rc.1")
         assert deploy.status == "succeeded", deploy
         message = release_message(bot.slack, "v0.15.0-rc.1")
-        text = await bot.slack.wait_for(lambda: "Automated tests passed" in thread_text(
-            bot.slack, message) and thread_text(bot.slack, message), timeout=30)
+        text = await bot.slack.wait_for(
+            lambda: (
+                "Automated tests passed" in thread_text(bot.slack, message)
+                and thread_text(bot.slack, message)
+            ),
+            timeout=30,
+        )
         if "stopped responding" in text:  # the reaper got there first: it is corrected
             assert "this is what really happened: it succeeded" in text
         versions = await bot.services.store.environment_versions(["staging"])
@@ -265,21 +288,31 @@ async def test_an_outcome_survives_redis_down_across_the_end_of_its_deploy(
 
 
 async def test_an_outcome_that_cannot_be_recorded_is_said_in_the_thread(
-        start_bot, git_remote, tmp_path: Path, caplog):
+    start_bot, git_remote, tmp_path: Path, caplog
+):
     server = RedisServer(tmp_path / "redis", persist=True)
     server.start()
     try:
         go = tmp_path / "go"
-        _, config = write_config(tmp_path, faults_config(
-            git_remote, tmp_path, staging=timed(tmp_path, go_file=go), record_retry=1))
+        _, config = write_config(
+            tmp_path,
+            faults_config(
+                git_remote, tmp_path, staging=timed(tmp_path, go_file=go), record_retry=1
+            ),
+        )
         bot = await start_bot(config, redis_url=server.url)
         await bot.command("rc")
         await started(tmp_path / "times.log", "v0.15.0-rc.1")
         message = release_message(bot.slack, "v0.15.0-rc.1")
         server.stop()
         go.touch()
-        text = await bot.slack.wait_for(lambda: "could not record it" in thread_text(
-            bot.slack, message) and thread_text(bot.slack, message), timeout=15)
+        text = await bot.slack.wait_for(
+            lambda: (
+                "could not record it" in thread_text(bot.slack, message)
+                and thread_text(bot.slack, message)
+            ),
+            timeout=15,
+        )
         assert "`v0.15.0-rc.1` to *staging* succeeded" in text
         assert any("could not be recorded" in r.getMessage() for r in caplog.records)
         server.start()
@@ -289,13 +322,17 @@ async def test_an_outcome_that_cannot_be_recorded_is_said_in_the_thread(
 
 # --- a job taken before a freeze -----------------------------------------------------------
 
-async def test_a_job_taken_before_a_freeze_is_not_run_late(start_bot, git_remote,
-                                                          tmp_path: Path, subprocess_env):
+
+async def test_a_job_taken_before_a_freeze_is_not_run_late(
+    start_bot, git_remote, tmp_path: Path, subprocess_env
+):
     """A worker frozen while it waits for work still takes the next job (Redis hands it over);
     the queue gives that job up when it does not heartbeat, and when the worker wakes it must
     not run it behind the back of people who saw it given up."""
-    path, config = write_config(tmp_path, faults_config(
-        git_remote, tmp_path, staging=timed(tmp_path, slow="none"), record_retry=1))
+    path, config = write_config(
+        tmp_path,
+        faults_config(git_remote, tmp_path, staging=timed(tmp_path, slow="none"), record_retry=1),
+    )
     times = tmp_path / "times.log"
     web = await start_bot(config, role="web", name="web")
     frozen = spawn_worker(path, subprocess_env)
@@ -325,6 +362,7 @@ async def test_a_job_taken_before_a_freeze_is_not_run_late(start_bot, git_remote
 
 # --- a worker killed during each kind of deploy ---------------------------------------------
 
+
 async def kill_during(worker: subprocess.Popen[bytes], pid_file: Path, redis, lock_key: str):
     """SIGKILL the worker once its deploy runs; returns the deploy's pid. Its lock must be
     free within the lock's expiry, and the deploy dead with its worker."""
@@ -345,11 +383,13 @@ async def kill_during(worker: subprocess.Popen[bytes], pid_file: Path, redis, lo
 
 
 async def test_a_worker_killed_during_a_rollback_is_reported_and_frees_the_lock(
-        start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix):
+    start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix
+):
     pid_file = tmp_path / "rollback.pid"
     slow = f"echo $$ > {pid_file}; sleep 60"
-    path, config = write_config(tmp_path, faults_config(
-        git_remote, tmp_path, staging=timed(tmp_path), production=slow))
+    path, config = write_config(
+        tmp_path, faults_config(git_remote, tmp_path, staging=timed(tmp_path), production=slow)
+    )
     web = await start_bot(config, role="web", name="web")
     await start_bot(config, role="scheduler", name="scheduler")
     store = web.services.store
@@ -361,9 +401,14 @@ async def test_a_worker_killed_during_a_rollback_is_reported_and_frees_the_lock(
         ack = web.slack.text_of(await web.command('rollback production --reason "errors"'))
         assert "Rolling back *production*" in ack
         await kill_during(worker, pid_file, redis, f"{prefix}lock:env:production")
-        posted = await web.slack.wait_for(lambda: [
-            m for m in web.slack.messages().values()
-            if "stopped responding" in web.slack.text_of(m)], timeout=15)
+        posted = await web.slack.wait_for(
+            lambda: [
+                m
+                for m in web.slack.messages().values()
+                if "stopped responding" in web.slack.text_of(m)
+            ],
+            timeout=15,
+        )
         assert "rolling back *production*" in web.slack.text_of(posted[0])
         requests = [k async for k in redis.scan_iter(match=f"{prefix}rollback:*")]
         request = await store.get_rollback(requests[0].decode().rsplit(":", 1)[1])
@@ -373,29 +418,44 @@ async def test_a_worker_killed_during_a_rollback_is_reported_and_frees_the_lock(
 
 
 async def test_a_worker_killed_during_a_flag_deploy_is_reported_and_frees_the_lock(
-        start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix):
+    start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix
+):
     pid_file = tmp_path / "flags.pid"
     push_flags(git_remote, FLAGS)
-    path, config = write_config(tmp_path, faults_config(
-        git_remote, tmp_path, staging=timed(tmp_path), extra=f"""
+    path, config = write_config(
+        tmp_path,
+        faults_config(
+            git_remote,
+            tmp_path,
+            staging=timed(tmp_path),
+            extra=f"""
 [flags]
 deploy_command = "echo $$ > {pid_file}; sleep 60"
 verify_seconds = 1
-"""))
+""",
+        ),
+    )
     web = await start_bot(config, role="web", name="web")
     await start_bot(config, role="scheduler", name="scheduler")
     worker = spawn_worker(path, subprocess_env)
     try:
-        body = web.command_body('create dark_mode --description "Dark mode"',
-                                command="/flag")
+        body = web.command_body('create dark_mode --description "Dark mode"', command="/flag")
         status, _ = await web.post(body, sign(body))
         assert status == 200
         await kill_during(worker, pid_file, redis, f"{prefix}lock:env:production")
-        message = await web.slack.wait_for(lambda: next(
-            (m for m in web.slack.messages().values() if m.thread_ts is None
-             and "create dark_mode" in web.slack.text_of(m)), None))
-        await web.slack.wait_for(lambda: "did not finish (worker lost" in thread_text(
-            web.slack, message), timeout=15)
+        message = await web.slack.wait_for(
+            lambda: next(
+                (
+                    m
+                    for m in web.slack.messages().values()
+                    if m.thread_ts is None and "create dark_mode" in web.slack.text_of(m)
+                ),
+                None,
+            )
+        )
+        await web.slack.wait_for(
+            lambda: "did not finish (worker lost" in thread_text(web.slack, message), timeout=15
+        )
         raw = [v async for v in redis.scan_iter(match=f"{prefix}flagreq:*")]
         request = json.loads(await redis.get(raw[0]))
         assert request["status"] == "failed" and request["lost"]

@@ -51,8 +51,9 @@ def test_a_version_the_clone_has_is_checked_out_without_a_fetch(git_remote, clon
     git_remote.push()
     tree = checkout(git_remote, clone, tag, sha)
     try:
-        assert (tree / "app.txt").read_text() == git("show", f"{sha}:app.txt",
-                                                     cwd=git_remote.work) + "\n"
+        assert (tree / "app.txt").read_text() == git(
+            "show", f"{sha}:app.txt", cwd=git_remote.work
+        ) + "\n"
         assert not (tree / ".git").exists()
     finally:
         gitrepo.remove_tree(tree)
@@ -60,7 +61,8 @@ def test_a_version_the_clone_has_is_checked_out_without_a_fetch(git_remote, clon
 
 
 def test_a_tag_moved_on_the_remote_is_refused_though_the_clone_has_the_recorded_commit(
-        git_remote, clone):
+    git_remote, clone
+):
     sha = git_remote.remote_tags()["v0.14.1"]
     other = git_remote.commit("sneaky")
     git("tag", "-f", "-a", "v0.14.1", "-m", "moved", other, cwd=git_remote.work)
@@ -80,8 +82,7 @@ def test_a_ref_that_only_ends_like_the_tag_does_not_count(git_remote, clone):
     """ls-remote matches the end of ref names: refs/tags/x/refs/tags/v0.14.1 is not v0.14.1."""
     sha = git_remote.remote_tags()["v0.14.1"]
     git("tag", "x/refs/tags/v0.14.1", sha, cwd=git_remote.work)
-    git("push", "-q", "origin", "x/refs/tags/v0.14.1", ":refs/tags/v0.14.1",
-        cwd=git_remote.work)
+    git("push", "-q", "origin", "x/refs/tags/v0.14.1", ":refs/tags/v0.14.1", cwd=git_remote.work)
     with pytest.raises(gitrepo.GitError, match="not on origin any more"):
         checkout(git_remote, clone, "v0.14.1", sha)
 
@@ -98,8 +99,7 @@ def test_a_tag_the_clone_has_not_seen_is_fetched_first(git_remote, clone):
     assert "v0.16.0" in local_tags(clone)
 
 
-def test_a_clone_of_another_url_or_a_damaged_one_is_fetched_and_mended(git_remote, clone,
-                                                                       tmp_path):
+def test_a_clone_of_another_url_or_a_damaged_one_is_fetched_and_mended(git_remote, clone, tmp_path):
     sha = git_remote.remote_tags()["v0.14.1"]
     mirror = tmp_path / "mirror.git"
     git("clone", "-q", "--mirror", str(git_remote.bare), str(mirror), cwd=tmp_path)
@@ -114,8 +114,9 @@ def test_a_clone_of_another_url_or_a_damaged_one_is_fetched_and_mended(git_remot
         gitrepo.remove_tree(tree)
 
 
-async def test_a_rollback_to_a_tag_moved_since_it_ran_is_refused(start_bot, git_remote,
-                                                                  tmp_path: Path):
+async def test_a_rollback_to_a_tag_moved_since_it_ran_is_refused(
+    start_bot, git_remote, tmp_path: Path
+):
     """The bot's clone has v0.14.1 at the commit production ran; the remote's tag now points
     elsewhere. The rollback must neither deploy the new commit nor pretend all is well."""
     bot = await start_bot(config(git_remote, tmp_path))
@@ -126,14 +127,20 @@ async def test_a_rollback_to_a_tag_moved_since_it_ran_is_refused(start_bot, git_
     git("push", "-q", "-f", "origin", "v0.14.1", cwd=git_remote.work)
     await bot.command('rollback --reason "errors"', user="U0BOB", user_name="bob")
     message = release_message(bot.slack, "v0.15.0-rc.1")
-    thread = await bot.slack.wait_for(lambda: "someone moved it" in thread_text(
-        bot.slack, message) and thread_text(bot.slack, message), timeout=30)
+    thread = await bot.slack.wait_for(
+        lambda: (
+            "someone moved it" in thread_text(bot.slack, message)
+            and thread_text(bot.slack, message)
+        ),
+        timeout=30,
+    )
     assert "sneaky" not in thread
     assert len(deploy_log(tmp_path)) == runs  # nothing was run
 
 
-async def test_a_rollback_reuses_the_clone_and_runs_the_recorded_commit(start_bot, git_remote,
-                                                                         tmp_path: Path):
+async def test_a_rollback_reuses_the_clone_and_runs_the_recorded_commit(
+    start_bot, git_remote, tmp_path: Path
+):
     bot = await start_bot(config(git_remote, tmp_path, POLICY))
     await in_production(bot, git_remote)
     sha = git_remote.remote_tags()["v0.14.1"]
@@ -141,8 +148,11 @@ async def test_a_rollback_reuses_the_clone_and_runs_the_recorded_commit(start_bo
     git_remote.tag("v9.9.9")
     git_remote.push()
     await bot.command('rollback production --to v0.14.1 --reason "errors"', user="U0BOB")
-    request = await bot.slack.wait_for(lambda: [
-        m for m in bot.slack.messages().values() if "asks to roll back" in bot.slack.text_of(m)])
+    request = await bot.slack.wait_for(
+        lambda: [
+            m for m in bot.slack.messages().values() if "asks to roll back" in bot.slack.text_of(m)
+        ]
+    )
     await bot.click(request[0], "rollback_approve", user="U0CAROL", user_name="carol")
     await rolled_back(bot)
     assert deploy_log(tmp_path)[-1] == f"production 0.14.1 v0.14.1 {sha} fourth"
@@ -151,21 +161,24 @@ async def test_a_rollback_reuses_the_clone_and_runs_the_recorded_commit(start_bo
 
 # --- picking jobs up ------------------------------------------------------------------------------
 
-def test_a_pop_for_jobs_ends_well_inside_the_redis_socket_timeout(git_remote, tmp_path, prefix,
-                                                                  slack):
-    services = Services.create(make_settings(prefix, slack, tmp_path / "state"),
-                               make_config(git_remote, tmp_path))
+
+def test_a_pop_for_jobs_ends_well_inside_the_redis_socket_timeout(
+    git_remote, tmp_path, prefix, slack
+):
+    services = Services.create(
+        make_settings(prefix, slack, tmp_path / "state"), make_config(git_remote, tmp_path)
+    )
     worker = build_worker(services)
     assert 0 < worker.dequeue_timeout <= REDIS_OPTIONS["socket_timeout"] / 2
     assert queue_wait_seconds(services) == worker.dequeue_timeout
 
 
-async def test_an_idle_worker_picks_a_job_up_at_once(git_remote, tmp_path, prefix, slack,
-                                                      redis):
+async def test_an_idle_worker_picks_a_job_up_at_once(git_remote, tmp_path, prefix, slack, redis):
     """Idle for several socket timeouts (shortened here to 0.4 s), the worker never took
     its wait for a Redis outage, and a job queued then is picked up at once."""
-    services = Services.create(make_settings(prefix, slack, tmp_path / "state"),
-                               make_config(git_remote, tmp_path))
+    services = Services.create(
+        make_settings(prefix, slack, tmp_path / "state"), make_config(git_remote, tmp_path)
+    )
     await services.queue.disconnect()
     quick = Redis.from_url(REDIS_URL, **{**REDIS_OPTIONS, "socket_timeout": 0.4})
     queue = PatientQueue(quick, name=services.store.keys.queue_name)
@@ -178,8 +191,9 @@ async def test_an_idle_worker_picks_a_job_up_at_once(git_remote, tmp_path, prefi
         assert queue._backoff == 0.0  # no pop ever failed as if Redis were down
         queued = time.monotonic()
         # A rollback job for a request that does not exist: it ends at once, doing nothing.
-        job = await queue.enqueue(rollback_jobs.ROLLBACK, request_id="none",
-                                  actor={"user_id": "U0BOB"}, key="pickup-test")
+        job = await queue.enqueue(
+            rollback_jobs.ROLLBACK, request_id="none", actor={"user_id": "U0BOB"}, key="pickup-test"
+        )
         assert job is not None
         while (await queue.job(job.key)).status.value not in ("active", "complete", "failed"):
             assert time.monotonic() - queued < 5, "the job was never picked up"

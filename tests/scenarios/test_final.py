@@ -11,8 +11,9 @@ from tests.helpers.messages import release_message, thread_text
 from tests.helpers.steps import candidate, live
 
 
-async def test_final_promotes_the_approved_candidate_to_production(start_bot, git_remote,
-                                                                   tmp_path: Path):
+async def test_final_promotes_the_approved_candidate_to_production(
+    start_bot, git_remote, tmp_path: Path
+):
     bot = await start_bot(production_config(git_remote, tmp_path))
     message = await candidate(bot)
     rc_sha = git_remote.remote_tags()["v0.15.0-rc.1"]
@@ -20,10 +21,14 @@ async def test_final_promotes_the_approved_candidate_to_production(start_bot, gi
     git_remote.push()
 
     await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")))
-    ack = bot.slack.text_of(await bot.command("final --description shipped",
-                                              user="U0ALICE", user_name="alice"))
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
+    ack = bot.slack.text_of(
+        await bot.command("final --description shipped", user="U0ALICE", user_name="alice")
+    )
     assert "Promoting `v0.15.0-rc.1`" in ack
     await live(bot)
 
@@ -41,9 +46,12 @@ async def test_final_promotes_the_approved_candidate_to_production(start_bot, gi
     release = await bot.services.store.get_release("0.15.0-rc.1")
     assert release.gate("smoke").status == "passed"
     assert await bot.services.store.releases_in_flight() == []
-    text = await bot.slack.wait_for(lambda: "Smoke tests — passed" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")) and bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")))
+    text = await bot.slack.wait_for(
+        lambda: (
+            "Smoke tests — passed" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+            and bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
     assert "v0.15.0 · release (from v0.15.0-rc.1)" in text
     assert "Promoted as*\n`v0.15.0`" in text and "production* — deploy succeeded" in text
     assert "Ready for production" not in text
@@ -54,8 +62,7 @@ async def test_final_promotes_the_approved_candidate_to_production(start_bot, gi
         assert action in actions
 
 
-async def test_final_without_approvals_says_what_is_missing(start_bot, git_remote,
-                                                            tmp_path: Path):
+async def test_final_without_approvals_says_what_is_missing(start_bot, git_remote, tmp_path: Path):
     bot = await start_bot(production_config(git_remote, tmp_path))
     assert "no open release candidate" in bot.slack.text_of(await bot.command("final"))
     await candidate(bot)
@@ -65,8 +72,11 @@ async def test_final_without_approvals_says_what_is_missing(start_bot, git_remot
     await asyncio.sleep(1)
     assert "v0.15.0" not in git_remote.remote_tags()
     assert not any(line.startswith("production") for line in deploy_log(tmp_path))
-    refused = [e for e in await bot.services.store.audit_entries("0.15.0-rc.1")
-               if e["action"] == "release.promote"]
+    refused = [
+        e
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] == "release.promote"
+    ]
     assert refused[0]["outcome"] == "refused"
 
 
@@ -74,27 +84,34 @@ async def test_a_newer_candidate_supersedes_the_older(start_bot, git_remote, tmp
     bot = await start_bot(production_config(git_remote, tmp_path))
     old = copy.deepcopy(await candidate(bot))  # as it stays on someone's screen
     await bot.click(old, "gate_approve", gate="qa")
-    await bot.slack.wait_for(lambda: "approved by" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")))
+    await bot.slack.wait_for(
+        lambda: "approved by" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+    )
     git_remote.commit("fix")
     git_remote.push()
     await candidate(bot, "v0.15.0-rc.2")
-    old_text = await bot.slack.wait_for(lambda: "Superseded by `v0.15.0-rc.2`" in
-                                        bot.slack.text_of(release_message(
-                                            bot.slack, "v0.15.0-rc.1")) and bot.slack.text_of(
-                                            release_message(bot.slack, "v0.15.0-rc.1")))
+    old_text = await bot.slack.wait_for(
+        lambda: (
+            "Superseded by `v0.15.0-rc.2`"
+            in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+            and bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
     assert "Approve Manual QA" not in old_text  # its buttons are gone
     # A click on the stale button (still on someone's screen) is refused.
     await bot.click(old, "gate_approve", gate="qa", user="U0CAROL", user_name="carol")
-    answer = await bot.slack.wait_for(lambda: [
-        c for c in bot.slack.calls_to("response_url")
-        if "superseded" in bot.slack.text_of(c.params)])
+    answer = await bot.slack.wait_for(
+        lambda: [
+            c
+            for c in bot.slack.calls_to("response_url")
+            if "superseded" in bot.slack.text_of(c.params)
+        ]
+    )
     assert "approve that one instead" in bot.slack.text_of(answer[0].params)
     # /release final goes for the newest candidate, which has no approval yet.
     text = bot.slack.text_of(await bot.command("final"))
     assert "`v0.15.0-rc.2` is not ready" in text
-    assert [r.version for r in await bot.services.store.releases_in_flight()] == [
-        "0.15.0-rc.2"]
+    assert [r.version for r in await bot.services.store.releases_in_flight()] == ["0.15.0-rc.2"]
 
 
 async def test_two_finals_at_once_promote_once(start_bot, git_remote, tmp_path: Path):
@@ -102,41 +119,68 @@ async def test_two_finals_at_once_promote_once(start_bot, git_remote, tmp_path: 
     second = await start_bot(production_config(git_remote, tmp_path), name="second")
     message = await candidate(bot)
     await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")))
-    await asyncio.gather(bot.command("final"), second.command("final"),
-                         bot.command("final", user="U0CAROL", user_name="carol"))
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
+    await asyncio.gather(
+        bot.command("final"),
+        second.command("final"),
+        bot.command("final", user="U0CAROL", user_name="carol"),
+    )
     await live(bot)
     await asyncio.sleep(1.5)
     production = [line for line in deploy_log(tmp_path) if line.startswith("production")]
     assert len(production) == 1
-    promotes = [e for e in await bot.services.store.audit_entries("0.15.0-rc.1")
-                if e["action"] == "release.final-tag"]
+    promotes = [
+        e
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] == "release.final-tag"
+    ]
     assert len(promotes) == 1
 
 
-async def test_release_audit_posts_the_history_of_a_release(start_bot, git_remote,
-                                                            tmp_path: Path):
+async def test_release_audit_posts_the_history_of_a_release(start_bot, git_remote, tmp_path: Path):
     bot = await start_bot(production_config(git_remote, tmp_path))
     message = await candidate(bot)
     await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")))
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
     await bot.command("final")
     await live(bot)
     for name in ("v0.15.0-rc.1", "0.15.0-rc.1", "v0.15.0"):
         await bot.command(f"audit {name}", user="U0CAROL", user_name="carol")
-    await bot.slack.wait_for(lambda: len([
-        c for c in bot.slack.calls_to("response_url")
-        if c.params.get("_id", "").startswith("U0CAROL") and c.params.get("blocks")]) == 3)
-    texts = [bot.slack.text_of(c.params) for c in bot.slack.calls_to("response_url")
-             if c.params.get("_id", "").startswith("U0CAROL")]
+    await bot.slack.wait_for(
+        lambda: (
+            len(
+                [
+                    c
+                    for c in bot.slack.calls_to("response_url")
+                    if c.params.get("_id", "").startswith("U0CAROL") and c.params.get("blocks")
+                ]
+            )
+            == 3
+        )
+    )
+    texts = [
+        bot.slack.text_of(c.params)
+        for c in bot.slack.calls_to("response_url")
+        if c.params.get("_id", "").startswith("U0CAROL")
+    ]
     for text in texts:
         for action in ("release.create", "gate.approve", "release.promote", "deploy.finish"):
             assert action in text
         assert "<@U0BOB>" in text and "Audit trail" in text
     await bot.command("audit v9.9.9", user="U0CAROL", user_name="carol")
-    await bot.slack.wait_for(lambda: [c for c in bot.slack.calls_to("response_url")
-                                      if "I know no release `v9.9.9`" in bot.slack.text_of(
-                                          c.params)])
+    await bot.slack.wait_for(
+        lambda: [
+            c
+            for c in bot.slack.calls_to("response_url")
+            if "I know no release `v9.9.9`" in bot.slack.text_of(c.params)
+        ]
+    )
     assert "at most a version" in bot.slack.text_of(await bot.command("audit a b"))

@@ -56,15 +56,21 @@ async def site(tmp_path: Path):
         yield running
 
 
-def flag_config(remote: GitRemote, tmp_path: Path, site: FlagSite, *, required: int = 1,
-                extra: str = "") -> Any:
+def flag_config(
+    remote: GitRemote, tmp_path: Path, site: FlagSite, *, required: int = 1, extra: str = ""
+) -> Any:
     push_flags(remote, FLAGS)
-    return make_config(remote, tmp_path, production_url=site.url, extra=f"""
+    return make_config(
+        remote,
+        tmp_path,
+        production_url=site.url,
+        extra=f"""
 [flags]
 deploy_command = "cp {FLAGS_PATH} {site.live}"
 verify_seconds = 5
 required = {required}
-{extra}""")
+{extra}""",
+    )
 
 
 def headline(message: Any) -> str:
@@ -73,15 +79,26 @@ def headline(message: Any) -> str:
 
 
 def flag_message(slack: Any, words: str) -> Any:
-    return next((m for m in slack.messages().values()
-                 if m.thread_ts is None and headline(m).startswith(f"🚩 *{words}*")), None)
+    return next(
+        (
+            m
+            for m in slack.messages().values()
+            if m.thread_ts is None and headline(m).startswith(f"🚩 *{words}*")
+        ),
+        None,
+    )
 
 
 async def wait_status(slack: Any, words: str, status: str, timeout: float = 20) -> Any:
     def done() -> Any:
         message = flag_message(slack, words)
-        return message if (message and f"· {status}" in slack.text_of(message)) \
-            or (message and status in slack.text_of(message).split("\n")[0]) else None
+        return (
+            message
+            if (message and f"· {status}" in slack.text_of(message))
+            or (message and status in slack.text_of(message).split("\n")[0])
+            else None
+        )
+
     return await slack.wait_for(done, timeout=timeout)
 
 
@@ -89,14 +106,15 @@ def thread(slack: Any, message: Any) -> str:
     return "\n".join(slack.text_of(m) for m in slack.thread(message.ts))
 
 
-async def test_a_flag_change_is_committed_deployed_and_verified(start_bot, git_remote,
-                                                                tmp_path: Path, site: FlagSite):
+async def test_a_flag_change_is_committed_deployed_and_verified(
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
     bot = await start_bot(flag_config(git_remote, tmp_path, site))
     slack = bot.slack
     listing = await flag_list(bot)
     assert "`new_search` — on, 50%" in listing and "`new_infrastructure` — off, 0%" in listing
 
-    ack = slack.text_of(await flag(bot, "create dark_mode --description \"Dark mode\""))
+    ack = slack.text_of(await flag(bot, 'create dark_mode --description "Dark mode"'))
     assert "On it: create dark_mode" in ack
     message = await wait_status(slack, "create dark_mode", "done")
     text = remote_flags(git_remote)
@@ -133,7 +151,8 @@ async def flag_list(bot: Any) -> str:
 
 
 async def test_raising_exposure_needs_approval_the_kill_switch_does_not(
-        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
     bot = await start_bot(flag_config(git_remote, tmp_path, site))
     slack = bot.slack
     await flag(bot, "set new_search 80")
@@ -141,8 +160,9 @@ async def test_raising_exposure_needs_approval_the_kill_switch_does_not(
     head = git("rev-parse", "main", cwd=git_remote.bare)
     status, _ = await bot.click(message, "flag_approve", user="U0ALICE", user_name="alice")
     assert status == 200
-    await slack.wait_for(lambda: "someone else has to approve" in slack.text_of(
-        slack.calls_to("response_url")[-1]))
+    await slack.wait_for(
+        lambda: "someone else has to approve" in slack.text_of(slack.calls_to("response_url")[-1])
+    )
     assert git("rev-parse", "main", cwd=git_remote.bare) == head  # nothing changed yet
     await bot.click(message, "flag_approve", user="U0BOB", user_name="bob")
     done = await wait_status(slack, "set new_search to 80%", "done")
@@ -154,12 +174,15 @@ async def test_raising_exposure_needs_approval_the_kill_switch_does_not(
     await flag(bot, "disable new_search")
     await wait_status(slack, "disable new_search", "done")
     assert read_flags(remote_flags(git_remote))["new_search"].enabled is False
-    assert "new_search" in site.live.read_text() and "enabled = false" in \
-        site.live.read_text().split("[flags.new_search]")[1]
+    assert (
+        "new_search" in site.live.read_text()
+        and "enabled = false" in site.live.read_text().split("[flags.new_search]")[1]
+    )
 
 
 async def test_a_lost_push_race_is_retried_but_the_same_flag_is_never_overwritten(
-        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
     bot = await start_bot(flag_config(git_remote, tmp_path, site), role="web")
     services = bot.services
     actor = Actor("U0ALICE", "alice", "C0DEV")
@@ -176,8 +199,11 @@ async def test_a_lost_push_race_is_retried_but_the_same_flag_is_never_overwritte
     # Someone else pushes first, changing the same flag: theirs stands, ours is a conflict.
     stale = await change_flags.read_current(services)
     git("pull", "-q", "origin", "main", cwd=git_remote.work)
-    theirs = push_flags(git_remote, remote_flags(git_remote).replace(
-        "rollout_percentage = 50", "rollout_percentage = 5"), "theirs, same flag")
+    theirs = push_flags(
+        git_remote,
+        remote_flags(git_remote).replace("rollout_percentage = 50", "rollout_percentage = 5"),
+        "theirs, same flag",
+    )
     request = new_request(actor, "set", "new_search", 0.0, percentage=90)
     with pytest.raises(change_flags.Conflict, match="someone changed `new_search` meanwhile"):
         await change_flags.commit_change(services, request, actor, based_on=stale)
@@ -185,7 +211,8 @@ async def test_a_lost_push_race_is_retried_but_the_same_flag_is_never_overwritte
 
 
 async def test_bad_flag_input_gets_an_answer_and_the_file_is_untouched(
-        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
     bot = await start_bot(flag_config(git_remote, tmp_path, site))
     slack = bot.slack
     head = git("rev-parse", "main", cwd=git_remote.bare)
@@ -205,13 +232,17 @@ async def test_bad_flag_input_gets_an_answer_and_the_file_is_untouched(
     answer = await private_answer("disable new_search")
     assert "not valid TOML" in answer and "I changed nothing" in answer
     assert git("rev-parse", "main", cwd=git_remote.bare) == broken
-    refused = [e for e in await bot.services.store.audit_entries()
-               if e["action"].startswith("flag.") and e["outcome"] == "refused"]
+    refused = [
+        e
+        for e in await bot.services.store.audit_entries()
+        if e["action"].startswith("flag.") and e["outcome"] == "refused"
+    ]
     assert len(refused) == 3
 
 
 async def test_a_ramp_steps_up_pauses_on_a_critical_alert_and_finishes(
-        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
     extra = f"""
 [monitoring]
 tick_seconds = 0.1
@@ -226,8 +257,12 @@ interval_seconds = 0.2
     bot = await start_bot(flag_config(git_remote, tmp_path, site, required=0, extra=extra))
     slack = bot.slack
     site.health = 503  # production is failing before the ramp even starts
-    await slack.wait_for(lambda: any("CRITICAL · production · health" in slack.text_of(m)
-                                     for m in slack.messages().values()), timeout=15)
+    await slack.wait_for(
+        lambda: any(
+            "CRITICAL · production · health" in slack.text_of(m) for m in slack.messages().values()
+        ),
+        timeout=15,
+    )
     await flag(bot, "ramp new_infrastructure 10,50,100 --every 1s")
     words = "ramp new_infrastructure 10%, 50%, 100%, every 1s"
     message = await slack.wait_for(lambda: flag_message(slack, words), timeout=20)
@@ -236,15 +271,17 @@ interval_seconds = 0.2
     site.health = 200  # resolved: the ramp goes on, step by step
     await slack.wait_for(lambda: "Ramp finished" in thread(slack, message), timeout=40)
     steps = thread(slack, message)
-    assert steps.index("off, 0% → on, 10%") < steps.index("on, 10% → on, 50%") < \
-        steps.index("on, 50% → on, 100%")
+    assert (
+        steps.index("off, 0% → on, 10%")
+        < steps.index("on, 10% → on, 50%")
+        < steps.index("on, 50% → on, 100%")
+    )
     assert "the ramp goes on" in steps
     assert read_flags(remote_flags(git_remote))["new_infrastructure"].summary == "on, 100%"
     assert "rollout_percentage = 100" in site.live.read_text()
 
 
-async def test_the_feature_flags_ready_gate(start_bot, git_remote, tmp_path: Path,
-                                             site: FlagSite):
+async def test_the_feature_flags_ready_gate(start_bot, git_remote, tmp_path: Path, site: FlagSite):
     gate = """
 [[gates]]
 id = "flags"
@@ -265,18 +302,19 @@ check = "flags-ready"
 
 
 async def test_a_ramp_stops_on_request_or_when_someone_changes_the_flag_by_hand(
-        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
     extra = "\n[monitoring]\ntick_seconds = 0.1\n"
     bot = await start_bot(flag_config(git_remote, tmp_path, site, required=0, extra=extra))
     slack = bot.slack
     assert "`new_search` has no ramp going" in slack.text_of(
-        await flag(bot, "ramp new_search --stop"))
+        await flag(bot, "ramp new_search --stop")
+    )
     await flag(bot, "ramp new_search 60,70,80 --every 1h")
     words = "ramp new_search 60%, 70%, 80%, every 1h"
     message = await slack.wait_for(lambda: flag_message(slack, words), timeout=20)
     await slack.wait_for(lambda: "Next: 60% → *70%*" in thread(slack, message), timeout=20)
-    answer = slack.text_of(await flag(bot, "ramp new_search --stop", user="U0BOB",
-                                      user_name="bob"))
+    answer = slack.text_of(await flag(bot, "ramp new_search --stop", user="U0BOB", user_name="bob"))
     assert "Stopped the ramp of `new_search`" in answer
     assert "<@U0BOB> stopped the ramp" in thread(slack, message)
     assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 60
@@ -287,28 +325,42 @@ async def test_a_ramp_stops_on_request_or_when_someone_changes_the_flag_by_hand(
     message = await slack.wait_for(lambda: flag_message(slack, words), timeout=20)
     await slack.wait_for(lambda: "Next: 65% → *90%*" in thread(slack, message), timeout=20)
     git("pull", "-q", "origin", "main", cwd=git_remote.work)
-    push_flags(git_remote, remote_flags(git_remote).replace(
-        "rollout_percentage = 65", "rollout_percentage = 30"), "by hand")
-    await slack.wait_for(lambda: "Ramp stopped: `new_search` was changed by hand" in
-                         thread(slack, message), timeout=20)
+    push_flags(
+        git_remote,
+        remote_flags(git_remote).replace("rollout_percentage = 65", "rollout_percentage = 30"),
+        "by hand",
+    )
+    await slack.wait_for(
+        lambda: "Ramp stopped: `new_search` was changed by hand" in thread(slack, message),
+        timeout=20,
+    )
     assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 30
     stops = [e["action"] for e in await bot.services.store.audit_entries()]
     assert "flag.ramp-stop" in stops
 
 
 async def test_a_site_that_does_not_report_the_change_is_called_out(
-        start_bot, git_remote, tmp_path: Path, site: FlagSite):
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
     push_flags(git_remote, FLAGS)
     # A flag deploy that "succeeds" without putting anything live.
-    bot = await start_bot(make_config(git_remote, tmp_path, production_url=site.url, extra="""
+    bot = await start_bot(
+        make_config(
+            git_remote,
+            tmp_path,
+            production_url=site.url,
+            extra="""
 [flags]
 deploy_command = "true"
 verify_seconds = 1
-"""))
+""",
+        )
+    )
     await flag(bot, "set new_search 30")
     message = await wait_status(bot.slack, "set new_search to 30%", "done")
     assert "/flags still reports the flag missing after 1s; expected on, 30%" in thread(
-        bot.slack, message)
+        bot.slack, message
+    )
 
 
 async def click_answer(bot: Any, message: Any, user: str, user_name: str) -> str:
@@ -321,9 +373,11 @@ async def click_answer(bot: Any, message: Any, user: str, user_name: str) -> str
 
 
 async def test_flag_approvals_count_distinct_approvers_and_every_click_is_audited(
-        start_bot, git_remote, tmp_path: Path, site: FlagSite):
-    bot = await start_bot(flag_config(git_remote, tmp_path, site, required=2,
-                                      extra='approvers = ["U0BOB", "S0WEB"]'))
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
+    bot = await start_bot(
+        flag_config(git_remote, tmp_path, site, required=2, extra='approvers = ["U0BOB", "S0WEB"]')
+    )
     slack = bot.slack
     slack.usergroups["S0WEB"] = ["U0CAROL"]
     await flag(bot, "set new_search 80")
@@ -333,40 +387,70 @@ async def test_flag_approvals_count_distinct_approvers_and_every_click_is_audite
     assert "not one of the approvers" in await click_answer(bot, message, "U0EVE", "eve")
     assert "1 more approval(s) needed" in await click_answer(bot, message, "U0BOB", "bob")
     assert "approved it already" in await click_answer(bot, message, "U0BOB", "bob")
-    assert "someone else has to approve" in await click_answer(bot, message, "U0ALICE",
-                                                               "alice")
+    assert "someone else has to approve" in await click_answer(bot, message, "U0ALICE", "alice")
     assert "is going ahead" in await click_answer(bot, message, "U0CAROL", "carol")
     done = await wait_status(slack, "set new_search to 80%", "done")
     assert "Approved by <@U0BOB>, <@U0CAROL>" in slack.text_of(done)
     log = git("log", "-1", "--format=%B", "main", cwd=git_remote.bare)
     assert "Approved-by: <U0BOB>\nApproved-by: <U0CAROL>" in log
     assert "nothing to approve" in await click_answer(bot, as_first_posted, "U0BOB", "bob")
-    clicks = [(e["user_id"], e["outcome"]) for e in await bot.services.store.audit_entries()
-              if e["action"] == "flag.approve"]
-    assert clicks == [("U0EVE", "refused"), ("U0BOB", "ok"), ("U0BOB", "duplicate"),
-                      ("U0ALICE", "refused"), ("U0CAROL", "ok"), ("U0BOB", "refused")]
+    clicks = [
+        (e["user_id"], e["outcome"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "flag.approve"
+    ]
+    assert clicks == [
+        ("U0EVE", "refused"),
+        ("U0BOB", "ok"),
+        ("U0BOB", "duplicate"),
+        ("U0ALICE", "refused"),
+        ("U0CAROL", "ok"),
+        ("U0BOB", "refused"),
+    ]
 
 
 async def test_a_request_stored_by_the_bot_before_the_upgrade_is_approved_and_applied(
-        start_bot, git_remote, tmp_path: Path, site: FlagSite, redis, prefix):
+    start_bot, git_remote, tmp_path: Path, site: FlagSite, redis, prefix
+):
     """A team's request in flight survives the upgrade: one approval recorded in the old
     shape ({"user", "at"}, no name) counts, and the second one sends it out."""
     bot = await start_bot(flag_config(git_remote, tmp_path, site, required=2))
     posted = await bot.services.notifier.post("C0RELEASES", [], "🚩 set new_search to 80%")
-    old = {"id": "0ld0ne", "operation": "set", "name": "new_search", "requester": "U0ALICE",
-           "requester_name": "alice", "created_at": 1.0, "percentage": 80, "description": "",
-           "enable": False, "steps": [], "every_seconds": 0.0, "status": "awaiting approval",
-           "lost": False, "approvals": [{"user": "U0BOB", "at": 2.0}], "before": "on, 50%",
-           "after": "", "commit": "", "detail": "", "channel": posted["channel"],
-           "ts": posted["ts"], "response_url": None, "parent": ""}
+    old = {
+        "id": "0ld0ne",
+        "operation": "set",
+        "name": "new_search",
+        "requester": "U0ALICE",
+        "requester_name": "alice",
+        "created_at": 1.0,
+        "percentage": 80,
+        "description": "",
+        "enable": False,
+        "steps": [],
+        "every_seconds": 0.0,
+        "status": "awaiting approval",
+        "lost": False,
+        "approvals": [{"user": "U0BOB", "at": 2.0}],
+        "before": "on, 50%",
+        "after": "",
+        "commit": "",
+        "detail": "",
+        "channel": posted["channel"],
+        "ts": posted["ts"],
+        "response_url": None,
+        "parent": "",
+    }
     await redis.set(f"{prefix}flagreq:0ld0ne", json.dumps(old), ex=3600)
     where = (posted["channel"], posted["ts"])
     bob, carol = Actor("U0BOB", "bob", "C0DEV"), Actor("U0CAROL", "carol", "C0DEV")
-    assert await change_flags.approve(bot.services, bob, "0ld0ne", where) == \
-        "You approved it already."
+    assert (
+        await change_flags.approve(bot.services, bob, "0ld0ne", where) == "You approved it already."
+    )
     answer = await change_flags.approve(bot.services, carol, "0ld0ne", where)
     assert answer == "Approved; set new_search to 80% is going ahead."
-    await bot.slack.wait_for(lambda: read_flags(remote_flags(git_remote))[
-        "new_search"].rollout_percentage == 80, timeout=30)
+    await bot.slack.wait_for(
+        lambda: read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 80,
+        timeout=30,
+    )
     log = git("log", "-1", "--format=%B", "main", cwd=git_remote.bare)
     assert "Approved-by: <U0BOB>\nApproved-by: <U0CAROL>" in log

@@ -17,8 +17,9 @@ required = 1
 """
 
 
-async def test_a_hotfix_from_the_hotfix_branch_goes_to_production(start_bot, git_remote,
-                                                                  tmp_path: Path):
+async def test_a_hotfix_from_the_hotfix_branch_goes_to_production(
+    start_bot, git_remote, tmp_path: Path
+):
     bot = await start_bot(production_config(git_remote, tmp_path, HOTFIX))
     await in_production(bot, git_remote)  # v0.15.0 runs in production
     # Meanwhile main moved on, and the fix is on a hotfix branch.
@@ -29,8 +30,9 @@ async def test_a_hotfix_from_the_hotfix_branch_goes_to_production(start_bot, git
     git("push", "-q", "origin", "hotfix/checkout", cwd=git_remote.work)
     git("checkout", "-q", "main", cwd=git_remote.work)
 
-    ack = bot.slack.text_of(await bot.command('hotfix --description "checkout crash" '
-                                              '--issue INC-7', user="U0CAROL"))
+    ack = bot.slack.text_of(
+        await bot.command('hotfix --description "checkout crash" --issue INC-7', user="U0CAROL")
+    )
     assert "Creating a hotfix" in ack
     message = await wait_for_gates(bot.slack, "v0.15.1-rc.1", count=1)
     assert git_remote.remote_tags()["v0.15.1-rc.1"] == fix
@@ -42,8 +44,11 @@ async def test_a_hotfix_from_the_hotfix_branch_goes_to_production(start_bot, git
     assert "needs 1 more approval" in bot.slack.text_of(await bot.command("final"))
 
     await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(lambda: "Ready for production" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.1-rc.1")))
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.1-rc.1"))
+        )
+    )
     await bot.command("final")
     await live(bot, "v0.15.1")
     assert git_remote.remote_tags()["v0.15.1"] == fix
@@ -56,8 +61,12 @@ async def test_no_hotfix_without_a_production_version(start_bot, git_remote, tmp
     bot = await start_bot(production_config(git_remote, tmp_path, HOTFIX))
     assert "needs a description" in bot.slack.text_of(await bot.command("hotfix"))
     await bot.command('hotfix --description "x"')
-    answer = await bot.slack.wait_for(lambda: [
-        c for c in bot.slack.calls_to("response_url")
-        if "nothing to hotfix" in bot.slack.text_of(c.params)])
+    answer = await bot.slack.wait_for(
+        lambda: [
+            c
+            for c in bot.slack.calls_to("response_url")
+            if "nothing to hotfix" in bot.slack.text_of(c.params)
+        ]
+    )
     assert answer
     assert "v0.14.2-rc.1" not in git_remote.remote_tags()

@@ -56,8 +56,15 @@ async def site():
         yield running
 
 
-def checks(site: HealthSite, *, tick: float = 0.1, interval: float = 0.2, reminder: float = 60,
-           window: float = 3600, extra: str = "") -> str:
+def checks(
+    site: HealthSite,
+    *,
+    tick: float = 0.1,
+    interval: float = 0.2,
+    reminder: float = 60,
+    window: float = 3600,
+    extra: str = "",
+) -> str:
     return f"""
 [[environments.checks]]
 name = "health"
@@ -91,13 +98,18 @@ async def deployed(store: Store, version: str = "0.15.0", release: str = "") -> 
 
 def incidents(slack: Any, kind: str = "") -> list[Any]:
     """Incident messages (each incident is one message, however long it lasts)."""
-    return [m for m in slack.messages().values()
-            if kind in slack.text_of(m) and "· production ·" in slack.text_of(m)
-            and ("Failing results" in slack.text_of(m) or "*resolved* after" in slack.text_of(m))]
+    return [
+        m
+        for m in slack.messages().values()
+        if kind in slack.text_of(m)
+        and "· production ·" in slack.text_of(m)
+        and ("Failing results" in slack.text_of(m) or "*resolved* after" in slack.text_of(m))
+    ]
 
 
-async def ticks(monitor: Monitor, store: Store, start: float, count: int,
-                step: float = 1.0) -> float:
+async def ticks(
+    monitor: Monitor, store: Store, start: float, count: int, step: float = 1.0
+) -> float:
     now = start
     for _ in range(count):
         now += step
@@ -106,9 +118,11 @@ async def ticks(monitor: Monitor, store: Store, start: float, count: int,
 
 
 async def test_one_blip_is_quiet_an_outage_is_one_message_until_it_resolves(
-        start_bot, git_remote, tmp_path: Path, site: HealthSite):
-    bot = await start_bot(make_config(git_remote, tmp_path, extra=checks(site, reminder=5)),
-                          role="web")
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
+    bot = await start_bot(
+        make_config(git_remote, tmp_path, extra=checks(site, reminder=5)), role="web"
+    )
     store, slack = bot.services.store, bot.slack
     await deployed(store)
     monitor = Monitor(bot.services)
@@ -128,8 +142,9 @@ async def test_one_blip_is_quiet_an_outage_is_one_message_until_it_resolves(
         text = slack.text_of(message)
         assert "CRITICAL · production · health" in text and "HTTP 503" in text
         assert "<@U0ONCALL>" in text and message.thread_ts is None  # no release: the channel
-        actions = [e["action_id"] for b in message.blocks if b["type"] == "actions"
-                   for e in b["elements"]]
+        actions = [
+            e["action_id"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]
+        ]
         assert actions == ["incident_ack", "rollback_start"]
 
         now = await ticks(monitor, store, now, 12)  # 12 s on: reminders every 5 s at most
@@ -137,14 +152,16 @@ async def test_one_blip_is_quiet_an_outage_is_one_message_until_it_resolves(
         reminders = [m for m in slack.thread(message.ts) if "Still failing" in slack.text_of(m)]
         assert len(reminders) == 2 and "<@U0ONCALL>" in slack.text_of(reminders[0])
 
-        status, _ = await bot.click(slack.messages()[message.ts], "incident_ack",
-                                    user="U0ONCALL", user_name="olga")
+        status, _ = await bot.click(
+            slack.messages()[message.ts], "incident_ack", user="U0ONCALL", user_name="olga"
+        )
         assert status == 200
         await slack.wait_for(lambda: "acknowledged" in thread_text(slack, message))
         assert "Acknowledged*\nby <@U0ONCALL>" in slack.text_of(slack.messages()[message.ts])
         now = await ticks(monitor, store, now, 12)
-        assert len([m for m in slack.thread(message.ts)
-                    if "Still failing" in slack.text_of(m)]) == 2  # no more after the ack
+        assert (
+            len([m for m in slack.thread(message.ts) if "Still failing" in slack.text_of(m)]) == 2
+        )  # no more after the ack
 
         site.status = 200
         now = await ticks(monitor, store, now, 1)
@@ -166,10 +183,12 @@ async def test_one_blip_is_quiet_an_outage_is_one_message_until_it_resolves(
 
 
 async def test_flapping_alerts_on_error_rate_and_a_wrong_version_is_caught(
-        start_bot, git_remote, tmp_path: Path, site: HealthSite):
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
     extra = "error_rate_samples = 10\nerror_rate_percent = 20\n"
-    bot = await start_bot(make_config(git_remote, tmp_path, extra=checks(site, extra=extra)),
-                          role="web")
+    bot = await start_bot(
+        make_config(git_remote, tmp_path, extra=checks(site, extra=extra)), role="web"
+    )
     store, slack = bot.services.store, bot.slack
     await deployed(store)
     monitor = Monitor(bot.services)
@@ -190,7 +209,8 @@ async def test_flapping_alerts_on_error_rate_and_a_wrong_version_is_caught(
 
 
 async def test_degradation_warns_quietly_then_escalates_and_pages(
-        start_bot, git_remote, tmp_path: Path, site: HealthSite):
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
     bot = await start_bot(make_config(git_remote, tmp_path, extra=checks(site)), role="web")
     store, slack = bot.services.store, bot.slack
     await deployed(store, "0.14.0")
@@ -205,8 +225,7 @@ async def test_degradation_warns_quietly_then_escalates_and_pages(
         now = await ticks(monitor, store, now, 5)
         [message] = incidents(slack)
         text = slack.text_of(message)
-        assert "WARNING · production · health" in text and "slower than before this release" \
-            in text
+        assert "WARNING · production · health" in text and "slower than before this release" in text
         assert "U0ONCALL" not in text and "rollback_start" not in json.dumps(message.blocks)
 
         site.delay = 0.5  # 150% slower: critical, and now on-call hears of it
@@ -220,8 +239,9 @@ async def test_degradation_warns_quietly_then_escalates_and_pages(
         await monitor.close()
 
 
-async def test_two_replicas_check_once_and_alert_once(start_bot, git_remote, tmp_path: Path,
-                                                      site: HealthSite):
+async def test_two_replicas_check_once_and_alert_once(
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
     cfg = make_config(git_remote, tmp_path, extra=checks(site, tick=0.05, interval=0.2))
     first = await start_bot(cfg, role="scheduler", name="one")
     await start_bot(cfg, role="scheduler", name="two")
@@ -233,35 +253,50 @@ async def test_two_replicas_check_once_and_alert_once(start_bot, git_remote, tmp
     assert len(incidents(slack)) == 1
     assert len(slack.calls_to("chat.postMessage")) == 1
     # Each check ran about once per interval, not once per replica.
-    results = [json.loads(r) for r in await first.services.redis.lrange(
-        store.keys.check_results("production", "health"), 0, -1)]
+    results = [
+        json.loads(r)
+        for r in await first.services.redis.lrange(
+            store.keys.check_results("production", "health"), 0, -1
+        )
+    ]
     times = sorted(r["at"] for r in results)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.19, gaps
 
 
 async def test_after_production_deploy_the_window_summary_lands_in_the_release_thread(
-        start_bot, git_remote, tmp_path: Path, site: HealthSite):
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
     extra = checks(site, tick=0.05, interval=0.1, window=2.0)
     bot = await start_bot(production_config(git_remote, tmp_path, extra=extra))
     slack = bot.slack
     message = await candidate(bot)
     await bot.click(message, "gate_approve", gate="qa")
-    await slack.wait_for(lambda: "Ready for production" in slack.text_of(
-        release_message(slack, "v0.15.0-rc.1")))
+    await slack.wait_for(
+        lambda: "Ready for production" in slack.text_of(release_message(slack, "v0.15.0-rc.1"))
+    )
     await bot.command("final", user="U0ALICE", user_name="alice")
     await live(bot)
 
     def summary() -> Any:
-        return next((m for m in slack.thread(message.ts)
-                     if "after" in slack.text_of(m) and "Checks run" in slack.text_of(m)), None)
+        return next(
+            (
+                m
+                for m in slack.thread(message.ts)
+                if "after" in slack.text_of(m) and "Checks run" in slack.text_of(m)
+            ),
+            None,
+        )
 
     posted = await slack.wait_for(summary, timeout=15)
     text = slack.text_of(posted)
     assert "*production* after" in text and "`0.15.0`: *healthy*" in text
     assert "p95 latency" in text and "Latency over the window:" in text
-    window = [e for e in await bot.services.store.audit_entries("0.15.0-rc.1")
-              if e["action"] == "monitor.window"]
+    window = [
+        e
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] == "monitor.window"
+    ]
     assert window and window[0]["outcome"] == "healthy"
 
     site.status = 502  # after the window: incidents go to the release's thread too
@@ -279,14 +314,24 @@ async def test_after_production_deploy_the_window_summary_lands_in_the_release_t
 
 
 async def test_a_failed_deploy_is_a_critical_incident_in_the_release_thread(
-        start_bot, git_remote, tmp_path: Path, site: HealthSite):
-    bot = await start_bot(make_config(git_remote, tmp_path, deploy_env="DEPLOY_FAIL=boom",
-                                      extra=checks(site)))
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
+    bot = await start_bot(
+        make_config(git_remote, tmp_path, deploy_env="DEPLOY_FAIL=boom", extra=checks(site))
+    )
     slack = bot.slack
     await bot.command("rc --description infra")
-    incident = await slack.wait_for(lambda: next(
-        (m for m in slack.messages().values() if "deploy failed" in slack.text_of(m)
-         and "CRITICAL" in slack.text_of(m)), None), timeout=20)
+    incident = await slack.wait_for(
+        lambda: next(
+            (
+                m
+                for m in slack.messages().values()
+                if "deploy failed" in slack.text_of(m) and "CRITICAL" in slack.text_of(m)
+            ),
+            None,
+        ),
+        timeout=20,
+    )
     text = slack.text_of(incident)
     assert "CRITICAL · staging · deploy failed" in text and "<@U0ONCALL>" in text
     assert incident.thread_ts == release_message(slack, "v0.15.0-rc.1").ts

@@ -20,8 +20,9 @@ from tests.helpers.repos import git
 from tests.helpers.signing import sign
 
 
-async def test_rc_tags_deploys_runs_gates_and_keeps_one_message(start_bot, git_remote,
-                                                                 tmp_path: Path):
+async def test_rc_tags_deploys_runs_gates_and_keeps_one_message(
+    start_bot, git_remote, tmp_path: Path
+):
     head = git_remote.head()
     bot = await start_bot(make_config(git_remote, tmp_path))
     started = time.monotonic()
@@ -39,11 +40,20 @@ async def test_rc_tags_deploys_runs_gates_and_keeps_one_message(start_bot, git_r
 
     # The deploy ran from a worktree at the tag, with the release in its environment.
     assert deploy_log(tmp_path) == [
-        f"staging 0.15.0-rc.1 v0.15.0-rc.1 {head} infrastructure changes"]
+        f"staging 0.15.0-rc.1 v0.15.0-rc.1 {head} infrastructure changes"
+    ]
 
     text = bot.slack.text_of(message)
-    for fact in ("v0.15.0-rc.1", "<@U0ALICE>", head[:10], "pw-bua", "Infrastructure changes",
-                 "Automated tests", "Infrastructure validation", "Manual QA"):
+    for fact in (
+        "v0.15.0-rc.1",
+        "<@U0ALICE>",
+        head[:10],
+        "pw-bua",
+        "Infrastructure changes",
+        "Automated tests",
+        "Infrastructure validation",
+        "Manual QA",
+    ):
         assert fact in text, fact
     assert "deploy succeeded" in text
     assert "Manual QA — waiting for approval" in text
@@ -75,14 +85,22 @@ async def test_rc_tags_deploys_runs_gates_and_keeps_one_message(start_bot, git_r
     versions = await bot.services.store.environment_versions(["staging"])
     assert versions["staging"]["version"] == "0.15.0-rc.1"
     actions = [e["action"] for e in changes]
-    for action in ("release.create", "release.tag", "deploy.queue", "deploy.start",
-                   "deploy.finish", "gate.start", "gate.finish"):
+    for action in (
+        "release.create",
+        "release.tag",
+        "deploy.queue",
+        "deploy.start",
+        "deploy.finish",
+        "gate.start",
+        "gate.finish",
+    ):
         assert action in actions
     assert all(e["at"] and e["user_id"] for e in changes)
 
 
 async def test_second_rc_continues_numbering_and_state_survives_a_restart(
-        start_bot, git_remote, tmp_path: Path):
+    start_bot, git_remote, tmp_path: Path
+):
     config = make_config(git_remote, tmp_path)
     bot = await start_bot(config, name="first")
     await bot.command("rc")
@@ -106,8 +124,9 @@ async def test_dry_run_changes_nothing(start_bot, git_remote, tmp_path: Path):
     bot = await start_bot(make_config(git_remote, tmp_path))
     tags_before = git_remote.remote_tags()
     await bot.command("rc --dry-run --bump major")
-    answer = await bot.slack.wait_for(lambda: [
-        c for c in bot.slack.calls_to("response_url") if "Dry run" in str(c.params)])
+    answer = await bot.slack.wait_for(
+        lambda: [c for c in bot.slack.calls_to("response_url") if "Dry run" in str(c.params)]
+    )
     assert "v1.0.0-rc.1" in bot.slack.text_of(answer[0].params)
     await asyncio.sleep(0.5)
     assert git_remote.remote_tags() == tags_before
@@ -116,14 +135,19 @@ async def test_dry_run_changes_nothing(start_bot, git_remote, tmp_path: Path):
     assert deploy_log(tmp_path) == []
 
 
-async def test_failed_deploy_reports_the_tail_and_skips_gates(start_bot, git_remote,
-                                                              tmp_path: Path):
+async def test_failed_deploy_reports_the_tail_and_skips_gates(
+    start_bot, git_remote, tmp_path: Path
+):
     config = make_config(git_remote, tmp_path, deploy_env="DEPLOY_FAIL=disk-full")
     bot = await start_bot(config)
     await bot.command("rc")
     message = await wait_for_failed_deploy(bot.slack, "v0.15.0-rc.1")
-    thread = await bot.slack.wait_for(lambda: "error: disk-full" in thread_text(
-        bot.slack, message) and thread_text(bot.slack, message))
+    thread = await bot.slack.wait_for(
+        lambda: (
+            "error: disk-full" in thread_text(bot.slack, message)
+            and thread_text(bot.slack, message)
+        )
+    )
     assert "exited with code 3" in thread
     assert "step 39 of the build" in thread  # the tail of the output
     assert "step 0 of the build" not in thread  # only the tail
@@ -133,8 +157,7 @@ async def test_failed_deploy_reports_the_tail_and_skips_gates(start_bot, git_rem
     assert versions["staging"] == {}
 
 
-async def test_failed_gate_is_ticked_failed_with_its_output(start_bot, git_remote,
-                                                            tmp_path: Path):
+async def test_failed_gate_is_ticked_failed_with_its_output(start_bot, git_remote, tmp_path: Path):
     bot = await start_bot(make_config(git_remote, tmp_path, gate_env="GATE_FAIL=infra"))
     await bot.command("rc")
     message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
@@ -147,8 +170,14 @@ async def test_failed_gate_is_ticked_failed_with_its_output(start_bot, git_remot
 
 async def test_deploy_timeout_kills_the_process_group(start_bot, git_remote, tmp_path: Path):
     config = make_config(git_remote, tmp_path, deploy_env="DEPLOY_SLEEP=60")
-    config = config.__class__(**{**config.__dict__, "environments": tuple(
-        e.__class__(**{**e.__dict__, "timeout_seconds": 1.5}) for e in config.environments)})
+    config = config.__class__(
+        **{
+            **config.__dict__,
+            "environments": tuple(
+                e.__class__(**{**e.__dict__, "timeout_seconds": 1.5}) for e in config.environments
+            ),
+        }
+    )
     bot = await start_bot(config)
     await bot.command("rc")
     message = await wait_for_failed_deploy(bot.slack, "v0.15.0-rc.1")
@@ -159,8 +188,9 @@ async def test_deploy_timeout_kills_the_process_group(start_bot, git_remote, tmp
     assert not running(pid)
 
 
-async def test_rate_limited_slack_calls_are_retried_after_retry_after(start_bot, git_remote,
-                                                                       tmp_path: Path):
+async def test_rate_limited_slack_calls_are_retried_after_retry_after(
+    start_bot, git_remote, tmp_path: Path
+):
     bot = await start_bot(make_config(git_remote, tmp_path))
     bot.slack.fail_next("chat.postMessage", status=429, retry_after=1)
     await bot.command("rc")
@@ -172,7 +202,8 @@ async def test_rate_limited_slack_calls_are_retried_after_retry_after(start_bot,
 
 
 async def test_bad_signature_and_old_timestamp_get_401_and_change_nothing(
-        start_bot, git_remote, tmp_path: Path):
+    start_bot, git_remote, tmp_path: Path
+):
     bot = await start_bot(make_config(git_remote, tmp_path))
     body = bot.command_body("rc")
     forged = sign(body, secret="not-the-secret")
@@ -185,9 +216,15 @@ async def test_bad_signature_and_old_timestamp_get_401_and_change_nothing(
     status, _ = await bot.post(body.replace("rc", "rc+--bump+major", 1), tampered)
     assert status == 401
     await asyncio.sleep(1)
-    assert git_remote.remote_tags().keys() == {"v0.8.1-bug-fixes", "v0.13.3-final", "bd-12",
-                                               "20240315-1200", "v0.14.0-rc.1", "v0.14.0",
-                                               "v0.14.1"}
+    assert git_remote.remote_tags().keys() == {
+        "v0.8.1-bug-fixes",
+        "v0.13.3-final",
+        "bd-12",
+        "20240315-1200",
+        "v0.14.0-rc.1",
+        "v0.14.0",
+        "v0.14.1",
+    }
     assert bot.slack.calls_to("chat.postMessage") == []
     assert await bot.services.store.audit_entries() == []
 
@@ -197,8 +234,7 @@ async def test_a_redelivered_command_creates_one_release(start_bot, git_remote, 
     body = bot.command_body("rc --description once")
     status, _ = await bot.post(body, sign(body))
     assert status == 200
-    retry_headers = {**sign(body), "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason":
-                     "http_timeout"}
+    retry_headers = {**sign(body), "X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     status, _ = await bot.post(body, retry_headers)
     assert status == 200
     await wait_for_gates(bot.slack, "v0.15.0-rc.1")
@@ -210,8 +246,9 @@ async def test_a_redelivered_command_creates_one_release(start_bot, git_remote, 
     assert len(top_level) == 1
 
 
-async def test_deploy_steps_are_audited_with_the_requester_and_channel(start_bot, git_remote,
-                                                                       tmp_path: Path):
+async def test_deploy_steps_are_audited_with_the_requester_and_channel(
+    start_bot, git_remote, tmp_path: Path
+):
     bot = await start_bot(make_config(git_remote, tmp_path))
     await bot.command("rc", user="U0CAROL", user_name="carol")
     await wait_for_gates(bot.slack, "v0.15.0-rc.1")
@@ -219,7 +256,8 @@ async def test_deploy_steps_are_audited_with_the_requester_and_channel(start_bot
     deploy_steps = [e for e in entries if e["action"].startswith(("deploy.", "gate."))]
     assert deploy_steps
     assert {(e["user_id"], e["user_name"], e["channel"]) for e in deploy_steps} == {
-        ("U0CAROL", "carol", "C0DEV")}
+        ("U0CAROL", "carol", "C0DEV")
+    }
     assert all(float(e["at"]) > 0 for e in entries)
 
 
@@ -234,9 +272,15 @@ async def test_a_moved_tag_is_not_deployed(start_bot, git_remote, tmp_path: Path
     git("push", "-q", "-f", "origin", "v0.15.0-rc.1", cwd=git_remote.work)
     from bot.domain.actors import BOT
     from bot.services import deploy_release
+
     await deploy_release.enqueue_deploy(bot.services, release, "staging", BOT)
     message = release_message(bot.slack, "v0.15.0-rc.1")
-    thread = await bot.slack.wait_for(lambda: "someone moved it" in thread_text(
-        bot.slack, message) and thread_text(bot.slack, message), timeout=20)
+    thread = await bot.slack.wait_for(
+        lambda: (
+            "someone moved it" in thread_text(bot.slack, message)
+            and thread_text(bot.slack, message)
+        ),
+        timeout=20,
+    )
     assert "Nothing was run" in thread
     assert len(deploy_log(tmp_path)) == 1

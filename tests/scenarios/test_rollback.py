@@ -12,137 +12,196 @@ from tests.helpers.steps import ROLLBACK_POLICY as POLICY
 from tests.helpers.steps import in_production, rolled_back
 
 
-async def test_rollback_redeploys_the_previous_version_and_locks(start_bot, git_remote,
-                                                                 tmp_path: Path, redis, prefix):
+async def test_rollback_redeploys_the_previous_version_and_locks(
+    start_bot, git_remote, tmp_path: Path, redis, prefix
+):
     bot = await start_bot(production_config(git_remote, tmp_path))
     await in_production(bot, git_remote)
     tags_before = git_remote.remote_tags()
-    ack = bot.slack.text_of(await bot.command('rollback --reason "checkout errors"',
-                                              user="U0BOB", user_name="bob"))
+    ack = bot.slack.text_of(
+        await bot.command('rollback --reason "checkout errors"', user="U0BOB", user_name="bob")
+    )
     assert "Rolling back *production* from `0.15.0` to `v0.14.1`" in ack
     thread = await rolled_back(bot)
     assert "checkout errors" in thread and "from the request to the deploy finished" in thread
     assert deploy_log(tmp_path)[-1].startswith(
-        f"production 0.14.1 v0.14.1 {tags_before['v0.14.1']}")
+        f"production 0.14.1 v0.14.1 {tags_before['v0.14.1']}"
+    )
     assert git_remote.remote_tags() == tags_before  # no new tags
     versions = await bot.services.store.environment_versions(["production"])
     assert versions["production"]["version"] == "0.14.1"
     lock = await read_lock(redis, f"{prefix}lock:env:production")
     assert lock is not None and lock.kind == "rollback" and "checkout errors" in lock.reason
     assert "rolled back from 0.15.0" in bot.slack.text_of(await bot.command("status"))
-    text = await bot.slack.wait_for(lambda: "was rolled back to `v0.14.1`" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")) and bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")))
+    text = await bot.slack.wait_for(
+        lambda: (
+            "was rolled back to `v0.14.1`"
+            in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+            and bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
     assert "Roll back production" not in text  # its button is gone
     # Anyone may unlock after a rollback; it is announced.
-    assert "unlocked" in bot.slack.text_of(await bot.command("unlock production",
-                                                             user="U0CAROL"))
-    actions = [(e["action"], e["outcome"]) for e in await bot.services.store.audit_entries()
-               if e["action"].startswith("rollback.")]
-    assert actions == [("rollback.request", "ok"), ("rollback.approve", "ok"),
-                       ("rollback.start", "ok"), ("rollback.finish", "succeeded")]
+    assert "unlocked" in bot.slack.text_of(await bot.command("unlock production", user="U0CAROL"))
+    actions = [
+        (e["action"], e["outcome"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"].startswith("rollback.")
+    ]
+    assert actions == [
+        ("rollback.request", "ok"),
+        ("rollback.approve", "ok"),
+        ("rollback.start", "ok"),
+        ("rollback.finish", "succeeded"),
+    ]
 
 
-async def test_a_rollback_waits_for_the_approvals_the_config_sets(start_bot, git_remote,
-                                                                  tmp_path: Path):
+async def test_a_rollback_waits_for_the_approvals_the_config_sets(
+    start_bot, git_remote, tmp_path: Path
+):
     bot = await start_bot(production_config(git_remote, tmp_path, POLICY))
     await in_production(bot, git_remote)
-    ack = bot.slack.text_of(await bot.command('rollback production --to v0.14.1 '
-                                              '--reason "errors"', user="U0BOB"))
+    ack = bot.slack.text_of(
+        await bot.command('rollback production --to v0.14.1 --reason "errors"', user="U0BOB")
+    )
     assert "needs 1 more approval" in ack
-    request = await bot.slack.wait_for(lambda: [
-        m for m in bot.slack.messages().values() if "asks to roll back" in bot.slack.text_of(m)])
+    request = await bot.slack.wait_for(
+        lambda: [
+            m for m in bot.slack.messages().values() if "asks to roll back" in bot.slack.text_of(m)
+        ]
+    )
     production_runs = len([ln for ln in deploy_log(tmp_path) if ln.startswith("production")])
     await bot.click(request[0], "rollback_approve", user="U0DAVE", user_name="dave")
     await bot.click(request[0], "rollback_approve", user="U0BOB")  # already counted
     await asyncio.sleep(1)
-    assert len([ln for ln in deploy_log(tmp_path)
-                if ln.startswith("production")]) == production_runs
+    assert (
+        len([ln for ln in deploy_log(tmp_path) if ln.startswith("production")]) == production_runs
+    )
     await bot.click(request[0], "rollback_approve", user="U0CAROL", user_name="carol")
     await rolled_back(bot)
-    outcomes = [(e["user_id"], e["outcome"]) for e in await bot.services.store.audit_entries()
-                if e["action"] == "rollback.approve"]
+    outcomes = [
+        (e["user_id"], e["outcome"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "rollback.approve"
+    ]
     # Clicks are worked on after their ack, so two clicks moments apart may be audited in
     # either order (dave's needs a user-group lookup, bob's does not); each is there once.
-    assert sorted(outcomes) == sorted([("U0BOB", "ok"), ("U0DAVE", "refused"),
-                                       ("U0BOB", "duplicate"), ("U0CAROL", "ok")])
+    assert sorted(outcomes) == sorted(
+        [("U0BOB", "ok"), ("U0DAVE", "refused"), ("U0BOB", "duplicate"), ("U0CAROL", "ok")]
+    )
 
 
-async def test_the_rollback_button_asks_why_then_rolls_back(start_bot, git_remote,
-                                                            tmp_path: Path):
+async def test_the_rollback_button_asks_why_then_rolls_back(start_bot, git_remote, tmp_path: Path):
     bot = await start_bot(production_config(git_remote, tmp_path))
     await in_production(bot, git_remote)
-    message = await bot.slack.wait_for(lambda: "Roll back production" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")) and release_message(bot.slack,
-                                                                         "v0.15.0-rc.1"))
+    message = await bot.slack.wait_for(
+        lambda: (
+            "Roll back production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+            and release_message(bot.slack, "v0.15.0-rc.1")
+        )
+    )
     await bot.click(message, "rollback_start", user="U0CAROL", user_name="carol")
     opened = await bot.slack.wait_for(lambda: bot.slack.calls_to("views.open"))
-    status, _ = await bot.submit_view(opened[0].params["view"], {"reason": "5xx spike"},
-                                      user="U0CAROL", user_name="carol")
+    status, _ = await bot.submit_view(
+        opened[0].params["view"], {"reason": "5xx spike"}, user="U0CAROL", user_name="carol"
+    )
     assert status == 200
     assert "5xx spike" in await rolled_back(bot)
 
 
-async def test_a_rollback_form_does_not_roll_back_what_it_did_not_show(start_bot, git_remote,
-                                                                       tmp_path: Path):
+async def test_a_rollback_form_does_not_roll_back_what_it_did_not_show(
+    start_bot, git_remote, tmp_path: Path
+):
     """The form showed v0.15.0; if production runs something else when it is sent, nothing
     is rolled back (it would go back from a version nobody looked at)."""
     bot = await start_bot(production_config(git_remote, tmp_path))
     await in_production(bot, git_remote)
-    message = await bot.slack.wait_for(lambda: "Roll back production" in bot.slack.text_of(
-        release_message(bot.slack, "v0.15.0-rc.1")) and release_message(bot.slack,
-                                                                         "v0.15.0-rc.1"))
+    message = await bot.slack.wait_for(
+        lambda: (
+            "Roll back production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+            and release_message(bot.slack, "v0.15.0-rc.1")
+        )
+    )
     await bot.click(message, "rollback_start", user="U0CAROL", user_name="carol")
     opened = await bot.slack.wait_for(lambda: bot.slack.calls_to("views.open"))
     tags = git_remote.remote_tags()
-    await bot.services.store.set_environment_version("production", "0.14.0", "v0.14.0",
-                                                     tags["v0.14.0"])  # moved on meanwhile
-    status, _ = await bot.submit_view(opened[0].params["view"], {"reason": "5xx spike"},
-                                      user="U0CAROL", user_name="carol")
+    await bot.services.store.set_environment_version(
+        "production", "0.14.0", "v0.14.0", tags["v0.14.0"]
+    )  # moved on meanwhile
+    status, _ = await bot.submit_view(
+        opened[0].params["view"], {"reason": "5xx spike"}, user="U0CAROL", user_name="carol"
+    )
     assert status == 200
-    said = await bot.slack.wait_for(lambda: [
-        c for c in bot.slack.calls_to("chat.postEphemeral")
-        if "no longer runs `0.15.0`" in c.params.get("text", "")])
+    said = await bot.slack.wait_for(
+        lambda: [
+            c
+            for c in bot.slack.calls_to("chat.postEphemeral")
+            if "no longer runs `0.15.0`" in c.params.get("text", "")
+        ]
+    )
     assert "it runs `0.14.0`" in said[0].params["text"]
-    assert [k async for k in bot.services.redis.scan_iter(
-        match=f"{bot.services.store.keys.prefix}rollback:*")] == []
+    assert [
+        k
+        async for k in bot.services.redis.scan_iter(
+            match=f"{bot.services.store.keys.prefix}rollback:*"
+        )
+    ] == []
 
 
 async def test_rollback_input_errors(start_bot, git_remote, tmp_path: Path):
     bot = await start_bot(production_config(git_remote, tmp_path))
     assert "needs a reason" in bot.slack.text_of(await bot.command("rollback"))
     assert "no environment `prod`" in bot.slack.text_of(
-        await bot.command("rollback prod --reason x"))
+        await bot.command("rollback prod --reason x")
+    )
     assert "nothing was ever deployed to production" in bot.slack.text_of(
-        await bot.command("rollback --reason x"))
+        await bot.command("rollback --reason x")
+    )
     await in_production(bot, git_remote)
     assert "v9.9.9 was never deployed to production" in bot.slack.text_of(
-        await bot.command("rollback --to v9.9.9 --reason x"))
+        await bot.command("rollback --to v9.9.9 --reason x")
+    )
     assert "already runs v0.15.0" in bot.slack.text_of(
-        await bot.command("rollback --to v0.15.0 --reason x"))
+        await bot.command("rollback --to v0.15.0 --reason x")
+    )
 
 
-async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remote,
-                                                            tmp_path: Path):
+async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remote, tmp_path: Path):
     import json
 
     from bot.domain.actors import BOT
     from bot.domain.rollbacks import RollbackRequest
     from bot.services import reap_lost_deploys as reaper
+
     bot = await start_bot(production_config(git_remote, tmp_path))
     store = bot.services.store
-    request = RollbackRequest(id="r1", environment="production", to_version="0.14.1",
-                              to_tag="v0.14.1", to_sha="a" * 40, from_version="0.15.0",
-                              from_release="", reason="x", requester="U0BOB",
-                              requester_name="bob", requested_at=store.clock(),
-                              status="running")
+    request = RollbackRequest(
+        id="r1",
+        environment="production",
+        to_version="0.14.1",
+        to_tag="v0.14.1",
+        to_sha="a" * 40,
+        from_version="0.15.0",
+        from_release="",
+        reason="x",
+        requester="U0BOB",
+        requester_name="bob",
+        requested_at=store.clock(),
+        status="running",
+    )
     await store.create_rollback(request, BOT)
     # Its worker registered it as running, then died: the lease is gone.
-    await bot.services.redis.hset(store.keys.running_deploys, "rollback:r1",
-                                  json.dumps({"rollback": "r1", "environment": "production"}))
+    await bot.services.redis.hset(
+        store.keys.running_deploys,
+        "rollback:r1",
+        json.dumps({"rollback": "r1", "environment": "production"}),
+    )
     assert await reaper.reap_lost_deploys(bot.services) == ["rollback:r1"]
     assert (await store.get_rollback("r1")).status == "failed"
-    posted = await bot.slack.wait_for(lambda: [
-        m for m in bot.slack.messages().values() if "stopped responding" in bot.slack.text_of(m)])
+    posted = await bot.slack.wait_for(
+        lambda: [
+            m for m in bot.slack.messages().values() if "stopped responding" in bot.slack.text_of(m)
+        ]
+    )
     assert "rolling back *production*" in bot.slack.text_of(posted[0])
     assert await reaper.reap_lost_deploys(bot.services) == []  # reported once

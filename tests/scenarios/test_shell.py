@@ -27,15 +27,23 @@ ROOT = Path(__file__).parents[2]
 WALKTHROUGH = ROOT / "examples" / "walkthrough.txt"
 
 
-def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | None = None,
-              timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def run_shell(
+    args: list[str], *, stdin: str | None = None, redis_url: str | None = None, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     if redis_url:
         env["REDIS_URL"] = redis_url
     env["PYTHONFAULTHANDLER"] = "1"  # SIGABRT on a hang prints every thread's stack
     command = [sys.executable, "-m", "bot.runtime.cli", "shell", *args]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     try:
         out, err = process.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -44,8 +52,10 @@ def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | Non
         time.sleep(2)
         process.send_signal(signal.SIGABRT)
         out, err = process.communicate(timeout=30)
-        pytest.fail(f"the shell hung for {timeout:g} s\n--- stdout (end) ---\n"
-                    f"{out[-4000:]}\n--- stderr (end) ---\n{err[-8000:]}")
+        pytest.fail(
+            f"the shell hung for {timeout:g} s\n--- stdout (end) ---\n"
+            f"{out[-4000:]}\n--- stderr (end) ---\n{err[-8000:]}"
+        )
     finally:
         if process.poll() is None:  # whatever stopped the test, the shell goes too
             process.kill()
@@ -56,13 +66,13 @@ def run_shell(args: list[str], *, stdin: str | None = None, redis_url: str | Non
 @pytest.mark.timeout(300)  # the whole walkthrough: about 20 s alone, more on a busy machine
 def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     demo_dir = tmp_path / "demo"
-    result = run_shell(["--demo-dir", str(demo_dir), "--script", str(WALKTHROUGH)],
-                       timeout=280)
+    result = run_shell(["--demo-dir", str(demo_dir), "--script", str(WALKTHROUGH)], timeout=280)
     assert result.returncode == 0, result.stderr
     # Loud about the embedded Redis.
     assert "Nothing is kept across" in result.stderr and "REDIS_URL" in result.stderr
     # Outcomes, not wording: the tag is in the sample repository, on the head of main...
     from bot.devtools.demo import Demo
+
     demo = Demo(demo_dir)
     tags = demo.remote_tags()
     for tag in ("v0.15.0-rc.1", "v0.15.0", "v0.15.1-rc.1", "v0.15.1"):
@@ -70,9 +80,13 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "v1.0.0-rc.1" not in tags  # nothing made by mistakes
     # ...the deploy scripts really ran: staging, production, the hotfix, then the rollback.
     deploys = [line.split()[1:] for line in demo.deploys()]
-    assert deploys[:5] == [["staging", "v0.15.0-rc.1"], ["production", "v0.15.0"],
-                           ["staging", "v0.15.1-rc.1"], ["production", "v0.15.1"],
-                           ["production", "v0.15.0"]]
+    assert deploys[:5] == [
+        ["staging", "v0.15.0-rc.1"],
+        ["production", "v0.15.0"],
+        ["staging", "v0.15.1-rc.1"],
+        ["production", "v0.15.1"],
+        ["production", "v0.15.0"],
+    ]
     # Then the flag deploys: production's own deploy of what it runs, with the new flags
     # (set, enable, two ramp steps, disable).
     assert deploys[5:] == [["production", "v0.15.0"]] * 5
@@ -81,9 +95,15 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     # Approvals recorded, and the refusal of self-approval.
     assert "nobody approves their own release" in out
     assert "Manual QA — approved by @bob" in out
-    assert "Approved-by: bob" in subprocess.run(
-        ["git", "for-each-ref", "refs/tags/v0.15.0", "--format=%(contents)"],
-        cwd=demo.remote, capture_output=True, text=True).stdout
+    assert (
+        "Approved-by: bob"
+        in subprocess.run(
+            ["git", "for-each-ref", "refs/tags/v0.15.0", "--format=%(contents)"],
+            cwd=demo.remote,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     assert "stays locked" in out and "is unlocked" in out
     assert "--bump major" in out  # the answer to a bad bump says what is right
     # Health: the broken site became one incident that paged carol, who acknowledged it; the
@@ -95,8 +115,12 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "site ENV down|slow|up" not in out  # no usage error from `site`
     # Flags: committed to the repository (comments kept), approved, ramped, switched off,
     # and each change reported by the site's /flags.
-    flags = subprocess.run(["git", "show", "main:data/feature-flags.toml"], cwd=demo.remote,
-                           capture_output=True, text=True).stdout
+    flags = subprocess.run(
+        ["git", "show", "main:data/feature-flags.toml"],
+        cwd=demo.remote,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert "# Search v2 waits for the infrastructure." in flags
     assert "enabled = false" in flags.split("[flags.new_infrastructure]")[1].split("[")[0]
     assert "rollout_percentage = 100" in flags
@@ -106,9 +130,10 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
 
 
 def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
-    result = run_shell(["--demo-dir", str(tmp_path / "d")],
-                       stdin="/release help\nnonsense\n/as Bob Smith\nclick 7\nquit\n"
-                             "/release rc\n")
+    result = run_shell(
+        ["--demo-dir", str(tmp_path / "d")],
+        stdin="/release help\nnonsense\n/as Bob Smith\nclick 7\nquit\n/release rc\n",
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "/release rc [--description TEXT]" in out
@@ -117,15 +142,18 @@ def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
     assert "There is no button [7]" in out
     # quit stops the script: the rc after it never ran
     from bot.devtools.demo import Demo
+
     assert "v0.15.0-rc.1" not in Demo(tmp_path / "d").remote_tags()
 
 
 def test_shell_on_a_real_redis_leaves_no_keys(tmp_path: Path):
     import redis as sync_redis
+
     client = sync_redis.Redis.from_url(REDIS_URL)
     before = set(client.scan_iter(match="releasebot-shell:*"))
-    result = run_shell(["--demo-dir", str(tmp_path / "d")], stdin="/release rc\n",
-                       redis_url=REDIS_URL)
+    result = run_shell(
+        ["--demo-dir", str(tmp_path / "d")], stdin="/release rc\n", redis_url=REDIS_URL
+    )
     assert result.returncode == 0, result.stderr
     assert "Nothing is kept" not in result.stderr
     assert "v0.15.0-rc.1" in result.stdout
@@ -144,27 +172,54 @@ def test_bad_shell_arguments_are_named(tmp_path: Path):
     assert result.returncode == 2 and "not empty" in result.stderr
 
 
-async def test_buttons_are_numbered_and_a_click_reaches_the_bot_signed(slack, prefix, redis,
-                                                                       git_remote, tmp_path):
-    bot = Bot(Services.create(make_settings(prefix, slack, tmp_path / "s"),
-                              make_config(git_remote, tmp_path)), "web")
+async def test_buttons_are_numbered_and_a_click_reaches_the_bot_signed(
+    slack, prefix, redis, git_remote, tmp_path
+):
+    bot = Bot(
+        Services.create(
+            make_settings(prefix, slack, tmp_path / "s"), make_config(git_remote, tmp_path)
+        ),
+        "web",
+    )
     await bot.start(port=0, host="127.0.0.1")
     out = io.StringIO()
     try:
         async with Shell(bot, slack, out=out) as shell, aiohttp.ClientSession() as http:
-            async with http.post(f"{slack.base_url}chat.postMessage", json={
-                    "channel": "#releases", "text": "approve?", "blocks": [
+            async with http.post(
+                f"{slack.base_url}chat.postMessage",
+                json={
+                    "channel": "#releases",
+                    "text": "approve?",
+                    "blocks": [
                         {"type": "section", "text": {"type": "mrkdwn", "text": "Ship <@U0ALICE>?"}},
-                        {"type": "actions", "block_id": "b1", "elements": [
-                            {"type": "button", "action_id": "approve", "value": "v1",
-                             "text": {"type": "plain_text", "text": "Approve QA"},
-                             "confirm": {"title": {"type": "plain_text", "text": "Approve?"},
-                                         "text": {"type": "mrkdwn", "text": "Really"},
-                                         "confirm": {"type": "plain_text", "text": "Yes"},
-                                         "deny": {"type": "plain_text", "text": "No"}}},
-                            {"type": "button", "action_id": "reject", "value": "v1",
-                             "text": {"type": "plain_text", "text": "Reject"}}]}]},
-                    headers={"Authorization": f"Bearer {slack.token}"}) as resp:
+                        {
+                            "type": "actions",
+                            "block_id": "b1",
+                            "elements": [
+                                {
+                                    "type": "button",
+                                    "action_id": "approve",
+                                    "value": "v1",
+                                    "text": {"type": "plain_text", "text": "Approve QA"},
+                                    "confirm": {
+                                        "title": {"type": "plain_text", "text": "Approve?"},
+                                        "text": {"type": "mrkdwn", "text": "Really"},
+                                        "confirm": {"type": "plain_text", "text": "Yes"},
+                                        "deny": {"type": "plain_text", "text": "No"},
+                                    },
+                                },
+                                {
+                                    "type": "button",
+                                    "action_id": "reject",
+                                    "value": "v1",
+                                    "text": {"type": "plain_text", "text": "Reject"},
+                                },
+                            ],
+                        },
+                    ],
+                },
+                headers={"Authorization": f"Bearer {slack.token}"},
+            ) as resp:
                 assert (await resp.json())["ok"]
             shell.flush()
             assert "[1] Approve QA" in out.getvalue() and "[2] Reject" in out.getvalue()
@@ -181,13 +236,27 @@ async def test_buttons_are_numbered_and_a_click_reaches_the_bot_signed(slack, pr
 
 def test_block_kit_as_text():
     names = {"U0ALICE": "alice"}
-    assert plain("<@U0ALICE> at <!date^1700000000^{time}|12:00 UTC> in <#C1|releases> "
-                 "&lt;b&gt; <https://x.test|link>", names) == \
-        "@alice at 12:00 UTC in #releases <b> link"
-    lines = render([{"type": "header", "text": {"type": "plain_text", "text": "Hi"}},
-                    {"type": "section", "fields": [{"type": "mrkdwn", "text": "*A*\n1"},
-                                                   {"type": "mrkdwn", "text": "*B*\n2"}]},
-                    {"type": "context", "elements": [{"type": "mrkdwn", "text": "small"}]}])
+    assert (
+        plain(
+            "<@U0ALICE> at <!date^1700000000^{time}|12:00 UTC> in <#C1|releases> "
+            "&lt;b&gt; <https://x.test|link>",
+            names,
+        )
+        == "@alice at 12:00 UTC in #releases <b> link"
+    )
+    lines = render(
+        [
+            {"type": "header", "text": {"type": "plain_text", "text": "Hi"}},
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": "*A*\n1"},
+                    {"type": "mrkdwn", "text": "*B*\n2"},
+                ],
+            },
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": "small"}]},
+        ]
+    )
     assert lines == ["== Hi ==", "A: 1 · B: 2", "(small)"]
     assert render([], fallback="just text") == ["just text"]
 
@@ -198,6 +267,7 @@ def test_the_demo_is_a_real_repository(tmp_path: Path):
     for tag in ("v0.14.1", "v0.13.3-final", "bd-12", "v0.8.1-bug-fixes"):
         assert tag in tags
     from bot.domain.config import load_config
+
     config = load_config(demo.config_path)
     assert [e.name for e in config.environments] == ["staging", "production"]
 
@@ -250,11 +320,30 @@ async def test_serve_without_redis_url_starts_the_embedded_redis(tmp_path: Path,
     path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
     port = port_outside_the_ephemeral_range(socket)
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(SLACK_BOT_TOKEN="xoxb-x", SLACK_SIGNING_SECRET="s",
-               SLACK_API_URL="http://127.0.0.1:9/api/", RELEASEBOT_STATE_DIR=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-m", "bot.runtime.cli", "serve", "--port", str(port),
-                             "--host", "127.0.0.1", "--config", str(path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env.update(
+        SLACK_BOT_TOKEN="xoxb-x",
+        SLACK_SIGNING_SECRET="s",
+        SLACK_API_URL="http://127.0.0.1:9/api/",
+        RELEASEBOT_STATE_DIR=str(tmp_path),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot.runtime.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--config",
+            str(path),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         async with aiohttp.ClientSession() as http:
             for _ in range(100):
@@ -275,6 +364,7 @@ async def test_serve_without_redis_url_starts_the_embedded_redis(tmp_path: Path,
 
 async def test_the_demo_site_serves_health_and_the_deployed_version(tmp_path: Path):
     from bot.devtools.demo import DemoSite, free_port
+
     port = free_port()
     demo = create_demo(tmp_path / "d", port)
     site = DemoSite(demo, port)

@@ -111,18 +111,26 @@ async def test_bad_acks_are_reported() -> None:
             return envelope
 
         bad_blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": ""}}]
-        await answer(slack.send_slash_command(slack.slash_command_payload()), {
-            "text": "x", "blocks": bad_blocks})
+        await answer(
+            slack.send_slash_command(slack.slash_command_payload()),
+            {"text": "x", "blocks": bad_blocks},
+        )
         await answer(slack.send_event({"type": "app_mention", "text": "hi"}), {"text": "hm"})
         envelope = await answer(
             slack.send_interactive({"type": "view_submission", "view": {}}),
-            {"response_action": "update", "view": {"type": "modal", "blocks": bad_blocks}})
+            {"response_action": "update", "view": {"type": "modal", "blocks": bad_blocks}},
+        )
         await ws.send_json({"envelope_id": envelope["envelope_id"]})
         await ws.send_json({"envelope_id": "never-sent"})
         await slack.wait_for(lambda: len(slack.calls_to("socket_mode.ack")) == 5)
         errors = [c.error for c in slack.calls_to("socket_mode.ack")]
-        assert errors == ["invalid_blocks", "invalid_payload", "invalid_blocks",
-                          "duplicate_ack", "unknown_envelope"]
+        assert errors == [
+            "invalid_blocks",
+            "invalid_payload",
+            "invalid_blocks",
+            "duplicate_ack",
+            "unknown_envelope",
+        ]
         assert len(slack.invalid) == 3, slack.invalid
         assert "events_api envelope takes no response payload" in slack.invalid[1]
         await ws.close()
@@ -143,8 +151,10 @@ async def test_an_unacked_envelope_times_out(slack: SlackStandIn) -> None:
 async def test_no_client_and_unknown_socket_urls(slack: SlackStandIn) -> None:
     with pytest.raises(AssertionError, match="no Socket Mode client connected"):
         await slack.send_slash_command(slack.slash_command_payload(), timeout=0.1)
-    async with (aiohttp.ClientSession() as http,
-                http.get(f"http://127.0.0.1:{slack.port}/socket/nope") as resp):
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{slack.port}/socket/nope") as resp,
+    ):
         assert resp.status == 404
     assert slack.calls_to("socket_mode.connect")[0].error == "invalid_url"
 
@@ -168,11 +178,13 @@ def config(git_remote: GitRemote, tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-async def socket_bot(prefix: str, redis: Redis, slack: SlackStandIn, config: Config,
-                     tmp_path: Path) -> AsyncIterator[Bot]:
+async def socket_bot(
+    prefix: str, redis: Redis, slack: SlackStandIn, config: Config, tmp_path: Path
+) -> AsyncIterator[Bot]:
     """The web role started as `SLACK_APP_TOKEN` would start it."""
-    settings = dataclasses.replace(make_settings(prefix, slack, tmp_path / "state-socket"),
-                                   app_token=APP_TOKEN)
+    settings = dataclasses.replace(
+        make_settings(prefix, slack, tmp_path / "state-socket"), app_token=APP_TOKEN
+    )
     bot = Bot(Services.create(settings, config), "web")
     try:
         # Bolt's Socket Mode client retries a failed connection for ever; fail instead.
@@ -190,8 +202,7 @@ async def command(slack: SlackStandIn, text: str) -> dict[str, Any]:
     return payload
 
 
-async def test_the_bot_connects_through_the_stand_in(socket_bot: Bot,
-                                                     slack: SlackStandIn) -> None:
+async def test_the_bot_connects_through_the_stand_in(socket_bot: Bot, slack: SlackStandIn) -> None:
     await slack.socket_connected()
     assert [c.ok for c in slack.calls_to("apps.connections.open")] == [True]
     assert [c.ok for c in slack.calls_to("socket_mode.connect")] == [True]
@@ -229,16 +240,17 @@ async def test_bad_command_over_the_socket(socket_bot: Bot, slack: SlackStandIn)
     assert slack.calls_to("chat.postMessage") == []
 
 
-@pytest.mark.parametrize("text", ["help", "", "status", "deploy prod", "rc --force",
-                                  "status now"])
-async def test_socket_mode_answers_as_http_does(socket_bot: Bot, start_bot: Any, config: Config,
-                                                slack: SlackStandIn, text: str) -> None:
+@pytest.mark.parametrize("text", ["help", "", "status", "deploy prod", "rc --force", "status now"])
+async def test_socket_mode_answers_as_http_does(
+    socket_bot: Bot, start_bot: Any, config: Config, slack: SlackStandIn, text: str
+) -> None:
     http_bot = await start_bot(config, role="web", name="http")
     assert await command(slack, text) == await http_bot.command(text)
 
 
-async def test_socket_mode_serves_healthz_but_not_events(socket_bot: Bot,
-                                                         slack: SlackStandIn) -> None:
+async def test_socket_mode_serves_healthz_but_not_events(
+    socket_bot: Bot, slack: SlackStandIn
+) -> None:
     url = f"http://127.0.0.1:{socket_bot.port}"
     body = "command=%2Frelease&text=help"
     async with aiohttp.ClientSession() as http:
@@ -252,27 +264,31 @@ async def test_socket_mode_serves_healthz_but_not_events(socket_bot: Bot,
 async def test_the_bot_reconnects_when_slack_asks(socket_bot: Bot, slack: SlackStandIn) -> None:
     first = await slack.socket_connected()
     await slack.disconnect_sockets()
-    await slack.wait_for(lambda: slack.socket_connections and
-                         slack.socket_connections != [first])
+    await slack.wait_for(lambda: slack.socket_connections and slack.socket_connections != [first])
     assert len(slack.calls_to("apps.connections.open")) == 2
     assert "/release rc" in slack.text_of(await command(slack, "help"))
 
 
-async def test_without_an_app_token_there_is_no_socket(start_bot: Any, config: Config,
-                                                       slack: SlackStandIn) -> None:
+async def test_without_an_app_token_there_is_no_socket(
+    start_bot: Any, config: Config, slack: SlackStandIn
+) -> None:
     bot = await start_bot(config, role="web")
     assert "/release rc" in slack.text_of(await bot.command("help"))
     assert slack.calls_to("apps.connections.open") == []
     assert slack.socket_connections == []
 
 
-@pytest.mark.skipif(not hasattr(bot_app, "SocketModeError"),
-                    reason="bot/runtime/web.py does not fail fast on a refused app token yet")
-async def test_a_refused_app_token_stops_start_up(prefix: str, redis: Redis, config: Config,
-                                                  tmp_path: Path) -> None:
+@pytest.mark.skipif(
+    not hasattr(bot_app, "SocketModeError"),
+    reason="bot/runtime/web.py does not fail fast on a refused app token yet",
+)
+async def test_a_refused_app_token_stops_start_up(
+    prefix: str, redis: Redis, config: Config, tmp_path: Path
+) -> None:
     async with SlackStandIn(token=BOT_TOKEN, app_token="xapp-the-real-one") as slack:
-        settings = dataclasses.replace(make_settings(prefix, slack, tmp_path / "state"),
-                                       app_token=APP_TOKEN)
+        settings = dataclasses.replace(
+            make_settings(prefix, slack, tmp_path / "state"), app_token=APP_TOKEN
+        )
         bot = Bot(Services.create(settings, config), "web")
         try:
             with pytest.raises(bot_app.SocketModeError, match="invalid_auth"):

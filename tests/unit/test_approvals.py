@@ -13,10 +13,19 @@ from tests.helpers.config import STAGING_AND_PRODUCTION, automatic_gate, config_
 
 CONFIG = config_text(
     environments=STAGING_AND_PRODUCTION,
-    gates=[automatic_gate("e2e", "Automated tests"), manual_gate("qa", "Manual QA"),
-           manual_gate("sec", "Security scan")],
-    approvals={"production": {"required": 2, "approvers": ["U0ALICE", "U0BOB", "S0RELMGR"],
-                              "valid_hours": 1}})
+    gates=[
+        automatic_gate("e2e", "Automated tests"),
+        manual_gate("qa", "Manual QA"),
+        manual_gate("sec", "Security scan"),
+    ],
+    approvals={
+        "production": {
+            "required": 2,
+            "approvers": ["U0ALICE", "U0BOB", "S0RELMGR"],
+            "valid_hours": 1,
+        }
+    },
+)
 NOW = 1_000_000.0
 
 
@@ -26,9 +35,17 @@ def config():
 
 
 def candidate(config, requester="U0CAROL"):
-    release = releases.new_release(config, version="0.15.0-rc.1", tag="v0.15.0-rc.1",
-                                   sha="a" * 40, requester=requester, requester_name="carol",
-                                   description="", issue=None, now=NOW)
+    release = releases.new_release(
+        config,
+        version="0.15.0-rc.1",
+        tag="v0.15.0-rc.1",
+        sha="a" * 40,
+        requester=requester,
+        requester_name="carol",
+        description="",
+        issue=None,
+        now=NOW,
+    )
     releases.activate(release, channel="C1", message_ts="1.0")
     return release
 
@@ -44,23 +61,38 @@ def staged(config):
 
 
 def approve(release, config, gate, user, at=NOW, is_approver=True):
-    return approvals.approve(release, gate, user_id=user, user_name=user.lower(), now=at,
-                             policy=config.gate_policy("staging"), is_approver=is_approver)
+    return approvals.approve(
+        release,
+        gate,
+        user_id=user,
+        user_name=user.lower(),
+        now=at,
+        policy=config.gate_policy("staging"),
+        is_approver=is_approver,
+    )
 
 
 def test_policy_config_and_the_gate_policy_is_the_next_environments(config):
     assert config.gate_policy("staging") == ApprovalPolicy(
-        required=2, approvers=("U0ALICE", "U0BOB", "S0RELMGR"), valid_hours=1.0)
+        required=2, approvers=("U0ALICE", "U0BOB", "S0RELMGR"), valid_hours=1.0
+    )
     assert config.gate_policy("staging").groups == ("S0RELMGR",)
     assert config.policy("staging") == ApprovalPolicy()  # the default: one approval, anyone
 
 
-@pytest.mark.parametrize(("old", "new", "key"), [
-    ("required = 2", "required = 0", "approvals.production.required"),
-    ('approvers = ["U0ALICE", "U0BOB", "S0RELMGR"]', 'approvers = ["alice"]',
-     "approvals.production.approvers[0]"),
-    ("[approvals.production]", "[approvals.prod]", "approvals.prod"),
-    ("valid_hours = 1", "valid_hours = 'x'", "approvals.production.valid_hours")])
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("required = 2", "required = 0", "approvals.production.required"),
+        (
+            'approvers = ["U0ALICE", "U0BOB", "S0RELMGR"]',
+            'approvers = ["alice"]',
+            "approvals.production.approvers[0]",
+        ),
+        ("[approvals.production]", "[approvals.prod]", "approvals.prod"),
+        ("valid_hours = 1", "valid_hours = 'x'", "approvals.production.valid_hours"),
+    ],
+)
 def test_bad_policies_name_the_key(old, new, key):
     with pytest.raises(ConfigError) as info:
         parse_config(tomllib.loads(CONFIG.replace(old, new)))
@@ -75,8 +107,10 @@ def test_n_distinct_approvers_are_needed_and_a_double_click_is_one(config):
         approve(release, config, "qa", "U0ALICE")
     approve(release, config, "sec", "U0ALICE")
     state = readiness(release, config, NOW)
-    assert state.missing == ["needs 1 more approval from <@U0ALICE> or <@U0BOB> or "
-                             "<!subteam^S0RELMGR> (1 of 2 distinct approvers)"]
+    assert state.missing == [
+        "needs 1 more approval from <@U0ALICE> or <@U0BOB> or "
+        "<!subteam^S0RELMGR> (1 of 2 distinct approvers)"
+    ]
     approve(release, config, "qa", "U0BOB")
     state = readiness(release, config, NOW)
     assert state.ready
@@ -109,17 +143,33 @@ def test_approvals_expire(config):
 
 def test_a_rejection_stops_the_candidate(config):
     release = staged(config)
-    approvals.reject(release, "qa", user_id="U0BOB", user_name="bob", now=NOW,
-                     reason="checkout broken", policy=config.gate_policy("staging"),
-                     is_approver=True)
+    approvals.reject(
+        release,
+        "qa",
+        user_id="U0BOB",
+        user_name="bob",
+        now=NOW,
+        reason="checkout broken",
+        policy=config.gate_policy("staging"),
+        is_approver=True,
+    )
     assert release.gate("qa").status == "failed"
-    assert "Manual QA was rejected by bob: checkout broken" in readiness(release, config,
-                                                                         NOW).missing
+    assert (
+        "Manual QA was rejected by bob: checkout broken" in readiness(release, config, NOW).missing
+    )
     with pytest.raises(Refusal, match="rejected by bob"):
         approve(release, config, "qa", "U0ALICE")
     with pytest.raises(NoChange):
-        approvals.reject(release, "qa", user_id="U0ALICE", user_name="alice", now=NOW,
-                         reason="again", policy=config.gate_policy("staging"), is_approver=True)
+        approvals.reject(
+            release,
+            "qa",
+            user_id="U0ALICE",
+            user_name="alice",
+            now=NOW,
+            reason="again",
+            policy=config.gate_policy("staging"),
+            is_approver=True,
+        )
 
 
 def test_a_superseded_candidate_takes_no_approvals(config):
@@ -141,8 +191,16 @@ def test_failed_deploys_and_gates_block_promotion(config):
 def test_approvals_survive_json(config):
     release = staged(config)
     approve(release, config, "qa", "U0ALICE")
-    approvals.reject(release, "sec", user_id="U0BOB", user_name="bob", now=NOW, reason="no",
-                     policy=config.gate_policy("staging"), is_approver=True)
+    approvals.reject(
+        release,
+        "sec",
+        user_id="U0BOB",
+        user_name="bob",
+        now=NOW,
+        reason="no",
+        policy=config.gate_policy("staging"),
+        is_approver=True,
+    )
     again = releases.Release.from_json(release.to_json())
     assert again == release
 
@@ -153,7 +211,15 @@ def test_no_decision_while_the_final_tag_is_being_made(config):
     approve(release, config, "sec", "U0BOB")
     approvals.start_promotion(release, config=config, now=NOW, final_version="0.15.0")
     with pytest.raises(Refusal, match="being promoted right now"):
-        approvals.reject(release, "qa", user_id="U0BOB", user_name="bob", now=NOW,
-                         reason="late", policy=config.gate_policy("staging"), is_approver=True)
+        approvals.reject(
+            release,
+            "qa",
+            user_id="U0BOB",
+            user_name="bob",
+            now=NOW,
+            reason="late",
+            policy=config.gate_policy("staging"),
+            is_approver=True,
+        )
     with pytest.raises(Refusal, match="being promoted right now"):
         approve(release, config, "sec", "U0ALICE")

@@ -10,10 +10,12 @@ from bot.commands.release import (
 
 
 def test_rc_with_all_options():
-    cmd = parse_release_command('rc --description "Infrastructure changes" --issue pw-bua '
-                                "--bump patch --dry-run")
-    assert cmd == RcCommand(description="Infrastructure changes", issue="pw-bua", bump="patch",
-                            dry_run=True)
+    cmd = parse_release_command(
+        'rc --description "Infrastructure changes" --issue pw-bua --bump patch --dry-run'
+    )
+    assert cmd == RcCommand(
+        description="Infrastructure changes", issue="pw-bua", bump="patch", dry_run=True
+    )
 
 
 def test_rc_plain_and_equals_form():
@@ -22,8 +24,9 @@ def test_rc_plain_and_equals_form():
 
 
 def test_curly_quotes_from_phones_work():
-    assert parse_release_command("rc --description \u201cnew infra\u201d").description == \
-        "new infra"
+    assert (
+        parse_release_command("rc --description \u201cnew infra\u201d").description == "new infra"
+    )
 
 
 @pytest.mark.parametrize("text", ["", "help", "  help  ", "--help"])
@@ -36,19 +39,22 @@ def test_status():
     assert parse_release_command("STATUS") == StatusCommand()
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("deploy prod", "don't know `/release deploy`"),
-    ("rc --force", "no option `--force`"),
-    ("rc --description", "needs a value"),
-    ("rc --description --dry-run", "needs a value"),
-    ("rc --bump huge", "--bump major"),
-    ("rc --issue 'a b'", "not an issue ID"),
-    ('rc --description "unclosed', "quote is not closed"),
-    ("rc stray", "Unexpected `stray`"),
-    ("rc --dry-run --dry-run", "given twice"),
-    ("rc --dry-run=yes", "takes no value"),
-    ("status now", "takes no arguments"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("deploy prod", "don't know `/release deploy`"),
+        ("rc --force", "no option `--force`"),
+        ("rc --description", "needs a value"),
+        ("rc --description --dry-run", "needs a value"),
+        ("rc --bump huge", "--bump major"),
+        ("rc --issue 'a b'", "not an issue ID"),
+        ('rc --description "unclosed', "quote is not closed"),
+        ("rc stray", "Unexpected `stray`"),
+        ("rc --dry-run --dry-run", "given twice"),
+        ("rc --dry-run=yes", "takes no value"),
+        ("status now", "takes no arguments"),
+    ],
+)
 def test_bad_input_names_the_problem(text, fragment):
     with pytest.raises(CommandError) as info:
         parse_release_command(text)
@@ -61,8 +67,10 @@ def test_description_over_1000_characters_is_refused():
         parse_release_command(f"rc --description {'x' * 1001}")
 
 
-@pytest.mark.parametrize("text", ['rc --issue "pw-bua\n"', 'audit "v0.15.0-rc.1\n"',
-                                  'rollback --to "v0.14.1\n" --reason x'])
+@pytest.mark.parametrize(
+    "text",
+    ['rc --issue "pw-bua\n"', 'audit "v0.15.0-rc.1\n"', 'rollback --to "v0.14.1\n" --reason x'],
+)
 def test_ids_and_versions_take_no_trailing_newline(text):
     """`$` matches before a trailing newline: an id that ends with one slipped through."""
     with pytest.raises(CommandError):

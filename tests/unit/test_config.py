@@ -52,24 +52,35 @@ def test_a_good_config_loads_with_defaults():
     assert config.worker.lock_ttl_seconds == 30
 
 
-@pytest.mark.parametrize(("change", "key", "fragment"), [
-    (("[slack]", "[slack]\ncolour = 'red'"), "slack.colour", "unknown key"),
-    (('timeout_seconds = 600', 'timeout_seconds = "ten"'), "environments[0].timeout_seconds",
-     "expected a number"),
-    (('timeout_seconds = 600', 'timeout_seconds = -1'), "environments[0].timeout_seconds",
-     "greater than 0"),
-    (('channel = "#releases"', 'channel = 5'), "slack.channel", "expected a string"),
-    (('url = "https://github.com/acme/site.git"', ''), "repository.url", "missing"),
-    (('stage = "staging"\nmanual = true', 'stage = "prod"\nmanual = true'), "gates[1].stage",
-     "not an environment"),
-    (('stage = "staging"\nmanual = true', 'stage = "staging"'), "gates[1]",
-     "manual = true"),
-    (('name = "production"', 'name = "staging"'), "environments[1].name", "defined twice"),
-    (('name = "production"', 'name = "Prod Env"'), "environments[1].name", "lowercase"),
-    (('tag_prefix = "v"', 'tag_prefix = "v x"'), "repository.tag_prefix", "letters"),
-    (('[slack]', '[slack]\n[wrker]\nconcurrency = 1\n[slack2]'), "wrker", "unknown key"),
-    (('manual = true', 'manual = "yes"'), "gates[1].manual", "true or false"),
-])
+@pytest.mark.parametrize(
+    ("change", "key", "fragment"),
+    [
+        (("[slack]", "[slack]\ncolour = 'red'"), "slack.colour", "unknown key"),
+        (
+            ("timeout_seconds = 600", 'timeout_seconds = "ten"'),
+            "environments[0].timeout_seconds",
+            "expected a number",
+        ),
+        (
+            ("timeout_seconds = 600", "timeout_seconds = -1"),
+            "environments[0].timeout_seconds",
+            "greater than 0",
+        ),
+        (('channel = "#releases"', "channel = 5"), "slack.channel", "expected a string"),
+        (('url = "https://github.com/acme/site.git"', ""), "repository.url", "missing"),
+        (
+            ('stage = "staging"\nmanual = true', 'stage = "prod"\nmanual = true'),
+            "gates[1].stage",
+            "not an environment",
+        ),
+        (('stage = "staging"\nmanual = true', 'stage = "staging"'), "gates[1]", "manual = true"),
+        (('name = "production"', 'name = "staging"'), "environments[1].name", "defined twice"),
+        (('name = "production"', 'name = "Prod Env"'), "environments[1].name", "lowercase"),
+        (('tag_prefix = "v"', 'tag_prefix = "v x"'), "repository.tag_prefix", "letters"),
+        (("[slack]", "[slack]\n[wrker]\nconcurrency = 1\n[slack2]"), "wrker", "unknown key"),
+        (("manual = true", 'manual = "yes"'), "gates[1].manual", "true or false"),
+    ],
+)
 def test_bad_configs_name_the_key(change, key, fragment):
     old, new = change
     assert old in GOOD
@@ -105,7 +116,7 @@ def test_check_config_cli(tmp_path: Path, capsys, monkeypatch):
 def test_the_readme_example_config_is_valid():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     start = readme.index("```toml\n") + len("```toml\n")
-    example = readme[start:readme.index("```", start)]
+    example = readme[start : readme.index("```", start)]
     config = parse(example)
     assert config.environments
 
@@ -114,13 +125,12 @@ def test_every_config_example_in_the_readme_is_valid():
     """The monitoring and flags examples too, each with the least config around it."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     blocks = readme.split("```toml\n")[1:]
-    examples = [block[:block.index("```")] for block in blocks]
+    examples = [block[: block.index("```")] for block in blocks]
     assert len(examples) >= 4
     around = '[repository]\nurl = "/tmp/r"\n[slack]\nchannel = "#r"\n'
     environment = '[[environments]]\nname = "production"\ndeploy_command = "true"\n'
     for example in examples[1:]:
         if example.lstrip().startswith("# Feature flags") or "[flags." in example:
             continue  # the flags file of the released repository, not releasebot's config
-        text = around + example if "[[environments]]" in example else \
-            around + environment + example
+        text = around + example if "[[environments]]" in example else around + environment + example
         parse(text)

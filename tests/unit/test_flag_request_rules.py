@@ -20,12 +20,17 @@ TWO = ApprovalPolicy(required=2, approvers=("U0BOB", "U0CAROL"))
 
 
 def config(required: int = 1):
-    return parse_config({
-        "repository": {"url": "/tmp/repo.git"},
-        "slack": {"channel": "#releases"},
-        "environments": [{"name": "staging", "deploy_command": "true"},
-                         {"name": "production", "deploy_command": "true"}],
-        "flags": {"required": required}})
+    return parse_config(
+        {
+            "repository": {"url": "/tmp/repo.git"},
+            "slack": {"channel": "#releases"},
+            "environments": [
+                {"name": "staging", "deploy_command": "true"},
+                {"name": "production", "deploy_command": "true"},
+            ],
+            "flags": {"required": required},
+        }
+    )
 
 
 def awaiting(**fields) -> FlagRequest:
@@ -53,82 +58,132 @@ def test_flag_approvals_do_not_expire():
 
 def test_approvals_are_counted_until_the_request_is_approved():
     request = awaiting()
-    first = flag_requests.approve(request, policy=TWO, user_id="U0BOB", user_name="bob",
-                                  now=2.0, is_approver=True)
+    first = flag_requests.approve(
+        request, policy=TWO, user_id="U0BOB", user_name="bob", now=2.0, is_approver=True
+    )
     assert first.accepted and first.missing == 1 and request.status == "awaiting approval"
     assert request.approvals == [Approval("U0BOB", "bob", 2.0)]
-    second = flag_requests.approve(request, policy=TWO, user_id="U0CAROL", user_name="carol",
-                                   now=3.0, is_approver=True)
+    second = flag_requests.approve(
+        request, policy=TWO, user_id="U0CAROL", user_name="carol", now=3.0, is_approver=True
+    )
     assert second.met and request.status == "approved"
     assert [a.user_id for a in request.approvals] == ["U0BOB", "U0CAROL"]
 
 
-@pytest.mark.parametrize(("user", "status", "is_approver", "why"), [
-    ("U0BOB", "done", True, "not open"),
-    ("U0ALICE", "awaiting approval", True, "own request"),
-    ("U0EVE", "awaiting approval", False, "not an approver"),
-    ("U0CAROL", "awaiting approval", True, "already approved"),
-])
+@pytest.mark.parametrize(
+    ("user", "status", "is_approver", "why"),
+    [
+        ("U0BOB", "done", True, "not open"),
+        ("U0ALICE", "awaiting approval", True, "own request"),
+        ("U0EVE", "awaiting approval", False, "not an approver"),
+        ("U0CAROL", "awaiting approval", True, "already approved"),
+    ],
+)
 def test_a_refused_approval_changes_nothing(user, status, is_approver, why):
     request = awaiting(approvals=[Approval("U0CAROL", "carol", 1.5)])
     request.status = status
     before = request.to_dict()
-    verdict = flag_requests.approve(request, policy=TWO, user_id=user, user_name="x", now=2.0,
-                                    is_approver=is_approver)
+    verdict = flag_requests.approve(
+        request, policy=TWO, user_id=user, user_name="x", now=2.0, is_approver=is_approver
+    )
     assert verdict.refused == why
     assert request.to_dict() == before
 
 
 def test_a_request_stored_before_approvals_had_one_shape_still_loads():
-    old = {"id": "abc123", "operation": "set", "name": "new_search", "requester": "U0ALICE",
-           "requester_name": "alice", "created_at": 1.0, "percentage": 80, "description": "",
-           "enable": False, "steps": [], "every_seconds": 0.0, "status": "awaiting approval",
-           "lost": False, "approvals": [{"user": "U0BOB", "at": 2.0}], "before": "on, 50%",
-           "after": "", "commit": "", "detail": "", "channel": "C0DEV", "ts": "1.000",
-           "response_url": None, "parent": ""}
+    old = {
+        "id": "abc123",
+        "operation": "set",
+        "name": "new_search",
+        "requester": "U0ALICE",
+        "requester_name": "alice",
+        "created_at": 1.0,
+        "percentage": 80,
+        "description": "",
+        "enable": False,
+        "steps": [],
+        "every_seconds": 0.0,
+        "status": "awaiting approval",
+        "lost": False,
+        "approvals": [{"user": "U0BOB", "at": 2.0}],
+        "before": "on, 50%",
+        "after": "",
+        "commit": "",
+        "detail": "",
+        "channel": "C0DEV",
+        "ts": "1.000",
+        "response_url": None,
+        "parent": "",
+    }
     request = FlagRequest.from_dict(old)
     assert request.approvals == [Approval("U0BOB", "", 2.0)]
     # The old approval counts: bob may not approve twice, and one more makes two.
-    assert flag_requests.approve(request, policy=TWO, user_id="U0BOB", user_name="bob",
-                                 now=3.0, is_approver=True).refused == "already approved"
-    assert flag_requests.approve(request, policy=TWO, user_id="U0CAROL", user_name="carol",
-                                 now=3.0, is_approver=True).met
+    assert (
+        flag_requests.approve(
+            request, policy=TWO, user_id="U0BOB", user_name="bob", now=3.0, is_approver=True
+        ).refused
+        == "already approved"
+    )
+    assert flag_requests.approve(
+        request, policy=TWO, user_id="U0CAROL", user_name="carol", now=3.0, is_approver=True
+    ).met
     # Written back with the same fields, and each approval readable the old way too.
     written = request.to_dict()
     assert set(written) == set(old)
-    assert [(a["user"], a["at"]) for a in written["approvals"]] == [("U0BOB", 2.0),
-                                                                    ("U0CAROL", 3.0)]
+    assert [(a["user"], a["at"]) for a in written["approvals"]] == [
+        ("U0BOB", 2.0),
+        ("U0CAROL", 3.0),
+    ]
     assert FlagRequest.from_dict(written) == request
 
 
 def test_a_ramp_starts_above_the_flag_and_steps_as_approved_requests():
-    ramp_request = new_request(ALICE, "ramp", "new_search", 1.0, steps=[60, 80],
-                               every_seconds=3600, approvals=[Approval("U0BOB", "bob", 2.0)])
+    ramp_request = new_request(
+        ALICE,
+        "ramp",
+        "new_search",
+        1.0,
+        steps=[60, 80],
+        every_seconds=3600,
+        approvals=[Approval("U0BOB", "bob", 2.0)],
+    )
     with pytest.raises(FlagsError, match="no flag `new_search`"):
         flag_requests.check_ramp(ramp_request, None)
     with pytest.raises(FlagsError, match="at 50% already"):
-        flag_requests.check_ramp(new_request(ALICE, "ramp", "new_search", 1.0, steps=[50]),
-                                 ON_50)
+        flag_requests.check_ramp(new_request(ALICE, "ramp", "new_search", 1.0, steps=[50]), ON_50)
     flag_requests.check_ramp(ramp_request, ON_50)
     ramp_request.before = flag_requests.describe(ON_50)
     ramp = flag_requests.ramp_of(ramp_request, now=10.0)
     assert (ramp.next_at, ramp.expect, ramp.steps) == (10.0, "on, 50%", [60, 80])
     step = flag_requests.next_step(ramp, ramp_request, now=11.0, before="on, 50%")
     assert (step.id, step.percentage, step.enable, step.status, step.parent) == (
-        f"{ramp_request.id}-1", 60, True, "approved", ramp_request.id)
+        f"{ramp_request.id}-1",
+        60,
+        True,
+        "approved",
+        ramp_request.id,
+    )
     assert step.approvals == ramp_request.approvals
     assert flag_requests.describe(None) == "new"
 
 
-@pytest.mark.parametrize(("body", "report"), [
-    ('{"flags": {"new_search": {"enabled": true, "rollout_percentage": 80}}}', ("on, 80%", True)),
-    ('{"new_search": {"enabled": true, "rollout_percentage": 80}}', ("on, 80%", True)),
-    ('{"flags": {"new_search": {"enabled": true, "rollout_percentage": 50}}}',
-     ("on, 50%", False)),
-    ('{"flags": {"new_search": {"enabled": false}}}', ("off, 0%", False)),
-    ('{"flags": {}}', ("the flag missing", False)),
-    ('["new_search"]', ("the flag missing", False)),
-])
+@pytest.mark.parametrize(
+    ("body", "report"),
+    [
+        (
+            '{"flags": {"new_search": {"enabled": true, "rollout_percentage": 80}}}',
+            ("on, 80%", True),
+        ),
+        ('{"new_search": {"enabled": true, "rollout_percentage": 80}}', ("on, 80%", True)),
+        (
+            '{"flags": {"new_search": {"enabled": true, "rollout_percentage": 50}}}',
+            ("on, 50%", False),
+        ),
+        ('{"flags": {"new_search": {"enabled": false}}}', ("off, 0%", False)),
+        ('{"flags": {}}', ("the flag missing", False)),
+        ('["new_search"]', ("the flag missing", False)),
+    ],
+)
 def test_what_the_site_reports_of_a_flag(body, report):
     assert site_report(body, "new_search", Flag("new_search", True, 80)) == report
 
@@ -140,6 +195,10 @@ def test_a_site_answer_that_is_not_json_is_no_answer():
 
 def test_a_stored_request_names_a_known_operation_or_is_refused():
     assert [as_operation(op) for op in ("set", "enable", "disable", "create")] == [
-        "set", "enable", "disable", "create"]
+        "set",
+        "enable",
+        "disable",
+        "create",
+    ]
     with pytest.raises(ValueError):
         as_operation("drop")

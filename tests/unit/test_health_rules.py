@@ -39,16 +39,29 @@ from bot.domain.health.windows import (
 )
 from tests.helpers.config import config_text, environment
 
-CFG = MonitoringConfig(failures_to_alert=3, successes_to_resolve=2, reminder_seconds=60,
-                       error_rate_samples=10, latency_samples=3, degradation_floor_ms=50)
-HEALTH = CheckConfig(name="health", url="http://x/health", status=200, max_response_ms=3000,
-                     json=(("status", "ok"), ("db.ok", True)), body_contains="ok",
-                     version_field="build.version")
+CFG = MonitoringConfig(
+    failures_to_alert=3,
+    successes_to_resolve=2,
+    reminder_seconds=60,
+    error_rate_samples=10,
+    latency_samples=3,
+    degradation_floor_ms=50,
+)
+HEALTH = CheckConfig(
+    name="health",
+    url="http://x/health",
+    status=200,
+    max_response_ms=3000,
+    json=(("status", "ok"), ("db.ok", True)),
+    body_contains="ok",
+    version_field="build.version",
+)
 
 
 def answer(body: dict | str, status: int = 200, ms: float = 5.0) -> Observation:
-    return Observation(elapsed_ms=ms, status=status,
-                       body=body if isinstance(body, str) else json.dumps(body))
+    return Observation(
+        elapsed_ms=ms, status=status, body=body if isinstance(body, str) else json.dumps(body)
+    )
 
 
 GOOD = {"status": "ok", "db": {"ok": True}, "build": {"version": "v0.15.0"}}
@@ -60,24 +73,35 @@ def test_a_good_answer_meets_every_condition():
     assert conditions(HEALTH, answer({**GOOD, "build": {"version": "x"}}), "") == []
 
 
-@pytest.mark.parametrize(("seen", "expected"), [
-    (Observation(elapsed_ms=5000, error="no answer within 5 s"), "down: no answer within 5 s"),
-    (answer(GOOD, status=503), "HTTP 503"),
-    (answer(GOOD, status=404), "HTTP 404, expected 200"),
-    (answer(GOOD, ms=3500), "answered in 3,500 ms, limit 3,000 ms"),
-    (answer({**GOOD, "status": "degraded"}), "`status` is 'degraded', expected 'ok'"),
-    (answer({**GOOD, "db": {}}), "`db.ok` is missing, expected True"),
-    (answer("<html>maintenance</html>"), "the answer is not JSON"),
-    (answer({**GOOD, "build": {"version": "0.14.1"}}),
-     "reports version `0.14.1`, but `0.15.0` was deployed here"),
-])
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        (Observation(elapsed_ms=5000, error="no answer within 5 s"), "down: no answer within 5 s"),
+        (answer(GOOD, status=503), "HTTP 503"),
+        (answer(GOOD, status=404), "HTTP 404, expected 200"),
+        (answer(GOOD, ms=3500), "answered in 3,500 ms, limit 3,000 ms"),
+        (answer({**GOOD, "status": "degraded"}), "`status` is 'degraded', expected 'ok'"),
+        (answer({**GOOD, "db": {}}), "`db.ok` is missing, expected True"),
+        (answer("<html>maintenance</html>"), "the answer is not JSON"),
+        (
+            answer({**GOOD, "build": {"version": "0.14.1"}}),
+            "reports version `0.14.1`, but `0.15.0` was deployed here",
+        ),
+    ],
+)
 def test_each_failing_condition_is_named(seen: Observation, expected: str):
     assert expected in conditions(HEALTH, seen, "0.15.0")
 
 
 def result(ok: bool = True, ms: float = 10.0, version: str = "1", at: float = 0.0) -> Result:
-    return Result(at=at, ok=ok, ms=ms, status=200 if ok else 500,
-                  problem="" if ok else "HTTP 500", version=version)
+    return Result(
+        at=at,
+        ok=ok,
+        ms=ms,
+        status=200 if ok else 500,
+        problem="" if ok else "HTTP 500",
+        version=version,
+    )
 
 
 def test_error_rate_waits_for_a_full_window_and_leaves_out_outages():
@@ -103,8 +127,9 @@ def test_latency_is_judged_against_the_baseline_of_the_previous_version():
 
 
 def fresh(now: float) -> Callable[[], Incident]:
-    return lambda: Incident(id="i1", environment="production", check="health", severity="",
-                            opened_at=now, problem="")
+    return lambda: Incident(
+        id="i1", environment="production", check="health", severity="", opened_at=now, problem=""
+    )
 
 
 def test_one_blip_opens_nothing_and_three_failures_open_one_incident():
@@ -136,8 +161,14 @@ def test_a_warning_escalates_to_critical():
 
 
 def test_incident_messages_mention_oncall_only_when_critical():
-    incident = Incident(id="i1", environment="production", check="health",
-                        severity="warning", opened_at=100, problem="slow")
+    incident = Incident(
+        id="i1",
+        environment="production",
+        check="health",
+        severity="warning",
+        opened_at=100,
+        problem="slow",
+    )
     warning = incident_message(incident, ("U0ONCALL", "S0SRE"), "0.15.0", now=200)
     text = json.dumps(warning)
     assert "U0ONCALL" not in text and "rollback_start" not in text and "incident_ack" in text
@@ -159,15 +190,21 @@ def test_percentiles_sparkline_and_window_verdict():
     line = sparkline([float(i) for i in range(48)], width=24)
     assert len(line) == 24 and line[0] == "▁" and line[-1] == "█"
     before = [result(ms=100, version="1") for _ in range(10)]
-    healthy = summarize("production", "2", "1", [result(ms=110, version="2")] * 20, before,
-                        False, CFG)
+    healthy = summarize(
+        "production", "2", "1", [result(ms=110, version="2")] * 20, before, False, CFG
+    )
     assert healthy.verdict == "healthy" and healthy.p50_ms == 110 and healthy.previous_p50_ms == 100
-    slow = summarize("production", "2", "1", [result(ms=400, version="2")] * 20, before, False,
-                     CFG)
+    slow = summarize("production", "2", "1", [result(ms=400, version="2")] * 20, before, False, CFG)
     assert slow.verdict == "degraded"
-    failing = summarize("production", "2", "1",
-                        [result(ok=False, version="2")] + [result(version="2")] * 9, before,
-                        False, CFG)
+    failing = summarize(
+        "production",
+        "2",
+        "1",
+        [result(ok=False, version="2")] + [result(version="2")] * 9,
+        before,
+        False,
+        CFG,
+    )
     assert failing.verdict == "degraded" and failing.error_rate == pytest.approx(10.0)
     assert summarize("production", "2", "1", [], before, True, CFG).verdict == "rolled back"
     blocks = window_summary(healthy, 60)
@@ -176,9 +213,20 @@ def test_percentiles_sparkline_and_window_verdict():
 
 
 def test_the_health_report_is_valid_block_kit_even_with_many_checks():
-    rows = [{"environment": "production", "check": f"check-{i}", "last": result(ok=i % 3 != 0),
-             "incident": None, "failing": 1, "last_failure": result(ok=False),
-             "samples": 10, "p50": 12.0, "p95": 30.0} for i in range(80)]
+    rows = [
+        {
+            "environment": "production",
+            "check": f"check-{i}",
+            "last": result(ok=i % 3 != 0),
+            "incident": None,
+            "failing": 1,
+            "last_failure": result(ok=False),
+            "samples": 10,
+            "p50": 12.0,
+            "p95": 30.0,
+        }
+        for i in range(80)
+    ]
     blocks = health_report(rows, now=100)
     assert validate_blocks(blocks, where="test") == [] and len(blocks) <= 50
     assert "No health checks" in json.dumps(health_report([], 0))
@@ -188,22 +236,36 @@ def test_the_health_report_is_valid_block_kit_even_with_many_checks():
 BASE = config_text(environments=[environment("production", url="https://example.com")])
 
 
-@pytest.mark.parametrize(("extra", "key"), [
-    ('[[environments.checks]]\nname = "health"\n', "environments[0].checks[0]"),
-    ('[[environments.checks]]\nname = "h"\npath = "health"\n', "environments[0].checks[0].path"),
-    ('[[environments.checks]]\nname = "h"\nurl = "ftp://x"\n', "environments[0].checks[0].url"),
-    ('[[environments.checks]]\nname = "h"\npath = "/h"\nstatus = 42\n',
-     "environments[0].checks[0].status"),
-    ('[[environments.checks]]\nname = "h"\npath = "/h"\njson = { db = { ok = true } }\n',
-     "environments[0].checks[0].json.db"),
-    ('[[environments.checks]]\nname = "h"\npath = "/h"\ninterval = 5\n',
-     "environments[0].checks[0].interval"),
-    ('[monitoring]\noncall = ["alice"]\n', "monitoring.oncall[0]"),
-    ('[monitoring]\nfailures_to_alert = 0\n', "monitoring.failures_to_alert"),
-    ('[monitoring]\nwarning_degradation_percent = 60\n',
-     "monitoring.warning_degradation_percent"),
-    ('[monitoring]\nreminder = 5\n', "monitoring.reminder"),
-])
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('[[environments.checks]]\nname = "health"\n', "environments[0].checks[0]"),
+        (
+            '[[environments.checks]]\nname = "h"\npath = "health"\n',
+            "environments[0].checks[0].path",
+        ),
+        ('[[environments.checks]]\nname = "h"\nurl = "ftp://x"\n', "environments[0].checks[0].url"),
+        (
+            '[[environments.checks]]\nname = "h"\npath = "/h"\nstatus = 42\n',
+            "environments[0].checks[0].status",
+        ),
+        (
+            '[[environments.checks]]\nname = "h"\npath = "/h"\njson = { db = { ok = true } }\n',
+            "environments[0].checks[0].json.db",
+        ),
+        (
+            '[[environments.checks]]\nname = "h"\npath = "/h"\ninterval = 5\n',
+            "environments[0].checks[0].interval",
+        ),
+        ('[monitoring]\noncall = ["alice"]\n', "monitoring.oncall[0]"),
+        ("[monitoring]\nfailures_to_alert = 0\n", "monitoring.failures_to_alert"),
+        (
+            "[monitoring]\nwarning_degradation_percent = 60\n",
+            "monitoring.warning_degradation_percent",
+        ),
+        ("[monitoring]\nreminder = 5\n", "monitoring.reminder"),
+    ],
+)
 def test_monitoring_config_mistakes_name_the_key(extra: str, key: str):
     import tomllib
 
@@ -215,8 +277,12 @@ def test_monitoring_config_mistakes_name_the_key(extra: str, key: str):
 def test_a_check_path_joins_the_environment_url():
     import tomllib
 
-    config = parse_config(tomllib.loads(BASE + '[[environments.checks]]\nname = "health"\n'
-                                        'path = "/health"\njson = { "db.ok" = true }\n'))
+    config = parse_config(
+        tomllib.loads(
+            BASE + '[[environments.checks]]\nname = "health"\n'
+            'path = "/health"\njson = { "db.ok" = true }\n'
+        )
+    )
     check = config.environment("production").checks[0]
     assert check.url == "https://example.com/health" and check.json == (("db.ok", True),)
 
@@ -227,8 +293,9 @@ def test_a_check_path_joins_the_environment_url():
 def test_a_result_says_what_was_seen_and_what_was_wrong():
     seen = Observation(elapsed_ms=12.3456, status=503)
     bad = Result.of(seen, ["HTTP 503", "slow"], at=7.0, version="1.2.0")
-    assert bad == Result(at=7.0, ok=False, ms=12.35, status=503, problem="HTTP 503; slow",
-                         version="1.2.0")
+    assert bad == Result(
+        at=7.0, ok=False, ms=12.35, status=503, problem="HTTP 503; slow", version="1.2.0"
+    )
     assert Result.of(seen, [], 8.0, "").ok and Result.of(seen, [], 8.0, "").problem == ""
 
 
@@ -240,8 +307,15 @@ def test_a_judged_result_joins_the_recent_past_and_an_acknowledgement_stops_remi
     assert what == "open" and state.recent.outcomes == "111"
     assert state.last == state.last_failure == result(ok=False, at=3)
     # Acknowledged in Slack since the last tick: no reminder, even past the interval.
-    change = judge(state, result(ok=False, at=100), ["HTTP 500"], 100, CFG, fresh(100),
-                   acknowledged=("U0ONCALL", 50.0))
+    change = judge(
+        state,
+        result(ok=False, at=100),
+        ["HTTP 500"],
+        100,
+        CFG,
+        fresh(100),
+        acknowledged=("U0ONCALL", 50.0),
+    )
     assert change is None and incident.acknowledged_by == "U0ONCALL"
     assert incident.acknowledged_at == 50.0 and incident.failures == 4
     good = result(at=101)
@@ -255,15 +329,19 @@ def test_a_failed_deploy_opens_a_critical_incident_at_once_and_a_success_resolve
     state = CheckState()
     problem = deploy_problem("v1.0.0", "exit 1" + "x" * 600)
     assert problem.startswith("the deploy of `v1.0.0` failed: exit 1") and len(problem) == 500
-    what, incident = deploy_failed(state, "staging", problem, 10.0, "1.0.0-rc.1",
-                                   lambda: "d1")
+    what, incident = deploy_failed(state, "staging", problem, 10.0, "1.0.0-rc.1", lambda: "d1")
     assert what == "open" and state.incident is incident
-    assert (incident.id, incident.environment, incident.check) == ("d1", "staging",
-                                                                  DEPLOY_CHECK)
+    assert (incident.id, incident.environment, incident.check) == ("d1", "staging", DEPLOY_CHECK)
     assert incident.critical and incident.opened_at == incident.reminded_at == 10.0
     assert incident.version == "1.0.0-rc.1" and incident.failures == 1
-    what, again = deploy_failed(state, "staging", "the deploy of `v1.0.1` failed: boom",
-                                20.0, "1.0.1-rc.1", lambda: "unused")
+    what, again = deploy_failed(
+        state,
+        "staging",
+        "the deploy of `v1.0.1` failed: boom",
+        20.0,
+        "1.0.1-rc.1",
+        lambda: "unused",
+    )
     assert what == "remind" and again is incident and incident.failures == 2
     assert "v1.0.1" in incident.problem and incident.reminded_at == 10.0
     resolved = deploy_succeeded(state, 30.0)
@@ -272,8 +350,13 @@ def test_a_failed_deploy_opens_a_critical_incident_at_once_and_a_success_resolve
 
 
 def test_a_check_is_due_at_its_interval_and_at_once_after_a_deploy_then_more_often():
-    window = open_window("2", "1", "2.0.0", now=100.0,
-                         cfg=MonitoringConfig(window_seconds=600, window_interval_seconds=10))
+    window = open_window(
+        "2",
+        "1",
+        "2.0.0",
+        now=100.0,
+        cfg=MonitoringConfig(window_seconds=600, window_interval_seconds=10),
+    )
     assert (window.started, window.ends) == (100.0, 700.0)
     cfg = MonitoringConfig(window_interval_seconds=10)
     assert is_due(None, 60, None, 0.0, cfg)  # never run
@@ -288,15 +371,19 @@ def test_a_check_is_due_at_its_interval_and_at_once_after_a_deploy_then_more_oft
 
 def test_a_window_is_stored_as_it_always_was():
     window = Window(version="2", previous="1", release="2.0.0", started=1.5, ends=3601.5)
-    assert window.to_json() == ('{"version": "2", "previous": "1", "release": "2.0.0", '
-                                '"started": 1.5, "ends": 3601.5}')
+    assert window.to_json() == (
+        '{"version": "2", "previous": "1", "release": "2.0.0", "started": 1.5, "ends": 3601.5}'
+    )
     assert Window.from_json(window.to_json().encode()) == window
 
 
 def test_a_window_compares_its_own_results_with_the_previous_versions():
     window = Window(version="2", previous="1", release="", started=100.0, ends=200.0)
-    one = [result(ms=30, version="2", at=150), result(ms=10, version="1", at=90),
-           result(ms=99, version="0", at=80)]
+    one = [
+        result(ms=30, version="2", at=150),
+        result(ms=10, version="1", at=90),
+        result(ms=99, version="0", at=80),
+    ]
     two = [result(ms=20, version="2", at=120), result(ms=5, version="2", at=99)]
     during, before = window_results(window, [one, two])
     assert [r.at for r in during] == [120, 150]  # oldest first, across the checks

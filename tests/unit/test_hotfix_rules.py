@@ -22,9 +22,9 @@ def with_hotfix(table: str) -> Config:
     return build_config(
         environments=STAGING_AND_PRODUCTION,
         gates=[automatic_gate("e2e", "Automated tests"), manual_gate("qa", "Manual QA")],
-        approvals={"production": {"required": 2,
-                                  "approvers": ["U0ALICE", "U0BOB", "S0RELMGR"]}},
-        extra=table)
+        approvals={"production": {"required": 2, "approvers": ["U0ALICE", "U0BOB", "S0RELMGR"]}},
+        extra=table,
+    )
 
 
 def test_hotfix_config_rules():
@@ -33,9 +33,11 @@ def test_hotfix_config_rules():
     # The hotfix count, with production's approvers.
     assert ok.release_policy("hotfix", "staging").approvers == ("U0ALICE", "U0BOB", "S0RELMGR")
     assert ok.release_policy("hotfix", "staging").required == 1
-    for table, key in [('[hotfix]\nrequired = 0\n', "hotfix.required"),
-                       ('[hotfix]\ngates = ["e2e"]\n', "hotfix.gates"),
-                       ('[hotfix]\ngates = ["nope"]\n', "hotfix.gates[0]")]:
+    for table, key in [
+        ("[hotfix]\nrequired = 0\n", "hotfix.required"),
+        ('[hotfix]\ngates = ["e2e"]\n', "hotfix.gates"),
+        ('[hotfix]\ngates = ["nope"]\n', "hotfix.gates[0]"),
+    ]:
         with pytest.raises(ConfigError) as info:
             with_hotfix(table)
         assert info.value.key == key

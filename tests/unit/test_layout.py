@@ -23,8 +23,14 @@ sys.meta_path.insert(0, NoFakeredis())
 
 
 def run_python(code: str, *args: str, env: dict[str, str] | None = None):
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_serving_loads_no_devtools():
@@ -34,7 +40,8 @@ def test_serving_loads_no_devtools():
         "import bot.runtime.jobs, handlers\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('bot.devtools') or "
         "m.startswith('fakeredis'))\n"
-        "print(loaded)\n")
+        "print(loaded)\n"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -43,10 +50,16 @@ def test_without_the_dev_extra_serve_and_shell_say_what_to_install(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(SLACK_BOT_TOKEN="xoxb-test", SLACK_SIGNING_SECRET="s3cr3t")
     config = tmp_path / "releasebot.toml"
-    config.write_text('[repository]\nurl = "/nowhere.git"\n\n[slack]\nchannel = "#releases"\n\n'
-                      '[[environments]]\nname = "staging"\ndeploy_command = "true"\n')
+    config.write_text(
+        '[repository]\nurl = "/nowhere.git"\n\n[slack]\nchannel = "#releases"\n\n'
+        '[[environments]]\nname = "staging"\ndeploy_command = "true"\n'
+    )
     for argv in (["serve", "--config", str(config)], ["shell", "--demo"]):
-        out = run_python(WITHOUT_FAKEREDIS + "import sys\nfrom bot.runtime.cli import main\n"
-                         "sys.exit(main(sys.argv[1:]))\n", *argv, env=env)
+        out = run_python(
+            WITHOUT_FAKEREDIS + "import sys\nfrom bot.runtime.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n",
+            *argv,
+            env=env,
+        )
         assert out.returncode == 2, (argv, out.stdout, out.stderr)
         assert "releasebot[dev]" in out.stderr and "Traceback" not in out.stderr, out.stderr

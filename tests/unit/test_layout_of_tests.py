@@ -33,16 +33,18 @@ def imports_of(source: str, package: str) -> list[str]:
 def forbidden(module: str) -> bool:
     """A test module or a conftest, which only pytest imports."""
     parts = module.split(".")
-    return parts[0] == "tests" and any(p.startswith("test_") or p == "conftest"
-                                       for p in parts[1:])
+    return parts[0] == "tests" and any(p.startswith("test_") or p == "conftest" for p in parts[1:])
 
 
 def test_no_module_under_tests_imports_a_test_module_or_a_conftest():
     offenders = []
     for path in sorted(TESTS.rglob("*.py")):
         package = ".".join(path.relative_to(TESTS.parent).parent.parts)
-        offenders += [f"{path.relative_to(TESTS.parent)} imports {module}"
-                      for module in imports_of(path.read_text(), package) if forbidden(module)]
+        offenders += [
+            f"{path.relative_to(TESTS.parent)} imports {module}"
+            for module in imports_of(path.read_text(), package)
+            if forbidden(module)
+        ]
     assert offenders == []
 
 
@@ -61,14 +63,21 @@ def test_the_check_sees_every_form_of_import():
     for source, module in caught.items():
         found = imports_of(source, "tests.scenarios")
         assert module in found and any(forbidden(m) for m in found), (source, found)
-    allowed = ("from tests.helpers.messages import release_message",
-               "from tests.helpers import steps", "from bot.devtools import shell",
-               "import pytest", "from .helpers_of_mine import x")
+    allowed = (
+        "from tests.helpers.messages import release_message",
+        "from tests.helpers import steps",
+        "from bot.devtools import shell",
+        "import pytest",
+        "from .helpers_of_mine import x",
+    )
     for source in allowed:
         assert not any(forbidden(m) for m in imports_of(source, "tests.scenarios")), source
 
 
 def test_every_test_module_is_in_the_folder_of_its_layer():
-    misplaced = [str(path.relative_to(TESTS.parent)) for path in sorted(TESTS.rglob("test_*.py"))
-                 if path.relative_to(TESTS).parts[0] not in LAYERS]
+    misplaced = [
+        str(path.relative_to(TESTS.parent))
+        for path in sorted(TESTS.rglob("test_*.py"))
+        if path.relative_to(TESTS).parts[0] not in LAYERS
+    ]
     assert misplaced == []

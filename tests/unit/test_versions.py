@@ -4,9 +4,27 @@ from hypothesis import strategies as st
 
 from bot.domain.versions import VersionError, next_candidate, parse_tag, release_versions
 
-MESSY = ["v0.13.3-final", "bd-12", "v0.8.1-bug-fixes", "20240315-1200", "1700000000",
-         "v1", "v1.2", "v01.2.3", "v1.2.3-rc.01", "v1.2.3-rc.x", "v1.2.3-beta.1", "release-1.0",
-         "v1.2.3+build.5", "v", "", "vv1.2.3", "v1.2.3-rc", "v1.2.3-RC.1", "v-1.2.3"]
+MESSY = [
+    "v0.13.3-final",
+    "bd-12",
+    "v0.8.1-bug-fixes",
+    "20240315-1200",
+    "1700000000",
+    "v1",
+    "v1.2",
+    "v01.2.3",
+    "v1.2.3-rc.01",
+    "v1.2.3-rc.x",
+    "v1.2.3-beta.1",
+    "release-1.0",
+    "v1.2.3+build.5",
+    "v",
+    "",
+    "vv1.2.3",
+    "v1.2.3-rc",
+    "v1.2.3-RC.1",
+    "v-1.2.3",
+]
 
 
 def tags_of(*names: str) -> list[str]:
@@ -33,8 +51,10 @@ def test_a_final_closes_its_candidates():
     assert str(next_candidate(tags, "v")) == "0.16.0-rc.1"
 
 
-@pytest.mark.parametrize(("bump", "expected"), [("major", "1.0.0-rc.1"), ("minor", "0.15.0-rc.1"),
-                                                ("patch", "0.14.2-rc.1")])
+@pytest.mark.parametrize(
+    ("bump", "expected"),
+    [("major", "1.0.0-rc.1"), ("minor", "0.15.0-rc.1"), ("patch", "0.14.2-rc.1")],
+)
 def test_bump_overrides_the_default(bump, expected):
     assert str(next_candidate(["v0.14.1"], "v", bump)) == expected
 
@@ -73,8 +93,17 @@ def test_any_tag_history_never_crashes(tags):
     assert version.is_candidate
 
 
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 3),
-                          st.one_of(st.none(), st.integers(1, 12))), max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 3),
+            st.integers(0, 3),
+            st.integers(0, 3),
+            st.one_of(st.none(), st.integers(1, 12)),
+        ),
+        max_size=20,
+    )
+)
 def test_the_next_candidate_is_newer_than_every_known_version(parts):
     tags = [f"v{a}.{b}.{c}" + (f"-rc.{n}" if n else "") for a, b, c, n in parts]
     version = next_candidate(tags, "v")

@@ -14,45 +14,53 @@ from bot.commands.release import CommandError, RcCommand, parse_release_command
 from bot.commands.words import UnclosedQuote, split_words
 
 
-@pytest.mark.parametrize(("text", "words"), [
-    ("", []),
-    ("   ", []),
-    ("rc --dry-run", ["rc", "--dry-run"]),
-    ("  rc\t --dry-run \n", ["rc", "--dry-run"]),
-    ('rc --description "new infra"', ["rc", "--description", "new infra"]),
-    ("rc --description 'new infra'", ["rc", "--description", "new infra"]),
-    ("rc --description \u201cnew infra\u201d", ["rc", "--description", "new infra"]),  # “…”
-    ("rc --description \u201enew infra\u201c", ["rc", "--description", "new infra"]),  # „…“
-    ("rc --description \u201dnew infra\u201d", ["rc", "--description", "new infra"]),  # ”…”
-    ("rc --description \u00abnew infra\u00bb", ["rc", "--description", "new infra"]),  # «…»
-    ("rc --description \u2018new infra\u2019", ["rc", "--description", "new infra"]),
-    ('rc --description="new infra"', ["rc", "--description=new infra"]),
-    ("rc --description='new infra'", ["rc", "--description=new infra"]),
-    ('a "" b', ["a", "", "b"]),
-    ('say "a \\"quoted\\" word"', ["say", 'a "quoted" word']),
-    ("say \u201ca \"quoted\" word\u201d", ["say", 'a "quoted" word']),  # literal inside curly
-    ("back\\ slash", ["back slash"]),
-    ("trailing\\", ["trailing\\"]),
-    # Apostrophes are letters of a word, straight or curly, also inside a single-quoted part.
-    ("rc --description don't", ["rc", "--description", "don't"]),
-    ("rc --description don\u2019t", ["rc", "--description", "don\u2019t"]),
-    ("rc --description 'it's done'", ["rc", "--description", "it's done"]),
-    ("rc --description \u2018it\u2019s done\u2019", ["rc", "--description", "it\u2019s done"]),
-    ("rc --description \u201cit's \u2018done\u2019\u201d", ["rc", "--description",
-                                                         "it's \u2018done\u2019"]),
-    ("a\u00a0b", ["a", "b"]),  # a no-break space, as pasted text has
-])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", []),
+        ("   ", []),
+        ("rc --dry-run", ["rc", "--dry-run"]),
+        ("  rc\t --dry-run \n", ["rc", "--dry-run"]),
+        ('rc --description "new infra"', ["rc", "--description", "new infra"]),
+        ("rc --description 'new infra'", ["rc", "--description", "new infra"]),
+        ("rc --description \u201cnew infra\u201d", ["rc", "--description", "new infra"]),  # “…”
+        ("rc --description \u201enew infra\u201c", ["rc", "--description", "new infra"]),  # „…“
+        ("rc --description \u201dnew infra\u201d", ["rc", "--description", "new infra"]),  # ”…”
+        ("rc --description \u00abnew infra\u00bb", ["rc", "--description", "new infra"]),  # «…»
+        ("rc --description \u2018new infra\u2019", ["rc", "--description", "new infra"]),
+        ('rc --description="new infra"', ["rc", "--description=new infra"]),
+        ("rc --description='new infra'", ["rc", "--description=new infra"]),
+        ('a "" b', ["a", "", "b"]),
+        ('say "a \\"quoted\\" word"', ["say", 'a "quoted" word']),
+        ('say \u201ca "quoted" word\u201d', ["say", 'a "quoted" word']),  # literal inside curly
+        ("back\\ slash", ["back slash"]),
+        ("trailing\\", ["trailing\\"]),
+        # Apostrophes are letters of a word, straight or curly, also inside a single-quoted part.
+        ("rc --description don't", ["rc", "--description", "don't"]),
+        ("rc --description don\u2019t", ["rc", "--description", "don\u2019t"]),
+        ("rc --description 'it's done'", ["rc", "--description", "it's done"]),
+        ("rc --description \u2018it\u2019s done\u2019", ["rc", "--description", "it\u2019s done"]),
+        (
+            "rc --description \u201cit's \u2018done\u2019\u201d",
+            ["rc", "--description", "it's \u2018done\u2019"],
+        ),
+        ("a\u00a0b", ["a", "b"]),  # a no-break space, as pasted text has
+    ],
+)
 def test_words(text: str, words: list[str]):
     assert split_words(text) == words
 
 
-@pytest.mark.parametrize(("text", "quote"), [
-    ('rc --description "unclosed', '"'),
-    ("rc --description \u201cunclosed", "\u201c"),
-    ("rc --description 'unclosed", "'"),
-    ("rc --description \u2018it\u2019s", "\u2018"),
-    ("rc --description \u00abnot closed\u00ab", "\u00ab"),
-])
+@pytest.mark.parametrize(
+    ("text", "quote"),
+    [
+        ('rc --description "unclosed', '"'),
+        ("rc --description \u201cunclosed", "\u201c"),
+        ("rc --description 'unclosed", "'"),
+        ("rc --description \u2018it\u2019s", "\u2018"),
+        ("rc --description \u00abnot closed\u00ab", "\u00ab"),
+    ],
+)
 def test_an_unclosed_quote_is_named(text: str, quote: str):
     with pytest.raises(UnclosedQuote) as info:
         split_words(text)
@@ -80,8 +88,14 @@ def test_double_quotes_and_backslashes_split_as_in_a_shell(text: str):
     assert split_words(text) == expected
 
 
-QUOTINGS = ['"new infra"', "'new infra'", "\u201cnew infra\u201d", "\u201enew infra\u201c",
-            "\u00abnew infra\u00bb", "\u2018new infra\u2019"]
+QUOTINGS = [
+    '"new infra"',
+    "'new infra'",
+    "\u201cnew infra\u201d",
+    "\u201enew infra\u201c",
+    "\u00abnew infra\u00bb",
+    "\u2018new infra\u2019",
+]
 
 
 @pytest.mark.parametrize("quoted", QUOTINGS)

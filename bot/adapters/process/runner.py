@@ -41,13 +41,16 @@ def keep_memory_from_children() -> bool:
 
 
 # From the bot's environment, only what a shell and its tools need to behave.
-ALLOWED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME", "SHELL",
-           "TMPDIR")
+ALLOWED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TERM", "USER", "LOGNAME", "SHELL", "TMPDIR")
 
 
-def command_environment(own: Mapping[str, str], given: CommandEnv, *,
-                        source: Mapping[str, str] | None = None,
-                        user: str = "") -> dict[str, str]:
+def command_environment(
+    own: Mapping[str, str],
+    given: CommandEnv,
+    *,
+    source: Mapping[str, str] | None = None,
+    user: str = "",
+) -> dict[str, str]:
     """The whole environment of a command: the allowlist (and LC_*) from `source` (the bot's
     environment), the config's `pass_env` names from it and its `env` values, then `own`, the
     RELEASE_*/FLAG_* values of this deploy, which win. As `user`, HOME, USER and LOGNAME are
@@ -67,9 +70,15 @@ TAIL_LINES = 25
 TAIL_CHARS = 2500
 
 
-async def run_command(command: str, *, cwd: Path, env: Mapping[str, str],
-                      timeout: float, stop: StopTime | None = None,
-                      user: str = "") -> CommandResult:
+async def run_command(
+    command: str,
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    stop: StopTime | None = None,
+    user: str = "",
+) -> CommandResult:
     """Run `command` with the shell in its own process group, with exactly `env` (build it
     with `command_environment`) and as `user` if given; kill the whole group at timeout, and
     (with `stop`) when its stop time passes without a renewal, even if this process is frozen:
@@ -82,11 +91,17 @@ async def run_command(command: str, *, cwd: Path, env: Mapping[str, str],
     # it down if this process dies.
     proc = await asyncio.create_subprocess_exec(
         # -I and a path, not -m: the released repository may have a `bot` package of its own.
-        sys.executable, "-I", supervise.__file__, *args, cwd=cwd,
+        sys.executable,
+        "-I",
+        supervise.__file__,
+        *args,
+        cwd=cwd,
         env=dict(env),
         stdin=asyncio.subprocess.PIPE if stop is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
     forget = _tell_stop_times(proc, stop) if stop is not None else None
     tail: deque[str] = deque(maxlen=TAIL_LINES)
 
@@ -119,12 +134,17 @@ async def run_command(command: str, *, cwd: Path, env: Mapping[str, str],
     except TimeoutError:
         reader.cancel()
     text = "\n".join(tail)[-TAIL_CHARS:]
-    return CommandResult(exit_code=None if timed_out else proc.returncode, timed_out=timed_out,
-                         duration=time.monotonic() - started, tail=text)
+    return CommandResult(
+        exit_code=None if timed_out else proc.returncode,
+        timed_out=timed_out,
+        duration=time.monotonic() - started,
+        tail=text,
+    )
 
 
 def _tell_stop_times(proc: asyncio.subprocess.Process, stop: StopTime) -> Callable[[], None]:
     """Pass every new stop time to the supervisor's stdin, one per line."""
+
     def tell(stop_at: float) -> None:
         if proc.stdin is not None and not proc.stdin.is_closing():
             with contextlib.suppress(OSError, RuntimeError):
@@ -145,9 +165,22 @@ class CommandRunner:
     def __init__(self, run_as: str = "") -> None:
         self.run_as = run_as
 
-    async def run(self, command: str, *, cwd: Path, own: Mapping[str, str], given: CommandEnv,
-                  timeout: float, stop: StopTime | None = None) -> CommandResult:
+    async def run(
+        self,
+        command: str,
+        *,
+        cwd: Path,
+        own: Mapping[str, str],
+        given: CommandEnv,
+        timeout: float,
+        stop: StopTime | None = None,
+    ) -> CommandResult:
         """`own` are this run's RELEASE_*/FLAG_* values; `given` what the config passes."""
-        return await run_command(command, cwd=cwd, timeout=timeout, stop=stop,
-                                 env=command_environment(own, given, user=self.run_as),
-                                 user=self.run_as)
+        return await run_command(
+            command,
+            cwd=cwd,
+            timeout=timeout,
+            stop=stop,
+            env=command_environment(own, given, user=self.run_as),
+            user=self.run_as,
+        )

@@ -51,8 +51,10 @@ def _watch(child: subprocess.Popen[bytes], stop_at: float) -> int:
     while True:
         left = stop_at - time.monotonic()
         if left <= 0:
-            _stop("its environment lock was not renewed in time (the worker is frozen or "
-                  "cut off from Redis)")
+            _stop(
+                "its environment lock was not renewed in time (the worker is frozen or "
+                "cut off from Redis)"
+            )
         watched = [0] if child_fd is None else [0, child_fd]
         # Without a pidfd (not Linux), look at the child at least every 0.1 s.
         wait = left if child_fd is not None else min(left, 0.1)
@@ -85,8 +87,13 @@ def main() -> int:
     # As another user, the command has none of our groups either; the kill stays ours.
     argv = ["/bin/sh", "-c", command]
     if user:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, user=user,
-                                 group=pwd.getpwnam(user).pw_gid, extra_groups=[])
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            user=user,
+            group=pwd.getpwnam(user).pw_gid,
+            extra_groups=[],
+        )
     else:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
     code = child.wait() if math.isinf(stop_at) else _watch(child, stop_at)

@@ -27,9 +27,15 @@ R = TypeVar("R", bound=Record)
 T = TypeVar("T")
 
 
-async def update_atomically(redis: Redis, key: str, *, load: Callable[[bytes | str], R],
-                            change: Callable[[R], T], also: Callable[[Pipeline, R], None],
-                            missing: str) -> tuple[R, T]:
+async def update_atomically(
+    redis: Redis,
+    key: str,
+    *,
+    load: Callable[[bytes | str], R],
+    change: Callable[[R], T],
+    also: Callable[[Pipeline, R], None],
+    missing: str,
+) -> tuple[R, T]:
     """Apply `change` to the record at `key`; `also` queues what is written with it. Raises
     TransitionError(`missing`) if there is no such record. Returns the new record and what
     `change` returned."""

@@ -25,9 +25,15 @@ from bot.domain.audit import FORMATS, SINCE_FORMS, parse_since, write_csv, write
 
 # --- reading -----------------------------------------------------------------------------------
 
-async def read_entries(redis: Redis, keys_audit: str, *, since: float | None = None,
-                       release: str | None = None,
-                       batch: int = 1000) -> AsyncIterator[dict[str, str]]:
+
+async def read_entries(
+    redis: Redis,
+    keys_audit: str,
+    *,
+    since: float | None = None,
+    release: str | None = None,
+    batch: int = 1000,
+) -> AsyncIterator[dict[str, str]]:
     """Yield audit entries oldest first, `batch` at a time from Redis.
 
     `since` (unix seconds) starts at the first entry recorded at or after it; `release` keeps
@@ -62,9 +68,16 @@ def _s(value: Any) -> str:
 # --- export ------------------------------------------------------------------------------------
 
 
-async def export(redis: Redis, keys_audit: str, out: TextIO, *, fmt: str = "jsonl",
-                 since: float | None = None, release: str | None = None,
-                 batch: int = 1000) -> int:
+async def export(
+    redis: Redis,
+    keys_audit: str,
+    out: TextIO,
+    *,
+    fmt: str = "jsonl",
+    since: float | None = None,
+    release: str | None = None,
+    batch: int = 1000,
+) -> int:
     """Write the trail (or its part since `since`) to `out`, a batch at a time."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
@@ -72,8 +85,7 @@ async def export(redis: Redis, keys_audit: str, out: TextIO, *, fmt: str = "json
         write_csv([], out)
     count = 0
     pending: list[dict[str, str]] = []
-    async for entry in read_entries(redis, keys_audit, since=since, release=release,
-                                    batch=batch):
+    async for entry in read_entries(redis, keys_audit, since=since, release=release, batch=batch):
         pending.append(entry)
         if len(pending) >= batch:
             count += _write(pending, out, fmt)
@@ -87,13 +99,21 @@ def _write(entries: list[dict[str, str]], out: TextIO, fmt: str) -> int:
     return write_jsonl(entries, out)
 
 
-def run_export(*, since: str | None, fmt: str, output: str | None,
-               environ: Mapping[str, str], now: float | None = None) -> int:
+def run_export(
+    *,
+    since: str | None,
+    fmt: str,
+    output: str | None,
+    environ: Mapping[str, str],
+    now: float | None = None,
+) -> int:
     """`releasebot audit export`: exit status 0, or 2 with a message on stderr."""
     redis_url = environ.get("REDIS_URL")
     if not redis_url:
-        return _fail("set REDIS_URL in the environment to the Redis the bot uses "
-                     "(the audit trail is read from there)")
+        return _fail(
+            "set REDIS_URL in the environment to the Redis the bot uses "
+            "(the audit trail is read from there)"
+        )
     prefix = environ.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:"
     start = None
     if since is not None:
@@ -109,8 +129,9 @@ def run_export(*, since: str | None, fmt: str, output: str | None,
         return 1
 
 
-async def _export_to(redis_url: str, key: str, fmt: str, since: float | None,
-                     output: str | None) -> int:
+async def _export_to(
+    redis_url: str, key: str, fmt: str, since: float | None, output: str | None
+) -> int:
     try:
         redis = Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30)
     except ValueError as exc:
@@ -138,8 +159,7 @@ async def _export_to(redis_url: str, key: str, fmt: str, since: float | None,
     return 0
 
 
-async def _export_file(redis: Redis, key: str, output: str, fmt: str,
-                       since: float | None) -> int:
+async def _export_file(redis: Redis, key: str, output: str, fmt: str, since: float | None) -> int:
     """Write to a temporary file next to `output` and move it into place when complete."""
     directory = os.path.dirname(os.path.abspath(output))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".audit-", suffix=".tmp")

@@ -37,8 +37,9 @@ class CreationClaims:
         self.redis = redis
         self.keys = keys
 
-    async def claim(self, kind: str, request_id: str, user_id: str, now: float,
-                    seconds: int) -> dict[str, Any] | None:
+    async def claim(
+        self, kind: str, request_id: str, user_id: str, now: float, seconds: int
+    ) -> dict[str, Any] | None:
         """Claim `kind` for `request_id`; returns the claim that stands instead, if any."""
         key = self.keys.pending(kind)
         mine = json.dumps({"r": request_id, "u": user_id, "at": now})
@@ -64,8 +65,9 @@ class FormTickets:
 
     async def open(self, user_id: str, kind: str, what: dict[str, str], seconds: int) -> str:
         ticket = secrets.token_urlsafe(12)
-        await self.redis.set(self.keys.form(ticket),
-                             json.dumps({"user": user_id, "kind": kind, **what}), ex=seconds)
+        await self.redis.set(
+            self.keys.form(ticket), json.dumps({"user": user_id, "kind": kind, **what}), ex=seconds
+        )
         return ticket
 
     async def take(self, ticket: str, user_id: str, kind: str) -> dict[str, str] | None:

@@ -13,5 +13,9 @@ UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutErro
 
 # Not reachable right now, so a write may be tried again (as opposed to an answer that refuses
 # the write, or a timeout after which it may have been done).
-TRANSIENT: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError,
-                                              OSError, TimeoutError)
+TRANSIENT: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    TimeoutError,
+)

@@ -52,6 +52,7 @@ class _Unchanged(TransitionError):
         self.request = request
         self.result = result
 
+
 # Replace a ramp only while it is still going (a stop deletes it).
 _SAVE_IF_GOING = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -68,15 +69,17 @@ class RedisFlagRequests:
     # --- requests -----------------------------------------------------------------------------
 
     async def save(self, request: FlagRequest) -> None:
-        await self.redis.set(self.keys.flag_request(request.id), json.dumps(request.to_dict()),
-                             ex=REQUEST_SECONDS)
+        await self.redis.set(
+            self.keys.flag_request(request.id), json.dumps(request.to_dict()), ex=REQUEST_SECONDS
+        )
 
     async def load(self, request_id: str) -> FlagRequest | None:
         raw = await self.redis.get(self.keys.flag_request(request_id))
         return FlagRequest.from_dict(json.loads(raw)) if raw else None
 
-    async def update(self, request_id: str,
-                     change: Callable[[FlagRequest], T]) -> tuple[FlagRequest, T] | None:
+    async def update(
+        self, request_id: str, change: Callable[[FlagRequest], T]
+    ) -> tuple[FlagRequest, T] | None:
         """Apply `change` to the request atomically; None if there is no such request. A
         change that leaves the request as it was writes nothing; one that changes it keeps
         the request another 90 days, as a save does."""
@@ -94,8 +97,9 @@ class RedisFlagRequests:
             pipe.expire(key, REQUEST_SECONDS)
 
         try:
-            stored, result = await update_atomically(self.redis, key, load=_Stored.load,
-                                                     change=apply, also=keep, missing=missing)
+            stored, result = await update_atomically(
+                self.redis, key, load=_Stored.load, change=apply, also=keep, missing=missing
+            )
         except _Unchanged as unchanged:
             return unchanged.request, cast(T, unchanged.result)
         except TransitionError as exc:
@@ -119,8 +123,9 @@ class RedisFlagRequests:
 
     async def save_ramp(self, ramp: Ramp) -> bool:
         """Record the ramp's progress; False (and nothing written) if it was stopped."""
-        saved = await self.redis.eval(_SAVE_IF_GOING, 1, self.keys.flag_ramps, ramp.name,
-                                      json.dumps(ramp.to_dict()))
+        saved = await self.redis.eval(
+            _SAVE_IF_GOING, 1, self.keys.flag_ramps, ramp.name, json.dumps(ramp.to_dict())
+        )
         return bool(saved)
 
     async def end_ramp(self, name: str) -> Ramp | None:

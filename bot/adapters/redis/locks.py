@@ -65,8 +65,6 @@ return 1
 """
 
 
-
-
 _HAND_OVER = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -96,8 +94,9 @@ class RenewingLock:
     supervisor of a deploy command kills the command at it, even if this process is frozen.
     """
 
-    def __init__(self, redis: Redis, key: str, ttl_seconds: float,
-                 lease_key: str | None = None) -> None:
+    def __init__(
+        self, redis: Redis, key: str, ttl_seconds: float, lease_key: str | None = None
+    ) -> None:
         self.redis = redis
         self.key = key
         self.lease_key = lease_key
@@ -167,7 +166,8 @@ class RenewingLock:
             # Never waits past the stop time: that is when the lock is lost, answer or not.
             renewed = await asyncio.wait_for(
                 self.redis.eval(_RENEW, len(keys), *keys, self.token, self.ttl_ms),
-                max(0.01, min(self.ttl * RENEW_FRACTION, self.stop_at - sent)))
+                max(0.01, min(self.ttl * RENEW_FRACTION, self.stop_at - sent)),
+            )
         except Exception:  # a Redis blip or a hung Redis: the stop time decides
             if time.monotonic() >= self.stop_at:
                 self._lose()
@@ -190,8 +190,9 @@ class RenewingLock:
         sent = time.monotonic()
         keys = [self.key] if self.lease_key is None else [self.key, self.lease_key]
         try:
-            taken = await self.redis.eval(_RETAKE, len(keys), *keys, self.token, self.ttl_ms,
-                                          self._payload)
+            taken = await self.redis.eval(
+                _RETAKE, len(keys), *keys, self.token, self.ttl_ms, self._payload
+            )
         except Exception:
             return False
         if not taken:
@@ -204,8 +205,9 @@ class RenewingLock:
 
     async def _renew_forever(self) -> None:
         while not self.lost.is_set():
-            await asyncio.sleep(max(0.0, min(self.ttl * RENEW_FRACTION,
-                                             self.stop_at - time.monotonic())))
+            await asyncio.sleep(
+                max(0.0, min(self.ttl * RENEW_FRACTION, self.stop_at - time.monotonic()))
+            )
             if time.monotonic() >= self.stop_at:
                 self._lose()
                 return
@@ -214,11 +216,17 @@ class RenewingLock:
     async def hand_over(self, holder: str, reason: str, kind: LockKind) -> bool:
         """Turn this lock, in one step, into a lasting one (after a rollback): no other deploy
         can slip in between."""
-        info = LockInfo(holder=holder, reason=reason, since=time.time(),
-                        token=f"{kind}:{secrets.token_hex(8)}", kind=kind)
+        info = LockInfo(
+            holder=holder,
+            reason=reason,
+            since=time.time(),
+            token=f"{kind}:{secrets.token_hex(8)}",
+            kind=kind,
+        )
         await self._stop_renewing()
-        return bool(await self.redis.eval(_HAND_OVER, 1, self.key, self.token,
-                                          json.dumps(asdict(info))))
+        return bool(
+            await self.redis.eval(_HAND_OVER, 1, self.key, self.token, json.dumps(asdict(info)))
+        )
 
     async def _stop_renewing(self) -> None:
         if self._renewer is not None:
@@ -247,8 +255,9 @@ async def read_lock(redis: Redis, key: str) -> LockInfo | None:
 
 
 @contextlib.asynccontextmanager
-async def held(redis: Redis, key: str, ttl_seconds: float, holder: str,
-               reason: str) -> AsyncIterator[RenewingLock]:
+async def held(
+    redis: Redis, key: str, ttl_seconds: float, holder: str, reason: str
+) -> AsyncIterator[RenewingLock]:
     lock = RenewingLock(redis, key, ttl_seconds)
     await lock.acquire(holder, reason)
     try:
@@ -257,11 +266,24 @@ async def held(redis: Redis, key: str, ttl_seconds: float, holder: str,
         await lock.release()
 
 
-async def take_lock(redis: Redis, key: str, user: str, reason: str, *, force: bool = False,
-                    kind: LockKind = "manual", now: float | None = None) -> LockInfo | None:
+async def take_lock(
+    redis: Redis,
+    key: str,
+    user: str,
+    reason: str,
+    *,
+    force: bool = False,
+    kind: LockKind = "manual",
+    now: float | None = None,
+) -> LockInfo | None:
     """Lock without expiry; returns the lock that was taken over, if any."""
-    info = LockInfo(holder=user, reason=reason, since=now or time.time(),
-                    token=f"{kind}:{secrets.token_hex(8)}", kind=kind)
+    info = LockInfo(
+        holder=user,
+        reason=reason,
+        since=now or time.time(),
+        token=f"{kind}:{secrets.token_hex(8)}",
+        kind=kind,
+    )
     async with redis.pipeline(transaction=True) as pipe:
         while True:
             try:
@@ -308,18 +330,23 @@ class Locks:
 
     def for_deploy(self, environment: str, deploy_id: str) -> RenewingLock:
         """The lock a deploy holds while it runs; the deploy's lease is renewed with it."""
-        return RenewingLock(self.redis, self.keys.env_lock(environment), self.ttl_seconds,
-                            lease_key=self.keys.deploy_lease(deploy_id))
+        return RenewingLock(
+            self.redis,
+            self.keys.env_lock(environment),
+            self.ttl_seconds,
+            lease_key=self.keys.deploy_lease(deploy_id),
+        )
 
     def repository(self, holder: str, reason: str) -> AbstractAsyncContextManager[RenewingLock]:
         """Held while a candidate is created: one creator at a time, across replicas."""
         return held(self.redis, self.keys.repo_lock, self.ttl_seconds, holder, reason)
 
-    async def take(self, environment: str, user: str, reason: str, *,
-                   force: bool = False) -> LockInfo | None:
-        return await take_lock(self.redis, self.keys.env_lock(environment), user, reason,
-                               force=force)
+    async def take(
+        self, environment: str, user: str, reason: str, *, force: bool = False
+    ) -> LockInfo | None:
+        return await take_lock(
+            self.redis, self.keys.env_lock(environment), user, reason, force=force
+        )
 
     async def remove(self, environment: str, user: str, *, force: bool = False) -> LockInfo:
-        return await remove_lock(self.redis, self.keys.env_lock(environment), user,
-                                 force=force)
+        return await remove_lock(self.redis, self.keys.env_lock(environment), user, force=force)

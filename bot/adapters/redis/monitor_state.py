@@ -76,11 +76,15 @@ class RedisMonitorState:
     async def claim_tick(self, job: str, slot: int, interval: float) -> bool:
         """True for exactly one caller per time `slot` (of `interval` seconds) of `job`. The
         claim outlives its slot, so a replica whose clock lags a slot behind still finds it."""
-        return bool(await self._redis.set(self._keys.tick(job, slot), "1", nx=True,
-                                          px=int(interval * 2000) + 1000))
+        return bool(
+            await self._redis.set(
+                self._keys.tick(job, slot), "1", nx=True, px=int(interval * 2000) + 1000
+            )
+        )
 
-    async def tick_outlook(self, environments: Sequence[str]
-                           ) -> tuple[dict[str, Window], set[str], str]:
+    async def tick_outlook(
+        self, environments: Sequence[str]
+    ) -> tuple[dict[str, Window], set[str], str]:
         """What a tick starts from, in one round trip: the open monitoring windows, the
         environments locked for a deploy right now, and the token of the last tick that saved
         check states ("" if none did)."""
@@ -93,19 +97,29 @@ class RedisMonitorState:
             pipe.get(keys.monitor_writer)
             rows: list[Any] = await pipe.execute()
         n = len(environments)
-        windows = {name: Window.from_json(raw)
-                   for name, raw in zip(environments, rows[:n], strict=True) if raw}
+        windows = {
+            name: Window.from_json(raw)
+            for name, raw in zip(environments, rows[:n], strict=True)
+            if raw
+        }
         # A lock without a kind is from before kinds were recorded: only deploys locked then.
-        deploying = {name for name, raw in zip(environments, rows[n:2 * n], strict=True)
-                     if raw and json.loads(raw).get("kind", "deploy") == "deploy"}
+        deploying = {
+            name
+            for name, raw in zip(environments, rows[n : 2 * n], strict=True)
+            if raw and json.loads(raw).get("kind", "deploy") == "deploy"
+        }
         writer = rows[-1]
-        return windows, deploying, writer.decode() if isinstance(writer, bytes) else \
-            str(writer or "")
+        return (
+            windows,
+            deploying,
+            writer.decode() if isinstance(writer, bytes) else str(writer or ""),
+        )
 
     # --- check states and results -------------------------------------------------------------
 
-    async def stored_checks(self, checks: Sequence[CheckId], results: int
-                            ) -> list[tuple[bytes | None, list[Result]]]:
+    async def stored_checks(
+        self, checks: Sequence[CheckId], results: int
+    ) -> list[tuple[bytes | None, list[Result]]]:
         """Per check, its state as stored (JSON, None if it has none) and its newest
         `results` results, newest first: one round trip for all of them."""
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -114,8 +128,10 @@ class RedisMonitorState:
                 pipe.get(state_key)
                 pipe.lrange(results_key, 0, results - 1)
             rows: list[Any] = await pipe.execute()
-        return [(rows[2 * i], [Result.from_json(r) for r in rows[2 * i + 1]])
-                for i in range(len(checks))]
+        return [
+            (rows[2 * i], [Result.from_json(r) for r in rows[2 * i + 1]])
+            for i in range(len(checks))
+        ]
 
     async def results(self, checks: Sequence[CheckId], count: int) -> list[list[Result]]:
         """Per check, its newest `count` results, newest first."""
@@ -125,8 +141,7 @@ class RedisMonitorState:
             rows: list[Any] = await pipe.execute()
         return [[Result.from_json(r) for r in raws] for raws in rows]
 
-    async def record_results(self, results: Sequence[tuple[CheckId, Result]],
-                             keep: int) -> None:
+    async def record_results(self, results: Sequence[tuple[CheckId, Result]], keep: int) -> None:
         """Add a tick's results to their checks' histories, each kept to about `keep`
         results, in one call (one reply instead of one per check)."""
         if not results:
@@ -161,8 +176,7 @@ class RedisMonitorState:
 
     # --- incidents ----------------------------------------------------------------------------
 
-    async def acknowledgements(self, incident_ids: Sequence[str]
-                               ) -> dict[str, tuple[str, float]]:
+    async def acknowledgements(self, incident_ids: Sequence[str]) -> dict[str, tuple[str, float]]:
         """Who acknowledged which of these incidents, and when."""
         if not incident_ids:
             return {}
@@ -179,8 +193,9 @@ class RedisMonitorState:
         when this is the first acknowledgement; else who made the first ("" if that is no
         longer known)."""
         key = self._keys.incident_ack(incident_id)
-        if await self._redis.set(key, json.dumps({"user": user, "at": at}), nx=True,
-                                 ex=ACK_SECONDS):
+        if await self._redis.set(
+            key, json.dumps({"user": user, "at": at}), nx=True, ex=ACK_SECONDS
+        ):
             return None
         raw = await self._redis.get(key)
         return str(json.loads(raw)["user"]) if raw else ""

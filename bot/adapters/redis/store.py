@@ -59,8 +59,9 @@ class _AuditBatch:
 
 
 class Store:
-    def __init__(self, redis: Redis, prefix: str = "releasebot:",
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str = "releasebot:", clock: Callable[[], float] = time.time
+    ) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
         self.clock = clock
@@ -68,13 +69,27 @@ class Store:
 
     # --- audit --------------------------------------------------------------------------------
 
-    def _audit_fields(self, actor: Actor, action: str, *, release: str = "",
-                      environment: str = "", outcome: str = "ok",
-                      reason: str = "") -> dict[FieldT, EncodableT]:
-        return {"at": f"{self.clock():.3f}", "user_id": actor.user_id,
-                "user_name": actor.user_name, "channel": actor.channel, "release": release,
-                "environment": environment, "action": action, "outcome": outcome,
-                "reason": reason}
+    def _audit_fields(
+        self,
+        actor: Actor,
+        action: str,
+        *,
+        release: str = "",
+        environment: str = "",
+        outcome: str = "ok",
+        reason: str = "",
+    ) -> dict[FieldT, EncodableT]:
+        return {
+            "at": f"{self.clock():.3f}",
+            "user_id": actor.user_id,
+            "user_name": actor.user_name,
+            "channel": actor.channel,
+            "release": release,
+            "environment": environment,
+            "action": action,
+            "outcome": outcome,
+            "reason": reason,
+        }
 
     async def audit(self, actor: Actor, action: str, **fields: str) -> str:
         """Append one entry to the audit stream (never trimmed); returns its stream ID once
@@ -107,8 +122,9 @@ class Store:
                 args: list[EncodableT] = [len(names), *names]
                 for entry in batch.entries:
                     args.extend(entry[name] for name in names)
-                replies = await self._audit_script(keys=[self.keys.audit], args=args,
-                                                   client=self.redis)
+                replies = await self._audit_script(
+                    keys=[self.keys.audit], args=args, client=self.redis
+                )
         except asyncio.CancelledError:
             batch.written.cancel()
             raise
@@ -148,16 +164,29 @@ class Store:
                 raise TransitionError(f"{release.version} is already recorded")
             pipe.multi()
             if stale:
-                pipe.xadd(self.keys.audit, self._audit_fields(
-                    actor, "release.discard", release=release.version, outcome="discarded",
-                    reason="a creation that died half way, replaced by a new one"))
+                pipe.xadd(
+                    self.keys.audit,
+                    self._audit_fields(
+                        actor,
+                        "release.discard",
+                        release=release.version,
+                        outcome="discarded",
+                        reason="a creation that died half way, replaced by a new one",
+                    ),
+                )
             release.rev = 1
             pipe.set(key, release.to_json())
             pipe.zadd(self.keys.releases, {release.version: release.created_at})
             pipe.sadd(self.keys.in_flight, release.version)
-            pipe.xadd(self.keys.audit, self._audit_fields(
-                actor, "hotfix.create" if release.kind == "hotfix" else "release.create",
-                release=release.version, reason=release.description))
+            pipe.xadd(
+                self.keys.audit,
+                self._audit_fields(
+                    actor,
+                    "hotfix.create" if release.kind == "hotfix" else "release.create",
+                    release=release.version,
+                    reason=release.description,
+                ),
+            )
             try:
                 await pipe.execute()
             except WatchError:
@@ -169,9 +198,12 @@ class Store:
             pipe.delete(self.keys.release(version))
             pipe.zrem(self.keys.releases, version)
             pipe.srem(self.keys.in_flight, version)
-            pipe.xadd(self.keys.audit, self._audit_fields(
-                actor, "release.discard", release=version, outcome="discarded",
-                reason=reason))
+            pipe.xadd(
+                self.keys.audit,
+                self._audit_fields(
+                    actor, "release.discard", release=version, outcome="discarded", reason=reason
+                ),
+            )
             await pipe.execute()
 
     async def get_release(self, version: str) -> Release | None:
@@ -193,65 +225,125 @@ class Store:
         found = [Release.from_json(r) for r in raws if r is not None]
         return sorted(found, key=lambda r: r.created_at)
 
-    async def update_release(self, version: str, change: Callable[[Release], T], actor: Actor,
-                             action: str, *, environment: str = "", outcome: str = "ok",
-                             reason: str = "") -> tuple[Release, T]:
+    async def update_release(
+        self,
+        version: str,
+        change: Callable[[Release], T],
+        actor: Actor,
+        action: str,
+        *,
+        environment: str = "",
+        outcome: str = "ok",
+        reason: str = "",
+    ) -> tuple[Release, T]:
         """Apply `change` to the release atomically, with its audit entry.
 
         `change` mutates the release and may raise TransitionError, in which case nothing is
         written. Concurrent writers are retried against the fresh state.
         """
+
         def also(pipe: Pipeline, release: Release) -> None:
             if release.phase == "done":
                 pipe.srem(self.keys.in_flight, version)
-            pipe.xadd(self.keys.audit, self._audit_fields(
-                actor, action, release=version, environment=environment,
-                outcome=outcome, reason=reason))
+            pipe.xadd(
+                self.keys.audit,
+                self._audit_fields(
+                    actor,
+                    action,
+                    release=version,
+                    environment=environment,
+                    outcome=outcome,
+                    reason=reason,
+                ),
+            )
 
-        return await update_atomically(self.redis, self.keys.release(version),
-                                       load=Release.from_json, change=change, also=also,
-                                       missing=f"there is no release {version}")
+        return await update_atomically(
+            self.redis,
+            self.keys.release(version),
+            load=Release.from_json,
+            change=change,
+            also=also,
+            missing=f"there is no release {version}",
+        )
 
     # --- rollbacks ----------------------------------------------------------------------------
 
     async def create_rollback(self, request: RollbackRequest, actor: Actor) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.rollback(request.id), request.to_json())
-            pipe.xadd(self.keys.audit, self._audit_fields(
-                actor, "rollback.request", release=request.from_release,
-                environment=request.environment,
-                reason=f"to {request.to_tag}: {request.reason}"))
+            pipe.xadd(
+                self.keys.audit,
+                self._audit_fields(
+                    actor,
+                    "rollback.request",
+                    release=request.from_release,
+                    environment=request.environment,
+                    reason=f"to {request.to_tag}: {request.reason}",
+                ),
+            )
             await pipe.execute()
 
     async def get_rollback(self, request_id: str) -> RollbackRequest | None:
         raw = await self.redis.get(self.keys.rollback(request_id))
         return RollbackRequest.from_json(raw) if raw is not None else None
 
-    async def update_rollback(self, request_id: str, change: Callable[[RollbackRequest], T],
-                              actor: Actor, action: str, *, outcome: str = "ok",
-                              reason: str = "") -> tuple[RollbackRequest, T]:
+    async def update_rollback(
+        self,
+        request_id: str,
+        change: Callable[[RollbackRequest], T],
+        actor: Actor,
+        action: str,
+        *,
+        outcome: str = "ok",
+        reason: str = "",
+    ) -> tuple[RollbackRequest, T]:
         """Like update_release: one atomic change with its audit entry, or nothing."""
-        def also(pipe: Pipeline, request: RollbackRequest) -> None:
-            pipe.xadd(self.keys.audit, self._audit_fields(
-                actor, action, release=request.from_release, environment=request.environment,
-                outcome=outcome, reason=reason))
 
-        return await update_atomically(self.redis, self.keys.rollback(request_id),
-                                       load=RollbackRequest.from_json, change=change,
-                                       also=also, missing=f"there is no rollback {request_id}")
+        def also(pipe: Pipeline, request: RollbackRequest) -> None:
+            pipe.xadd(
+                self.keys.audit,
+                self._audit_fields(
+                    actor,
+                    action,
+                    release=request.from_release,
+                    environment=request.environment,
+                    outcome=outcome,
+                    reason=reason,
+                ),
+            )
+
+        return await update_atomically(
+            self.redis,
+            self.keys.rollback(request_id),
+            load=RollbackRequest.from_json,
+            change=change,
+            also=also,
+            missing=f"there is no rollback {request_id}",
+        )
 
     # --- environments -------------------------------------------------------------------------
 
-    async def set_environment_version(self, environment: str, version: str, tag: str,
-                                      sha: str, release: str = "",
-                                      deployed_at: float | None = None) -> bool:
+    async def set_environment_version(
+        self,
+        environment: str,
+        version: str,
+        tag: str,
+        sha: str,
+        release: str = "",
+        deployed_at: float | None = None,
+    ) -> bool:
         """What `environment` now runs, and its history (newest first) for rollbacks.
 
         `deployed_at` is when the deploy finished; an outcome written late (Redis was
         unreachable) never replaces a deploy recorded as finished after it. False then."""
         at = self.clock() if deployed_at is None else deployed_at
-        entry: dict[FieldT, EncodableT] = {"version": version, "tag": tag, "sha": sha,
-                                           "deployed_at": f"{at:.3f}", "release": release}
+        entry: dict[FieldT, EncodableT] = {
+            "version": version,
+            "tag": tag,
+            "sha": sha,
+            "deployed_at": f"{at:.3f}",
+            "release": release,
+        }
         key = self.keys.environment(environment)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -271,16 +363,20 @@ class Store:
                     continue
 
     async def environment_history(self, environment: str) -> list[dict[str, str]]:
-        return [json.loads(raw) for raw in
-                await self.redis.lrange(self.keys.history(environment), 0, 99)]
+        return [
+            json.loads(raw)
+            for raw in await self.redis.lrange(self.keys.history(environment), 0, 99)
+        ]
 
     async def environment_versions(self, names: list[str]) -> dict[str, dict[str, str]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 pipe.hgetall(self.keys.environment(name))
             rows = await pipe.execute()
-        return {name: {_s(k): _s(v) for k, v in row.items()} for name, row in zip(names, rows,
-                                                                                  strict=True)}
+        return {
+            name: {_s(k): _s(v) for k, v in row.items()}
+            for name, row in zip(names, rows, strict=True)
+        }
 
     async def status(self, environments: list[str]) -> Status:
         """Everything `/release status` shows, in one round trip (plus one when in flight)."""
@@ -292,25 +388,29 @@ class Store:
             pipe.smembers(self.keys.in_flight)
             rows = await pipe.execute()
         n = len(environments)
-        versions = {name: {_s(k): _s(v) for k, v in row.items()}
-                    for name, row in zip(environments, rows[:n], strict=True)}
-        locks = {name: raw for name, raw in zip(environments, rows[n:2 * n], strict=True)
-                 if raw is not None}
+        versions = {
+            name: {_s(k): _s(v) for k, v in row.items()}
+            for name, row in zip(environments, rows[:n], strict=True)
+        }
+        locks = {
+            name: raw
+            for name, raw in zip(environments, rows[n : 2 * n], strict=True)
+            if raw is not None
+        }
         in_flight: list[Release] = []
         if rows[-1]:
             raws = await self.redis.mget([self.keys.release(_s(v)) for v in rows[-1]])
-            in_flight = sorted((Release.from_json(r) for r in raws if r is not None),
-                               key=lambda r: r.created_at)
+            in_flight = sorted(
+                (Release.from_json(r) for r in raws if r is not None), key=lambda r: r.created_at
+            )
         return Status(versions=versions, in_flight=in_flight, raw_locks=locks)
 
     # --- idempotency ---------------------------------------------------------------------------
 
     async def first_time(self, key: str, ttl_seconds: int = 3600) -> bool:
         """True the first time `key` is seen within the TTL (re-deliveries and double clicks)."""
-        return bool(await self.redis.set(self.keys.idempotency(key), "1", nx=True,
-                                         ex=ttl_seconds))
+        return bool(await self.redis.set(self.keys.idempotency(key), "1", nx=True, ex=ttl_seconds))
 
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-

@@ -25,9 +25,11 @@ from bot.domain.config import Config
 
 log = logging.getLogger(__name__)
 
-RETRY_HANDLERS = [AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-                  AsyncConnectionErrorRetryHandler(max_retry_count=2),
-                  AsyncServerErrorRetryHandler(max_retry_count=2)]
+RETRY_HANDLERS = [
+    AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+    AsyncConnectionErrorRetryHandler(max_retry_count=2),
+    AsyncServerErrorRetryHandler(max_retry_count=2),
+]
 
 
 def web_client(token: str, base_url: str) -> AsyncWebClient:
@@ -37,21 +39,24 @@ def web_client(token: str, base_url: str) -> AsyncWebClient:
 class Notifier:
     """Posts for the release logic: thread replies, private answers, the release message."""
 
-    def __init__(self, client: AsyncWebClient, store: Store, config: Config,
-                 update_delay: float = 1.0) -> None:
+    def __init__(
+        self, client: AsyncWebClient, store: Store, config: Config, update_delay: float = 1.0
+    ) -> None:
         self.client = client
         self.store = store
         self.config = config
         self.update_delay = update_delay
         self._pending: set[asyncio.Task[None]] = set()
 
-    async def post(self, channel: str, blocks: list[Block], text: str,
-                   thread_ts: str | None = None) -> dict[str, Any] | None:
+    async def post(
+        self, channel: str, blocks: list[Block], text: str, thread_ts: str | None = None
+    ) -> dict[str, Any] | None:
         """Post a message; a failure is logged and None returned, never raised: what the bot
         says is a report of what happened, which must not undo or stop it."""
         try:
-            response = await self.client.chat_postMessage(channel=channel, blocks=blocks,
-                                                           text=text, thread_ts=thread_ts)
+            response = await self.client.chat_postMessage(
+                channel=channel, blocks=blocks, text=text, thread_ts=thread_ts
+            )
         except SlackApiError as exc:
             log.warning("chat.postMessage to %s failed: %s", channel, exc.response.get("error"))
             return None
@@ -76,8 +81,9 @@ class Notifier:
             return
         hook = AsyncWebhookClient(response_url, retry_handlers=list(RETRY_HANDLERS))
         try:
-            await hook.send(text=text, blocks=blocks, response_type="ephemeral",
-                            replace_original=False)
+            await hook.send(
+                text=text, blocks=blocks, response_type="ephemeral", replace_original=False
+            )
         except Exception:  # the answer is a courtesy; the outcome is already in the thread
             log.warning("response_url answer failed", exc_info=True)
 
@@ -88,8 +94,9 @@ class Notifier:
         try:
             await self.client.chat_update(channel=channel, ts=ts, blocks=blocks, text=text)
         except SlackApiError as exc:
-            log.warning("chat.update of %s in %s failed: %s", ts, channel,
-                        exc.response.get("error"))
+            log.warning(
+                "chat.update of %s in %s failed: %s", ts, channel, exc.response.get("error")
+            )
         except Exception as exc:  # an error page, a connection reset, a timeout…
             log.warning("chat.update of %s in %s failed: %s", ts, channel, type(exc).__name__)
 
@@ -124,9 +131,12 @@ class Notifier:
         if release is None or release.channel is None or release.message_ts is None:
             return
         try:
-            await self.client.chat_update(channel=release.channel, ts=release.message_ts,
-                                          blocks=release_message(release, self.config),
-                                          text=release_fallback_text(release))
+            await self.client.chat_update(
+                channel=release.channel,
+                ts=release.message_ts,
+                blocks=release_message(release, self.config),
+                text=release_fallback_text(release),
+            )
         except SlackApiError as exc:
             log.warning("chat.update of %s failed: %s", version, exc.response.get("error"))
             return

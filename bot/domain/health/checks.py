@@ -40,8 +40,14 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         # By hand: dataclasses.asdict deep-copies, and a tick writes a thousand of these.
-        return {"at": self.at, "ok": self.ok, "ms": self.ms, "status": self.status,
-                "problem": self.problem, "version": self.version}
+        return {
+            "at": self.at,
+            "ok": self.ok,
+            "ms": self.ms,
+            "status": self.status,
+            "problem": self.problem,
+            "version": self.version,
+        }
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_dict())
@@ -53,8 +59,14 @@ class Result:
     @classmethod
     def of(cls, seen: Observation, problems: list[str], at: float, version: str) -> Result:
         """The result of a check run that saw `seen` and found `problems` (its conditions)."""
-        return cls(at=at, ok=not problems, ms=round(seen.elapsed_ms, 2), status=seen.status,
-                   problem="; ".join(problems), version=version)
+        return cls(
+            at=at,
+            ok=not problems,
+            ms=round(seen.elapsed_ms, 2),
+            status=seen.status,
+            problem="; ".join(problems),
+            version=version,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,8 +89,9 @@ def conditions(check: CheckConfig, seen: Observation, deployed_version: str) -> 
     elif check.status is not None and seen.status != check.status:
         problems.append(f"HTTP {seen.status}, expected {check.status}")
     if check.max_response_ms is not None and seen.elapsed_ms > check.max_response_ms:
-        problems.append(f"answered in {seen.elapsed_ms:,.0f} ms, limit "
-                        f"{check.max_response_ms:,.0f} ms")
+        problems.append(
+            f"answered in {seen.elapsed_ms:,.0f} ms, limit {check.max_response_ms:,.0f} ms"
+        )
     if check.body_contains is not None and check.body_contains not in seen.body:
         problems.append(f"the answer does not contain “{check.body_contains}”")
     if check.json or check.version_field:
@@ -96,8 +109,9 @@ def conditions(check: CheckConfig, seen: Observation, deployed_version: str) -> 
             reported = field_at(document, check.version_field)
             if reported is _MISSING or not same_version(reported, deployed_version):
                 shown = "nothing" if reported is _MISSING else f"`{reported}`"
-                problems.append(f"reports version {shown}, but `{deployed_version}` was "
-                                "deployed here")
+                problems.append(
+                    f"reports version {shown}, but `{deployed_version}` was deployed here"
+                )
     return problems
 
 
@@ -133,15 +147,19 @@ class Recent:
     baseline_ms: float | None = None  # median latency before that version was deployed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"outcomes": self.outcomes, "latencies": self.latencies,
-                "version": self.version, "baseline_ms": self.baseline_ms}
+        return {
+            "outcomes": self.outcomes,
+            "latencies": self.latencies,
+            "version": self.version,
+            "baseline_ms": self.baseline_ms,
+        }
 
     def add(self, result: Result, cfg: MonitoringConfig) -> None:
-        self.outcomes = ("0" if result.ok else "1") + self.outcomes[:cfg.error_rate_samples - 1]
+        self.outcomes = ("0" if result.ok else "1") + self.outcomes[: cfg.error_rate_samples - 1]
         if result.version != self.version:
             self.version, self.latencies = result.version, []
         if result.ok:
-            self.latencies = [result.ms, *(self.latencies or [])][:cfg.latency_samples]
+            self.latencies = [result.ms, *(self.latencies or [])][: cfg.latency_samples]
 
 
 def baseline_ms(history: list[Result], version: str, cfg: MonitoringConfig) -> float | None:
@@ -173,12 +191,18 @@ def assess(problems: list[str], recent: Recent, cfg: MonitoringConfig) -> Findin
         percent = 100.0 * slower / recent.baseline_ms
         if slower >= cfg.degradation_floor_ms and percent > cfg.warning_degradation_percent:
             level = "critical" if percent > cfg.critical_degradation_percent else "warning"
-            found.append((level, f"responses take {now:,.0f} ms, {percent:.0f}% slower than "
-                                 f"before this release ({recent.baseline_ms:,.0f} ms)"))
+            found.append(
+                (
+                    level,
+                    f"responses take {now:,.0f} ms, {percent:.0f}% slower than "
+                    f"before this release ({recent.baseline_ms:,.0f} ms)",
+                )
+            )
     rate = error_rate(recent.outcomes, cfg)
     if rate is not None and rate > cfg.error_rate_percent:
-        found.append(("critical", f"error rate {rate:.1f}% over the last "
-                                  f"{len(recent.outcomes)} checks"))
+        found.append(
+            ("critical", f"error rate {rate:.1f}% over the last {len(recent.outcomes)} checks")
+        )
     if not found:
         return Finding("ok")
     severity = max((level for level, _ in found), key=SEVERITY_RANK.__getitem__)

@@ -62,37 +62,54 @@ class CheckState:
 
     def to_json(self) -> bytes:
         # By hand, not dataclasses.asdict: that deep-copies.
-        return orjson.dumps({
-            "failing": self.failing, "passing": self.passing,
-            "incident": asdict(self.incident) if self.incident else None,
-            "last_failure": self.last_failure.to_dict() if self.last_failure else None,
-            "version": self.recent.version, "baseline_ms": self.recent.baseline_ms})
+        return orjson.dumps(
+            {
+                "failing": self.failing,
+                "passing": self.passing,
+                "incident": asdict(self.incident) if self.incident else None,
+                "last_failure": self.last_failure.to_dict() if self.last_failure else None,
+                "version": self.recent.version,
+                "baseline_ms": self.recent.baseline_ms,
+            }
+        )
 
     @classmethod
-    def from_json(cls, raw: str | bytes | None, history: list[Result] | None = None,
-                  cfg: MonitoringConfig | None = None) -> CheckState:
+    def from_json(
+        cls,
+        raw: str | bytes | None,
+        history: list[Result] | None = None,
+        cfg: MonitoringConfig | None = None,
+    ) -> CheckState:
         """The stored state, with `recent` and `last` rebuilt from `history` (newest first)."""
         state = cls()
         if raw is not None:
             data: dict[str, Any] = orjson.loads(raw)
-            state = cls(failing=data["failing"], passing=data["passing"],
-                        incident=Incident(**data["incident"]) if data.get("incident") else None,
-                        last_failure=Result(**data["last_failure"])
-                        if data.get("last_failure") else None,
-                        recent=Recent(version=data.get("version", ""),
-                                      baseline_ms=data.get("baseline_ms")))
+            state = cls(
+                failing=data["failing"],
+                passing=data["passing"],
+                incident=Incident(**data["incident"]) if data.get("incident") else None,
+                last_failure=Result(**data["last_failure"]) if data.get("last_failure") else None,
+                recent=Recent(version=data.get("version", ""), baseline_ms=data.get("baseline_ms")),
+            )
         if history and cfg is not None:
             state.last = history[0]
             recent = state.recent
-            recent.outcomes = "".join("0" if r.ok else "1"
-                                      for r in history[:cfg.error_rate_samples])
-            recent.latencies = [r.ms for r in history if r.ok
-                                and r.version == recent.version][:cfg.latency_samples]
+            recent.outcomes = "".join(
+                "0" if r.ok else "1" for r in history[: cfg.error_rate_samples]
+            )
+            recent.latencies = [r.ms for r in history if r.ok and r.version == recent.version][
+                : cfg.latency_samples
+            ]
         return state
 
 
-def step(state: CheckState, finding: Finding, now: float, cfg: MonitoringConfig,
-         new_incident: Callable[[], Incident]) -> tuple[str, Incident] | None:
+def step(
+    state: CheckState,
+    finding: Finding,
+    now: float,
+    cfg: MonitoringConfig,
+    new_incident: Callable[[], Incident],
+) -> tuple[str, Incident] | None:
     """Apply one assessed result to the check's state. Returns what to tell people, if
     anything: ("open" | "escalate" | "remind" | "resolve", the incident). `new_incident`
     makes the incident to open should one open now (its id, environment and check set)."""
@@ -127,9 +144,15 @@ def step(state: CheckState, finding: Finding, now: float, cfg: MonitoringConfig,
     return None
 
 
-def judge(state: CheckState, result: Result, problems: list[str], now: float,
-          cfg: MonitoringConfig, new_incident: Callable[[], Incident],
-          acknowledged: tuple[str, float] | None = None) -> tuple[str, Incident] | None:
+def judge(
+    state: CheckState,
+    result: Result,
+    problems: list[str],
+    now: float,
+    cfg: MonitoringConfig,
+    new_incident: Callable[[], Incident],
+    acknowledged: tuple[str, float] | None = None,
+) -> tuple[str, Incident] | None:
     """One run of a check: `result` joins the check's recent past, an acknowledgement of its
     incident made since (`acknowledged`: who, when) is taken, and the incident opens, changes
     or ends as `step` says. Returns what to tell people, if anything."""
@@ -149,17 +172,30 @@ def deploy_problem(tag: str, detail: str) -> str:
     return f"the deploy of `{tag}` failed: {detail}"[:500]
 
 
-def deploy_failed(state: CheckState, environment: str, problem: str, now: float,
-                  release_version: str, new_id: Callable[[], str]) -> tuple[str, Incident]:
+def deploy_failed(
+    state: CheckState,
+    environment: str,
+    problem: str,
+    now: float,
+    release_version: str,
+    new_id: Callable[[], str],
+) -> tuple[str, Incident]:
     """A failed deploy (`state` is the environment's DEPLOY_CHECK) is a critical incident at
     once, no run of failures to wait for; another failure while it is open is a reminder."""
     if state.incident is not None:
         state.incident.failures += 1
         state.incident.problem = problem
         return "remind", state.incident
-    state.incident = Incident(id=new_id(), environment=environment, check=DEPLOY_CHECK,
-                              severity="critical", opened_at=now, problem=problem,
-                              reminded_at=now, version=release_version)
+    state.incident = Incident(
+        id=new_id(),
+        environment=environment,
+        check=DEPLOY_CHECK,
+        severity="critical",
+        opened_at=now,
+        problem=problem,
+        reminded_at=now,
+        version=release_version,
+    )
     return "open", state.incident
 
 

@@ -30,12 +30,13 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
     if not values:
         return ""
     size = max(1, math.ceil(len(values) / width))
-    buckets = [max(values[i:i + size]) for i in range(0, len(values), size)]
+    buckets = [max(values[i : i + size]) for i in range(0, len(values), size)]
     low, high = min(buckets), max(buckets)
     if high - low < 1e-9:
         return BARS[0] * len(buckets)
-    return "".join(BARS[min(len(BARS) - 1, int((v - low) / (high - low) * len(BARS)))]
-                   for v in buckets)
+    return "".join(
+        BARS[min(len(BARS) - 1, int((v - low) / (high - low) * len(BARS)))] for v in buckets
+    )
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,15 @@ class WindowSummary:
         return 100.0 * self.failures / self.checks_run if self.checks_run else 0.0
 
 
-def summarize(environment: str, version: str, previous_version: str, during: list[Result],
-              before: list[Result], rolled_back: bool, cfg: MonitoringConfig) -> WindowSummary:
+def summarize(
+    environment: str,
+    version: str,
+    previous_version: str,
+    during: list[Result],
+    before: list[Result],
+    rolled_back: bool,
+    cfg: MonitoringConfig,
+) -> WindowSummary:
     """`during`: results of the window (oldest first); `before`: results of the previous
     version, to compare with."""
     good = [r.ms for r in during if r.ok]
@@ -68,35 +76,54 @@ def summarize(environment: str, version: str, previous_version: str, during: lis
     old_p50, old_p95 = percentile(earlier, 50), percentile(earlier, 95)
     if rolled_back:
         verdict = "rolled back"
-    elif during and (100.0 * failures / len(during) > cfg.error_rate_percent
-                     or _degraded(p95, old_p95, cfg)):
+    elif during and (
+        100.0 * failures / len(during) > cfg.error_rate_percent or _degraded(p95, old_p95, cfg)
+    ):
         verdict = "degraded"
     else:
         verdict = "healthy"
-    return WindowSummary(environment=environment, version=version,
-                         previous_version=previous_version, checks_run=len(during),
-                         failures=failures, p50_ms=p50, p95_ms=p95, previous_p50_ms=old_p50,
-                         previous_p95_ms=old_p95, sparkline=sparkline([r.ms for r in during]),
-                         verdict=verdict)
+    return WindowSummary(
+        environment=environment,
+        version=version,
+        previous_version=previous_version,
+        checks_run=len(during),
+        failures=failures,
+        p50_ms=p50,
+        p95_ms=p95,
+        previous_p50_ms=old_p50,
+        previous_p95_ms=old_p95,
+        sparkline=sparkline([r.ms for r in during]),
+        verdict=verdict,
+    )
 
 
 def _degraded(now: float | None, before: float | None, cfg: MonitoringConfig) -> bool:
     if now is None or not before:
         return False
     slower = now - before
-    return (slower >= cfg.degradation_floor_ms
-            and 100.0 * slower / before > cfg.warning_degradation_percent)
+    return (
+        slower >= cfg.degradation_floor_ms
+        and 100.0 * slower / before > cfg.warning_degradation_percent
+    )
 
 
-def health_row(environment: str, check: str, state: CheckState,
-               history: list[Result]) -> dict[str, Any] | None:
+def health_row(
+    environment: str, check: str, state: CheckState, history: list[Result]
+) -> dict[str, Any] | None:
     """One line of `/release health` for a check whose state is `state` and whose recent
     results are `history` (newest first); None for the deploy check while no failed deploy is
     open (it is shown only then)."""
     if check == DEPLOY_CHECK and state.incident is None:
         return None
     latencies = [r.ms for r in history if r.ok]
-    return {"environment": environment, "check": check, "last": state.last,
-            "incident": state.incident, "failing": state.failing,
-            "last_failure": state.last_failure, "samples": len(latencies),
-            "p50": percentile(latencies, 50), "p95": percentile(latencies, 95)}
+    return {
+        "environment": environment,
+        "check": check,
+        "last": state.last,
+        "incident": state.incident,
+        "failing": state.failing,
+        "last_failure": state.last_failure,
+        "samples": len(latencies),
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+    }

@@ -39,16 +39,23 @@ class Window:
         return round((min(now, self.ends) - self.started) / 60, 1)
 
 
-def open_window(version: str, previous: str, release: str, now: float,
-                cfg: MonitoringConfig) -> Window:
+def open_window(
+    version: str, previous: str, release: str, now: float, cfg: MonitoringConfig
+) -> Window:
     # Its checks run at once (their last result is older than the window), then every window
     # interval.
-    return Window(version=version, previous=previous, release=release, started=now,
-                  ends=now + cfg.window_seconds)
+    return Window(
+        version=version,
+        previous=previous,
+        release=release,
+        started=now,
+        ends=now + cfg.window_seconds,
+    )
 
 
-def is_due(last: Result | None, interval: float, window: Window | None, now: float,
-           cfg: MonitoringConfig) -> bool:
+def is_due(
+    last: Result | None, interval: float, window: Window | None, now: float, cfg: MonitoringConfig
+) -> bool:
     """Whether a check whose last result is `last` runs now: never run, checked at once after
     a deploy opened `window`, then at its interval (shorter while the window lasts)."""
     if last is None:
@@ -60,8 +67,9 @@ def is_due(last: Result | None, interval: float, window: Window | None, now: flo
     return last.at + interval <= now
 
 
-def window_results(window: Window, histories: Iterable[list[Result]]
-                   ) -> tuple[list[Result], list[Result]]:
+def window_results(
+    window: Window, histories: Iterable[list[Result]]
+) -> tuple[list[Result], list[Result]]:
     """From the checks' histories: the results of the window (oldest first), and those of the
     version before it, to compare with."""
     during: list[Result] = []
@@ -76,8 +84,12 @@ def window_results(window: Window, histories: Iterable[list[Result]]
     return during, before
 
 
-def summarize_window(environment: str, window: Window, histories: Iterable[list[Result]],
-                     rolled_back: bool, cfg: MonitoringConfig) -> WindowSummary:
+def summarize_window(
+    environment: str,
+    window: Window,
+    histories: Iterable[list[Result]],
+    rolled_back: bool,
+    cfg: MonitoringConfig,
+) -> WindowSummary:
     during, before = window_results(window, histories)
-    return summarize(environment, window.version, window.previous, during, before, rolled_back,
-                     cfg)
+    return summarize(environment, window.version, window.previous, during, before, rolled_back, cfg)
