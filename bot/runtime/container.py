@@ -80,7 +80,8 @@ class _PackedInC:
             except TypeError:
                 pass  # a bytearray, or what cannot be sent: redis-py's packer says which
         # A name of two words ("CLIENT SETNAME") is sent as two arguments.
-        return self._packer.pack(*args)  # type: ignore[no-any-return]
+        packed: list[bytes] = self._packer.pack(*args)
+        return packed
 
 
 class _PackedConnection(_PackedInC, Connection):

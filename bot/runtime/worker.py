@@ -16,8 +16,10 @@ def queue_wait_seconds(services: Services) -> float:
     queue's Redis client (see build_worker)."""
     pool = getattr(getattr(services.queue, "redis", None), "connection_pool", None)
     kwargs: dict[str, object] = getattr(pool, "connection_kwargs", {})
-    timeout = kwargs.get("socket_timeout") or REDIS_OPTIONS["socket_timeout"]
-    return float(timeout) / 2  # type: ignore[arg-type]
+    timeout = kwargs.get("socket_timeout")
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        timeout = REDIS_OPTIONS["socket_timeout"]
+    return float(timeout) / 2
 
 
 def build_worker(services: Services) -> Worker[JobContext]:
