@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import statistics
 import sys
+import tempfile
 import time
 import tomllib
 import uuid
@@ -140,7 +141,8 @@ async def run(args: argparse.Namespace, port: int) -> int:
         signing_secret="bench",
         redis_url=args.redis_url,
         slack_api_url="http://127.0.0.1:9/api/",
-        state_dir=Path("/tmp"),
+        # A folder of its own: the bot keeps its state directory private (0700).
+        state_dir=Path(tempfile.mkdtemp(prefix="releasebot-bench-")),
         redis_prefix=prefix,
     )
     services = Services.create(settings, config)

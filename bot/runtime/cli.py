@@ -16,7 +16,7 @@ from pathlib import Path
 from bot.adapters.process.runner import keep_memory_from_children
 from bot.domain.config import Config, ConfigError, load_config
 from bot.runtime import logs
-from bot.runtime.container import Services
+from bot.runtime.container import Services, StateDirShared
 from bot.runtime.settings import Settings, SettingsError, config_path, unneeded
 from bot.runtime.web import ROLES, Role, SocketModeError, serve
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         print(WARNING, file=sys.stderr)
     try:
         asyncio.run(_serve(Services.create(settings, config), args.role, args.host, args.port))
-    except SocketModeError as exc:
+    except (SocketModeError, StateDirShared) as exc:
         print(f"releasebot: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the port is taken

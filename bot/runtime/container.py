@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,10 @@ def pack_in_c(pool: ConnectionPool) -> ConnectionPool:
     redis-py's own connection classes (the URL's scheme picks one)."""
     pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
     return pool
+
+
+class StateDirShared(ValueError):
+    """RELEASEBOT_STATE_DIR names a directory other users share (sticky or world-writable)."""
 
 
 class PatientQueue(RedisQueue):
@@ -232,9 +237,17 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings, config: Config) -> Services:
-        # The clone (and the credentials its remote URL may carry) is the bot's alone.
-        settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        settings.state_dir.chmod(0o700)
+        # The clone (and the credentials its remote URL may carry) is the bot's alone. A
+        # directory others share (like /tmp) is refused, not made private: closing it would
+        # lock every other user of the machine out of it.
+        state_dir = settings.state_dir
+        if state_dir.is_dir() and state_dir.stat().st_mode & (stat.S_ISVTX | stat.S_IWOTH):
+            raise StateDirShared(
+                f"the state directory {state_dir} is shared with other users; give the bot a "
+                "directory of its own (RELEASEBOT_STATE_DIR), which it keeps private"
+            )
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state_dir.chmod(0o700)
         if settings.redis_url is None:
             raise ValueError("no Redis URL: start the embedded Redis first (bot.runtime.cli does)")
         if settings.embedded_redis:
