@@ -7,6 +7,24 @@ import sys
 from pathlib import Path
 
 
+def worker_command(config: Path) -> list[str]:
+    """`releasebot serve --role worker` on a free port with the config file `config`."""
+    return [
+        sys.executable,
+        "-m",
+        "bot.runtime.cli",
+        "serve",
+        "--role",
+        "worker",
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--config",
+        str(config),
+    ]
+
+
 def running(pid: int) -> bool:
     """Alive and not a zombie (a killed orphan may wait for a reaper that never comes)."""
     try:
@@ -21,20 +39,7 @@ def spawn_worker(config: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     worker.log beside it."""
     with open(config.parent / "worker.log", "ab") as log:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bot.runtime.cli",
-                "serve",
-                "--role",
-                "worker",
-                "--port",
-                "0",
-                "--host",
-                "127.0.0.1",
-                "--config",
-                str(config),
-            ],
+            worker_command(config),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,

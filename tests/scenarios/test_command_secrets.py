@@ -44,6 +44,7 @@ from tests.helpers.config import (
     write_config,
 )
 from tests.helpers.messages import release_message, wait_for_gates
+from tests.helpers.processes import worker_command
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.signing import SIGNING_SECRET
 
@@ -228,20 +229,7 @@ def test_a_worker_starts_without_the_signing_secret_and_warns_if_it_has_it(
     without = {k: v for k, v in subprocess_env.items() if k != "SLACK_SIGNING_SECRET"}
     for env, warned in ((without, False), (subprocess_env, True)):
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bot.runtime.cli",
-                "serve",
-                "--role",
-                "worker",
-                "--port",
-                "0",
-                "--host",
-                "127.0.0.1",
-                "--config",
-                str(path),
-            ],
+            worker_command(path),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -373,20 +361,7 @@ async def test_a_gate_script_cannot_forge_approvals_or_reach_redis(
         }
         with open(tmp_path / "worker.log", "ab") as worker_log:
             worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bot.runtime.cli",
-                    "serve",
-                    "--role",
-                    "worker",
-                    "--port",
-                    "0",
-                    "--host",
-                    "127.0.0.1",
-                    "--config",
-                    str(path),
-                ],
+                worker_command(path),
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=worker_log,

@@ -18,6 +18,7 @@ import pytest
 
 from bot.runtime.logs import FORMAT, OneLineFormatter, loggable
 from tests.helpers.config import make_config, worker_config_text, write_config
+from tests.helpers.processes import worker_command
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.signing import sign, signature
 from tests.helpers.slack_requests import interaction_body
@@ -306,20 +307,7 @@ async def test_a_redis_outage_is_two_log_lines_not_a_flood(
     log_file = tmp_path / "worker.log"
     with open(log_file, "wb") as stderr:
         worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "bot.runtime.cli",
-                "serve",
-                "--role",
-                "worker",
-                "--port",
-                "0",
-                "--host",
-                "127.0.0.1",
-                "--config",
-                str(path),
-            ],
+            worker_command(path),
             env={**subprocess_env, "REDIS_URL": server.url},
             stdout=subprocess.DEVNULL,
             stderr=stderr,
