@@ -15,34 +15,12 @@ from bot.domain.actors import Actor
 from bot.domain.approval_policy import Approval
 from bot.domain.config import ApprovalPolicy
 from bot.domain.flag_requests import Ramp, new_request
+from tests.helpers.flags import old_flag_request
 
 ALICE = Actor("U0ALICE", "alice", "C0DEV")
 TWO = ApprovalPolicy(required=2, approvers=())
 # A request as the bot wrote it before approvals had one shape.
-OLD_RECORD = {
-    "id": "0123abcd",
-    "operation": "set",
-    "name": "new_search",
-    "requester": "U0ALICE",
-    "requester_name": "alice",
-    "created_at": 1.0,
-    "percentage": 80,
-    "description": "",
-    "enable": False,
-    "steps": [],
-    "every_seconds": 0.0,
-    "status": "awaiting approval",
-    "lost": False,
-    "approvals": [{"user": "U0BOB", "at": 2.0}],
-    "before": "on, 50%",
-    "after": "",
-    "commit": "",
-    "detail": "",
-    "channel": "C0DEV",
-    "ts": "1.000",
-    "response_url": None,
-    "parent": "",
-}
+OLD_RECORD = old_flag_request()
 
 
 def approve(user: str, now: float = 5.0, policy: ApprovalPolicy = TWO):

@@ -18,7 +18,7 @@ from bot.domain.flag_requests import new_request
 from bot.domain.flags import read_flags
 from bot.services import change_flags
 from tests.helpers.config import make_config
-from tests.helpers.flags import FLAGS, FLAGS_PATH, push_flags
+from tests.helpers.flags import FLAGS, FLAGS_PATH, old_flag_request, push_flags
 from tests.helpers.messages import wait_for_gates
 from tests.helpers.repos import GitRemote, git
 from tests.helpers.signing import sign
@@ -416,30 +416,7 @@ async def test_a_request_stored_by_the_bot_before_the_upgrade_is_approved_and_ap
     shape ({"user", "at"}, no name) counts, and the second one sends it out."""
     bot = await start_bot(flag_config(git_remote, tmp_path, site, required=2))
     posted = await bot.services.notifier.post("C0RELEASES", [], "🚩 set new_search to 80%")
-    old = {
-        "id": "0ld0ne",
-        "operation": "set",
-        "name": "new_search",
-        "requester": "U0ALICE",
-        "requester_name": "alice",
-        "created_at": 1.0,
-        "percentage": 80,
-        "description": "",
-        "enable": False,
-        "steps": [],
-        "every_seconds": 0.0,
-        "status": "awaiting approval",
-        "lost": False,
-        "approvals": [{"user": "U0BOB", "at": 2.0}],
-        "before": "on, 50%",
-        "after": "",
-        "commit": "",
-        "detail": "",
-        "channel": posted["channel"],
-        "ts": posted["ts"],
-        "response_url": None,
-        "parent": "",
-    }
+    old = old_flag_request(id="0ld0ne", channel=posted["channel"], ts=posted["ts"])
     await redis.set(f"{prefix}flagreq:0ld0ne", json.dumps(old), ex=3600)
     where = (posted["channel"], posted["ts"])
     bob, carol = Actor("U0BOB", "bob", "C0DEV"), Actor("U0CAROL", "carol", "C0DEV")

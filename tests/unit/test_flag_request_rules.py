@@ -13,6 +13,7 @@ from bot.domain.approval_policy import Approval
 from bot.domain.config import ApprovalPolicy, parse_config
 from bot.domain.flag_requests import FlagRequest, new_request
 from bot.domain.flags import Flag, FlagsError, as_operation, site_report
+from tests.helpers.flags import old_flag_request
 
 ALICE = Actor("U0ALICE", "alice", "C0DEV")
 ON_50 = Flag("new_search", True, 50)
@@ -91,30 +92,7 @@ def test_a_refused_approval_changes_nothing(user, status, is_approver, why):
 
 
 def test_a_request_stored_before_approvals_had_one_shape_still_loads():
-    old = {
-        "id": "abc123",
-        "operation": "set",
-        "name": "new_search",
-        "requester": "U0ALICE",
-        "requester_name": "alice",
-        "created_at": 1.0,
-        "percentage": 80,
-        "description": "",
-        "enable": False,
-        "steps": [],
-        "every_seconds": 0.0,
-        "status": "awaiting approval",
-        "lost": False,
-        "approvals": [{"user": "U0BOB", "at": 2.0}],
-        "before": "on, 50%",
-        "after": "",
-        "commit": "",
-        "detail": "",
-        "channel": "C0DEV",
-        "ts": "1.000",
-        "response_url": None,
-        "parent": "",
-    }
+    old = old_flag_request(id="abc123")
     request = FlagRequest.from_dict(old)
     assert request.approvals == [Approval("U0BOB", "", 2.0)]
     # The old approval counts: bob may not approve twice, and one more makes two.
