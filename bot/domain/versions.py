@@ -6,8 +6,9 @@ else in a real history (`v0.13.3-final`, `bd-12`, `v0.8.1-bug-fixes`, timestamps
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,9 +16,6 @@ import semver
 
 Bump = Literal["major", "minor", "patch"]
 BUMPS: tuple[Bump, ...] = ("major", "minor", "patch")
-
-_CORE = r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-_RC = re.compile(r"^rc\.(0|[1-9]\d*)$")
 
 
 class VersionError(Exception):
@@ -53,21 +51,58 @@ class ReleaseVersion:
 
 def parse_tag(tag: str, prefix: str) -> ReleaseVersion | None:
     """The version a tag names, or None when the tag is not of the bot's form."""
-    if not tag.startswith(prefix):
+    parts = _tag_parser(prefix)(tag)
+    if parts is None:
         return None
-    match = re.fullmatch(_CORE + r"(?:-(rc\.\d+))?", tag[len(prefix) :])
-    if match is None:
-        return None
-    pre = match.group(4)
-    if pre is not None and not _RC.fullmatch(pre):
-        return None  # e.g. "rc.01": not a form the bot writes
-    return ReleaseVersion(semver.Version.parse(tag[len(prefix) :]))
+    return ReleaseVersion(_semver(parts))
+
+
+# (major, minor, patch, rc number or None for a final): our versions as plain tuples. A
+# history holds tens of thousands of tags after a few years, and semver objects cost
+# microseconds to make and to compare: the choice of the next version works on these, and
+# makes semver objects only of the few versions it returns.
+_Parts = tuple[int, int, int, int | None]
+
+
+@functools.lru_cache(maxsize=8)
+def _tag_parser(prefix: str) -> Callable[[str], _Parts | None]:
+    # ASCII digits only, no leading zeros, and `rc.N` as the only pre-release: the forms the
+    # bot writes (`v1.2.3-rc.01`, `v1.2.3-RC.1`, `v1.2.3+build.5` are someone else's).
+    pattern = re.compile(
+        re.escape(prefix) + r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+        r"(?:-rc\.(0|[1-9][0-9]*))?"
+    )
+    match = pattern.fullmatch
+
+    def parse(tag: str) -> _Parts | None:
+        found = match(tag)
+        if found is None:
+            return None
+        major, minor, patch, rc = found.groups()
+        return int(major), int(minor), int(patch), None if rc is None else int(rc)
+
+    return parse
+
+
+def _parse_all(tags: Iterable[str], prefix: str) -> set[_Parts]:
+    parse = _tag_parser(prefix)
+    return {parts for tag in tags if (parts := parse(tag)) is not None}
+
+
+def _order(parts: _Parts) -> tuple[int, int, int, int, int]:
+    """Semver's order: the candidates of a version before the version itself."""
+    major, minor, patch, rc = parts
+    return (major, minor, patch, 1, 0) if rc is None else (major, minor, patch, 0, rc)
+
+
+def _semver(parts: _Parts) -> semver.Version:
+    major, minor, patch, rc = parts
+    return semver.Version(major, minor, patch, None if rc is None else f"rc.{rc}")
 
 
 def release_versions(tags: Iterable[str], prefix: str) -> list[ReleaseVersion]:
     """The bot's versions among `tags`, oldest first; other tags are skipped."""
-    found = {v for t in tags if (v := parse_tag(t, prefix)) is not None}
-    return sorted(found)
+    return [ReleaseVersion(_semver(p)) for p in sorted(_parse_all(tags, prefix), key=_order)]
 
 
 def latest_final(versions: Iterable[ReleaseVersion]) -> ReleaseVersion | None:
@@ -82,24 +117,28 @@ def next_candidate(tags: Iterable[str], prefix: str, bump: Bump | None = None) -
     version newer than the last final exist, the next is that version's next rc number, unless an
     explicit bump asks for a different version.
     """
-    versions = release_versions(tags, prefix)
-    final = latest_final(versions)
-    base = final.version if final else semver.Version(0, 0, 0)
-    pending = [v for v in versions if v.is_candidate and (final is None or v > final)]
-    pending_base = max((v.final for v in pending), default=None)
+    found = _parse_all(tags, prefix)
+    final = max((p[:3] for p in found if p[3] is None), default=None)
+    base = semver.Version(*final) if final else semver.Version(0, 0, 0)
+    # A candidate is pending when its version is newer than the last final (a candidate of
+    # the final's own version sorts before it).
+    pending = [p for p in found if p[3] is not None and (final is None or p[:3] > final)]
+    newest_pending = max((p[:3] for p in pending), default=None)
+    pending_base = semver.Version(*newest_pending) if newest_pending else None
 
     if bump is None and pending_base is not None:
-        target = pending_base.version
+        target = pending_base
     else:
         target = _bump(base, bump or "minor")
-        if pending_base is not None and target < pending_base.version:
+        if pending_base is not None and target < pending_base:
             raise VersionError(
-                f"{pending_base.tag(prefix)} already has candidates; --bump {bump} would give "
+                f"{prefix}{pending_base} already has candidates; --bump {bump} would give "
                 f"{prefix}{target}, which is lower. Leave out --bump to continue "
-                f"{pending_base.tag(prefix)}, or use a larger bump."
+                f"{prefix}{pending_base}, or use a larger bump."
             )
 
-    rc_numbers = [v.rc_number or 0 for v in pending if v.version.finalize_version() == target]
+    core = (target.major, target.minor, target.patch)
+    rc_numbers = [p[3] or 0 for p in pending if p[:3] == core]
     return ReleaseVersion(target.replace(prerelease=f"rc.{max(rc_numbers, default=0) + 1}"))
 
 
@@ -127,11 +166,9 @@ def next_hotfix(
         raise VersionError(
             f"{environment} runs {live}, which is not a version I can patch"
         ) from None
-    while ReleaseVersion(base) in set(release_versions(tags, prefix)):
+    found = _parse_all(tags, prefix)
+    while (base.major, base.minor, base.patch, None) in found:
         base = base.bump_patch()  # that patch is already final: the next one
-    numbers = [
-        v.rc_number or 0
-        for v in release_versions(tags, prefix)
-        if v.is_candidate and v.version.finalize_version() == base
-    ]
+    core = (base.major, base.minor, base.patch)
+    numbers = [p[3] or 0 for p in found if p[3] is not None and p[:3] == core]
     return ReleaseVersion(base.replace(prerelease=f"rc.{max(numbers, default=0) + 1}"))

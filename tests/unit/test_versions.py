@@ -109,3 +109,42 @@ def test_the_next_candidate_is_newer_than_every_known_version(parts):
     version = next_candidate(tags, "v")
     assert all(version > v for v in release_versions(tags, "v"))
     assert version.tag("v") not in tags
+
+
+def _reference_next_candidate(tags: list[str], prefix: str) -> str:
+    """The rule as first written, with semver objects all the way (slow over a long history):
+    the oracle the fast version must agree with."""
+    import semver
+
+    versions = sorted(
+        {
+            semver.Version.parse(t[len(prefix) :])
+            for t in tags
+            if t.startswith(prefix) and parse_tag(t, prefix) is not None
+        }
+    )
+    finals = [v for v in versions if v.prerelease is None]
+    final = max(finals, default=None)
+    pending = [v for v in versions if v.prerelease is not None and (final is None or v > final)]
+    base = final or semver.Version(0, 0, 0)
+    target = max((v.finalize_version() for v in pending), default=None) or base.bump_minor()
+    numbers = [int(v.prerelease.split(".")[1]) for v in pending if v.finalize_version() == target]
+    return str(target.replace(prerelease=f"rc.{max(numbers, default=0) + 1}"))
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.integers(0, 4),
+                st.integers(0, 12),
+                st.integers(0, 3),
+                st.one_of(st.none(), st.integers(0, 12)),
+            ).map(lambda p: f"v{p[0]}.{p[1]}.{p[2]}" + ("" if p[3] is None else f"-rc.{p[3]}")),
+            st.sampled_from(MESSY),
+        ),
+        max_size=40,
+    )
+)
+def test_the_fast_rule_agrees_with_semver_over_any_history(tags):
+    assert str(next_candidate(tags, "v")) == _reference_next_candidate(tags, "v")
