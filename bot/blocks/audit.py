@@ -18,12 +18,17 @@ REASON_LIMIT = 200
 
 
 def audit_message(
-    version: str | None, entries: list[dict[str, str]], *, max_entries: int = 100
+    version: str | None,
+    entries: list[dict[str, str]],
+    *,
+    max_entries: int = 100,
+    total: int | None = None,
 ) -> list[Block]:
     """`/release audit [VERSION]`: the newest entries (oldest of them first), one per line.
 
     At most `max_entries` lines, 50 blocks and 3000 characters a section; what does not fit is
-    counted in a context line pointing at `releasebot audit export`.
+    counted in a context line pointing at `releasebot audit export`. `total` is how many
+    there are in all when `entries` holds only the newest of them.
     """
     title = "latest" if not version else (version if version.startswith("v") else f"v{version}")
     blocks: list[Block] = [header(f"Audit trail · {title}")]
@@ -45,7 +50,7 @@ def audit_message(
         else:
             break
         shown += 1
-    hidden = len(entries) - shown
+    hidden = (len(entries) if total is None else max(total, len(entries))) - shown
     if hidden:
         noun = "entry" if hidden == 1 else "entries"
         blocks.append(

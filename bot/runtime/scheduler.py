@@ -53,6 +53,16 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
         max_instances=1,
         coalesce=True,
     )
+    # What an earlier version recorded without indexes is indexed a bounded step at a time
+    # (until then, readers scan the part not yet indexed); once done, a step is three GETs.
+    scheduler.add_job(
+        once_per_tick(services, "index-older-audit", 2.0, services.store.index_older_audit),
+        "interval",
+        seconds=2.0,
+        id="index-older-audit",
+        max_instances=1,
+        coalesce=True,
+    )
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).
     tick = services.config.monitoring.tick_seconds
     scheduler.add_job(

@@ -103,6 +103,10 @@ class ReleaseStore(AuditLog, Protocol):
 
     def audit_trail(self, release: str | None = None) -> AsyncIterator[dict[str, str]]: ...
 
+    async def latest_audit(self, count: int) -> tuple[list[dict[str, str]], int]: ...
+
+    async def release_by_final_version(self, final_version: str) -> str | None: ...
+
 
 @dataclass(frozen=True)
 class Status:

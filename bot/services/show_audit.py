@@ -9,6 +9,8 @@ from bot.blocks.audit import audit_message
 from bot.domain.actors import Actor
 from bot.services.ports import HasChat, HasConfig, HasStore
 
+LATEST_SHOWN = 100  # what audit_message shows at most
+
 
 class AuditNeeds(HasConfig, HasStore, HasChat, Protocol):
     """Reading the trail and answering with it."""
@@ -20,10 +22,7 @@ async def find_release_version(services: AuditNeeds, name: str) -> str | None:
     version = name[len(prefix) :] if prefix and name.startswith(prefix) else name
     if await services.store.get_release(version) is not None:
         return version
-    for release in await services.store.recent_releases(200):
-        if release.final_version == version:
-            return release.version
-    return None
+    return await services.store.release_by_final_version(version)
 
 
 async def answer_audit(
@@ -38,6 +37,13 @@ async def answer_audit(
             text = f"I know no release `{name}`."
             await services.chat.answer(response_url, messages.problem(text), text)
             return
-    entries = [e async for e in services.store.audit_trail(version)]
+    total = None
+    if version is None:
+        # The newest entries only, read from the stream's end: the trail may be years long.
+        entries, total = await services.store.latest_audit(LATEST_SHOWN)
+    else:
+        entries = [e async for e in services.store.audit_trail(version)]
     await services.store.audit(actor, "audit.read", release=version or "")
-    await services.chat.answer(response_url, audit_message(version, entries), "Audit trail")
+    await services.chat.answer(
+        response_url, audit_message(version, entries, total=total), "Audit trail"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import sys
@@ -51,6 +52,138 @@ async def read_entries(
         if len(rows) < batch:
             return
         start = _after(_s(rows[-1][0]))
+
+
+def _order(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def release_entries(
+    redis: Redis, keys: Keys, release: str, batch: int = 500
+) -> AsyncIterator[dict[str, str]]:
+    """One release's entries oldest first, through its index: the cost is that of its own
+    entries, however long the stream. While the backfill has not yet indexed what was recorded
+    before entries were indexed as written, that part of the stream is scanned as well, so the
+    trail is complete from the first moment after an upgrade."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrange(keys.audit_of_release(release), 0, -1)
+        pipe.get(keys.audit_indexed_from)
+        pipe.get(keys.audit_backfilled)
+        indexed, indexed_from, backfilled = await pipe.execute()
+    ids = {_s(i) for i in indexed}
+    unindexed = _unindexed_range(indexed_from, backfilled)
+    found: dict[str, dict[str, str]] = {}
+    if unindexed is not None:
+        start, end = unindexed
+        async for entry in _range(redis, keys.audit, start, end, batch):
+            if entry.get("release") == release:
+                found[entry["id"]] = entry
+    wanted = sorted(ids - found.keys(), key=_order)
+    for i in range(0, len(wanted), batch):
+        async with redis.pipeline(transaction=False) as pipe:
+            for entry_id in wanted[i : i + batch]:
+                pipe.xrange(keys.audit, min=entry_id, max=entry_id, count=1)
+            for rows in await pipe.execute():
+                for entry_id, data in rows or []:
+                    entry = _entry(entry_id, data)
+                    found[entry["id"]] = entry
+    for entry_id in sorted(found, key=_order):
+        yield found[entry_id]
+
+
+def _unindexed_range(indexed_from: Any, backfilled: Any) -> tuple[str, str] | None:
+    """The part of the stream (XRANGE bounds) that no index covers yet, or None."""
+    done = _s(backfilled) if backfilled is not None else None
+    if done == "done":
+        return None
+    start = "-" if done is None else _after(done)
+    return start, "+" if indexed_from is None else _s(indexed_from)
+
+
+async def _range(
+    redis: Redis, key: str, start: str, end: str, batch: int
+) -> AsyncIterator[dict[str, str]]:
+    while True:
+        rows = await redis.xrange(key, min=start, max=end, count=batch) or []
+        for entry_id, data in rows:
+            yield _entry(entry_id, data)
+        if len(rows) < batch:
+            return
+        start = _after(_s(rows[-1][0]))
+
+
+def _entry(entry_id: Any, data: Any) -> dict[str, str]:
+    return {"id": _s(entry_id), **{_s(k): _s(v) for k, v in (data or {}).items()}}
+
+
+async def latest_entries(redis: Redis, key: str, count: int) -> tuple[list[dict[str, str]], int]:
+    """The newest `count` entries (oldest of them first) and the length of the stream: two
+    commands, whatever that length."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xrevrange(key, max="+", min="-", count=count)
+        pipe.xlen(key)
+        rows, total = await pipe.execute()
+    return [_entry(i, d) for i, d in reversed(rows or [])], int(total)
+
+
+async def backfill_indexes(redis: Redis, keys: Keys, batch: int = 2000) -> bool:
+    """One bounded step of indexing what an earlier version recorded without indexes: the
+    audit entries before the first one indexed as written (each added to its release's
+    index), and the final versions of the releases (`releases:final`). Idempotent (sorted
+    sets and hashes), so two replicas doing it at once do no harm; True when done."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(keys.audit_indexed_from)
+        pipe.get(keys.audit_backfilled)
+        pipe.get(keys.final_versions_backfilled)
+        indexed_from, backfilled, finals_at = await pipe.execute()
+    audit_done = await _backfill_audit(redis, keys, indexed_from, backfilled, batch)
+    finals_done = await _backfill_finals(redis, keys, finals_at, batch)
+    return audit_done and finals_done
+
+
+async def _backfill_audit(
+    redis: Redis, keys: Keys, indexed_from: Any, backfilled: Any, batch: int
+) -> bool:
+    unindexed = _unindexed_range(indexed_from, backfilled)
+    if unindexed is None:
+        return True
+    start, end = unindexed
+    rows = await redis.xrange(keys.audit, min=start, max=end, count=batch) or []
+    async with redis.pipeline(transaction=False) as pipe:
+        for entry_id, data in rows:
+            entry = _entry(entry_id, data)
+            if entry.get("release"):
+                pipe.zadd(
+                    keys.audit_of_release(entry["release"]),
+                    {entry["id"]: _order(entry["id"])[0]},
+                )
+        finished = len(rows) < batch and indexed_from is not None
+        if finished:
+            pipe.set(keys.audit_backfilled, "done")
+        elif rows:
+            pipe.set(keys.audit_backfilled, _s(rows[-1][0]))
+        await pipe.execute()
+    # Without a first indexed entry yet, entries may still come from before the upgrade:
+    # the next step looks again.
+    return finished
+
+
+async def _backfill_finals(redis: Redis, keys: Keys, position: Any, batch: int) -> bool:
+    at = 0 if position is None else int(position)
+    if at < 0:
+        return True
+    versions = [_s(v) for v in await redis.zrange(keys.releases, at, at + batch - 1)]
+    raws = await redis.mget([keys.release(v) for v in versions]) if versions else []
+    async with redis.pipeline(transaction=False) as pipe:
+        for version, raw in zip(versions, raws, strict=True):
+            final = json.loads(raw).get("final_version") if raw else None
+            if final:
+                pipe.hsetnx(keys.final_versions, final, version)
+        done = len(versions) < batch
+        pipe.set(keys.final_versions_backfilled, -1 if done else at + len(versions))
+        await pipe.execute()
+    return done
 
 
 def _after(stream_id: str) -> str:

@@ -48,6 +48,30 @@ class Keys:
     def audit(self) -> str:
         return f"{self.prefix}audit"
 
+    def audit_of_release(self, version: str) -> str:
+        """The stream IDs of one release's audit entries (a sorted set, by their time)."""
+        return f"{self.prefix}audit:release:{version}"
+
+    @property
+    def audit_indexed_from(self) -> str:
+        """The ID of the first audit entry indexed when it was written: older ones are indexed
+        by the backfill, which keeps how far it got in `audit_backfilled`."""
+        return f"{self.prefix}audit:indexed-from"
+
+    @property
+    def audit_backfilled(self) -> str:
+        return f"{self.prefix}audit:backfilled"
+
+    @property
+    def final_versions_backfilled(self) -> str:
+        """How far the backfill of `final_versions` went through `releases` (-1: done)."""
+        return f"{self.prefix}releases:final:backfilled"
+
+    @property
+    def final_versions(self) -> str:
+        """A hash: the final version of each promoted release -> its candidate version."""
+        return f"{self.prefix}releases:final"
+
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}once:{key}"
 

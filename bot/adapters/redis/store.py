@@ -23,7 +23,12 @@ from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 
 from bot.adapters.redis.atomic import update_atomically
-from bot.adapters.redis.audit import read_entries
+from bot.adapters.redis.audit import (
+    backfill_indexes,
+    latest_entries,
+    read_entries,
+    release_entries,
+)
 from bot.adapters.redis.keys import Keys
 from bot.domain.actors import Actor
 from bot.domain.releases import Release, TransitionError
@@ -32,18 +37,29 @@ from bot.services.ports import Status
 
 T = TypeVar("T")
 
-# XADD of many entries to KEYS[1]. ARGV: n, the n field names, then n values per entry.
-_AUDIT_MANY = """
-local n = tonumber(ARGV[1])
+# Audit entries, each XADDed to KEYS[1] and its ID added to the index of its release
+# (ARGV[1] .. release version), so a release's trail is read without scanning the stream.
+# KEYS[2] keeps the first ID indexed this way (older entries are the backfill's). ARGV: the
+# index key prefix, the position of the release among the field names, n, the n field
+# names, then n values per entry.
+_AUDIT_APPEND = """
+local at = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
 local ids = {}
-for first = n + 2, #ARGV, n do
+for first = n + 4, #ARGV, n do
   local entry = {}
   for j = 1, n do
-    entry[2 * j - 1] = ARGV[1 + j]
+    entry[2 * j - 1] = ARGV[3 + j]
     entry[2 * j] = ARGV[first + j - 1]
   end
-  ids[#ids + 1] = redis.call("XADD", KEYS[1], "*", unpack(entry))
+  local id = redis.call("XADD", KEYS[1], "*", unpack(entry))
+  local release = ARGV[first + at - 1]
+  if release ~= "" then
+    redis.call("ZADD", ARGV[1] .. release, tonumber(string.match(id, "^%d+")), id)
+  end
+  ids[#ids + 1] = id
 end
+if #ids > 0 then redis.call("SET", KEYS[2], ids[1], "NX") end
 return ids
 """
 
@@ -113,18 +129,9 @@ class Store:
         if self._audit_batch is batch:
             self._audit_batch = None  # entries from now on go in the next write
         try:
-            if len(batch.entries) == 1:
-                replies = [await self.redis.xadd(self.keys.audit, batch.entries[0])]
-            else:
-                # One command for the lot: N XADDs through a pipeline cost far more Python than
-                # one script call whose arguments hiredis packs and whose reply it parses.
-                names = list(batch.entries[0])  # every entry has _audit_fields' fields
-                args: list[EncodableT] = [len(names), *names]
-                for entry in batch.entries:
-                    args.extend(entry[name] for name in names)
-                replies = await self._audit_script(
-                    keys=[self.keys.audit], args=args, client=self.redis
-                )
+            # One command for the lot: N XADDs through a pipeline cost far more Python than
+            # one script call whose arguments hiredis packs and whose reply it parses.
+            replies = await self._append_audit(batch.entries)
         except asyncio.CancelledError:
             batch.written.cancel()
             raise
@@ -136,15 +143,63 @@ class Store:
 
     @functools.cached_property
     def _audit_script(self) -> AsyncScript:
-        return self.redis.register_script(_AUDIT_MANY)
+        return self.redis.register_script(_AUDIT_APPEND)
+
+    def _audit_args(self, entries: list[dict[FieldT, EncodableT]]) -> list[EncodableT]:
+        names = list(entries[0])  # every entry has _audit_fields' fields
+        args: list[EncodableT] = [
+            self.keys.audit_of_release(""),
+            names.index("release") + 1,
+            len(names),
+            *names,
+        ]
+        for entry in entries:
+            args.extend(entry[name] for name in names)
+        return args
+
+    async def _append_audit(self, entries: list[dict[FieldT, EncodableT]]) -> list[Any]:
+        """Append entries to the audit stream and to their releases' indexes, in one call."""
+        replies = await self._audit_script(
+            keys=[self.keys.audit, self.keys.audit_indexed_from],
+            args=self._audit_args(entries),
+            client=self.redis,
+        )
+        return list(replies)
+
+    def _queue_audit(self, pipe: Pipeline, entry: dict[FieldT, EncodableT]) -> None:
+        """The same, queued in a transaction (MULTI) with the change it records: the entry,
+        its index and the change land together or not at all."""
+        script = self._audit_script
+        # Loaded before EXEC if Redis does not have it yet (redis-py types the set as holding
+        # its sync Script; the async pipeline loads an AsyncScript the same way).
+        pipe.scripts.add(script)  # type: ignore[arg-type]
+        pipe.evalsha(
+            script.sha, 2, self.keys.audit, self.keys.audit_indexed_from, *self._audit_args([entry])
+        )
 
     async def audit_entries(self, release: str | None = None) -> list[dict[str, str]]:
         """The whole trail (of one release), in a list: for small trails and tests."""
         return [entry async for entry in self.audit_trail(release)]
 
     def audit_trail(self, release: str | None = None) -> AsyncIterator[dict[str, str]]:
-        """The trail oldest first (of one release, if given), read a batch at a time."""
-        return read_entries(self.redis, self.keys.audit, release=release)
+        """The trail oldest first (of one release, if given: through its index, whatever the
+        length of the stream), read a batch at a time."""
+        if release is not None:
+            return release_entries(self.redis, self.keys, release)
+        return read_entries(self.redis, self.keys.audit)
+
+    async def latest_audit(self, count: int) -> tuple[list[dict[str, str]], int]:
+        """The newest `count` entries, oldest of them first, and how many there are in all."""
+        return await latest_entries(self.redis, self.keys.audit, count)
+
+    async def index_older_audit(self, batch: int = 2000) -> bool:
+        """One step of indexing what was recorded before entries were indexed as written;
+        True once there is nothing left to index."""
+        return await backfill_indexes(self.redis, self.keys, batch)
+
+    async def release_by_final_version(self, final_version: str) -> str | None:
+        raw = await self.redis.hget(self.keys.final_versions, final_version)
+        return None if raw is None else _s(raw)
 
     # --- releases ------------------------------------------------------------------------------
 
@@ -164,8 +219,8 @@ class Store:
                 raise TransitionError(f"{release.version} is already recorded")
             pipe.multi()
             if stale:
-                pipe.xadd(
-                    self.keys.audit,
+                self._queue_audit(
+                    pipe,
                     self._audit_fields(
                         actor,
                         "release.discard",
@@ -178,8 +233,8 @@ class Store:
             pipe.set(key, release.to_json())
             pipe.zadd(self.keys.releases, {release.version: release.created_at})
             pipe.sadd(self.keys.in_flight, release.version)
-            pipe.xadd(
-                self.keys.audit,
+            self._queue_audit(
+                pipe,
                 self._audit_fields(
                     actor,
                     "hotfix.create" if release.kind == "hotfix" else "release.create",
@@ -198,8 +253,8 @@ class Store:
             pipe.delete(self.keys.release(version))
             pipe.zrem(self.keys.releases, version)
             pipe.srem(self.keys.in_flight, version)
-            pipe.xadd(
-                self.keys.audit,
+            self._queue_audit(
+                pipe,
                 self._audit_fields(
                     actor, "release.discard", release=version, outcome="discarded", reason=reason
                 ),
@@ -245,8 +300,10 @@ class Store:
         def also(pipe: Pipeline, release: Release) -> None:
             if release.phase == "done":
                 pipe.srem(self.keys.in_flight, version)
-            pipe.xadd(
-                self.keys.audit,
+            if release.final_version:  # found by it for ever after (`/release audit 1.4.0`)
+                pipe.hset(self.keys.final_versions, release.final_version, version)
+            self._queue_audit(
+                pipe,
                 self._audit_fields(
                     actor,
                     action,
@@ -271,8 +328,8 @@ class Store:
     async def create_rollback(self, request: RollbackRequest, actor: Actor) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.rollback(request.id), request.to_json())
-            pipe.xadd(
-                self.keys.audit,
+            self._queue_audit(
+                pipe,
                 self._audit_fields(
                     actor,
                     "rollback.request",
@@ -300,8 +357,8 @@ class Store:
         """Like update_release: one atomic change with its audit entry, or nothing."""
 
         def also(pipe: Pipeline, request: RollbackRequest) -> None:
-            pipe.xadd(
-                self.keys.audit,
+            self._queue_audit(
+                pipe,
                 self._audit_fields(
                     actor,
                     action,
