@@ -116,7 +116,9 @@ class MonitoringConfig:
     successes_to_resolve: int = 2  # consecutive good results before it resolves
     reminder_seconds: float = 1800.0  # at most this often, while nobody acknowledged
     oncall: tuple[str, ...] = ()  # user (U…) and user-group (S…) IDs mentioned when critical
-    history: int = 1000  # results kept per check
+    # Results kept as they are per check; older ones live on in per-version and per-window
+    # aggregates (bot.domain.health.windows), so this needs to cover only what the rules read.
+    history: int = 150
     error_rate_percent: float = 1.0
     error_rate_samples: int = 100  # the window the error rate is measured over
     latency_samples: int = 5  # recent results whose median is compared with the baseline
@@ -672,7 +674,7 @@ def _monitoring(raw: Any) -> MonitoringConfig:
             "monitoring.warning_degradation_percent",
             f"must be below critical_degradation_percent ({critical:g})",
         )
-    if found.get("history", 1000) < found.get("error_rate_samples", 100):
+    if found.get("history", 150) < found.get("error_rate_samples", 100):
         raise ConfigError("monitoring.history", "must keep at least error_rate_samples results")
     oncall = found.get("oncall", [])
     for i, who in enumerate(oncall):

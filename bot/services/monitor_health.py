@@ -7,6 +7,7 @@ The rules (what a result means, when an incident opens or ends, a window's verdi
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from functools import partial
@@ -17,10 +18,19 @@ from bot.blocks.release import Block
 from bot.domain.actors import BOT, Actor
 from bot.domain.config import CheckConfig, EnvironmentConfig
 from bot.domain.health import incidents
-from bot.domain.health.checks import CheckId, Result, baseline_ms, conditions
+from bot.domain.health.checks import CheckId, Result, baseline_of, conditions
 from bot.domain.health.incidents import DEPLOY_CHECK, CheckState, Incident
 from bot.domain.health.summaries import health_row
-from bot.domain.health.windows import Window, is_due, open_window, summarize_window
+from bot.domain.health.windows import (
+    Window,
+    fold,
+    is_due,
+    open_window,
+    summarize_aggregates,
+    summarize_window,
+    version_aggregate,
+    window_aggregate,
+)
 from bot.services.clicks import Where, refused, same_message
 from bot.services.ports import (
     HasAuditLog,
@@ -33,6 +43,8 @@ from bot.services.ports import (
 )
 
 ACKNOWLEDGE = "incident.acknowledge"  # the audit action of an Acknowledge click
+WORK_BATCH = 500  # checks judged between two turns of the event loop
+HEALTH_SAMPLES = 30  # recent results per check behind `/release health`'s percentiles
 
 
 class MonitorNeeds(
@@ -144,9 +156,11 @@ class Monitor:
 
         said: list[tuple[str, Incident]] = []
         results: list[tuple[CheckId, Result]] = []
-        for d, state, observation, version, compare in zip(
-            due, states, seen, deployed, expected, strict=True
+        for n, (d, state, observation, version, compare) in enumerate(
+            zip(due, states, seen, deployed, expected, strict=True)
         ):
+            if n and not n % WORK_BATCH:
+                await asyncio.sleep(0)  # thousands of checks: acks get their turn meanwhile
             problems = conditions(d.check, observation, compare)
             result = Result.of(observation, problems, now, version)
             change = incidents.judge(
@@ -161,7 +175,8 @@ class Monitor:
             if change is not None:
                 said.append(change)
             results.append((d.id, result))
-        await state_store.record_results(results, cfg.history)
+        deltas = fold(((check[0], result) for check, result in results), windows)
+        await state_store.record_results(results, cfg.history, deltas)
         # Messages before the states are saved: an opened incident keeps its message's ts.
         for what, incident in said:
             await tell(
@@ -197,21 +212,13 @@ class Monitor:
     async def _load_baselines(
         self, due: list[Due], states: list[CheckState], deployed: list[str]
     ) -> None:
-        """When a check first sees a new version, its latency baseline is taken from the
-        history of the versions before it (read once per version, not every tick)."""
-        stale = [
-            i
-            for i, (state, version) in enumerate(zip(states, deployed, strict=True))
-            if version and state.recent.version != version
-        ]
-        if not stale:
-            return
+        """When a check first sees a new version, its latency baseline is taken from the good
+        answers of the versions before it that its state holds (nothing is read: a deploy
+        makes every check's baseline at once)."""
         cfg = self.services.config.monitoring
-        histories = await self.services.monitor_state.results(
-            [due[i].id for i in stale], cfg.history
-        )
-        for i, history in zip(stale, histories, strict=True):
-            states[i].recent.baseline_ms = baseline_ms(history, deployed[i], cfg)
+        for state, version in zip(states, deployed, strict=True):
+            if version and state.recent.version != version:
+                state.recent.baseline_ms = baseline_of(state.recent.good, version, cfg)
 
 
 # --- telling people ------------------------------------------------------------------------
@@ -439,10 +446,23 @@ async def close_window(
         return  # someone else closed it
     env = services.config.environment(environment)
     cfg = services.config.monitoring
-    histories = await services.monitor_state.results(
-        [(environment, c.name) for c in env.checks], cfg.history
-    )
-    summary = summarize_window(environment, window, histories, rolled_back, cfg)
+    if window.aggregated:
+        # Two hashes, however many checks and results: what the ticks summed up.
+        during, before = await services.monitor_state.aggregates(
+            [
+                window_aggregate(environment, window),
+                version_aggregate(environment, window.previous),
+            ]
+        )
+        summary = summarize_aggregates(
+            environment, window, during, before if window.previous else None, rolled_back, cfg
+        )
+        await services.monitor_state.drop_aggregate(window_aggregate(environment, window))
+    else:  # opened by a version of the bot that did not sum results up
+        histories = await services.monitor_state.results(
+            [(environment, c.name) for c in env.checks], cfg.history
+        )
+        summary = summarize_window(environment, window, histories, rolled_back, cfg)
     blocks = texts.window_summary(summary, window.minutes_watched(services.clock()))
     text = f"{environment} after {window.version}: {summary.verdict}"
     # Audited before it is posted: what people see is always on the trail.
@@ -481,7 +501,7 @@ async def health_rows(
     ]
     pairs = [(e.name, c.name) for e in environments for c in e.checks]
     pairs += [(e.name, DEPLOY_CHECK) for e in environments]
-    stored = await services.monitor_state.stored_checks(pairs, 100)
+    stored = await services.monitor_state.stored_checks(pairs, HEALTH_SAMPLES)
     rows = []
     for (env, check), (raw, history) in zip(pairs, stored, strict=True):
         state = CheckState.from_json(raw, history, services.config.monitoring)

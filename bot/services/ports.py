@@ -23,7 +23,7 @@ from bot.domain.config import CheckConfig, CommandEnv, Config
 from bot.domain.flag_requests import FlagRequest, Ramp
 from bot.domain.health.checks import CheckId, Observation, Result
 from bot.domain.health.incidents import CheckState
-from bot.domain.health.windows import Window
+from bot.domain.health.windows import Aggregate, AggregateId, Delta, Window
 from bot.domain.locks import LockInfo, LockKind
 from bot.domain.releases import Release
 from bot.domain.rollbacks import RollbackRequest
@@ -384,8 +384,15 @@ class MonitorState(Protocol):
     async def results(self, checks: Sequence[CheckId], count: int) -> list[list[Result]]: ...
 
     async def record_results(
-        self, results: Sequence[tuple[CheckId, Result]], keep: int
+        self,
+        results: Sequence[tuple[CheckId, Result]],
+        keep: int,
+        deltas: Mapping[AggregateId, Delta] | None = None,
     ) -> None: ...
+
+    async def aggregates(self, targets: Sequence[AggregateId]) -> list[Aggregate]: ...
+
+    async def drop_aggregate(self, target: AggregateId) -> None: ...
 
     async def save_states(self, states: Mapping[CheckId, bytes]) -> str: ...
 

@@ -12,9 +12,11 @@ from redis.asyncio import Redis
 from bot.adapters.redis.locks import held, take_lock
 from bot.adapters.redis.monitor_state import RedisMonitorState
 from bot.adapters.redis.store import Keys
+from bot.domain.config import MonitoringConfig
 from bot.domain.health.checks import Result
 from bot.domain.health.incidents import CheckState, Incident
-from bot.domain.health.windows import Window
+from bot.domain.health.sketch import LatencySketch
+from bot.domain.health.windows import Window, fold, window_aggregate
 
 HEALTH = ("production", "health")
 VERSION = ("production", "build-info")
@@ -195,3 +197,59 @@ async def test_a_window_is_closed_by_exactly_one_caller(state):
     await state.start_window("production", Window("2", "1", "", 1.0, 2.0))
     closed = await asyncio.gather(*(state.end_window("production") for _ in range(4)))
     assert closed.count(True) == 1 and await state.window("production") is None
+
+
+async def test_results_are_compact_and_old_ones_still_read(state, redis, prefix):
+    keys = Keys(prefix)
+    check = ("production", "health")
+    old = json.dumps(
+        {"at": 1.0, "ok": False, "ms": 12.5, "status": 503, "problem": "HTTP 503", "version": "1"}
+    )
+    await redis.lpush(keys.check_results(*check), old)  # as the version before wrote it
+    new = Result(at=2.0, ok=True, ms=9.25, status=200, problem="", version="1.0.0")
+    await state.record_results([(check, new)], 150)
+    assert await state.results([check], 10) == [
+        [new, Result(at=1.0, ok=False, ms=12.5, status=503, problem="HTTP 503", version="1")]
+    ]
+
+
+async def test_a_full_default_history_stays_under_10_kb_per_check(state, redis, prefix):
+    keys = Keys(prefix)
+    check = ("production", "a-check-with-a-longish-name")
+    keep = MonitoringConfig().history
+    for tick in range(keep + 20):
+        result = Result(
+            at=1_764_700_000.0 + tick * 60.123,
+            ok=tick % 17 != 0,
+            ms=100 + (tick * 7919) % 900 / 7,
+            status=200 if tick % 17 else 503,
+            problem="" if tick % 17 else "HTTP 503",
+            version="0.21.3",
+        )
+        await state.record_results([(check, result)], keep)
+    size = await redis.memory_usage(keys.check_results(*check))
+    assert size is not None and size <= 10_000, size
+
+
+async def test_aggregates_add_up_in_redis_as_the_ticks_folded_them(state, redis, prefix):
+    window = Window(
+        version="2", previous="1", release="", started=100.0, ends=700.0, aggregated=True
+    )
+    check = ("production", "health")
+    ticks = [
+        [Result(at=100.0 + 10 * t, ok=t % 5 != 0, ms=10.0 + t, status=200, problem="", version="2")]
+        for t in range(30)
+    ]
+    for results in ticks:
+        await state.record_results(
+            [(check, r) for r in results],
+            150,
+            fold((("production", r) for r in results), {"production": window}),
+        )
+    (during,) = await state.aggregates([window_aggregate("production", window)])
+    everything = [r for results in ticks for r in results]
+    assert during.count == 30 and during.failures == 6
+    assert during.sketch.counts == LatencySketch.of(r.ms for r in everything if r.ok).counts
+    assert max(during.peaks.values()) == max(r.ms for r in everything if r.ok)
+    await state.drop_aggregate(window_aggregate("production", window))
+    assert (await state.aggregates([window_aggregate("production", window)]))[0].count == 0

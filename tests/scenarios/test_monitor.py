@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from bot.adapters.redis.store import Store
+from bot.domain.health.checks import Result
 from bot.services.monitor_health import Monitor
 from tests.helpers.config import make_config, production_config
 from tests.helpers.messages import release_message, thread_text
@@ -254,12 +255,12 @@ async def test_two_replicas_check_once_and_alert_once(
     assert len(slack.calls_to("chat.postMessage")) == 1
     # Each check ran about once per interval, not once per replica.
     results = [
-        json.loads(r)
+        Result.from_json(r)
         for r in await first.services.redis.lrange(
             store.keys.check_results("production", "health"), 0, -1
         )
     ]
-    times = sorted(r["at"] for r in results)
+    times = sorted(r.at for r in results)
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.19, gaps
 

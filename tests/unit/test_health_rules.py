@@ -369,12 +369,14 @@ def test_a_check_is_due_at_its_interval_and_at_once_after_a_deploy_then_more_oft
     assert window.minutes_watched(400.0) == 5.0 and window.minutes_watched(9999.0) == 10.0
 
 
-def test_a_window_is_stored_as_it_always_was():
+def test_a_window_is_stored_as_it_always_was_plus_whether_it_is_summed_up():
     window = Window(version="2", previous="1", release="2.0.0", started=1.5, ends=3601.5)
-    assert window.to_json() == (
-        '{"version": "2", "previous": "1", "release": "2.0.0", "started": 1.5, "ends": 3601.5}'
-    )
+    before = '{"version": "2", "previous": "1", "release": "2.0.0", "started": 1.5, "ends": 3601.5'
+    assert window.to_json() == before + ', "aggregated": false}'
     assert Window.from_json(window.to_json().encode()) == window
+    # A window opened by the version before aggregates is read back as one to sum up from
+    # its checks' kept results.
+    assert Window.from_json(before + "}") == window
 
 
 def test_a_window_compares_its_own_results_with_the_previous_versions():

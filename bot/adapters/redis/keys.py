@@ -99,6 +99,10 @@ class Keys:
     def check_results(self, environment: str, check: str) -> str:
         return f"{self.prefix}mon:results:{environment}:{check}"
 
+    def monitor_aggregate(self, kind: str, environment: str, of: str) -> str:
+        """Results summed up: of a version in an environment, or of a monitoring window."""
+        return f"{self.prefix}mon:agg:{kind}:{environment}:{of}"
+
     def monitor_window(self, environment: str) -> str:
         return f"{self.prefix}mon:window:{environment}"
 

@@ -9,6 +9,7 @@ always were (a running team's state survives an upgrade)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from redis.asyncio import Redis
 from bot.adapters.redis.keys import Keys
 from bot.domain.health.checks import CheckId, Result
 from bot.domain.health.incidents import CheckState
-from bot.domain.health.windows import Window
+from bot.domain.health.windows import Aggregate, AggregateId, Delta, Window
 
 ACK_SECONDS = 30 * 86400  # an acknowledgement outlives any incident it stops reminders for
 
@@ -41,6 +42,35 @@ for i = 2, #ARGV, 2 do
 end
 return 0
 """
+
+
+# A tick's additions to its aggregates. ARGV: seconds to keep them, then per aggregate: its
+# key, n, n (field, amount) to add, m, m (field, latency) to raise a slot's peak to.
+_ADD_AGGREGATES = """
+local keep = tonumber(ARGV[1])
+local i = 2
+while i <= #ARGV do
+  local key = ARGV[i]
+  local n = tonumber(ARGV[i + 1])
+  i = i + 2
+  for j = 1, n do
+    redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1])
+    i = i + 2
+  end
+  local m = tonumber(ARGV[i])
+  i = i + 1
+  for j = 1, m do
+    local now = tonumber(redis.call('HGET', key, ARGV[i]) or '0')
+    if tonumber(ARGV[i + 1]) > now then redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+    i = i + 2
+  end
+  redis.call('EXPIRE', key, keep)
+end
+return 0
+"""
+
+AGGREGATE_SECONDS = 30 * 86400  # a version's figures outlive any window compared with them
+BATCH = 500  # checks per Redis call and per stretch of work between two yields to the loop
 
 
 class RedisMonitorState:
@@ -121,43 +151,83 @@ class RedisMonitorState:
         self, checks: Sequence[CheckId], results: int
     ) -> list[tuple[bytes | None, list[Result]]]:
         """Per check, its state as stored (JSON, None if it has none) and its newest
-        `results` results, newest first: one round trip for all of them."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for check in checks:
-                state_key, results_key = self._keys_of(check)
-                pipe.get(state_key)
-                pipe.lrange(results_key, 0, results - 1)
-            rows: list[Any] = await pipe.execute()
-        return [
-            (rows[2 * i], [Result.from_json(r) for r in rows[2 * i + 1]])
-            for i in range(len(checks))
-        ]
+        `results` results, newest first: one round trip per BATCH checks, and the loop's turn
+        between two (thousands of checks' results take a while to parse)."""
+        found: list[tuple[bytes | None, list[Result]]] = []
+        for start in range(0, len(checks), BATCH):
+            if start:
+                await asyncio.sleep(0)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for check in checks[start : start + BATCH]:
+                    state_key, results_key = self._keys_of(check)
+                    pipe.get(state_key)
+                    pipe.lrange(results_key, 0, results - 1)
+                rows: list[Any] = await pipe.execute()
+            found += [
+                (rows[2 * i], [Result.from_json(r) for r in rows[2 * i + 1]])
+                for i in range(len(rows) // 2)
+            ]
+        return found
 
     async def results(self, checks: Sequence[CheckId], count: int) -> list[list[Result]]:
-        """Per check, its newest `count` results, newest first."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for check in checks:
-                pipe.lrange(self._keys_of(check)[1], 0, count - 1)
-            rows: list[Any] = await pipe.execute()
-        return [[Result.from_json(r) for r in raws] for raws in rows]
+        """Per check, its newest `count` results, newest first (BATCH checks at a time)."""
+        found: list[list[Result]] = []
+        for start in range(0, len(checks), BATCH):
+            if start:
+                await asyncio.sleep(0)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for check in checks[start : start + BATCH]:
+                    pipe.lrange(self._keys_of(check)[1], 0, count - 1)
+                rows: list[Any] = await pipe.execute()
+            found += [[Result.from_json(r) for r in raws] for raws in rows]
+        return found
 
-    async def record_results(self, results: Sequence[tuple[CheckId, Result]], keep: int) -> None:
+    async def record_results(
+        self,
+        results: Sequence[tuple[CheckId, Result]],
+        keep: int,
+        deltas: Mapping[AggregateId, Delta] | None = None,
+    ) -> None:
         """Add a tick's results to their checks' histories, each kept to about `keep`
-        results, in one call (one reply instead of one per check)."""
-        if not results:
-            return
-        pushes: list[str | bytes] = []
-        for check, result in results:
-            pushes += [self._keys_of(check)[1], result.to_json()]
-        await self._redis.eval(_STORE_RESULTS, 0, keep, *pushes)
+        results, and to their aggregates: a few calls of BATCH results each (one reply per
+        call instead of one per check, and no call so long that the loop waits on it)."""
+        for start in range(0, len(results), BATCH):
+            pushes: list[str | bytes] = []
+            for check, result in results[start : start + BATCH]:
+                pushes += [self._keys_of(check)[1], result.to_json()]
+            await self._redis.eval(_STORE_RESULTS, 0, keep, *pushes)
+        items = list((deltas or {}).items())
+        for start in range(0, len(items), BATCH):
+            args: list[str | int | float] = [AGGREGATE_SECONDS]
+            for target, delta in items[start : start + BATCH]:
+                args += [self._keys.monitor_aggregate(*target), len(delta.add)]
+                for name, amount in delta.add.items():
+                    args += [name, amount]
+                args.append(len(delta.peaks))
+                for name, peak in delta.peaks.items():
+                    args += [name, peak]
+            await self._redis.eval(_ADD_AGGREGATES, 0, *args)
+
+    async def aggregates(self, targets: Sequence[AggregateId]) -> list[Aggregate]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for target in targets:
+                pipe.hgetall(self._keys.monitor_aggregate(*target))
+            rows: list[Any] = await pipe.execute()
+        return [Aggregate.from_fields(row or {}) for row in rows]
+
+    async def drop_aggregate(self, target: AggregateId) -> None:
+        await self._redis.delete(self._keys.monitor_aggregate(*target))
 
     async def save_states(self, states: Mapping[CheckId, bytes]) -> str:
         """Write the states of a tick that changed (JSON per check), and mark the tick as the
         last writer; returns the token it is marked with."""
         token = secrets.token_hex(8)
+        items = list(states.items())
         async with self._redis.pipeline(transaction=False) as pipe:
-            if states:
-                pipe.mset({self._keys_of(check)[0]: raw for check, raw in states.items()})
+            for start in range(0, len(items), BATCH):
+                pipe.mset(
+                    {self._keys_of(check)[0]: raw for check, raw in items[start : start + BATCH]}
+                )
             pipe.set(self._keys.monitor_writer, token)
             await pipe.execute()
         return token

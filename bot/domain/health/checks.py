@@ -4,7 +4,7 @@ against the baseline before the release, error rate). Plain functions, no I/O.""
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -50,11 +50,19 @@ class Result:
         }
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict())
+        # A list, not an object: a check keeps its recent results, thousands of checks keep
+        # theirs, and the field names were half of each one.
+        return orjson.dumps(
+            [self.at, 1 if self.ok else 0, self.ms, self.status, self.problem, self.version]
+        )
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Result:
-        return cls(**orjson.loads(raw))
+        data = orjson.loads(raw)
+        if isinstance(data, dict):  # as results were kept before the compact form
+            return cls(**data)
+        at, ok, ms, status, problem, version = data
+        return cls(at=at, ok=bool(ok), ms=ms, status=status, problem=problem, version=version)
 
     @classmethod
     def of(cls, seen: Observation, problems: list[str], at: float, version: str) -> Result:
@@ -145,6 +153,10 @@ class Recent:
     latencies: list[float] | None = None
     version: str = ""  # the version the latencies (and the baseline) belong to
     baseline_ms: float | None = None  # median latency before that version was deployed
+    # The newest good answers (latency, version), newest first, that a baseline is taken from
+    # when a new version appears: in memory only (rebuilt from the recent results when the
+    # state is loaded), so that a deploy costs no read of any history.
+    good: list[tuple[float, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,12 +172,22 @@ class Recent:
             self.version, self.latencies = result.version, []
         if result.ok:
             self.latencies = [result.ms, *(self.latencies or [])][: cfg.latency_samples]
+            self.good.insert(0, (result.ms, result.version))
+            del self.good[BASELINE_SAMPLES:]
+
+
+BASELINE_SAMPLES = 50  # good answers of earlier versions a baseline is the median of
 
 
 def baseline_ms(history: list[Result], version: str, cfg: MonitoringConfig) -> float | None:
     """The median latency of good answers while an earlier version ran (newest 50), or None
     when there are too few to compare with."""
-    before = [r.ms for r in history if r.ok and r.version != version][:50]
+    return baseline_of([(r.ms, r.version) for r in history if r.ok], version, cfg)
+
+
+def baseline_of(good: list[tuple[float, str]], version: str, cfg: MonitoringConfig) -> float | None:
+    """The same over (latency, version) of good answers, newest first."""
+    before = [ms for ms, seen in good if seen != version][:BASELINE_SAMPLES]
     return statistics.median(before) if len(before) >= cfg.latency_samples else None
 
 

@@ -15,7 +15,14 @@ from typing import Any
 import orjson
 
 from bot.domain.config import MonitoringConfig
-from bot.domain.health.checks import SEVERITY_RANK, Finding, Recent, Result, assess
+from bot.domain.health.checks import (
+    BASELINE_SAMPLES,
+    SEVERITY_RANK,
+    Finding,
+    Recent,
+    Result,
+    assess,
+)
 
 DEPLOY_CHECK = "deploy"  # the pseudo-check under which a failed deploy is an incident
 
@@ -100,6 +107,7 @@ class CheckState:
             recent.latencies = [r.ms for r in history if r.ok and r.version == recent.version][
                 : cfg.latency_samples
             ]
+            recent.good = [(r.ms, r.version) for r in history if r.ok][:BASELINE_SAMPLES]
         return state
 
 

@@ -74,14 +74,7 @@ def summarize(
     failures = sum(1 for r in during if not r.ok)
     p50, p95 = percentile(good, 50), percentile(good, 95)
     old_p50, old_p95 = percentile(earlier, 50), percentile(earlier, 95)
-    if rolled_back:
-        verdict = "rolled back"
-    elif during and (
-        100.0 * failures / len(during) > cfg.error_rate_percent or _degraded(p95, old_p95, cfg)
-    ):
-        verdict = "degraded"
-    else:
-        verdict = "healthy"
+    verdict = judge_window(len(during), failures, p95, old_p95, rolled_back, cfg)
     return WindowSummary(
         environment=environment,
         version=version,
@@ -95,6 +88,24 @@ def summarize(
         sparkline=sparkline([r.ms for r in during]),
         verdict=verdict,
     )
+
+
+def judge_window(
+    checks_run: int,
+    failures: int,
+    p95: float | None,
+    old_p95: float | None,
+    rolled_back: bool,
+    cfg: MonitoringConfig,
+) -> str:
+    """healthy | degraded | rolled back: too many failures, or slower than before."""
+    if rolled_back:
+        return "rolled back"
+    if checks_run and (
+        100.0 * failures / checks_run > cfg.error_rate_percent or _degraded(p95, old_p95, cfg)
+    ):
+        return "degraded"
+    return "healthy"
 
 
 def _degraded(now: float | None, before: float | None, cfg: MonitoringConfig) -> bool:
