@@ -34,9 +34,19 @@ class Prober:
         return self._session
 
     async def observe_all(self, checks: Sequence[CheckConfig]) -> list[Observation]:
-        # The connector's limit is the bound: requests beyond it wait for a free connection.
+        """Every check, at most `concurrency` at a time: that many workers take the next
+        check as they finish one. (A task per check made 5,000 tasks in one go, and woke them
+        all as connections freed: the event loop was held up to 150 ms at a time.)"""
         session = self._open()
-        return list(await asyncio.gather(*(observe(session, c, self._target(c)) for c in checks)))
+        seen: list[Observation | None] = [None] * len(checks)
+        todo = iter(range(len(checks)))
+
+        async def worker() -> None:
+            for i in todo:  # shared: each index is taken by one worker
+                seen[i] = await observe(session, checks[i], self._target(checks[i]))
+
+        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(checks)))))
+        return [s for s in seen if s is not None]
 
     def _target(self, check: CheckConfig) -> tuple[URL, aiohttp.ClientTimeout]:
         # Parsed once per check, not on every tick.
