@@ -37,6 +37,7 @@ import tomllib
 import uuid
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -82,7 +83,8 @@ def serve(endpoints: int, conn: Connection) -> None:
     asyncio.run(main())
 
 
-def config_for(base: str, endpoints: int) -> str:
+def config_for(base: str, endpoints: int, version_field: bool = True) -> str:
+    field = 'version_field = "version"\n' if version_field else ""
     checks = "".join(
         f"""
 [[environments.checks]]
@@ -90,8 +92,7 @@ name = "e{i}"
 url = "{base}/e/{i}"
 interval_seconds = 0.001
 json = {{ status = "ok" }}
-version_field = "version"
-"""
+{field}"""
         for i in range(endpoints)
     )
     return f"""
@@ -192,12 +193,189 @@ async def run(args: argparse.Namespace, port: int) -> int:
     return 1 if failures else 0
 
 
+# --- growth: the same monitor at several scales ---------------------------------------------
+
+
+class LagProbe:
+    """How late a task that sleeps 10 ms wakes: the longest the event loop was kept busy."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            self.lags.append(max(0.0, loop.time() - before - 0.01))
+
+    def __enter__(self) -> LagProbe:
+        self.lags = []
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    @property
+    def worst_ms(self) -> float:
+        return max(self.lags, default=0.0) * 1000
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+async def timed(probe: LagProbe, work: Any) -> tuple[float, float]:
+    with probe:
+        started = time.perf_counter()
+        await work
+        took = time.perf_counter() - started
+        await asyncio.sleep(0.02)  # the probe's last wake-up
+    return took, probe.worst_ms
+
+
+async def measure_scale(args: argparse.Namespace, port: int, checks: int) -> dict[str, float]:
+    """One scale: steady ticks, the tick after a deploy, the window close, `/release
+    health`, the event loop's worst lag in each, and the bytes kept per check."""
+    from bot.blocks.health import health_report
+    from bot.devtools.slack_stand_in import SlackStandIn
+    from bot.services.monitor_health import close_window, deploy_finished, health_rows
+
+    base = f"http://127.0.0.1:{port}"
+    # No version condition: the endpoints keep answering 1.0.0 after the "deploy".
+    config = parse_config(tomllib.loads(config_for(base, checks, version_field=False)))
+    prefix = f"bench:{uuid.uuid4().hex}:"
+    async with SlackStandIn(token="xoxb-bench") as slack:
+        settings = Settings(
+            bot_token="xoxb-bench",
+            signing_secret="bench",
+            redis_url=args.redis_url,
+            slack_api_url=slack.base_url,
+            state_dir=Path(tempfile.mkdtemp(prefix="releasebot-bench-")),
+            redis_prefix=prefix,
+        )
+        services = Services.create(settings, config)
+        store, state = services.store, services.monitor_state
+        monitor = Monitor(services)
+        probe = LagProbe()
+        figures: dict[str, float] = {}
+        try:
+            await store.set_environment_version("production", "1.0.0", "v1.0.0", "0" * 40)
+            now = time.time()
+            # A full history per check, through the monitor's own store (as ticks leave it).
+            ids = [("production", c.name) for c in config.environments[0].checks]
+            keep = config.monitoring.history
+            for k in range(keep + 20):
+                at = now - (keep + 20 - k) * 60
+                await state.record_results(
+                    [
+                        (i, Result(at, True, 20.0 + (k * 7 + n) % 30, 200, "", "1.0.0"))
+                        for n, i in enumerate(ids)
+                    ],
+                    keep,
+                )
+            await monitor.tick(now)  # loads every state: the first tick of a replica
+            steady = []
+            lags = []
+            for n in range(3):
+                took, lag = await timed(probe, monitor.tick(now + 1 + n))
+                steady.append(took)
+                lags.append(lag)
+            figures["steady tick s"] = statistics.mean(steady)
+            figures["steady tick lag ms"] = max(lags)
+            now += 10
+            await store.set_environment_version("production", "1.1.0", "v1.1.0", "1" * 40)
+            await deploy_finished(services, "production", "1.1.0", "", "1.0.0")
+            took, lag = await timed(probe, monitor.tick(now))
+            figures["tick after deploy s"], figures["tick after deploy lag ms"] = took, lag
+            for n in range(3):
+                await monitor.tick(now + 11 + 11 * n)
+            window = await state.window("production")
+            assert window is not None
+            took, lag = await timed(probe, close_window(services, "production", window, False))
+            figures["window close s"], figures["window close lag ms"] = took, lag
+
+            async def health() -> None:
+                rows = await health_rows(services, "production")
+                health_report(rows, now)
+
+            took, lag = await timed(probe, health())
+            figures["/release health s"], figures["/release health lag ms"] = took, lag
+            total = 0
+            async for key in services.redis.scan_iter(match=f"{prefix}mon:*", count=1000):
+                total += await services.redis.memory_usage(key) or 0
+            figures["Redis KB per check"] = total / 1024 / checks
+            figures["peak RSS MB"] = peak_rss_mb()
+        finally:
+            await monitor.close()
+            keys = [k async for k in services.redis.scan_iter(match=f"{prefix}*")]
+            for start in range(0, len(keys), 1000):
+                await services.redis.delete(*keys[start : start + 1000])
+            await services.close()
+    return figures
+
+
+GOALS: dict[str, tuple[str, float]] = {
+    "steady tick lag ms": ("<=", 100.0),
+    "tick after deploy lag ms": ("<=", 100.0),
+    "window close lag ms": ("<=", 100.0),
+    "/release health lag ms": ("<=", 100.0),
+    "Redis KB per check": ("<=", 10_000 / 1024),
+    "peak RSS MB": ("<", 300.0),
+}
+
+
+async def growth(args: argparse.Namespace, port: int) -> int:
+    scales = [int(n) for n in args.scales.split(",")]
+    results = {n: await measure_scale(args, port, n) for n in scales}
+    small, large = results[scales[0]], results[scales[-1]]
+    print(f"{'figure':28}" + "".join(f"{n:>12,}" for n in scales) + f"{'ratio':>9}  goal")
+    failed = 0
+    for name in small:
+        row = f"{name:28}" + "".join(f"{results[n][name]:12.3f}" for n in scales)
+        ratio = large[name] / small[name] if small[name] else float("nan")
+        goal = ""
+        if name in GOALS:
+            op, limit = GOALS[name]
+            ok = large[name] <= limit if op == "<=" else large[name] < limit
+            goal = f"{op} {limit:g} at {scales[-1]:,}: {'PASS' if ok else 'FAIL'}"
+            failed += not ok
+        print(f"{row}{ratio:9.2f}  {goal}")
+    tick = large["steady tick s"]
+    for name, limit in (
+        ("steady tick s", 1.5),
+        ("tick after deploy s", 2 * tick),
+        ("window close s", 2 * tick),
+    ):
+        ok = large[name] < limit
+        failed += not ok
+        print(
+            f"{name} at {scales[-1]:,}: {large[name]:.3f} s, goal < {limit:.3f} s: "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
+    print(f"growth goals failed: {failed}")
+    return 1 if failed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoints", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--growth",
+        action="store_true",
+        help="instead of the ratio: the monitor's costs at --scales checks, against the first",
+    )
+    parser.add_argument("--scales", default="100,1000,5000")
     args = parser.parse_args()
+    if args.growth:
+        args.endpoints = max(int(n) for n in args.scales.split(","))
     ours, theirs = multiprocessing.Pipe()
     server = multiprocessing.Process(target=serve, args=(args.endpoints, theirs), daemon=True)
     server.start()
@@ -207,7 +385,7 @@ def main() -> int:
     port = ours.recv()
     pin(0)
     try:
-        return asyncio.run(run(args, port))
+        return asyncio.run(growth(args, port) if args.growth else run(args, port))
     finally:
         ours.send("stop")
         server.join(10)
