@@ -181,8 +181,12 @@ def window_summary(summary: WindowSummary, minutes: float) -> list[Block]:
     ]
 
 
+HEALTH_LINES = 40  # checks shown one per line; the rest are counted
+
+
 def health_report(rows: list[dict[str, Any]], now: float) -> list[Block]:
-    """`/release health`: one line per check."""
+    """`/release health`: one line per check, those in trouble first (`health_rows` sorts
+    them so), the first HEALTH_LINES of them; the others are counted by how they are."""
     if not rows:
         return [
             section(
@@ -192,7 +196,7 @@ def health_report(rows: list[dict[str, Any]], now: float) -> list[Block]:
         ]
     blocks: list[Block] = [header("Health checks")]
     lines: list[str] = []
-    for row in rows:
+    for row in rows[:HEALTH_LINES]:
         last: Result | None = row["last"]
         incident: Incident | None = row["incident"]
         if incident is not None:
@@ -216,4 +220,17 @@ def health_report(rows: list[dict[str, Any]], now: float) -> list[Block]:
         if failure is not None:
             line += f"\n      last failure {slack_time(failure.at)}: {escape(failure.problem)}"
         lines.append(line)
-    return [*blocks, *sections(lines)][:50]
+    rest = rows[HEALTH_LINES:]
+    if not rest:
+        return [*blocks, *sections(lines)][:50]
+    healthy = sum(1 for r in rest if r["last"] is not None and r["last"].ok and not r["incident"])
+    unrun = sum(1 for r in rest if r["last"] is None)
+    others = len(rest) - healthy - unrun
+    counts = [f"{healthy} healthy"] if healthy else []
+    counts += [f"{unrun} not run yet"] if unrun else []
+    counts += [f"{others} failing"] if others else []
+    note = context(
+        f"…and {len(rest)} more checks ({', '.join(counts)}); "
+        "`/release health ENVIRONMENT` shows one environment."
+    )
+    return [*[*blocks, *sections(lines)][:49], note]

@@ -410,3 +410,28 @@ def test_a_health_line_shows_latencies_of_good_answers_and_the_deploy_check_only
     shown = health_row("production", DEPLOY_CHECK, failed, [])
     assert shown is not None and shown["incident"] is failed.incident and shown["p50"] is None
     assert validate_blocks(health_report([row, shown], now=5), where="test") == []
+
+
+def test_a_report_of_thousands_of_checks_shows_the_first_and_counts_the_rest():
+    rows = [
+        {
+            "environment": "production",
+            "check": f"check-{i}",
+            "last": None if i % 10 == 9 else result(ok=i % 100 != 0),
+            "incident": None,
+            "failing": 0,
+            "last_failure": None,
+            "samples": 0,
+            "p50": None,
+            "p95": None,
+        }
+        for i in range(5_000)
+    ]
+    blocks = health_report(rows, now=100)
+    assert validate_blocks(blocks, where="test") == [] and len(blocks) <= 50
+    text = json.dumps(blocks)
+    assert "check-0*" not in text and "check-0 " in text and "check-4999" not in text
+    rest = rows[40:]
+    healthy = sum(1 for r in rest if r["last"] is not None and r["last"].ok)
+    unrun = sum(1 for r in rest if r["last"] is None)
+    assert f"and {len(rest)} more checks ({healthy} healthy, {unrun} not run yet, " in text
