@@ -26,6 +26,7 @@ from typing import ParamSpec, TypeVar
 
 import git
 
+from bot.domain.versions import parse_tag
 from bot.services.ports import GitError, PushRejected, Snapshot, TagExists
 
 BOT_NAME = "releasebot"
@@ -86,15 +87,27 @@ def _repo(path: Path) -> Iterator[git.Repo]:
 
 
 @_git_errors
-def sync(url: str, path: Path, remote: str, branch: str) -> Snapshot:
+def sync(url: str, path: Path, remote: str, branch: str, tag_prefix: str = "") -> Snapshot:
     """Clone the repository if needed, fetch branches and tags, and read the release branch."""
     repaired = sync_tags(url, path, remote)
-    return dataclasses.replace(read_branch(url, path, remote, branch), repaired=repaired)
+    return dataclasses.replace(
+        read_branch(url, path, remote, branch, tag_prefix), repaired=repaired
+    )
+
+
+# git orders versions as semver does once it knows that `-rc.` comes before the release
+# (v1.2.0-rc.9 < v1.2.0-rc.10 < v1.2.0): for the bot's tags its order is ours.
+_VERSION_ORDER = {
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "versionsort.suffix",
+    "GIT_CONFIG_VALUE_0": "-rc.",
+}
 
 
 @_git_errors
-def read_branch(url: str, path: Path, remote: str, branch: str) -> Snapshot:
-    """The release branch as last fetched: its head and the tags in its history."""
+def read_branch(url: str, path: Path, remote: str, branch: str, tag_prefix: str = "") -> Snapshot:
+    """The release branch as last fetched: its head, and the newest tags of the bot's form in
+    its history (all that the next version depends on)."""
     with _locked(path), _repo(path) as repo:
         ref = f"refs/remotes/{remote}/{branch}"
         try:
@@ -104,18 +117,57 @@ def read_branch(url: str, path: Path, remote: str, branch: str) -> Snapshot:
                 f"the release branch `{branch}` does not exist on {remote} ({_safe_url(url)})"
             ) from None
         subject = repo.git.log("-1", "--format=%s", head)
-        merged = repo.git.tag("--merged", head).split()
-        listing = repo.git.for_each_ref(
-            "refs/tags", "--format=%(refname:strip=2) %(objectname) %(*objectname)"
+        recent = _newest_versions(repo, head, tag_prefix)
+    return Snapshot(head_sha=head, head_subject=subject, tags_in_history=recent)
+
+
+def _newest_versions(repo: git.Repo, head: str, prefix: str) -> tuple[str, ...]:
+    """The tags in `head`'s history from the newest version down to the newest final one,
+    newest first. git sorts them, so a history of 20,000 tags costs Python a few dozen: the
+    candidates above the last final and that final are all a next version is made from."""
+    glob = not any(c in prefix for c in "*?[\\")
+    pattern = f"refs/tags/{prefix}[0-9]*" if glob else "refs/tags/"
+    count = 64
+    while True:
+        with repo.git.custom_environment(**_VERSION_ORDER):
+            listing = str(
+                repo.git.for_each_ref(
+                    f"--merged={head}",
+                    "--sort=-v:refname",
+                    f"--count={count}",
+                    "--format=%(refname:strip=2)",
+                    pattern,
+                )
+            )
+        tags = listing.split()
+        for n, tag in enumerate(tags):
+            found = parse_tag(tag, prefix)
+            if found is not None and not found.is_candidate:
+                return tuple(tags[: n + 1])
+        if len(tags) < count:
+            return tuple(tags)  # no final at all: every tag there is
+        count *= 8
+
+
+@_git_errors
+def tags_matching(path: Path, patterns: tuple[str, ...]) -> dict[str, str]:
+    """Tags named by `patterns` (exact names or globs, `v0.15.*`), each with the commit it
+    points at, as last fetched."""
+    if not patterns:
+        return {}
+    with _locked(path), _repo(path) as repo:
+        listing = str(
+            repo.git.for_each_ref(
+                "--format=%(refname:strip=2) %(objectname) %(*objectname)",
+                *(f"refs/tags/{p}" for p in patterns),
+            )
         )
-    all_tags: dict[str, str] = {}
+    found: dict[str, str] = {}
     for line in listing.splitlines():
         parts = line.split()
         if len(parts) >= 2:
-            all_tags[parts[0]] = parts[2] if len(parts) > 2 else parts[1]
-    return Snapshot(
-        head_sha=head, head_subject=subject, tags_in_history=tuple(merged), all_tags=all_tags
-    )
+            found[parts[0]] = parts[2] if len(parts) > 2 else parts[1]
+    return found
 
 
 def _safe_url(url: str) -> str:
@@ -408,15 +460,23 @@ class GitClone:
     remote: str
     # Trees checked out for commands are handed to this user (worker.run_as), if set.
     owner: str = ""
+    tag_prefix: str = ""  # the bot's tags are `{tag_prefix}X.Y.Z` (repository.tag_prefix)
 
     async def sync_tags(self) -> str | None:
         return await asyncio.to_thread(sync_tags, self.url, self.path, self.remote)
 
     async def sync(self, branch: str) -> Snapshot:
-        return await asyncio.to_thread(sync, self.url, self.path, self.remote, branch)
+        return await asyncio.to_thread(
+            sync, self.url, self.path, self.remote, branch, self.tag_prefix
+        )
 
     async def read_branch(self, branch: str) -> Snapshot:
-        return await asyncio.to_thread(read_branch, self.url, self.path, self.remote, branch)
+        return await asyncio.to_thread(
+            read_branch, self.url, self.path, self.remote, branch, self.tag_prefix
+        )
+
+    async def tags_matching(self, patterns: tuple[str, ...]) -> dict[str, str]:
+        return await asyncio.to_thread(tags_matching, self.path, patterns)
 
     async def newest_branch(self, patterns: tuple[str, ...]) -> str | None:
         return await asyncio.to_thread(newest_branch, self.path, self.remote, patterns)

@@ -172,3 +172,12 @@ def next_hotfix(
     core = (base.major, base.minor, base.patch)
     numbers = [p[3] or 0 for p in found if p[3] is not None and p[:3] == core]
     return ReleaseVersion(base.replace(prerelease=f"rc.{max(numbers, default=0) + 1}"))
+
+
+def patch_line(live: str | None, prefix: str) -> tuple[str, ...]:
+    """The tag patterns a hotfix of `live` depends on: every tag of its X.Y line."""
+    try:
+        version = semver.Version.parse(live or "")
+    except ValueError:
+        return ()
+    return (f"{prefix}{version.major}.{version.minor}.*",)

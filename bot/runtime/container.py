@@ -183,6 +183,7 @@ class Services:
             self.clone_path,
             self.config.repository.remote,
             self.config.worker.run_as,
+            self.config.repository.tag_prefix,
         )
         self.runner = CommandRunner(self.config.worker.run_as)
         keys = self.store.keys

@@ -15,7 +15,7 @@ from bot.domain import approvals, releases
 from bot.domain.actors import Actor
 from bot.domain.locks import LockHeld
 from bot.domain.releases import Release, TransitionError
-from bot.domain.versions import Bump, VersionError, next_candidate, next_hotfix
+from bot.domain.versions import Bump, VersionError, next_candidate, next_hotfix, patch_line
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import GitError, HasCreationClaims, TagExists
 
@@ -152,7 +152,9 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
                     ]
                     version = next_hotfix(
                         live.get("version"),
-                        snapshot.all_tags,
+                        await services.git.tags_matching(
+                            patch_line(live.get("version"), repo_cfg.tag_prefix)
+                        ),
                         repo_cfg.tag_prefix,
                         config.last_environment.name,
                     )
@@ -174,8 +176,9 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
                 )
                 return None
             tag = version.tag(repo_cfg.tag_prefix)
-            if tag in snapshot.all_tags:
-                sha = snapshot.all_tags[tag][:10]
+            existing = await services.git.tags_matching((tag,))
+            if tag in existing:
+                sha = existing[tag][:10]
                 await refuse(
                     f"Tag `{tag}` already exists on commit `{sha}`, outside the "
                     f"history of `{branch}`, so I did not create it. Delete "

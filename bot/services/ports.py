@@ -165,8 +165,9 @@ class Snapshot:
 
     head_sha: str
     head_subject: str
+    # The newest tags of the branch's history, newest first, down to the newest final version
+    # (a next version depends on nothing older): a few, however long the history.
     tags_in_history: tuple[str, ...]
-    all_tags: dict[str, str]  # tag -> commit sha
     # Why the bot's clone had to be made again on the way (it was damaged), if it did.
     repaired: str | None = None
 
@@ -180,6 +181,8 @@ class Repository(Protocol):
     async def sync(self, branch: str) -> Snapshot: ...
 
     async def read_branch(self, branch: str) -> Snapshot: ...
+
+    async def tags_matching(self, patterns: tuple[str, ...]) -> dict[str, str]: ...
 
     async def newest_branch(self, patterns: tuple[str, ...]) -> str | None: ...
 

@@ -43,3 +43,11 @@ def test_hotfix_config_rules():
         assert info.value.key == key
     none = with_hotfix('[hotfix]\ngates = ["e2e"]\nrequired = 0\nallow_no_approvals = true\n')
     assert none.hotfix.policy.required == 0
+
+
+def test_a_hotfix_depends_on_the_tags_of_its_line_only():
+    from bot.domain.versions import patch_line
+
+    assert patch_line("0.15.0", "v") == ("v0.15.*",)
+    assert patch_line("1.2.3-rc.4", "release/") == ("release/1.2.*",)
+    assert patch_line(None, "v") == () and patch_line("main", "v") == ()
