@@ -136,3 +136,13 @@ async def test_a_promoted_release_is_found_by_its_final_version_however_old(
         pass
     assert await store.release_by_final_version("1.3.0") == "1.3.0-rc.1"
     assert await store.release_by_final_version("1.4.0") == "1.4.0-rc.2"
+
+
+async def test_one_run_of_the_backfill_takes_several_bounded_steps(redis: Redis, prefix: str):
+    store = Store(redis, prefix)
+    for n in range(35):
+        await _old_entry(redis, store, "0.7.0", f"old.{n}")
+    await store.audit(ALICE, "new", release="0.7.0")
+    assert not await store.index_older_audit(batch=10, steps=2)  # 20 of 35 indexed
+    assert await store.index_older_audit(batch=10, steps=5)
+    assert len(await trail(store, "0.7.0")) == 36

@@ -192,10 +192,15 @@ class Store:
         """The newest `count` entries, oldest of them first, and how many there are in all."""
         return await latest_entries(self.redis, self.keys.audit, count)
 
-    async def index_older_audit(self, batch: int = 2000) -> bool:
-        """One step of indexing what was recorded before entries were indexed as written;
-        True once there is nothing left to index."""
-        return await backfill_indexes(self.redis, self.keys, batch)
+    async def index_older_audit(self, batch: int = 2000, steps: int = 1) -> bool:
+        """Up to `steps` bounded steps of indexing what was recorded before entries were
+        indexed as written, with the loop's turn between; True once nothing is left."""
+        for step in range(steps):
+            if step:
+                await asyncio.sleep(0)
+            if await backfill_indexes(self.redis, self.keys, batch):
+                return True
+        return False
 
     async def release_by_final_version(self, final_version: str) -> str | None:
         raw = await self.redis.hget(self.keys.final_versions, final_version)
