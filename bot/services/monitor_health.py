@@ -204,13 +204,18 @@ class Monitor:
         if not missing:
             return
         cfg = self.services.config.monitoring
-        stored = await self.services.monitor_state.stored_checks(
-            [d.id for d in missing], max(cfg.error_rate_samples, cfg.latency_samples)
-        )
-        for d, (raw, history) in zip(missing, stored, strict=True):
-            self._states[d.id] = CheckState.from_json(raw, history, cfg)
-            if raw is not None:
-                self._saved[d.id] = raw
+        # A replica that did not write last reloads every check: in stretches, so that
+        # thousands of histories parsed never hold the event loop for long.
+        for start in range(0, len(missing), WORK_BATCH // 2):
+            chunk = missing[start : start + WORK_BATCH // 2]
+            stored = await self.services.monitor_state.stored_checks(
+                [d.id for d in chunk], max(cfg.error_rate_samples, cfg.latency_samples)
+            )
+            for d, (raw, history) in zip(chunk, stored, strict=True):
+                self._states[d.id] = CheckState.from_json(raw, history, cfg)
+                if raw is not None:
+                    self._saved[d.id] = raw
+            await asyncio.sleep(0)
 
     async def _load_baselines(
         self, due: list[Due], states: list[CheckState], deployed: list[str]
@@ -526,7 +531,9 @@ async def health_rows(
         row = health_row(env, check, state, history)
         if row is not None:
             rows.append(row)
-    for (env, check), state in states[HEALTH_LINES:]:
+    for n, ((env, check), state) in enumerate(states[HEALTH_LINES:]):
+        if n and not n % WORK_BATCH:
+            await asyncio.sleep(0)
         if (row := health_row(env, check, state, [])) is not None:
             rows.append(row)  # counted, not shown: no percentiles needed
     return rows

@@ -435,3 +435,12 @@ def test_a_report_of_thousands_of_checks_shows_the_first_and_counts_the_rest():
     healthy = sum(1 for r in rest if r["last"] is not None and r["last"].ok)
     unrun = sum(1 for r in rest if r["last"] is None)
     assert f"and {len(rest)} more checks ({healthy} healthy, {unrun} not run yet, " in text
+
+
+def test_a_history_is_read_in_one_parse_old_and_damaged_entries_included():
+    new = Result(at=2.0, ok=True, ms=9.5, status=200, problem="", version="2")
+    old = Result(at=1.0, ok=False, ms=30.0, status=503, problem="HTTP 503", version="1")
+    old_raw = json.dumps(old.to_dict()).encode()  # as results were kept before
+    assert Result.decode_many([new.to_json(), old_raw]) == [new, old]
+    assert Result.decode_many([new.to_json(), b"{broken", b"[1, 2]", old_raw]) == [new, old]
+    assert Result.decode_many([]) == []

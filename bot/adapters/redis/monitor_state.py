@@ -71,6 +71,7 @@ return 0
 
 AGGREGATE_SECONDS = 30 * 86400  # a version's figures outlive any window compared with them
 BATCH = 500  # checks per Redis call and per stretch of work between two yields to the loop
+HISTORY_BATCH = 100  # checks whose recent results are read (and parsed) between two yields
 
 
 class RedisMonitorState:
@@ -154,32 +155,31 @@ class RedisMonitorState:
         `results` results, newest first: one round trip per BATCH checks, and the loop's turn
         between two (thousands of checks' results take a while to parse)."""
         found: list[tuple[bytes | None, list[Result]]] = []
-        for start in range(0, len(checks), BATCH):
+        for start in range(0, len(checks), HISTORY_BATCH):
             if start:
                 await asyncio.sleep(0)
             async with self._redis.pipeline(transaction=False) as pipe:
-                for check in checks[start : start + BATCH]:
+                for check in checks[start : start + HISTORY_BATCH]:
                     state_key, results_key = self._keys_of(check)
                     pipe.get(state_key)
                     pipe.lrange(results_key, 0, results - 1)
                 rows: list[Any] = await pipe.execute()
             found += [
-                (rows[2 * i], [Result.from_json(r) for r in rows[2 * i + 1]])
-                for i in range(len(rows) // 2)
+                (rows[2 * i], Result.decode_many(rows[2 * i + 1])) for i in range(len(rows) // 2)
             ]
         return found
 
     async def results(self, checks: Sequence[CheckId], count: int) -> list[list[Result]]:
         """Per check, its newest `count` results, newest first (BATCH checks at a time)."""
         found: list[list[Result]] = []
-        for start in range(0, len(checks), BATCH):
+        for start in range(0, len(checks), HISTORY_BATCH):
             if start:
                 await asyncio.sleep(0)
             async with self._redis.pipeline(transaction=False) as pipe:
-                for check in checks[start : start + BATCH]:
+                for check in checks[start : start + HISTORY_BATCH]:
                     pipe.lrange(self._keys_of(check)[1], 0, count - 1)
                 rows: list[Any] = await pipe.execute()
-            found += [[Result.from_json(r) for r in raws] for raws in rows]
+            found += [Result.decode_many(raws) for raws in rows]
         return found
 
     async def record_results(

@@ -65,6 +65,28 @@ class Result:
         return cls(at=at, ok=bool(ok), ms=ms, status=status, problem=problem, version=version)
 
     @classmethod
+    def decode_many(cls, raws: list[bytes]) -> list[Result]:
+        """Many stored results at once: one parse of them all (a check's history, read when a
+        replica loads thousands of states), each alone only if one of them is damaged."""
+        try:
+            rows = orjson.loads(b"[" + b",".join(raws) + b"]")
+            return [
+                cls(row[0], bool(row[1]), row[2], row[3], row[4], row[5])
+                if isinstance(row, list)
+                else cls(**row)
+                for row in rows
+            ]
+        except (orjson.JSONDecodeError, TypeError, IndexError, KeyError):
+            # One damaged entry must not stop the monitor: the others still count.
+            found = []
+            for raw in raws:
+                try:
+                    found.append(cls.from_json(raw))
+                except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
+                    continue
+            return found
+
+    @classmethod
     def of(cls, seen: Observation, problems: list[str], at: float, version: str) -> Result:
         """The result of a check run that saw `seen` and found `problems` (its conditions)."""
         return cls(
