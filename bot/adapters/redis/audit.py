@@ -43,15 +43,9 @@ async def read_entries(
     if batch < 1:
         raise ValueError("batch must be at least 1")
     start = "-" if since is None else str(max(0, math.ceil(round(since * 1000, 3))))
-    while True:
-        rows = await redis.xrange(keys_audit, min=start, max="+", count=batch) or []
-        for entry_id, data in rows:
-            entry = {"id": _s(entry_id), **{_s(k): _s(v) for k, v in (data or {}).items()}}
-            if release is None or entry.get("release") == release:
-                yield entry
-        if len(rows) < batch:
-            return
-        start = _after(_s(rows[-1][0]))
+    async for entry in _range(redis, keys_audit, start, "+", batch):
+        if release is None or entry.get("release") == release:
+            yield entry
 
 
 def _order(stream_id: str) -> tuple[int, int]:
