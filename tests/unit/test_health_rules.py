@@ -15,7 +15,7 @@ from bot.domain.health.checks import (
     Recent,
     Result,
     assess,
-    baseline_ms,
+    baseline_of,
     conditions,
     error_rate,
 )
@@ -113,9 +113,10 @@ def test_error_rate_waits_for_a_full_window_and_leaves_out_outages():
 
 
 def test_latency_is_judged_against_the_baseline_of_the_previous_version():
-    history = [result(ms=200, version="1") for _ in range(5)]
-    assert baseline_ms(history, "2", CFG) == 200
-    assert baseline_ms(history[:2], "2", CFG) is None  # too few to compare with
+    good = [(200.0, "1")] * 5
+    assert baseline_of(good, "2", CFG) == 200
+    assert baseline_of(good[:2], "2", CFG) is None  # too few to compare with
+    assert baseline_of([(900.0, "2"), *good], "2", CFG) == 200  # not the new version's own
     recent = Recent(version="2", baseline_ms=200.0, latencies=[270.0, 260.0, 280.0])
     assert assess([], recent, CFG).severity == "warning"  # 35% slower
     recent.latencies = [420.0, 400.0, 410.0]

@@ -201,14 +201,9 @@ class Recent:
 BASELINE_SAMPLES = 50  # good answers of earlier versions a baseline is the median of
 
 
-def baseline_ms(history: list[Result], version: str, cfg: MonitoringConfig) -> float | None:
-    """The median latency of good answers while an earlier version ran (newest 50), or None
-    when there are too few to compare with."""
-    return baseline_of([(r.ms, r.version) for r in history if r.ok], version, cfg)
-
-
 def baseline_of(good: list[tuple[float, str]], version: str, cfg: MonitoringConfig) -> float | None:
-    """The same over (latency, version) of good answers, newest first."""
+    """The median latency of good answers (latency, version; newest first) while a version
+    other than `version` ran (newest 50), or None when there are too few to compare with."""
     before = [ms for ms, seen in good if seen != version][:BASELINE_SAMPLES]
     return statistics.median(before) if len(before) >= cfg.latency_samples else None
 

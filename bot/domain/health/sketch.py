@@ -47,10 +47,6 @@ class LatencySketch:
     def count(self) -> int:
         return sum(self.counts.values())
 
-    @staticmethod
-    def bucket(ms: float) -> int:
-        return bucket_of(ms)
-
     def add(self, ms: float, times: int = 1) -> None:
         self.counts[bucket_of(ms)] += times
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bot.domain.config import MonitoringConfig
 from bot.domain.health.checks import Result
-from bot.domain.health.sketch import LatencySketch
+from bot.domain.health.sketch import LatencySketch, bucket_of
 from bot.domain.health.summaries import WindowSummary, judge_window, sparkline, summarize
 
 
@@ -151,7 +151,7 @@ class Delta:
     def count(self, result: Result) -> None:
         self.add["n"] += 1
         if result.ok:
-            self.add[f"b:{LatencySketch.bucket(result.ms)}"] += 1
+            self.add[f"b:{bucket_of(result.ms)}"] += 1
         else:
             self.add["f"] += 1
 
