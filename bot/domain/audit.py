@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -31,7 +32,8 @@ FORMATS = ("jsonl", "csv")
 SINCE_FORMS = (
     "an ISO date or time (2026-11-01, 2026-11-01T12:00:00Z, "
     "2026-11-01T12:00:00+02:00; no offset means UTC), a unix timestamp "
-    "(1793491200) or an age (30m, 12h, 7d)"
+    "(1793491200), an age (30m, 12h, 7d) or an entry's stream ID "
+    "(1793491200000-0, to go on after it)"
 )
 
 
@@ -40,6 +42,10 @@ _AGE = re.compile(r"^([0-9]{1,9}(?:\.[0-9]{1,6})?)\s*([smhdw])$", re.IGNORECASE)
 
 
 _NUMBER = re.compile(r"^[0-9]{1,12}(?:\.[0-9]{1,6})?$")
+
+
+# A stream ID as Redis writes it: milliseconds and a sequence number (both 64-bit).
+_STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -60,6 +66,26 @@ def parse_since(text: str, now: float) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
+
+
+def stream_start(text: str, now: float) -> str:
+    """Where an export `--since text` starts reading the stream (an XRANGE start).
+
+    A time starts at the first entry recorded at or after it (stream IDs are the milliseconds
+    Redis recorded them at). A stream ID, the `id` of the last entry a previous export wrote,
+    starts just after it: an export run again from its last line neither repeats nor skips an
+    entry, even among entries of the same millisecond."""
+    value = text.strip()
+    stream_id = _STREAM_ID.match(value)
+    if stream_id:
+        ms, seq = (int(part) for part in stream_id.groups())
+        if ms < 2**64 and seq < 2**64:
+            return f"({ms}-{seq}"
+        raise ValueError(
+            f"{text!r} is not a stream ID: both its numbers must fit in 64 bits; use {SINCE_FORMS}"
+        )
+    seconds = parse_since(value, now)
+    return str(max(0, math.ceil(round(seconds * 1000, 3))))
 
 
 def time_utc(at: str) -> str:

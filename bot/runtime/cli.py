@@ -57,8 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     export = audit_sub.add_parser("export", help="write the audit trail as JSON lines or CSV")
     export.add_argument(
         "--since",
-        help="only entries from then on: 2026-11-01, "
-        "2026-11-01T12:00:00Z, a unix timestamp, or an age like 7d, 12h, 30m",
+        help="only entries from then on: 2026-11-01, 2026-11-01T12:00:00Z, a unix timestamp, "
+        "an age like 7d, 12h, 30m, or the id of the last entry an earlier export wrote "
+        "(1793491200000-0: goes on just after it)",
     )
     export.add_argument(
         "--format", choices=("jsonl", "csv"), default="jsonl", help="jsonl (default) or csv"

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from bot.adapters.redis.store import Store
 from bot.blocks.audit import audit_message
 from bot.devtools.slack_stand_in import validate_blocks
 from bot.domain.actors import Actor
-from bot.domain.audit import FIELDS, parse_since, write_csv, write_jsonl
+from bot.domain.audit import FIELDS, parse_since, stream_start, write_csv, write_jsonl
 from tests.helpers.redis_server import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +47,11 @@ OLDER_DAY = "2023-11-15"
 
 async def collect(redis: Redis, key: str, **kwargs: Any) -> list[dict[str, str]]:
     return [entry async for entry in read_entries(redis, key, **kwargs)]
+
+
+def from_time(seconds: float) -> str:
+    """The XRANGE start of `--since` a unix time."""
+    return stream_start(f"{seconds:.6f}", time.time())
 
 
 async def add_old(redis: Redis, key: str, at: float, release: str, reason: str = "") -> str:
@@ -137,13 +143,14 @@ async def test_since_starts_at_the_stream_id_and_release_filters(redis: Redis, p
     await add_old(redis, key, OLD + 86400 + 0.001, "1.0.0", "a millisecond after")
     store = Store(redis, prefix)
     await store.audit(ALICE, "deploy", release="1.0.0", reason="today")
-    reasons = [e["reason"] for e in await collect(redis, key, since=OLD + 86400)]
+    reasons = [e["reason"] for e in await collect(redis, key, start=from_time(OLD + 86400))]
     assert reasons == ["a day later", "a millisecond after", "today"]
-    reasons = [e["reason"] for e in await collect(redis, key, since=OLD + 86400.0005)]
+    reasons = [e["reason"] for e in await collect(redis, key, start=from_time(OLD + 86400.0005))]
     assert reasons == ["a millisecond after", "today"]
-    reasons = [e["reason"] for e in await collect(redis, key, since=OLD + 1, release="1.0.0")]
+    later = from_time(OLD + 1)
+    reasons = [e["reason"] for e in await collect(redis, key, start=later, release="1.0.0")]
     assert reasons == ["a millisecond after", "today"]
-    assert await collect(redis, key, since=time.time() + 3600) == []
+    assert await collect(redis, key, start=from_time(time.time() + 3600)) == []
     assert await collect(redis, key, release="9.9.9") == []
     assert await collect(redis, Keys(prefix).audit + ":nothing") == []
 
@@ -192,6 +199,21 @@ def test_parse_since_accepts_dates_timestamps_and_ages(
     text: str, expected: float, far_from_utc: None
 ):
     assert parse_since(text, NOW) == pytest.approx(expected)
+
+
+def test_a_stream_id_starts_just_after_that_entry():
+    assert stream_start("1793491200000-0", NOW) == "(1793491200000-0"
+    assert stream_start(" 1793491200000-17 ", NOW) == "(1793491200000-17"
+    assert stream_start("18446744073709551615-18446744073709551615", NOW) == (
+        "(18446744073709551615-18446744073709551615"
+    )
+    # A time starts at its millisecond, inclusive; a plain number is still a unix timestamp.
+    assert stream_start("1793491200", NOW) == "1793491200000"
+    assert stream_start("1793491200.0005", NOW) == "1793491200001"
+    for text in ("18446744073709551616-0", "1-18446744073709551616", "1-", "-1", "1-2-3", "1_0-0"):
+        with pytest.raises(ValueError) as caught:
+            stream_start(text, NOW)
+        assert repr(text) in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -311,6 +333,49 @@ async def test_export_writes_one_csv_header_across_batches(redis: Redis, prefix:
     assert {json.loads(line)["release"] for line in out.getvalue().splitlines()} == {"1.1.0"}
     with pytest.raises(ValueError):
         await export(redis, store.keys.audit, io.StringIO(), fmt="xml")
+
+
+class Discard(io.TextIOBase):
+    """A sink that keeps nothing, so that only the export's own memory is measured."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, text: str) -> int:
+        self.written += len(text)
+        return len(text)
+
+
+async def test_export_memory_does_not_grow_with_the_trail(redis: Redis, prefix: str):
+    """Ten times the trail, the same peak: the export holds one batch, never the stream."""
+
+    async def fill(key: str, count: int) -> None:
+        for first in range(0, count, 1000):
+            async with redis.pipeline(transaction=False) as pipe:
+                for i in range(first, min(count, first + 1000)):
+                    pipe.xadd(key, {**entry(i), "reason": f"{TRICKY[i % len(TRICKY)]} {i}"})
+                await pipe.execute()
+
+    async def peak(key: str, count: int) -> tuple[int, int]:
+        sink = Discard()
+        tracemalloc.start()
+        try:
+            exported = await export(redis, key, sink, fmt="csv", batch=500)
+            _, top = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert exported == count and sink.written > count * 100
+        return top, sink.written
+
+    small, large = Keys(prefix).audit + ":small", Keys(prefix).audit + ":large"
+    await fill(small, 2_000)
+    await fill(large, 20_000)
+    await peak(small, 2_000)  # first use: imports and caches are not the export's
+    small_peak, small_written = await peak(small, 2_000)
+    large_peak, large_written = await peak(large, 20_000)
+    assert large_written > 9 * small_written
+    # Holding the trail would peak ten times higher (the output alone is 2.6 MB here).
+    assert large_peak < small_peak * 1.3 + 64 * 1024, (small_peak, large_peak)
 
 
 # --- /release audit ----------------------------------------------------------------------------
@@ -484,6 +549,44 @@ async def test_cli_since_relative_and_absolute(redis: Redis, prefix: str, tmp_pa
     out = cli("--since", "1h", "--format", "csv", env=env)
     assert out.returncode == 0, out.stderr
     assert [r["reason"] for r in csv.DictReader(io.StringIO(out.stdout))] == ["now, really"]
+
+
+async def test_cli_since_a_stream_id_goes_on_after_the_last_entry_exported(
+    redis: Redis, prefix: str
+):
+    key = Keys(prefix).audit
+    await add_old(redis, key, OLD, "1.0.0", "old")
+    store = Store(redis, prefix)
+    await store.audit(ALICE, "deploy", release="1.1.0", reason="first run")
+    env = {"REDIS_URL": REDIS_URL, "RELEASEBOT_REDIS_PREFIX": prefix}
+
+    def lines(*args: str) -> list[dict[str, str]]:
+        out = cli(*args, env=env)
+        assert out.returncode == 0, out.stderr
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    first = lines()
+    assert [row["reason"] for row in first] == ["old", "first run"]
+    # Three entries in one millisecond, then one more: a time cannot part them, an ID can.
+    ms = int(time.time() * 1000) + 5
+    for seq, reason in enumerate(("same ms 0", "same ms 1", "same ms 2")):
+        await redis.xadd(key, {"at": f"{ms / 1000:.3f}", "reason": reason}, id=f"{ms}-{seq}")
+    await store.audit(BOB, "approve", release="1.1.0", reason="later")
+
+    second = lines("--since", first[-1]["id"])
+    assert [row["reason"] for row in second] == ["same ms 0", "same ms 1", "same ms 2", "later"]
+    assert [row["reason"] for row in lines("--since", f"{ms}-0")] == [
+        "same ms 1",
+        "same ms 2",
+        "later",
+    ]
+    assert lines("--since", second[-1]["id"]) == []  # nothing new: nothing again
+    # Run after run from each last line, the trail comes out whole, each entry once.
+    assert [row["id"] for row in first + second] == [row["id"] for row in lines()]
+
+    out = cli("--since", "99999999999999999999-0", env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "64 bits" in out.stderr and "stream ID" in out.stderr and out.stdout == ""
 
 
 def test_cli_errors_exit_2_with_a_clear_message(tmp_path: Path):

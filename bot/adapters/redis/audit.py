@@ -2,15 +2,15 @@
 bot.domain.audit; what Slack shows of it, bot.blocks.audit).
 
 The trail is the append-only stream written by `Store.audit` (bot.adapters.redis.store; never
-trimmed, so it can be large): it is read with XRANGE in batches, never all at once. `since` is
-matched against the stream IDs, which Redis assigns in milliseconds when an entry is recorded."""
+trimmed, so it can be large): it is read with XRANGE in batches, never all at once. An export
+`--since` becomes the XRANGE start (bot.domain.audit.stream_start): the stream IDs are the
+milliseconds Redis recorded each entry at, so no entry before it is read."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import math
 import os
 import sys
 import tempfile
@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bot.adapters.redis.keys import Keys
-from bot.domain.audit import FORMATS, SINCE_FORMS, parse_since, write_csv, write_jsonl
+from bot.domain.audit import FORMATS, stream_start, write_csv, write_jsonl
 
 # --- reading -----------------------------------------------------------------------------------
 
@@ -31,18 +31,17 @@ async def read_entries(
     redis: Redis,
     keys_audit: str,
     *,
-    since: float | None = None,
+    start: str = "-",
     release: str | None = None,
     batch: int = 1000,
 ) -> AsyncIterator[dict[str, str]]:
     """Yield audit entries oldest first, `batch` at a time from Redis.
 
-    `since` (unix seconds) starts at the first entry recorded at or after it; `release` keeps
-    only that release's entries. Each entry is its fields plus `id`, the stream ID.
+    `start` is an XRANGE start (`-`, a stream ID, `(ID` for after it); `release` keeps only
+    that release's entries. Each entry is its fields plus `id`, the stream ID.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    start = "-" if since is None else str(max(0, math.ceil(round(since * 1000, 3))))
     async for entry in _range(redis, keys_audit, start, "+", batch):
         if release is None or entry.get("release") == release:
             yield entry
@@ -201,18 +200,19 @@ async def export(
     out: TextIO,
     *,
     fmt: str = "jsonl",
-    since: float | None = None,
+    start: str = "-",
     release: str | None = None,
     batch: int = 1000,
 ) -> int:
-    """Write the trail (or its part since `since`) to `out`, a batch at a time."""
+    """Write the trail (or its part from the XRANGE `start` on) to `out`, a batch at a time:
+    memory holds one batch, whatever the trail's length."""
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
     if fmt == "csv":
         write_csv([], out)
     count = 0
     pending: list[dict[str, str]] = []
-    async for entry in read_entries(redis, keys_audit, since=since, release=release, batch=batch):
+    async for entry in read_entries(redis, keys_audit, start=start, release=release, batch=batch):
         pending.append(entry)
         if len(pending) >= batch:
             count += _write(pending, out, fmt)
@@ -242,12 +242,12 @@ def run_export(
             "(the audit trail is read from there)"
         )
     prefix = environ.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:"
-    start = None
+    start = "-"
     if since is not None:
         try:
-            start = parse_since(since, time.time() if now is None else now)
-        except ValueError:
-            return _fail(f"--since {since!r} is not a time: use {SINCE_FORMS}")
+            start = stream_start(since, time.time() if now is None else now)
+        except ValueError as exc:
+            return _fail(f"--since: {exc}")  # names the text and the forms it may take
     try:
         return asyncio.run(_export_to(redis_url, Keys(prefix).audit, fmt, start, output))
     except BrokenPipeError:  # e.g. `| head`: the reader has all it wanted
@@ -256,9 +256,7 @@ def run_export(
         return 1
 
 
-async def _export_to(
-    redis_url: str, key: str, fmt: str, since: float | None, output: str | None
-) -> int:
+async def _export_to(redis_url: str, key: str, fmt: str, start: str, output: str | None) -> int:
     try:
         redis = Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30)
     except ValueError as exc:
@@ -269,11 +267,11 @@ async def _export_to(
         except (RedisError, OSError) as exc:
             return _fail(f"cannot reach Redis at REDIS_URL: {exc}")
         if output is None:
-            count = await export(redis, key, sys.stdout, fmt=fmt, since=since)
+            count = await export(redis, key, sys.stdout, fmt=fmt, start=start)
             sys.stdout.flush()
         else:
             try:
-                count = await _export_file(redis, key, output, fmt, since)
+                count = await _export_file(redis, key, output, fmt, start)
             except OSError as exc:
                 return _fail(f"cannot write --output {output}: {exc.strerror or exc}")
     except (RedisError, OSError) as exc:
@@ -286,7 +284,7 @@ async def _export_to(
     return 0
 
 
-async def _export_file(redis: Redis, key: str, output: str, fmt: str, since: float | None) -> int:
+async def _export_file(redis: Redis, key: str, output: str, fmt: str, start: str) -> int:
     """Write to a temporary file next to `output` and move it into place when complete."""
     directory = os.path.dirname(os.path.abspath(output))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".audit-", suffix=".tmp")
@@ -295,7 +293,7 @@ async def _export_file(redis: Redis, key: str, output: str, fmt: str, since: flo
             umask = os.umask(0)
             os.umask(umask)
             os.fchmod(out.fileno(), 0o666 & ~umask)  # as if opened directly, not 0600
-            count = await export(redis, key, out, fmt=fmt, since=since)
+            count = await export(redis, key, out, fmt=fmt, start=start)
         os.replace(tmp, output)
     except BaseException:
         with contextlib.suppress(OSError):
