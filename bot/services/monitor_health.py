@@ -539,6 +539,17 @@ async def health_rows(
     return rows
 
 
+async def answer_health(
+    services: MonitorNeeds, response_url: str | None, environment: str | None = None
+) -> None:
+    """After the ack: every check's state is read and sorted, which at 5,000 checks is more
+    than an ack should wait for, so the report comes privately through the response_url."""
+    rows = await health_rows(services, environment)
+    await services.chat.answer(
+        response_url, texts.health_report(rows, services.clock()), "Health checks"
+    )
+
+
 def _trouble(state: CheckState) -> int:
     """Open incidents first, then failing checks, then those not run yet, healthy last."""
     if state.incident is not None:

@@ -12,7 +12,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
-from bot.blocks import health as health_messages
 from bot.blocks import release as messages
 from bot.commands.release import (
     AuditCommand,
@@ -153,8 +152,16 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
                 config.check_environment(parsed.environment)
             except UnknownEnvironment as exc:
                 return problem(str(exc))
-        rows = await monitor_health.health_rows(services, parsed.environment)
-        return Answer("Health checks", health_messages.health_report(rows, services.store.clock()))
+        return Answer(
+            "Reading the health checks…",
+            read_only=True,
+            after=partial(
+                monitor_health.answer_health,
+                services,
+                command.get("response_url"),
+                parsed.environment,
+            ),
+        )
     if isinstance(parsed, LockCommand | UnlockCommand):
         return await lock_command(services, command, parsed)
     if isinstance(parsed, RollbackCommand):

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from bot.adapters.redis.store import Store
+from bot.devtools.slack_stand_in import validate_blocks
 from bot.domain.health.checks import Result
 from bot.services.monitor_health import Monitor
 from tests.helpers.config import make_config, production_config
@@ -342,3 +343,31 @@ async def test_a_failed_deploy_is_a_critical_incident_in_the_release_thread(
             break
         await asyncio.sleep(0.1)
     assert "staging* · deploy" in health and "the deploy of `v0.15.0-rc.1` failed" in health
+
+
+async def test_release_health_acks_at_once_and_answers_privately_after(
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
+    bot = await start_bot(make_config(git_remote, tmp_path, extra=checks(site)), role="web")
+    store, slack = bot.services.store, bot.slack
+    await deployed(store)
+    monitor = Monitor(bot.services)
+    try:
+        site.status = 503
+        await ticks(monitor, store, 1000.0, 3)
+    finally:
+        await monitor.close()
+
+    ack = await bot.command("health production")
+    # The ack says it is coming; the report itself is read after it, however many checks.
+    assert "Reading the health checks" in slack.text_of(ack) and ack.get("blocks") is None
+    [answer] = await slack.wait_for(
+        lambda: [c for c in slack.calls_to("response_url") if "Health checks" in str(c.params)]
+    )
+    assert answer.params["response_type"] == "ephemeral"
+    assert validate_blocks(answer.params["blocks"], where="health") == []
+    report = slack.text_of(answer.params)
+    assert "health" in report and "build-info" in report and "HTTP 503" in report
+
+    ack = await bot.command("health nowhere")
+    assert "nowhere" in slack.text_of(ack) and "production" in slack.text_of(ack)
