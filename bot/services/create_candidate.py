@@ -130,7 +130,15 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
 
     try:
         # Renewed while held; a creator that dies holds others off no longer than a dead deploy.
-        async with services.locks.repository(req.user_id, "creating a release candidate"):
+        # A dry run tags nothing, so it takes no lock: two hundred of them at once all get their
+        # answer, and a creator is never held off by one (the clone is shared under its own
+        # file lock, bot.adapters.git_clone).
+        creator: contextlib.AbstractAsyncContextManager[object] = (
+            contextlib.nullcontext()
+            if req.dry_run
+            else services.locks.repository(req.user_id, "creating a release candidate")
+        )
+        async with creator:
             try:
                 repaired = await services.git.sync_tags()
                 branch = repo_cfg.branch

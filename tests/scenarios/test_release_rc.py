@@ -284,3 +284,29 @@ async def test_a_moved_tag_is_not_deployed(start_bot, git_remote, tmp_path: Path
     )
     assert "Nothing was run" in thread
     assert len(deploy_log(tmp_path)) == 1
+
+
+async def test_dry_runs_take_no_lock_and_all_get_their_answer(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    users = [f"U0DRY{n:02d}" for n in range(12)]
+
+    def answered() -> dict[str, str]:
+        texts: dict[str, str] = {}
+        for call in bot.slack.calls_to("response_url"):
+            text = bot.slack.text_of(call.params)
+            user = str(call.params["_id"]).rsplit("-", 1)[0]  # the stand-in names it after them
+            if user in users:
+                texts[user] = text
+        return texts
+
+    # A candidate being created holds the repository; dry runs read it regardless, at once.
+    async with bot.services.locks.repository("U0ALICE", "creating a release candidate"):
+        await asyncio.gather(*(bot.command("rc --dry-run", user=user) for user in users))
+        texts = await bot.slack.wait_for(lambda: len(answered()) == len(users) and answered())
+    assert all("Dry run" in text and "v0.15.0-rc.1" in text for text in texts.values()), texts
+    assert not any("creating a release candidate right now" in t for t in texts.values())
+    assert git_remote.remote_tags().get("v0.15.0-rc.1") is None
+    dry = [e for e in await bot.services.store.audit_entries() if e["action"] == "rc.dry-run"]
+    assert sorted(e["user_id"] for e in dry) == users
