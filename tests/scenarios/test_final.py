@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
+from bot.domain.actors import Actor
+from bot.domain.releases import Release
 from tests.helpers.config import deploy_log, production_config
 from tests.helpers.messages import release_message, thread_text
 from tests.helpers.steps import candidate, live
@@ -184,3 +187,51 @@ async def test_release_audit_posts_the_history_of_a_release(start_bot, git_remot
         ]
     )
     assert "at most a version" in bot.slack.text_of(await bot.command("audit a b"))
+
+
+async def test_audit_finds_a_final_however_many_releases_came_after(
+    start_bot, git_remote, tmp_path: Path
+):
+    """An auditor asks for an old final by its version: found through the final-version
+    index, not among the newest releases (it used to be "I know no release" past 200)."""
+    bot = await start_bot(production_config(git_remote, tmp_path))
+    store = bot.services.store
+    carol = Actor(user_id="U0CAROL", user_name="carol", channel="C0DEV")
+
+    def promote(final: str) -> Callable[[Release], None]:
+        def apply(release: Release) -> None:
+            release.final_version, release.final_tag = final, f"v{final}"
+
+        return apply
+
+    async def one(n: int) -> None:
+        version = f"1.{n}.0-rc.1"
+        await store.create_release(
+            Release(
+                version=version,
+                tag=f"v{version}",
+                sha=f"{n:040x}",
+                requester="U0CAROL",
+                requester_name="carol",
+                created_at=1_700_000_000.0 + n,
+            ),
+            carol,
+        )
+        await store.update_release(version, promote(f"1.{n}.0"), carol, "release.promote")
+
+    for start in range(0, 260, 65):
+        await asyncio.gather(*(one(n) for n in range(start, start + 65)))
+
+    await bot.command("audit v1.0.0", user="U0CAROL", user_name="carol")
+    await bot.command("audit 1.259.0", user="U0CAROL", user_name="carol")
+    answers = await bot.slack.wait_for(
+        lambda: (
+            len(found := [c for c in bot.slack.calls_to("response_url") if c.params.get("blocks")])
+            == 2
+            and found
+        )
+    )
+    texts = sorted(bot.slack.text_of(c.params) for c in answers)
+    assert "I know no release" not in " ".join(texts)
+    assert any("1.0.0-rc.1" in t and "release.promote" in t for t in texts), texts
+    assert any("1.259.0-rc.1" in t and "release.promote" in t for t in texts), texts
