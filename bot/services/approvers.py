@@ -14,3 +14,12 @@ async def is_approver(needs: HasUserDirectory, policy: ApprovalPolicy, user_id: 
         if user_id in await needs.user_directory.group_members(group):
             return True
     return False
+
+
+def approver_without_asking(policy: ApprovalPolicy, user_id: str) -> bool | None:
+    """Whether `user_id` approves under `policy`, if that is known without asking Slack (named,
+    or no group could make them one); None when only a user group lookup can tell. Before an
+    ack nothing may wait for Slack's Web API, which may be throttling."""
+    if not policy.approvers or user_id in policy.users:
+        return True
+    return False if not policy.groups else None

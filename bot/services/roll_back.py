@@ -17,7 +17,7 @@ from bot.domain.approvals import NoChange, Refusal
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest
 from bot.services import deploy_engine, monitor_health
-from bot.services.approvers import is_approver
+from bot.services.approvers import approver_without_asking, is_approver
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
@@ -89,7 +89,37 @@ async def request_rollback(
     )
     await store.create_rollback(request, actor)
     policy = rollbacks.rollback_policy(config, environment)
-    if await is_approver(services, policy, actor.user_id):
+    approves = approver_without_asking(policy, actor.user_id)
+    if approves is None:
+        # Only a user group can say whether the requester's own approval counts, and asking
+        # Slack may take longer than an ack can wait: the rest is done after the ack.
+        return RollbackAnswer(
+            f"Rollback of *{environment}* to `{request.to_tag}` asked. I am checking whether "
+            "your own approval counts (an approver user group), then I start it, or post it "
+            "in the channel for the approvals it still needs.",
+            post=partial(_approve_then_go, services, request, actor, now),
+        )
+    return await _approve_then_answer(services, request, actor, now, approves)
+
+
+async def _approve_then_go(
+    services: RollbackNeeds, request: RollbackRequest, actor: Actor, now: float
+) -> None:
+    """After the ack: the requester's group membership decides their own approval; then the
+    rollback starts, or its request is posted."""
+    policy = rollbacks.rollback_policy(services.config, request.environment)
+    approves = await is_approver(services, policy, actor.user_id)
+    answer = await _approve_then_answer(services, request, actor, now, approves)
+    if answer.post is not None:
+        await answer.post()
+
+
+async def _approve_then_answer(
+    services: RollbackNeeds, request: RollbackRequest, actor: Actor, now: float, approves: bool
+) -> RollbackAnswer:
+    store, environment = services.store, request.environment
+    policy = rollbacks.rollback_policy(services.config, environment)
+    if approves:
         request, _ = await store.update_rollback(
             request.id,
             partial(

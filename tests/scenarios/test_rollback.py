@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 from bot.adapters.redis.locks import read_lock
@@ -205,3 +206,50 @@ async def test_a_lost_rollback_is_reported_failed_not_rerun(start_bot, git_remot
     )
     assert "rolling back *production*" in bot.slack.text_of(posted[0])
     assert await reaper.reap_lost_deploys(bot.services) == []  # reported once
+
+
+GROUP_POLICY = """
+[rollback]
+required = 2
+approvers = ["U0BOB", "S0RELMGR"]
+"""
+
+
+async def test_a_rollback_by_a_group_member_calls_slack_only_after_its_ack(
+    start_bot, git_remote, tmp_path: Path
+):
+    """Whether the requester's own approval counts is a user group lookup; with Slack
+    throttling it, the ack still comes at once, says what is true, and calls no Web API."""
+    bot = await start_bot(production_config(git_remote, tmp_path, GROUP_POLICY))
+    await in_production(bot, git_remote)
+    bot.slack.usergroups["S0RELMGR"] = ["U0ERIN"]
+    bot.slack.fail_next("usergroups.users.list", retry_after=1, times=3)
+    bot.slack.fail_next("chat.postMessage", retry_after=1, times=2)
+    sent = time.monotonic()
+    ack = bot.slack.text_of(
+        await bot.command('rollback --reason "errors"', user="U0ERIN", user_name="erin")
+    )
+    acked = time.monotonic()
+    assert acked - sent < 1.0  # the three 429s (a second each) are not waited for
+    assert "Rollback of *production* to `v0.14.1` asked" in ack and "checking" in ack
+    assert "cannot reach" not in ack and "nothing was started" not in ack
+
+    # After the ack, through the 429s: erin's approval counts, the request asks for one more.
+    request = await bot.slack.wait_for(
+        lambda: [
+            m for m in bot.slack.messages().values() if "asks to roll back" in bot.slack.text_of(m)
+        ],
+        timeout=20,
+    )
+    approvals = [
+        (e["user_id"], e["outcome"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "rollback.approve"
+    ]
+    assert approvals == [("U0ERIN", "ok")]
+    lookups = bot.slack.calls_to("usergroups.users.list")
+    assert len(lookups) == 4  # three 429s, then the answer
+    assert lookups[0].at < lookups[1].at - 0.9  # Retry-After was honoured...
+    assert acked < lookups[1].at  # ...after the ack: before it, the first call at most
+    await bot.click(request[0], "rollback_approve", user="U0BOB", user_name="bob")
+    await rolled_back(bot)
