@@ -274,5 +274,15 @@ def go_live(release: Release) -> None:
     release.phase = "done"
 
 
+def overtake(release: Release, newer: str) -> None:
+    """A newer release went live in the last environment: an older promotion that never got
+    there (its deploy blocked or failed) is no longer in flight, and says by what it was
+    overtaken. Deploying it now would go backwards; a rollback is how one does that."""
+    if release.phase != "active" or not release.final_tag:
+        raise TransitionError(f"{release.tag} is not a promotion in flight")
+    release.superseded_by = newer
+    release.phase = "done"
+
+
 def mark_rolled_back(release: Release, to_tag: str) -> None:
     release.rolled_back_to = to_tag

@@ -322,6 +322,28 @@ async def _go_live(services: DeployNeeds, release: Release, environment: str, ac
             messages.note(f"🎉 `{tag}` is live in *{environment}*."),
             f"{tag} is live",
         )
+    await _overtake_older(services, release, tag, actor)
+
+
+async def _overtake_older(services: DeployNeeds, live: Release, tag: str, actor: Actor) -> None:
+    """Older promotions that never went live leave the releases in flight, so that neither
+    they nor `/release status` and `/release final` (which read them all) pile up."""
+    for older in await services.store.releases_in_flight():
+        if older.version == live.version or older.created_at > live.created_at:
+            continue
+        if not older.final_tag:
+            continue  # an open candidate: a newer candidate supersedes it, not a live release
+        try:
+            await services.store.update_release(
+                older.version,
+                partial(releases.overtake, newer=tag),
+                actor,
+                "release.overtake",
+                reason=f"{tag} went live first",
+            )
+        except TransitionError:
+            continue  # went live or was overtaken meanwhile
+        services.chat.refresh(older.version)
 
 
 async def _still_runs(services: DeployNeeds, environment: str, version: str) -> bool:

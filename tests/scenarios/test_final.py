@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.domain.actors import Actor
-from bot.domain.releases import Release
+from bot.domain.releases import Deploy, Release, activate, block_deploy
 from tests.helpers.config import deploy_log, production_config
 from tests.helpers.messages import release_message, thread_text
-from tests.helpers.steps import candidate, live
+from tests.helpers.steps import candidate, in_production, live
 
 
 async def test_final_promotes_the_approved_candidate_to_production(
@@ -235,3 +235,44 @@ async def test_audit_finds_a_final_however_many_releases_came_after(
     assert "I know no release" not in " ".join(texts)
     assert any("1.0.0-rc.1" in t and "release.promote" in t for t in texts), texts
     assert any("1.259.0-rc.1" in t and "release.promote" in t for t in texts), texts
+
+
+async def test_a_promotion_that_never_went_live_leaves_the_flight_when_a_newer_one_does(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(production_config(git_remote, tmp_path))
+    store = bot.services.store
+    carol = Actor(user_id="U0CAROL", user_name="carol", channel="C0DEV")
+    # An older promotion whose production deploy was blocked, recorded through the store.
+    stuck = Release(
+        version="0.14.5-rc.1",
+        tag="v0.14.5-rc.1",
+        sha="c" * 40,
+        requester="U0CAROL",
+        requester_name="carol",
+        created_at=store.clock() - 3600,
+    )
+    await store.create_release(stuck, carol)
+
+    def promoted_and_blocked(release: Release) -> None:
+        activate(release, channel=None, message_ts=None)
+        release.final_version, release.final_tag, release.promotion = "0.14.5", "v0.14.5", "done"
+        deploy = Deploy(environment="production", id="d1")
+        release.deploys["production"] = deploy
+        block_deploy(release, "d1", store.clock(), "production was locked")
+
+    await store.update_release(stuck.version, promoted_and_blocked, carol, "release.promote")
+    assert "0.14.5-rc.1" in [r.version for r in await store.releases_in_flight()]
+
+    await in_production(bot, git_remote)  # v0.15.0, made and promoted for real, goes live
+    in_flight = [r.version for r in await store.releases_in_flight()]
+    assert in_flight == [], in_flight
+    overtaken = await store.get_release("0.14.5-rc.1")
+    assert overtaken.phase == "done" and overtaken.superseded_by == "v0.15.0"
+    entries = [e for e in await store.audit_entries() if e["action"] == "release.overtake"]
+    assert [(e["release"], e["reason"]) for e in entries] == [
+        ("0.14.5-rc.1", "v0.15.0 went live first")
+    ]
+    assert "0.14.5" not in bot.slack.text_of(await bot.command("status"))
+    answer = bot.slack.text_of(await bot.command("final"))
+    assert "no open release candidate" in answer

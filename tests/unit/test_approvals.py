@@ -181,6 +181,21 @@ def test_a_superseded_candidate_takes_no_approvals(config):
     assert "it was superseded by v0.15.0-rc.2" in readiness(release, config, NOW).missing
 
 
+def test_only_a_promotion_in_flight_is_overtaken_by_a_newer_live_release(config):
+    open_candidate = staged(config)
+    with pytest.raises(releases.TransitionError):
+        releases.overtake(open_candidate, "v0.16.0")  # a newer candidate supersedes those
+    assert open_candidate.phase == "active" and open_candidate.superseded_by is None
+
+    promoted = staged(config)
+    promoted.final_version, promoted.final_tag, promoted.promotion = "0.15.0", "v0.15.0", "done"
+    releases.overtake(promoted, "v0.16.0")
+    assert promoted.phase == "done" and promoted.superseded_by == "v0.16.0"
+    with pytest.raises(releases.TransitionError):
+        releases.overtake(promoted, "v0.17.0")  # once: it is out of the flight
+    assert promoted.superseded_by == "v0.16.0"
+
+
 def test_failed_deploys_and_gates_block_promotion(config):
     release = candidate(config)
     missing = readiness(release, config, NOW).missing
