@@ -109,6 +109,20 @@ def incidents(slack: Any, kind: str = "") -> list[Any]:
     ]
 
 
+async def health_report(bot: Any, text: str) -> str:
+    """`/release {text}`'s report: acked at once, then answered privately after the ack."""
+    before = len(bot.slack.calls_to("response_url"))
+    await bot.command(text)
+    answers = await bot.slack.wait_for(
+        lambda: [
+            c
+            for c in bot.slack.calls_to("response_url")[before:]
+            if c.params.get("text") == "Health checks"
+        ]
+    )
+    return str(bot.slack.text_of(answers[0].params))
+
+
 async def ticks(
     monitor: Monitor, store: Store, start: float, count: int, step: float = 1.0
 ) -> float:
@@ -305,7 +319,7 @@ async def test_after_production_deploy_the_window_summary_lands_in_the_release_t
     incident = await slack.wait_for(lambda: next(iter(incidents(slack)), None), timeout=10)
     assert incident.thread_ts == message.ts
     for _ in range(50):  # the tick that posted it saves the check's state right after
-        health = slack.text_of(await bot.command("health production"))
+        health = await health_report(bot, "health production")
         if "critical" in health:
             break
         await asyncio.sleep(0.1)
@@ -338,7 +352,7 @@ async def test_a_failed_deploy_is_a_critical_incident_in_the_release_thread(
     assert "CRITICAL · staging · deploy failed" in text and "<@U0ONCALL>" in text
     assert incident.thread_ts == release_message(slack, "v0.15.0-rc.1").ts
     for _ in range(50):  # the incident's state is saved once its message is posted
-        health = slack.text_of(await bot.command("health staging"))
+        health = await health_report(bot, "health staging")
         if "staging* · deploy" in health:
             break
         await asyncio.sleep(0.1)
