@@ -28,6 +28,11 @@ STORE_DOWN = (
     "I cannot reach my state store (Redis) right now, so nothing was started or "
     "changed. Try again in a minute; if it persists, tell whoever runs releasebot."
 )
+AFTER_ACK_STORE_DOWN = (
+    "My state store (Redis) stopped answering before I could finish: what my first answer "
+    "said is done is recorded, the rest is not. Try again in a minute; if it persists, tell "
+    "whoever runs releasebot."
+)
 CLICK_STORE_DOWN = (
     "I cannot reach my state store (Redis) right now, so I cannot confirm your "
     "click; if the message does not show it in a minute, click again."
@@ -39,6 +44,14 @@ CLICK_SLOW = (
     "store (Redis) is slow or not answering. It is still being recorded; if the "
     "message does not show it within a minute, click again."
 )
+# What a click's work that outlived CLICK_SLOW says when it ends: an accepted click is never
+# dropped with only a log line. Its work may have failed after recording the decision (while
+# posting the thread reply), so the message is where the truth is.
+CLICK_LATE_FAILED = (
+    "I could not finish working on your click (my state store, Redis, failed or did not "
+    "answer). Look at the message: if it does not show your click, click again."
+)
+CLICK_LATE_PREFIX = "Your click from a moment ago: "
 
 
 async def before_ack(work: Awaitable[T]) -> T:
@@ -55,6 +68,7 @@ async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
     """Tell the person who clicked what their click did, within the after-ack budget ("" is
     no answer: the click opened a form, which is its answer)."""
     task = asyncio.ensure_future(work)
+    late = False
     try:
         # Shielded: past the budget the person is told, but the work is not cut off half way
         # (a decision recorded whose thread reply is still being posted, say).
@@ -63,18 +77,42 @@ async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
         if task.done():  # the work itself timed out (a Redis call past its deadline)
             text = CLICK_STORE_DOWN
         else:
-            text = CLICK_SLOW
-            task.add_done_callback(_forget)
+            text, late = CLICK_SLOW, True
     except STORE_UNREACHABLE:
         text = CLICK_STORE_DOWN
-    if text:
+    try:
+        if text:
+            await say_privately(respond, text)
+    finally:
+        if late:  # after the first answer, so that the outcome never comes before it
+            task.add_done_callback(lambda done: _tell_late(respond, done))
+
+
+# The late answers being sent: a task nobody holds may be collected before it runs.
+_late_answers: set[asyncio.Task[None]] = set()
+
+
+def _tell_late(respond: AsyncRespond, task: asyncio.Future[str]) -> None:
+    """A click's work that outlived its first answer has ended: the person hears how."""
+    if task.cancelled():
+        text = CLICK_LATE_FAILED
+    elif (exc := task.exception()) is not None:
+        log.warning("a click's work failed after its first answer: %s", exc)
+        text = CLICK_LATE_FAILED
+    elif task.result():
+        text = CLICK_LATE_PREFIX + task.result()
+    else:
+        return  # it opened a form: that is its answer
+    answer = asyncio.ensure_future(_say_late(respond, text))
+    _late_answers.add(answer)
+    answer.add_done_callback(_late_answers.discard)
+
+
+async def _say_late(respond: AsyncRespond, text: str) -> None:
+    try:
         await say_privately(respond, text)
-
-
-def _forget(task: asyncio.Future[str]) -> None:
-    """A click's work that outlived its answer: its end is in the logs, not in an error."""
-    if not task.cancelled() and task.exception() is not None:
-        log.warning("a click's work failed after its answer: %s", task.exception())
+    except Exception:  # the response_url may have expired (30 min) or Slack may refuse
+        log.warning("the late answer to a click could not be sent", exc_info=True)
 
 
 async def say_privately(respond: AsyncRespond, text: str) -> None:

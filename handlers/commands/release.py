@@ -39,7 +39,7 @@ from bot.services import (
     roll_back,
     show_audit,
 )
-from handlers.answers import STORE_DOWN, before_ack
+from handlers.answers import AFTER_ACK_STORE_DOWN, STORE_DOWN, before_ack
 from handlers.payloads import command_actor
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,15 @@ async def handle(ack: AsyncAck, services: Services, command: dict[str, Any]) -> 
     if answer.after is not None:
         try:
             await answer.after()
+        except STORE_UNREACHABLE:
+            # The ack promised more (a report, a posted request): the person hears it stopped.
+            log.warning(
+                "/release %s: Redis failed after the ack", loggable(command.get("text"), 200)
+            )
+            await services.chat.answer(
+                command.get("response_url"), messages.problem(AFTER_ACK_STORE_DOWN), "Not finished"
+            )
+            return "failed"
         finally:
             if not answer.read_only:
                 services.status.invalidate()

@@ -117,7 +117,7 @@ async def test_every_command_and_click_is_answered_in_time_while_redis_hangs(
         for (_, text), (status, data, took) in zip(commands, results, strict=True):
             assert status == 200 and took < 3.0, (text, status, took)
             assert data.get("text"), (text, data)
-            if text not in ("audit",):  # the audit trail is read after its ack
+            if text not in ("audit", "health"):  # these are read after their ack
                 assert "state store" in bot.slack.text_of(data), (text, data)
 
         clicks = [
@@ -141,6 +141,17 @@ async def test_every_command_and_click_is_answered_in_time_while_redis_hangs(
             text = await bot.slack.wait_for(lambda u=user: answers_for(bot, u), timeout=15)
             # Redis hangs: nothing is known yet, and the answer says no more than that.
             assert "could not confirm your click" in text[0], (user, text)
+        # Redis answers again: every click's work ends, and each person hears how, after.
+        server.resume()
+        for _, _, user in clicks:
+            texts = await bot.slack.wait_for(
+                lambda u=user: len(answers_for(bot, u)) >= 2 and answers_for(bot, u), timeout=30
+            )
+            assert len(texts) == 2, (user, texts)
+            assert texts[1].startswith(("Your click from a moment ago: ", "I could not finish")), (
+                user,
+                texts,
+            )
     finally:
         server.resume()
         server.stop()
@@ -309,3 +320,24 @@ async def test_fifty_clicks_of_group_members_share_one_group_lookup(
             break
         await asyncio.sleep(0.1)
     assert len(release.gate("qa").approvals) == 50
+
+
+async def test_a_command_whose_redis_stops_after_its_ack_says_it_did_not_finish(
+    start_bot, git_remote, tmp_path
+):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        bot = await start_bot(make_config(git_remote, tmp_path), redis_url=server.url)
+        server.stop()  # down for real: the report behind the ack cannot be read
+        for text in ("health", "audit"):
+            before = len(bot.slack.calls_to("response_url"))
+            ack = bot.slack.text_of(await bot.command(text))
+            assert "Reading the" in ack, (text, ack)
+            answers = await bot.slack.wait_for(
+                lambda b=before: bot.slack.calls_to("response_url")[b:], timeout=20
+            )
+            said = bot.slack.text_of(answers[0].params)
+            assert "stopped answering before I could finish" in said, (text, said)
+    finally:
+        server.stop()
