@@ -1,13 +1,18 @@
 """Talking to Slack's Web API after the ack: thread replies, answers, coalesced message updates.
 
-Clients retry on HTTP 429 after Retry-After (slack_sdk's handler). None of this runs before an
-ack: handlers ack first and hand the rest to a worker or a background task.
+Clients retry on HTTP 429 after Retry-After (slack_sdk's handler), except the release
+message's own updates: a retry there must send the newest state, not the payload that was
+refused, or an older checklist lands after a newer one. Those are sent by one task per message
+in this process, re-rendered from Redis before every attempt, and a Retry-After holds every
+update of this process for its time. None of this runs before an ack: handlers ack first and
+hand the rest to a worker or a background task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -36,6 +41,49 @@ def web_client(token: str, base_url: str) -> AsyncWebClient:
     return AsyncWebClient(token=token, base_url=base_url, retry_handlers=list(RETRY_HANDLERS))
 
 
+# How often a release message's update is tried again after a 429 before it is left to the
+# next change (each try waits the Retry-After Slack gave).
+RENDER_ATTEMPTS = 8
+
+
+_RAISE_RENDERED = """
+local shown = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > shown then redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400) end
+"""
+
+
+class RetryAfter:
+    """Slack's Retry-After per Web API method, shared by every task of this process: a 429
+    to one task holds the others' calls of that method too, instead of each finding out."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+
+    def hold(self, method: str, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        self._until[method] = max(self._until.get(method, 0.0), until)
+
+    def left(self, method: str) -> float:
+        return max(0.0, self._until.get(method, 0.0) - time.monotonic())
+
+    async def wait(self, method: str) -> None:
+        while (left := self.left(method)) > 0:
+            await asyncio.sleep(left)
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    """The Retry-After of a 429 answer; None for any other error."""
+    if exc.response.status_code != 429:
+        return None
+    headers = {k.lower(): v for k, v in (exc.response.headers or {}).items()}
+    raw = headers.get("retry-after")
+    value = raw[0] if isinstance(raw, list) and raw else raw
+    try:
+        return max(1.0, float(str(value)))
+    except (TypeError, ValueError):
+        return 1.0
+
+
 class Notifier:
     """Posts for the release logic: thread replies, private answers, the release message."""
 
@@ -47,6 +95,16 @@ class Notifier:
         self.config = config
         self.update_delay = update_delay
         self._pending: set[asyncio.Task[None]] = set()
+        self.retry_after = RetryAfter()
+        # The release message's updates retry by themselves (see the module's docstring).
+        handlers = [
+            h for h in client.retry_handlers if not isinstance(h, AsyncRateLimitErrorRetryHandler)
+        ]
+        self._updates = AsyncWebClient(
+            token=client.token, base_url=client.base_url, retry_handlers=handlers
+        )
+        # The sender of each release message being updated, and how many wait for it.
+        self._senders: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def post(
         self, channel: str, blocks: list[Block], text: str, thread_ts: str | None = None
@@ -127,20 +185,48 @@ class Notifier:
             log.exception("updating the message of %s failed", version)
 
     async def render_now(self, version: str) -> None:
-        release = await self.store.get_release(version)
-        if release is None or release.channel is None or release.message_ts is None:
-            return
+        """Show the newest state of the release on its message. One sender per message in
+        this process; every attempt re-reads the release, so what lands last is the newest."""
+        lock, users = self._senders.get(version, (asyncio.Lock(), 0))
+        self._senders[version] = (lock, users + 1)
         try:
-            await self.client.chat_update(
-                channel=release.channel,
-                ts=release.message_ts,
-                blocks=release_message(release, self.config),
-                text=release_fallback_text(release),
-            )
-        except SlackApiError as exc:
-            log.warning("chat.update of %s failed: %s", version, exc.response.get("error"))
+            async with lock:
+                await self._send_newest(version)
+        finally:
+            lock, users = self._senders[version]
+            if users == 1:
+                del self._senders[version]  # no one else waits: one lock per live message only
+            else:
+                self._senders[version] = (lock, users - 1)
+
+    async def _send_newest(self, version: str) -> None:
+        rendered_key = self.store.keys.rendered(version)
+        for _ in range(RENDER_ATTEMPTS):
+            await self.retry_after.wait("chat.update")
+            release = await self.store.get_release(version)
+            if release is None or release.channel is None or release.message_ts is None:
+                return
+            shown = await self.store.redis.get(rendered_key)
+            if shown is not None and int(shown) >= release.rev:
+                return  # the message already shows this state (another sender put it there)
+            try:
+                await self._updates.chat_update(
+                    channel=release.channel,
+                    ts=release.message_ts,
+                    blocks=release_message(release, self.config),
+                    text=release_fallback_text(release),
+                )
+            except SlackApiError as exc:
+                wait = _retry_after(exc)
+                if wait is None:
+                    log.warning("chat.update of %s failed: %s", version, exc.response.get("error"))
+                    return
+                self.retry_after.hold("chat.update", wait)
+                continue  # after the wait, from the state as it is then
+            # Never lowered: another replica's sender may have shown a newer state meanwhile.
+            await self.store.redis.eval(_RAISE_RENDERED, 1, rendered_key, release.rev)
             return
-        await self.store.redis.set(self.store.keys.rendered(version), release.rev, ex=86400)
+        log.warning("chat.update of %s: still throttled after %d tries", version, RENDER_ATTEMPTS)
 
     @property
     def idle(self) -> bool:
