@@ -12,6 +12,7 @@ from bot.adapters.redis.store import Store
 from bot.domain.actors import Actor
 from bot.domain.releases import Release
 from tests.helpers.redis_monitor import commands_on
+from tests.helpers.releases import recorded
 
 ALICE = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
 
@@ -104,14 +105,7 @@ async def test_a_promoted_release_is_found_by_its_final_version_however_old(
     redis: Redis, prefix: str
 ) -> None:
     store = Store(redis, prefix)
-    release = Release(
-        version="1.4.0-rc.2",
-        tag="v1.4.0-rc.2",
-        sha="a" * 40,
-        requester="U0ALICE",
-        requester_name="alice",
-        created_at=1.0,
-    )
+    release = recorded("1.4.0-rc.2", created_at=1.0)
     await store.create_release(release, ALICE)
 
     def promote(r: Release) -> None:
@@ -120,14 +114,7 @@ async def test_a_promoted_release_is_found_by_its_final_version_however_old(
     await store.update_release(release.version, promote, ALICE, "release.promote")
     assert await store.release_by_final_version("1.4.0") == "1.4.0-rc.2"
     # A release promoted by the version before this index: found once the backfill ran.
-    older = Release(
-        version="1.3.0-rc.1",
-        tag="v1.3.0-rc.1",
-        sha="b" * 40,
-        requester="U0ALICE",
-        requester_name="alice",
-        created_at=0.5,
-    )
+    older = recorded("1.3.0-rc.1", sha="b" * 40, created_at=0.5)
     older.final_version, older.final_tag = "1.3.0", "v1.3.0"
     await redis.set(store.keys.release(older.version), older.to_json())
     await redis.zadd(store.keys.releases, {older.version: older.created_at})

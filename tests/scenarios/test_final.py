@@ -11,6 +11,7 @@ from bot.domain.actors import Actor
 from bot.domain.releases import Deploy, Release, activate, block_deploy
 from tests.helpers.config import deploy_log, production_config
 from tests.helpers.messages import release_message, thread_text
+from tests.helpers.releases import recorded
 from tests.helpers.steps import candidate, in_production, live
 
 
@@ -207,14 +208,7 @@ async def test_audit_finds_a_final_however_many_releases_came_after(
     async def one(n: int) -> None:
         version = f"1.{n}.0-rc.1"
         await store.create_release(
-            Release(
-                version=version,
-                tag=f"v{version}",
-                sha=f"{n:040x}",
-                requester="U0CAROL",
-                requester_name="carol",
-                created_at=1_700_000_000.0 + n,
-            ),
+            recorded(version, sha=f"{n:040x}", created_at=1_700_000_000.0 + n, requester="U0CAROL"),
             carol,
         )
         await store.update_release(version, promote(f"1.{n}.0"), carol, "release.promote")
@@ -244,14 +238,7 @@ async def test_a_promotion_that_never_went_live_leaves_the_flight_when_a_newer_o
     store = bot.services.store
     carol = Actor(user_id="U0CAROL", user_name="carol", channel="C0DEV")
     # An older promotion whose production deploy was blocked, recorded through the store.
-    stuck = Release(
-        version="0.14.5-rc.1",
-        tag="v0.14.5-rc.1",
-        sha="c" * 40,
-        requester="U0CAROL",
-        requester_name="carol",
-        created_at=store.clock() - 3600,
-    )
+    stuck = recorded("0.14.5-rc.1", created_at=store.clock() - 3600, requester="U0CAROL")
     await store.create_release(stuck, carol)
 
     def promoted_and_blocked(release: Release) -> None:

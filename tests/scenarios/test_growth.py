@@ -10,10 +10,11 @@ from pathlib import Path
 from bot.adapters.redis.store import Store
 from bot.domain import approvals
 from bot.domain.actors import Actor
-from bot.domain.releases import Release, activate
+from bot.domain.releases import activate
 from tests.helpers.config import make_config
 from tests.helpers.messages import wait_for_gates
 from tests.helpers.redis_monitor import Seen, commands_on
+from tests.helpers.releases import recorded
 
 ALICE = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
 
@@ -24,14 +25,7 @@ async def record_history(store: Store, first: int, count: int) -> None:
 
     async def one(n: int) -> None:
         version = f"0.1.{n}-rc.1"
-        release = Release(
-            version=version,
-            tag=f"v{version}",
-            sha=f"{n:040x}",
-            requester="U0ALICE",
-            requester_name="alice",
-            created_at=1_700_000_000.0 + n,
-        )
+        release = recorded(version, sha=f"{n:040x}", created_at=1_700_000_000.0 + n)
         await store.create_release(release, ALICE)
         await store.update_release(
             version, partial(activate, channel="C0DEV", message_ts=f"{n}.000100"), ALICE, "tag"
