@@ -317,12 +317,13 @@ async def _go_live(services: DeployNeeds, release: Release, environment: str, ac
             release.version, releases.go_live, actor, "release.live", environment=environment
         )
         services.chat.refresh(release.version)
+        # Before the thread says so: once people read "live", /release status is already right.
+        await _overtake_older(services, release, tag, actor)
         await services.chat.thread(
             release.version,
             messages.note(f"🎉 `{tag}` is live in *{environment}*."),
             f"{tag} is live",
         )
-    await _overtake_older(services, release, tag, actor)
 
 
 async def _overtake_older(services: DeployNeeds, live: Release, tag: str, actor: Actor) -> None:
