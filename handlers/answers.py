@@ -66,7 +66,8 @@ async def before_ack(work: Awaitable[T]) -> T:
 
 async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
     """Tell the person who clicked what their click did, within the after-ack budget ("" is
-    no answer: the click opened a form, which is its answer)."""
+    no answer: the click opened a form, which is its answer). Work that outlives the budget
+    is waited for here, after the first answer, and its end is a second answer."""
     task = asyncio.ensure_future(work)
     late = False
     try:
@@ -84,31 +85,21 @@ async def answer_click(respond: AsyncRespond, work: Awaitable[str]) -> None:
         if text:
             await say_privately(respond, text)
     finally:
-        if late:  # after the first answer, so that the outcome never comes before it
-            task.add_done_callback(lambda done: _tell_late(respond, done))
+        if late:
+            await _answer_late(respond, task)
 
 
-# The late answers being sent: a task nobody holds may be collected before it runs.
-_late_answers: set[asyncio.Task[None]] = set()
-
-
-def _tell_late(respond: AsyncRespond, task: asyncio.Future[str]) -> None:
-    """A click's work that outlived its first answer has ended: the person hears how."""
-    if task.cancelled():
-        text = CLICK_LATE_FAILED
-    elif (exc := task.exception()) is not None:
+async def _answer_late(respond: AsyncRespond, task: asyncio.Future[str]) -> None:
+    """The end of a click's work that outlived its first answer: the person hears how."""
+    try:
+        text = await task
+    except Exception as exc:  # Redis failed or timed out, or the work broke
         log.warning("a click's work failed after its first answer: %s", exc)
         text = CLICK_LATE_FAILED
-    elif task.result():
-        text = CLICK_LATE_PREFIX + task.result()
     else:
-        return  # it opened a form: that is its answer
-    answer = asyncio.ensure_future(_say_late(respond, text))
-    _late_answers.add(answer)
-    answer.add_done_callback(_late_answers.discard)
-
-
-async def _say_late(respond: AsyncRespond, text: str) -> None:
+        if not text:
+            return  # it opened a form: that is its answer
+        text = CLICK_LATE_PREFIX + text
     try:
         await say_privately(respond, text)
     except Exception:  # the response_url may have expired (30 min) or Slack may refuse
