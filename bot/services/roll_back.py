@@ -14,6 +14,7 @@ from bot.blocks import release as messages
 from bot.domain import releases, rollbacks
 from bot.domain.actors import BOT, Actor
 from bot.domain.approvals import NoChange, Refusal
+from bot.domain.config import ApprovalPolicy
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest
 from bot.services import deploy_engine, monitor_health
@@ -97,28 +98,35 @@ async def request_rollback(
             f"Rollback of *{environment}* to `{request.to_tag}` asked. I am checking whether "
             "your own approval counts (an approver user group), then I start it, or post it "
             "in the channel for the approvals it still needs.",
-            post=partial(_approve_then_go, services, request, actor, now),
+            post=partial(_approve_then_go, services, request, policy, actor, now),
         )
-    return await _approve_then_answer(services, request, actor, now, approves)
+    return await _approve_then_answer(services, request, policy, actor, now, approves)
 
 
 async def _approve_then_go(
-    services: RollbackNeeds, request: RollbackRequest, actor: Actor, now: float
+    services: RollbackNeeds,
+    request: RollbackRequest,
+    policy: ApprovalPolicy,
+    actor: Actor,
+    now: float,
 ) -> None:
     """After the ack: the requester's group membership decides their own approval; then the
     rollback starts, or its request is posted."""
-    policy = rollbacks.rollback_policy(services.config, request.environment)
     approves = await is_approver(services, policy, actor.user_id)
-    answer = await _approve_then_answer(services, request, actor, now, approves)
+    answer = await _approve_then_answer(services, request, policy, actor, now, approves)
     if answer.post is not None:
         await answer.post()
 
 
 async def _approve_then_answer(
-    services: RollbackNeeds, request: RollbackRequest, actor: Actor, now: float, approves: bool
+    services: RollbackNeeds,
+    request: RollbackRequest,
+    policy: ApprovalPolicy,
+    actor: Actor,
+    now: float,
+    approves: bool,
 ) -> RollbackAnswer:
     store, environment = services.store, request.environment
-    policy = rollbacks.rollback_policy(services.config, environment)
     if approves:
         request, _ = await store.update_rollback(
             request.id,
