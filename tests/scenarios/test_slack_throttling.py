@@ -40,6 +40,20 @@ async def test_after_any_429s_the_message_shows_the_newest_state(start_bot, git_
     await asyncio.sleep(1.5)  # nothing older lands later
     assert slack.messages()[message.ts].blocks == shown.blocks
 
+    # A state already shown is not sent again, and the shown revision is never lowered.
+    notifier, shown_key = bot.services.chat, store.keys.rendered("0.15.0-rc.1")
+    sent = len(slack.calls_to("chat.update"))
+    await notifier.render_now("0.15.0-rc.1")
+    assert len(slack.calls_to("chat.update")) == sent
+    await bot.services.redis.set(shown_key, release.rev + 5)  # a newer state shown elsewhere
+    await notifier.render_now("0.15.0-rc.1")
+    assert len(slack.calls_to("chat.update")) == sent
+    assert int(await bot.services.redis.get(shown_key)) == release.rev + 5
+    await bot.services.redis.set(shown_key, release.rev - 1)  # an older state shown
+    await notifier.render_now("0.15.0-rc.1")
+    assert len(slack.calls_to("chat.update")) == sent + 1
+    assert int(await bot.services.redis.get(shown_key)) == release.rev
+
     updates = slack.calls_to("chat.update")
     refused = [c for c in updates if c.status == 429]
     assert len(refused) == 8
