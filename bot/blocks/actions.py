@@ -12,6 +12,7 @@ GATE_REJECT = "gate_reject"
 ROLLBACK_START = "rollback_start"  # on the release message and on incident alerts
 ROLLBACK_APPROVE = "rollback_approve"
 INCIDENT_ACK = "incident_ack"
+INCIDENT_GROUP_ACK = "incident_group_ack"  # on a summary of many incidents
 FLAG_APPROVE = "flag_approve"
 
 # Forms (view_submission)

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from bot.blocks.actions import INCIDENT_ACK, ROLLBACK_START
+from bot.blocks.actions import INCIDENT_ACK, INCIDENT_GROUP_ACK, ROLLBACK_START
 from bot.blocks.release import (
     Block,
     confirm_dialog,
@@ -23,6 +23,7 @@ from bot.domain.health.checks import Result
 from bot.domain.health.incidents import Incident
 from bot.domain.health.summaries import WindowSummary
 from bot.domain.locks import format_age
+from bot.domain.outbox import GroupLine
 
 SEVERITY_ICONS = {"critical": "🔴", "warning": "🟠"}
 VERDICT_ICONS = {"healthy": "✅", "degraded": "🟠", "rolled back": "⏪"}
@@ -155,6 +156,69 @@ def acknowledged_reply(incident: Incident, user: str) -> list[Block]:
             "no more reminders."
         )
     ]
+
+
+# How a summary line says what happened to its checks.
+GROUP_WORDS = {
+    "open": ("🔴", "failing"),
+    "escalate": ("🔴", "now critical"),
+    "remind": ("🔔", "still failing"),
+    "resolve": ("✅", "recovered"),
+    "acknowledged": ("👀", "acknowledged"),
+}
+
+
+def group_line(line: GroupLine) -> str:
+    icon, words = GROUP_WORDS[line.what]
+    if line.what == "open" and not line.critical:
+        icon = SEVERITY_ICONS["warning"]
+    noun = "check" if line.count == 1 else "checks"
+    names = ", ".join(f"`{escape(name)}`" for name in line.checks)
+    more = f" and {line.count - len(line.checks)} more" if line.count > len(line.checks) else ""
+    return f"{icon} *{line.count} {noun} {words} in {escape(line.environment)}*: {names}{more}"
+
+
+def group_text(lines: list[GroupLine]) -> str:
+    """The notification's words: the first line, without its markup."""
+    first = lines[0]
+    _, words = GROUP_WORDS[first.what]
+    noun = "check" if first.count == 1 else "checks"
+    others = f" (and {len(lines) - 1} more line(s))" if len(lines) > 1 else ""
+    return f"{first.count} {noun} {words} in {first.environment}{others}"[:300]
+
+
+def incident_summary(
+    lines: list[GroupLine], oncall: tuple[str, ...], group_id: str, open_members: int
+) -> list[Block]:
+    """One message for many incident changes at once (a mass outage is one message, not a
+    thousand); Acknowledge all stops the reminders of every incident it stands for."""
+    blocks: list[Block] = sections([group_line(line) for line in lines])
+    paging = any(line.critical and line.what != "resolve" for line in lines)
+    notes = ["Each check's state: `/release health`."]
+    if paging and oncall:
+        notes.insert(0, f"On call: {oncall_mentions(oncall)}")
+    blocks.append(context(" · ".join(notes)))
+    if open_members:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": f"incidents:{group_id}",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": INCIDENT_GROUP_ACK,
+                        "text": {"type": "plain_text", "text": f"Acknowledge all {open_members}"},
+                        "value": json.dumps({"g": group_id}),
+                    }
+                ],
+            }
+        )
+    return blocks
+
+
+def group_acknowledged_reply(user: str, count: int) -> list[Block]:
+    noun = "incident" if count == 1 else "incidents"
+    return [context(f"👀 {mention(user)} acknowledged {count} {noun}; no more reminders.")]
 
 
 def _ms(value: float | None) -> str:
