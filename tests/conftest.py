@@ -76,10 +76,16 @@ async def start_bot(
     http = aiohttp.ClientSession()
 
     async def start(
-        config: Config, role: Role = "all", name: str = "bot", redis_url: str = REDIS_URL
+        config: Config,
+        role: Role = "all",
+        name: str = "bot",
+        redis_url: str = REDIS_URL,
+        post_interval: float = 0.05,
     ) -> RunningBot:
         """The real bot; `redis_url` points it at a Redis of the test's own (RedisServer)."""
-        settings = make_settings(prefix, slack, tmp_path / f"state-{name}", redis_url)
+        settings = make_settings(
+            prefix, slack, tmp_path / f"state-{name}", redis_url, post_interval
+        )
         services = Services.create(settings, config)
         bot = Bot(services, role)
         await bot.start(port=0, host="127.0.0.1")
@@ -102,5 +108,6 @@ def subprocess_env(prefix: str, slack: SlackStandIn, tmp_path: Path) -> Iterator
         "SLACK_API_URL": slack.base_url,
         "RELEASEBOT_REDIS_PREFIX": prefix,
         "RELEASEBOT_UPDATE_DELAY": "0.2",
+        "RELEASEBOT_POST_INTERVAL": "0.05",
         "RELEASEBOT_STATE_DIR": str(tmp_path / "state-subprocess"),
     }

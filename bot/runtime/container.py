@@ -35,6 +35,7 @@ from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
 from bot.adapters.redis.flag_requests import RedisFlagRequests
 from bot.adapters.redis.locks import Locks
 from bot.adapters.redis.monitor_state import RedisMonitorState
+from bot.adapters.redis.outbox import RedisOutbox
 from bot.adapters.redis.running_deploys import RunningDeploys
 from bot.adapters.redis.store import Store
 from bot.adapters.slack.directory import SlackUserDirectory
@@ -145,6 +146,9 @@ class Services:
     store: Store
     notifier: Notifier
     queue: Queue
+    # Health monitoring's state (bot.services.monitor_health); the notifier's senders read
+    # where incident messages are from it.
+    monitor_state: RedisMonitorState
     # /release status: a burst of requests shares fresh reads (and their rendering) instead
     # of one each, and a read at most `settings.status_max_age` old is served again without
     # a Redis round trip. Freshness: changes made by other processes (a worker, another web
@@ -159,9 +163,8 @@ class Services:
     user_directory: SlackUserDirectory = field(init=False)
     # Flag change requests and ramps.
     flag_requests: RedisFlagRequests = field(init=False)
-    # Health monitoring's ports (bot.services.monitor_health). The probe opens its HTTP
-    # session on the first check, so roles that never check pay nothing for it.
-    monitor_state: RedisMonitorState = field(init=False)
+    # Health monitoring's probe (bot.services.monitor_health) opens its HTTP session on the
+    # first check, so roles that never check pay nothing for it.
     health_probe: Prober = field(init=False)
 
     # What the state store raises when it cannot be reached now (the HasTransientErrors port).
@@ -191,7 +194,6 @@ class Services:
         self.running_deploys = RunningDeploys(self.redis, keys)
         self.creation_claims = CreationClaims(self.redis, keys)
         self.form_tickets = FormTickets(self.redis, keys)
-        self.monitor_state = RedisMonitorState(self.redis, keys)
         self.health_probe = Prober(self.config.monitoring.concurrency)
         self.user_directory = SlackUserDirectory(self.notifier.client, self.redis, keys)
         self.flag_requests = RedisFlagRequests(self.redis, keys)
@@ -268,7 +270,12 @@ class Services:
             pack_in_c(queue_redis.connection_pool)
             queue = PatientQueue(queue_redis, name=store.keys.queue_name)
         slack = web_client(settings.bot_token, settings.slack_api_url)
-        notifier = Notifier(slack, store, config, settings.update_delay)
+        monitor_state = RedisMonitorState(
+            redis, store.keys, store.queue_bot_audit, RedisOutbox(redis, store.keys)
+        )
+        notifier = Notifier(
+            slack, store, config, monitor_state, settings.update_delay, settings.post_interval
+        )
         return cls(
             settings=settings,
             config=config,
@@ -276,6 +283,7 @@ class Services:
             store=store,
             notifier=notifier,
             queue=queue,
+            monitor_state=monitor_state,
         )
 
     async def close(self) -> None:

@@ -17,6 +17,8 @@ from bot.services.reap_lost_deploys import reap_lost_deploys
 
 log = logging.getLogger(__name__)
 
+OUTBOX_SWEEP_SECONDS = 5.0
+
 
 async def win_tick(services: Services, name: str, interval: float) -> bool:
     """True on exactly one replica for each tick (interval-long slot) of the job `name`."""
@@ -66,6 +68,16 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
         "interval",
         seconds=10.0,
         id="index-older-audit",
+        max_instances=1,
+        coalesce=True,
+    )
+    # Outboxes whose sender died (with its replica) are sent by one woken here: every
+    # replica may sweep, the channel's lease lets one send.
+    scheduler.add_job(
+        services.notifier.sender.sweep,
+        "interval",
+        seconds=OUTBOX_SWEEP_SECONDS,
+        id="outbox-sweep",
         max_instances=1,
         coalesce=True,
     )

@@ -41,6 +41,9 @@ class Settings:
     redis_prefix: str = "releasebot:"
     # How long the release message waits to gather a burst of changes into one chat.update.
     update_delay: float = 1.0
+    # The least time between two messages the bot posts in one channel (Slack allows about
+    # one a second per channel; bursts beyond it are refused with 429s).
+    post_interval: float = 1.0
     # The Redis at redis_url is the embedded fakeredis (no blocking pops; polled instead).
     embedded_redis: bool = False
     # How old a `/release status` served from the last read may be (bot.runtime.container).
@@ -76,6 +79,14 @@ class Settings:
             delay = float(env.get("RELEASEBOT_UPDATE_DELAY", "1.0"))
         except ValueError:
             raise SettingsError("RELEASEBOT_UPDATE_DELAY must be a number of seconds") from None
+        try:
+            interval = float(env.get("RELEASEBOT_POST_INTERVAL", "1.0"))
+        except ValueError:
+            raise SettingsError("RELEASEBOT_POST_INTERVAL must be a number of seconds") from None
+        if not 0 <= interval <= 60:
+            raise SettingsError(
+                f"RELEASEBOT_POST_INTERVAL must be between 0 and 60 seconds, got {interval}"
+            )
         secret = env["SLACK_SIGNING_SECRET"] if role in SLACK_ROLES else ""
         return cls(
             bot_token=env["SLACK_BOT_TOKEN"],
@@ -86,6 +97,7 @@ class Settings:
             state_dir=Path(env.get("RELEASEBOT_STATE_DIR") or ".releasebot"),
             redis_prefix=env.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:",
             update_delay=delay,
+            post_interval=interval,
         )
 
 

@@ -8,14 +8,14 @@ The rules (what a result means, when an incident opens or ends, a window's verdi
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Protocol
 
 from bot.blocks import health as texts
 from bot.blocks.health import HEALTH_LINES
-from bot.blocks.release import Block
 from bot.domain.actors import BOT, Actor
 from bot.domain.config import CheckConfig, EnvironmentConfig
 from bot.domain.health import incidents
@@ -32,6 +32,7 @@ from bot.domain.health.windows import (
     version_aggregate,
     window_aggregate,
 )
+from bot.domain.outbox import Entry, IncidentNews, Place
 from bot.services.clicks import Where, refused, same_message
 from bot.services.ports import (
     HasAuditLog,
@@ -42,6 +43,8 @@ from bot.services.ports import (
     HasMonitorState,
     HasRunningReleases,
 )
+
+log = logging.getLogger(__name__)
 
 ACKNOWLEDGE = "incident.acknowledge"  # the audit action of an Acknowledge click
 WORK_BATCH = 500  # checks judged between two turns of the event loop
@@ -106,10 +109,10 @@ class Monitor:
             (c.timeout_seconds for e in self.services.config.environments for c in e.checks),
             default=10.0,
         )
-        async with self.services.monitor_state.tick_lock(longest + 60) as held:
-            return await self._tick(now) if held else 0
+        async with self.services.monitor_state.tick_lock(longest + 60) as token:
+            return await self._tick(now, token) if token else 0
 
-    async def _tick(self, now: float) -> int:
+    async def _tick(self, now: float, token: str) -> int:
         services, cfg = self.services, self.services.config.monitoring
         state_store = services.monitor_state
         watched = [e for e in services.config.environments if e.checks]
@@ -178,15 +181,10 @@ class Monitor:
             results.append((d.id, result))
         deltas = fold(((check[0], result) for check, result in results), windows)
         await state_store.record_results(results, cfg.history, deltas)
-        # Messages before the states are saved: an opened incident keeps its message's ts.
-        for what, incident in said:
-            await tell(
-                services,
-                what,
-                incident,
-                versions.get(incident.environment, {}).get("version", ""),
-                now,
-            )
+        # What changed is recorded with what is to be said of it, in one write; the outbox
+        # says it after the tick, paced (posting in the tick held every check up behind
+        # Slack's 429s, and let another replica take over and open every incident again).
+        audits, news = await _news_of(services, said, versions, now)
         changed = {}
         for n, (d, state) in enumerate(zip(due, states, strict=True)):
             if n and not n % WORK_BATCH:
@@ -195,7 +193,17 @@ class Monitor:
             if self._saved.get(d.id) != raw:  # a healthy check's state stays as it was
                 changed[d.id] = raw
                 self._saved[d.id] = raw
-        self._written = await state_store.save_states(changed)
+        written = await state_store.commit(changed, audits, news, fence=token)
+        if written is None:
+            # This tick overran its lock and another replica's took over: that one records
+            # from what was stored, so nothing here is, and what this replica holds is stale.
+            log.warning("a monitor tick overran its lock; its results are not recorded")
+            self._states.clear()
+            self._saved.clear()
+            self._written = ""
+            return len(due)
+        self._written = written
+        services.chat.wake(sorted({channel for channel, _ in news}))
         return len(due)
 
     async def _load_states(self, checks: list[Due]) -> None:
@@ -232,67 +240,52 @@ class Monitor:
 # --- telling people ------------------------------------------------------------------------
 
 
-async def tell(
+async def _news_of(
     services: MonitorNeeds,
-    what: str,
-    incident: Incident,
-    deployed_version: str,
+    said: list[tuple[str, Incident]],
+    versions: dict[str, dict[str, str]],
     now: float,
     release_version: str = "",
-) -> None:
-    """Post or update the incident's message for one change of it. It opens in the thread of
-    `release_version` if given, else of the release running in the environment."""
-    oncall = services.config.monitoring.oncall
-    chat = services.chat
-    blocks = texts.incident_message(incident, oncall, deployed_version, now)
-    text = texts.incident_text(incident)
-    if what == "open":
-        await services.audit_log.audit(
-            BOT,
-            "incident.open",
-            environment=incident.environment,
-            release=incident.version,
-            outcome=incident.severity,
-            reason=f"{incident.check}: {incident.problem}"[:1000],
-        )
-        incident.channel, incident.thread_ts = await _place(
-            services, incident.environment, release_version
-        )
-        posted = await chat.post(
-            incident.channel, blocks, text, thread_ts=incident.thread_ts or None
-        )
-        incident.ts = str((posted or {}).get("ts", ""))
-        # The channel's ID as Slack answered (the config may name it): clicks carry the ID.
-        incident.channel = str((posted or {}).get("channel") or incident.channel)
-        return
-    if what == "resolve":
-        await services.audit_log.audit(
-            BOT,
-            "incident.resolve",
-            environment=incident.environment,
-            release=incident.version,
-            reason=f"{incident.check} after {incident.duration(now):.0f}s",
-        )
-    await _update(services, incident, blocks, text)
-    thread = incident.thread_ts or incident.ts
-    if what in ("remind", "escalate"):
-        await chat.post(
-            incident.channel,
-            texts.reminder(incident, oncall, now, escalated=what == "escalate"),
-            text,
-            thread_ts=thread or None,
-        )
-    elif what == "resolve":
-        await chat.post(
-            incident.channel, texts.resolved_reply(incident, now), text, thread_ts=thread or None
-        )
-
-
-async def _update(
-    services: MonitorNeeds, incident: Incident, blocks: list[Block], text: str
-) -> None:
-    if incident.ts:  # its message was posted (a failed post leaves none to redraw)
-        await services.chat.update(incident.channel, incident.ts, blocks, text)
+) -> tuple[list[tuple[str, dict[str, str]]], list[tuple[str, Entry]]]:
+    """The audit entries and the outbox entries of incident changes. An opening incident is
+    placed: in the thread of `release_version` if given, else of the release running in its
+    environment, else in the channel (one lookup per environment, however many open)."""
+    audits: list[tuple[str, dict[str, str]]] = []
+    news: list[tuple[str, Entry]] = []
+    places: dict[str, tuple[str, str]] = {}
+    for what, incident in said:
+        if what == "open":
+            if incident.environment not in places:
+                places[incident.environment] = await _place(
+                    services, incident.environment, release_version
+                )
+            incident.channel, incident.thread_ts = places[incident.environment]
+            audits.append(
+                (
+                    "incident.open",
+                    {
+                        "environment": incident.environment,
+                        "release": incident.version,
+                        "outcome": incident.severity,
+                        "reason": f"{incident.check}: {incident.problem}"[:1000],
+                    },
+                )
+            )
+        elif what == "resolve":
+            audits.append(
+                (
+                    "incident.resolve",
+                    {
+                        "environment": incident.environment,
+                        "release": incident.version,
+                        "reason": f"{incident.check} after {incident.duration(now):.0f}s",
+                    },
+                )
+            )
+        deployed = versions.get(incident.environment, {}).get("version", "")
+        channel = incident.channel or services.config.slack.channel
+        news.append((channel, IncidentNews(what, replace(incident), deployed, now)))
+    return audits, news
 
 
 async def _place(
@@ -339,7 +332,10 @@ async def acknowledge(
             f"{incident_id[:40]}: not open",
             "That incident is over; nothing to acknowledge.",
         )
-    if not same_message(where, incident.channel, incident.ts):
+    place = await services.monitor_state.incident_place(incident.id)
+    if place is None and incident.ts:  # opened by a version that kept it in the state
+        place = Place(incident.channel, incident.ts)
+    if place is None or place.group or not same_message(where, place.channel, place.ts):
         return await refused(
             services,
             actor,
@@ -375,21 +371,63 @@ async def acknowledge(
     running = (await services.running_releases.environment_versions([environment])).get(
         environment, {}
     )
-    await _update(
-        services,
-        incident,
-        texts.incident_message(
-            incident, services.config.monitoring.oncall, running.get("version", ""), now
-        ),
-        texts.incident_text(incident),
-    )
-    await services.chat.post(
-        incident.channel,
-        texts.acknowledged_reply(incident, actor.user_id),
-        texts.incident_text(incident),
-        thread_ts=(incident.thread_ts or incident.ts) or None,
+    await services.chat.say(
+        incident.channel or services.config.slack.channel,
+        [IncidentNews("acknowledged", incident, running.get("version", ""), now, actor.user_id)],
     )
     return f"Acknowledged: {texts.incident_title(incident)}. No more reminders for it."
+
+
+async def acknowledge_group(
+    services: MonitorNeeds, actor: Actor, group_id: str, where: Where
+) -> str:
+    """Acknowledge all on a summary message: every incident it stands for that is still
+    open and not acknowledged stops reminding. Each one acknowledged is audited."""
+    group = await services.monitor_state.group(group_id)
+    if group is None:
+        return await refused(
+            services,
+            actor,
+            ACKNOWLEDGE,
+            f"group {group_id[:40]}: unknown",
+            "I know no such group of incidents (it may be a month old); "
+            "`/release health` shows what is open.",
+        )
+    if not same_message(where, group.channel, group.ts):
+        return await refused(
+            services,
+            actor,
+            ACKNOWLEDGE,
+            f"group {group_id}: not on its message",
+            "This button is not on that summary's message; use the one there.",
+        )
+    states = await services.monitor_state.check_states([(e, c) for e, c, _ in group.members])
+    open_now = {s.incident.id: s.incident for s in states if s.incident is not None}
+    now = services.clock()
+    taken = []
+    for _, check, incident_id in group.members:
+        incident = open_now.get(incident_id)
+        if incident is None:
+            continue  # resolved since
+        if await services.monitor_state.acknowledge(incident_id, actor.user_id, now) is None:
+            taken.append(incident)
+            await services.audit_log.audit(
+                actor,
+                "incident.acknowledge",
+                environment=incident.environment,
+                release=incident.version,
+                reason=f"{check}: {incident.problem} (all of a summary)"[:1000],
+            )
+    if not taken:
+        return "Nothing left to acknowledge: those incidents are acknowledged or over."
+    await services.chat.reply(
+        group.channel,
+        group.ts,
+        texts.group_acknowledged_reply(actor.user_id, len(taken)),
+        f"{len(taken)} incidents acknowledged",
+    )
+    noun = "incident" if len(taken) == 1 else "incidents"
+    return f"Acknowledged {len(taken)} {noun}. No more reminders for them."
 
 
 # --- deploys -------------------------------------------------------------------------------
@@ -402,9 +440,6 @@ async def deploy_failed(
     check = (environment, DEPLOY_CHECK)
     state = await services.monitor_state.check_state(check)
     now = services.clock()
-    running = (await services.running_releases.environment_versions([environment])).get(
-        environment, {}
-    )
     what, incident = incidents.deploy_failed(
         state,
         environment,
@@ -413,8 +448,21 @@ async def deploy_failed(
         release_version,
         partial(secrets.token_hex, 6),
     )
-    await tell(services, what, incident, running.get("version", ""), now, release_version)
-    await services.monitor_state.save_check_state(check, state)
+    await _commit_one(services, check, state, [(what, incident)], release_version)
+
+
+async def _commit_one(
+    services: MonitorNeeds,
+    check: CheckId,
+    state: CheckState,
+    said: list[tuple[str, Incident]],
+    release_version: str = "",
+) -> None:
+    """Record one check's new state with its audit entries and news, then say them."""
+    versions = await services.running_releases.environment_versions([check[0]])
+    audits, news = await _news_of(services, said, versions, services.clock(), release_version)
+    await services.monitor_state.commit({check: state.to_json()}, audits, news)
+    services.chat.wake(sorted({channel for channel, _ in news}))
 
 
 async def deploy_finished(
@@ -433,8 +481,7 @@ async def deploy_finished(
     state = await monitor_state.check_state(check)
     resolved = incidents.deploy_succeeded(state, now)
     if resolved is not None:
-        await tell(services, "resolve", resolved, version, now)
-        await monitor_state.save_check_state(check, state)
+        await _commit_one(services, check, state, [("resolve", resolved)])
     env = services.config.environment(environment)
     if environment != services.config.last_environment.name or not env.checks:
         return
@@ -486,9 +533,9 @@ async def close_window(
         await services.running_releases.get_release(window.release) if window.release else None
     )
     if release is not None and release.channel and release.message_ts:
-        await services.chat.post(release.channel, blocks, text, thread_ts=release.message_ts)
+        await services.chat.reply(release.channel, release.message_ts, blocks, text)
     else:
-        await services.chat.post(services.config.slack.channel, blocks, text)
+        await services.chat.reply(services.config.slack.channel, "", blocks, text)
 
 
 async def open_incidents(services: MonitorNeeds, environment: str) -> list[Incident]:

@@ -25,6 +25,7 @@ from bot.domain.health.checks import CheckId, Observation, Result
 from bot.domain.health.incidents import CheckState
 from bot.domain.health.windows import Aggregate, AggregateId, Delta, Window
 from bot.domain.locks import LockInfo, LockKind
+from bot.domain.outbox import Entry, Group, Place
 from bot.domain.releases import Release
 from bot.domain.rollbacks import RollbackRequest
 
@@ -130,6 +131,15 @@ class Chat(Protocol):
     ) -> dict[str, Any] | None: ...
 
     async def thread(self, version: str, blocks: list[Block], text: str) -> None: ...
+
+    async def reply(self, channel: str, thread_ts: str, blocks: list[Block], text: str) -> None:
+        """In the thread `thread_ts` ("" for the channel), paced and coalesced (the outbox)."""
+
+    async def say(self, channel: str, entries: list[Entry]) -> None:
+        """Put entries in the channel's outbox: said in order, paced, grouped."""
+
+    def wake(self, channels: list[str]) -> None:
+        """Entries were put in these outboxes in a transaction (MonitorState.commit)."""
 
     async def answer(self, response_url: str | None, blocks: list[Block], text: str) -> None: ...
 
@@ -372,7 +382,7 @@ class MonitorState(Protocol):
     """What monitoring keeps between ticks: check states and results, monitoring windows,
     acknowledgements, the one-tick-at-a-time lock and the scheduler's time slots."""
 
-    def tick_lock(self, seconds: float) -> AbstractAsyncContextManager[bool]: ...
+    def tick_lock(self, seconds: float) -> AbstractAsyncContextManager[str]: ...
 
     async def claim_tick(self, job: str, slot: int, interval: float) -> bool: ...
 
@@ -397,7 +407,13 @@ class MonitorState(Protocol):
 
     async def drop_aggregate(self, target: AggregateId) -> None: ...
 
-    async def save_states(self, states: Mapping[CheckId, bytes]) -> str: ...
+    async def commit(
+        self,
+        states: Mapping[CheckId, bytes],
+        audits: Sequence[tuple[str, dict[str, str]]],
+        news: Sequence[tuple[str, Entry]],
+        fence: str = "",
+    ) -> str | None: ...
 
     async def check_state(self, check: CheckId) -> CheckState: ...
 
@@ -416,6 +432,10 @@ class MonitorState(Protocol):
     async def start_window(self, environment: str, window: Window) -> None: ...
 
     async def end_window(self, environment: str) -> bool: ...
+
+    async def incident_place(self, incident_id: str) -> Place | None: ...
+
+    async def group(self, group_id: str) -> Group | None: ...
 
 
 class HealthProbe(Protocol):

@@ -7,12 +7,13 @@ from bot.blocks.actions import (
     GATE_APPROVE,
     GATE_REJECT,
     INCIDENT_ACK,
+    INCIDENT_GROUP_ACK,
     ROLLBACK_APPROVE,
     ROLLBACK_START,
 )
 from handlers.actions.flag_buttons import approve_flag_clicked
 from handlers.actions.gate_buttons import approve_clicked, reject_clicked
-from handlers.actions.incident_buttons import acknowledge_clicked
+from handlers.actions.incident_buttons import acknowledge_all_clicked, acknowledge_clicked
 from handlers.actions.rollback_buttons import approve_rollback_clicked, rollback_clicked
 from handlers.actions.unknown import unknown_clicked
 
@@ -23,6 +24,7 @@ def register(app: AsyncApp) -> None:
     app.action(ROLLBACK_START)(rollback_clicked)
     app.action(ROLLBACK_APPROVE)(approve_rollback_clicked)
     app.action(INCIDENT_ACK)(acknowledge_clicked)
+    app.action(INCIDENT_GROUP_ACK)(acknowledge_all_clicked)
     app.action(FLAG_APPROVE)(approve_flag_clicked)
     # Last: Bolt runs the first listener that matches, so this only gets what no other does.
     app.action(re.compile(".*"))(unknown_clicked)

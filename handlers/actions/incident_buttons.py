@@ -1,4 +1,5 @@
-"""Acknowledge on an incident message: reminders stop, and the click is audited."""
+"""Acknowledge on an incident message, and Acknowledge all on a summary of many: reminders
+stop, and every click is audited."""
 
 from __future__ import annotations
 
@@ -31,4 +32,26 @@ async def acknowledge(services: Services, body: dict[str, Any]) -> str:
         )
     return await monitor_health.acknowledge(
         services, actor, value["e"], value["c"], value["i"], clicked_message(body)
+    )
+
+
+async def acknowledge_all_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
+    await ack()
+    await answer_click(respond, acknowledge_all(context["services"], body))
+
+
+async def acknowledge_all(services: Services, body: dict[str, Any]) -> str:
+    actor, value = click_actor(body), button_value(body)
+    if value is None or not isinstance(value.get("g"), str):
+        return await clicks.refused(
+            services,
+            actor,
+            "incident.ack",
+            "damaged button",
+            "This button is damaged; use `/release health` to see the incidents.",
+        )
+    return await monitor_health.acknowledge_group(
+        services, actor, value["g"], clicked_message(body)
     )

@@ -11,12 +11,14 @@ from redis.asyncio import Redis
 
 from bot.adapters.redis.locks import held, take_lock
 from bot.adapters.redis.monitor_state import RedisMonitorState
-from bot.adapters.redis.store import Keys
+from bot.adapters.redis.outbox import RedisOutbox
+from bot.adapters.redis.store import Keys, Store
 from bot.domain.config import MonitoringConfig
 from bot.domain.health.checks import Result
 from bot.domain.health.incidents import CheckState, Incident
 from bot.domain.health.sketch import LatencySketch
 from bot.domain.health.windows import Window, fold, window_aggregate
+from bot.domain.outbox import IncidentNews, decode
 
 HEALTH = ("production", "health")
 VERSION = ("production", "build-info")
@@ -24,7 +26,10 @@ VERSION = ("production", "build-info")
 
 @pytest.fixture
 def state(redis: Redis, prefix: str) -> RedisMonitorState:
-    return RedisMonitorState(redis, Keys(prefix))
+    store = Store(redis, prefix)
+    return RedisMonitorState(
+        redis, store.keys, store.queue_bot_audit, RedisOutbox(redis, store.keys)
+    )
 
 
 def result(at: float, ok: bool = True, version: str = "1.0.0") -> Result:
@@ -51,7 +56,7 @@ async def test_every_key_is_the_one_a_running_team_already_has(state, redis, pre
     await state.record_results([(HEALTH, result(1.0))], keep=10)
     await state.start_window("production", Window("2", "1", "2.0.0", 1.0, 2.0))
     await state.acknowledge("abc123", "U0ONCALL", 5.0)
-    await state.save_states({})
+    await state.commit({}, [], [])
     assert await state.claim_tick("monitor", 42, 5.0)
     async with state.tick_lock(10) as mine:
         assert mine and await redis.exists(f"{prefix}lock:monitor")
@@ -109,12 +114,12 @@ async def test_a_tick_starts_from_the_windows_the_deploys_and_the_last_writer(st
     window = Window("2", "1", "2.0.0", 1.0, 2.0)
     await state.start_window("production", window)
     await take_lock(redis, keys.env_lock("staging"), "U0ALICE", "maintenance")
-    token = await state.save_states({})
+    token = await state.commit({}, [], [])
     async with held(redis, keys.env_lock("production"), 30, "worker", "deploy of v2"):
         windows, deploying, writer = await state.tick_outlook(["staging", "production"])
     # A lock someone took is no deploy: the version condition is checked there.
     assert windows == {"production": window} and deploying == {"production"}
-    assert writer == token and token != await state.save_states({})
+    assert writer == token and token != await state.commit({}, [], [])
     # A lock recorded before kinds were: only deploys took locks then.
     await redis.set(keys.env_lock("staging"), json.dumps({"token": "t", "holder": "w"}))
     assert (await state.tick_outlook(["staging"]))[1] == {"staging"}
@@ -174,7 +179,7 @@ async def test_states_are_saved_together_with_the_writer_mark(state, redis, pref
         HEALTH: CheckState(failing=1).to_json(),
         VERSION: CheckState(incident=incident).to_json(),
     }
-    token = await state.save_states(saved)
+    token = await state.commit(saved, [], [])
     assert await redis.get(f"{prefix}mon:writer") == token.encode()
     assert [raw for raw, _ in await state.stored_checks([HEALTH, VERSION], 1)] == list(
         saved.values()
@@ -253,3 +258,53 @@ async def test_aggregates_add_up_in_redis_as_the_ticks_folded_them(state, redis,
     assert max(during.peaks.values()) == max(r.ms for r in everything if r.ok)
     await state.drop_aggregate(window_aggregate("production", window))
     assert (await state.aggregates([window_aggregate("production", window)]))[0].count == 0
+
+
+async def test_a_tick_that_overran_its_lock_records_nothing(state, redis, prefix):
+    """Its incidents, audit entries and news are all or nothing, and nothing once another
+    replica's tick holds the lock: that one records, so no incident opens twice."""
+    incident = Incident("i1", "production", "health", "critical", 1.0, "HTTP 500")
+    raw = CheckState(failing=3, incident=incident).to_json()
+    audits = [("incident.open", {"environment": "production", "reason": "health: HTTP 500"})]
+    news = [("C0RELEASE", IncidentNews("open", incident, "1.0.0", 1.0))]
+    slow = state.tick_lock(0.05)
+    token = await slow.__aenter__()
+    await asyncio.sleep(0.1)  # overran: the next tick takes the lock
+    async with state.tick_lock(10) as next_one:
+        assert await state.commit({HEALTH: raw}, audits, news, fence=token) is None
+        assert await redis.get(f"{prefix}mon:state:production:health") is None
+        assert await redis.xlen(f"{prefix}audit") == 0
+        assert await redis.llen(f"{prefix}outbox:C0RELEASE") == 0
+        assert await state.commit({HEALTH: raw}, audits, news, fence=next_one)
+    await slow.__aexit__(None, None, None)
+    assert (await state.check_state(HEALTH)).incident == incident
+    [entry] = await redis.xrange(f"{prefix}audit")
+    assert entry[1][b"action"] == b"incident.open" and entry[1][b"user_id"] == b"releasebot"
+    [said] = await redis.lrange(f"{prefix}outbox:C0RELEASE", 0, -1)
+    assert decode(said) == news[0][1]
+    assert await redis.smembers(f"{prefix}outboxes") == {b"C0RELEASE"}
+
+
+async def test_one_sender_per_channel_and_a_lapsed_one_drops_nothing(redis, prefix):
+    outbox = RedisOutbox(redis, Keys(prefix))
+    await outbox.put("C1", [b"a", b"b", b"c"])
+    assert await outbox.lease("C1", "one", 0.1)
+    assert not await outbox.lease("C1", "two", 10)
+    assert await outbox.peek("C1", 2) == [b"a", b"b"]
+    assert await outbox.sent("C1", "one", 1) and await outbox.peek("C1", 5) == [b"b", b"c"]
+    await asyncio.sleep(0.15)  # "one" stalled past its lease; "two" sends from here
+    assert await outbox.lease("C1", "two", 10)
+    assert not await outbox.sent("C1", "one", 2)  # the stalled one drops nothing
+    assert not await outbox.renew("C1", "one", 10)
+    assert await outbox.let_go("C1", "one") == 2  # and frees nothing of "two"'s
+    assert not await outbox.lease("C1", "three", 10)
+    assert await outbox.sent("C1", "two", 2)
+    assert await outbox.let_go("C1", "two") == 0
+    assert await outbox.channels() == []  # empty: no longer swept
+
+
+async def test_the_pace_is_one_slot_per_interval_per_channel(redis, prefix):
+    outbox = RedisOutbox(redis, Keys(prefix))
+    waits = [await outbox.reserve("C1", 1.0) for _ in range(3)]
+    assert waits[0] == 0.0 and 0.95 < waits[1] <= 1.0 and 1.95 < waits[2] <= 2.0
+    assert await outbox.reserve("C2", 1.0) == 0.0  # another channel has its own

@@ -27,7 +27,11 @@ BOT_TOKEN = "xoxb-test"
 
 
 def make_settings(
-    prefix: str, slack: SlackStandIn, state_dir: Path, redis_url: str = REDIS_URL
+    prefix: str,
+    slack: SlackStandIn,
+    state_dir: Path,
+    redis_url: str = REDIS_URL,
+    post_interval: float = 0.05,
 ) -> Settings:
     return Settings(
         bot_token=BOT_TOKEN,
@@ -37,6 +41,8 @@ def make_settings(
         state_dir=state_dir,
         redis_prefix=prefix,
         update_delay=0.2,
+        # Paced, but quicker than Slack's second: the pace itself is tested on its own.
+        post_interval=post_interval,
     )
 
 

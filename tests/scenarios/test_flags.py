@@ -295,6 +295,7 @@ check = "flags-ready"
     message = await wait_for_gates(bot.slack, "v0.15.0-rc.1", count=3)
     text = bot.slack.text_of(message)
     assert "Feature flags ready — failed" in text
+    await bot.services.chat.sender.settled()  # thread replies are sent after, paced
     details = "\n".join(bot.slack.text_of(m) for m in bot.slack.thread(message.ts))
     assert "`dark_mode` is new and starts on, 5%" in details
     release = await bot.services.store.get_release("0.15.0-rc.1")

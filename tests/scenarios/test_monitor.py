@@ -126,10 +126,13 @@ async def health_report(bot: Any, text: str) -> str:
 async def ticks(
     monitor: Monitor, store: Store, start: float, count: int, step: float = 1.0
 ) -> float:
+    """`count` ticks `step` apart on the monitor's clock, each one's messages sent after it
+    (the outbox sends them after the tick, paced)."""
     now = start
     for _ in range(count):
         now += step
         assert await monitor.tick(now) > 0
+        await monitor.services.chat.sender.settled()
     return now
 
 

@@ -109,6 +109,14 @@ class Keys:
     def incident_ack(self, incident_id: str) -> str:
         return f"{self.prefix}mon:ack:{incident_id}"
 
+    def incident_place(self, incident_id: str) -> str:
+        """Where the incident's message is (the outbox's sender writes it once posted)."""
+        return f"{self.prefix}mon:place:{incident_id}"
+
+    def incident_group(self, group_id: str) -> str:
+        """The incidents one summary message stands for, and where that message is."""
+        return f"{self.prefix}mon:group:{group_id}"
+
     @property
     def monitor_writer(self) -> str:
         return f"{self.prefix}mon:writer"
@@ -120,6 +128,21 @@ class Keys:
     def tick(self, job: str, slot: int) -> str:
         """Taken by the one replica that runs the scheduled `job` in that time slot."""
         return f"{self.prefix}tick:{job}:{slot}"
+
+    # What waits to be said in a channel (bot.domain.outbox), its sender's lease, its pace.
+    def outbox(self, channel: str) -> str:
+        return f"{self.prefix}outbox:{channel}"
+
+    @property
+    def outboxes(self) -> str:
+        """The channels whose outbox may hold something."""
+        return f"{self.prefix}outboxes"
+
+    def outbox_lease(self, channel: str) -> str:
+        return f"{self.prefix}lock:outbox:{channel}"
+
+    def outbox_pace(self, channel: str) -> str:
+        return f"{self.prefix}pace:{channel}"
 
     @property
     def queue_name(self) -> str:

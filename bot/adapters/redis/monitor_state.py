@@ -14,14 +14,18 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from bot.adapters.redis.keys import Keys
+from bot.adapters.redis.outbox import RedisOutbox
 from bot.domain.health.checks import CheckId, Result
 from bot.domain.health.incidents import CheckState
 from bot.domain.health.windows import Aggregate, AggregateId, Delta, Window
+from bot.domain.outbox import Entry, Group, Place, encode
 
 ACK_SECONDS = 30 * 86400  # an acknowledgement outlives any incident it stops reminders for
 
@@ -74,10 +78,18 @@ BATCH = 500  # checks per Redis call and per stretch of work between two yields 
 HISTORY_BATCH = 100  # checks whose recent results are read (and parsed) between two yields
 
 
+class AuditQueue(Protocol):
+    """Queues an audit entry in a transaction (bot.adapters.redis.store.Store.queue_audit)."""
+
+    def __call__(self, pipe: Pipeline, action: str, **fields: str) -> None: ...
+
+
 class RedisMonitorState:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, audit: AuditQueue, outbox: RedisOutbox) -> None:
         self._redis = redis
         self._keys = keys
+        self._audit = audit
+        self._outbox = outbox
         # (state key, results key) per check, made once: a tick needs them for every check.
         self._check_keys: dict[CheckId, tuple[str, str]] = {}
 
@@ -91,16 +103,17 @@ class RedisMonitorState:
     # --- one tick at a time -------------------------------------------------------------------
 
     @asynccontextmanager
-    async def tick_lock(self, seconds: float) -> AsyncIterator[bool]:
-        """Whether this replica holds the monitor's lock (for at most `seconds`) while the
-        block runs; False when another replica's tick holds it."""
+    async def tick_lock(self, seconds: float) -> AsyncIterator[str]:
+        """The token of the monitor's lock if this replica holds it (for at most `seconds`)
+        while the block runs; "" when another replica's tick holds it. `commit` with the
+        token writes only while the lock is still this tick's."""
         token = secrets.token_hex(8)
         key = self._keys.monitor_lock
         if not await self._redis.set(key, token, nx=True, px=int(seconds * 1000)):
-            yield False
+            yield ""
             return
         try:
-            yield True
+            yield token
         finally:
             await self._redis.eval(_RELEASE, 1, key, token)
 
@@ -218,19 +231,50 @@ class RedisMonitorState:
     async def drop_aggregate(self, target: AggregateId) -> None:
         await self._redis.delete(self._keys.monitor_aggregate(*target))
 
-    async def save_states(self, states: Mapping[CheckId, bytes]) -> str:
-        """Write the states of a tick that changed (JSON per check), and mark the tick as the
-        last writer; returns the token it is marked with."""
+    async def commit(
+        self,
+        states: Mapping[CheckId, bytes],
+        audits: Sequence[tuple[str, dict[str, str]]],
+        news: Sequence[tuple[str, Entry]],
+        fence: str = "",
+    ) -> str | None:
+        """Write changed check states (JSON per check) with the bot's audit entries of what
+        changed (action, fields) and what is to be said of it (channel, entry), all or
+        nothing, and mark the writer; returns the writer's token. With `fence` (a tick's
+        lock token), nothing is written and None returned once the lock is not that tick's:
+        a replica that took over after the lock expired is the one that records, so no
+        incident is opened twice."""
         token = secrets.token_hex(8)
         items = list(states.items())
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for start in range(0, len(items), BATCH):
-                pipe.mset(
-                    {self._keys_of(check)[0]: raw for check, raw in items[start : start + BATCH]}
-                )
-            pipe.set(self._keys.monitor_writer, token)
-            await pipe.execute()
-        return token
+        by_channel: dict[str, list[bytes]] = {}
+        for channel, entry in news:
+            by_channel.setdefault(channel, []).append(encode(entry))
+        lock = self._keys.monitor_lock
+        while True:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if fence:
+                    await pipe.watch(lock)
+                    held = await pipe.get(lock)
+                    if (held.decode() if isinstance(held, bytes) else held) != fence:
+                        return None
+                pipe.multi()
+                for start in range(0, len(items), BATCH):
+                    pipe.mset(
+                        {
+                            self._keys_of(check)[0]: raw
+                            for check, raw in items[start : start + BATCH]
+                        }
+                    )
+                for action, fields in audits:
+                    self._audit(pipe, action, **fields)
+                for channel, entries in by_channel.items():
+                    self._outbox.queue_put(pipe, channel, entries)
+                pipe.set(self._keys.monitor_writer, token)
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue  # the lock moved: look again (expired, or renewed by nobody)
+                return token
 
     async def check_state(self, check: CheckId) -> CheckState:
         """The stored state of one check (without its recent past); empty if it has none."""
@@ -269,6 +313,43 @@ class RedisMonitorState:
             return None
         raw = await self._redis.get(key)
         return str(json.loads(raw)["user"]) if raw else ""
+
+    # --- where incidents are told -------------------------------------------------------------
+
+    async def place_incident(self, incident_id: str, place: Place) -> None:
+        await self._redis.set(
+            self._keys.incident_place(incident_id),
+            json.dumps({"channel": place.channel, "ts": place.ts, "group": place.group}),
+            ex=ACK_SECONDS,
+        )
+
+    async def incident_place(self, incident_id: str) -> Place | None:
+        raw = await self._redis.get(self._keys.incident_place(incident_id))
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return Place(str(data["channel"]), str(data["ts"]), str(data.get("group", "")))
+
+    async def save_group(self, group_id: str, group: Group, opened: Sequence[str]) -> None:
+        """Record a summary message, and that it is the place of the incidents it opened."""
+        place = json.dumps({"channel": group.channel, "ts": group.ts, "group": group_id})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(
+                self._keys.incident_group(group_id),
+                json.dumps({"channel": group.channel, "ts": group.ts, "members": group.members}),
+                ex=ACK_SECONDS,
+            )
+            for incident_id in opened:
+                pipe.set(self._keys.incident_place(incident_id), place, ex=ACK_SECONDS)
+            await pipe.execute()
+
+    async def group(self, group_id: str) -> Group | None:
+        raw = await self._redis.get(self._keys.incident_group(group_id))
+        if not raw:
+            return None
+        data = json.loads(raw)
+        members = tuple((str(e), str(c), str(i)) for e, c, i in data["members"])
+        return Group(str(data["channel"]), str(data["ts"]), members)
 
     # --- monitoring windows -------------------------------------------------------------------
 

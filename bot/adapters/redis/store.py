@@ -30,7 +30,7 @@ from bot.adapters.redis.audit import (
     release_entries,
 )
 from bot.adapters.redis.keys import Keys
-from bot.domain.actors import Actor
+from bot.domain.actors import BOT, Actor
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
 from bot.services.ports import Status
@@ -176,6 +176,11 @@ class Store:
         pipe.evalsha(
             script.sha, 2, self.keys.audit, self.keys.audit_indexed_from, *self._audit_args([entry])
         )
+
+    def queue_bot_audit(self, pipe: Pipeline, action: str, **fields: str) -> None:
+        """An entry of the bot's own doing, queued in `pipe`'s transaction (the monitor's
+        incidents are recorded with the states they change)."""
+        self._queue_audit(pipe, self._audit_fields(BOT, action, **fields))
 
     async def audit_entries(self, release: str | None = None) -> list[dict[str, str]]:
         """The whole trail (of one release), in a list: for small trails and tests."""

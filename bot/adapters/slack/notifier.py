@@ -1,5 +1,10 @@
 """Talking to Slack's Web API after the ack: thread replies, answers, coalesced message updates.
 
+Thread replies and incident news go through the channel's outbox (bot.adapters.slack.
+outbox_sender): paced to one message per second per channel, coalesced, never lost with a
+replica. What needs its message's ts at once (a release message, an approval request) is
+posted here, in the channel's pace too.
+
 Clients retry on HTTP 429 after Retry-After (slack_sdk's handler), except the release
 message's own updates: a retry there must send the newest state, not the payload that was
 refused, or an older checklist lands after a newer one. Those are sent by one task per message
@@ -24,9 +29,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.adapters.redis.outbox import RedisOutbox
 from bot.adapters.redis.store import Store
+from bot.adapters.slack.outbox_sender import OutboxSender, Places, retry_after_of
 from bot.blocks.release import Block, release_fallback_text, release_message
 from bot.domain.config import Config
+from bot.domain.outbox import Entry, Reply, encode
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +79,17 @@ class RetryAfter:
             await asyncio.sleep(left)
 
 
-def _retry_after(exc: SlackApiError) -> float | None:
-    """The Retry-After of a 429 answer; None for any other error."""
-    if exc.response.status_code != 429:
-        return None
-    headers = {k.lower(): v for k, v in (exc.response.headers or {}).items()}
-    raw = headers.get("retry-after")
-    value = raw[0] if isinstance(raw, list) and raw else raw
-    try:
-        return max(1.0, float(str(value)))
-    except (TypeError, ValueError):
-        return 1.0
-
-
 class Notifier:
     """Posts for the release logic: thread replies, private answers, the release message."""
 
     def __init__(
-        self, client: AsyncWebClient, store: Store, config: Config, update_delay: float = 1.0
+        self,
+        client: AsyncWebClient,
+        store: Store,
+        config: Config,
+        places: Places,
+        update_delay: float = 1.0,
+        post_interval: float = 1.0,
     ) -> None:
         self.client = client
         self.store = store
@@ -105,12 +106,22 @@ class Notifier:
         )
         # The sender of each release message being updated, and how many wait for it.
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}
+        self.outbox = RedisOutbox(store.redis, store.keys)
+        self.post_interval = post_interval
+        self.sender = OutboxSender(
+            self._updates, self.outbox, places, config, self.retry_after, post_interval
+        )
 
     async def post(
         self, channel: str, blocks: list[Block], text: str, thread_ts: str | None = None
     ) -> dict[str, Any] | None:
-        """Post a message; a failure is logged and None returned, never raised: what the bot
-        says is a report of what happened, which must not undo or stop it."""
+        """Post a message, in the channel's pace; a failure is logged and None returned,
+        never raised: what the bot says is a report of what happened, which must not undo or
+        stop it."""
+        try:
+            await asyncio.sleep(await self.outbox.reserve(channel, self.post_interval))
+        except Exception:  # Redis is down: the message matters more than the pace
+            log.warning("posting to %s without its pace: Redis cannot be reached", channel)
         try:
             response = await self.client.chat_postMessage(
                 channel=channel, blocks=blocks, text=text, thread_ts=thread_ts
@@ -131,7 +142,30 @@ class Notifier:
             return
         if release is None or release.channel is None or release.message_ts is None:
             return
-        await self.post(release.channel, blocks, text, thread_ts=release.message_ts)
+        await self.reply(release.channel, release.message_ts, blocks, text)
+
+    async def reply(self, channel: str, thread_ts: str, blocks: list[Block], text: str) -> None:
+        """A reply in a thread ("" for the channel itself), through the channel's outbox."""
+        await self.say(channel, [Reply(thread_ts, tuple(blocks), text)])
+
+    async def say(self, channel: str, entries: list[Entry]) -> None:
+        """Put entries in the channel's outbox and wake its sender. If Redis cannot take
+        them, replies are posted at once instead (unpaced beats unsaid)."""
+        try:
+            await self.outbox.put(channel, [encode(e) for e in entries])
+        except Exception:
+            log.warning("the outbox of %s cannot be reached; posting at once", channel)
+            for entry in entries:
+                if isinstance(entry, Reply):
+                    await self.post(
+                        channel, list(entry.blocks), entry.text, entry.thread_ts or None
+                    )
+            return
+        self.wake([channel])
+
+    def wake(self, channels: list[str]) -> None:
+        """Something was put in these channels' outboxes (by this process, in a transaction)."""
+        self.sender.wake(channels)
 
     async def answer(self, response_url: str | None, blocks: list[Block], text: str) -> None:
         """A private answer to the person who typed the command (through its response_url)."""
@@ -217,7 +251,7 @@ class Notifier:
                     text=release_fallback_text(release),
                 )
             except SlackApiError as exc:
-                wait = _retry_after(exc)
+                wait = retry_after_of(exc)
                 if wait is None:
                     log.warning("chat.update of %s failed: %s", version, exc.response.get("error"))
                     return
@@ -230,10 +264,12 @@ class Notifier:
 
     @property
     def idle(self) -> bool:
-        """No message update is waiting to be rendered."""
-        return not self._pending
+        """No message update is waiting to be rendered, and no outbox is being sent."""
+        return not self._pending and self.sender.idle
 
-    async def drain(self) -> None:
-        """Wait for scheduled updates (at shutdown, so the last state is shown)."""
+    async def drain(self, grace: float = 5.0) -> None:
+        """Wait for scheduled updates (at shutdown, so the last state is shown), and for the
+        outboxes' senders for `grace` seconds (what they leave waits in Redis)."""
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
+        await self.sender.stop(grace)
