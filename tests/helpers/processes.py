@@ -29,7 +29,7 @@ def running(pid: int) -> bool:
     """Alive and not a zombie (a killed orphan may wait for a reaper that never comes)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before, or while, it was read
         return False
     return "State:\tZ" not in status
 
