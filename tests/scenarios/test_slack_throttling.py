@@ -145,3 +145,41 @@ async def test_the_message_ends_on_the_final_state_whatever_the_throttling(
         assert await shows_final(), (seed, steps)
         await asyncio.sleep(1.2)  # nothing older lands later
         assert await shows_final(), (seed, steps)
+
+
+async def test_two_replicas_never_update_one_release_message_at_once(
+    start_bot, git_remote, tmp_path
+):
+    """Each replica has one sender per message; across replicas a lease makes it one: an
+    older state read by one replica cannot land after a newer one sent by the other."""
+    one = await staged(start_bot, git_remote, tmp_path)
+    two = await start_bot(one.services.config, role="web", name="two")
+    slack, store = one.slack, one.services.store
+    message = release_message(slack, "v0.15.0-rc.1")
+    assert message is not None
+    in_flight, most, landed = 0, 0, []
+
+    async def slow_update(params: dict) -> dict:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.2)  # Slack under load: each update takes a while
+        landed.append(params["blocks"])
+        in_flight -= 1
+        return {"channel": params["channel"], "ts": params["ts"]}
+
+    slack.on("chat.update", slow_update)
+    renders = []
+    for gate, user in (("qa", "U0BOB"), ("sec", "U0CAROL"), ("sec", "U0DAVE")):
+        status, _ = await one.click(message, "gate_approve", gate=gate, user=user)
+        assert status == 200
+        renders += [asyncio.create_task(two.services.chat.render_now("0.15.0-rc.1"))]
+        renders += [asyncio.create_task(one.services.chat.render_now("0.15.0-rc.1"))]
+        await asyncio.sleep(0.05)
+    await asyncio.gather(*renders)
+    await one.services.chat.drain()
+    release = await store.get_release("0.15.0-rc.1")
+    blocks = render(release, one.services.config)
+    assert most == 1
+    last = json.loads(landed[-1]) if isinstance(landed[-1], str) else landed[-1]
+    assert last == blocks

@@ -92,6 +92,10 @@ class Keys:
     def rendered(self, version: str) -> str:
         return f"{self.prefix}rendered:{version}"
 
+    def render_lease(self, version: str) -> str:
+        """Held by the one sender of the release message's update, across replicas."""
+        return f"{self.prefix}lock:render:{version}"
+
     # Health monitoring: per check its state and its bounded history of results.
     def check_state(self, environment: str, check: str) -> str:
         return f"{self.prefix}mon:state:{environment}:{check}"

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -53,6 +56,14 @@ def web_client(token: str, base_url: str) -> AsyncWebClient:
 # next change (each try waits the Retry-After Slack gave).
 RENDER_ATTEMPTS = 8
 
+
+RENDER_LEASE_SECONDS = 10.0  # longer than a chat.update takes; a dead sender's lapses in this
+RENDER_LEASE_WAIT = 20.0  # for another replica's sender (it may wait out a Retry-After)
+
+_LET_GO_RENDER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 _RAISE_RENDERED = """
 local shown = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -237,30 +248,57 @@ class Notifier:
         rendered_key = self.store.keys.rendered(version)
         for _ in range(RENDER_ATTEMPTS):
             await self.retry_after.wait("chat.update")
-            release = await self.store.get_release(version)
-            if release is None or release.channel is None or release.message_ts is None:
-                return
-            shown = await self.store.redis.get(rendered_key)
-            if shown is not None and int(shown) >= release.rev:
-                return  # the message already shows this state (another sender put it there)
-            try:
-                await self._updates.chat_update(
-                    channel=release.channel,
-                    ts=release.message_ts,
-                    blocks=release_message(release, self.config),
-                    text=release_fallback_text(release),
-                )
-            except SlackApiError as exc:
-                wait = retry_after_of(exc)
-                if wait is None:
-                    log.warning("chat.update of %s failed: %s", version, exc.response.get("error"))
+            async with self._render_lease(version) as held:
+                if not held:
+                    log.warning("chat.update of %s: another replica kept it too long", version)
                     return
-                self.retry_after.hold("chat.update", wait)
-                continue  # after the wait, from the state as it is then
-            # Never lowered: another replica's sender may have shown a newer state meanwhile.
-            await self.store.redis.eval(_RAISE_RENDERED, 1, rendered_key, release.rev)
-            return
+                release = await self.store.get_release(version)
+                if release is None or release.channel is None or release.message_ts is None:
+                    return
+                shown = await self.store.redis.get(rendered_key)
+                if shown is not None and int(shown) >= release.rev:
+                    return  # the message already shows this state (another sender put it there)
+                try:
+                    await self._updates.chat_update(
+                        channel=release.channel,
+                        ts=release.message_ts,
+                        blocks=release_message(release, self.config),
+                        text=release_fallback_text(release),
+                    )
+                except SlackApiError as exc:
+                    wait = retry_after_of(exc)
+                    if wait is None:
+                        log.warning(
+                            "chat.update of %s failed: %s", version, exc.response.get("error")
+                        )
+                        return
+                    self.retry_after.hold("chat.update", wait)
+                    continue  # after the wait (lease given up), from the state as it is then
+                # Never lowered: a sender that held the lease before may have shown a newer
+                # state than this one read.
+                await self.store.redis.eval(_RAISE_RENDERED, 1, rendered_key, release.rev)
+                return
         log.warning("chat.update of %s: still throttled after %d tries", version, RENDER_ATTEMPTS)
+
+    @asynccontextmanager
+    async def _render_lease(self, version: str) -> AsyncIterator[bool]:
+        """One sender of a release message across replicas, from reading its state until
+        Slack answered: two replicas' updates cannot cross (an older state read first but
+        landing last). Waits up to RENDER_LEASE_WAIT for another replica's sender; a dead one
+        frees it within RENDER_LEASE_SECONDS."""
+        key, token = self.store.keys.render_lease(version), secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + RENDER_LEASE_WAIT
+        redis = self.store.redis
+        while not await redis.set(key, token, nx=True, px=int(RENDER_LEASE_SECONDS * 1000)):
+            if loop.time() > end:
+                yield False
+                return
+            await asyncio.sleep(0.05)
+        try:
+            yield True
+        finally:
+            await redis.eval(_LET_GO_RENDER, 1, key, token)
 
     @property
     def idle(self) -> bool:
