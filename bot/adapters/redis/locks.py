@@ -56,6 +56,19 @@ if KEYS[2] then redis.call('SET', KEYS[2], '1', 'PX', ARGV[2]) end
 return 1
 """
 
+# A plain key holding a token (a lease): deleted only by its holder, so a holder that
+# overran its time never frees its successor's.
+_DROP_IF_HELD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+async def drop_if_held(redis: Redis, key: str, token: str) -> bool:
+    """Delete the lease at `key` if it still holds `token`."""
+    return bool(await redis.eval(_DROP_IF_HELD, 1, key, token))
+
+
 _RELEASE = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end

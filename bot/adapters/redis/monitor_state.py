@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from bot.adapters.redis.keys import Keys
+from bot.adapters.redis.locks import drop_if_held
 from bot.adapters.redis.outbox import RedisOutbox
 from bot.domain.health.checks import CheckId, Result
 from bot.domain.health.incidents import CheckState
@@ -29,11 +30,6 @@ from bot.domain.outbox import Entry, Group, Place, encode
 
 ACK_SECONDS = 30 * 86400  # an acknowledgement outlives any incident it stops reminders for
 
-# Compare-and-delete, so a tick that overran its lock never frees the next tick's.
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
 
 # Every result of a tick in one call: ARGV = history, then (key, result) per check. A history
 # is trimmed once it is 20 longer than kept, not on every push.
@@ -115,7 +111,7 @@ class RedisMonitorState:
         try:
             yield token
         finally:
-            await self._redis.eval(_RELEASE, 1, key, token)
+            await drop_if_held(self._redis, key, token)  # an overrun never frees the next
 
     async def claim_tick(self, job: str, slot: int, interval: float) -> bool:
         """True for exactly one caller per time `slot` (of `interval` seconds) of `job`. The

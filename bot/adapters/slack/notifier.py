@@ -32,6 +32,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.adapters.redis.locks import drop_if_held
 from bot.adapters.redis.outbox import RedisOutbox
 from bot.adapters.redis.store import Store
 from bot.adapters.slack.outbox_sender import OutboxSender, Places, retry_after_of
@@ -60,10 +61,6 @@ RENDER_ATTEMPTS = 8
 RENDER_LEASE_SECONDS = 10.0  # longer than a chat.update takes; a dead sender's lapses in this
 RENDER_LEASE_WAIT = 20.0  # for another replica's sender (it may wait out a Retry-After)
 
-_LET_GO_RENDER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 _RAISE_RENDERED = """
 local shown = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -298,7 +295,7 @@ class Notifier:
         try:
             yield True
         finally:
-            await redis.eval(_LET_GO_RENDER, 1, key, token)
+            await drop_if_held(redis, key, token)
 
     @property
     def idle(self) -> bool:
