@@ -181,3 +181,45 @@ def patch_line(live: str | None, prefix: str) -> tuple[str, ...]:
     except ValueError:
         return ()
     return (f"{prefix}{version.major}.{version.minor}.*",)
+
+
+# --- the version index (bot.adapters.redis.version_index) ----------------------------------
+# The bot's tags, kept in Redis as members of one sorted set whose members sort, byte by byte,
+# as the versions do: the newest versions are then read with one ZRANGE … BYLEX REV LIMIT,
+# however many thousands of tags a history holds. A member is `KEY TAG SHA`: the sort key,
+# the tag, and the commit it points at (what the history check needs, on any host).
+_INDEX_DIGITS = 10  # up to 9,999,999,999 in each part: more than any version will reach
+
+
+def _index_key(parts: _Parts) -> str:
+    major, minor, patch, is_final, rc = _order(parts)
+    width = _INDEX_DIGITS
+    return f"{major:0{width}d}.{minor:0{width}d}.{patch:0{width}d}.{is_final}.{rc:0{width}d}"
+
+
+def index_member(tag: str, sha: str, prefix: str) -> str | None:
+    """The index's member for `tag` on commit `sha`, None when `tag` is not of the bot's form
+    (or too large to sort by its digits)."""
+    parts = _tag_parser(prefix)(tag)
+    if parts is None or max(p or 0 for p in parts) >= 10**_INDEX_DIGITS:
+        return None
+    return f"{_index_key(parts)} {tag} {sha}"
+
+
+def index_prefix(tag: str, prefix: str) -> str | None:
+    """What every member for `tag` starts with (whatever its commit), to find or drop it."""
+    parts = _tag_parser(prefix)(tag)
+    if parts is None or max(p or 0 for p in parts) >= 10**_INDEX_DIGITS:
+        return None
+    return f"{_index_key(parts)} {tag} "
+
+
+def read_index_member(member: str) -> tuple[str, str]:
+    """The tag and commit a member names."""
+    _, tag, sha = member.split(" ", 2)
+    return tag, sha
+
+
+def is_final_tag(tag: str, prefix: str) -> bool:
+    parts = _tag_parser(prefix)(tag)
+    return parts is not None and parts[3] is None

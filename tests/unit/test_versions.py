@@ -2,7 +2,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.domain.versions import VersionError, next_candidate, parse_tag, release_versions
+from bot.domain.versions import (
+    VersionError,
+    index_member,
+    index_prefix,
+    is_final_tag,
+    next_candidate,
+    parse_tag,
+    read_index_member,
+    release_versions,
+)
 
 MESSY = [
     "v0.13.3-final",
@@ -148,3 +157,46 @@ def _reference_next_candidate(tags: list[str], prefix: str) -> str:
 )
 def test_the_fast_rule_agrees_with_semver_over_any_history(tags):
     assert str(next_candidate(tags, "v")) == _reference_next_candidate(tags, "v")
+
+
+# --- the version index's members -----------------------------------------------------------
+
+version_parts = st.tuples(
+    st.integers(0, 10**10 - 1),
+    st.integers(0, 10**10 - 1),
+    st.integers(0, 10**10 - 1),
+    st.none() | st.integers(0, 10**10 - 1),
+)
+
+
+def tag_of(parts: tuple[int, int, int, int | None], prefix: str = "v") -> str:
+    major, minor, patch, rc = parts
+    return f"{prefix}{major}.{minor}.{patch}" + ("" if rc is None else f"-rc.{rc}")
+
+
+@given(
+    st.lists(version_parts, min_size=1, max_size=40, unique=True),
+    st.sampled_from(["v", "", "rel-"]),
+)
+def test_index_members_sort_byte_by_byte_as_the_versions_do(parts, prefix):
+    tags = [tag_of(p, prefix) for p in parts]
+    members = [index_member(t, "a" * 40, prefix) or "" for t in tags]
+    assert all(members)
+    # Redis compares members byte by byte (memcmp) in a BYLEX range.
+    by_bytes = [read_index_member(m)[0] for m in sorted(members, key=str.encode)]
+    assert by_bytes == [v.tag(prefix) for v in release_versions(tags, prefix)]
+    for tag, member in zip(tags, members, strict=True):
+        start = index_prefix(tag, prefix) or ""
+        assert [m for m in members if m.startswith(start)] == [member]
+
+
+def test_only_the_bots_tags_have_members():
+    assert all(index_member(t, "a" * 40, "v") is None for t in MESSY)
+    assert index_member("v1.2.3", "a" * 40, "") is None  # another prefix
+    assert index_member(f"v{10**10}.0.0", "a" * 40, "v") is None  # past what sorts by digits
+    assert read_index_member(index_member("v1.2.3-rc.4", "b" * 40, "v") or "") == (
+        "v1.2.3-rc.4",
+        "b" * 40,
+    )
+    assert is_final_tag("v1.2.3", "v") and not is_final_tag("v1.2.3-rc.1", "v")
+    assert not is_final_tag("bd-12", "v")
