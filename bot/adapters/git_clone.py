@@ -109,16 +109,21 @@ def read_branch(url: str, path: Path, remote: str, branch: str, tag_prefix: str 
     """The release branch as last fetched: its head, and the newest tags of the bot's form in
     its history (all that the next version depends on)."""
     with _locked(path), _repo(path) as repo:
-        ref = f"refs/remotes/{remote}/{branch}"
-        try:
-            head = repo.git.rev_parse("--verify", f"{ref}^{{commit}}")
-        except git.GitCommandError:
-            raise GitError(
-                f"the release branch `{branch}` does not exist on {remote} ({_safe_url(url)})"
-            ) from None
-        subject = repo.git.log("-1", "--format=%s", head)
+        head, subject = _head(repo, url, remote, branch)
         recent = _newest_versions(repo, head, tag_prefix)
     return Snapshot(head_sha=head, head_subject=subject, tags_in_history=recent)
+
+
+def _head(repo: git.Repo, url: str, remote: str, branch: str) -> tuple[str, str]:
+    """The commit and subject of the release branch's head, as last fetched."""
+    ref = f"refs/remotes/{remote}/{branch}"
+    try:
+        head = str(repo.git.rev_parse("--verify", f"{ref}^{{commit}}"))
+    except git.GitCommandError:
+        raise GitError(
+            f"the release branch `{branch}` does not exist on {remote} ({_safe_url(url)})"
+        ) from None
+    return head, str(repo.git.log("-1", "--format=%s", head))
 
 
 def _newest_versions(repo: git.Repo, head: str, prefix: str) -> tuple[str, ...]:
@@ -153,6 +158,10 @@ def _newest_versions(repo: git.Repo, head: str, prefix: str) -> tuple[str, ...]:
 def tags_matching(path: Path, patterns: tuple[str, ...]) -> dict[str, str]:
     """Tags named by `patterns` (exact names or globs, `v0.15.*`), each with the commit it
     points at, as last fetched."""
+    return _tags_matching(path, patterns)
+
+
+def _tags_matching(path: Path, patterns: tuple[str, ...]) -> dict[str, str]:
     if not patterns:
         return {}
     with _locked(path), _repo(path) as repo:
@@ -328,6 +337,63 @@ def sync_tags(url: str, path: Path, remote: str) -> str | None:
     return damage
 
 
+@_git_errors
+def fetch_branches(url: str, path: Path, remote: str) -> str | None:
+    """Clone if needed and fetch the remote's branches only, no tag (a candidate's versions
+    come from the version index). Listing a remote's tags costs it time in proportion to
+    them: 0.14 s of git at 20,000 tags, against 0.02 s for its branches. A damaged clone is
+    removed and made again: returns why, if so."""
+    with _locked(path):
+        damage = _damage(path)
+        try:
+            if damage is not None or not (path / ".git").exists():
+                _remove(path)
+                git.Repo.clone_from(url, path, no_checkout=True, origin=remote).close()
+            with _repo(path) as repo:
+                repo.git.remote("set-url", remote, url)
+                repo.git.fetch(
+                    remote,
+                    "--no-tags",
+                    "--prune",
+                    "--force",
+                    f"+refs/heads/*:refs/remotes/{remote}/*",
+                )
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot fetch {_safe_url(url)}:\n{_clean(exc)}") from None
+    return damage
+
+
+@_git_errors
+def read_head(url: str, path: Path, remote: str, branch: str) -> Snapshot:
+    """The release branch's head as last fetched, without its tags."""
+    with _locked(path), _repo(path) as repo:
+        head, subject = _head(repo, url, remote, branch)
+    return Snapshot(head_sha=head, head_subject=subject, tags_in_history=())
+
+
+@_git_errors
+def in_history(path: Path, head: str, commits: tuple[str, ...]) -> set[str]:
+    """Those of `commits` that are `head` or its ancestors. A commit the clone does not have
+    is in no history of the fetched release branch, and is left out too."""
+    found = set()
+    with _locked(path), _repo(path) as repo:
+        for commit in dict.fromkeys(commits):
+            try:
+                repo.git.merge_base("--is-ancestor", commit, head)
+            except git.GitCommandError:
+                continue
+            found.add(commit)
+    return found
+
+
+@_git_errors
+def version_tags(path: Path, tag_prefix: str) -> dict[str, str]:
+    """Every tag that may be of the bot's form, with the commit it points at, as last
+    fetched: what the version index is rebuilt from."""
+    glob = not any(c in tag_prefix for c in "*?[\\")
+    return _tags_matching(path, (f"{tag_prefix}[0-9]*" if glob else "*",))
+
+
 def _damage(path: Path) -> str | None:
     """What is wrong with the clone at `path`, or None (also when there is none yet)."""
     if not path.exists() and not path.is_symlink():
@@ -469,6 +535,18 @@ class GitClone:
         return await asyncio.to_thread(
             sync, self.url, self.path, self.remote, branch, self.tag_prefix
         )
+
+    async def fetch_branches(self) -> str | None:
+        return await asyncio.to_thread(fetch_branches, self.url, self.path, self.remote)
+
+    async def read_head(self, branch: str) -> Snapshot:
+        return await asyncio.to_thread(read_head, self.url, self.path, self.remote, branch)
+
+    async def in_history(self, head: str, commits: tuple[str, ...]) -> set[str]:
+        return await asyncio.to_thread(in_history, self.path, head, commits)
+
+    async def version_tags(self) -> dict[str, str]:
+        return await asyncio.to_thread(version_tags, self.path, self.tag_prefix)
 
     async def read_branch(self, branch: str) -> Snapshot:
         return await asyncio.to_thread(

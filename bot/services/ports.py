@@ -192,6 +192,15 @@ class Repository(Protocol):
 
     async def read_branch(self, branch: str) -> Snapshot: ...
 
+    # The branches only, no tag: what a candidate needs, at a cost flat in the tags.
+    async def fetch_branches(self) -> str | None: ...  # why the clone was made again, if it was
+
+    async def read_head(self, branch: str) -> Snapshot: ...  # without tags_in_history
+
+    async def in_history(self, head: str, commits: tuple[str, ...]) -> set[str]: ...
+
+    async def version_tags(self) -> dict[str, str]: ...  # tag -> commit, as last fetched
+
     async def tags_matching(self, patterns: tuple[str, ...]) -> dict[str, str]: ...
 
     async def newest_branch(self, patterns: tuple[str, ...]) -> str | None: ...
@@ -306,6 +315,24 @@ class CreationClaims(Protocol):
     async def end(self, kind: str, request_id: str) -> None: ...
 
 
+class VersionIndex(Protocol):
+    """The bot's tags, newest version first, without listing every tag (rebuilt from git)."""
+
+    async def is_built(self) -> bool: ...
+
+    async def newest(self, skip: int, count: int) -> list[tuple[str, str]]: ...  # (tag, commit)
+
+    async def commit_of(self, tag: str) -> str | None: ...
+
+    async def add(self, tag: str, sha: str) -> None: ...
+
+    async def remove(self, tag: str) -> None: ...
+
+    async def begin_rebuild(self) -> None: ...
+
+    async def rebuild(self, tags: Mapping[str, str], now: float) -> int: ...
+
+
 class FormTickets(Protocol):
     async def open(self, user_id: str, kind: str, what: dict[str, str], seconds: int) -> str: ...
 
@@ -355,6 +382,11 @@ class HasRunningDeploys(Protocol):
 class HasCreationClaims(Protocol):
     @property
     def creation_claims(self) -> CreationClaims: ...
+
+
+class HasVersionIndex(Protocol):
+    @property
+    def versions(self) -> VersionIndex: ...
 
 
 class HasFormTickets(Protocol):

@@ -72,6 +72,24 @@ class Keys:
         """A hash: the final version of each promoted release -> its candidate version."""
         return f"{self.prefix}releases:final"
 
+    @property
+    def versions(self) -> str:
+        """The bot's tags in the repository, as a sorted set that sorts as the versions do
+        (bot.domain.versions.index_member)."""
+        return f"{self.prefix}versions"
+
+    @property
+    def versions_added(self) -> str:
+        """Members added to `versions` since its last rebuild began: merged into the rebuilt
+        index, so a tag pushed while git's list was read is not dropped with the old one."""
+        return f"{self.prefix}versions:added"
+
+    @property
+    def versions_synced(self) -> str:
+        """The tag prefix the version index was last rebuilt for from the whole tag list, and
+        when; missing until the first rebuild."""
+        return f"{self.prefix}versions:synced"
+
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}once:{key}"
 
