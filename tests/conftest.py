@@ -81,10 +81,11 @@ async def start_bot(
         name: str = "bot",
         redis_url: str = REDIS_URL,
         post_interval: float = 0.05,
+        tag_sync_interval: float = 60.0,
     ) -> RunningBot:
         """The real bot; `redis_url` points it at a Redis of the test's own (RedisServer)."""
         settings = make_settings(
-            prefix, slack, tmp_path / f"state-{name}", redis_url, post_interval
+            prefix, slack, tmp_path / f"state-{name}", redis_url, post_interval, tag_sync_interval
         )
         services = Services.create(settings, config)
         bot = Bot(services, role)

@@ -38,6 +38,7 @@ from bot.adapters.redis.monitor_state import RedisMonitorState
 from bot.adapters.redis.outbox import RedisOutbox
 from bot.adapters.redis.running_deploys import RunningDeploys
 from bot.adapters.redis.store import Store
+from bot.adapters.redis.version_index import RedisVersionIndex
 from bot.adapters.slack.directory import SlackUserDirectory
 from bot.adapters.slack.notifier import Notifier, web_client
 from bot.blocks.release import Block
@@ -178,6 +179,9 @@ class Services:
     running_deploys: RunningDeploys = field(init=False)
     creation_claims: CreationClaims = field(init=False)
     form_tickets: FormTickets = field(init=False)
+    # The bot's tags, newest version first (the VersionIndex port; rebuilt from git by the
+    # scheduler's "version-index" job).
+    versions: RedisVersionIndex = field(init=False)
 
     def __post_init__(self) -> None:
         self.status = SharedRead(
@@ -196,6 +200,7 @@ class Services:
         self.running_deploys = RunningDeploys(self.redis, keys)
         self.creation_claims = CreationClaims(self.redis, keys)
         self.form_tickets = FormTickets(self.redis, keys)
+        self.versions = RedisVersionIndex(self.redis, keys, self.config.repository.tag_prefix)
         self.health_probe = Prober(self.config.monitoring.concurrency)
         self.user_directory = SlackUserDirectory(self.notifier.client, self.redis, keys)
         self.flag_requests = RedisFlagRequests(self.redis, keys)

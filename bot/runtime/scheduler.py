@@ -14,6 +14,7 @@ from bot.runtime.container import Services
 from bot.services import change_flags
 from bot.services.monitor_health import Monitor
 from bot.services.reap_lost_deploys import reap_lost_deploys
+from bot.services.version_history import refresh_version_index
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,18 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
         "interval",
         seconds=OUTBOX_SWEEP_SECONDS,
         id="outbox-sweep",
+        max_instances=1,
+        coalesce=True,
+    )
+    # The version index follows the repository's tags (those pushed by hand, deleted ones):
+    # rebuilt from the whole list off every command's path. It needs no lock beside creators:
+    # a tag pushed while git's list is read is kept (RedisVersionIndex.begin_rebuild).
+    every = services.settings.tag_sync_interval
+    scheduler.add_job(
+        once_per_tick(services, "version-index", every, lambda: refresh_version_index(services)),
+        "interval",
+        seconds=every,
+        id="version-index",
         max_instances=1,
         coalesce=True,
     )

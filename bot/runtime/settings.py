@@ -44,6 +44,9 @@ class Settings:
     # The least time between two messages the bot posts in one channel (Slack allows about
     # one a second per channel; bursts beyond it are refused with 429s).
     post_interval: float = 1.0
+    # How often the version index is rebuilt from the repository's whole tag list: how soon
+    # a tag pushed by hand counts for the next candidate (one rebuilt after a push meets it).
+    tag_sync_interval: float = 60.0
     # The Redis at redis_url is the embedded fakeredis (no blocking pops; polled instead).
     embedded_redis: bool = False
     # How old a `/release status` served from the last read may be (bot.runtime.container).
@@ -79,14 +82,8 @@ class Settings:
             delay = float(env.get("RELEASEBOT_UPDATE_DELAY", "1.0"))
         except ValueError:
             raise SettingsError("RELEASEBOT_UPDATE_DELAY must be a number of seconds") from None
-        try:
-            interval = float(env.get("RELEASEBOT_POST_INTERVAL", "1.0"))
-        except ValueError:
-            raise SettingsError("RELEASEBOT_POST_INTERVAL must be a number of seconds") from None
-        if not 0 <= interval <= 60:
-            raise SettingsError(
-                f"RELEASEBOT_POST_INTERVAL must be between 0 and 60 seconds, got {interval}"
-            )
+        interval = _seconds(env, "RELEASEBOT_POST_INTERVAL", 1.0, 0, 60)
+        tag_sync = _seconds(env, "RELEASEBOT_TAG_SYNC_INTERVAL", 60.0, 1, 3600)
         secret = env["SLACK_SIGNING_SECRET"] if role in SLACK_ROLES else ""
         return cls(
             bot_token=env["SLACK_BOT_TOKEN"],
@@ -98,7 +95,18 @@ class Settings:
             redis_prefix=env.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:",
             update_delay=delay,
             post_interval=interval,
+            tag_sync_interval=tag_sync,
         )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    try:
+        value = float(env.get(name, str(default)))
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low:g} and {high:g} seconds, got {value:g}")
+    return value
 
 
 def config_path(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:

@@ -6,23 +6,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot.blocks import release as messages
 from bot.domain import approvals, releases
 from bot.domain.actors import Actor
 from bot.domain.locks import LockHeld
 from bot.domain.releases import Release, TransitionError
-from bot.domain.versions import Bump, VersionError, next_candidate, next_hotfix, patch_line
+from bot.domain.versions import (
+    Bump,
+    ReleaseVersion,
+    VersionError,
+    next_candidate,
+    next_hotfix,
+    patch_line,
+)
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
-from bot.services.ports import GitError, HasCreationClaims, TagExists
+from bot.services.ports import (
+    GitError,
+    HasClock,
+    HasCreationClaims,
+    HasVersionIndex,
+    Snapshot,
+    TagExists,
+)
+from bot.services.version_history import (
+    push_tag,
+    rebuild_version_index,
+    tags_in_history,
+    take_back_tag,
+)
 
 log = logging.getLogger(__name__)
 
 
-class CandidateNeeds(DeployNeeds, HasCreationClaims, Protocol):
+class CandidateNeeds(DeployNeeds, HasCreationClaims, HasVersionIndex, HasClock, Protocol):
     """Tagging a candidate, then queueing its first deploy."""
 
 
@@ -128,6 +149,9 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
         await store.audit(req.actor, action, outcome="refused", reason=reason)
         await notifier.answer(req.response_url, messages.problem(text), text)
 
+    repaired: str | None = None
+    release: Release | _Clash | None = None
+    branch = repo_cfg.branch
     try:
         # Renewed while held; a creator that dies holds others off no longer than a dead deploy.
         # A dry run tags nothing, so it takes no lock: two hundred of them at once all get their
@@ -139,88 +163,53 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
             else services.locks.repository(req.user_id, "creating a release candidate")
         )
         async with creator:
-            try:
-                repaired = await services.git.sync_tags()
-                branch = repo_cfg.branch
-                if hotfix and config.hotfix.branches:
-                    branch = await services.git.newest_branch(config.hotfix.branches) or branch
-                snapshot = await services.git.read_branch(branch)
-            except GitError as exc:
-                await refuse(
-                    f"I could not fetch the repository, so nothing was tagged.\n"
-                    f"{messages.code_block(str(exc))}\nCheck `repository.url` in the "
-                    "config and that the bot can read it.",
-                    f"fetch failed: {exc}",
-                )
-                return None
-            try:
-                if hotfix:
-                    live = (await store.environment_versions([config.last_environment.name]))[
-                        config.last_environment.name
-                    ]
-                    version = next_hotfix(
-                        live.get("version"),
-                        await services.git.tags_matching(
-                            patch_line(live.get("version"), repo_cfg.tag_prefix)
-                        ),
-                        repo_cfg.tag_prefix,
-                        config.last_environment.name,
+            # A push that meets a tag the index did not know (made by hand, or by a replica
+            # whose index write was lost) rebuilds the index from git, and the version is
+            # chosen again, once.
+            for last_try in (False, True):
+                choice = await _choose(services, req, refuse, may_resync=not last_try)
+                if choice is None:
+                    return None  # refused and answered
+                if isinstance(choice, _Stale):
+                    if not await _resync(services, req, refuse, "the next version"):
+                        return None
+                    continue
+                branch, snapshot, version = choice.branch, choice.snapshot, choice.version
+                repaired = choice.repaired or repaired
+                tag = version.tag(repo_cfg.tag_prefix)
+                first_env = config.first_environment.name
+                if req.dry_run:
+                    gates = [g.name for g in config.gates_for(first_env)]
+                    blocks = messages.dry_run(
+                        tag, snapshot.head_sha, snapshot.head_subject, branch, first_env, gates
                     )
-                else:
-                    version = next_candidate(
-                        snapshot.tags_in_history, repo_cfg.tag_prefix, req.bump
+                    await store.audit(
+                        req.actor,
+                        "rc.dry-run",
+                        release=str(version),
+                        reason=f"would tag {tag} on {snapshot.head_sha}",
                     )
-            except VersionError as exc:
-                await refuse(str(exc), str(exc))
-                return None
-            twin = await _just_made(services, req.kind, snapshot.head_sha)
-            if twin is not None and not req.dry_run:
-                await refuse(
-                    f"`{twin.tag}` was just created of this same commit "
-                    f"`{snapshot.head_sha[:10]}` (by {messages.mention(twin.requester)}"
-                    "), so I took this as a double submission and made no other. "
-                    f"Follow it in {messages.channel_ref(config.slack.channel)}.",
-                    f"double submission of {twin.tag}",
+                    await notifier.answer(req.response_url, blocks, f"Dry run: would tag {tag}")
+                    return None
+                candidate = releases.new_release(
+                    config,
+                    version=str(version),
+                    tag=tag,
+                    sha=snapshot.head_sha,
+                    requester=req.user_id,
+                    requester_name=req.user_name,
+                    description=req.description,
+                    issue=req.issue,
+                    now=store.clock(),
+                    kind=req.kind,
                 )
-                return None
-            tag = version.tag(repo_cfg.tag_prefix)
-            existing = await services.git.tags_matching((tag,))
-            if tag in existing:
-                sha = existing[tag][:10]
-                await refuse(
-                    f"Tag `{tag}` already exists on commit `{sha}`, outside the "
-                    f"history of `{branch}`, so I did not create it. Delete "
-                    "that tag or choose another version with `--bump`.",
-                    f"tag {tag} exists",
+                release = await _tag_and_record(
+                    services, req, candidate, refuse, retry_on_clash=not last_try
                 )
-                return None
-            first_env = config.first_environment.name
-            if req.dry_run:
-                gates = [g.name for g in config.gates_for(first_env)]
-                blocks = messages.dry_run(
-                    tag, snapshot.head_sha, snapshot.head_subject, branch, first_env, gates
-                )
-                await store.audit(
-                    req.actor,
-                    "rc.dry-run",
-                    release=str(version),
-                    reason=f"would tag {tag} on {snapshot.head_sha}",
-                )
-                await notifier.answer(req.response_url, blocks, f"Dry run: would tag {tag}")
-                return None
-            candidate = releases.new_release(
-                config,
-                version=str(version),
-                tag=tag,
-                sha=snapshot.head_sha,
-                requester=req.user_id,
-                requester_name=req.user_name,
-                description=req.description,
-                issue=req.issue,
-                now=store.clock(),
-                kind=req.kind,
-            )
-            release = await _tag_and_record(services, req, candidate, refuse)
+                if release is not CLASH:
+                    break
+                if not await _resync(services, req, refuse, f"`{tag}`"):
+                    return None
     except LockHeld as exc:
         await notifier.answer(
             req.response_url,
@@ -231,8 +220,8 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
             "Another release candidate is being created",
         )
         return None
-    if release is None:
-        return None
+    if not isinstance(release, Release):
+        return None  # refused and answered (a clash is retried before the loop ends)
     repair_note = ""
     if repaired:
         repair_note = (
@@ -279,6 +268,132 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
     return release
 
 
+@dataclass(frozen=True)
+class _Choice:
+    """The commit a candidate is made of, and its version."""
+
+    branch: str
+    snapshot: Snapshot
+    version: ReleaseVersion
+    repaired: str | None  # why the clone was made again on the way, if it was
+
+
+class _Stale:
+    """The clone knows a tag the version index does not: one of them is behind the remote."""
+
+
+STALE = _Stale()
+Refuse = Callable[[str, str], Awaitable[None]]
+
+
+async def _choose(
+    services: CandidateNeeds, req: RcRequest, refuse: Refuse, *, may_resync: bool
+) -> _Choice | _Stale | None:
+    """Read the branch and choose the next version; None when refused (answered), STALE when
+    the clone and the index disagree and `may_resync`."""
+    config, repo_cfg = services.config, services.config.repository
+    hotfix = req.kind == "hotfix"
+    branch = repo_cfg.branch
+    try:
+        if hotfix:
+            # A hotfix is rare and made from the tags of what production runs: every tag.
+            repaired = await services.git.sync_tags()
+            if config.hotfix.branches:
+                branch = await services.git.newest_branch(config.hotfix.branches) or branch
+            snapshot = await services.git.read_head(branch)
+        else:
+            # The branches only: the versions come from the index, at a cost flat in the tags.
+            repaired = await services.git.fetch_branches()
+            snapshot = await services.git.read_head(branch)
+            history = await tags_in_history(
+                services, branch, snapshot.head_sha, may_rebuild=not req.dry_run
+            )
+    except GitError as exc:
+        await refuse(
+            f"I could not fetch the repository, so nothing was tagged.\n"
+            f"{messages.code_block(str(exc))}\nCheck `repository.url` in the "
+            "config and that the bot can read it.",
+            f"fetch failed: {exc}",
+        )
+        return None
+    try:
+        if hotfix:
+            production = config.last_environment.name
+            live = (await services.store.environment_versions([production]))[production]
+            version = next_hotfix(
+                live.get("version"),
+                await services.git.tags_matching(
+                    patch_line(live.get("version"), repo_cfg.tag_prefix)
+                ),
+                repo_cfg.tag_prefix,
+                production,
+            )
+        else:
+            version = next_candidate(history, repo_cfg.tag_prefix, req.bump)
+    except VersionError as exc:
+        await refuse(str(exc), str(exc))
+        return None
+    twin = await _just_made(services, req.kind, snapshot.head_sha)
+    if twin is not None and not req.dry_run:
+        await refuse(
+            f"`{twin.tag}` was just created of this same commit "
+            f"`{snapshot.head_sha[:10]}` (by {messages.mention(twin.requester)}"
+            "), so I took this as a double submission and made no other. "
+            f"Follow it in {messages.channel_ref(config.slack.channel)}.",
+            f"double submission of {twin.tag}",
+        )
+        return None
+    tag = version.tag(repo_cfg.tag_prefix)
+    final_tag = version.final.tag(repo_cfg.tag_prefix)
+    existing = await services.git.tags_matching((tag, final_tag))
+    indexed = None if hotfix else await services.versions.commit_of(tag)
+    if (
+        not hotfix
+        and may_resync
+        and ((tag in existing and indexed is None) or final_tag in existing)
+    ):
+        # A tag pushed by hand, one whose removal was cut short, or the final of this very
+        # version, which the index must have missed.
+        return STALE
+    if tag in existing or indexed is not None:
+        sha = (existing.get(tag) or indexed or "")[:10]
+        await refuse(
+            f"Tag `{tag}` already exists on commit `{sha}`, outside the "
+            f"history of `{branch}`, so I did not create it. Delete "
+            "that tag or choose another version with `--bump`.",
+            f"tag {tag} exists",
+        )
+        return None
+    if final_tag in existing and not hotfix:
+        sha = existing[final_tag][:10]
+        await refuse(
+            f"`{final_tag}` is already final (on commit `{sha}`, outside the "
+            f"history of `{branch}`), so I made no candidate `{tag}` of it. "
+            "Choose another version with `--bump`.",
+            f"{final_tag} exists",
+        )
+        return None
+    return _Choice(branch, snapshot, version, repaired)
+
+
+async def _resync(services: CandidateNeeds, req: RcRequest, refuse: Refuse, what: str) -> bool:
+    """Bring the clone's tags (and, for a creator, who holds the lock, the index) up to the
+    remote's after they disagreed about `what`; False when that failed (answered)."""
+    try:
+        if req.dry_run:
+            await services.git.sync_tags()
+        else:
+            await rebuild_version_index(services)
+    except GitError as exc:
+        await refuse(
+            f"{what} may already be on the repository, and I could not fetch its tags to "
+            f"choose another.\n{messages.code_block(str(exc))}\nTry again.",
+            f"fetch failed after a tag clash ({what}): {exc}",
+        )
+        return False
+    return True
+
+
 async def _just_made(services: CandidateNeeds, kind: str, sha: str) -> Release | None:
     """An open candidate of `kind` made of `sha` moments ago, if any."""
     since = services.store.clock() - DOUBLE_SUBMISSION_SECONDS
@@ -305,11 +420,24 @@ def _tag_message(release: Release) -> str:
     return "\n".join(lines)
 
 
+class _Clash:
+    """The tag was on the remote already: nothing was made, the version may be chosen again."""
+
+
+CLASH = _Clash()
+
+
 async def _tag_and_record(
-    services: CandidateNeeds, req: RcRequest, release: Release, refuse: Any
-) -> Release | None:
+    services: CandidateNeeds,
+    req: RcRequest,
+    release: Release,
+    refuse: Refuse,
+    *,
+    retry_on_clash: bool,
+) -> Release | _Clash | None:
     """Record, tag, push, announce: all of it or none of it. Any exception after the record is
-    created undoes what was done (the pushed tag, the record) before it is answered."""
+    created undoes what was done (the pushed tag, the record) before it is answered. A tag
+    already on the remote returns CLASH unanswered when `retry_on_clash`."""
     store, notifier, config = services.store, services.chat, services.config
     try:
         await store.create_release(release, req.actor)
@@ -322,11 +450,14 @@ async def _tag_and_record(
     pushed = False
     try:
         try:
-            await services.git.create_and_push_tag(release.tag, release.sha, _tag_message(release))
+            await push_tag(services, release.tag, release.sha, _tag_message(release))
         except GitError as exc:
             await _undo_candidate(
                 services, release, req, pushed=False, reason=f"tag not pushed: {exc}"
             )
+            if isinstance(exc, TagExists) and retry_on_clash:
+                log.info("%s was on the remote already; choosing the version again", release.tag)
+                return CLASH
             hint = (
                 "Someone else may have created it; try again to get the next number."
                 if isinstance(exc, TagExists)
@@ -401,7 +532,7 @@ async def _undo_candidate(
     candidate of that version, since only one creator runs at a time (the repository lock)."""
     if pushed:
         try:
-            await services.git.delete_remote_tag(release.tag)
+            await take_back_tag(services, release.tag)
         except Exception:
             log.exception("could not remove the tag %s again", release.tag)
     for attempt in range(3):

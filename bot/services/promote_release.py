@@ -17,12 +17,13 @@ from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.releases import Release, TransitionError
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
-from bot.services.ports import GitError
+from bot.services.ports import GitError, HasClock, HasVersionIndex
+from bot.services.version_history import push_tag, take_back_tag
 
 log = logging.getLogger(__name__)
 
 
-class PromotionNeeds(DeployNeeds, Protocol):
+class PromotionNeeds(DeployNeeds, HasVersionIndex, HasClock, Protocol):
     """Tagging the final version, then queueing its deploy."""
 
 
@@ -119,7 +120,7 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     try:
         message = final_tag_message(release, final_tag, req, {g.id: g.name for g in config.gates})
         await services.git.sync_tags()
-        await services.git.create_and_push_tag(final_tag, release.sha, message)
+        await push_tag(services, final_tag, release.sha, message)
         pushed = True
         release, _ = await store.update_release(
             release.version,
@@ -136,7 +137,7 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
             log.exception("promoting %s failed", release.version)
         if pushed:
             with contextlib.suppress(Exception):
-                await services.git.delete_remote_tag(final_tag)
+                await take_back_tag(services, final_tag)
         detail = str(exc) if isinstance(exc, GitError) else type(exc).__name__
         try:
             await store.update_release(

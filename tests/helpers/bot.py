@@ -32,6 +32,7 @@ def make_settings(
     state_dir: Path,
     redis_url: str = REDIS_URL,
     post_interval: float = 0.05,
+    tag_sync_interval: float = 60.0,
 ) -> Settings:
     return Settings(
         bot_token=BOT_TOKEN,
@@ -43,6 +44,7 @@ def make_settings(
         update_delay=0.2,
         # Paced, but quicker than Slack's second: the pace itself is tested on its own.
         post_interval=post_interval,
+        tag_sync_interval=tag_sync_interval,
     )
 
 

@@ -304,7 +304,12 @@ async def test_every_step_of_creating_a_candidate_undoes_itself(
     git_remote.commit("after the faults")
     git_remote.push()
     request, rid = rc_request(bot)
-    assert await create_candidate.create_release_candidate(services, request) is not None
+    made = await create_candidate.create_release_candidate(services, request)
+    assert made is not None, [
+        bot.slack.text_of(c.params)
+        for c in bot.slack.calls_to("response_url")
+        if c.params.get("_id") == rid
+    ]
     await check_nothing_half_made(bot, git_remote, rid, "after the faults")
 
 
