@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from bot.adapters.process.runner import CommandRunner
 from bot.adapters.redis.claims import CreationClaims, FormTickets
 from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
 from bot.adapters.redis.flag_requests import RedisFlagRequests
+from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.locks import Locks
 from bot.adapters.redis.monitor_state import RedisMonitorState
 from bot.adapters.redis.outbox import RedisOutbox
@@ -126,9 +128,16 @@ class PatientQueue(RedisQueue):
 
     MAX_BACKOFF = 2.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, keys: Keys, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._backoff = 0.0
+        self._keys = keys
+
+    async def enqueue(self, job_or_func: str | Job, **kwargs: Any) -> Job | None:
+        # Every job by name gets a key with the prefix's hash tag (saq would make a plain uuid).
+        if isinstance(job_or_func, str):
+            kwargs["key"] = self._keys.job_key(kwargs.get("key") or uuid.uuid4().hex)
+        return await super().enqueue(job_or_func, **kwargs)
 
     async def dequeue(self, timeout: float = 0.0, poll_interval: float = 0.0) -> Job | None:
         try:
@@ -284,7 +293,7 @@ class Services:
             store = Store(redis, settings.redis_prefix)
             queue_redis = Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
             pack_in_c(queue_redis.connection_pool)
-            queue = PatientQueue(queue_redis, name=store.keys.queue_name)
+            queue = PatientQueue(queue_redis, name=store.keys.queue_name, keys=store.keys)
         slack = web_client(settings.bot_token, settings.slack_api_url)
         monitor_state = RedisMonitorState(
             redis, store.keys, store.queue_bot_audit, RedisOutbox(redis, store.keys)

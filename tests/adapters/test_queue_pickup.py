@@ -37,7 +37,7 @@ async def test_an_idle_worker_picks_a_job_up_at_once(git_remote, tmp_path, prefi
     )
     await services.queue.disconnect()
     quick = Redis.from_url(REDIS_URL, **{**REDIS_OPTIONS, "socket_timeout": 0.4})
-    queue = PatientQueue(quick, name=services.store.keys.queue_name)
+    queue = PatientQueue(quick, name=services.store.keys.queue_name, keys=services.store.keys)
     services.queue = queue
     worker: Worker = build_worker(services)
     assert worker.dequeue_timeout == pytest.approx(0.2)

@@ -170,6 +170,21 @@ class Keys:
     def queue_name(self) -> str:
         return f"{self.prefix}jobs"
 
+    @property
+    def hash_tag(self) -> str:
+        """The prefix's Redis Cluster hash tag (`{team}` of `{team}:`), or "" when it has none:
+        Cluster places a key by its first `{…}` that holds something, so every key under such
+        a prefix is in one slot, which each transaction and script of the bot needs."""
+        start = self.prefix.find("{")
+        end = self.prefix.find("}", start + 1) if start >= 0 else -1
+        return self.prefix[start : end + 1] if end > start + 1 else ""
+
+    def job_key(self, key: str) -> str:
+        """A queued job's key as saq stores it. saq keeps a job's abort flag under its key
+        alone (`saq:abort:KEY`), in one script with keys named after the queue: the hash tag
+        puts both in one slot. Without a tag in the prefix, the key is as given."""
+        return f"{self.hash_tag}{key}"
+
     # Feature flags: each change request, and one hash of the ramps going (flag -> ramp).
     def flag_request(self, request_id: str) -> str:
         return f"{self.prefix}flagreq:{request_id}"
