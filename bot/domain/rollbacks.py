@@ -42,6 +42,7 @@ class RollbackRequest:
     # arrives later, replaces that.
     lost: bool = False
     rev: int = 0
+    why: str = ""  # why this target (choose_target), said to the requester and approvers
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -69,24 +70,74 @@ def rollback_policy(config: Config, environment: str) -> ApprovalPolicy:
     return replace(_ANY_ROLLBACK, required=base.required, approvers=approvers)
 
 
+# An environment's history (bot.adapters.redis.store, newest first) holds what ran there:
+# each deploy (`{"version", "tag", "sha", "deployed_at", "release"}`, with `rolled_back_from`
+# when a rollback put it there), and marks that a version failed there (`"event": "failed"`,
+# its gates or its monitoring window). A version is known bad in an environment once it was
+# rolled back from or failed there; a rollback never goes back to one unless it is named.
+FAILED = "failed"
+
+
+def deploys(history: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The deploys of a history, newest (what runs now) first."""
+    return [entry for entry in history if not entry.get("event")]
+
+
+def known_bad(history: list[dict[str, str]]) -> set[str]:
+    """The versions rolled back from, or that failed, in this environment."""
+    rolled_back_from = {e["rolled_back_from"] for e in history if e.get("rolled_back_from")}
+    return rolled_back_from | {e["version"] for e in history if e.get("event") == FAILED}
+
+
+@dataclass(frozen=True)
+class Target:
+    """The deploy a rollback goes back to, and why that one, in words."""
+
+    entry: dict[str, str]
+    why: str
+
+
 def choose_target(
     history: list[dict[str, str]], environment: str, to: str | None, prefix: str
-) -> dict[str, str]:
-    """The deploy to go back to: the one named, or the one before the current."""
-    if not history:
+) -> Target:
+    """The deploy to go back to: the one named, or the newest before the current that
+    deployed there and is not known bad there (`known_bad`)."""
+    ran = deploys(history)
+    if not ran:
         raise Refusal(f"nothing was ever deployed to {environment} by the bot")
-    current = history[0]
+    current, bad = ran[0], known_bad(history)
     if to is None:
-        for entry in history[1:]:
-            if entry["sha"] != current["sha"]:
-                return entry
+        skipped: list[str] = []
+        for entry in ran[1:]:
+            if entry["sha"] == current["sha"] or entry["version"] == current["version"]:
+                continue
+            if entry["version"] in bad:
+                if entry["tag"] not in skipped:
+                    skipped.append(entry["tag"])
+                continue
+            why = (
+                f"the newest version before `{current['tag']}` that deployed to {environment} "
+                "and was never rolled back from or failed there"
+            )
+            if skipped:
+                why += f" (passing over {', '.join(f'`{t}`' for t in skipped)})"
+            return Target(entry, why)
+        if skipped:
+            raise Refusal(
+                f"{environment} has no earlier version known good to go back to "
+                f"({', '.join(f'`{t}`' for t in skipped)} was rolled back from or failed "
+                f"there); name one with `--to VERSION`"
+            )
         raise Refusal(f"{environment} has no earlier version to go back to")
     wanted = to[len(prefix) :] if prefix and to.startswith(prefix) else to
-    for entry in history[1:]:
-        if wanted in (entry["version"], entry["tag"]):
-            return entry
     if wanted in (current["version"], current["tag"]):
         raise Refusal(f"{environment} already runs {to}")
+    for entry in ran[1:]:
+        if wanted in (entry["version"], entry["tag"]):
+            why = "named with `--to`"
+            if entry["version"] in bad:
+                why += f"; it was rolled back from or failed in {environment} before"
+            return Target(entry, why)
     raise Refusal(
         f"{to} was never deployed to {environment}; `/release status` shows what runs where"
     )

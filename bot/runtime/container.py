@@ -231,6 +231,10 @@ class Services:
     def running_releases(self) -> Store:
         return self.store
 
+    @property
+    def environment_outcomes(self) -> Store:
+        return self.store
+
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         async def logged() -> None:
             try:

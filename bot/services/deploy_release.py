@@ -464,6 +464,18 @@ async def _run_gates(
             outcome="passed" if result.ok else "failed",
             reason=gate_cfg.id,
         )
+        if not result.ok:
+            # It ran there and failed: a rollback of this environment never goes back to it
+            # by itself (bot.domain.rollbacks.known_bad).
+            await deploy_engine.durably(
+                services,
+                f"the failure of {release.version} in {environment}",
+                store.mark_failed_in,
+                environment,
+                release.version,
+                release.tag,
+                f"gate {gate_cfg.id} failed",
+            )
         notifier.refresh(release.version)
         await notifier.thread(
             release.version, messages.gate_outcome(gate, result), f"{gate.name} {gate.status}"

@@ -39,6 +39,7 @@ from bot.services.ports import (
     HasChat,
     HasClock,
     HasConfig,
+    HasEnvironmentOutcomes,
     HasHealthProbe,
     HasMonitorState,
     HasRunningReleases,
@@ -59,6 +60,7 @@ class MonitorNeeds(
     HasMonitorState,
     HasHealthProbe,
     HasRunningReleases,
+    HasEnvironmentOutcomes,
     Protocol,
 ):
     """Checks, incidents and monitoring windows: their state, the probe, and the channel."""
@@ -529,6 +531,14 @@ async def close_window(
         outcome=summary.verdict,
         reason=f"{summary.checks_run} checks, {summary.failures} failed",
     )
+    if summary.verdict == "degraded":
+        # A rollback never goes back to it by itself (bot.domain.rollbacks.known_bad).
+        await services.environment_outcomes.mark_failed_in(
+            environment,
+            window.version,
+            f"{services.config.repository.tag_prefix}{window.version}",
+            f"its monitoring window: {summary.failures} of {summary.checks_run} checks failed",
+        )
     release = (
         await services.running_releases.get_release(window.release) if window.release else None
     )

@@ -94,7 +94,10 @@ class ReleaseStore(AuditLog, Protocol):
         sha: str,
         release: str = "",
         deployed_at: float | None = None,
+        rolled_back_from: str = "",
     ) -> bool: ...
+
+    async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None: ...
 
     async def environment_history(self, environment: str) -> list[dict[str, str]]: ...
 
@@ -504,6 +507,17 @@ class HasMonitorState(Protocol):
 class HasHealthProbe(Protocol):
     @property
     def health_probe(self) -> HealthProbe: ...
+
+
+class EnvironmentOutcomes(Protocol):
+    """What failed where: the history a rollback chooses its target from."""
+
+    async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None: ...
+
+
+class HasEnvironmentOutcomes(Protocol):
+    @property
+    def environment_outcomes(self) -> EnvironmentOutcomes: ...
 
 
 class HasRunningReleases(Protocol):

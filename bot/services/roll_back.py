@@ -57,8 +57,9 @@ async def request_rollback(
     done (the person asked to roll back what they saw, not whatever runs there now)."""
     store, config = services.store, services.config
     history = await store.environment_history(environment)
-    if expect_from is not None and (not history or history[0]["version"] != expect_from):
-        now_runs = history[0]["version"] if history else "nothing the bot deployed"
+    ran = rollbacks.deploys(history)
+    if expect_from is not None and (not ran or ran[0]["version"] != expect_from):
+        now_runs = ran[0]["version"] if ran else "nothing the bot deployed"
         text = (
             f"*{environment}* no longer runs `{expect_from}` (it runs `{now_runs}`), so I "
             "did not roll it back; use `/release rollback` if it is still needed."
@@ -74,13 +75,14 @@ async def request_rollback(
             actor, "rollback.request", environment=environment, outcome="refused", reason=str(exc)
         )
         return RollbackAnswer(f"No rollback: {exc}.")
-    current = history[0]
+    current = ran[0]
     request = RollbackRequest(
         id=secrets.token_hex(6),
         environment=environment,
-        to_version=target["version"],
-        to_tag=target["tag"],
-        to_sha=target["sha"],
+        to_version=target.entry["version"],
+        to_tag=target.entry["tag"],
+        to_sha=target.entry["sha"],
+        why=target.why,
         from_version=current["version"],
         from_release=current.get("release", ""),
         reason=reason,
@@ -143,13 +145,18 @@ async def _approve_then_answer(
     if rollbacks.ready(request, policy):
         await _start(services, request, actor)
         return RollbackAnswer(
-            f"⏪ Rolling back *{environment}* from `{request.from_version}` to `{request.to_tag}`…"
+            f"⏪ Rolling back *{environment}* from `{request.from_version}` to `{request.to_tag}`"
+            f"…{_why(request)}"
         )
     return RollbackAnswer(
         f"Rollback of *{environment}* to `{request.to_tag}` asked; it needs "
-        f"{rollbacks.missing(request, policy)} more approval(s) in the channel.",
+        f"{rollbacks.missing(request, policy)} more approval(s) in the channel.{_why(request)}",
         post=partial(_post_request, services, request, policy.required),
     )
+
+
+def _why(request: RollbackRequest) -> str:
+    return f"\n_Why `{request.to_tag}`: {request.why}._" if request.why else ""
 
 
 async def may_roll_back_from(
@@ -409,7 +416,12 @@ async def _roll_back(
         return  # its record moved on meanwhile
     if result.ok:
         await store.set_environment_version(
-            env.name, request.to_version, request.to_tag, request.to_sha, deployed_at=finished_at
+            env.name,
+            request.to_version,
+            request.to_tag,
+            request.to_sha,
+            deployed_at=finished_at,
+            rolled_back_from=request.from_version,
         )
         await monitor_health.deploy_finished(
             services,

@@ -110,6 +110,8 @@ class EmergencyMachine(RuleBasedStateMachine):
         # What production received: ("hotfix"|"rollback", the state then, the time then).
         self.shipped: list[tuple[str, Release | RollbackRequest, float]] = []
         self.patch = 0
+        # The model of what is known bad in production: rolled back from, or failed there.
+        self.known_bad: set[str] = set()
 
     def teardown(self) -> None:
         async def clean() -> None:
@@ -133,8 +135,12 @@ class EmergencyMachine(RuleBasedStateMachine):
         self.successes += 1
         return True
 
-    def ship(self, version: str, tag: str, sha: str) -> None:
-        self.run(self.store.set_environment_version("production", version, tag, sha))
+    def ship(self, version: str, tag: str, sha: str, rolled_back_from: str = "") -> None:
+        self.run(
+            self.store.set_environment_version(
+                "production", version, tag, sha, rolled_back_from=rolled_back_from
+            )
+        )
 
     @initialize()
     def production_runs_something(self) -> None:
@@ -255,14 +261,17 @@ class EmergencyMachine(RuleBasedStateMachine):
         try:
             target = rollbacks.choose_target(history, "production", None, "v")
         except approvals.Refusal:
+            STATS["rollback target refused"] += 1
             return
+        # Never back to a version rolled back from or failed there, over any sequence.
+        assert target.entry["version"] not in self.known_bad, (target, self.known_bad)
         request = RollbackRequest(
             id=uuid.uuid4().hex[:8],
             environment="production",
-            to_version=target["version"],
-            to_tag=target["tag"],
-            to_sha=target["sha"],
-            from_version=history[0]["version"],
+            to_version=target.entry["version"],
+            to_tag=target.entry["tag"],
+            to_sha=target.entry["sha"],
+            from_version=rollbacks.deploys(history)[0]["version"],
             from_release="",
             reason="errors",
             requester=user,
@@ -312,7 +321,13 @@ class EmergencyMachine(RuleBasedStateMachine):
             return  # not enough approvals yet
         self.successes += 1
         self.shipped.append(("rollback", request, self.now))
-        self.ship(request.to_version, request.to_tag, request.to_sha)
+        self.ship(
+            request.to_version,
+            request.to_tag,
+            request.to_sha,
+            rolled_back_from=request.from_version,
+        )
+        self.known_bad.add(request.from_version)
         self.run(
             self.store.update_rollback(
                 request_id,
@@ -323,6 +338,14 @@ class EmergencyMachine(RuleBasedStateMachine):
         )
         self.successes += 1
         STATS["rollback shipped"] += 1
+
+    @rule()
+    def production_fails(self) -> None:
+        """What runs fails its gates or its monitoring window in production."""
+        runs = self.run(self.store.environment_versions(["production"]))["production"]
+        self.run(self.store.mark_failed_in("production", runs["version"], runs["tag"], "gate"))
+        self.known_bad.add(runs["version"])
+        STATS["failed in production"] += 1
 
     @rule(seconds=st.sampled_from([60, 3600, 80 * 3600]))
     def time_passes(self, seconds: int) -> None:
@@ -370,6 +393,7 @@ def test_hotfixes_and_rollbacks_ship_only_with_their_approvals() -> None:
     )
     assert STATS["hotfix shipped"] and STATS["final refused"], STATS
     assert STATS["rollback shipped"] and STATS["rollback approve refused"], STATS
+    assert STATS["failed in production"] and STATS["rollback target refused"], STATS
 
 
 def test_the_hotfix_checker_is_not_vacuous() -> None:

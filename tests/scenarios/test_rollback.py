@@ -253,3 +253,34 @@ async def test_a_rollback_by_a_group_member_calls_slack_only_after_its_ack(
     assert acked < lookups[1].at  # ...after the ack: before it, the first call at most
     await bot.click(request[0], "rollback_approve", user="U0BOB", user_name="bob")
     await rolled_back(bot)
+
+
+async def test_a_second_rollback_never_redeploys_the_version_rolled_back_from(
+    start_bot, git_remote, tmp_path: Path
+):
+    """The repro: v0.15.0 replaced v0.14.1; rolled back; unlocked; `/release rollback` again
+    went back to v0.15.0, the version just rolled back as broken."""
+    bot = await start_bot(production_config(git_remote, tmp_path))
+    await in_production(bot, git_remote)
+    ack = bot.slack.text_of(
+        await bot.command('rollback --reason "checkout errors"', user="U0BOB", user_name="bob")
+    )
+    assert "Why `v0.14.1`: the newest version before `v0.15.0` that deployed" in ack
+    await rolled_back(bot)
+    await bot.command("unlock production", user="U0CAROL")
+    production_runs = [ln for ln in deploy_log(tmp_path) if ln.startswith("production")]
+    again = bot.slack.text_of(
+        await bot.command('rollback --reason "still bad"', user="U0BOB", user_name="bob")
+    )
+    assert "No rollback: production has no earlier version known good" in again
+    assert "`v0.15.0` was rolled back from or failed there" in again
+    assert "--to VERSION" in again
+    await asyncio.sleep(0.5)
+    assert [ln for ln in deploy_log(tmp_path) if ln.startswith("production")] == production_runs
+    # Named, it goes: the person decided, and the answer says what it was.
+    named = bot.slack.text_of(
+        await bot.command(
+            'rollback --to v0.15.0 --reason "the fix was elsewhere"', user="U0BOB", user_name="bob"
+        )
+    )
+    assert "to `v0.15.0`" in named and "it was rolled back from or failed in production" in named

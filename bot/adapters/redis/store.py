@@ -398,8 +398,10 @@ class Store:
         sha: str,
         release: str = "",
         deployed_at: float | None = None,
+        rolled_back_from: str = "",
     ) -> bool:
-        """What `environment` now runs, and its history (newest first) for rollbacks.
+        """What `environment` now runs, and its history (newest first) for rollbacks
+        (bot.domain.rollbacks: `rolled_back_from` marks the version a rollback replaced).
 
         `deployed_at` is when the deploy finished; an outcome written late (Redis was
         unreachable) never replaces a deploy recorded as finished after it. False then."""
@@ -411,6 +413,8 @@ class Store:
             "deployed_at": f"{at:.3f}",
             "release": release,
         }
+        if rolled_back_from:
+            entry["rolled_back_from"] = rolled_back_from
         key = self.keys.environment(environment)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
@@ -428,6 +432,16 @@ class Store:
                     return True
                 except WatchError:
                     continue
+
+    async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None:
+        """`version` failed in `environment` (its gates or its monitoring window there): a
+        rollback never goes back to it by itself (bot.domain.rollbacks.known_bad)."""
+        entry = {"event": "failed", "version": version, "tag": tag, "why": why[:200]}
+        entry["at"] = f"{self.clock():.3f}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(self.keys.history(environment), json.dumps(entry))
+            pipe.ltrim(self.keys.history(environment), 0, 99)
+            await pipe.execute()
 
     async def environment_history(self, environment: str) -> list[dict[str, str]]:
         return [
