@@ -314,6 +314,18 @@ def _give(tree: Path, owner: str) -> None:
 def sync_tags(url: str, path: Path, remote: str) -> str | None:
     """Clone if needed and fetch the remote's branches and tags, dropping local tags the
     remote no longer has. A damaged clone is removed and made again: returns why, if so."""
+    return _fetch(url, path, remote, tags=True)
+
+
+@_git_errors
+def fetch_branches(url: str, path: Path, remote: str) -> str | None:
+    """As `sync_tags`, but the branches only, no tag (a candidate's versions come from the
+    version index). Listing a remote's tags costs it time in proportion to them: 0.14 s of
+    git at 20,000 tags, against 0.02 s for its branches."""
+    return _fetch(url, path, remote, tags=False)
+
+
+def _fetch(url: str, path: Path, remote: str, *, tags: bool) -> str | None:
     with _locked(path):
         damage = _damage(path)
         try:
@@ -324,40 +336,14 @@ def sync_tags(url: str, path: Path, remote: str) -> str | None:
                 repo.git.remote("set-url", remote, url)
                 # Explicit refspecs for both: with a refspec given, --prune-tags prunes
                 # nothing, and versions were computed from tags deleted on the remote.
-                repo.git.fetch(
-                    remote,
-                    "--prune",
-                    "--force",
-                    f"+refs/heads/*:refs/remotes/{remote}/*",
-                    "+refs/tags/*:refs/tags/*",
-                )
-                repo.git.worktree("prune")
-        except git.GitCommandError as exc:
-            raise GitError(f"cannot fetch {_safe_url(url)}:\n{_clean(exc)}") from None
-    return damage
-
-
-@_git_errors
-def fetch_branches(url: str, path: Path, remote: str) -> str | None:
-    """Clone if needed and fetch the remote's branches only, no tag (a candidate's versions
-    come from the version index). Listing a remote's tags costs it time in proportion to
-    them: 0.14 s of git at 20,000 tags, against 0.02 s for its branches. A damaged clone is
-    removed and made again: returns why, if so."""
-    with _locked(path):
-        damage = _damage(path)
-        try:
-            if damage is not None or not (path / ".git").exists():
-                _remove(path)
-                git.Repo.clone_from(url, path, no_checkout=True, origin=remote).close()
-            with _repo(path) as repo:
-                repo.git.remote("set-url", remote, url)
-                repo.git.fetch(
-                    remote,
-                    "--no-tags",
-                    "--prune",
-                    "--force",
-                    f"+refs/heads/*:refs/remotes/{remote}/*",
-                )
+                refspecs = [f"+refs/heads/*:refs/remotes/{remote}/*"]
+                if tags:
+                    refspecs.append("+refs/tags/*:refs/tags/*")
+                else:
+                    refspecs.insert(0, "--no-tags")
+                repo.git.fetch(remote, "--prune", "--force", *refspecs)
+                if tags:
+                    repo.git.worktree("prune")
         except git.GitCommandError as exc:
             raise GitError(f"cannot fetch {_safe_url(url)}:\n{_clean(exc)}") from None
     return damage
