@@ -60,6 +60,7 @@ from bot.domain.config import parse_config  # noqa: E402
 from bot.domain.health.checks import Result  # noqa: E402
 from bot.runtime.container import Services  # noqa: E402
 from bot.runtime.settings import Settings  # noqa: E402
+from bot.runtime.web import settle_gc  # noqa: E402
 from bot.services.monitor_health import Monitor  # noqa: E402
 
 CONCURRENCY = 100  # aiohttp's default connection limit, used by both sides
@@ -281,6 +282,7 @@ async def measure_scale(args: argparse.Namespace, port: int, checks: int) -> dic
         services = Services.create(settings, config)
         store, state = services.store, services.monitor_state
         monitor = Monitor(services)
+        settle_gc()  # as the bot's process runs (bot.runtime.web.Bot.start)
         probe = LagProbe()
         figures: dict[str, float] = {}
         try:

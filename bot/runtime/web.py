@@ -259,6 +259,17 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
     return web_app
 
 
+def settle_gc() -> None:
+    """The collector's settings of a running bot (bench/monitor_fanout.py measures the monitor
+    under them too). Long-lived startup objects (Bolt, slack_sdk, aiohttp, config) never
+    become garbage: freezing them keeps full collections from pausing every request in flight.
+    Fewer, larger young collections: per-request garbage is mostly freed by refcounting, and
+    a tick's thousands of probes in flight no longer trigger a full collection each time the
+    young ones survive a little."""
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 class Bot:
     """The roles of one process, started and stopped together."""
 
@@ -347,11 +358,7 @@ class Bot:
 
             self._cleanups.append(stop_scheduler)
 
-        # Long-lived startup objects (Bolt, slack_sdk, aiohttp, config) never become garbage:
-        # freezing them keeps full collections from pausing every request in flight.
-        # Fewer, larger young collections: per-request garbage is mostly freed by refcounting.
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 20)
+        settle_gc()
 
     async def stop(self) -> None:
         # Bounded, like Services.close: shutting down must end even if a step hangs (but
