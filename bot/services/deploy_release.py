@@ -467,13 +467,16 @@ async def _run_gates(
         if not result.ok:
             # It ran there and failed: a rollback of this environment never goes back to it
             # by itself (bot.domain.rollbacks.known_bad).
+            # As the environment's history names what ran there: the final version in the
+            # last environment once promoted.
+            ran, ran_tag = release.tag_for(environment, services.config.last_environment.name)
             await deploy_engine.durably(
                 services,
-                f"the failure of {release.version} in {environment}",
+                f"the failure of {ran} in {environment}",
                 store.mark_failed_in,
                 environment,
-                release.version,
-                release.tag,
+                ran,
+                ran_tag,
                 f"gate {gate_cfg.id} failed",
             )
         notifier.refresh(release.version)

@@ -15,12 +15,13 @@ from aiohttp import web
 
 from bot.adapters.redis.store import Store
 from bot.devtools.slack_stand_in import validate_blocks
+from bot.domain import rollbacks
 from bot.domain.health.checks import Result
 from bot.services.monitor_health import Monitor
 from tests.helpers.config import make_config, production_config
 from tests.helpers.messages import release_message, thread_text
 from tests.helpers.sites import LocalSite
-from tests.helpers.steps import candidate, live
+from tests.helpers.steps import candidate, in_production, live
 
 
 class HealthSite(LocalSite):
@@ -388,3 +389,26 @@ async def test_release_health_acks_at_once_and_answers_privately_after(
 
     ack = await bot.command("health nowhere")
     assert "nowhere" in slack.text_of(ack) and "production" in slack.text_of(ack)
+
+
+async def test_a_degraded_window_marks_the_version_failed_for_rollbacks(
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
+    """A rollback never goes back by itself to a version whose window was degraded there."""
+    extra = checks(site, tick=0.05, interval=0.1, window=1.5)
+    bot = await start_bot(production_config(git_remote, tmp_path, extra=extra))
+    site.flap = True  # every other answer a 500: far over the window's error rate
+    await in_production(bot, git_remote)
+    history: list[dict[str, str]] = []
+    for _ in range(100):
+        history = await bot.services.store.environment_history("production")
+        if "0.15.0" in rollbacks.known_bad(history):
+            break
+        await asyncio.sleep(0.1)
+    assert "0.15.0" in rollbacks.known_bad(history), history
+    windows = [
+        e["outcome"]
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "monitor.window"
+    ]
+    assert windows == ["degraded"]

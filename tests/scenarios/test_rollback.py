@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from bot.adapters.redis.locks import read_lock
-from tests.helpers.config import deploy_log, production_config
+from bot.domain import rollbacks
+from tests.helpers.config import SMOKE, deploy_log, make_config, production_config
 from tests.helpers.messages import release_message
 from tests.helpers.steps import ROLLBACK_POLICY as POLICY
 from tests.helpers.steps import in_production, rolled_back
@@ -284,3 +285,27 @@ async def test_a_second_rollback_never_redeploys_the_version_rolled_back_from(
         )
     )
     assert "to `v0.15.0`" in named and "it was rolled back from or failed in production" in named
+
+
+async def test_a_version_whose_gate_failed_in_production_is_never_the_default_target(
+    start_bot, git_remote, tmp_path: Path
+):
+    failing_smoke = SMOKE.replace('command = "sh', 'command = "GATE_FAIL=smoke sh')
+    bot = await start_bot(make_config(git_remote, tmp_path, extra=failing_smoke))
+    await in_production(bot, git_remote)
+    history: list[dict[str, str]] = []
+    for _ in range(100):
+        history = await bot.services.store.environment_history("production")
+        if "0.15.0" in rollbacks.known_bad(history):
+            break
+        await asyncio.sleep(0.1)
+    assert "0.15.0" in rollbacks.known_bad(history), history
+    assert [e for e in history if e.get("event")] == [
+        {
+            "event": "failed",
+            "version": "0.15.0",
+            "tag": "v0.15.0",
+            "why": "gate smoke failed",
+            "at": history[0]["at"],
+        }
+    ]
