@@ -44,75 +44,47 @@ def once_per_tick(
     return run
 
 
+def every(
+    scheduler: AsyncIOScheduler, name: str, seconds: float, run: Callable[[], Awaitable[object]]
+) -> None:
+    """Run `run` every `seconds`, never two at once, a late run not caught up on."""
+    scheduler.add_job(run, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True)
+
+
 def build_scheduler(services: Services, monitor: Monitor | None = None) -> AsyncIOScheduler:
     """The reaper of lost deploys, and the health monitor when `monitor` is given."""
     scheduler = AsyncIOScheduler(timezone="UTC")
-    interval = services.config.worker.reap_interval_seconds
-    scheduler.add_job(
-        once_per_tick(services, "reap-lost-deploys", interval, lambda: reap_lost_deploys(services)),
-        "interval",
-        seconds=interval,
-        id="reap-lost-deploys",
-        max_instances=1,
-        coalesce=True,
+
+    def once_every(name: str, seconds: float, work: Callable[[], Awaitable[object]]) -> None:
+        """`work` every `seconds`, done by one replica of all (the one that wins the tick)."""
+        every(scheduler, name, seconds, once_per_tick(services, name, seconds, work))
+
+    once_every(
+        "reap-lost-deploys",
+        services.config.worker.reap_interval_seconds,
+        lambda: reap_lost_deploys(services),
     )
     # What an earlier version recorded without indexes is indexed 20,000 entries a run, in
     # bounded steps (until then, readers scan the part not yet indexed); once done, a run is
     # three GETs. Every 10 s, not more often: APScheduler logs each run.
-    scheduler.add_job(
-        once_per_tick(
-            services,
-            "index-older-audit",
-            10.0,
-            lambda: services.store.index_older_audit(batch=2000, steps=10),
-        ),
-        "interval",
-        seconds=10.0,
-        id="index-older-audit",
-        max_instances=1,
-        coalesce=True,
+    once_every(
+        "index-older-audit", 10.0, lambda: services.store.index_older_audit(batch=2000, steps=10)
     )
     # Outboxes whose sender died (with its replica) are sent by one woken here: every
     # replica may sweep, the channel's lease lets one send.
-    scheduler.add_job(
-        services.notifier.sender.sweep,
-        "interval",
-        seconds=OUTBOX_SWEEP_SECONDS,
-        id="outbox-sweep",
-        max_instances=1,
-        coalesce=True,
-    )
+    every(scheduler, "outbox-sweep", OUTBOX_SWEEP_SECONDS, services.notifier.sender.sweep)
     # The version index follows the repository's tags (those pushed by hand, deleted ones):
     # rebuilt from the whole list off every command's path. It needs no lock beside creators:
     # a tag pushed while git's list is read is kept (RedisVersionIndex.begin_rebuild).
-    every = services.settings.tag_sync_interval
-    scheduler.add_job(
-        once_per_tick(services, "version-index", every, lambda: refresh_version_index(services)),
-        "interval",
-        seconds=every,
-        id="version-index",
-        max_instances=1,
-        coalesce=True,
+    once_every(
+        "version-index",
+        services.settings.tag_sync_interval,
+        lambda: refresh_version_index(services),
     )
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).
     tick = services.config.monitoring.tick_seconds
-    scheduler.add_job(
-        once_per_tick(services, "flag-ramps", tick, lambda: change_flags.advance_ramps(services)),
-        "interval",
-        seconds=tick,
-        id="flag-ramps",
-        max_instances=1,
-        coalesce=True,
-    )
+    once_every("flag-ramps", tick, lambda: change_flags.advance_ramps(services))
     if monitor is not None:
-        tick = services.config.monitoring.tick_seconds
         # Each check has its own interval; the tick only looks for the ones that are due.
-        scheduler.add_job(
-            once_per_tick(services, "monitor", tick, monitor.tick),
-            "interval",
-            seconds=tick,
-            id="monitor",
-            max_instances=1,
-            coalesce=True,
-        )
+        once_every("monitor", tick, monitor.tick)
     return scheduler
