@@ -439,6 +439,7 @@ def status_message(
     versions: dict[str, dict[str, str]],
     in_flight: list[Release],
     locks: dict[str, LockInfo],
+    rollbacks_to: dict[str, str] | None = None,
 ) -> list[Block]:
     env_lines = []
     for env in config.environments:
@@ -448,6 +449,8 @@ def status_message(
             env_lines.append(
                 f"*{env.name}* — `{current.get('tag', current['version'])}` since {slack_time(at)}"
             )
+            if (rollback := (rollbacks_to or {}).get(env.name)) is not None:
+                env_lines.append(f"      ↩️ _{rollback}_")
         else:
             env_lines.append(f"*{env.name}* — nothing deployed yet")
     blocks = [header("Release status"), section("\n".join(env_lines))]

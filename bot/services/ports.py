@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -119,6 +119,8 @@ class Status:
     versions: dict[str, dict[str, str]]
     in_flight: list[Release]
     raw_locks: dict[str, bytes]
+    # Each environment's history, newest first (bot.domain.rollbacks reads it).
+    histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
 
 class StatusReader(Protocol):

@@ -263,12 +263,16 @@ async def test_a_second_rollback_never_redeploys_the_version_rolled_back_from(
     went back to v0.15.0, the version just rolled back as broken."""
     bot = await start_bot(production_config(git_remote, tmp_path))
     await in_production(bot, git_remote)
+    status = bot.slack.text_of(await bot.command("status"))
+    assert "A rollback would go to `v0.14.1`: the newest version before `v0.15.0`" in status
     ack = bot.slack.text_of(
         await bot.command('rollback --reason "checkout errors"', user="U0BOB", user_name="bob")
     )
     assert "Why `v0.14.1`: the newest version before `v0.15.0` that deployed" in ack
     await rolled_back(bot)
     await bot.command("unlock production", user="U0CAROL")
+    status = bot.slack.text_of(await bot.command("status"))
+    assert "No rollback: production has no earlier version known good" in status
     production_runs = [ln for ln in deploy_log(tmp_path) if ln.startswith("production")]
     again = bot.slack.text_of(
         await bot.command('rollback --reason "still bad"', user="U0BOB", user_name="bob")

@@ -466,6 +466,8 @@ class Store:
                 pipe.hgetall(self.keys.environment(name))
             for name in environments:
                 pipe.get(self.keys.env_lock(name))
+            for name in environments:
+                pipe.lrange(self.keys.history(name), 0, 99)
             pipe.smembers(self.keys.in_flight)
             rows = await pipe.execute()
         n = len(environments)
@@ -478,13 +480,17 @@ class Store:
             for name, raw in zip(environments, rows[n : 2 * n], strict=True)
             if raw is not None
         }
+        histories = {
+            name: [json.loads(raw) for raw in row]
+            for name, row in zip(environments, rows[2 * n : 3 * n], strict=True)
+        }
         in_flight: list[Release] = []
         if rows[-1]:
             raws = await self.redis.mget([self.keys.release(_s(v)) for v in rows[-1]])
             in_flight = sorted(
                 (Release.from_json(r) for r in raws if r is not None), key=lambda r: r.created_at
             )
-        return Status(versions=versions, in_flight=in_flight, raw_locks=locks)
+        return Status(versions=versions, in_flight=in_flight, raw_locks=locks, histories=histories)
 
     # --- idempotency ---------------------------------------------------------------------------
 
