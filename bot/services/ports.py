@@ -301,6 +301,8 @@ class Locks(Protocol):
         self, environment: str, user: str, *, force: bool = False
     ) -> LockInfo: ...  # raises LockRefused
 
+    async def holder(self, environment: str) -> LockInfo | None: ...
+
 
 class RunningDeploys(Protocol):
     async def add(self, deploy_id: str, entry: dict[str, str]) -> None: ...

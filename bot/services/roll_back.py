@@ -75,6 +75,24 @@ async def request_rollback(
             actor, "rollback.request", environment=environment, outcome="refused", reason=str(exc)
         )
         return RollbackAnswer(f"No rollback: {exc}.")
+    locked = await services.locks.holder(environment)
+    if locked is not None:
+        # Answered now, not with "Rolling back…" and a "busy" post after it: nothing may
+        # deploy to a held environment, a rollback included.
+        text = (
+            f"No rollback: *{environment}* is held, so nothing can deploy to it now.\n"
+            f"{messages.lock_line(environment, locked)}\nWhen it is free (`/release unlock "
+            f"{environment}` if the hold is no longer needed), ask again: it would go to "
+            f"`{target.entry['tag']}`."
+        )
+        await store.audit(
+            actor,
+            "rollback.request",
+            environment=environment,
+            outcome="refused",
+            reason=f"{environment} held by {locked.holder}",
+        )
+        return RollbackAnswer(text)
     current = ran[0]
     request = RollbackRequest(
         id=secrets.token_hex(6),

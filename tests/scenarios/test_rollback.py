@@ -313,3 +313,26 @@ async def test_a_version_whose_gate_failed_in_production_is_never_the_default_ta
             "at": history[0]["at"],
         }
     ]
+
+
+async def test_a_rollback_of_a_held_environment_is_refused_at_once_with_the_holder(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(production_config(git_remote, tmp_path))
+    await in_production(bot, git_remote)
+    await bot.command('lock production --reason "db migration"', user="U0CAROL")
+    production_runs = [ln for ln in deploy_log(tmp_path) if ln.startswith("production")]
+    answer = bot.slack.text_of(
+        await bot.command('rollback --reason "errors"', user="U0BOB", user_name="bob")
+    )
+    assert "No rollback: *production* is held" in answer
+    assert "<@U0CAROL>" in answer and "db migration" in answer
+    assert "it would go to `v0.14.1`" in answer and "Rolling back" not in answer
+    await asyncio.sleep(0.5)
+    assert [ln for ln in deploy_log(tmp_path) if ln.startswith("production")] == production_runs
+    refused = [
+        e for e in await bot.services.store.audit_entries() if e["action"] == "rollback.request"
+    ]
+    assert [(e["outcome"], e["reason"]) for e in refused] == [
+        ("refused", "production held by U0CAROL")
+    ]

@@ -363,3 +363,7 @@ class Locks:
 
     async def remove(self, environment: str, user: str, *, force: bool = False) -> LockInfo:
         return await remove_lock(self.redis, self.keys.env_lock(environment), user, force=force)
+
+    async def holder(self, environment: str) -> LockInfo | None:
+        """Who holds `environment` now (a deploy running, or a lasting lock), if anyone."""
+        return await read_lock(self.redis, self.keys.env_lock(environment))
