@@ -151,6 +151,8 @@ class _Fault:
     status: int = 200
     retry_after: int = 1
     error: str | None = None
+    html: bool = False  # an error page that is not JSON, as a proxy or an outage serves
+    delay: float = 0.0  # seconds before answering (a client's timeout)
 
 
 class _SlackError(Exception):
@@ -420,17 +422,30 @@ class SlackStandIn:
     # ---- configuration ---------------------------------------------------------------------
 
     def fail_next(
-        self, method: str, *, status: int = 429, retry_after: int = 1, times: int = 1
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        retry_after: int = 1,
+        times: int = 1,
+        html: bool = False,
     ) -> None:
         """Answer the next ``times`` calls of ``method`` with HTTP ``status``.
 
         429 answers carry ``Retry-After: retry_after`` and ``{"ok": false, "error":
-        "ratelimited"}``; other statuses answer ``{"ok": false, "error": "fatal_error"}``.
-        ``method`` may also be ``"response_url"``.
+        "ratelimited"}``; other statuses answer ``{"ok": false, "error": "fatal_error"}``, or,
+        with ``html``, an HTML error page (not JSON). ``method`` may also be
+        ``"response_url"``.
         """
         queue = self._faults.setdefault(method, deque())
         for _ in range(times):
-            queue.append(_Fault(status=status, retry_after=retry_after))
+            queue.append(_Fault(status=status, retry_after=retry_after, html=html))
+
+    def delay_next(self, method: str, seconds: float, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` only after ``seconds`` (normally)."""
+        queue = self._faults.setdefault(method, deque())
+        for _ in range(times):
+            queue.append(_Fault(delay=seconds))
 
     def error_next(self, method: str, error: str, times: int = 1) -> None:
         """Answer the next ``times`` calls of ``method`` with HTTP 200 ``{"ok": false, error}``."""
@@ -745,7 +760,15 @@ class SlackStandIn:
             body: dict[str, Any] = {"ok": False, "error": "not_authed"}
         elif (token_error := self._token_error(method, token)) is not None:
             body = {"ok": False, "error": token_error}
-        elif (fault := self._take_fault(method)) is not None:
+        elif (fault := self._take_fault(method)) is not None and fault.delay:
+            await asyncio.sleep(fault.delay)
+            body = await self._dispatch(method, params)
+        elif fault is not None:
+            if fault.html:
+                call.status = fault.status
+                call.response = {"html": True}
+                page = f"<html><body><h1>{fault.status}</h1>Not Found</body></html>"
+                return web.Response(text=page, status=fault.status, content_type="text/html")
             if fault.error is not None:
                 body = {"ok": False, "error": fault.error}
             else:
