@@ -158,7 +158,10 @@ async def approve(needs: FlagNeeds, actor: Actor, request_id: str, where: Where)
             "This button is not on the flag request's message; use the one there.",
         )
     # Asked before the atomic update: it may wait for Slack, and nothing else may then.
-    eligible = await approvers.is_approver(needs, policy, actor.user_id)
+    try:
+        eligible = await approvers.is_approver(needs, policy, actor.user_id)
+    except approvers.MembershipNotChecked as exc:
+        return await _refused(needs, actor, f"{request_id}: {exc}", f"{exc}.")
     decided = await needs.flag_requests.update(
         request_id,
         partial(

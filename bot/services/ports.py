@@ -532,9 +532,15 @@ class HasRunningReleases(Protocol):
 # --- approvals and flag changes (issue 11, flags) --------------------------------------------
 
 
+class MembershipUnknown(Exception):
+    """Slack could not say who is in a user group (an error, an error page, no answer); the
+    message says what happened, fit to show to a person."""
+
+
 class UserDirectory(Protocol):
-    """Slack's user groups: who is in one. An unknown or unreadable group has nobody in it, so
-    an approver list fails closed."""
+    """Slack's user groups: who is in one. A group Slack says does not exist has nobody in
+    it; raises MembershipUnknown when Slack cannot say: nobody is then taken for an approver
+    through it, and they are told why."""
 
     async def group_members(self, group: str) -> frozenset[str]: ...
 

@@ -18,7 +18,7 @@ from bot.domain.config import ApprovalPolicy
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest
 from bot.services import deploy_engine, monitor_health
-from bot.services.approvers import approver_without_asking, is_approver
+from bot.services.approvers import MembershipNotChecked, approver_without_asking, is_approver
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
@@ -132,7 +132,19 @@ async def _approve_then_go(
 ) -> None:
     """After the ack: the requester's group membership decides their own approval; then the
     rollback starts, or its request is posted."""
-    approves = await is_approver(services, policy, actor.user_id)
+    try:
+        approves = await is_approver(services, policy, actor.user_id)
+    except MembershipNotChecked as exc:
+        # Their own approval is not counted (audited as refused); the request is posted for
+        # the approvals it needs, as for anyone who is not an approver.
+        await services.store.audit(
+            actor,
+            "rollback.approve",
+            environment=request.environment,
+            outcome="refused",
+            reason=str(exc),
+        )
+        approves = False
     answer = await _approve_then_answer(services, request, policy, actor, now, approves)
     if answer.post is not None:
         await answer.post()
@@ -258,8 +270,8 @@ async def approve_rollback(
             "This button is not on the rollback request's message; use the one there.",
         )
     policy = rollbacks.rollback_policy(services.config, request.environment)
-    eligible = await is_approver(services, policy, actor.user_id)
     try:
+        eligible = await is_approver(services, policy, actor.user_id)
         request, _ = await store.update_rollback(
             request_id,
             partial(

@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from bot.adapters.redis.keys import Keys
 from bot.adapters.slack.directory import GROUP_CACHE_SECONDS, SlackUserDirectory
 from bot.adapters.slack.notifier import web_client
 from bot.domain.config import ApprovalPolicy
 from bot.services.approvers import is_approver
+from bot.services.ports import MembershipUnknown
 from tests.helpers.bot import BOT_TOKEN
 
 
@@ -64,3 +67,21 @@ async def test_an_unknown_group_has_nobody_and_approves_nobody(slack, redis, pre
     assert await is_approver(Needs(), policy, "U0ALICE")
     assert not await is_approver(Needs(), policy, "U0BOB")
     assert await is_approver(Needs(), ApprovalPolicy(approvers=()), "U0BOB")  # () = anyone
+
+
+async def test_slack_that_cannot_say_is_told_apart_from_a_group_of_nobody(slack, redis, prefix):
+    slack.usergroups["S0MGR"] = ["U0BOB"]
+    users = SlackUserDirectory(
+        web_client(BOT_TOKEN, slack.base_url), redis, Keys(prefix), lookup_seconds=0.5
+    )
+    slack.delay_next("usergroups.users.list", 2.0)
+    with pytest.raises(MembershipUnknown, match=r"did not answer within 0\.5 s"):
+        await users.group_members("S0MGR")
+    slack.error_next("usergroups.users.list", "internal_error")
+    with pytest.raises(MembershipUnknown, match="`internal_error`"):
+        await users.group_members("S0MGR")
+    slack.fail_next("usergroups.users.list", status=404, html=True)
+    with pytest.raises(MembershipUnknown, match="HTTP 404"):
+        await users.group_members("S0MGR")
+    assert await redis.exists(Keys(prefix).usergroup("S0MGR")) == 0  # nothing was cached
+    assert await users.group_members("S0MGR") == frozenset({"U0BOB"})

@@ -159,3 +159,50 @@ async def test_someone_who_may_not_decide_gets_no_reject_form(
     await bot.click(message_of(bot), "gate_reject", gate="qa", user="U0EVE", user_name="eve")
     assert "not one of the approvers" in await answer_to(bot, "U0EVE", "cannot")
     assert bot.slack.calls_to("views.open") == []
+
+
+async def test_when_slack_cannot_say_who_is_in_a_group_nothing_is_approved_and_they_hear_why(
+    start_bot, git_remote, tmp_path: Path
+):
+    """Each way usergroups.users.list fails (an `ok: false`, an HTML error page; no answer
+    in tests/adapters/test_user_directory.py) is answered, audited as refused and approves
+    nothing; once Slack answers, the click goes,
+    and the cached answer then serves through the next error."""
+    bot = await staged(start_bot, git_remote, tmp_path)
+    lookups = "usergroups.users.list"
+    faults = [
+        (
+            lambda: bot.slack.error_next(lookups, "internal_error"),
+            "Slack answered `internal_error`",
+        ),
+        (lambda: bot.slack.fail_next(lookups, status=404, html=True), "Slack answered HTTP 404"),
+    ]
+    for inject, why in faults:
+        inject()
+        await bot.click(message_of(bot), "gate_approve", gate="sec", user="U0DAVE")
+        answer = await bot.slack.wait_for(
+            lambda why=why: [
+                bot.slack.text_of(c.params)
+                for c in bot.slack.calls_to("response_url")
+                if why in bot.slack.text_of(c.params)
+            ],
+            timeout=15,
+        )
+        assert "could not check whether you are in the approver group `S0RELMGR`" in answer[0]
+        assert "nothing was approved; try again in a minute" in answer[0]
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert all(not g.approvals for g in release.gates if not g.automatic)
+    refused = [
+        e["reason"]
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] == "gate.approve" and e["user_id"] == "U0DAVE"
+    ]
+    assert len(refused) == 2 and all("could not check" in r for r in refused), refused
+
+    await bot.click(message_of(bot), "gate_approve", gate="sec", user="U0DAVE")
+    assert "You approved Security scan" in await answer_to(bot, "U0DAVE", "You approved")
+    asked = len(bot.slack.calls_to(lookups))
+    bot.slack.error_next(lookups, "internal_error")  # within the cache's time: not asked
+    await bot.click(message_of(bot), "gate_approve", gate="qa", user="U0DAVE")
+    assert "You approved Manual QA" in await answer_to(bot, "U0DAVE", "You approved Manual")
+    assert len(bot.slack.calls_to(lookups)) == asked

@@ -256,6 +256,39 @@ async def test_a_rollback_by_a_group_member_calls_slack_only_after_its_ack(
     await rolled_back(bot)
 
 
+async def test_a_group_member_whose_membership_slack_cannot_say_does_not_approve_alone(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(production_config(git_remote, tmp_path, GROUP_POLICY))
+    await in_production(bot, git_remote)
+    bot.slack.usergroups["S0RELMGR"] = ["U0ERIN"]
+    bot.slack.fail_next("usergroups.users.list", status=404, html=True)
+    ack = bot.slack.text_of(
+        await bot.command('rollback --reason "errors"', user="U0ERIN", user_name="erin")
+    )
+    assert "checking" in ack
+    request = await bot.slack.wait_for(
+        lambda: [
+            m for m in bot.slack.messages().values() if "asks to roll back" in bot.slack.text_of(m)
+        ],
+        timeout=20,
+    )
+    assert "Needs 2 approval(s); 0 so far." in bot.slack.text_of(request[0])
+    approvals = [
+        (e["user_id"], e["outcome"], e["reason"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "rollback.approve"
+    ]
+    assert approvals == [
+        (
+            "U0ERIN",
+            "refused",
+            "I could not check whether you are in the approver group `S0RELMGR` (Slack "
+            "answered HTTP 404), so nothing was approved; try again in a minute",
+        )
+    ]
+
+
 async def test_a_second_rollback_never_redeploys_the_version_rolled_back_from(
     start_bot, git_remote, tmp_path: Path
 ):
