@@ -62,6 +62,13 @@ def request_message(request: FlagRequest, config: Config) -> list[Block]:
     if request.description:
         lines.append(escape(request.description))
     blocks: list[Block] = [section("\n".join(lines))]
+    if request.commit or request.detail:
+        # What the thread says step by step, for a message that is posted once it is over
+        # (the kill switch's).
+        done = [f"commit `{request.commit[:10]}`"] if request.commit else []
+        blocks.append(
+            context(" · ".join([*done, escape(request.detail)] if request.detail else done))
+        )
     policy = config.flags.policy
     if request.approvals:
         who = ", ".join(mention(a.user_id) for a in request.approvals)

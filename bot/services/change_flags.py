@@ -110,6 +110,9 @@ async def start_request(needs: FlagNeeds, request: FlagRequest) -> None:
     request.before = describe(flag)
     asks = needs_approval(needs.config, request, flag)
     request.status = "awaiting approval" if asks else "approved"
+    if not asks and request.operation == "disable":
+        await _kill_switch(needs, request)
+        return
     await _post(needs, request)
     await needs.audit_log.audit(
         actor,
@@ -120,6 +123,27 @@ async def start_request(needs: FlagNeeds, request: FlagRequest) -> None:
     await needs.flag_requests.save(request)
     if not asks:
         await go(needs, request)
+
+
+async def _kill_switch(needs: FlagNeeds, request: FlagRequest) -> None:
+    """Switch the flag off before any Slack call: committed and deployed first, then the
+    outcome posted through the channel's outbox (paced, kept until Slack takes it), so a
+    throttled or unreachable Slack never holds a kill switch back, nor loses its message."""
+    await needs.audit_log.audit(
+        request.requested_by,
+        "flag.disable",
+        outcome=request.status,
+        reason=f"{request.name}: {flag_messages.change_words(request)}"[:1000],
+    )
+    await needs.flag_requests.save(request)
+    await go(needs, request)
+    done = await needs.flag_requests.load(request.id) or request
+    await needs.chat.reply(
+        needs.config.slack.channel,
+        "",
+        flag_messages.request_message(done, needs.config),
+        flag_messages.request_text(done),
+    )
 
 
 async def go(needs: FlagNeeds, request: FlagRequest) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -432,3 +433,33 @@ async def test_a_request_stored_by_the_bot_before_the_upgrade_is_approved_and_ap
     )
     log = git("log", "-1", "--format=%B", "main", cwd=git_remote.bare)
     assert "Approved-by: <U0BOB>\nApproved-by: <U0CAROL>" in log
+
+
+async def test_the_kill_switch_goes_out_while_slack_throttles_every_post(
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
+    """The flag is off on the site before any Slack call: with chat.postMessage answering
+    429 for eight seconds, the site has it off in well under that, and the message arrives
+    once Slack takes posts again, with the commit and the verification."""
+    bot = await start_bot(flag_config(git_remote, tmp_path, site))
+    for method in ("chat.postMessage", "chat.update"):
+        bot.slack.fail_next(method, retry_after=1, times=8)
+    started = time.monotonic()
+    await flag(bot, "disable new_search")
+
+    def off() -> bool:
+        live = site.live.read_text() if site.live.exists() else ""
+        return (
+            "[flags.new_search]" in live
+            and "enabled = false" in live.split("[flags.new_search]")[1].split("[flags.")[0]
+        )
+
+    await bot.slack.wait_for(off, timeout=10)
+    assert time.monotonic() - started < 5.0
+    done = await wait_status(bot.slack, "disable new_search", "done", timeout=30)
+    text = bot.slack.text_of(done)
+    assert "commit `" in text and "now off" in text, text
+    actions = [e["action"] for e in await bot.services.store.audit_entries()]
+    assert (
+        actions.index("flag.disable") < actions.index("flag.commit") < actions.index("flag.deploy")
+    )
