@@ -140,6 +140,22 @@ def apply(text: str, change: FlagChange, path: str = "data/feature-flags.toml") 
     return tomlkit.dumps(document)
 
 
+def check_request(text: str, change: FlagChange, path: str = "data/feature-flags.toml") -> None:
+    """Refuse (FlagsError) a change a person asks for that `apply` would refuse, or that
+    would change nothing: a kill switch pressed twice, or a percentage set again, makes no
+    empty commit and no deploy, and the person hears that it already is so. (A ramp's step
+    or a retried commit may find the flag so already, and is not refused.)"""
+    changed = apply(text, change, path)
+    if change.operation == "create":
+        return
+    before = read_flags(text, path)[change.name]
+    if read_flags(changed, path)[change.name] == before:
+        raise FlagsError(
+            f"`{change.name}` is already {before.summary}: nothing to change, so I made no "
+            "commit and no deploy."
+        )
+
+
 def raises_exposure(before: Flag | None, change: FlagChange) -> bool:
     """Whether the change shows a feature to more people (what needs approval by default)."""
     if change.operation == "enable":

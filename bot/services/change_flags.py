@@ -28,6 +28,7 @@ from bot.domain.flags import (
     FlagChange,
     FlagsError,
     apply,
+    check_request,
     new_flags_ready,
     read_flags,
     site_report,
@@ -97,7 +98,7 @@ async def start_request(needs: FlagNeeds, request: FlagRequest) -> None:
         if request.ramp:
             flag_requests.check_ramp(request, flag)
         else:
-            apply(current.text, request.change, needs.config.flags.path)  # refuses now
+            check_request(current.text, request.change, needs.config.flags.path)
     except (FlagsError, GitError) as exc:
         await needs.audit_log.audit(
             actor,

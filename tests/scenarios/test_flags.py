@@ -463,3 +463,26 @@ async def test_the_kill_switch_goes_out_while_slack_throttles_every_post(
     assert (
         actions.index("flag.disable") < actions.index("flag.commit") < actions.index("flag.deploy")
     )
+
+
+async def test_disabling_a_flag_already_off_says_so_and_changes_nothing(
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
+    bot = await start_bot(flag_config(git_remote, tmp_path, site))
+    await flag(bot, "disable new_search")
+    await wait_status(bot.slack, "disable new_search", "done")
+    head = git("rev-parse", "main", cwd=git_remote.bare)
+    deployed = site.live.stat().st_mtime_ns
+    before = len(bot.slack.calls_to("response_url"))
+    await flag(bot, "disable new_search")
+    await bot.slack.wait_for(lambda: len(bot.slack.calls_to("response_url")) > before)
+    answer = bot.slack.text_of(bot.slack.calls_to("response_url")[-1])
+    assert "`new_search` is already off" in answer and "no commit and no deploy" in answer
+    assert git("rev-parse", "main", cwd=git_remote.bare) == head
+    assert site.live.stat().st_mtime_ns == deployed
+    refused = [
+        e["outcome"]
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "flag.disable"
+    ]
+    assert refused == ["approved", "refused"]

@@ -6,7 +6,15 @@ import pytest
 
 from bot.commands.flag import ChangeFlag, FlagHelp, ListFlags, RampFlag, parse_flag_command
 from bot.commands.release import CommandError
-from bot.domain.flags import Flag, FlagChange, FlagsError, apply, new_flags_ready, read_flags
+from bot.domain.flags import (
+    Flag,
+    FlagChange,
+    FlagsError,
+    apply,
+    check_request,
+    new_flags_ready,
+    read_flags,
+)
 from tests.helpers.config import config_text, environment
 from tests.helpers.flags import FLAGS
 
@@ -165,3 +173,16 @@ def test_flag_config_defaults_and_no_approvals():
     assert config.flags.policy.required == 0 and config.flags.path == "data/feature-flags.toml"
     assert config.flags_environment.name == "production"
     assert parse_config(tomllib.loads(BASE)).flags.policy.required == 1
+
+
+def test_a_request_that_changes_nothing_is_refused_but_apply_takes_it():
+    text = "[flags.search]\nenabled = false\nrollout_percentage = 30\n"
+    for change, words in (
+        (FlagChange("disable", "search"), "already off, 30%"),
+        (FlagChange("set", "search", percentage=30), "already off, 30%"),
+    ):
+        with pytest.raises(FlagsError, match=words):
+            check_request(text, change, "flags.toml")
+        assert apply(text, change, "flags.toml") == text  # a ramp's step may find it so
+    check_request(text, FlagChange("enable", "search"), "flags.toml")
+    check_request(text, FlagChange("set", "search", percentage=40), "flags.toml")
