@@ -281,10 +281,23 @@ def deploy_line(env: str, deploy: Deploy | None) -> str:
 
 
 def release_title(release: Release) -> str:
+    """What the release is now, in its header: a candidate, a release, or why it is neither
+    any more. A hotfix says HOTFIX whatever else it says."""
+    hotfix = "HOTFIX " if release.kind == "hotfix" else ""
     if release.final_tag:
-        return f"🚀 {release.final_tag} · release (from {release.tag})"
-    if release.kind == "hotfix":
-        return f"🚑 HOTFIX {release.tag}"
+        source = f"(from {release.tag})"
+        if release.superseded_by:  # overtaken before it went live
+            return f"⏭️ {hotfix}{release.final_tag} · overtaken by {release.superseded_by} {source}"
+        if release.rolled_back_to:
+            return f"⏪ {hotfix}{release.final_tag} · release, rolled back {source}"
+        icon = "🚑" if hotfix else "🚀"
+        return f"{icon} {hotfix}{release.final_tag} · release (from {release.tag})"
+    if release.superseded_by:
+        return f"⏭️ {hotfix}{release.tag} · superseded"
+    if any(gate.rejection is not None for gate in release.gates):
+        return f"❌ {hotfix}{release.tag} · rejected"
+    if hotfix:
+        return f"🚑 HOTFIX {release.tag} · candidate"
     return f"🚀 {release.tag} · release candidate"
 
 
@@ -333,8 +346,8 @@ def release_message(release: Release, config: Config, now: float | None = None) 
 
 
 def release_fallback_text(release: Release) -> str:
-    kind = "HOTFIX" if release.kind == "hotfix" else "release candidate"
-    return f"{release.tag} {kind} by {release.requester_name}"
+    # The header without its icon: what notifications and screen readers say.
+    return f"{release_title(release).split(' ', 1)[1]} by {release.requester_name}"
 
 
 # --- thread replies and answers ---------------------------------------------------------------

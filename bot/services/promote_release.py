@@ -69,8 +69,9 @@ def final_tag_message(
     release: Release, final_tag: str, req: FinalRequest, gate_names: dict[str, str]
 ) -> str:
     """The final tag's annotation: git itself keeps who approved what, and when."""
+    kind = "HOTFIX" if release.kind == "hotfix" else "Release"
     lines = [
-        f"Release {final_tag} (from {release.tag})",
+        f"{kind} {final_tag} (from {release.tag})",
         "",
         f"Promoted-by: {req.user_name} ({req.user_id})",
         f"Requested-by: {release.requester_name} ({release.requester})",
@@ -128,7 +129,8 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
             req.actor,
             "release.final-tag",
             environment=services.config.last_environment.name,
-            reason=f"{final_tag} on {release.sha}",
+            # A hotfix stays marked as one on the trail, as in its header and its tag.
+            reason=f"{'HOTFIX ' if release.kind == 'hotfix' else ''}{final_tag} on {release.sha}",
         )
     except Exception as exc:
         # Not only GitError: whatever failed, the candidate goes back to where it was (never

@@ -52,6 +52,24 @@ async def test_a_hotfix_from_the_hotfix_branch_goes_to_production(
     await bot.command("final")
     await live(bot, "v0.15.1")
     assert git_remote.remote_tags()["v0.15.1"] == fix
+    # Still a HOTFIX once promoted: its header, its tag's annotation, its audit trail.
+    promoted = await bot.slack.wait_for(
+        lambda: (
+            "v0.15.1 · release" in bot.slack.text_of(release_message(bot.slack, "v0.15.1-rc.1"))
+            and bot.slack.text_of(release_message(bot.slack, "v0.15.1-rc.1"))
+        )
+    )
+    assert "🚑 HOTFIX v0.15.1 · release (from v0.15.1-rc.1)" in promoted
+    annotation = git(
+        "for-each-ref", "--format=%(contents)", "refs/tags/v0.15.1", cwd=git_remote.bare
+    )
+    assert annotation.startswith("HOTFIX v0.15.1 (from v0.15.1-rc.1)")
+    tagged = [
+        e["reason"]
+        for e in await bot.services.store.audit_entries("0.15.1-rc.1")
+        if e["action"] == "release.final-tag"
+    ]
+    assert tagged == [f"HOTFIX v0.15.1 on {fix}"]
     assert deploy_log(tmp_path)[-1].startswith(f"production 0.15.1 v0.15.1 {fix}")
     actions = [e["action"] for e in await bot.services.store.audit_entries("0.15.1-rc.1")]
     assert actions[0] == "hotfix.create"
