@@ -301,7 +301,11 @@ def release_title(release: Release) -> str:
     return f"🚀 {release.tag} · release candidate"
 
 
-def release_message(release: Release, config: Config, now: float | None = None) -> list[Block]:
+def release_message(
+    release: Release, config: Config, now: float | None = None, *, can_roll_back: bool = True
+) -> list[Block]:
+    """`can_roll_back`: whether the last environment has a version to go back to (no Roll
+    back button otherwise: it could only be refused)."""
     now = time.time() if now is None else now
     facts = [("Requested by", mention(release.requester)), ("Commit", f"`{release.sha[:10]}`")]
     if release.issue:
@@ -331,7 +335,7 @@ def release_message(release: Release, config: Config, now: float | None = None) 
     live = release.deploys.get(target)
     if release.rolled_back_to:
         blocks.append(section(f"⏪ *{target}* was rolled back to `{release.rolled_back_to}`."))
-    elif release.final_tag and live is not None and live.status == "succeeded":
+    elif release.final_tag and live is not None and live.status == "succeeded" and can_roll_back:
         blocks.append(rollback_button(release, target))
     if release.superseded_by:
         blocks.append(

@@ -143,6 +143,15 @@ def choose_target(
     )
 
 
+def has_target(history: list[dict[str, str]], environment: str, prefix: str) -> bool:
+    """Whether `/release rollback` of `environment` would find a version to go back to."""
+    try:
+        choose_target(history, environment, None, prefix)
+    except Refusal:
+        return False
+    return True
+
+
 def approve(
     request: RollbackRequest, *, user_id: str, user_name: str, now: float, eligible: bool
 ) -> None:

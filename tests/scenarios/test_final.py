@@ -59,6 +59,8 @@ async def test_final_promotes_the_approved_candidate_to_production(
     assert "v0.15.0 · release (from v0.15.0-rc.1)" in text
     assert "Promoted as*\n`v0.15.0`" in text and "production* — deploy succeeded" in text
     assert "Ready for production" not in text
+    # The first release production ever had from the bot: nothing to roll back to, no button.
+    assert "Roll back production" not in text
     thread = thread_text(bot.slack, release_message(bot.slack, "v0.15.0-rc.1"))
     assert "promoted `v0.15.0-rc.1` as `v0.15.0`" in thread and "approved by <@U0BOB>" in thread
     actions = [e["action"] for e in await bot.services.store.audit_entries("0.15.0-rc.1")]

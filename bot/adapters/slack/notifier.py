@@ -37,8 +37,10 @@ from bot.adapters.redis.outbox import RedisOutbox
 from bot.adapters.redis.store import Store
 from bot.adapters.slack.outbox_sender import OutboxSender, Places, retry_after_of
 from bot.blocks.release import Block, release_fallback_text, release_message
+from bot.domain import rollbacks
 from bot.domain.config import Config
 from bot.domain.outbox import Entry, Reply, encode
+from bot.domain.releases import Release
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +243,15 @@ class Notifier:
             else:
                 self._senders[version] = (lock, users - 1)
 
+    async def _can_roll_back(self, release: Release) -> bool:
+        """Whether a Roll back button on a live release could lead anywhere (read only for a
+        promoted release: a candidate has no such button)."""
+        if not release.final_tag or release.rolled_back_to:
+            return True
+        environment = self.config.last_environment.name
+        history = await self.store.environment_history(environment)
+        return rollbacks.has_target(history, environment, self.config.repository.tag_prefix)
+
     async def _send_newest(self, version: str) -> None:
         rendered_key = self.store.keys.rendered(version)
         for _ in range(RENDER_ATTEMPTS):
@@ -259,7 +270,9 @@ class Notifier:
                     await self._updates.chat_update(
                         channel=release.channel,
                         ts=release.message_ts,
-                        blocks=release_message(release, self.config),
+                        blocks=release_message(
+                            release, self.config, can_roll_back=await self._can_roll_back(release)
+                        ),
                         text=release_fallback_text(release),
                     )
                 except SlackApiError as exc:
