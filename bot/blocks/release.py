@@ -495,7 +495,7 @@ def rollback_request(request: RollbackRequest, required: int) -> tuple[str, list
     """The message that asks for a rollback's approvals, with its button; and its text."""
     text = (
         f"⏪ {mention(request.requester)} asks to roll back *{request.environment}* "
-        f"from `{request.from_version}` to `{request.to_tag}`: "
+        f"from `{request.from_shown}` to `{request.to_tag}`: "
         f"{escape(request.reason)}\nNeeds {required} approval(s); "
         f"{len(request.approvals)} so far."
     )

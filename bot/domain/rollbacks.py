@@ -43,6 +43,12 @@ class RollbackRequest:
     lost: bool = False
     rev: int = 0
     why: str = ""  # why this target (choose_target), said to the requester and approvers
+    from_tag: str = ""  # the tag of from_version ("" in a request stored before it was kept)
+
+    @property
+    def from_shown(self) -> str:
+        """The version rolled back from, written as the target is: as a tag."""
+        return self.from_tag or self.from_version
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

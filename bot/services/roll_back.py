@@ -59,9 +59,10 @@ async def request_rollback(
     history = await store.environment_history(environment)
     ran = rollbacks.deploys(history)
     if expect_from is not None and (not ran or ran[0]["version"] != expect_from):
-        now_runs = ran[0]["version"] if ran else "nothing the bot deployed"
+        now_runs = f"`{ran[0]['tag']}`" if ran else "nothing the bot deployed"
+        shown = f"{config.repository.tag_prefix}{expect_from}"
         text = (
-            f"*{environment}* no longer runs `{expect_from}` (it runs `{now_runs}`), so I "
+            f"*{environment}* no longer runs `{shown}` (it runs {now_runs}), so I "
             "did not roll it back; use `/release rollback` if it is still needed."
         )
         await store.audit(
@@ -102,6 +103,7 @@ async def request_rollback(
         to_sha=target.entry["sha"],
         why=target.why,
         from_version=current["version"],
+        from_tag=current["tag"],
         from_release=current.get("release", ""),
         reason=reason,
         requester=actor.user_id,
@@ -175,7 +177,7 @@ async def _approve_then_answer(
     if rollbacks.ready(request, policy):
         await _start(services, request, actor)
         return RollbackAnswer(
-            f"⏪ Rolling back *{environment}* from `{request.from_version}` to `{request.to_tag}`"
+            f"⏪ Rolling back *{environment}* from `{request.from_shown}` to `{request.to_tag}`"
             f"…{_why(request)}"
         )
     return RollbackAnswer(
@@ -461,7 +463,7 @@ async def _roll_back(
             request.from_version,
             rollback=True,
         )
-        reason = f"rolled back from {request.from_version} to {request.to_tag}: {request.reason}"
+        reason = f"rolled back from {request.from_shown} to {request.to_tag}: {request.reason}"
         if await running.hold():
             await running.hand_over("releasebot", reason, "rollback")
         if request.from_release:
@@ -481,7 +483,7 @@ async def _roll_back(
             services,
             request,
             messages.note(
-                f"⏪ Rolled back *{env.name}* from `{request.from_version}` to "
+                f"⏪ Rolled back *{env.name}* from `{request.from_shown}` to "
                 f"`{request.to_tag}` in {messages.seconds(took)} (from the request to the "
                 f"deploy finished). 🔒 *{env.name}* stays locked: "
                 f"{messages.escape(request.reason)}. `/release unlock {env.name}` when it is "

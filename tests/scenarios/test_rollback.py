@@ -23,7 +23,7 @@ async def test_rollback_redeploys_the_previous_version_and_locks(
     ack = bot.slack.text_of(
         await bot.command('rollback --reason "checkout errors"', user="U0BOB", user_name="bob")
     )
-    assert "Rolling back *production* from `0.15.0` to `v0.14.1`" in ack
+    assert "Rolling back *production* from `v0.15.0` to `v0.14.1`" in ack
     thread = await rolled_back(bot)
     assert "checkout errors" in thread and "from the request to the deploy finished" in thread
     assert deploy_log(tmp_path)[-1].startswith(
@@ -34,7 +34,7 @@ async def test_rollback_redeploys_the_previous_version_and_locks(
     assert versions["production"]["version"] == "0.14.1"
     lock = await read_lock(redis, f"{prefix}lock:env:production")
     assert lock is not None and lock.kind == "rollback" and "checkout errors" in lock.reason
-    assert "rolled back from 0.15.0" in bot.slack.text_of(await bot.command("status"))
+    assert "rolled back from v0.15.0" in bot.slack.text_of(await bot.command("status"))
     text = await bot.slack.wait_for(
         lambda: (
             "was rolled back to `v0.14.1`"
@@ -138,10 +138,10 @@ async def test_a_rollback_form_does_not_roll_back_what_it_did_not_show(
         lambda: [
             c
             for c in bot.slack.calls_to("chat.postEphemeral")
-            if "no longer runs `0.15.0`" in c.params.get("text", "")
+            if "no longer runs `v0.15.0`" in c.params.get("text", "")
         ]
     )
-    assert "it runs `0.14.0`" in said[0].params["text"]
+    assert "it runs `v0.14.0`" in said[0].params["text"]
     assert [
         k
         async for k in bot.services.redis.scan_iter(
