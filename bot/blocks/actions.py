@@ -14,6 +14,7 @@ ROLLBACK_APPROVE = "rollback_approve"
 INCIDENT_ACK = "incident_ack"
 INCIDENT_GROUP_ACK = "incident_group_ack"  # on a summary of many incidents
 FLAG_APPROVE = "flag_approve"
+DEPLOY_RETRY = "deploy_retry"  # on the release message, under a failed or blocked deploy
 
 # Forms (view_submission)
 GATE_REJECT_REASON = "gate_reject_reason"

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from bot.blocks.actions import (
+    DEPLOY_RETRY,
     GATE_APPROVE,
     GATE_REJECT,
     GATE_REJECT_REASON,
@@ -20,7 +21,7 @@ from bot.blocks.actions import (
     ROLLBACK_START,
 )
 from bot.commands.release import USAGE
-from bot.domain.approvals import readiness
+from bot.domain.approvals import readiness, retry_refusal
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config
 from bot.domain.locks import LockInfo, format_age
@@ -129,6 +130,29 @@ def gate_line(gate: Gate) -> str:
 
 def gate_value(release: Release, gate: Gate) -> str:
     return json.dumps({"v": release.version, "g": gate.id}, separators=(",", ":"))
+
+
+def retry_button(release: Release, environment: str) -> Block:
+    """Retry deploy, under a deploy that failed, was blocked or was lost."""
+    value = json.dumps({"v": release.version, "e": environment}, separators=(",", ":"))
+    return {
+        "type": "actions",
+        "block_id": f"retry:{environment}"[:255],
+        "elements": [
+            {
+                "type": "button",
+                "action_id": DEPLOY_RETRY,
+                "value": value,
+                "text": {"type": "plain_text", "text": f"Retry deploy to {environment}"[:75]},
+                "confirm": confirm_dialog(
+                    f"Retry the deploy to {environment}?",
+                    f"The deploy of {release.final_tag or release.tag} to *{environment}* runs "
+                    "again, then its gates.",
+                    "Retry",
+                ),
+            }
+        ],
+    }
 
 
 def confirm_dialog(title: str, text: str, yes: str) -> dict[str, Any]:
@@ -326,6 +350,8 @@ def release_message(
             continue
         lines = [deploy_line(env.name, deploy)] + [gate_line(g) for g in gates if g.automatic]
         blocks.append(section("\n".join(lines)))
+        if deploy is not None and retry_refusal(release, env.name, config, now) is None:
+            blocks.append(retry_button(release, env.name))
         for gate in gates:
             if gate.automatic:
                 continue

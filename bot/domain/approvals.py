@@ -7,12 +7,12 @@ policy engine's to say (bot.domain.approval_policy), as for rollbacks and flag c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.domain import approval_policy
 from bot.domain.approval_policy import Approval, Refused
 from bot.domain.config import ApprovalPolicy, Config
-from bot.domain.releases import Gate, Rejection, Release, TransitionError
+from bot.domain.releases import Deploy, Gate, Rejection, Release, TransitionError, queue_deploy
 from bot.domain.releases import NoChange as NoChange  # raised here, caught by the callers
 
 
@@ -208,6 +208,38 @@ def finish_promotion(release: Release, *, final_tag: str) -> None:
         raise TransitionError(f"{release.tag} is not being promoted")
     release.promotion = "done"
     release.final_tag = final_tag
+
+
+def retry_refusal(release: Release, environment: str, config: Config, now: float) -> str | None:
+    """Why the failed (or blocked, or lost) deploy of `release` to `environment` may not be
+    tried again now; None if it may. The last environment takes a promoted release only, and
+    only while the approvals its promotion needed still hold: a retry never deploys there with
+    fewer approvals than a promotion would."""
+    deploy = release.deploys.get(environment)
+    if release.phase != "active" or release.superseded_by:
+        return f"{release.tag} is no longer in flight"
+    if deploy is None or deploy.status not in ("failed", "blocked"):
+        status = deploy.status if deploy else "not deployed"
+        return f"its deploy to {environment} is {status}: there is nothing to retry"
+    if environment == config.last_environment.name:
+        if not release.final_tag:
+            return f"only a promoted release goes to {environment}: `/release final` does that"
+        as_candidate = replace(release, final_tag=None, promotion=None)
+        still = readiness(as_candidate, config, now)
+        if not still.ready:
+            return "its approvals no longer hold: " + "; ".join(still.missing)
+    return None
+
+
+def retry_deploy(
+    release: Release, environment: str, deploy_id: str, *, config: Config, now: float
+) -> Deploy:
+    """Queue the deploy again, if `retry_refusal` allows it now (checked in the same atomic
+    change, so a release superseded meanwhile is not retried)."""
+    refusal = retry_refusal(release, environment, config, now)
+    if refusal is not None:
+        raise Refusal(refusal)
+    return queue_deploy(release, environment, deploy_id, now)
 
 
 def abandon_promotion(release: Release) -> None:

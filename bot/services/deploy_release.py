@@ -11,12 +11,13 @@ from functools import partial
 from typing import Any, Protocol
 
 from bot.blocks import release as messages
-from bot.domain import releases
+from bot.domain import approvals, releases
 from bot.domain.actors import BOT, Actor
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config, GateConfig
 from bot.domain.releases import Release, TransitionError
 from bot.services import change_flags, deploy_engine, monitor_health
+from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
 from bot.services.ports import GitError, HasQueue, HasStore
@@ -32,15 +33,26 @@ DEPLOY = "deploy"
 
 
 async def enqueue_deploy(
-    services: DeployNeeds, release: Release, environment: str, actor: Actor
+    services: DeployNeeds, release: Release, environment: str, actor: Actor, *, retry: bool = False
 ) -> str:
-    """Record a queued deploy on the release and put its job on the queue."""
+    """Record a queued deploy on the release and put its job on the queue; with `retry`, the
+    failed deploy of that environment again, if approvals.retry_refusal allows it (raises
+    TransitionError otherwise, and nothing is queued)."""
     deploy_id = f"{release.version}@{environment}#{secrets.token_hex(4)}"
+    now = services.store.clock()
     await services.store.update_release(
         release.version,
-        lambda r: releases.queue_deploy(r, environment, deploy_id, services.store.clock()),
+        partial(
+            approvals.retry_deploy,
+            environment=environment,
+            deploy_id=deploy_id,
+            config=services.config,
+            now=now,
+        )
+        if retry
+        else partial(releases.queue_deploy, environment=environment, deploy_id=deploy_id, now=now),
         actor,
-        "deploy.queue",
+        "deploy.retry" if retry else "deploy.queue",
         environment=environment,
     )
     env = services.config.environment(environment)
@@ -80,6 +92,42 @@ async def enqueue_deploy(
         raise
     services.chat.refresh(release.version)
     return deploy_id
+
+
+async def retry_deploy(
+    services: DeployNeeds, actor: Actor, version: str, environment: str, where: Where
+) -> str:
+    """The Retry deploy button on the message at `where`: the failed deploy of `version` to
+    `environment` again (its gates run again after it); returns the private answer."""
+    release = await services.store.get_release(version)
+    if release is None or not same_message(where, release.channel, release.message_ts):
+        return await refused(
+            services,
+            actor,
+            "deploy.retry",
+            f"{version}@{environment}: not on the release's message",
+            "This button is not on the release's message; use the one there.",
+        )
+    _, tag = release.tag_for(environment, services.config.last_environment.name)
+    try:
+        await enqueue_deploy(services, release, environment, actor, retry=True)
+    except TransitionError as exc:
+        return await refused(
+            services,
+            actor,
+            "deploy.retry",
+            f"{version}@{environment}: {exc}",
+            f"I did not retry the deploy of `{tag}` to *{environment}*: {exc}.",
+        )
+    await services.chat.thread(
+        version,
+        messages.note(
+            f"🔁 {messages.mention(actor.user_id)} retried the deploy of `{tag}` to "
+            f"*{environment}*."
+        ),
+        f"{actor.user_name} retried the deploy to {environment}",
+    )
+    return f"Retrying the deploy of `{tag}` to *{environment}*; follow it in the thread."
 
 
 def _command_env(release: Release, environment: str, config: Config) -> dict[str, str]:

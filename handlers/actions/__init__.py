@@ -3,6 +3,7 @@ import re
 from slack_bolt.async_app import AsyncApp
 
 from bot.blocks.actions import (
+    DEPLOY_RETRY,
     FLAG_APPROVE,
     GATE_APPROVE,
     GATE_REJECT,
@@ -11,6 +12,7 @@ from bot.blocks.actions import (
     ROLLBACK_APPROVE,
     ROLLBACK_START,
 )
+from handlers.actions.deploy_buttons import retry_clicked
 from handlers.actions.flag_buttons import approve_flag_clicked
 from handlers.actions.gate_buttons import approve_clicked, reject_clicked
 from handlers.actions.incident_buttons import acknowledge_all_clicked, acknowledge_clicked
@@ -26,5 +28,6 @@ def register(app: AsyncApp) -> None:
     app.action(INCIDENT_ACK)(acknowledge_clicked)
     app.action(INCIDENT_GROUP_ACK)(acknowledge_all_clicked)
     app.action(FLAG_APPROVE)(approve_flag_clicked)
+    app.action(DEPLOY_RETRY)(retry_clicked)
     # Last: Bolt runs the first listener that matches, so this only gets what no other does.
     app.action(re.compile(".*"))(unknown_clicked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from pathlib import Path
 
@@ -310,3 +311,49 @@ async def test_dry_runs_take_no_lock_and_all_get_their_answer(
     assert git_remote.remote_tags().get("v0.15.0-rc.1") is None
     dry = [e for e in await bot.services.store.audit_entries() if e["action"] == "rc.dry-run"]
     assert sorted(e["user_id"] for e in dry) == users
+
+
+async def test_a_failed_deploy_is_retried_from_its_button_then_its_gates_run(
+    start_bot, git_remote, tmp_path: Path
+):
+    failing = tmp_path / "staging-fails"
+    failing.write_text("disk-full")
+    config = make_config(
+        git_remote, tmp_path, deploy_env=f"DEPLOY_FAIL=$(cat {failing} 2>/dev/null)"
+    )
+    bot = await start_bot(config)
+    await bot.command("rc", user="U0ALICE", user_name="alice")
+    failed = await bot.slack.wait_for(
+        lambda: (
+            (m := release_message(bot.slack, "v0.15.0-rc.1")) is not None
+            and "Retry deploy to staging" in bot.slack.text_of(m)
+            and m
+        ),
+        timeout=20,
+    )
+    assert "staging* — deploy failed" in bot.slack.text_of(failed)
+    stale = copy.deepcopy(failed)  # as a client that did not refresh still shows it
+    failing.unlink()  # the disk was cleaned up
+    await bot.click(failed, "deploy_retry", user="U0CAROL", user_name="carol")
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    text = bot.slack.text_of(message)
+    assert "staging* — deploy succeeded" in text and "Retry deploy" not in text
+    assert "Automated tests — passed" in text
+    thread = thread_text(bot.slack, message)
+    assert "<@U0CAROL> retried the deploy of `v0.15.0-rc.1` to *staging*" in thread
+    retried = [
+        (e["user_id"], e["outcome"])
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] == "deploy.retry"
+    ]
+    assert retried == [("U0CAROL", "ok")]
+    # Clicked again where the old message still shows it: nothing to retry, said and audited.
+    await bot.click(stale, "deploy_retry", user="U0CAROL", user_name="carol")
+    said = await bot.slack.wait_for(
+        lambda: [
+            bot.slack.text_of(c.params)
+            for c in bot.slack.calls_to("response_url")
+            if "I did not retry" in bot.slack.text_of(c.params)
+        ]
+    )
+    assert "is succeeded: there is nothing to retry" in said[0]

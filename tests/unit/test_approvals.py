@@ -238,3 +238,36 @@ def test_no_decision_while_the_final_tag_is_being_made(config):
         )
     with pytest.raises(Refusal, match="being promoted right now"):
         approve(release, config, "sec", "U0ALICE")
+
+
+def test_a_failed_deploy_may_be_retried_and_production_only_with_fresh_approvals(config):
+    release = candidate(config)
+    releases.queue_deploy(release, "staging", "d1", NOW)
+    releases.start_deploy(release, "d1", NOW)
+    assert "is running: there is nothing to retry" in approvals.retry_refusal(
+        release, "staging", config, NOW
+    )
+    releases.finish_deploy(release, "d1", NOW + 1, ok=False)
+    assert approvals.retry_refusal(release, "staging", config, NOW) is None
+    approvals.retry_deploy(release, "staging", "d2", config=config, now=NOW + 2)
+    assert release.deploys["staging"].status == "queued"
+    with pytest.raises(Refusal, match="is queued: there is nothing to retry"):
+        approvals.retry_deploy(release, "staging", "d3", config=config, now=NOW + 2)
+
+    # Production: a promoted release, while the approvals its promotion needed still hold.
+    promoted = staged(config)
+    for gate, user in (("qa", "U0ALICE"), ("sec", "U0BOB")):
+        approve(promoted, config, gate, user)
+    releases.queue_deploy(promoted, "production", "p1", NOW)
+    releases.block_deploy(promoted, "p1", NOW, detail="locked")
+    assert "`/release final` does that" in approvals.retry_refusal(
+        promoted, "production", config, NOW
+    )
+    promoted.final_tag, promoted.final_version = "v0.15.0", "0.15.0"
+    assert approvals.retry_refusal(promoted, "production", config, NOW + 60) is None
+    later = NOW + 2 * 3600  # valid_hours = 1
+    assert "approvals no longer hold" in approvals.retry_refusal(
+        promoted, "production", config, later
+    )
+    promoted.superseded_by = "v0.16.0"
+    assert "no longer in flight" in approvals.retry_refusal(promoted, "production", config, NOW)
