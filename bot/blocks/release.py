@@ -316,6 +316,8 @@ def release_title(release: Release) -> str:
             return f"⏪ {hotfix}{release.final_tag} · release, rolled back {source}"
         icon = "🚑" if hotfix else "🚀"
         return f"{icon} {hotfix}{release.final_tag} · release (from {release.tag})"
+    if release.cancelled is not None:
+        return f"🚫 {hotfix}{release.tag} · cancelled"
     if release.superseded_by:
         return f"⏭️ {hotfix}{release.tag} · superseded"
     if any(gate.rejection is not None for gate in release.gates):
@@ -363,7 +365,14 @@ def release_message(
         blocks.append(section(f"⏪ *{target}* was rolled back to `{release.rolled_back_to}`."))
     elif release.final_tag and live is not None and live.status == "succeeded" and can_roll_back:
         blocks.append(rollback_button(release, target))
-    if release.superseded_by:
+    if release.cancelled is not None:
+        blocks.append(
+            section(
+                f"🚫 Cancelled by {mention(release.cancelled.user_id)}: "
+                f"{escape(release.cancelled.reason)}. It can no longer be promoted; its tag stays."
+            )
+        )
+    elif release.superseded_by:
         blocks.append(
             section(f"⏭️ Superseded by `{release.superseded_by}`: approvals here no longer count.")
         )

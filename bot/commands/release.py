@@ -24,6 +24,8 @@ Promote the newest candidate, once its gates passed and its approvals are comple
 *`/release health [ENV]`* Every health check: its state, latency and last failure.
 *`/release rollback [ENV] [--to VERSION] --reason TEXT`*
 Redeploy the previous good version (or VERSION); ENV stays locked afterwards.
+*`/release cancel [VERSION] --reason TEXT`*
+Stop an open candidate (the newest, or VERSION): it can no longer be promoted.
 *`/release audit [VERSION]`* Who did what to a release, and when (or the latest entries).
 *`/release lock ENV --reason TEXT [--force]`* Stop deploys to ENV until it is unlocked.
 *`/release unlock ENV [--force]`* Allow deploys to ENV again.
@@ -84,6 +86,12 @@ class RollbackCommand:
 
 
 @dataclass(frozen=True)
+class CancelCommand:
+    reason: str
+    version: str | None = None  # None: the newest open candidate
+
+
+@dataclass(frozen=True)
 class AuditCommand:
     version: str | None = None
 
@@ -127,6 +135,7 @@ Command = (
     | RollbackCommand
     | HotfixCommand
     | HealthCommand
+    | CancelCommand
 )
 
 _RC_OPTIONS = {"--description": True, "--issue": True, "--bump": True, "--dry-run": False}
@@ -159,16 +168,10 @@ def parse_release_command(text: str) -> Command:
         opts = _parse_options(
             "rollback", rest[1:] if env else rest, {"--to": True, "--reason": True}
         )
-        reason = check_text("reason", str(opts.get("--reason", "")).strip())
-        if not reason:
-            raise CommandError(
-                "A rollback needs a reason: `/release rollback production "
-                '--reason "checkout errors"`.'
-            )
-        if len(reason) > MAX_REASON:
-            raise CommandError(
-                f"The reason is {len(reason):,} characters; the most is {MAX_REASON}."
-            )
+        reason = _reason(
+            opts,
+            'A rollback needs a reason: `/release rollback production --reason "checkout errors"`.',
+        )
         to = opts.get("--to")
         if to is not None and not VERSION_WORD.fullmatch(str(to)):
             raise CommandError(f"`--to {to}` is not a version; use one like `--to v0.14.1`.")
@@ -193,21 +196,39 @@ def parse_release_command(text: str) -> Command:
         return FinalCommand(description=_description(opts), issue=_issue(opts))
     if sub == "lock":
         env, opts = _environment_and_options("lock", rest, {"--reason": True, "--force": False})
-        reason = check_text("reason", str(opts.get("--reason", "")).strip())
-        if not reason:
-            raise CommandError(
-                "A lock needs a reason, so others know why: "
-                f'`/release lock {env} --reason "db migration"`.'
-            )
-        if len(reason) > MAX_REASON:
-            raise CommandError(
-                f"The reason is {len(reason):,} characters; the most is {MAX_REASON}."
-            )
+        reason = _reason(
+            opts,
+            "A lock needs a reason, so others know why: "
+            f'`/release lock {env} --reason "db migration"`.',
+        )
         return LockCommand(environment=env, reason=reason, force=bool(opts.get("--force")))
+    if sub == "cancel":
+        version = rest[0] if rest and not rest[0].startswith("-") else None
+        if version is not None and not VERSION_WORD.fullmatch(version):
+            raise CommandError(
+                f"`{version}` is not a version; use one like `/release cancel v0.15.0-rc.2 "
+                '--reason "wrong branch"`.'
+            )
+        opts = _parse_options("cancel", rest[1:] if version else rest, {"--reason": True})
+        reason = _reason(
+            opts, 'A cancel needs a reason: `/release cancel --reason "wrong branch"`.'
+        )
+        return CancelCommand(reason=reason, version=version)
     if sub == "unlock":
         env, opts = _environment_and_options("unlock", rest, {"--force": False})
         return UnlockCommand(environment=env, force=bool(opts.get("--force")))
     raise CommandError(f"I don't know `/release {words[0]}`. Try one of these:\n{USAGE}")
+
+
+def _reason(opts: dict[str, str | bool], missing: str) -> str:
+    """The `--reason` of a command: plain text on one line, at most MAX_REASON characters;
+    `missing` says how to give one."""
+    reason = check_text("reason", str(opts.get("--reason", "")).strip())
+    if not reason:
+        raise CommandError(missing)
+    if len(reason) > MAX_REASON:
+        raise CommandError(f"The reason is {len(reason):,} characters; the most is {MAX_REASON}.")
+    return reason
 
 
 def _parse_options(sub: str, words: list[str], spec: dict[str, bool]) -> dict[str, str | bool]:

@@ -25,6 +25,11 @@ def valid_approvals(gate: Gate, policy: ApprovalPolicy, now: float) -> list[Appr
 
 
 def _check_open(release: Release) -> None:
+    if release.cancelled is not None:
+        raise Refusal(
+            f"{release.tag} was cancelled by {release.cancelled.user_name}: "
+            f"{release.cancelled.reason}"
+        )
     if release.superseded_by:
         raise Refusal(
             f"{release.tag} was superseded by {release.superseded_by}; approve that one instead"
@@ -119,6 +124,28 @@ def reject(
     return gate
 
 
+def is_open_candidate(release: Release) -> bool:
+    """Still a candidate that may be approved and promoted (the newest of these is what
+    `/release final` promotes and `/release cancel` stops by default)."""
+    return release.phase == "active" and not release.superseded_by and not release.final_tag
+
+
+def cancel(release: Release, *, user_id: str, user_name: str, now: float, reason: str) -> None:
+    """`/release cancel`: an open candidate stops here. Its tag stays (it was pushed, and git
+    keeps what was tested); it leaves the releases in flight and can no longer be promoted."""
+    if release.cancelled is not None:
+        raise NoChange(f"{release.tag} was cancelled already by {release.cancelled.user_name}")
+    if release.final_tag or release.promotion:
+        raise Refusal(
+            f"{release.final_tag or release.tag} is promoted already; "
+            "`/release rollback` takes a release back"
+        )
+    if release.superseded_by or release.phase != "active":
+        raise Refusal(f"{release.tag} is not open (superseded, or no longer in flight)")
+    release.cancelled = Rejection(user_id=user_id, user_name=user_name, at=now, reason=reason)
+    release.phase = "done"
+
+
 def supersede(release: Release, newer: str) -> None:
     if release.superseded_by or release.final_tag or release.promotion or release.phase != "active":
         raise NoChange(f"{release.tag} is not open")
@@ -143,6 +170,8 @@ def readiness(release: Release, config: Config, now: float) -> Readiness:
         release.kind, config.environments[-2].name if len(config.environments) > 1 else target
     )
     missing: list[str] = []
+    if release.cancelled is not None:
+        missing.append(f"it was cancelled by {release.cancelled.user_name}")
     if release.superseded_by:
         missing.append(f"it was superseded by {release.superseded_by}")
     if release.final_tag:

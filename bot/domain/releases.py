@@ -99,6 +99,8 @@ class Release:
     final_tag: str | None = None
     promotion: Literal["tagging", "done"] | None = None
     rolled_back_to: str | None = None  # the tag its environment went back to
+    # Who cancelled the candidate, when and why (`/release cancel`): it is never promoted.
+    cancelled: Rejection | None = None
     rev: int = 0
 
     def tag_for(self, environment: str, last_environment: str) -> tuple[str, str]:
@@ -125,6 +127,8 @@ class Release:
         data: dict[str, Any] = json.loads(text)
         data["gates"] = [_gate(g) for g in data.get("gates", [])]
         data["deploys"] = {k: Deploy(**d) for k, d in data.get("deploys", {}).items()}
+        cancelled = data.get("cancelled")
+        data["cancelled"] = Rejection(**cancelled) if cancelled else None
         return cls(**data)
 
 

@@ -193,9 +193,7 @@ async def request_promotion(
     """`/release final`: queue the promotion of the newest open candidate (once per
     command, however often Slack delivers it), or say what it still lacks."""
     candidates = [
-        r
-        for r in await services.store.releases_in_flight()
-        if r.phase == "active" and not r.superseded_by and not r.final_tag
+        r for r in await services.store.releases_in_flight() if approvals.is_open_candidate(r)
     ]
     if not candidates:
         return "There is no open release candidate to promote; `/release rc` makes one."

@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 from bot.blocks import release as messages
 from bot.commands.release import (
     AuditCommand,
+    CancelCommand,
     CommandError,
     FinalCommand,
     HealthCommand,
@@ -32,6 +33,7 @@ from bot.domain.locks import LockRefused, format_age
 from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.runtime.logs import loggable
 from bot.services import (
+    cancel_release,
     create_candidate,
     lock_environments,
     monitor_health,
@@ -185,6 +187,14 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
             services, command_actor(command), env, parsed.to, parsed.reason, services.store.clock()
         )
         return Answer(asked.text, messages.note(asked.text), after=asked.post)
+    if isinstance(parsed, CancelCommand):
+        if not await services.store.first_time(f"command:{request_id(command)}"):
+            return Answer(None, outcome="duplicate")
+        return say(
+            await cancel_release.cancel_candidate(
+                services, command_actor(command), parsed.version, parsed.reason
+            )
+        )
     if isinstance(parsed, FinalCommand):
         return say(
             await promote_release.request_promotion(

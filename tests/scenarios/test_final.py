@@ -265,3 +265,51 @@ async def test_a_promotion_that_never_went_live_leaves_the_flight_when_a_newer_o
     assert "0.14.5" not in bot.slack.text_of(await bot.command("status"))
     answer = bot.slack.text_of(await bot.command("final"))
     assert "no open release candidate" in answer
+
+
+async def test_a_cancelled_candidate_keeps_its_tag_and_is_never_promoted(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(production_config(git_remote, tmp_path))
+    message = await candidate(bot)
+    stale = copy.deepcopy(message)  # its buttons, as a client that did not refresh shows them
+    assert "needs a reason" in bot.slack.text_of(await bot.command("cancel"))
+    answer = bot.slack.text_of(
+        await bot.command('cancel --reason "wrong branch"', user="U0CAROL", user_name="carol")
+    )
+    assert "Cancelled `v0.15.0-rc.1`: it can no longer be promoted; its tag stays." in answer
+    text = await bot.slack.wait_for(
+        lambda: (
+            "cancelled" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+            and bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
+    assert "🚫 v0.15.0-rc.1 · cancelled" in text and "Cancelled by <@U0CAROL>: wrong branch" in text
+    assert "Approve" not in text and "Reject" not in text  # its buttons are gone
+    assert "v0.15.0-rc.1" in git_remote.remote_tags()
+    assert await bot.services.store.releases_in_flight() == []
+    assert "no open release candidate" in bot.slack.text_of(await bot.command("final"))
+    # An Approve still shown on a client that did not refresh is refused.
+    await bot.click(stale, "gate_approve", gate="qa")
+    refused = await bot.slack.wait_for(
+        lambda: [
+            bot.slack.text_of(c.params)
+            for c in bot.slack.calls_to("response_url")
+            if "was cancelled by carol" in bot.slack.text_of(c.params)
+        ]
+    )
+    assert refused
+    again = bot.slack.text_of(await bot.command("cancel v0.15.0-rc.1 --reason twice"))
+    assert "was cancelled already by carol" in again
+    thread = thread_text(bot.slack, release_message(bot.slack, "v0.15.0-rc.1"))
+    assert "<@U0CAROL> cancelled `v0.15.0-rc.1`: wrong branch" in thread
+    outcomes = [
+        e["outcome"]
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] == "release.cancel"
+    ]
+    assert outcomes == ["ok", "duplicate"]
+    # The next candidate is of the next number: the cancelled one's tag is not reused.
+    git_remote.commit("the right branch")
+    git_remote.push()
+    await candidate(bot, "v0.15.0-rc.2")

@@ -1,6 +1,7 @@
 import pytest
 
 from bot.commands.release import (
+    CancelCommand,
     CommandError,
     HelpCommand,
     RcCommand,
@@ -75,3 +76,20 @@ def test_ids_and_versions_take_no_trailing_newline(text):
     """`$` matches before a trailing newline: an id that ends with one slipped through."""
     with pytest.raises(CommandError):
         parse_release_command(text)
+
+
+def test_cancel_takes_an_optional_version_and_a_reason():
+    assert parse_release_command('cancel --reason "wrong branch"') == CancelCommand(
+        reason="wrong branch"
+    )
+    assert parse_release_command("cancel v0.15.0-rc.2 --reason x") == CancelCommand(
+        reason="x", version="v0.15.0-rc.2"
+    )
+    for text, words in (
+        ("cancel", "needs a reason"),
+        ("cancel v0.15.0-rc.2", "needs a reason"),
+        ('cancel "v1 two" --reason x', "is not a version"),
+        ("cancel --reason x --force", "--force"),
+    ):
+        with pytest.raises(CommandError, match=words):
+            parse_release_command(text)
