@@ -137,6 +137,13 @@ async def _kill_switch(needs: FlagNeeds, request: FlagRequest) -> None:
         reason=f"{request.name}: {flag_messages.change_words(request)}"[:1000],
     )
     await needs.flag_requests.save(request)
+    # Before the change: whatever was asked of this flag until now (an approval pending, a
+    # ramp going) is void, so nothing turns the flag back on behind the kill switch.
+    await needs.flag_requests.mark_killed(request.name, needs.clock())
+    if await needs.flag_requests.end_ramp(request.name) is not None:
+        await needs.audit_log.audit(
+            request.requested_by, "flag.ramp-stop", reason=f"{request.name}: the kill switch"
+        )
     await go(needs, request)
     done = await needs.flag_requests.load(request.id) or request
     await needs.chat.reply(
@@ -182,6 +189,8 @@ async def approve(needs: FlagNeeds, actor: Actor, request_id: str, where: Where)
             f"{request_id}: not on the request's message",
             "This button is not on the flag request's message; use the one there.",
         )
+    if (void := await _voided(needs, found)) is not None:
+        return await _refused(needs, actor, f"{found.name}: voided by the kill switch", f"{void}")
     # Asked before the atomic update: it may wait for Slack, and nothing else may then.
     try:
         eligible = await approvers.is_approver(needs, policy, actor.user_id)
@@ -238,6 +247,24 @@ async def approve(needs: FlagNeeds, actor: Actor, request_id: str, where: Where)
         await go(needs, request)
         return f"Approved; {flag_messages.change_words(request)} is going ahead."
     return f"Approved; {verdict.missing} more approval(s) needed."
+
+
+async def _voided(needs: FlagNeeds, request: FlagRequest) -> str | None:
+    """Why `request` may no longer go out: the kill switch turned its flag off after it was
+    asked (a ramp's step counts from its ramp's request); None if it may."""
+    if request.operation == "disable":
+        return None
+    killed = await needs.flag_requests.killed_at(request.name)
+    asked = request.created_at
+    if request.parent:
+        parent = await needs.flag_requests.load(request.parent)
+        asked = parent.created_at if parent is not None else asked
+    if killed is None or asked > killed:
+        return None
+    return (
+        f"This was voided: the kill switch turned `{request.name}` off after it was asked. "
+        "Ask again if it is still wanted."
+    )
 
 
 async def _refused(needs: FlagNeeds, actor: Actor, reason: str, answer: str) -> str:
@@ -308,6 +335,8 @@ async def apply_request(needs: FlagNeeds, request_id: str, job: Any = None) -> b
 
 async def _apply(needs: FlagNeeds, request: FlagRequest, actor: Actor, job: Any) -> bool:
     environment = needs.config.flags_environment.name
+    if (void := await _voided(needs, request)) is not None:
+        return await _fail(needs, request, actor, void, "voided")
     try:
         sha, text = await commit_change(needs, request, actor)
     except (Conflict, FlagsError, GitError) as exc:

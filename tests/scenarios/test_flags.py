@@ -486,3 +486,33 @@ async def test_disabling_a_flag_already_off_says_so_and_changes_nothing(
         if e["action"] == "flag.disable"
     ]
     assert refused == ["approved", "refused"]
+
+
+async def test_the_kill_switch_voids_what_was_asked_of_the_flag_before_it(
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
+    """An approval pending when the kill switch is pressed can never turn the flag back on."""
+    bot = await start_bot(flag_config(git_remote, tmp_path, site))
+    slack = bot.slack
+    await flag(bot, "set new_search 80")
+    pending = await wait_status(slack, "set new_search to 80%", "awaiting approval")
+    await flag(bot, "disable new_search", user="U0CAROL", user_name="carol")
+    await wait_status(slack, "disable new_search", "done")
+    head = git("rev-parse", "main", cwd=git_remote.bare)
+    await bot.click(pending, "flag_approve", user="U0BOB", user_name="bob")
+    said = await slack.wait_for(
+        lambda: [
+            slack.text_of(c.params)
+            for c in slack.calls_to("response_url")
+            if "voided" in slack.text_of(c.params)
+        ]
+    )
+    assert "the kill switch turned `new_search` off after it was asked" in said[0]
+    assert git("rev-parse", "main", cwd=git_remote.bare) == head
+    assert read_flags(remote_flags(git_remote))["new_search"].enabled is False
+    refused = [
+        e["reason"]
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "flag.approve" and e["outcome"] == "refused"
+    ]
+    assert refused == ["new_search: voided by the kill switch"]

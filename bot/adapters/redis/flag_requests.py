@@ -108,6 +108,13 @@ class RedisFlagRequests:
             return None
         return stored.request, result
 
+    async def mark_killed(self, name: str, at: float) -> None:
+        await self.redis.hset(self.keys.flag_kills, name, f"{at:.6f}")
+
+    async def killed_at(self, name: str) -> float | None:
+        raw = await self.redis.hget(self.keys.flag_kills, name)
+        return float(raw) if raw is not None else None
+
     # --- ramps --------------------------------------------------------------------------------
 
     async def ramp_names(self) -> list[str]:

@@ -192,3 +192,9 @@ class Keys:
     @property
     def flag_ramps(self) -> str:
         return f"{self.prefix}flagramps"
+
+    @property
+    def flag_kills(self) -> str:
+        """A hash: flag name -> when the kill switch last turned it off (what was asked before
+        that is void: bot.services.change_flags)."""
+        return f"{self.prefix}flagkills"
