@@ -439,6 +439,18 @@ def read_file(path: Path, ref: str, file: str) -> str | None:
 
 
 @_git_errors
+def paths_named(path: Path, ref: str, name: str) -> list[str]:
+    """Every file at `ref` whose name (the last part of its path) is `name`: where a file that
+    moved between folders was then."""
+    with _locked(path), _repo(path) as repo:
+        try:
+            listed = str(repo.git.ls_tree("-r", "--name-only", "-z", ref))
+        except git.GitCommandError:
+            return []
+    return [p for p in listed.split("\0") if p and p.rsplit("/", 1)[-1] == name]
+
+
+@_git_errors
 def commit_file(
     path: Path,
     remote: str,
@@ -553,6 +565,9 @@ class GitClone:
 
     async def read_file(self, ref: str, file: str) -> str | None:
         return await asyncio.to_thread(read_file, self.path, ref, file)
+
+    async def paths_named(self, ref: str, name: str) -> list[str]:
+        return await asyncio.to_thread(paths_named, self.path, ref, name)
 
     async def commit_file(
         self,

@@ -504,7 +504,10 @@ def status_message(
             if (rollback := (rollbacks_to or {}).get(env.name)) is not None:
                 env_lines.append(f"      ↩️ _{rollback}_")
         else:
-            env_lines.append(f"*{env.name}* — nothing deployed yet")
+            env_lines.append(
+                f"*{env.name}* — unknown: nothing deployed yet by the bot "
+                f"(`/release adopt {env.name} VERSION --reason TEXT` tells me what runs there)"
+            )
     blocks = [header("Release status"), section("\n".join(env_lines))]
     if in_flight:
         lines = []

@@ -27,6 +27,8 @@ Redeploy the previous good version (or VERSION); ENV stays locked afterwards.
 *`/release cancel [VERSION] --reason TEXT`*
 Stop an open candidate (the newest, or VERSION): it can no longer be promoted.
 *`/release audit [VERSION]`* Who did what to a release, and when (or the latest entries).
+*`/release adopt ENV VERSION --reason TEXT`*
+Tell the bot what ENV runs when it did not deploy it (VERSION must be a tag).
 *`/release lock ENV --reason TEXT [--force]`* Stop deploys to ENV until it is unlocked.
 *`/release unlock ENV [--force]`* Allow deploys to ENV again.
 *`/release help`* This help."""
@@ -92,6 +94,13 @@ class CancelCommand:
 
 
 @dataclass(frozen=True)
+class AdoptCommand:
+    environment: str
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class AuditCommand:
     version: str | None = None
 
@@ -136,6 +145,7 @@ Command = (
     | HotfixCommand
     | HealthCommand
     | CancelCommand
+    | AdoptCommand
 )
 
 _RC_OPTIONS = {"--description": True, "--issue": True, "--bump": True, "--dry-run": False}
@@ -214,6 +224,13 @@ def parse_release_command(text: str) -> Command:
             opts, 'A cancel needs a reason: `/release cancel --reason "wrong branch"`.'
         )
         return CancelCommand(reason=reason, version=version)
+    if sub == "adopt":
+        example = '`/release adopt production v0.20.3 --reason "running before the bot"`'
+        if len(rest) < 2 or rest[1].startswith("-") or not VERSION_WORD.fullmatch(rest[1]):
+            raise CommandError(f"`/release adopt` needs an environment and a version: {example}.")
+        opts = _parse_options("adopt", rest[2:], {"--reason": True})
+        reason = _reason(opts, f"An adoption needs a reason: {example}.")
+        return AdoptCommand(environment=rest[0].lower(), version=rest[1], reason=reason)
     if sub == "unlock":
         env, opts = _environment_and_options("unlock", rest, {"--force": False})
         return UnlockCommand(environment=env, force=bool(opts.get("--force")))

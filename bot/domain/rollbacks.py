@@ -110,7 +110,10 @@ def choose_target(
     deployed there and is not known bad there (`known_bad`)."""
     ran = deploys(history)
     if not ran:
-        raise Refusal(f"nothing was ever deployed to {environment} by the bot")
+        raise Refusal(
+            f"I do not know what {environment} runs: the bot never deployed it. "
+            f"`/release adopt {environment} VERSION --reason TEXT` tells me"
+        )
     current, bad = ran[0], known_bad(history)
     if to is None:
         skipped: list[str] = []

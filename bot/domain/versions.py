@@ -157,8 +157,10 @@ def next_hotfix(
     candidates of that patch."""
     if not live:
         raise VersionError(
-            f"Nothing the bot deployed runs in {environment}, so there is "
-            "nothing to hotfix; use `/release rc`."
+            f"I do not know what {environment} runs (the bot never deployed it, and the "
+            "release branch has no final tag), so there is nothing to hotfix. "
+            f"`/release adopt {environment} VERSION --reason TEXT` tells me; `/release rc` "
+            "makes a candidate."
         )
     try:
         base = semver.Version.parse(live).finalize_version().bump_patch()

@@ -36,16 +36,15 @@ from bot.domain.flags import (
 from bot.services import approvers
 from bot.services import deploy_engine as deploys
 from bot.services import monitor_health as monitor
+from bot.services.adopt_version import LearnNeeds, last_environment_version
 from bot.services.clicks import Where, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
 from bot.services.ports import (
     GitError,
     HasClock,
-    HasConfig,
     HasFlagRequests,
     HasQueue,
-    HasRepository,
     HasRunningReleases,
     HasUserDirectory,
     PushRejected,
@@ -65,7 +64,7 @@ class FlagNeeds(EngineNeeds, MonitorNeeds, HasQueue, HasFlagRequests, HasUserDir
     on a critical alert; the site's /flags is read with the health probe)."""
 
 
-class FlagsReadyNeeds(HasConfig, HasClock, HasRepository, HasRunningReleases, Protocol):
+class FlagsReadyNeeds(LearnNeeds, HasClock, HasRunningReleases, Protocol):
     """The "Feature flags ready" gate, run inside a release's deploy."""
 
 
@@ -654,9 +653,8 @@ async def flags_ready(needs: FlagsReadyNeeds, worktree: Path) -> CommandResult:
     candidate_text = await asyncio.to_thread(
         lambda: candidate_file.read_text("utf-8") if candidate_file.exists() else ""
     )
-    last = config.last_environment.name
-    live = (await needs.running_releases.environment_versions([last]))[last]
-    live_text = await needs.git.read_file(live["tag"], path) if live.get("tag") else ""
+    live = await last_environment_version(needs)
+    live_text = await _flags_file_at(needs, live["tag"], path) if live.get("tag") else ""
     try:
         problems = new_flags_ready(
             read_flags(candidate_text, path), read_flags(live_text or "", path)
@@ -669,6 +667,18 @@ async def flags_ready(needs: FlagsReadyNeeds, worktree: Path) -> CommandResult:
     return CommandResult(
         exit_code=0, timed_out=False, duration=took, tail="every new flag starts off, at 0%"
     )
+
+
+async def _flags_file_at(needs: FlagsReadyNeeds, ref: str, path: str) -> str:
+    """The flags file as production has it: at `path`, or, if it was elsewhere then (a
+    repository moved `data/` to `packages/site/data/`), the one file of that name there."""
+    text = await needs.git.read_file(ref, path)
+    if text is not None:
+        return text
+    elsewhere = await needs.git.paths_named(ref, path.rsplit("/", 1)[-1])
+    if len(elsewhere) == 1:
+        return await needs.git.read_file(ref, elsewhere[0]) or ""
+    return ""
 
 
 # --- messages ------------------------------------------------------------------------------

@@ -24,12 +24,12 @@ from bot.domain.versions import (
     next_hotfix,
     patch_line,
 )
+from bot.services.adopt_version import last_environment_version
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import (
     GitError,
     HasClock,
     HasCreationClaims,
-    HasVersionIndex,
     Snapshot,
     TagExists,
 )
@@ -43,7 +43,7 @@ from bot.services.version_history import (
 log = logging.getLogger(__name__)
 
 
-class CandidateNeeds(DeployNeeds, HasCreationClaims, HasVersionIndex, HasClock, Protocol):
+class CandidateNeeds(DeployNeeds, HasCreationClaims, HasClock, Protocol):
     """Tagging a candidate, then queueing its first deploy."""
 
 
@@ -319,7 +319,7 @@ async def _choose(
     try:
         if hotfix:
             production = config.last_environment.name
-            live = (await services.store.environment_versions([production]))[production]
+            live = await last_environment_version(services)
             version = next_hotfix(
                 live.get("version"),
                 await services.git.tags_matching(

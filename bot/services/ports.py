@@ -95,6 +95,7 @@ class ReleaseStore(AuditLog, Protocol):
         release: str = "",
         deployed_at: float | None = None,
         rolled_back_from: str = "",
+        adopted: str = "",
     ) -> bool: ...
 
     async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None: ...
@@ -215,6 +216,8 @@ class Repository(Protocol):
     async def delete_remote_tag(self, tag: str) -> None: ...
 
     async def read_file(self, ref: str, file: str) -> str | None: ...
+
+    async def paths_named(self, ref: str, name: str) -> list[str]: ...
 
     async def commit_file(
         self,

@@ -17,13 +17,13 @@ from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.releases import Release, TransitionError
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
-from bot.services.ports import GitError, HasClock, HasVersionIndex
+from bot.services.ports import GitError, HasClock
 from bot.services.version_history import push_tag, take_back_tag
 
 log = logging.getLogger(__name__)
 
 
-class PromotionNeeds(DeployNeeds, HasVersionIndex, HasClock, Protocol):
+class PromotionNeeds(DeployNeeds, HasClock, Protocol):
     """Tagging the final version, then queueing its deploy."""
 
 

@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot.blocks import release as messages
 from bot.commands.release import (
+    AdoptCommand,
     AuditCommand,
     CancelCommand,
     CommandError,
@@ -33,6 +34,7 @@ from bot.domain.locks import LockRefused, format_age
 from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.runtime.logs import loggable
 from bot.services import (
+    adopt_version,
     cancel_release,
     create_candidate,
     lock_environments,
@@ -187,6 +189,23 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
             services, command_actor(command), env, parsed.to, parsed.reason, services.store.clock()
         )
         return Answer(asked.text, messages.note(asked.text), after=asked.post)
+    if isinstance(parsed, AdoptCommand):
+        try:
+            config.check_environment(parsed.environment)
+        except UnknownEnvironment as exc:
+            return problem(str(exc))
+        return Answer(
+            f"Looking for `{parsed.version}` in the repository…",
+            # After the ack: it fetches the repository's tags.
+            after=partial(
+                _answer_adoption,
+                services,
+                command,
+                parsed.environment,
+                parsed.version,
+                parsed.reason,
+            ),
+        )
     if isinstance(parsed, CancelCommand):
         if not await services.store.first_time(f"command:{request_id(command)}"):
             return Answer(None, outcome="duplicate")
@@ -211,6 +230,13 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         return await start_rc(services, command, rc, kind="hotfix")
     assert isinstance(parsed, RcCommand)
     return await start_rc(services, command, parsed)
+
+
+async def _answer_adoption(
+    services: Services, command: dict[str, Any], environment: str, version: str, reason: str
+) -> None:
+    text = await adopt_version.adopt(services, command_actor(command), environment, version, reason)
+    await services.chat.answer(command.get("response_url"), messages.note(text), text)
 
 
 async def lock_command(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.helpers.config import deploy_log, production_config
 from tests.helpers.messages import release_message, thread_text, wait_for_gates
-from tests.helpers.repos import git
+from tests.helpers.repos import GitRemote, git
 from tests.helpers.steps import in_production, live
 
 HOTFIX = """
@@ -75,9 +75,31 @@ async def test_a_hotfix_from_the_hotfix_branch_goes_to_production(
     assert actions[0] == "hotfix.create"
 
 
-async def test_no_hotfix_without_a_production_version(start_bot, git_remote, tmp_path: Path):
+async def test_with_production_unknown_a_hotfix_patches_the_newest_final_tag(
+    start_bot, git_remote, tmp_path: Path
+):
+    """Day one: the bot never deployed production, so a hotfix learns what runs there from the
+    newest final tag of the release branch (v0.14.1 here), audited, instead of refusing."""
     bot = await start_bot(production_config(git_remote, tmp_path, HOTFIX))
     assert "needs a description" in bot.slack.text_of(await bot.command("hotfix"))
+    await bot.command('hotfix --description "x"')
+    await wait_for_gates(bot.slack, "v0.14.2-rc.1", count=1)
+    learnt = [
+        e["reason"]
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "environment.adopt"
+    ]
+    assert learnt == ["v0.14.1: the newest final tag of main"]
+
+
+async def test_no_hotfix_when_production_is_unknown_and_nothing_is_final(start_bot, tmp_path: Path):
+    remote = GitRemote(bare=tmp_path / "bare.git", work=tmp_path / "fresh")
+    git("init", "-q", "--bare", "-b", "main", str(remote.bare), cwd=tmp_path)
+    git("clone", "-q", str(remote.bare), str(remote.work), cwd=tmp_path)
+    git("checkout", "-q", "-b", "main", cwd=remote.work)
+    remote.commit("first")
+    remote.push()
+    bot = await start_bot(production_config(remote, tmp_path, HOTFIX))
     await bot.command('hotfix --description "x"')
     answer = await bot.slack.wait_for(
         lambda: [
@@ -86,5 +108,6 @@ async def test_no_hotfix_without_a_production_version(start_bot, git_remote, tmp
             if "nothing to hotfix" in bot.slack.text_of(c.params)
         ]
     )
-    assert answer
-    assert "v0.14.2-rc.1" not in git_remote.remote_tags()
+    text = bot.slack.text_of(answer[0].params)
+    assert "I do not know what production runs" in text and "/release adopt production" in text
+    assert remote.remote_tags() == {}

@@ -156,8 +156,9 @@ async def test_rollback_input_errors(start_bot, git_remote, tmp_path: Path):
     assert "no environment `prod`" in bot.slack.text_of(
         await bot.command("rollback prod --reason x")
     )
-    assert "nothing was ever deployed to production" in bot.slack.text_of(
-        await bot.command("rollback --reason x")
+    assert (
+        "I do not know what production runs: the bot never deployed it. `/release adopt production"
+        in bot.slack.text_of(await bot.command("rollback --reason x"))
     )
     await in_production(bot, git_remote)
     assert "v9.9.9 was never deployed to production" in bot.slack.text_of(

@@ -399,9 +399,11 @@ class Store:
         release: str = "",
         deployed_at: float | None = None,
         rolled_back_from: str = "",
+        adopted: str = "",
     ) -> bool:
         """What `environment` now runs, and its history (newest first) for rollbacks
-        (bot.domain.rollbacks: `rolled_back_from` marks the version a rollback replaced).
+        (bot.domain.rollbacks: `rolled_back_from` marks the version a rollback replaced;
+        `adopted` says how the bot learnt of a version it did not deploy itself).
 
         `deployed_at` is when the deploy finished; an outcome written late (Redis was
         unreachable) never replaces a deploy recorded as finished after it. False then."""
@@ -415,6 +417,8 @@ class Store:
         }
         if rolled_back_from:
             entry["rolled_back_from"] = rolled_back_from
+        if adopted:
+            entry["adopted"] = adopted
         key = self.keys.environment(environment)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
