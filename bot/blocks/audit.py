@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.blocks.release import Block, context, escape, header, mention, section, slack_time
+from bot.blocks.release import (
+    Block,
+    context,
+    escape,
+    escape_keeping_mentions,
+    header,
+    mention,
+    section,
+    slack_time,
+)
 
 # Slack: at most 50 blocks, section text at most 3000 characters.
 MAX_BLOCKS = 50
@@ -83,7 +92,7 @@ def audit_line(entry: Mapping[str, str], *, with_release: bool = False) -> str:
         f"*{action}*" if action else "",
         part("outcome", 40),
         part("environment", 60),
-        part("reason", REASON_LIMIT),
+        escape_keeping_mentions(_one_line(entry.get("reason", ""), REASON_LIMIT)),
     ]
     return " · ".join(p for p in parts if p)
 

@@ -84,6 +84,16 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_ESCAPED_MENTION = re.compile(r"&lt;@([UW][A-Z0-9]{2,})&gt;")
+
+
+def escape_keeping_mentions(text: str) -> str:
+    """`escape`, but a user mention (`<@U0BOB>`, as the bot writes them into reasons) shows as
+    Slack shows a mention, not as `&lt;@U0BOB&gt;`. Nothing else comes through: no channel or
+    group broadcast (`<!channel>`), no link."""
+    return _ESCAPED_MENTION.sub(r"<@\1>", escape(text))
+
+
 def mention(user: str) -> str:
     return f"<@{user}>" if _USER_ID.fullmatch(user) else escape(user)
 
