@@ -44,6 +44,13 @@ class RollbackRequest:
     rev: int = 0
     why: str = ""  # why this target (choose_target), said to the requester and approvers
     from_tag: str = ""  # the tag of from_version ("" in a request stored before it was kept)
+    to_release: str = ""  # the release record that deployed the target there, if any
+
+    @property
+    def releases(self) -> str:
+        """The releases its audit entries are about, for each one's trail: the one it leaves
+        and the one it goes back to (space-separated, as the audit's `release` field takes)."""
+        return " ".join(dict.fromkeys(r for r in (self.from_release, self.to_release) if r))
 
     @property
     def from_shown(self) -> str:

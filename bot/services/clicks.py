@@ -8,6 +8,8 @@ made on.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from bot.domain.actors import Actor
 from bot.services.ports import HasAuditLog, HasFormTickets
 
@@ -34,10 +36,27 @@ async def refused(
     return answer
 
 
-async def open_form(services: HasFormTickets, actor: Actor, kind: str, what: dict[str, str]) -> str:
-    """Record that a form of `kind` about `what` was opened for `actor`; returns the ticket
-    its submission must carry."""
-    return await services.form_tickets.open(actor.user_id, kind, what, FORM_SECONDS)
+class OpensForms(HasFormTickets, HasAuditLog, Protocol):
+    """A form's ticket, and the audit entry of the click that opened it."""
+
+
+async def open_form(
+    services: OpensForms,
+    actor: Actor,
+    kind: str,
+    what: dict[str, str],
+    *,
+    release: str = "",
+    environment: str = "",
+) -> str:
+    """Record that a form of `kind` about `what` was opened for `actor` (audited: the click
+    that opened a Reject form is on the release's trail, even if the form is never sent);
+    returns the ticket its submission must carry."""
+    ticket = await services.form_tickets.open(actor.user_id, kind, what, FORM_SECONDS)
+    await services.audit_log.audit(
+        actor, f"{kind}.form", release=release, environment=environment, outcome="opened"
+    )
+    return ticket
 
 
 async def take_form(

@@ -104,6 +104,7 @@ async def request_rollback(
         why=target.why,
         from_version=current["version"],
         from_tag=current["tag"],
+        to_release=target.entry.get("release", ""),
         from_release=current.get("release", ""),
         reason=reason,
         requester=actor.user_id,
@@ -290,7 +291,7 @@ async def approve_rollback(
         await store.audit(
             actor,
             "rollback.approve",
-            release=request.from_release,
+            release=request.releases,
             environment=request.environment,
             outcome="duplicate",
             reason=str(exc),
@@ -300,7 +301,7 @@ async def approve_rollback(
         await store.audit(
             actor,
             "rollback.approve",
-            release=request.from_release,
+            release=request.releases,
             environment=request.environment,
             outcome="refused",
             reason=str(exc),
@@ -477,7 +478,7 @@ async def _roll_back(
                     reason=request.reason,
                 )
         await store.audit(
-            BOT, "lock.take", release=request.from_release, environment=env.name, reason=reason
+            BOT, "lock.take", release=request.releases, environment=env.name, reason=reason
         )
         await _say(
             services,

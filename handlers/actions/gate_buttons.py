@@ -55,7 +55,11 @@ async def open_reject_form(
             f"You cannot reject this: {refusal}.",
         )
     ticket = await clicks.open_form(
-        services, actor, "reject", {"v": version, "g": gate_id, "channel": where[0], "ts": where[1]}
+        services,
+        actor,
+        "reject",
+        {"v": version, "g": gate_id, "channel": where[0], "ts": where[1]},
+        release=version,
     )
     try:
         await context.client.views_open(

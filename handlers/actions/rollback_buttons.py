@@ -39,7 +39,11 @@ async def open_rollback_form(
     if refusal is not None:
         return await clicks.refused(services, actor, "rollback.request", refusal, refusal)
     ticket = await clicks.open_form(
-        services, actor, "rollback", {"e": env, "v": version, "channel": where[0], "ts": where[1]}
+        services,
+        actor,
+        "rollback",
+        {"e": env, "v": version, "channel": where[0], "ts": where[1]},
+        environment=env,
     )
     try:
         await context.client.views_open(

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from bot.adapters.redis.store import Store
 from bot.domain.actors import Actor
 from bot.domain.releases import Release
+from bot.domain.rollbacks import RollbackRequest
 from tests.helpers.redis_monitor import commands_on
 from tests.helpers.releases import recorded
 
@@ -133,3 +134,34 @@ async def test_one_run_of_the_backfill_takes_several_bounded_steps(redis: Redis,
     assert not await store.index_older_audit(batch=10, steps=2)  # 20 of 35 indexed
     assert await store.index_older_audit(batch=10, steps=5)
     assert len(await trail(store, "0.7.0")) == 36
+
+
+async def test_an_entry_about_two_releases_is_in_both_trails(redis: Redis, prefix: str) -> None:
+    """A rollback is about the release it leaves and the one it goes back to: its entries
+    are on both trails, written indexed or indexed by the backfill."""
+    store = Store(redis, prefix)
+    await _old_entry(redis, store, "0.9.0-rc.1 0.8.0-rc.2", "rollback.old")
+    request = RollbackRequest(
+        id="r1",
+        environment="production",
+        to_version="0.8.0",
+        to_tag="v0.8.0",
+        to_sha="a" * 40,
+        from_version="0.9.0",
+        from_release="0.9.0-rc.1",
+        to_release="0.8.0-rc.2",
+        reason="errors",
+        requester="U0ALICE",
+        requester_name="alice",
+        requested_at=1.0,
+    )
+    await store.create_rollback(request, ALICE)
+    for release in ("0.9.0-rc.1", "0.8.0-rc.2"):
+        actions = [e["action"] for e in await trail(store, release)]
+        assert actions == ["rollback.old", "rollback.request"], release
+    while not await store.index_older_audit(batch=10):
+        pass
+    for release in ("0.9.0-rc.1", "0.8.0-rc.2"):
+        actions = [e["action"] for e in await trail(store, release)]
+        assert actions == ["rollback.old", "rollback.request"], release
+    assert [e["action"] for e in await trail(store, "0.9.0")] == []

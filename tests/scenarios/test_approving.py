@@ -150,6 +150,16 @@ async def test_reject_asks_for_a_reason_and_stops_the_candidate(
         if e["action"] == "gate.reject"
     ]
     assert entry[0]["outcome"] == "rejected" and "iOS" in entry[0]["reason"]
+    # The click that opened the form is on the release's trail too, before the rejection.
+    actions = [
+        (e["user_id"], e["action"], e["outcome"])
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] in ("reject.form", "gate.reject")
+    ]
+    assert actions == [
+        ("U0BOB", "reject.form", "opened"),
+        ("U0BOB", "gate.reject", "rejected"),
+    ]
 
 
 async def test_someone_who_may_not_decide_gets_no_reject_form(

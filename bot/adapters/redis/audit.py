@@ -27,6 +27,12 @@ from bot.domain.audit import FORMATS, stream_start, write_csv, write_jsonl
 # --- reading -----------------------------------------------------------------------------------
 
 
+def releases_of(entry: Mapping[str, str]) -> list[str]:
+    """The releases an entry is about: its `release` field holds one version, or several
+    separated by spaces (a rollback is about the release it leaves and the one it goes to)."""
+    return entry.get("release", "").split()
+
+
 async def read_entries(
     redis: Redis,
     keys_audit: str,
@@ -43,7 +49,7 @@ async def read_entries(
     if batch < 1:
         raise ValueError("batch must be at least 1")
     async for entry in _range(redis, keys_audit, start, "+", batch):
-        if release is None or entry.get("release") == release:
+        if release is None or release in releases_of(entry):
             yield entry
 
 
@@ -70,7 +76,7 @@ async def release_entries(
     if unindexed is not None:
         start, end = unindexed
         async for entry in _range(redis, keys.audit, start, end, batch):
-            if entry.get("release") == release:
+            if release in releases_of(entry):
                 found[entry["id"]] = entry
     wanted = sorted(ids - found.keys(), key=_order)
     for i in range(0, len(wanted), batch):
@@ -146,11 +152,8 @@ async def _backfill_audit(
     async with redis.pipeline(transaction=False) as pipe:
         for entry_id, data in rows:
             entry = _entry(entry_id, data)
-            if entry.get("release"):
-                pipe.zadd(
-                    keys.audit_of_release(entry["release"]),
-                    {entry["id"]: _order(entry["id"])[0]},
-                )
+            for release in releases_of(entry):
+                pipe.zadd(keys.audit_of_release(release), {entry["id"]: _order(entry["id"])[0]})
         finished = len(rows) < batch and indexed_from is not None
         if finished:
             pipe.set(keys.audit_backfilled, "done")

@@ -53,8 +53,8 @@ for first = n + 4, #ARGV, n do
     entry[2 * j] = ARGV[first + j - 1]
   end
   local id = redis.call("XADD", KEYS[1], "*", unpack(entry))
-  local release = ARGV[first + at - 1]
-  if release ~= "" then
+  -- One version, or several separated by spaces (bot.adapters.redis.audit.releases_of).
+  for release in string.gmatch(ARGV[first + at - 1], "%S+") do
     redis.call("ZADD", ARGV[1] .. release, tonumber(string.match(id, "^%d+")), id)
   end
   ids[#ids + 1] = id
@@ -343,7 +343,7 @@ class Store:
                 self._audit_fields(
                     actor,
                     "rollback.request",
-                    release=request.from_release,
+                    release=request.releases,
                     environment=request.environment,
                     reason=f"to {request.to_tag}: {request.reason}",
                 ),
@@ -372,7 +372,7 @@ class Store:
                 self._audit_fields(
                     actor,
                     action,
-                    release=request.from_release,
+                    release=request.releases,
                     environment=request.environment,
                     outcome=outcome,
                     reason=reason,
