@@ -15,6 +15,7 @@ INCIDENT_ACK = "incident_ack"
 INCIDENT_GROUP_ACK = "incident_group_ack"  # on a summary of many incidents
 FLAG_APPROVE = "flag_approve"
 DEPLOY_RETRY = "deploy_retry"  # on the release message, under a failed or blocked deploy
+GATE_RERUN = "gate_rerun"  # on the release message, under a failed automatic gate
 
 # Forms (view_submission)
 GATE_REJECT_REASON = "gate_reject_reason"

@@ -16,6 +16,7 @@ from bot.blocks.actions import (
     GATE_APPROVE,
     GATE_REJECT,
     GATE_REJECT_REASON,
+    GATE_RERUN,
     ROLLBACK_APPROVE,
     ROLLBACK_REASON,
     ROLLBACK_START,
@@ -25,7 +26,7 @@ from bot.domain.approvals import readiness, retry_refusal
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config
 from bot.domain.locks import LockInfo, format_age
-from bot.domain.releases import Deploy, Gate, Release
+from bot.domain.releases import Deploy, Gate, Release, rerun_refusal
 from bot.domain.rollbacks import RollbackRequest
 
 Block = dict[str, Any]
@@ -161,6 +162,29 @@ def retry_button(release: Release, environment: str) -> Block:
                     "Retry",
                 ),
             }
+        ],
+    }
+
+
+def rerun_buttons(release: Release, gates: list[Gate]) -> Block:
+    """Re-run, under failed automatic gates (at most five: Slack's limit of one block)."""
+    return {
+        "type": "actions",
+        "block_id": f"rerun:{gates[0].stage}"[:255],
+        "elements": [
+            {
+                "type": "button",
+                "action_id": GATE_RERUN,
+                "value": gate_value(release, gate),
+                "text": {"type": "plain_text", "text": f"Re-run {gate.name}"[:75]},
+                "confirm": confirm_dialog(
+                    f"Re-run {gate.name}?",
+                    f"*{escape(gate.name)}* runs again against what *{gate.stage}* runs "
+                    f"({release.tag}).",
+                    "Re-run",
+                ),
+            }
+            for gate in gates[:5]
         ],
     }
 
@@ -364,6 +388,10 @@ def release_message(
         blocks.append(section("\n".join(lines)))
         if deploy is not None and retry_refusal(release, env.name, config, now) is None:
             blocks.append(retry_button(release, env.name))
+        last = config.last_environment.name
+        rerunnable = [g for g in gates if rerun_refusal(release, g, last) is None]
+        if rerunnable:
+            blocks.append(rerun_buttons(release, rerunnable))
         for gate in gates:
             if gate.automatic:
                 continue

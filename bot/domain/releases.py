@@ -271,6 +271,51 @@ def finish_gate(release: Release, gate_id: str, now: float, *, ok: bool, detail:
     return gate
 
 
+def rerun_refusal(release: Release, gate: Gate, last_environment: str) -> str | None:
+    """Why the failed automatic `gate` may not run again now (None if it may): against what
+    its environment runs, while the release is in flight there."""
+    if not gate.automatic:
+        return f"{gate.name} is decided by people, not run"
+    if release.phase != "active" or release.superseded_by or release.cancelled is not None:
+        return f"{release.tag} is no longer in flight"
+    if (release.final_tag or release.promotion) and gate.stage != last_environment:
+        return f"{release.tag} is promoted already; its {gate.stage} gates are behind it"
+    deploy = release.deploys.get(gate.stage)
+    if deploy is None or deploy.status != "succeeded":
+        state = deploy.status if deploy else "not deployed"
+        return f"its deploy to {gate.stage} is {state}; Retry deploy runs the gates with it"
+    if gate.status != "failed":
+        return f"{gate.name} is {gate.status}: there is nothing to re-run"
+    return None
+
+
+def rerun_gate(release: Release, gate_id: str, last_environment: str) -> Gate:
+    """A failed automatic gate, pending again (a job runs it: bot.services.deploy_release)."""
+    gate = release.gate(gate_id)
+    refusal = rerun_refusal(release, gate, last_environment)
+    if refusal is not None:
+        raise TransitionError(refusal)
+    gate.status, gate.started_at, gate.finished_at, gate.detail = "pending", None, None, ""
+    return gate
+
+
+def fail_unfinished_gates(
+    release: Release, environment: str, now: float, detail: str
+) -> list[Gate]:
+    """The automatic gates of `environment` that a run left pending or running (its worker
+    stopped, or the environment moved on) are failed, with why: never left "running"."""
+    unfinished = [
+        g
+        for g in release.gates_of(environment)
+        if g.automatic and g.status in ("pending", "running")
+    ]
+    if not unfinished:
+        raise TransitionError(f"no gate of {release.tag} in {environment} is unfinished")
+    for gate in unfinished:
+        gate.status, gate.finished_at, gate.detail = "failed", now, detail
+    return unfinished
+
+
 def go_live(release: Release) -> None:
     """The promoted release is in the last environment: it is no longer in flight."""
     if not release.final_tag or release.phase != "active":

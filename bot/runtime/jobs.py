@@ -48,6 +48,7 @@ async def deploy(
     environment: str,
     deploy_id: str,
     actor: dict[str, str] | None = None,
+    gates_only: bool = False,  # a Re-run of its gates; missing in jobs queued before Re-run
 ) -> None:
     await deploy_release.run_deploy(
         _services(ctx),
@@ -56,6 +57,7 @@ async def deploy(
         deploy_id,
         Actor(**actor) if actor else BOT,
         job=_job(ctx),
+        gates_only=gates_only,
     )
 
 

@@ -131,6 +131,120 @@ async def retry_deploy(
     return f"Retrying the deploy of `{tag}` to *{environment}*; follow it in the thread."
 
 
+# A Re-run's id carries this: its job runs gates only, and a lost one fails its gates.
+GATES_RUN = "#gates-"
+
+
+async def rerun_gate(
+    services: DeployNeeds, actor: Actor, version: str, gate_id: str, where: Where
+) -> str:
+    """The Re-run button of a failed automatic gate on the message at `where`: the gate (and
+    any other unfinished one of its environment) runs again against what the environment runs,
+    under its lock; returns the private answer."""
+    release = await services.store.get_release(version)
+    if release is None or not same_message(where, release.channel, release.message_ts):
+        return await refused(
+            services,
+            actor,
+            "gate.rerun",
+            f"{version}: {gate_id}: not on the release's message",
+            "This button is not on the release's message; use the one there.",
+        )
+    last = services.config.last_environment.name
+    try:
+        release, gate = await services.store.update_release(
+            version,
+            partial(releases.rerun_gate, gate_id=gate_id, last_environment=last),
+            actor,
+            "gate.rerun",
+            reason=gate_id,
+        )
+    except TransitionError as exc:
+        return await refused(
+            services,
+            actor,
+            "gate.rerun",
+            f"{version}: {gate_id}: {exc}",
+            f"I did not re-run it: {exc}.",
+        )
+    run_id = f"{version}@{gate.stage}{GATES_RUN}{secrets.token_hex(4)}"
+    env = services.config.environment(gate.stage)
+    gate_time = sum(g.timeout_seconds for g in services.config.gates_for(env.name) if g.automatic)
+    try:
+        await services.queue.enqueue(
+            DEPLOY,
+            version=version,
+            environment=env.name,
+            deploy_id=run_id,
+            actor=asdict(actor),
+            gates_only=True,
+            key=run_id,
+            retries=1,
+            timeout=deploy_engine.job_timeout(services.config, gate_time),
+            heartbeat=deploy_engine.job_heartbeat(services.config),
+        )
+    except Exception:
+        with contextlib.suppress(Exception):
+            await _fail_unfinished_gates(services, version, env.name, actor, "could not be queued")
+        raise
+    services.chat.refresh(version)
+    await services.chat.thread(
+        version,
+        messages.note(
+            f"🔁 {messages.mention(actor.user_id)} re-runs *{messages.escape(gate.name)}* in "
+            f"*{env.name}*."
+        ),
+        f"{actor.user_name} re-runs {gate.name}",
+    )
+    return f"Re-running {gate.name} of `{release.tag}` in *{env.name}*; follow it in the thread."
+
+
+async def _fail_unfinished_gates(
+    services: DeployNeeds, version: str, environment: str, actor: Actor, detail: str
+) -> None:
+    await services.store.update_release(
+        version,
+        partial(
+            releases.fail_unfinished_gates,
+            environment=environment,
+            now=services.store.clock(),
+            detail=detail,
+        ),
+        actor,
+        "gate.finish",
+        environment=environment,
+        outcome="failed",
+        reason=detail,
+    )
+    services.chat.refresh(version)
+
+
+async def _gates_locked(
+    services: DeployNeeds, release: Release, running: deploy_engine.Deploy, actor: Actor
+) -> None:
+    """A Re-run under the environment's lock: the gates check what the environment runs, so
+    they run only while it still runs this release."""
+    env = running.target.environment
+    _, tag = release.tag_for(env.name, services.config.last_environment.name)
+    why = None
+    if not await _still_runs(services, env.name, release.version):
+        why = f"*{env.name}* runs another release now"
+    else:
+        try:
+            await running.checkout(tag, release.sha)
+        except GitError as exc:
+            why = f"`{tag}` could not be checked out: {exc}"
+    if why is not None:
+        await _fail_unfinished_gates(services, release.version, env.name, actor, f"not run: {why}")
+        await services.chat.thread(
+            release.version,
+            messages.problem(f"The gates were not re-run: {why}."),
+            "Gates not re-run",
+        )
+        return
+    await _run_gates(services, release, env.name, running, actor)
+
+
 def _command_env(release: Release, environment: str, config: Config) -> dict[str, str]:
     version, tag = release.tag_for(environment, config.last_environment.name)
     return {
@@ -148,8 +262,12 @@ async def run_deploy(
     deploy_id: str,
     actor: Actor = BOT,
     job: Any = None,
+    *,
+    gates_only: bool = False,
 ) -> None:
-    """Deploy on behalf of `actor` (who asked for it: the audit entries name them)."""
+    """Deploy on behalf of `actor` (who asked for it: the audit entries name them); with
+    `gates_only`, run the environment's pending automatic gates again (Re-run) against what
+    it runs, under the same lock, without deploying."""
     store, config = services.store, services.config
     env = config.environment(environment)
     release = await store.get_release(version)
@@ -178,7 +296,11 @@ async def run_deploy(
     )
     try:
         async with deploy_engine.deploying(services, target, job) as running:
-            live = await _deploy_locked(services, release, running, actor)
+            if gates_only:
+                await _gates_locked(services, release, running, actor)
+                live = None
+            else:
+                live = await _deploy_locked(services, release, running, actor)
         if live is not None:
             # After the lock is released: whoever reads "live" (and rolls back at once) finds
             # the environment free.
@@ -229,15 +351,22 @@ async def _not_started(
 ) -> None:
     store = services.store
     with contextlib.suppress(TransitionError):
-        await store.update_release(
-            version,
-            partial(releases.block_deploy, deploy_id=deploy_id, now=store.clock(), detail=detail),
-            actor,
-            "deploy.start",
-            environment=environment,
-            outcome="blocked",
-            reason=reason,
-        )
+        if GATES_RUN in deploy_id:
+            await _fail_unfinished_gates(
+                services, version, environment, actor, f"not run: {detail}"
+            )
+        else:
+            await store.update_release(
+                version,
+                partial(
+                    releases.block_deploy, deploy_id=deploy_id, now=store.clock(), detail=detail
+                ),
+                actor,
+                "deploy.start",
+                environment=environment,
+                outcome="blocked",
+                reason=reason,
+            )
     await services.chat.thread(version, blocks, text)
     services.chat.refresh(version)
 
@@ -443,6 +572,16 @@ async def report_lost_deploy(
     """A deploy that did not end normally (its worker died, or is shutting down) is failed,
     in its thread and on the health page; never re-run. False if it finished meanwhile."""
     store = services.store
+    if GATES_RUN in deploy_id:
+        try:
+            await _fail_unfinished_gates(services, version, environment, BOT, detail)
+        except TransitionError:
+            return False  # finished meanwhile
+        await services.chat.thread(
+            version, messages.problem(message), f"Gates in {environment} stopped"
+        )
+        services.chat.refresh(version)
+        return True
     try:
         release, _ = await store.update_release(
             version,

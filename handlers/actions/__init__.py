@@ -7,6 +7,7 @@ from bot.blocks.actions import (
     FLAG_APPROVE,
     GATE_APPROVE,
     GATE_REJECT,
+    GATE_RERUN,
     INCIDENT_ACK,
     INCIDENT_GROUP_ACK,
     ROLLBACK_APPROVE,
@@ -14,7 +15,7 @@ from bot.blocks.actions import (
 )
 from handlers.actions.deploy_buttons import retry_clicked
 from handlers.actions.flag_buttons import approve_flag_clicked
-from handlers.actions.gate_buttons import approve_clicked, reject_clicked
+from handlers.actions.gate_buttons import approve_clicked, reject_clicked, rerun_clicked
 from handlers.actions.incident_buttons import acknowledge_all_clicked, acknowledge_clicked
 from handlers.actions.rollback_buttons import approve_rollback_clicked, rollback_clicked
 from handlers.actions.unknown import unknown_clicked
@@ -23,6 +24,7 @@ from handlers.actions.unknown import unknown_clicked
 def register(app: AsyncApp) -> None:
     app.action(GATE_APPROVE)(approve_clicked)
     app.action(GATE_REJECT)(reject_clicked)
+    app.action(GATE_RERUN)(rerun_clicked)
     app.action(ROLLBACK_START)(rollback_clicked)
     app.action(ROLLBACK_APPROVE)(approve_rollback_clicked)
     app.action(INCIDENT_ACK)(acknowledge_clicked)

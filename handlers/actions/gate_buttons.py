@@ -1,4 +1,4 @@
-"""Approve and Reject buttons on a release message: ack at once, then decide and answer."""
+"""Approve, Reject and Re-run buttons on a release message: ack at once, then act and answer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.blocks import release as messages
 from bot.runtime.container import Services
-from bot.services import clicks, decide
+from bot.services import clicks, decide, deploy_release
 from handlers.answers import answer_click
 from handlers.payloads import button_value, click_actor, clicked_message
 
@@ -69,3 +69,19 @@ async def open_reject_form(
     except SlackApiError as exc:
         return f"Slack would not open the form ({exc.response.get('error')}); click Reject again."
     return ""  # the form is the answer
+
+
+async def rerun_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
+    await ack()
+    await answer_click(respond, rerun(context["services"], body))
+
+
+async def rerun(services: Services, body: dict[str, Any]) -> str:
+    actor, value = click_actor(body), button_value(body)
+    if value is None or "v" not in value or "g" not in value:
+        return await clicks.refused(services, actor, "gate.rerun", "damaged button", DAMAGED)
+    return await deploy_release.rerun_gate(
+        services, actor, value["v"], value["g"], clicked_message(body)
+    )

@@ -357,3 +357,49 @@ async def test_a_failed_deploy_is_retried_from_its_button_then_its_gates_run(
         ]
     )
     assert "is succeeded: there is nothing to retry" in said[0]
+
+
+async def test_a_failed_gate_is_re_run_from_its_button_against_what_runs(
+    start_bot, git_remote, tmp_path: Path
+):
+    flaky = tmp_path / "infra-fails"
+    flaky.write_text("infra")
+    config = make_config(git_remote, tmp_path, gate_env=f"GATE_FAIL=$(cat {flaky} 2>/dev/null)")
+    bot = await start_bot(config)
+    await bot.command("rc", user="U0ALICE", user_name="alice")
+    failed = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    text = bot.slack.text_of(failed)
+    assert "Infrastructure validation — failed" in text and "Re-run Infrastructure" in text
+    assert "Re-run Automated tests" not in text  # it passed
+    stale = copy.deepcopy(failed)
+    deploys_before = len(deploy_log(tmp_path))
+    flaky.unlink()  # the flake is gone
+    await bot.click(failed, "gate_rerun", user="U0CAROL", user_name="carol", gate="infra")
+    message = await bot.slack.wait_for(
+        lambda: (
+            (m := release_message(bot.slack, "v0.15.0-rc.1")) is not None
+            and "Infrastructure validation — passed" in bot.slack.text_of(m)
+            and m
+        ),
+        timeout=20,
+    )
+    text = bot.slack.text_of(message)
+    assert "Re-run" not in text and "Automated tests — passed" in text
+    assert len(deploy_log(tmp_path)) == deploys_before  # the gate ran; nothing was deployed
+    thread = thread_text(bot.slack, message)
+    assert "<@U0CAROL> re-runs *Infrastructure validation* in *staging*" in thread
+    await bot.click(stale, "gate_rerun", user="U0CAROL", user_name="carol", gate="infra")
+    said = await bot.slack.wait_for(
+        lambda: [
+            bot.slack.text_of(c.params)
+            for c in bot.slack.calls_to("response_url")
+            if "I did not re-run it" in bot.slack.text_of(c.params)
+        ]
+    )
+    assert "is passed: there is nothing to re-run" in said[0]
+    reruns = [
+        (e["user_id"], e["outcome"])
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] == "gate.rerun"
+    ]
+    assert reruns == [("U0CAROL", "ok")]

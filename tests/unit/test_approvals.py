@@ -271,3 +271,28 @@ def test_a_failed_deploy_may_be_retried_and_production_only_with_fresh_approvals
     )
     promoted.superseded_by = "v0.16.0"
     assert "no longer in flight" in approvals.retry_refusal(promoted, "production", config, NOW)
+
+
+def test_a_failed_automatic_gate_may_run_again_while_its_deploy_stands(config):
+    release = candidate(config)
+    releases.queue_deploy(release, "staging", "d1", NOW)
+    releases.start_deploy(release, "d1", NOW)
+    releases.finish_deploy(release, "d1", NOW + 1, ok=True)
+    releases.start_gate(release, "e2e", NOW + 1)
+    assert "is running" in releases.rerun_refusal(release, release.gate("e2e"), "production")
+    releases.finish_gate(release, "e2e", NOW + 2, ok=False, detail="2 failed")
+    assert releases.rerun_refusal(release, release.gate("qa"), "production") == (
+        "Manual QA is decided by people, not run"
+    )
+    gate = releases.rerun_gate(release, "e2e", "production")
+    assert (gate.status, gate.detail, gate.finished_at) == ("pending", "", None)
+    # A worker that stopped mid-run leaves nothing "running": its gates are failed, with why.
+    releases.start_gate(release, "e2e", NOW + 3)
+    [stopped] = releases.fail_unfinished_gates(release, "staging", NOW + 4, "worker stopped")
+    assert (stopped.id, stopped.status, stopped.detail) == ("e2e", "failed", "worker stopped")
+    with pytest.raises(releases.TransitionError):
+        releases.fail_unfinished_gates(release, "staging", NOW + 5, "again")
+    releases.queue_deploy(release, "staging", "d2", NOW + 6)  # a new deploy is underway
+    assert "Retry deploy runs the gates" in releases.rerun_refusal(
+        release, release.gate("e2e"), "production"
+    )
