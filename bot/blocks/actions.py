@@ -16,7 +16,10 @@ INCIDENT_GROUP_ACK = "incident_group_ack"  # on a summary of many incidents
 FLAG_APPROVE = "flag_approve"
 DEPLOY_RETRY = "deploy_retry"  # on the release message, under a failed or blocked deploy
 GATE_RERUN = "gate_rerun"  # on the release message, under a failed automatic gate
+GATE_WAIVE = "gate_waive"  # the same; opens the waiver's reason form
+GATE_WAIVE_APPROVE = "gate_waive_approve"  # under a gate whose waiver waits for approvals
 
 # Forms (view_submission)
 GATE_REJECT_REASON = "gate_reject_reason"
 ROLLBACK_REASON = "rollback_reason"
+GATE_WAIVE_REASON = "gate_waive_reason"

@@ -17,6 +17,9 @@ from bot.blocks.actions import (
     GATE_REJECT,
     GATE_REJECT_REASON,
     GATE_RERUN,
+    GATE_WAIVE,
+    GATE_WAIVE_APPROVE,
+    GATE_WAIVE_REASON,
     ROLLBACK_APPROVE,
     ROLLBACK_REASON,
     ROLLBACK_START,
@@ -31,7 +34,7 @@ from bot.domain.rollbacks import RollbackRequest
 
 Block = dict[str, Any]
 
-GATE_ICONS = {"pending": "⬜", "running": "⏳", "passed": "✅", "failed": "❌"}
+GATE_ICONS = {"pending": "⬜", "running": "⏳", "passed": "✅", "failed": "❌", "waived": "☑️"}
 DEPLOY_ICONS = {"queued": "🕒", "running": "⏳", "succeeded": "✅", "failed": "❌", "blocked": "⛔"}
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
@@ -136,6 +139,18 @@ def gate_line(gate: Gate) -> str:
         state = f"{gate.status} in {seconds(gate.duration)}"
     else:
         state = gate.status
+    if gate.automatic and gate.waiver is not None:
+        w = gate.waiver
+        approved = ", ".join(mention(a.user_id) for a in w.approvals)
+        if w.granted:
+            state = (
+                f"waived: {escape(w.reason)} (asked by {mention(w.user_id)}, approved by "
+                f"{approved})"
+            )
+        else:
+            state += f" · waiver asked by {mention(w.user_id)}: {escape(w.reason)}"
+            if approved:
+                state += f" (approved by {approved})"
     return f"{icon} {escape(gate.name)} — {state}"
 
 
@@ -166,16 +181,17 @@ def retry_button(release: Release, environment: str) -> Block:
     }
 
 
-def rerun_buttons(release: Release, gates: list[Gate]) -> Block:
-    """Re-run, under failed automatic gates (at most five: Slack's limit of one block)."""
-    return {
-        "type": "actions",
-        "block_id": f"rerun:{gates[0].stage}"[:255],
-        "elements": [
+def failed_gate_buttons(release: Release, gate: Gate, last_environment: str) -> Block | None:
+    """Under a failed automatic gate: Re-run it, Waive it (asks for a reason), or approve a
+    waiver someone asked for. None when none of them may be used now."""
+    value = gate_value(release, gate)
+    elements: list[dict[str, Any]] = []
+    if rerun_refusal(release, gate, last_environment) is None:
+        elements.append(
             {
                 "type": "button",
                 "action_id": GATE_RERUN,
-                "value": gate_value(release, gate),
+                "value": value,
                 "text": {"type": "plain_text", "text": f"Re-run {gate.name}"[:75]},
                 "confirm": confirm_dialog(
                     f"Re-run {gate.name}?",
@@ -184,9 +200,36 @@ def rerun_buttons(release: Release, gates: list[Gate]) -> Block:
                     "Re-run",
                 ),
             }
-            for gate in gates[:5]
-        ],
-    }
+        )
+    open_here = release.phase == "active" and not release.superseded_by and not release.final_tag
+    if open_here and gate.status == "failed" and gate.waiver is None:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": GATE_WAIVE,
+                "value": value,
+                "text": {"type": "plain_text", "text": "Waive"},
+            }
+        )
+    elif open_here and gate.waiver is not None and not gate.waiver.granted:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": GATE_WAIVE_APPROVE,
+                "style": "primary",
+                "value": value,
+                "text": {"type": "plain_text", "text": f"Approve waiver of {gate.name}"[:75]},
+                "confirm": confirm_dialog(
+                    f"Approve the waiver of {gate.name}?",
+                    f"*{escape(gate.name)}* then counts as passed for {release.tag}. Your "
+                    "name and the time are recorded, and listed in the final tag.",
+                    "Approve",
+                ),
+            }
+        )
+    if not elements:
+        return None
+    return {"type": "actions", "block_id": f"failed:{gate.id}"[:255], "elements": elements}
 
 
 def confirm_dialog(title: str, text: str, yes: str) -> dict[str, Any]:
@@ -315,6 +358,36 @@ def reject_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
     }
 
 
+def waive_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
+    """The reason a failed gate may count as passed (approved by others: [waivers])."""
+    return {
+        "type": "modal",
+        "callback_id": GATE_WAIVE_REASON,
+        "private_metadata": json.dumps({"t": ticket}),
+        "title": {"type": "plain_text", "text": "Waive a gate"},
+        "submit": {"type": "plain_text", "text": "Ask to waive"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(
+                f"Ask that *{escape(gate.name)}* of {release.tag} count as passed although it "
+                "failed. Someone else approves it; the reason is shown on the release, "
+                "recorded, and listed in the final tag."
+            ),
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": {"type": "plain_text", "text": "Why it may go on"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": "reason",
+                    "multiline": True,
+                    "max_length": 500,
+                },
+            },
+        ],
+    }
+
+
 def notice_view(title: str, text: str) -> dict[str, Any]:
     """A form's answer shown in the form itself (it is replaced by this)."""
     return {
@@ -388,10 +461,11 @@ def release_message(
         blocks.append(section("\n".join(lines)))
         if deploy is not None and retry_refusal(release, env.name, config, now) is None:
             blocks.append(retry_button(release, env.name))
-        last = config.last_environment.name
-        rerunnable = [g for g in gates if rerun_refusal(release, g, last) is None]
-        if rerunnable:
-            blocks.append(rerun_buttons(release, rerunnable))
+        for gate in gates:
+            if gate.automatic and gate.status == "failed":
+                buttons = failed_gate_buttons(release, gate, config.last_environment.name)
+                if buttons is not None:
+                    blocks.append(buttons)
         for gate in gates:
             if gate.automatic:
                 continue

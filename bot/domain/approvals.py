@@ -12,7 +12,15 @@ from dataclasses import dataclass, replace
 from bot.domain import approval_policy
 from bot.domain.approval_policy import Approval, Refused
 from bot.domain.config import ApprovalPolicy, Config
-from bot.domain.releases import Deploy, Gate, Rejection, Release, TransitionError, queue_deploy
+from bot.domain.releases import (
+    Deploy,
+    Gate,
+    Rejection,
+    Release,
+    TransitionError,
+    Waiver,
+    queue_deploy,
+)
 from bot.domain.releases import NoChange as NoChange  # raised here, caught by the callers
 
 
@@ -85,6 +93,67 @@ def approve(
     gate.approvals = list(verdict.approvals)  # an approval past its validity is dropped
     gate.status = "passed"
     gate.finished_at = now
+    return gate
+
+
+def _failed_gate(release: Release, gate_id: str) -> Gate:
+    _check_open(release)
+    gate = release.gate(gate_id)
+    if not gate.automatic:
+        raise Refusal(f"{gate.name} is decided by people: approve or reject it instead")
+    return gate
+
+
+def ask_waiver(
+    release: Release, gate_id: str, *, user_id: str, user_name: str, now: float, reason: str
+) -> Gate:
+    """Ask that a failed automatic gate count as passed, with why; it does once the
+    approvals of [waivers] are in (approve_waiver)."""
+    gate = _failed_gate(release, gate_id)
+    if gate.status != "failed":
+        raise Refusal(f"{gate.name} is {gate.status}: only a failed gate is waived")
+    if gate.waiver is not None:
+        raise NoChange(f"{gate.waiver.user_name} asked to waive {gate.name} already")
+    gate.waiver = Waiver(user_id=user_id, user_name=user_name, at=now, reason=reason)
+    return gate
+
+
+def approve_waiver(
+    release: Release,
+    gate_id: str,
+    *,
+    user_id: str,
+    user_name: str,
+    now: float,
+    policy: ApprovalPolicy,
+    is_approver: bool,
+) -> Gate:
+    """An approval of a gate's waiver; the gate is waived (counts as passed) once the policy
+    is met. The one who asked never approves it."""
+    gate = _failed_gate(release, gate_id)
+    waiver = gate.waiver
+    if waiver is None or gate.status not in ("failed", "waived"):
+        raise Refusal(f"nobody asked to waive {gate.name}")
+    if waiver.granted:
+        raise NoChange(f"{gate.name} is waived already")
+    verdict = approval_policy.consider(
+        policy,
+        waiver.approvals,
+        user_id=user_id,
+        user_name=user_name,
+        now=now,
+        requester=waiver.user_id,
+        is_approver=is_approver,
+    )
+    if verdict.refused == "own request":
+        raise Refusal("you asked for this waiver; someone else has to approve it")
+    if verdict.refused is not None:
+        raise _gate_refusal(verdict.refused, release, gate)
+    waiver.approvals = list(verdict.approvals)
+    if verdict.met:
+        waiver.granted = True
+        gate.status = "waived"
+        gate.finished_at = now
     return gate
 
 
@@ -190,7 +259,7 @@ def readiness(release: Release, config: Config, now: float) -> Readiness:
                     f"{gate.name} was rejected by {gate.rejection.user_name}: "
                     f"{gate.rejection.reason}"
                 )
-            elif gate.automatic and gate.status != "passed":
+            elif gate.automatic and gate.status not in ("passed", "waived"):
                 missing.append(f"{gate.name} has not passed ({gate.status})")
             elif not gate.automatic and policy.required > 0:
                 fresh = valid_approvals(gate, config.release_policy(release.kind, env.name), now)

@@ -205,6 +205,9 @@ class Config:
     approvals: dict[str, ApprovalPolicy] = field(default_factory=dict)
     # Approvals a rollback needs; no approvers listed = the environment's approvers.
     rollback: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    # Approvals a waived gate needs; no approvers listed = the approvers of what the gate
+    # guards. Never the one who asked for the waiver.
+    waivers: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     hotfix: HotfixConfig = field(default_factory=HotfixConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     flags: FlagsConfig = field(default_factory=FlagsConfig)
@@ -260,6 +263,15 @@ class Config:
             return usual
         own = self.hotfix.policy
         return dataclasses.replace(own, approvers=own.approvers or usual.approvers)
+
+    def waiver_policy(self, kind: str, stage: str) -> ApprovalPolicy:
+        """[waivers], with the approvers of what a gate of `stage` guards when it names none;
+        never the one who asked (no self-approval), and valid as long as the release."""
+        own = self.waivers
+        approvers = own.approvers or self.release_policy(kind, stage).approvers
+        return dataclasses.replace(
+            own, approvers=approvers, allow_self_approval=False, valid_hours=float("inf")
+        )
 
     def gate_policy(self, stage: str) -> ApprovalPolicy:
         """Manual gates of a stage approve the way into the next environment (the last
@@ -347,6 +359,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
         "worker": (dict, False),
         "approvals": (dict, False),
         "rollback": (dict, False),
+        "waivers": (dict, False),
         "hotfix": (dict, False),
         "monitoring": (dict, False),
         "flags": (dict, False),
@@ -486,6 +499,9 @@ def parse_config(raw: dict[str, Any]) -> Config:
     rollback = _policy(
         "rollback", raw.get("rollback", {}), {"required": (int, False), "approvers": (list, False)}
     )
+    waivers = _policy(
+        "waivers", raw.get("waivers", {}), {"required": (int, False), "approvers": (list, False)}
+    )
     hotfix = _hotfix(raw.get("hotfix", {}), [g.id for g in gates])
     manual = [
         g.id for g in gates if not g.automatic and (hotfix.gates is None or g.id in hotfix.gates)
@@ -505,6 +521,7 @@ def parse_config(raw: dict[str, Any]) -> Config:
         worker=WorkerConfig(**worker),
         approvals=approvals,
         rollback=rollback,
+        waivers=waivers,
         hotfix=hotfix,
         monitoring=_monitoring(raw.get("monitoring", {})),
         flags=_flags(raw.get("flags", {}), env_names),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from bot.domain.approval_policy import Approval as Approval  # where gates' approvals are
 from bot.domain.config import Config
 
-GateStatus = Literal["pending", "running", "passed", "failed"]
+GateStatus = Literal["pending", "running", "passed", "failed", "waived"]
 DeployStatus = Literal["queued", "running", "succeeded", "failed", "blocked"]
 ReleasePhase = Literal["creating", "active", "done"]
 
@@ -42,6 +42,19 @@ class Rejection:
 
 
 @dataclass
+class Waiver:
+    """Asked for a failed automatic gate: it counts as passed once the approvals of
+    [waivers] are in (Config.waiver_policy)."""
+
+    user_id: str
+    user_name: str
+    at: float
+    reason: str
+    approvals: list[Approval] = field(default_factory=list)
+    granted: bool = False
+
+
+@dataclass
 class Gate:
     id: str
     name: str
@@ -53,6 +66,8 @@ class Gate:
     detail: str = ""
     approvals: list[Approval] = field(default_factory=list)
     rejection: Rejection | None = None
+    # A failed automatic gate someone asked to waive: who, why, and the approvals it has.
+    waiver: Waiver | None = None
 
     @property
     def duration(self) -> float | None:
@@ -136,6 +151,10 @@ def _gate(data: dict[str, Any]) -> Gate:
     data["approvals"] = [Approval.from_dict(a) for a in data.get("approvals", [])]
     rejection = data.get("rejection")
     data["rejection"] = Rejection(**rejection) if rejection else None
+    waiver = data.get("waiver")
+    if waiver:
+        waiver["approvals"] = [Approval.from_dict(a) for a in waiver.get("approvals", [])]
+        data["waiver"] = Waiver(**waiver)
     return Gate(**data)
 
 
@@ -200,6 +219,7 @@ def queue_deploy(release: Release, environment: str, deploy_id: str, now: float)
                 None,
                 "",
             )
+            gate.waiver = None  # a waiver is of one failure, not of what a new deploy does
     return deploy
 
 
@@ -296,6 +316,7 @@ def rerun_gate(release: Release, gate_id: str, last_environment: str) -> Gate:
     if refusal is not None:
         raise TransitionError(refusal)
     gate.status, gate.started_at, gate.finished_at, gate.detail = "pending", None, None, ""
+    gate.waiver = None
     return gate
 
 

@@ -152,3 +152,117 @@ async def reject(
         f"{actor.user_name} rejected {gate.name}",
     )
     return f"You rejected {gate.name} of {release.tag}."
+
+
+# --- waivers -----------------------------------------------------------------------------
+
+
+async def ask_waiver(
+    services: DecisionNeeds,
+    actor: Actor,
+    version: str,
+    gate_id: str,
+    reason: str,
+    where: Where,
+) -> str:
+    """The Waive form, sent: the waiver is asked, audited, shown with its Approve button and
+    said in the thread; returns the private answer."""
+    store = services.store
+    try:
+        release, gate, target = await _target(services, version, gate_id, where)
+        release, gate = await store.update_release(
+            version,
+            partial(
+                approvals.ask_waiver,
+                gate_id=gate_id,
+                user_id=actor.user_id,
+                user_name=actor.user_name,
+                now=store.clock(),
+                reason=reason,
+            ),
+            actor,
+            "gate.waive",
+            environment=target,
+            outcome="asked",
+            reason=f"{gate_id}: {reason}",
+        )
+    except NoChange as exc:
+        await store.audit(
+            actor, "gate.waive", release=version, outcome="duplicate", reason=f"{gate_id}: {exc}"
+        )
+        return f"Nothing changed: {exc}."
+    except TransitionError as exc:
+        await store.audit(
+            actor, "gate.waive", release=version, outcome="refused", reason=f"{gate_id}: {exc}"
+        )
+        return f"You cannot waive this: {exc}."
+    services.chat.refresh(version)
+    policy = services.config.waiver_policy(release.kind, gate.stage)
+    await services.chat.thread(
+        version,
+        messages.note(
+            f"☑️ {messages.mention(actor.user_id)} asks to waive *{messages.escape(gate.name)}*: "
+            f"{messages.escape(reason)}. It needs {policy.required} approval(s) from someone "
+            "else (the button on the release)."
+        ),
+        f"{actor.user_name} asks to waive {gate.name}",
+    )
+    return f"You asked to waive {gate.name} of {release.tag}; it needs someone else's approval."
+
+
+async def approve_waiver(
+    services: DecisionNeeds, actor: Actor, version: str, gate_id: str, where: Where
+) -> str:
+    """Approve a waiver from the button on the release message at `where`."""
+    store = services.store
+    try:
+        release, gate, target = await _target(services, version, gate_id, where)
+        policy = services.config.waiver_policy(release.kind, gate.stage)
+        eligible = await is_approver(services, policy, actor.user_id)
+        release, gate = await store.update_release(
+            version,
+            partial(
+                approvals.approve_waiver,
+                gate_id=gate_id,
+                user_id=actor.user_id,
+                user_name=actor.user_name,
+                now=store.clock(),
+                policy=policy,
+                is_approver=eligible,
+            ),
+            actor,
+            "gate.waive-approve",
+            environment=target,
+            reason=gate_id,
+        )
+    except NoChange as exc:
+        await store.audit(
+            actor,
+            "gate.waive-approve",
+            release=version,
+            outcome="duplicate",
+            reason=f"{gate_id}: {exc}",
+        )
+        return f"Nothing changed: {exc}."
+    except TransitionError as exc:
+        await store.audit(
+            actor,
+            "gate.waive-approve",
+            release=version,
+            outcome="refused",
+            reason=f"{gate_id}: {exc}",
+        )
+        return f"You cannot approve this waiver: {exc}."
+    services.chat.refresh(version)
+    done = gate.status == "waived"
+    await services.chat.thread(
+        version,
+        messages.note(
+            f"☑️ {messages.mention(actor.user_id)} approved the waiver of "
+            f"*{messages.escape(gate.name)}*" + (": it counts as passed." if done else ".")
+        ),
+        f"{actor.user_name} approved the waiver of {gate.name}",
+    )
+    if done:
+        return f"You approved the waiver: {gate.name} of {release.tag} counts as passed."
+    return f"You approved the waiver of {gate.name}; it needs more approvals."

@@ -87,6 +87,15 @@ def final_tag_message(
                 f"Approved-by: {approval.user_name} ({approval.user_id}) "
                 f"gate={gate.id} ({gate_names.get(gate.id, gate.name)}) at={when}"
             )
+    for gate in release.gates:
+        # A gate that failed and was let through says so in git too, with who and why.
+        if gate.status == "waived" and gate.waiver is not None:
+            w = gate.waiver
+            approved = ", ".join(f"{a.user_name} ({a.user_id})" for a in w.approvals)
+            lines.append(
+                f"Waived: gate={gate.id} ({gate_names.get(gate.id, gate.name)}) "
+                f"asked-by={w.user_name} ({w.user_id}) approved-by={approved} reason={w.reason}"
+            )
     return "\n".join(lines)
 
 

@@ -8,6 +8,8 @@ from bot.blocks.actions import (
     GATE_APPROVE,
     GATE_REJECT,
     GATE_RERUN,
+    GATE_WAIVE,
+    GATE_WAIVE_APPROVE,
     INCIDENT_ACK,
     INCIDENT_GROUP_ACK,
     ROLLBACK_APPROVE,
@@ -15,7 +17,13 @@ from bot.blocks.actions import (
 )
 from handlers.actions.deploy_buttons import retry_clicked
 from handlers.actions.flag_buttons import approve_flag_clicked
-from handlers.actions.gate_buttons import approve_clicked, reject_clicked, rerun_clicked
+from handlers.actions.gate_buttons import (
+    approve_clicked,
+    approve_waiver_clicked,
+    reject_clicked,
+    rerun_clicked,
+    waive_clicked,
+)
 from handlers.actions.incident_buttons import acknowledge_all_clicked, acknowledge_clicked
 from handlers.actions.rollback_buttons import approve_rollback_clicked, rollback_clicked
 from handlers.actions.unknown import unknown_clicked
@@ -25,6 +33,8 @@ def register(app: AsyncApp) -> None:
     app.action(GATE_APPROVE)(approve_clicked)
     app.action(GATE_REJECT)(reject_clicked)
     app.action(GATE_RERUN)(rerun_clicked)
+    app.action(GATE_WAIVE)(waive_clicked)
+    app.action(GATE_WAIVE_APPROVE)(approve_waiver_clicked)
     app.action(ROLLBACK_START)(rollback_clicked)
     app.action(ROLLBACK_APPROVE)(approve_rollback_clicked)
     app.action(INCIDENT_ACK)(acknowledge_clicked)

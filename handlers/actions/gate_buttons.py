@@ -1,4 +1,5 @@
-"""Approve, Reject and Re-run buttons on a release message: ack at once, then act and answer."""
+"""The buttons of a release message's gates (Approve, Reject, Re-run, Waive, Approve waiver):
+ack at once, then act and answer."""
 
 from __future__ import annotations
 
@@ -83,5 +84,59 @@ async def rerun(services: Services, body: dict[str, Any]) -> str:
     if value is None or "v" not in value or "g" not in value:
         return await clicks.refused(services, actor, "gate.rerun", "damaged button", DAMAGED)
     return await deploy_release.rerun_gate(
+        services, actor, value["v"], value["g"], clicked_message(body)
+    )
+
+
+async def waive_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
+    await ack()
+    await answer_click(respond, open_waive_form(context["services"], body, context))
+
+
+async def open_waive_form(
+    services: Services, body: dict[str, Any], context: AsyncBoltContext
+) -> str:
+    actor, value, where = click_actor(body), button_value(body), clicked_message(body)
+    if value is None or "v" not in value or "g" not in value:
+        return await clicks.refused(services, actor, "gate.waive", "damaged button", DAMAGED)
+    version, gate_id = value["v"], value["g"]
+    release = await services.store.get_release(version)
+    if release is None or not any(g.id == gate_id for g in release.gates):
+        return await clicks.refused(
+            services, actor, "gate.waive", f"{version}: {gate_id}: gone", DAMAGED
+        )
+    ticket = await clicks.open_form(
+        services,
+        actor,
+        "waive",
+        {"v": version, "g": gate_id, "channel": where[0], "ts": where[1]},
+        release=version,
+    )
+    try:
+        await context.client.views_open(
+            trigger_id=body["trigger_id"],
+            view=messages.waive_view(release, release.gate(gate_id), ticket),
+        )
+    except SlackApiError as exc:
+        return f"Slack would not open the form ({exc.response.get('error')}); click Waive again."
+    return ""  # the form is the answer
+
+
+async def approve_waiver_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
+    await ack()
+    await answer_click(respond, approve_waiver(context["services"], body))
+
+
+async def approve_waiver(services: Services, body: dict[str, Any]) -> str:
+    actor, value = click_actor(body), button_value(body)
+    if value is None or "v" not in value or "g" not in value:
+        return await clicks.refused(
+            services, actor, "gate.waive-approve", "damaged button", DAMAGED
+        )
+    return await decide.approve_waiver(
         services, actor, value["v"], value["g"], clicked_message(body)
     )

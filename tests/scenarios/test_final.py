@@ -6,11 +6,12 @@ import asyncio
 import copy
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bot.domain.actors import Actor
 from bot.domain.releases import Deploy, Release, activate, block_deploy
-from tests.helpers.config import deploy_log, production_config
-from tests.helpers.messages import release_message, thread_text
+from tests.helpers.config import SMOKE, deploy_log, make_config, production_config
+from tests.helpers.messages import release_message, thread_text, wait_for_gates
 from tests.helpers.releases import recorded
 from tests.helpers.steps import candidate, in_production, live
 
@@ -313,3 +314,74 @@ async def test_a_cancelled_candidate_keeps_its_tag_and_is_never_promoted(
     git_remote.commit("the right branch")
     git_remote.push()
     await candidate(bot, "v0.15.0-rc.2")
+
+
+async def test_a_failed_gate_waived_with_a_reason_and_another_approval_lets_it_go(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(
+        make_config(git_remote, tmp_path, gate_env="GATE_FAIL=infra", extra=SMOKE)
+    )
+    await bot.command("rc", user="U0ALICE", user_name="alice")
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    assert "Infrastructure validation — failed" in bot.slack.text_of(message)
+    await bot.click(message, "gate_waive", user="U0ALICE", user_name="alice", gate="infra")
+    opened = await bot.slack.wait_for(lambda: bot.slack.calls_to("views.open"))
+    view = opened[0].params["view"]
+    status, _ = await bot.submit_view(
+        view, {"reason": "known flake of the staging LB, INC-12"}, user="U0ALICE", user_name="alice"
+    )
+    assert status == 200
+    asked = await bot.slack.wait_for(
+        lambda: (
+            "Approve waiver of Infrastructure" in bot.slack.text_of(message_of(bot))
+            and message_of(bot)
+        )
+    )
+    assert "waiver asked by <@U0ALICE>: known flake" in bot.slack.text_of(asked)
+    assert "Ready for production" not in bot.slack.text_of(asked)
+    await bot.click(asked, "gate_waive_approve", user="U0ALICE", user_name="alice", gate="infra")
+    assert "someone else has to approve it" in await private_answer(bot, "U0ALICE", "waiver")
+    await bot.click(asked, "gate_waive_approve", user="U0BOB", user_name="bob", gate="infra")
+    await bot.click(message_of(bot), "gate_approve", user="U0BOB", user_name="bob", gate="qa")
+    text = await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(message_of(bot))
+            and bot.slack.text_of(message_of(bot))
+        )
+    )
+    assert "☑️ Infrastructure validation — waived: known flake of the staging LB, INC-12" in text
+    assert "approved by <@U0BOB>" in text
+    await bot.command("final", user="U0ALICE", user_name="alice")
+    await live(bot)
+    annotation = git_remote.tag_message("v0.15.0")
+    assert (
+        "Waived: gate=infra (Infrastructure validation) asked-by=alice (U0ALICE) "
+        "approved-by=bob (U0BOB) reason=known flake of the staging LB, INC-12"
+    ) in annotation
+    actions = [
+        (e["user_id"], e["action"], e["outcome"])
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"].startswith(("gate.waive", "waive."))
+    ]
+    assert actions == [
+        ("U0ALICE", "waive.form", "opened"),
+        ("U0ALICE", "gate.waive", "asked"),
+        ("U0ALICE", "gate.waive-approve", "refused"),
+        ("U0BOB", "gate.waive-approve", "ok"),
+    ]
+
+
+def message_of(bot) -> Any:
+    return release_message(bot.slack, "v0.15.0-rc.1")
+
+
+async def private_answer(bot, user: str, fragment: str) -> str:
+    found = await bot.slack.wait_for(
+        lambda: [
+            bot.slack.text_of(c.params)
+            for c in bot.slack.calls_to("response_url")
+            if c.params.get("_id", "").startswith(user) and fragment in bot.slack.text_of(c.params)
+        ]
+    )
+    return found[-1]

@@ -296,3 +296,43 @@ def test_a_failed_automatic_gate_may_run_again_while_its_deploy_stands(config):
     assert "Retry deploy runs the gates" in releases.rerun_refusal(
         release, release.gate("e2e"), "production"
     )
+
+
+def test_a_waived_gate_counts_as_passed_only_with_someone_elses_approval(config):
+    release = candidate(config)
+    releases.queue_deploy(release, "staging", "d1", NOW)
+    releases.start_deploy(release, "d1", NOW)
+    releases.finish_deploy(release, "d1", NOW + 1, ok=True)
+    releases.start_gate(release, "e2e", NOW + 1)
+    with pytest.raises(Refusal, match="only a failed gate is waived"):
+        approvals.ask_waiver(release, "e2e", user_id="U0BOB", user_name="bob", now=NOW, reason="x")
+    releases.finish_gate(release, "e2e", NOW + 2, ok=False)
+    with pytest.raises(Refusal, match="decided by people"):
+        approvals.ask_waiver(release, "qa", user_id="U0BOB", user_name="bob", now=NOW, reason="x")
+    approvals.ask_waiver(release, "e2e", user_id="U0BOB", user_name="bob", now=NOW, reason="flake")
+    with pytest.raises(NoChange):
+        approvals.ask_waiver(release, "e2e", user_id="U0BOB", user_name="bob", now=NOW, reason="y")
+    policy = config.waiver_policy(release.kind, "staging")
+    assert policy.approvers == ("U0ALICE", "U0BOB", "S0RELMGR")  # production's, by default
+
+    def approve_as(user: str, eligible: bool = True) -> None:
+        approvals.approve_waiver(
+            release,
+            "e2e",
+            user_id=user,
+            user_name=user.lower(),
+            now=NOW + 3,
+            policy=policy,
+            is_approver=eligible,
+        )
+
+    with pytest.raises(Refusal, match="you asked for this waiver"):
+        approve_as("U0BOB")
+    with pytest.raises(Refusal, match="not one of the approvers"):
+        approve_as("U0EVE", eligible=False)
+    assert "Automated tests has not passed (failed)" in readiness(release, config, NOW).missing
+    approve_as("U0ALICE")
+    assert release.gate("e2e").status == "waived"
+    assert not any("Automated tests" in m for m in readiness(release, config, NOW).missing)
+    releases.queue_deploy(release, "staging", "d2", NOW + 4)  # a new deploy: checked again
+    assert release.gate("e2e").status == "pending" and release.gate("e2e").waiver is None
