@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
@@ -111,10 +112,15 @@ class Target:
 
 
 def choose_target(
-    history: list[dict[str, str]], environment: str, to: str | None, prefix: str
+    history: list[dict[str, str]],
+    environment: str,
+    to: str | None,
+    prefix: str,
+    final_tags: Mapping[str, str] | None = None,
 ) -> Target:
     """The deploy to go back to: the one named, or the newest before the current that
-    deployed there and is not known bad there (`known_bad`)."""
+    deployed there and is not known bad there (`known_bad`). A version named that never ran
+    there may still be a final tag of the repository (`final_tags`: tag -> commit)."""
     ran = deploys(history)
     if not ran:
         raise Refusal(
@@ -154,8 +160,16 @@ def choose_target(
             if entry["version"] in bad:
                 why += f"; it was rolled back from or failed in {environment} before"
             return Target(entry, why)
+    tag = wanted if wanted.startswith(prefix) else f"{prefix}{wanted}"
+    sha = (final_tags or {}).get(tag)
+    if sha:
+        entry = {"version": tag[len(prefix) :], "tag": tag, "sha": sha, "release": ""}
+        return Target(
+            entry, f"a final tag of the repository; the bot never ran it in {environment}"
+        )
     raise Refusal(
-        f"{to} was never deployed to {environment}; `/release status` shows what runs where"
+        f"{to} was never deployed to {environment}, nor is it a final tag of the repository; "
+        "`/release status` shows what runs where"
     )
 
 

@@ -17,18 +17,34 @@ from bot.domain.approvals import NoChange, Refusal
 from bot.domain.config import ApprovalPolicy
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest
+from bot.domain.versions import is_final_tag
 from bot.services import deploy_engine, monitor_health
 from bot.services.approvers import MembershipNotChecked, approver_without_asking, is_approver
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
-from bot.services.ports import GitError, HasFormTickets, HasQueue, HasStore, HasUserDirectory
+from bot.services.ports import (
+    GitError,
+    HasFormTickets,
+    HasQueue,
+    HasStore,
+    HasUserDirectory,
+    HasVersionIndex,
+)
 
 
 class RollbackNeeds(
-    EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasFormTickets, HasUserDirectory, Protocol
+    EngineNeeds,
+    MonitorNeeds,
+    HasStore,
+    HasQueue,
+    HasFormTickets,
+    HasUserDirectory,
+    HasVersionIndex,
+    Protocol,
 ):
-    """Asking for, approving and running a rollback."""
+    """Asking for, approving and running a rollback (the version index: a final tag the bot
+    never deployed may be rolled back to)."""
 
 
 ROLLBACK = "rollback"
@@ -41,6 +57,18 @@ class RollbackAnswer:
 
     text: str
     post: Callable[[], Awaitable[None]] | None = None
+
+
+async def _final_tag(services: RollbackNeeds, to: str | None, prefix: str) -> dict[str, str]:
+    """`to` as a final tag of the repository, with its commit, read from the version index
+    (Redis: nothing before an ack waits for git); {} if it is none."""
+    if to is None:
+        return {}
+    tag = to if prefix and to.startswith(prefix) else f"{prefix}{to}"
+    if not is_final_tag(tag, prefix):
+        return {}
+    sha = await services.versions.commit_of(tag)
+    return {tag: sha} if sha else {}
 
 
 async def request_rollback(
@@ -56,6 +84,7 @@ async def request_rollback(
     version a Roll back button showed: if the environment runs another by now, nothing is
     done (the person asked to roll back what they saw, not whatever runs there now)."""
     store, config = services.store, services.config
+    prefix = config.repository.tag_prefix
     history = await store.environment_history(environment)
     ran = rollbacks.deploys(history)
     if expect_from is not None and (not ran or ran[0]["version"] != expect_from):
@@ -70,7 +99,9 @@ async def request_rollback(
         )
         return RollbackAnswer(text)
     try:
-        target = rollbacks.choose_target(history, environment, to, config.repository.tag_prefix)
+        target = rollbacks.choose_target(
+            history, environment, to, prefix, await _final_tag(services, to, prefix)
+        )
     except Refusal as exc:
         await store.audit(
             actor, "rollback.request", environment=environment, outcome="refused", reason=str(exc)

@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.helpers.config import production_config
 from tests.helpers.messages import release_message, thread_text, wait_for_gates
 from tests.helpers.repos import GitRemote, git
-from tests.helpers.steps import live
+from tests.helpers.steps import live, rolled_back
 
 MOVED = "packages/site/data/feature-flags.toml"
 FLAGS_THEN = """\
@@ -82,6 +82,18 @@ async def test_the_first_release_learns_production_and_can_be_rolled_back(
     await live(bot)
     ack = bot.slack.text_of(await bot.command('rollback --reason "errors"', user="U0BOB"))
     assert "Rolling back *production* from `v0.15.0` to `v0.14.2`" in ack
+    await rolled_back(bot)
+    await bot.command("unlock production", user="U0CAROL")
+    # Any final tag of the repository, even one the bot never ran there.
+    ack = bot.slack.text_of(
+        await bot.command('rollback --to v0.14.1 --reason "older still"', user="U0BOB")
+    )
+    assert "Rolling back *production* from `v0.14.2` to `v0.14.1`" in ack
+    assert "a final tag of the repository; the bot never ran it in production" in ack
+    refused = bot.slack.text_of(
+        await bot.command('rollback --to v0.14.0-rc.1 --reason "a candidate"', user="U0BOB")
+    )
+    assert "nor is it a final tag of the repository" in refused
 
 
 async def test_an_adopted_version_is_what_a_hotfix_patches(start_bot, git_remote, tmp_path):
