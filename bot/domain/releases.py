@@ -204,6 +204,15 @@ def activate(
     release.message_ts = message_ts
 
 
+def place_message(release: Release, *, channel: str, message_ts: str) -> None:
+    """The release's message, posted late (Slack refused it when the candidate was made)."""
+    if release.message_ts is not None:
+        raise NoChange(f"{release.tag} has its message already")
+    if release.phase != "active":
+        raise TransitionError(f"{release.tag} is no longer in flight")
+    release.channel, release.message_ts = channel, message_ts
+
+
 def queue_deploy(release: Release, environment: str, deploy_id: str, now: float) -> Deploy:
     current = release.deploys.get(environment)
     if current is not None and current.status in ("queued", "running"):

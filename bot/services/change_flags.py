@@ -709,7 +709,8 @@ async def _redraw(needs: FlagNeeds, request: FlagRequest) -> None:
 
 async def _thread(needs: FlagNeeds, request: FlagRequest, text: str) -> None:
     if request.ts:
-        await needs.chat.post(request.channel, flag_messages.note(text), text, thread_ts=request.ts)
+        # Through the channel's outbox (paced, kept until Slack takes it), like every reply.
+        await needs.chat.reply(request.channel, request.ts, flag_messages.note(text), text)
 
 
 async def _unexpected(needs: FlagNeeds, request: FlagRequest, exc: Exception) -> bool:

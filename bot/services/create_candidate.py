@@ -13,7 +13,7 @@ from typing import Protocol
 
 from bot.blocks import release as messages
 from bot.domain import approvals, releases
-from bot.domain.actors import Actor
+from bot.domain.actors import BOT, Actor
 from bot.domain.locks import LockHeld
 from bot.domain.releases import Release, TransitionError
 from bot.domain.versions import (
@@ -501,8 +501,9 @@ async def _tag_and_record(
             req.response_url,
             messages.problem(
                 f"`{release.tag}` is tagged, but I could not post in "
-                f"{messages.channel_ref(config.slack.channel)}. Invite me there (`/invite "
-                "@releasebot`) or fix `slack.channel` in the config."
+                f"{messages.channel_ref(config.slack.channel)}. I try again every minute "
+                "until it is posted; if Slack refuses the channel, invite me there "
+                "(`/invite @releasebot`) or fix `slack.channel` in the config."
             ),
             "could not post",
         )
@@ -568,3 +569,37 @@ async def supersede_older(services: CandidateNeeds, newer: Release, actor: Actor
             ),
             f"Superseded by {newer.tag}",
         )
+
+
+async def post_missing_messages(services: CandidateNeeds) -> int:
+    """Post the message of each release in flight that has none (Slack refused or throttled
+    it when the candidate was made): nothing people must see is dropped after the retries.
+    Bounded by the releases in flight; returns how many were posted."""
+    store, config = services.store, services.config
+    posted_now = 0
+    for release in await store.releases_in_flight():
+        if release.message_ts is not None or release.phase != "active":
+            continue
+        posted = await services.chat.post(
+            config.slack.channel,
+            messages.release_message(release, config),
+            messages.release_fallback_text(release),
+        )
+        if not posted or not posted.get("ts"):
+            continue  # the next run tries again
+        try:
+            await store.update_release(
+                release.version,
+                partial(
+                    releases.place_message,
+                    channel=str(posted.get("channel") or config.slack.channel),
+                    message_ts=str(posted["ts"]),
+                ),
+                BOT,
+                "release.message",
+                reason="posted late",
+            )
+        except TransitionError:
+            continue  # another replica placed one meanwhile; this post stays unbound
+        posted_now += 1
+    return posted_now

@@ -372,7 +372,8 @@ async def _say(
         if release is not None and release.message_ts:
             await services.chat.thread(request.from_release, blocks, text)
             return
-    await services.chat.post(services.config.slack.channel, blocks, text)
+    # Through the channel's outbox: kept until Slack takes it, never dropped after retries.
+    await services.chat.reply(services.config.slack.channel, "", blocks, text)
 
 
 async def run_rollback(

@@ -263,9 +263,11 @@ async def lock_command(
     return Answer(
         outcome.answer,
         messages.note(outcome.answer),
+        # Through the channel's outbox: kept until Slack takes it, never dropped after retries.
         after=partial(
-            services.notifier.post,
+            services.chat.reply,
             services.config.slack.channel,
+            "",
             messages.note(announcement),
             announcement,
         ),

@@ -10,6 +10,7 @@ import aiohttp
 
 from bot.runtime.container import Services
 from bot.runtime.web import Bot
+from bot.services import create_candidate
 from tests.helpers.bot import RunningBot, make_settings
 from tests.helpers.config import make_config
 from tests.helpers.messages import wait_for_gates
@@ -139,9 +140,17 @@ async def test_an_unknown_channel_is_reported_but_the_release_goes_on(
     bot.slack.error_next("chat.postMessage", "channel_not_found")
     await bot.command("rc")
     text = await answers(bot, "could not post")
-    assert "slack.channel" in text
+    assert "slack.channel" in text and "I try again every minute" in text
     release = await bot.services.store.get_release("0.15.0-rc.1")
-    assert release is not None and release.phase == "active"
+    assert release is not None and release.phase == "active" and release.message_ts is None
+    # The scheduler's "release-messages" job: the message is posted late, once, and bound.
+    assert await create_candidate.post_missing_messages(bot.services) == 1
+    assert await create_candidate.post_missing_messages(bot.services) == 0
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release.message_ts == message.ts
+    await bot.click(message, "gate_approve", gate="qa")  # its buttons work
+    assert "You approved Manual QA" in await answers(bot, "You approved")
 
 
 async def test_healthz_reports_redis(start_bot, git_remote, tmp_path, slack, prefix):

@@ -318,7 +318,7 @@ async def test_a_ramp_stops_on_request_or_when_someone_changes_the_flag_by_hand(
     await slack.wait_for(lambda: "Next: 60% → *70%*" in thread(slack, message), timeout=20)
     answer = slack.text_of(await flag(bot, "ramp new_search --stop", user="U0BOB", user_name="bob"))
     assert "Stopped the ramp of `new_search`" in answer
-    assert "<@U0BOB> stopped the ramp" in thread(slack, message)
+    await slack.wait_for(lambda: "<@U0BOB> stopped the ramp" in thread(slack, message))
     assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 60
 
     # A second ramp; someone lowers the flag by hand before its second step: it stops.
