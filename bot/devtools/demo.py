@@ -48,6 +48,10 @@ GATE_SCRIPT = """\
 # that was just deployed.
 set -eu
 echo "checking $RELEASE_ENV for $RELEASE_VERSION ($1)"
+if [ -f "$DEMO_DIR/environments/$RELEASE_ENV/FAILING" ]; then
+  echo "$1: 2 checks failed (the demo's site $RELEASE_ENV failing)" >&2
+  exit 1
+fi
 "$DEMO_PYTHON" - "$DEMO_SITE/$RELEASE_ENV" "$RELEASE_VERSION" <<'PY'
 import json, sys, urllib.request
 base, want = sys.argv[1], sys.argv[2]
@@ -326,16 +330,21 @@ class DemoSite:
             raise web.HTTPNotFound()
         return self.demo.root / "environments" / env
 
-    FAULTS = ("down", "slow", "up")
+    FAULTS = ("down", "slow", "failing", "up")
 
     def fault(self, environment: str, mode: str) -> None:
         """Break an environment's site on purpose (down: 503, slow: 1.5 s per answer) until
-        `up` or the next deploy there."""
-        path = self.demo.root / "environments" / environment / "FAULT"
+        `up` or the next deploy there; `failing` makes its gates fail (not its health) until
+        `up`, through deploys."""
+        env_dir = self.demo.root / "environments" / environment
+        env_dir.mkdir(parents=True, exist_ok=True)
         if mode == "up":
-            path.unlink(missing_ok=True)
+            (env_dir / "FAULT").unlink(missing_ok=True)
+            (env_dir / "FAILING").unlink(missing_ok=True)
+        elif mode == "failing":
+            (env_dir / "FAILING").write_text(mode)
         else:
-            path.write_text(mode)
+            (env_dir / "FAULT").write_text(mode)
 
     async def _health(self, request: web.Request) -> web.Response:
         env_dir = self._env_dir(request)

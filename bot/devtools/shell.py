@@ -46,7 +46,8 @@ Type what you would type in Slack, plus a few shell commands:
   cancel                   close that form
   /as NAME                 act as another person (e.g. /as bob)
   wait [SECONDS]           wait until the bot is idle (or for SECONDS)
-  site ENV down|slow|up    (demo) break the demo site of ENV, or mend it
+  site ENV down|slow|failing|up  (demo) break the demo site of ENV (failing: its gates
+                           fail), or mend it
   help                     this help
   quit                     leave (Ctrl-D works too)"""
 
@@ -190,12 +191,13 @@ class Shell:
             return
         names = [e.name for e in self.bot.services.config.environments]
         if len(args) != 2 or args[0] not in names or args[1] not in self.site.FAULTS:
-            self.say(f"  Usage: site ENV down|slow|up, with ENV one of {', '.join(names)}.")
+            self.say(f"  Usage: site ENV down|slow|failing|up, with ENV one of {', '.join(names)}.")
             return
         self.site.fault(args[0], args[1])
         what = {
             "down": "answers 503 now",
             "slow": "takes 1.5 s per answer now",
+            "failing": "fails its gates now",
             "up": "is healthy again",
         }[args[1]]
         self.say(f"  (the demo site of {args[0]} {what})")

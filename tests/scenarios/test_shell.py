@@ -89,9 +89,15 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     ]
     # Then the flag deploys: production's own deploy of what it runs, with the new flags
     # (set, enable, two ramp steps, disable).
-    assert deploys[5:] == [["production", "v0.15.0"]] * 5
+    assert deploys[5:10] == [["production", "v0.15.0"]] * 5
+    # The next candidate, whose gates failed: one re-run, one waived, then it was cancelled.
+    assert deploys[10:] == [["staging", "v0.16.0-rc.1"]]
     assert demo.deployed_version("production") == "0.15.0"
     out = result.stdout
+    assert "✅ Automated tests passed" in out.split("re-runs *Automated tests*")[1]
+    assert "Infrastructure validation — waived: Known flake" in out
+    assert "(asked by @alice, approved by @bob)" in out
+    assert "== 🚫 v0.16.0-rc.1 · cancelled ==" in out
     # Approvals recorded, and the refusal of self-approval.
     assert "nobody approves their own release" in out
     assert "Manual QA — approved by @bob" in out
@@ -112,7 +118,7 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "On call: @carol" in out and "@carol acknowledged" in out
     assert "*resolved* after" in out and "`0.15.1`: *rolled back*" in out
     assert "*production* · health — ✅ healthy" in out
-    assert "site ENV down|slow|up" not in out  # no usage error from `site`
+    assert "site ENV down|slow|failing|up" not in out  # no usage error from `site`
     # Flags: committed to the repository (comments kept), approved, ramped, switched off,
     # and each change reported by the site's /flags.
     flags = subprocess.run(
