@@ -21,6 +21,7 @@ from bot.blocks.actions import (
     GATE_WAIVE_APPROVE,
     GATE_WAIVE_REASON,
     ROLLBACK_APPROVE,
+    ROLLBACK_CANCEL,
     ROLLBACK_REASON,
     ROLLBACK_START,
 )
@@ -663,8 +664,30 @@ def rollback_request(request: RollbackRequest, required: int) -> tuple[str, list
             "Roll back",
         ),
     }
+    cancel = {
+        "type": "button",
+        "action_id": ROLLBACK_CANCEL,
+        "value": value,
+        "text": {"type": "plain_text", "text": "Cancel"},
+        "confirm": confirm_dialog(
+            "Cancel this rollback?",
+            f"{request.environment} keeps running what it runs. Who asked for the rollback, "
+            "or an approver of it, may cancel it.",
+            "Cancel it",
+        ),
+    }
     blocks = [
         section(text),
-        {"type": "actions", "block_id": f"rollback:{request.id}", "elements": [button]},
+        {"type": "actions", "block_id": f"rollback:{request.id}", "elements": [button, cancel]},
     ]
     return text, blocks
+
+
+def rollback_cancelled(request: RollbackRequest) -> tuple[str, list[Block]]:
+    """A rollback request's message once it was called off: no buttons."""
+    text = (
+        f"⏪ ~Rollback of *{request.environment}* to `{request.to_tag}`~: cancelled by "
+        f"{escape(request.cancelled_by)}. *{request.environment}* keeps running "
+        f"`{request.from_shown}`."
+    )
+    return text, [section(text)]

@@ -18,7 +18,7 @@ from bot.domain.approvals import NoChange, Refusal
 from bot.domain.config import ApprovalPolicy, Config
 from bot.domain.releases import TransitionError
 
-RollbackStatus = Literal["waiting", "running", "succeeded", "failed"]
+RollbackStatus = Literal["waiting", "running", "succeeded", "failed", "cancelled"]
 
 
 @dataclass
@@ -46,6 +46,7 @@ class RollbackRequest:
     why: str = ""  # why this target (choose_target), said to the requester and approvers
     from_tag: str = ""  # the tag of from_version ("" in a request stored before it was kept)
     to_release: str = ""  # the release record that deployed the target there, if any
+    cancelled_by: str = ""  # who cancelled it while it waited for approvals
 
     @property
     def releases(self) -> str:
@@ -204,6 +205,16 @@ def approve(
     if verdict.refused == "already approved":
         raise NoChange("you already approved this rollback")
     request.approvals = list(verdict.approvals)
+
+
+def cancel(request: RollbackRequest, *, user_name: str, now: float, may: bool) -> None:
+    """A rollback waiting for approvals is called off by who asked for it or an approver
+    (`may`); one running or done is not."""
+    if request.status != "waiting":
+        raise NoChange(f"this rollback is already {request.status}")
+    if not may:
+        raise Refusal("only who asked for a rollback, or an approver of it, cancels it")
+    request.status, request.finished_at, request.cancelled_by = "cancelled", now, user_name
 
 
 def placed(request: RollbackRequest, *, channel: str, message_ts: str) -> None:

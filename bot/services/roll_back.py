@@ -276,6 +276,49 @@ async def _post_request(services: RollbackNeeds, request: RollbackRequest, requi
         )
 
 
+async def cancel_rollback(
+    services: RollbackNeeds, actor: Actor, request_id: str, where: Where
+) -> str:
+    """The Cancel click on a rollback request's message at `where`: who asked for it, or an
+    approver of it, calls it off while it waits; returns the private answer."""
+    store = services.store
+    request = await store.get_rollback(request_id)
+    if request is None or not same_message(where, request.channel, request.message_ts):
+        return await refused(
+            services,
+            actor,
+            "rollback.cancel",
+            f"{request_id}: not on the request's message",
+            "This button is not on the rollback request's message; use the one there.",
+        )
+    policy = rollbacks.rollback_policy(services.config, request.environment)
+    try:
+        may = actor.user_id == request.requester or await is_approver(
+            services, policy, actor.user_id
+        )
+        request, _ = await store.update_rollback(
+            request_id,
+            partial(rollbacks.cancel, user_name=actor.user_name, now=store.clock(), may=may),
+            actor,
+            "rollback.cancel",
+        )
+    except NoChange as exc:
+        return f"Nothing changed: {exc}."
+    except TransitionError as exc:
+        await store.audit(
+            actor,
+            "rollback.cancel",
+            release=request.releases,
+            environment=request.environment,
+            outcome="refused",
+            reason=str(exc),
+        )
+        return f"You cannot cancel this rollback: {exc}."
+    text, blocks = messages.rollback_cancelled(request)
+    await services.chat.update(request.channel, request.message_ts, blocks, text)
+    return f"You cancelled the rollback of *{request.environment}* to `{request.to_tag}`."
+
+
 async def approve_rollback(
     services: RollbackNeeds, actor: Actor, request_id: str, where: Where
 ) -> str:

@@ -13,6 +13,7 @@ from bot.blocks.actions import (
     INCIDENT_ACK,
     INCIDENT_GROUP_ACK,
     ROLLBACK_APPROVE,
+    ROLLBACK_CANCEL,
     ROLLBACK_START,
 )
 from handlers.actions.deploy_buttons import retry_clicked
@@ -25,7 +26,11 @@ from handlers.actions.gate_buttons import (
     waive_clicked,
 )
 from handlers.actions.incident_buttons import acknowledge_all_clicked, acknowledge_clicked
-from handlers.actions.rollback_buttons import approve_rollback_clicked, rollback_clicked
+from handlers.actions.rollback_buttons import (
+    approve_rollback_clicked,
+    cancel_rollback_clicked,
+    rollback_clicked,
+)
 from handlers.actions.unknown import unknown_clicked
 
 
@@ -37,6 +42,7 @@ def register(app: AsyncApp) -> None:
     app.action(GATE_WAIVE_APPROVE)(approve_waiver_clicked)
     app.action(ROLLBACK_START)(rollback_clicked)
     app.action(ROLLBACK_APPROVE)(approve_rollback_clicked)
+    app.action(ROLLBACK_CANCEL)(cancel_rollback_clicked)
     app.action(INCIDENT_ACK)(acknowledge_clicked)
     app.action(INCIDENT_GROUP_ACK)(acknowledge_all_clicked)
     app.action(FLAG_APPROVE)(approve_flag_clicked)

@@ -72,3 +72,23 @@ async def approve(services: Services, body: dict[str, Any]) -> str:
             "That button is damaged; use the one on the request.",
         )
     return await roll_back.approve_rollback(services, actor, value["r"], clicked_message(body))
+
+
+async def cancel_rollback_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
+    await ack()
+    await answer_click(respond, cancel(context["services"], body))
+
+
+async def cancel(services: Services, body: dict[str, Any]) -> str:
+    actor, value = click_actor(body), button_value(body)
+    if value is None or "r" not in value:
+        return await clicks.refused(
+            services,
+            actor,
+            "rollback.cancel",
+            "damaged button",
+            "That button is damaged; use the one on the request.",
+        )
+    return await roll_back.cancel_rollback(services, actor, value["r"], clicked_message(body))

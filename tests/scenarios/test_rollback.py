@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from pathlib import Path
 
@@ -370,3 +371,55 @@ async def test_a_rollback_of_a_held_environment_is_refused_at_once_with_the_hold
     assert [(e["outcome"], e["reason"]) for e in refused] == [
         ("refused", "production held by U0CAROL")
     ]
+
+
+async def test_a_waiting_rollback_is_cancelled_by_who_asked_and_never_runs(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(production_config(git_remote, tmp_path, POLICY))
+    await in_production(bot, git_remote)
+    await bot.command('rollback --reason "errors"', user="U0BOB", user_name="bob")
+    request = await bot.slack.wait_for(
+        lambda: [
+            m for m in bot.slack.messages().values() if "asks to roll back" in bot.slack.text_of(m)
+        ]
+    )
+    stale = copy.deepcopy(request[0])
+    production_runs = [ln for ln in deploy_log(tmp_path) if ln.startswith("production")]
+    await bot.click(request[0], "rollback_cancel", user="U0EVE", user_name="eve")
+    await bot.click(request[0], "rollback_cancel", user="U0BOB", user_name="bob")
+    said = await bot.slack.wait_for(
+        lambda: (
+            [
+                bot.slack.text_of(c.params)
+                for c in bot.slack.calls_to("response_url")
+                if "cancel" in bot.slack.text_of(c.params)
+            ]
+            if len(bot.slack.calls_to("response_url")) >= 2
+            else None
+        )
+    )
+    assert any("only who asked for a rollback, or an approver of it" in t for t in said)
+    assert any("You cancelled the rollback of *production*" in t for t in said)
+    text = await bot.slack.wait_for(
+        lambda: (
+            "cancelled by bob" in bot.slack.text_of(request[0]) and bot.slack.text_of(request[0])
+        )
+    )
+    assert "Approve rollback" not in text
+    await bot.click(stale, "rollback_approve", user="U0CAROL", user_name="carol")
+    await bot.slack.wait_for(
+        lambda: [
+            c
+            for c in bot.slack.calls_to("response_url")
+            if "this rollback is already cancelled" in bot.slack.text_of(c.params)
+        ]
+    )
+    await asyncio.sleep(0.5)
+    assert [ln for ln in deploy_log(tmp_path) if ln.startswith("production")] == production_runs
+    outcomes = [
+        (e["user_id"], e["action"], e["outcome"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "rollback.cancel"
+    ]
+    assert outcomes == [("U0EVE", "rollback.cancel", "refused"), ("U0BOB", "rollback.cancel", "ok")]
