@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from bot.blocks.actions import FLAG_CANCEL
 from bot.blocks.release import Block, confirm_dialog, context, escape, mention, section, sections
 from bot.domain.config import Config
 from bot.domain.flags import Flag
@@ -19,6 +20,8 @@ STATUS_ICONS = {
     "ramping": "📈",
     "done": "✅",
     "failed": "❌",
+    "cancelled": "🚫",
+    "voided": "🚫",
     "conflict": "⚠️",
     "stopped": "⏹",
 }
@@ -62,13 +65,6 @@ def request_message(request: FlagRequest, config: Config) -> list[Block]:
     if request.description:
         lines.append(escape(request.description))
     blocks: list[Block] = [section("\n".join(lines))]
-    if request.commit or request.detail:
-        # What the thread says step by step, for a message that is posted once it is over
-        # (the kill switch's).
-        done = [f"commit `{request.commit[:10]}`"] if request.commit else []
-        blocks.append(
-            context(" · ".join([*done, escape(request.detail)] if request.detail else done))
-        )
     policy = config.flags.policy
     if request.approvals:
         who = ", ".join(mention(a.user_id) for a in request.approvals)
@@ -104,12 +100,25 @@ def request_message(request: FlagRequest, config: Config) -> list[Block]:
                             f"{change_words(request)} in {config.flags_environment.name}.",
                             "Approve",
                         ),
-                    }
+                    },
+                    {
+                        "type": "button",
+                        "action_id": FLAG_CANCEL,
+                        "text": {"type": "plain_text", "text": "Cancel"},
+                        "value": json.dumps({"r": request.id}),
+                    },
                 ],
             }
         )
-    if request.commit:
-        blocks.append(context(f"Commit `{request.commit[:10]}` · details in the thread"))
+    # The outcome in the message itself, not only in its thread: the kill switch's message is
+    # posted once it is over, with no thread before it.
+    outcome = [f"Commit `{request.commit[:10]}`"] if request.commit else []
+    if request.detail:
+        outcome.append(escape(request.detail))
+    elif request.commit:
+        outcome.append("details in the thread")
+    if outcome:
+        blocks.append(context(" · ".join(outcome)))
     return blocks
 
 

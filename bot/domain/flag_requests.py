@@ -33,7 +33,8 @@ class FlagRequest:
     enable: bool = False  # a ramp step also switches the flag on
     steps: list[int] = field(default_factory=list)  # a ramp: its percentages…
     every_seconds: float = 0.0  # …and the time between them
-    status: str = "new"  # new, awaiting approval, approved, applying, done, failed, refused
+    # new, awaiting approval, approved, applying, done, failed, refused, voided, cancelled
+    status: str = "new"
     # Reported failed because the worker deploying it stopped answering; its own outcome, if
     # it comes later, replaces that.
     lost: bool = False
@@ -121,6 +122,17 @@ def flag_policy(config: Config) -> ApprovalPolicy:
     """[flags]'s approvals. They do not expire ([flags] has no valid_hours): a request waits
     for its approvals as long as it is kept."""
     return replace(config.flags.policy, valid_hours=math.inf)
+
+
+def cancel(request: FlagRequest, *, user_name: str, may: bool) -> str | None:
+    """A request waiting for approvals is called off by who asked for it or an approver
+    (`may`); returns why not, or None once it is cancelled."""
+    if request.status != "awaiting approval":
+        return f"that request is {request.status} already; nothing to cancel"
+    if not may:
+        return "only who asked for a flag change, or an approver of it, cancels it"
+    request.status, request.detail = "cancelled", f"cancelled by {user_name}"
+    return None
 
 
 def approve(

@@ -248,6 +248,36 @@ async def approve(needs: FlagNeeds, actor: Actor, request_id: str, where: Where)
     return f"Approved; {verdict.missing} more approval(s) needed."
 
 
+async def cancel(needs: FlagNeeds, actor: Actor, request_id: str, where: Where) -> str:
+    """The Cancel click on a flag request's message at `where`: who asked for it, or an
+    approver of flag changes, calls it off while it waits; returns the private answer."""
+    found = await needs.flag_requests.load(request_id)
+    if found is None or not same_message(where, found.channel, found.ts):
+        return await _refused(
+            needs, actor, f"{request_id}: not on its message", "That flag request is gone."
+        )
+    try:
+        may = actor.user_id == found.requester or await approvers.is_approver(
+            needs, needs.config.flags.policy, actor.user_id
+        )
+    except approvers.MembershipNotChecked as exc:
+        return await _refused(needs, actor, f"{found.name}: {exc}", f"{exc}.")
+    decided = await needs.flag_requests.update(
+        request_id, partial(flag_requests.cancel, user_name=actor.user_name, may=may)
+    )
+    if decided is None:
+        return await _refused(needs, actor, f"{request_id}: unknown", "That flag request is gone.")
+    request, refusal = decided
+    if refusal is not None:
+        await needs.audit_log.audit(
+            actor, "flag.cancel", outcome="refused", reason=f"{request.name}: {refusal}"
+        )
+        return f"You cannot cancel this: {refusal}."
+    await needs.audit_log.audit(actor, "flag.cancel", reason=f"{request.name}: cancelled")
+    await _redraw(needs, request)
+    return f"You cancelled the request to {flag_messages.change_words(request)}."
+
+
 async def _voided(needs: FlagNeeds, request: FlagRequest) -> str | None:
     """Why `request` may no longer go out: the kill switch turned its flag off after it was
     asked (a ramp's step counts from its ramp's request); None if it may."""

@@ -5,6 +5,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.blocks.actions import (
     DEPLOY_RETRY,
     FLAG_APPROVE,
+    FLAG_CANCEL,
     GATE_APPROVE,
     GATE_REJECT,
     GATE_RERUN,
@@ -17,7 +18,7 @@ from bot.blocks.actions import (
     ROLLBACK_START,
 )
 from handlers.actions.deploy_buttons import retry_clicked
-from handlers.actions.flag_buttons import approve_flag_clicked
+from handlers.actions.flag_buttons import approve_flag_clicked, cancel_flag_clicked
 from handlers.actions.gate_buttons import (
     approve_clicked,
     approve_waiver_clicked,
@@ -46,6 +47,7 @@ def register(app: AsyncApp) -> None:
     app.action(INCIDENT_ACK)(acknowledge_clicked)
     app.action(INCIDENT_GROUP_ACK)(acknowledge_all_clicked)
     app.action(FLAG_APPROVE)(approve_flag_clicked)
+    app.action(FLAG_CANCEL)(cancel_flag_clicked)
     app.action(DEPLOY_RETRY)(retry_clicked)
     # Last: Bolt runs the first listener that matches, so this only gets what no other does.
     app.action(re.compile(".*"))(unknown_clicked)

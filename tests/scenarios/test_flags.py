@@ -125,13 +125,16 @@ async def test_a_flag_change_is_committed_deployed_and_verified(
     assert log.startswith("alice <U0ALICE@slack.invalid>")
     assert "Flag dark_mode: create dark_mode" in log and "by alice (U0ALICE)" in log
     assert "dark_mode" in site.live.read_text()  # the flag deploy put it live
-    details = thread(slack, message)
-    assert "Committed" in details and "/flags reports `dark_mode` off, 0%" in details
+    details = await slack.wait_for(
+        lambda: (t := thread(slack, message)) and "/flags reports `dark_mode` off, 0%" in t and t
+    )
+    assert "Committed" in details
 
     # Lowering needs no approval; the site reports the new percentage.
     await flag(bot, "set new_search 20")
     message = await wait_status(slack, "set new_search to 20%", "done")
-    assert "/flags reports `new_search` on, 20%" in thread(slack, message)
+    # Thread lines go through the channel's outbox, paced: they may follow the status.
+    await slack.wait_for(lambda: "/flags reports `new_search` on, 20%" in thread(slack, message))
     assert read_flags(remote_flags(git_remote))["new_search"].rollout_percentage == 20
     actions = [(e["action"], e["outcome"]) for e in await bot.services.store.audit_entries()]
     assert ("flag.commit", "ok") in actions and ("flag.deploy", "succeeded") in actions
@@ -458,7 +461,7 @@ async def test_the_kill_switch_goes_out_while_slack_throttles_every_post(
     assert time.monotonic() - started < 5.0
     done = await wait_status(bot.slack, "disable new_search", "done", timeout=30)
     text = bot.slack.text_of(done)
-    assert "commit `" in text and "now off" in text, text
+    assert "Commit `" in text and "now off" in text, text
     actions = [e["action"] for e in await bot.services.store.audit_entries()]
     assert (
         actions.index("flag.disable") < actions.index("flag.commit") < actions.index("flag.deploy")
@@ -516,3 +519,35 @@ async def test_the_kill_switch_voids_what_was_asked_of_the_flag_before_it(
         if e["action"] == "flag.approve" and e["outcome"] == "refused"
     ]
     assert refused == ["new_search: voided by the kill switch"]
+
+
+async def test_a_waiting_flag_request_is_cancelled_by_who_asked_and_never_applied(
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
+    approvers = 'approvers = ["U0BOB"]'  # eve is neither the requester nor an approver
+    bot = await start_bot(flag_config(git_remote, tmp_path, site, extra=approvers))
+    slack = bot.slack
+    await flag(bot, "set new_search 80")
+    pending = await wait_status(slack, "set new_search to 80%", "awaiting approval")
+    stale = copy.deepcopy(pending)
+    head = git("rev-parse", "main", cwd=git_remote.bare)
+    await bot.click(pending, "flag_cancel", user="U0EVE", user_name="eve")
+    await bot.click(pending, "flag_cancel", user="U0ALICE", user_name="alice")
+    cancelled = await wait_status(slack, "set new_search to 80%", "cancelled")
+    text = slack.text_of(cancelled)
+    assert "cancelled by alice" in text and "Approve" not in text
+    await bot.click(stale, "flag_approve", user="U0BOB", user_name="bob")
+    await slack.wait_for(
+        lambda: [
+            c
+            for c in slack.calls_to("response_url")
+            if "That request is cancelled already" in slack.text_of(c.params)
+        ]
+    )
+    assert git("rev-parse", "main", cwd=git_remote.bare) == head
+    cancels = [
+        (e["user_id"], e["outcome"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "flag.cancel"
+    ]
+    assert cancels == [("U0EVE", "refused"), ("U0ALICE", "ok")]
