@@ -528,6 +528,8 @@ async def _roll_back(
             request.to_version,
             request.to_tag,
             request.to_sha,
+            # The release rolled back to is the one running: its thread hears the incidents.
+            release=request.to_release,
             deployed_at=finished_at,
             rolled_back_from=request.from_version,
         )

@@ -412,3 +412,37 @@ async def test_a_degraded_window_marks_the_version_failed_for_rollbacks(
         if e["action"] == "monitor.window"
     ]
     assert windows == ["degraded"]
+
+
+async def test_after_a_rollback_incidents_go_to_the_thread_of_the_release_rolled_back_to(
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
+    extra = checks(site, tick=0.05, interval=0.1, window=0.5)
+    bot = await start_bot(production_config(git_remote, tmp_path, extra=extra))
+    slack = bot.slack
+    for n, tag in enumerate(("v0.15.0", "v0.16.0")):
+        if n:
+            git_remote.commit("the next change")
+            git_remote.push()
+        message = await candidate(bot, f"{tag}-rc.1")
+        await bot.click(message, "gate_approve", gate="qa")
+        await slack.wait_for(
+            lambda tag=tag: (
+                "Ready for production" in slack.text_of(release_message(slack, f"{tag}-rc.1"))
+            )
+        )
+        await bot.command("final", user="U0ALICE", user_name="alice")
+        await live(bot, tag)
+    await bot.command('rollback --reason "errors"', user="U0BOB", user_name="bob")
+    store = bot.services.store
+    for _ in range(100):
+        runs = (await store.environment_versions(["production"]))["production"]
+        if runs.get("version") == "0.15.0":
+            break
+        await asyncio.sleep(0.1)
+    assert runs["version"] == "0.15.0" and runs["release"] == "0.15.0-rc.1"
+    site.status = 502
+    incident = await slack.wait_for(
+        lambda: next(iter(incidents(slack, "health")), None), timeout=10
+    )
+    assert incident.thread_ts == release_message(slack, "v0.15.0-rc.1").ts
