@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
+from functools import partial
 from pathlib import Path
 
 from slack_sdk.models.blocks import Block
 
+from bot.domain import releases
+from bot.domain.actors import Actor
+from bot.services import deploy_release
 from tests.helpers.config import deploy_log, make_config
 from tests.helpers.messages import (
     release_message,
@@ -19,6 +23,8 @@ from tests.helpers.messages import (
 from tests.helpers.processes import running
 from tests.helpers.repos import git
 from tests.helpers.signing import sign
+
+ALICE = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
 
 
 async def test_rc_tags_deploys_runs_gates_and_keeps_one_message(
@@ -403,3 +409,43 @@ async def test_a_failed_gate_is_re_run_from_its_button_against_what_runs(
         if e["action"] == "gate.rerun"
     ]
     assert reruns == [("U0CAROL", "ok")]
+
+
+async def test_a_re_run_whose_worker_is_lost_fails_its_gates_instead_of_leaving_them_running(
+    start_bot, git_remote, tmp_path: Path
+):
+    """What the reaper does for a gates-only run whose worker died (its lease lapsed)."""
+    bot = await start_bot(make_config(git_remote, tmp_path, gate_env="GATE_FAIL=infra"))
+    await bot.command("rc", user="U0ALICE", user_name="alice")
+    await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    store = bot.services.store
+    await store.update_release(
+        "0.15.0-rc.1",
+        partial(releases.rerun_gate, gate_id="infra", last_environment="production"),
+        ALICE,
+        "gate.rerun",
+    )
+    await store.update_release(
+        "0.15.0-rc.1",
+        partial(releases.start_gate, gate_id="infra", now=store.clock()),
+        ALICE,
+        "gate.start",
+    )
+    run_id = f"0.15.0-rc.1@staging{deploy_release.GATES_RUN}dead"
+    assert await deploy_release.report_lost_deploy(
+        bot.services, "0.15.0-rc.1", run_id, "staging", "worker lost", message="The gates stopped."
+    )
+    gate = (await store.get_release("0.15.0-rc.1")).gate("infra")
+    assert (gate.status, gate.detail) == ("failed", "worker lost")
+    assert not await deploy_release.report_lost_deploy(
+        bot.services, "0.15.0-rc.1", run_id, "staging", "again", message="again"
+    )  # reported once
+
+    def shown() -> str | None:
+        message = release_message(bot.slack, "v0.15.0-rc.1")
+        text = bot.slack.text_of(message)
+        thread = thread_text(bot.slack, message)
+        return text if "Re-run Infrastructure" in text and "The gates stopped." in thread else None
+
+    text = await bot.slack.wait_for(shown)
+    assert "Infrastructure validation — failed" in text
