@@ -399,7 +399,8 @@ def notice_view(title: str, text: str) -> dict[str, Any]:
     }
 
 
-def deploy_line(env: str, deploy: Deploy | None) -> str:
+def deploy_line(env: str, deploy: Deploy | None, now: float | None = None, latest: str = "") -> str:
+    """A deploy's line; a running one says how long it has run and its latest output line."""
     if deploy is None:
         return f"*{env}* — not deployed"
     icon = DEPLOY_ICONS[deploy.status]
@@ -407,6 +408,12 @@ def deploy_line(env: str, deploy: Deploy | None) -> str:
         state = f"deploy {deploy.status} in {seconds(deploy.duration)}"
     elif deploy.status == "blocked":
         state = "deploy blocked: environment locked"
+    elif deploy.status == "running" and deploy.started_at is not None and now is not None:
+        state = f"deploy running for {seconds(max(0.0, now - deploy.started_at))}"
+        if latest:
+            # One line, short, no backtick of its own to break out of the code span.
+            shown = escape(" ".join(latest.split())[:120]).replace("`", "'")
+            state += f" · `{shown}`"
     else:
         state = f"deploy {deploy.status}"
     return f"{icon} *{env}* — {state}"
@@ -436,10 +443,16 @@ def release_title(release: Release) -> str:
 
 
 def release_message(
-    release: Release, config: Config, now: float | None = None, *, can_roll_back: bool = True
+    release: Release,
+    config: Config,
+    now: float | None = None,
+    *,
+    can_roll_back: bool = True,
+    progress: dict[str, str] | None = None,
 ) -> list[Block]:
     """`can_roll_back`: whether the last environment has a version to go back to (no Roll
-    back button otherwise: it could only be refused)."""
+    back button otherwise: it could only be refused). `progress`: the latest output line of
+    each running deploy, by environment."""
     now = time.time() if now is None else now
     facts = [("Requested by", mention(release.requester)), ("Commit", f"`{release.sha[:10]}`")]
     if release.issue:
@@ -458,7 +471,10 @@ def release_message(
         gates = release.gates_of(env.name)
         if deploy is None and not gates:
             continue
-        lines = [deploy_line(env.name, deploy)] + [gate_line(g) for g in gates if g.automatic]
+        latest = (progress or {}).get(env.name, "")
+        lines = [deploy_line(env.name, deploy, now, latest)] + [
+            gate_line(g) for g in gates if g.automatic
+        ]
         blocks.append(section("\n".join(lines)))
         if deploy is not None and retry_refusal(release, env.name, config, now) is None:
             blocks.append(retry_button(release, env.name))

@@ -156,7 +156,12 @@ class Deploy:
         return await self.lock.retake()
 
     async def run(
-        self, command: str, env: Mapping[str, str], given: CommandEnv, timeout: float
+        self,
+        command: str,
+        env: Mapping[str, str],
+        given: CommandEnv,
+        timeout: float,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
         """Run `command` in the checked-out tree while the lock is safe, with a clean
         environment: `env` (this deploy's RELEASE_*/FLAG_* values) and what the config
@@ -167,7 +172,13 @@ class Deploy:
                 exit_code=None, timed_out=False, duration=0.0, tail="", error=LOCK_LOST
             )
         result = await self.services.runner.run(
-            command, cwd=self.worktree, own=env, given=given, timeout=timeout, stop=self.lock
+            command,
+            cwd=self.worktree,
+            own=env,
+            given=given,
+            timeout=timeout,
+            stop=self.lock,
+            on_line=on_line,
         )
         if not result.ok and not result.timed_out and not self.lock.safe:
             # Killed by its supervisor at the lock's stop time (or it failed meanwhile):

@@ -3,9 +3,11 @@ deploy engine (bot.services.deploy_engine); a lost deploy is reported in its thr
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from functools import partial
 from typing import Any, Protocol
@@ -245,6 +247,41 @@ async def _gates_locked(
     await _run_gates(services, release, env.name, running, actor)
 
 
+# A running deploy's message shows its elapsed time and latest output line, redrawn this often
+# at most (Slack's chat.update allows about one a second per message; people need less).
+PROGRESS_SECONDS = 10.0
+
+
+@contextlib.asynccontextmanager
+async def _progress_shown(
+    services: DeployNeeds, version: str, environment: str
+) -> AsyncIterator[Callable[[str], None]]:
+    """While the block runs: every PROGRESS_SECONDS, the latest line it was given is kept in
+    Redis and the release message redrawn with it; yields what takes each line."""
+    latest = [""]
+
+    def seen(line: str) -> None:
+        latest[0] = line
+
+    async def show() -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_SECONDS)
+            try:
+                await services.store.note_progress(version, environment, latest[0])
+            except Exception:  # shown, not recorded: a Redis blip costs one redraw
+                log.warning("could not keep the progress of %s in %s", version, environment)
+                continue
+            services.chat.show_progress(version)
+
+    task = asyncio.create_task(show())
+    try:
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def _command_env(release: Release, environment: str, config: Config) -> dict[str, str]:
     version, tag = release.tag_for(environment, config.last_environment.name)
     return {
@@ -411,12 +448,14 @@ async def _deploy_locked(
     except GitError as exc:
         result = deploy_engine.checkout_failed(tag, exc)
     else:
-        result = await running.run(
-            env.deploy_command,
-            _command_env(release, env.name, config),
-            env.command_env,
-            env.timeout_seconds,
-        )
+        async with _progress_shown(services, release.version, env.name) as seen:
+            result = await running.run(
+                env.deploy_command,
+                _command_env(release, env.name, config),
+                env.command_env,
+                env.timeout_seconds,
+                on_line=seen,
+            )
     finished_at = store.clock()
     outcome = "succeeded" if result.ok else "failed"
     try:

@@ -100,6 +100,8 @@ class ReleaseStore(AuditLog, Protocol):
 
     async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None: ...
 
+    async def note_progress(self, version: str, environment: str, line: str) -> None: ...
+
     async def environment_history(self, environment: str) -> list[dict[str, str]]: ...
 
     async def environment_versions(self, names: list[str]) -> dict[str, dict[str, str]]: ...
@@ -152,6 +154,11 @@ class Chat(Protocol):
     async def update(self, channel: str, ts: str, blocks: list[Block], text: str) -> None: ...
 
     def refresh(self, version: str) -> None: ...
+
+    def show_progress(self, version: str) -> None:
+        """Redraw the release message for a running deploy's elapsed time and latest line,
+        though nothing in the release's record changed."""
+        ...
 
 
 class JobQueue(Protocol):
@@ -259,6 +266,7 @@ class Runner(Protocol):
         given: CommandEnv,
         timeout: float,
         stop: StopTime | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult: ...
 
 

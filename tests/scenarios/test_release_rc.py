@@ -449,3 +449,21 @@ async def test_a_re_run_whose_worker_is_lost_fails_its_gates_instead_of_leaving_
 
     text = await bot.slack.wait_for(shown)
     assert "Infrastructure validation — failed" in text
+
+
+async def test_a_running_deploy_shows_its_elapsed_time_and_latest_line(
+    start_bot, git_remote, tmp_path: Path
+):
+    """Redrawn every PROGRESS_SECONDS while the deploy runs, though its record does not
+    change; then the outcome as usual."""
+    bot = await start_bot(make_config(git_remote, tmp_path, deploy_env="DEPLOY_SLEEP=13"))
+    await bot.command("rc", user="U0ALICE", user_name="alice")
+
+    def running() -> str | None:
+        message = release_message(bot.slack, "v0.15.0-rc.1")
+        text = bot.slack.text_of(message) if message is not None else ""
+        return text if "deploy running for" in text and "step 39 of the build" in text else None
+
+    text = await bot.slack.wait_for(running, timeout=deploy_release.PROGRESS_SECONDS + 5)
+    assert "⏳ *staging* — deploy running for 1" in text  # 10 s and more
+    await wait_for_gates(bot.slack, "v0.15.0-rc.1")

@@ -78,6 +78,7 @@ async def run_command(
     timeout: float,
     stop: StopTime | None = None,
     user: str = "",
+    on_line: Callable[[str], None] | None = None,
 ) -> CommandResult:
     """Run `command` with the shell in its own process group, with exactly `env` (build it
     with `command_environment`) and as `user` if given; kill the whole group at timeout, and
@@ -108,7 +109,10 @@ async def run_command(
     async def read_output() -> None:
         assert proc.stdout is not None
         async for line in proc.stdout:
-            tail.append(line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            tail.append(text)
+            if on_line is not None and text:
+                on_line(text)  # the latest line, for the release message (cheap: it keeps it)
 
     reader = asyncio.create_task(read_output())
     timed_out = False
@@ -174,8 +178,10 @@ class CommandRunner:
         given: CommandEnv,
         timeout: float,
         stop: StopTime | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
-        """`own` are this run's RELEASE_*/FLAG_* values; `given` what the config passes."""
+        """`own` are this run's RELEASE_*/FLAG_* values; `given` what the config passes;
+        `on_line` hears each line of output as it comes."""
         return await run_command(
             command,
             cwd=cwd,
@@ -183,4 +189,5 @@ class CommandRunner:
             stop=stop,
             env=command_environment(own, given, user=self.run_as),
             user=self.run_as,
+            on_line=on_line,
         )

@@ -110,6 +110,11 @@ class Keys:
     def rendered(self, version: str) -> str:
         return f"{self.prefix}rendered:{version}"
 
+    def progress(self, version: str) -> str:
+        """A hash: environment -> the latest output line of the release's running deploy
+        there, and when (shown on its message; not state, so not in the release's record)."""
+        return f"{self.prefix}progress:{version}"
+
     def render_lease(self, version: str) -> str:
         """Held by the one sender of the release message's update, across replicas."""
         return f"{self.prefix}lock:render:{version}"

@@ -447,6 +447,19 @@ class Store:
             pipe.ltrim(self.keys.history(environment), 0, 99)
             await pipe.execute()
 
+    async def note_progress(self, version: str, environment: str, line: str) -> None:
+        """The latest output line of `version`'s running deploy to `environment`."""
+        key = self.keys.progress(version)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, environment, json.dumps({"line": line[-300:], "at": self.clock()}))
+            pipe.expire(key, 3600)
+            await pipe.execute()
+
+    async def progress_of(self, version: str) -> dict[str, str]:
+        """Environment -> the latest output line of the release's running deploy there."""
+        raw = await self.redis.hgetall(self.keys.progress(version))
+        return {_s(env): str(json.loads(value).get("line", "")) for env, value in raw.items()}
+
     async def environment_history(self, environment: str) -> list[dict[str, str]]:
         return [
             json.loads(raw)

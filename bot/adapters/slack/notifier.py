@@ -202,6 +202,13 @@ class Notifier:
         except Exception as exc:  # an error page, a connection reset, a timeout…
             log.warning("chat.update of %s in %s failed: %s", ts, channel, type(exc).__name__)
 
+    def show_progress(self, version: str) -> None:
+        """Redraw the release message though its record did not change (a running deploy's
+        elapsed time and latest line); its caller paces it (every PROGRESS_SECONDS)."""
+        task = asyncio.create_task(self.render_now(version, force=True))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     def refresh(self, version: str) -> None:
         """Schedule an update of the release message; a burst of calls is one chat.update."""
         task = asyncio.create_task(self._refresh(version))
@@ -228,20 +235,27 @@ class Notifier:
         except Exception:
             log.exception("updating the message of %s failed", version)
 
-    async def render_now(self, version: str) -> None:
+    async def render_now(self, version: str, force: bool = False) -> None:
         """Show the newest state of the release on its message. One sender per message in
-        this process; every attempt re-reads the release, so what lands last is the newest."""
+        this process; every attempt re-reads the release, so what lands last is the newest.
+        `force`: even if the message shows this revision already (a deploy's progress)."""
         lock, users = self._senders.get(version, (asyncio.Lock(), 0))
         self._senders[version] = (lock, users + 1)
         try:
             async with lock:
-                await self._send_newest(version)
+                await self._send_newest(version, force)
         finally:
             lock, users = self._senders[version]
             if users == 1:
                 del self._senders[version]  # no one else waits: one lock per live message only
             else:
                 self._senders[version] = (lock, users - 1)
+
+    async def _progress(self, release: Release) -> dict[str, str]:
+        """The latest output line of each running deploy (read only while one runs)."""
+        if not any(d.status == "running" for d in release.deploys.values()):
+            return {}
+        return await self.store.progress_of(release.version)
 
     async def _can_roll_back(self, release: Release) -> bool:
         """Whether a Roll back button on a live release could lead anywhere (read only for a
@@ -252,7 +266,7 @@ class Notifier:
         history = await self.store.environment_history(environment)
         return rollbacks.has_target(history, environment, self.config.repository.tag_prefix)
 
-    async def _send_newest(self, version: str) -> None:
+    async def _send_newest(self, version: str, force: bool = False) -> None:
         rendered_key = self.store.keys.rendered(version)
         for _ in range(RENDER_ATTEMPTS):
             await self.retry_after.wait("chat.update")
@@ -264,14 +278,18 @@ class Notifier:
                 if release is None or release.channel is None or release.message_ts is None:
                     return
                 shown = await self.store.redis.get(rendered_key)
-                if shown is not None and int(shown) >= release.rev:
+                if shown is not None and int(shown) >= release.rev and not force:
                     return  # the message already shows this state (another sender put it there)
                 try:
                     await self._updates.chat_update(
                         channel=release.channel,
                         ts=release.message_ts,
                         blocks=release_message(
-                            release, self.config, can_roll_back=await self._can_roll_back(release)
+                            release,
+                            self.config,
+                            time.time(),
+                            can_roll_back=await self._can_roll_back(release),
+                            progress=await self._progress(release),
                         ),
                         text=release_fallback_text(release),
                     )
