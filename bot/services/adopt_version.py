@@ -14,7 +14,16 @@ from typing import Protocol
 
 from bot.domain.actors import BOT, Actor
 from bot.domain.versions import is_final_tag, parse_tag
-from bot.services.ports import GitError, HasConfig, HasRepository, HasStore
+from bot.services.ports import (
+    GitError,
+    HasAuditLog,
+    HasConfig,
+    HasEnvironmentOutcomes,
+    HasRepository,
+    HasRunningReleases,
+    HasStore,
+    HasVersionIndex,
+)
 from bot.services.version_history import VersionHistoryNeeds, tags_in_history
 
 log = logging.getLogger(__name__)
@@ -111,3 +120,36 @@ async def last_environment_version(services: LearnNeeds) -> dict[str, str]:
     await services.store.set_environment_version(last, str(parsed.version), final, sha, adopted=why)
     await services.store.audit(BOT, "environment.adopt", environment=last, reason=f"{final}: {why}")
     return (await services.store.environment_versions([last]))[last]
+
+
+class ReportedNeeds(
+    HasConfig, HasAuditLog, HasRunningReleases, HasEnvironmentOutcomes, HasVersionIndex, Protocol
+):
+    """What the monitor has: the environments' records, the version index, the audit."""
+
+
+async def adopt_reported(
+    services: ReportedNeeds, environment: str, version: str, check: str
+) -> bool:
+    """An environment the bot knows nothing of reports `version` (a check's `version_field`,
+    /build-info): adopted, audited, when it is a tag of the repository the version index
+    knows (its commit is what a rollback would deploy). True if adopted."""
+    prefix = services.config.repository.tag_prefix
+    tag = version if prefix and version.startswith(prefix) else f"{prefix}{version}"
+    parsed = parse_tag(tag, prefix)
+    if parsed is None:
+        return False
+    current = (await services.running_releases.environment_versions([environment]))[environment]
+    if current.get("version"):
+        return False  # known meanwhile (a deploy, another replica)
+    sha = await services.versions.commit_of(tag)
+    if not sha:
+        return False  # not a tag (yet): the index is rebuilt within a minute; asked again then
+    why = f"reported by its {check} check"
+    await services.environment_outcomes.set_environment_version(
+        environment, str(parsed.version), tag, sha, adopted=why
+    )
+    await services.audit_log.audit(
+        BOT, "environment.adopt", environment=environment, reason=f"{tag}: {why}"
+    )
+    return True

@@ -22,14 +22,15 @@ from bot.services import change_flags, deploy_engine, monitor_health
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
-from bot.services.ports import GitError, HasQueue, HasStore, HasVersionIndex
+from bot.services.ports import GitError, HasQueue, HasStore
 
 log = logging.getLogger(__name__)
 
 
-class DeployNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasVersionIndex, Protocol):
-    """A release's deploy: the engine, its record, its thread, the queue (and the version
-    index, for the flags-ready gate to learn what production runs)."""
+class DeployNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, Protocol):
+    """A release's deploy: the engine, its record, its thread, the queue (and, through
+    MonitorNeeds, the version index, for the flags-ready gate to learn what production
+    runs)."""
 
 
 DEPLOY = "deploy"

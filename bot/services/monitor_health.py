@@ -19,7 +19,13 @@ from bot.blocks.health import HEALTH_LINES
 from bot.domain.actors import BOT, Actor
 from bot.domain.config import CheckConfig, EnvironmentConfig
 from bot.domain.health import incidents
-from bot.domain.health.checks import CheckId, Result, baseline_of, conditions
+from bot.domain.health.checks import (
+    CheckId,
+    Result,
+    baseline_of,
+    conditions,
+    reported_version,
+)
 from bot.domain.health.incidents import DEPLOY_CHECK, CheckState, Incident
 from bot.domain.health.summaries import health_row
 from bot.domain.health.windows import (
@@ -33,6 +39,7 @@ from bot.domain.health.windows import (
     window_aggregate,
 )
 from bot.domain.outbox import Entry, IncidentNews, Place
+from bot.services.adopt_version import adopt_reported
 from bot.services.clicks import Where, refused, same_message
 from bot.services.ports import (
     HasAuditLog,
@@ -43,6 +50,7 @@ from bot.services.ports import (
     HasHealthProbe,
     HasMonitorState,
     HasRunningReleases,
+    HasVersionIndex,
 )
 
 log = logging.getLogger(__name__)
@@ -61,9 +69,11 @@ class MonitorNeeds(
     HasHealthProbe,
     HasRunningReleases,
     HasEnvironmentOutcomes,
+    HasVersionIndex,
     Protocol,
 ):
-    """Checks, incidents and monitoring windows: their state, the probe, and the channel."""
+    """Checks, incidents and monitoring windows: their state, the probe, and the channel
+    (and the version index, to adopt what a check reports an unknown environment runs)."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,17 @@ class Monitor:
             return len(due)
         self._written = written
         services.chat.wake(sorted({channel for channel, _ in news}))
+        # An environment the bot knows nothing of (day one) learns what it runs from a check
+        # that reports it (`version_field`, /build-info); after the write, outside the tick's.
+        unknown: dict[str, tuple[str, str]] = {}
+        for d, observation, version in zip(due, seen, deployed, strict=True):
+            env = d.environment.name
+            if version or env in deploying or env in unknown:
+                continue
+            if (reported := reported_version(d.check, observation)) is not None:
+                unknown[env] = (reported, d.check.name)
+        for env, (reported, check) in unknown.items():
+            await adopt_reported(services, env, reported, check)
         return len(due)
 
     async def _load_states(self, checks: list[Due]) -> None:

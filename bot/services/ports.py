@@ -525,9 +525,22 @@ class HasHealthProbe(Protocol):
 
 
 class EnvironmentOutcomes(Protocol):
-    """What failed where: the history a rollback chooses its target from."""
+    """What failed where, and what an environment runs that the bot did not deploy: the
+    history a rollback chooses its target from."""
 
     async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None: ...
+
+    async def set_environment_version(
+        self,
+        environment: str,
+        version: str,
+        tag: str,
+        sha: str,
+        release: str = "",
+        deployed_at: float | None = None,
+        rolled_back_from: str = "",
+        adopted: str = "",
+    ) -> bool: ...
 
 
 class HasEnvironmentOutcomes(Protocol):

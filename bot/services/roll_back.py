@@ -29,7 +29,6 @@ from bot.services.ports import (
     HasQueue,
     HasStore,
     HasUserDirectory,
-    HasVersionIndex,
 )
 
 
@@ -40,11 +39,10 @@ class RollbackNeeds(
     HasQueue,
     HasFormTickets,
     HasUserDirectory,
-    HasVersionIndex,
     Protocol,
 ):
-    """Asking for, approving and running a rollback (the version index: a final tag the bot
-    never deployed may be rolled back to)."""
+    """Asking for, approving and running a rollback (through MonitorNeeds, the version index:
+    a final tag the bot never deployed may be rolled back to)."""
 
 
 ROLLBACK = "rollback"

@@ -17,6 +17,7 @@ from bot.adapters.redis.store import Store
 from bot.devtools.slack_stand_in import validate_blocks
 from bot.domain import rollbacks
 from bot.domain.health.checks import Result
+from bot.services import version_history
 from bot.services.monitor_health import Monitor
 from tests.helpers.config import make_config, production_config
 from tests.helpers.messages import release_message, thread_text
@@ -446,3 +447,31 @@ async def test_after_a_rollback_incidents_go_to_the_thread_of_the_release_rolled
         lambda: next(iter(incidents(slack, "health")), None), timeout=10
     )
     assert incident.thread_ts == release_message(slack, "v0.15.0-rc.1").ts
+
+
+async def test_an_unknown_environment_learns_what_runs_from_its_build_info(
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
+    """Day one: production was never deployed by the bot; its /build-info says v0.14.1, a tag
+    of the repository, so that is what the bot takes it to run (audited), and rollbacks,
+    hotfixes and the flags-ready gate start from it."""
+    site.version = "0.14.1"
+    bot = await start_bot(production_config(git_remote, tmp_path, extra=checks(site)))
+    store = bot.services.store
+    # The version index, as the scheduler's version-index job builds it within a minute.
+    await version_history.rebuild_version_index(bot.services)
+    runs: dict[str, str] = {}
+    for _ in range(100):
+        runs = (await store.environment_versions(["production"]))["production"]
+        if runs.get("version"):
+            break
+        await asyncio.sleep(0.1)
+    assert (runs["version"], runs["tag"]) == ("0.14.1", "v0.14.1")
+    assert runs["sha"] == git_remote.remote_tags()["v0.14.1"]
+    [entry] = await store.environment_history("production")
+    assert entry["adopted"] == "reported by its build-info check"
+    learnt = [
+        e["reason"] for e in await store.audit_entries() if e["action"] == "environment.adopt"
+    ]
+    assert learnt == ["v0.14.1: reported by its build-info check"]
+    assert "`v0.14.1`" in bot.slack.text_of(await bot.command("status"))

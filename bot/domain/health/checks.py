@@ -145,6 +145,21 @@ def conditions(check: CheckConfig, seen: Observation, deployed_version: str) -> 
     return problems
 
 
+def reported_version(check: CheckConfig, seen: Observation) -> str | None:
+    """The version a healthy answer of a check with `version_field` reports (a string or a
+    number there), else None: what an environment runs, when the bot did not deploy it."""
+    if not check.version_field or seen.status is None or not 200 <= seen.status < 300:
+        return None
+    try:
+        document = orjson.loads(seen.body)
+    except orjson.JSONDecodeError:
+        return None
+    reported = field_at(document, check.version_field)
+    if isinstance(reported, bool) or not isinstance(reported, str | int | float):
+        return None
+    return str(reported).strip() or None
+
+
 def field_at(document: Any, path: str) -> Any:
     """The value at a dotted path (`db.status`), or _MISSING."""
     value = document
