@@ -330,24 +330,24 @@ def rollback_view(environment: str, version: str, ticket: str) -> dict[str, Any]
     }
 
 
-def reject_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
-    """`ticket` binds the form to the click that opened it (bot.services.clicks.open_form)."""
+def _reason_view(
+    callback_id: str, ticket: str, title: str, submit: str, intro: str, label: str
+) -> dict[str, Any]:
+    """A form that asks for a reason; `ticket` binds it to the click that opened it
+    (bot.services.clicks.open_form)."""
     return {
         "type": "modal",
-        "callback_id": GATE_REJECT_REASON,
+        "callback_id": callback_id,
         "private_metadata": json.dumps({"t": ticket}),
-        "title": {"type": "plain_text", "text": "Reject"},
-        "submit": {"type": "plain_text", "text": "Reject"},
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": submit},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            section(
-                f"Reject *{escape(gate.name)}* of {release.tag}. The reason is "
-                "shown on the release and recorded."
-            ),
+            section(intro),
             {
                 "type": "input",
                 "block_id": "reason",
-                "label": {"type": "plain_text", "text": "Reason"},
+                "label": {"type": "plain_text", "text": label},
                 "element": {
                     "type": "plain_text_input",
                     "action_id": "reason",
@@ -357,36 +357,32 @@ def reject_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
             },
         ],
     }
+
+
+def reject_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
+    return _reason_view(
+        GATE_REJECT_REASON,
+        ticket,
+        "Reject",
+        "Reject",
+        f"Reject *{escape(gate.name)}* of {release.tag}. The reason is shown on the release "
+        "and recorded.",
+        "Reason",
+    )
 
 
 def waive_view(release: Release, gate: Gate, ticket: str) -> dict[str, Any]:
     """The reason a failed gate may count as passed (approved by others: [waivers])."""
-    return {
-        "type": "modal",
-        "callback_id": GATE_WAIVE_REASON,
-        "private_metadata": json.dumps({"t": ticket}),
-        "title": {"type": "plain_text", "text": "Waive a gate"},
-        "submit": {"type": "plain_text", "text": "Ask to waive"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            section(
-                f"Ask that *{escape(gate.name)}* of {release.tag} count as passed although it "
-                "failed. Someone else approves it; the reason is shown on the release, "
-                "recorded, and listed in the final tag."
-            ),
-            {
-                "type": "input",
-                "block_id": "reason",
-                "label": {"type": "plain_text", "text": "Why it may go on"},
-                "element": {
-                    "type": "plain_text_input",
-                    "action_id": "reason",
-                    "multiline": True,
-                    "max_length": 500,
-                },
-            },
-        ],
-    }
+    return _reason_view(
+        GATE_WAIVE_REASON,
+        ticket,
+        "Waive a gate",
+        "Ask to waive",
+        f"Ask that *{escape(gate.name)}* of {release.tag} count as passed although it failed. "
+        "Someone else approves it; the reason is shown on the release, recorded, and listed "
+        "in the final tag.",
+        "Why it may go on",
+    )
 
 
 def notice_view(title: str, text: str) -> dict[str, Any]:
