@@ -20,7 +20,7 @@ from bot.blocks.release import (
     slack_time,
 )
 from bot.domain.health.checks import Result
-from bot.domain.health.incidents import Incident
+from bot.domain.health.incidents import OUTAGE_CHECK, Incident
 from bot.domain.health.summaries import WindowSummary
 from bot.domain.locks import format_age
 from bot.domain.outbox import GroupLine
@@ -34,8 +34,24 @@ def oncall_mentions(oncall: tuple[str, ...]) -> str:
 
 
 def incident_title(incident: Incident) -> str:
-    what = "deploy failed" if incident.check == "deploy" else incident.check
-    return f"{incident.severity.upper()} · {incident.environment} · {what}"
+    return f"{incident.severity.upper()} · {incident.environment} · {incident.subject}"
+
+
+def outage_lines(incident: Incident, now: float) -> list[str]:
+    """An outage's checks, one line each (the worst first, as many as its news carries), and
+    those that recovered meanwhile."""
+    lines = [
+        f"{SEVERITY_ICONS.get(t.severity, '🔴')} `{escape(name)}` since "
+        f"{format_age(now - t.since)}: {escape(t.problem)[:300]}"
+        for name, t in incident.failing.items()
+    ]
+    if incident.failing_count > len(incident.failing):
+        lines.append(f"…and {incident.failing_count - len(incident.failing)} more failing")
+    if incident.recovered_count and not incident.resolved_at:
+        names = ", ".join(f"`{escape(n)}`" for n in incident.recovered)
+        more = incident.recovered_count - len(incident.recovered)
+        lines.append(f"✅ Recovered meanwhile: {names}" + (f" and {more} more" if more else ""))
+    return lines
 
 
 def incident_message(
@@ -50,16 +66,20 @@ def incident_message(
                 f"{format_age(incident.duration(now))}."
             ),
             context(
-                f"Was: {escape(incident.problem)} · opened {slack_time(incident.opened_at)}"
+                f"Was: {escape(_was(incident))} · opened {slack_time(incident.opened_at)}"
                 f" · {incident.failures} failing result(s)"
             ),
         ]
     icon = SEVERITY_ICONS.get(incident.severity, "🔴")
-    lines = [f"{icon} *{escape(incident_title(incident))}*", escape(incident.problem)]
+    lines = [f"{icon} *{escape(incident_title(incident))}*"]
+    if incident.check == OUTAGE_CHECK and incident.failing:
+        lines += outage_lines(incident, now)
+    else:
+        lines.append(escape(incident.problem))
     if incident.critical and oncall:
         lines.append(f"On call: {oncall_mentions(oncall)}")
     blocks: list[Block] = [
-        section("\n".join(lines)),
+        *sections(lines),
         fields(
             [
                 (
@@ -117,9 +137,25 @@ def incident_message(
     return blocks
 
 
+def _was(incident: Incident) -> str:
+    """What an incident that is over was about: an outage's checks, else its problem."""
+    if incident.check != OUTAGE_CHECK:
+        return incident.problem
+    count, names = incident.checks
+    more = f" and {count - len(names)} more" if count > len(names) else ""
+    return f"{', '.join(names)}{more} failing"
+
+
 def incident_text(incident: Incident) -> str:
+    """The notification's words."""
     if incident.resolved_at:
         return f"Resolved: {incident_title(incident)}"
+    count, names = incident.checks
+    if incident.check == OUTAGE_CHECK and count > 1:
+        return f"{incident_title(incident)} failing: {', '.join(names[:5])}…"[:300]
+    if incident.check == OUTAGE_CHECK and len(incident.failing) == 1:
+        [trouble] = incident.failing.values()
+        return f"{incident_title(incident)}: {trouble.problem}"[:300]
     return f"{incident_title(incident)}: {incident.problem}"[:300]
 
 
@@ -263,11 +299,19 @@ def health_report(rows: list[dict[str, Any]], now: float) -> list[Block]:
     for row in rows[:HEALTH_LINES]:
         last: Result | None = row["last"]
         incident: Incident | None = row["incident"]
+        alerting: str = row.get("alerting", "")
         if incident is not None:
             state = (
                 f"{SEVERITY_ICONS.get(incident.severity, '🔴')} {incident.severity} for "
                 f"{format_age(incident.duration(now))}: {escape(incident.problem)}"
             )
+        elif alerting and last is not None and not last.ok:
+            state = (
+                f"{SEVERITY_ICONS.get(alerting, '🔴')} {alerting}, failing "
+                f"{row['failing']} in a row: {escape(last.problem)}"
+            )
+        elif alerting:
+            state = f"↗️ recovering from {alerting} (its incident ends after good results)"
         elif last is None:
             state = "⬜ not run yet"
         elif last.ok:
@@ -287,7 +331,11 @@ def health_report(rows: list[dict[str, Any]], now: float) -> list[Block]:
     rest = rows[HEALTH_LINES:]
     if not rest:
         return [*blocks, *sections(lines)][:50]
-    healthy = sum(1 for r in rest if r["last"] is not None and r["last"].ok and not r["incident"])
+    healthy = sum(
+        1
+        for r in rest
+        if r["last"] is not None and r["last"].ok and not r["incident"] and not r.get("alerting")
+    )
     unrun = sum(1 for r in rest if r["last"] is None)
     others = len(rest) - healthy - unrun
     counts = [f"{healthy} healthy"] if healthy else []

@@ -16,6 +16,10 @@ ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 TAG_PREFIX = re.compile(r"^[A-Za-z0-9._/-]{0,20}$")
 GATE_CHECKS = ("flags-ready",)  # gates the bot checks itself
+# The names under which the monitor keeps an environment's failed deploy and its outage (the
+# one incident of all its failing checks): no configured check may take them.
+DEPLOY_CHECK = "deploy"
+OUTAGE_CHECK = "outage"
 
 
 class ConfigError(Exception):
@@ -607,6 +611,13 @@ def _checks(env_key: str, env_url: str, raw: list[Any]) -> tuple[CheckConfig, ..
             )
         if any(c.name == found["name"] for c in checks):
             raise ConfigError(f"{key}.name", f'"{found["name"]}" is defined twice')
+        if found["name"] in (DEPLOY_CHECK, OUTAGE_CHECK):
+            raise ConfigError(
+                f"{key}.name",
+                f'"{found["name"]}" is the name the bot gives its own incidents '
+                f"({DEPLOY_CHECK}: a failed deploy, {OUTAGE_CHECK}: all failing checks); "
+                'choose another, like "health"',
+            )
         if ("path" in found) == ("url" in found):
             raise ConfigError(
                 key,

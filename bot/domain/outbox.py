@@ -11,7 +11,7 @@ the outbox in Redis and its sender are adapters.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -24,8 +24,9 @@ MERGE_MAX = 20  # the most replies one coalesced reply stands for
 MAX_BLOCKS = 50  # Slack's limit for one message
 MAX_TEXT = 3000  # of a coalesced reply's fallback text (notifications show far less)
 
-# What happened to an incident, in the words `step` and the Acknowledge click use.
-NEWS = ("open", "escalate", "remind", "resolve", "acknowledged")
+# What happened to an incident, in the words `outage_step` and the Acknowledge click use.
+# "change" (checks joined or recovered) only redraws its message.
+NEWS = ("open", "escalate", "remind", "resolve", "acknowledged", "change")
 Block = dict[str, Any]
 
 
@@ -68,7 +69,7 @@ def encode(entry: Entry) -> bytes:
         {
             "k": "incident",
             "w": entry.what,
-            "i": asdict(entry.incident),
+            "i": entry.incident.to_dict(),
             "v": entry.deployed_version,
             "at": entry.at,
             "by": entry.by,
@@ -84,7 +85,11 @@ def decode(raw: bytes | str) -> Entry:
             return Reply(str(data["t"]), tuple(data["b"]), str(data["x"]))
         if data["k"] == "incident" and data["w"] in NEWS:
             return IncidentNews(
-                data["w"], Incident(**data["i"]), str(data["v"]), float(data["at"]), data["by"]
+                data["w"],
+                Incident.from_dict(data["i"]),
+                str(data["v"]),
+                float(data["at"]),
+                data["by"],
             )
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"not an outbox entry: {exc}") from None
@@ -112,7 +117,11 @@ class Replies:
 
 @dataclass(frozen=True)
 class OneIncident:
+    """One incident change; `skipped` changes of the same incident before it, each only a
+    redraw that it makes stale, are said by it too."""
+
     news: IncidentNews
+    skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,7 @@ def consumed(send: Send) -> int:
     if isinstance(send, Replies):
         return len(send.entries)
     if isinstance(send, OneIncident):
-        return 1
+        return 1 + send.skipped
     return len(send.news)
 
 
@@ -158,9 +167,24 @@ def next_send(entries: Sequence[Entry], group_at: int = GROUP_AT) -> Send:
                 taken.append(entry)
                 blocks += len(entry.blocks)
         return Replies(tuple(taken))
+    if head.what == "change":
+        # Redraws of one incident in a row: the news after them (every news after its
+        # opening redraws the message) says them all.
+        latest, skipped = head, 0
+        for entry in entries[1:]:
+            if not (
+                isinstance(entry, IncidentNews)
+                and entry.incident.id == head.incident.id
+                and entry.what != "open"
+            ):
+                break
+            latest, skipped = entry, skipped + 1
+            if entry.what != "change":
+                break
+        return OneIncident(latest, skipped)
     run: list[IncidentNews] = []
     for entry in entries[:GROUP_MAX]:
-        if not isinstance(entry, IncidentNews):
+        if not isinstance(entry, IncidentNews) or entry.what == "change":
             break
         run.append(entry)
     if len(run) >= group_at:
@@ -181,21 +205,25 @@ class GroupLine:
 
 def summarize(group: IncidentGroup, names: int = 10) -> list[GroupLine]:
     """The lines of a group's summary, news kinds in NEWS order, environments by name."""
-    found: dict[tuple[str, str], list[IncidentNews]] = {}
-    for news in group.news:
-        found.setdefault((news.what, news.incident.environment), []).append(news)
+    found: dict[tuple[str, str], dict[str, IncidentNews]] = {}
+    for news in group.news:  # an incident's latest news of each kind stands for it
+        found.setdefault((news.what, news.incident.environment), {})[news.incident.id] = news
     lines = []
     for (what, environment), items in sorted(
         found.items(), key=lambda kv: (NEWS.index(kv[0][0]), kv[0][1])
     ):
-        checks = sorted({n.incident.check for n in items})
+        count, checks = 0, set()
+        for news in items.values():
+            many, named = news.incident.checks
+            count += many
+            checks.update(named)
         lines.append(
             GroupLine(
                 what,
                 environment,
-                len({n.incident.id for n in items}),
-                tuple(checks[:names]),
-                any(n.incident.critical for n in items),
+                count,
+                tuple(sorted(checks)[:names]),
+                any(n.incident.critical for n in items.values()),
             )
         )
     return lines

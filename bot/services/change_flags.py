@@ -598,7 +598,7 @@ async def critical_alert(needs: FlagNeeds, environment: str) -> str:
     """An open critical incident in `environment`, in words, or ""."""
     for incident in await monitor.open_incidents(needs, environment):
         if incident.critical:
-            return f"CRITICAL · {environment} · {incident.check}: {incident.problem}"
+            return f"CRITICAL · {environment} · {incident.problem}"
     return ""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
@@ -26,7 +26,13 @@ from bot.domain.health.checks import (
     conditions,
     reported_version,
 )
-from bot.domain.health.incidents import DEPLOY_CHECK, CheckState, Incident
+from bot.domain.health.incidents import (
+    DEPLOY_CHECK,
+    OUTAGE_CHECK,
+    CheckNews,
+    CheckState,
+    Incident,
+)
 from bot.domain.health.summaries import health_row
 from bot.domain.health.windows import (
     Window,
@@ -57,6 +63,8 @@ log = logging.getLogger(__name__)
 
 ACKNOWLEDGE = "incident.acknowledge"  # the audit action of an Acknowledge click
 WORK_BATCH = 500  # checks judged between two turns of the event loop
+# Incident changes that go on the trail (reminders do not: nothing changed but the time).
+AUDITED_NEWS = ("open", "escalate", "change", "resolve")
 HEALTH_SAMPLES = 30  # recent results per check behind `/release health`'s percentiles
 
 
@@ -85,11 +93,11 @@ class Due:
     id: CheckId
 
 
-def _new_incident(due: Due, now: float, version: str) -> Incident:
+def _new_outage(environment: str, now: float, version: str) -> Incident:
     return Incident(
         id=secrets.token_hex(6),
-        environment=due.environment.name,
-        check=due.check.name,
+        environment=environment,
+        check=OUTAGE_CHECK,
         severity="",
         opened_at=now,
         problem="",
@@ -109,6 +117,12 @@ class Monitor:
         self._checks = [
             Due(e, c, (e.name, c.name)) for e in services.config.environments for c in e.checks
         ]
+        self._outages: list[CheckId] = [
+            (e.name, OUTAGE_CHECK) for e in services.config.environments if e.checks
+        ]
+        self._configured = {
+            e.name: {c.name for c in e.checks} for e in services.config.environments
+        }
 
     async def close(self) -> None:
         await self.services.health_probe.close()
@@ -138,7 +152,7 @@ class Monitor:
         for name, window in windows.items():
             if window.over(now):
                 await close_window(services, name, window, rolled_back=False)
-        await self._load_states(self._checks)
+        await self._load_states([d.id for d in self._checks] + self._outages)
         due = [
             d
             for d in self._checks
@@ -162,15 +176,7 @@ class Monitor:
         expected = [
             "" if d.environment.name in deploying else v for d, v in zip(due, deployed, strict=True)
         ]
-        acks = await state_store.acknowledgements(
-            [
-                s.incident.id
-                for s in states
-                if s.incident is not None and not s.incident.acknowledged_by
-            ]
-        )
-
-        said: list[tuple[str, Incident]] = []
+        news: dict[str, list[CheckNews]] = {}
         results: list[tuple[CheckId, Result]] = []
         for n, (d, state, observation, version, compare) in enumerate(
             zip(due, states, seen, deployed, expected, strict=True)
@@ -179,33 +185,28 @@ class Monitor:
                 await asyncio.sleep(0)  # thousands of checks: acks get their turn meanwhile
             problems = conditions(d.check, observation, compare)
             result = Result.of(observation, problems, now, version)
-            change = incidents.judge(
-                state,
-                result,
-                problems,
-                now,
-                cfg,
-                partial(_new_incident, d, now, version),
-                acks.get(state.incident.id) if state.incident is not None else None,
-            )
-            if change is not None:
-                said.append(change)
+            if (item := incidents.judge(state, d.check.name, result, problems, cfg)) is not None:
+                news.setdefault(d.environment.name, []).append(item)
             results.append((d.id, result))
+        said = await self._outages_step(news, versions, now)
         deltas = fold(((check[0], result) for check, result in results), windows)
         await state_store.record_results(results, cfg.history, deltas)
         # What changed is recorded with what is to be said of it, in one write; the outbox
         # says it after the tick, paced (posting in the tick held every check up behind
         # Slack's 429s, and let another replica take over and open every incident again).
-        audits, news = await _news_of(services, said, versions, now)
+        audits, outbox = await _news_of(services, said, versions, now)
         changed = {}
-        for n, (d, state) in enumerate(zip(due, states, strict=True)):
+        ids = [d.id for d in due] + self._outages
+        for n, (check, state) in enumerate(
+            zip(ids, states + [self._states[o] for o in self._outages], strict=True)
+        ):
             if n and not n % WORK_BATCH:
                 await asyncio.sleep(0)  # after a deploy every state changes
             raw = state.to_json()
-            if self._saved.get(d.id) != raw:  # a healthy check's state stays as it was
-                changed[d.id] = raw
-                self._saved[d.id] = raw
-        written = await state_store.commit(changed, audits, news, fence=token)
+            if self._saved.get(check) != raw:  # a healthy check's state stays as it was
+                changed[check] = raw
+                self._saved[check] = raw
+        written = await state_store.commit(changed, audits, outbox, fence=token)
         if written is None:
             # This tick overran its lock and another replica's took over: that one records
             # from what was stored, so nothing here is, and what this replica holds is stale.
@@ -215,7 +216,7 @@ class Monitor:
             self._written = ""
             return len(due)
         self._written = written
-        services.chat.wake(sorted({channel for channel, _ in news}))
+        services.chat.wake(sorted({channel for channel, _ in outbox}))
         # An environment the bot knows nothing of (day one) learns what it runs from a check
         # that reports it (`version_field`, /build-info); after the write, outside the tick's.
         unknown: dict[str, tuple[str, str]] = {}
@@ -225,13 +226,48 @@ class Monitor:
                 continue
             if (reported := reported_version(d.check, observation)) is not None:
                 unknown[env] = (reported, d.check.name)
-        for env, (reported, check) in unknown.items():
-            await adopt_reported(services, env, reported, check)
+        for env, (reported, check_name) in unknown.items():
+            await adopt_reported(services, env, reported, check_name)
         return len(due)
 
-    async def _load_states(self, checks: list[Due]) -> None:
+    async def _outages_step(
+        self, news: dict[str, list[CheckNews]], versions: dict[str, dict[str, str]], now: float
+    ) -> list[tuple[str, Incident]]:
+        """Each environment's outage takes its checks' news of this tick (one incident for
+        all of them); what to tell people of it, if anything."""
+        services, cfg = self.services, self.services.config.monitoring
+        outages = [self._states[o] for o in self._outages]
+        acks = await services.monitor_state.acknowledgements(
+            [
+                s.incident.id
+                for s in outages
+                if s.incident is not None and not s.incident.acknowledged_by
+            ]
+        )
+        said: list[tuple[str, Incident]] = []
+        for (environment, _), state in zip(self._outages, outages, strict=True):
+            items = news.get(environment, [])
+            if state.incident is not None:
+                # A check taken out of the config while failing recovers, or the outage
+                # could never end.
+                gone = set(state.incident.failing) - self._configured[environment]
+                items = items + [CheckNews(name, "recover") for name in sorted(gone)]
+            if not items and state.incident is None:
+                continue
+            version = versions.get(environment, {}).get("version", "")
+            said += incidents.outage_step(
+                state,
+                items,
+                now,
+                cfg,
+                partial(_new_outage, environment, now, version),
+                acks.get(state.incident.id) if state.incident is not None else None,
+            )
+        return said
+
+    async def _load_states(self, checks: list[CheckId]) -> None:
         """States not held yet: each with the recent history it is rebuilt from."""
-        missing = [d for d in checks if d.id not in self._states]
+        missing = [c for c in checks if c not in self._states]
         if not missing:
             return
         cfg = self.services.config.monitoring
@@ -240,12 +276,12 @@ class Monitor:
         for start in range(0, len(missing), WORK_BATCH // 2):
             chunk = missing[start : start + WORK_BATCH // 2]
             stored = await self.services.monitor_state.stored_checks(
-                [d.id for d in chunk], max(cfg.error_rate_samples, cfg.latency_samples)
+                chunk, max(cfg.error_rate_samples, cfg.latency_samples)
             )
-            for d, (raw, history) in zip(chunk, stored, strict=True):
-                self._states[d.id] = CheckState.from_json(raw, history, cfg)
+            for check, (raw, history) in zip(chunk, stored, strict=True):
+                self._states[check] = CheckState.from_json(raw, history, cfg)
                 if raw is not None:
-                    self._saved[d.id] = raw
+                    self._saved[check] = raw
             await asyncio.sleep(0)
 
     async def _load_baselines(
@@ -283,32 +319,32 @@ async def _news_of(
                     services, incident.environment, release_version
                 )
             incident.channel, incident.thread_ts = places[incident.environment]
-            audits.append(
-                (
-                    "incident.open",
-                    {
-                        "environment": incident.environment,
-                        "release": incident.version,
-                        "outcome": incident.severity,
-                        "reason": f"{incident.check}: {incident.problem}"[:1000],
-                    },
-                )
-            )
-        elif what == "resolve":
-            audits.append(
-                (
-                    "incident.resolve",
-                    {
-                        "environment": incident.environment,
-                        "release": incident.version,
-                        "reason": f"{incident.check} after {incident.duration(now):.0f}s",
-                    },
-                )
-            )
+        if what in AUDITED_NEWS:
+            audits.append((f"incident.{what}", _audit_fields(what, incident, now)))
         deployed = versions.get(incident.environment, {}).get("version", "")
         channel = incident.channel or services.config.slack.channel
-        news.append((channel, IncidentNews(what, replace(incident), deployed, now)))
+        news.append((channel, IncidentNews(what, incident.news_copy(), deployed, now)))
     return audits, news
+
+
+def _audit_fields(what: str, incident: Incident, now: float) -> dict[str, str]:
+    """An incident change on the trail: which checks, how badly, for how long."""
+    fields = {"environment": incident.environment, "release": incident.version}
+    if what == "resolve":
+        count, names = incident.checks
+        more = f" and {count - len(names)} more" if count > len(names) else ""
+        fields["reason"] = f"{', '.join(names)}{more} after {incident.duration(now):.0f}s"
+    else:
+        fields["outcome"] = incident.severity
+        where = "" if incident.check == OUTAGE_CHECK else f"{incident.check}: "
+        fields["reason"] = f"{where}{incident.problem}"
+        if what == "change":
+            fields["reason"] = (
+                f"{incident.failing_count} failing, {incident.recovered_count} recovered: "
+                f"{incident.problem}"
+            )
+    fields["reason"] = fields["reason"][:1000]
+    return fields
 
 
 async def _place(
@@ -336,7 +372,8 @@ async def acknowledge(
     """Someone clicked Acknowledge on the incident's message at `where`: reminders stop. The
     first click counts; every click is audited."""
     known = {
-        e.name: {c.name for c in e.checks} | {DEPLOY_CHECK} for e in services.config.environments
+        e.name: {c.name for c in e.checks} | {DEPLOY_CHECK, OUTAGE_CHECK}
+        for e in services.config.environments
     }
     if check not in known.get(environment, set()):
         return await refused(
@@ -571,8 +608,9 @@ async def close_window(
 
 async def open_incidents(services: MonitorNeeds, environment: str) -> list[Incident]:
     """The incidents open in `environment` now, its failed deploy's included."""
-    names = [c.name for c in services.config.environment(environment).checks] + [DEPLOY_CHECK]
-    states = await services.monitor_state.check_states([(environment, n) for n in names])
+    states = await services.monitor_state.check_states(
+        [(environment, OUTAGE_CHECK), (environment, DEPLOY_CHECK)]
+    )
     return [state.incident for state in states if state.incident is not None]
 
 
@@ -629,9 +667,12 @@ async def answer_health(
 
 
 def _trouble(state: CheckState) -> int:
-    """Open incidents first, then failing checks, then those not run yet, healthy last."""
+    """Alerting checks (and a failed deploy) first, then failing checks, then those not run
+    yet, healthy last."""
     if state.incident is not None:
         return 0 if state.incident.critical else 1
+    if state.alerting:
+        return 0 if state.alerting == "critical" else 1
     if state.last is not None and not state.last.ok:
         return 2
     return 3 if state.last is None else 4

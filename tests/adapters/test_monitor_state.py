@@ -22,6 +22,7 @@ from bot.domain.outbox import IncidentNews, decode
 
 HEALTH = ("production", "health")
 VERSION = ("production", "build-info")
+OUTAGE = ("production", "outage")
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ async def test_states_are_saved_together_with_the_writer_mark(state, redis, pref
     incident = Incident(
         id="i9",
         environment="production",
-        check="build-info",
+        check="outage",
         severity="warning",
         opened_at=1.0,
         problem="slow",
@@ -263,21 +264,21 @@ async def test_aggregates_add_up_in_redis_as_the_ticks_folded_them(state, redis,
 async def test_a_tick_that_overran_its_lock_records_nothing(state, redis, prefix):
     """Its incidents, audit entries and news are all or nothing, and nothing once another
     replica's tick holds the lock: that one records, so no incident opens twice."""
-    incident = Incident("i1", "production", "health", "critical", 1.0, "HTTP 500")
-    raw = CheckState(failing=3, incident=incident).to_json()
+    incident = Incident("i1", "production", "outage", "critical", 1.0, "health: HTTP 500")
+    raw = CheckState(incident=incident).to_json()
     audits = [("incident.open", {"environment": "production", "reason": "health: HTTP 500"})]
     news = [("C0RELEASE", IncidentNews("open", incident, "1.0.0", 1.0))]
     slow = state.tick_lock(0.05)
     token = await slow.__aenter__()
     await asyncio.sleep(0.1)  # overran: the next tick takes the lock
     async with state.tick_lock(10) as next_one:
-        assert await state.commit({HEALTH: raw}, audits, news, fence=token) is None
-        assert await redis.get(f"{prefix}mon:state:production:health") is None
+        assert await state.commit({OUTAGE: raw}, audits, news, fence=token) is None
+        assert await redis.get(f"{prefix}mon:state:production:outage") is None
         assert await redis.xlen(f"{prefix}audit") == 0
         assert await redis.llen(f"{prefix}outbox:C0RELEASE") == 0
-        assert await state.commit({HEALTH: raw}, audits, news, fence=next_one)
+        assert await state.commit({OUTAGE: raw}, audits, news, fence=next_one)
     await slow.__aexit__(None, None, None)
-    assert (await state.check_state(HEALTH)).incident == incident
+    assert (await state.check_state(OUTAGE)).incident == incident
     [entry] = await redis.xrange(f"{prefix}audit")
     assert entry[1][b"action"] == b"incident.open" and entry[1][b"user_id"] == b"releasebot"
     [said] = await redis.lrange(f"{prefix}outbox:C0RELEASE", 0, -1)

@@ -203,6 +203,57 @@ async def test_one_blip_is_quiet_an_outage_is_one_message_until_it_resolves(
     assert history == 36
 
 
+async def test_checks_failing_together_are_one_incident_that_pages_once_and_lists_each(
+    start_bot, git_remote, tmp_path: Path, site: HealthSite
+):
+    bot = await start_bot(
+        make_config(git_remote, tmp_path, extra=checks(site, reminder=2)), role="web"
+    )
+    store, slack = bot.services.store, bot.slack
+    await deployed(store)
+    monitor = Monitor(bot.services)
+    try:
+        now = await ticks(monitor, store, 1000.0, 2)
+        site.status, site.version = 500, "0.14.1"  # /health down, /build-info wrong
+        now = await ticks(monitor, store, now, 3)
+        [message] = incidents(slack)
+        text = slack.text_of(message)
+        assert "CRITICAL · production · 2 checks" in text
+        assert "`health`" in text and "`build-info`" in text and "reports version `0.14.1`" in text
+        assert text.count("<@U0ONCALL>") == 1
+        [opened] = [e for e in await store.audit_entries() if e["action"] == "incident.open"]
+        assert opened["reason"].startswith("2 checks failing: ")
+
+        now = await ticks(monitor, store, now, 4)  # reminders every 2 s: one per interval
+        reminders = [m for m in slack.thread(message.ts) if "Still failing" in slack.text_of(m)]
+        assert len(reminders) == 2 and "2 checks failing" in slack.text_of(reminders[0])
+
+        site.version = "0.15.0"  # one check recovers: the message says so, nobody is paged
+        now = await ticks(monitor, store, now, 2)
+        text = slack.text_of(slack.messages()[message.ts])
+        assert (
+            "CRITICAL · production · health" in text and "Recovered meanwhile: `build-info`" in text
+        )
+        changed = [e for e in await store.audit_entries() if e["action"] == "incident.change"]
+        assert changed and changed[-1]["reason"].startswith("1 failing, 1 recovered")
+
+        site.status = 200  # the last one recovers: the incident ends, once
+        now = await ticks(monitor, store, now, 2)
+        final = slack.messages()[message.ts]
+        assert "resolved* after" in slack.text_of(final)
+        assert "Was: health, build-info failing" in slack.text_of(final) or (
+            "Was: build-info, health failing" in slack.text_of(final)
+        )
+        replies = [m for m in slack.thread(message.ts) if "resolved after" in slack.text_of(m)]
+        assert len(replies) == 1 and len(incidents(slack)) == 1
+        posts = slack.calls_to("chat.postMessage")
+        assert len(posts) == 1 + 3 + 1  # the incident, its reminders, its end
+        for call in posts + slack.calls_to("chat.update"):
+            assert validate_blocks(call.params["blocks"]) == []
+    finally:
+        await monitor.close()
+
+
 async def test_flapping_alerts_on_error_rate_and_a_wrong_version_is_caught(
     start_bot, git_remote, tmp_path: Path, site: HealthSite
 ):

@@ -21,12 +21,15 @@ from bot.domain.health.checks import (
 )
 from bot.domain.health.incidents import (
     DEPLOY_CHECK,
+    OUTAGE_CHECK,
+    CheckNews,
     CheckState,
     Incident,
     deploy_failed,
     deploy_problem,
     deploy_succeeded,
     judge,
+    outage_step,
     step,
 )
 from bot.domain.health.summaries import health_row, percentile, sparkline, summarize
@@ -127,38 +130,98 @@ def test_latency_is_judged_against_the_baseline_of_the_previous_version():
     assert assess([], recent, CFG).severity == "ok"
 
 
-def fresh(now: float) -> Callable[[], Incident]:
+def fresh(now: float = 0.0) -> Callable[[], Incident]:
     return lambda: Incident(
-        id="i1", environment="production", check="health", severity="", opened_at=now, problem=""
+        id="i1",
+        environment="production",
+        check=OUTAGE_CHECK,
+        severity="",
+        opened_at=now,
+        problem="",
     )
 
 
-def test_one_blip_opens_nothing_and_three_failures_open_one_incident():
+def test_one_blip_is_quiet_and_a_check_alerts_after_three_failures_until_two_passes():
     state, bad, good = CheckState(), assess(["HTTP 500"], Recent(), CFG), assess([], Recent(), CFG)
-    assert step(state, bad, 1, CFG, fresh(1)) is None
-    assert step(state, good, 2, CFG, fresh(2)) is None
-    assert [step(state, bad, t, CFG, fresh(t)) for t in (3, 4)] == [None, None]
-    what, incident = step(state, bad, 5, CFG, fresh(5))
-    assert what == "open" and incident.severity == "critical" and incident.failures == 3
-    assert step(state, bad, 6, CFG, fresh(6)) is None  # no new message per failure
-    assert step(state, bad, 5 + 60, CFG, fresh(0))[0] == "remind"
-    assert step(state, bad, 5 + 61, CFG, fresh(0)) is None  # not before the interval again
-    incident.acknowledged_by = "U0ONCALL"
-    assert step(state, bad, 5 + 200, CFG, fresh(0)) is None  # acknowledged: no reminders
-    assert step(state, good, 300, CFG, fresh(0)) is None  # one success does not resolve
-    what, resolved = step(state, good, 301, CFG, fresh(0))
-    assert what == "resolve" and resolved.duration(999) == 301 - 5 and state.incident is None
+    assert step(state, "health", bad, CFG) is None
+    assert step(state, "health", good, CFG) is None
+    assert [step(state, "health", bad, CFG) for _ in range(2)] == [None, None]
+    assert step(state, "health", bad, CFG) == CheckNews("health", "alert", "critical", "HTTP 500")
+    assert state.alerting == "critical"
+    assert step(state, "health", bad, CFG) == CheckNews("health", "alert", "critical", "HTTP 500")
+    assert step(state, "health", good, CFG) is None  # one success does not recover it
+    assert step(state, "health", good, CFG) == CheckNews("health", "recover")
+    assert state.alerting == "" and step(state, "health", good, CFG) is None
 
 
-def test_a_warning_escalates_to_critical():
+def alert(check: str, problem: str = "HTTP 500", severity: str = "critical") -> CheckNews:
+    return CheckNews(check, "alert", severity, problem)
+
+
+def test_an_outage_of_many_checks_is_one_incident_that_pages_once_and_reminds_per_interval():
     state = CheckState()
-    warning = assess([], Recent(version="2", baseline_ms=200.0, latencies=[270.0] * 3), CFG)
-    for t in range(3):
-        change = step(state, warning, t, CFG, fresh(t))
-    assert change[0] == "open" and change[1].severity == "warning"
-    what, incident = step(state, assess(["HTTP 502"], Recent(), CFG), 4, CFG, fresh(4))
-    assert what == "escalate" and incident.severity == "critical"
+    [(what, incident)] = outage_step(state, [alert("a"), alert("b", "timeout")], 5, CFG, fresh())
+    assert what == "open" and state.incident is incident and incident.critical
+    assert list(incident.failing) == ["a", "b"] and incident.failing_count == 2
+    assert incident.problem == "2 checks failing: a (HTTP 500); b (timeout)"
+    assert incident.subject == "2 checks" and incident.opened_at == incident.reminded_at == 5
+    # Still failing, nothing new: no message. A third check joins: redrawn, nobody paged.
+    assert outage_step(state, [alert("a"), alert("b", "timeout")], 6, CFG, fresh()) == []
+    assert outage_step(state, [alert("c")], 7, CFG, fresh()) == [("change", incident)]
+    assert incident.failing_count == 3
+    assert incident.failures == 5 and incident.failing["a"].failures == 2
+    # One reminder per interval for the whole outage, however many checks fail.
+    three = [alert("a"), alert("b"), alert("c")]
+    assert outage_step(state, three, 65, CFG, fresh()) == [("remind", incident)]
+    assert outage_step(state, three, 66, CFG, fresh()) == []
+    # A check recovering when a reminder is due: both are said (and go on the trail).
+    said = outage_step(state, [CheckNews("a", "recover")], 130, CFG, fresh())
+    assert said == [("change", incident), ("remind", incident)]
+    assert incident.recovered == ["a"] and incident.failing_count == 2
+    # Acknowledged since the last tick: no more reminders.
+    assert outage_step(state, [alert("b")], 300, CFG, fresh(), ("U0ONCALL", 150.0)) == []
+    assert (incident.acknowledged_by, incident.acknowledged_at) == ("U0ONCALL", 150.0)
+    # The incident ends with its last check.
+    [(what, resolved)] = outage_step(
+        state, [CheckNews("b", "recover"), CheckNews("c", "recover")], 320, CFG, fresh()
+    )
+    assert what == "resolve" and resolved is incident and state.incident is None
+    assert resolved.checks == (3, ["a", "b", "c"]) and resolved.duration(999) == 315
+    assert outage_step(state, [CheckNews("a", "recover")], 330, CFG, fresh()) == []
+
+
+def test_an_outage_escalates_when_any_of_its_checks_turns_critical():
+    state = CheckState()
+    slow = alert("health", "40% slower", "warning")
+    [(what, incident)] = outage_step(state, [slow], 1, CFG, fresh())
+    assert what == "open" and incident.severity == "warning" and incident.subject == "health"
+    said = outage_step(state, [slow, alert("api", "HTTP 502")], 2, CFG, fresh())
+    assert said == [("change", incident), ("escalate", incident)]
+    assert incident.severity == "critical" and incident.reminded_at == 2
+    assert incident.problem.startswith("2 checks failing: api (HTTP 502)")  # the worst first
     assert CheckState.from_json(state.to_json()) == state  # survives a restart
+
+
+def test_a_news_copy_of_a_mass_outage_carries_the_worst_few_and_whole_counts():
+    state = CheckState()
+    items = [alert(f"svc-{n:04d}", severity="warning") for n in range(500)]
+    items.append(alert("svc-9999"))
+    [(_, incident)] = outage_step(state, items, 1, CFG, fresh())
+    copy = incident.news_copy()
+    assert incident.failing_count == copy.failing_count == 501 and len(copy.failing) == 10
+    assert next(iter(copy.failing)) == "svc-9999"  # critical before warnings
+    assert copy.subject == "501 checks" and len(incident.failing) == 501
+
+
+def test_a_check_state_stored_with_its_own_incident_reads_as_alerting():
+    """What a bot from before one-incident-per-outage stored: the check joins the outage."""
+    old = (
+        b'{"failing": 4, "passing": 0, "incident": {"id": "x", "environment": "production",'
+        b' "check": "health", "severity": "critical", "opened_at": 1.0, "problem": "HTTP 500"},'
+        b' "last_failure": null, "version": "", "baseline_ms": null}'
+    )
+    state = CheckState.from_json(old)
+    assert state.alerting == "critical" and state.incident is None and state.failing == 4
 
 
 def test_incident_messages_mention_oncall_only_when_critical():
@@ -258,6 +321,14 @@ BASE = config_text(environments=[environment("production", url="https://example.
             '[[environments.checks]]\nname = "h"\npath = "/h"\ninterval = 5\n',
             "environments[0].checks[0].interval",
         ),
+        (
+            '[[environments.checks]]\nname = "outage"\npath = "/h"\n',
+            "environments[0].checks[0].name",
+        ),
+        (
+            '[[environments.checks]]\nname = "deploy"\npath = "/h"\n',
+            "environments[0].checks[0].name",
+        ),
         ('[monitoring]\noncall = ["alice"]\n', "monitoring.oncall[0]"),
         ("[monitoring]\nfailures_to_alert = 0\n", "monitoring.failures_to_alert"),
         (
@@ -300,30 +371,18 @@ def test_a_result_says_what_was_seen_and_what_was_wrong():
     assert Result.of(seen, [], 8.0, "").ok and Result.of(seen, [], 8.0, "").problem == ""
 
 
-def test_a_judged_result_joins_the_recent_past_and_an_acknowledgement_stops_reminders():
+def test_a_judged_result_joins_the_recent_past():
     state = CheckState()
     for t in (1, 2):
-        assert judge(state, result(ok=False, at=t), ["HTTP 500"], t, CFG, fresh(t)) is None
-    what, incident = judge(state, result(ok=False, at=3), ["HTTP 500"], 3, CFG, fresh(3))
-    assert what == "open" and state.recent.outcomes == "111"
+        assert judge(state, "health", result(ok=False, at=t), ["HTTP 500"], CFG) is None
+    news = judge(state, "health", result(ok=False, at=3), ["HTTP 500"], CFG)
+    assert news == CheckNews("health", "alert", "critical", "HTTP 500")
+    assert state.recent.outcomes == "111"
     assert state.last == state.last_failure == result(ok=False, at=3)
-    # Acknowledged in Slack since the last tick: no reminder, even past the interval.
-    change = judge(
-        state,
-        result(ok=False, at=100),
-        ["HTTP 500"],
-        100,
-        CFG,
-        fresh(100),
-        acknowledged=("U0ONCALL", 50.0),
-    )
-    assert change is None and incident.acknowledged_by == "U0ONCALL"
-    assert incident.acknowledged_at == 50.0 and incident.failures == 4
     good = result(at=101)
-    assert judge(state, good, [], 101, CFG, fresh(0)) is None
-    assert state.last == good and state.last_failure == result(ok=False, at=100)
-    what, resolved = judge(state, result(at=102), [], 102, CFG, fresh(0))
-    assert what == "resolve" and resolved is incident and state.incident is None
+    assert judge(state, "health", good, [], CFG) is None
+    assert state.last == good and state.last_failure == result(ok=False, at=3)
+    assert judge(state, "health", result(at=102), [], CFG) == CheckNews("health", "recover")
 
 
 def test_a_failed_deploy_opens_a_critical_incident_at_once_and_a_success_resolves_it():

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bot.blocks.health import group_line, group_text, incident_summary
 from bot.devtools.slack_stand_in import validate_blocks
-from bot.domain.health.incidents import Incident
+from bot.domain.health.incidents import OUTAGE_CHECK, Incident, Trouble
 from bot.domain.outbox import (
     GROUP_AT,
     MAX_BLOCKS,
@@ -82,6 +82,34 @@ def test_a_few_incident_changes_are_said_one_by_one_many_as_one_summary():
     assert "Acknowledge all 312" in str(blocks)
 
 
+def test_redraws_of_one_incident_in_a_row_are_said_by_the_last_and_never_grouped():
+    redraws: list[Entry] = [news("a", "change") for _ in range(5)] + [news("b", "change")]
+    send = next_send(redraws)
+    assert isinstance(send, OneIncident) and consumed(send) == 5 and send.news is redraws[4]
+    mixed: list[Entry] = [news(f"c{n}") for n in range(GROUP_AT)] + [news("a", "change")]
+    mixed.insert(2, news("x", "change"))
+    assert isinstance(next_send(mixed), OneIncident) and consumed(next_send(mixed)) == 1
+
+
+def test_a_summary_counts_the_checks_of_each_outage():
+    outages = []
+    for environment, failing in (("production", 40), ("staging", 3)):
+        incident = news("outage", "open", environment).incident
+        incident.check, incident.failing_count = OUTAGE_CHECK, failing
+        incident.failing = {
+            f"svc-{n}": Trouble("critical", "HTTP 500", 1.0) for n in range(min(failing, 10))
+        }
+        outages.append(IncidentNews("open", incident, "1.2.3", 130.0))
+    lines = summarize(IncidentGroup((*outages, news("a", "resolve"), news("b", "remind"))))
+    assert [(line.what, line.environment, line.count) for line in lines] == [
+        ("open", "production", 40),
+        ("open", "staging", 3),
+        ("remind", "production", 1),
+        ("resolve", "production", 1),
+    ]
+    assert group_text(lines).startswith("40 checks failing in production")
+
+
 def test_a_summary_names_each_kind_of_change_per_environment():
     group = IncidentGroup(
         (
@@ -103,7 +131,11 @@ def test_a_summary_names_each_kind_of_change_per_environment():
     st.lists(
         st.one_of(
             st.builds(reply, st.sampled_from(["1.1", "2.2", ""]), st.text(max_size=20)),
-            st.builds(news, st.sampled_from(["a", "b", "c"]), st.sampled_from(["open", "resolve"])),
+            st.builds(
+                news,
+                st.sampled_from(["a", "b", "c"]),
+                st.sampled_from(["open", "change", "resolve"]),
+            ),
         ),
         min_size=1,
         max_size=40,

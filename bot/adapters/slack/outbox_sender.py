@@ -274,6 +274,8 @@ class OutboxSender:
             await self._call(
                 "chat.update", channel=place.channel, ts=place.ts, blocks=blocks, text=text
             )
+        if news.what == "change":
+            return  # checks joined or recovered: the redraw says it, nobody is paged again
         thread = incident.thread_ts or (place.ts if place is not None else "")
         if news.what == "resolve":
             reply = texts.resolved_reply(incident, news.at)

@@ -131,7 +131,8 @@ def health_row(
         "environment": environment,
         "check": check,
         "last": state.last,
-        "incident": state.incident,
+        "incident": state.incident,  # the deploy check's
+        "alerting": state.alerting,  # a check's severity while it is part of an outage
         "failing": state.failing,
         "last_failure": state.last_failure,
         "samples": len(latencies),
