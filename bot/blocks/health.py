@@ -20,7 +20,7 @@ from bot.blocks.release import (
     slack_time,
 )
 from bot.domain.health.checks import Result
-from bot.domain.health.incidents import OUTAGE_CHECK, Incident
+from bot.domain.health.incidents import OUTAGE_CHECK, SHOWN, Incident
 from bot.domain.health.summaries import WindowSummary
 from bot.domain.locks import format_age
 from bot.domain.outbox import GroupLine
@@ -40,13 +40,14 @@ def incident_title(incident: Incident) -> str:
 def outage_lines(incident: Incident, now: float) -> list[str]:
     """An outage's checks, one line each (the worst first, as many as its news carries), and
     those that recovered meanwhile."""
+    shown = list(incident.failing.items())[:SHOWN]  # a news copy holds no more; this is sure
     lines = [
         f"{SEVERITY_ICONS.get(t.severity, '🔴')} `{escape(name)}` since "
         f"{format_age(now - t.since)}: {escape(t.problem)[:300]}"
-        for name, t in incident.failing.items()
+        for name, t in shown
     ]
-    if incident.failing_count > len(incident.failing):
-        lines.append(f"…and {incident.failing_count - len(incident.failing)} more failing")
+    if incident.failing_count > len(shown):
+        lines.append(f"…and {incident.failing_count - len(shown)} more failing")
     if incident.recovered_count and not incident.resolved_at:
         names = ", ".join(f"`{escape(n)}`" for n in incident.recovered)
         more = incident.recovered_count - len(incident.recovered)

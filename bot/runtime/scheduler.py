@@ -28,20 +28,33 @@ async def win_tick(services: Services, name: str, interval: float) -> bool:
     )
 
 
-def once_per_tick(
-    services: Services, name: str, interval: float, work: Callable[[], Awaitable[object]]
+def on_every_replica(
+    services: Services, name: str, work: Callable[[], Awaitable[object]]
 ) -> Callable[[], Awaitable[None]]:
+    """`work`, on every replica, its failures logged."""
+
     async def run() -> None:
-        # Tracked, so shutting down waits for a tick in flight instead of closing Redis
+        # Tracked, so shutting down waits for a run in flight instead of closing Redis
         # under it.
         services.track(asyncio.current_task())
         try:
-            if await win_tick(services, name, interval):
-                await work()
+            await work()
         except Exception:
             log.exception("scheduled job %s failed", name)
 
     return run
+
+
+def once_per_tick(
+    services: Services, name: str, interval: float, work: Callable[[], Awaitable[object]]
+) -> Callable[[], Awaitable[None]]:
+    """`work`, on the one replica that wins the tick."""
+
+    async def won() -> None:
+        if await win_tick(services, name, interval):
+            await work()
+
+    return on_every_replica(services, name, won)
 
 
 def every(
@@ -87,6 +100,7 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
     tick = services.config.monitoring.tick_seconds
     once_every("flag-ramps", tick, lambda: change_flags.advance_ramps(services))
     if monitor is not None:
-        # Each check has its own interval; the tick only looks for the ones that are due.
-        once_every("monitor", tick, monitor.tick)
+        # Every replica ticks, each on its share of the checks (Monitor); each check has its
+        # own interval, and the tick only looks for the ones that are due.
+        every(scheduler, "monitor", tick, on_every_replica(services, "monitor", monitor.tick))
     return scheduler

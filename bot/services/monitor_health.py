@@ -1,6 +1,7 @@
 """The health monitor: runs the checks that are due, keeps their results, and tells the
-release's thread about incidents. One tick at a time across all replicas (a lock); the
-scheduler calls `tick`, deploy jobs call `deploy_finished` and `deploy_failed`.
+release's thread about incidents. Every scheduler replica ticks on its share of the checks
+(`Monitor`); the scheduler calls `tick`, deploy jobs call `deploy_finished` and
+`deploy_failed`.
 
 The rules (what a result means, when an incident opens or ends, a window's verdict) are in
 `bot.domain.health`; this module runs them against the ports its `MonitorNeeds` names."""
@@ -18,7 +19,7 @@ from bot.blocks import health as texts
 from bot.blocks.health import HEALTH_LINES
 from bot.domain.actors import BOT, Actor
 from bot.domain.config import CheckConfig, EnvironmentConfig
-from bot.domain.health import incidents
+from bot.domain.health import incidents, shares
 from bot.domain.health.checks import (
     CheckId,
     Result,
@@ -57,12 +58,16 @@ from bot.services.ports import (
     HasMonitorState,
     HasRunningReleases,
     HasVersionIndex,
+    TickNews,
 )
 
 log = logging.getLogger(__name__)
 
 ACKNOWLEDGE = "incident.acknowledge"  # the audit action of an Acknowledge click
 WORK_BATCH = 500  # checks judged between two turns of the event loop
+# How long a replica's share of the checks is its own without renewing (at least 3 ticks):
+# a replica killed or frozen hands its checks over within this.
+MEMBER_LEASE_SECONDS = 6.0
 # Incident changes that go on the trail (reminders do not: nothing changed but the time).
 AUDITED_NEWS = ("open", "escalate", "change", "resolve")
 HEALTH_SAMPLES = 30  # recent results per check behind `/release health`'s percentiles
@@ -106,17 +111,28 @@ def _new_outage(environment: str, now: float, version: str) -> Incident:
 
 
 class Monitor:
+    """One scheduler replica's monitor. Every replica's runs each tick, on its share of the
+    checks (bot.domain.health.shares): the members share them by hash, so n replicas each
+    probe about 1/n of the checks, and one that dies hands its share over when its lease
+    ends. A tick writes only in the epoch (members) it started in, so a check is never
+    recorded by two replicas at once; the environments' outages, which every replica's
+    checks feed, are merged in the same write, again if another replica changed one."""
+
     def __init__(self, services: MonitorNeeds) -> None:
         self.services = services
-        # The states this replica wrote at its last tick, good while no other replica has
-        # ticked since (`_written` is still the last writer's token); saves reading them
-        # every tick.
+        self.member = secrets.token_hex(6)  # this replica among those sharing the checks
+        tick = services.config.monitoring.tick_seconds
+        self.lease_seconds = max(MEMBER_LEASE_SECONDS, 3 * tick)
+        # The states of this replica's checks as it wrote them: good while the members stay
+        # the same (no other replica runs these checks meanwhile); saves reading them.
         self._states: dict[CheckId, CheckState] = {}
         self._saved: dict[CheckId, bytes] = {}  # the state JSON last written, per check
-        self._written = ""
+        self._epoch = -1
+        self._members: list[str] = []
         self._checks = [
             Due(e, c, (e.name, c.name)) for e in services.config.environments for c in e.checks
         ]
+        self._mine = list(self._checks)
         self._outages: list[CheckId] = [
             (e.name, OUTAGE_CHECK) for e in services.config.environments if e.checks
         ]
@@ -125,37 +141,67 @@ class Monitor:
         }
 
     async def close(self) -> None:
-        await self.services.health_probe.close()
+        """Leave the members (the others take this replica's checks over at once)."""
+        try:
+            await self.services.monitor_state.leave(self.member)
+        finally:
+            await self.services.health_probe.close()
 
     async def tick(self, now: float | None = None) -> int:
-        """Run every check that is due; returns how many ran (0 when another replica is
-        running a tick)."""
+        """Run this replica's checks that are due; returns how many ran."""
         now = self.services.clock() if now is None else now
-        longest = max(
-            (c.timeout_seconds for e in self.services.config.environments for c in e.checks),
-            default=10.0,
-        )
-        async with self.services.monitor_state.tick_lock(longest + 60) as token:
-            return await self._tick(now, token) if token else 0
+        if not self._outages:
+            return 0
+        await self._join()
+        # A long tick (slow endpoints, thousands of checks) renews its lease meanwhile, so
+        # the others do not take its checks over while it still runs them.
+        keeper = asyncio.create_task(self._keep_lease())
+        try:
+            return await self._tick(now, self._epoch)
+        except BaseException:
+            # The states held were judged in place: unwritten, they would say a check
+            # recovered that its outage never heard of (and it would never end).
+            self._forget()
+            raise
+        finally:
+            keeper.cancel()
 
-    async def _tick(self, now: float, token: str) -> int:
+    def _forget(self) -> None:
+        self._states.clear()
+        self._saved.clear()
+        self._epoch = -1
+
+    async def _join(self) -> None:
+        epoch, members = await self.services.monitor_state.join(self.member, self.lease_seconds)
+        if epoch != self._epoch:
+            # Members came or went: some checks changed hands, and what is held may be stale.
+            self._forget()
+            self._epoch = epoch
+        if members != self._members:
+            self._members = members
+            mine = set(shares.share([d.id for d in self._checks], members, self.member))
+            self._mine = [d for d in self._checks if d.id in mine]
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                await self.services.monitor_state.join(self.member, self.lease_seconds)
+            except Exception:
+                log.warning("renewing this replica's share of the checks failed")
+
+    async def _tick(self, now: float, epoch: int) -> int:
         services, cfg = self.services, self.services.config.monitoring
         state_store = services.monitor_state
-        watched = [e for e in services.config.environments if e.checks]
-        if not watched:
-            return 0
-        names = [e.name for e in watched]
-        windows, deploying, writer = await state_store.tick_outlook(names)
-        if not self._written or writer != self._written:
-            self._states.clear()  # another replica ticked since: what we hold is stale
-            self._saved.clear()
+        names = [environment for environment, _ in self._outages]
+        windows, deploying = await state_store.tick_outlook(names)
         for name, window in windows.items():
             if window.over(now):
                 await close_window(services, name, window, rolled_back=False)
-        await self._load_states([d.id for d in self._checks] + self._outages)
+        await self._load_states([d.id for d in self._mine])
         due = [
             d
-            for d in self._checks
+            for d in self._mine
             if is_due(
                 self._states[d.id].last,
                 d.check.interval_seconds,
@@ -164,8 +210,6 @@ class Monitor:
                 cfg,
             )
         ]
-        if not due:
-            return 0
         versions = await services.running_releases.environment_versions(names)
         seen = await services.health_probe.observe_all([d.check for d in due])
         states = [self._states[d.id] for d in due]
@@ -188,35 +232,29 @@ class Monitor:
             if (item := incidents.judge(state, d.check.name, result, problems, cfg)) is not None:
                 news.setdefault(d.environment.name, []).append(item)
             results.append((d.id, result))
-        said = await self._outages_step(news, versions, now)
         deltas = fold(((check[0], result) for check, result in results), windows)
-        await state_store.record_results(results, cfg.history, deltas)
-        # What changed is recorded with what is to be said of it, in one write; the outbox
-        # says it after the tick, paced (posting in the tick held every check up behind
-        # Slack's 429s, and let another replica take over and open every incident again).
-        audits, outbox = await _news_of(services, said, versions, now)
+        await state_store.record_results(results, cfg.history, deltas, epoch=epoch)
         changed = {}
-        ids = [d.id for d in due] + self._outages
-        for n, (check, state) in enumerate(
-            zip(ids, states + [self._states[o] for o in self._outages], strict=True)
-        ):
+        for n, (d, state) in enumerate(zip(due, states, strict=True)):
             if n and not n % WORK_BATCH:
                 await asyncio.sleep(0)  # after a deploy every state changes
             raw = state.to_json()
-            if self._saved.get(check) != raw:  # a healthy check's state stays as it was
-                changed[check] = raw
-                self._saved[check] = raw
-        written = await state_store.commit(changed, audits, outbox, fence=token)
+            if self._saved.get(d.id) != raw:  # a healthy check's state stays as it was
+                changed[d.id] = raw
+        # The checks' states are written with the outages they feed and what is to be said
+        # of them, in one write; the outbox says it after the tick, paced (posting in the
+        # tick held every check up behind Slack's 429s).
+        written = await state_store.commit_tick(
+            epoch, changed, self._outages, partial(self._merge, news, versions, now)
+        )
         if written is None:
-            # This tick overran its lock and another replica's took over: that one records
-            # from what was stored, so nothing here is, and what this replica holds is stale.
-            log.warning("a monitor tick overran its lock; its results are not recorded")
-            self._states.clear()
-            self._saved.clear()
-            self._written = ""
+            # The members changed during the tick: another replica may have run some of
+            # these checks, so nothing here is recorded, and what this replica holds is stale.
+            log.warning("the members sharing the checks changed during a tick; it is not recorded")
+            self._forget()
             return len(due)
-        self._written = written
-        services.chat.wake(sorted({channel for channel, _ in outbox}))
+        self._saved.update(changed)
+        services.chat.wake(sorted({channel for channel, _ in written[2]}))
         # An environment the bot knows nothing of (day one) learns what it runs from a check
         # that reports it (`version_field`, /build-info); after the write, outside the tick's.
         unknown: dict[str, tuple[str, str]] = {}
@@ -230,13 +268,18 @@ class Monitor:
             await adopt_reported(services, env, reported, check_name)
         return len(due)
 
-    async def _outages_step(
-        self, news: dict[str, list[CheckNews]], versions: dict[str, dict[str, str]], now: float
-    ) -> list[tuple[str, Incident]]:
-        """Each environment's outage takes its checks' news of this tick (one incident for
-        all of them); what to tell people of it, if anything."""
+    async def _merge(
+        self,
+        news: dict[str, list[CheckNews]],
+        versions: dict[str, dict[str, str]],
+        now: float,
+        stored: list[bytes | None],
+    ) -> TickNews:
+        """Each environment's outage, as stored now (another replica's checks feed it too),
+        takes this tick's news of its checks: one incident for all of them. Returns the
+        outages that changed, with the audit entries and news of what changed."""
         services, cfg = self.services, self.services.config.monitoring
-        outages = [self._states[o] for o in self._outages]
+        outages = [CheckState.from_json(raw) for raw in stored]
         acks = await services.monitor_state.acknowledgements(
             [
                 s.incident.id
@@ -245,7 +288,9 @@ class Monitor:
             ]
         )
         said: list[tuple[str, Incident]] = []
-        for (environment, _), state in zip(self._outages, outages, strict=True):
+        changed: dict[CheckId, bytes] = {}
+        for check, state, raw in zip(self._outages, outages, stored, strict=True):
+            environment = check[0]
             items = news.get(environment, [])
             if state.incident is not None:
                 # A check taken out of the config while failing recovers, or the outage
@@ -263,7 +308,10 @@ class Monitor:
                 partial(_new_outage, environment, now, version),
                 acks.get(state.incident.id) if state.incident is not None else None,
             )
-        return said
+            if (after := state.to_json()) != raw:
+                changed[check] = after
+        audits, outbox = await _news_of(services, said, versions, now)
+        return changed, audits, outbox
 
     async def _load_states(self, checks: list[CheckId]) -> None:
         """States not held yet: each with the recent history it is rebuilt from."""
@@ -271,8 +319,8 @@ class Monitor:
         if not missing:
             return
         cfg = self.services.config.monitoring
-        # A replica that did not write last reloads every check: in stretches, so that
-        # thousands of histories parsed never hold the event loop for long.
+        # A replica whose share changed reloads its checks: in stretches, so that thousands
+        # of histories parsed never hold the event loop for long.
         for start in range(0, len(missing), WORK_BATCH // 2):
             chunk = missing[start : start + WORK_BATCH // 2]
             stored = await self.services.monitor_state.stored_checks(
@@ -433,7 +481,11 @@ async def acknowledge(
     )
     await services.chat.say(
         incident.channel or services.config.slack.channel,
-        [IncidentNews("acknowledged", incident, running.get("version", ""), now, actor.user_id)],
+        [
+            IncidentNews(
+                "acknowledged", incident.news_copy(), running.get("version", ""), now, actor.user_id
+            )
+        ],
     )
     return f"Acknowledged: {texts.incident_title(incident)}. No more reminders for it."
 

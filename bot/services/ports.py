@@ -10,7 +10,7 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,17 +428,23 @@ class HasRunner(Protocol):
 # --- health monitoring (bot.services.monitor_health) ----------------------------------------
 
 
+# What a tick's merge of the outages gives to write: outage states, audit entries, news.
+TickNews = tuple[dict[CheckId, bytes], list[tuple[str, dict[str, str]]], list[tuple[str, Entry]]]
+
+
 class MonitorState(Protocol):
     """What monitoring keeps between ticks: check states and results, monitoring windows,
-    acknowledgements, the one-tick-at-a-time lock and the scheduler's time slots."""
+    acknowledgements, the replicas sharing the checks and the scheduler's time slots."""
 
-    def tick_lock(self, seconds: float) -> AbstractAsyncContextManager[str]: ...
+    async def join(self, member: str, seconds: float) -> tuple[int, list[str]]: ...
+
+    async def leave(self, member: str) -> None: ...
 
     async def claim_tick(self, job: str, slot: int, interval: float) -> bool: ...
 
     async def tick_outlook(
         self, environments: Sequence[str]
-    ) -> tuple[dict[str, Window], set[str], str]: ...
+    ) -> tuple[dict[str, Window], set[str]]: ...
 
     async def stored_checks(
         self, checks: Sequence[CheckId], results: int
@@ -451,6 +457,7 @@ class MonitorState(Protocol):
         results: Sequence[tuple[CheckId, Result]],
         keep: int,
         deltas: Mapping[AggregateId, Delta] | None = None,
+        epoch: int | None = None,
     ) -> None: ...
 
     async def aggregates(self, targets: Sequence[AggregateId]) -> list[Aggregate]: ...
@@ -462,8 +469,15 @@ class MonitorState(Protocol):
         states: Mapping[CheckId, bytes],
         audits: Sequence[tuple[str, dict[str, str]]],
         news: Sequence[tuple[str, Entry]],
-        fence: str = "",
-    ) -> str | None: ...
+    ) -> None: ...
+
+    async def commit_tick(
+        self,
+        epoch: int,
+        states: Mapping[CheckId, bytes],
+        outages: Sequence[CheckId],
+        merge: Callable[[list[bytes | None]], Awaitable[TickNews]],
+    ) -> TickNews | None: ...
 
     async def check_state(self, check: CheckId) -> CheckState: ...
 

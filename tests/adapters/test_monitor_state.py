@@ -19,6 +19,7 @@ from bot.domain.health.incidents import CheckState, Incident
 from bot.domain.health.sketch import LatencySketch
 from bot.domain.health.windows import Window, fold, window_aggregate
 from bot.domain.outbox import IncidentNews, decode
+from bot.services.ports import TickNews
 
 HEALTH = ("production", "health")
 VERSION = ("production", "build-info")
@@ -59,8 +60,7 @@ async def test_every_key_is_the_one_a_running_team_already_has(state, redis, pre
     await state.acknowledge("abc123", "U0ONCALL", 5.0)
     await state.commit({}, [], [])
     assert await state.claim_tick("monitor", 42, 5.0)
-    async with state.tick_lock(10) as mine:
-        assert mine and await redis.exists(f"{prefix}lock:monitor")
+    await state.join("m1", 10)
     keys = {k.decode() async for k in redis.scan_iter(match=f"{prefix}*")}
     assert keys == {
         f"{prefix}{k}"
@@ -69,7 +69,8 @@ async def test_every_key_is_the_one_a_running_team_already_has(state, redis, pre
             "mon:results:production:health",
             "mon:window:production",
             "mon:ack:abc123",
-            "mon:writer",
+            "mon:members",
+            "mon:epoch",
             "tick:monitor:42",
         )
     }
@@ -109,42 +110,35 @@ async def test_state_written_by_the_previous_release_is_read(state, redis, prefi
     assert await state.acknowledgements(["i1", "i2"]) == {"i1": ("U0OLGA", 3.0)}
 
 
-async def test_a_tick_starts_from_the_windows_the_deploys_and_the_last_writer(state, redis, prefix):
+async def test_a_tick_starts_from_the_windows_and_the_deploys(state, redis, prefix):
     keys = Keys(prefix)
-    assert await state.tick_outlook(["staging", "production"]) == ({}, set(), "")
+    assert await state.tick_outlook(["staging", "production"]) == ({}, set())
     window = Window("2", "1", "2.0.0", 1.0, 2.0)
     await state.start_window("production", window)
     await take_lock(redis, keys.env_lock("staging"), "U0ALICE", "maintenance")
-    token = await state.commit({}, [], [])
     async with held(redis, keys.env_lock("production"), 30, "worker", "deploy of v2"):
-        windows, deploying, writer = await state.tick_outlook(["staging", "production"])
+        windows, deploying = await state.tick_outlook(["staging", "production"])
     # A lock someone took is no deploy: the version condition is checked there.
     assert windows == {"production": window} and deploying == {"production"}
-    assert writer == token and token != await state.commit({}, [], [])
     # A lock recorded before kinds were: only deploys took locks then.
     await redis.set(keys.env_lock("staging"), json.dumps({"token": "t", "holder": "w"}))
     assert (await state.tick_outlook(["staging"]))[1] == {"staging"}
 
 
-async def test_one_tick_at_a_time_and_an_overrun_never_frees_the_next_ones(state, redis, prefix):
-    async with state.tick_lock(10) as first:
-        async with state.tick_lock(10) as second:
-            assert first and not second
-        assert await redis.exists(f"{prefix}lock:monitor")  # the refused one freed nothing
-    async with state.tick_lock(10) as again:
-        assert again  # released after the tick
-    with pytest.raises(RuntimeError):
-        async with state.tick_lock(10):
-            raise RuntimeError("the tick failed")
-    assert not await redis.exists(f"{prefix}lock:monitor")
-    slow = state.tick_lock(0.05)
-    assert await slow.__aenter__()
-    await asyncio.sleep(0.1)  # overran its lock: the next tick takes it meanwhile
-    async with state.tick_lock(10) as next_one:
-        assert next_one
-        taken = await redis.get(f"{prefix}lock:monitor")
-        await slow.__aexit__(None, None, None)  # the slow tick ends while the next one runs
-        assert await redis.get(f"{prefix}lock:monitor") == taken
+async def test_members_join_renew_and_leave_and_each_change_is_a_new_epoch(state, redis, prefix):
+    first, members = await state.join("a", 10)
+    assert members == ["a"]
+    assert await state.join("a", 10) == (first, ["a"])  # a renewal changes nothing
+    second, members = await state.join("b", 0.2)
+    assert second == first + 1 and members == ["a", "b"]
+    await asyncio.sleep(0.3)  # b stopped renewing (killed, frozen): its lease ends
+    third, members = await state.join("a", 10)
+    assert third == second + 1 and members == ["a"]
+    await state.join("b", 10)
+    await state.leave("b")  # a replica that stops hands over at once
+    assert await state.join("a", 10) == (third + 2, ["a"])
+    await state.leave("nobody")
+    assert await state.join("a", 10) == (third + 2, ["a"])
 
 
 async def test_one_replica_wins_each_slot_of_a_scheduled_job(state, redis, prefix):
@@ -167,7 +161,7 @@ async def test_results_are_kept_newest_first_and_trimmed_in_batches(state, redis
     await state.record_results([], keep=5)  # nothing to write is no call
 
 
-async def test_states_are_saved_together_with_the_writer_mark(state, redis, prefix):
+async def test_states_are_saved_and_read_back_together(state, redis, prefix):
     incident = Incident(
         id="i9",
         environment="production",
@@ -180,8 +174,7 @@ async def test_states_are_saved_together_with_the_writer_mark(state, redis, pref
         HEALTH: CheckState(failing=1).to_json(),
         VERSION: CheckState(incident=incident).to_json(),
     }
-    token = await state.commit(saved, [], [])
-    assert await redis.get(f"{prefix}mon:writer") == token.encode()
+    await state.commit(saved, [], [])
     assert [raw for raw, _ in await state.stored_checks([HEALTH, VERSION], 1)] == list(
         saved.values()
     )
@@ -261,29 +254,66 @@ async def test_aggregates_add_up_in_redis_as_the_ticks_folded_them(state, redis,
     assert (await state.aggregates([window_aggregate("production", window)]))[0].count == 0
 
 
-async def test_a_tick_that_overran_its_lock_records_nothing(state, redis, prefix):
-    """Its incidents, audit entries and news are all or nothing, and nothing once another
-    replica's tick holds the lock: that one records, so no incident opens twice."""
+async def test_a_tick_whose_members_changed_records_nothing(state, redis, prefix):
+    """Its check states, outages, audit entries and news are all or nothing, and nothing once
+    the members changed: another replica may run its checks now."""
     incident = Incident("i1", "production", "outage", "critical", 1.0, "health: HTTP 500")
     raw = CheckState(incident=incident).to_json()
     audits = [("incident.open", {"environment": "production", "reason": "health: HTTP 500"})]
     news = [("C0RELEASE", IncidentNews("open", incident, "1.0.0", 1.0))]
-    slow = state.tick_lock(0.05)
-    token = await slow.__aenter__()
-    await asyncio.sleep(0.1)  # overran: the next tick takes the lock
-    async with state.tick_lock(10) as next_one:
-        assert await state.commit({OUTAGE: raw}, audits, news, fence=token) is None
-        assert await redis.get(f"{prefix}mon:state:production:outage") is None
-        assert await redis.xlen(f"{prefix}audit") == 0
-        assert await redis.llen(f"{prefix}outbox:C0RELEASE") == 0
-        assert await state.commit({OUTAGE: raw}, audits, news, fence=next_one)
-    await slow.__aexit__(None, None, None)
+
+    async def merge(stored: list[bytes | None]) -> TickNews:
+        assert stored == [None]
+        return {OUTAGE: raw}, audits, news
+
+    epoch, _ = await state.join("a", 10)
+    await state.join("b", 10)  # joined during a's tick
+    window = Window("2", "1", "", 1.0, 900.0, aggregated=True)
+    stale = [(HEALTH, result(2.0, version="2"))]
+    deltas = fold((("production", r) for _, r in stale), {"production": window})
+    await state.record_results(stale, 10, deltas, epoch=epoch)
+    assert await redis.llen(f"{prefix}mon:results:production:health") == 0  # b records now
+    assert (await state.aggregates([window_aggregate("production", window)]))[0].count == 0
+    await state.record_results(stale, 10, deltas, epoch=epoch + 1)
+    assert await redis.llen(f"{prefix}mon:results:production:health") == 1
+    assert (await state.aggregates([window_aggregate("production", window)]))[0].count == 1
+    healthy = CheckState(failing=1).to_json()
+    assert await state.commit_tick(epoch, {HEALTH: healthy}, [OUTAGE], merge) is None
+    assert await redis.get(f"{prefix}mon:state:production:outage") is None
+    assert await redis.get(f"{prefix}mon:state:production:health") is None
+    assert await redis.xlen(f"{prefix}audit") == 0
+    assert await redis.llen(f"{prefix}outbox:C0RELEASE") == 0
+    epoch, _ = await state.join("a", 10)
+    assert epoch == 2
+    assert await state.commit_tick(epoch, {HEALTH: healthy}, [OUTAGE], merge) == (
+        {OUTAGE: raw},
+        audits,
+        news,
+    )
     assert (await state.check_state(OUTAGE)).incident == incident
+    assert (await state.check_state(HEALTH)).failing == 1
     [entry] = await redis.xrange(f"{prefix}audit")
     assert entry[1][b"action"] == b"incident.open" and entry[1][b"user_id"] == b"releasebot"
     [said] = await redis.lrange(f"{prefix}outbox:C0RELEASE", 0, -1)
     assert decode(said) == news[0][1]
     assert await redis.smembers(f"{prefix}outboxes") == {b"C0RELEASE"}
+
+
+async def test_an_outage_another_replica_changed_meanwhile_is_merged_again(state, redis, prefix):
+    """Two replicas' checks failing at once: the second merge sees the first's incident."""
+    epoch, _ = await state.join("a", 10)
+    seen: list[list[bytes | None]] = []
+    theirs = CheckState(incident=Incident("i1", "production", "outage", "critical", 1.0, "x"))
+
+    async def merge(stored: list[bytes | None]) -> TickNews:
+        seen.append(stored)
+        if len(seen) == 1:  # another replica writes the outage while this one merges
+            await redis.set(f"{prefix}mon:state:production:outage", theirs.to_json())
+        return {OUTAGE: b'{"mine": true}'}, [], []
+
+    assert await state.commit_tick(epoch, {}, [OUTAGE], merge) is not None
+    assert seen == [[None], [theirs.to_json()]]
+    assert await redis.get(f"{prefix}mon:state:production:outage") == b'{"mine": true}'
 
 
 async def test_one_sender_per_channel_and_a_lapsed_one_drops_nothing(redis, prefix):

@@ -35,3 +35,17 @@ class LocalSite:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class Fleet(LocalSite):
+    """One endpoint per check (`/health/{n}`), all down or all up as the test says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/health/{n}", self._health)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(status=503 if self.down else 200, text="")

@@ -363,8 +363,13 @@ verify_seconds = 1
     )
     await flag(bot, "set new_search 30")
     message = await wait_status(bot.slack, "set new_search to 30%", "done")
-    assert "/flags still reports the flag missing after 1s; expected on, 30%" in thread(
-        bot.slack, message
+    # The thread's reply goes through the channel's outbox, paced: it may follow the redraw.
+    await bot.slack.wait_for(
+        lambda: (
+            "/flags still reports the flag missing after 1s; expected on, 30%"
+            in thread(bot.slack, message)
+        ),
+        timeout=10,
     )
 
 

@@ -10,27 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from bot.devtools.slack_stand_in import validate_blocks
 from tests.helpers.config import make_config
-from tests.helpers.sites import LocalSite
+from tests.helpers.sites import Fleet
 
 CHECKS = 1000
-
-
-class Fleet(LocalSite):
-    """One endpoint per check; all down or all up as the test says."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-
-    def routes(self, app: web.Application) -> None:
-        app.router.add_get("/health/{n}", self._health)
-
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(status=503 if self.down else 200, text="")
 
 
 @pytest.fixture

@@ -146,11 +146,19 @@ class Keys:
 
     @property
     def monitor_writer(self) -> str:
+        """Changed by every tick's write: a bot of an older version, which ran every check
+        itself, reads its states again when it finds it changed."""
         return f"{self.prefix}mon:writer"
 
     @property
-    def monitor_lock(self) -> str:
-        return f"{self.prefix}lock:monitor"
+    def monitor_members(self) -> str:
+        """The scheduler replicas sharing the checks: member -> when its lease ends (ms)."""
+        return f"{self.prefix}mon:members"
+
+    @property
+    def monitor_epoch(self) -> str:
+        """Counts changes of the members: a tick commits only in the epoch it started in."""
+        return f"{self.prefix}mon:epoch"
 
     def tick(self, job: str, slot: int) -> str:
         """Taken by the one replica that runs the scheduled `job` in that time slot."""

@@ -1,6 +1,6 @@
 """What health monitoring keeps in Redis: per check its state and its bounded history of
-results, the monitoring window of an environment, who acknowledged an incident, which replica
-wrote the check states last, the lock that lets one tick run at a time, and the slots of the
+results, the monitoring window of an environment, who acknowledged an incident, the scheduler
+replicas that share the checks (and the epoch that fences their writes), and the slots of the
 scheduler's jobs.
 
 A tick reads and writes a thousand checks, so what it does is batched: one pipeline (or one
@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -21,34 +20,47 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from bot.adapters.redis.keys import Keys
-from bot.adapters.redis.locks import drop_if_held
 from bot.adapters.redis.outbox import RedisOutbox
 from bot.domain.health.checks import CheckId, Result
 from bot.domain.health.incidents import CheckState
 from bot.domain.health.windows import Aggregate, AggregateId, Delta, Window
 from bot.domain.outbox import Entry, Group, Place, encode
+from bot.services.ports import TickNews
 
 ACK_SECONDS = 30 * 86400  # an acknowledgement outlives any incident it stops reminders for
 
 
-# Every result of a tick in one call: ARGV = history, then (key, result) per check. A history
-# is trimmed once it is 20 longer than kept, not on every push.
-_STORE_RESULTS = """
-local keep = tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
+# Only in the epoch the tick started in ('' for any): once the members changed, the new owner
+# of a check records it, and a result counted twice would skew its window's figures.
+_IN_EPOCH = """
+if ARGV[1] ~= '' and (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 1 end
+"""
+
+# Every result of a tick in one call: KEYS = the epoch; ARGV = the tick's epoch, history, then
+# (key, result) per check. A history is trimmed once it is 20 longer than kept, not on every
+# push.
+_STORE_RESULTS = (
+    _IN_EPOCH
+    + """
+local keep = tonumber(ARGV[2])
+for i = 3, #ARGV, 2 do
   if redis.call('LPUSH', ARGV[i], ARGV[i + 1]) > keep + 20 then
     redis.call('LTRIM', ARGV[i], 0, keep - 1)
   end
 end
 return 0
 """
+)
 
 
-# A tick's additions to its aggregates. ARGV: seconds to keep them, then per aggregate: its
-# key, n, n (field, amount) to add, m, m (field, latency) to raise a slot's peak to.
-_ADD_AGGREGATES = """
-local keep = tonumber(ARGV[1])
-local i = 2
+# A tick's additions to its aggregates. KEYS = the epoch; ARGV: the tick's epoch, seconds to
+# keep them, then per aggregate: its key, n, n (field, amount) to add, m, m (field, latency)
+# to raise a slot's peak to.
+_ADD_AGGREGATES = (
+    _IN_EPOCH
+    + """
+local keep = tonumber(ARGV[2])
+local i = 3
 while i <= #ARGV do
   local key = ARGV[i]
   local n = tonumber(ARGV[i + 1])
@@ -68,7 +80,26 @@ while i <= #ARGV do
 end
 return 0
 """
+)
 
+# A member of the replicas sharing the checks joins, or renews its lease, and every member
+# whose lease ended leaves; any change of the members bumps the epoch. Redis's own clock:
+# replicas' clocks may disagree. KEYS: members, epoch. ARGV: member, lease in ms.
+_JOIN = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local changed = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+changed = changed + redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if changed > 0 then redis.call('INCR', KEYS[2]) end
+return {redis.call('GET', KEYS[2]) or '0', redis.call('ZRANGE', KEYS[1], 0, -1)}
+"""
+
+_LEAVE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) > 0 then redis.call('INCR', KEYS[2]) end
+return 0
+"""
+
+MERGE_ATTEMPTS = 20  # of a tick's write, while other replicas keep changing the outages
 AGGREGATE_SECONDS = 30 * 86400  # a version's figures outlive any window compared with them
 BATCH = 500  # checks per Redis call and per stretch of work between two yields to the loop
 HISTORY_BATCH = 100  # checks whose recent results are read (and parsed) between two yields
@@ -96,22 +127,26 @@ class RedisMonitorState:
             self._check_keys[check] = found
         return found
 
-    # --- one tick at a time -------------------------------------------------------------------
+    # --- the replicas sharing the checks ------------------------------------------------------
 
-    @asynccontextmanager
-    async def tick_lock(self, seconds: float) -> AsyncIterator[str]:
-        """The token of the monitor's lock if this replica holds it (for at most `seconds`)
-        while the block runs; "" when another replica's tick holds it. `commit` with the
-        token writes only while the lock is still this tick's."""
-        token = secrets.token_hex(8)
-        key = self._keys.monitor_lock
-        if not await self._redis.set(key, token, nx=True, px=int(seconds * 1000)):
-            yield ""
-            return
-        try:
-            yield token
-        finally:
-            await drop_if_held(self._redis, key, token)  # an overrun never frees the next
+    async def join(self, member: str, seconds: float) -> tuple[int, list[str]]:
+        """Join the members (or renew the lease) for `seconds`: the epoch and every live
+        member. A member that stops renewing (killed, frozen) leaves when its lease ends."""
+        epoch, members = await self._redis.eval(
+            _JOIN,
+            2,
+            self._keys.monitor_members,
+            self._keys.monitor_epoch,
+            member,
+            int(seconds * 1000),
+        )
+        return int(epoch), sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    async def leave(self, member: str) -> None:
+        """A member that stops hands its checks over at once, not when its lease ends."""
+        await self._redis.eval(
+            _LEAVE, 2, self._keys.monitor_members, self._keys.monitor_epoch, member
+        )
 
     async def claim_tick(self, job: str, slot: int, interval: float) -> bool:
         """True for exactly one caller per time `slot` (of `interval` seconds) of `job`. The
@@ -122,19 +157,15 @@ class RedisMonitorState:
             )
         )
 
-    async def tick_outlook(
-        self, environments: Sequence[str]
-    ) -> tuple[dict[str, Window], set[str], str]:
-        """What a tick starts from, in one round trip: the open monitoring windows, the
-        environments locked for a deploy right now, and the token of the last tick that saved
-        check states ("" if none did)."""
+    async def tick_outlook(self, environments: Sequence[str]) -> tuple[dict[str, Window], set[str]]:
+        """What a tick starts from, in one round trip: the open monitoring windows and the
+        environments locked for a deploy right now."""
         keys = self._keys
         async with self._redis.pipeline(transaction=False) as pipe:
             for name in environments:
                 pipe.get(keys.monitor_window(name))
             for name in environments:
                 pipe.get(keys.env_lock(name))
-            pipe.get(keys.monitor_writer)
             rows: list[Any] = await pipe.execute()
         n = len(environments)
         windows = {
@@ -148,12 +179,7 @@ class RedisMonitorState:
             for name, raw in zip(environments, rows[n : 2 * n], strict=True)
             if raw and json.loads(raw).get("kind", "deploy") == "deploy"
         }
-        writer = rows[-1]
-        return (
-            windows,
-            deploying,
-            writer.decode() if isinstance(writer, bytes) else str(writer or ""),
-        )
+        return windows, deploying
 
     # --- check states and results -------------------------------------------------------------
 
@@ -196,18 +222,22 @@ class RedisMonitorState:
         results: Sequence[tuple[CheckId, Result]],
         keep: int,
         deltas: Mapping[AggregateId, Delta] | None = None,
+        epoch: int | None = None,
     ) -> None:
         """Add a tick's results to their checks' histories, each kept to about `keep`
         results, and to their aggregates: a few calls of BATCH results each (one reply per
-        call instead of one per check, and no call so long that the loop waits on it)."""
+        call instead of one per check, and no call so long that the loop waits on it). With
+        `epoch`, only while the members sharing the checks are still those of that epoch."""
+        fence = "" if epoch is None else str(epoch)
+        epoch_key = self._keys.monitor_epoch
         for start in range(0, len(results), BATCH):
             pushes: list[str | bytes] = []
             for check, result in results[start : start + BATCH]:
                 pushes += [self._keys_of(check)[1], result.to_json()]
-            await self._redis.eval(_STORE_RESULTS, 0, keep, *pushes)
+            await self._redis.eval(_STORE_RESULTS, 1, epoch_key, fence, keep, *pushes)
         items = list((deltas or {}).items())
         for start in range(0, len(items), BATCH):
-            args: list[str | int | float] = [AGGREGATE_SECONDS]
+            args: list[str | int | float] = [fence, AGGREGATE_SECONDS]
             for target, delta in items[start : start + BATCH]:
                 args += [self._keys.monitor_aggregate(*target), len(delta.add)]
                 for name, amount in delta.add.items():
@@ -215,7 +245,7 @@ class RedisMonitorState:
                 args.append(len(delta.peaks))
                 for name, peak in delta.peaks.items():
                     args += [name, peak]
-            await self._redis.eval(_ADD_AGGREGATES, 0, *args)
+            await self._redis.eval(_ADD_AGGREGATES, 1, epoch_key, *args)
 
     async def aggregates(self, targets: Sequence[AggregateId]) -> list[Aggregate]:
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -232,45 +262,67 @@ class RedisMonitorState:
         states: Mapping[CheckId, bytes],
         audits: Sequence[tuple[str, dict[str, str]]],
         news: Sequence[tuple[str, Entry]],
-        fence: str = "",
-    ) -> str | None:
+    ) -> None:
         """Write changed check states (JSON per check) with the bot's audit entries of what
         changed (action, fields) and what is to be said of it (channel, entry), all or
-        nothing, and mark the writer; returns the writer's token. With `fence` (a tick's
-        lock token), nothing is written and None returned once the lock is not that tick's:
-        a replica that took over after the lock expired is the one that records, so no
-        incident is opened twice."""
-        token = secrets.token_hex(8)
-        items = list(states.items())
-        by_channel: dict[str, list[bytes]] = {}
-        for channel, entry in news:
-            by_channel.setdefault(channel, []).append(encode(entry))
-        lock = self._keys.monitor_lock
-        while True:
+        nothing."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            self._queue_commit(pipe, states, audits, news)
+            await pipe.execute()
+
+    async def commit_tick(
+        self,
+        epoch: int,
+        states: Mapping[CheckId, bytes],
+        outages: Sequence[CheckId],
+        merge: Callable[[list[bytes | None]], Awaitable[TickNews]],
+    ) -> TickNews | None:
+        """A tick's write: its checks' states, and the environments' outages as `merge`
+        makes them from their stored states (JSON or None, in `outages`' order) with the
+        audit entries and news of what changed, all or nothing. Only in `epoch`: once the
+        members changed, another replica may run these checks, so nothing is written and
+        None is returned. When another replica changed an outage meanwhile, `merge` runs
+        again on what it wrote (two replicas' checks failing at once open one incident)."""
+        keys = [self._keys.monitor_epoch, *(self._keys_of(o)[0] for o in outages)]
+        for _ in range(MERGE_ATTEMPTS):
             async with self._redis.pipeline(transaction=True) as pipe:
-                if fence:
-                    await pipe.watch(lock)
-                    held = await pipe.get(lock)
-                    if (held.decode() if isinstance(held, bytes) else held) != fence:
-                        return None
+                await pipe.watch(*keys)
+                raws: list[Any] = await pipe.mget(keys)
+                if int(raws[0] or 0) != epoch:
+                    return None
+                merged = await merge(raws[1:])
+                outage_states, audits, news = merged
+                if not (states or outage_states or audits or news):
+                    return merged  # a quiet tick of healthy checks writes nothing
                 pipe.multi()
-                for start in range(0, len(items), BATCH):
-                    pipe.mset(
-                        {
-                            self._keys_of(check)[0]: raw
-                            for check, raw in items[start : start + BATCH]
-                        }
-                    )
-                for action, fields in audits:
-                    self._audit(pipe, action, **fields)
-                for channel, entries in by_channel.items():
-                    self._outbox.queue_put(pipe, channel, entries)
-                pipe.set(self._keys.monitor_writer, token)
+                self._queue_commit(pipe, {**states, **outage_states}, audits, news)
+                # A bot from before checks were shared keeps its checks' states in memory
+                # while it wrote last: a new token tells it to read them again.
+                pipe.set(self._keys.monitor_writer, secrets.token_hex(8))
                 try:
                     await pipe.execute()
                 except WatchError:
-                    continue  # the lock moved: look again (expired, or renewed by nobody)
-                return token
+                    continue
+                return merged
+        return None  # outages changed under every attempt: as if the members had changed
+
+    def _queue_commit(
+        self,
+        pipe: Pipeline,
+        states: Mapping[CheckId, bytes],
+        audits: Sequence[tuple[str, dict[str, str]]],
+        news: Sequence[tuple[str, Entry]],
+    ) -> None:
+        items = list(states.items())
+        for start in range(0, len(items), BATCH):
+            pipe.mset({self._keys_of(check)[0]: raw for check, raw in items[start : start + BATCH]})
+        for action, fields in audits:
+            self._audit(pipe, action, **fields)
+        by_channel: dict[str, list[bytes]] = {}
+        for channel, entry in news:
+            by_channel.setdefault(channel, []).append(encode(entry))
+        for channel, entries in by_channel.items():
+            self._outbox.queue_put(pipe, channel, entries)
 
     async def check_state(self, check: CheckId) -> CheckState:
         """The stored state of one check (without its recent past); empty if it has none."""
