@@ -11,6 +11,8 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Mapping
+from importlib import metadata
 from pathlib import Path
 
 from bot.adapters.process.runner import keep_memory_from_children
@@ -23,14 +25,49 @@ from bot.runtime.web import ROLES, Role, SocketModeError, serve
 log = logging.getLogger("bot.runtime.cli")
 
 
+SERVE_HELP = """\
+Roles (--role):
+  all        the Slack app, the deploy worker and the scheduler in one process (default)
+  web        answers Slack (POST /slack/events) and enqueues work; run several behind a
+             load balancer
+  worker     runs candidates, deploys and gates from the Redis queue; run several
+  scheduler  health checks (shared between scheduler replicas), flag ramps, lost deploys
+
+Environment:
+  SLACK_BOT_TOKEN        bot token (xoxb-...), every role
+  SLACK_SIGNING_SECRET   signing secret, web and all over HTTP (not with Socket Mode)
+  SLACK_APP_TOKEN        app-level token (xapp-...): connect in Socket Mode instead of HTTP
+  REDIS_URL              redis://host:6379/0 (unset: an embedded Redis, for trying only)
+  PORT                   the HTTP port when --port is not given (default 3000)
+  LOG_LEVEL              DEBUG, INFO (default), WARNING, ERROR
+  LOG_FORMAT             text (default on a terminal) or json (default otherwise)
+  RELEASEBOT_CONFIG      the config file when --config is not given
+The README's sections "Environment" and "Running it: roles, replicas and workers" say more.
+"""
+
+
+def version() -> str:
+    try:
+        return metadata.version("releasebot")
+    except metadata.PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="releasebot", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"releasebot {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve_cmd = sub.add_parser("serve", help="run the bot")
+    serve_cmd = sub.add_parser(
+        "serve",
+        help="run the bot",
+        description="Run the bot in one role or all of them.",
+        epilog=SERVE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     serve_cmd.add_argument(
         "--config", help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml)"
     )
-    serve_cmd.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    serve_cmd.add_argument("--port", type=int, help="HTTP port (default $PORT or 3000)")
     serve_cmd.add_argument("--host", default="0.0.0.0", help="HTTP address (default 0.0.0.0)")
     serve_cmd.add_argument(
         "--role", choices=ROLES, default="all", help="all (default), web, worker or scheduler"
@@ -66,6 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--output", help="write to this file instead of stdout")
     return parser
+
+
+def serve_port(given: int | None, env: Mapping[str, str]) -> int:
+    """`--port`, else $PORT (as platforms that run containers set it), else 3000."""
+    if given is not None:
+        return given
+    raw = env.get("PORT", "").strip()
+    if not raw:
+        return 3000
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise SettingsError(f"PORT must be a TCP port number (0 to 65535), got {raw!r}")
+    return int(raw)
 
 
 def _load(path: str) -> Config:
@@ -186,13 +235,17 @@ def main(argv: list[str] | None = None) -> int:
         return check_config(path)
     if args.command == "shell":
         return shell(args)
-    logs.configure(logging.INFO)
-    config = _load(path)
     try:
+        logs.configure()
+        port = serve_port(args.port, os.environ)
         settings = Settings.from_env(role=args.role)
-    except SettingsError as exc:
+    except (SettingsError, logs.LogSettingError) as exc:
         print(f"releasebot: {exc}", file=sys.stderr)
         return 2
+    config = _load(path)
+    # Read once into the settings: left in the environment, Bolt would read the token again
+    # (and warn that the client given makes it unused).
+    os.environ.pop("SLACK_BOT_TOKEN", None)
     for name in unneeded(os.environ, args.role):
         log.warning(
             "%s is set, but the %s role does not use it: leave it out of this role's environment",
@@ -224,14 +277,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, redis_url=embedded.start(), embedded_redis=True)
         print(WARNING, file=sys.stderr)
     try:
-        asyncio.run(_serve(Services.create(settings, config), args.role, args.host, args.port))
+        asyncio.run(_serve(Services.create(settings, config), args.role, args.host, port))
     except (SocketModeError, StateDirShared) as exc:
         print(f"releasebot: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the port is taken
-        print(
-            f"releasebot: cannot serve on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
-        )
+        print(f"releasebot: cannot serve on {args.host}:{port}: {exc.strerror}", file=sys.stderr)
         return 2
     finally:
         if embedded is not None:

@@ -4,6 +4,7 @@ hands them to its use case with the container the worker started with."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from saq.job import Job
@@ -12,6 +13,7 @@ from saq.types import Context
 from bot.domain.actors import BOT, Actor
 from bot.domain.flag_requests import FlagRequest
 from bot.runtime.container import Services
+from bot.runtime.logs import log_context
 from bot.services import (
     change_flags,
     create_candidate,
@@ -37,8 +39,15 @@ def _job(ctx: JobContext) -> Job | None:
     return ctx.get("job")
 
 
+def _about(ctx: JobContext, **fields: str) -> contextlib.AbstractContextManager[None]:
+    """Every line the job logs names it (and its release and environment, when it has them)."""
+    job = _job(ctx)
+    return log_context(job=job.key if job is not None else "", **fields)
+
+
 async def create_rc(ctx: JobContext, *, request: dict[str, Any]) -> None:
-    await create_candidate.create_release_candidate(_services(ctx), RcRequest(**request))
+    with _about(ctx, kind="create-rc"):
+        await create_candidate.create_release_candidate(_services(ctx), RcRequest(**request))
 
 
 async def deploy(
@@ -50,31 +59,36 @@ async def deploy(
     actor: dict[str, str] | None = None,
     gates_only: bool = False,  # a Re-run of its gates; missing in jobs queued before Re-run
 ) -> None:
-    await deploy_release.run_deploy(
-        _services(ctx),
-        version,
-        environment,
-        deploy_id,
-        Actor(**actor) if actor else BOT,
-        job=_job(ctx),
-        gates_only=gates_only,
-    )
+    with _about(ctx, kind="deploy", release=version, environment=environment):
+        await deploy_release.run_deploy(
+            _services(ctx),
+            version,
+            environment,
+            deploy_id,
+            Actor(**actor) if actor else BOT,
+            job=_job(ctx),
+            gates_only=gates_only,
+        )
 
 
 async def promote(ctx: JobContext, *, request: dict[str, Any]) -> None:
-    await promote_release.promote_candidate(_services(ctx), FinalRequest(**request))
+    with _about(ctx, kind="promote", release=str(request.get("version", ""))):
+        await promote_release.promote_candidate(_services(ctx), FinalRequest(**request))
 
 
 async def rollback(ctx: JobContext, *, request_id: str, actor: dict[str, str]) -> None:
-    await roll_back.run_rollback(_services(ctx), request_id, Actor(**actor), _job(ctx))
+    with _about(ctx, kind="rollback", request=request_id):
+        await roll_back.run_rollback(_services(ctx), request_id, Actor(**actor), _job(ctx))
 
 
 async def flag_request(ctx: JobContext, *, request: dict[str, Any]) -> None:
-    await change_flags.start_request(_services(ctx), FlagRequest.from_dict(request))
+    with _about(ctx, kind="flag-request"):
+        await change_flags.start_request(_services(ctx), FlagRequest.from_dict(request))
 
 
 async def flag_apply(ctx: JobContext, *, request_id: str) -> None:
-    await change_flags.apply_request(_services(ctx), request_id, _job(ctx))
+    with _about(ctx, kind="flag-apply", request=request_id):
+        await change_flags.apply_request(_services(ctx), request_id, _job(ctx))
 
 
 # Job name (what enqueue names) -> entry point. The names are stored in queued jobs: a job

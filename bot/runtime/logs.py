@@ -13,17 +13,62 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import os
 import re
+import sys
 import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 MAX_MESSAGE = 2000
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context_text)s"
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FORMATS = ("text", "json")
+# Libraries whose INFO lines are chatter to an operator (APScheduler alone wrote 36 lines a
+# minute on an idle bot, one per job run): WARNING and up, unless LOG_LEVEL=DEBUG.
+CHATTY = ("apscheduler", "saq", "slack_bolt", "slack_sdk", "aiohttp.access", "asyncio")
+
+# What the running code is about (release, environment, job): on every line it logs.
+_CONTEXT: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar(
+    "log_context", default=()
+)
+
+
+@contextlib.contextmanager
+def log_context(**fields: str) -> Iterator[None]:
+    """Lines logged inside the block (in this task and the tasks it starts) carry `fields`
+    (empty ones left out) beside what outer blocks set."""
+    merged = {**dict(_CONTEXT.get()), **{k: v for k, v in fields.items() if v}}
+    token = _CONTEXT.set(tuple(merged.items()))
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
+
+
+class WithContext(logging.Filter):
+    """Puts the current log context on each record (`context`, and `context_text` for the
+    text format)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = dict(_CONTEXT.get())
+        record.context = context
+        record.context_text = (
+            " [" + " ".join(f"{k}={loggable(v, 200)}" for k, v in context.items()) + "]"
+            if context
+            else ""
+        )
+        return True
+
+
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
@@ -50,7 +95,28 @@ class OneLineFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = loggable(record.message)
+        if not hasattr(record, "context_text"):
+            record.context_text = ""
         return super().formatMessage(record)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the context's fields, and the
+    traceback as one string. JSON escapes what could break a line; the message is bounded."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        event: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": message if len(message) <= MAX_MESSAGE else loggable(message),
+        }
+        for key, value in getattr(record, "context", {}).items():
+            event.setdefault(key, value)
+        if record.exc_info:
+            event["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(event).decode()
 
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionRefusedError)
@@ -141,9 +207,32 @@ def quiet_malformed_http() -> None:
         server.addFilter(MalformedHttp())
 
 
-def configure(level: int) -> None:
-    """The logging of `releasebot serve`: one line per record, Redis outages condensed."""
+class LogSettingError(ValueError):
+    """LOG_LEVEL or LOG_FORMAT has a value we do not know; the message names it."""
+
+
+def settings_of(env: Mapping[str, str], terminal: bool) -> tuple[int, str]:
+    """The level and format `LOG_LEVEL` and `LOG_FORMAT` ask for: INFO by default, and text
+    on a terminal, JSON lines otherwise (what log collectors read)."""
+    level = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if level not in LEVELS:
+        raise LogSettingError(f"LOG_LEVEL must be one of {', '.join(LEVELS)}, got {level!r}")
+    fmt = (env.get("LOG_FORMAT") or ("text" if terminal else "json")).strip().lower()
+    if fmt not in FORMATS:
+        raise LogSettingError(f"LOG_FORMAT must be text or json, got {fmt!r}")
+    return logging.getLevelName(level), fmt
+
+
+def configure(level: int | None = None, fmt: str | None = None) -> None:
+    """The logging of `releasebot serve`: one line per event, Redis outages condensed, the
+    level and format from LOG_LEVEL and LOG_FORMAT unless given."""
+    wanted_level, wanted_fmt = settings_of(os.environ, sys.stderr.isatty())
+    level = wanted_level if level is None else level
+    fmt = wanted_fmt if fmt is None else fmt
     handler = logging.StreamHandler()
-    handler.setFormatter(OneLineFormatter(FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else OneLineFormatter(FORMAT))
+    handler.addFilter(WithContext())
     handler.addFilter(OUTAGE)
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else logging.WARNING)

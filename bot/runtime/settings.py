@@ -58,15 +58,19 @@ class Settings:
         requests, so only they need SLACK_SIGNING_SECRET: a worker or a scheduler starts
         without it, and is better off without (see `unneeded`)."""
         env = os.environ if env is None else env
+        # Socket Mode's requests come over a connection the app token opened: nothing to
+        # verify a signature of.
+        socket_mode = bool(env.get("SLACK_APP_TOKEN"))
         needed = (
             ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
-            if role in SLACK_ROLES
+            if role in SLACK_ROLES and not socket_mode
             else ("SLACK_BOT_TOKEN",)
         )
         missing = [name for name in needed if not env.get(name)]
         if missing:
             raise SettingsError(
-                f"set {', '.join(missing)} in the environment (see README: Configuration)"
+                f"set {', '.join(missing)} in the environment (see README: Environment, "
+                "and Create the Slack app for where to find them)"
             )
         # A blank secret would pass the check above and then fail every request.
         blank = [name for name in needed if not env[name].strip()]
@@ -84,7 +88,7 @@ class Settings:
             raise SettingsError("RELEASEBOT_UPDATE_DELAY must be a number of seconds") from None
         interval = _seconds(env, "RELEASEBOT_POST_INTERVAL", 1.0, 0, 60)
         tag_sync = _seconds(env, "RELEASEBOT_TAG_SYNC_INTERVAL", 60.0, 1, 3600)
-        secret = env["SLACK_SIGNING_SECRET"] if role in SLACK_ROLES else ""
+        secret = env.get("SLACK_SIGNING_SECRET", "") if role in SLACK_ROLES else ""
         return cls(
             bot_token=env["SLACK_BOT_TOKEN"],
             signing_secret=secret,
