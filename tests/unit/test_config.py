@@ -109,7 +109,7 @@ def test_check_config_cli(tmp_path: Path, capsys, monkeypatch):
     monkeypatch.setenv("RELEASEBOT_CONFIG", str(bad))
     with pytest.raises(SystemExit) as info:
         main(["check-config"])
-    assert info.value.code == 2
+    assert info.value.code == 1
     assert "environments[0].timeout_seconds" in capsys.readouterr().err
 
 
