@@ -1183,6 +1183,89 @@ def _check_run_as(user: str, problems: _Problems) -> None:
         )
 
 
+# --- where a key is in the file ---------------------------------------------------------------
+# tomllib gives no positions, so the line of a key is found again in the text: table headers
+# and `key =` lines, with the items of arrays of tables counted. Approximate (a key inside an
+# inline table or a multi-line array is found at the line that opens it), right for the files
+# people write.
+
+_HEADER = re.compile(r"^\s*(\[\[?)([^\[\]]+)\]")
+_BARE_OR_QUOTED = r"""(?:"[^"\n]*"|'[^'\n]*'|[A-Za-z0-9_-]+)"""
+_ASSIGNMENT = re.compile(rf"^\s*({_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*)\s*=")
+_DOTTED_PART = re.compile(r"""\"[^"]*"|'[^']*'|[^."']+""")
+_STRING = re.compile(r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'""")
+_KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+_Path = tuple[str | int, ...]
+
+
+def _dotted(text: str) -> _Path:
+    parts = (p.strip() for p in _DOTTED_PART.findall(text))
+    return tuple(p.strip("\"'") for p in parts if p)
+
+
+def _places(text: str) -> list[tuple[_Path, int]]:
+    """Each table header and key of `text`, as a path (array items by index), with its line."""
+    places: list[tuple[_Path, int]] = []
+    arrays: dict[_Path, int] = {}  # an array of tables: the index of its last item so far
+    table: _Path = ()
+    depth = 0  # brackets a multi-line value left open
+    quote = ""  # the multi-line string a line is in
+    for number, line in enumerate(text.splitlines(), 1):
+        if quote:
+            if quote in line:
+                quote = ""
+            continue
+        if depth > 0:
+            depth += _opened(line)
+            continue
+        header = _HEADER.match(line)
+        if header:
+            table = ()
+            names = _dotted(header.group(2))
+            for i, name in enumerate(names):
+                table += (name,)
+                if header.group(1) == "[[" and i == len(names) - 1:
+                    arrays[table] = arrays.get(table, -1) + 1
+                    table += (arrays[table],)
+                elif table in arrays:  # a table inside the last item of an array of tables
+                    table += (arrays[table],)
+            places.append((table, number))
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if assignment:
+            places.append((table + _dotted(assignment.group(1)), number))
+            value = line[assignment.end() :]
+            quote = next((q for q in ('"""', "'''") if value.count(q) == 1), "")
+            depth = 0 if quote else max(_opened(value), 0)
+    return places
+
+
+def _opened(text: str) -> int:
+    """Brackets and braces `text` opens less those it closes (strings and comments aside)."""
+    code = _STRING.sub("", text).split("#", 1)[0]
+    return code.count("[") + code.count("{") - code.count("]") - code.count("}")
+
+
+def key_line(text: str, key: str) -> int | None:
+    """The line of `text` where `key` (`environments[1].checks[0].url`) is: the key's own, else
+    the nearest enclosing one (a missing key: its table's header), else the first line inside
+    it; None when the file has nothing of it."""
+    target: _Path = tuple(int(index) if index else name for index, name in _KEY_PART.findall(key))
+    best: tuple[int, int] | None = None  # (length of the path matched, line)
+    for path, number in _places(text):
+        if target[: len(path)] == path and (best is None or len(path) > best[0]):
+            best = (len(path), number)
+    if best is not None:
+        return best[1]
+    return next((n for path, n in _places(text) if path[: len(target)] == target), None)
+
+
+def with_lines(problems: Iterable[Problem], text: str) -> list[Problem]:
+    """`problems` with the line of `text` where each key is."""
+    return [p._replace(line=key_line(text, p.key)) for p in problems]
+
+
 def load_config(path: str | Path) -> Config:
     path = Path(path)
     try:
@@ -1196,4 +1279,7 @@ def load_config(path: str | Path) -> Config:
         raw = tomllib.loads(text)
     except ValueError as exc:  # TOMLDecodeError, and an integer of thousands of digits
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
-    return parse_config(raw)
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError.of(with_lines(exc.problems, text)) from None
