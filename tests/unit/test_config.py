@@ -269,3 +269,20 @@ def test_load_config_lists_every_problem_with_its_line(tmp_path: Path):
         ("slack.colour", 8),
     ]
     assert info.value.key == "repository.tag_prefix"  # the first, for callers that show one
+
+
+def test_every_declared_key_is_in_the_readme_examples():
+    """The README's examples are the reference of the file: a key added to a dataclass (its
+    one declaration) is added there too."""
+    import re
+
+    from bot.domain.config import TABLES
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    examples = "\n".join(b[: b.index("```")] for b in readme.split("```toml\n")[1:])
+    for table, keys in TABLES.items():
+        for name in keys:
+            k = re.escape(name)
+            # `name =` (maybe commented out), `[name]`, `[name.x]`, `[x.name]`, `{ name = `
+            pattern = rf"(?m)^\s*#?\s*{k}\s*=|\[{k}[.\]]|\.{k}\]|[{{,]\s*{k}\s*="
+            assert re.search(pattern, examples), f"{table or 'top level'}: {name} not in README"
