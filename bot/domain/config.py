@@ -1,16 +1,24 @@
-"""The releasebot config file (TOML): loading and validation that names the key at fault."""
+"""The releasebot config file (TOML): loading and validation that names every key at fault.
+
+Each key is declared once, on the field of the frozen dataclass that holds it (its default,
+and `key(kind, help, bounds)` in the field's metadata): the reader of a table takes
+its known keys, their types, bounds and defaults from there, so a key cannot be validated one
+way and defaulted another. Rules between keys (a gate's stage is an environment, a check has a
+path or a url) are code below. Every mistake of a file is collected, not only the first.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pwd
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -20,46 +28,153 @@ GATE_CHECKS = ("flags-ready",)  # gates the bot checks itself
 # one incident of all its failing checks): no configured check may take them.
 DEPLOY_CHECK = "deploy"
 OUTAGE_CHECK = "outage"
+_T = TypeVar("_T")
+
+
+class Problem(NamedTuple):
+    """One mistake: the dotted path of the key at fault (`approvals.production.approvers[0]`),
+    what is wrong, and the line of the file where that key is, when known."""
+
+    key: str
+    problem: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f" (line {self.line})" if self.line else ""
+        return f"{self.key}: {self.problem}{where}"
 
 
 class ConfigError(Exception):
-    """A config problem; `key` is the dotted path of the key at fault."""
+    """Config problems, all of them; `key` and `problem` are the first one's (the one a caller
+    that shows a single mistake shows)."""
 
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
+    def __init__(self, key: str, problem: str, more: Iterable[Problem] = ()) -> None:
+        self.problems = (Problem(key, problem), *more)
+        super().__init__("\n".join(str(p) for p in self.problems))
         self.key = key
         self.problem = problem
+
+    @classmethod
+    def of(cls, problems: Iterable[Problem]) -> ConfigError:
+        first, *rest = problems
+        error = cls(first.key, first.problem, rest)
+        error.problems = (first, *rest)  # keeps the first one's line
+        error.args = ("\n".join(str(p) for p in error.problems),)
+        return error
+
+
+# --- the declaration of a key ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Key:
+    """What the file may hold under one name: its TOML type, its bounds, and what it is for."""
+
+    kind: type  # str, int, float, bool, list or dict (a table)
+    help: str
+    # None: required when the field has no default; False for a field the parser fills in
+    # (a check's absolute url, from `url` or `path`).
+    required: bool | None = None
+    gt: float | None = None  # bounds of a number
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    bounds: str = ""  # the message when out of bounds ({value} is filled in), else a plain one
+    nonempty: bool = False  # a string that must hold more than blanks
+    name: str = ""  # its name in the file, when not the field's
+
+
+_KEY = "releasebot.key"  # where a field's metadata keeps its Key
+
+
+def key(
+    kind: type,
+    help: str,
+    *,
+    required: bool | None = None,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    bounds: str = "",
+    nonempty: bool = False,
+    name: str = "",
+) -> dict[str, Key]:
+    """The metadata of a dataclass field that is a key of the file; whether the key is
+    required comes from the field (no default: required), its default from the field too."""
+    return {_KEY: Key(kind, help, required, gt, ge, lt, le, bounds, nonempty, name)}
+
+
+def keys_of(cls: type, *names: str) -> dict[str, Key]:
+    """The keys declared on `cls`'s fields (only `names`, when given), by their names in the
+    file, in declaration order."""
+    found: dict[str, Key] = {}
+    for f in dataclasses.fields(cls):
+        spec = f.metadata.get(_KEY)
+        if spec is not None and (not names or (spec.name or f.name) in names):
+            if spec.required is None:
+                needed = f.default is MISSING and f.default_factory is MISSING
+                spec = dataclasses.replace(spec, required=needed)
+            found[spec.name or f.name] = spec
+    return found
+
+
+# --- what the file holds ----------------------------------------------------------------------
+
+_SECONDS = "seconds; greater than 0"
 
 
 @dataclass(frozen=True)
 class RepositoryConfig:
-    url: str
-    remote: str = "origin"
-    branch: str = "main"
-    tag_prefix: str = "v"
+    url: str = field(
+        metadata=key(
+            str,
+            "URL or path the bot clones: https://, ssh://, git@host:path, file://, /absolute/path",
+            nonempty=True,
+        )
+    )
+    remote: str = field(default="origin", metadata=key(str, "the git remote's name", nonempty=True))
+    branch: str = field(default="main", metadata=key(str, "the release branch", nonempty=True))
+    tag_prefix: str = field(
+        default="v", metadata=key(str, "before the version in tags (letters, digits, . _ / -)")
+    )
 
 
 @dataclass(frozen=True)
 class SlackConfig:
-    channel: str
+    channel: str = field(metadata=key(str, "where release messages go (name or ID)", nonempty=True))
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    concurrency: int = 2
+    concurrency: int = field(default=2, metadata=key(int, "jobs at once per worker process", gt=0))
     # The environment lock expires this long after its holder stops renewing it (it renews every
     # third of it), so a dead worker frees the environment within this time.
-    lock_ttl_seconds: float = 30.0
+    lock_ttl_seconds: float = field(
+        default=30.0, metadata=key(float, "environment lock expiry, " + _SECONDS, gt=0)
+    )
     # How often lost deploys are looked for (a deploy whose worker stopped heartbeating).
-    reap_interval_seconds: float = 10.0
+    reap_interval_seconds: float = field(
+        default=10.0,
+        metadata=key(float, "how often lost deploys are looked for, " + _SECONDS, gt=0),
+    )
     # On shutdown, how long running jobs may go on before they are cancelled (and reported).
-    shutdown_grace_seconds: float = 20.0
+    shutdown_grace_seconds: float = field(
+        default=20.0, metadata=key(float, "running jobs' time to finish on SIGTERM, seconds", ge=0)
+    )
     # How long a worker keeps trying to record the outcome of a deploy while Redis is
     # unreachable, before it gives up and says so in the log and the thread.
-    record_retry_seconds: float = 600.0
+    record_retry_seconds: float = field(
+        default=600.0,
+        metadata=key(
+            float, "how long an outcome waits for an unreachable Redis, " + _SECONDS, gt=0
+        ),
+    )
     # The user deploy and gate commands run as, when the bot runs as root ("" = the bot's
     # own user): then they cannot read the bot's memory, environment, state or config.
-    run_as: str = ""
+    run_as: str = field(
+        default="", metadata=key(str, "when the bot runs as root: the user commands run as")
+    )
 
 
 @dataclass(frozen=True)
@@ -68,8 +183,12 @@ class CommandEnv:
     fixed values (`env = { NAME = "value" }`) and names copied from the bot's own environment
     (`pass_env = ["NPM_TOKEN"]`). Never a bot secret: validation refuses those names."""
 
-    values: tuple[tuple[str, str], ...] = ()
-    pass_env: tuple[str, ...] = ()
+    values: tuple[tuple[str, str], ...] = field(
+        default=(), metadata=key(dict, 'given to its commands: { NAME = "value" }', name="env")
+    )
+    pass_env: tuple[str, ...] = field(
+        default=(), metadata=key(list, "names copied from the bot's environment")
+    )
 
     def __add__(self, more: CommandEnv) -> CommandEnv:
         """`more` on top of this (a gate's own over its environment's)."""
@@ -87,26 +206,55 @@ class CheckConfig:
     Every condition that is set must hold; a check with none still fails when the endpoint is
     down or answers 5xx."""
 
-    name: str
-    url: str  # absolute: the environment's url joined with `path`
-    interval_seconds: float = 60.0
-    timeout_seconds: float = 10.0
-    status: int | None = 200
-    max_response_ms: float | None = None
-    json: tuple[tuple[str, object], ...] = ()  # (dotted path, expected value)
-    body_contains: str | None = None
+    name: str = field(metadata=key(str, "lowercase letters, digits, - or _; not deploy or outage"))
+    # absolute: the environment's url joined with `path`
+    url: str = field(metadata=key(str, "a full http(s) URL, instead of path", required=False))
+    interval_seconds: float = field(
+        default=60.0, metadata=key(float, "how often it runs, " + _SECONDS, gt=0)
+    )
+    timeout_seconds: float = field(
+        default=10.0, metadata=key(float, "no answer in time is down, " + _SECONDS, gt=0)
+    )
+    status: int | None = field(
+        default=200,
+        metadata=key(
+            int,
+            "the HTTP status expected; any 5xx always fails",
+            ge=100,
+            le=599,
+            bounds="must be an HTTP status (100-599), got {value}",
+        ),
+    )
+    max_response_ms: float | None = field(
+        default=None, metadata=key(float, "slower than this fails", gt=0)
+    )
+    json: tuple[tuple[str, object], ...] = field(
+        default=(),
+        metadata=key(dict, "dotted paths into the JSON answer and the values expected there"),
+    )
+    body_contains: str | None = field(
+        default=None, metadata=key(str, "text the answer must hold", nonempty=True)
+    )
     # The JSON field holding the version the site runs, which must equal the version deployed
     # there by the bot (catches a deploy that did not really land).
-    version_field: str | None = None
+    version_field: str | None = field(
+        default=None,
+        metadata=key(str, "the JSON field holding the version the site runs", nonempty=True),
+    )
 
 
 @dataclass(frozen=True)
 class EnvironmentConfig:
-    name: str
-    deploy_command: str
-    url: str = ""
-    timeout_seconds: float = 900.0
-    checks: tuple[CheckConfig, ...] = ()
+    name: str = field(metadata=key(str, "lowercase letters, digits, - or _"))
+    deploy_command: str = field(metadata=key(str, "run in a checkout of the tag", nonempty=True))
+    url: str = field(default="", metadata=key(str, "the site, which check paths join"))
+    timeout_seconds: float = field(
+        default=900.0,
+        metadata=key(float, "the deploy's process group is killed after this, " + _SECONDS, gt=0),
+    )
+    checks: tuple[CheckConfig, ...] = field(
+        default=(), metadata=key(list, "its health checks ([[environments.checks]])")
+    )
     command_env: CommandEnv = field(default_factory=CommandEnv)
 
 
@@ -114,33 +262,69 @@ class EnvironmentConfig:
 class MonitoringConfig:
     """How checks run and when they alert (the defaults are Gatus's and the release doc's)."""
 
-    tick_seconds: float = 5.0  # how often the scheduler looks for checks that are due
-    concurrency: int = 50  # checks in flight at once
-    failures_to_alert: int = 3  # consecutive failing results before an incident opens
-    successes_to_resolve: int = 2  # consecutive good results before it resolves
-    reminder_seconds: float = 1800.0  # at most this often, while nobody acknowledged
-    oncall: tuple[str, ...] = ()  # user (U…) and user-group (S…) IDs mentioned when critical
+    tick_seconds: float = field(
+        default=5.0,
+        metadata=key(float, "how often the scheduler looks for checks that are due", gt=0),
+    )
+    concurrency: int = field(default=50, metadata=key(int, "checks in flight at once", gt=0))
+    failures_to_alert: int = field(
+        default=3, metadata=key(int, "failing results in a row before an incident opens", gt=0)
+    )
+    successes_to_resolve: int = field(
+        default=2, metadata=key(int, "good results in a row before it resolves", gt=0)
+    )
+    reminder_seconds: float = field(
+        default=1800.0,
+        metadata=key(float, "reminders at most this often, until acknowledged", gt=0),
+    )
+    oncall: tuple[str, ...] = field(
+        default=(), metadata=key(list, "user (U…) and user-group (S…) IDs mentioned when critical")
+    )
     # Results kept as they are per check; older ones live on in per-version and per-window
     # aggregates (bot.domain.health.windows), so this needs to cover only what the rules read.
-    history: int = 150
-    error_rate_percent: float = 1.0
-    error_rate_samples: int = 100  # the window the error rate is measured over
-    latency_samples: int = 5  # recent results whose median is compared with the baseline
-    warning_degradation_percent: float = 20.0
-    critical_degradation_percent: float = 50.0
-    degradation_floor_ms: float = 100.0  # slower by less than this is never a degradation
-    window_seconds: float = 3600.0  # watched closely after each deploy of the last environment
-    window_interval_seconds: float = 10.0  # check interval during that window
+    history: int = field(default=150, metadata=key(int, "results kept as they are per check", gt=0))
+    error_rate_percent: float = field(
+        default=1.0, metadata=key(float, "critical above this error rate", gt=0, lt=100)
+    )
+    error_rate_samples: int = field(
+        default=100, metadata=key(int, "the window the error rate is measured over", gt=0)
+    )
+    latency_samples: int = field(
+        default=5,
+        metadata=key(int, "recent results whose median is compared with the baseline", gt=0),
+    )
+    warning_degradation_percent: float = field(
+        default=20.0, metadata=key(float, "slower than the baseline by more: warning", gt=0)
+    )
+    critical_degradation_percent: float = field(
+        default=50.0, metadata=key(float, "slower than the baseline by more: critical", gt=0)
+    )
+    degradation_floor_ms: float = field(
+        default=100.0, metadata=key(float, "slower by less than this is never a degradation", ge=0)
+    )
+    window_seconds: float = field(
+        default=3600.0,
+        metadata=key(float, "the close watch after each deploy of the last environment", gt=0),
+    )
+    window_interval_seconds: float = field(
+        default=10.0, metadata=key(float, "check interval during that window", gt=0)
+    )
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    id: str
-    name: str
-    stage: str
-    command: str | None = None
-    timeout_seconds: float = 900.0
-    check: str | None = None  # a check the bot runs itself: "flags-ready"
+    id: str = field(metadata=key(str, "lowercase letters, digits, - or _"))
+    name: str = field(metadata=key(str, "shown on the release message", nonempty=True))
+    stage: str = field(metadata=key(str, "the environment after whose deploy it runs"))
+    command: str | None = field(
+        default=None, metadata=key(str, "an automatic gate's command", nonempty=True)
+    )
+    timeout_seconds: float = field(
+        default=900.0, metadata=key(float, "its command is killed after this", gt=0)
+    )
+    check: str | None = field(
+        default=None, metadata=key(str, 'a check the bot runs itself: "flags-ready"')
+    )
     command_env: CommandEnv = field(default_factory=CommandEnv)
 
     @property
@@ -152,10 +336,17 @@ class GateConfig:
 class ApprovalPolicy:
     """Who must approve a release before it goes into an environment."""
 
-    required: int = 1  # distinct approvers
-    approvers: tuple[str, ...] = ()  # Slack user IDs (U…/W…) and user-group IDs (S…); () = anyone
-    allow_self_approval: bool = False
-    valid_hours: float = 72.0
+    required: int = field(default=1, metadata=key(int, "distinct approvers", ge=1))
+    approvers: tuple[str, ...] = field(
+        default=(),
+        metadata=key(list, "Slack user IDs (U…/W…) and user-group IDs (S…); [] = anyone"),
+    )
+    allow_self_approval: bool = field(
+        default=False, metadata=key(bool, "the requester may approve")
+    )
+    valid_hours: float = field(
+        default=72.0, metadata=key(float, "an approval lapses after this", gt=0)
+    )
 
     @property
     def users(self) -> tuple[str, ...]:
@@ -170,8 +361,13 @@ class ApprovalPolicy:
 class HotfixConfig:
     """The emergency path: where hotfixes come from, their gates and their approvals."""
 
-    branches: tuple[str, ...] = ()  # glob patterns, e.g. "hotfix/*"; else the release branch
-    gates: tuple[str, ...] | None = None  # gate ids that apply; None = all gates
+    branches: tuple[str, ...] = field(
+        default=(),
+        metadata=key(list, 'glob patterns, e.g. "hotfix/*"; default: the release branch'),
+    )
+    gates: tuple[str, ...] | None = field(
+        default=None, metadata=key(list, "gate ids that apply; default: all")
+    )
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
 
@@ -179,13 +375,25 @@ class HotfixConfig:
 class FlagsConfig:
     """Feature flags: the file in the released repository, and how changes to it ship."""
 
-    path: str = "data/feature-flags.toml"
-    environment: str = ""  # where flag changes deploy; "" = the last environment
+    path: str = field(
+        default="data/feature-flags.toml",
+        metadata=key(str, "the flags file, inside the repository"),
+    )
+    environment: str = field(
+        default="", metadata=key(str, "where flag changes deploy; default: the last")
+    )
     # Run instead of the environment's deploy command, in a checkout of the flag commit;
     # "" = the environment's own deploy of the version it runs, with the new flags file.
-    deploy_command: str = ""
-    endpoint: str = "/flags"  # on the environment's url: reports the flags it runs
-    verify_seconds: float = 60.0  # how long the endpoint may take to report the change
+    deploy_command: str = field(
+        default="", metadata=key(str, "instead of the environment's deploy")
+    )
+    endpoint: str = field(
+        default="/flags", metadata=key(str, "on the environment's url: reports the flags it runs")
+    )
+    verify_seconds: float = field(
+        default=60.0,
+        metadata=key(float, "how long the endpoint may take to report the change", gt=0),
+    )
     command_env: CommandEnv = field(default_factory=CommandEnv)  # for its deploy_command
     # Approvals for changes that show a feature to more people (enable, a higher
     # percentage, a ramp); switching off and lowering need none, so the kill switch is fast.
@@ -201,20 +409,36 @@ class UnknownEnvironment(KeyError):
 
 @dataclass(frozen=True)
 class Config:
-    repository: RepositoryConfig
-    slack: SlackConfig
-    environments: tuple[EnvironmentConfig, ...]
-    gates: tuple[GateConfig, ...] = ()
-    worker: WorkerConfig = field(default_factory=WorkerConfig)
-    approvals: dict[str, ApprovalPolicy] = field(default_factory=dict)
+    repository: RepositoryConfig = field(metadata=key(dict, "the repository released"))
+    slack: SlackConfig = field(metadata=key(dict, "where the bot talks"))
+    environments: tuple[EnvironmentConfig, ...] = field(
+        metadata=key(list, "in promotion order: a release candidate deploys to the first one")
+    )
+    gates: tuple[GateConfig, ...] = field(
+        default=(), metadata=key(list, "automatic (command or check) and manual gates")
+    )
+    worker: WorkerConfig = field(default_factory=WorkerConfig, metadata=key(dict, "how jobs run"))
+    approvals: dict[str, ApprovalPolicy] = field(
+        default_factory=dict, metadata=key(dict, "a policy per environment: approvals to go in")
+    )
     # Approvals a rollback needs; no approvers listed = the environment's approvers.
-    rollback: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    rollback: ApprovalPolicy = field(
+        default_factory=ApprovalPolicy, metadata=key(dict, "approvals a rollback needs")
+    )
     # Approvals a waived gate needs; no approvers listed = the approvers of what the gate
     # guards. Never the one who asked for the waiver.
-    waivers: ApprovalPolicy = field(default_factory=ApprovalPolicy)
-    hotfix: HotfixConfig = field(default_factory=HotfixConfig)
-    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
-    flags: FlagsConfig = field(default_factory=FlagsConfig)
+    waivers: ApprovalPolicy = field(
+        default_factory=ApprovalPolicy, metadata=key(dict, "approvals a waived gate needs")
+    )
+    hotfix: HotfixConfig = field(
+        default_factory=HotfixConfig, metadata=key(dict, "the emergency path")
+    )
+    monitoring: MonitoringConfig = field(
+        default_factory=MonitoringConfig, metadata=key(dict, "how checks run and alert")
+    )
+    flags: FlagsConfig = field(
+        default_factory=FlagsConfig, metadata=key(dict, "feature flags and how changes ship")
+    )
 
     @property
     def flags_environment(self) -> EnvironmentConfig:
@@ -284,8 +508,54 @@ class Config:
         return self.policy(target.name if target else stage)
 
 
-# --- validation -----------------------------------------------------------------------------
-# Each table is described by {key: (kind, required)}; kinds are checked by _check_value.
+# --- the tables of the file -------------------------------------------------------------------
+# Most keys are fields above; these few are not (they shape a field, like `path` a check's
+# url), so they are declared here, once each.
+
+_COMMAND_ENV = keys_of(CommandEnv)
+_POLICY_KEYS = ("required", "approvers", "allow_self_approval", "valid_hours")
+
+
+def _policy_keys(*names: str, minimum: int = 1) -> dict[str, Key]:
+    """An approval policy's keys as a table takes them; a hotfix and a flag change may need
+    no approval (`minimum` 0), an environment at least one."""
+    keys = keys_of(ApprovalPolicy, *names)
+    keys["required"] = dataclasses.replace(keys["required"], ge=minimum)
+    return keys
+
+
+TABLES: dict[str, dict[str, Key]] = {
+    "": keys_of(Config),
+    "repository": keys_of(RepositoryConfig),
+    "slack": keys_of(SlackConfig),
+    "worker": keys_of(WorkerConfig),
+    "environments[]": keys_of(EnvironmentConfig) | _COMMAND_ENV,
+    "environments[].checks[]": keys_of(CheckConfig)
+    | {"path": Key(str, 'joined to the environment\'s url, like "/health"', required=False)},
+    "gates[]": keys_of(GateConfig)
+    | {"manual": Key(bool, "ticked by people (instead of command or check)", required=False)}
+    | _COMMAND_ENV,
+    "approvals.<environment>": _policy_keys(*_POLICY_KEYS),
+    "rollback": _policy_keys("required", "approvers"),
+    "waivers": _policy_keys("required", "approvers"),
+    "hotfix": keys_of(HotfixConfig)
+    | _policy_keys("required", "approvers", minimum=0)
+    | {
+        "allow_no_approvals": Key(
+            bool,
+            "must be true for required = 0, so nobody turns approvals off by accident",
+            required=False,
+        )
+    },
+    "monitoring": keys_of(MonitoringConfig),
+    "flags": keys_of(FlagsConfig)
+    | _COMMAND_ENV
+    | _policy_keys("required", "approvers", "allow_self_approval", minimum=0),
+}
+"""Every table of the file (`[]`: each item of a list) and the keys it may hold."""
+
+
+# --- reading a table --------------------------------------------------------------------------
 
 _KIND_NAMES = {
     str: "a string",
@@ -295,20 +565,104 @@ _KIND_NAMES = {
     list: "a list",
     dict: "a table",
 }
+_BAD = object()  # what _value gives for a value it refused (None is a value a key may hold)
 
 
-def _check_value(key: str, value: Any, kind: type) -> Any:
+class _Problems:
+    """The mistakes found so far, in the order of the file's sections."""
+
+    def __init__(self) -> None:
+        self.found: list[Problem] = []
+
+    def add(self, key: str, problem: str) -> None:
+        self.found.append(Problem(key, problem))
+
+    def mark(self) -> int:
+        return len(self.found)
+
+    def since(self, mark: int) -> bool:
+        """Whether anything was wrong after `mark` (then what was read is not built)."""
+        return len(self.found) > mark
+
+
+def _read(where: str, raw: Any, keys: Mapping[str, Key], problems: _Problems) -> dict[str, Any]:
+    """The keys of the table `raw` that are set and right; each mistake goes to `problems`
+    (unknown keys first, then the declared ones in their order)."""
+    if not isinstance(raw, dict):
+        problems.add(where, f"expected a table, got {_describe(raw)}")
+        return {}
+    for name in raw:
+        if name not in keys:
+            known = ", ".join(sorted(keys))
+            problems.add(_join(where, name), f"unknown key (known keys here: {known})")
+    found: dict[str, Any] = {}
+    for name, spec in keys.items():
+        if name not in raw:
+            if spec.required:
+                problems.add(_join(where, name), "missing (required)")
+            continue
+        value = _value(_join(where, name), raw[name], spec, problems)
+        if value is not _BAD:
+            found[name] = value
+    return found
+
+
+def _refused(raw: Any, found: Mapping[str, Any]) -> set[str]:
+    """The keys set in `raw` that were not read (wrong): rules between keys leave them be
+    rather than judge a default the file did not ask for."""
+    return set(raw) - set(found) if isinstance(raw, dict) else set()
+
+
+def _value(where: str, value: Any, spec: Key, problems: _Problems) -> Any:
+    """`value` as `spec` declares it (an integer is taken as a number), else _BAD, said why."""
+    kind = spec.kind
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(key, f"expected a number, got {_describe(value)}")
-        return float(value)
-    if kind is int:
+            problems.add(where, f"expected a number, got {_describe(value)}")
+            return _BAD
+        try:
+            value = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            problems.add(where, "expected a number, got an integer too large for one")
+            return _BAD
+        if not math.isfinite(value):  # nan, inf, and 1e400 (which TOML reads as inf)
+            problems.add(where, f"expected a finite number, got {value}")
+            return _BAD
+    elif kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(key, f"expected an integer, got {_describe(value)}")
-        return value
-    if not isinstance(value, kind):
-        raise ConfigError(key, f"expected {_KIND_NAMES[kind]}, got {_describe(value)}")
+            problems.add(where, f"expected an integer, got {_describe(value)}")
+            return _BAD
+    elif not isinstance(value, kind):
+        problems.add(where, f"expected {_KIND_NAMES[kind]}, got {_describe(value)}")
+        return _BAD
+    if isinstance(value, str) and spec.nonempty and not value.strip():
+        problems.add(where, "must not be empty")
+        return _BAD
+    if kind in (int, float) and (wrong := _out_of_bounds(value, spec)):
+        problems.add(where, wrong)
+        return _BAD
     return value
+
+
+def _out_of_bounds(value: float, spec: Key) -> str:
+    if spec.gt is not None and not value > spec.gt:
+        plain = f"must be greater than {spec.gt:g}, got {_number(value)}"
+    elif spec.ge is not None and not value >= spec.ge:
+        plain = "must not be negative" if spec.ge == 0 else f"must be at least {spec.ge:g}"
+    elif spec.lt is not None and not value < spec.lt:
+        plain = f"must be below {spec.lt:g}"
+    elif spec.le is not None and not value <= spec.le:
+        plain = f"must be at most {spec.le:g}"
+    else:
+        return ""
+    return spec.bounds.format(value=_number(value)) if spec.bounds else plain
+
+
+def _number(value: float) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    # An integer of thousands of digits has no str() (Python's limit); nobody reads it anyway.
+    return str(value) if abs(value) < 10**30 else "a number of more than 30 digits"
 
 
 def _describe(value: Any) -> str:
@@ -320,444 +674,455 @@ def _describe(value: Any) -> str:
         return "a table"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, int | float):
+        return f"{type(value).__name__} {_number(value)}"
     return f"{type(value).__name__} {value!r}"
-
-
-def _table(key: str, raw: Any, schema: Mapping[str, tuple[type, bool]]) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(key, f"expected a table, got {_describe(raw)}")
-    for name in raw:
-        if name not in schema:
-            known = ", ".join(sorted(schema))
-            raise ConfigError(_join(key, name), f"unknown key (known keys here: {known})")
-    out: dict[str, Any] = {}
-    for name, (kind, required) in schema.items():
-        if name not in raw:
-            if required:
-                raise ConfigError(_join(key, name), "missing (required)")
-            continue
-        out[name] = _check_value(_join(key, name), raw[name], kind)
-    return out
 
 
 def _join(key: str, name: str) -> str:
     return f"{key}.{name}" if key else name
 
 
-def _positive(key: str, value: float) -> None:
-    if value <= 0:
-        raise ConfigError(key, f"must be greater than 0, got {value:g}")
+# --- the file, section by section -------------------------------------------------------------
+# Each section reads what it can and says every mistake; it builds its part only when that part
+# had none (None otherwise). A rule that needs another section (a gate's stage) is skipped
+# when that section could not be read, so one mistake is said once, not again at each use.
 
 
-def _nonempty(key: str, value: str) -> None:
-    if not value.strip():
-        raise ConfigError(key, "must not be empty")
+def parse_config(raw: Mapping[str, Any]) -> Config:
+    """The config `raw` (as tomllib reads the file) describes, or a ConfigError listing every
+    mistake in it."""
+    problems = _Problems()
+    top = _read("", raw, TABLES[""], problems)
 
+    def section(name: str, left_out: Any) -> Any:
+        """A top-level value to read: `left_out` when not set, None when it was wrong."""
+        return top.get(name, None if name in raw else left_out)
 
-def parse_config(raw: dict[str, Any]) -> Config:
-    top = {
-        "repository": (dict, True),
-        "slack": (dict, True),
-        "environments": (list, True),
-        "gates": (list, False),
-        "worker": (dict, False),
-        "approvals": (dict, False),
-        "rollback": (dict, False),
-        "waivers": (dict, False),
-        "hotfix": (dict, False),
-        "monitoring": (dict, False),
-        "flags": (dict, False),
-    }
-    _table("", raw, top)
-
-    repo = _table(
-        "repository",
-        raw["repository"],
-        {
-            "url": (str, True),
-            "remote": (str, False),
-            "branch": (str, False),
-            "tag_prefix": (str, False),
-        },
-    )
-    _nonempty("repository.url", repo["url"])
-    for name in ("remote", "branch"):
-        if name in repo:
-            _nonempty(f"repository.{name}", repo[name])
-    if "tag_prefix" in repo and not TAG_PREFIX.fullmatch(repo["tag_prefix"]):
-        raise ConfigError(
-            "repository.tag_prefix",
-            'may hold only letters, digits and . _ / - (at most 20), like "v"',
-        )
-
-    slack = _table("slack", raw["slack"], {"channel": (str, True)})
-    _nonempty("slack.channel", slack["channel"])
-
-    worker = _table(
-        "worker",
-        raw.get("worker", {}),
-        {
-            "concurrency": (int, False),
-            "lock_ttl_seconds": (float, False),
-            "reap_interval_seconds": (float, False),
-            "shutdown_grace_seconds": (float, False),
-            "record_retry_seconds": (float, False),
-            "run_as": (str, False),
-        },
-    )
-    for name, value in worker.items():
-        if name == "run_as":
-            _check_run_as(value)
-        elif name == "shutdown_grace_seconds":
-            if value < 0:
-                raise ConfigError("worker.shutdown_grace_seconds", "must not be negative")
-        else:
-            _positive(f"worker.{name}", value)
-
-    envs: list[EnvironmentConfig] = []
-    if not raw["environments"]:
-        raise ConfigError("environments", "needs at least one environment (e.g. staging)")
-    for i, item in enumerate(raw["environments"]):
-        key = f"environments[{i}]"
-        env = _table(
-            key,
-            item,
-            {
-                "name": (str, True),
-                "deploy_command": (str, True),
-                "url": (str, False),
-                "timeout_seconds": (float, False),
-                "checks": (list, False),
-                "env": (dict, False),
-                "pass_env": (list, False),
-            },
-        )
-        env["command_env"] = _command_env(key, env.pop("env", {}), env.pop("pass_env", []))
-        if not ENV_NAME.fullmatch(env["name"]):
-            raise ConfigError(
-                f"{key}.name",
-                f'must be lowercase letters, digits, - or _ (like "staging"), got "{env["name"]}"',
+    repository = _repository(section("repository", None), problems)
+    slack = _table(SlackConfig, "slack", section("slack", None), problems)
+    worker = _worker(section("worker", {}), problems)
+    environments, env_names = _environments(section("environments", None), problems)
+    gates, gate_ids = _gates(section("gates", []), env_names, problems)
+    approvals = _approvals(section("approvals", {}), env_names, problems)
+    rollback = _policy("rollback", section("rollback", {}), problems)
+    waivers = _policy("waivers", section("waivers", {}), problems)
+    hotfix = _hotfix(section("hotfix", {}), gate_ids, problems)
+    if hotfix is not None and gates is not None and "hotfix" in raw:
+        manual = [
+            g.id
+            for g in gates
+            if not g.automatic and (hotfix.gates is None or g.id in hotfix.gates)
+        ]
+        if hotfix.policy.required > 0 and not manual:
+            problems.add(
+                "hotfix.gates",
+                "a hotfix needs approvals (hotfix.required) but none "
+                "of its gates is manual, so nobody could approve it; add a manual "
+                "gate, or set required = 0 with allow_no_approvals = true",
             )
-        if any(e.name == env["name"] for e in envs):
-            raise ConfigError(f"{key}.name", f'"{env["name"]}" is defined twice')
-        _nonempty(f"{key}.deploy_command", env["deploy_command"])
-        if "timeout_seconds" in env:
-            _positive(f"{key}.timeout_seconds", env["timeout_seconds"])
-        env["checks"] = _checks(key, env.get("url", ""), env.get("checks", []))
-        envs.append(EnvironmentConfig(**env))
-
-    gates: list[GateConfig] = []
-    env_names = [e.name for e in envs]
-    for i, item in enumerate(raw.get("gates", [])):
-        key = f"gates[{i}]"
-        gate = _table(
-            key,
-            item,
-            {
-                "id": (str, True),
-                "name": (str, True),
-                "stage": (str, True),
-                "command": (str, False),
-                "manual": (bool, False),
-                "check": (str, False),
-                "timeout_seconds": (float, False),
-                "env": (dict, False),
-                "pass_env": (list, False),
-            },
-        )
-        gate["command_env"] = _command_env(key, gate.pop("env", {}), gate.pop("pass_env", []))
-        if not GATE_ID.fullmatch(gate["id"]):
-            raise ConfigError(
-                f"{key}.id",
-                f'must be lowercase letters, digits, - or _ (like "e2e"), got "{gate["id"]}"',
-            )
-        if any(g.id == gate["id"] for g in gates):
-            raise ConfigError(f"{key}.id", f'"{gate["id"]}" is defined twice')
-        _nonempty(f"{key}.name", gate["name"])
-        if gate["stage"] not in env_names:
-            raise ConfigError(
-                f"{key}.stage",
-                f'"{gate["stage"]}" is not an environment (environments: {", ".join(env_names)})',
-            )
-        manual = gate.pop("manual", False)
-        if "check" in gate and gate["check"] not in GATE_CHECKS:
-            raise ConfigError(
-                f"{key}.check",
-                f'"{gate["check"]}" is not a check the bot '
-                f"knows (checks: {', '.join(GATE_CHECKS)})",
-            )
-        if sum((manual, "command" in gate, "check" in gate)) > 1:
-            raise ConfigError(
-                f"{key}.command" if "command" in gate else f"{key}.check",
-                "a gate is either manual, or has a command, or a check; keep one of them",
-            )
-        if not manual and "command" not in gate and "check" not in gate:
-            raise ConfigError(key, 'needs either `command = "..."` (automatic) or `manual = true`')
-        if "command" in gate:
-            _nonempty(f"{key}.command", gate["command"])
-        if "timeout_seconds" in gate:
-            _positive(f"{key}.timeout_seconds", gate["timeout_seconds"])
-        gates.append(GateConfig(**gate))
-
-    approvals = _approvals(raw.get("approvals", {}), env_names)
-    rollback = _policy(
-        "rollback", raw.get("rollback", {}), {"required": (int, False), "approvers": (list, False)}
-    )
-    waivers = _policy(
-        "waivers", raw.get("waivers", {}), {"required": (int, False), "approvers": (list, False)}
-    )
-    hotfix = _hotfix(raw.get("hotfix", {}), [g.id for g in gates])
-    manual = [
-        g.id for g in gates if not g.automatic and (hotfix.gates is None or g.id in hotfix.gates)
-    ]
-    if hotfix.policy.required > 0 and not manual and "hotfix" in raw:
-        raise ConfigError(
-            "hotfix.gates",
-            "a hotfix needs approvals (hotfix.required) but none "
-            "of its gates is manual, so nobody could approve it; add a manual "
-            "gate, or set required = 0 with allow_no_approvals = true",
-        )
+    monitoring = _monitoring(section("monitoring", {}), problems)
+    flags = _flags(section("flags", {}), env_names, problems)
+    if (
+        problems.found
+        or repository is None
+        or slack is None
+        or worker is None
+        or environments is None
+        or gates is None
+        or approvals is None
+        or rollback is None
+        or waivers is None
+        or hotfix is None
+        or monitoring is None
+        or flags is None
+    ):
+        raise ConfigError.of(problems.found)
     return Config(
-        repository=RepositoryConfig(**repo),
-        slack=SlackConfig(**slack),
-        environments=tuple(envs),
-        gates=tuple(gates),
-        worker=WorkerConfig(**worker),
+        repository=repository,
+        slack=slack,
+        environments=environments,
+        gates=gates,
+        worker=worker,
         approvals=approvals,
         rollback=rollback,
         waivers=waivers,
         hotfix=hotfix,
-        monitoring=_monitoring(raw.get("monitoring", {})),
-        flags=_flags(raw.get("flags", {}), env_names),
+        monitoring=monitoring,
+        flags=flags,
     )
 
 
-def _flags(raw: Any, env_names: list[str]) -> FlagsConfig:
-    found = _table(
-        "flags",
-        raw,
-        {
-            "path": (str, False),
-            "environment": (str, False),
-            "deploy_command": (str, False),
-            "endpoint": (str, False),
-            "verify_seconds": (float, False),
-            "required": (int, False),
-            "approvers": (list, False),
-            "allow_self_approval": (bool, False),
-            "env": (dict, False),
-            "pass_env": (list, False),
-        },
-    )
-    found["command_env"] = _command_env("flags", found.pop("env", {}), found.pop("pass_env", []))
-    path = found.get("path", "data/feature-flags.toml")
-    if not path.strip() or path.startswith("/") or ".." in Path(path).parts:
-        raise ConfigError(
-            "flags.path",
-            f'must be a path inside the repository, like "data/feature-flags.toml", got "{path}"',
-        )
-    if "environment" in found and found["environment"] not in env_names:
-        raise ConfigError(
-            "flags.environment",
-            f'"{found["environment"]}" is not an '
-            f"environment (environments: {', '.join(env_names)})",
-        )
-    if "endpoint" in found and not found["endpoint"].startswith("/"):
-        raise ConfigError(
-            "flags.endpoint", f'must start with /, like "/flags", got "{found["endpoint"]}"'
-        )
-    if "verify_seconds" in found:
-        _positive("flags.verify_seconds", found["verify_seconds"])
-    policy_table = {
-        k: found.pop(k) for k in ("required", "approvers", "allow_self_approval") if k in found
-    }
-    policy = _policy(
-        "flags",
-        policy_table,
-        {
-            "required": (int, False),
-            "approvers": (list, False),
-            "allow_self_approval": (bool, False),
-        },
-        minimum=0,
-    )
-    return FlagsConfig(policy=policy, **found)
+def _table(cls: type[_T], where: str, raw: Any, problems: _Problems) -> _T | None:
+    """A table that has no rule beyond its keys' own."""
+    if raw is None:
+        return None
+    mark = problems.mark()
+    found = _read(where, raw, keys_of(cls), problems)
+    return None if problems.since(mark) else cls(**found)
 
 
-def _checks(env_key: str, env_url: str, raw: list[Any]) -> tuple[CheckConfig, ...]:
+_SCP_LIKE = re.compile(r"^(?:[\w.+-]+@)?[\w.-]+:(?!//)\S+$")  # git@github.com:acme/site.git
+_URL_SCHEMES = ("https", "http", "ssh", "git", "git+ssh", "ssh+git")
+
+
+def _git_url(url: str) -> bool:
+    """Whether git can clone `url`: an absolute local path, file://, a URL with a host, or
+    the scp-like user@host:path."""
+    if url.startswith("/"):
+        return True
+    scheme, sep, rest = url.partition("://")
+    if sep:
+        if scheme == "file":
+            return rest.startswith("/")
+        host = rest.split("/", 1)[0]
+        return scheme in _URL_SCHEMES and bool(host) and not any(c.isspace() for c in url)
+    return bool(_SCP_LIKE.fullmatch(url))
+
+
+def _repository(raw: Any, problems: _Problems) -> RepositoryConfig | None:
+    if raw is None:
+        return None
+    mark = problems.mark()
+    found = _read("repository", raw, TABLES["repository"], problems)
+    if "url" in found and not _git_url(found["url"]):
+        problems.add(
+            "repository.url",
+            "must be a URL git can use (https://…, ssh://…, git@host:path, file://…) or an "
+            f'absolute local path, got "{found["url"]}"',
+        )
+    if "tag_prefix" in found and not TAG_PREFIX.fullmatch(found["tag_prefix"]):
+        problems.add(
+            "repository.tag_prefix",
+            'may hold only letters, digits and . _ / - (at most 20), like "v"',
+        )
+    return None if problems.since(mark) else RepositoryConfig(**found)
+
+
+def _worker(raw: Any, problems: _Problems) -> WorkerConfig | None:
+    if raw is None:
+        return None
+    mark = problems.mark()
+    found = _read("worker", raw, TABLES["worker"], problems)
+    if "run_as" in found:
+        _check_run_as(found["run_as"], problems)
+    return None if problems.since(mark) else WorkerConfig(**found)
+
+
+def _environments(
+    raw: Any, problems: _Problems
+) -> tuple[tuple[EnvironmentConfig, ...] | None, list[str] | None]:
+    """The environments, and their names (None when one has no readable name, so that no
+    other section calls a name unknown that is only unreadable)."""
+    if raw is None:
+        return None, None
+    if not raw:
+        problems.add("environments", "needs at least one environment (e.g. staging)")
+        return None, None
+    mark = problems.mark()
+    envs: list[EnvironmentConfig] = []
+    names: list[str] = []
+    all_named = True
+    for i, item in enumerate(raw):
+        key = f"environments[{i}]"
+        item_mark = problems.mark()
+        found = _read(key, item, TABLES["environments[]"], problems)
+        command_env = _command_env(key, found, problems)
+        name = found.get("name")
+        if name is None:
+            all_named = False
+        elif not ENV_NAME.fullmatch(name):
+            problems.add(
+                f"{key}.name",
+                f'must be lowercase letters, digits, - or _ (like "staging"), got "{name}"',
+            )
+        elif name in names:
+            problems.add(f"{key}.name", f'"{name}" is defined twice')
+        if name is not None and name not in names:
+            names.append(name)
+        # A url that was refused is not "no url" to the checks that join it.
+        url = None if "url" in _refused(item, found) else found.get("url", "")
+        checks = _checks(key, url, found.pop("checks", []), problems)
+        if not problems.since(item_mark) and command_env is not None and checks is not None:
+            envs.append(EnvironmentConfig(**found, checks=checks, command_env=command_env))
+    return (None if problems.since(mark) else tuple(envs)), (names if all_named else None)
+
+
+def _checks(
+    env_key: str, env_url: str | None, raw: list[Any], problems: _Problems
+) -> tuple[CheckConfig, ...] | None:
+    mark = problems.mark()
     checks: list[CheckConfig] = []
+    names: list[str] = []
     for i, item in enumerate(raw):
         key = f"{env_key}.checks[{i}]"
-        found = _table(
-            key,
-            item,
-            {
-                "name": (str, True),
-                "path": (str, False),
-                "url": (str, False),
-                "interval_seconds": (float, False),
-                "timeout_seconds": (float, False),
-                "status": (int, False),
-                "max_response_ms": (float, False),
-                "json": (dict, False),
-                "body_contains": (str, False),
-                "version_field": (str, False),
-            },
-        )
-        if not GATE_ID.fullmatch(found["name"]):
-            raise ConfigError(
-                f"{key}.name",
-                f'must be lowercase letters, digits, - or _ (like "health"), got "{found["name"]}"',
-            )
-        if any(c.name == found["name"] for c in checks):
-            raise ConfigError(f"{key}.name", f'"{found["name"]}" is defined twice')
-        if found["name"] in (DEPLOY_CHECK, OUTAGE_CHECK):
-            raise ConfigError(
-                f"{key}.name",
-                f'"{found["name"]}" is the name the bot gives its own incidents '
-                f"({DEPLOY_CHECK}: a failed deploy, {OUTAGE_CHECK}: all failing checks); "
-                'choose another, like "health"',
-            )
-        if ("path" in found) == ("url" in found):
-            raise ConfigError(
-                key,
-                'needs either `path = "/health"` (joined to the '
-                'environment\'s url) or a full `url = "https://…"`',
-            )
-        if "path" in found:
-            if not env_url:
-                raise ConfigError(
+        item_mark = problems.mark()
+        found = _read(key, item, TABLES["environments[].checks[]"], problems)
+        name = found.get("name")
+        if name is not None:
+            if not GATE_ID.fullmatch(name):
+                problems.add(
+                    f"{key}.name",
+                    f'must be lowercase letters, digits, - or _ (like "health"), got "{name}"',
+                )
+            elif name in names:
+                problems.add(f"{key}.name", f'"{name}" is defined twice')
+            elif name in (DEPLOY_CHECK, OUTAGE_CHECK):
+                problems.add(
+                    f"{key}.name",
+                    f'"{name}" is the name the bot gives its own incidents '
+                    f"({DEPLOY_CHECK}: a failed deploy, {OUTAGE_CHECK}: all failing checks); "
+                    'choose another, like "health"',
+                )
+            names.append(name)
+        given = set(item) if isinstance(item, dict) else set()
+        url: str | None = None
+        if ("path" in given) == ("url" in given):
+            if isinstance(item, dict):
+                problems.add(
+                    key,
+                    'needs either `path = "/health"` (joined to the '
+                    'environment\'s url) or a full `url = "https://…"`',
+                )
+        elif "path" in found:
+            path = found["path"]
+            if env_url == "":
+                problems.add(
                     f"{key}.path",
                     "the environment has no `url` to join it to; "
                     "set the environment's url or give the check a full url",
                 )
-            if not found["path"].startswith("/"):
-                raise ConfigError(
-                    f"{key}.path", f'must start with /, like "/health", got "{found["path"]}"'
-                )
-            url = env_url.rstrip("/") + found.pop("path")
-        else:
-            url = found.pop("url")
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"{key}.url" if "url" in item else f"{env_key}.url",
+            if not path.startswith("/"):
+                problems.add(f"{key}.path", f'must start with /, like "/health", got "{path}"')
+            elif env_url:
+                url = env_url.rstrip("/") + path
+        elif "url" in found:
+            url = found["url"]
+        if url is not None and not url.startswith(("http://", "https://")):
+            problems.add(
+                f"{key}.url" if "url" in given else f"{env_key}.url",
                 f'must be an http:// or https:// URL, got "{url}"',
-            )
-        for name in ("interval_seconds", "timeout_seconds", "max_response_ms"):
-            if name in found:
-                _positive(f"{key}.{name}", found[name])
-        if "status" in found and not 100 <= found["status"] <= 599:
-            raise ConfigError(
-                f"{key}.status", f"must be an HTTP status (100-599), got {found['status']}"
             )
         expected = found.pop("json", {})
         for path, value in expected.items():
             if isinstance(value, dict | list):
-                raise ConfigError(
+                problems.add(
                     f"{key}.json.{path}",
                     "must be a string, number or "
                     'true/false; nest with dotted keys: "db.status" = "ok"',
                 )
-        for name in ("body_contains", "version_field"):
-            if name in found:
-                _nonempty(f"{key}.{name}", found[name])
-        checks.append(CheckConfig(url=url, json=tuple(expected.items()), **found))
-    return tuple(checks)
+        found.pop("path", None)
+        found.pop("url", None)
+        if not problems.since(item_mark) and url is not None:
+            checks.append(CheckConfig(**found, url=url, json=tuple(expected.items())))
+    return None if problems.since(mark) else tuple(checks)
 
 
-def _monitoring(raw: Any) -> MonitoringConfig:
-    found = _table(
-        "monitoring",
-        raw,
-        {
-            "tick_seconds": (float, False),
-            "concurrency": (int, False),
-            "failures_to_alert": (int, False),
-            "successes_to_resolve": (int, False),
-            "reminder_seconds": (float, False),
-            "oncall": (list, False),
-            "history": (int, False),
-            "error_rate_percent": (float, False),
-            "error_rate_samples": (int, False),
-            "latency_samples": (int, False),
-            "warning_degradation_percent": (float, False),
-            "critical_degradation_percent": (float, False),
-            "degradation_floor_ms": (float, False),
-            "window_seconds": (float, False),
-            "window_interval_seconds": (float, False),
-        },
-    )
-    for name, value in found.items():
-        if name in ("oncall", "degradation_floor_ms"):
-            continue
-        _positive(f"monitoring.{name}", value)
-    if found.get("degradation_floor_ms", 0) < 0:
-        raise ConfigError("monitoring.degradation_floor_ms", "must not be negative")
-    if found.get("error_rate_percent", 1.0) >= 100:
-        raise ConfigError("monitoring.error_rate_percent", "must be below 100")
-    warning = found.get("warning_degradation_percent", 20.0)
-    critical = found.get("critical_degradation_percent", 50.0)
-    if warning >= critical:
-        raise ConfigError(
-            "monitoring.warning_degradation_percent",
-            f"must be below critical_degradation_percent ({critical:g})",
-        )
-    if found.get("history", 150) < found.get("error_rate_samples", 100):
-        raise ConfigError("monitoring.history", "must keep at least error_rate_samples results")
-    oncall = found.get("oncall", [])
-    for i, who in enumerate(oncall):
-        if not isinstance(who, str) or not _APPROVER.fullmatch(who):
-            raise ConfigError(
-                f"monitoring.oncall[{i}]",
-                f"must be a Slack user ID (U… or W…) or user-group ID (S…), got {_describe(who)}",
+def _gates(
+    raw: Any, env_names: list[str] | None, problems: _Problems
+) -> tuple[tuple[GateConfig, ...] | None, list[str] | None]:
+    """The gates, and their ids (None when one has no readable id)."""
+    if raw is None:
+        return None, None
+    mark = problems.mark()
+    gates: list[GateConfig] = []
+    ids: list[str] = []
+    all_named = True
+    for i, item in enumerate(raw):
+        key = f"gates[{i}]"
+        item_mark = problems.mark()
+        found = _read(key, item, TABLES["gates[]"], problems)
+        command_env = _command_env(key, found, problems)
+        gate_id = found.get("id")
+        if gate_id is None:
+            all_named = False
+        elif not GATE_ID.fullmatch(gate_id):
+            problems.add(
+                f"{key}.id",
+                f'must be lowercase letters, digits, - or _ (like "e2e"), got "{gate_id}"',
             )
-    found["oncall"] = tuple(oncall)
-    return MonitoringConfig(**found)
+        elif gate_id in ids:
+            problems.add(f"{key}.id", f'"{gate_id}" is defined twice')
+        if gate_id is not None and gate_id not in ids:
+            ids.append(gate_id)
+        stage = found.get("stage")
+        if stage is not None and env_names is not None and stage not in env_names:
+            problems.add(
+                f"{key}.stage",
+                f'"{stage}" is not an environment (environments: {", ".join(env_names)})',
+            )
+        if "check" in found and found["check"] not in GATE_CHECKS:
+            problems.add(
+                f"{key}.check",
+                f'"{found["check"]}" is not a check the bot '
+                f"knows (checks: {', '.join(GATE_CHECKS)})",
+            )
+        # What the gate is, from what the file sets (a refused value still says which).
+        given = set(item) if isinstance(item, dict) else set()
+        manual = found.pop("manual", "manual" in _refused(item, found))
+        if sum((bool(manual), "command" in given, "check" in given)) > 1:
+            problems.add(
+                f"{key}.command" if "command" in given else f"{key}.check",
+                "a gate is either manual, or has a command, or a check; keep one of them",
+            )
+        elif isinstance(item, dict) and not (manual or "command" in given or "check" in given):
+            problems.add(key, 'needs either `command = "..."` (automatic) or `manual = true`')
+        if not problems.since(item_mark) and command_env is not None:
+            gates.append(GateConfig(**found, command_env=command_env))
+    return (None if problems.since(mark) else tuple(gates)), (ids if all_named else None)
 
 
-def _hotfix(raw: Any, gate_ids: list[str]) -> HotfixConfig:
-    found = _table(
-        "hotfix",
-        raw,
-        {
-            "branches": (list, False),
-            "gates": (list, False),
-            "required": (int, False),
-            "approvers": (list, False),
-            "allow_no_approvals": (bool, False),
-        },
-    )
+_APPROVER = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+
+
+def _approvals(
+    raw: Any, env_names: list[str] | None, problems: _Problems
+) -> dict[str, ApprovalPolicy] | None:
+    if raw is None:
+        return None
+    mark = problems.mark()
+    policies: dict[str, ApprovalPolicy] = {}
+    for env, table in raw.items():
+        key = f"approvals.{env}"
+        if env_names is not None and env not in env_names:
+            problems.add(
+                key, f'"{env}" is not an environment (environments: {", ".join(env_names)})'
+            )
+        policy = _policy(key, table, problems, TABLES["approvals.<environment>"])
+        if policy is not None:
+            policies[env] = policy
+    return None if problems.since(mark) else policies
+
+
+def _policy(
+    key: str, raw: Any, problems: _Problems, keys: Mapping[str, Key] | None = None
+) -> ApprovalPolicy | None:
+    """A table that is an approval policy ([rollback], [waivers], [approvals.production])."""
+    if raw is None:
+        return None
+    found = _read(key, raw, keys or TABLES[key], problems)
+    return _approval_policy(key, found, problems)
+
+
+def _approval_policy(
+    key: str, found: Mapping[str, Any], problems: _Problems
+) -> ApprovalPolicy | None:
+    """The policy of the keys read in a table (only policy keys, their kinds checked)."""
+    mark = problems.mark()
+    approvers = found.get("approvers", ())
+    for i, who in enumerate(approvers):
+        if not isinstance(who, str) or not _APPROVER.fullmatch(who):
+            problems.add(
+                f"{key}.approvers[{i}]",
+                "must be a Slack user ID (U… or "
+                f"W…) or user-group ID (S…), got {_describe(who)}; names "
+                "change, IDs do not",
+            )
+    if problems.since(mark):
+        return None
+    return ApprovalPolicy(**{**found, "approvers": tuple(approvers)})
+
+
+def _hotfix(raw: Any, gate_ids: list[str] | None, problems: _Problems) -> HotfixConfig | None:
+    if raw is None:
+        return None
+    mark = problems.mark()
+    found = _read("hotfix", raw, TABLES["hotfix"], problems)
     for i, pattern in enumerate(found.get("branches", [])):
         if not isinstance(pattern, str) or not pattern.strip():
-            raise ConfigError(
+            problems.add(
                 f"hotfix.branches[{i}]", 'must be a branch name or pattern like "hotfix/*"'
             )
     gates = found.get("gates")
     for i, gate in enumerate(gates or []):
-        if gate not in gate_ids:
-            raise ConfigError(
+        if gate_ids is not None and gate not in gate_ids:
+            problems.add(
                 f"hotfix.gates[{i}]",
                 f"{_describe(gate)} is not a gate id (gates: {', '.join(gate_ids)})",
             )
-    allow_none = found.pop("allow_no_approvals", False)
-    if found.get("required", 1) == 0 and not allow_none:
-        raise ConfigError(
+    allowed = found.pop("allow_no_approvals", "allow_no_approvals" in _refused(raw, found))
+    if found.get("required") == 0 and not allowed:
+        problems.add(
             "hotfix.required",
             "0 approvals needs `allow_no_approvals = true` "
             "as well, so nobody turns approvals off by accident",
         )
-    policy_table = {k: found[k] for k in ("required", "approvers") if k in found}
-    policy = _policy(
-        "hotfix", policy_table, {"required": (int, False), "approvers": (list, False)}, minimum=0
+    policy = _approval_policy(
+        "hotfix", {k: found[k] for k in ("required", "approvers") if k in found}, problems
     )
+    if problems.since(mark) or policy is None:
+        return None
     return HotfixConfig(
-        branches=tuple(found.get("branches", [])),
+        branches=tuple(found.get("branches", ())),
         gates=tuple(gates) if gates is not None else None,
         policy=policy,
     )
 
 
-_APPROVER = re.compile(r"^[UWS][A-Z0-9]{2,}$")
+def _monitoring(raw: Any, problems: _Problems) -> MonitoringConfig | None:
+    if raw is None:
+        return None
+    mark = problems.mark()
+    found = _read("monitoring", raw, TABLES["monitoring"], problems)
+    refused = _refused(raw, found)
+    found["oncall"] = tuple(found.get("oncall", ()))
+    for i, who in enumerate(found["oncall"]):
+        if not isinstance(who, str) or not _APPROVER.fullmatch(who):
+            problems.add(
+                f"monitoring.oncall[{i}]",
+                f"must be a Slack user ID (U… or W…) or user-group ID (S…), got {_describe(who)}",
+            )
+    # The rules between keys judge the values in force, defaults included, but not a
+    # default that stands in for a value the file got wrong.
+    monitoring = MonitoringConfig(**found)
+    if not refused & {"warning_degradation_percent", "critical_degradation_percent"} and (
+        monitoring.warning_degradation_percent >= monitoring.critical_degradation_percent
+    ):
+        problems.add(
+            "monitoring.warning_degradation_percent",
+            "must be below critical_degradation_percent "
+            f"({monitoring.critical_degradation_percent:g})",
+        )
+    if (
+        not refused & {"history", "error_rate_samples"}
+        and monitoring.history < monitoring.error_rate_samples
+    ):
+        problems.add("monitoring.history", "must keep at least error_rate_samples results")
+    return None if problems.since(mark) else monitoring
+
+
+def _flags(raw: Any, env_names: list[str] | None, problems: _Problems) -> FlagsConfig | None:
+    if raw is None:
+        return None
+    mark = problems.mark()
+    found = _read("flags", raw, TABLES["flags"], problems)
+    command_env = _command_env("flags", found, problems)
+    path = found.get("path")
+    if path is not None and (not path.strip() or path.startswith("/") or ".." in Path(path).parts):
+        problems.add(
+            "flags.path",
+            f'must be a path inside the repository, like "data/feature-flags.toml", got "{path}"',
+        )
+    environment = found.get("environment")
+    if environment is not None and env_names is not None and environment not in env_names:
+        problems.add(
+            "flags.environment",
+            f'"{environment}" is not an environment (environments: {", ".join(env_names)})',
+        )
+    if "endpoint" in found and not found["endpoint"].startswith("/"):
+        problems.add(
+            "flags.endpoint", f'must start with /, like "/flags", got "{found["endpoint"]}"'
+        )
+    policy = _approval_policy(
+        "flags",
+        {k: found.pop(k) for k in ("required", "approvers", "allow_self_approval") if k in found},
+        problems,
+    )
+    if problems.since(mark) or policy is None or command_env is None:
+        return None
+    return FlagsConfig(**found, command_env=command_env, policy=policy)
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a command's environment never takes from the config: the bot's secrets and settings
 # (a command is the released repository's code, untrusted), and the ones the bot sets itself.
@@ -765,45 +1130,52 @@ _SECRET_PREFIXES = ("SLACK_", "REDIS", "RELEASEBOT_")
 _RESERVED_PREFIXES = ("RELEASE_", "FLAG_", "FLAGS_")
 
 
-def _env_name(key: str, name: Any) -> str:
+def _env_name(key: str, name: Any, problems: _Problems) -> None:
     if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
-        raise ConfigError(key, f"{_describe(name)} is not an environment variable name")
+        problems.add(key, f"{_describe(name)} is not an environment variable name")
+        return
     upper = name.upper()
     if upper.startswith(_SECRET_PREFIXES):
-        raise ConfigError(
+        problems.add(
             key,
             f'"{name}" is a secret or setting of the bot; deploy and gate commands never get it',
         )
-    if upper.startswith(_RESERVED_PREFIXES):
-        raise ConfigError(key, f'"{name}" is set by the bot itself (RELEASE_*, FLAG_*, FLAGS_*)')
-    return name
+    elif upper.startswith(_RESERVED_PREFIXES):
+        problems.add(key, f'"{name}" is set by the bot itself (RELEASE_*, FLAG_*, FLAGS_*)')
 
 
-def _command_env(key: str, values: dict[str, Any], names: list[Any]) -> CommandEnv:
-    found: list[tuple[str, str]] = []
+def _command_env(key: str, found: dict[str, Any], problems: _Problems) -> CommandEnv | None:
+    """The `env` and `pass_env` read in a table (taken out of `found`)."""
+    mark = problems.mark()
+    values: dict[str, Any] = found.pop("env", {})
+    names: list[Any] = found.pop("pass_env", [])
     for name, value in values.items():
         where = f"{key}.env.{name}"
-        _env_name(where, name)
+        _env_name(where, name, problems)
         if not isinstance(value, str):
-            raise ConfigError(where, f"expected a string, got {_describe(value)}")
-        if "\x00" in value:
-            raise ConfigError(where, "must not contain a NUL character")
-        found.append((name, value))
-    passed = tuple(_env_name(f"{key}.pass_env[{i}]", n) for i, n in enumerate(names))
-    return CommandEnv(tuple(found), passed)
+            problems.add(where, f"expected a string, got {_describe(value)}")
+        elif "\x00" in value:
+            problems.add(where, "must not contain a NUL character")
+    for i, name in enumerate(names):
+        _env_name(f"{key}.pass_env[{i}]", name, problems)
+    if problems.since(mark):
+        return None
+    return CommandEnv(tuple(values.items()), tuple(names))
 
 
-def _check_run_as(user: str) -> None:
+def _check_run_as(user: str, problems: _Problems) -> None:
     if not user.strip():
-        raise ConfigError("worker.run_as", "must name a user, or be left out")
+        problems.add("worker.run_as", "must name a user, or be left out")
+        return
     try:
         entry = pwd.getpwnam(user)
-    except KeyError:
-        raise ConfigError("worker.run_as", f'there is no user "{user}" on this machine') from None
+    except (KeyError, ValueError):  # ValueError: a name with a NUL character
+        problems.add("worker.run_as", f'there is no user "{user}" on this machine')
+        return
     if entry.pw_uid == 0:
-        raise ConfigError("worker.run_as", "must not be root: the point is another user")
-    if os.geteuid() != 0:
-        raise ConfigError(
+        problems.add("worker.run_as", "must not be root: the point is another user")
+    elif os.geteuid() != 0:
+        problems.add(
             "worker.run_as",
             f"the bot runs as uid {os.geteuid()}, not root, "
             f'so it cannot run commands as "{user}"; leave run_as out (its '
@@ -811,48 +1183,87 @@ def _check_run_as(user: str) -> None:
         )
 
 
-def _approvals(raw: Any, env_names: list[str]) -> dict[str, ApprovalPolicy]:
-    if not isinstance(raw, dict):
-        raise ConfigError("approvals", f"expected a table, got {_describe(raw)}")
-    policies: dict[str, ApprovalPolicy] = {}
-    for env, table in raw.items():
-        key = f"approvals.{env}"
-        if env not in env_names:
-            raise ConfigError(
-                key, f'"{env}" is not an environment (environments: {", ".join(env_names)})'
-            )
-        policies[env] = _policy(
-            key,
-            table,
-            {
-                "required": (int, False),
-                "approvers": (list, False),
-                "allow_self_approval": (bool, False),
-                "valid_hours": (float, False),
-            },
-        )
-    return policies
+# --- where a key is in the file ---------------------------------------------------------------
+# tomllib gives no positions, so the line of a key is found again in the text: table headers
+# and `key =` lines, with the items of arrays of tables counted. Approximate (a key inside an
+# inline table or a multi-line array is found at the line that opens it), right for the files
+# people write.
+
+_HEADER = re.compile(r"^\s*(\[\[?)([^\[\]]+)\]")
+_BARE_OR_QUOTED = r"""(?:"[^"\n]*"|'[^'\n]*'|[A-Za-z0-9_-]+)"""
+_ASSIGNMENT = re.compile(rf"^\s*({_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*)\s*=")
+_DOTTED_PART = re.compile(r"""\"[^"]*"|'[^']*'|[^."']+""")
+_STRING = re.compile(r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'""")
+_KEY_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
+
+_Path = tuple[str | int, ...]
 
 
-def _policy(
-    key: str, table: Any, schema: Mapping[str, tuple[type, bool]], minimum: int = 1
-) -> ApprovalPolicy:
-    found = _table(key, table, schema)
-    if found.get("required", 1) < minimum:
-        raise ConfigError(f"{key}.required", f"must be at least {minimum}")
-    if "valid_hours" in found:
-        _positive(f"{key}.valid_hours", found["valid_hours"])
-    approvers = found.get("approvers", [])
-    for i, who in enumerate(approvers):
-        if not isinstance(who, str) or not _APPROVER.fullmatch(who):
-            raise ConfigError(
-                f"{key}.approvers[{i}]",
-                "must be a Slack user ID (U… or "
-                f"W…) or user-group ID (S…), got {_describe(who)}; names "
-                "change, IDs do not",
-            )
-    found["approvers"] = tuple(approvers)
-    return ApprovalPolicy(**found)
+def _dotted(text: str) -> _Path:
+    parts = (p.strip() for p in _DOTTED_PART.findall(text))
+    return tuple(p.strip("\"'") for p in parts if p)
+
+
+def _places(text: str) -> list[tuple[_Path, int]]:
+    """Each table header and key of `text`, as a path (array items by index), with its line."""
+    places: list[tuple[_Path, int]] = []
+    arrays: dict[_Path, int] = {}  # an array of tables: the index of its last item so far
+    table: _Path = ()
+    depth = 0  # brackets a multi-line value left open
+    quote = ""  # the multi-line string a line is in
+    for number, line in enumerate(text.splitlines(), 1):
+        if quote:
+            if quote in line:
+                quote = ""
+            continue
+        if depth > 0:
+            depth += _opened(line)
+            continue
+        header = _HEADER.match(line)
+        if header:
+            table = ()
+            names = _dotted(header.group(2))
+            for i, name in enumerate(names):
+                table += (name,)
+                if header.group(1) == "[[" and i == len(names) - 1:
+                    arrays[table] = arrays.get(table, -1) + 1
+                    table += (arrays[table],)
+                elif table in arrays:  # a table inside the last item of an array of tables
+                    table += (arrays[table],)
+            places.append((table, number))
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if assignment:
+            places.append((table + _dotted(assignment.group(1)), number))
+            value = line[assignment.end() :]
+            quote = next((q for q in ('"""', "'''") if value.count(q) == 1), "")
+            depth = 0 if quote else max(_opened(value), 0)
+    return places
+
+
+def _opened(text: str) -> int:
+    """Brackets and braces `text` opens less those it closes (strings and comments aside)."""
+    code = _STRING.sub("", text).split("#", 1)[0]
+    return code.count("[") + code.count("{") - code.count("]") - code.count("}")
+
+
+def key_line(text: str, key: str) -> int | None:
+    """The line of `text` where `key` (`environments[1].checks[0].url`) is: the key's own, else
+    the nearest enclosing one (a missing key: its table's header), else the first line inside
+    it; None when the file has nothing of it."""
+    target: _Path = tuple(int(index) if index else name for index, name in _KEY_PART.findall(key))
+    best: tuple[int, int] | None = None  # (length of the path matched, line)
+    for path, number in _places(text):
+        if target[: len(path)] == path and (best is None or len(path) > best[0]):
+            best = (len(path), number)
+    if best is not None:
+        return best[1]
+    return next((n for path, n in _places(text) if path[: len(target)] == target), None)
+
+
+def with_lines(problems: Iterable[Problem], text: str) -> list[Problem]:
+    """`problems` with the line of `text` where each key is."""
+    return [p._replace(line=key_line(text, p.key)) for p in problems]
 
 
 def load_config(path: str | Path) -> Config:
@@ -861,10 +1272,14 @@ def load_config(path: str | Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError("config", f"cannot read {path}: {reason}") from None
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # TOMLDecodeError, and an integer of thousands of digits
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
-    return parse_config(raw)
+    try:
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError.of(with_lines(exc.problems, text)) from None

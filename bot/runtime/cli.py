@@ -118,11 +118,18 @@ def serve_port(given: int | None, env: Mapping[str, str]) -> int:
 
 
 def _load(path: str) -> Config:
+    """The config, or every mistake in it on stderr, one a line (`file:line: key: problem`,
+    the form editors jump from), and exit status 1."""
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"releasebot: config error in {path}: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        for problem in exc.problems:
+            if problem.key == "config":  # the file as a whole: missing, unreadable, not TOML
+                print(f"releasebot: config error in {path}: {problem.problem}", file=sys.stderr)
+            else:
+                where = f"{path}:{problem.line}" if problem.line else path
+                print(f"{where}: {problem.key}: {problem.problem}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def check_config(path: str) -> int:
