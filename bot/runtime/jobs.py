@@ -4,12 +4,16 @@ hands them to its use case with the container the worker started with."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from saq.job import Job
 from saq.types import Context
 
+from bot.adapters import metrics
 from bot.domain.actors import BOT, Actor
 from bot.domain.flag_requests import FlagRequest
 from bot.runtime.container import Services
@@ -39,14 +43,30 @@ def _job(ctx: JobContext) -> Job | None:
     return ctx.get("job")
 
 
-def _about(ctx: JobContext, **fields: str) -> contextlib.AbstractContextManager[None]:
-    """Every line the job logs names it (and its release and environment, when it has them)."""
+@contextlib.contextmanager
+def _about(ctx: JobContext, kind: str, **fields: str) -> Iterator[None]:
+    """Every line the job logs names it (and its release and environment, when it has them);
+    the job is counted by kind and outcome, with how long it waited and ran."""
     job = _job(ctx)
-    return log_context(job=job.key if job is not None else "", **fields)
+    if job is not None and job.queued:
+        waited = max(0.0, time.time() - job.queued / 1000)
+        metrics.JOB_WAIT_SECONDS.labels(kind).observe(waited)
+    took = metrics.Timer()
+    outcome = "failed"
+    try:
+        with log_context(job=job.key if job is not None else "", kind=kind, **fields):
+            yield
+        outcome = "done"
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        raise
+    finally:
+        metrics.JOBS.labels(kind, outcome).inc()
+        metrics.JOB_SECONDS.labels(kind).observe(took.seconds)
 
 
 async def create_rc(ctx: JobContext, *, request: dict[str, Any]) -> None:
-    with _about(ctx, kind="create-rc"):
+    with _about(ctx, "create-rc"):
         await create_candidate.create_release_candidate(_services(ctx), RcRequest(**request))
 
 
@@ -59,7 +79,7 @@ async def deploy(
     actor: dict[str, str] | None = None,
     gates_only: bool = False,  # a Re-run of its gates; missing in jobs queued before Re-run
 ) -> None:
-    with _about(ctx, kind="deploy", release=version, environment=environment):
+    with _about(ctx, "deploy", release=version, environment=environment):
         await deploy_release.run_deploy(
             _services(ctx),
             version,
@@ -72,22 +92,22 @@ async def deploy(
 
 
 async def promote(ctx: JobContext, *, request: dict[str, Any]) -> None:
-    with _about(ctx, kind="promote", release=str(request.get("version", ""))):
+    with _about(ctx, "promote", release=str(request.get("version", ""))):
         await promote_release.promote_candidate(_services(ctx), FinalRequest(**request))
 
 
 async def rollback(ctx: JobContext, *, request_id: str, actor: dict[str, str]) -> None:
-    with _about(ctx, kind="rollback", request=request_id):
+    with _about(ctx, "rollback", request=request_id):
         await roll_back.run_rollback(_services(ctx), request_id, Actor(**actor), _job(ctx))
 
 
 async def flag_request(ctx: JobContext, *, request: dict[str, Any]) -> None:
-    with _about(ctx, kind="flag-request"):
+    with _about(ctx, "flag-request"):
         await change_flags.start_request(_services(ctx), FlagRequest.from_dict(request))
 
 
 async def flag_apply(ctx: JobContext, *, request_id: str) -> None:
-    with _about(ctx, kind="flag-apply", request=request_id):
+    with _about(ctx, "flag-apply", request=request_id):
         await change_flags.apply_request(_services(ctx), request_id, _job(ctx))
 
 

@@ -28,6 +28,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from bot.adapters import metrics
+
 MAX_MESSAGE = 2000
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context_text)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -143,6 +145,7 @@ class RedisOutage(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not _is_outage(record):
             return True
+        metrics.REDIS_ERRORS.inc()
         if self.since is not None:
             self.suppressed += 1
             return False

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
@@ -25,7 +26,12 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 
 import handlers
+from bot.adapters import metrics
 from bot.adapters.slack.notifier import web_client
+from bot.blocks import actions
+from bot.commands.flag import FLAG_USAGE
+from bot.commands.release import USAGE
+from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK
 from bot.runtime.container import Services
 from bot.runtime.logs import OUTAGE, quiet_malformed_http
 
@@ -227,7 +233,7 @@ def verify_slack_request(signing_secret: str, clock: Callable[[], float] = time.
 
 
 def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
-    """`POST /slack/events` (when `bolt` is given) and `GET /healthz`."""
+    """`POST /slack/events` (when `bolt` is given), `GET /healthz` and `GET /metrics`."""
 
     async def slack_events(request: web.Request) -> web.Response:
         assert bolt is not None
@@ -236,11 +242,17 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
             query=request.query_string,
             headers={name: request.headers.getall(name) for name in request.headers},
         )
+        took = metrics.Timer()
         bolt_response = await bolt.async_dispatch(bolt_request)
         if may_change_status(bolt_request.body):
             # What it did before its answer is seen by every status from now on.
             services.status.invalidate()
-        return await to_aiohttp_response(bolt_response)
+        answer = await to_aiohttp_response(bolt_response)
+        kind, name = request_label(bolt_request.body)
+        outcome = "ok" if answer.status < 400 else str(answer.status)
+        metrics.REQUESTS.labels(kind, name, outcome).inc()
+        metrics.ACK_SECONDS.labels(kind, name).observe(took.seconds)
+        return answer
 
     async def healthz(_: web.Request) -> web.Response:
         try:
@@ -250,13 +262,71 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
             return web.json_response({"ok": False, "redis": "Redis unreachable"}, status=503)
         return web.json_response({"ok": True, "redis": "ok"})
 
+    async def metrics_page(_: web.Request) -> web.Response:
+        await refresh_gauges(services)
+        return web.Response(
+            body=generate_latest(metrics.REGISTRY),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
+
     quiet_malformed_http()
     middlewares = [verify_slack_request(services.settings.signing_secret)] if bolt else []
     web_app = web.Application(middlewares=middlewares)
     if bolt is not None:
         web_app.router.add_post("/slack/events", slack_events)
     web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/metrics", metrics_page)
     return web_app
+
+
+# What a request is, as a label: the command and its first word, the button or the form;
+# anything else a client sends is "other" (a label value is a series kept for ever).
+SUBCOMMANDS = {
+    command: set(re.findall(rf"`{command} ([a-z]+)", usage))
+    for command, usage in (("/release", USAGE), ("/flag", FLAG_USAGE))
+}
+ACTION_IDS = {
+    value for name, value in vars(actions).items() if name.isupper() and isinstance(value, str)
+}
+
+
+def request_label(body: dict[str, Any]) -> tuple[str, str]:
+    """(kind, name) of a Slack request: ("command", "/release rc"), ("action", "gate_approve"),
+    ("view", "gate_reject_reason"), ("event", "other")."""
+    if "command" in body:
+        command = str(body.get("command", ""))
+        words = str(body.get("text") or "").split(maxsplit=1)
+        word = words[0].lower() if words else "help"
+        if command not in SUBCOMMANDS:
+            return "command", "other"
+        return "command", f"{command} {metrics.bounded(word, SUBCOMMANDS[command])}"
+    kind = str(body.get("type", ""))
+    if kind == "block_actions":
+        found = body.get("actions") or [{}]
+        return "action", metrics.bounded(str(found[0].get("action_id", "")), ACTION_IDS)
+    if kind == "view_submission":
+        view = body.get("view") or {}
+        return "view", metrics.bounded(str(view.get("callback_id", "")), ACTION_IDS)
+    return "event", "other"
+
+
+async def refresh_gauges(services: Services) -> None:
+    """What /metrics reads from Redis when it is scraped: the incidents open now."""
+    environments = [e.name for e in services.config.environments]
+    pairs = [(e, check) for e in environments for check in (OUTAGE_CHECK, DEPLOY_CHECK)]
+    try:
+        states = await services.monitor_state.check_states(pairs)
+    except Exception:
+        metrics.REDIS_ERRORS.inc()
+        return
+    counts = {(e, s): 0 for e in environments for s in ("warning", "critical")}
+    for state in states:
+        if state.incident is not None:
+            key = (state.incident.environment, state.incident.severity)
+            if key in counts:
+                counts[key] += 1
+    for (environment, severity), count in counts.items():
+        metrics.OPEN_INCIDENTS.labels(environment, severity).set(count)
 
 
 def settle_gc() -> None:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.domain.health.checks import Result
 from bot.services.monitor_health import MEMBER_LEASE_SECONDS, Monitor
@@ -90,6 +91,17 @@ async def test_two_replicas_share_the_checks_and_an_outage_across_both_is_one_in
 
         await second.close()  # leaves: the first runs every check from its next tick
         assert await first.tick(1005.0) == CHECKS
+        # Each replica's results are in its /metrics (the registry is this test process's).
+        async with one.http.get(f"{one.url}/metrics") as response:
+            page = await response.text()
+        results = {
+            (s.labels["check"], s.labels["outcome"]): s.value
+            for family in text_string_to_metric_families(page)
+            for s in family.samples
+            if s.name == "releasebot_check_results_total"
+            and s.labels["environment"] == "production"
+        }
+        assert results[("svc-00", "ok")] >= 2 and results[("svc-00", "failed")] >= 2
     finally:
         await first.close()
         await second.close()

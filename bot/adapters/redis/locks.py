@@ -20,6 +20,7 @@ from dataclasses import asdict
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from bot.adapters import metrics
 from bot.adapters.redis.keys import Keys
 from bot.domain.locks import (
     LockHeld,
@@ -119,6 +120,7 @@ class RenewingLock:
         self._renewer: asyncio.Task[None] | None = None
         self._listeners: set[DeadlineListener] = set()
         self.renewed_at = 0.0  # monotonic send time of the last confirmed renewal
+        self._held_since = 0.0  # monotonic time it was taken (for its metric)
         self._payload = ""
         self.lost = asyncio.Event()  # set once the lock is not ours, or not safe, any more
 
@@ -151,6 +153,8 @@ class RenewingLock:
         payload = json.dumps(asdict(info))
         sent = time.monotonic()
         if await self.redis.set(self.key, payload, nx=True, px=self.ttl_ms):
+            metrics.LOCK_HOLDS.labels(metrics.lock_label(self.key)).inc()
+            self._held_since = time.monotonic()
             self.renewed_at = sent
             self._payload = payload
             self.lost.clear()
@@ -253,6 +257,9 @@ class RenewingLock:
         failed call would hold everyone else off until it expires."""
         await self._stop_renewing()
         self._listeners.clear()
+        if self._held_since:
+            held, self._held_since = time.monotonic() - self._held_since, 0.0
+            metrics.LOCK_HELD_SECONDS.labels(metrics.lock_label(self.key)).observe(held)
         for attempt in range(3):
             try:
                 return bool(await self.redis.eval(_RELEASE, 1, self.key, self.token))

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from bot.adapters import metrics
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.outbox import RedisOutbox
 from bot.domain.health.checks import CheckId, Result
@@ -234,7 +235,9 @@ class RedisMonitorState:
             pushes: list[str | bytes] = []
             for check, result in results[start : start + BATCH]:
                 pushes += [self._keys_of(check)[1], result.to_json()]
-            await self._redis.eval(_STORE_RESULTS, 1, epoch_key, fence, keep, *pushes)
+            fenced = await self._redis.eval(_STORE_RESULTS, 1, epoch_key, fence, keep, *pushes)
+            if not fenced:
+                metrics.checks_recorded(results[start : start + BATCH])
         items = list((deltas or {}).items())
         for start in range(0, len(items), BATCH):
             args: list[str | int | float] = [fence, AGGREGATE_SECONDS]

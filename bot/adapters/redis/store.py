@@ -22,6 +22,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 
+from bot.adapters import metrics
 from bot.adapters.redis.atomic import update_atomically
 from bot.adapters.redis.audit import (
     backfill_indexes,
@@ -95,6 +96,7 @@ class Store:
         outcome: str = "ok",
         reason: str = "",
     ) -> dict[FieldT, EncodableT]:
+        metrics.audited(action, environment, outcome)  # a finished deploy or rollback
         return {
             "at": f"{self.clock():.3f}",
             "user_id": actor.user_id,

@@ -32,6 +32,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from bot.adapters.metrics import CountingRetryHandler
 from bot.adapters.redis.locks import drop_if_held
 from bot.adapters.redis.outbox import RedisOutbox
 from bot.adapters.redis.store import Store
@@ -45,6 +46,7 @@ from bot.domain.releases import Release
 log = logging.getLogger(__name__)
 
 RETRY_HANDLERS = [
+    CountingRetryHandler(),  # first: it sees every attempt (bot.adapters.metrics)
     AsyncRateLimitErrorRetryHandler(max_retry_count=5),
     AsyncConnectionErrorRetryHandler(max_retry_count=2),
     AsyncServerErrorRetryHandler(max_retry_count=2),

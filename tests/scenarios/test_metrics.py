@@ -1,0 +1,67 @@
+"""`GET /metrics`, scraped as Prometheus would and parsed with prometheus_client's own parser:
+requests and acks, Slack calls (429s too), jobs, deploys, locks, incidents, with no label
+value a user chose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers.config import make_config
+from tests.helpers.steps import candidate
+
+Sample = tuple[str, frozenset[tuple[str, str]]]
+
+
+async def scrape(bot) -> tuple[dict[Sample, float], str]:
+    async with bot.http.get(f"{bot.url}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    return samples, text
+
+
+def value(samples: dict[Sample, float], metric: str, /, **labels: str) -> float:
+    return samples.get((metric, frozenset(labels.items())), 0.0)
+
+
+async def test_metrics_count_what_the_bot_did_with_bounded_labels(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(make_config(git_remote, tmp_path))
+    # The registry is the process's: these figures are compared with a scrape before.
+    before, _ = await scrape(bot)
+    await bot.command("status")
+    await bot.command("zz-not-a-command <@U0MALLORY> v9.9.9")
+    bot.slack.fail_next("chat.postMessage", retry_after=1, times=1)
+    await candidate(bot)  # rc: a job, a deploy of staging under its lock, messages (one 429)
+    after, text = await scrape(bot)
+
+    def grew(metric: str, /, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    status = {"kind": "command", "name": "/release status"}
+    assert grew("releasebot_requests_total", outcome="ok", **status) == 1
+    assert grew("releasebot_ack_seconds_count", **status) == 1
+    assert grew("releasebot_requests_total", kind="command", name="/release other", outcome="ok")
+    assert grew("releasebot_requests_total", kind="command", name="/release rc", outcome="ok")
+    assert grew("releasebot_slack_api_calls_total", method="chat.postMessage", status="429") == 1
+    assert grew("releasebot_slack_api_calls_total", method="chat.postMessage", status="200") >= 1
+    assert grew("releasebot_jobs_total", kind="create-rc", outcome="done") == 1
+    assert grew("releasebot_jobs_total", kind="deploy", outcome="done") == 1
+    assert grew("releasebot_job_queue_wait_seconds_count", kind="deploy") == 1
+    assert grew("releasebot_deploys_total", environment="staging", outcome="succeeded") == 1
+    assert grew("releasebot_lock_holds_total", lock="staging") >= 1
+    assert grew("releasebot_lock_held_seconds_count", lock="staging") >= 1
+    for severity in ("warning", "critical"):
+        labels = {"environment": "production", "severity": severity}
+        assert ("releasebot_open_incidents", frozenset(labels.items())) in after
+    # Nothing a user typed or is: no user ID, no version, no free text in any label.
+    for unwanted in ("U0ALICE", "U0MALLORY", "0.15.0", "zz-not-a-command"):
+        assert unwanted not in text
