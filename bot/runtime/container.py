@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import stat
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -148,6 +149,16 @@ class PatientQueue(RedisQueue):
             return None
         self._backoff = 0.0
         return job
+
+
+async def workers_alive(queue: Queue) -> bool:
+    """Whether a worker is running: each saq worker puts its info in the queue's stats set
+    every few seconds, with an expiry score a little later (one ZCOUNT). Unknown (a queue
+    without that set) counts as running: nobody is told a wrong "no worker"."""
+    redis, stats = getattr(queue, "redis", None), getattr(queue, "_stats", None)
+    if redis is None or not isinstance(stats, str):
+        return True
+    return bool(await redis.zcount(stats, int(time.time() * 1000), "+inf"))
 
 
 @dataclass

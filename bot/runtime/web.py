@@ -405,6 +405,18 @@ class Bot:
             worker_task = asyncio.create_task(worker.start())
 
             async def stop_worker() -> None:
+                # saq's stop waits the whole grace period for every task it has, its upkeep
+                # loops and its idle pops included: an idle worker took 20 s to stop, past
+                # docker stop's 10 s, and was killed. Only running jobs get the grace period:
+                # the rest has nothing to finish and is cancelled now.
+                worker.event.set()  # no new job is taken
+                if not worker.job_task_contexts:
+                    for task in list(worker.tasks):
+                        task.cancel()
+                else:
+                    for task in list(worker.tasks):
+                        if task.get_name() != "process":
+                            task.cancel()
                 await worker.stop()
                 with contextlib.suppress(asyncio.CancelledError):
                     await worker_task

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
@@ -31,7 +33,7 @@ from bot.commands.release import (
 )
 from bot.domain.config import UnknownEnvironment
 from bot.domain.locks import LockRefused, format_age
-from bot.runtime.container import STORE_UNREACHABLE, Services
+from bot.runtime.container import STORE_UNREACHABLE, Services, workers_alive
 from bot.runtime.logs import loggable
 from bot.services import (
     adopt_version,
@@ -188,7 +190,9 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         asked = await roll_back.request_rollback(
             services, command_actor(command), env, parsed.to, parsed.reason, services.store.clock()
         )
-        return Answer(asked.text, messages.note(asked.text), after=asked.post)
+        return await with_worker_note(
+            services, Answer(asked.text, messages.note(asked.text), after=asked.post)
+        )
     if isinstance(parsed, AdoptCommand):
         try:
             config.check_environment(parsed.environment)
@@ -215,15 +219,18 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
             )
         )
     if isinstance(parsed, FinalCommand):
-        return say(
-            await promote_release.request_promotion(
-                services,
-                command_actor(command),
-                command.get("response_url"),
-                request_id(command),
-                description=parsed.description,
-                issue=parsed.issue,
-            )
+        return await with_worker_note(
+            services,
+            say(
+                await promote_release.request_promotion(
+                    services,
+                    command_actor(command),
+                    command.get("response_url"),
+                    request_id(command),
+                    description=parsed.description,
+                    issue=parsed.issue,
+                )
+            ),
         )
     if isinstance(parsed, HotfixCommand):
         rc = RcCommand(description=parsed.description, issue=parsed.issue)
@@ -317,12 +324,39 @@ async def start_rc(
             await create_candidate.end_creation(services, kind, rid)
         raise
     if kind == "hotfix":
-        return say(
-            f"🚑 Creating a hotfix of what runs in *{services.config.last_environment.name}*…"
+        return await with_worker_note(
+            services,
+            say(f"🚑 Creating a hotfix of what runs in *{services.config.last_environment.name}*…"),
         )
-    return Answer(
-        "Creating a release candidate…",
-        messages.rc_started(
-            services.config.repository.branch, services.config.slack.channel, dry_run=parsed.dry_run
+    return await with_worker_note(
+        services,
+        Answer(
+            "Creating a release candidate…",
+            messages.rc_started(
+                services.config.repository.branch,
+                services.config.slack.channel,
+                dry_run=parsed.dry_run,
+            ),
         ),
     )
+
+
+NO_WORKER = (
+    "🕒 Queued, but no worker is running: it starts when one does "
+    "(`releasebot serve --role worker`, or `--role all`)."
+)
+
+
+async def with_worker_note(services: Services, answer: Answer) -> Answer:
+    """An answer that queued work says so when no worker would take it, instead of a silent
+    wait. Asked briefly: the ack must not wait on it."""
+    if answer.text is None or answer.outcome != "ok":
+        return answer
+    try:
+        alive = await asyncio.wait_for(workers_alive(services.queue), 0.5)
+    except Exception:
+        return answer  # not known: the ack says what it would have said
+    if alive:
+        return answer
+    blocks = [*(answer.blocks or []), messages.context(NO_WORKER)]
+    return dataclasses.replace(answer, text=f"{answer.text} {NO_WORKER}", blocks=blocks)

@@ -14,7 +14,8 @@ from pathlib import Path
 from bot.devtools.demo import free_port
 from bot.runtime.cli import main, serve_port
 from bot.runtime.settings import Settings, SettingsError
-from tests.helpers.config import worker_config_text, write_config
+from tests.helpers.config import make_config, worker_config_text, write_config
+from tests.helpers.messages import wait_for_gates
 
 RELEASEBOT = [sys.executable, "-m", "bot.runtime.cli"]
 
@@ -98,8 +99,12 @@ def test_an_idle_bot_logs_json_lines_and_no_chatter(tmp_path: Path, subprocess_e
                 time.sleep(0.1)
         time.sleep(4.0)  # twenty monitoring ticks, flag-ramp runs, outbox sweeps
     finally:
+        asked = time.monotonic()
         bot.send_signal(signal.SIGTERM)
-        bot.wait(timeout=60)
+        assert bot.wait(timeout=60) == 0
+        stopped = time.monotonic() - asked
+    # Idle, it stops well inside docker stop's 10 s (saq alone waited its 20 s grace).
+    assert stopped < 2.0, stopped
     lines = log.read_text().splitlines()
     events = [json.loads(line) for line in lines]  # every line is one JSON event
     assert all({"time", "level", "logger", "message"} <= set(e) for e in events)
@@ -107,3 +112,13 @@ def test_an_idle_bot_logs_json_lines_and_no_chatter(tmp_path: Path, subprocess_e
     assert not [m for m in messages if "Running job" in m or "will be unused" in m], messages
     assert any("starting the all role" in m for m in messages)
     assert len(events) < 15, messages
+
+
+async def test_work_queued_while_no_worker_runs_says_so(start_bot, git_remote, tmp_path: Path):
+    web = await start_bot(make_config(git_remote, tmp_path), role="web")
+    answer = await web.command("rc --description quiet")
+    assert "no worker is running" in answer["text"]
+    await start_bot(make_config(git_remote, tmp_path), role="worker", name="worker")
+    await wait_for_gates(web.slack, "v0.15.0-rc.1", count=2)
+    answer = await web.command("rollback staging --reason check")
+    assert "no worker is running" not in str(answer)
