@@ -152,6 +152,17 @@ def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
     assert "v0.15.0-rc.1" not in Demo(tmp_path / "d").remote_tags()
 
 
+def test_a_script_without_bot_commands_ends_at_once(tmp_path: Path):
+    # Stopping the worker used to wait out its upkeep timers (a cancel lost in the embedded
+    # Redis client): 11 s for `printf 'help\n' | releasebot shell --demo`.
+    started = time.monotonic()
+    result = run_shell(["--demo-dir", str(tmp_path / "d")], stdin="help\n", timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert "click N" in result.stdout and "Traceback" not in result.stderr
+    assert elapsed < 6, f"the shell took {elapsed:.1f} s to leave"
+
+
 def test_shell_on_a_real_redis_leaves_no_keys(tmp_path: Path):
     import redis as sync_redis
 
