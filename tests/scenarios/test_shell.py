@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -249,6 +250,108 @@ async def test_buttons_are_numbered_and_a_click_reaches_the_bot_signed(
         assert "I do not know this button, so nothing was done" in text
     finally:
         await bot.stop()
+
+
+async def post(slack, http: aiohttp.ClientSession, method: str, body: dict[str, Any]) -> str:
+    async with http.post(
+        f"{slack.base_url}{method}",
+        json=body,
+        headers={"Authorization": f"Bearer {slack.token}"},
+    ) as resp:
+        data = await resp.json()
+    assert data["ok"], data
+    return str(data["ts"])
+
+
+def gate_actions(gate: str) -> dict[str, Any]:
+    value = json.dumps({"v": "1.0.0-rc.1", "g": gate})
+    return {
+        "type": "actions",
+        "block_id": f"gate:{gate}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "gate_approve",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Approve Manual QA"},
+            },
+            {
+                "type": "button",
+                "action_id": "gate_reject",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Reject"},
+            },
+        ],
+    }
+
+
+async def test_buttons_name_their_gate_and_go_with_it(slack, prefix, redis, git_remote, tmp_path):
+    bot = Bot(
+        Services.create(
+            make_settings(prefix, slack, tmp_path / "s"), make_config(git_remote, tmp_path)
+        ),
+        "web",
+    )
+    await bot.start(port=0, host="127.0.0.1")
+    out = io.StringIO()
+    try:
+        async with Shell(bot, slack, out=out) as shell, aiohttp.ClientSession() as http:
+            line = {"type": "section", "text": {"type": "mrkdwn", "text": "⬜ Manual QA"}}
+            ts = await post(
+                slack,
+                http,
+                "chat.postMessage",
+                {"channel": "#releases", "text": "rc", "blocks": [line, gate_actions("qa")]},
+            )
+            reply = await post(
+                slack,
+                http,
+                "chat.postMessage",
+                {"channel": "#releases", "thread_ts": ts, "text": "⏳ Deploying…"},
+            )
+            shell.flush()
+            # "Reject" alone, in a list of numbered buttons, would not say what it rejects.
+            assert "[2] Reject Manual QA" in out.getvalue()
+            assert "[1] Approve Manual QA\n" in out.getvalue()  # no name twice
+            # The gate is decided: the bot's update takes its buttons away, and an edited
+            # thread reply says it was edited, as an edited channel message does.
+            done = {"type": "section", "text": {"type": "mrkdwn", "text": "✅ Manual QA"}}
+            await post(
+                slack,
+                http,
+                "chat.update",
+                {"channel": "#releases", "ts": ts, "text": "rc", "blocks": [done]},
+            )
+            await post(
+                slack,
+                http,
+                "chat.update",
+                {"channel": "#releases", "ts": reply, "text": "✅ Deployed"},
+            )
+            out.truncate(0)
+            out.seek(0)
+            shell.flush()
+            text = out.getvalue()
+            assert "releasebot (updated):" in text and "[1]" not in text
+            assert "      (updated) ✅ Deployed" in text
+            await shell.execute("click 2")
+            assert "Button [2] (Reject Manual QA) is gone" in out.getvalue()
+            assert shell.live_buttons() == []
+    finally:
+        await bot.stop()
+
+
+def test_mrkdwn_is_styled_for_a_terminal():
+    names = {"U0BOB": "bob"}
+    text = "*v1.2* by <@U0BOB> in `staging` <https://x.test/a|the log> :white_check_mark: *"
+    assert plain(text, names, styled=True) == (
+        "\033[1mv1.2\033[22m by @bob in \033[36mstaging\033[39m "
+        "\033[4mthe log\033[24m \033[2m(https://x.test/a)\033[22m ✅ *"
+    )
+    # Inside code, and inside words, the markers are literal.
+    assert plain("`a*b*c` snake_case_name", styled=True) == "\033[36ma*b*c\033[39m snake_case_name"
+    # A transcript keeps the mrkdwn; only emoji names, which no terminal shows, are replaced.
+    assert plain(text, names) == "*v1.2* by @bob in `staging` the log ✅ *"
 
 
 def test_block_kit_as_text():
