@@ -15,7 +15,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -635,11 +635,7 @@ async def run_shell(
                 await bot.start(port=0, host="127.0.0.1")
                 async with Shell(bot, slack, out=out, live=live, site=site) as shell:
                     if lines is None:
-                        shell.say("releasebot shell: type `help` for help, `quit` to leave.")
-                        async for line in read_terminal(f"{shell.user}> "):
-                            shell.out.write("\033[1A\033[2K")  # the echo replaces the prompt
-                            if not await shell.execute(line):
-                                break
+                        await _converse(shell)
                     else:
                         await shell.run_lines(lines)
             finally:
@@ -671,11 +667,22 @@ async def _forget(redis_url: str, prefix: str) -> None:
         await client.aclose()
 
 
-async def read_terminal(prompt: str) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            line = await loop.run_in_executor(None, input, prompt)
-        except EOFError:
-            return
-        yield line
+async def _converse(shell: Shell) -> None:
+    """A person at a terminal: a prompt with history and completion when the output is a
+    terminal too, plain lines otherwise; the bot's messages shown as they arrive."""
+    # Imported here: scripts and pipes run without prompt_toolkit.
+    from bot.devtools import terminal
+
+    if sys.stdout.isatty():
+        shell.say("releasebot shell: `help` for help, Tab completes, `quit` or Ctrl-D leaves.")
+        shell.styled, shell.echo = True, False  # the prompt line stays on screen as typed
+        await terminal.run_prompt(shell, terminal.open_history(terminal.history_path()))
+        return
+    shell.say("releasebot shell: `help` for help, `quit` or Ctrl-D leaves.")
+    watcher = asyncio.create_task(terminal.watch(shell))
+    try:
+        async for line in terminal.read_lines():
+            if not await shell.execute(line):
+                break
+    finally:
+        watcher.cancel()
