@@ -47,7 +47,12 @@ def client(url: str) -> FakeAsyncRedis:
         server = _SERVERS[url]
     except KeyError:
         raise ValueError(f"no embedded Redis {url} in this process") from None
-    return FakeAsyncRedis(server=server)
+    # No socket timeout: there is no socket. With one, redis-py wraps each write in
+    # asyncio.wait_for, and Python 3.11's wait_for drops a cancel that arrives as the write
+    # completes, which in-process it always has. saq's worker, stopped while an upkeep task
+    # was writing, then slept out that task's timer (10 s in the demo) before it could end:
+    # `printf 'help\n' | releasebot shell --demo` took 11 s to exit instead of 1.
+    return FakeAsyncRedis(server=server, socket_timeout=None)
 
 
 class PollingQueue(RedisQueue):

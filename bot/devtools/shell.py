@@ -15,7 +15,7 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -56,6 +56,39 @@ _CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
 _SPECIAL = re.compile(r"<!(here|channel|everyone)>")
+_EMOJI_NAME = re.compile(r":([a-z0-9_+-]+):")
+# Slack's emphasis: a marker next to a word on the inside and to no word on the outside.
+_BOLD = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
+_ITALIC = re.compile(r"(?<![\w_])_(?=\S)([^_\n]+?)(?<=\S)_(?![\w_])")
+_STRIKE = re.compile(r"(?<![\w~])~(?=\S)([^~\n]+?)(?<=\S)~(?![\w~])")
+_CODE = re.compile(r"`([^`\n]+)`")
+# The emoji names the bot and its people write, as the terminal can show them (Slack
+# renders them; a terminal would print `:warning:` as it is).
+EMOJI = {
+    "warning": "⚠️",
+    "white_check_mark": "✅",
+    "heavy_check_mark": "✔️",
+    "x": "❌",
+    "no_entry": "⛔",
+    "no_entry_sign": "🚫",
+    "rocket": "🚀",
+    "hourglass_flowing_sand": "⏳",
+    "rotating_light": "🚨",
+    "rewind": "⏪",
+    "lock": "🔒",
+    "unlock": "🔓",
+    "white_large_square": "⬜",
+    "large_green_circle": "🟢",
+    "red_circle": "🔴",
+    "bust_in_silhouette": "👤",
+    "tada": "🎉",
+    "fire": "🔥",
+    "eyes": "👀",
+}
+# ANSI styles for a terminal (the shell's transcripts of scripts stay plain text).
+_ON = {"bold": "\033[1m", "italic": "\033[3m", "strike": "\033[9m", "code": "\033[36m"}
+_OFF = {"bold": "\033[22m", "italic": "\033[23m", "strike": "\033[29m", "code": "\033[39m"}
+_UNDERLINE, _NO_UNDERLINE, _DIM, _NO_DIM = "\033[4m", "\033[24m", "\033[2m", "\033[22m"
 
 
 def user_id_for(name: str) -> str:
@@ -69,10 +102,13 @@ class Button:
     ts: str
     block_id: str
     action: dict[str, Any]
+    subject: str = ""  # what it acts on, when its own text does not say (Reject → Manual QA)
+    gone: bool = False  # its message no longer has it (a decided gate, a release moved on)
 
     @property
     def label(self) -> str:
-        return str(self.action.get("text", {}).get("text", "button"))
+        text = str(self.action.get("text", {}).get("text", "button"))
+        return f"{text} {self.subject}" if self.subject and self.subject not in text else text
 
 
 @dataclass
@@ -81,6 +117,8 @@ class Shell:
     slack: SlackStandIn
     out: TextIO = sys.stdout
     live: bool = False  # print changes as they happen (interactive) or once settled (script)
+    styled: bool = False  # mrkdwn as ANSI styles (a terminal) or as it is (a transcript)
+    echo: bool = True  # repeat each line after the prompt (a terminal's prompt shows it)
     user: str = "alice"
     site: DemoSite | None = None  # the demo's site, which `site ENV down` breaks
     _http: aiohttp.ClientSession | None = None
@@ -151,7 +189,8 @@ class Shell:
         if line.startswith("#"):
             self.say(line)
             return True
-        self.say(f"{self.user}> {line}")
+        if self.echo:
+            self.say(f"{self.user}> {line}")
         self._last_thread = None
         word, _, rest = line.partition(" ")
         if word in ("quit", "exit"):
@@ -248,6 +287,10 @@ class Shell:
         button = next((b for b in self._buttons.values() if b.number == int(arg)), None)
         if button is None:
             self.say(f"  There is no button [{arg}].")
+            return
+        if button.gone:
+            # Slack takes a button away with its message's update; so does the shell.
+            self.say(f"  Button [{arg}] ({button.label}) is gone: its message no longer has it.")
             return
         confirm = button.action.get("confirm")
         if confirm:
@@ -353,13 +396,19 @@ class Shell:
             parent = messages.get(message.thread_ts) if message.thread_ts else None
             self._print_message(message, parent, updated=shown is not None)
 
+    def live_buttons(self) -> list[Button]:
+        """The buttons that can be clicked now, by number (for tab completion)."""
+        return sorted((b for b in self._buttons.values() if not b.gone), key=lambda b: b.number)
+
     def _open_form(self, view: dict[str, Any]) -> None:
         self._view = view
         self._last_thread = None
         title = view.get("title", {}).get("text", "Form")
         self.say(f"  ┌ form “{title}”")
         for line in render(
-            [b for b in view.get("blocks", []) if b.get("type") != "input"], names=self._names()
+            [b for b in view.get("blocks", []) if b.get("type") != "input"],
+            names=self._names(),
+            styled=self.styled,
         ):
             self.say(f"  │ {line}")
         for block in view.get("blocks", []):
@@ -370,7 +419,10 @@ class Shell:
     def _print_private(self, data: dict[str, Any]) -> None:
         self._last_thread = None
         lines = render(
-            data.get("blocks") or [], fallback=str(data.get("text", "")), names=self._names()
+            data.get("blocks") or [],
+            fallback=str(data.get("text", "")),
+            names=self._names(),
+            styled=self.styled,
         )
         self.say("  (only you) " + lines[0] if lines else "  (only you)")
         for line in lines[1:]:
@@ -381,23 +433,32 @@ class Shell:
 
     def _print_message(self, message: Message, parent: Message | None, updated: bool) -> None:
         where = "#releases" if message.channel.upper().endswith("RELEASES") else message.channel
-        lines = render(message.blocks, fallback=message.text, names=self._names())
+        lines = render(
+            message.blocks, fallback=message.text, names=self._names(), styled=self.styled
+        )
         if message.thread_ts:
             if self._last_thread != message.thread_ts:
                 about = first_line(parent, self._names()) if parent else message.thread_ts
                 self.say(f"  ↳ in the thread of “{about}”:")
             self._last_thread = message.thread_ts
             indent = "      "
+            if updated and lines:  # a reply edited in place (a deploy's progress) says so
+                lines[0] = f"(updated) {lines[0]}"
         else:
             self._last_thread = None
             self.say(f"[{where}] releasebot{' (updated)' if updated else ''}:")
             indent = "  │ "
         for line in lines:
             self.say(indent + line)
+        shown: set[int] = set()
         for block in message.blocks:
             for element in _buttons_of(block):
                 button = self._number(message, block, element)
+                shown.add(button.number)
                 self.say(f"{indent}[{button.number}] {button.label}")
+        for button in self._buttons.values():
+            if button.ts == message.ts:
+                button.gone = button.number not in shown
 
     def _number(self, message: Message, block: dict[str, Any], element: dict[str, Any]) -> Button:
         key = (
@@ -413,24 +474,66 @@ class Shell:
                 ts=message.ts,
                 block_id=key[1],
                 action=element,
+                subject=self._subject(element),
             )
         else:
             self._buttons[key].action = element
         return self._buttons[key]
 
+    def _subject(self, element: dict[str, Any]) -> str:
+        """The gate a button acts on, from its value (`{"v": …, "g": gate id}`): the bot's
+        message shows a plain "Reject" under the gate's line, which the terminal's list of
+        numbered buttons loses."""
+        try:
+            value = json.loads(str(element.get("value", "")))
+        except json.JSONDecodeError:
+            return ""
+        gate_id = value.get("g") if isinstance(value, dict) else None
+        names = {g.id: g.name for g in self.bot.services.config.gates}
+        return names.get(gate_id, "") if isinstance(gate_id, str) else ""
+
 
 # --- Block Kit as text -----------------------------------------------------------------------
 
 
-def plain(text: str, names: dict[str, str] | None = None) -> str:
-    """mrkdwn as a terminal shows it: mentions as @name, dates and links as their text."""
+def plain(text: str, names: dict[str, str] | None = None, styled: bool = False) -> str:
+    """mrkdwn as a terminal shows it: mentions as @name, dates and links as their text,
+    emoji names as emoji. `styled`: bold, italics, strike-through and code as ANSI styles,
+    and a link's address after its text (a transcript keeps the mrkdwn as it is)."""
     names = names or {}
     text = _MENTION.sub(lambda m: "@" + names.get(m.group(1), m.group(1)), text)
     text = _CHANNEL.sub(lambda m: "#" + (m.group(2) or m.group(1)), text)
     text = _DATE.sub(lambda m: m.group(1), text)
-    text = _LINK.sub(lambda m: m.group(2), text)
+    text = _LINK.sub(_link_styled if styled else lambda m: m.group(2), text)
     text = _SPECIAL.sub(lambda m: "@" + m.group(1), text)
+    text = _EMOJI_NAME.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
+    if styled:
+        text = _emphasis(text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _link_styled(match: re.Match[str]) -> str:
+    url, label = match.group(1), match.group(2)
+    shown = f"{_UNDERLINE}{label}{_NO_UNDERLINE}"
+    return shown if label == url else f"{shown} {_DIM}({url}){_NO_DIM}"
+
+
+def _emphasis(text: str) -> str:
+    """Code spans as code, and emphasis only outside them (`*` in code is literal)."""
+    out: list[str] = []
+    last = 0
+    for match in _CODE.finditer(text):
+        out.append(_emphasis_outside_code(text[last : match.start()]))
+        out.append(f"{_ON['code']}{match.group(1)}{_OFF['code']}")
+        last = match.end()
+    out.append(_emphasis_outside_code(text[last:]))
+    return "".join(out)
+
+
+def _emphasis_outside_code(text: str) -> str:
+    for style, pattern in (("bold", _BOLD), ("italic", _ITALIC), ("strike", _STRIKE)):
+        text = pattern.sub(f"{_ON[style]}\\1{_OFF[style]}", text)
+    return text
 
 
 def _buttons_of(block: dict[str, Any]) -> list[dict[str, Any]]:
@@ -443,33 +546,46 @@ def _buttons_of(block: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def render(
-    blocks: list[dict[str, Any]], fallback: str = "", names: dict[str, str] | None = None
+    blocks: list[dict[str, Any]],
+    fallback: str = "",
+    names: dict[str, str] | None = None,
+    styled: bool = False,
 ) -> list[str]:
     lines: list[str] = []
     for block in blocks:
         kind = block.get("type")
         if kind == "header":
-            lines.append(f"== {plain(block['text']['text'], names)} ==")
+            title = plain(block["text"]["text"], names)
+            lines.append(f"{_ON['bold']}{title}{_OFF['bold']}" if styled else f"== {title} ==")
         elif kind == "section":
             if block.get("text"):
                 text = block["text"]["text"].replace("```", "")
-                lines.extend(plain(text, names).splitlines() or [""])
+                lines.extend(plain(text, names, styled).splitlines() or [""])
             if block.get("fields"):
-                parts = [
-                    plain(f["text"], names).replace("*", "").replace("\n", ": ", 1)
-                    for f in block["fields"]
-                ]
+                parts = [_field(f["text"], names, styled) for f in block["fields"]]
                 lines.append(" · ".join(parts))
         elif kind == "context":
             texts = [
-                plain(e.get("text", ""), names) for e in block.get("elements", []) if "text" in e
+                plain(e.get("text", ""), names, styled)
+                for e in block.get("elements", [])
+                if "text" in e
             ]
-            lines.append("(" + " ".join(texts) + ")")
+            line = "(" + " ".join(texts) + ")"
+            lines.append(f"{_DIM}{line}{_NO_DIM}" if styled else line)
         elif kind == "divider":
             lines.append("─" * 20)
     if not lines and fallback:
-        lines = plain(fallback, names).splitlines()
+        lines = plain(fallback, names, styled).splitlines()
     return lines
+
+
+def _field(text: str, names: dict[str, str] | None, styled: bool) -> str:
+    """A field is a bold name over its value: `Name: value` on one line."""
+    if not styled:
+        return plain(text, names).replace("*", "").replace("\n", ": ", 1)
+    name, _, value = text.partition("\n")
+    name = f"{_ON['bold']}{plain(name, names).replace('*', '')}{_OFF['bold']}"
+    return f"{name}: {plain(value, names, styled)}" if value else name
 
 
 def first_line(message: Message, names: dict[str, str]) -> str:
@@ -519,11 +635,7 @@ async def run_shell(
                 await bot.start(port=0, host="127.0.0.1")
                 async with Shell(bot, slack, out=out, live=live, site=site) as shell:
                     if lines is None:
-                        shell.say("releasebot shell: type `help` for help, `quit` to leave.")
-                        async for line in read_terminal(f"{shell.user}> "):
-                            shell.out.write("\033[1A\033[2K")  # the echo replaces the prompt
-                            if not await shell.execute(line):
-                                break
+                        await _converse(shell)
                     else:
                         await shell.run_lines(lines)
             finally:
@@ -555,11 +667,22 @@ async def _forget(redis_url: str, prefix: str) -> None:
         await client.aclose()
 
 
-async def read_terminal(prompt: str) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    while True:
-        try:
-            line = await loop.run_in_executor(None, input, prompt)
-        except EOFError:
-            return
-        yield line
+async def _converse(shell: Shell) -> None:
+    """A person at a terminal: a prompt with history and completion when the output is a
+    terminal too, plain lines otherwise; the bot's messages shown as they arrive."""
+    # Imported here: scripts and pipes run without prompt_toolkit.
+    from bot.devtools import terminal
+
+    if sys.stdout.isatty():
+        shell.say("releasebot shell: `help` for help, Tab completes, `quit` or Ctrl-D leaves.")
+        shell.styled, shell.echo = True, False  # the prompt line stays on screen as typed
+        await terminal.run_prompt(shell, terminal.open_history(terminal.history_path()))
+        return
+    shell.say("releasebot shell: `help` for help, `quit` or Ctrl-D leaves.")
+    watcher = asyncio.create_task(terminal.watch(shell))
+    try:
+        async for line in terminal.read_lines():
+            if not await shell.execute(line):
+                break
+    finally:
+        watcher.cancel()

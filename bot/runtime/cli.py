@@ -211,16 +211,21 @@ def shell(args: argparse.Namespace) -> int:
             state_dir = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="releasebot-shell-"))
             )
-        asyncio.run(
-            run_shell(
-                config,
-                state_dir=state_dir,
-                redis_url=os.environ.get("REDIS_URL") or None,
-                lines=lines,
-                live=lines is None,
-                site=site,
+        try:
+            asyncio.run(
+                run_shell(
+                    config,
+                    state_dir=state_dir,
+                    redis_url=os.environ.get("REDIS_URL") or None,
+                    lines=lines,
+                    live=lines is None,
+                    site=site,
+                )
             )
-        )
+        except KeyboardInterrupt:
+            # Ctrl-C outside the prompt (starting up, a script): the shell has stopped the
+            # bot on its way out; a traceback would only say where Python was.
+            return 130
     return 0
 
 

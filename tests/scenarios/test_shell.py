@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -12,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pexpect
 import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
 
 from bot.devtools.demo import create_demo
 from bot.devtools.embedded_redis import EmbeddedRedis
 from bot.devtools.shell import Shell, plain, render
+from bot.devtools.terminal import ShellCompleter
 from bot.runtime.container import Services
 from bot.runtime.web import Bot
 from tests.helpers.bot import make_settings
@@ -152,6 +157,107 @@ def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
     assert "v0.15.0-rc.1" not in Demo(tmp_path / "d").remote_tags()
 
 
+def test_a_script_without_bot_commands_ends_at_once(tmp_path: Path):
+    # Stopping the worker used to wait out its upkeep timers (a cancel lost in the embedded
+    # Redis client): 11 s for `printf 'help\n' | releasebot shell --demo`.
+    started = time.monotonic()
+    result = run_shell(["--demo-dir", str(tmp_path / "d")], stdin="help\n", timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert "click N" in result.stdout and "Traceback" not in result.stderr
+    assert elapsed < 6, f"the shell took {elapsed:.1f} s to leave"
+
+
+def spawn_terminal(tmp_path: Path, demo: str) -> pexpect.spawn:
+    """The shell on a real pseudo-terminal, as a person runs it."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm", PYTHONFAULTHANDLER="1")
+    env["PROMPT_TOOLKIT_NO_CPR"] = "1"  # nobody answers "where is the cursor?" here
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "bot.runtime.cli", "shell", "--demo-dir", str(tmp_path / demo)],
+        env=env,
+        cwd=str(ROOT),
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 160),
+    )
+    child.logfile_read = io.StringIO()  # everything it showed, for the assertions
+    return child
+
+
+def shown(child: pexpect.spawn) -> str:
+    log = child.logfile_read
+    assert isinstance(log, io.StringIO)
+    return log.getvalue()
+
+
+def leave(child: pexpect.spawn, key: str) -> float:
+    """Press `key` at the prompt; how long the shell took to end."""
+    started = time.monotonic()
+    child.send(key)
+    child.expect(pexpect.EOF, timeout=30)
+    child.close()
+    return time.monotonic() - started
+
+
+@pytest.mark.timeout(120)
+def test_the_terminal_prints_messages_as_they_arrive(tmp_path: Path):
+    child = spawn_terminal(tmp_path, "d")
+    try:
+        child.expect("alice>")
+        child.send("/as bob\r")
+        child.expect("You are now bob")
+        child.expect("bob>")  # the prompt follows /as
+        child.send("site staging down\r")
+        child.expect("answers 503 now")
+        child.expect("bob>")
+        # Nothing more is typed: the monitor's alert appears above the waiting prompt.
+        child.expect(r"\[1\] Acknowledge", timeout=60)
+        child.expect("bob>")  # and the prompt is drawn again under it
+        child.send("cli\t")  # Tab completes the command, then the button's number
+        child.expect("click")
+        child.send(" \t")
+        child.expect("1")
+        child.send("\r")
+        child.expect("acknowledged")
+        child.expect("bob>")
+        assert leave(child, "\x04") < 10  # Ctrl-D
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    assert child.exitstatus == 0, shown(child)[-3000:]
+    assert "Traceback" not in shown(child)
+    assert "\033[1mCRITICAL" in shown(child)  # mrkdwn bold, shown bold
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_at_the_prompt_leaves_at_once_and_history_stays(tmp_path: Path):
+    child = spawn_terminal(tmp_path, "d1")
+    try:
+        child.expect("alice>")
+        child.send("/release help\r")
+        child.expect("--description TEXT")
+        child.expect("alice>")
+        assert leave(child, "\x03") < 10  # Ctrl-C
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    assert child.exitstatus == 0 and "Traceback" not in shown(child), shown(child)[-3000:]
+    # The next run remembers what was typed: Up brings it back.
+    assert "/release help" in (tmp_path / "state" / "releasebot" / "shell_history").read_text()
+    child = spawn_terminal(tmp_path, "d2")
+    try:
+        child.expect("alice>")
+        child.send("\x1b[A")
+        child.expect("/release help")
+        assert leave(child, "\x03") < 10
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    assert child.exitstatus == 0 and "Traceback" not in shown(child), shown(child)[-3000:]
+
+
 def test_shell_on_a_real_redis_leaves_no_keys(tmp_path: Path):
     import redis as sync_redis
 
@@ -238,6 +344,115 @@ async def test_buttons_are_numbered_and_a_click_reaches_the_bot_signed(
         assert "I do not know this button, so nothing was done" in text
     finally:
         await bot.stop()
+
+
+async def post(slack, http: aiohttp.ClientSession, method: str, body: dict[str, Any]) -> str:
+    async with http.post(
+        f"{slack.base_url}{method}",
+        json=body,
+        headers={"Authorization": f"Bearer {slack.token}"},
+    ) as resp:
+        data = await resp.json()
+    assert data["ok"], data
+    return str(data["ts"])
+
+
+def gate_actions(gate: str) -> dict[str, Any]:
+    value = json.dumps({"v": "1.0.0-rc.1", "g": gate})
+    return {
+        "type": "actions",
+        "block_id": f"gate:{gate}",
+        "elements": [
+            {
+                "type": "button",
+                "action_id": "gate_approve",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Approve Manual QA"},
+            },
+            {
+                "type": "button",
+                "action_id": "gate_reject",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Reject"},
+            },
+        ],
+    }
+
+
+async def test_buttons_name_their_gate_and_go_with_it(slack, prefix, redis, git_remote, tmp_path):
+    bot = Bot(
+        Services.create(
+            make_settings(prefix, slack, tmp_path / "s"), make_config(git_remote, tmp_path)
+        ),
+        "web",
+    )
+    await bot.start(port=0, host="127.0.0.1")
+    out = io.StringIO()
+    try:
+        async with Shell(bot, slack, out=out) as shell, aiohttp.ClientSession() as http:
+            line = {"type": "section", "text": {"type": "mrkdwn", "text": "⬜ Manual QA"}}
+            ts = await post(
+                slack,
+                http,
+                "chat.postMessage",
+                {"channel": "#releases", "text": "rc", "blocks": [line, gate_actions("qa")]},
+            )
+            reply = await post(
+                slack,
+                http,
+                "chat.postMessage",
+                {"channel": "#releases", "thread_ts": ts, "text": "⏳ Deploying…"},
+            )
+            shell.flush()
+            # "Reject" alone, in a list of numbered buttons, would not say what it rejects.
+            assert "[2] Reject Manual QA" in out.getvalue()
+            assert "[1] Approve Manual QA\n" in out.getvalue()  # no name twice
+            event = CompleteEvent(completion_requested=True)
+            offered = ShellCompleter(shell).get_completions(Document("click "), event)
+            assert [(c.text, c.display_meta_text) for c in offered] == [
+                ("1", "Approve Manual QA"),
+                ("2", "Reject Manual QA"),
+            ]
+            # The gate is decided: the bot's update takes its buttons away, and an edited
+            # thread reply says it was edited, as an edited channel message does.
+            done = {"type": "section", "text": {"type": "mrkdwn", "text": "✅ Manual QA"}}
+            await post(
+                slack,
+                http,
+                "chat.update",
+                {"channel": "#releases", "ts": ts, "text": "rc", "blocks": [done]},
+            )
+            await post(
+                slack,
+                http,
+                "chat.update",
+                {"channel": "#releases", "ts": reply, "text": "✅ Deployed"},
+            )
+            out.truncate(0)
+            out.seek(0)
+            shell.flush()
+            text = out.getvalue()
+            assert "releasebot (updated):" in text and "[1]" not in text
+            assert "      (updated) ✅ Deployed" in text
+            await shell.execute("click 2")
+            assert "Button [2] (Reject Manual QA) is gone" in out.getvalue()
+            offered = ShellCompleter(shell).get_completions(Document("click "), event)
+            assert list(offered) == []
+    finally:
+        await bot.stop()
+
+
+def test_mrkdwn_is_styled_for_a_terminal():
+    names = {"U0BOB": "bob"}
+    text = "*v1.2* by <@U0BOB> in `staging` <https://x.test/a|the log> :white_check_mark: *"
+    assert plain(text, names, styled=True) == (
+        "\033[1mv1.2\033[22m by @bob in \033[36mstaging\033[39m "
+        "\033[4mthe log\033[24m \033[2m(https://x.test/a)\033[22m ✅ *"
+    )
+    # Inside code, and inside words, the markers are literal.
+    assert plain("`a*b*c` snake_case_name", styled=True) == "\033[36ma*b*c\033[39m snake_case_name"
+    # A transcript keeps the mrkdwn; only emoji names, which no terminal shows, are replaced.
+    assert plain(text, names) == "*v1.2* by @bob in `staging` the log ✅ *"
 
 
 def test_block_kit_as_text():
