@@ -388,19 +388,18 @@ async def test_a_waiting_rollback_is_cancelled_by_who_asked_and_never_runs(
     production_runs = [ln for ln in deploy_log(tmp_path) if ln.startswith("production")]
     await bot.click(request[0], "rollback_cancel", user="U0EVE", user_name="eve")
     await bot.click(request[0], "rollback_cancel", user="U0BOB", user_name="bob")
-    said = await bot.slack.wait_for(
-        lambda: (
-            [
-                bot.slack.text_of(c.params)
-                for c in bot.slack.calls_to("response_url")
-                if "cancel" in bot.slack.text_of(c.params)
-            ]
-            if len(bot.slack.calls_to("response_url")) >= 2
-            else None
-        )
+    expected = (
+        "only who asked for a rollback, or an approver of it",
+        "You cancelled the rollback of *production*",
     )
-    assert any("only who asked for a rollback, or an approver of it" in t for t in said)
-    assert any("You cancelled the rollback of *production*" in t for t in said)
+
+    def both_answers() -> list[str] | None:
+        # Each click's private answer comes after its ack, in either order.
+        said = [bot.slack.text_of(c.params) for c in bot.slack.calls_to("response_url")]
+        return said if all(any(e in t for t in said) for e in expected) else None
+
+    said = await bot.slack.wait_for(both_answers)
+    assert said
     text = await bot.slack.wait_for(
         lambda: (
             "cancelled by bob" in bot.slack.text_of(request[0]) and bot.slack.text_of(request[0])
