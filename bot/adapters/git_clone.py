@@ -372,6 +372,28 @@ def in_history(path: Path, head: str, commits: tuple[str, ...]) -> set[str]:
     return found
 
 
+MAX_CHANGES = 5000  # commits read for one shipped version (a first deploy of a long history)
+_SHA = re.compile(r"[0-9a-f]{40}")
+
+
+def commit_times(path: Path, base: str, head: str) -> list[float]:
+    """The commit times of the changes `head` brought since `base` (of `head` alone when
+    `base` is "" or unknown to the clone). Commits are data here: only full object names go
+    to git, each checked to be one, never an option."""
+    if not _SHA.fullmatch(head) or (base and not _SHA.fullmatch(base)):
+        return []
+    with _locked(path), _repo(path) as repo:
+        if not _has_commit(repo, head):
+            return []
+        if base and _has_commit(repo, base):
+            out = repo.git.log(
+                f"--max-count={MAX_CHANGES}", "--format=%ct", f"{base}..{head}", "--"
+            )
+        else:
+            out = repo.git.log("--max-count=1", "--format=%ct", head, "--")
+    return [float(line) for line in out.split() if line.isdigit()]
+
+
 @_git_errors
 def version_tags(path: Path, tag_prefix: str) -> dict[str, str]:
     """Every tag that may be of the bot's form, with the commit it points at, as last
@@ -545,6 +567,10 @@ class GitClone:
 
     async def version_tags(self) -> dict[str, str]:
         return await asyncio.to_thread(version_tags, self.path, self.tag_prefix)
+
+    async def commit_times(self, base: str, head: str) -> list[float]:
+        await self.sync_tags()  # the commits of every released version are fetched
+        return await asyncio.to_thread(commit_times, self.path, base, head)
 
     async def read_branch(self, branch: str) -> Snapshot:
         return await asyncio.to_thread(

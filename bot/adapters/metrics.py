@@ -109,6 +109,33 @@ REDIS_ERRORS = Counter(
     registry=REGISTRY,
 )
 
+# The delivery figures (DORA) over the last 30 days, worked out again at most every few
+# minutes (bot.services.delivery_report): what a team reviews, for its dashboards.
+DEPLOYS_PER_DAY = Gauge(
+    "releasebot_deployment_frequency_per_day",
+    "Successful deploys a day over the last 30 days",
+    ["environment"],
+    registry=REGISTRY,
+)
+LEAD_TIME = Gauge(
+    "releasebot_lead_time_seconds",
+    "Lead time for changes (commit to production deploy) over the last 30 days",
+    ["quantile"],
+    registry=REGISTRY,
+)
+CHANGE_FAILURE_RATE = Gauge(
+    "releasebot_change_failure_rate",
+    "Production deploys followed by a rollback, a hotfix or a critical incident within the "
+    "monitoring window, over the last 30 days (0 to 1)",
+    registry=REGISTRY,
+)
+TIME_TO_RESTORE = Gauge(
+    "releasebot_time_to_restore_seconds",
+    "Median time from an incident's opening to its end, or a rollback's asking to its end, "
+    "over the last 30 days",
+    registry=REGISTRY,
+)
+
 # Audited actions that are counted, and the counter each goes to.
 _FINISHED = {"deploy.finish": DEPLOYS, "rollback.finish": ROLLBACKS}
 
@@ -178,3 +205,20 @@ class Timer:
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+
+def delivery(
+    per_day: dict[str, float],
+    lead_median: float | None,
+    lead_p90: float | None,
+    failure_rate: float | None,
+    restore_median: float | None,
+) -> None:
+    """The delivery figures, as gauges (NaN where there is nothing to measure yet)."""
+    for environment, rate in per_day.items():
+        DEPLOYS_PER_DAY.labels(environment).set(rate)
+    nan = float("nan")
+    LEAD_TIME.labels("0.5").set(nan if lead_median is None else lead_median)
+    LEAD_TIME.labels("0.9").set(nan if lead_p90 is None else lead_p90)
+    CHANGE_FAILURE_RATE.set(nan if failure_rate is None else failure_rate)
+    TIME_TO_RESTORE.set(nan if restore_median is None else restore_median)

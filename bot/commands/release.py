@@ -27,6 +27,8 @@ Redeploy the previous good version (or VERSION); ENV stays locked afterwards.
 *`/release cancel [VERSION] --reason TEXT`*
 Stop an open candidate (the newest, or VERSION): it can no longer be promoted.
 *`/release audit [VERSION]`* Who did what to a release, and when (or the latest entries).
+*`/release report [--since 30d]`*
+Deploys a day, lead time for changes, change failure rate, time to restore.
 *`/release adopt ENV VERSION --reason TEXT`*
 Tell the bot what ENV runs when it did not deploy it (VERSION must be a tag).
 *`/release lock ENV --reason TEXT [--force]`* Stop deploys to ENV until it is unlocked.
@@ -111,6 +113,11 @@ class StatusCommand:
 
 
 @dataclass(frozen=True)
+class ReportCommand:
+    since: str | None = None  # as `releasebot report --since` takes it: 30d, 2026-11-01…
+
+
+@dataclass(frozen=True)
 class HealthCommand:
     environment: str | None = None
 
@@ -146,6 +153,7 @@ Command = (
     | HealthCommand
     | CancelCommand
     | AdoptCommand
+    | ReportCommand
 )
 
 _RC_OPTIONS = {"--description": True, "--issue": True, "--bump": True, "--dry-run": False}
@@ -186,6 +194,14 @@ def parse_release_command(text: str) -> Command:
         if to is not None and not VERSION_WORD.fullmatch(str(to)):
             raise CommandError(f"`--to {to}` is not a version; use one like `--to v0.14.1`.")
         return RollbackCommand(reason=reason, environment=env, to=str(to) if to else None)
+    if sub == "report":
+        opts = _parse_options("report", rest, {"--since": True})
+        since = opts.get("--since")
+        if isinstance(since, str) and not VERSION_WORD.fullmatch(since):
+            raise CommandError(
+                "`--since` takes a date or an age, like `--since 30d` or `--since 2026-11-01`."
+            )
+        return ReportCommand(since=since if isinstance(since, str) else None)
     if sub == "audit":
         if len(rest) > 1 or (rest and not VERSION_WORD.fullmatch(rest[0])):
             raise CommandError(

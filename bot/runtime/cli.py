@@ -6,14 +6,17 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
+
+from redis.exceptions import RedisError
 
 from bot.adapters.process.runner import keep_memory_from_children
 from bot.domain.config import Config, ConfigError, load_config
@@ -88,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the config file")
     check.add_argument(
         "--config", help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml)"
+    )
+    report_cmd = sub.add_parser(
+        "report",
+        help="delivery figures (DORA) from the recorded releases (needs REDIS_URL)",
+        description="Deployment frequency per environment, lead time for changes, change "
+        "failure rate and time to restore, over a period, from the audit trail, production's "
+        "history and the repository's commits.",
+    )
+    report_cmd.add_argument(
+        "--config", help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml)"
+    )
+    report_cmd.add_argument(
+        "--since",
+        default="30d",
+        help="from then on: an age like 30d or 12h, or a date (2026-11-01)",
+    )
+    report_cmd.add_argument(
+        "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
     audit = sub.add_parser("audit", help="the audit trail (needs REDIS_URL)")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="{export}", required=True)
@@ -235,6 +256,63 @@ def audit_export(args: argparse.Namespace) -> int:
     return run_export(since=args.since, fmt=args.format, output=args.output, environ=os.environ)
 
 
+def report(args: argparse.Namespace, path: str) -> int:
+    """`releasebot report`: the figures on stdout, or a message on stderr and exit 2."""
+    import time
+
+    from bot.adapters.git_clone import GitClone
+    from bot.adapters.redis.store import Store
+    from bot.domain.delivery import as_text
+    from bot.services.delivery_report import delivery_report, since_of
+
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        print(
+            "releasebot: set REDIS_URL to the Redis the bot uses (the trail is read there)",
+            file=sys.stderr,
+        )
+        return 2
+    config = _load(path)
+    try:
+        since = since_of(args.since, time.time())
+    except ValueError as exc:
+        print(f"releasebot: --since: {exc}", file=sys.stderr)
+        return 2
+
+    @dataclasses.dataclass
+    class Sources:
+        """What the report reads: the store, the clone, the config and the clock."""
+
+        config: Config
+        store: Store
+        git: GitClone
+        clock: Callable[[], float] = time.time
+
+    async def run() -> str:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30)
+        state = Path(os.environ.get("RELEASEBOT_STATE_DIR") or ".releasebot")
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        repo = config.repository
+        git = GitClone(repo.url, state / "repo", repo.remote, "", repo.tag_prefix)
+        try:
+            store = Store(redis, os.environ.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:")
+            found = await delivery_report(Sources(config, store, git), since)
+        finally:
+            await redis.aclose()
+        if args.format == "json":
+            return json.dumps(found.to_dict(), indent=2)
+        return as_text(found, [e.name for e in config.environments])
+
+    try:
+        print(asyncio.run(run()))
+    except (OSError, RedisError) as exc:
+        print(f"releasebot: reading the recorded releases failed: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # First: before any secret is read, nothing of this process is readable by the commands
     # it will run as the same user.
@@ -243,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "audit":
         return audit_export(args)
     path = config_path(args.config)
+    if args.command == "report":
+        return report(args, path)
     if args.command == "check-config":
         return check_config(path)
     if args.command == "shell":

@@ -262,8 +262,10 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
             return web.json_response({"ok": False, "redis": "Redis unreachable"}, status=503)
         return web.json_response({"ok": True, "redis": "ok"})
 
+    figures = DeliveryFigures()
+
     async def metrics_page(_: web.Request) -> web.Response:
-        await refresh_gauges(services)
+        await refresh_gauges(services, figures)
         return web.Response(
             body=generate_latest(metrics.REGISTRY),
             headers={"Content-Type": CONTENT_TYPE_LATEST},
@@ -310,8 +312,49 @@ def request_label(body: dict[str, Any]) -> tuple[str, str]:
     return "event", "other"
 
 
-async def refresh_gauges(services: Services) -> None:
-    """What /metrics reads from Redis when it is scraped: the incidents open now."""
+DELIVERY_EVERY = 600.0  # seconds between two workings-out of the delivery figures
+DELIVERY_DAYS = 30
+
+
+class DeliveryFigures:
+    """The delivery figures of /metrics, worked out in the background at most every
+    DELIVERY_EVERY seconds: a scrape never waits on the trail and git."""
+
+    def __init__(self) -> None:
+        self.at = -DELIVERY_EVERY
+        self.task: asyncio.Task[None] | None = None
+
+    def refresh(self, services: Services) -> None:
+        now = time.monotonic()
+        if now - self.at < DELIVERY_EVERY or (self.task is not None and not self.task.done()):
+            return
+        self.at = now
+        self.task = asyncio.create_task(self._work_out(services))
+        services.track(self.task)
+
+    async def _work_out(self, services: Services) -> None:
+        from bot.services.delivery_report import delivery_report
+
+        try:
+            now = services.clock()
+            report = await delivery_report(services, now - DELIVERY_DAYS * 86400, now)
+        except Exception:
+            log.warning("working out the delivery figures failed", exc_info=True)
+            return
+        metrics.delivery(
+            {e.name: report.per_day(e.name) for e in services.config.environments},
+            report.lead_time_median,
+            report.lead_time_p90,
+            report.change_failure_rate,
+            report.restore_median,
+        )
+
+
+async def refresh_gauges(services: Services, figures: DeliveryFigures | None = None) -> None:
+    """What /metrics reads from Redis when it is scraped: the incidents open now (and the
+    delivery figures, when they are due to be worked out again)."""
+    if figures is not None:
+        figures.refresh(services)
     environments = [e.name for e in services.config.environments]
     pairs = [(e, check) for e in environments for check in (OUTAGE_CHECK, DEPLOY_CHECK)]
     try:

@@ -26,6 +26,7 @@ from bot.commands.release import (
     HotfixCommand,
     LockCommand,
     RcCommand,
+    ReportCommand,
     RollbackCommand,
     StatusCommand,
     UnlockCommand,
@@ -39,6 +40,7 @@ from bot.services import (
     adopt_version,
     cancel_release,
     create_candidate,
+    delivery_report,
     lock_environments,
     monitor_health,
     promote_release,
@@ -159,6 +161,17 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
                 command_actor(command),
                 command.get("response_url"),
                 parsed.version,
+            ),
+        )
+    if isinstance(parsed, ReportCommand):
+        return Answer(
+            "Working out the delivery figures…",
+            read_only=True,
+            after=partial(
+                delivery_report.answer_report,
+                services,
+                command.get("response_url"),
+                parsed.since,
             ),
         )
     if isinstance(parsed, HealthCommand):

@@ -102,6 +102,7 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "✅ Automated tests passed" in out.split("re-runs *Automated tests*")[1]
     assert "Infrastructure validation — waived: Known flake" in out
     assert "(asked by @alice, approved by @bob)" in out
+    assert "Delivery over" in out and "Change failure rate" in out  # /release report
     assert "== 🚫 v0.16.0-rc.1 · cancelled ==" in out
     # Approvals recorded, and the refusal of self-approval.
     assert "nobody approves their own release" in out

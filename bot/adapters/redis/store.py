@@ -195,6 +195,11 @@ class Store:
             return release_entries(self.redis, self.keys, release)
         return read_entries(self.redis, self.keys.audit)
 
+    def audit_since(self, since: float) -> AsyncIterator[dict[str, str]]:
+        """The trail from the time `since` on (its stream IDs start with the milliseconds they
+        were written at, so no entry before is read)."""
+        return read_entries(self.redis, self.keys.audit, start=f"{max(0, int(since * 1000))}-0")
+
     async def latest_audit(self, count: int) -> tuple[list[dict[str, str]], int]:
         """The newest `count` entries, oldest of them first, and how many there are in all."""
         return await latest_entries(self.redis, self.keys.audit, count)
