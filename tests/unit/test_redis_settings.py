@@ -14,7 +14,12 @@ from redis.asyncio.sentinel import (
     SentinelManagedSSLConnection,
 )
 
-from bot.adapters.redis.connect import BlockingSentinelPool, RedisTarget, connect
+from bot.adapters.redis.connect import (
+    BlockingSentinelPool,
+    FollowingSentinelPool,
+    RedisTarget,
+    connect,
+)
 from bot.runtime.settings import Settings, SettingsError
 
 BASE = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
@@ -113,7 +118,7 @@ async def test_a_sentinel_target_makes_a_sentinel_pool_for_every_client(
     store = connect(target, max_connections=8, pool_wait=1)
     queue = connect(target)
     assert isinstance(store.connection_pool, BlockingSentinelPool)
-    assert type(queue.connection_pool) is SentinelConnectionPool
+    assert type(queue.connection_pool) is FollowingSentinelPool
     for pool in (store.connection_pool, queue.connection_pool):
         assert isinstance(pool, SentinelConnectionPool)
         assert pool.service_name == "main"

@@ -5,7 +5,9 @@ them alike."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -186,9 +188,36 @@ def pack_in_c(pool: ConnectionPool) -> ConnectionPool:
     return pool
 
 
-class BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
-    """Sentinel's pool (each new connection goes to the primary the sentinels name now) that
-    waits for a free connection like BlockingConnectionPool instead of failing a burst."""
+class FollowingSentinelPool(SentinelConnectionPool):
+    """Sentinel's pool, which also notices a failover while its connections stay open.
+
+    redis-py's pool asks the sentinels where the primary is only when it opens a connection.
+    A pooled connection to a primary that was handed over (SENTINEL FAILOVER, or one that
+    comes back after a partition) stays open, and that server goes on accepting writes until
+    the sentinels turn it into a replica, seconds later; those writes are then lost (a test
+    saw a gate's "running" vanish that way). So at most every FOLLOW_SECONDS, taking a
+    connection asks the sentinels again: on a new address the idle connections are closed
+    at once, and those in use are closed when they come back (`owns_connection`)."""
+
+    FOLLOW_SECONDS = 0.25
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._asked_at = 0.0
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if self.master_address is not None and now - self._asked_at >= self.FOLLOW_SECONDS:
+            self._asked_at = now  # before the await: concurrent callers do not ask too
+            # When no sentinel answers, the primary we know may still: the command will say.
+            with contextlib.suppress(RedisConnectionError):
+                await self.get_master_address()  # type: ignore[no-untyped-call]
+        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+
+class BlockingSentinelPool(FollowingSentinelPool, BlockingConnectionPool):
+    """The same, waiting for a free connection like BlockingConnectionPool instead of
+    failing a burst."""
 
 
 class _SentinelClient(Redis):
@@ -241,7 +270,7 @@ def connect(
     )
     if target.tls:
         kwargs["ssl"] = True
-    sentinel_pool: type[SentinelConnectionPool] = SentinelConnectionPool
+    sentinel_pool: type[SentinelConnectionPool] = FollowingSentinelPool
     if max_connections is not None:
         sentinel_pool = BlockingSentinelPool
         kwargs["timeout"] = pool_wait
