@@ -82,10 +82,18 @@ async def start_bot(
         redis_url: str = REDIS_URL,
         post_interval: float = 0.05,
         tag_sync_interval: float = 60.0,
+        redis_env: dict[str, str] | None = None,
     ) -> RunningBot:
-        """The real bot; `redis_url` points it at a Redis of the test's own (RedisServer)."""
+        """The real bot; `redis_url` points it at a Redis of the test's own (RedisServer),
+        `redis_env` at one named by variables (REDIS_SENTINELS…: tests/helpers/sentinel.py)."""
         settings = make_settings(
-            prefix, slack, tmp_path / f"state-{name}", redis_url, post_interval, tag_sync_interval
+            prefix,
+            slack,
+            tmp_path / f"state-{name}",
+            redis_url,
+            post_interval,
+            tag_sync_interval,
+            redis_env,
         )
         services = Services.create(settings, config)
         bot = Bot(services, role)

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.adapters.redis.connect import RedisTarget, connect
 from bot.devtools import payloads
 from bot.devtools.demo import DemoSite
 from bot.devtools.embedded_redis import WARNING, EmbeddedRedis
@@ -658,7 +658,7 @@ def _dump_tasks() -> None:
 
 async def _forget(redis_url: str, prefix: str) -> None:
     """A shell session on a real Redis leaves nothing behind."""
-    client = Redis.from_url(redis_url)
+    client = connect(RedisTarget(url=redis_url))
     try:
         for pattern in (f"{prefix}*", f"saq:*{prefix}*"):
             async for key in client.scan_iter(match=pattern, count=500):

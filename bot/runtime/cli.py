@@ -40,7 +40,10 @@ Environment:
   SLACK_BOT_TOKEN        bot token (xoxb-...), every role
   SLACK_SIGNING_SECRET   signing secret, web and all over HTTP (not with Socket Mode)
   SLACK_APP_TOKEN        app-level token (xapp-...): connect in Socket Mode instead of HTTP
-  REDIS_URL              redis://host:6379/0 (unset: an embedded Redis, for trying only)
+  REDIS_URL              redis://host:6379/0 or rediss:// (unset: an embedded Redis, for
+                         trying only)
+  REDIS_SENTINELS        host:port,host:port: the primary is the one these sentinels name
+  REDIS_SENTINEL_MASTER  the name the sentinels monitor it by (with REDIS_SENTINELS)
   PORT                   the HTTP port when --port is not given (default 3000)
   LOG_LEVEL              DEBUG, INFO (default), WARNING, ERROR
   LOG_FORMAT             text (default on a terminal) or json (default otherwise)
@@ -354,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     # that the role is past its checks.
     log.info("starting the %s role", args.role)
     embedded = None
-    if settings.redis_url is None:
+    if settings.redis_target is None:
         try:
             from bot.devtools.embedded_redis import WARNING, EmbeddedRedis
         except ImportError:

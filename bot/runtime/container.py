@@ -12,17 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hiredis
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.connection import (
-    Connection,
-    ConnectionPool,
-    SSLConnection,
-    UnixDomainSocketConnection,
-)
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.connection import HiredisRespSerializer
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from saq import Queue
@@ -33,6 +23,7 @@ from bot.adapters.git_clone import GitClone
 from bot.adapters.http_probe import Prober
 from bot.adapters.process.runner import CommandRunner
 from bot.adapters.redis.claims import CreationClaims, FormTickets
+from bot.adapters.redis.connect import connect
 from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
 from bot.adapters.redis.flag_requests import RedisFlagRequests
 from bot.adapters.redis.keys import Keys
@@ -59,63 +50,6 @@ STORE_UNREACHABLE = UNREACHABLE
 CLOSE_STEP_SECONDS = 15.0
 REDIS_POOL_SIZE = 256  # connections per process (Redis allows 10,000 clients)
 REDIS_POOL_WAIT = 10.0  # seconds a call waits for one of them
-
-# Every client of the bot's Redis. After a Redis restart the pooled connections are dead: a
-# command on one is retried once on a fresh connection (only for a connection error, which
-# means the command was not executed; a timeout is not retried, it may have been), and an
-# idle connection is checked before it is used again.
-REDIS_OPTIONS: dict[str, Any] = {
-    "socket_connect_timeout": 2,
-    "socket_timeout": 10,
-    "health_check_interval": 30,
-    "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
-    "retry_on_error": [RedisConnectionError],
-}
-
-
-class _PackedInC:
-    """redis-py packs each command in Python on its asyncio connections (its sync ones use
-    hiredis, a dependency of ours): about 30 µs for the XADD of an audit entry, which every
-    command and click writes. The same bytes, packed by hiredis in C in a sixth of that."""
-
-    _packer = HiredisRespSerializer()
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        name = args[0].encode() if isinstance(args[0], str) else args[0]
-        if isinstance(name, bytes) and b" " not in name:
-            try:
-                return [hiredis.pack_command((name, *args[1:]))]
-            except TypeError:
-                pass  # a bytearray, or what cannot be sent: redis-py's packer says which
-        # A name of two words ("CLIENT SETNAME") is sent as two arguments.
-        packed: list[bytes] = self._packer.pack(*args)
-        return packed
-
-
-class _PackedConnection(_PackedInC, Connection):
-    pass
-
-
-class _PackedSSLConnection(_PackedInC, SSLConnection):
-    pass
-
-
-class _PackedUnixConnection(_PackedInC, UnixDomainSocketConnection):
-    pass
-
-
-_PACKED: dict[type[Any], type[Any]] = {
-    Connection: _PackedConnection,
-    SSLConnection: _PackedSSLConnection,
-    UnixDomainSocketConnection: _PackedUnixConnection,
-}
-
-
-def pack_in_c(pool: ConnectionPool) -> ConnectionPool:
-    """`pool` (before its first connection) with connections that pack in C, for each of
-    redis-py's own connection classes (the URL's scheme picks one)."""
-    pool.connection_class = _PACKED.get(pool.connection_class, pool.connection_class)
-    return pool
 
 
 class StateDirShared(ValueError):
@@ -282,14 +216,15 @@ class Services:
             )
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         state_dir.chmod(0o700)
-        if settings.redis_url is None:
+        target = settings.redis_target
+        if target is None:
             raise ValueError("no Redis URL: start the embedded Redis first (bot.runtime.cli does)")
         if settings.embedded_redis:
             from bot.devtools.embedded_redis import PollingQueue, client
 
-            redis: Redis = client(settings.redis_url)
+            redis: Redis = client(target.url)
             store = Store(redis, settings.redis_prefix)
-            queue: Queue = PollingQueue(client(settings.redis_url), name=store.keys.queue_name)
+            queue: Queue = PollingQueue(client(target.url), name=store.keys.queue_name)
         else:
             # A burst waits for a free connection instead of failing. A burst of 600 through
             # `serve` once ran 64 connections out with a 2 s wait, and after-ack work failed.
@@ -298,16 +233,11 @@ class Services:
             # budget (handlers.answers) bounds it. (tests/scenarios/test_request_burst.py
             # loses nothing even at 8 connections here: Redis answers in microseconds and
             # audit entries share writes, so the size is headroom, not a measured need.)
-            pool = BlockingConnectionPool.from_url(
-                settings.redis_url,
-                max_connections=REDIS_POOL_SIZE,
-                timeout=REDIS_POOL_WAIT,
-                **REDIS_OPTIONS,
-            )
-            redis = Redis.from_pool(pack_in_c(pool))
+            # Both clients come from `connect`, so under Sentinel the store, the locks and the
+            # queue all follow the primary through a failover.
+            redis = connect(target, max_connections=REDIS_POOL_SIZE, pool_wait=REDIS_POOL_WAIT)
             store = Store(redis, settings.redis_prefix)
-            queue_redis = Redis.from_url(settings.redis_url, **REDIS_OPTIONS)
-            pack_in_c(queue_redis.connection_pool)
+            queue_redis = connect(target)
             queue = PatientQueue(queue_redis, name=store.keys.queue_name, keys=store.keys)
         slack = web_client(settings.bot_token, settings.slack_api_url)
         monitor_state = RedisMonitorState(

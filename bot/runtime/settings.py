@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.adapters.redis.connect import RedisSettingError, RedisTarget, target_from_env
+
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 DEFAULT_CONFIG_PATH = "releasebot.toml"
 
@@ -33,7 +35,8 @@ class SettingsError(Exception):
 class Settings:
     bot_token: str
     signing_secret: str
-    # None: no REDIS_URL was given; `serve` and `shell` then start an embedded Redis.
+    # None: no REDIS_URL was given; `serve` and `shell` then start an embedded Redis. Under
+    # Sentinel it may be None too, or carry only the scheme, password and database.
     redis_url: str | None
     app_token: str | None = None
     slack_api_url: str = DEFAULT_SLACK_API_URL
@@ -51,6 +54,26 @@ class Settings:
     embedded_redis: bool = False
     # How old a `/release status` served from the last read may be (bot.runtime.container).
     status_max_age: float = 0.2
+    # REDIS_SENTINELS and REDIS_SENTINEL_MASTER: the primary is whichever server these
+    # sentinels name (REDIS_URL's host is then not used).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = ""
+    redis_sentinel_tls: bool = False
+    redis_tls_ca_file: str | None = None
+
+    @property
+    def redis_target(self) -> RedisTarget | None:
+        """Where the bot's Redis is (every client of it is made from this), or None for the
+        embedded one to be started."""
+        if self.redis_url is None and not self.redis_sentinels:
+            return None
+        return RedisTarget(
+            url=self.redis_url or "",
+            sentinels=self.redis_sentinels,
+            master=self.redis_sentinel_master,
+            sentinel_tls=self.redis_sentinel_tls,
+            ca_file=self.redis_tls_ca_file,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, role: str = "all") -> Settings:
@@ -89,10 +112,18 @@ class Settings:
         interval = _seconds(env, "RELEASEBOT_POST_INTERVAL", 1.0, 0, 60)
         tag_sync = _seconds(env, "RELEASEBOT_TAG_SYNC_INTERVAL", 60.0, 1, 3600)
         secret = env.get("SLACK_SIGNING_SECRET", "") if role in SLACK_ROLES else ""
+        try:
+            target = target_from_env(env)
+        except RedisSettingError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             bot_token=env["SLACK_BOT_TOKEN"],
             signing_secret=secret,
             redis_url=env.get("REDIS_URL") or None,
+            redis_sentinels=target.sentinels if target else (),
+            redis_sentinel_master=target.master if target else "",
+            redis_sentinel_tls=target.sentinel_tls if target else False,
+            redis_tls_ca_file=target.ca_file if target else None,
             app_token=env.get("SLACK_APP_TOKEN") or None,
             slack_api_url=api_url if api_url.endswith("/") else api_url + "/",
             state_dir=Path(env.get("RELEASEBOT_STATE_DIR") or ".releasebot"),

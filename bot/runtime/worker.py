@@ -7,7 +7,8 @@ from typing import cast
 from saq import Worker
 from saq.types import PartialTimersDict
 
-from bot.runtime.container import REDIS_OPTIONS, Services
+from bot.adapters.redis.connect import REDIS_OPTIONS
+from bot.runtime.container import Services
 from bot.runtime.jobs import FUNCTIONS, JobContext
 
 

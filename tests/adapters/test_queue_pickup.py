@@ -10,7 +10,8 @@ import pytest
 from redis.asyncio import Redis
 from saq import Worker
 
-from bot.runtime.container import REDIS_OPTIONS, PatientQueue, Services
+from bot.adapters.redis.connect import REDIS_OPTIONS
+from bot.runtime.container import PatientQueue, Services
 from bot.runtime.worker import build_worker, queue_wait_seconds
 from bot.services import roll_back as rollback_jobs
 from tests.helpers.bot import make_settings

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.adapters.redis.connect import target_from_env
 from bot.devtools.slack_stand_in import SlackStandIn, validate_blocks
 from bot.runtime.container import Services
 from bot.runtime.settings import Settings
@@ -33,11 +34,19 @@ def make_settings(
     redis_url: str = REDIS_URL,
     post_interval: float = 0.05,
     tag_sync_interval: float = 60.0,
+    redis_env: dict[str, str] | None = None,
 ) -> Settings:
+    """`redis_env` (REDIS_SENTINELS and the like, read as `Settings.from_env` reads them)
+    points the bot at a Redis of the test's own that `redis_url` cannot name alone."""
+    target = target_from_env(redis_env) if redis_env else None
     return Settings(
         bot_token=BOT_TOKEN,
         signing_secret=SIGNING_SECRET,
-        redis_url=redis_url,
+        redis_url=(target.url or None) if target else redis_url,
+        redis_sentinels=target.sentinels if target else (),
+        redis_sentinel_master=target.master if target else "",
+        redis_sentinel_tls=target.sentinel_tls if target else False,
+        redis_tls_ca_file=target.ca_file if target else None,
         slack_api_url=slack.base_url,
         state_dir=state_dir,
         redis_prefix=prefix,

@@ -21,11 +21,18 @@ class RedisServer:
     restart comes back with the data it had, as a production Redis would."""
 
     def __init__(
-        self, directory: Path, *, password: str | None = None, persist: bool = False
+        self,
+        directory: Path,
+        *,
+        password: str | None = None,
+        persist: bool = False,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.directory = directory
         self.password = password
         self.persist = persist
+        # More arguments of redis-server (a replica's --replicaof).
+        self.extra = extra
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -55,6 +62,7 @@ class RedisServer:
             args += ["--appendfsync", "always"]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

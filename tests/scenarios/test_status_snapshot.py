@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from bot.adapters.redis.connect import PackedConnection
 from bot.devtools.slack_stand_in import SlackStandIn
-from bot.runtime.container import Services, _PackedConnection
+from bot.runtime.container import Services
 from bot.runtime.web import Bot
 from tests.helpers.bot import RunningBot, make_settings
 from tests.helpers.config import make_config
@@ -88,5 +89,5 @@ async def test_a_change_made_elsewhere_shows_once_the_snapshot_is_max_age_old(st
 async def test_the_bot_packs_its_redis_commands_in_c(start_bot, git_remote, tmp_path):
     bot = await start_bot(make_config(git_remote, tmp_path), role="web")
     pools = [bot.services.redis.connection_pool, bot.services.queue.redis.connection_pool]  # type: ignore[attr-defined]
-    assert all(issubclass(p.connection_class, _PackedConnection) for p in pools)
+    assert all(issubclass(p.connection_class, PackedConnection) for p in pools)
     assert "nothing deployed yet" in bot.slack.text_of(await bot.command("status"))

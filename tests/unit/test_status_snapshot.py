@@ -9,8 +9,8 @@ import pytest
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
+from bot.adapters.redis.connect import PackedConnection
 from bot.commands.release import StatusCommand, parse_release_command
-from bot.runtime.container import _PackedConnection
 from bot.runtime.shared_read import SharedRead
 from handlers.commands.release import status_from_snapshot
 
@@ -165,7 +165,7 @@ def test_only_a_plain_status_takes_the_snapshot_path_and_it_agrees_with_the_pars
 
 
 def test_commands_packed_in_c_are_the_bytes_redis_py_sends():
-    ours, theirs = _PackedConnection(), Connection()
+    ours, theirs = PackedConnection(), Connection()
     for args in [
         ("SET", "k", "v"),
         ("CLIENT SETNAME", "x"),

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from bot.adapters.redis.connect import RedisSettingError, RedisTarget, connect, target_from_env
 from bot.adapters.redis.keys import Keys
 from bot.domain.audit import FORMATS, stream_start, write_csv, write_jsonl
 
@@ -238,10 +239,13 @@ def run_export(
     now: float | None = None,
 ) -> int:
     """`releasebot audit export`: exit status 0, or 2 with a message on stderr."""
-    redis_url = environ.get("REDIS_URL")
-    if not redis_url:
+    try:
+        target = target_from_env(environ)
+    except RedisSettingError as exc:
+        return _fail(str(exc))
+    if target is None:
         return _fail(
-            "set REDIS_URL in the environment to the Redis the bot uses "
+            "set REDIS_URL (or REDIS_SENTINELS) in the environment to the Redis the bot uses "
             "(the audit trail is read from there)"
         )
     prefix = environ.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:"
@@ -252,23 +256,26 @@ def run_export(
         except ValueError as exc:
             return _fail(f"--since: {exc}")  # names the text and the forms it may take
     try:
-        return asyncio.run(_export_to(redis_url, Keys(prefix).audit, fmt, start, output))
+        return asyncio.run(_export_to(target, Keys(prefix).audit, fmt, start, output))
     except BrokenPipeError:  # e.g. `| head`: the reader has all it wanted
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 
-async def _export_to(redis_url: str, key: str, fmt: str, start: str, output: str | None) -> int:
+async def _export_to(
+    target: RedisTarget, key: str, fmt: str, start: str, output: str | None
+) -> int:
     try:
-        redis = Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=30)
+        redis = connect(target, socket_connect_timeout=5, socket_timeout=30)
     except ValueError as exc:
         return _fail(f"REDIS_URL is not a Redis URL: {exc}")
     try:
         try:
             await redis.ping()
         except (RedisError, OSError) as exc:
-            return _fail(f"cannot reach Redis at REDIS_URL: {exc}")
+            named = "REDIS_SENTINELS" if target.sentinels else "REDIS_URL"
+            return _fail(f"cannot reach Redis at {named}: {exc}")
         if output is None:
             count = await export(redis, key, sys.stdout, fmt=fmt, start=start)
             sys.stdout.flush()
