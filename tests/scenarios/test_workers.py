@@ -220,3 +220,43 @@ def test_serve_cli_reports_a_taken_port_and_missing_settings(
     )
     assert out.returncode == 2
     assert "SLACK_SIGNING_SECRET" in out.stderr
+
+
+async def test_a_busy_worker_stopped_gives_its_deploy_the_grace_period_then_reports_it(
+    start_bot, git_remote, tmp_path: Path, subprocess_env, redis, prefix
+):
+    """SIGTERM while a deploy runs: the deploy gets `shutdown_grace_seconds`, then its command
+    is killed, the deploy reported failed in its thread, and the lock freed."""
+    text = worker_config_text(git_remote, tmp_path, "DEPLOY_SLEEP=60").replace(
+        "shutdown_grace_seconds = 0", "shutdown_grace_seconds = 2"
+    )
+    assert "shutdown_grace_seconds = 2" in text
+    path = write_config(tmp_path, text)
+    from bot.domain.config import load_config
+
+    config = load_config(path)
+    web = await start_bot(config, role="web", name="web")
+    worker = spawn_worker(path, subprocess_env)
+    try:
+        await web.command("rc")
+        await web.slack.wait_for(lambda: deploy_log(tmp_path), timeout=30)
+        script_pid = int((tmp_path / "deploys.log.pid").read_text())
+        asked = asyncio.get_running_loop().time()
+        worker.send_signal(signal.SIGTERM)
+        while worker.poll() is None:
+            await asyncio.sleep(0.05)
+        took = asyncio.get_running_loop().time() - asked
+        assert 2.0 <= took < 8.0, took  # the grace period, then the kill and the report
+        assert not running(script_pid)
+        release = await web.services.store.get_release("0.15.0-rc.1")
+        assert release is not None and release.deploys["staging"].status == "failed"
+        assert not await redis.exists(f"{prefix}lock:env:staging")
+        await web.slack.wait_for(
+            lambda: (
+                "deploy failed" in web.slack.text_of(release_message(web.slack, "v0.15.0-rc.1"))
+            ),
+            timeout=10,
+        )
+    finally:
+        if worker.poll() is None:
+            worker.kill()
