@@ -26,6 +26,7 @@ from typing import ParamSpec, TypeVar
 
 import git
 
+from bot.domain.changes import TRAILER, Change, Changeset, parse_commit, pathspec_problem
 from bot.domain.versions import parse_tag
 from bot.services.ports import GitError, PushRejected, Snapshot, TagExists
 
@@ -394,6 +395,112 @@ def commit_times(path: Path, base: str, head: str) -> list[float]:
     return [float(line) for line in out.split() if line.isdigit()]
 
 
+# The fields of one commit for `changes_between`, separated by NUL as `-z` ends each commit
+# with one: git cuts a message at a NUL, so no field can hold one and every commit is exactly
+# _FIELDS items, whatever its subject, body or author's name holds. %aN/%aE: as .mailmap says.
+_LOG_FORMAT = "%H%x00%aN%x00%aE%x00%at%x00%s%x00%b"
+_FIELDS = 6
+COUNT_CAP = 100_000  # commits counted beyond those read: a bound on `rev-list --count`'s time
+
+
+@_git_errors
+def changes_between(
+    path: Path,
+    base: str,
+    head: str,
+    *,
+    first_parent: bool = True,
+    paths: tuple[str, ...] = (),
+    limit: int = 500,
+    risk_trailer: str = "Risk",
+) -> Changeset:
+    """The changes `head` brings since `base`, newest first, at most `limit` of them (the rest
+    counted in `truncated`, up to COUNT_CAP).
+
+    `base` and `head` are full commit shas (data, never options); `base` "" means no earlier
+    release: the newest `limit` commits of `head`'s history. A `base` that is not an ancestor
+    of `head` (history rewritten, a hotfix branch) counts from their merge base, and the note
+    says so. `first_parent`: the release branch's own line, where a merged pull request is one
+    change (its merge commit); otherwise every commit but merges. `paths`: pathspecs (globs
+    inside the repository, `pathspec_problem` checked) that a change must touch.
+    """
+    for sha in (head, base) if base else (head,):
+        if not _SHA.fullmatch(sha):
+            raise GitError(f"not a full commit sha: {sha[:60]!r}")
+    for pathspec in paths:
+        if problem := pathspec_problem(pathspec):
+            raise GitError(f"path filter {pathspec[:60]!r} {problem}")
+    if not TRAILER.fullmatch(risk_trailer):
+        raise GitError(f"not a trailer name: {risk_trailer[:60]!r}")
+    limit = max(limit, 0)
+    with _locked(path), _repo(path) as repo:
+        for sha in (head, base) if base else (head,):
+            if not _has_commit(repo, sha):
+                raise GitError(f"the clone has no commit {sha[:10]}; fetch first")
+        since, note = _range_base(repo, base, head)
+        span = [f"{since}..{head}"] if since else [head]
+        walk = ["--first-parent"] if first_parent else ["--no-merges"]
+        raw = repo.git.log(
+            f"--max-count={limit + 1}",  # one more than shown: whether there are more
+            "--no-show-signature",  # a user's log.showSignature would mix gpg's lines in
+            "--encoding=UTF-8",
+            "-z",
+            f"--format={_LOG_FORMAT}",
+            *walk,
+            *span,
+            "--",
+            *paths,
+            stdout_as_string=False,
+        )
+        changes = _parse_log(bytes(raw), risk_trailer)
+        truncated = 0
+        if len(changes) > limit:
+            changes = changes[:limit]
+            counted = int(
+                repo.git.rev_list("--count", f"--max-count={COUNT_CAP}", *walk, *span, "--", *paths)
+            )
+            truncated = max(counted - limit, 1)
+            if counted >= COUNT_CAP:
+                note = "; ".join(x for x in (note, f"counted up to {COUNT_CAP:,} changes") if x)
+    return Changeset(changes=tuple(changes), base=since[:7], truncated=truncated, note=note)
+
+
+def _range_base(repo: git.Repo, base: str, head: str) -> tuple[str, str]:
+    """Where the range starts ("" for head's whole history), and a note when that is not
+    `base` itself."""
+    if not base:
+        return "", "no earlier release: the newest commits of its history"
+    try:
+        repo.git.merge_base("--is-ancestor", base, head)
+    except git.GitCommandError:
+        pass
+    else:
+        return base, ""
+    try:
+        since = str(repo.git.merge_base(base, head)).strip()
+    except git.GitCommandError:  # no common history at all
+        return "", f"no history in common with {base[:7]}: the newest commits of its history"
+    return since, (f"not descended from {base[:7]}: changes since their merge base {since[:7]}")
+
+
+def _parse_log(raw: bytes, risk_trailer: str) -> list[Change]:
+    """The commits of `git log -z --format=_LOG_FORMAT`. Text that is not UTF-8 (an old
+    commit in another encoding) is shown with replacement characters rather than refused."""
+    items = raw.decode("utf-8", errors="replace").split("\0")
+    if items and items[-1].strip() == "":
+        items.pop()  # after the last commit's NUL
+    if len(items) % _FIELDS:
+        raise GitError("git log gave commits in a form I cannot read")
+    changes = []
+    for i in range(0, len(items), _FIELDS):
+        sha, author, email, time, subject, body = items[i : i + _FIELDS]
+        sha = sha.strip()  # a newline between commits, from some git versions
+        if not _SHA.fullmatch(sha) or not time.isdigit():
+            raise GitError("git log gave commits in a form I cannot read")
+        changes.append(parse_commit(sha, subject, body, author, email, float(time), risk_trailer))
+    return changes
+
+
 @_git_errors
 def version_tags(path: Path, tag_prefix: str) -> dict[str, str]:
     """Every tag that may be of the bot's form, with the commit it points at, as last
@@ -571,6 +678,31 @@ class GitClone:
     async def commit_times(self, base: str, head: str) -> list[float]:
         await self.sync_tags()  # the commits of every released version are fetched
         return await asyncio.to_thread(commit_times, self.path, base, head)
+
+    async def changes_between(
+        self,
+        base: str,
+        head: str,
+        *,
+        first_parent: bool = True,
+        paths: tuple[str, ...] = (),
+        limit: int = 500,
+        risk_trailer: str = "Risk",
+    ) -> Changeset:
+        """As the blocking `changes_between`, on the clone as last fetched (no fetch here: the
+        caller syncs first when the commits may be new)."""
+        return await asyncio.to_thread(
+            functools.partial(
+                changes_between,
+                self.path,
+                base,
+                head,
+                first_parent=first_parent,
+                paths=paths,
+                limit=limit,
+                risk_trailer=risk_trailer,
+            )
+        )
 
     async def read_branch(self, branch: str) -> Snapshot:
         return await asyncio.to_thread(

@@ -20,6 +20,8 @@ from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from bot.domain.changes import TRAILER, pathspec_problem
+
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 TAG_PREFIX = re.compile(r"^[A-Za-z0-9._/-]{0,20}$")
@@ -400,6 +402,43 @@ class FlagsConfig:
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
 
+@dataclass(frozen=True)
+class ChangesConfig:
+    """What a release lists of its changes (bot.domain.changes) for the people who approve it."""
+
+    pr_url: str = field(
+        default="",
+        metadata=key(
+            str, 'a pull request\'s URL, {n} its number: "https://github.com/acme/site/pull/{n}"'
+        ),
+    )
+    risk_trailer: str = field(
+        default="Risk",
+        metadata=key(str, "the commit trailer that names a risk (`Risk: …`)", nonempty=True),
+    )
+    paths: tuple[str, ...] = field(
+        default=(),
+        metadata=key(list, 'path globs a change must touch, like "services/api/*"; [] = all'),
+    )
+    show: int = field(
+        default=20,
+        metadata=key(
+            int,
+            'changes listed before "and N more"',
+            ge=1,
+            le=200,
+            bounds="must be from 1 to 200 (a Slack message holds no more), got {value}",
+        ),
+    )
+    # The release branch's own line: a merged pull request is one change, not its commits.
+    first_parent: bool = field(
+        default=True, metadata=key(bool, "a merged branch is one change (its merge commit)")
+    )
+    notify_authors: bool = field(
+        default=False, metadata=key(bool, "tell the authors of the changes when they ship")
+    )
+
+
 class UnknownEnvironment(KeyError):
     """A name that is not one of the configured environments (a KeyError, as a missing key)."""
 
@@ -438,6 +477,9 @@ class Config:
     )
     flags: FlagsConfig = field(
         default_factory=FlagsConfig, metadata=key(dict, "feature flags and how changes ship")
+    )
+    changes: ChangesConfig = field(
+        default_factory=ChangesConfig, metadata=key(dict, "what a release lists of its changes")
     )
 
     @property
@@ -551,6 +593,7 @@ TABLES: dict[str, dict[str, Key]] = {
     "flags": keys_of(FlagsConfig)
     | _COMMAND_ENV
     | _policy_keys("required", "approvers", "allow_self_approval", minimum=0),
+    "changes": keys_of(ChangesConfig),
 }
 """Every table of the file (`[]`: each item of a list) and the keys it may hold."""
 
@@ -723,6 +766,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
             )
     monitoring = _monitoring(section("monitoring", {}), problems)
     flags = _flags(section("flags", {}), env_names, problems)
+    changes = _changes(section("changes", {}), problems)
     if (
         problems.found
         or repository is None
@@ -736,6 +780,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         or hotfix is None
         or monitoring is None
         or flags is None
+        or changes is None
     ):
         raise ConfigError.of(problems.found)
     return Config(
@@ -750,6 +795,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         hotfix=hotfix,
         monitoring=monitoring,
         flags=flags,
+        changes=changes,
     )
 
 
@@ -1121,6 +1167,50 @@ def _flags(raw: Any, env_names: list[str] | None, problems: _Problems) -> FlagsC
     if problems.since(mark) or policy is None or command_env is None:
         return None
     return FlagsConfig(**found, command_env=command_env, policy=policy)
+
+
+_PR_URL_HOST = re.compile(r"^https?://[^/\s]+")
+
+
+def _pr_url_problem(url: str) -> str:
+    """Why `url` is no PR link template ("" when it is one)."""
+    if not _PR_URL_HOST.match(url):
+        return (
+            f'must be an http(s) URL, like "https://github.com/acme/site/pull/{{n}}", got "{url}"'
+        )
+    if url.count("{n}") != 1:
+        return f'must hold {{n}} (where the pull request\'s number goes) once, got "{url}"'
+    # Slack's link syntax (<url|text>) ends at | or >; a space ends a URL in Markdown.
+    if any(c in url for c in "<>|\"'`") or any(c.isspace() or not c.isprintable() for c in url):
+        return "must not hold spaces, quotes, <, > or |"
+    if len(url) > 250:
+        return "must be at most 250 characters"
+    return ""
+
+
+def _changes(raw: Any, problems: _Problems) -> ChangesConfig | None:
+    if raw is None:
+        return None
+    mark = problems.mark()
+    found = _read("changes", raw, TABLES["changes"], problems)
+    if found.get("pr_url") and (wrong := _pr_url_problem(found["pr_url"])):
+        problems.add("changes.pr_url", wrong)
+    trailer = found.get("risk_trailer")
+    if trailer is not None and not TRAILER.fullmatch(trailer):
+        problems.add(
+            "changes.risk_trailer",
+            f'must be a trailer name (letters, digits and -, like "Risk"), got "{trailer}"',
+        )
+    found["paths"] = tuple(found.get("paths", ()))
+    for i, pathspec in enumerate(found["paths"]):
+        wrong = (
+            pathspec_problem(pathspec)
+            if isinstance(pathspec, str)
+            else f"expected a string, got {_describe(pathspec)}"
+        )
+        if wrong:
+            problems.add(f"changes.paths[{i}]", wrong)
+    return None if problems.since(mark) else ChangesConfig(**found)
 
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")

@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 from bot.blocks.release import Block
 from bot.domain.actors import Actor
+from bot.domain.changes import Changeset
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CheckConfig, CommandEnv, Config
 from bot.domain.flag_requests import FlagRequest, Ramp
@@ -218,6 +219,19 @@ class Repository(Protocol):
 
     # The commit times of what `head` brought since `base` (lead times of changes).
     async def commit_times(self, base: str, head: str) -> list[float]: ...
+
+    # What `head` brings since `base` (full shas; base "" = no earlier release), as last
+    # fetched: bot.adapters.git_clone.changes_between says how the range is taken and bounded.
+    async def changes_between(
+        self,
+        base: str,
+        head: str,
+        *,
+        first_parent: bool = True,
+        paths: tuple[str, ...] = (),
+        limit: int = 500,
+        risk_trailer: str = "Risk",
+    ) -> Changeset: ...
 
     async def tags_matching(self, patterns: tuple[str, ...]) -> dict[str, str]: ...
 
