@@ -377,6 +377,7 @@ MAX_CHANGES = 5000  # commits read for one shipped version (a first deploy of a 
 _SHA = re.compile(r"[0-9a-f]{40}")
 
 
+@_git_errors
 def commit_times(path: Path, base: str, head: str) -> list[float]:
     """The commit times of the changes `head` brought since `base` (of `head` alone when
     `base` is "" or unknown to the clone). Commits are data here: only full object names go

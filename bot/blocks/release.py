@@ -458,6 +458,8 @@ def release_message(
     blocks: list[Block] = [header(release_title(release)), fields(facts)]
     if release.description:
         blocks.append(section(escape(release.description)))
+    if release.changes:  # the list is in the thread
+        blocks.append(context(f"📦 {escape(release.changes)} (listed in the thread)"))
     blocks.append({"type": "divider"})
     state = readiness(release, config, now)
     is_open = release.phase == "active" and not release.superseded_by and not release.final_tag

@@ -15,6 +15,7 @@ ISSUE_ID = re.compile(r"^[A-Za-z0-9#][A-Za-z0-9._#/:-]{0,63}$")
 
 USAGE = """\
 *`/release rc [--description TEXT] [--issue ID] [--bump major|minor|patch] [--dry-run]`*
+(`--allow-empty`: even with no change since production)
 Tag a release candidate from the release branch and deploy it to the first environment.
 *`/release hotfix --description TEXT [--issue ID]`*
 The emergency path: a patch of what runs in production, with the hotfix gates and approvals.
@@ -27,6 +28,7 @@ Redeploy the previous good version (or VERSION); ENV stays locked afterwards.
 *`/release cancel [VERSION] --reason TEXT`*
 Stop an open candidate (the newest, or VERSION): it can no longer be promoted.
 *`/release audit [VERSION]`* Who did what to a release, and when (or the latest entries).
+*`/release changes [VERSION]`* What a release brings: its changes, authors and risks.
 *`/release report [--since 30d]`*
 Deploys a day, lead time for changes, change failure rate, time to restore.
 *`/release adopt ENV VERSION --reason TEXT`*
@@ -68,6 +70,7 @@ class RcCommand:
     issue: str | None = None
     bump: Bump | None = None
     dry_run: bool = False
+    allow_empty: bool = False  # a candidate with no change since production
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,11 @@ class StatusCommand:
 
 
 @dataclass(frozen=True)
+class ChangesCommand:
+    version: str | None = None
+
+
+@dataclass(frozen=True)
 class ReportCommand:
     since: str | None = None  # as `releasebot report --since` takes it: 30d, 2026-11-01…
 
@@ -154,9 +162,16 @@ Command = (
     | CancelCommand
     | AdoptCommand
     | ReportCommand
+    | ChangesCommand
 )
 
-_RC_OPTIONS = {"--description": True, "--issue": True, "--bump": True, "--dry-run": False}
+_RC_OPTIONS = {
+    "--description": True,
+    "--issue": True,
+    "--bump": True,
+    "--dry-run": False,
+    "--allow-empty": False,
+}
 
 
 def parse_release_command(text: str) -> Command:
@@ -194,6 +209,12 @@ def parse_release_command(text: str) -> Command:
         if to is not None and not VERSION_WORD.fullmatch(str(to)):
             raise CommandError(f"`--to {to}` is not a version; use one like `--to v0.14.1`.")
         return RollbackCommand(reason=reason, environment=env, to=str(to) if to else None)
+    if sub == "changes":
+        if len(rest) > 1 or (rest and not VERSION_WORD.fullmatch(rest[0])):
+            raise CommandError(
+                "`/release changes` takes at most a version, like `/release changes v0.15.0-rc.1`."
+            )
+        return ChangesCommand(version=rest[0] if rest else None)
     if sub == "report":
         opts = _parse_options("report", rest, {"--since": True})
         since = opts.get("--since")
@@ -342,4 +363,5 @@ def _parse_rc(words: list[str]) -> RcCommand:
         issue=_issue(opts),
         bump=bump,
         dry_run=bool(opts.get("--dry-run", False)),
+        allow_empty=bool(opts.get("--allow-empty", False)),
     )

@@ -198,8 +198,21 @@ HISTORY: list[tuple[str, str, list[str]]] = [
     ("Blog section", "Hello, blog", ["v0.13.3-final", "bd-12", "20240315-1200"]),
     ("Dark mode", "Hello, dark mode", ["v0.14.0-rc.1", "v0.14.0"]),
     ("Fix footer links", "Hello, fixed footer", ["v0.14.1"]),
+    # What the first candidate brings: Conventional Commits by several people, a pull
+    # request number, a Risk: trailer (the release message and its thread list them).
+    ("feat(blog): reading time on every post (#21)", "Hello, reading time", []),
+    (
+        "fix: contrast of links in dark mode\n\nRisk: link colours change for every reader",
+        "Hello, readable links",
+        [],
+    ),
     ("Infrastructure changes", "Hello, new infrastructure", []),
 ]
+# Who wrote which of them (the rest: Demo Dev).
+AUTHORS = {
+    "feat(blog)": ("Ann Lee", "ann@demo.invalid"),
+    "fix: contrast": ("Bo Chen", "bo@demo.invalid"),
+}
 
 
 @dataclass(frozen=True)
@@ -230,14 +243,17 @@ class Demo:
         return log.read_text().splitlines() if log.exists() else []
 
 
-def _git(args: list[str], cwd: Path) -> str:
+def _git(args: list[str], cwd: Path, author: tuple[str, str] | None = None) -> str:
+    env = {**os.environ, **_GIT_ENV}
+    if author is not None:
+        env["GIT_AUTHOR_NAME"], env["GIT_AUTHOR_EMAIL"] = author
     result = subprocess.run(
         ["git", *args],
         cwd=cwd,
         check=True,
         capture_output=True,
         text=True,
-        env={**os.environ, **_GIT_ENV},
+        env=env,
     )
     return result.stdout.strip()
 
@@ -263,7 +279,8 @@ def create_demo(root: Path, site_port: int) -> Demo:
             f"<!doctype html>\n<title>Demo site</title>\n<h1>{heading}</h1>\n"
         )
         _git(["add", "index.html", "data"], demo.work)
-        _git(["commit", "-q", "-m", message], demo.work)
+        author = next((who for start, who in AUTHORS.items() if message.startswith(start)), None)
+        _git(["commit", "-q", "-m", message], demo.work, author=author)
         for tag in tags:
             _git(["tag", "-a", tag, "-m", tag], demo.work)
     # A fix waiting on a hotfix branch, one commit past main's head.

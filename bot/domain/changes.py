@@ -342,3 +342,23 @@ def annotation_lines(changeset: Changeset, limit: int = 20) -> list[str]:
     if rest > 0:
         lines.append(f"and {rest:,} more")
     return lines
+
+
+def grouped_lines(changeset: Changeset, limit: int = 20) -> list[str]:
+    """The changes under their headings, for a tag's annotation: each change indented behind
+    its short sha, so that no commit subject can ever start a line of the annotation (a
+    subject "Approved-by: …" must not read as an approval), at most `limit` of them."""
+    lines: list[str] = []
+    shown = 0
+    for heading, items in group(changeset):
+        if shown >= limit:
+            break
+        lines.append(f"{heading}:")
+        for change in items[: limit - shown]:
+            pr = f" (#{change.pr})" if change.pr is not None else ""
+            lines.append(f"  {change.short_sha} {_one_line(change.title)}{pr}")
+            shown += 1
+    rest = changeset.total - shown
+    if rest > 0:
+        lines.append(f"  and {rest:,} more")
+    return lines

@@ -437,6 +437,17 @@ class ChangesConfig:
     notify_authors: bool = field(
         default=False, metadata=key(bool, "tell the authors of the changes when they ship")
     )
+    # Whom to mention for a commit author's email: { "ann@acme.com" = "U0ANN" }. Authors not
+    # in it are named, not mentioned (the bot never guesses a person from a name).
+    people: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=key(
+            dict, 'a commit author\'s email to a Slack user ID: { "ann@acme.com" = "U0ANN" }'
+        ),
+    )
+
+    def slack_id_of(self, email: str) -> str:
+        return dict(self.people).get(email.lower(), "")
 
 
 class UnknownEnvironment(KeyError):
@@ -1201,6 +1212,21 @@ def _changes(raw: Any, problems: _Problems) -> ChangesConfig | None:
             "changes.risk_trailer",
             f'must be a trailer name (letters, digits and -, like "Risk"), got "{trailer}"',
         )
+    people = found.get("people", {})
+    found["people"] = ()
+    if isinstance(people, dict):
+        for email, who in people.items():
+            if "@" not in email or any(c.isspace() for c in email):
+                problems.add(f"changes.people.{email}", "must be an email address, as git has it")
+            elif not isinstance(who, str) or not _USER_ID.fullmatch(who):
+                problems.add(
+                    f"changes.people.{email}",
+                    f"must be a Slack user ID (U… or W…), got {_describe(who)}; names change, "
+                    "IDs do not",
+                )
+        found["people"] = tuple(
+            (email.lower(), who) for email, who in people.items() if isinstance(who, str)
+        )
     found["paths"] = tuple(found.get("paths", ()))
     for i, pathspec in enumerate(found["paths"]):
         wrong = (
@@ -1213,6 +1239,7 @@ def _changes(raw: Any, problems: _Problems) -> ChangesConfig | None:
     return None if problems.since(mark) else ChangesConfig(**found)
 
 
+_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a command's environment never takes from the config: the bot's secrets and settings
 # (a command is the released repository's code, untrusted), and the ones the bot sets itself.

@@ -117,6 +117,11 @@ class Release:
     # Who cancelled the candidate, when and why (`/release cancel`): it is never promoted.
     cancelled: Rejection | None = None
     rev: int = 0
+    # What it brings (bot.domain.changes.summary_line), counted from `changes_base`: the commit
+    # production ran when the candidate was made ("" when unknown).
+    changes: str = ""
+    changes_base: str = ""
+    changes_since: str = ""  # what `changes_base` was: "production (`v0.20.3`)"
 
     def tag_for(self, environment: str, last_environment: str) -> tuple[str, str]:
         """(version, tag) a deploy to `environment` runs: the final one in the last

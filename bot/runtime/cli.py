@@ -113,6 +113,17 @@ def _parser() -> argparse.ArgumentParser:
     report_cmd.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
+    notes = sub.add_parser(
+        "notes",
+        help="release notes of a version, from git: its changes since the final tag before it",
+    )
+    notes.add_argument("version", help="a version or its tag: 0.21.0, v0.21.0, v0.21.0-rc.2")
+    notes.add_argument(
+        "--config", help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml)"
+    )
+    notes.add_argument(
+        "--format", choices=("md", "json"), default="md", help="md (default) or json"
+    )
     audit = sub.add_parser("audit", help="the audit trail (needs REDIS_URL)")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="{export}", required=True)
     export = audit_sub.add_parser("export", help="write the audit trail as JSON lines or CSV")
@@ -316,6 +327,63 @@ def report(args: argparse.Namespace, path: str) -> int:
     return 0
 
 
+def release_notes(args: argparse.Namespace, path: str) -> int:
+    """`releasebot notes VERSION`: Markdown (or JSON) on stdout, from git alone."""
+    from bot.adapters import git_clone
+    from bot.domain.changes import as_json, as_markdown
+    from bot.domain.versions import parse_tag
+    from bot.services.ports import GitError
+
+    config = _load(path)
+    repo = config.repository
+    tag = (
+        args.version if args.version.startswith(repo.tag_prefix) else repo.tag_prefix + args.version
+    )
+    wanted = parse_tag(tag, repo.tag_prefix)
+    if wanted is None:
+        print(f"releasebot: {args.version!r} is not a version of this repository", file=sys.stderr)
+        return 2
+    state = Path(os.environ.get("RELEASEBOT_STATE_DIR") or ".releasebot")
+    state.mkdir(mode=0o700, parents=True, exist_ok=True)
+    clone = state / "repo"
+    try:
+        git_clone.sync_tags(repo.url, clone, repo.remote)
+        tags = git_clone.version_tags(clone, repo.tag_prefix)
+    except GitError as exc:
+        print(f"releasebot: reading {repo.url} failed: {exc}", file=sys.stderr)
+        return 2
+    if tag not in tags:
+        print(f"releasebot: the repository has no tag {tag}", file=sys.stderr)
+        return 2
+    earlier = [
+        (parsed.version, name)
+        for name in tags
+        if (parsed := parse_tag(name, repo.tag_prefix)) is not None
+        and not parsed.version.prerelease
+        and parsed.version < wanted.version
+    ]
+    base_tag = max(earlier)[1] if earlier else ""
+    cfg = config.changes
+    try:
+        found = git_clone.changes_between(
+            clone,
+            tags[base_tag] if base_tag else "",
+            tags[tag],
+            first_parent=cfg.first_parent,
+            paths=cfg.paths,
+            risk_trailer=cfg.risk_trailer,
+        )
+    except GitError as exc:
+        print(f"releasebot: reading the changes of {tag} failed: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps({"version": tag, "since": base_tag or None, **as_json(found)}, indent=2))
+    else:
+        since = f" (since {base_tag})" if base_tag else ""
+        print(f"# {tag}{since}\n\n{as_markdown(found, cfg.pr_url)}", end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # First: before any secret is read, nothing of this process is readable by the commands
     # it will run as the same user.
@@ -326,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     path = config_path(args.config)
     if args.command == "report":
         return report(args, path)
+    if args.command == "notes":
+        return release_notes(args, path)
     if args.command == "check-config":
         return check_config(path)
     if args.command == "shell":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
@@ -12,8 +13,10 @@ from functools import partial
 from typing import Protocol
 
 from bot.blocks import release as messages
+from bot.blocks.changes import changes_blocks, changes_text
 from bot.domain import approvals, releases
 from bot.domain.actors import BOT, Actor
+from bot.domain.changes import Changeset, summary_line
 from bot.domain.locks import LockHeld
 from bot.domain.releases import Release, TransitionError
 from bot.domain.versions import (
@@ -24,6 +27,7 @@ from bot.domain.versions import (
     next_hotfix,
     patch_line,
 )
+from bot.services import release_changes
 from bot.services.adopt_version import last_environment_version
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import (
@@ -64,6 +68,7 @@ class RcRequest:
     dry_run: bool = False
     kind: str = "rc"  # or "hotfix"
     request_id: str = ""  # the command's, which holds the "being created" claim
+    allow_empty: bool = False  # made even when nothing changed since production
 
     @property
     def actor(self) -> Actor:
@@ -178,11 +183,27 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
                 repaired = choice.repaired or repaired
                 tag = version.tag(repo_cfg.tag_prefix)
                 first_env = config.first_environment.name
+                changes = await _changes_of(services, snapshot.head_sha)
+                if changes is not None and _empty(changes, req, hotfix):
+                    await refuse(
+                        f"Nothing changed since {changes[0].base} (`{snapshot.head_sha[:10]}` "
+                        f"is what it runs), so no candidate was made. "
+                        "`/release rc --allow-empty` makes one anyway.",
+                        "no change since production",
+                    )
+                    return None
                 if req.dry_run:
                     gates = [g.name for g in config.gates_for(first_env)]
                     blocks = messages.dry_run(
                         tag, snapshot.head_sha, snapshot.head_subject, branch, first_env, gates
                     )
+                    if changes is not None:
+                        blocks.append(
+                            messages.context(
+                                f"What it would bring since {changes[0].base}: "
+                                f"{summary_line(changes[0])}"
+                            )
+                        )
                     await store.audit(
                         req.actor,
                         "rc.dry-run",
@@ -203,6 +224,13 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
                     now=store.clock(),
                     kind=req.kind,
                 )
+                if changes is not None:
+                    candidate = dataclasses.replace(
+                        candidate,
+                        changes=summary_line(changes[0]),
+                        changes_base=changes[1],
+                        changes_since=changes[0].base,
+                    )
                 release = await _tag_and_record(
                     services, req, candidate, refuse, retry_on_clash=not last_try
                 )
@@ -245,6 +273,7 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
             ),
             "Hotfix: review it afterwards",
         )
+    await _tell_changes(services, release)
     try:
         await enqueue_deploy(services, release, config.first_environment.name, req.actor)
     except Exception as exc:
@@ -603,3 +632,56 @@ async def post_missing_messages(services: CandidateNeeds) -> int:
             continue  # another replica placed one meanwhile; this post stays unbound
         posted_now += 1
     return posted_now
+
+
+# --- what it brings ---------------------------------------------------------------------------
+
+
+async def _changes_of(services: CandidateNeeds, head: str) -> tuple[Changeset, str] | None:
+    """The changes a candidate of `head` brings since production, and the commit they are
+    counted from; None when git cannot say (the candidate is made all the same)."""
+    try:
+        base, label = await release_changes.production_base(services)
+        return await release_changes.changes_between(services, base, head, label), base
+    except Exception:
+        log.warning("reading the changes of %s failed; the candidate goes without", head[:10])
+        return None
+
+
+def _empty(changes: tuple[Changeset, str], req: RcRequest, hotfix: bool) -> bool:
+    """Nothing new since what production runs, and nobody asked for it anyway."""
+    changeset, base = changes
+    return (
+        bool(base)
+        and changeset.total == 0
+        and not changeset.note
+        and not (req.allow_empty or hotfix)
+    )
+
+
+async def _tell_changes(services: CandidateNeeds, release: Release) -> None:
+    """The release's thread gets its changes once, and, for a candidate after another one
+    of the same version, what is new since that one (its approvers saw the rest)."""
+    if not release.changes:
+        return  # git could not say
+    cfg = services.config.changes
+    try:
+        changeset = await release_changes.release_changes(services, release)
+        blocks = changes_blocks(changeset, pr_url=cfg.pr_url, show=cfg.show, max_blocks=45)
+        earlier = await release_changes.previous_candidate(services, release)
+        if earlier is not None:
+            since = await release_changes.changes_between(
+                services, earlier.sha, release.sha, f"`{earlier.tag}`"
+            )
+            blocks.insert(1, messages.context(f"Since `{earlier.tag}`: {summary_line(since)}"))
+        if cfg.notify_authors:
+            # Mentioned, so that people whose code ships know it (only those the config
+            # maps from their git email: a name is never guessed into a person).
+            authors = sorted({cfg.slack_id_of(c.email) for c in changeset.changes} - {""})
+            if authors:
+                mentions = ", ".join(messages.mention(who) for who in authors)
+                blocks.append(messages.context(f"📣 Changes by {mentions} are in this release."))
+    except Exception:
+        log.warning("listing the changes of %s failed", release.version, exc_info=True)
+        return
+    await services.chat.thread(release.version, blocks, changes_text(changeset))

@@ -15,7 +15,9 @@ import semver
 from bot.blocks import release as messages
 from bot.domain import approvals
 from bot.domain.actors import Actor
+from bot.domain.changes import Changeset, grouped_lines, summary_line
 from bot.domain.releases import Release, TransitionError
+from bot.services import release_changes
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import GitError, HasClock
 from bot.services.version_history import push_tag, take_back_tag
@@ -66,7 +68,12 @@ async def promote_candidate(services: PromotionNeeds, req: FinalRequest) -> None
 
 
 def final_tag_message(
-    release: Release, final_tag: str, req: FinalRequest, gate_names: dict[str, str]
+    release: Release,
+    final_tag: str,
+    req: FinalRequest,
+    gate_names: dict[str, str],
+    changes: Changeset | None = None,
+    show: int = 20,
 ) -> str:
     """The final tag's annotation: git itself keeps who approved what, and when."""
     kind = "HOTFIX" if release.kind == "hotfix" else "Release"
@@ -96,6 +103,13 @@ def final_tag_message(
                 f"Waived: gate={gate.id} ({gate_names.get(gate.id, gate.name)}) "
                 f"asked-by={w.user_name} ({w.user_id}) approved-by={approved} reason={w.reason}"
             )
+    if changes is not None:
+        # After the approvers: what they approved, kept in the repository as well.
+        since = changes.base.replace("`", "") or "the start"  # Slack's code marks, not git's
+        lines += ["", f"Changes since {since}: {summary_line(changes)}"]
+        if changes.note:
+            lines.append(f"  ({changes.note})")
+        lines += grouped_lines(changes, show)
     return "\n".join(lines)
 
 
@@ -128,7 +142,19 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     notifier.refresh(release.version)
     pushed = False
     try:
-        message = final_tag_message(release, final_tag, req, {g.id: g.name for g in config.gates})
+        try:
+            changes: Changeset | None = await release_changes.release_changes(services, release)
+        except Exception:  # the tag is made all the same, without its list
+            log.warning("reading the changes of %s failed", release.version, exc_info=True)
+            changes = None
+        message = final_tag_message(
+            release,
+            final_tag,
+            req,
+            {g.id: g.name for g in config.gates},
+            changes,
+            config.changes.show,
+        )
         await services.git.sync_tags()
         await push_tag(services, final_tag, release.sha, message)
         pushed = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,11 +15,12 @@ from bot.blocks import release as messages
 from bot.domain import releases, rollbacks
 from bot.domain.actors import BOT, Actor
 from bot.domain.approvals import NoChange, Refusal
+from bot.domain.changes import summary_line
 from bot.domain.config import ApprovalPolicy
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest
 from bot.domain.versions import is_final_tag
-from bot.services import deploy_engine, monitor_health
+from bot.services import deploy_engine, monitor_health, release_changes
 from bot.services.approvers import MembershipNotChecked, approver_without_asking, is_approver
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
@@ -30,6 +32,8 @@ from bot.services.ports import (
     HasStore,
     HasUserDirectory,
 )
+
+log = logging.getLogger(__name__)
 
 
 class RollbackNeeds(
@@ -425,6 +429,7 @@ async def run_rollback(
     if request is None or request.status != "running":
         return
     env = config.environment(request.environment)
+    await _say_what_goes(services, request)
     target = deploy_engine.Target(
         kind="rollback",
         deploy_id=f"rollback:{request_id}",
@@ -457,6 +462,33 @@ async def run_rollback(
             "Ask again if it is still wanted."
         )
         await _say(services, request, messages.problem(text), text)
+
+
+async def _say_what_goes(services: RollbackNeeds, request: RollbackRequest) -> None:
+    """Before it runs, the thread hears what the rollback takes away: the changes of what
+    runs now that the target does not have."""
+    running = (await services.store.environment_versions([request.environment]))[
+        request.environment
+    ]
+    current = running.get("sha", "")
+    if not current or not request.to_sha or current == request.to_sha:
+        return
+    try:
+        gone = await release_changes.changes_between(
+            services, request.to_sha, current, f"`{request.to_tag}`"
+        )
+    except Exception:  # the rollback goes ahead all the same
+        log.warning("reading what the rollback of %s removes failed", request.environment)
+        return
+    if not gone.total:
+        return
+    titles = "; ".join(messages.escape(change.title)[:80] for change in gone.changes[:5])
+    more = f"; and {gone.total - 5:,} more" if gone.total > 5 else ""
+    text = (
+        f"⏪ Rolling back *{request.environment}* to `{request.to_tag}` takes away "
+        f"{summary_line(gone)}: {titles}{more}."
+    )
+    await _say(services, request, messages.note(text), "What the rollback takes away")
 
 
 async def _not_started(

@@ -19,6 +19,7 @@ from bot.commands.release import (
     AdoptCommand,
     AuditCommand,
     CancelCommand,
+    ChangesCommand,
     CommandError,
     FinalCommand,
     HealthCommand,
@@ -44,6 +45,7 @@ from bot.services import (
     lock_environments,
     monitor_health,
     promote_release,
+    release_changes,
     roll_back,
     show_audit,
 )
@@ -159,6 +161,17 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
                 show_audit.answer_audit,
                 services,
                 command_actor(command),
+                command.get("response_url"),
+                parsed.version,
+            ),
+        )
+    if isinstance(parsed, ChangesCommand):
+        return Answer(
+            "Reading the changes from git…",
+            read_only=True,
+            after=partial(
+                release_changes.answer_changes,
+                services,
                 command.get("response_url"),
                 parsed.version,
             ),
@@ -329,6 +342,7 @@ async def start_rc(
         dry_run=parsed.dry_run,
         kind=kind,
         request_id=rid,
+        allow_empty=parsed.allow_empty,
     )
     try:
         await create_candidate.enqueue_rc(services, request, rid)

@@ -103,6 +103,16 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "Infrastructure validation — waived: Known flake" in out
     assert "(asked by @alice, approved by @bob)" in out
     assert "Delivery over" in out and "Change failure rate" in out  # /release report
+    # What the first candidate brings, in Slack and in its final tag.
+    assert "3 changes by 3 people · 1 risk" in out and "reading time on every post" in out
+    annotation = subprocess.run(
+        ["git", "tag", "-l", "--format=%(contents)", "v0.15.0"],
+        cwd=demo.remote,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Changes since v0.14.1: 3 changes by 3 people · 1 risk" in annotation
     assert "== 🚫 v0.16.0-rc.1 · cancelled ==" in out
     # Approvals recorded, and the refusal of self-approval.
     assert "nobody approves their own release" in out
