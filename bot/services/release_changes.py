@@ -8,7 +8,6 @@ rollback takes away), by `/release changes` and by `releasebot notes`."""
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Protocol
 
 import semver
@@ -19,8 +18,6 @@ from bot.domain.changes import Changeset
 from bot.domain.releases import Release
 from bot.domain.versions import parse_tag
 from bot.services.ports import HasChat, HasConfig, HasRepository, HasStore, HasVersionIndex
-
-log = logging.getLogger(__name__)
 
 CHANGES_READ = 500  # changes read of one range; the rest are counted ("and N more")
 INDEX_LOOKS = 300  # newest versions looked at for the final tag before one
