@@ -260,3 +260,21 @@ async def test_the_token_is_in_no_log_line_or_error(github: GitHubStandIn, caplo
     for text in [caplog.text, *(str(e) for e in errors), *(repr(e) for e in errors)]:
         assert secret not in text and github.token not in text
     assert "retrying" in caplog.text
+
+
+async def test_runs_can_advance_on_a_clock_the_test_owns():
+    now = [0.0]
+    async with GitHubStandIn(clock=lambda: now[0]) as github:
+        github.add_workflow(OWNER, REPO, "deploy.yml")
+        github.seconds_per_stage = 10.0
+        since = datetime.now(UTC)
+        async with client_for(github) as client:
+            await client.dispatch_workflow(
+                OWNER, REPO, "deploy.yml", "main", {"correlation_id": "c1"}
+            )
+            run = await client.find_run(OWNER, REPO, "deploy.yml", "c1", since)
+            assert run is not None and run.status == "queued"
+            now[0] = 15.0
+            assert (await client.run(OWNER, REPO, run.id)).step == "Set up job"
+            now[0] = 100.0
+            assert (await client.run(OWNER, REPO, run.id)).succeeded
