@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.adapters.github import DEFAULT_API_URL as DEFAULT_GITHUB_API_URL
+from bot.adapters.github import GitHubConfig
 from bot.adapters.redis.connect import RedisSettingError, RedisTarget, target_from_env
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -147,3 +149,42 @@ def _seconds(env: Mapping[str, str], name: str, default: float, low: float, high
 def config_path(cli_value: str | None, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     return cli_value or env.get("RELEASEBOT_CONFIG") or DEFAULT_CONFIG_PATH
+
+
+def github_config(env: Mapping[str, str] | None = None) -> GitHubConfig | None:
+    """How to reach GitHub, from GITHUB_TOKEN, or GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY (the
+    app's PEM key, its text), and GITHUB_API_URL (GitHub Enterprise Server's API, or a
+    stand-in). None when none of them is set: the bot then has no GitHub gates or deploys."""
+    env = os.environ if env is None else env
+    token = (env.get("GITHUB_TOKEN") or "").strip()
+    app_id = (env.get("GITHUB_APP_ID") or "").strip()
+    key = (env.get("GITHUB_APP_PRIVATE_KEY") or "").strip()
+    api_url = (env.get("GITHUB_API_URL") or "").strip() or DEFAULT_GITHUB_API_URL
+    if not (token or app_id or key or env.get("GITHUB_API_URL")):
+        return None
+    if not api_url.startswith(("http://", "https://")):
+        raise SettingsError(f"GITHUB_API_URL must be an http(s) URL, got {api_url!r}")
+    if token and (app_id or key):
+        raise SettingsError(
+            "set GITHUB_TOKEN or GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY, not both"
+        )
+    if token:
+        return GitHubConfig(api_url=api_url, token=token)
+    if not app_id and not key:
+        raise SettingsError(
+            "GITHUB_API_URL is set: set GITHUB_TOKEN, or GITHUB_APP_ID and "
+            "GITHUB_APP_PRIVATE_KEY, for the bot to authenticate"
+        )
+    if not app_id:
+        raise SettingsError("GITHUB_APP_PRIVATE_KEY is set: set GITHUB_APP_ID too")
+    if not app_id.isdigit():
+        # Never echo the value back: a misplaced secret would land in the log.
+        raise SettingsError("GITHUB_APP_ID must be the app's number (its settings page shows it)")
+    if not key:
+        raise SettingsError("GITHUB_APP_ID is set: set GITHUB_APP_PRIVATE_KEY too")
+    if not key.startswith("-----BEGIN") or "PRIVATE KEY-----" not in key:
+        raise SettingsError(
+            "GITHUB_APP_PRIVATE_KEY must hold the app's private key in PEM "
+            "(-----BEGIN RSA PRIVATE KEY----- ...), the text of the .pem file"
+        )
+    return GitHubConfig(api_url=api_url, app_id=app_id, app_private_key=key + "\n")

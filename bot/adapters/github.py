@@ -1,0 +1,602 @@
+"""GitHub's REST API for gates and deploys: commit checks, workflow runs, deployments.
+
+:class:`GitHubClient` wraps gidgethub's aiohttp flavour.  What it adds is what a release gate
+needs from a service it polls: an answer it can trust or a clear :class:`GitHubUnavailable`.
+
+- Rate limits are waited out, within a bound: a spent primary budget
+  (``x-ratelimit-remaining: 0``) until ``x-ratelimit-reset``, a secondary limit (403 or 429)
+  for its ``retry-after`` (a minute without one, as GitHub asks); 5xx answers and connection
+  errors are retried a few times with backoff.  Past the bound, :class:`GitHubUnavailable`:
+  a gate then waits or fails, it never passes.
+- Repeated GETs are conditional (gidgethub's cache keeps each URL's ETag and body): a poll
+  that finds nothing new gets a 304, which GitHub does not count against the budget.
+- Auth is a token (``GITHUB_TOKEN``) or a GitHub App: the app's installation for the
+  repository is looked up once, and its installation token renewed before it expires.
+- No token or key ever reaches a log line or an exception message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Self
+
+import aiohttp
+import gidgethub
+import gidgethub.apps
+from gidgethub.aiohttp import GitHubAPI
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.github.com"
+
+CheckStateName = Literal["pending", "success", "failure", "neutral", "skipped"]
+
+# Check-run conclusions a gate must not pass on, beyond a plain failure: each needs a person.
+_FAILED_CONCLUSIONS = frozenset(
+    {"failure", "timed_out", "cancelled", "action_required", "startup_failure", "stale"}
+)
+
+
+class GitHubError(Exception):
+    """GitHub refused a request (a 4xx other than a rate limit): ``status`` and GitHub's
+    ``message``.  Never carries a credential."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"GitHub answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class GitHubUnavailable(Exception):
+    """GitHub could not be asked now: rate limited past the wait allowed, answering 5xx, or
+    unreachable.  ``reason`` says which; the caller decides to wait or fail."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class GitHubConfig:
+    """How to reach GitHub.  Either ``token`` or ``app_id`` with ``app_private_key`` (PEM)."""
+
+    api_url: str = DEFAULT_API_URL
+    token: str | None = field(default=None, repr=False)
+    app_id: str | None = None
+    app_private_key: str | None = field(default=None, repr=False)
+    # The longest one request may spend waiting out rate limits and retries in all.
+    max_wait: float = 60.0
+    # Retries of a 5xx answer or a failed connection, with backoff doubling from `backoff`.
+    retries: int = 3
+    backoff: float = 0.5
+    timeout: float = 30.0
+    # An installation token is renewed this long before it expires (GitHub's last an hour),
+    # so that a request never goes out with one that expires on the way.
+    token_refresh_margin: float = 300.0
+    # URLs whose ETag and body are kept for conditional requests (the oldest go first).
+    cache_size: int = 512
+    user_agent: str = "releasebot"
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.token, self.app_private_key) if s)
+
+
+@dataclass(frozen=True)
+class CheckState:
+    """One commit status or check run on a commit, as a gate reads it.
+
+    ``state`` is normalised: pending (not finished), success, failure (error, failure,
+    timed out, cancelled, action required, ...), neutral or skipped.  ``conclusion`` is
+    GitHub's own word (a status's state, a check run's conclusion)."""
+
+    kind: Literal["status", "check_run"]
+    name: str
+    state: CheckStateName
+    conclusion: str | None
+    link: str | None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A workflow run: ``status`` queued, in_progress, completed (or waiting, requested,
+    pending); ``conclusion`` once completed; the job and step running now (or last run)."""
+
+    id: int
+    name: str
+    display_title: str
+    status: str
+    conclusion: str | None
+    html_url: str
+    head_sha: str
+    created_at: str
+    job: str | None = None
+    step: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "completed" and self.conclusion == "success"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: int
+    sha: str
+    ref: str
+    environment: str
+    task: str
+    description: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    id: int
+    state: str
+    description: str
+    environment: str
+    log_url: str
+    environment_url: str
+    created_at: str
+
+
+class _BoundedCache(MutableMapping[str, Any]):
+    """gidgethub's ETag cache, bounded: a bot polls for months, each run adds URLs."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, Any] = OrderedDict()
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._items[key]
+        self._items.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def __delitem__(self, key: str) -> None:
+        del self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class _API(GitHubAPI):
+    """gidgethub's aiohttp client, with rate limits, 5xx and connection errors handled below
+    gidgethub's parsing: every request it makes, page or token fetch, gets the same rules."""
+
+    def __init__(self, session: aiohttp.ClientSession, config: GitHubConfig) -> None:
+        super().__init__(
+            session,
+            config.user_agent,
+            cache=_BoundedCache(config.cache_size),
+            base_url=config.api_url,
+        )
+        self._config = config
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        config = self._config
+        deadline = time.monotonic() + config.max_wait
+        failures = 0
+        where = f"{method} {url.split('?', 1)[0]}"
+        while True:
+            try:
+                status, answer, data = await super()._request(method, url, headers, body)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = f"could not reach GitHub ({type(exc).__name__}) for {where}"
+                failures += 1
+                wait = self._retry_wait(failures, deadline, reason)
+                log.warning("%s; retrying in %.1f s", reason, wait)
+                await asyncio.sleep(wait)
+                continue
+            wait_for = _rate_limit_wait(status, answer, data)
+            if wait_for is not None:
+                wait, why = wait_for
+                if time.monotonic() + wait > deadline:
+                    raise GitHubUnavailable(
+                        f"GitHub's {why} for {where}: it asks to wait {wait:.0f} s, more than "
+                        f"the {config.max_wait:g} s allowed"
+                    )
+                log.warning("GitHub's %s for %s: waiting %.1f s", why, where, wait)
+                await asyncio.sleep(wait)
+                continue
+            if status >= 500:
+                failures += 1
+                wait = self._retry_wait(failures, deadline, f"GitHub answered {status} for {where}")
+                log.warning("GitHub answered %s for %s; retrying in %.1f s", status, where, wait)
+                await asyncio.sleep(wait)
+                continue
+            return status, answer, data
+
+    def _retry_wait(self, failures: int, deadline: float, reason: str) -> float:
+        if failures > self._config.retries:
+            raise GitHubUnavailable(f"{reason}, {failures} times")
+        wait: float = self._config.backoff * 2.0 ** (failures - 1)
+        if time.monotonic() + wait > deadline:
+            raise GitHubUnavailable(f"{reason}; no time left to retry")
+        return wait
+
+
+def _rate_limit_wait(
+    status: int, headers: Mapping[str, str], body: bytes
+) -> tuple[float, str] | None:
+    """How long GitHub asks to wait before a retry, and why; None when it is no rate limit."""
+    if status not in (403, 429):
+        return None
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after)), "secondary rate limit"
+        except ValueError:
+            pass
+    if headers.get("x-ratelimit-remaining") == "0":
+        try:
+            reset = float(headers.get("x-ratelimit-reset", ""))
+        except ValueError:
+            reset = time.time() + 60
+        # Its reset is in whole epoch seconds: a second more, so the retry is not early.
+        return max(0.0, reset - time.time()) + 1.0, "rate limit is spent"
+    if b"secondary rate limit" in body.lower() or status == 429:
+        # GitHub's advice when it names no time: wait at least a minute.
+        return 60.0, "secondary rate limit"
+    return None
+
+
+class GitHubClient:
+    """The GitHub calls releasebot's gates and deploys make (see the module docstring).
+
+    Use it as an async context manager, or call :meth:`close`; a session passed in stays the
+    caller's to close."""
+
+    def __init__(self, config: GitHubConfig, session: aiohttp.ClientSession | None = None) -> None:
+        if not config.token and not (config.app_id and config.app_private_key):
+            raise ValueError("GitHubConfig needs a token, or an app id and its private key")
+        self._config = config
+        self._own_session = session is None
+        self._session = session or aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=config.timeout)
+        )
+        self._api = _API(self._session, config)
+        self._installations: dict[tuple[str, str], str] = {}
+        self._tokens: dict[str, tuple[str, float]] = {}  # installation -> (token, expiry)
+        self._token_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._own_session:
+            await self._session.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ---- the calls -------------------------------------------------------------------------
+
+    async def commit_checks(self, owner: str, repo: str, sha: str) -> list[CheckState]:
+        """Every commit status (the latest per context) and check run (the latest per name)
+        on ``sha``, all pages of both."""
+        path = f"/repos/{owner}/{repo}/commits/{sha}"
+        statuses = await self._list(f"{path}/status?per_page=100", owner, repo, "statuses")
+        runs = await self._list(f"{path}/check-runs?per_page=100", owner, repo, "check_runs")
+        found = [_status_check(s) for s in statuses]
+        found += [_run_check(r) for r in runs]
+        return found
+
+    async def dispatch_workflow(
+        self, owner: str, repo: str, workflow: str, ref: str, inputs: Mapping[str, str]
+    ) -> None:
+        """Starts ``workflow`` (its file name or id) on ``ref`` with ``inputs``.  GitHub
+        answers no run id: put a correlation id among the inputs and the workflow's
+        ``run-name``, and find the run with :meth:`find_run`."""
+        await self._call(
+            "POST",
+            f"/repos/{owner}/{repo}/actions/workflows/{workflow}/dispatches",
+            owner,
+            repo,
+            data={"ref": ref, "inputs": dict(inputs)},
+        )
+
+    async def find_run(
+        self, owner: str, repo: str, workflow: str, correlation_id: str, since: datetime
+    ) -> Run | None:
+        """The run of ``workflow`` dispatched since ``since`` whose title (or name) holds
+        ``correlation_id``, or None while it has not appeared (GitHub lists a dispatched run
+        a few seconds after the dispatch: poll)."""
+        # A minute earlier: the bot's clock and GitHub's may differ; the correlation id, not
+        # the time, is what tells the run apart.
+        after = (since.astimezone(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        runs = await self._list(
+            f"/repos/{owner}/{repo}/actions/runs?event=workflow_dispatch"
+            f"&created=%3E%3D{after}&per_page=100",
+            owner,
+            repo,
+            "workflow_runs",
+        )
+        for found in runs:
+            path = str(found.get("path") or "")
+            if workflow not in (path.rsplit("/", 1)[-1], str(found.get("workflow_id"))):
+                continue
+            titles = (str(found.get("display_title") or ""), str(found.get("name") or ""))
+            if any(correlation_id in title for title in titles):
+                return await self.run(owner, repo, int(found["id"]))
+        return None
+
+    async def run(self, owner: str, repo: str, run_id: int) -> Run:
+        """A workflow run now, with the job and step it is at."""
+        base = f"/repos/{owner}/{repo}/actions/runs/{run_id}"
+        found = await self._call("GET", base, owner, repo)
+        jobs = await self._list(f"{base}/jobs?per_page=100", owner, repo, "jobs")
+        job, step = _current_step(jobs)
+        return Run(
+            id=int(found["id"]),
+            name=str(found.get("name") or ""),
+            display_title=str(found.get("display_title") or ""),
+            status=str(found["status"]),
+            conclusion=found.get("conclusion"),
+            html_url=str(found.get("html_url") or ""),
+            head_sha=str(found.get("head_sha") or ""),
+            created_at=str(found.get("created_at") or ""),
+            job=job,
+            step=step,
+        )
+
+    async def create_deployment(
+        self,
+        owner: str,
+        repo: str,
+        ref: str,
+        environment: str,
+        *,
+        task: str = "deploy",
+        description: str | None = None,
+        payload: Mapping[str, Any] | None = None,
+        required_contexts: Sequence[str] = (),
+        production: bool | None = None,
+    ) -> Deployment:
+        """Records a deployment of ``ref`` to ``environment``.  ``required_contexts`` is
+        empty by default: the bot's own gates have decided; GitHub would otherwise check
+        every status again.  ``auto_merge`` is off: a deploy never merges anything."""
+        data: dict[str, Any] = {
+            "ref": ref,
+            "environment": environment,
+            "task": task,
+            "auto_merge": False,
+            "required_contexts": list(required_contexts),
+            "payload": dict(payload or {}),
+        }
+        if description is not None:
+            data["description"] = description
+        if production is not None:
+            data["production_environment"] = production
+        found = await self._call("POST", f"/repos/{owner}/{repo}/deployments", owner, repo, data)
+        return _deployment(found)
+
+    async def deployments(
+        self, owner: str, repo: str, *, environment: str | None = None, sha: str | None = None
+    ) -> list[Deployment]:
+        """The repository's deployments, newest first (all pages), filtered as asked."""
+        query = "".join(
+            f"&{k}={v}" for k, v in (("environment", environment), ("sha", sha)) if v is not None
+        )
+        found = await self._list(
+            f"/repos/{owner}/{repo}/deployments?per_page=100{query}", owner, repo, None
+        )
+        return [_deployment(d) for d in found]
+
+    async def deployment_statuses(
+        self, owner: str, repo: str, deployment_id: int
+    ) -> list[DeploymentStatus]:
+        """A deployment's statuses, newest first."""
+        found = await self._list(
+            f"/repos/{owner}/{repo}/deployments/{deployment_id}/statuses?per_page=100",
+            owner,
+            repo,
+            None,
+        )
+        return [_deployment_status(s) for s in found]
+
+    async def create_deployment_status(
+        self,
+        owner: str,
+        repo: str,
+        deployment_id: int,
+        state: Literal[
+            "error", "failure", "inactive", "in_progress", "queued", "pending", "success"
+        ],
+        *,
+        description: str | None = None,
+        log_url: str | None = None,
+        environment_url: str | None = None,
+    ) -> DeploymentStatus:
+        data: dict[str, Any] = {"state": state}
+        for key, value in (
+            ("description", description),
+            ("log_url", log_url),
+            ("environment_url", environment_url),
+        ):
+            if value is not None:
+                data[key] = value
+        found = await self._call(
+            "POST", f"/repos/{owner}/{repo}/deployments/{deployment_id}/statuses", owner, repo, data
+        )
+        return _deployment_status(found)
+
+    # ---- the plumbing ----------------------------------------------------------------------
+
+    async def _call(self, method: str, url: str, owner: str, repo: str, data: Any = b"") -> Any:
+        token = await self._token_for(owner, repo)
+        with self._errors():
+            if method == "GET":
+                return await self._api.getitem(url, oauth_token=token)
+            return await self._api.post(url, data=data, oauth_token=token)
+
+    async def _list(self, url: str, owner: str, repo: str, key: str | None) -> list[Any]:
+        token = await self._token_for(owner, repo)
+        found: list[Any] = []
+        with self._errors():
+            # gidgethub follows each page's Link rel="next"; `key` names the list inside an
+            # answer that wraps it in an object (check runs, workflow runs, jobs).
+            async for item in self._api.getiter(url, oauth_token=token, iterable_key=key):
+                found.append(item)
+        return found
+
+    def _errors(self) -> _Translate:
+        return _Translate(self._config.secrets() + tuple(t for t, _ in self._tokens.values()))
+
+    async def _token_for(self, owner: str, repo: str) -> str:
+        config = self._config
+        if config.token:
+            return config.token
+        assert config.app_id and config.app_private_key
+        async with self._token_lock:
+            key = (owner.lower(), repo.lower())
+            installation = self._installations.get(key)
+            if installation is None:
+                jwt = gidgethub.apps.get_jwt(
+                    app_id=config.app_id, private_key=config.app_private_key
+                )
+                with self._errors():
+                    found = await self._api.getitem(f"/repos/{owner}/{repo}/installation", jwt=jwt)
+                installation = self._installations[key] = str(found["id"])
+            token, expires = self._tokens.get(installation, ("", 0.0))
+            if time.time() >= expires - config.token_refresh_margin:
+                with self._errors():
+                    answer = await gidgethub.apps.get_installation_access_token(
+                        self._api,
+                        installation_id=installation,
+                        app_id=config.app_id,
+                        private_key=config.app_private_key,
+                    )
+                token = str(answer["token"])
+                expires = datetime.fromisoformat(
+                    str(answer["expires_at"]).replace("Z", "+00:00")
+                ).timestamp()
+                self._tokens[installation] = (token, expires)
+                log.info("GitHub App installation %s: new token until %s", installation, expires)
+            return token
+
+
+class _Translate:
+    """Turns gidgethub's exceptions into this module's, with any secret scrubbed out (GitHub
+    does not echo credentials, but a proxy's error page might)."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self._secrets = secrets
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, GitHubUnavailable):
+            exc.reason = self._scrub(exc.reason)
+            exc.args = (exc.reason,)
+            return
+        if isinstance(exc, gidgethub.RateLimitExceeded):
+            raise GitHubUnavailable("GitHub's rate limit is spent") from None
+        if isinstance(exc, gidgethub.GitHubBroken):
+            raise GitHubUnavailable(f"GitHub answered {int(exc.status_code)}") from None
+        if isinstance(exc, gidgethub.HTTPException):
+            message = self._scrub(" ".join(str(a) for a in exc.args) or exc.status_code.phrase)
+            raise GitHubError(int(exc.status_code), message) from None
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def _status_check(status: Mapping[str, Any]) -> CheckState:
+    raw = str(status.get("state"))
+    state: CheckStateName = (
+        "success" if raw == "success" else "pending" if raw == "pending" else "failure"
+    )
+    return CheckState(
+        kind="status",
+        name=str(status.get("context") or ""),
+        state=state,
+        conclusion=raw,
+        link=status.get("target_url") or None,
+        description=status.get("description") or None,
+    )
+
+
+def _run_check(run: Mapping[str, Any]) -> CheckState:
+    conclusion = run.get("conclusion")
+    state: CheckStateName
+    if run.get("status") != "completed" or conclusion is None:
+        state = "pending"
+    elif conclusion in ("success", "neutral", "skipped"):
+        state = conclusion
+    else:
+        # Unknown conclusions too: a gate must not pass on a word it does not know.
+        state = "failure"
+    return CheckState(
+        kind="check_run",
+        name=str(run.get("name") or ""),
+        state=state,
+        conclusion=conclusion,
+        link=run.get("html_url") or run.get("details_url") or None,
+    )
+
+
+def _current_step(jobs: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | None]:
+    """The job running now (else the last one that ran) and its step running now (else its
+    last finished step)."""
+    if not jobs:
+        return None, None
+    running = [j for j in jobs if j.get("status") == "in_progress"]
+    started = [j for j in jobs if j.get("status") != "queued"]
+    job = (running or started or list(jobs))[-1 if not running else 0]
+    steps = list(job.get("steps") or [])
+    now = [s for s in steps if s.get("status") == "in_progress"]
+    done = [s for s in steps if s.get("status") == "completed"]
+    step = (now or done[-1:] or [None])[0]
+    return str(job.get("name")), (str(step.get("name")) if step else None)
+
+
+def _deployment(found: Mapping[str, Any]) -> Deployment:
+    return Deployment(
+        id=int(found["id"]),
+        sha=str(found.get("sha") or ""),
+        ref=str(found.get("ref") or ""),
+        environment=str(found.get("environment") or ""),
+        task=str(found.get("task") or ""),
+        description=found.get("description"),
+        created_at=str(found.get("created_at") or ""),
+    )
+
+
+def _deployment_status(found: Mapping[str, Any]) -> DeploymentStatus:
+    return DeploymentStatus(
+        id=int(found["id"]),
+        state=str(found["state"]),
+        description=str(found.get("description") or ""),
+        environment=str(found.get("environment") or ""),
+        log_url=str(found.get("log_url") or ""),
+        environment_url=str(found.get("environment_url") or ""),
+        created_at=str(found.get("created_at") or ""),
+    )

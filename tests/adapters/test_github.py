@@ -1,0 +1,280 @@
+"""The GitHub client against the GitHub stand-in on 127.0.0.1: real HTTP both ways."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bot.adapters.github import (
+    GitHubClient,
+    GitHubConfig,
+    GitHubError,
+    GitHubUnavailable,
+)
+from bot.devtools.github_stand_in import GitHubStandIn
+
+OWNER, REPO = "acme", "shop"
+SHA = "a" * 40
+
+
+@pytest.fixture
+async def github() -> AsyncIterator[GitHubStandIn]:
+    async with GitHubStandIn() as stand_in:
+        stand_in.repo(OWNER, REPO)
+        yield stand_in
+
+
+def client_for(github: GitHubStandIn, **options: float) -> GitHubClient:
+    return GitHubClient(GitHubConfig(api_url=github.base_url, token=github.token, **options))
+
+
+async def test_statuses_and_check_runs_are_read_together_across_pages(github: GitHubStandIn):
+    github.set_status(OWNER, REPO, SHA, "ci/lint", "pending")
+    github.set_status(OWNER, REPO, SHA, "ci/lint", "success", target_url="https://ci/lint")
+    github.set_status(OWNER, REPO, SHA, "ci/security", "error")
+    for n in range(250):
+        github.add_check_run(OWNER, REPO, SHA, f"test-{n:03}")
+    github.add_check_run(OWNER, REPO, SHA, "slow", status="in_progress")
+    github.add_check_run(OWNER, REPO, SHA, "docs", conclusion="skipped")
+    github.add_check_run(OWNER, REPO, SHA, "flaky", conclusion="timed_out")
+
+    async with client_for(github) as client:
+        checks = await client.commit_checks(OWNER, REPO, SHA)
+
+    by_name = {c.name: c for c in checks}
+    assert len(checks) == 2 + 253
+    assert by_name["ci/lint"].state == "success"
+    assert by_name["ci/lint"].link == "https://ci/lint"
+    assert (by_name["ci/security"].state, by_name["ci/security"].conclusion) == (
+        "failure",
+        "error",
+    )
+    assert by_name["slow"].state == "pending"
+    assert by_name["docs"].state == "skipped"
+    assert by_name["flaky"].state == "failure"
+    pages = github.requests("GET", f"/repos/{OWNER}/{REPO}/commits/{SHA}/check-runs")
+    assert [c.query.get("page", "1") for c in pages] == ["1", "2", "3"]
+    assert all(c.query["per_page"] == "100" for c in pages)
+
+
+async def test_a_dispatched_run_is_found_by_its_correlation_id_and_followed(
+    github: GitHubStandIn,
+):
+    github.add_workflow(OWNER, REPO, "deploy.yml", inputs=("correlation_id", "version"))
+    since = datetime.now(UTC)
+    async with client_for(github) as client:
+        await client.dispatch_workflow(
+            OWNER, REPO, "deploy.yml", "main", {"correlation_id": "rb-1", "version": "1.2.0"}
+        )
+        await client.dispatch_workflow(
+            OWNER, REPO, "deploy.yml", "main", {"correlation_id": "rb-2", "version": "1.3.0"}
+        )
+        run = await client.find_run(OWNER, REPO, "deploy.yml", "rb-1", since)
+        assert run is not None and run.status == "queued" and "rb-1" in run.display_title
+        github.advance(run.id)
+        run = await client.run(OWNER, REPO, run.id)
+        assert (run.status, run.job, run.step) == ("in_progress", "deploy", "Set up job")
+        github.advance(run.id)
+        run = await client.run(OWNER, REPO, run.id)
+        assert (run.status, run.step) == ("in_progress", "Deploy")
+        github.advance(run.id)
+        run = await client.run(OWNER, REPO, run.id)
+        assert run.succeeded and run.html_url.endswith(f"/actions/runs/{run.id}")
+
+        github.repo(OWNER, REPO).workflows["deploy.yml"].outcome = "failure"
+        await client.dispatch_workflow(
+            OWNER, REPO, "deploy.yml", "main", {"correlation_id": "rb-3", "version": "1.4.0"}
+        )
+        failing = await client.find_run(OWNER, REPO, "deploy.yml", "rb-3", since)
+        assert failing is not None
+        for _ in range(3):
+            github.advance(failing.id)
+        failing = await client.run(OWNER, REPO, failing.id)
+        assert (failing.status, failing.conclusion) == ("completed", "failure")
+        assert not failing.succeeded
+
+
+async def test_dispatch_errors_and_a_run_that_never_starts(github: GitHubStandIn):
+    flow = github.add_workflow(OWNER, REPO, "deploy.yml")
+    flow.starts = False
+    since = datetime.now(UTC)
+    async with client_for(github) as client:
+        with pytest.raises(GitHubError) as unknown:
+            await client.dispatch_workflow(OWNER, REPO, "nope.yml", "main", {})
+        assert unknown.value.status == 404
+        with pytest.raises(GitHubError) as bad_input:
+            await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {"other": "x"})
+        assert bad_input.value.status == 422
+        with pytest.raises(GitHubError) as bad_ref:
+            await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "nope", {})
+        assert bad_ref.value.status == 422
+        await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {"correlation_id": "x"})
+        assert await client.find_run(OWNER, REPO, "deploy.yml", "x", since) is None
+
+
+async def test_deployments_and_their_statuses(github: GitHubStandIn):
+    github.set_ref(OWNER, REPO, "v1.2.0", SHA)
+    async with client_for(github) as client:
+        deployment = await client.create_deployment(
+            OWNER, REPO, "v1.2.0", "staging", description="1.2.0 to staging"
+        )
+        assert (deployment.sha, deployment.environment) == (SHA, "staging")
+        await client.create_deployment_status(OWNER, REPO, deployment.id, "in_progress")
+        await client.create_deployment_status(
+            OWNER, REPO, deployment.id, "success", log_url="https://ci/log/1"
+        )
+        statuses = await client.deployment_statuses(OWNER, REPO, deployment.id)
+        assert [s.state for s in statuses] == ["success", "in_progress"]
+        assert statuses[0].log_url == "https://ci/log/1"
+        listed = await client.deployments(OWNER, REPO, environment="staging")
+        assert [d.id for d in listed] == [deployment.id]
+    posted = github.requests("POST", f"/repos/{OWNER}/{REPO}/deployments")[0]
+    assert posted.json["required_contexts"] == [] and posted.json["auto_merge"] is False
+
+
+async def test_a_secondary_limit_is_waited_out_for_its_retry_after(github: GitHubStandIn):
+    github.fail_next(f"/repos/{OWNER}/{REPO}/commits", status=403, retry_after=1, times=1)
+    async with client_for(github) as client:
+        started = time.monotonic()
+        assert await client.commit_checks(OWNER, REPO, SHA) == []
+        waited = time.monotonic() - started
+    assert 1.0 <= waited < 3.0
+    first, second = github.requests("GET", f"/repos/{OWNER}/{REPO}/commits")[:2]
+    assert (first.status, second.status) == (403, 200)
+    assert second.at - first.at >= 1.0
+
+
+async def test_a_secondary_limit_past_the_wait_allowed_is_unavailable(github: GitHubStandIn):
+    github.fail_next(f"/repos/{OWNER}/{REPO}", status=429, retry_after=120)
+    async with client_for(github, max_wait=5) as client:
+        with pytest.raises(GitHubUnavailable, match="secondary rate limit"):
+            await client.commit_checks(OWNER, REPO, SHA)
+
+
+async def test_server_errors_are_retried_then_unavailable(github: GitHubStandIn):
+    github.fail_next(f"/repos/{OWNER}/{REPO}", status=502, times=2)
+    async with client_for(github, backoff=0.05) as client:
+        assert await client.commit_checks(OWNER, REPO, SHA) == []
+        github.fail_next(f"/repos/{OWNER}/{REPO}", status=500, times=10)
+        with pytest.raises(GitHubUnavailable, match="500"):
+            await client.commit_checks(OWNER, REPO, SHA)
+
+
+async def test_a_spent_primary_limit_is_waited_for_until_its_reset(github: GitHubStandIn):
+    async with client_for(github) as client:
+        github.exhaust_rate_limit(reset_in=1)
+        started = time.monotonic()
+        await client.commit_checks(OWNER, REPO, SHA)
+        assert time.monotonic() - started >= 0.5
+        refused = github.requests("GET")[0]
+        assert refused.status == 403
+        github.exhaust_rate_limit(reset_in=3600)
+        with pytest.raises(GitHubUnavailable, match="rate limit is spent"):
+            await client.commit_checks(OWNER, REPO, SHA)
+
+
+async def test_repeated_polls_are_conditional_and_304s_cost_nothing(github: GitHubStandIn):
+    github.add_check_run(OWNER, REPO, SHA, "build", status="in_progress")
+    async with client_for(github) as client:
+        first = await client.commit_checks(OWNER, REPO, SHA)
+        budget = github.rate_limit_remaining
+        again = await client.commit_checks(OWNER, REPO, SHA)
+        assert again == first
+        assert github.rate_limit_remaining == budget
+        assert [c.status for c in github.calls[-2:]] == [304, 304]
+        assert all("if-none-match" in {k.lower() for k in c.headers} for c in github.calls[-2:])
+        github.add_check_run(OWNER, REPO, SHA, "build")  # the same name, now finished
+        latest = await client.commit_checks(OWNER, REPO, SHA)
+        assert [c.state for c in latest] == ["success"]
+
+
+def key_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+async def test_a_github_app_fetches_and_renews_its_installation_token():
+    private, public = key_pair()
+    # A token issued for 301 s is due for renewal 1 s later (the margin is 300 s).
+    async with GitHubStandIn(
+        app_id=4242, app_public_key=public, installation_token_ttl=301
+    ) as github:
+        github.repo(OWNER, REPO)
+        config = GitHubConfig(api_url=github.base_url, app_id="4242", app_private_key=private)
+        async with GitHubClient(config) as client:
+            await client.commit_checks(OWNER, REPO, SHA)
+            await client.commit_checks(OWNER, REPO, SHA)
+            assert len(github.issued_tokens) == 1
+            time.sleep(1.1)  # the token's expiry is wall-clock time, as GitHub states it
+            await client.commit_checks(OWNER, REPO, SHA)
+            assert len(github.issued_tokens) == 2
+        [lookup] = github.requests("GET", f"/repos/{OWNER}/{REPO}/installation")
+        app_jwt = lookup.headers["Authorization"].split(" ", 1)[1]
+        assert jwt.get_unverified_header(app_jwt)["alg"] == "RS256"
+        assert jwt.decode(app_jwt, public, algorithms=["RS256"])["iss"] == "4242"
+        reads = github.requests("GET", f"/repos/{OWNER}/{REPO}/commits")
+        assert {c.headers["Authorization"].split()[1] for c in reads} == set(github.issued_tokens)
+
+        # A JWT signed with another key is refused, as GitHub would.
+        other, _ = key_pair()
+        wrong = GitHubConfig(api_url=github.base_url, app_id="4242", app_private_key=other)
+        async with GitHubClient(wrong) as client:
+            with pytest.raises(GitHubError) as refused:
+                await client.commit_checks(OWNER, REPO, SHA)
+            assert refused.value.status in (401, 404)
+
+
+async def test_the_token_is_in_no_log_line_or_error(github: GitHubStandIn, caplog):
+    caplog.set_level(logging.DEBUG)
+    secret = "ghp_" + "s3cr3t" * 6
+    github.fail_next("/repos", status=500, times=100)
+    config = GitHubConfig(api_url=github.base_url, token=secret, backoff=0.01)
+    assert secret not in repr(config)
+    async with GitHubClient(config) as client:
+        with pytest.raises(GitHubError) as refused:  # a token GitHub does not know: 401
+            await client.commit_checks(OWNER, REPO, SHA)
+        assert refused.value.status == 401
+        errors: list[BaseException] = [refused.value]
+    async with client_for(github, backoff=0.01) as client:
+        with pytest.raises(GitHubUnavailable) as down:
+            await client.commit_checks(OWNER, REPO, SHA)
+        errors.append(down.value)
+    assert "Authorization" in github.calls[0].headers  # it was sent, to GitHub only
+    for text in [caplog.text, *(str(e) for e in errors), *(repr(e) for e in errors)]:
+        assert secret not in text and github.token not in text
+    assert "retrying" in caplog.text
+
+
+async def test_runs_can_advance_on_a_clock_the_test_owns():
+    now = [0.0]
+    async with GitHubStandIn(clock=lambda: now[0]) as github:
+        github.add_workflow(OWNER, REPO, "deploy.yml")
+        github.seconds_per_stage = 10.0
+        since = datetime.now(UTC)
+        async with client_for(github) as client:
+            await client.dispatch_workflow(
+                OWNER, REPO, "deploy.yml", "main", {"correlation_id": "c1"}
+            )
+            run = await client.find_run(OWNER, REPO, "deploy.yml", "c1", since)
+            assert run is not None and run.status == "queued"
+            now[0] = 15.0
+            assert (await client.run(OWNER, REPO, run.id)).step == "Set up job"
+            now[0] = 100.0
+            assert (await client.run(OWNER, REPO, run.id)).succeeded
