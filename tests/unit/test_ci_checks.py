@@ -1,0 +1,40 @@
+"""A gate passed by the team's CI, judged on its own."""
+
+from __future__ import annotations
+
+from bot.domain.ci_checks import ALL, CiCheck, judge
+
+E2E = CiCheck("ci/e2e", "success")
+A11Y = CiCheck("Accessibility", "success")
+LINT = CiCheck("lint", "failure", "failure", "https://ci.example/lint/7")
+
+
+def test_it_waits_while_a_required_context_is_pending_or_missing_then_passes():
+    waiting = judge([CiCheck("ci/e2e", "pending")], ("ci/e2e", "Accessibility"), (), 10, 600)
+    assert waiting.outcome == "waiting"
+    assert waiting.waiting_for == ("ci/e2e", "Accessibility")
+    assert waiting.detail == "waiting for ci/e2e, Accessibility"
+    passed = judge([E2E, A11Y, LINT], ("ci/e2e", "Accessibility"), (), 20, 600)
+    assert passed.outcome == "passed" and passed.detail == "CI passed: ci/e2e, Accessibility"
+
+
+def test_a_failure_fails_at_once_with_its_link_unless_allowed():
+    failed = judge([E2E, LINT], (ALL,), (), 5, 600)
+    assert failed.outcome == "failed" and failed.detail == "lint: failure https://ci.example/lint/7"
+    allowed = judge([E2E, LINT], (ALL,), ("lint",), 5, 600)
+    assert allowed.outcome == "passed"
+    assert "lint: failure https://ci.example/lint/7, allowed to fail" in allowed.detail
+
+
+def test_the_newest_report_of_a_context_counts():
+    rerun = [CiCheck("ci/e2e", "success"), CiCheck("ci/e2e", "failure", "failure")]
+    assert judge(rerun, ("ci/e2e",), (), 1, 600).outcome == "passed"
+
+
+def test_at_the_timeout_what_never_reported_or_is_still_pending_fails_the_gate():
+    late = judge([CiCheck("ci/e2e", "pending")], ("ci/e2e", "Accessibility"), (), 600, 600)
+    assert late.outcome == "failed"
+    assert late.detail == "after 600s, never reported: Accessibility; still pending: ci/e2e"
+    nothing = judge([], (ALL,), (), 30, 600)
+    assert nothing.outcome == "waiting" and nothing.waiting_for == ("any check",)
+    assert judge([], (ALL,), (), 600, 600).detail == "after 600s, never reported: any check"
