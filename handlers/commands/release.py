@@ -73,6 +73,12 @@ def say(text: str, outcome: str = "ok") -> Answer:
     return Answer(text, messages.note(text), outcome)
 
 
+def read_after_ack(text: str, work: Callable[[], Awaitable[object]]) -> Answer:
+    """A read that takes longer than an ack may wait (git, thousands of checks, a month of
+    the trail): acked with `text`, answered privately by `work` after."""
+    return Answer(text, read_only=True, after=work)
+
+
 def problem(text: str, outcome: str = "invalid") -> Answer:
     return Answer(text, messages.problem(text), outcome)
 
@@ -165,27 +171,16 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
                 parsed.version,
             ),
         )
+    response_url = command.get("response_url")
     if isinstance(parsed, ChangesCommand):
-        return Answer(
+        return read_after_ack(
             "Reading the changes from git…",
-            read_only=True,
-            after=partial(
-                release_changes.answer_changes,
-                services,
-                command.get("response_url"),
-                parsed.version,
-            ),
+            partial(release_changes.answer_changes, services, response_url, parsed.version),
         )
     if isinstance(parsed, ReportCommand):
-        return Answer(
+        return read_after_ack(
             "Working out the delivery figures…",
-            read_only=True,
-            after=partial(
-                delivery_report.answer_report,
-                services,
-                command.get("response_url"),
-                parsed.since,
-            ),
+            partial(delivery_report.answer_report, services, response_url, parsed.since),
         )
     if isinstance(parsed, HealthCommand):
         if parsed.environment is not None:
@@ -193,15 +188,9 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
                 config.check_environment(parsed.environment)
             except UnknownEnvironment as exc:
                 return problem(str(exc))
-        return Answer(
+        return read_after_ack(
             "Reading the health checks…",
-            read_only=True,
-            after=partial(
-                monitor_health.answer_health,
-                services,
-                command.get("response_url"),
-                parsed.environment,
-            ),
+            partial(monitor_health.answer_health, services, response_url, parsed.environment),
         )
     if isinstance(parsed, LockCommand | UnlockCommand):
         return await lock_command(services, command, parsed)
