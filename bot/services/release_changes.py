@@ -73,22 +73,18 @@ async def newest_final_before(
 
 
 async def previous_candidate(services: ChangesNeeds, release: Release) -> Release | None:
-    """The candidate made just before `release` on the way to the same final version (its
-    approvers may have approved it: they see what is new since)."""
+    """The candidate just before `release` on the way to the same final version (rc.2's is
+    rc.1: its approvers may have approved that one, and see what is new since). One record
+    read, whatever the history: the candidate path scans no release."""
     try:
         mine = semver.Version.parse(release.version)
     except ValueError:
         return None
-    for other in await services.store.recent_releases(20):
-        if other.version == release.version or other.created_at >= release.created_at:
-            continue
-        try:
-            theirs = semver.Version.parse(other.version)
-        except ValueError:
-            continue
-        if theirs.finalize_version() == mine.finalize_version() and theirs.prerelease:
-            return other
-    return None
+    label, _, number = (mine.prerelease or "").rpartition(".")
+    if not label or not number.isdigit() or int(number) < 2:
+        return None
+    before = mine.replace(prerelease=f"{label}.{int(number) - 1}")
+    return await services.store.get_release(str(before))
 
 
 async def release_changes(services: ChangesNeeds, release: Release) -> Changeset:
