@@ -3,6 +3,7 @@ and the real bot serving signed HTTP requests. What they are built from is in te
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
+from bot.adapters.github import GitHubConfig
 from bot.devtools.slack_stand_in import SlackStandIn
 from bot.domain.config import Config
 from bot.runtime.container import Services
@@ -83,9 +85,11 @@ async def start_bot(
         post_interval: float = 0.05,
         tag_sync_interval: float = 60.0,
         redis_env: dict[str, str] | None = None,
+        github: GitHubConfig | None = None,
     ) -> RunningBot:
         """The real bot; `redis_url` points it at a Redis of the test's own (RedisServer),
-        `redis_env` at one named by variables (REDIS_SENTINELS…: tests/helpers/sentinel.py)."""
+        `redis_env` at one named by variables (REDIS_SENTINELS…: tests/helpers/sentinel.py),
+        `github` at a GitHub (the stand-in: bot.devtools.github_stand_in)."""
         settings = make_settings(
             prefix,
             slack,
@@ -95,6 +99,8 @@ async def start_bot(
             tag_sync_interval,
             redis_env,
         )
+        if github is not None:
+            settings = dataclasses.replace(settings, github=github)
         services = Services.create(settings, config)
         bot = Bot(services, role)
         await bot.start(port=0, host="127.0.0.1")

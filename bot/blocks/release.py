@@ -556,6 +556,23 @@ def gate_outcome(gate: Gate, result: CommandResult) -> list[Block]:
     ]
 
 
+def ci_gate_waiting(gate: Gate, detail: str, timeout: float) -> list[Block]:
+    return [
+        context(
+            f"⏳ {escape(gate.name)}: {escape(detail)} (CI, re-checked until it reports, at "
+            f"most {seconds(timeout)})"
+        )
+    ]
+
+
+def ci_gate_outcome(gate: Gate, ok: bool, detail: str) -> list[Block]:
+    """A CI gate decided: what CI said, with the failing check's link."""
+    took = seconds(gate.duration or 0.0)
+    if ok:
+        return [section(f"✅ {escape(gate.name)} passed in {took}: {escape(detail)}")]
+    return [section(f"❌ {escape(gate.name)} failed after {took}: {escape(detail)}")]
+
+
 def lock_line(env: str, info: LockInfo, now: float | None = None) -> str:
     age = format_age((now or time.time()) - info.since)
     return (

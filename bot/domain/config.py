@@ -25,7 +25,8 @@ from bot.domain.changes import TRAILER, pathspec_problem
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 TAG_PREFIX = re.compile(r"^[A-Za-z0-9._/-]{0,20}$")
-GATE_CHECKS = ("flags-ready",)  # gates the bot checks itself
+GATE_CHECKS = ("flags-ready", "github")  # gates the bot checks itself
+GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
 # The names under which the monitor keeps an environment's failed deploy and its outage (the
 # one incident of all its failing checks): no configured check may take them.
 DEPLOY_CHECK = "deploy"
@@ -325,13 +326,38 @@ class GateConfig:
         default=900.0, metadata=key(float, "its command is killed after this", gt=0)
     )
     check: str | None = field(
-        default=None, metadata=key(str, 'a check the bot runs itself: "flags-ready"')
+        default=None,
+        metadata=key(str, 'a check the bot runs itself: "flags-ready", or "github" (the CI\'s)'),
+    )
+    # check = "github": the commit statuses and check runs that must pass (["all"]: every
+    # one that reports), and those shown but never blocking. It waits for them up to
+    # timeout_seconds, re-checked by the scheduler (no worker waits).
+    contexts: tuple[str, ...] = field(
+        default=(),
+        metadata=key(list, 'the CI contexts that must pass, like ["ci/e2e"], or "all"'),
+    )
+    allow_failures: tuple[str, ...] = field(
+        default=(), metadata=key(list, "CI contexts shown, never blocking")
     )
     command_env: CommandEnv = field(default_factory=CommandEnv)
 
     @property
     def automatic(self) -> bool:
         return self.command is not None or self.check is not None
+
+
+@dataclass(frozen=True)
+class GitHubTable:
+    """Where the team's CI reports (the `github` checks of gates)."""
+
+    repository: str = field(
+        default="", metadata=key(str, 'the repository on GitHub: "acme/website"')
+    )
+
+    @property
+    def owner_and_name(self) -> tuple[str, str]:
+        owner, _, name = self.repository.partition("/")
+        return owner, name
 
 
 @dataclass(frozen=True)
@@ -492,6 +518,9 @@ class Config:
     changes: ChangesConfig = field(
         default_factory=ChangesConfig, metadata=key(dict, "what a release lists of its changes")
     )
+    github: GitHubTable = field(
+        default_factory=GitHubTable, metadata=key(dict, "the repository the team's CI reports on")
+    )
 
     @property
     def flags_environment(self) -> EnvironmentConfig:
@@ -605,6 +634,7 @@ TABLES: dict[str, dict[str, Key]] = {
     | _COMMAND_ENV
     | _policy_keys("required", "approvers", "allow_self_approval", minimum=0),
     "changes": keys_of(ChangesConfig),
+    "github": keys_of(GitHubTable),
 }
 """Every table of the file (`[]`: each item of a list) and the keys it may hold."""
 
@@ -778,6 +808,26 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     monitoring = _monitoring(section("monitoring", {}), problems)
     flags = _flags(section("flags", {}), env_names, problems)
     changes = _changes(section("changes", {}), problems)
+    github = _table(GitHubTable, "github", section("github", {}), problems)
+    if (
+        github is not None
+        and github.repository
+        and not GITHUB_REPOSITORY.fullmatch(github.repository)
+    ):
+        problems.add(
+            "github.repository",
+            f'must be "owner/name", like "acme/website", got "{github.repository}"',
+        )
+    if (
+        gates is not None
+        and any(g.check == "github" for g in gates)
+        and not (github is not None and github.repository)
+    ):
+        problems.add(
+            "github.repository",
+            'a gate checks CI on GitHub (check = "github"): say which repository, '
+            'like [github] repository = "acme/website"',
+        )
     if (
         problems.found
         or repository is None
@@ -792,6 +842,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         or monitoring is None
         or flags is None
         or changes is None
+        or github is None
     ):
         raise ConfigError.of(problems.found)
     return Config(
@@ -807,6 +858,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         monitoring=monitoring,
         flags=flags,
         changes=changes,
+        github=github,
     )
 
 
@@ -988,6 +1040,8 @@ def _gates(
     for i, item in enumerate(raw):
         key = f"gates[{i}]"
         item_mark = problems.mark()
+        if isinstance(item, dict) and item.get("contexts") == "all":
+            item = {**item, "contexts": ["all"]}  # `contexts = "all"` reads as the list
         found = _read(key, item, TABLES["gates[]"], problems)
         command_env = _command_env(key, found, problems)
         gate_id = found.get("id")
@@ -1008,6 +1062,26 @@ def _gates(
                 f"{key}.stage",
                 f'"{stage}" is not an environment (environments: {", ".join(env_names)})',
             )
+        is_ci = found.get("check") == "github"
+        contexts = found.get("contexts", ())
+        if is_ci and not contexts:
+            problems.add(
+                f"{key}.contexts",
+                'a "github" check needs the contexts that must pass, like ["ci/e2e"], or "all"',
+            )
+        if not is_ci and ("contexts" in found or "allow_failures" in found):
+            problems.add(
+                f"{key}.contexts" if "contexts" in found else f"{key}.allow_failures",
+                'only a gate with check = "github" has CI contexts',
+            )
+        for name in ("contexts", "allow_failures"):
+            for i, context in enumerate(found.get(name, ())):
+                if not isinstance(context, str) or not context.strip() or len(context) > 200:
+                    problems.add(
+                        f"{key}.{name}[{i}]", f"expected a context's name, got {_describe(context)}"
+                    )
+            if name in found:
+                found[name] = tuple(found[name])
         if "check" in found and found["check"] not in GATE_CHECKS:
             problems.add(
                 f"{key}.check",
@@ -1243,7 +1317,7 @@ _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a command's environment never takes from the config: the bot's secrets and settings
 # (a command is the released repository's code, untrusted), and the ones the bot sets itself.
-_SECRET_PREFIXES = ("SLACK_", "REDIS", "RELEASEBOT_")
+_SECRET_PREFIXES = ("SLACK_", "REDIS", "RELEASEBOT_", "GITHUB_TOKEN", "GITHUB_APP_")
 _RESERVED_PREFIXES = ("RELEASE_", "FLAG_", "FLAGS_")
 
 

@@ -19,6 +19,7 @@ from saq import Queue
 from saq.job import Job
 from saq.queue.redis import RedisQueue
 
+from bot.adapters.ci_github import GitHubCi
 from bot.adapters.git_clone import GitClone
 from bot.adapters.http_probe import Prober
 from bot.adapters.process.runner import CommandRunner
@@ -136,6 +137,7 @@ class Services:
     # The bot's tags, newest version first (the VersionIndex port; rebuilt from git by the
     # scheduler's "version-index" job).
     versions: RedisVersionIndex = field(init=False)
+    ci: GitHubCi | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.status = SharedRead(
@@ -149,6 +151,8 @@ class Services:
             self.config.repository.tag_prefix,
         )
         self.runner = CommandRunner(self.config.worker.run_as)
+        if self.settings.github is not None and self.config.github.repository:
+            self.ci = GitHubCi(self.settings.github, self.config.github.repository)
         keys = self.store.keys
         self.locks = Locks(self.redis, keys, self.config.worker.lock_ttl_seconds)
         self.running_deploys = RunningDeploys(self.redis, keys)
@@ -256,6 +260,10 @@ class Services:
             monitor_state=monitor_state,
         )
 
+    async def _close_ci(self) -> None:
+        if self.ci is not None:
+            await self.ci.close()
+
     async def close(self) -> None:
         # Each step on its own: a Redis that is down must not keep the rest from closing.
         await self.drain_background()
@@ -263,6 +271,7 @@ class Services:
             self.notifier.drain,
             self.health_probe.close,
             self.status.close,
+            self._close_ci,
             self.queue.disconnect,
             self.redis.aclose,
         ):

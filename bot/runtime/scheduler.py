@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.runtime.container import Services
-from bot.services import change_flags, create_candidate
+from bot.services import change_flags, ci_gates, create_candidate
 from bot.services.monitor_health import Monitor
 from bot.services.reap_lost_deploys import reap_lost_deploys
 from bot.services.version_history import refresh_version_index
@@ -94,6 +94,8 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
         services.settings.tag_sync_interval,
         lambda: refresh_version_index(services),
     )
+    # CI gates left waiting by their deploy are looked at again here (no worker waits).
+    once_every("ci-gates", ci_gates.CI_RECHECK_SECONDS, lambda: ci_gates.recheck_waiting(services))
     # A release message Slack refused when its candidate was made is posted late, once.
     once_every("release-messages", 60.0, lambda: create_candidate.post_missing_messages(services))
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).

@@ -56,6 +56,8 @@ class Settings:
     embedded_redis: bool = False
     # How old a `/release status` served from the last read may be (bot.runtime.container).
     status_max_age: float = 0.2
+    # How to reach GitHub, for CI gates (GITHUB_TOKEN or a GitHub App); None without.
+    github: GitHubConfig | None = None
     # REDIS_SENTINELS and REDIS_SENTINEL_MASTER: the primary is whichever server these
     # sentinels name (REDIS_URL's host is then not used).
     redis_sentinels: tuple[tuple[str, int], ...] = ()
@@ -133,6 +135,7 @@ class Settings:
             update_delay=delay,
             post_interval=interval,
             tag_sync_interval=tag_sync,
+            github=github_config(env),
         )
 
 

@@ -18,19 +18,19 @@ from bot.domain.actors import BOT, Actor
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config, GateConfig
 from bot.domain.releases import Release, TransitionError
-from bot.services import change_flags, deploy_engine, monitor_health
+from bot.services import change_flags, ci_gates, deploy_engine, monitor_health
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
-from bot.services.ports import GitError, HasQueue, HasStore
+from bot.services.ports import GitError, HasCi, HasQueue, HasStore
 
 log = logging.getLogger(__name__)
 
 
-class DeployNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, Protocol):
-    """A release's deploy: the engine, its record, its thread, the queue (and, through
-    MonitorNeeds, the version index, for the flags-ready gate to learn what production
-    runs)."""
+class DeployNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasCi, Protocol):
+    """A release's deploy: the engine, its record, its thread, the queue, the CI's checks
+    (and, through MonitorNeeds, the version index, for the flags-ready gate to learn what
+    production runs)."""
 
 
 DEPLOY = "deploy"
@@ -662,6 +662,19 @@ async def _run_gates(
         except TransitionError:
             continue
         notifier.refresh(release.version)
+        if gate_cfg.check == "github":
+            # CI reports when it is done: a gate still waiting is left running, and the
+            # scheduler looks again (ci_gates.recheck_waiting) instead of a worker waiting.
+            verdict = await ci_gates.look(services, release, gate, gate_cfg)
+            if verdict.outcome == "waiting":
+                await notifier.thread(
+                    release.version,
+                    messages.ci_gate_waiting(gate, verdict.detail, gate_cfg.timeout_seconds),
+                    f"{gate.name} waits for CI",
+                )
+            else:
+                await ci_gates.finish(services, release, gate, verdict, environment)
+            continue
         if gate_cfg.check == "flags-ready":
             assert running.worktree is not None
             result = await change_flags.flags_ready(services, running.worktree)

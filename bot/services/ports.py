@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 from bot.blocks.release import Block
 from bot.domain.actors import Actor
 from bot.domain.changes import Changeset
+from bot.domain.ci_checks import CiCheck
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CheckConfig, CommandEnv, Config
 from bot.domain.flag_requests import FlagRequest, Ramp
@@ -168,6 +169,27 @@ class JobQueue(Protocol):
     """Work for the workers (saq): enqueue returns the job, or None when it already exists."""
 
     async def enqueue(self, job_or_func: Any, **kwargs: Any) -> Any: ...
+
+
+# --- the team's CI (bot.adapters.ci_github) -------------------------------------------------
+
+
+class CiUnavailable(Exception):
+    """The CI's API did not answer usefully (down, rate limited past our patience, refused):
+    a gate waiting on it waits on, and fails at its timeout with this reason."""
+
+
+class CiChecks(Protocol):
+    """The commit statuses and check runs on a commit of the released repository."""
+
+    async def checks(self, sha: str) -> list[CiCheck]: ...  # raises CiUnavailable
+
+    async def close(self) -> None: ...
+
+
+class HasCi(Protocol):
+    @property
+    def ci(self) -> CiChecks | None: ...  # None: no GitHub access configured
 
 
 # --- the released repository (bot.adapters.git_clone.GitClone) ----------------------------

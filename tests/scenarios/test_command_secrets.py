@@ -151,6 +151,12 @@ async def test_the_tree_has_no_git_and_the_state_is_the_bots_alone(
     [
         ({"pass_env": ["SLACK_BOT_TOKEN"]}, "environments[0].pass_env[0]", "secret or setting"),
         ({"pass_env": ["REDIS_URL"]}, "environments[0].pass_env[0]", "secret or setting"),
+        ({"pass_env": ["GITHUB_TOKEN"]}, "environments[0].pass_env[0]", "secret or setting"),
+        (
+            {"pass_env": ["GITHUB_APP_PRIVATE_KEY"]},
+            "environments[0].pass_env[0]",
+            "secret or setting",
+        ),
         (
             {"pass_env": ["RELEASEBOT_STATE_DIR"]},
             "environments[0].pass_env[0]",

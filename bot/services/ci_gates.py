@@ -1,0 +1,110 @@
+"""Gates passed by the team's CI (`check = "github"`): the deploy job looks once; a gate still
+waiting is left running and the scheduler looks again every CI_RECHECK_SECONDS, so waiting for
+CI holds no worker. The verdict's rules are in bot.domain.ci_checks."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Protocol
+
+from bot.blocks import release as messages
+from bot.domain import releases
+from bot.domain.actors import BOT
+from bot.domain.ci_checks import CiVerdict, judge
+from bot.domain.config import GateConfig
+from bot.domain.releases import Gate, Release, TransitionError
+from bot.services.ports import (
+    CiUnavailable,
+    HasChat,
+    HasCi,
+    HasClock,
+    HasConfig,
+    HasEnvironmentOutcomes,
+    HasStore,
+)
+
+log = logging.getLogger(__name__)
+
+CI_RECHECK_SECONDS = 10.0  # how often the scheduler looks at waiting CI gates
+
+
+class CiNeeds(HasConfig, HasClock, HasStore, HasChat, HasCi, HasEnvironmentOutcomes, Protocol):
+    """The CI's checks, the release records, and the thread to tell."""
+
+
+async def look(services: CiNeeds, release: Release, gate: Gate, cfg: GateConfig) -> CiVerdict:
+    """The gate's verdict now. Without GitHub access, or while GitHub does not answer, it
+    waits, and fails at its timeout with that reason: never passes."""
+    now = services.clock()
+    waited = now - (gate.started_at or now)
+    if services.ci is None:
+        return CiVerdict(
+            "failed",
+            "the bot has no GitHub access: set GITHUB_TOKEN (or a GitHub App) to check CI",
+        )
+    try:
+        checks = await services.ci.checks(release.sha)
+    except CiUnavailable as exc:
+        if waited >= cfg.timeout_seconds:
+            return CiVerdict("failed", f"after {cfg.timeout_seconds:.0f}s, {exc}"[:500])
+        return CiVerdict("waiting", str(exc)[:500])
+    return judge(checks, cfg.contexts, cfg.allow_failures, waited, cfg.timeout_seconds)
+
+
+async def finish(
+    services: CiNeeds, release: Release, gate: Gate, verdict: CiVerdict, environment: str
+) -> bool:
+    """Record a decided CI gate with its audit entry, and tell the thread; False when someone
+    (another replica's look, a re-run) finished it first."""
+    store = services.store
+    try:
+        release, done = await store.update_release(
+            release.version,
+            partial(
+                releases.finish_gate,
+                gate_id=gate.id,
+                now=store.clock(),
+                ok=verdict.outcome == "passed",
+                detail=verdict.detail,
+            ),
+            BOT,
+            "gate.finish",
+            environment=environment,
+            outcome=verdict.outcome,
+            reason=f"{gate.id}: {verdict.detail}"[:500],
+        )
+    except TransitionError:
+        return False
+    if verdict.outcome == "failed":
+        # As any gate that failed there: a rollback never goes back to it by itself.
+        ran, ran_tag = release.tag_for(environment, services.config.last_environment.name)
+        await services.environment_outcomes.mark_failed_in(
+            environment, ran, ran_tag, f"gate {gate.id} failed"
+        )
+    services.chat.refresh(release.version)
+    await services.chat.thread(
+        release.version,
+        messages.ci_gate_outcome(done, verdict.outcome == "passed", verdict.detail),
+        f"{done.name} {done.status}",
+    )
+    return True
+
+
+async def recheck_waiting(services: CiNeeds) -> int:
+    """The scheduler's look at every CI gate left waiting; returns how many it decided."""
+    ci_gates = {g.id: g for g in services.config.gates if g.check == "github"}
+    if not ci_gates:
+        return 0
+    decided = 0
+    for release in await services.store.releases_in_flight():
+        for gate in release.gates:
+            cfg = ci_gates.get(gate.id)
+            if cfg is None or gate.status != "running":
+                continue
+            verdict = await look(services, release, gate, cfg)
+            if verdict.outcome != "waiting" and await finish(
+                services, release, gate, verdict, gate.stage
+            ):
+                decided += 1
+    return decided

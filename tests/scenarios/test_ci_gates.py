@@ -1,0 +1,137 @@
+"""Gates passed by the team's CI on GitHub (the REST stand-in on 127.0.0.1): a gate waits
+without holding a worker, passes when the contexts pass, fails with the failing check's link,
+fails at its timeout naming what never reported, and never passes while GitHub is down."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.adapters.github import GitHubConfig
+from bot.devtools.github_stand_in import GitHubStandIn
+from bot.devtools.slack_stand_in import validate_blocks
+from bot.services import ci_gates
+from tests.helpers.config import make_config
+from tests.helpers.messages import release_message, thread_text
+
+OWNER, REPO = "acme", "site"
+
+
+def ci_config(timeout: float = 60) -> str:
+    return f"""
+[github]
+repository = "{OWNER}/{REPO}"
+
+[[gates]]
+id = "ci"
+name = "CI checks"
+stage = "staging"
+check = "github"
+contexts = ["ci/e2e", "Accessibility"]
+allow_failures = ["lint"]
+timeout_seconds = {timeout}
+"""
+
+
+async def thread_saying(bot, message, words: str) -> str:
+    """The release's thread once it says `words` (replies go out paced)."""
+
+    def said() -> str | None:
+        text = thread_text(bot.slack, message)
+        return text if words in text else None
+
+    found: str = await bot.slack.wait_for(said)
+    return found
+
+
+@pytest.fixture
+async def github():
+    async with GitHubStandIn() as stand_in:
+        yield stand_in
+
+
+async def waiting_candidate(start_bot, git_remote, tmp_path: Path, github, timeout: float = 60):
+    github.repo(OWNER, REPO)  # the repository exists on GitHub; nothing reported on it yet
+    bot = await start_bot(
+        make_config(git_remote, tmp_path, extra=ci_config(timeout)),
+        github=GitHubConfig(api_url=github.base_url, token=github.token, max_wait=2, retries=1),
+    )
+    await bot.command("rc")
+    message = await bot.slack.wait_for(
+        lambda: (
+            (m := release_message(bot.slack, "v0.15.0-rc.1"))
+            and "waiting for ci/e2e, Accessibility" in thread_text(bot.slack, m)
+            and m
+        ),
+        timeout=30,
+    )
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None and release.gate("ci").status == "running"
+    return bot, message, release.sha
+
+
+async def test_a_ci_gate_waits_then_passes_when_its_contexts_pass(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, message, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github)
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "pending")
+    assert await ci_gates.recheck_waiting(bot.services) == 0  # still waiting: nothing said
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "success")
+    github.add_check_run(OWNER, REPO, sha, "Accessibility")
+    github.add_check_run(OWNER, REPO, sha, "lint", conclusion="failure")
+    assert await ci_gates.recheck_waiting(bot.services) == 1
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None and release.gate("ci").status == "passed"
+    text = await thread_saying(bot, message, "CI checks passed")
+    assert "CI passed: ci/e2e, Accessibility" in text and "allowed to fail" in text
+    for reply in bot.slack.thread(message.ts):
+        assert validate_blocks(reply.blocks) == []
+    finished = [
+        e
+        for e in await bot.services.store.audit_entries("0.15.0-rc.1")
+        if e["action"] == "gate.finish" and e["reason"].startswith("ci:")
+    ]
+    assert [e["outcome"] for e in finished] == ["passed"]
+    assert await ci_gates.recheck_waiting(bot.services) == 0  # decided once
+
+
+async def test_a_failing_check_fails_the_gate_with_its_link(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, message, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github)
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "failure", target_url="https://ci.example/e2e/9")
+    assert await ci_gates.recheck_waiting(bot.services) == 1
+    text = await thread_saying(bot, message, "CI checks failed")
+    assert "ci/e2e: failure https://ci.example/e2e/9" in text
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None and release.gate("ci").status == "failed"
+
+
+async def test_a_context_that_never_reports_fails_the_gate_at_its_timeout(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, _, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github, 2)
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "success")
+    assert await ci_gates.recheck_waiting(bot.services) == 0
+    await asyncio.sleep(2.2)
+    assert await ci_gates.recheck_waiting(bot.services) == 1
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None and release.gate("ci").status == "failed"
+    assert release.gate("ci").detail == "after 2s, never reported: Accessibility"
+
+
+async def test_while_github_is_down_the_gate_waits_then_fails_never_passes(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, _, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github, 2)
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "success")
+    github.add_check_run(OWNER, REPO, sha, "Accessibility")
+    github.fail_next(f"/repos/{OWNER}/{REPO}/commits", 500, times=1000)
+    assert await ci_gates.recheck_waiting(bot.services) == 0  # down: it waits
+    await asyncio.sleep(2.2)
+    assert await ci_gates.recheck_waiting(bot.services) == 1  # then fails, with why
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None and release.gate("ci").status == "failed"
+    assert "GitHub is unavailable" in release.gate("ci").detail
