@@ -135,6 +135,11 @@ def cancel(request: FlagRequest, *, user_name: str, may: bool) -> str | None:
     return None
 
 
+def place(request: FlagRequest, channel: str, ts: str) -> None:
+    """Where the request's message is, once posted (its buttons' clicks are bound to it)."""
+    request.channel, request.ts = channel, ts
+
+
 def approve(
     request: FlagRequest,
     *,

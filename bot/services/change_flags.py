@@ -113,14 +113,20 @@ async def start_request(needs: FlagNeeds, request: FlagRequest) -> None:
     if not asks and request.operation == "disable":
         await _kill_switch(needs, request)
         return
+    # Recorded before its message (and Approve button) can be seen: a click the moment it
+    # shows finds it. Then only where the message is, atomically (a save would overwrite an
+    # approval made meanwhile).
+    await needs.flag_requests.save(request)
     await _post(needs, request)
+    await needs.flag_requests.update(
+        request.id, partial(flag_requests.place, channel=request.channel, ts=request.ts)
+    )
     await needs.audit_log.audit(
         actor,
         f"flag.{request.operation}",
         outcome=request.status,
         reason=f"{request.name}: {flag_messages.change_words(request)}"[:1000],
     )
-    await needs.flag_requests.save(request)
     if not asks:
         await go(needs, request)
 
@@ -181,6 +187,13 @@ async def approve(needs: FlagNeeds, actor: Actor, request_id: str, where: Where)
     found = await needs.flag_requests.load(request_id)
     if found is None:
         return await _refused(needs, actor, f"{request_id}: unknown", "That flag request is gone.")
+    if not found.ts:
+        return await _refused(
+            needs,
+            actor,
+            f"{request_id}: its message is being posted",
+            "That flag request's message is still being posted; click again in a moment.",
+        )
     if not same_message(where, found.channel, found.ts):
         return await _refused(
             needs,
