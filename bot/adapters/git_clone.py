@@ -677,7 +677,7 @@ class GitClone:
         return await asyncio.to_thread(version_tags, self.path, self.tag_prefix)
 
     async def commit_times(self, base: str, head: str) -> list[float]:
-        await self.sync_tags()  # the commits of every released version are fetched
+        """As last fetched: a caller asking for many versions syncs once first."""
         return await asyncio.to_thread(commit_times, self.path, base, head)
 
     async def changes_between(

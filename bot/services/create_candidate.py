@@ -155,6 +155,7 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
         await notifier.answer(req.response_url, messages.problem(text), text)
 
     repaired: str | None = None
+    changes: tuple[Changeset, str] | None = None  # what it brings, read once
     release: Release | _Clash | None = None
     branch = repo_cfg.branch
     try:
@@ -273,7 +274,7 @@ async def _create_release_candidate(services: CandidateNeeds, req: RcRequest) ->
             ),
             "Hotfix: review it afterwards",
         )
-    await _tell_changes(services, release)
+    await _tell_changes(services, release, changes[0] if changes is not None else None)
     try:
         await enqueue_deploy(services, release, config.first_environment.name, req.actor)
     except Exception as exc:
@@ -659,14 +660,15 @@ def _empty(changes: tuple[Changeset, str], req: RcRequest, hotfix: bool) -> bool
     )
 
 
-async def _tell_changes(services: CandidateNeeds, release: Release) -> None:
+async def _tell_changes(
+    services: CandidateNeeds, release: Release, changeset: Changeset | None
+) -> None:
     """The release's thread gets its changes once, and, for a candidate after another one
     of the same version, what is new since that one (its approvers saw the rest)."""
-    if not release.changes:
+    if changeset is None:
         return  # git could not say
     cfg = services.config.changes
     try:
-        changeset = await release_changes.release_changes(services, release)
         blocks = changes_blocks(changeset, pr_url=cfg.pr_url, show=cfg.show, max_blocks=45)
         earlier = await release_changes.previous_candidate(services, release)
         if earlier is not None:

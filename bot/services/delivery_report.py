@@ -33,6 +33,11 @@ async def delivery_report(
     entries = [entry async for entry in services.store.audit_since(since)]
     shipped = delivery.shipped(await services.store.environment_history(production), since, until)
     commit_times: dict[str, list[float]] = {}
+    if shipped:
+        try:
+            await services.git.sync_tags()  # once: every shipped version's commits are fetched
+        except Exception:
+            log.warning("fetching the repository failed; lead times come from the clone as is")
     for deploy in shipped:
         try:
             commit_times[deploy.sha] = await services.git.commit_times(deploy.base_sha, deploy.sha)

@@ -96,7 +96,6 @@ class Store:
         outcome: str = "ok",
         reason: str = "",
     ) -> dict[FieldT, EncodableT]:
-        metrics.audited(action, environment, outcome)  # a finished deploy or rollback
         return {
             "at": f"{self.clock():.3f}",
             "user_id": actor.user_id,
@@ -125,7 +124,9 @@ class Store:
         index = len(batch.entries)
         batch.entries.append(self._audit_fields(actor, action, **fields))
         # Shielded: a caller that stops waiting does not cancel the others' write.
-        return (await asyncio.shield(batch.written))[index]
+        written = (await asyncio.shield(batch.written))[index]
+        metrics.audited(action, fields.get("environment", ""), fields.get("outcome", "ok"))
+        return written
 
     async def _write_audit_batch(self, batch: _AuditBatch) -> None:
         if self._audit_batch is batch:
@@ -331,7 +332,7 @@ class Store:
                 ),
             )
 
-        return await update_atomically(
+        done = await update_atomically(
             self.redis,
             self.keys.release(version),
             load=Release.from_json,
@@ -339,6 +340,9 @@ class Store:
             also=also,
             missing=f"there is no release {version}",
         )
+        # Counted once written: the entry is queued again on every retry of the transaction.
+        metrics.audited(action, environment, outcome)
+        return done
 
     # --- rollbacks ----------------------------------------------------------------------------
 
@@ -386,7 +390,7 @@ class Store:
                 ),
             )
 
-        return await update_atomically(
+        done = await update_atomically(
             self.redis,
             self.keys.rollback(request_id),
             load=RollbackRequest.from_json,
@@ -394,6 +398,8 @@ class Store:
             also=also,
             missing=f"there is no rollback {request_id}",
         )
+        metrics.audited(action, done[0].environment, outcome)
+        return done
 
     # --- environments -------------------------------------------------------------------------
 
