@@ -135,3 +135,25 @@ async def test_while_github_is_down_the_gate_waits_then_fails_never_passes(
     release = await bot.services.store.get_release("0.15.0-rc.1")
     assert release is not None and release.gate("ci").status == "failed"
     assert "GitHub is unavailable" in release.gate("ci").detail
+
+
+async def test_a_failed_ci_gate_is_re_run_from_its_button_once_ci_is_green(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, message, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github)
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "failure", target_url="https://ci.example/e2e/9")
+    assert await ci_gates.recheck_waiting(bot.services) == 1
+    failed = await bot.slack.wait_for(
+        lambda: (
+            (m := release_message(bot.slack, "v0.15.0-rc.1")) is not None
+            and "Re-run CI checks" in bot.slack.text_of(m)
+            and m
+        ),
+        timeout=20,
+    )
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "success")  # re-run in CI, green now
+    github.add_check_run(OWNER, REPO, sha, "Accessibility")
+    await bot.click(failed, "gate_rerun", user="U0CAROL", user_name="carol", gate="ci")
+    await thread_saying(bot, message, "CI checks passed")
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None and release.gate("ci").status == "passed"
