@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 ALL = "all"  # `contexts = "all"`: every context that reports on the commit
 GOOD = ("success", "neutral", "skipped")
+NAMED = 120  # characters of context names a verdict lists before "and N more"
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,21 @@ def judge(
         if stuck:
             parts.append(f"still pending: {', '.join(stuck)}")
         return CiVerdict("failed", f"after {timeout:.0f}s, {'; '.join(parts)}"[:500])
-    return CiVerdict("waiting", f"waiting for {', '.join(pending)}"[:500], tuple(pending))
+    return CiVerdict("waiting", f"waiting for {listed(pending)}", tuple(pending))
+
+
+def listed(names: Sequence[str], limit: int = NAMED) -> str:
+    """`names` joined, as many as fit in `limit` characters (at least one, cut if it alone is
+    longer), then "and N more": a verdict is shown on a checklist line, kept short."""
+    shown: list[str] = []
+    used = 0
+    for name in names:
+        if shown and used + len(name) + 2 > limit:
+            break
+        shown.append(name if len(name) <= limit else name[: limit - 1] + "…")
+        used += len(shown[-1]) + (2 if len(shown) > 1 else 0)
+    rest = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {rest} more" if rest else "")
 
 
 def _failure(check: CiCheck) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.domain.ci_checks import ALL, CiCheck, judge
+from bot.domain.ci_checks import ALL, NAMED, CiCheck, judge, listed
 
 E2E = CiCheck("ci/e2e", "success")
 A11Y = CiCheck("Accessibility", "success")
@@ -38,3 +38,16 @@ def test_at_the_timeout_what_never_reported_or_is_still_pending_fails_the_gate()
     nothing = judge([], (ALL,), (), 30, 600)
     assert nothing.outcome == "waiting" and nothing.waiting_for == ("any check",)
     assert judge([], (ALL,), (), 600, 600).detail == "after 600s, never reported: any check"
+
+
+def test_a_long_list_of_pending_contexts_is_cut_with_how_many_more():
+    contexts = tuple(f"integration/shard-{n:02}" for n in range(30))
+    waiting = judge([], contexts, (), 10, 600)
+    assert waiting.waiting_for == contexts  # all of them, for whoever reads the verdict
+    assert waiting.detail.startswith("waiting for integration/shard-00, integration/shard-01")
+    shown = waiting.detail.removeprefix("waiting for ").rsplit(" and ", 1)[0]
+    assert len(shown) <= NAMED
+    named = shown.count("integration/shard-")
+    assert waiting.detail.endswith(f" and {30 - named} more") and 1 < named < 30
+    assert listed(["ci/e2e", "Accessibility"]) == "ci/e2e, Accessibility"
+    assert listed(["x" * 500, "y"]) == "x" * (NAMED - 1) + "… and 1 more"
