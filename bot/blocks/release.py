@@ -38,6 +38,7 @@ Block = dict[str, Any]
 GATE_ICONS = {"pending": "⬜", "running": "⏳", "passed": "✅", "failed": "❌", "waived": "☑️"}
 DEPLOY_ICONS = {"queued": "🕒", "running": "⏳", "succeeded": "✅", "failed": "❌", "blocked": "⛔"}
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+WAITING_CHARS = 200  # of what a running gate waits for, on its checklist line
 
 
 def _text(text: str, limit: int = 3000) -> str:
@@ -138,6 +139,9 @@ def gate_line(gate: Gate) -> str:
             icon, state = "👤", "waiting for approval"
     elif gate.status in ("passed", "failed"):
         state = f"{gate.status} in {seconds(gate.duration)}"
+    elif gate.status == "running" and gate.detail:
+        # What it waits for (a CI gate: "waiting for ci/e2e"), one short line of the checklist.
+        state = escape(_text(" ".join(gate.detail.split()), WAITING_CHARS))
     else:
         state = gate.status
     if gate.automatic and gate.waiver is not None:

@@ -296,6 +296,18 @@ def start_gate(release: Release, gate_id: str, now: float) -> Gate:
     return gate
 
 
+def note_waiting(release: Release, gate_id: str, detail: str) -> Gate:
+    """What a running gate waits for (a CI gate: the contexts still pending), in its `detail`
+    until it finishes, for its checklist line. Unchanged, there is nothing to write."""
+    gate = release.gate(gate_id)
+    if gate.status != "running":
+        raise TransitionError(f"gate {gate_id} is {gate.status}, not running")
+    if gate.detail == detail:
+        raise NoChange(f"gate {gate_id} says {detail!r} already")
+    gate.detail = detail
+    return gate
+
+
 def finish_gate(release: Release, gate_id: str, now: float, *, ok: bool, detail: str = "") -> Gate:
     gate = release.gate(gate_id)
     if gate.status != "running":

@@ -1,6 +1,7 @@
 """Gates passed by the team's CI (`check = "github"`): the deploy job looks once; a gate still
 waiting is left running and the scheduler looks again every CI_RECHECK_SECONDS, so waiting for
-CI holds no worker. The verdict's rules are in bot.domain.ci_checks."""
+CI holds no worker. While it waits, its checklist line says for what. The verdict's rules are
+in bot.domain.ci_checks."""
 
 from __future__ import annotations
 
@@ -34,8 +35,17 @@ class CiNeeds(HasConfig, HasClock, HasStore, HasChat, HasCi, HasEnvironmentOutco
 
 
 async def look(services: CiNeeds, release: Release, gate: Gate, cfg: GateConfig) -> CiVerdict:
-    """The gate's verdict now. Without GitHub access, or while GitHub does not answer, it
-    waits, and fails at its timeout with that reason: never passes."""
+    """The gate's verdict now; a gate that waits keeps what it waits for (note_waiting), so
+    the deploy job's first look and every recheck show it. Without GitHub access, or while
+    GitHub does not answer, it waits, and fails at its timeout with that reason: never
+    passes."""
+    verdict = await _verdict(services, release, gate, cfg)
+    if verdict.outcome == "waiting":
+        await note_waiting(services, release, gate, verdict.detail)
+    return verdict
+
+
+async def _verdict(services: CiNeeds, release: Release, gate: Gate, cfg: GateConfig) -> CiVerdict:
     now = services.clock()
     waited = now - (gate.started_at or now)
     if services.ci is None:
@@ -50,6 +60,28 @@ async def look(services: CiNeeds, release: Release, gate: Gate, cfg: GateConfig)
             return CiVerdict("failed", f"after {cfg.timeout_seconds:.0f}s, {exc}"[:500])
         return CiVerdict("waiting", str(exc)[:500])
     return judge(checks, cfg.contexts, cfg.allow_failures, waited, cfg.timeout_seconds)
+
+
+async def note_waiting(services: CiNeeds, release: Release, gate: Gate, detail: str) -> bool:
+    """What a waiting gate waits for, kept on it with its audit entry and shown on the release
+    message; only when it changed (nothing written, nothing redrawn otherwise). False when it
+    had not changed, or the gate is no longer running (decided or re-run meanwhile)."""
+    if gate.detail == detail:
+        return False
+    try:
+        await services.store.update_release(
+            release.version,
+            partial(releases.note_waiting, gate_id=gate.id, detail=detail),
+            BOT,
+            "gate.wait",
+            environment=gate.stage,
+            outcome="waiting",
+            reason=f"{gate.id}: {detail}"[:500],
+        )
+    except TransitionError:  # NoChange too: another replica's look wrote it first
+        return False
+    services.chat.refresh(release.version)
+    return True
 
 
 async def finish(

@@ -1,25 +1,32 @@
 """Gates passed by the team's CI on GitHub (the REST stand-in on 127.0.0.1): a gate waits
-without holding a worker, passes when the contexts pass, fails with the failing check's link,
-fails at its timeout naming what never reported, and never passes while GitHub is down."""
+without holding a worker, its checklist line saying for what, passes when the contexts pass,
+fails with the failing check's link, fails at its timeout naming what never reported, and never
+passes while GitHub is down."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from bot.adapters.github import GitHubConfig
 from bot.devtools.github_stand_in import GitHubStandIn
-from bot.devtools.slack_stand_in import validate_blocks
+from bot.devtools.slack_stand_in import Message, validate_blocks
 from bot.services import ci_gates
+from tests.helpers.bot import RunningBot
 from tests.helpers.config import make_config
 from tests.helpers.messages import release_message, thread_text
 
 OWNER, REPO = "acme", "site"
 
 
-def ci_config(timeout: float = 60) -> str:
+CONTEXTS = ("ci/e2e", "Accessibility")
+
+
+def ci_config(timeout: float = 60, contexts: Sequence[str] = CONTEXTS) -> str:
     return f"""
 [github]
 repository = "{OWNER}/{REPO}"
@@ -29,7 +36,7 @@ id = "ci"
 name = "CI checks"
 stage = "staging"
 check = "github"
-contexts = ["ci/e2e", "Accessibility"]
+contexts = {json.dumps(list(contexts))}
 allow_failures = ["lint"]
 timeout_seconds = {timeout}
 """
@@ -157,3 +164,71 @@ async def test_a_failed_ci_gate_is_re_run_from_its_button_once_ci_is_green(
     await thread_saying(bot, message, "CI checks passed")
     release = await bot.services.store.get_release("0.15.0-rc.1")
     assert release is not None and release.gate("ci").status == "passed"
+
+
+# --- the checklist line of a waiting gate --------------------------------------------------------
+
+VERSION, TAG = "0.15.0-rc.1", "v0.15.0-rc.1"
+
+
+async def message_saying(bot: RunningBot, words: str) -> Message:
+    """The release message once it says `words` (it is redrawn a moment after a change); it
+    is valid Block Kit."""
+
+    def says() -> Message | None:
+        shown = release_message(bot.slack, TAG)
+        return shown if shown is not None and words in bot.slack.text_of(shown) else None
+
+    found: Message = await bot.slack.wait_for(says, timeout=20)
+    assert validate_blocks(found.blocks) == []
+    return found
+
+
+async def gate_status(bot: RunningBot) -> tuple[str, int]:
+    """The CI gate's status and the release record's revision (which every write moves on)."""
+    release = await bot.services.store.get_release(VERSION)
+    assert release is not None
+    return release.gate("ci").status, release.rev
+
+
+async def test_the_checklist_line_of_a_waiting_ci_gate_says_what_it_waits_for(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, _, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github)
+    await message_saying(bot, "⏳ CI checks — waiting for ci/e2e, Accessibility")
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "pending")
+    _, rev = await gate_status(bot)
+    assert await ci_gates.recheck_waiting(bot.services) == 0
+    assert await gate_status(bot) == ("running", rev)  # waiting for the same: nothing written
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "success")
+    github.add_check_run(OWNER, REPO, sha, "Accessibility", status="in_progress")
+    assert await ci_gates.recheck_waiting(bot.services) == 0
+    text = bot.slack.text_of(await message_saying(bot, "⏳ CI checks — waiting for Accessibility"))
+    assert "ci/e2e" not in text
+    noted = [
+        e["reason"]
+        for e in await bot.services.store.audit_entries(VERSION)
+        if e["action"] == "gate.wait"
+    ]
+    assert noted == ["ci: waiting for ci/e2e, Accessibility", "ci: waiting for Accessibility"]
+    github.add_check_run(OWNER, REPO, sha, "Accessibility")
+    assert await ci_gates.recheck_waiting(bot.services) == 1
+    await message_saying(bot, "✅ CI checks — passed in")
+
+
+async def test_a_long_list_of_contexts_is_cut_on_the_checklist_line(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    github.repo(OWNER, REPO)
+    contexts = [f"integration/{'very-long-shard-name-' * 3}{n:02}" for n in range(60)]
+    bot = await start_bot(
+        make_config(git_remote, tmp_path, extra=ci_config(contexts=contexts)),
+        github=GitHubConfig(api_url=github.base_url, token=github.token, max_wait=2, retries=1),
+    )
+    await bot.command("rc")
+    shown = await message_saying(bot, "⏳ CI checks — waiting for integration/")
+    line = next(
+        line for line in bot.slack.text_of(shown).splitlines() if line.startswith("⏳ CI checks")
+    )
+    named, more = line.count("integration/"), line.rsplit(" and ", 1)[-1]
+    assert more == f"{60 - named} more" and named >= 1 and len(line) < 250, line

@@ -1,8 +1,15 @@
-"""A gate passed by the team's CI, judged on its own."""
+"""A gate passed by the team's CI, judged on its own; while it waits, its checklist line says
+for what."""
 
 from __future__ import annotations
 
+import pytest
+
+from bot.blocks.release import gate_line
+from bot.domain import releases
 from bot.domain.ci_checks import ALL, NAMED, CiCheck, judge, listed
+from bot.domain.releases import Gate
+from tests.helpers.releases import recorded
 
 E2E = CiCheck("ci/e2e", "success")
 A11Y = CiCheck("Accessibility", "success")
@@ -51,3 +58,22 @@ def test_a_long_list_of_pending_contexts_is_cut_with_how_many_more():
     assert waiting.detail.endswith(f" and {30 - named} more") and 1 < named < 30
     assert listed(["ci/e2e", "Accessibility"]) == "ci/e2e, Accessibility"
     assert listed(["x" * 500, "y"]) == "x" * (NAMED - 1) + "… and 1 more"
+
+
+def test_a_waiting_gate_keeps_what_it_waits_for_until_it_is_decided():
+    release = recorded("0.15.0-rc.1", created_at=1.0)
+    release.gates = [Gate("ci", "CI checks", "staging", True)]
+    with pytest.raises(releases.TransitionError):  # not running yet
+        releases.note_waiting(release, "ci", "waiting for ci/e2e")
+    releases.start_gate(release, "ci", 2.0)
+    assert gate_line(release.gate("ci")) == "⏳ CI checks — running"
+    releases.note_waiting(release, "ci", "waiting for ci/e2e, Accessibility")
+    assert gate_line(release.gate("ci")) == "⏳ CI checks — waiting for ci/e2e, Accessibility"
+    with pytest.raises(releases.NoChange):  # the same again: nothing to write
+        releases.note_waiting(release, "ci", "waiting for ci/e2e, Accessibility")
+    releases.note_waiting(release, "ci", "waiting for <Accessibility>")
+    assert gate_line(release.gate("ci")) == "⏳ CI checks — waiting for &lt;Accessibility&gt;"
+    releases.finish_gate(release, "ci", 5.0, ok=True, detail="CI passed: ci/e2e, Accessibility")
+    assert gate_line(release.gate("ci")) == "✅ CI checks — passed in 3.0s"
+    with pytest.raises(releases.TransitionError):  # decided: a late look changes nothing
+        releases.note_waiting(release, "ci", "waiting for ci/e2e")
