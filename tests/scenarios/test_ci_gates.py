@@ -1,7 +1,8 @@
 """Gates passed by the team's CI on GitHub (the REST stand-in on 127.0.0.1): a gate waits
 without holding a worker, its checklist line saying for what, passes when the contexts pass,
 fails with the failing check's link, fails at its timeout naming what never reported, and never
-passes while GitHub is down."""
+passes while GitHub is down. A failed one is re-run or waived like any gate, and stays waived
+whatever CI says later."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ OWNER, REPO = "acme", "site"
 
 
 CONTEXTS = ("ci/e2e", "Accessibility")
+# Waivers of a failed gate take two approvals, from bob and dave.
+TWO_WAIVER_APPROVALS = """
+[waivers]
+required = 2
+approvers = ["U0BOB", "U0DAVE"]
+"""
 
 
 def ci_config(timeout: float = 60, contexts: Sequence[str] = CONTEXTS) -> str:
@@ -59,10 +66,12 @@ async def github():
         yield stand_in
 
 
-async def waiting_candidate(start_bot, git_remote, tmp_path: Path, github, timeout: float = 60):
+async def waiting_candidate(
+    start_bot, git_remote, tmp_path: Path, github, timeout: float = 60, extra: str = ""
+):
     github.repo(OWNER, REPO)  # the repository exists on GitHub; nothing reported on it yet
     bot = await start_bot(
-        make_config(git_remote, tmp_path, extra=ci_config(timeout)),
+        make_config(git_remote, tmp_path, extra=ci_config(timeout) + extra),
         github=GitHubConfig(api_url=github.base_url, token=github.token, max_wait=2, retries=1),
     )
     await bot.command("rc")
@@ -166,7 +175,7 @@ async def test_a_failed_ci_gate_is_re_run_from_its_button_once_ci_is_green(
     assert release is not None and release.gate("ci").status == "passed"
 
 
-# --- the checklist line of a waiting gate --------------------------------------------------------
+# --- the checklist line of a waiting gate, and waivers -------------------------------------------
 
 VERSION, TAG = "0.15.0-rc.1", "v0.15.0-rc.1"
 
@@ -184,11 +193,45 @@ async def message_saying(bot: RunningBot, words: str) -> Message:
     return found
 
 
+async def private_answer(bot: RunningBot, user: str, words: str) -> str:
+    """The latest answer only `user` sees (to a click) that says `words`."""
+
+    def said() -> list[str]:
+        return [
+            text
+            for call in bot.slack.calls_to("response_url")
+            if call.params.get("_id", "").startswith(user)
+            and words in (text := bot.slack.text_of(call.params))
+        ]
+
+    answers: list[str] = await bot.slack.wait_for(said)
+    return answers[-1]
+
+
 async def gate_status(bot: RunningBot) -> tuple[str, int]:
     """The CI gate's status and the release record's revision (which every write moves on)."""
     release = await bot.services.store.get_release(VERSION)
     assert release is not None
     return release.gate("ci").status, release.rev
+
+
+async def waive_ci_gate(bot: RunningBot, failed: Message, reason: str) -> Message:
+    """Carol asks through the Waive button and its form; bob, then dave approve it, as
+    [waivers] wants (two of them); the message once it shows the gate waived."""
+    await bot.click(failed, "gate_waive", user="U0CAROL", user_name="carol", gate="ci")
+    opened = await bot.slack.wait_for(lambda: bot.slack.calls_to("views.open"))
+    status, _ = await bot.submit_view(
+        opened[-1].params["view"], {"reason": reason}, user="U0CAROL", user_name="carol"
+    )
+    assert status == 200
+    asked = await message_saying(bot, "Approve waiver of CI checks")
+    await bot.click(asked, "gate_waive_approve", user="U0BOB", user_name="bob", gate="ci")
+    assert "needs more approvals" in await private_answer(bot, "U0BOB", "waiver")
+    assert (await gate_status(bot))[0] == "failed"  # one approval of the two it needs
+    await bot.click(asked, "gate_waive_approve", user="U0DAVE", user_name="dave", gate="ci")
+    assert "counts as passed" in await private_answer(bot, "U0DAVE", "waiver")
+    assert (await gate_status(bot))[0] == "waived"
+    return await message_saying(bot, f"☑️ CI checks — waived: {reason}")
 
 
 async def test_the_checklist_line_of_a_waiting_ci_gate_says_what_it_waits_for(
@@ -232,3 +275,61 @@ async def test_a_long_list_of_contexts_is_cut_on_the_checklist_line(
     )
     named, more = line.count("integration/"), line.rsplit(" and ", 1)[-1]
     assert more == f"{60 - named} more" and named >= 1 and len(line) < 250, line
+
+
+async def test_a_failed_ci_gate_is_waived_with_the_approvals_waivers_need(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, message, sha = await waiting_candidate(
+        start_bot, git_remote, tmp_path, github, extra=TWO_WAIVER_APPROVALS
+    )
+    waiting = await message_saying(bot, "⏳ CI checks — waiting for")
+    assert "Waive" not in bot.slack.text_of(waiting)  # only a failed gate is waived
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "failure", target_url="https://ci.example/e2e/9")
+    assert await ci_gates.recheck_waiting(bot.services) == 1
+    failed = await message_saying(bot, "❌ CI checks — failed in")
+    assert "Ready for production" not in bot.slack.text_of(failed)
+    waived = await waive_ci_gate(bot, failed, "e2e flakes on the staging LB, INC-12")
+    assert "(asked by <@U0CAROL>, approved by <@U0BOB>, <@U0DAVE>)" in bot.slack.text_of(waived)
+    await bot.click(waived, "gate_approve", user="U0BOB", user_name="bob", gate="qa")
+    await message_saying(bot, "Ready for production")  # the release goes on
+    asked = [
+        (e["user_id"], e["action"], e["outcome"])
+        for e in await bot.services.store.audit_entries(VERSION)
+        if e["action"].startswith("gate.waive")
+    ]
+    assert asked == [
+        ("U0CAROL", "gate.waive", "asked"),
+        ("U0BOB", "gate.waive-approve", "ok"),
+        ("U0DAVE", "gate.waive-approve", "ok"),
+    ]
+    assert "approved the waiver of *CI checks*: it counts as passed" in thread_text(
+        bot.slack, message
+    )
+
+
+async def test_a_waived_ci_gate_stays_waived_whatever_ci_says_later(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, message, sha = await waiting_candidate(
+        start_bot, git_remote, tmp_path, github, 2, extra=TWO_WAIVER_APPROVALS
+    )
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "pending")  # CI is slow today
+    await asyncio.sleep(2.2)
+    assert await ci_gates.recheck_waiting(bot.services) == 1  # failed at its timeout
+    failed = await message_saying(bot, "❌ CI checks — failed in")
+    await waive_ci_gate(bot, failed, "CI is down for maintenance, tested by hand")
+    # CI finishes at last, and fails: the gate was waived, so it is not even looked at.
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "failure", target_url="https://ci.example/e2e/9")
+    github.add_check_run(OWNER, REPO, sha, "Accessibility", conclusion="failure")
+    looked = len(github.requests("GET", f"/repos/{OWNER}/{REPO}/commits"))
+    _, rev = await gate_status(bot)
+    assert await ci_gates.recheck_waiting(bot.services) == 0
+    assert await gate_status(bot) == ("waived", rev)  # nothing written
+    assert len(github.requests("GET", f"/repos/{OWNER}/{REPO}/commits")) == looked
+    # Replies go out in order: once the approval below is in the thread, anything the recheck
+    # had said would be there before it.
+    await bot.click(failed, "gate_approve", user="U0BOB", user_name="bob", gate="qa")
+    text = await thread_saying(bot, message, "approved *Manual QA*")
+    assert text.count("❌ CI checks failed") == 1  # at its timeout, and not again
+    await message_saying(bot, "Ready for production")
