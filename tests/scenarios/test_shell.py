@@ -453,6 +453,48 @@ async def test_buttons_name_their_gate_and_go_with_it(slack, prefix, redis, git_
         await bot.stop()
 
 
+CI_GATE = """
+[github]
+repository = "acme/site"
+
+[[gates]]
+id = "ci"
+name = "CI checks"
+stage = "staging"
+check = "github"
+contexts = ["ci/build", "ci/e2e"]
+allow_failures = ["lint"]
+"""
+
+
+async def test_ci_completes_its_verbs_and_contexts_and_needs_github(
+    slack, prefix, redis, git_remote, tmp_path
+):
+    config = make_config(git_remote, tmp_path, extra=CI_GATE)
+    bot = Bot(Services.create(make_settings(prefix, slack, tmp_path / "s"), config), "web")
+    await bot.start(port=0, host="127.0.0.1")
+    out = io.StringIO()
+    try:
+        async with Shell(bot, slack, out=out) as shell:
+            event = CompleteEvent(completion_requested=True)
+
+            def offered(text: str) -> list[str]:
+                completer = ShellCompleter(shell)
+                return [c.text for c in completer.get_completions(Document(text), event)]
+
+            assert offered("c") == ["click", "cancel", "ci"]
+            assert offered("ci ") == ["pass", "fail", "pending"]
+            assert offered("ci pa") == ["pass"]
+            assert offered("ci pass ") == ["ci/build", "ci/e2e", "lint"]
+            assert offered("ci fail ci/e") == ["ci/e2e"]
+            assert offered("ci frob ") == []
+            # Without a GitHub stand-in (a Shell made without one), `ci` says what it needs.
+            await shell.execute("ci pass ci/build")
+        assert '[github] repository = "owner/name"' in out.getvalue()
+    finally:
+        await bot.stop()
+
+
 def test_mrkdwn_is_styled_for_a_terminal():
     names = {"U0BOB": "bob"}
     text = "*v1.2* by <@U0BOB> in `staging` <https://x.test/a|the log> :white_check_mark: *"
