@@ -1,8 +1,10 @@
 """`releasebot shell --demo`: a sample project in a temporary folder that the bot really runs.
 
 A bare "remote" with a messy tag history, deploy and gate scripts that really run (each
-environment is a folder the deploy writes the release into), and a config that uses them.
-Grows with the bot: every capability the bot gains should be walkable here.
+environment is a folder the deploy writes the release into), and a config that uses them,
+with a CI gate that waits for the team's CI on GitHub (the shell's GitHub stand-in, which
+`ci pass CONTEXT` reports to). Grows with the bot: every capability the bot gains should be
+walkable here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ _GIT_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_CONFIG_NOSYSTEM": "1",
 }
+
+# Where the demo's CI reports: a repository of the shell's GitHub stand-in.
+GITHUB_REPOSITORY = "acme/website"
 
 DEPLOY_SCRIPT = """\
 #!/bin/sh
@@ -74,6 +79,9 @@ tag_prefix = "v"
 [slack]
 channel = "#releases"
 
+[github]
+repository = "{github_repository}"
+
 [worker]
 lock_ttl_seconds = 10
 reap_interval_seconds = 2
@@ -102,6 +110,16 @@ id = "infra"
 name = "Infrastructure validation"
 stage = "staging"
 command = "{gate_env} sh {demo}/scripts/gate.sh infra"
+
+# The team's CI reports on GitHub (in the shell, a local stand-in that `ci pass CONTEXT`
+# reports to): the gate waits until both contexts passed on the candidate's commit.
+[[gates]]
+id = "ci"
+name = "CI checks"
+stage = "staging"
+check = "github"
+contexts = ["ci/build", "ci/e2e"]
+timeout_seconds = 600
 
 [[gates]]
 id = "flags"
@@ -297,7 +315,12 @@ def create_demo(root: Path, site_port: int) -> Demo:
     gate_env = f"DEMO_DIR={root} DEMO_SITE={site} DEMO_PYTHON={sys.executable}"
     demo.config_path.write_text(
         CONFIG.format(
-            remote=demo.remote, demo=root, site=site, gate_env=gate_env, checks=CHECKS.format()
+            remote=demo.remote,
+            demo=root,
+            site=site,
+            gate_env=gate_env,
+            checks=CHECKS.format(),
+            github_repository=GITHUB_REPOSITORY,
         )
     )
     # Both environments run v0.14.1 from before the bot, so their checks are green at first.

@@ -2,7 +2,9 @@
 
 The same handlers, worker and scheduler run as in production; the person at the terminal
 types slash commands, which reach the bot as signed HTTP requests, and the bot's messages (as
-posted to the stand-in) are printed as text, buttons numbered so `click N` presses one.
+posted to the stand-in) are printed as text, buttons numbered so `click N` presses one. When
+the config's CI gates read GitHub, a local GitHub stand-in plays the team's CI too: `ci pass
+CONTEXT` reports a commit status to it.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ import contextlib
 import json
 import re
 import secrets
+import shlex
 import signal
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,15 +26,22 @@ from typing import Any, TextIO
 import aiohttp
 from redis.exceptions import RedisError
 
+from bot.adapters.github import GitHubConfig
 from bot.adapters.redis.connect import RedisTarget, connect
 from bot.devtools import payloads
 from bot.devtools.demo import DemoSite
 from bot.devtools.embedded_redis import WARNING, EmbeddedRedis
+from bot.devtools.github_stand_in import GitHubStandIn
 from bot.devtools.slack_stand_in import Message, SlackStandIn
+from bot.domain import approvals
+from bot.domain.ci_checks import ALL, latest
 from bot.domain.config import Config
+from bot.domain.releases import Release
 from bot.runtime.container import Services
 from bot.runtime.settings import Settings
 from bot.runtime.web import Bot
+from bot.services import ci_gates
+from bot.services.ports import CiUnavailable
 
 CHANNEL_ID, CHANNEL_NAME = "C0SHELL", "dev"
 TEAM_ID = "T0SHELL"
@@ -48,8 +58,18 @@ Type what you would type in Slack, plus a few shell commands:
   wait [SECONDS]           wait until the bot is idle (or for SECONDS)
   site ENV down|slow|failing|up  (demo) break the demo site of ENV (failing: its gates
                            fail), or mend it
+  ci                       what the team's CI reported on the newest candidate's commit
+  ci pass|fail|pending CONTEXT [VERSION]
+                           play the team's CI: report CONTEXT (e.g. ci/build) on the newest
+                           candidate's commit (or VERSION's); CI gates look again at once
   help                     this help
   quit                     leave (Ctrl-D works too)"""
+
+CI_USAGE = "ci [pass|fail|pending CONTEXT [VERSION]]"
+# What `ci pass|fail|pending` reports: a commit status in GitHub's words.
+CI_STATES = {"pass": "success", "fail": "failure", "pending": "pending"}
+CI_ICONS = {"success": "✅", "failure": "❌", "pending": "⏳"}
+_VERSION_LIKE = re.compile(r"[^\s/]*\d+\.\d+\.\d+\S*")  # v0.15.0-rc.1, 0.15.0
 
 _MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 _CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
@@ -121,6 +141,7 @@ class Shell:
     echo: bool = True  # repeat each line after the prompt (a terminal's prompt shows it)
     user: str = "alice"
     site: DemoSite | None = None  # the demo's site, which `site ENV down` breaks
+    github: GitHubStandIn | None = None  # the team's CI, which `ci pass CONTEXT` reports to
     _http: aiohttp.ClientSession | None = None
     _shown: dict[str, int] = field(default_factory=dict)  # ts -> updates shown
     _calls_seen: int = 0
@@ -210,6 +231,8 @@ class Shell:
             await self._wait(rest.strip())
         elif word == "site":
             self._site(rest.split())
+        elif word == "ci":
+            await self._ci(rest)
         elif word.startswith("/") and word != "/":
             await self._slash_command(word, rest)
         else:
@@ -240,6 +263,142 @@ class Shell:
             "up": "is healthy again",
         }[args[1]]
         self.say(f"  (the demo site of {args[0]} {what})")
+
+    # --- the team's CI (`ci`) ---------------------------------------------------------------
+
+    def ci_contexts(self) -> list[str]:
+        """The contexts the config's CI gates name (those that must pass, then those allowed
+        to fail), for help and completion."""
+        names: list[str] = []
+        for gate in self.bot.services.config.gates:
+            if gate.check == "github":
+                names += [c for c in (*gate.contexts, *gate.allow_failures) if c != ALL]
+        return list(dict.fromkeys(names))
+
+    async def _ci(self, rest: str) -> None:
+        if self.github is None:
+            self.say(
+                "  `ci` plays the team's CI when the config's CI gates read GitHub "
+                '([github] repository = "owner/name"), as the demo\'s do.'
+            )
+            return
+        try:
+            args = shlex.split(rest)
+        except ValueError:
+            self.say(f"  Usage: {CI_USAGE} (a CONTEXT with spaces goes in quotes).")
+            return
+        try:
+            if not args or (len(args) == 1 and _VERSION_LIKE.fullmatch(args[0])):
+                await self._ci_list(args[0] if args else None)
+            elif args[0] not in CI_STATES:
+                self.say(f"  I don't know `ci {args[0]}`. Usage: {CI_USAGE}")
+            elif len(args) == 1 or len(args) > 3:
+                self.say(
+                    f"  Usage: ci {args[0]} CONTEXT [VERSION], {self._contexts_hint(args[0])}."
+                )
+            elif len(args) == 3 and not _VERSION_LIKE.fullmatch(args[2]):
+                self.say(
+                    f"  `{args[2]}` is not a version like v0.15.0-rc.1; a CONTEXT with spaces "
+                    f'goes in quotes: ci {args[0]} "{args[1]} {args[2]}"'
+                )
+            else:
+                await self._ci_report(args[0], args[1], args[2] if len(args) == 3 else None)
+        except RedisError:
+            self.say("  Redis did not answer, so the shell cannot tell which commit; try again.")
+        except CiUnavailable as exc:
+            self.say(f"  The bot could not read CI: {exc}")
+
+    def _contexts_hint(self, verb: str = "pass") -> str:
+        contexts = self.ci_contexts()
+        if not contexts:
+            return f"with CONTEXT the name CI reports, like `ci {verb} ci/build`"
+        return (
+            f"with CONTEXT one of {', '.join(contexts)} (what the CI gates wait for), "
+            f"like `ci {verb} {contexts[0]}`"
+        )
+
+    async def _ci_release(self, version: str | None) -> Release | None:
+        """The release whose commit `ci` reports on: VERSION's, or the newest open candidate
+        (what `/release final` would promote); None, said why, when there is none."""
+        store = self.bot.services.store
+        if version is None:
+            candidates = [
+                r for r in await store.releases_in_flight() if approvals.is_open_candidate(r)
+            ]
+            if not candidates:
+                self.say(
+                    "  There is no open release candidate, so no commit for CI to report on: "
+                    "`/release rc` makes one (or name a release: `ci pass CONTEXT VERSION`)."
+                )
+                return None
+            return candidates[-1]
+        prefix = self.bot.services.config.repository.tag_prefix
+        bare = version[len(prefix) :] if prefix and version.startswith(prefix) else version
+        release = await store.get_release(bare)
+        if release is None:  # a final version names its candidate's commit
+            candidate = await store.release_by_final_version(bare)
+            release = await store.get_release(candidate) if candidate else None
+        if release is None:
+            self.say(f"  There is no release `{version}`; `/release status` lists those in flight.")
+        return release
+
+    async def _ci_report(self, verb: str, context: str, version: str | None) -> None:
+        """A commit status on the release's commit, then the CI gates' look at once (the
+        scheduler's comes only every few seconds)."""
+        assert self.github is not None
+        release = await self._ci_release(version)
+        if release is None:
+            return
+        state = CI_STATES[verb]
+        owner, name = self.bot.services.config.github.owner_and_name
+        self.github.set_status(
+            owner, name, release.sha, context, state, description="reported in releasebot shell"
+        )
+        self.say(
+            f"  (CI reports {context}: {state} on `{release.sha[:10]}`, the commit of "
+            f"{release.tag})"
+        )
+        contexts = self.ci_contexts()
+        if contexts and context not in contexts:
+            self.say(f"  (no CI gate waits for {context}; they wait for {', '.join(contexts)})")
+        await ci_gates.recheck_waiting(self.bot.services)
+        await self.settle()
+        await self._ci_still_waiting(release.version)
+
+    async def _ci_still_waiting(self, version: str) -> None:
+        """Say what a CI gate of the release still waits for (its decision is in the thread)."""
+        services = self.bot.services
+        release = await services.store.get_release(version)
+        if release is None:
+            return
+        configs = {g.id: g for g in services.config.gates if g.check == "github"}
+        for gate in release.gates:
+            cfg = configs.get(gate.id)
+            if cfg is None or gate.status != "running":
+                continue
+            verdict = await ci_gates.look(services, release, gate, cfg)
+            if verdict.outcome == "waiting":
+                self.say(f"  ({gate.name} of {release.tag}: {verdict.detail})")
+
+    async def _ci_list(self, version: str | None) -> None:
+        release = await self._ci_release(version)
+        if release is None:
+            return
+        ci = self.bot.services.ci
+        if ci is None:
+            self.say("  The bot has no GitHub access in this shell, so it reads no CI.")
+            return
+        reported = latest(await ci.checks(release.sha))
+        where = f"`{release.sha[:10]}` ({release.tag})"
+        missing = [c for c in self.ci_contexts() if c not in reported]
+        if not reported:
+            self.say(f"  CI has reported nothing on {where} yet; {self._contexts_hint()}.")
+            return
+        self.say(f"  CI on {where}:")
+        for check in reported.values():
+            self.say(f"    {CI_ICONS.get(check.state, '·')} {check.name}: {check.state}")
+        if missing:
+            self.say(f"    not reported yet: {', '.join(missing)}")
 
     async def _wait(self, arg: str) -> None:
         if not arg:
@@ -619,7 +778,7 @@ async def run_shell(
         print(WARNING, file=sys.stderr)
     prefix = f"releasebot-shell:{secrets.token_hex(4)}:"
     try:
-        async with SlackStandIn(token="xoxb-shell") as slack:
+        async with SlackStandIn(token="xoxb-shell") as slack, _github_for(config) as github:
             settings = Settings(
                 bot_token=slack.token,
                 signing_secret=secrets.token_hex(16),
@@ -629,11 +788,16 @@ async def run_shell(
                 redis_prefix=prefix,
                 update_delay=0.3,
                 embedded_redis=embedded is not None,
+                github=(
+                    GitHubConfig(api_url=github.base_url, token=github.token)
+                    if github is not None
+                    else None
+                ),
             )
             bot = Bot(Services.create(settings, config), "all")
             try:
                 await bot.start(port=0, host="127.0.0.1")
-                async with Shell(bot, slack, out=out, live=live, site=site) as shell:
+                async with Shell(bot, slack, out=out, live=live, site=site, github=github) as shell:
                     if lines is None:
                         await _converse(shell)
                     else:
@@ -647,6 +811,19 @@ async def run_shell(
             embedded.stop()
         if site is not None:
             await site.stop()
+
+
+@contextlib.asynccontextmanager
+async def _github_for(config: Config) -> AsyncIterator[GitHubStandIn | None]:
+    """The team's CI, when the config's CI gates read GitHub: a local GitHub stand-in with
+    the configured repository on it, nothing reported yet (`ci pass CONTEXT` reports). The
+    shell never reaches the real GitHub, as it never reaches the real Slack."""
+    if not config.github.repository:
+        yield None
+        return
+    async with GitHubStandIn() as github:
+        github.repo(*config.github.owner_and_name)
+        yield github
 
 
 def _dump_tasks() -> None:

@@ -22,12 +22,12 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from bot.devtools.shell import Shell
+from bot.devtools.shell import CI_STATES, Shell
 
 WATCH_SECONDS = 0.2  # how often the prompt looks for new messages: soon enough to feel live
 
 # What the shell understands, for completion: its own words and the bot's commands.
-SHELL_WORDS = ("help", "click", "submit", "cancel", "/as", "wait", "site", "quit")
+SHELL_WORDS = ("help", "click", "submit", "cancel", "/as", "wait", "site", "ci", "quit")
 COMMANDS = {
     "/release": (
         "rc",
@@ -46,6 +46,7 @@ COMMANDS = {
     "/flag": ("list", "set", "enable", "disable", "ramp", "help"),
 }
 SITE_FAULTS = ("down", "slow", "failing", "up")
+CI_VERBS = tuple(CI_STATES)
 
 
 def history_path(environ: dict[str, str] | None = None) -> Path:
@@ -67,7 +68,8 @@ def open_history(path: Path) -> History:
 
 class ShellCompleter(Completer):
     """Completes the first word, a command's subcommand, `click`'s live button numbers (with
-    their labels), `/as` with the people met so far, and `site`'s environments and faults."""
+    their labels), `/as` with the people met so far, `site`'s environments and faults, and
+    `ci`'s verbs and the contexts the CI gates name."""
 
     def __init__(self, shell: Shell) -> None:
         self.shell = shell
@@ -96,6 +98,10 @@ class ShellCompleter(Completer):
             if len(done) == 1:
                 return [(e.name, "") for e in self.shell.bot.services.config.environments]
             return [(f, "") for f in SITE_FAULTS]
+        if first == "ci" and len(done) == 1:
+            return [(v, "") for v in CI_VERBS]
+        if first == "ci" and len(done) == 2 and done[1] in CI_VERBS:
+            return [(c, "") for c in self.shell.ci_contexts()]
         return []
 
 

@@ -135,6 +135,14 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "*resolved* after" in out and "`0.15.1`: *rolled back*" in out
     assert "*production* · health — ✅ healthy" in out
     assert "site ENV down|slow|failing|up" not in out  # no usage error from `site`
+    # CI: the first candidate's gate waited for both contexts, then passed once the shell
+    # (playing GitHub) reported them; the last candidate's failed on `ci fail`.
+    first = out.split("alice> ci pass ci/build")[0]
+    assert "CI checks: waiting for ci/build, ci/e2e" in first
+    assert "(CI checks of v0.15.0-rc.1: waiting for ci/e2e)" in out
+    assert "✅ CI checks passed in" in out.split("alice> ci pass ci/e2e")[1].split("alice>")[0]
+    assert "❌ CI checks failed after" in out and "ci/e2e: failure" in out
+    assert "Usage: ci pass CONTEXT [VERSION], with CONTEXT one of ci/build, ci/e2e" in out
     # Flags: committed to the repository (comments kept), approved, ramped, switched off,
     # and each change reported by the site's /flags.
     flags = subprocess.run(
@@ -166,6 +174,58 @@ def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
     from bot.devtools.demo import Demo
 
     assert "v0.15.0-rc.1" not in Demo(tmp_path / "d").remote_tags()
+
+
+def test_ci_in_the_shell_reports_to_github_and_the_gate_passes_at_once(tmp_path: Path):
+    lines = [
+        "ci",
+        "ci pass ci/build",
+        "ci frob",
+        "/release rc",
+        "ci",
+        "ci pass",
+        "ci pass ci/e2e v9.9.9",
+        "ci pass build checks",
+        'ci pass "ci/build',
+        "ci pass ci/build",
+        "ci pass ci/e2e",
+        "ci",
+    ]
+    result = run_shell(["--demo-dir", str(tmp_path / "d")], stdin="\n".join(lines) + "\n")
+    assert result.returncode == 0, result.stderr
+    answers = answers_to(result.stdout, lines)
+    # Before any candidate there is no commit to report on: said, with what makes one.
+    assert "There is no open release candidate" in answers[0] and "/release rc" in answers[0]
+    assert "There is no open release candidate" in answers[1]
+    assert "I don't know `ci frob`. Usage: ci [pass|fail|pending CONTEXT [VERSION]]" in answers[2]
+    # The candidate's CI gate waits for both contexts, in the checklist and its thread.
+    assert "⏳ CI checks — running" in answers[3]
+    assert "CI checks: waiting for ci/build, ci/e2e" in answers[3]
+    assert "CI has reported nothing on" in answers[4] and "(v0.15.0-rc.1)" in answers[4]
+    assert "Usage: ci pass CONTEXT [VERSION], with CONTEXT one of ci/build, ci/e2e" in answers[5]
+    assert "There is no release `v9.9.9`" in answers[6]
+    assert 'goes in quotes: ci pass "build checks"' in answers[7]
+    assert "a CONTEXT with spaces goes in quotes" in answers[8]
+    # One context reported: the gate still waits, for the other one only.
+    assert "(CI reports ci/build: success on" in answers[9]
+    assert "(CI checks of v0.15.0-rc.1: waiting for ci/e2e)" in answers[9]
+    assert "CI checks passed" not in answers[9]
+    # Both: the gate passes in that command's answer (the shell looks at once; the
+    # scheduler looks only every 10 s).
+    assert "✅ CI checks passed in" in answers[10] and "CI passed: ci/build, ci/e2e" in answers[10]
+    assert "✅ CI checks — passed in" in answers[10]
+    assert "✅ ci/build: success" in answers[11] and "✅ ci/e2e: success" in answers[11]
+    assert "not reported yet" not in answers[11]
+
+
+def answers_to(out: str, lines: list[str]) -> list[str]:
+    """What the shell printed after each of `lines` (as alice), in order."""
+    rest = out
+    found: list[str] = []
+    for line in lines:
+        _, _, rest = rest.partition(f"alice> {line}\n")
+        found.append(rest)
+    return [answer.split("alice> ")[0] for answer in found]
 
 
 def test_a_script_without_bot_commands_ends_at_once(tmp_path: Path):
@@ -453,6 +513,48 @@ async def test_buttons_name_their_gate_and_go_with_it(slack, prefix, redis, git_
         await bot.stop()
 
 
+CI_GATE = """
+[github]
+repository = "acme/site"
+
+[[gates]]
+id = "ci"
+name = "CI checks"
+stage = "staging"
+check = "github"
+contexts = ["ci/build", "ci/e2e"]
+allow_failures = ["lint"]
+"""
+
+
+async def test_ci_completes_its_verbs_and_contexts_and_needs_github(
+    slack, prefix, redis, git_remote, tmp_path
+):
+    config = make_config(git_remote, tmp_path, extra=CI_GATE)
+    bot = Bot(Services.create(make_settings(prefix, slack, tmp_path / "s"), config), "web")
+    await bot.start(port=0, host="127.0.0.1")
+    out = io.StringIO()
+    try:
+        async with Shell(bot, slack, out=out) as shell:
+            event = CompleteEvent(completion_requested=True)
+
+            def offered(text: str) -> list[str]:
+                completer = ShellCompleter(shell)
+                return [c.text for c in completer.get_completions(Document(text), event)]
+
+            assert offered("c") == ["click", "cancel", "ci"]
+            assert offered("ci ") == ["pass", "fail", "pending"]
+            assert offered("ci pa") == ["pass"]
+            assert offered("ci pass ") == ["ci/build", "ci/e2e", "lint"]
+            assert offered("ci fail ci/e") == ["ci/e2e"]
+            assert offered("ci frob ") == []
+            # Without a GitHub stand-in (a Shell made without one), `ci` says what it needs.
+            await shell.execute("ci pass ci/build")
+        assert '[github] repository = "owner/name"' in out.getvalue()
+    finally:
+        await bot.stop()
+
+
 def test_mrkdwn_is_styled_for_a_terminal():
     names = {"U0BOB": "bob"}
     text = "*v1.2* by <@U0BOB> in `staging` <https://x.test/a|the log> :white_check_mark: *"
@@ -502,6 +604,10 @@ def test_the_demo_is_a_real_repository(tmp_path: Path):
 
     config = load_config(demo.config_path)
     assert [e.name for e in config.environments] == ["staging", "production"]
+    # Its CI gate waits for the shell's GitHub stand-in (`ci pass CONTEXT`).
+    assert config.github.repository == "acme/website"
+    ci = next(g for g in config.gates if g.check == "github")
+    assert (ci.stage, ci.contexts) == ("staging", ("ci/build", "ci/e2e"))
 
 
 async def test_embedded_redis_serves_the_worker_queue_and_lua():
