@@ -22,7 +22,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self
 
@@ -31,9 +31,11 @@ import gidgethub
 import gidgethub.apps
 from gidgethub.aiohttp import GitHubAPI
 
-log = logging.getLogger(__name__)
+# Re-exported: the configuration lives in a module light enough for the settings to import.
+from bot.adapters.github_config import DEFAULT_API_URL as DEFAULT_API_URL
+from bot.adapters.github_config import GitHubConfig as GitHubConfig
 
-DEFAULT_API_URL = "https://api.github.com"
+log = logging.getLogger(__name__)
 
 CheckStateName = Literal["pending", "success", "failure", "neutral", "skipped"]
 
@@ -60,31 +62,6 @@ class GitHubUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class GitHubConfig:
-    """How to reach GitHub.  Either ``token`` or ``app_id`` with ``app_private_key`` (PEM)."""
-
-    api_url: str = DEFAULT_API_URL
-    token: str | None = field(default=None, repr=False)
-    app_id: str | None = None
-    app_private_key: str | None = field(default=None, repr=False)
-    # The longest one request may spend waiting out rate limits and retries in all.
-    max_wait: float = 60.0
-    # Retries of a 5xx answer or a failed connection, with backoff doubling from `backoff`.
-    retries: int = 3
-    backoff: float = 0.5
-    timeout: float = 30.0
-    # An installation token is renewed this long before it expires (GitHub's last an hour),
-    # so that a request never goes out with one that expires on the way.
-    token_refresh_margin: float = 300.0
-    # URLs whose ETag and body are kept for conditional requests (the oldest go first).
-    cache_size: int = 512
-    user_agent: str = "releasebot"
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.token, self.app_private_key) if s)
 
 
 @dataclass(frozen=True)
