@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import jwt
 import pytest
@@ -31,11 +32,13 @@ async def github() -> AsyncIterator[GitHubStandIn]:
         yield stand_in
 
 
-def client_for(github: GitHubStandIn, **options: float) -> GitHubClient:
+def client_for(github: GitHubStandIn, **options: Any) -> GitHubClient:
     return GitHubClient(GitHubConfig(api_url=github.base_url, token=github.token, **options))
 
 
-async def test_statuses_and_check_runs_are_read_together_across_pages(github: GitHubStandIn):
+async def test_statuses_and_check_runs_are_read_together_across_pages(
+    github: GitHubStandIn,
+) -> None:
     github.set_status(OWNER, REPO, SHA, "ci/lint", "pending")
     github.set_status(OWNER, REPO, SHA, "ci/lint", "success", target_url="https://ci/lint")
     github.set_status(OWNER, REPO, SHA, "ci/security", "error")
@@ -66,7 +69,7 @@ async def test_statuses_and_check_runs_are_read_together_across_pages(github: Gi
 
 async def test_a_dispatched_run_is_found_by_its_correlation_id_and_followed(
     github: GitHubStandIn,
-):
+) -> None:
     github.add_workflow(OWNER, REPO, "deploy.yml", inputs=("correlation_id", "version"))
     since = datetime.now(UTC)
     async with client_for(github) as client:
@@ -101,7 +104,7 @@ async def test_a_dispatched_run_is_found_by_its_correlation_id_and_followed(
         assert not failing.succeeded
 
 
-async def test_dispatch_errors_and_a_run_that_never_starts(github: GitHubStandIn):
+async def test_dispatch_errors_and_a_run_that_never_starts(github: GitHubStandIn) -> None:
     flow = github.add_workflow(OWNER, REPO, "deploy.yml")
     flow.starts = False
     since = datetime.now(UTC)
@@ -119,7 +122,7 @@ async def test_dispatch_errors_and_a_run_that_never_starts(github: GitHubStandIn
         assert await client.find_run(OWNER, REPO, "deploy.yml", "x", since) is None
 
 
-async def test_deployments_and_their_statuses(github: GitHubStandIn):
+async def test_deployments_and_their_statuses(github: GitHubStandIn) -> None:
     github.set_ref(OWNER, REPO, "v1.2.0", SHA)
     async with client_for(github) as client:
         deployment = await client.create_deployment(
@@ -139,7 +142,7 @@ async def test_deployments_and_their_statuses(github: GitHubStandIn):
     assert posted.json["required_contexts"] == [] and posted.json["auto_merge"] is False
 
 
-async def test_a_secondary_limit_is_waited_out_for_its_retry_after(github: GitHubStandIn):
+async def test_a_secondary_limit_is_waited_out_for_its_retry_after(github: GitHubStandIn) -> None:
     github.fail_next(f"/repos/{OWNER}/{REPO}/commits", status=403, retry_after=1, times=1)
     async with client_for(github) as client:
         started = time.monotonic()
@@ -151,14 +154,16 @@ async def test_a_secondary_limit_is_waited_out_for_its_retry_after(github: GitHu
     assert second.at - first.at >= 1.0
 
 
-async def test_a_secondary_limit_past_the_wait_allowed_is_unavailable(github: GitHubStandIn):
+async def test_a_secondary_limit_past_the_wait_allowed_is_unavailable(
+    github: GitHubStandIn,
+) -> None:
     github.fail_next(f"/repos/{OWNER}/{REPO}", status=429, retry_after=120)
     async with client_for(github, max_wait=5) as client:
         with pytest.raises(GitHubUnavailable, match="secondary rate limit"):
             await client.commit_checks(OWNER, REPO, SHA)
 
 
-async def test_server_errors_are_retried_then_unavailable(github: GitHubStandIn):
+async def test_server_errors_are_retried_then_unavailable(github: GitHubStandIn) -> None:
     github.fail_next(f"/repos/{OWNER}/{REPO}", status=502, times=2)
     async with client_for(github, backoff=0.05) as client:
         assert await client.commit_checks(OWNER, REPO, SHA) == []
@@ -167,7 +172,7 @@ async def test_server_errors_are_retried_then_unavailable(github: GitHubStandIn)
             await client.commit_checks(OWNER, REPO, SHA)
 
 
-async def test_a_spent_primary_limit_is_waited_for_until_its_reset(github: GitHubStandIn):
+async def test_a_spent_primary_limit_is_waited_for_until_its_reset(github: GitHubStandIn) -> None:
     async with client_for(github) as client:
         github.exhaust_rate_limit(reset_in=1)
         started = time.monotonic()
@@ -180,7 +185,7 @@ async def test_a_spent_primary_limit_is_waited_for_until_its_reset(github: GitHu
             await client.commit_checks(OWNER, REPO, SHA)
 
 
-async def test_repeated_polls_are_conditional_and_304s_cost_nothing(github: GitHubStandIn):
+async def test_repeated_polls_are_conditional_and_304s_cost_nothing(github: GitHubStandIn) -> None:
     github.add_check_run(OWNER, REPO, SHA, "build", status="in_progress")
     async with client_for(github) as client:
         first = await client.commit_checks(OWNER, REPO, SHA)
@@ -210,7 +215,7 @@ def key_pair() -> tuple[str, str]:
     return private, public
 
 
-async def test_a_github_app_fetches_and_renews_its_installation_token():
+async def test_a_github_app_fetches_and_renews_its_installation_token() -> None:
     private, public = key_pair()
     # A token issued for 301 s is due for renewal 1 s later (the margin is 300 s).
     async with GitHubStandIn(
@@ -241,7 +246,9 @@ async def test_a_github_app_fetches_and_renews_its_installation_token():
             assert refused.value.status in (401, 404)
 
 
-async def test_the_token_is_in_no_log_line_or_error(github: GitHubStandIn, caplog):
+async def test_the_token_is_in_no_log_line_or_error(
+    github: GitHubStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "ghp_" + "s3cr3t" * 6
     github.fail_next("/repos", status=500, times=100)
@@ -262,7 +269,7 @@ async def test_the_token_is_in_no_log_line_or_error(github: GitHubStandIn, caplo
     assert "retrying" in caplog.text
 
 
-async def test_runs_can_advance_on_a_clock_the_test_owns():
+async def test_runs_can_advance_on_a_clock_the_test_owns() -> None:
     now = [0.0]
     async with GitHubStandIn(clock=lambda: now[0]) as github:
         github.add_workflow(OWNER, REPO, "deploy.yml")
