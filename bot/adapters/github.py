@@ -81,9 +81,23 @@ class CheckState:
 
 
 @dataclass(frozen=True)
+class RunJob:
+    """One job of a workflow run: ``status`` queued, in_progress, completed (or waiting,
+    requested, pending); ``conclusion`` once completed (success, failure, cancelled,
+    skipped, ...).  ``id`` is what :meth:`GitHubClient.job_log_tail` takes."""
+
+    id: int
+    name: str
+    status: str
+    conclusion: str | None
+    html_url: str
+
+
+@dataclass(frozen=True)
 class Run:
     """A workflow run: ``status`` queued, in_progress, completed (or waiting, requested,
-    pending); ``conclusion`` once completed; the job and step running now (or last run)."""
+    pending); ``conclusion`` once completed; the job and step running now (or last run), and
+    every job, in GitHub's order."""
 
     id: int
     name: str
@@ -95,6 +109,7 @@ class Run:
     created_at: str
     job: str | None = None
     step: str | None = None
+    jobs: tuple[RunJob, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -319,7 +334,7 @@ class GitHubClient:
         return None
 
     async def run(self, owner: str, repo: str, run_id: int) -> Run:
-        """A workflow run now, with the job and step it is at."""
+        """A workflow run now, with its jobs and the job and step it is at."""
         base = f"/repos/{owner}/{repo}/actions/runs/{run_id}"
         found = await self._call("GET", base, owner, repo)
         jobs = await self._list(f"{base}/jobs?per_page=100", owner, repo, "jobs")
@@ -335,6 +350,7 @@ class GitHubClient:
             created_at=str(found.get("created_at") or ""),
             job=job,
             step=step,
+            jobs=tuple(_run_job(j) for j in jobs),
         )
 
     async def create_deployment(
@@ -553,6 +569,16 @@ def _current_step(jobs: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | 
     done = [s for s in steps if s.get("status") == "completed"]
     step = (now or done[-1:] or [None])[0]
     return str(job.get("name")), (str(step.get("name")) if step else None)
+
+
+def _run_job(found: Mapping[str, Any]) -> RunJob:
+    return RunJob(
+        id=int(found["id"]),
+        name=str(found.get("name") or ""),
+        status=str(found.get("status") or ""),
+        conclusion=found.get("conclusion"),
+        html_url=str(found.get("html_url") or ""),
+    )
 
 
 def _deployment(found: Mapping[str, Any]) -> Deployment:

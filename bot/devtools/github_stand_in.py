@@ -790,7 +790,10 @@ class GitHubStandIn:
                     "run_id": run.id,
                     "name": job_name,
                     "status": job_status,
-                    "conclusion": (run.outcome if done else None),
+                    # A job finished before the run did ran every step to success.
+                    "conclusion": (
+                        run.outcome if done else "success" if job_status == "completed" else None
+                    ),
                     "html_url": f"https://github.com/{owner}/{name}/actions/runs/{run.id}/job/{job_id}",
                     "steps": step_list,
                 }

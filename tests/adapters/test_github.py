@@ -104,6 +104,36 @@ async def test_a_dispatched_run_is_found_by_its_correlation_id_and_followed(
         assert not failing.succeeded
 
 
+async def test_a_run_lists_its_jobs_with_their_ids_and_states(github: GitHubStandIn) -> None:
+    flow = github.add_workflow(OWNER, REPO, "deploy.yml")
+    flow.jobs = (("build", ("Set up job", "Build")), ("deploy", ("Set up job", "Deploy")))
+    since = datetime.now(UTC)
+    async with client_for(github) as client:
+        await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {"correlation_id": "j"})
+        run = await client.find_run(OWNER, REPO, "deploy.yml", "j", since)
+        assert run is not None
+        assert [(j.name, j.status, j.conclusion) for j in run.jobs] == [
+            ("build", "queued", None),
+            ("deploy", "queued", None),
+        ]
+        for _ in range(3):  # both steps of build, then the first of deploy
+            github.advance(run.id)
+        run = await client.run(OWNER, REPO, run.id)
+        assert [(j.name, j.status, j.conclusion) for j in run.jobs] == [
+            ("build", "completed", "success"),
+            ("deploy", "in_progress", None),
+        ]
+        assert (run.job, run.step) == ("deploy", "Set up job")
+        for _ in range(2):
+            github.advance(run.id)
+        run = await client.run(OWNER, REPO, run.id)
+    assert run.succeeded
+    assert [(j.status, j.conclusion) for j in run.jobs] == [("completed", "success")] * 2
+    ids = [j.id for j in run.jobs]
+    assert len(set(ids)) == 2
+    assert all(j.html_url.endswith(f"/actions/runs/{run.id}/job/{j.id}") for j in run.jobs)
+
+
 async def test_dispatch_errors_and_a_run_that_never_starts(github: GitHubStandIn) -> None:
     flow = github.add_workflow(OWNER, REPO, "deploy.yml")
     flow.starts = False
