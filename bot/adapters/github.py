@@ -18,6 +18,7 @@ needs from a service it polls: an answer it can trust or a clear :class:`GitHubU
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections import OrderedDict
@@ -25,6 +26,7 @@ from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Self
+from urllib.parse import quote
 
 import aiohttp
 import gidgethub
@@ -118,6 +120,17 @@ class Run:
     @property
     def succeeded(self) -> bool:
         return self.status == "completed" and self.conclusion == "success"
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """A workflow: ``path`` is its file in the repository (``.github/workflows/deploy.yml``),
+    ``state`` "active" or why it is not (disabled_manually, disabled_inactivity, ...)."""
+
+    id: int
+    name: str
+    path: str
+    state: str
 
 
 @dataclass(frozen=True)
@@ -352,6 +365,45 @@ class GitHubClient:
             step=step,
             jobs=tuple(_run_job(j) for j in jobs),
         )
+
+    async def workflow(self, owner: str, repo: str, workflow: str) -> WorkflowInfo:
+        """The workflow ``workflow`` (its file name or id): raises :class:`GitHubError` 404
+        when the repository has no such workflow."""
+        found = await self._call(
+            "GET",
+            f"/repos/{owner}/{repo}/actions/workflows/{quote(workflow, safe='')}",
+            owner,
+            repo,
+        )
+        return WorkflowInfo(
+            id=int(found["id"]),
+            name=str(found.get("name") or ""),
+            path=str(found.get("path") or ""),
+            state=str(found.get("state") or ""),
+        )
+
+    async def file_text(
+        self, owner: str, repo: str, path: str, ref: str | None = None
+    ) -> str | None:
+        """The text of the file at ``path`` on ``ref`` (the default branch without one), or
+        None when GitHub has no such file (404: no such path, or no such ref) or the path is
+        not a file (a directory).  Bytes that are not UTF-8 read as U+FFFD."""
+        url = f"/repos/{owner}/{repo}/contents/{quote(path.lstrip('/'), safe='/')}"
+        if ref is not None:
+            url += f"?ref={quote(ref, safe='')}"
+        try:
+            found = await self._call("GET", url, owner, repo)
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(found, Mapping) or found.get("type") != "file":
+            return None
+        if found.get("encoding") != "base64":
+            # Files over 1 MB come with encoding "none" and no content.
+            raise GitHubError(413, f"{path} is larger than the contents API returns (1 MB)")
+        # GitHub wraps the base64 in lines; b64decode skips the line breaks.
+        return base64.b64decode(str(found.get("content") or "")).decode("utf-8", "replace")
 
     async def create_deployment(
         self,

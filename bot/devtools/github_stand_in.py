@@ -3,8 +3,9 @@
 GitHub cannot be reached from tests, so :class:`GitHubStandIn` runs an ``aiohttp.web`` server on
 ``127.0.0.1`` (a free port) that answers the endpoints releasebot's gates and deploys use, the
 way GitHub documents them: commit statuses (combined and listed), check runs for a ref,
-workflow dispatches, workflow runs and their jobs, deployments and deployment statuses, and a
-GitHub App's installation and installation tokens.  As GitHub does, it
+workflows (and their files, through the contents API), workflow dispatches, workflow runs and
+their jobs, deployments and deployment statuses, and a GitHub App's installation and
+installation tokens.  As GitHub does, it
 
 - wants ``Authorization: token|bearer <token>`` on every call and answers 401 otherwise;
 - sends ``x-ratelimit-limit|remaining|used|reset|resource`` on every answer, and once the
@@ -28,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import json
@@ -89,6 +91,10 @@ class Workflow:
     outcome: str = "success"  # how the next runs end: success or failure
     starts: bool = True  # False: dispatches are accepted but no run ever appears
     jobs: tuple[tuple[str, tuple[str, ...]], ...] = (("deploy", ("Set up job", "Deploy")),)
+    # "active", or "disabled_manually" (or another disabled_* state): a disabled workflow
+    # is refused dispatches, as on GitHub.
+    state: str = "active"
+    created: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -135,6 +141,35 @@ def _iso(epoch: float) -> str:
 
 def _parse_iso(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def workflow_yaml(flow: Workflow) -> str:
+    """The text of a workflow's file, as the repository would hold it: its name, its
+    ``run-name`` (the dispatch's inputs as ``${{ inputs.x }}``), a ``workflow_dispatch``
+    trigger taking its inputs, and its jobs' steps (less "Set up job", which GitHub adds).
+    Strings are written as JSON strings, which YAML reads as double-quoted scalars."""
+    run_name = re.sub(r"\{(\w+)\}", r"${{ inputs.\1 }}", flow.run_name)
+    lines = [f"name: {json.dumps(flow.name)}", f"run-name: {json.dumps(run_name)}", ""]
+    lines += ["on:", "  workflow_dispatch:"]
+    if flow.inputs:
+        lines.append("    inputs:")
+        for key in flow.inputs:
+            lines += [
+                f"      {key}:",
+                f"        description: {json.dumps(key)}",
+                "        required: false",
+                "        type: string",
+            ]
+    lines += ["", "jobs:"]
+    for job, steps in flow.jobs:
+        lines += [f"  {job}:", "    runs-on: ubuntu-latest", "    steps:"]
+        for step in steps:
+            if step != "Set up job":
+                lines += [
+                    f"      - name: {json.dumps(step)}",
+                    f"        run: echo {json.dumps(step)}",
+                ]
+    return "\n".join(lines) + "\n"
 
 
 class GitHubStandIn:
@@ -496,11 +531,13 @@ class GitHubStandIn:
             ("GET", r"/commits/(?P<ref>[^/]+)/status", self._combined_status),
             ("GET", r"/commits/(?P<ref>[^/]+)/statuses", self._statuses),
             ("GET", r"/commits/(?P<ref>[^/]+)/check-runs", self._check_runs),
+            ("GET", r"/actions/workflows/(?P<workflow>[^/]+)", self._workflow_info),
             ("POST", r"/actions/workflows/(?P<workflow>[^/]+)/dispatches", self._dispatch),
             ("GET", r"/actions/workflows/(?P<workflow>[^/]+)/runs", self._runs_list),
             ("GET", r"/actions/runs", self._runs_list),
             ("GET", r"/actions/runs/(?P<run_id>\d+)", self._run),
             ("GET", r"/actions/runs/(?P<run_id>\d+)/jobs", self._jobs),
+            ("GET", r"/contents/(?P<path>.+)", self._contents),
             ("POST", r"/deployments", self._create_deployment),
             ("GET", r"/deployments", self._deployments),
             ("POST", r"/deployments/(?P<deployment_id>\d+)/statuses", self._create_dstatus),
@@ -618,11 +655,9 @@ class GitHubStandIn:
     def _dispatch(
         self, _r: web.Request, owner: str, name: str, repo: _Repo, body: Any, _q: Any, workflow: str
     ) -> tuple[int, Any, dict[str, str]]:
-        flow = repo.workflows.get(workflow) or next(
-            (w for w in repo.workflows.values() if str(w.id) == workflow), None
-        )
-        if flow is None:
-            raise _Answer(404, "Not Found")
+        flow = self._workflow(repo, workflow)
+        if flow.state != "active":
+            raise _Answer(422, "Cannot trigger a 'workflow_dispatch' on a disabled workflow")
         if not isinstance(body, dict) or not isinstance(body.get("ref"), str):
             raise _Answer(422, 'Invalid request.\n\n"ref" wasn\'t supplied.')
         ref = body["ref"]
@@ -648,6 +683,77 @@ class GitHubStandIn:
             )
             self._runs[run.id] = run
         return 204, None, {}
+
+    @staticmethod
+    def _workflow(repo: _Repo, workflow: str) -> Workflow:
+        """A workflow by its file name or its id, as GitHub's workflow endpoints take it."""
+        flow = repo.workflows.get(workflow) or next(
+            (w for w in repo.workflows.values() if str(w.id) == workflow), None
+        )
+        if flow is None:
+            raise _Answer(404, "Not Found")
+        return flow
+
+    def _workflow_info(
+        self, _r: web.Request, owner: str, name: str, repo: _Repo, _b: Any, _q: Any, workflow: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        flow = self._workflow(repo, workflow)
+        path = f".github/workflows/{flow.file}"
+        return (
+            200,
+            {
+                "id": flow.id,
+                "node_id": f"W_kwDOstandin{flow.id}",
+                "name": flow.name,
+                "path": path,
+                "state": flow.state,
+                "created_at": _iso(flow.created),
+                "updated_at": _iso(flow.created),
+                "url": f"{self.base_url}/repos/{owner}/{name}/actions/workflows/{flow.id}",
+                "html_url": f"https://github.com/{owner}/{name}/blob/main/{path}",
+                "badge_url": f"https://github.com/{owner}/{name}/workflows/{flow.name}/badge.svg",
+            },
+            {},
+        )
+
+    def _contents(
+        self, _r: web.Request, owner: str, name: str, repo: _Repo, _b: Any, query: Any, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """A file's contents, base64 in lines of 60 as GitHub sends them: the workflow files
+        of the registered workflows (the same on every ref)."""
+        ref = query.get("ref")
+        if ref is not None and ref not in repo.refs and not re.fullmatch(r"[0-9a-f]{7,40}", ref):
+            raise _Answer(404, f"No commit found for the ref {ref}")
+        folder, _, file = path.rpartition("/")
+        flow = repo.workflows.get(file) if folder == ".github/workflows" else None
+        if flow is None:
+            raise _Answer(404, "Not Found")
+        data = workflow_yaml(flow).encode()
+        encoded = base64.b64encode(data).decode()
+        content = "".join(encoded[i : i + 60] + "\n" for i in range(0, len(encoded), 60))
+        blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+        at = ref or "main"
+        url = f"{self.base_url}/repos/{owner}/{name}/contents/{path}?ref={at}"
+        git_url = f"{self.base_url}/repos/{owner}/{name}/git/blobs/{blob}"
+        html_url = f"https://github.com/{owner}/{name}/blob/{at}/{path}"
+        return (
+            200,
+            {
+                "type": "file",
+                "encoding": "base64",
+                "size": len(data),
+                "name": file,
+                "path": path,
+                "content": content,
+                "sha": blob,
+                "url": url,
+                "git_url": git_url,
+                "html_url": html_url,
+                "download_url": f"https://raw.githubusercontent.com/{owner}/{name}/{at}/{path}",
+                "_links": {"self": url, "git": git_url, "html": html_url},
+            },
+            {},
+        )
 
     def _tick(self) -> None:
         if self.seconds_per_stage is None:

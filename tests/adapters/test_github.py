@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -18,6 +21,7 @@ from bot.adapters.github import (
     GitHubConfig,
     GitHubError,
     GitHubUnavailable,
+    WorkflowInfo,
 )
 from bot.devtools.github_stand_in import GitHubStandIn
 
@@ -150,6 +154,69 @@ async def test_dispatch_errors_and_a_run_that_never_starts(github: GitHubStandIn
         assert bad_ref.value.status == 422
         await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {"correlation_id": "x"})
         assert await client.find_run(OWNER, REPO, "deploy.yml", "x", since) is None
+
+
+async def test_a_workflow_is_read_by_file_or_id_and_a_disabled_one_is_not_dispatched(
+    github: GitHubStandIn,
+) -> None:
+    flow = github.add_workflow(OWNER, REPO, "deploy.yml", name="Deploy")
+    async with client_for(github) as client:
+        info = await client.workflow(OWNER, REPO, "deploy.yml")
+        assert info == WorkflowInfo(
+            id=flow.id, name="Deploy", path=".github/workflows/deploy.yml", state="active"
+        )
+        assert await client.workflow(OWNER, REPO, str(flow.id)) == info
+        with pytest.raises(GitHubError) as unknown:
+            await client.workflow(OWNER, REPO, "nope.yml")
+        assert unknown.value.status == 404
+
+        flow.state = "disabled_manually"
+        assert (await client.workflow(OWNER, REPO, "deploy.yml")).state == "disabled_manually"
+        with pytest.raises(GitHubError) as refused:
+            await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {})
+        assert refused.value.status == 422 and "disabled" in refused.value.message
+    assert github.run_ids() == []
+
+
+async def test_a_workflow_file_is_read_as_text_and_a_missing_one_is_none(
+    github: GitHubStandIn,
+) -> None:
+    github.add_workflow(
+        OWNER, REPO, "deploy.yml", inputs=("correlation_id", "version"), name="Deploy"
+    )
+    github.set_ref(OWNER, REPO, "v1.2.0", SHA)
+    path = ".github/workflows/deploy.yml"
+    async with client_for(github) as client:
+        text = await client.file_text(OWNER, REPO, path)
+        assert text is not None
+        assert 'run-name: "Deploy ${{ inputs.correlation_id }} ${{ inputs.version }}"' in text
+        assert "  workflow_dispatch:\n    inputs:\n      correlation_id:\n" in text
+        assert "      version:\n" in text
+        assert await client.file_text(OWNER, REPO, path, ref="v1.2.0") == text
+        assert await client.file_text(OWNER, REPO, path, ref="no-such-branch") is None
+        assert await client.file_text(OWNER, REPO, ".github/workflows/other.yml") is None
+        assert await client.file_text(OWNER, REPO, "README.md") is None
+    reads = github.requests("GET", f"/repos/{OWNER}/{REPO}/contents/")
+    assert [c.query.get("ref") for c in reads[:3]] == [None, "v1.2.0", "no-such-branch"]
+    assert [c.status for c in reads] == [200, 200, 404, 404, 404]
+
+
+async def test_the_stand_in_sends_contents_as_github_does(github: GitHubStandIn) -> None:
+    """Base64 in lines of 60 characters, and the blob's git sha."""
+    github.add_workflow(OWNER, REPO, "deploy.yml", inputs=("correlation_id", "a", "b", "c"))
+    url = f"{github.base_url}/repos/{OWNER}/{REPO}/contents/.github/workflows/deploy.yml"
+    headers = {"Authorization": f"token {github.token}"}
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as answer:
+        assert answer.status == 200
+        found = await answer.json()
+    assert (found["type"], found["encoding"]) == ("file", "base64")
+    lines = found["content"].split("\n")
+    assert lines[-1] == "" and len(lines) > 3
+    assert all(len(line) == 60 for line in lines[:-2]) and 0 < len(lines[-2]) <= 60
+    data = base64.b64decode(found["content"])
+    assert found["size"] == len(data)
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+    assert found["sha"] == blob
 
 
 async def test_deployments_and_their_statuses(github: GitHubStandIn) -> None:
