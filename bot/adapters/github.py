@@ -366,6 +366,23 @@ class GitHubClient:
             jobs=tuple(_run_job(j) for j in jobs),
         )
 
+    async def cancel_run(self, owner: str, repo: str, run_id: int) -> None:
+        """Asks GitHub to cancel a run (it answers 202 and cancels it shortly after).  A run
+        already completed (409) is no error: whatever it ended with, it is not running."""
+        try:
+            await self._call(
+                "POST", f"/repos/{owner}/{repo}/actions/runs/{run_id}/cancel", owner, repo
+            )
+        except GitHubError as exc:
+            if exc.status != 409:
+                raise
+            log.info(
+                "GitHub run %s of %s/%s had already completed: nothing to cancel",
+                run_id,
+                owner,
+                repo,
+            )
+
     async def workflow(self, owner: str, repo: str, workflow: str) -> WorkflowInfo:
         """The workflow ``workflow`` (its file name or id): raises :class:`GitHubError` 404
         when the repository has no such workflow."""

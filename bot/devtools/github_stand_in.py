@@ -110,6 +110,7 @@ class _Run:
     born: float  # the stand-in's clock, for runs advanced by time
     outcome: str
     stage: int = 0  # 0 queued, 1 in progress (first job, first step), ... , last completed
+    cancelled_at: int | None = None  # the stage it was at when cancelled
 
     def stages(self) -> int:
         return 2 + sum(len(steps) for _, steps in self.workflow.jobs)
@@ -537,6 +538,7 @@ class GitHubStandIn:
             ("GET", r"/actions/runs", self._runs_list),
             ("GET", r"/actions/runs/(?P<run_id>\d+)", self._run),
             ("GET", r"/actions/runs/(?P<run_id>\d+)/jobs", self._jobs),
+            ("POST", r"/actions/runs/(?P<run_id>\d+)/cancel", self._cancel),
             ("GET", r"/contents/(?P<path>.+)", self._contents),
             ("POST", r"/deployments", self._create_deployment),
             ("GET", r"/deployments", self._deployments),
@@ -848,6 +850,15 @@ class GitHubStandIn:
     ) -> tuple[int, Any, dict[str, str]]:
         return 200, self._run_json(self._find_run((owner.lower(), name.lower()), run_id)), {}
 
+    def _cancel(
+        self, _r: web.Request, owner: str, name: str, _repo: _Repo, _b: Any, _q: Any, run_id: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        run = self._find_run((owner.lower(), name.lower()), run_id)
+        if run.stage == run.stages() - 1:
+            raise _Answer(409, "Cannot cancel a workflow run that is completed.")
+        run.cancelled_at, run.stage, run.outcome = run.stage, run.stages() - 1, "cancelled"
+        return 202, {}, {}
+
     def _jobs(
         self,
         request: web.Request,
@@ -859,8 +870,15 @@ class GitHubStandIn:
         run_id: str,
     ) -> tuple[int, Any, dict[str, str]]:
         run = self._find_run((owner.lower(), name.lower()), run_id)
-        # Stage 1 is the first step of the first job, each stage after it the next step; the
-        # last stage completes everything (the last step ends as the run does).
+        jobs = self._job_list(run)
+        chunk, headers = self._page(request, jobs)
+        return 200, {"total_count": len(jobs), "jobs": chunk}, headers
+
+    def _job_list(self, run: _Run) -> list[Json]:
+        """The run's jobs now.  Stage 1 is the first step of the first job, each stage after
+        it the next step; the last stage completes everything (the last step ends as the run
+        does)."""
+        owner, name = run.owner, run.repo
         done = run.stage == run.stages() - 1
         current = run.stage - 1
         jobs: list[Json] = []
@@ -869,7 +887,15 @@ class GitHubStandIn:
             step_list = []
             for number, step in enumerate(steps, 1):
                 at = next(counter)
-                if done:
+                if run.cancelled_at is not None:
+                    # The step running when the run was cancelled is cancelled, those after it
+                    # never run.
+                    state = "completed"
+                    running = run.cancelled_at - 1
+                    conclusion = (
+                        "success" if at < running else "cancelled" if at == running else "skipped"
+                    )
+                elif done:
                     last = number == len(steps)
                     state, conclusion = "completed", run.outcome if last else "success"
                 elif run.stage == 0 or at > current:
@@ -896,16 +922,22 @@ class GitHubStandIn:
                     "run_id": run.id,
                     "name": job_name,
                     "status": job_status,
-                    # A job finished before the run did ran every step to success.
-                    "conclusion": (
-                        run.outcome if done else "success" if job_status == "completed" else None
-                    ),
+                    "conclusion": self._job_conclusion(run, job_status, step_list),
                     "html_url": f"https://github.com/{owner}/{name}/actions/runs/{run.id}/job/{job_id}",
                     "steps": step_list,
                 }
             )
-        chunk, headers = self._page(request, jobs)
-        return 200, {"total_count": len(jobs), "jobs": chunk}, headers
+        return jobs
+
+    @staticmethod
+    def _job_conclusion(run: _Run, job_status: str, steps: list[Json]) -> str | None:
+        if job_status != "completed":
+            return None
+        if run.cancelled_at is not None:
+            # A job done before the cancel keeps its success.
+            return "success" if all(s["conclusion"] == "success" for s in steps) else "cancelled"
+        # A job finished before the run did ran every step to success.
+        return run.outcome if run.stage == run.stages() - 1 else "success"
 
     def _create_deployment(
         self, _r: web.Request, owner: str, name: str, repo: _Repo, body: Any, *_: Any

@@ -138,6 +138,34 @@ async def test_a_run_lists_its_jobs_with_their_ids_and_states(github: GitHubStan
     assert all(j.html_url.endswith(f"/actions/runs/{run.id}/job/{j.id}") for j in run.jobs)
 
 
+async def test_a_run_is_cancelled_and_cancelling_a_completed_one_is_no_error(
+    github: GitHubStandIn,
+) -> None:
+    flow = github.add_workflow(OWNER, REPO, "deploy.yml")
+    flow.jobs = (("build", ("Set up job", "Build")), ("deploy", ("Set up job", "Deploy")))
+    since = datetime.now(UTC)
+    async with client_for(github) as client:
+        await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {"correlation_id": "c"})
+        run = await client.find_run(OWNER, REPO, "deploy.yml", "c", since)
+        assert run is not None
+        for _ in range(3):  # build done, deploy at its first step
+            github.advance(run.id)
+        await client.cancel_run(OWNER, REPO, run.id)
+        run = await client.run(OWNER, REPO, run.id)
+        assert (run.status, run.conclusion) == ("completed", "cancelled")
+        assert [(j.name, j.conclusion) for j in run.jobs] == [
+            ("build", "success"),
+            ("deploy", "cancelled"),
+        ]
+        await client.cancel_run(OWNER, REPO, run.id)  # already completed: 409, no error
+        with pytest.raises(GitHubError) as unknown:
+            await client.cancel_run(OWNER, REPO, 999)
+        assert unknown.value.status == 404
+    cancels = github.requests("POST", f"/repos/{OWNER}/{REPO}/actions/runs/")
+    assert [c.status for c in cancels] == [202, 409, 404]
+    assert cancels[0].path.endswith(f"/actions/runs/{run.id}/cancel")
+
+
 async def test_dispatch_errors_and_a_run_that_never_starts(github: GitHubStandIn) -> None:
     flow = github.add_workflow(OWNER, REPO, "deploy.yml")
     flow.starts = False
