@@ -12,7 +12,8 @@ needs from a service it polls: an answer it can trust or a clear :class:`GitHubU
   that finds nothing new gets a 304, which GitHub does not count against the budget.
 - Auth is a token (``GITHUB_TOKEN``) or a GitHub App: the app's installation for the
   repository is looked up once, and its installation token renewed before it expires.
-- No token or key ever reaches a log line or an exception message.
+- No token or key ever reaches a log line or an exception message, nor a host other than
+  GitHub's API: a job's log is downloaded from where GitHub redirects, without the token.
 """
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Self
-from urllib.parse import quote
+from typing import Any, Literal, Self, TypeVar
+from urllib.parse import quote, urljoin
 
 import aiohttp
 import gidgethub
 import gidgethub.apps
+from gidgethub import sansio
 from gidgethub.aiohttp import GitHubAPI
 
 # Re-exported: the configuration lives in a module light enough for the settings to import.
@@ -39,7 +42,21 @@ from bot.adapters.github_config import GitHubConfig as GitHubConfig
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 CheckStateName = Literal["pending", "success", "failure", "neutral", "skipped"]
+
+# A log line as GitHub writes it: "2024-01-01T00:00:00.0000000Z " before the text, colour
+# codes within it.  What job_log_tail keeps of a line: its first 300 characters, read from at
+# most the first 4 KiB of it (a line of megabytes is not held whole).
+_LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ?")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_LOG_LINE_CHARS = 300
+_LOG_LINE_BYTES = 4096
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+# Reads the body of a 200 answer (the default: all of it).
+_Reader = Callable[[aiohttp.ClientResponse], Awaitable[bytes]]
 
 # Check-run conclusions a gate must not pass on, beyond a plain failure: each needs a person.
 _FAILED_CONCLUSIONS = frozenset(
@@ -183,9 +200,14 @@ class _BoundedCache(MutableMapping[str, Any]):
         return len(self._items)
 
 
+async def _read_all(response: aiohttp.ClientResponse) -> bytes:
+    return await response.read()
+
+
 class _API(GitHubAPI):
     """gidgethub's aiohttp client, with rate limits, 5xx and connection errors handled below
-    gidgethub's parsing: every request it makes, page or token fetch, gets the same rules."""
+    gidgethub's parsing: every request it makes, page or token fetch, gets the same rules,
+    and so do the requests the client makes itself through :meth:`send`."""
 
     def __init__(self, session: aiohttp.ClientSession, config: GitHubConfig) -> None:
         super().__init__(
@@ -199,13 +221,33 @@ class _API(GitHubAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        return await self.send(method, url, headers, body)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        allow_redirects: bool = True,
+        read: _Reader = _read_all,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request to ``url`` (absolute), exactly with ``headers``: its status, headers
+        and body, ``read`` reading the body of a 200 answer.  A redirect is followed unless
+        ``allow_redirects`` is False (aiohttp drops Authorization on the way to another
+        origin)."""
         config = self._config
         deadline = time.monotonic() + config.max_wait
         failures = 0
         where = f"{method} {url.split('?', 1)[0]}"
         while True:
             try:
-                status, answer, data = await super()._request(method, url, headers, body)
+                async with self._session.request(
+                    method, url, headers=headers, data=body, allow_redirects=allow_redirects
+                ) as response:
+                    status, answer = response.status, response.headers
+                    data = await (read(response) if status == 200 else response.read())
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = f"could not reach GitHub ({type(exc).__name__}) for {where}"
                 failures += 1
@@ -383,6 +425,49 @@ class GitHubClient:
                 repo,
             )
 
+    async def job_log_tail(self, owner: str, repo: str, job_id: int, lines: int = 20) -> str:
+        """The last ``lines`` non-empty lines of a job's log, one per line: each without
+        GitHub's timestamp or colour codes, cut at 300 characters.  "" when GitHub has no
+        log to give (404: the job has not finished, or is not this repository's; 410: its
+        logs were deleted or have expired).
+
+        GitHub answers with a redirect to a short-lived download URL on another host, signed
+        in itself: it is fetched without the token, which is for GitHub's API only."""
+        if lines <= 0:
+            return ""
+        api_url = sansio.format_url(
+            f"/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", None, base_url=self._config.api_url
+        )
+
+        async def read(response: aiohttp.ClientResponse) -> bytes:
+            return "\n".join(await _log_tail(response, lines)).encode()
+
+        async def fetch(token: str) -> str:
+            headers = sansio.create_headers(self._config.user_agent, oauth_token=token)
+            # The redirect is taken here rather than by aiohttp: whatever aiohttp's rules for
+            # headers on a redirect, the download gets none but the user agent.
+            status, answer, body = await self._api.send(
+                "GET", api_url, headers, allow_redirects=False, read=read
+            )
+            if status in _REDIRECTS:
+                location = answer.get("location")
+                if not location:
+                    raise GitHubUnavailable("GitHub's redirect to a job's log named no URL")
+                status, answer, body = await self._api.send(
+                    "GET",
+                    urljoin(api_url, location),
+                    {"user-agent": self._config.user_agent},
+                    read=read,
+                )
+            if status in (404, 410):
+                return ""
+            if status == 200:
+                return body.decode()
+            sansio.decipher_response(status, answer, body)  # raises GitHub's error
+            raise GitHubUnavailable(f"GitHub answered {status} to a request for a job's log")
+
+        return self._scrub(await self._authorized(owner, repo, fetch))
+
     async def workflow(self, owner: str, repo: str, workflow: str) -> WorkflowInfo:
         """The workflow ``workflow`` (its file name or id): raises :class:`GitHubError` 404
         when the repository has no such workflow."""
@@ -522,8 +607,17 @@ class GitHubClient:
                 found.append(item)
         return found
 
+    async def _authorized(self, owner: str, repo: str, call: Callable[[str], Awaitable[T]]) -> T:
+        """``call`` with the token for the repository, its errors translated."""
+        token = await self._token_for(owner, repo)
+        with self._errors():
+            return await call(token)
+
     def _errors(self) -> _Translate:
         return _Translate(self._config.secrets() + tuple(t for t, _ in self._tokens.values()))
+
+    def _scrub(self, text: str) -> str:
+        return self._errors().scrub(text)
 
     async def _token_for(self, owner: str, repo: str) -> str:
         config = self._config
@@ -574,7 +668,7 @@ class _Translate:
         if exc is None:
             return
         if isinstance(exc, GitHubUnavailable):
-            exc.reason = self._scrub(exc.reason)
+            exc.reason = self.scrub(exc.reason)
             exc.args = (exc.reason,)
             return
         if isinstance(exc, gidgethub.RateLimitExceeded):
@@ -582,13 +676,49 @@ class _Translate:
         if isinstance(exc, gidgethub.GitHubBroken):
             raise GitHubUnavailable(f"GitHub answered {int(exc.status_code)}") from None
         if isinstance(exc, gidgethub.HTTPException):
-            message = self._scrub(" ".join(str(a) for a in exc.args) or exc.status_code.phrase)
+            message = self.scrub(" ".join(str(a) for a in exc.args) or exc.status_code.phrase)
             raise GitHubError(int(exc.status_code), message) from None
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+async def _log_tail(response: aiohttp.ClientResponse, lines: int) -> list[str]:
+    """The last ``lines`` non-empty lines of a log, read as it streams in (a log may be
+    megabytes: only the tail and the line being read are held)."""
+    tail: deque[str] = deque(maxlen=lines)
+    partial = bytearray()
+
+    def keep(piece: bytes) -> None:
+        partial.extend(piece[: max(0, _LOG_LINE_BYTES - len(partial))])
+
+    def push() -> None:
+        text = _log_line(bytes(partial))
+        partial.clear()
+        if text:
+            tail.append(text)
+
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            keep(chunk[start:end])
+            push()
+            start = end + 1
+        keep(chunk[start:])
+    if partial:
+        push()
+    return list(tail)
+
+
+def _log_line(raw: bytes) -> str:
+    """A log line without its timestamp, colour codes and trailing space, cut to length."""
+    text = raw.decode("utf-8", "replace").lstrip("\ufeff")
+    stamp = _LOG_TIMESTAMP.match(text)
+    if stamp:
+        text = text[stamp.end() :]
+    return _ANSI_ESCAPE.sub("", text).rstrip()[:_LOG_LINE_CHARS]
 
 
 def _status_check(status: Mapping[str, Any]) -> CheckState:

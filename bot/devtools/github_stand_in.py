@@ -3,9 +3,9 @@
 GitHub cannot be reached from tests, so :class:`GitHubStandIn` runs an ``aiohttp.web`` server on
 ``127.0.0.1`` (a free port) that answers the endpoints releasebot's gates and deploys use, the
 way GitHub documents them: commit statuses (combined and listed), check runs for a ref,
-workflows (and their files, through the contents API), workflow dispatches, workflow runs and
-their jobs, deployments and deployment statuses, and a GitHub App's installation and
-installation tokens.  As GitHub does, it
+workflows (and their files, through the contents API), workflow dispatches, workflow runs,
+their cancelling, their jobs and the jobs' logs, deployments and deployment statuses, and a
+GitHub App's installation and installation tokens.  As GitHub does, it
 
 - wants ``Authorization: token|bearer <token>`` on every call and answers 401 otherwise;
 - sends ``x-ratelimit-limit|remaining|used|reset|resource`` on every answer, and once the
@@ -13,7 +13,9 @@ installation tokens.  As GitHub does, it
 - sends an ``ETag`` with every GET and answers 304 to a matching ``If-None-Match``, without
   counting it against the budget;
 - pages lists with ``per_page`` (at most 100) and ``page`` and a ``Link`` header;
-- answers errors as ``{"message": ..., "documentation_url": ...}``.
+- answers errors as ``{"message": ..., "documentation_url": ...}``;
+- answers a job's log with a redirect to a signed, short-lived URL on another origin
+  (:attr:`GitHubStandIn.download_url`), whose requests are recorded too (``download``).
 
 Every request is recorded in :attr:`GitHubStandIn.calls`.  Tests steer it with the methods in
 "test controls": commit statuses and check runs per sha, workflows and how their runs go
@@ -34,10 +36,11 @@ import hashlib
 import itertools
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 from urllib.parse import urlencode
 
@@ -49,6 +52,17 @@ DEFAULT_TOKEN = "ghp_standin0000000000000000000000000000"
 DEFAULT_SHA = "0" * 40
 PER_PAGE_DEFAULT = 30
 PER_PAGE_MAX = 100
+# A job log's download URL is good for a minute, as GitHub's are.
+LOG_URL_TTL = 60.0
+DEFAULT_LOG = (
+    "Current runner version: '2.317.0'",
+    "##[group]Run ./scripts/deploy.sh",
+    "./scripts/deploy.sh",
+    "##[endgroup]",
+    "Deploying...",
+    "Done.",
+    "Cleaning up orphan processes",
+)
 
 Clock = Callable[[], float]
 Json = dict[str, Any]
@@ -57,7 +71,8 @@ Json = dict[str, Any]
 @dataclass
 class RecordedCall:
     """One request that reached the stand-in; ``at`` is ``time.monotonic()`` on arrival and
-    ``status`` the HTTP status it was answered with (0 until answered)."""
+    ``status`` the HTTP status it was answered with (0 until answered).  ``download`` marks
+    a request to the download host (another origin) rather than to the API."""
 
     method: str
     path: str
@@ -66,6 +81,7 @@ class RecordedCall:
     json: Any
     at: float
     status: int = 0
+    download: bool = False
 
 
 @dataclass
@@ -95,6 +111,11 @@ class Workflow:
     # is refused dispatches, as on GitHub.
     state: str = "active"
     created: float = field(default_factory=time.time)
+    # The lines each job's log holds once the job is done (read when the log is asked for),
+    # each written after a timestamp as GitHub writes them; logs_gone: they were deleted or
+    # have expired (GitHub answers 410).
+    log: tuple[str, ...] = DEFAULT_LOG
+    logs_gone: bool = False
 
 
 @dataclass
@@ -212,6 +233,9 @@ class GitHubStandIn:
         self._reset = time.time() + 3600
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._download_runner: web.AppRunner | None = None
+        self._download_port: int | None = None
+        self._log_links: dict[str, tuple[str, float]] = {}  # signature -> (text, expiry)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -226,10 +250,22 @@ class GitHubStandIn:
         await site.start()
         self._runner = runner
         self._port = int(runner.addresses[0][1])
+        # Downloads (job logs) come from another origin, as GitHub's come from its storage's
+        # hosts: another port is another origin, to which a client must not send its token.
+        downloads = web.Application()
+        downloads.router.add_route("*", "/{tail:.*}", self._handle_download)
+        download_runner = web.AppRunner(downloads, access_log=None)
+        await download_runner.setup()
+        await web.TCPSite(download_runner, "127.0.0.1", 0).start()
+        self._download_runner = download_runner
+        self._download_port = int(download_runner.addresses[0][1])
 
     async def stop(self) -> None:
         if self._runner is not None:
             runner, self._runner = self._runner, None
+            await runner.cleanup()
+        if self._download_runner is not None:
+            runner, self._download_runner = self._download_runner, None
             await runner.cleanup()
 
     async def __aenter__(self) -> Self:
@@ -244,6 +280,13 @@ class GitHubStandIn:
         if self._port is None:
             raise RuntimeError("GitHubStandIn is not started")
         return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def download_url(self) -> str:
+        """The origin of download URLs (job logs): not the API's."""
+        if self._download_port is None:
+            raise RuntimeError("GitHubStandIn is not started")
+        return f"http://127.0.0.1:{self._download_port}"
 
     # ---- test controls ---------------------------------------------------------------------
 
@@ -379,6 +422,11 @@ class GitHubStandIn:
     def requests(self, method: str, path_prefix: str = "") -> list[RecordedCall]:
         return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
 
+    @property
+    def downloads(self) -> list[RecordedCall]:
+        """The requests that reached the download host."""
+        return [c for c in self.calls if c.download]
+
     # ---- the server ------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -399,6 +447,30 @@ class GitHubStandIn:
         )
         self.calls.append(call)
         response = self._answer(request, body)
+        call.status = response.status
+        return response
+
+    async def _handle_download(self, request: web.Request) -> web.StreamResponse:
+        """A download by a signed URL: the signature is the credential, none other needed."""
+        call = RecordedCall(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            headers=dict(request.headers),
+            json=None,
+            at=time.monotonic(),
+            download=True,
+        )
+        self.calls.append(call)
+        link = self._log_links.get(request.query.get("sig", ""))
+        if request.method != "GET" or link is None or link[1] <= time.time():
+            response = web.Response(
+                status=403,
+                text="Server failed to authenticate the request.",
+                content_type="text/plain",
+            )
+        else:
+            response = web.Response(text=link[0], content_type="text/plain", charset="utf-8")
         call.status = response.status
         return response
 
@@ -433,8 +505,8 @@ class GitHubStandIn:
                 return web.Response(status=304, headers=self._limit_headers() | {"etag": etag})
         self._remaining -= 1
         headers.update(self._limit_headers())
-        if status == 204:
-            return web.Response(status=204, headers=headers)
+        if status in (204, 302):
+            return web.Response(status=status, headers=headers)
         return self._json(status, data, headers)
 
     def _json(self, status: int, data: Any, headers: dict[str, str]) -> web.Response:
@@ -539,6 +611,7 @@ class GitHubStandIn:
             ("GET", r"/actions/runs/(?P<run_id>\d+)", self._run),
             ("GET", r"/actions/runs/(?P<run_id>\d+)/jobs", self._jobs),
             ("POST", r"/actions/runs/(?P<run_id>\d+)/cancel", self._cancel),
+            ("GET", r"/actions/jobs/(?P<job_id>\d+)/logs", self._job_logs),
             ("GET", r"/contents/(?P<path>.+)", self._contents),
             ("POST", r"/deployments", self._create_deployment),
             ("GET", r"/deployments", self._deployments),
@@ -873,6 +946,31 @@ class GitHubStandIn:
         jobs = self._job_list(run)
         chunk, headers = self._page(request, jobs)
         return 200, {"total_count": len(jobs), "jobs": chunk}, headers
+
+    def _job_logs(
+        self, _r: web.Request, owner: str, name: str, _repo: _Repo, _b: Any, _q: Any, job_id: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        """A redirect to the job's log, plain text on the download host; 404 until the job
+        is done (GitHub has no log of a running job to give), 410 once its logs are gone."""
+        run_id, index = divmod(int(job_id), 100)
+        run = self._find_run((owner.lower(), name.lower()), str(run_id))
+        jobs = self._job_list(run)
+        if index >= len(jobs) or jobs[index]["status"] != "completed":
+            raise _Answer(404, "Not Found")
+        if run.workflow.logs_gone:
+            raise _Answer(410, "Gone")
+        started = datetime.fromtimestamp(run.created, UTC)
+        lines = []
+        for number, line in enumerate(run.workflow.log):
+            at = started + timedelta(seconds=number)
+            # GitHub's stamps have seven fractional digits.
+            lines.append(f"{at.strftime('%Y-%m-%dT%H:%M:%S.%f')}0Z {line}\n")
+        # GitHub's log downloads often begin with a byte order mark.
+        text = "\ufeff" + "".join(lines)
+        signature = secrets.token_urlsafe(16)
+        self._log_links[signature] = (text, time.time() + LOG_URL_TTL)
+        location = f"{self.download_url}/logs/{owner}/{name}/jobs/{job_id}.txt?sig={signature}"
+        return 302, None, {"location": location}
 
     def _job_list(self, run: _Run) -> list[Json]:
         """The run's jobs now.  Stage 1 is the first step of the first job, each stage after

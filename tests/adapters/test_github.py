@@ -184,6 +184,84 @@ async def test_dispatch_errors_and_a_run_that_never_starts(github: GitHubStandIn
         assert await client.find_run(OWNER, REPO, "deploy.yml", "x", since) is None
 
 
+async def finished_job(github: GitHubStandIn, client: GitHubClient, correlation_id: str) -> int:
+    """Dispatches deploy.yml and runs it to its end: the id of its (one) job."""
+    since = datetime.now(UTC)
+    await client.dispatch_workflow(
+        OWNER, REPO, "deploy.yml", "main", {"correlation_id": correlation_id}
+    )
+    run = await client.find_run(OWNER, REPO, "deploy.yml", correlation_id, since)
+    assert run is not None
+    for _ in range(3):
+        github.advance(run.id)
+    run = await client.run(OWNER, REPO, run.id)
+    assert run.finished
+    [job] = run.jobs
+    return job.id
+
+
+async def test_a_job_log_tail_is_its_last_lines_without_timestamps(github: GitHubStandIn) -> None:
+    flow = github.add_workflow(OWNER, REPO, "deploy.yml")
+    flow.log = (
+        "##[group]Run ./deploy.sh",
+        *(f"step {n}" for n in range(1, 30)),
+        "",
+        "   ",
+        "\x1b[36;1mcoloured\x1b[0m",
+        "x" * 1000,
+        "Error: the deploy failed",
+        "",
+    )
+    since = datetime.now(UTC)
+    async with client_for(github) as client:
+        await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {"correlation_id": "l"})
+        run = await client.find_run(OWNER, REPO, "deploy.yml", "l", since)
+        assert run is not None
+        github.advance(run.id)
+        # GitHub has no log of a job still running to give.
+        running = await client.run(OWNER, REPO, run.id)
+        assert await client.job_log_tail(OWNER, REPO, running.jobs[0].id) == ""
+        for _ in range(2):
+            github.advance(run.id)
+        job_id = (await client.run(OWNER, REPO, run.id)).jobs[0].id
+        tail = await client.job_log_tail(OWNER, REPO, job_id, lines=5)
+        default = await client.job_log_tail(OWNER, REPO, job_id)
+    assert tail.split("\n") == [
+        "step 28",
+        "step 29",
+        "coloured",
+        "x" * 300,
+        "Error: the deploy failed",
+    ]
+    assert len(default.split("\n")) == 20 and default.endswith(tail)
+    assert "Z " not in default and "\ufeff" not in default
+
+    # The API's answer is a redirect to another origin; the download carried no token.
+    asked = github.requests("GET", f"/repos/{OWNER}/{REPO}/actions/jobs/{job_id}/logs")
+    assert [c.status for c in asked] == [404, 302, 302]
+    assert all(c.headers["Authorization"] == f"token {github.token}" for c in asked)
+    assert [c.status for c in github.downloads] == [200, 200]
+    for download in github.downloads:
+        assert "authorization" not in {k.lower() for k in download.headers}
+        assert download.headers["Host"] == github.download_url.removeprefix("http://")
+    assert github.download_url != github.base_url
+
+
+async def test_a_job_log_that_is_gone_is_empty_and_no_secret_comes_back(
+    github: GitHubStandIn,
+) -> None:
+    flow = github.add_workflow(OWNER, REPO, "deploy.yml")
+    flow.log = ("using token " + github.token, "done")
+    async with client_for(github) as client:
+        job_id = await finished_job(github, client, "g")
+        assert await client.job_log_tail(OWNER, REPO, job_id) == "using token ***\ndone"
+        flow.logs_gone = True
+        assert await client.job_log_tail(OWNER, REPO, job_id) == ""
+        assert await client.job_log_tail(OWNER, REPO, 424242) == ""  # no such job: 404
+    asked = github.requests("GET", f"/repos/{OWNER}/{REPO}/actions/jobs/")
+    assert [c.status for c in asked] == [302, 410, 404]
+
+
 async def test_a_workflow_is_read_by_file_or_id_and_a_disabled_one_is_not_dispatched(
     github: GitHubStandIn,
 ) -> None:
