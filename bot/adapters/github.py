@@ -25,8 +25,9 @@ import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote, urljoin
 
@@ -148,6 +149,23 @@ class WorkflowInfo:
     name: str
     path: str
     state: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the bot's credential may do in a repository, as GitHub tells it.
+
+    For a GitHub App (``kind`` "app"): its installation's ``permissions``, GitHub's names
+    and levels ({"actions": "write", "statuses": "read", ...}); ``scopes`` None.
+    For a token: ``permissions`` holds "contents", "write" or "read" as the repository's
+    answer says its user may push or only pull (GitHub tells no more of a token: a
+    fine-grained token's own permissions are not shown, only its user's); ``scopes`` a
+    classic token's OAuth scopes (x-oauth-scopes), None for a fine-grained token, which has
+    none."""
+
+    kind: Literal["token", "app"]
+    permissions: Mapping[str, str] = field(hash=False)
+    scopes: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -507,6 +525,32 @@ class GitHubClient:
         # GitHub wraps the base64 in lines; b64decode skips the line breaks.
         return base64.b64decode(str(found.get("content") or "")).decode("utf-8", "replace")
 
+    async def access(self, owner: str, repo: str) -> Access:
+        """What the configured token or app may do in the repository (see :class:`Access`),
+        asked of GitHub now: an app's permissions change when its owner accepts new ones."""
+        config = self._config
+        if config.token:
+            url = sansio.format_url(f"/repos/{owner}/{repo}", None, base_url=config.api_url)
+            headers = sansio.create_headers(config.user_agent, oauth_token=config.token)
+            with self._errors():
+                status, answer, body = await self._api.send("GET", url, headers)
+                found, _, _ = sansio.decipher_response(status, answer, body)
+            allowed = found.get("permissions") or {}
+            permissions: dict[str, str] = {}
+            if any(allowed.get(k) for k in ("admin", "maintain", "push")):
+                permissions["contents"] = "write"
+            elif any(allowed.get(k) for k in ("triage", "pull")):
+                permissions["contents"] = "read"
+            header = answer.get("x-oauth-scopes")
+            scopes = (
+                None if header is None else tuple(s.strip() for s in header.split(",") if s.strip())
+            )
+            return Access("token", MappingProxyType(permissions), scopes)
+        installation = await self._installation(owner, repo)
+        granted = installation.get("permissions") or {}
+        permissions = {str(k): str(v) for k, v in granted.items()}
+        return Access("app", MappingProxyType(permissions), None)
+
     async def create_deployment(
         self,
         owner: str,
@@ -613,6 +657,19 @@ class GitHubClient:
         with self._errors():
             return await call(token)
 
+    async def _installation(self, owner: str, repo: str) -> Mapping[str, Any]:
+        """The app's installation on the repository, as GitHub answers it (asked with the
+        app's JWT); its id is kept for the installation tokens."""
+        config = self._config
+        assert config.app_id and config.app_private_key
+        jwt = gidgethub.apps.get_jwt(app_id=config.app_id, private_key=config.app_private_key)
+        with self._errors():
+            found: Mapping[str, Any] = await self._api.getitem(
+                f"/repos/{owner}/{repo}/installation", jwt=jwt
+            )
+        self._installations[(owner.lower(), repo.lower())] = str(found["id"])
+        return found
+
     def _errors(self) -> _Translate:
         return _Translate(self._config.secrets() + tuple(t for t, _ in self._tokens.values()))
 
@@ -625,15 +682,9 @@ class GitHubClient:
             return config.token
         assert config.app_id and config.app_private_key
         async with self._token_lock:
-            key = (owner.lower(), repo.lower())
-            installation = self._installations.get(key)
+            installation = self._installations.get((owner.lower(), repo.lower()))
             if installation is None:
-                jwt = gidgethub.apps.get_jwt(
-                    app_id=config.app_id, private_key=config.app_private_key
-                )
-                with self._errors():
-                    found = await self._api.getitem(f"/repos/{owner}/{repo}/installation", jwt=jwt)
-                installation = self._installations[key] = str(found["id"])
+                installation = str((await self._installation(owner, repo))["id"])
             token, expires = self._tokens.get(installation, ("", 0.0))
             if time.time() >= expires - config.token_refresh_margin:
                 with self._errors():

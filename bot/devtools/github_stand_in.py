@@ -2,12 +2,15 @@
 
 GitHub cannot be reached from tests, so :class:`GitHubStandIn` runs an ``aiohttp.web`` server on
 ``127.0.0.1`` (a free port) that answers the endpoints releasebot's gates and deploys use, the
-way GitHub documents them: commit statuses (combined and listed), check runs for a ref,
+way GitHub documents them: the repository (with what the caller may do in it), commit
+statuses (combined and listed), check runs for a ref,
 workflows (and their files, through the contents API), workflow dispatches, workflow runs,
 their cancelling, their jobs and the jobs' logs, deployments and deployment statuses, and a
 GitHub App's installation and installation tokens.  As GitHub does, it
 
 - wants ``Authorization: token|bearer <token>`` on every call and answers 401 otherwise;
+- sends a classic token's scopes as ``x-oauth-scopes`` (:attr:`~GitHubStandIn.token_scopes`,
+  None for a fine-grained token, which has none);
 - sends ``x-ratelimit-limit|remaining|used|reset|resource`` on every answer, and once the
   budget is spent answers 403 with ``x-ratelimit-remaining: 0`` until the reset time;
 - sends an ``ETag`` with every GET and answers 304 to a matching ``If-None-Match``, without
@@ -41,7 +44,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlencode
 
 import jwt
@@ -66,6 +69,18 @@ DEFAULT_LOG = (
 
 Clock = Callable[[], float]
 Json = dict[str, Any]
+# Who made a request: the personal access token, an installation token, or the app (a JWT).
+Caller = Literal["token", "installation", "app"]
+
+# What a GitHub App's installation may do, as GitHub states it (the default stand-in app's).
+DEFAULT_INSTALLATION_PERMISSIONS = {
+    "actions": "write",
+    "checks": "read",
+    "statuses": "read",
+    "deployments": "write",
+    "contents": "read",
+    "metadata": "read",
+}
 
 
 @dataclass
@@ -139,6 +154,8 @@ class _Run:
 
 @dataclass
 class _Repo:
+    id: int
+    default_branch: str = "main"
     refs: dict[str, str] = field(default_factory=lambda: {"main": DEFAULT_SHA})
     statuses: dict[str, list[Json]] = field(default_factory=dict)  # sha -> oldest first
     check_runs: dict[str, list[Json]] = field(default_factory=dict)
@@ -222,12 +239,26 @@ class GitHubStandIn:
         # None: runs move only on advance(); a number: one stage per that many clock seconds.
         self.seconds_per_stage: float | None = None
         self.calls: list[RecordedCall] = []
+        # The personal access token's access to every repository (GitHub's repository
+        # "permissions"), and its scopes, sent as x-oauth-scopes as GitHub does for a classic
+        # token; None: a fine-grained token, for which GitHub sends no scopes.
+        self.token_permissions: dict[str, bool] = {
+            "admin": False,
+            "maintain": False,
+            "push": True,
+            "triage": True,
+            "pull": True,
+        }
+        self.token_scopes: tuple[str, ...] | None = ("repo",)
+        # What the app's installation may do, in its installation's and its tokens' answers.
+        self.installation_permissions: dict[str, str] = dict(DEFAULT_INSTALLATION_PERMISSIONS)
         self.issued_tokens: list[str] = []
         self._installation_tokens: dict[str, float] = {}  # token -> expiry (epoch)
         self._repos: dict[tuple[str, str], _Repo] = {}
         self._runs: dict[int, _Run] = {}
         self._faults: list[_Fault] = []
         self._ids = itertools.count(1001)
+        self._repo_ids = itertools.count(700001)
         self._limit = rate_limit
         self._remaining = rate_limit
         self._reset = time.time() + 3600
@@ -291,7 +322,11 @@ class GitHubStandIn:
     # ---- test controls ---------------------------------------------------------------------
 
     def repo(self, owner: str, repo: str) -> _Repo:
-        return self._repos.setdefault((owner.lower(), repo.lower()), _Repo())
+        key = (owner.lower(), repo.lower())
+        found = self._repos.get(key)
+        if found is None:
+            found = self._repos[key] = _Repo(id=next(self._repo_ids))
+        return found
 
     def set_ref(self, owner: str, repo: str, ref: str, sha: str) -> None:
         """A branch or tag of the repository, which dispatches and deployments may name."""
@@ -475,9 +510,18 @@ class GitHubStandIn:
         return response
 
     def _answer(self, request: web.Request, body: Any) -> web.Response:
+        callers: list[Caller] = []
+        response = self._answer_api(request, body, callers)
+        if callers == ["token"] and self.token_scopes is not None:
+            response.headers["x-oauth-scopes"] = ", ".join(self.token_scopes)
+        return response
+
+    def _answer_api(self, request: web.Request, body: Any, callers: list[Caller]) -> web.Response:
+        """The answer to an API request; ``callers`` gets who made it, once known."""
         self._refill()
         try:
-            app_jwt = self._authenticate(request)
+            caller = self._authenticate(request)
+            callers.append(caller)
             fault = self._fault(request.path)
             if fault is not None:
                 headers = self._limit_headers()
@@ -492,7 +536,7 @@ class GitHubStandIn:
                     "API rate limit exceeded for user. (But here's the good news: "
                     "Authenticated requests get a higher rate limit.)",
                 )
-            status, data, extra = self._route(request, body, app_jwt)
+            status, data, extra = self._route(request, body, caller)
         except _Answer as answer:
             return self._json(answer.status, answer.body, self._limit_headers())
         headers = dict(extra)
@@ -540,22 +584,22 @@ class GitHubStandIn:
                 return fault
         return None
 
-    def _authenticate(self, request: web.Request) -> bool:
-        """True when the caller is the app (a JWT); raises 401 unless a known token came."""
+    def _authenticate(self, request: web.Request) -> Caller:
+        """Who is calling; raises 401 unless a known token came."""
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() not in ("token", "bearer") or not credential:
             raise _Answer(401, "Requires authentication")
         credential = credential.strip()
         if credential == self.token:
-            return False
+            return "token"
         expiry = self._installation_tokens.get(credential)
         if expiry is not None:
             if expiry <= time.time():
                 raise _Answer(401, "Bad credentials")
-            return False
+            return "installation"
         if credential.count(".") == 2 and self.app_public_key is not None:
             self._check_jwt(credential)
-            return True
+            return "app"
         raise _Answer(401, "Bad credentials")
 
     def _check_jwt(self, token: str) -> None:
@@ -582,9 +626,10 @@ class GitHubStandIn:
     # ---- endpoints -------------------------------------------------------------------------
 
     def _route(
-        self, request: web.Request, body: Any, app_jwt: bool
+        self, request: web.Request, body: Any, caller: Caller
     ) -> tuple[int, Any, dict[str, str]]:
         method, path, query = request.method, request.path.rstrip("/"), request.query
+        app_jwt = caller == "app"
         match = re.fullmatch(r"/app/installations/(\d+)/access_tokens", path)
         if match and method == "POST":
             return 201, self._issue_token(int(match[1]), app_jwt), {}
@@ -599,6 +644,8 @@ class GitHubStandIn:
             # An app JWT is for the app's own endpoints only, as on GitHub.
             raise _Answer(401, "A JSON web token could not be decoded")
         self._tick()
+        if (method, rest) == ("GET", ""):
+            return self._repository(owner, name, repo, caller)
         routes: list[tuple[str, str, Callable[..., tuple[int, Any, dict[str, str]]]]] = [
             ("GET", r"/installation", self._installation),
             ("GET", r"/commits/(?P<ref>[^/]+)/status", self._combined_status),
@@ -633,7 +680,12 @@ class GitHubStandIn:
         expires = time.time() + self.installation_token_ttl
         self._installation_tokens[token] = expires
         self.issued_tokens.append(token)
-        return {"token": token, "expires_at": _iso(expires), "permissions": {"checks": "read"}}
+        return {
+            "token": token,
+            "expires_at": _iso(expires),
+            "permissions": dict(self.installation_permissions),
+            "repository_selection": "selected",
+        }
 
     def _installation(
         self, _r: web.Request, owner: str, name: str, repo: _Repo, *_: Any
@@ -642,7 +694,50 @@ class GitHubStandIn:
             repo.installation_id = next(self._ids)
         return (
             200,
-            {"id": repo.installation_id, "app_id": self.app_id, "account": {"login": owner}},
+            {
+                "id": repo.installation_id,
+                "app_id": self.app_id,
+                "account": {"login": owner},
+                "target_type": "Organization",
+                "repository_selection": "selected",
+                "permissions": dict(self.installation_permissions),
+            },
+            {},
+        )
+
+    def _repository(
+        self, owner: str, name: str, repo: _Repo, caller: Caller
+    ) -> tuple[int, Any, dict[str, str]]:
+        """The repository, with what the caller may do in it: the token's
+        :attr:`token_permissions`, or for an installation token what its contents
+        permission allows."""
+        if caller == "token":
+            permissions = dict(self.token_permissions)
+        else:
+            contents = self.installation_permissions.get("contents")
+            readable = contents is not None or "metadata" in self.installation_permissions
+            permissions = {
+                "admin": False,
+                "maintain": False,
+                "push": contents == "write",
+                "triage": False,
+                "pull": readable,
+            }
+        return (
+            200,
+            {
+                "id": repo.id,
+                "node_id": f"R_kgDOstandin{repo.id}",
+                "name": name,
+                "full_name": f"{owner}/{name}",
+                "private": True,
+                "visibility": "private",
+                "owner": {"login": owner, "type": "Organization"},
+                "html_url": f"https://github.com/{owner}/{name}",
+                "url": f"{self.base_url}/repos/{owner}/{name}",
+                "default_branch": repo.default_branch,
+                "permissions": permissions,
+            },
             {},
         )
 

@@ -403,6 +403,34 @@ async def test_repeated_polls_are_conditional_and_304s_cost_nothing(github: GitH
         assert [c.state for c in latest] == ["success"]
 
 
+async def test_a_tokens_access_is_its_repository_permission_and_its_scopes(
+    github: GitHubStandIn,
+) -> None:
+    async with client_for(github) as client:
+        access = await client.access(OWNER, REPO)
+        assert (access.kind, dict(access.permissions), access.scopes) == (
+            "token",
+            {"contents": "write"},
+            ("repo",),
+        )
+        github.token_scopes = ("repo", "workflow")
+        github.token_permissions = {"admin": False, "push": False, "pull": True}
+        access = await client.access(OWNER, REPO)
+        assert (dict(access.permissions), access.scopes) == (
+            {"contents": "read"},
+            ("repo", "workflow"),
+        )
+        github.token_scopes = None  # a fine-grained token: GitHub sends no scopes
+        assert (await client.access(OWNER, REPO)).scopes is None
+        github.token_scopes = ()  # a classic token without any scope
+        assert (await client.access(OWNER, REPO)).scopes == ()
+        with pytest.raises(GitHubError) as unknown:
+            await client.access(OWNER, "nope")
+        assert unknown.value.status == 404
+    asked = github.requests("GET", f"/repos/{OWNER}/{REPO}")
+    assert {c.path for c in asked} == {f"/repos/{OWNER}/{REPO}"}
+
+
 def key_pair() -> tuple[str, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
@@ -447,6 +475,32 @@ async def test_a_github_app_fetches_and_renews_its_installation_token() -> None:
             with pytest.raises(GitHubError) as refused:
                 await client.commit_checks(OWNER, REPO, SHA)
             assert refused.value.status in (401, 404)
+
+
+async def test_an_apps_access_is_its_installations_permissions() -> None:
+    private, public = key_pair()
+    async with GitHubStandIn(app_id=4242, app_public_key=public) as github:
+        github.repo(OWNER, REPO)
+        config = GitHubConfig(api_url=github.base_url, app_id="4242", app_private_key=private)
+        async with GitHubClient(config) as client:
+            access = await client.access(OWNER, REPO)
+            assert (access.kind, access.scopes) == ("app", None)
+            assert dict(access.permissions) == {
+                "actions": "write",
+                "checks": "read",
+                "statuses": "read",
+                "deployments": "write",
+                "contents": "read",
+                "metadata": "read",
+            }
+            github.installation_permissions["actions"] = "read"  # the owner took write away
+            assert (await client.access(OWNER, REPO)).permissions["actions"] == "read"
+            # The installation found is the one its tokens are then asked for.
+            await client.commit_checks(OWNER, REPO, SHA)
+        lookups = github.requests("GET", f"/repos/{OWNER}/{REPO}/installation")
+        assert len(lookups) == 2
+        assert all(c.headers["Authorization"].startswith("bearer ") for c in lookups)
+        assert len(github.issued_tokens) == 1
 
 
 async def test_the_token_is_in_no_log_line_or_error(
