@@ -635,27 +635,53 @@ class GitHubClient:
     # ---- the plumbing ----------------------------------------------------------------------
 
     async def _call(self, method: str, url: str, owner: str, repo: str, data: Any = b"") -> Any:
-        token = await self._token_for(owner, repo)
-        with self._errors():
+        async def call(token: str) -> Any:
             if method == "GET":
                 return await self._api.getitem(url, oauth_token=token)
             return await self._api.post(url, data=data, oauth_token=token)
 
+        return await self._authorized(owner, repo, call)
+
     async def _list(self, url: str, owner: str, repo: str, key: str | None) -> list[Any]:
-        token = await self._token_for(owner, repo)
-        found: list[Any] = []
-        with self._errors():
+        async def call(token: str) -> list[Any]:
             # gidgethub follows each page's Link rel="next"; `key` names the list inside an
             # answer that wraps it in an object (check runs, workflow runs, jobs).
-            async for item in self._api.getiter(url, oauth_token=token, iterable_key=key):
-                found.append(item)
-        return found
+            return [
+                item async for item in self._api.getiter(url, oauth_token=token, iterable_key=key)
+            ]
+
+        return await self._authorized(owner, repo, call)
 
     async def _authorized(self, owner: str, repo: str, call: Callable[[str], Awaitable[T]]) -> T:
-        """``call`` with the token for the repository, its errors translated."""
-        token = await self._token_for(owner, repo)
+        """``call`` with the token for the repository, its errors translated.
+
+        GitHub may refuse an installation token before the expiry it stated (the app's
+        installation changed, the token was revoked): a 401 to a token issued before this
+        call drops it and the call is made once more with a new one.  A second 401, or a
+        401 to a token just issued, is GitHub's answer."""
+        token, cached = await self._token_for(owner, repo)
+        try:
+            with self._errors():
+                return await call(token)
+        except GitHubError as exc:
+            if exc.status != 401 or not cached:
+                raise
+        log.warning(
+            "GitHub refused the installation token for %s/%s before its expiry; renewing it",
+            owner,
+            repo,
+        )
+        self._drop_token(token)
+        token, _ = await self._token_for(owner, repo)
         with self._errors():
             return await call(token)
+
+    def _drop_token(self, token: str) -> None:
+        """The installation token is renewed on its next use (unless it already was)."""
+        for installation, (known, _) in self._tokens.items():
+            if known == token:
+                # Kept until renewed, so that it is still scrubbed from errors until then.
+                self._tokens[installation] = (known, 0.0)
 
     async def _installation(self, owner: str, repo: str) -> Mapping[str, Any]:
         """The app's installation on the repository, as GitHub answers it (asked with the
@@ -676,31 +702,34 @@ class GitHubClient:
     def _scrub(self, text: str) -> str:
         return self._errors().scrub(text)
 
-    async def _token_for(self, owner: str, repo: str) -> str:
+    async def _token_for(self, owner: str, repo: str) -> tuple[str, bool]:
+        """The token for a request to the repository, and whether it is an installation token
+        issued before now (one GitHub may have revoked since)."""
         config = self._config
         if config.token:
-            return config.token
+            return config.token, False
         assert config.app_id and config.app_private_key
         async with self._token_lock:
             installation = self._installations.get((owner.lower(), repo.lower()))
             if installation is None:
                 installation = str((await self._installation(owner, repo))["id"])
             token, expires = self._tokens.get(installation, ("", 0.0))
-            if time.time() >= expires - config.token_refresh_margin:
-                with self._errors():
-                    answer = await gidgethub.apps.get_installation_access_token(
-                        self._api,
-                        installation_id=installation,
-                        app_id=config.app_id,
-                        private_key=config.app_private_key,
-                    )
-                token = str(answer["token"])
-                expires = datetime.fromisoformat(
-                    str(answer["expires_at"]).replace("Z", "+00:00")
-                ).timestamp()
-                self._tokens[installation] = (token, expires)
-                log.info("GitHub App installation %s: new token until %s", installation, expires)
-            return token
+            if time.time() < expires - config.token_refresh_margin:
+                return token, True
+            with self._errors():
+                answer = await gidgethub.apps.get_installation_access_token(
+                    self._api,
+                    installation_id=installation,
+                    app_id=config.app_id,
+                    private_key=config.app_private_key,
+                )
+            token = str(answer["token"])
+            expires = datetime.fromisoformat(
+                str(answer["expires_at"]).replace("Z", "+00:00")
+            ).timestamp()
+            self._tokens[installation] = (token, expires)
+            log.info("GitHub App installation %s: new token until %s", installation, expires)
+            return token, False
 
 
 class _Translate:

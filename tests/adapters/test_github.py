@@ -477,6 +477,44 @@ async def test_a_github_app_fetches_and_renews_its_installation_token() -> None:
             assert refused.value.status in (401, 404)
 
 
+async def test_an_installation_token_refused_early_is_renewed_once() -> None:
+    private, public = key_pair()
+    async with GitHubStandIn(app_id=4242, app_public_key=public) as github:
+        github.repo(OWNER, REPO)
+        config = GitHubConfig(api_url=github.base_url, app_id="4242", app_private_key=private)
+        checks = f"/repos/{OWNER}/{REPO}/commits/{SHA}/status"
+        async with GitHubClient(config) as client:
+            await client.commit_checks(OWNER, REPO, SHA)
+            # GitHub revokes the token an hour before the expiry it stated.
+            github.expire_installation_tokens()
+            assert await client.commit_checks(OWNER, REPO, SHA) == []
+            assert len(github.issued_tokens) == 2
+            # The retry is conditional, as every repeated GET is: nothing new, a 304.
+            assert [c.status for c in github.requests("GET", checks)] == [200, 401, 304]
+            first, refused, retried = github.requests("GET", checks)
+            assert refused.headers["Authorization"] == first.headers["Authorization"]
+            assert retried.headers["Authorization"] == f"token {github.issued_tokens[1]}"
+
+            # Refused again with the new token: that is GitHub's answer, given once.
+            github.expire_installation_tokens()
+            github.installation_token_ttl = 0  # every token it issues is refused
+            with pytest.raises(GitHubError) as refused_twice:
+                await client.commit_checks(OWNER, REPO, SHA)
+            assert refused_twice.value.status == 401
+            assert len(github.issued_tokens) == 3
+            assert [c.status for c in github.requests("GET", checks)][3:] == [401, 401]
+            assert github.issued_tokens[2] not in str(refused_twice.value)
+
+
+async def test_a_refused_personal_token_is_not_retried(github: GitHubStandIn) -> None:
+    config = GitHubConfig(api_url=github.base_url, token="ghp_" + "x" * 36)
+    async with GitHubClient(config) as client:
+        with pytest.raises(GitHubError) as refused:
+            await client.workflow(OWNER, REPO, "deploy.yml")
+    assert refused.value.status == 401
+    assert [c.status for c in github.calls] == [401]
+
+
 async def test_an_apps_access_is_its_installations_permissions() -> None:
     private, public = key_pair()
     async with GitHubStandIn(app_id=4242, app_public_key=public) as github:
