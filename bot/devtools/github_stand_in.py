@@ -22,7 +22,9 @@ GitHub App's installation and installation tokens.  As GitHub does, it
 
 Every request is recorded in :attr:`GitHubStandIn.calls`.  Tests steer it with the methods in
 "test controls": commit statuses and check runs per sha, workflows and how their runs go
-(:meth:`~GitHubStandIn.advance`, or by a clock the test owns), faults
+(:meth:`~GitHubStandIn.advance`, or by a clock the test owns), deployment executors that
+report on new deployments as they advance (:meth:`~GitHubStandIn.add_deployment_executor`),
+what the token and the app's installation may do, faults
 (:meth:`~GitHubStandIn.fail_next`) and the rate-limit budget.
 
 Example::
@@ -131,6 +133,40 @@ class Workflow:
     # have expired (GitHub answers 410).
     log: tuple[str, ...] = DEFAULT_LOG
     logs_gone: bool = False
+
+
+@dataclass
+class DeploymentExecutor:
+    """What carries out a repository's deployments, standing in for a workflow run on the
+    ``deployment`` event (or a Heaven-style deployer): it reports on each new deployment to
+    ``environment`` (None: to any) the statuses queued, in_progress, then ``outcome``
+    (success, failure or error), each with ``log_url`` (``{deployment_id}`` in it is
+    replaced) and as ``creator``.  With ``starts`` False, it never reports anything.  A
+    deployment is taken by the first executor added that matches it; ``outcome`` and
+    ``starts`` are read when the deployment is created."""
+
+    owner: str
+    repo: str
+    environment: str | None
+    outcome: str
+    log_url: str
+    starts: bool
+    creator: str
+
+
+@dataclass
+class _Execution:
+    """A deployment an executor is carrying out: ``reported`` statuses of its three."""
+
+    executor: DeploymentExecutor
+    repo: _Repo
+    deployment: Json
+    outcome: str
+    born: float  # the stand-in's clock
+    reported: int = 0
+
+    def states(self) -> tuple[str, str, str]:
+        return ("queued", "in_progress", self.outcome)
 
 
 @dataclass
@@ -256,6 +292,8 @@ class GitHubStandIn:
         self._installation_tokens: dict[str, float] = {}  # token -> expiry (epoch)
         self._repos: dict[tuple[str, str], _Repo] = {}
         self._runs: dict[int, _Run] = {}
+        self._executors: list[DeploymentExecutor] = []
+        self._executions: list[_Execution] = []
         self._faults: list[_Fault] = []
         self._ids = itertools.count(1001)
         self._repo_ids = itertools.count(700001)
@@ -410,12 +448,45 @@ class GitHubStandIn:
         self.repo(owner, repo).workflows[file] = workflow
         return workflow
 
+    def add_deployment_executor(
+        self,
+        owner: str,
+        repo: str,
+        environment: str | None = None,
+        outcome: str = "success",
+        log_url: str = "https://ci.example/deployments/{deployment_id}",
+        starts: bool = True,
+        *,
+        creator: str = "github-actions[bot]",
+    ) -> DeploymentExecutor:
+        """Something that carries out the repository's new deployments (to ``environment``,
+        or to any) and reports their statuses as they advance: see
+        :class:`DeploymentExecutor`."""
+        if outcome not in ("success", "failure", "error"):
+            raise ValueError(f"a deployment ends in success, failure or error, not {outcome!r}")
+        self.repo(owner, repo)
+        executor = DeploymentExecutor(
+            owner=owner,
+            repo=repo,
+            environment=environment,
+            outcome=outcome,
+            log_url=log_url,
+            starts=starts,
+            creator=creator,
+        )
+        self._executors.append(executor)
+        return executor
+
     def advance(self, run_id: int | None = None) -> None:
         """Moves one run (or every unfinished run) one stage on: queued, then each step of
-        each job in progress, then completed with its workflow's outcome."""
+        each job in progress, then completed with its workflow's outcome.  Without a run id,
+        every deployment an executor is carrying out reports its next status too."""
         for run in self._runs.values():
             if (run_id is None or run.id == run_id) and run.stage < run.stages() - 1:
                 run.stage += 1
+        if run_id is None:
+            for execution in self._executions:
+                self._report(execution, execution.reported + 1)
 
     def run_ids(self) -> list[int]:
         return list(self._runs)
@@ -932,6 +1003,51 @@ class GitHubStandIn:
         for run in self._runs.values():
             due = int((now - run.born) / self.seconds_per_stage)
             run.stage = max(run.stage, min(due, run.stages() - 1))
+        for execution in self._executions:
+            self._report(execution, int((now - execution.born) / self.seconds_per_stage))
+
+    def _report(self, execution: _Execution, upto: int) -> None:
+        """The execution's statuses up to the ``upto``-th (of three), those not yet given."""
+        states = execution.states()
+        deployment = execution.deployment
+        log_url = execution.executor.log_url.replace("{deployment_id}", str(deployment["id"]))
+        descriptions = {
+            "queued": "Deployment queued",
+            "in_progress": "Deployment in progress",
+            "success": "Deployment succeeded",
+            "failure": "Deployment failed",
+            "error": "Deployment errored",
+        }
+        while execution.reported < min(upto, len(states)):
+            state = states[execution.reported]
+            execution.reported += 1
+            self._add_dstatus(
+                execution.repo,
+                deployment,
+                state,
+                description=descriptions[state],
+                log_url=log_url,
+                creator=execution.executor.creator,
+            )
+
+    def _execute(self, owner: str, name: str, repo: _Repo, deployment: Json) -> None:
+        """Hands a new deployment to the first executor that takes it, if any."""
+        for executor in self._executors:
+            if (executor.owner.lower(), executor.repo.lower()) != (owner.lower(), name.lower()):
+                continue
+            if executor.environment not in (None, deployment["environment"]):
+                continue
+            if executor.starts:
+                self._executions.append(
+                    _Execution(
+                        executor=executor,
+                        repo=repo,
+                        deployment=deployment,
+                        outcome=executor.outcome,
+                        born=self.clock(),
+                    )
+                )
+            return
 
     def _run_json(self, run: _Run) -> Json:
         last = run.stage == run.stages() - 1
@@ -1167,6 +1283,7 @@ class GitHubStandIn:
         }
         repo.deployments.append(deployment)
         repo.deployment_statuses[deployment_id] = []
+        self._execute(owner, name, repo, deployment)
         return 201, deployment, {}
 
     def _deployments(
@@ -1197,23 +1314,49 @@ class GitHubStandIn:
                 "Validation Failed",
                 errors=[{"resource": "DeploymentStatus", "field": "state", "code": "invalid"}],
             )
+        status = self._add_dstatus(
+            repo,
+            deployment,
+            body["state"],
+            description=body.get("description", ""),
+            log_url=body.get("log_url", ""),
+            environment_url=body.get("environment_url", ""),
+            environment=body.get("environment", deployment["environment"]),
+            auto_inactive=body.get("auto_inactive", True),
+        )
+        return 201, status, {}
+
+    def _add_dstatus(
+        self,
+        repo: _Repo,
+        deployment: Json,
+        state: str,
+        *,
+        description: str,
+        log_url: str,
+        environment_url: str = "",
+        environment: str | None = None,
+        auto_inactive: bool = True,
+        creator: str = "releasebot",
+    ) -> Json:
         now = _iso(time.time())
         status = {
             "id": next(self._ids),
-            "state": body["state"],
-            "description": body.get("description", ""),
-            "environment": body.get("environment", deployment["environment"]),
-            "log_url": body.get("log_url", ""),
-            "target_url": body.get("log_url", ""),
-            "environment_url": body.get("environment_url", ""),
+            "state": state,
+            "description": description,
+            "environment": deployment["environment"] if environment is None else environment,
+            "log_url": log_url,
+            "target_url": log_url,
+            "environment_url": environment_url,
             "deployment_url": deployment["url"],
+            "creator": {"login": creator},
             "created_at": now,
             "updated_at": now,
         }
         history = repo.deployment_statuses[deployment["id"]]
         # GitHub marks earlier non-transient deployments of the environment inactive when one
         # succeeds (auto_inactive defaults to true).
-        if body["state"] == "success" and body.get("auto_inactive", True):
+        if state == "success" and auto_inactive:
             for other in repo.deployments:
                 if (
                     other["id"] != deployment["id"]
@@ -1225,7 +1368,7 @@ class GitHubStandIn:
                             {**previous[-1], "id": next(self._ids), "state": "inactive"}
                         )
         history.append(status)
-        return 201, status, {}
+        return status
 
     def _dstatuses(
         self,

@@ -345,6 +345,67 @@ async def test_deployments_and_their_statuses(github: GitHubStandIn) -> None:
     assert posted.json["required_contexts"] == [] and posted.json["auto_merge"] is False
 
 
+async def test_an_executor_reports_a_deployments_statuses_as_it_advances(
+    github: GitHubStandIn,
+) -> None:
+    github.add_deployment_executor(
+        OWNER, REPO, "production", log_url="https://ci.example/deploys/{deployment_id}"
+    )
+    github.add_deployment_executor(OWNER, REPO, outcome="failure", creator="heaven")
+    github.set_ref(OWNER, REPO, "v1.2.0", SHA)
+    async with client_for(github) as client:
+        production = await client.create_deployment(OWNER, REPO, "v1.2.0", "production")
+        staging = await client.create_deployment(OWNER, REPO, "v1.2.0", "staging")
+
+        async def states(deployment_id: int) -> list[str]:
+            found = await client.deployment_statuses(OWNER, REPO, deployment_id)
+            return [s.state for s in found]
+
+        assert await states(production.id) == []
+        github.add_workflow(OWNER, REPO, "build.yml")
+        await client.dispatch_workflow(OWNER, REPO, "build.yml", "main", {})
+        [run_id] = github.run_ids()
+        github.advance(run_id)  # one run moved on, and nothing else
+        assert (await client.run(OWNER, REPO, run_id)).status == "in_progress"
+        assert await states(production.id) == []
+        github.advance()
+        assert await states(production.id) == ["queued"]
+        github.advance()
+        assert await states(production.id) == ["in_progress", "queued"]
+        github.advance()
+        statuses = await client.deployment_statuses(OWNER, REPO, production.id)
+        assert [s.state for s in statuses] == ["success", "in_progress", "queued"]
+        assert {s.log_url for s in statuses} == {f"https://ci.example/deploys/{production.id}"}
+        assert await states(staging.id) == ["failure", "in_progress", "queued"]
+        github.advance()  # nothing more to report
+        assert await states(production.id) == ["success", "in_progress", "queued"]
+    reported = github.repo(OWNER, REPO).deployment_statuses
+    assert {s["creator"]["login"] for s in reported[production.id]} == {"github-actions[bot]"}
+    assert {s["creator"]["login"] for s in reported[staging.id]} == {"heaven"}
+
+
+async def test_an_executor_that_never_starts_and_one_on_the_clock() -> None:
+    now = [0.0]
+    async with GitHubStandIn(clock=lambda: now[0]) as github:
+        github.add_deployment_executor(OWNER, REPO, "staging", starts=False)
+        github.add_deployment_executor(OWNER, REPO, "production", outcome="error")
+        github.seconds_per_stage = 10.0
+        async with client_for(github) as client:
+            silent = await client.create_deployment(OWNER, REPO, "main", "staging")
+            deployment = await client.create_deployment(OWNER, REPO, "main", "production")
+            assert await client.deployment_statuses(OWNER, REPO, deployment.id) == []
+            now[0] = 15.0
+            found = await client.deployment_statuses(OWNER, REPO, deployment.id)
+            assert [s.state for s in found] == ["queued"]
+            now[0] = 100.0
+            found = await client.deployment_statuses(OWNER, REPO, deployment.id)
+            assert [s.state for s in found] == ["error", "in_progress", "queued"]
+            github.advance()
+            assert await client.deployment_statuses(OWNER, REPO, silent.id) == []
+        with pytest.raises(ValueError, match="success, failure or error"):
+            github.add_deployment_executor(OWNER, REPO, outcome="inactive")
+
+
 async def test_a_secondary_limit_is_waited_out_for_its_retry_after(github: GitHubStandIn) -> None:
     github.fail_next(f"/repos/{OWNER}/{REPO}/commits", status=403, retry_after=1, times=1)
     async with client_for(github) as client:
