@@ -1178,8 +1178,10 @@ class GitHubStandIn:
             lines.append(f"{at.strftime('%Y-%m-%dT%H:%M:%S.%f')}0Z {line}\n")
         # GitHub's log downloads often begin with a byte order mark.
         text = "\ufeff" + "".join(lines)
+        now = time.time()
+        self._log_links = {k: v for k, v in self._log_links.items() if v[1] > now}
         signature = secrets.token_urlsafe(16)
-        self._log_links[signature] = (text, time.time() + LOG_URL_TTL)
+        self._log_links[signature] = (text, now + LOG_URL_TTL)
         location = f"{self.download_url}/logs/{owner}/{name}/jobs/{job_id}.txt?sig={signature}"
         return 302, None, {"location": location}
 
