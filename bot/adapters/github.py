@@ -12,30 +12,52 @@ needs from a service it polls: an answer it can trust or a clear :class:`GitHubU
   that finds nothing new gets a 304, which GitHub does not count against the budget.
 - Auth is a token (``GITHUB_TOKEN``) or a GitHub App: the app's installation for the
   repository is looked up once, and its installation token renewed before it expires.
-- No token or key ever reaches a log line or an exception message.
+- No token or key ever reaches a log line or an exception message, nor a host other than
+  GitHub's API: a job's log is downloaded from where GitHub redirects, without the token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import re
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Self
+from types import MappingProxyType
+from typing import Any, Literal, Self, TypeVar
+from urllib.parse import quote, urljoin
 
 import aiohttp
 import gidgethub
 import gidgethub.apps
+from gidgethub import sansio
 from gidgethub.aiohttp import GitHubAPI
+
+# Re-exported: the configuration lives in a module light enough for the settings to import.
+from bot.adapters.github_config import DEFAULT_API_URL as DEFAULT_API_URL
+from bot.adapters.github_config import GitHubConfig as GitHubConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://api.github.com"
+T = TypeVar("T")
 
 CheckStateName = Literal["pending", "success", "failure", "neutral", "skipped"]
+
+# A log line as GitHub writes it: "2024-01-01T00:00:00.0000000Z " before the text, colour
+# codes within it.  What job_log_tail keeps of a line: its first 300 characters, read from at
+# most the first 4 KiB of it (a line of megabytes is not held whole).
+_LOG_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z ?")
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_LOG_LINE_CHARS = 300
+_LOG_LINE_BYTES = 4096
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+# Reads the body of a 200 answer (the default: all of it).
+_Reader = Callable[[aiohttp.ClientResponse], Awaitable[bytes]]
 
 # Check-run conclusions a gate must not pass on, beyond a plain failure: each needs a person.
 _FAILED_CONCLUSIONS = frozenset(
@@ -63,31 +85,6 @@ class GitHubUnavailable(Exception):
 
 
 @dataclass(frozen=True)
-class GitHubConfig:
-    """How to reach GitHub.  Either ``token`` or ``app_id`` with ``app_private_key`` (PEM)."""
-
-    api_url: str = DEFAULT_API_URL
-    token: str | None = field(default=None, repr=False)
-    app_id: str | None = None
-    app_private_key: str | None = field(default=None, repr=False)
-    # The longest one request may spend waiting out rate limits and retries in all.
-    max_wait: float = 60.0
-    # Retries of a 5xx answer or a failed connection, with backoff doubling from `backoff`.
-    retries: int = 3
-    backoff: float = 0.5
-    timeout: float = 30.0
-    # An installation token is renewed this long before it expires (GitHub's last an hour),
-    # so that a request never goes out with one that expires on the way.
-    token_refresh_margin: float = 300.0
-    # URLs whose ETag and body are kept for conditional requests (the oldest go first).
-    cache_size: int = 512
-    user_agent: str = "releasebot"
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(s for s in (self.token, self.app_private_key) if s)
-
-
-@dataclass(frozen=True)
 class CheckState:
     """One commit status or check run on a commit, as a gate reads it.
 
@@ -104,9 +101,23 @@ class CheckState:
 
 
 @dataclass(frozen=True)
+class RunJob:
+    """One job of a workflow run: ``status`` queued, in_progress, completed (or waiting,
+    requested, pending); ``conclusion`` once completed (success, failure, cancelled,
+    skipped, ...).  ``id`` is what :meth:`GitHubClient.job_log_tail` takes."""
+
+    id: int
+    name: str
+    status: str
+    conclusion: str | None
+    html_url: str
+
+
+@dataclass(frozen=True)
 class Run:
     """A workflow run: ``status`` queued, in_progress, completed (or waiting, requested,
-    pending); ``conclusion`` once completed; the job and step running now (or last run)."""
+    pending); ``conclusion`` once completed; the job and step running now (or last run), and
+    every job, in GitHub's order."""
 
     id: int
     name: str
@@ -118,6 +129,7 @@ class Run:
     created_at: str
     job: str | None = None
     step: str | None = None
+    jobs: tuple[RunJob, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -126,6 +138,34 @@ class Run:
     @property
     def succeeded(self) -> bool:
         return self.status == "completed" and self.conclusion == "success"
+
+
+@dataclass(frozen=True)
+class WorkflowInfo:
+    """A workflow: ``path`` is its file in the repository (``.github/workflows/deploy.yml``),
+    ``state`` "active" or why it is not (disabled_manually, disabled_inactivity, ...)."""
+
+    id: int
+    name: str
+    path: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the bot's credential may do in a repository, as GitHub tells it.
+
+    For a GitHub App (``kind`` "app"): its installation's ``permissions``, GitHub's names
+    and levels ({"actions": "write", "statuses": "read", ...}); ``scopes`` None.
+    For a token: ``permissions`` holds "contents", "write" or "read" as the repository's
+    answer says its user may push or only pull (GitHub tells no more of a token: a
+    fine-grained token's own permissions are not shown, only its user's); ``scopes`` a
+    classic token's OAuth scopes (x-oauth-scopes), None for a fine-grained token, which has
+    none."""
+
+    kind: Literal["token", "app"]
+    permissions: Mapping[str, str] = field(hash=False)
+    scopes: tuple[str, ...] | None
 
 
 @dataclass(frozen=True)
@@ -178,9 +218,14 @@ class _BoundedCache(MutableMapping[str, Any]):
         return len(self._items)
 
 
+async def _read_all(response: aiohttp.ClientResponse) -> bytes:
+    return await response.read()
+
+
 class _API(GitHubAPI):
     """gidgethub's aiohttp client, with rate limits, 5xx and connection errors handled below
-    gidgethub's parsing: every request it makes, page or token fetch, gets the same rules."""
+    gidgethub's parsing: every request it makes, page or token fetch, gets the same rules,
+    and so do the requests the client makes itself through :meth:`send`."""
 
     def __init__(self, session: aiohttp.ClientSession, config: GitHubConfig) -> None:
         super().__init__(
@@ -194,13 +239,33 @@ class _API(GitHubAPI):
     async def _request(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
     ) -> tuple[int, Mapping[str, str], bytes]:
+        return await self.send(method, url, headers, body)
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        *,
+        allow_redirects: bool = True,
+        read: _Reader = _read_all,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request to ``url`` (absolute), exactly with ``headers``: its status, headers
+        and body, ``read`` reading the body of a 200 answer.  A redirect is followed unless
+        ``allow_redirects`` is False (aiohttp drops Authorization on the way to another
+        origin)."""
         config = self._config
         deadline = time.monotonic() + config.max_wait
         failures = 0
         where = f"{method} {url.split('?', 1)[0]}"
         while True:
             try:
-                status, answer, data = await super()._request(method, url, headers, body)
+                async with self._session.request(
+                    method, url, headers=headers, data=body, allow_redirects=allow_redirects
+                ) as response:
+                    status, answer = response.status, response.headers
+                    data = await (read(response) if status == 200 else response.read())
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = f"could not reach GitHub ({type(exc).__name__}) for {where}"
                 failures += 1
@@ -342,7 +407,7 @@ class GitHubClient:
         return None
 
     async def run(self, owner: str, repo: str, run_id: int) -> Run:
-        """A workflow run now, with the job and step it is at."""
+        """A workflow run now, with its jobs and the job and step it is at."""
         base = f"/repos/{owner}/{repo}/actions/runs/{run_id}"
         found = await self._call("GET", base, owner, repo)
         jobs = await self._list(f"{base}/jobs?per_page=100", owner, repo, "jobs")
@@ -358,7 +423,133 @@ class GitHubClient:
             created_at=str(found.get("created_at") or ""),
             job=job,
             step=step,
+            jobs=tuple(_run_job(j) for j in jobs),
         )
+
+    async def cancel_run(self, owner: str, repo: str, run_id: int) -> None:
+        """Asks GitHub to cancel a run (it answers 202 and cancels it shortly after).  A run
+        already completed (409) is no error: whatever it ended with, it is not running."""
+        try:
+            await self._call(
+                "POST", f"/repos/{owner}/{repo}/actions/runs/{run_id}/cancel", owner, repo
+            )
+        except GitHubError as exc:
+            if exc.status != 409:
+                raise
+            log.info(
+                "GitHub run %s of %s/%s had already completed: nothing to cancel",
+                run_id,
+                owner,
+                repo,
+            )
+
+    async def job_log_tail(self, owner: str, repo: str, job_id: int, lines: int = 20) -> str:
+        """The last ``lines`` non-empty lines of a job's log, one per line: each without
+        GitHub's timestamp or colour codes, cut at 300 characters.  "" when GitHub has no
+        log to give (404: the job has not finished, or is not this repository's; 410: its
+        logs were deleted or have expired).
+
+        GitHub answers with a redirect to a short-lived download URL on another host, signed
+        in itself: it is fetched without the token, which is for GitHub's API only."""
+        if lines <= 0:
+            return ""
+        api_url = sansio.format_url(
+            f"/repos/{owner}/{repo}/actions/jobs/{job_id}/logs", None, base_url=self._config.api_url
+        )
+
+        async def read(response: aiohttp.ClientResponse) -> bytes:
+            return "\n".join(await _log_tail(response, lines)).encode()
+
+        async def fetch(token: str) -> str:
+            headers = sansio.create_headers(self._config.user_agent, oauth_token=token)
+            # The redirect is taken here rather than by aiohttp: whatever aiohttp's rules for
+            # headers on a redirect, the download gets none but the user agent.
+            status, answer, body = await self._api.send(
+                "GET", api_url, headers, allow_redirects=False, read=read
+            )
+            if status in _REDIRECTS:
+                location = answer.get("location")
+                if not location:
+                    raise GitHubUnavailable("GitHub's redirect to a job's log named no URL")
+                status, answer, body = await self._api.send(
+                    "GET",
+                    urljoin(api_url, location),
+                    {"user-agent": self._config.user_agent},
+                    read=read,
+                )
+            if status in (404, 410):
+                return ""
+            if status == 200:
+                return body.decode()
+            sansio.decipher_response(status, answer, body)  # raises GitHub's error
+            raise GitHubUnavailable(f"GitHub answered {status} to a request for a job's log")
+
+        return self._scrub(await self._authorized(owner, repo, fetch))
+
+    async def workflow(self, owner: str, repo: str, workflow: str) -> WorkflowInfo:
+        """The workflow ``workflow`` (its file name or id): raises :class:`GitHubError` 404
+        when the repository has no such workflow."""
+        found = await self._call(
+            "GET",
+            f"/repos/{owner}/{repo}/actions/workflows/{quote(workflow, safe='')}",
+            owner,
+            repo,
+        )
+        return WorkflowInfo(
+            id=int(found["id"]),
+            name=str(found.get("name") or ""),
+            path=str(found.get("path") or ""),
+            state=str(found.get("state") or ""),
+        )
+
+    async def file_text(
+        self, owner: str, repo: str, path: str, ref: str | None = None
+    ) -> str | None:
+        """The text of the file at ``path`` on ``ref`` (the default branch without one), or
+        None when GitHub has no such file (404: no such path, or no such ref) or the path is
+        not a file (a directory).  Bytes that are not UTF-8 read as U+FFFD."""
+        url = f"/repos/{owner}/{repo}/contents/{quote(path.lstrip('/'), safe='/')}"
+        if ref is not None:
+            url += f"?ref={quote(ref, safe='')}"
+        try:
+            found = await self._call("GET", url, owner, repo)
+        except GitHubError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(found, Mapping) or found.get("type") != "file":
+            return None
+        if found.get("encoding") != "base64":
+            # Files over 1 MB come with encoding "none" and no content.
+            raise GitHubError(413, f"{path} is larger than the contents API returns (1 MB)")
+        # GitHub wraps the base64 in lines; b64decode skips the line breaks.
+        return base64.b64decode(str(found.get("content") or "")).decode("utf-8", "replace")
+
+    async def access(self, owner: str, repo: str) -> Access:
+        """What the configured token or app may do in the repository (see :class:`Access`),
+        asked of GitHub now: an app's permissions change when its owner accepts new ones."""
+        config = self._config
+        if config.token:
+            url = sansio.format_url(f"/repos/{owner}/{repo}", None, base_url=config.api_url)
+            headers = sansio.create_headers(config.user_agent, oauth_token=config.token)
+            with self._errors():
+                status, answer, body = await self._api.send("GET", url, headers)
+                found, _, _ = sansio.decipher_response(status, answer, body)
+            allowed = found.get("permissions") or {}
+            permissions: dict[str, str] = {}
+            if any(allowed.get(k) for k in ("admin", "maintain", "push")):
+                permissions["contents"] = "write"
+            elif any(allowed.get(k) for k in ("triage", "pull")):
+                permissions["contents"] = "read"
+            header = answer.get("x-oauth-scopes")
+            scopes = (
+                None if header is None else tuple(s.strip() for s in header.split(",") if s.strip())
+            )
+            return Access("token", MappingProxyType(permissions), scopes)
+        installation = await self._installation(owner, repo)
+        granted = installation.get("permissions") or {}
+        permissions = {str(k): str(v) for k, v in granted.items()}
+        return Access("app", MappingProxyType(permissions), None)
 
     async def create_deployment(
         self,
@@ -444,56 +635,101 @@ class GitHubClient:
     # ---- the plumbing ----------------------------------------------------------------------
 
     async def _call(self, method: str, url: str, owner: str, repo: str, data: Any = b"") -> Any:
-        token = await self._token_for(owner, repo)
-        with self._errors():
+        async def call(token: str) -> Any:
             if method == "GET":
                 return await self._api.getitem(url, oauth_token=token)
             return await self._api.post(url, data=data, oauth_token=token)
 
+        return await self._authorized(owner, repo, call)
+
     async def _list(self, url: str, owner: str, repo: str, key: str | None) -> list[Any]:
-        token = await self._token_for(owner, repo)
-        found: list[Any] = []
-        with self._errors():
+        async def call(token: str) -> list[Any]:
             # gidgethub follows each page's Link rel="next"; `key` names the list inside an
             # answer that wraps it in an object (check runs, workflow runs, jobs).
-            async for item in self._api.getiter(url, oauth_token=token, iterable_key=key):
-                found.append(item)
+            return [
+                item async for item in self._api.getiter(url, oauth_token=token, iterable_key=key)
+            ]
+
+        return await self._authorized(owner, repo, call)
+
+    async def _authorized(self, owner: str, repo: str, call: Callable[[str], Awaitable[T]]) -> T:
+        """``call`` with the token for the repository, its errors translated.
+
+        GitHub may refuse an installation token before the expiry it stated (the app's
+        installation changed, the token was revoked): a 401 to a token issued before this
+        call drops it and the call is made once more with a new one.  A second 401, or a
+        401 to a token just issued, is GitHub's answer."""
+        token, cached = await self._token_for(owner, repo)
+        try:
+            with self._errors():
+                return await call(token)
+        except GitHubError as exc:
+            if exc.status != 401 or not cached:
+                raise
+        log.warning(
+            "GitHub refused the installation token for %s/%s before its expiry; renewing it",
+            owner,
+            repo,
+        )
+        self._drop_token(token)
+        token, _ = await self._token_for(owner, repo)
+        with self._errors():
+            return await call(token)
+
+    def _drop_token(self, token: str) -> None:
+        """The installation token is renewed on its next use (unless it already was)."""
+        for installation, (known, _) in self._tokens.items():
+            if known == token:
+                # Kept until renewed, so that it is still scrubbed from errors until then.
+                self._tokens[installation] = (known, 0.0)
+
+    async def _installation(self, owner: str, repo: str) -> Mapping[str, Any]:
+        """The app's installation on the repository, as GitHub answers it (asked with the
+        app's JWT); its id is kept for the installation tokens."""
+        config = self._config
+        assert config.app_id and config.app_private_key
+        jwt = gidgethub.apps.get_jwt(app_id=config.app_id, private_key=config.app_private_key)
+        with self._errors():
+            found: Mapping[str, Any] = await self._api.getitem(
+                f"/repos/{owner}/{repo}/installation", jwt=jwt
+            )
+        self._installations[(owner.lower(), repo.lower())] = str(found["id"])
         return found
 
     def _errors(self) -> _Translate:
         return _Translate(self._config.secrets() + tuple(t for t, _ in self._tokens.values()))
 
-    async def _token_for(self, owner: str, repo: str) -> str:
+    def _scrub(self, text: str) -> str:
+        return self._errors().scrub(text)
+
+    async def _token_for(self, owner: str, repo: str) -> tuple[str, bool]:
+        """The token for a request to the repository, and whether it is an installation token
+        issued before now (one GitHub may have revoked since)."""
         config = self._config
         if config.token:
-            return config.token
+            return config.token, False
         assert config.app_id and config.app_private_key
         async with self._token_lock:
-            key = (owner.lower(), repo.lower())
-            installation = self._installations.get(key)
+            installation = self._installations.get((owner.lower(), repo.lower()))
             if installation is None:
-                jwt = gidgethub.apps.get_jwt(
-                    app_id=config.app_id, private_key=config.app_private_key
-                )
-                with self._errors():
-                    found = await self._api.getitem(f"/repos/{owner}/{repo}/installation", jwt=jwt)
-                installation = self._installations[key] = str(found["id"])
+                installation = str((await self._installation(owner, repo))["id"])
             token, expires = self._tokens.get(installation, ("", 0.0))
-            if time.time() >= expires - config.token_refresh_margin:
-                with self._errors():
-                    answer = await gidgethub.apps.get_installation_access_token(
-                        self._api,
-                        installation_id=installation,
-                        app_id=config.app_id,
-                        private_key=config.app_private_key,
-                    )
-                token = str(answer["token"])
-                expires = datetime.fromisoformat(
-                    str(answer["expires_at"]).replace("Z", "+00:00")
-                ).timestamp()
-                self._tokens[installation] = (token, expires)
-                log.info("GitHub App installation %s: new token until %s", installation, expires)
-            return token
+            if time.time() < expires - config.token_refresh_margin:
+                return token, True
+            with self._errors():
+                answer = await gidgethub.apps.get_installation_access_token(
+                    self._api,
+                    installation_id=installation,
+                    app_id=config.app_id,
+                    private_key=config.app_private_key,
+                )
+            token = str(answer["token"])
+            expires = datetime.fromisoformat(
+                str(answer["expires_at"]).replace("Z", "+00:00")
+            ).timestamp()
+            self._tokens[installation] = (token, expires)
+            log.info("GitHub App installation %s: new token until %s", installation, expires)
+            return token, False
 
 
 class _Translate:
@@ -512,7 +748,7 @@ class _Translate:
         if exc is None:
             return
         if isinstance(exc, GitHubUnavailable):
-            exc.reason = self._scrub(exc.reason)
+            exc.reason = self.scrub(exc.reason)
             exc.args = (exc.reason,)
             return
         if isinstance(exc, gidgethub.RateLimitExceeded):
@@ -520,13 +756,49 @@ class _Translate:
         if isinstance(exc, gidgethub.GitHubBroken):
             raise GitHubUnavailable(f"GitHub answered {int(exc.status_code)}") from None
         if isinstance(exc, gidgethub.HTTPException):
-            message = self._scrub(" ".join(str(a) for a in exc.args) or exc.status_code.phrase)
+            message = self.scrub(" ".join(str(a) for a in exc.args) or exc.status_code.phrase)
             raise GitHubError(int(exc.status_code), message) from None
 
-    def _scrub(self, text: str) -> str:
+    def scrub(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text
+
+
+async def _log_tail(response: aiohttp.ClientResponse, lines: int) -> list[str]:
+    """The last ``lines`` non-empty lines of a log, read as it streams in (a log may be
+    megabytes: only the tail and the line being read are held)."""
+    tail: deque[str] = deque(maxlen=lines)
+    partial = bytearray()
+
+    def keep(piece: bytes) -> None:
+        partial.extend(piece[: max(0, _LOG_LINE_BYTES - len(partial))])
+
+    def push() -> None:
+        text = _log_line(bytes(partial))
+        partial.clear()
+        if text:
+            tail.append(text)
+
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            keep(chunk[start:end])
+            push()
+            start = end + 1
+        keep(chunk[start:])
+    if partial:
+        push()
+    return list(tail)
+
+
+def _log_line(raw: bytes) -> str:
+    """A log line without its timestamp, colour codes and trailing space, cut to length."""
+    text = raw.decode("utf-8", "replace").lstrip("\ufeff")
+    stamp = _LOG_TIMESTAMP.match(text)
+    if stamp:
+        text = text[stamp.end() :]
+    return _ANSI_ESCAPE.sub("", text).rstrip()[:_LOG_LINE_CHARS]
 
 
 def _status_check(status: Mapping[str, Any]) -> CheckState:
@@ -576,6 +848,16 @@ def _current_step(jobs: Sequence[Mapping[str, Any]]) -> tuple[str | None, str | 
     done = [s for s in steps if s.get("status") == "completed"]
     step = (now or done[-1:] or [None])[0]
     return str(job.get("name")), (str(step.get("name")) if step else None)
+
+
+def _run_job(found: Mapping[str, Any]) -> RunJob:
+    return RunJob(
+        id=int(found["id"]),
+        name=str(found.get("name") or ""),
+        status=str(found.get("status") or ""),
+        conclusion=found.get("conclusion"),
+        html_url=str(found.get("html_url") or ""),
+    )
 
 
 def _deployment(found: Mapping[str, Any]) -> Deployment:

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.adapters.github import DEFAULT_API_URL as DEFAULT_GITHUB_API_URL
-from bot.adapters.github import GitHubConfig
+from bot.adapters.github_config import DEFAULT_API_URL as DEFAULT_GITHUB_API_URL
+from bot.adapters.github_config import GitHubConfig
 from bot.adapters.redis.connect import RedisSettingError, RedisTarget, target_from_env
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"

@@ -3,11 +3,18 @@ variable and none repeats a secret."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from bot.adapters import github as client_module
+from bot.adapters import github_config as config_module
 from bot.adapters.github import DEFAULT_API_URL
 from bot.runtime.settings import SettingsError, github_config
 
+ROOT = Path(__file__).resolve().parents[2]
 KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIE...\n-----END RSA PRIVATE KEY-----"
 
 
@@ -56,3 +63,24 @@ def test_each_mistake_names_its_variable_and_no_secret(env, named):
         github_config(env)
     assert named in str(error.value)
     assert "ghp_secret" not in str(error.value)
+
+
+def test_reading_the_settings_loads_no_github_client():
+    """The settings need only GitHubConfig: importing them must not load gidgethub or aiohttp
+    (the client's libraries), which a process that never calls GitHub has no use for."""
+    code = (
+        "import sys\n"
+        "import bot.runtime.settings\n"
+        "print(sorted(m for m in ('gidgethub', 'aiohttp', 'bot.adapters.github') "
+        "if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_client_module_still_offers_the_config():
+    assert client_module.GitHubConfig is config_module.GitHubConfig
+    assert client_module.DEFAULT_API_URL == config_module.DEFAULT_API_URL == DEFAULT_API_URL
