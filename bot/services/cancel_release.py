@@ -10,6 +10,7 @@ from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.approvals import NoChange
 from bot.domain.releases import Release, TransitionError
+from bot.services import ci_gates
 from bot.services.ports import HasChat, HasConfig, HasStore
 
 
@@ -30,7 +31,7 @@ async def cancel_candidate(
         await store.audit(actor, "release.cancel", outcome="refused", reason=text[:500])
         return text
     try:
-        await store.update_release(
+        release, _ = await store.update_release(
             release.version,
             partial(
                 approvals.cancel,
@@ -54,6 +55,7 @@ async def cancel_candidate(
         )
         return f"I did not cancel `{release.tag}`: {exc}."
     services.chat.refresh(release.version)
+    await ci_gates.stop_waiting(services, release, "the candidate was cancelled")
     await services.chat.thread(
         release.version,
         messages.note(

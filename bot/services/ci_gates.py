@@ -140,3 +140,38 @@ async def recheck_waiting(services: CiNeeds) -> int:
             ):
                 decided += 1
     return decided
+
+
+class StopNeeds(HasConfig, HasStore, HasChat, Protocol):
+    """The release records and their messages."""
+
+
+async def stop_waiting(services: StopNeeds, release: Release, why: str) -> None:
+    """A candidate nobody will promote any more (cancelled, superseded) stops waiting for CI:
+    its waiting CI gates fail with `why`, rather than show "waiting" for ever. Not a failure
+    of what runs there (nothing is marked failed in the environment)."""
+    ci_gates = {g.id for g in services.config.gates if g.check == "github"}
+    detail = f"not waited for any more: {why}"
+    store = services.store
+    for gate in release.gates:
+        if gate.id not in ci_gates or gate.status != "running":
+            continue
+        try:
+            await store.update_release(
+                release.version,
+                partial(
+                    releases.finish_gate,
+                    gate_id=gate.id,
+                    now=store.clock(),
+                    ok=False,
+                    detail=detail,
+                ),
+                BOT,
+                "gate.finish",
+                environment=gate.stage,
+                outcome="failed",
+                reason=f"{gate.id}: {detail}"[:500],
+            )
+        except TransitionError:
+            continue  # decided meanwhile
+        services.chat.refresh(release.version)

@@ -27,7 +27,7 @@ from bot.domain.versions import (
     next_hotfix,
     patch_line,
 )
-from bot.services import release_changes
+from bot.services import ci_gates, release_changes
 from bot.services.adopt_version import last_environment_version
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import (
@@ -582,7 +582,7 @@ async def supersede_older(services: CandidateNeeds, newer: Release, actor: Actor
         if older.version == newer.version or older.kind != newer.kind:
             continue
         try:
-            await services.store.update_release(
+            older, _ = await services.store.update_release(
                 older.version,
                 partial(approvals.supersede, newer=newer.tag),
                 actor,
@@ -592,6 +592,7 @@ async def supersede_older(services: CandidateNeeds, newer: Release, actor: Actor
         except TransitionError:
             continue  # promoted or superseded meanwhile
         services.chat.refresh(older.version)
+        await ci_gates.stop_waiting(services, older, f"superseded by {newer.tag}")
         await services.chat.thread(
             older.version,
             messages.note(

@@ -333,3 +333,25 @@ async def test_a_waived_ci_gate_stays_waived_whatever_ci_says_later(
     text = await thread_saying(bot, message, "approved *Manual QA*")
     assert text.count("❌ CI checks failed") == 1  # at its timeout, and not again
     await message_saying(bot, "Ready for production")
+
+
+async def test_a_cancelled_candidate_stops_waiting_for_ci(
+    start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
+):
+    bot, message, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github)
+    await bot.command('cancel --reason "wrong branch"')
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None
+    gate = release.gate("ci")
+    assert gate.status == "failed" and "the candidate was cancelled" in gate.detail
+    # Not a failure of what staging runs, and nothing more is asked of GitHub for it.
+    asked = len(github.calls)
+    github.set_status(OWNER, REPO, sha, "ci/e2e", "failure")
+    assert await ci_gates.recheck_waiting(bot.services) == 0
+    assert len(github.calls) == asked
+    # Its checklist line no longer says it waits.
+    await bot.slack.wait_for(
+        lambda: (
+            "❌ CI checks — failed" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
