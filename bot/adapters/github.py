@@ -268,6 +268,8 @@ class _API(GitHubAPI):
                     data = await (read(response) if status == 200 else response.read())
             except (aiohttp.ClientError, TimeoutError) as exc:
                 reason = f"could not reach GitHub ({type(exc).__name__}) for {where}"
+                if not _safe_to_repeat(method, url):
+                    raise GitHubUnavailable(f"{reason}; {_NOT_REPEATED}") from None
                 failures += 1
                 wait = self._retry_wait(failures, deadline, reason)
                 log.warning("%s; retrying in %.1f s", reason, wait)
@@ -285,6 +287,10 @@ class _API(GitHubAPI):
                 await asyncio.sleep(wait)
                 continue
             if status >= 500:
+                if not _safe_to_repeat(method, url):
+                    raise GitHubUnavailable(
+                        f"GitHub answered {status} for {where}; {_NOT_REPEATED}"
+                    )
                 failures += 1
                 wait = self._retry_wait(failures, deadline, f"GitHub answered {status} for {where}")
                 log.warning("GitHub answered %s for %s; retrying in %.1f s", status, where, wait)
@@ -299,6 +305,20 @@ class _API(GitHubAPI):
         if time.monotonic() + wait > deadline:
             raise GitHubUnavailable(f"{reason}; no time left to retry")
         return wait
+
+
+_NOT_REPEATED = "not sent again: GitHub may have acted on it"
+
+
+def _safe_to_repeat(method: str, url: str) -> bool:
+    """Whether a request whose answer was lost (a 5xx, a dropped connection) may be sent
+    again. A read may; so may what does no harm twice (a token, a status, a cancel). A
+    workflow dispatch or a Deployment may not: GitHub may have taken the first, and a second
+    would be a second deploy. Rate-limit answers are always retried: GitHub refused those."""
+    if method in ("GET", "HEAD"):
+        return True
+    path = url.split("?", 1)[0].rstrip("/")
+    return path.endswith(("/access_tokens", "/statuses", "/cancel"))
 
 
 def _rate_limit_wait(

@@ -274,6 +274,9 @@ class GitHubStandIn:
         self.clock = clock
         # None: runs move only on advance(); a number: one stage per that many clock seconds.
         self.seconds_per_stage: float | None = None
+        # Where refs not set with set_ref are looked up (ref -> sha, None: no such ref): a
+        # test points it at its git remote, so GitHub has the tags the bot pushes there.
+        self.ref_source: Callable[[str], str | None] | None = None
         self.calls: list[RecordedCall] = []
         # The personal access token's access to every repository (GitHub's repository
         # "permissions"), and its scopes, sent as x-oauth-scopes as GitHub does for a classic
@@ -835,9 +838,14 @@ class GitHubStandIn:
             links += [f'<{url(page - 1)}>; rel="prev"', f'<{url(1)}>; rel="first"']
         return chunk, ({"link": ", ".join(links)} if links else {})
 
-    def _sha(self, repo: _Repo, ref: str) -> str:
+    def _known_ref(self, repo: _Repo, ref: str) -> str | None:
         if ref in repo.refs:
             return repo.refs[ref]
+        return self.ref_source(ref) if self.ref_source is not None else None
+
+    def _sha(self, repo: _Repo, ref: str) -> str:
+        if (sha := self._known_ref(repo, ref)) is not None:
+            return sha
         if re.fullmatch(r"[0-9a-f]{7,40}", ref):
             return ref
         raise _Answer(422, f"No commit found for SHA: {ref}")
@@ -902,7 +910,8 @@ class GitHubStandIn:
         if not isinstance(body, dict) or not isinstance(body.get("ref"), str):
             raise _Answer(422, 'Invalid request.\n\n"ref" wasn\'t supplied.')
         ref = body["ref"]
-        if ref not in repo.refs:
+        sha = self._known_ref(repo, ref)
+        if sha is None:
             raise _Answer(422, f"No ref found for: {ref}")
         inputs = body.get("inputs") or {}
         unknown = sorted(set(inputs) - set(flow.inputs))
@@ -916,7 +925,7 @@ class GitHubStandIn:
                 repo=name,
                 workflow=flow,
                 ref=ref,
-                sha=repo.refs[ref],
+                sha=sha,
                 title=flow.run_name.format_map(values),
                 created=time.time(),
                 born=self.clock(),

@@ -641,3 +641,23 @@ async def test_runs_can_advance_on_a_clock_the_test_owns() -> None:
             assert (await client.run(OWNER, REPO, run.id)).step == "Set up job"
             now[0] = 100.0
             assert (await client.run(OWNER, REPO, run.id)).succeeded
+
+
+async def test_a_dispatch_whose_answer_is_lost_is_never_sent_twice(github: GitHubStandIn) -> None:
+    """A second dispatch would be a second deploy: a 5xx on one is reported, not retried,
+    while a read is retried."""
+    github.add_workflow(OWNER, REPO, "deploy.yml")
+    path = f"/repos/{OWNER}/{REPO}/actions/workflows/deploy.yml/dispatches"
+    github.fail_next(path, status=502)
+    async with client_for(github, backoff=0.01) as client:
+        with pytest.raises(GitHubUnavailable, match="not sent again"):
+            await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {})
+        assert len(github.requests("POST", path)) == 1
+        github.fail_next(f"/repos/{OWNER}/{REPO}/deployments", status=503)
+        with pytest.raises(GitHubUnavailable, match="not sent again"):
+            await client.create_deployment(OWNER, REPO, "main", "staging")
+        assert len(github.requests("POST", f"/repos/{OWNER}/{REPO}/deployments")) == 1
+        # A secondary rate limit was refused by GitHub, so the dispatch is sent again.
+        github.fail_next(path, status=429, retry_after=0)
+        await client.dispatch_workflow(OWNER, REPO, "deploy.yml", "main", {})
+        assert len(github.requests("POST", path)) == 3
