@@ -531,18 +531,29 @@ def problem(text: str) -> list[Block]:
     return [section(f":warning: {text}")]
 
 
+def link(url: str, text: str) -> str:
+    """A Slack link; a URL that could break out of one (`|`, `>`, blanks) is shown as text."""
+    if not url.startswith(("https://", "http://")) or any(c in url for c in "|<> \n"):
+        return escape(text)
+    return f"<{url}|{escape(text)}>"
+
+
 def deploy_outcome(tag: str, env: str, result: CommandResult) -> list[Block]:
+    where = f" ({link(result.link, 'details on GitHub')})" if result.link else ""
     if result.ok:
-        return [section(f"✅ Deployed {tag} to *{env}* in {seconds(result.duration)}.")]
+        return [section(f"✅ Deployed {tag} to *{env}* in {seconds(result.duration)}{where}.")]
     if result.error:
+        nothing = " Nothing was run." if not result.link else ""
         return [
-            section(f"❌ Deploy of {tag} to *{env}* failed: {result.error}. Nothing was run."),
+            section(
+                f"❌ Deploy of {tag} to *{env}* failed: {escape(result.error)}{where}.{nothing}"
+            ),
             section(code_block(result.tail)),
         ]
     return [
         section(
-            f"❌ Deploy of {tag} to *{env}* {result.summary()} after "
-            f"{seconds(result.duration)}. Last lines of its output:"
+            f"❌ Deploy of {tag} to *{env}* {escape(result.summary())} after "
+            f"{seconds(result.duration)}{where}. Last lines of its output:"
         ),
         section(code_block(result.tail)),
     ]

@@ -12,6 +12,10 @@ class CommandResult:
     duration: float
     tail: str
     error: str | None = None  # it could not be run at all, and why
+    # A deploy GitHub ran: how it ended, in words ("ended failure on GitHub Actions"), and
+    # where people read it (the run's or the Deployment's page).
+    outcome: str = ""
+    link: str = ""
 
     @property
     def ok(self) -> bool:
@@ -22,6 +26,8 @@ class CommandResult:
             return self.error
         if self.timed_out:
             return f"timed out after {self.duration:.0f}s"
+        if self.outcome and self.exit_code != 0:
+            return self.outcome
         if self.exit_code == 0:
             return "succeeded"
         if self.exit_code is not None and self.exit_code < 0:

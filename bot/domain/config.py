@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from bot.domain.changes import TRAILER, pathspec_problem
+from bot.domain.github_deploys import PLACEHOLDERS, unknown_placeholders
 
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -247,9 +248,62 @@ class CheckConfig:
 
 
 @dataclass(frozen=True)
+class GitHubDeployConfig:
+    """`deploy = { ... }`: an environment GitHub deploys, instead of a command the bot runs.
+
+    Either a workflow the bot dispatches and follows (`github_workflow`), or a GitHub
+    Deployment whose executor (Actions on `deployment`, a Heaven-style service) reports
+    statuses the bot follows (`github_deployment = true`)."""
+
+    github_workflow: str = field(
+        default="",
+        metadata=key(str, 'the workflow to dispatch: its file, like "deploy.yml", or its id'),
+    )
+    ref: str = field(
+        default="tag",
+        metadata=key(str, '"tag" (the deployed tag), "branch" (the release branch) or a ref'),
+    )
+    inputs: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata=key(
+            dict,
+            "the workflow's inputs, with {env} {version} {tag} {sha} {rollback} {flags_commit}: "
+            '{ environment = "{env}", version = "{version}" }',
+        ),
+    )
+    # The bot passes its own id for the run in this input; the workflow shows it in its
+    # run-name, which is how the bot finds the run it started (GitHub answers a dispatch
+    # with no run id).
+    correlation_input: str = field(
+        default="correlation_id",
+        metadata=key(str, "the input carrying the bot's id for the run (in its run-name)"),
+    )
+    github_deployment: bool = field(
+        default=False,
+        metadata=key(bool, "create a GitHub Deployment and follow the statuses reported on it"),
+    )
+    start_timeout_seconds: float = field(
+        default=300.0,
+        metadata=key(
+            float, "a run or Deployment nothing starts fails after this, " + _SECONDS, gt=0
+        ),
+    )
+
+    @property
+    def what(self) -> str:
+        """How it deploys, for people: "the GitHub workflow deploy.yml"."""
+        if self.github_workflow:
+            return f"the GitHub workflow {self.github_workflow}"
+        return "a GitHub Deployment"
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str = field(metadata=key(str, "lowercase letters, digits, - or _"))
-    deploy_command: str = field(metadata=key(str, "run in a checkout of the tag", nonempty=True))
+    deploy_command: str = field(
+        default="",
+        metadata=key(str, "run in a checkout of the tag (or deploy = { ... })", nonempty=True),
+    )
     url: str = field(default="", metadata=key(str, "the site, which check paths join"))
     timeout_seconds: float = field(
         default=900.0,
@@ -259,6 +313,20 @@ class EnvironmentConfig:
         default=(), metadata=key(list, "its health checks ([[environments.checks]])")
     )
     command_env: CommandEnv = field(default_factory=CommandEnv)
+    # GitHub deploys it instead of deploy_command (exactly one of them is set).
+    deploy: GitHubDeployConfig | None = field(
+        default=None,
+        metadata=key(
+            dict,
+            'GitHub deploys it: { github_workflow = "deploy.yml" }, or '
+            "{ github_deployment = true }",
+        ),
+    )
+
+    @property
+    def deploys_with(self) -> str:
+        """How it deploys, for people."""
+        return self.deploy.what if self.deploy is not None else "its deploy command"
 
 
 @dataclass(frozen=True)
@@ -352,6 +420,16 @@ class GitHubTable:
 
     repository: str = field(
         default="", metadata=key(str, 'the repository on GitHub: "acme/website"')
+    )
+    # How often a deploy GitHub runs (a workflow run, a Deployment) is looked at.
+    poll_seconds: float = field(
+        default=5.0,
+        metadata=key(float, "how often a GitHub deploy is looked at, " + _SECONDS, gt=0),
+    )
+    # After each deploy and rollback, whatever ran it, a GitHub Deployment and its status
+    # record what the bot shipped where (GitHub's environment pages show it).
+    record_deployments: bool = field(
+        default=True, metadata=key(bool, "record each deploy as a GitHub Deployment")
     )
 
     @property
@@ -612,6 +690,7 @@ TABLES: dict[str, dict[str, Key]] = {
     "slack": keys_of(SlackConfig),
     "worker": keys_of(WorkerConfig),
     "environments[]": keys_of(EnvironmentConfig) | _COMMAND_ENV,
+    "environments[].deploy": keys_of(GitHubDeployConfig),
     "environments[].checks[]": keys_of(CheckConfig)
     | {"path": Key(str, 'joined to the environment\'s url, like "/health"', required=False)},
     "gates[]": keys_of(GateConfig)
@@ -819,6 +898,34 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
             f'must be "owner/name", like "acme/website", got "{github.repository}"',
         )
     if (
+        environments is not None
+        and any(e.deploy is not None for e in environments)
+        and not (github is not None and github.repository)
+    ):
+        problems.add(
+            "github.repository",
+            "an environment deploys through GitHub (deploy = { ... }): say which "
+            'repository, like [github] repository = "acme/website"',
+        )
+    if environments is not None and flags is not None and "flags" in raw:
+        target = next(
+            (e for e in environments if e.name == (flags.environment or environments[-1].name)),
+            None,
+        )
+        via = target.deploy if target is not None else None
+        if (
+            via is not None
+            and not flags.deploy_command
+            and not (via.github_deployment or any("{flags_commit}" in t for _, t in via.inputs))
+        ):
+            problems.add(
+                "flags.deploy_command",
+                f"flag changes deploy to {target.name if target else ''}, which GitHub deploys "
+                "with a workflow that is not given the flags: pass "
+                '{flags_commit} in its inputs (like flags_commit = "{flags_commit}"), or '
+                "set flags.deploy_command",
+            )
+    if (
         gates is not None
         and any(g.check == "github" for g in gates)
         and not (github is not None and github.repository)
@@ -952,9 +1059,91 @@ def _environments(
         # A url that was refused is not "no url" to the checks that join it.
         url = None if "url" in _refused(item, found) else found.get("url", "")
         checks = _checks(key, url, found.pop("checks", []), problems)
+        given = set(item) if isinstance(item, dict) else set()
+        if "deploy" in found:
+            found["deploy"] = _github_deploy(f"{key}.deploy", found["deploy"], problems)
+        if isinstance(item, dict) and ("deploy_command" in given) == ("deploy" in given):
+            problems.add(
+                key,
+                'needs either `deploy_command = "..."` (the bot runs it) or `deploy = { '
+                'github_workflow = "deploy.yml" }` (GitHub runs it), not both'
+                if given >= {"deploy_command", "deploy"}
+                else 'needs `deploy_command = "..."` (the bot runs it in a checkout of the '
+                'tag) or `deploy = { github_workflow = "deploy.yml" }` (GitHub runs it)',
+            )
         if not problems.since(item_mark) and command_env is not None and checks is not None:
             envs.append(EnvironmentConfig(**found, checks=checks, command_env=command_env))
     return (None if problems.since(mark) else tuple(envs)), (names if all_named else None)
+
+
+_WORKFLOW = re.compile(r"^(?:[A-Za-z0-9._-]{1,100}\.ya?ml|[0-9]{1,20})$")
+_GIT_REF = re.compile(r"^(?!-)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$")
+_INPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$")
+
+
+def _github_deploy(key: str, raw: Any, problems: _Problems) -> GitHubDeployConfig | None:
+    """An environment's `deploy = { ... }`: one way GitHub deploys, and what it is given."""
+    mark = problems.mark()
+    found = _read(key, raw, TABLES["environments[].deploy"], problems)
+    given = set(raw) if isinstance(raw, dict) else set()
+    workflow = found.get("github_workflow", "")
+    deployment = found.get("github_deployment", False)
+    if isinstance(raw, dict) and not ({"github_workflow", "github_deployment"} & given):
+        problems.add(
+            key,
+            'say how GitHub deploys: github_workflow = "deploy.yml" (a workflow the bot '
+            "dispatches) or github_deployment = true (a Deployment an executor runs)",
+        )
+    elif workflow and deployment:
+        problems.add(
+            f"{key}.github_deployment",
+            "a deploy is either a workflow the bot dispatches or a Deployment; keep one",
+        )
+    if "github_workflow" in found and not _WORKFLOW.fullmatch(workflow):
+        problems.add(
+            f"{key}.github_workflow",
+            f'must be a workflow file\'s name, like "deploy.yml", or its id, got "{workflow}"',
+        )
+    if (
+        "ref" in found
+        and found["ref"] not in ("tag", "branch")
+        and not _GIT_REF.fullmatch(found["ref"])
+    ):
+        problems.add(
+            f"{key}.ref",
+            f'must be "tag", "branch" or a branch or tag name, got "{found["ref"]}"',
+        )
+    if "github_deployment" in given and not deployment and not workflow:
+        problems.add(f"{key}.github_deployment", "must be true, or use github_workflow")
+    correlation = found.get("correlation_input", "correlation_id")
+    if "correlation_input" in found and not _INPUT_NAME.fullmatch(correlation):
+        problems.add(
+            f"{key}.correlation_input",
+            f'must be an input\'s name (letters, digits, _ or -), got "{correlation}"',
+        )
+    inputs: dict[str, Any] = found.pop("inputs", {})
+    if inputs and not workflow:
+        problems.add(f"{key}.inputs", "only a workflow takes inputs (github_workflow)")
+    for name, template in inputs.items():
+        where = f"{key}.inputs.{name}"
+        if not _INPUT_NAME.fullmatch(name):
+            problems.add(where, "is not a workflow input's name (letters, digits, _ or -)")
+        elif name == correlation:
+            problems.add(where, f"the bot sets {name} itself: its id for the run")
+        if not isinstance(template, str):
+            problems.add(where, f"expected a string, got {_describe(template)}")
+        elif unknown := unknown_placeholders(template):
+            known = ", ".join(f"{{{p}}}" for p in PLACEHOLDERS)
+            problems.add(where, f"{{{unknown[0]}}} is not a placeholder (placeholders: {known})")
+    # GitHub takes at most 25 inputs in a dispatch; the bot adds its correlation id.
+    if len(inputs) > 24:
+        problems.add(
+            f"{key}.inputs",
+            f"GitHub takes at most 25 inputs, the bot's id among them; got {len(inputs) + 1}",
+        )
+    if problems.since(mark):
+        return None
+    return GitHubDeployConfig(**found, inputs=tuple(inputs.items()))
 
 
 def _checks(

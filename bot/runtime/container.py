@@ -21,6 +21,8 @@ from saq.queue.redis import RedisQueue
 
 from bot.adapters.ci_github import GitHubCi
 from bot.adapters.git_clone import GitClone
+from bot.adapters.github_deploys import GitHubDeploysOn
+from bot.adapters.github_repository import GitHubRepository
 from bot.adapters.http_probe import Prober
 from bot.adapters.process.runner import CommandRunner
 from bot.adapters.redis.claims import CreationClaims, FormTickets
@@ -137,7 +139,11 @@ class Services:
     # The bot's tags, newest version first (the VersionIndex port; rebuilt from git by the
     # scheduler's "version-index" job).
     versions: RedisVersionIndex = field(init=False)
+    # The released repository on GitHub: its CI's checks (gates) and the deploys GitHub runs;
+    # None without GitHub access or [github] repository.
+    github_repository: GitHubRepository | None = field(init=False, default=None)
     ci: GitHubCi | None = field(init=False, default=None)
+    github_deploys: GitHubDeploysOn | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.status = SharedRead(
@@ -152,7 +158,11 @@ class Services:
         )
         self.runner = CommandRunner(self.config.worker.run_as)
         if self.settings.github is not None and self.config.github.repository:
-            self.ci = GitHubCi(self.settings.github, self.config.github.repository)
+            self.github_repository = GitHubRepository(
+                self.settings.github, self.config.github.repository
+            )
+            self.ci = GitHubCi(self.github_repository)
+            self.github_deploys = GitHubDeploysOn(self.github_repository)
         keys = self.store.keys
         self.locks = Locks(self.redis, keys, self.config.worker.lock_ttl_seconds)
         self.running_deploys = RunningDeploys(self.redis, keys)
@@ -260,9 +270,9 @@ class Services:
             monitor_state=monitor_state,
         )
 
-    async def _close_ci(self) -> None:
-        if self.ci is not None:
-            await self.ci.close()
+    async def _close_github(self) -> None:
+        if self.github_repository is not None:
+            await self.github_repository.close()
 
     async def close(self) -> None:
         # Each step on its own: a Redis that is down must not keep the rest from closing.
@@ -271,7 +281,7 @@ class Services:
             self.notifier.drain,
             self.health_probe.close,
             self.status.close,
-            self._close_ci,
+            self._close_github,
             self.queue.disconnect,
             self.redis.aclose,
         ):

@@ -493,11 +493,11 @@ async def deploy_flags(
                 await running.checkout_with_file(ref, config.flags.path, text)
             except GitError as exc:
                 return deploys.checkout_failed(ref, exc)
+            if not custom:
+                return await running.deploy(command_env)
             # Its own deploy command gets [flags]'s env on top of the environment's.
-            given = env.command_env + config.flags.command_env if custom else env.command_env
-            return await running.run(
-                custom or env.deploy_command, command_env, given, env.timeout_seconds
-            )
+            given = env.command_env + config.flags.command_env
+            return await running.run(custom, command_env, given, env.timeout_seconds)
     except deploys.EnvironmentBusy as exc:
         return CommandResult(
             exit_code=None,

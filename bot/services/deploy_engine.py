@@ -27,10 +27,12 @@ from typing import Any, Literal, ParamSpec, Protocol, TypeVar
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CommandEnv, Config, EnvironmentConfig
 from bot.domain.locks import LockHeld, LockInfo, LockKind
+from bot.services import github_deploys
 from bot.services.ports import (
     EnvironmentLock,
     GitError,
     HasConfig,
+    HasGitHubDeploys,
     HasLocks,
     HasRepository,
     HasRunner,
@@ -42,9 +44,16 @@ log = logging.getLogger(__name__)
 
 
 class EngineNeeds(
-    HasConfig, HasRepository, HasLocks, HasRunningDeploys, HasRunner, HasTransientErrors, Protocol
+    HasConfig,
+    HasRepository,
+    HasLocks,
+    HasRunningDeploys,
+    HasRunner,
+    HasTransientErrors,
+    HasGitHubDeploys,
+    Protocol,
 ):
-    """What every deploy holds and runs."""
+    """What every deploy holds and runs (a command, or a deploy GitHub runs)."""
 
 
 T = TypeVar("T")
@@ -190,6 +199,39 @@ class Deploy:
                 tail=result.tail,
                 error=LOCK_LOST,
             )
+        return result
+
+    async def deploy(
+        self,
+        values: Mapping[str, str],
+        on_line: Callable[[str], None] | None = None,
+        say: Callable[[str], Awaitable[None]] | None = None,
+    ) -> CommandResult:
+        """Deploy the environment the way its config says: its deploy command in the
+        checked-out tree (see `run`), or through GitHub (bot.services.github_deploys), which
+        `say`s in the thread where the run is. `values` are the RELEASE_* (and FLAG*) values;
+        a release's deploy and a rollback are then recorded as a GitHub Deployment."""
+        env = self.target.environment
+        if env.deploy is None:
+            result = await self.run(
+                env.deploy_command, values, env.command_env, env.timeout_seconds, on_line
+            )
+        elif not await self.hold():
+            result = CommandResult(
+                exit_code=None, timed_out=False, duration=0.0, tail="", error=LOCK_LOST
+            )
+        else:
+            result = await github_deploys.deploy(
+                self.services,
+                env,
+                values,
+                hold=self.hold,
+                lock_lost=LOCK_LOST,
+                on_line=on_line,
+                say=say,
+            )
+        if self.target.kind in ("release", "rollback"):
+            await github_deploys.record(self.services, env, values, result)
         return result
 
     async def hand_over(self, holder: str, reason: str, kind: LockKind) -> bool:

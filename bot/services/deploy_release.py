@@ -439,9 +439,10 @@ async def _deploy_locked(
         log.warning("deploy %s not started: %s", deploy_id, exc)
         return None
     notifier.refresh(release.version)
+    how = f" with {env.deploy.what}" if env.deploy is not None else ""
     await notifier.thread(
         release.version,
-        messages.note(f"⏳ Deploying `{tag}` to *{env.name}*…"),
+        messages.note(f"⏳ Deploying `{tag}` to *{env.name}*{how}…"),
         f"Deploying to {env.name}",
     )
     try:
@@ -449,13 +450,13 @@ async def _deploy_locked(
     except GitError as exc:
         result = deploy_engine.checkout_failed(tag, exc)
     else:
+
+        async def say(text: str) -> None:
+            await notifier.thread(release.version, messages.note(text), text)
+
         async with _progress_shown(services, release.version, env.name) as seen:
-            result = await running.run(
-                env.deploy_command,
-                _command_env(release, env.name, config),
-                env.command_env,
-                env.timeout_seconds,
-                on_line=seen,
+            result = await running.deploy(
+                _command_env(release, env.name, config), on_line=seen, say=say
             )
     finished_at = store.clock()
     outcome = "succeeded" if result.ok else "failed"

@@ -23,6 +23,7 @@ from bot.domain.ci_checks import CiCheck
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CheckConfig, CommandEnv, Config
 from bot.domain.flag_requests import FlagRequest, Ramp
+from bot.domain.github_deploys import DeploymentState, RunState
 from bot.domain.health.checks import CheckId, Observation, Result
 from bot.domain.health.incidents import CheckState
 from bot.domain.health.windows import Aggregate, AggregateId, Delta, Window
@@ -190,6 +191,64 @@ class CiChecks(Protocol):
 class HasCi(Protocol):
     @property
     def ci(self) -> CiChecks | None: ...  # None: no GitHub access configured
+
+
+# --- deploys GitHub runs (bot.adapters.github_deploys) ---------------------------------------
+
+
+class GitHubRefused(Exception):
+    """GitHub refused the request (no such workflow, an input it does not take, no access):
+    asking again would not help. The message names what GitHub said."""
+
+
+class GitHubDown(Exception):
+    """GitHub could not be asked now (down, unreachable, rate limited past our patience):
+    a deploy being followed keeps looking until its timeout."""
+
+
+class GitHubDeploys(Protocol):
+    """Workflow runs and Deployments on the released repository's GitHub."""
+
+    # Raises GitHubRefused, or GitHubDown: then GitHub may have taken the dispatch all the
+    # same (its answer was lost), and the run is to be looked for, not dispatched again.
+    async def dispatch(self, workflow: str, ref: str, inputs: Mapping[str, str]) -> None: ...
+
+    # The run whose title holds `correlation_id`, dispatched since `since` (epoch seconds);
+    # None while GitHub does not list it yet.
+    async def find_run(
+        self, workflow: str, correlation_id: str, since: float
+    ) -> RunState | None: ...
+
+    async def run(self, run_id: int) -> RunState: ...
+
+    # The last lines of the run's failed jobs' logs ("" when GitHub gives none).
+    async def log_tail(self, run: RunState, lines: int) -> str: ...
+
+    async def cancel(self, run_id: int) -> None: ...
+
+    # A Deployment of `ref` to `environment`; returns its id and the sha GitHub resolved.
+    async def create_deployment(
+        self,
+        ref: str,
+        environment: str,
+        *,
+        payload: Mapping[str, Any],
+        description: str,
+        production: bool,
+    ) -> tuple[int, str]: ...
+
+    async def deployment_state(self, deployment_id: int) -> DeploymentState | None: ...
+
+    async def set_deployment_state(
+        self, deployment_id: int, state: str, *, description: str, log_url: str
+    ) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class HasGitHubDeploys(Protocol):
+    @property
+    def github_deploys(self) -> GitHubDeploys | None: ...  # None: no GitHub access configured
 
 
 # --- the released repository (bot.adapters.git_clone.GitClone) ----------------------------

@@ -516,17 +516,19 @@ async def _roll_back(
     except GitError as exc:
         result = deploy_engine.checkout_failed(request.to_tag, exc)
     else:
-        result = await running.run(
-            env.deploy_command,
-            timeout=env.timeout_seconds,
-            given=env.command_env,
-            env={
+
+        async def say(text: str) -> None:
+            await _say(services, request, messages.note(text), text)
+
+        result = await running.deploy(
+            {
                 "RELEASE_VERSION": request.to_version,
                 "RELEASE_TAG": request.to_tag,
                 "RELEASE_SHA": request.to_sha,
                 "RELEASE_ENV": env.name,
                 "RELEASE_ROLLBACK": "1",
             },
+            say=say,
         )
     finished_at = store.clock()
     took = finished_at - request.requested_at

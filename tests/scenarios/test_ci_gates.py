@@ -338,7 +338,7 @@ async def test_a_waived_ci_gate_stays_waived_whatever_ci_says_later(
 async def test_a_cancelled_candidate_stops_waiting_for_ci(
     start_bot, git_remote, tmp_path: Path, github: GitHubStandIn
 ):
-    bot, message, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github)
+    bot, _message, sha = await waiting_candidate(start_bot, git_remote, tmp_path, github)
     await bot.command('cancel --reason "wrong branch"')
     release = await bot.services.store.get_release("0.15.0-rc.1")
     assert release is not None
