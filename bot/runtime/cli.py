@@ -22,7 +22,7 @@ from bot.adapters.process.runner import keep_memory_from_children
 from bot.domain.config import Config, ConfigError, load_config
 from bot.runtime import logs
 from bot.runtime.container import Services, StateDirShared
-from bot.runtime.settings import Settings, SettingsError, config_path, unneeded
+from bot.runtime.settings import Settings, SettingsError, config_path, github_config, unneeded
 from bot.runtime.web import ROLES, Role, SocketModeError, serve
 
 log = logging.getLogger("bot.runtime.cli")
@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the config file")
     check.add_argument(
         "--config", help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml)"
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also ask GitHub (GITHUB_TOKEN or the app) what the config needs of it",
     )
     report_cmd = sub.add_parser(
         "report",
@@ -167,7 +172,7 @@ def _load(path: str) -> Config:
         raise SystemExit(1) from None
 
 
-def check_config(path: str) -> int:
+def check_config(path: str, online: bool = False) -> int:
     config = _load(path)
     envs = " → ".join(e.name for e in config.environments)
     checks = sum(len(e.checks) for e in config.environments)
@@ -176,7 +181,26 @@ def check_config(path: str) -> int:
         f"{len(config.gates)} gates; {checks} health checks; flags in {config.flags.path}, "
         f"deployed to {config.flags_environment.name})"
     )
-    return 0
+    return check_online(path, config) if online else 0
+
+
+def check_online(path: str, config: Config) -> int:
+    """`check-config --online`: each finding on a line; 1 when one names a problem."""
+    from bot.runtime.online_check import check_online as ask_github
+
+    try:
+        github = github_config(os.environ)
+    except SettingsError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
+        return 1
+    report = asyncio.run(ask_github(config, github))
+    for line in report.ok:
+        print(f"{path}: GitHub: OK: {line}")
+    for line in report.notes:
+        print(f"{path}: GitHub: note: {line}")
+    for key, problem in report.problems:
+        print(f"{path}: GitHub: {key}: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0
 
 
 async def _serve(services: Services, role: Role, host: str, port: int) -> None:
@@ -397,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "notes":
         return release_notes(args, path)
     if args.command == "check-config":
-        return check_config(path)
+        return check_config(path, online=args.online)
     if args.command == "shell":
         return shell(args)
     try:

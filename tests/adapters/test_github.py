@@ -13,8 +13,6 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.adapters.github import (
     GitHubClient,
@@ -24,6 +22,7 @@ from bot.adapters.github import (
     WorkflowInfo,
 )
 from bot.devtools.github_stand_in import GitHubStandIn
+from tests.helpers.keys import key_pair
 
 OWNER, REPO = "acme", "shop"
 SHA = "a" * 40
@@ -490,21 +489,6 @@ async def test_a_tokens_access_is_its_repository_permission_and_its_scopes(
         assert unknown.value.status == 404
     asked = github.requests("GET", f"/repos/{OWNER}/{REPO}")
     assert {c.path for c in asked} == {f"/repos/{OWNER}/{REPO}"}
-
-
-def key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 async def test_a_github_app_fetches_and_renews_its_installation_token() -> None:
