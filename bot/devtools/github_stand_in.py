@@ -1,4 +1,4 @@
-"""A small local stand-in for GitHub's REST API, for the tests of the GitHub adapter.
+"""A small local stand-in for GitHub's REST API: for the tests, and for the terminal demo.
 
 GitHub cannot be reached from tests, so :class:`GitHubStandIn` runs an ``aiohttp.web`` server on
 ``127.0.0.1`` (a free port) that answers the endpoints releasebot's gates and deploys use, the
