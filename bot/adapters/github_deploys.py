@@ -42,6 +42,7 @@ def _state(run: Run) -> RunState:
         job=run.job,
         step=run.step,
         failed_jobs=tuple(j.id for j in run.jobs if j.conclusion not in _PASSED),
+        head_sha=run.head_sha,
     )
 
 
@@ -86,6 +87,7 @@ class GitHubDeploysOn:
         ref: str,
         environment: str,
         *,
+        task: str,
         payload: Mapping[str, Any],
         description: str,
         production: bool,
@@ -95,6 +97,7 @@ class GitHubDeploysOn:
                 *self._where,
                 ref,
                 environment,
+                task=task,
                 description=description,
                 payload=payload,
                 production=production,

@@ -539,15 +539,27 @@ def link(url: str, text: str) -> str:
 
 
 def deploy_outcome(tag: str, env: str, result: CommandResult) -> list[Block]:
-    where = f" ({link(result.link, 'details on GitHub')})" if result.link else ""
+    host = result.link.split("//", 1)[-1].split("/", 1)[0]
+    where = f" ({link(result.link, f'details on {host}')})" if result.link else ""
     if result.ok:
         return [section(f"✅ Deployed {tag} to *{env}* in {seconds(result.duration)}{where}.")]
+    kept = (
+        [
+            section(
+                f"🔒 *{env}* stays locked: {escape(result.unsettled)}. Check GitHub, then "
+                f"`/release unlock {env}` once nothing deploys there."
+            )
+        ]
+        if result.unsettled
+        else []
+    )
     if result.error:
-        nothing = " Nothing was run." if not result.link else ""
+        nothing = " Nothing was run." if not result.link and not result.unsettled else ""
         return [
             section(
                 f"❌ Deploy of {tag} to *{env}* failed: {escape(result.error)}{where}.{nothing}"
             ),
+            *kept,
             section(code_block(result.tail)),
         ]
     return [
@@ -555,6 +567,7 @@ def deploy_outcome(tag: str, env: str, result: CommandResult) -> list[Block]:
             f"❌ Deploy of {tag} to *{env}* {escape(result.summary())} after "
             f"{seconds(result.duration)}{where}. Last lines of its output:"
         ),
+        *kept,
         section(code_block(result.tail)),
     ]
 

@@ -16,6 +16,10 @@ class CommandResult:
     # where people read it (the run's or the Deployment's page).
     outcome: str = ""
     link: str = ""
+    # Set when the bot gave up following a deploy GitHub may still be running (a run it
+    # could not stop, a dispatch whose run never showed, a Deployment's executor): why. The
+    # environment then stays locked until someone who checked GitHub unlocks it.
+    unsettled: str = ""
 
     @property
     def ok(self) -> bool:

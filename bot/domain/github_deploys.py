@@ -77,6 +77,7 @@ class RunState:
     job: str | None = None
     step: str | None = None
     failed_jobs: tuple[int, ...] = ()  # ids of the jobs that failed, for their logs
+    head_sha: str = ""  # the commit it runs
 
     @property
     def finished(self) -> bool:
@@ -91,6 +92,8 @@ class RunState:
         """One line for the release message: where the run is now."""
         if self.finished:
             return f"completed: {self.conclusion or 'no conclusion'}"
+        if self.status == "waiting":
+            return "waiting on GitHub (an environment's reviewers, a timer or a concurrency group)"
         if not self.started:
             return f"{self.status} on GitHub Actions"
         where = " → ".join(part for part in (self.job, self.step) if part)

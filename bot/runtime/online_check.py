@@ -159,7 +159,17 @@ async def _check_workflow(
         return
     if found.state != "active":
         report.problems.append((key, f"{found.path} is {found.state.replace('_', ' ')}: enable it"))
-    text = await client.file_text(owner, name, found.path)
+    try:
+        text = await client.file_text(owner, name, found.path)
+    except GitHubError as exc:
+        report.problems.append(
+            (
+                key,
+                f"{found.path} could not be read ({exc.status}: {exc.message}); the "
+                "credentials need contents: read to check it",
+            )
+        )
+        return
     if text is None:
         report.problems.append((key, f"{found.path} could not be read"))
         return

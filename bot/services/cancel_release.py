@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Protocol
 
@@ -12,6 +13,8 @@ from bot.domain.approvals import NoChange
 from bot.domain.releases import Release, TransitionError
 from bot.services import ci_gates
 from bot.services.ports import HasChat, HasConfig, HasStore
+
+log = logging.getLogger(__name__)
 
 
 class CancelNeeds(HasStore, HasChat, HasConfig, Protocol):
@@ -55,7 +58,10 @@ async def cancel_candidate(
         )
         return f"I did not cancel `{release.tag}`: {exc}."
     services.chat.refresh(release.version)
-    await ci_gates.stop_waiting(services, release, "the candidate was cancelled")
+    try:
+        await ci_gates.stop_waiting(services, release, "the candidate was cancelled")
+    except Exception:  # the cancel is recorded; a gate left waiting fails at its timeout
+        log.warning("could not stop the CI gates of %s waiting", release.version, exc_info=True)
     await services.chat.thread(
         release.version,
         messages.note(

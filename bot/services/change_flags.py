@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.blocks import flags as flag_messages
+from bot.blocks.release import escape
 from bot.domain import flag_requests
 from bot.domain.actors import Actor
 from bot.domain.command_results import CommandResult
@@ -420,7 +421,7 @@ async def _apply(needs: FlagNeeds, request: FlagRequest, actor: Actor, job: Any)
             needs,
             request,
             actor,
-            f"The flag deploy {result.summary()}; the commit is in the "
+            f"The flag deploy {escape(result.summary())}; the commit is in the "
             "repository and goes out with the next deploy.",
             "failed",
         )

@@ -592,7 +592,10 @@ async def supersede_older(services: CandidateNeeds, newer: Release, actor: Actor
         except TransitionError:
             continue  # promoted or superseded meanwhile
         services.chat.refresh(older.version)
-        await ci_gates.stop_waiting(services, older, f"superseded by {newer.tag}")
+        try:
+            await ci_gates.stop_waiting(services, older, f"superseded by {newer.tag}")
+        except Exception:  # superseded all the same; a gate left waiting fails at its timeout
+            log.warning("could not stop the CI gates of %s waiting", older.version, exc_info=True)
         await services.chat.thread(
             older.version,
             messages.note(

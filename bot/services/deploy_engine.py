@@ -227,12 +227,31 @@ class Deploy:
                 values,
                 hold=self.hold,
                 lock_lost=LOCK_LOST,
+                keep_locked=self.keep_locked,
                 on_line=on_line,
                 say=say,
             )
+            if result.unsettled:
+                await self.keep_locked(result.unsettled)
         if self.target.kind in ("release", "rollback"):
             await github_deploys.record(self.services, env, values, result)
         return result
+
+    async def keep_locked(self, unsettled: str) -> None:
+        """GitHub may still be deploying what the bot gave up on: the environment stays
+        locked, saying why, until someone who checked GitHub unlocks it."""
+        try:
+            kept = await self.hand_over(
+                "releasebot", f"GitHub may still be deploying: {unsettled}"[:300], "manual"
+            )
+        except Exception:
+            kept = False
+        if not kept:
+            log.error(
+                "%s: could not keep the lock while GitHub may still be deploying: %s",
+                self.target.environment.name,
+                unsettled,
+            )
 
     async def hand_over(self, holder: str, reason: str, kind: LockKind) -> bool:
         """Keep the environment locked after the deploy (a rollback's lasting lock)."""

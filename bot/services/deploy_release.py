@@ -327,9 +327,9 @@ async def run_deploy(
             deploy_id,
             environment,
             message=f"The worker was stopped while deploying `{tag}` to "
-            f"*{environment}*; the deploy command was killed and the "
-            f"deploy is marked *failed*. Check *{environment}* before "
-            "deploying again.",
+            f"*{environment}*; the deploy was stopped (its command killed, or its GitHub "
+            "run cancelled; the environment stays locked if that could not be done) and is "
+            f"marked *failed*. Check *{environment}* before deploying again.",
         ),
     )
     try:
@@ -592,7 +592,8 @@ async def _outcome_not_recorded(
     )
     if release.channel and release.message_ts:
         text = (
-            f"The deploy of `{tag}` to *{environment}* {outcome} ({result.summary()}), "
+            f"The deploy of `{tag}` to *{environment}* {outcome} "
+            f"({messages.escape(result.summary())}), "
             f"but I could not record it: {why}. What I show for this release may be "
             f"wrong until someone checks *{environment}*."
         )

@@ -46,7 +46,9 @@ class GitHubDeployNeeds(HasConfig, HasGitHubDeploys, Protocol):
     """The config (the repository, how often to look) and GitHub's runs and Deployments."""
 
 
-def _failed(error: str, started: float, *, tail: str = "", link: str = "") -> CommandResult:
+def _failed(
+    error: str, started: float, *, tail: str = "", link: str = "", unsettled: str = ""
+) -> CommandResult:
     return CommandResult(
         exit_code=None,
         timed_out=False,
@@ -54,6 +56,7 @@ def _failed(error: str, started: float, *, tail: str = "", link: str = "") -> Co
         tail=tail,
         error=error,
         link=link,
+        unsettled=unsettled,
     )
 
 
@@ -64,12 +67,18 @@ async def deploy(
     *,
     hold: Callable[[], Awaitable[bool]],
     lock_lost: str,
+    keep_locked: Callable[[str], Awaitable[object]],
     on_line: Callable[[str], None] | None = None,
     say: Say | None = None,
 ) -> CommandResult:
     """Deploy `values` (RELEASE_* and FLAG* values, as a command gets them) to
     `environment` through GitHub. `hold` is asked before each look (False: the lock is gone,
-    and `lock_lost` is the outcome's reason)."""
+    and `lock_lost` is the outcome's reason).
+
+    Whenever it gives up on a deploy GitHub may still be running, it stops what it can, and
+    what it cannot stop is the outcome's `unsettled` reason: the caller keeps the environment
+    locked. A worker stopped meanwhile (shutdown, the queue's timeout) keeps it locked through
+    `keep_locked` before it goes."""
     via = environment.deploy
     assert via is not None, "only for an environment GitHub deploys"
     started = time.monotonic()
@@ -81,9 +90,37 @@ async def deploy(
             started,
         )
     follow = _Follow(needs, environment, via, values, hold, lock_lost, on_line, say, started)
-    if via.github_workflow:
-        return await follow.workflow()
-    return await follow.deployment()
+    try:
+        return await (follow.workflow() if via.github_workflow else follow.deployment())
+    except asyncio.CancelledError:
+        try:
+            unsettled = await asyncio.wait_for(
+                follow.settle("the worker stopped"), SETTLE_SECONDS + 5
+            )
+        except Exception:
+            unsettled = "the worker stopped before it could stop what GitHub runs"
+        if unsettled:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(keep_locked(unsettled), 5)
+        raise
+    except Exception as exc:
+        # A GitHub answer of a shape nobody expected must not leave the deploy "running".
+        log.exception("following the deploy to %s on GitHub failed", environment.name)
+        try:
+            unsettled = await asyncio.wait_for(
+                follow.settle(f"an unexpected error ({type(exc).__name__})"), SETTLE_SECONDS + 5
+            )
+        except Exception:
+            unsettled = "following it on GitHub failed before what GitHub runs could be stopped"
+        return _failed(
+            f"following the deploy on GitHub failed unexpectedly ({type(exc).__name__})",
+            started,
+            unsettled=unsettled,
+        )
+
+
+# How long a run the bot cancelled may take to stop before the environment stays locked.
+SETTLE_SECONDS = 30.0
 
 
 class _Follow:
@@ -114,6 +151,14 @@ class _Follow:
         self._say = say
         self.started = started
         self.poll = needs.config.github.poll_seconds
+        # What GitHub may be running for this deploy, for `settle`.
+        self.dispatched = False
+        self.correlation = f"rb-{secrets.token_hex(6)}"
+        self.since = time.time()
+        self.run: rules.RunState | None = None
+        self.deployment_id: int | None = None
+        self.deployment_maybe = False  # a create whose answer was lost
+        self.deployment_done = False
 
     async def say(self, text: str) -> None:
         if self._say is not None:
@@ -128,23 +173,78 @@ class _Follow:
     def over_time(self) -> bool:
         return self.elapsed() > self.environment.timeout_seconds
 
-    def timed_out(self, tail: str = "", link: str = "") -> CommandResult:
+    async def given_up(
+        self, why: str, *, error: str | None = None, timed_out: bool = False, link: str = ""
+    ) -> CommandResult:
+        """The outcome of a deploy the bot stops following: what GitHub runs for it is
+        stopped, or named as what keeps the environment locked."""
+        unsettled = await self.settle(why)
         return CommandResult(
-            exit_code=None, timed_out=True, duration=self.elapsed(), tail=tail, link=link
+            exit_code=None,
+            timed_out=timed_out,
+            duration=self.elapsed(),
+            tail="",
+            error=None if timed_out else (error or why),
+            link=link or (self.run.url if self.run else ""),
+            unsettled=unsettled,
         )
+
+    async def settle(self, why: str) -> str:
+        """Stop whatever GitHub runs for this deploy; "" once nothing does, else why the
+        environment must stay locked (a run that would not stop, a dispatch whose run never
+        showed, a Deployment's executor, which nothing stops from here)."""
+        if self.via.github_workflow:
+            return await self._settle_run(why)
+        if self.deployment_id is not None and not self.deployment_done:
+            await self._mark(self.deployment_id, "error", f"releasebot gave up: {why}")
+            return (
+                f"Deployment {self.deployment_id}'s executor may still be deploying ({why}); "
+                "nothing stops it from here"
+            )
+        if self.deployment_maybe:
+            return (
+                "GitHub may have created the Deployment whose answer was lost; its executor may "
+                "be deploying"
+            )
+        return ""
+
+    async def _settle_run(self, why: str) -> str:
+        name = self.via.github_workflow
+        if self.run is None and self.dispatched:
+            with contextlib.suppress(GitHubDown, GitHubRefused):
+                self.run = await self.github.find_run(name, self.correlation, self.since)
+            if self.run is None:
+                return (
+                    f"GitHub accepted the dispatch of {name} ({self.correlation}), but its run "
+                    f"never showed ({why}); if it runs, it deploys"
+                )
+        run = self.run
+        if run is None or run.finished:
+            return ""
+        try:
+            await self.github.cancel(run.id)
+        except (GitHubDown, GitHubRefused) as exc:
+            log.warning("could not cancel run %s (%s): %s", run.id, why, exc)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while time.monotonic() < deadline:
+            with contextlib.suppress(GitHubDown, GitHubRefused):
+                run = self.run = await self.github.run(run.id)
+                if run.finished:
+                    await self.say(f"⏹️ I stopped {link(run.url, f'run {run.id}')}: {why}.")
+                    return ""
+            await asyncio.sleep(min(self.poll, 2.0))
+        return f"run {run.id} did not stop after I cancelled it ({why}): {run.url}"
 
     # ---- a workflow run ---------------------------------------------------------------------
 
     async def workflow(self) -> CommandResult:
         via = self.via
         name = via.github_workflow
-        correlation = f"rb-{secrets.token_hex(6)}"
         ref = rules.dispatch_ref(via.ref, self.values, self.config.repository.branch)
         inputs = rules.workflow_inputs(
-            dict(via.inputs), self.values, via.correlation_input, correlation
+            dict(via.inputs), self.values, via.correlation_input, self.correlation
         )
-        since = time.time()
-        dispatch_trouble = ""
+        self.since = time.time()
         try:
             await self.github.dispatch(name, ref, inputs)
         except GitHubRefused as exc:
@@ -152,77 +252,72 @@ class _Follow:
         except GitHubDown as exc:
             # GitHub may have taken it all the same: look for the run, never dispatch twice
             # (two runs would be two deploys at once in one environment).
-            dispatch_trouble = str(exc)
             log.warning("dispatch of %s may have failed (%s); looking for its run", name, exc)
-        log.info("dispatched %s on %s as %s", name, ref, correlation)
+        self.dispatched = True
+        log.info("dispatched %s on %s as %s", name, ref, self.correlation)
         self.on_line(f"dispatched {name} on {ref}; waiting for GitHub to list the run")
-        run = await self._find(name, correlation, since)
-        if isinstance(run, CommandResult):
-            if dispatch_trouble and run.error and "no run" in run.error:
-                return _failed(
-                    f"the dispatch of {name} failed ({dispatch_trouble}) and no run appeared",
-                    self.started,
-                )
-            return run
+        found = await self._find(name)
+        if isinstance(found, CommandResult):
+            return found
+        self.run = found
+        sha = self.values.get("RELEASE_SHA", "")
+        if sha and found.head_sha and found.head_sha != sha:
+            return await self.given_up(
+                f"{ref} ran {found.head_sha[:10]}, not the released {sha[:10]} (was the tag moved?)"
+            )
         await self.say(
             f"▶️ GitHub Actions is deploying to *{self.environment.name}*: "
-            f"{link(run.url, f'{name} run {run.id}')} ({escape(run.progress())})."
+            f"{link(found.url, f'{name} run {found.id}')} ({escape(found.progress())})."
         )
-        return await self._follow_run(run)
+        return await self._follow_run(found)
 
-    async def _find(
-        self, name: str, correlation: str, since: float
-    ) -> rules.RunState | CommandResult:
+    async def _find(self, name: str) -> rules.RunState | CommandResult:
         deadline = self.started + self.via.start_timeout_seconds
         trouble = ""
         while True:
             if not await self.hold():
-                return _failed(self.lock_lost, self.started)
+                return await self.given_up(self.lock_lost)
             try:
-                found = await self.github.find_run(name, correlation, since)
+                found = await self.github.find_run(name, self.correlation, self.since)
             except GitHubDown as exc:
                 found, trouble = None, str(exc)
             except GitHubRefused as exc:
-                return _failed(f"GitHub refused to list the runs of {name}: {exc}", self.started)
+                return await self.given_up(f"GitHub refused to list the runs of {name}: {exc}")
             if found is not None:
                 return found
             if time.monotonic() >= deadline or self.over_time():
                 why = f" (GitHub: {trouble})" if trouble else ""
-                return _failed(
-                    f"no run of {name} started within {self.via.start_timeout_seconds:g} s of "
-                    f"its dispatch{why}; GitHub accepted it, so check that the workflow's "
-                    f"run-name shows inputs.{self.via.correlation_input}",
-                    self.started,
+                return await self.given_up(
+                    f"no run of {name} showed within {self.via.start_timeout_seconds:g} s of "
+                    f"its dispatch{why}; check that the workflow's run-name shows "
+                    f"inputs.{self.via.correlation_input}"
                 )
             await asyncio.sleep(self.poll)
 
     async def _follow_run(self, run: rules.RunState) -> CommandResult:
         found_at = time.monotonic()
-        said_started = run.started
+        ever_started = run.started
         shown = ""
         while True:
+            self.run = run
             line = run.progress()
             if line != shown:
                 self.on_line(line)
                 shown = line
-            if run.started and not said_started:
-                said_started = True
+            if run.started and not ever_started:
+                ever_started = True
                 await self.say(f"⚙️ {link(run.url, f'Run {run.id}')} is {escape(line)}.")
             if run.finished:
                 return await self._concluded(run)
             if not await self.hold():
-                await self._cancel(run, "the worker lost the environment lock")
-                return _failed(self.lock_lost, self.started, link=run.url)
+                return await self.given_up(self.lock_lost)
             if self.over_time():
-                await self._cancel(run, "it ran out of time")
-                return self.timed_out(link=run.url)
-            if not run.started and time.monotonic() - found_at > self.via.start_timeout_seconds:
-                await self._cancel(run, "no runner picked it up")
-                return _failed(
-                    f"run {run.id} stayed {run.status} for "
-                    f"{self.via.start_timeout_seconds:g} s: no runner picked it up",
-                    self.started,
-                    link=run.url,
+                return await self.given_up("it ran out of time", timed_out=True)
+            if not ever_started and time.monotonic() - found_at > self.via.start_timeout_seconds:
+                return await self.given_up(
+                    f"run {run.id} stayed {run.status} for {self.via.start_timeout_seconds:g} s "
+                    "and never started"
+                    + (" (no runner picked it up)" if run.status != "waiting" else "")
                 )
             await asyncio.sleep(self.poll)
             try:
@@ -230,9 +325,7 @@ class _Follow:
             except GitHubDown:
                 continue  # looked at again next time; the timeout bounds the wait
             except GitHubRefused as exc:
-                return _failed(
-                    f"GitHub refused to show run {run.id}: {exc}", self.started, link=run.url
-                )
+                return await self.given_up(f"GitHub refused to show run {run.id}: {exc}")
 
     async def _concluded(self, run: rules.RunState) -> CommandResult:
         if run.conclusion == rules.SUCCEEDED:
@@ -251,29 +344,19 @@ class _Follow:
             link=run.url,
         )
 
-    async def _cancel(self, run: rules.RunState, why: str) -> None:
-        """Stop the run: whatever it does next would be a deploy nobody holds the lock for."""
-        try:
-            await self.github.cancel(run.id)
-        except (GitHubDown, GitHubRefused) as exc:
-            log.warning("could not cancel run %s (%s): %s", run.id, why, exc)
-            which = link(run.url, f"run {run.id}")
-            await self.say(
-                f"⚠️ I could not cancel {which} ({why}): {escape(str(exc))}. Cancel it on GitHub."
-            )
-        else:
-            await self.say(f"⏹️ I cancelled {link(run.url, f'run {run.id}')}: {why}.")
-
     # ---- a GitHub Deployment ----------------------------------------------------------------
 
     async def deployment(self) -> CommandResult:
         env = self.environment
         tag = self.values.get("RELEASE_TAG", "")
-        sha = self.values.get("RELEASE_SHA", "")
+        # The commit itself, not the tag: what is deployed is exactly what was approved,
+        # even if someone moved the tag meanwhile.
+        sha = self.values.get("RELEASE_SHA", "") or tag
         try:
-            deployment_id, resolved = await self.github.create_deployment(
-                tag,
+            self.deployment_id, _ = await self.github.create_deployment(
+                sha,
                 env.name,
+                task=DEPLOY_TASK,
                 payload=_payload(self.values),
                 description=f"releasebot: {tag} to {env.name}",
                 production=env.name == self.config.last_environment.name,
@@ -281,62 +364,44 @@ class _Follow:
         except GitHubRefused as exc:
             return _failed(f"GitHub refused the Deployment of {tag}: {exc}", self.started)
         except GitHubDown as exc:
-            return _failed(
-                f"the Deployment of {tag} could not be created ({exc}); if GitHub created it "
-                f"all the same, look at {env.name}'s deployments on GitHub before deploying "
-                "again",
-                self.started,
-            )
-        if sha and resolved and resolved != sha:
-            await self._mark(deployment_id, "error", f"{tag} is not the commit releasebot deploys")
-            return _failed(
-                f"GitHub's {tag} is {resolved[:10]}, not the released {sha[:10]} (was the tag "
-                "moved?); the Deployment was marked an error",
-                self.started,
-            )
+            self.deployment_maybe = True
+            return await self.given_up(f"the Deployment of {tag} could not be created ({exc})")
+        deployment_id = self.deployment_id
         await self.say(
             f"📦 GitHub Deployment {deployment_id} of `{tag}` to *{env.name}* created; "
             "waiting for its executor to report."
         )
-        shown, said_started = "", False
+        shown, ever_started = "", False
         while True:
             try:
                 state = await self.github.deployment_state(deployment_id)
             except GitHubDown:
                 state = None  # looked at again next time; the timeouts bound the wait
             except GitHubRefused as exc:
-                return _failed(
-                    f"GitHub refused to show Deployment {deployment_id}: {exc}", self.started
+                return await self.given_up(
+                    f"GitHub refused to show Deployment {deployment_id}: {exc}"
                 )
-            if isinstance(state, rules.DeploymentState):
+            if state is not None:
                 line = state.progress()
                 if line != shown:
                     self.on_line(f"Deployment {deployment_id}: {line}")
                     shown = line
-                if state.started and not said_started:
-                    said_started = True
+                if state.started and not ever_started:
+                    ever_started = True
                     await self.say(f"⚙️ Deployment {deployment_id} is {escape(line)}.")
                 if state.finished:
+                    self.deployment_done = True
                     return self._deployed(deployment_id, state)
-            never_started = not said_started and (self.elapsed() > self.via.start_timeout_seconds)
-            if never_started:
-                await self._mark(deployment_id, "error", "no executor reported on it in time")
-                return _failed(
+            if not ever_started and self.elapsed() > self.via.start_timeout_seconds:
+                return await self.given_up(
                     f"nothing reported on Deployment {deployment_id} within "
                     f"{self.via.start_timeout_seconds:g} s: is an executor (a workflow on "
-                    "`deployment`) listening?",
-                    self.started,
+                    "`deployment`) listening?"
                 )
             if not await self.hold():
-                await self._mark(deployment_id, "error", "releasebot lost the environment lock")
-                return _failed(
-                    f"{self.lock_lost}; the Deployment's executor may still be running: "
-                    "check it on GitHub",
-                    self.started,
-                )
+                return await self.given_up(self.lock_lost)
             if self.over_time():
-                await self._mark(deployment_id, "error", "it ran out of time")
-                return self.timed_out()
+                return await self.given_up("it ran out of time", timed_out=True)
             await asyncio.sleep(self.poll)
 
     def _deployed(self, deployment_id: int, state: rules.DeploymentState) -> CommandResult:
@@ -361,6 +426,12 @@ class _Follow:
             )
         except (GitHubDown, GitHubRefused) as exc:
             log.warning("could not mark Deployment %s %s: %s", deployment_id, state, exc)
+
+
+# The task of a Deployment an executor is to run, and of the bot's record of a deploy it ran
+# another way: an executor acting on `deployment` events must act on DEPLOY_TASK only.
+DEPLOY_TASK = "deploy"
+RECORD_TASK = "deploy:record"
 
 
 def _payload(values: Mapping[str, str]) -> dict[str, str | bool]:
@@ -398,7 +469,8 @@ async def record(
         deployment_id, _ = await github.create_deployment(
             tag,
             environment.name,
-            payload=_payload(values),
+            task=RECORD_TASK,
+            payload={**_payload(values), "record_only": True},
             description=f"releasebot: {tag} to {environment.name}",
             production=environment.name == config.last_environment.name,
         )
@@ -411,5 +483,5 @@ async def record(
 
     try:
         await asyncio.wait_for(write(), RECORD_SECONDS)
-    except (GitHubDown, GitHubRefused, TimeoutError) as exc:
+    except Exception as exc:  # bookkeeping: never the deploy's outcome
         log.warning("could not record the deploy to %s on GitHub: %s", environment.name, exc)

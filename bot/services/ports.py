@@ -227,11 +227,13 @@ class GitHubDeploys(Protocol):
     async def cancel(self, run_id: int) -> None: ...
 
     # A Deployment of `ref` to `environment`; returns its id and the sha GitHub resolved.
+    # Executors act on `task` "deploy"; the bot's records of its own deploys have another.
     async def create_deployment(
         self,
         ref: str,
         environment: str,
         *,
+        task: str,
         payload: Mapping[str, Any],
         description: str,
         production: bool,

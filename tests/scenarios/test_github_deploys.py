@@ -5,13 +5,14 @@ rollback and monitoring as for a command; and every deploy recorded as a Deploym
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.adapters.github import GitHubConfig
-from bot.adapters.redis.locks import read_lock
+from bot.adapters.redis.locks import RenewingLock, read_lock
 from bot.devtools.github_stand_in import GitHubStandIn
 from bot.devtools.slack_stand_in import validate_blocks
 from tests.helpers.config import SCRIPTS, automatic_gate, config_text, deploy_log, parse
@@ -126,7 +127,7 @@ async def test_a_workflow_deploy_is_dispatched_followed_and_recorded(
     for _ in range(4):
         github.advance(run_id)
     text = await thread_saying(bot, "v0.15.0-rc.1", "Deployed v0.15.0-rc.1 to *staging*")
-    assert "details on GitHub" in text
+    assert "details on github.com" in text
     await thread_saying(bot, "v0.15.0-rc.1", "Automated tests passed")  # gates ran after it
     versions = await bot.services.store.environment_versions(["staging"])
     assert versions["staging"]["version"] == "0.15.0-rc.1"
@@ -135,6 +136,7 @@ async def test_a_workflow_deploy_is_dispatched_followed_and_recorded(
     (deployment,) = github.repo(OWNER, REPO).deployments
     assert (deployment["ref"], deployment["environment"]) == ("v0.15.0-rc.1", "staging")
     assert deployment["payload"]["deployed_by"] == "releasebot"
+    assert deployment["task"] == "deploy:record"  # no executor deploys it again
     statuses = github.repo(OWNER, REPO).deployment_statuses[deployment["id"]]
     assert statuses[-1]["state"] == "success"
     assert statuses[-1]["log_url"].endswith(f"actions/runs/{run_id}")
@@ -157,7 +159,7 @@ async def test_a_failed_run_fails_the_deploy_with_its_log_tail(
     text = await thread_saying(bot, "v0.15.0-rc.1", "Last lines of its output")
     assert "ended failure on GitHub Actions" in text
     assert "error: the cluster refused the image" in text
-    assert "details on GitHub" in text
+    assert "details on github.com" in text
     release = await bot.services.store.get_release("0.15.0-rc.1")
     assert release is not None and release.deploys["staging"].status == "failed"
     # Its gates never ran, and GitHub's Deployment says failure.
@@ -166,19 +168,43 @@ async def test_a_failed_run_fails_the_deploy_with_its_log_tail(
     assert github.repo(OWNER, REPO).deployment_statuses[deployment["id"]][-1]["state"] == "failure"
 
 
-async def test_a_run_that_never_starts_fails_after_its_start_timeout(
+async def test_a_run_that_never_shows_fails_and_keeps_the_environment_locked(
     start_bot, git_remote: GitRemote, tmp_path: Path, github: GitHubStandIn, redis, prefix
 ):
     flow = github.add_workflow(OWNER, REPO, "deploy.yml", inputs=INPUTS)
-    flow.starts = False
+    flow.starts = False  # GitHub takes the dispatch; no run ever shows
     bot = await start_bot(
         github_config(git_remote, tmp_path, staging=WORKFLOW), github=access(github)
     )
     await bot.command("rc")
-    text = await thread_saying(bot, "v0.15.0-rc.1", "Deploy of v0.15.0-rc.1 to *staging* failed")
-    assert "no run of deploy.yml started within 3 s" in text
+    text = await thread_saying(bot, "v0.15.0-rc.1", "stays locked")
+    assert "no run of deploy.yml showed within 3 s" in text
+    assert "Nothing was run" not in text  # GitHub accepted it: a run may yet deploy
     assert len(dispatches(github)) == 1  # never dispatched twice
-    assert await read_lock(redis, f"{prefix}lock:env:staging") is None  # freed
+    # Whatever GitHub may still run there, nobody deploys over it until someone checked.
+    lock = await read_lock(redis, f"{prefix}lock:env:staging")
+    assert lock is not None and lock.kind == "manual" and "never showed" in lock.reason
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release is not None and release.deploys["staging"].status == "failed"
+
+
+async def test_a_run_past_its_time_is_cancelled_and_the_environment_freed(
+    start_bot, git_remote: GitRemote, tmp_path: Path, github: GitHubStandIn, redis, prefix
+):
+    github.add_workflow(OWNER, REPO, "deploy.yml", inputs=INPUTS)  # runs only on advance()
+    config = github_config(git_remote, tmp_path, staging=WORKFLOW)
+    staging = dataclasses.replace(config.environments[0], timeout_seconds=2)
+    bot = await start_bot(
+        dataclasses.replace(config, environments=(staging, config.environments[1])),
+        github=access(github),
+    )
+    await bot.command("rc")
+    text = await thread_saying(bot, "v0.15.0-rc.1", "timed out after")
+    assert "I stopped" in text and "it ran out of time" in text
+    (run_id,) = github.run_ids()
+    assert github.requests("POST", f"/repos/{OWNER}/{REPO}/actions/runs/{run_id}/cancel")
+    assert "stays locked" not in text
+    assert await read_lock(redis, f"{prefix}lock:env:staging") is None
 
 
 async def test_a_dispatch_github_refuses_says_why(
@@ -227,9 +253,11 @@ async def test_a_deployment_is_created_and_followed_to_success(
     await bot.command("rc")
     await thread_saying(bot, "v0.15.0-rc.1", "waiting for its executor")
     (deployment,) = github.repo(OWNER, REPO).deployments
-    assert deployment["ref"] == "v0.15.0-rc.1" and deployment["environment"] == "staging"
-    assert deployment["sha"] == git_remote.remote_tags()["v0.15.0-rc.1"]
-    assert deployment["payload"]["version"] == "0.15.0-rc.1"
+    # The approved commit itself (a tag could be moved), the tag in the payload.
+    sha = git_remote.remote_tags()["v0.15.0-rc.1"]
+    assert (deployment["ref"], deployment["sha"]) == (sha, sha)
+    assert deployment["environment"] == "staging" and deployment["task"] == "deploy"
+    assert deployment["payload"]["tag"] == "v0.15.0-rc.1"
     for _ in range(3):
         github.advance()
         await asyncio.sleep(0.3)
@@ -240,7 +268,7 @@ async def test_a_deployment_is_created_and_followed_to_success(
 
 
 async def test_a_deployment_nobody_executes_fails_and_is_marked_an_error(
-    start_bot, git_remote: GitRemote, tmp_path: Path, github: GitHubStandIn
+    start_bot, git_remote: GitRemote, tmp_path: Path, github: GitHubStandIn, redis, prefix
 ):
     bot = await start_bot(
         github_config(
@@ -251,10 +279,13 @@ async def test_a_deployment_nobody_executes_fails_and_is_marked_an_error(
         github=access(github),
     )
     await bot.command("rc")
-    text = await thread_saying(bot, "v0.15.0-rc.1", "Deploy of v0.15.0-rc.1 to *staging* failed")
+    text = await thread_saying(bot, "v0.15.0-rc.1", "stays locked")
     assert "is an executor" in text
     (deployment,) = github.repo(OWNER, REPO).deployments
     assert github.repo(OWNER, REPO).deployment_statuses[deployment["id"]][-1]["state"] == "error"
+    # An executor could still pick it up: nothing else deploys there until someone checked.
+    lock = await read_lock(redis, f"{prefix}lock:env:staging")
+    assert lock is not None and "executor may still be deploying" in lock.reason
 
 
 async def test_a_rollback_dispatches_the_older_version(
@@ -281,3 +312,28 @@ async def test_a_rollback_dispatches_the_older_version(
     ]
     assert [d["ref"] for d in production] == ["v0.15.0", "v0.14.1"]
     assert production[-1]["payload"]["rollback"] is True
+
+
+async def test_a_run_whose_worker_lost_the_lock_is_cancelled(
+    start_bot, git_remote: GitRemote, tmp_path: Path, github: GitHubStandIn, redis, prefix
+):
+    github.add_workflow(OWNER, REPO, "deploy.yml", inputs=INPUTS)  # runs only on advance()
+    bot = await start_bot(
+        github_config(git_remote, tmp_path, staging=WORKFLOW), github=access(github)
+    )
+    await bot.command("rc")
+    await thread_saying(bot, "v0.15.0-rc.1", "GitHub Actions is deploying to *staging*")
+    # Someone else holds staging now (the lock lapsed while this worker was cut off).
+    key = f"{prefix}lock:env:staging"
+    await redis.delete(key)
+    other = RenewingLock(redis, key, 3.0)
+    await other.acquire("U0BOB", "hotfix by hand")
+    try:
+        text = await thread_saying(bot, "v0.15.0-rc.1", "Deploy of v0.15.0-rc.1 to *staging*")
+        assert "lost the environment lock" in text and "I stopped" in text
+        (run_id,) = github.run_ids()
+        assert github.requests("POST", f"/repos/{OWNER}/{REPO}/actions/runs/{run_id}/cancel")
+        lock = await read_lock(redis, key)
+        assert lock is not None and lock.holder == "U0BOB"  # never released by the deploy
+    finally:
+        await other.release()

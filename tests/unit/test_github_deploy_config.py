@@ -164,3 +164,8 @@ def test_a_run_says_where_it_is():
     assert running.progress() == "in progress: deploy → Upload"
     done = rules.RunState(1, "completed", "failure", "https://x")
     assert done.finished and done.progress() == "completed: failure"
+
+
+def test_a_run_waiting_on_github_says_so():
+    waiting = rules.RunState(1, "waiting", None, "https://x")
+    assert not waiting.started and "an environment's reviewers" in waiting.progress()
