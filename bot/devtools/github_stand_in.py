@@ -108,6 +108,7 @@ class _Fault:
     retry_after: float | None
     times: int
     message: str
+    after: bool = False  # the request is carried out first; only its answer is lost
 
 
 @dataclass
@@ -502,10 +503,13 @@ class GitHubStandIn:
         retry_after: float | None = None,
         times: int = 1,
         message: str | None = None,
+        after_handling: bool = False,
     ) -> None:
         """The next ``times`` requests whose path starts with ``path_prefix`` are answered
         with ``status``: 403/429 as a secondary rate limit (with ``retry-after`` when given),
-        5xx as GitHub's server errors."""
+        5xx as GitHub's server errors. With ``after_handling`` the request is carried out
+        first and only its answer is a 5xx (a gateway that timed out on a request GitHub
+        did take)."""
         if message is None:
             message = (
                 "You have exceeded a secondary rate limit. Please wait a few minutes "
@@ -513,7 +517,9 @@ class GitHubStandIn:
                 if status in (403, 429)
                 else "Server Error"
             )
-        self._faults.append(_Fault(path_prefix, status, retry_after, times, message))
+        self._faults.append(
+            _Fault(path_prefix, status, retry_after, times, message, after=after_handling)
+        )
 
     def exhaust_rate_limit(self, reset_in: float) -> None:
         """Spends the primary budget; it comes back ``reset_in`` seconds from now."""
@@ -597,6 +603,8 @@ class GitHubStandIn:
             caller = self._authenticate(request)
             callers.append(caller)
             fault = self._fault(request.path)
+            if fault is not None and fault.after:
+                self._route(request, body, caller)
             if fault is not None:
                 headers = self._limit_headers()
                 if fault.retry_after is not None:

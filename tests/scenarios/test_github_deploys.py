@@ -337,3 +337,22 @@ async def test_a_run_whose_worker_lost_the_lock_is_cancelled(
         assert lock is not None and lock.holder == "U0BOB"  # never released by the deploy
     finally:
         await other.release()
+
+
+async def test_a_dispatch_whose_answer_was_lost_is_found_not_sent_again(
+    start_bot, git_remote: GitRemote, tmp_path: Path, github: GitHubStandIn
+):
+    github.add_workflow(OWNER, REPO, "deploy.yml", inputs=INPUTS)
+    github.seconds_per_stage = 0.05
+    # GitHub takes the dispatch, but the answer on the way back is a 502.
+    github.fail_next(
+        f"/repos/{OWNER}/{REPO}/actions/workflows/deploy.yml/dispatches",
+        status=502,
+        after_handling=True,
+    )
+    bot = await start_bot(
+        github_config(git_remote, tmp_path, staging=WORKFLOW), github=access(github)
+    )
+    await bot.command("rc")
+    await thread_saying(bot, "v0.15.0-rc.1", "Deployed v0.15.0-rc.1 to *staging*")
+    assert len(dispatches(github)) == 1 and len(github.run_ids()) == 1
