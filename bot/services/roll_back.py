@@ -278,6 +278,17 @@ async def _post_request(services: RollbackNeeds, request: RollbackRequest, requi
         )
 
 
+async def _placed(services: RollbackNeeds, request: RollbackRequest) -> RollbackRequest:
+    """The request once its message's place is recorded (just after it was posted: a click
+    that comes at once waits for it, up to a second, instead of being told it is elsewhere)."""
+    for _ in range(20):
+        if request.message_ts:
+            break
+        await asyncio.sleep(0.05)
+        request = await services.store.get_rollback(request.id) or request
+    return request
+
+
 async def cancel_rollback(
     services: RollbackNeeds, actor: Actor, request_id: str, where: Where
 ) -> str:
@@ -285,6 +296,8 @@ async def cancel_rollback(
     approver of it, calls it off while it waits; returns the private answer."""
     store = services.store
     request = await store.get_rollback(request_id)
+    if request is not None:
+        request = await _placed(services, request)
     if request is None or not same_message(where, request.channel, request.message_ts):
         return await refused(
             services,
@@ -335,11 +348,7 @@ async def approve_rollback(
             f"{request_id}: unknown",
             "That rollback request is gone.",
         )
-    for _ in range(20):  # its message's place is recorded just after it was posted
-        if request.message_ts:
-            break
-        await asyncio.sleep(0.05)
-        request = await store.get_rollback(request_id) or request
+    request = await _placed(services, request)
     if not same_message(where, request.channel, request.message_ts):
         return await refused(
             services,

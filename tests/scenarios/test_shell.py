@@ -199,7 +199,7 @@ def test_ci_in_the_shell_reports_to_github_and_the_gate_passes_at_once(tmp_path:
     assert "There is no open release candidate" in answers[1]
     assert "I don't know `ci frob`. Usage: ci [pass|fail|pending CONTEXT [VERSION]]" in answers[2]
     # The candidate's CI gate waits for both contexts, in the checklist and its thread.
-    assert "⏳ CI checks — running" in answers[3]
+    assert "⏳ CI checks — waiting for ci/build, ci/e2e" in answers[3]
     assert "CI checks: waiting for ci/build, ci/e2e" in answers[3]
     assert "CI has reported nothing on" in answers[4] and "(v0.15.0-rc.1)" in answers[4]
     assert "Usage: ci pass CONTEXT [VERSION], with CONTEXT one of ci/build, ci/e2e" in answers[5]
