@@ -71,3 +71,10 @@ def form_metadata(view: dict[str, Any]) -> dict[str, str] | None:
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         return None
     return meta
+
+
+def of_service(view: dict[str, Any], service: str) -> dict[str, Any]:
+    """`view` with the service it is for in its metadata: a form's submission carries no
+    channel, so a bot of several services routes it by this (bot.runtime.fleet)."""
+    meta = json.loads(view.get("private_metadata") or "{}")
+    return {**view, "private_metadata": json.dumps({**meta, "s": service})}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from bot.adapters.github import GitHubConfig
 from bot.devtools.slack_stand_in import SlackStandIn
 from bot.domain.config import Config
-from bot.runtime.container import Services
+from bot.runtime.fleet import Fleet
 from bot.runtime.web import Bot, Role
 from tests.helpers.bot import BOT_TOKEN, RunningBot, make_settings
 from tests.helpers.redis_server import REDIS_URL, RedisServer
@@ -78,7 +78,7 @@ async def start_bot(
     http = aiohttp.ClientSession()
 
     async def start(
-        config: Config,
+        config: Config | Sequence[Config],
         role: Role = "all",
         name: str = "bot",
         redis_url: str = REDIS_URL,
@@ -101,11 +101,13 @@ async def start_bot(
         )
         if github is not None:
             settings = dataclasses.replace(settings, github=github)
-        services = Services.create(settings, config)
-        bot = Bot(services, role)
+        # Several configs: one bot serving several services (bot.runtime.fleet).
+        configs = [config] if isinstance(config, Config) else list(config)
+        fleet = Fleet.create(settings, configs)
+        bot = Bot(fleet, role)
         await bot.start(port=0, host="127.0.0.1")
         bots.append(bot)
-        return RunningBot(bot=bot, services=services, slack=slack, http=http)
+        return RunningBot(bot=bot, services=fleet.first, slack=slack, http=http)
 
     yield start
     for bot in bots:

@@ -941,6 +941,14 @@ class SlackStandIn:
 
     # ---- helpers for method handlers ------------------------------------------------------
 
+    def channel_id(self, channel: str) -> str:
+        """The id the stand-in gives a channel ("#web-releases" -> "CWEB_RELEASES")."""
+        return self._channel_id(channel)
+
+    def channel_name(self, channel_id: str) -> str:
+        """The name of a channel the stand-in knows by its id ("" if none)."""
+        return str(self._channel_names.get(channel_id, ""))
+
     def _channel_id(self, channel: Any) -> str:
         """Map "#name" / "name" to a stable id ("CNAME"); ids pass through, user ids → DM."""
         value = str(channel or "").strip()

@@ -599,6 +599,16 @@ class Config:
     github: GitHubTable = field(
         default_factory=GitHubTable, metadata=key(dict, "the repository the team's CI reports on")
     )
+    # Which service of the bot this is (bot.domain.fleet): "" in the file = the repository's
+    # name. Its Redis keys, clone and queue are its own, except for a bot of one service,
+    # or the service that keeps the keys of the one-service bot it was (legacy_keys).
+    service: str = field(
+        default="", metadata=key(str, "the service's name; default: the repository's name")
+    )
+    legacy_keys: bool = field(
+        default=False,
+        metadata=key(bool, "this service keeps the Redis keys of the one-service bot it was"),
+    )
 
     @property
     def flags_environment(self) -> EnvironmentConfig:
@@ -952,7 +962,16 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         or github is None
     ):
         raise ConfigError.of(problems.found)
+    service = top.get("service", "")
+    if "service" in top and not SERVICE_NAME.fullmatch(service):
+        problems.add(
+            "service",
+            f'must be lowercase letters, digits, - or _ (like "website"), got "{service}"',
+        )
+        raise ConfigError.of(problems.found)
     return Config(
+        service=service or service_name_of(repository.url),
+        legacy_keys=top.get("legacy_keys", False),
         repository=repository,
         slack=slack,
         environments=environments,
@@ -976,6 +995,20 @@ def _table(cls: type[_T], where: str, raw: Any, problems: _Problems) -> _T | Non
     mark = problems.mark()
     found = _read(where, raw, keys_of(cls), problems)
     return None if problems.since(mark) else cls(**found)
+
+
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def service_name_of(url: str) -> str:
+    """A service's name when the file gives none: its repository's, as a name may be
+    (`git@github.com:acme/Web.Site.git` is `web-site`)."""
+    last = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    last = last.removesuffix(".git").lower()
+    name = re.sub(r"[^a-z0-9_-]+", "-", last).strip("-_")
+    if not name or not name[0].isalpha():
+        name = f"service-{name}" if name else "service"
+    return name[:32].rstrip("-_")
 
 
 _SCP_LIKE = re.compile(r"^(?:[\w.+-]+@)?[\w.-]+:(?!//)\S+$")  # git@github.com:acme/site.git
@@ -1646,7 +1679,9 @@ def with_lines(problems: Iterable[Problem], text: str) -> list[Problem]:
     return [p._replace(line=key_line(text, p.key)) for p in problems]
 
 
-def load_config(path: str | Path) -> Config:
+def read_config_file(path: str | Path) -> tuple[dict[str, Any], str]:
+    """The TOML file at `path`, read (and its text, to find the line of a key), or a
+    ConfigError saying why it could not be."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -1656,9 +1691,13 @@ def load_config(path: str | Path) -> Config:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError("config", f"cannot read {path}: {reason}") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text), text
     except ValueError as exc:  # TOMLDecodeError, and an integer of thousands of digits
         raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+
+
+def load_config(path: str | Path) -> Config:
+    raw, text = read_config_file(path)
     try:
         return parse_config(raw)
     except ConfigError as exc:

@@ -19,9 +19,11 @@ from pathlib import Path
 from redis.exceptions import RedisError
 
 from bot.adapters.process.runner import keep_memory_from_children
-from bot.domain.config import Config, ConfigError, load_config
+from bot.domain.config import Config, ConfigError
+from bot.domain.fleet import load_services
 from bot.runtime import logs
-from bot.runtime.container import Services, StateDirShared
+from bot.runtime.container import StateDirShared
+from bot.runtime.fleet import Fleet
 from bot.runtime.settings import Settings, SettingsError, config_path, github_config, unneeded
 from bot.runtime.web import ROLES, Role, SocketModeError, serve
 
@@ -75,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve_cmd.add_argument("--port", type=int, help="HTTP port (default $PORT or 3000)")
     serve_cmd.add_argument("--host", default="0.0.0.0", help="HTTP address (default 0.0.0.0)")
+    serve_cmd.add_argument(
+        "--services",
+        help="with several services: the worker runs the jobs of these only (web,api), for "
+        "teams that keep deploy credentials apart",
+    )
     serve_cmd.add_argument(
         "--role", choices=ROLES, default="all", help="all (default), web, worker or scheduler"
     )
@@ -157,11 +164,11 @@ def serve_port(given: int | None, env: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def _load(path: str) -> Config:
-    """The config, or every mistake in it on stderr, one a line (`file:line: key: problem`,
-    the form editors jump from), and exit status 1."""
+def _load_all(path: str) -> tuple[Config, ...]:
+    """Every service of the config, or every mistake in it on stderr, one a line
+    (`file:line: key: problem`, the form editors jump from), and exit status 1."""
     try:
-        return load_config(path)
+        return load_services(path)
     except ConfigError as exc:
         for problem in exc.problems:
             if problem.key == "config":  # the file as a whole: missing, unreadable, not TOML
@@ -172,16 +179,36 @@ def _load(path: str) -> Config:
         raise SystemExit(1) from None
 
 
+def _load(path: str, service: str | None = None) -> Config:
+    """The config of one service: the only one, or the one named (`--service`)."""
+    configs = _load_all(path)
+    names = ", ".join(c.service for c in configs)
+    if service is None:
+        if len(configs) == 1:
+            return configs[0]
+        print(f"releasebot: {path} has several services ({names}): name one with --service")
+        raise SystemExit(1)
+    for config in configs:
+        if config.service == service:
+            return config
+    print(f"releasebot: {path} has no service {service!r} (services: {names})", file=sys.stderr)
+    raise SystemExit(1)
+
+
 def check_config(path: str, online: bool = False) -> int:
-    config = _load(path)
-    envs = " → ".join(e.name for e in config.environments)
-    checks = sum(len(e.checks) for e in config.environments)
-    print(
-        f"{path}: OK ({len(config.environments)} environments: {envs}; "
-        f"{len(config.gates)} gates; {checks} health checks; flags in {config.flags.path}, "
-        f"deployed to {config.flags_environment.name})"
-    )
-    return check_online(path, config) if online else 0
+    configs = _load_all(path)
+    for config in configs:
+        envs = " → ".join(e.name for e in config.environments)
+        checks = sum(len(e.checks) for e in config.environments)
+        named = f" service {config.service}:" if len(configs) > 1 else ""
+        print(
+            f"{path}:{named} OK ({len(config.environments)} environments: {envs}; "
+            f"{len(config.gates)} gates; {checks} health checks; flags in {config.flags.path}, "
+            f"deployed to {config.flags_environment.name})"
+        )
+    if not online:
+        return 0
+    return max(check_online(path, config) for config in configs)
 
 
 def check_online(path: str, config: Config) -> int:
@@ -203,12 +230,14 @@ def check_online(path: str, config: Config) -> int:
     return 1 if report.problems else 0
 
 
-async def _serve(services: Services, role: Role, host: str, port: int) -> None:
+async def _serve(
+    fleet: Fleet, role: Role, host: str, port: int, workers_for: set[str] | None = None
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await serve(services, role, port, host=host, stop=stop)
+    await serve(fleet, role, port, host=host, stop=stop, workers_for=workers_for)
 
 
 def shell(args: argparse.Namespace) -> int:
@@ -431,7 +460,16 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, logs.LogSettingError) as exc:
         print(f"releasebot: {exc}", file=sys.stderr)
         return 2
-    config = _load(path)
+    configs = _load_all(path)
+    names = [c.service for c in configs]
+    served = [w.strip() for w in (args.services or "").split(",") if w.strip()]
+    if unknown := [w for w in served if w not in names]:
+        print(
+            f"releasebot: --services names {', '.join(unknown)}, not a service of {path} "
+            f"(services: {', '.join(names)})",
+            file=sys.stderr,
+        )
+        return 2
     # Read once into the settings: left in the environment, Bolt would read the token again
     # (and warn that the client given makes it unused).
     os.environ.pop("SLACK_BOT_TOKEN", None)
@@ -441,7 +479,11 @@ def main(argv: list[str] | None = None) -> int:
             name,
             args.role,
         )
-    if args.role in ("all", "worker") and os.geteuid() == 0 and not config.worker.run_as:
+    if (
+        args.role in ("all", "worker")
+        and os.geteuid() == 0
+        and not all(c.worker.run_as for c in configs)
+    ):
         log.warning(
             "running as root with deploy and gate commands as root too: they can read "
             "this process's secrets through /proc. Set worker.run_as to another user "
@@ -466,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, redis_url=embedded.start(), embedded_redis=True)
         print(WARNING, file=sys.stderr)
     try:
-        asyncio.run(_serve(Services.create(settings, config), args.role, args.host, port))
+        fleet = Fleet.create(settings, configs)
+        asyncio.run(_serve(fleet, args.role, args.host, port, set(served) or None))
     except (SocketModeError, StateDirShared) as exc:
         print(f"releasebot: {exc}", file=sys.stderr)
         return 2

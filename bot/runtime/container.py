@@ -55,6 +55,63 @@ REDIS_POOL_SIZE = 256  # connections per process (Redis allows 10,000 clients)
 REDIS_POOL_WAIT = 10.0  # seconds a call waits for one of them
 
 
+@dataclass
+class Clients:
+    """What the services of one bot share (bot.runtime.fleet): one Redis connection pool,
+    one for the queues' blocking pops, and one Slack client."""
+
+    redis: Redis
+    queue_redis: Redis
+    slack: Any
+    embedded: bool = False
+    queues: list[Queue] = field(default_factory=list)
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Clients:
+        target = settings.redis_target
+        if target is None:
+            raise ValueError("no Redis URL: start the embedded Redis first (bot.runtime.cli does)")
+        slack = web_client(settings.bot_token, settings.slack_api_url)
+        if settings.embedded_redis:
+            from bot.devtools.embedded_redis import client
+
+            return cls(client(target.url), client(target.url), slack, embedded=True)
+        # A burst waits for a free connection instead of failing. A burst of 600 through
+        # `serve` once ran 64 connections out with a 2 s wait, and after-ack work failed.
+        # Now the wait outlasts the after-ack budget, so an accepted click that waits is
+        # answered as slow and still applied, never dropped; before an ack the work's own
+        # budget (handlers.answers) bounds it. (tests/scenarios/test_request_burst.py
+        # loses nothing even at 8 connections here: Redis answers in microseconds and
+        # audit entries share writes, so the size is headroom, not a measured need.)
+        # Both clients come from `connect`, so under Sentinel the store, the locks and the
+        # queue all follow the primary through a failover.
+        redis = connect(target, max_connections=REDIS_POOL_SIZE, pool_wait=REDIS_POOL_WAIT)
+        return cls(redis, connect(target), slack)
+
+    def queue_for(self, keys: Keys) -> Queue:
+        """A service's own queue (its name is under the service's key prefix)."""
+        if self.embedded:
+            from bot.devtools.embedded_redis import PollingQueue
+
+            queue: Queue = PollingQueue(self.queue_redis, name=keys.queue_name)
+        else:
+            queue = PatientQueue(self.queue_redis, name=keys.queue_name, keys=keys)
+        self.queues.append(queue)
+        return queue
+
+    async def close(self) -> None:
+        for queue in self.queues:
+            try:
+                await asyncio.wait_for(queue.disconnect(), CLOSE_STEP_SECONDS)
+            except Exception:
+                log.warning("closing a queue failed", exc_info=True)
+        for client in (self.queue_redis, self.redis):
+            try:
+                await asyncio.wait_for(client.aclose(), CLOSE_STEP_SECONDS)
+            except Exception:
+                log.warning("closing Redis failed", exc_info=True)
+
+
 class StateDirShared(ValueError):
     """RELEASEBOT_STATE_DIR names a directory other users share (sticky or world-writable)."""
 
@@ -144,6 +201,13 @@ class Services:
     github_repository: GitHubRepository | None = field(init=False, default=None)
     ci: GitHubCi | None = field(init=False, default=None)
     github_deploys: GitHubDeploysOn | None = field(init=False, default=None)
+    # The Redis and Slack clients (its own, or the fleet's: bot.runtime.fleet).
+    clients: Clients | None = None
+    # Whether its Redis keys and clone are the one-service bot's (a bot of one service, or the
+    # service of several that keeps them), rather than its own under its name.
+    shared_keys: bool = True
+    # False for a service of several: the fleet closes the Redis and Slack clients they share.
+    owns_clients: bool = True
 
     def __post_init__(self) -> None:
         self.status = SharedRead(
@@ -215,10 +279,16 @@ class Services:
 
     @property
     def clone_path(self) -> Path:
-        return self.settings.state_dir / "repo"
+        if self.shared_keys:
+            return self.settings.state_dir / "repo"
+        return self.settings.state_dir / "services" / self.config.service / "repo"
 
     @classmethod
-    def create(cls, settings: Settings, config: Config) -> Services:
+    def create(cls, settings: Settings, config: Config, clients: Clients | None = None) -> Services:
+        """The services of the one service `config` describes. With `clients`, one service
+        of several (bot.runtime.fleet): the Redis and Slack clients are the fleet's, and its
+        Redis keys, queue and clone are its own (under its name), except for the service
+        that keeps the one-service bot's keys (`legacy_keys`)."""
         # The clone (and the credentials its remote URL may carry) is the bot's alone. A
         # directory others share (like /tmp) is refused, not made private: closing it would
         # lock every other user of the machine out of it.
@@ -230,45 +300,40 @@ class Services:
             )
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         state_dir.chmod(0o700)
-        target = settings.redis_target
-        if target is None:
-            raise ValueError("no Redis URL: start the embedded Redis first (bot.runtime.cli does)")
-        if settings.embedded_redis:
-            from bot.devtools.embedded_redis import PollingQueue, client
-
-            redis: Redis = client(target.url)
-            store = Store(redis, settings.redis_prefix)
-            queue: Queue = PollingQueue(client(target.url), name=store.keys.queue_name)
-        else:
-            # A burst waits for a free connection instead of failing. A burst of 600 through
-            # `serve` once ran 64 connections out with a 2 s wait, and after-ack work failed.
-            # Now the wait outlasts the after-ack budget, so an accepted click that waits is
-            # answered as slow and still applied, never dropped; before an ack the work's own
-            # budget (handlers.answers) bounds it. (tests/scenarios/test_request_burst.py
-            # loses nothing even at 8 connections here: Redis answers in microseconds and
-            # audit entries share writes, so the size is headroom, not a measured need.)
-            # Both clients come from `connect`, so under Sentinel the store, the locks and the
-            # queue all follow the primary through a failover.
-            redis = connect(target, max_connections=REDIS_POOL_SIZE, pool_wait=REDIS_POOL_WAIT)
-            store = Store(redis, settings.redis_prefix)
-            queue_redis = connect(target)
-            queue = PatientQueue(queue_redis, name=store.keys.queue_name, keys=store.keys)
-        slack = web_client(settings.bot_token, settings.slack_api_url)
+        owned = clients is None
+        if clients is None:
+            clients = Clients.connect(settings)
+        shared_keys = owned or config.legacy_keys
+        prefix = settings.redis_prefix + ("" if shared_keys else f"svc:{config.service}:")
+        store = Store(clients.redis, prefix)
+        queue = clients.queue_for(store.keys)
         monitor_state = RedisMonitorState(
-            redis, store.keys, store.queue_bot_audit, RedisOutbox(redis, store.keys)
+            clients.redis, store.keys, store.queue_bot_audit, RedisOutbox(clients.redis, store.keys)
         )
         notifier = Notifier(
-            slack, store, config, monitor_state, settings.update_delay, settings.post_interval
+            clients.slack,
+            store,
+            config,
+            monitor_state,
+            settings.update_delay,
+            settings.post_interval,
         )
         return cls(
             settings=settings,
             config=config,
-            redis=redis,
+            redis=clients.redis,
             store=store,
             notifier=notifier,
             queue=queue,
             monitor_state=monitor_state,
+            clients=clients,
+            shared_keys=shared_keys,
+            owns_clients=owned,
         )
+
+    async def _close_clients(self) -> None:
+        if self.clients is not None:
+            await self.clients.close()
 
     async def _close_github(self) -> None:
         if self.github_repository is not None:
@@ -282,8 +347,7 @@ class Services:
             self.health_probe.close,
             self.status.close,
             self._close_github,
-            self.queue.disconnect,
-            self.redis.aclose,
+            *((self._close_clients,) if self.owns_clients else ()),
         ):
             try:
                 # Bounded: a connection that never answers (seen with the embedded Redis)

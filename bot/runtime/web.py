@@ -33,6 +33,7 @@ from bot.commands.flag import FLAG_USAGE
 from bot.commands.release import USAGE
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK
 from bot.runtime.container import Services
+from bot.runtime.fleet import Fleet
 from bot.runtime.logs import OUTAGE, quiet_malformed_http
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ class ProvideServices(AsyncMiddleware):
     rather than a function: Bolt builds every keyword argument a function middleware could ask
     for, on every request (costly, and it failed on payloads of an unexpected shape)."""
 
-    def __init__(self, services: Services) -> None:
-        self.services = services
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
 
     async def async_process(
         self,
@@ -64,10 +65,19 @@ class ProvideServices(AsyncMiddleware):
         resp: BoltResponse,
         next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse | None:
-        req.context["services"] = self.services
+        # The service the request is for (bot.runtime.fleet); None when several could be.
+        services = self.fleet.route(req.body)
+        req.context["fleet"] = self.fleet
+        req.context["services"] = services
+        if services is None and "command" not in req.body:
+            # A click or form no service claims (its channel is none of theirs): nothing to
+            # do, and nothing to say where nobody looks.
+            log.warning("a %s from a channel of no service", req.body.get("type") or "request")
+            return BoltResponse(status=200, body="")
         if may_change_status(req.body):
             # Here for Socket Mode too, which has no slack_events (below) to do it at the answer.
-            self.services.status.invalidate()
+            for each in self.fleet.services:
+                each.status.invalidate()
         return await next()
 
 
@@ -79,8 +89,8 @@ def may_change_status(body: dict[str, Any]) -> bool:
     return body.get("command") != "/release"
 
 
-def build_bolt_app(services: Services) -> AsyncApp:
-    settings = services.settings
+def build_bolt_app(fleet: Fleet) -> AsyncApp:
+    settings = fleet.first.settings
     app = AsyncApp(
         client=web_client(settings.bot_token, settings.slack_api_url),
         signing_secret=settings.signing_secret,
@@ -89,7 +99,7 @@ def build_bolt_app(services: Services) -> AsyncApp:
         request_verification_enabled=False,
     )
 
-    app.use(ProvideServices(services))
+    app.use(ProvideServices(fleet))
     handlers.register(app)
     return app
 
@@ -232,8 +242,9 @@ def verify_slack_request(signing_secret: str, clock: Callable[[], float] = time.
     return middleware
 
 
-def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
+def build_web_app(fleet: Fleet, bolt: AsyncApp | None) -> web.Application:
     """`POST /slack/events` (when `bolt` is given), `GET /healthz` and `GET /metrics`."""
+    services = fleet.first
 
     async def slack_events(request: web.Request) -> web.Response:
         assert bolt is not None
@@ -246,7 +257,8 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
         bolt_response = await bolt.async_dispatch(bolt_request)
         if may_change_status(bolt_request.body):
             # What it did before its answer is seen by every status from now on.
-            services.status.invalidate()
+            for each in fleet.services:
+                each.status.invalidate()
         answer = await to_aiohttp_response(bolt_response)
         kind, name = request_label(bolt_request.body)
         outcome = "ok" if answer.status < 400 else str(answer.status)
@@ -265,7 +277,7 @@ def build_web_app(services: Services, bolt: AsyncApp | None) -> web.Application:
     figures = DeliveryFigures()
 
     async def metrics_page(_: web.Request) -> web.Response:
-        await refresh_gauges(services, figures)
+        await refresh_gauges(services, figures)  # the gauges of the first service (issue 18)
         return web.Response(
             body=generate_latest(metrics.REGISTRY),
             headers={"Content-Type": CONTENT_TYPE_LATEST},
@@ -386,15 +398,24 @@ def settle_gc() -> None:
 class Bot:
     """The roles of one process, started and stopped together."""
 
-    def __init__(self, services: Services, role: Role = "all") -> None:
-        self.services = services
+    def __init__(
+        self,
+        services: Services | Fleet,
+        role: Role = "all",
+        workers_for: set[str] | None = None,
+    ) -> None:
+        self.fleet = services if isinstance(services, Fleet) else Fleet.of(services)
+        # The services whose jobs this process's worker runs (None: all of them).
+        self.workers_for = workers_for
+        # The first (with one service, the only) service's container.
+        self.services = self.fleet.first
         self.role = role
         self.port: int | None = None
         self._cleanups: list[Callable[[], Awaitable[Any]]] = []
 
     async def start(self, port: int = 3000, host: str = "0.0.0.0") -> None:
-        services, role = self.services, self.role
-        bolt = build_bolt_app(services) if role in ("all", "web") else None
+        services, role, fleet = self.services, self.role, self.fleet
+        bolt = build_bolt_app(fleet) if role in ("all", "web") else None
         socket_mode = None
         if bolt is not None and services.settings.app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -431,7 +452,7 @@ class Bot:
 
         self._cleanups.append(stop_watching)
         # Every role serves /healthz, so each container can be health-checked.
-        runner = web.AppRunner(build_web_app(services, None if socket_mode else bolt))
+        runner = web.AppRunner(build_web_app(fleet, None if socket_mode else bolt))
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -442,48 +463,57 @@ class Bot:
         log.info("listening on %s:%s (role %s)", host, self.port, role)
 
         if role in ("all", "worker"):
-            from bot.runtime.worker import build_worker
-
-            worker = build_worker(services)
-            worker_task = asyncio.create_task(worker.start())
-
-            async def stop_worker() -> None:
-                # saq's stop waits the whole grace period for every task it has, its upkeep
-                # loops and its idle pops included: an idle worker took 20 s to stop, past
-                # docker stop's 10 s, and was killed. Only running jobs get the grace period:
-                # the rest has nothing to finish and is cancelled now.
-                worker.event.set()  # no new job is taken
-                if not worker.job_task_contexts:
-                    for task in list(worker.tasks):
-                        task.cancel()
-                else:
-                    for task in list(worker.tasks):
-                        if task.get_name() != "process":
-                            task.cancel()
-                await worker.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker_task
-
-            self._cleanups.append(stop_worker)
+            for each in fleet.services:
+                if self.workers_for is None or each.config.service in self.workers_for:
+                    self._start_worker(each)
         if role in ("all", "scheduler"):
-            from bot.runtime.scheduler import build_scheduler
-            from bot.services.monitor_health import Monitor
-
-            monitor = (
-                Monitor(services) if any(e.checks for e in services.config.environments) else None
-            )
-            scheduler = build_scheduler(services, monitor)
-            scheduler.start()
-
-            async def stop_scheduler() -> None:
-                scheduler.shutdown(wait=False)
-                await services.drain_background()  # a tick in flight finishes first
-                if monitor is not None:
-                    await monitor.close()
-
-            self._cleanups.append(stop_scheduler)
+            for each in fleet.services:
+                self._start_scheduler(each)
 
         settle_gc()
+
+    def _start_worker(self, services: Services) -> None:
+        """A worker of the service's own queue: a long deploy of one service never holds up
+        another's (each has its own queue and its own concurrency)."""
+        from bot.runtime.worker import build_worker
+
+        worker = build_worker(services)
+        worker_task = asyncio.create_task(worker.start())
+
+        async def stop_worker() -> None:
+            # saq's stop waits the whole grace period for every task it has, its upkeep
+            # loops and its idle pops included: an idle worker took 20 s to stop, past
+            # docker stop's 10 s, and was killed. Only running jobs get the grace period:
+            # the rest has nothing to finish and is cancelled now.
+            worker.event.set()  # no new job is taken
+            if not worker.job_task_contexts:
+                for task in list(worker.tasks):
+                    task.cancel()
+            else:
+                for task in list(worker.tasks):
+                    if task.get_name() != "process":
+                        task.cancel()
+            await worker.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker_task
+
+        self._cleanups.append(stop_worker)
+
+    def _start_scheduler(self, services: Services) -> None:
+        from bot.runtime.scheduler import build_scheduler
+        from bot.services.monitor_health import Monitor
+
+        monitor = Monitor(services) if any(e.checks for e in services.config.environments) else None
+        scheduler = build_scheduler(services, monitor)
+        scheduler.start()
+
+        async def stop_scheduler() -> None:
+            scheduler.shutdown(wait=False)
+            await services.drain_background()  # a tick in flight finishes first
+            if monitor is not None:
+                await monitor.close()
+
+        self._cleanups.append(stop_scheduler)
 
     async def stop(self) -> None:
         # Bounded, like Services.close: shutting down must end even if a step hangs (but
@@ -495,18 +525,19 @@ class Bot:
             except Exception:
                 log.exception("shutdown step failed")
         self._cleanups.clear()
-        await self.services.close()
+        await self.fleet.close()
 
 
 async def serve(
-    services: Services,
+    services: Services | Fleet,
     role: Role,
     port: int,
     host: str = "0.0.0.0",
     stop: asyncio.Event | None = None,
+    workers_for: set[str] | None = None,
 ) -> None:
     """Run the given role(s) until `stop` is set."""
-    bot = Bot(services, role)
+    bot = Bot(services, role, workers_for)
     try:
         await bot.start(port, host)
         await (stop or asyncio.Event()).wait()

@@ -32,3 +32,25 @@ def rollback_line(history: list[dict[str, str]], environment: str, prefix: str) 
     except Refusal as exc:
         return f"No rollback: {exc}."
     return f"A rollback would go to `{target.entry['tag']}`: {target.why}."
+
+
+async def service_line(store: StatusReader, config: Config) -> str:
+    """One service in `/release status` of a bot of several: what runs where, what is in
+    flight, which environments are locked."""
+    names = [env.name for env in config.environments]
+    status = await store.status(names)
+    where = " · ".join(
+        f"{name} `{status.versions.get(name, {}).get('tag') or '—'}`" for name in names
+    )
+    flying = ", ".join(f"`{r.final_tag or r.tag}`" for r in status.in_flight[:5]) or "nothing"
+    more = f" and {len(status.in_flight) - 5} more" if len(status.in_flight) > 5 else ""
+    locks = [
+        f"🔒 {name} ({messages.escape(info.holder)})"
+        for name in names
+        if name in status.raw_locks and (info := parse_lock(status.raw_locks[name])) is not None
+    ]
+    locked = f" · {', '.join(locks)}" if locks else ""
+    return (
+        f"*{config.service}* ({messages.channel_ref(config.slack.channel)}): {where} · "
+        f"in flight: {flying}{more}{locked}"
+    )

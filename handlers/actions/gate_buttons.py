@@ -12,7 +12,7 @@ from bot.blocks import release as messages
 from bot.runtime.container import Services
 from bot.services import clicks, decide, deploy_release
 from handlers.answers import answer_click
-from handlers.payloads import button_value, click_actor, clicked_message
+from handlers.payloads import button_value, click_actor, clicked_message, of_service
 
 DAMAGED = "That button is damaged; use the buttons on the release message."
 
@@ -65,7 +65,10 @@ async def open_reject_form(
     try:
         await context.client.views_open(
             trigger_id=body["trigger_id"],
-            view=messages.reject_view(release, release.gate(gate_id), ticket),
+            view=of_service(
+                messages.reject_view(release, release.gate(gate_id), ticket),
+                services.config.service,
+            ),
         )
     except SlackApiError as exc:
         return f"Slack would not open the form ({exc.response.get('error')}); click Reject again."
@@ -117,7 +120,10 @@ async def open_waive_form(
     try:
         await context.client.views_open(
             trigger_id=body["trigger_id"],
-            view=messages.waive_view(release, release.gate(gate_id), ticket),
+            view=of_service(
+                messages.waive_view(release, release.gate(gate_id), ticket),
+                services.config.service,
+            ),
         )
     except SlackApiError as exc:
         return f"Slack would not open the form ({exc.response.get('error')}); click Waive again."

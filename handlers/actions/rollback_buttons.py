@@ -12,7 +12,7 @@ from bot.blocks import release as messages
 from bot.runtime.container import Services
 from bot.services import clicks, roll_back
 from handlers.answers import answer_click
-from handlers.payloads import button_value, click_actor, clicked_message
+from handlers.payloads import button_value, click_actor, clicked_message, of_service
 
 
 async def rollback_clicked(
@@ -47,7 +47,8 @@ async def open_rollback_form(
     )
     try:
         await context.client.views_open(
-            trigger_id=body["trigger_id"], view=messages.rollback_view(env, version, ticket)
+            trigger_id=body["trigger_id"],
+            view=of_service(messages.rollback_view(env, version, ticket), services.config.service),
         )
     except SlackApiError as exc:
         return f"Slack would not open the form ({exc.response.get('error')}); click again."

@@ -24,6 +24,7 @@ from bot.services import change_flags
 from bot.services.ports import GitError
 from handlers.answers import before_ack
 from handlers.commands.release import Answer, audit_command, request_id
+from handlers.commands.which_service import answer_unclaimed
 from handlers.payloads import command_actor
 
 STORE_DOWN = (
@@ -33,7 +34,10 @@ STORE_DOWN = (
 
 
 async def flag_command(ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext) -> None:
-    services: Services = context["services"]
+    services: Services | None = context["services"]
+    if services is None:  # several services, none named or bound to this channel
+        await answer_unclaimed(ack, context["fleet"], command)
+        return
     await audit_command(services, command, await handle(ack, services, command))
 
 

@@ -50,6 +50,7 @@ from bot.services import (
     show_audit,
 )
 from handlers.answers import AFTER_ACK_STORE_DOWN, STORE_DOWN, before_ack
+from handlers.commands.which_service import answer_unclaimed
 from handlers.payloads import command_actor
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,10 @@ def problem(text: str, outcome: str = "invalid") -> Answer:
 async def release_command(
     ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
 ) -> None:
-    services: Services = context["services"]
+    services: Services | None = context["services"]
+    if services is None:  # several services, none named or bound to this channel
+        await answer_unclaimed(ack, context["fleet"], command)
+        return
     await audit_command(services, command, await handle(ack, services, command))
 
 

@@ -76,7 +76,12 @@ class RunningBot:
         user: str = "U0ALICE",
         user_name: str = "alice",
         trigger_id: str | None = None,
+        channel: str | None = None,
     ) -> str:
+        """The body of `command text`, typed in #dev (or in `channel`, "#name")."""
+        where = {}
+        if channel is not None:
+            where["channel"] = (self.slack.channel_id(channel), channel.lstrip("#"))
         return command_body(
             text,
             self.slack.response_url(user),
@@ -84,6 +89,7 @@ class RunningBot:
             user=user,
             user_name=user_name,
             trigger_id=trigger_id,
+            **where,
         )
 
     async def post(self, body: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -118,6 +124,7 @@ class RunningBot:
                     self.slack.response_url(user),
                     user=user,
                     user_name=user_name,
+                    channel_name=self.slack.channel_name(message.channel),
                 )
                 return await self._interact(payload)
         raise AssertionError(f"no {action_id} button for {gate} in the message")

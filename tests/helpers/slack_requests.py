@@ -33,16 +33,18 @@ def command_body(
     user: str = "U0ALICE",
     user_name: str = "alice",
     trigger_id: str | None = None,
+    channel: tuple[str, str] = (CHANNEL_ID, CHANNEL_NAME),
 ) -> str:
-    """The form body of `/release text` (or another `command`) typed in #dev."""
+    """The form body of `/release text` (or another `command`) typed in #dev (or in
+    `channel`: its id and name)."""
     return payloads.form_body(
         payloads.slash_command(
             WORKSPACE,
             payloads.Person(user, user_name),
             command=command,
             text=text,
-            channel_id=CHANNEL_ID,
-            channel_name=CHANNEL_NAME,
+            channel_id=channel[0],
+            channel_name=channel[1],
             response_url=response_url,
             trigger=trigger_id,
         )
@@ -57,14 +59,15 @@ def click_payload(
     *,
     user: str = "U0BOB",
     user_name: str = "bob",
+    channel_name: str = "releases",
 ) -> dict[str, Any]:
-    """A press of `element` (in `block`) of `message`, in the release channel."""
+    """A press of `element` (in `block`) of `message`, in its channel (`channel_name`)."""
     shown = {"ts": message.ts, "text": message.text, "blocks": message.blocks}
     return payloads.block_actions(
         WORKSPACE,
         payloads.Person(user, user_name),
         channel_id=message.channel,
-        channel_name="releases",
+        channel_name=channel_name,
         message=shown,
         block_id=block.get("block_id"),
         action=element,

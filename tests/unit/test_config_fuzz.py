@@ -14,7 +14,8 @@ from typing import Any
 
 import tomlkit
 
-from bot.domain.config import TABLES, ConfigError, key_line, parse_config
+from bot.domain.config import TABLES, ConfigError, key_line
+from bot.domain.fleet import parse_services
 from tests.helpers.config import automatic_gate, config_text, environment, manual_gate
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
@@ -132,8 +133,8 @@ def mutate(document: dict[str, Any], rng: random.Random) -> str:
 def test_mutated_configs_parse_or_name_the_keys_at_fault():
     bases = [tomllib.loads(text) for text in (*readme_configs(), helper_config())]
     for base in bases:
-        parse_config(copy.deepcopy(base))  # each is valid as it is
-    known = set(TABLES[""])
+        parse_services(copy.deepcopy(base))  # each is valid as it is
+    known = set(TABLES[""]) | {"services"}
     rng = random.Random(15)
     outcomes = {"parsed": 0, "refused": 0}
     for case in range(1500):
@@ -141,7 +142,7 @@ def test_mutated_configs_parse_or_name_the_keys_at_fault():
         changes = [mutate(document, rng) for _ in range(rng.randint(1, 4))]
         where = f"case {case}: {changes}"
         try:
-            parse_config(document)
+            parse_services(document)  # one service, or many (bot.domain.fleet)
         except ConfigError as error:
             outcomes["refused"] += 1
             assert error.problems, where
