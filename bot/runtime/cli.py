@@ -22,7 +22,7 @@ from bot.adapters.process.runner import keep_memory_from_children
 from bot.domain.config import Config, ConfigError
 from bot.domain.fleet import load_services
 from bot.runtime import logs
-from bot.runtime.container import StateDirShared
+from bot.runtime.container import StateDirShared, clone_dir, state_prefix
 from bot.runtime.fleet import Fleet
 from bot.runtime.settings import Settings, SettingsError, config_path, github_config, unneeded
 from bot.runtime.web import ROLES, Role, SocketModeError, serve
@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     report_cmd.add_argument(
         "--format", choices=("text", "json"), default="text", help="text (default) or json"
     )
+    report_cmd.add_argument("--service", help="with several services: the one to report on")
     notes = sub.add_parser(
         "notes",
         help="release notes of a version, from git: its changes since the final tag before it",
@@ -136,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     notes.add_argument(
         "--format", choices=("md", "json"), default="md", help="md (default) or json"
     )
+    notes.add_argument("--service", help="with several services: the one the version is of")
     audit = sub.add_parser("audit", help="the audit trail (needs REDIS_URL)")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="{export}", required=True)
     export = audit_sub.add_parser("export", help="write the audit trail as JSON lines or CSV")
@@ -339,7 +341,9 @@ def report(args: argparse.Namespace, path: str) -> int:
             file=sys.stderr,
         )
         return 2
-    config = _load(path)
+    configs = _load_all(path)
+    config = _load(path, args.service)
+    shared_keys = len(configs) == 1 or config.legacy_keys
     try:
         since = since_of(args.since, time.time())
     except ValueError as exc:
@@ -362,9 +366,11 @@ def report(args: argparse.Namespace, path: str) -> int:
         state = Path(os.environ.get("RELEASEBOT_STATE_DIR") or ".releasebot")
         state.mkdir(mode=0o700, parents=True, exist_ok=True)
         repo = config.repository
-        git = GitClone(repo.url, state / "repo", repo.remote, "", repo.tag_prefix)
+        clone = clone_dir(state, config, shared_keys)
+        git = GitClone(repo.url, clone, repo.remote, "", repo.tag_prefix)
         try:
-            store = Store(redis, os.environ.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:")
+            prefix = os.environ.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:"
+            store = Store(redis, state_prefix(prefix, config, shared_keys))
             found = await delivery_report(Sources(config, store, git), since)
         finally:
             await redis.aclose()
@@ -387,7 +393,7 @@ def release_notes(args: argparse.Namespace, path: str) -> int:
     from bot.domain.versions import parse_tag
     from bot.services.ports import GitError
 
-    config = _load(path)
+    config = _load(path, args.service)
     repo = config.repository
     tag = (
         args.version if args.version.startswith(repo.tag_prefix) else repo.tag_prefix + args.version

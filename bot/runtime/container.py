@@ -55,6 +55,17 @@ REDIS_POOL_SIZE = 256  # connections per process (Redis allows 10,000 clients)
 REDIS_POOL_WAIT = 10.0  # seconds a call waits for one of them
 
 
+def state_prefix(prefix: str, config: Config, shared_keys: bool) -> str:
+    """The Redis key prefix of a service: the bot's, for a bot of one service or the
+    service that keeps its keys (`legacy_keys`); else its own under its name."""
+    return prefix if shared_keys else f"{prefix}svc:{config.service}:"
+
+
+def clone_dir(state_dir: Path, config: Config, shared_keys: bool) -> Path:
+    """Where a service's clone of its repository lives in the state directory."""
+    return state_dir / "repo" if shared_keys else state_dir / "services" / config.service / "repo"
+
+
 @dataclass
 class Clients:
     """What the services of one bot share (bot.runtime.fleet): one Redis connection pool,
@@ -279,9 +290,7 @@ class Services:
 
     @property
     def clone_path(self) -> Path:
-        if self.shared_keys:
-            return self.settings.state_dir / "repo"
-        return self.settings.state_dir / "services" / self.config.service / "repo"
+        return clone_dir(self.settings.state_dir, self.config, self.shared_keys)
 
     @classmethod
     def create(cls, settings: Settings, config: Config, clients: Clients | None = None) -> Services:
@@ -304,8 +313,7 @@ class Services:
         if clients is None:
             clients = Clients.connect(settings)
         shared_keys = owned or config.legacy_keys
-        prefix = settings.redis_prefix + ("" if shared_keys else f"svc:{config.service}:")
-        store = Store(clients.redis, prefix)
+        store = Store(clients.redis, state_prefix(settings.redis_prefix, config, shared_keys))
         queue = clients.queue_for(store.keys)
         monitor_state = RedisMonitorState(
             clients.redis, store.keys, store.queue_bot_audit, RedisOutbox(clients.redis, store.keys)
