@@ -151,6 +151,10 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=("jsonl", "csv"), default="jsonl", help="jsonl (default) or csv"
     )
     export.add_argument("--output", help="write to this file instead of stdout")
+    export.add_argument(
+        "--config", help="config file (default $RELEASEBOT_CONFIG or ./releasebot.toml)"
+    )
+    export.add_argument("--service", help="with several services: the one whose trail to export")
     return parser
 
 
@@ -188,7 +192,10 @@ def _load(path: str, service: str | None = None) -> Config:
     if service is None:
         if len(configs) == 1:
             return configs[0]
-        print(f"releasebot: {path} has several services ({names}): name one with --service")
+        print(
+            f"releasebot: {path} has several services ({names}): name one with --service",
+            file=sys.stderr,
+        )
         raise SystemExit(1)
     for config in configs:
         if config.service == service:
@@ -322,7 +329,21 @@ def shell(args: argparse.Namespace) -> int:
 def audit_export(args: argparse.Namespace) -> int:
     from bot.adapters.redis.audit import run_export
 
-    return run_export(since=args.since, fmt=args.format, output=args.output, environ=os.environ)
+    service_prefix = ""
+    if args.service is not None or args.config is not None:
+        # The trail of one service: with several, each has its own (under svc:NAME:).
+        path = config_path(args.config)
+        configs = _load_all(path)
+        config = _load(path, args.service)
+        if len(configs) > 1 and not config.legacy_keys:
+            service_prefix = state_prefix("", config, shared_keys=False)
+    return run_export(
+        since=args.since,
+        fmt=args.format,
+        output=args.output,
+        environ=os.environ,
+        service_prefix=service_prefix,
+    )
 
 
 def report(args: argparse.Namespace, path: str) -> int:

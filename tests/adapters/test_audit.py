@@ -24,7 +24,7 @@ from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.store import Store
 from bot.blocks.audit import audit_message
 from bot.devtools.slack_stand_in import validate_blocks
-from bot.domain.actors import Actor
+from bot.domain.actors import BOT, Actor
 from bot.domain.audit import FIELDS, parse_since, stream_start, write_csv, write_jsonl
 from tests.helpers.redis_server import REDIS_URL
 
@@ -620,3 +620,28 @@ def test_cli_errors_exit_2_with_a_clear_message(tmp_path: Path):
 
     out = cli("--format", "xml", env=env)
     assert out.returncode == 2 and "--format" in out.stderr
+
+
+async def test_cli_exports_the_trail_of_the_service_named(
+    redis: Redis, prefix: str, tmp_path: Path
+):
+    """With several services each keeps its own trail (under svc:NAME:); --service picks."""
+    web = Store(redis, f"{prefix}svc:web:")
+    api = Store(redis, f"{prefix}svc:api:")
+    await web.audit(BOT, "lock.take", environment="staging", reason="web's migration")
+    await api.audit(BOT, "lock.take", environment="staging", reason="api's migration")
+    shared = '[[environments]]\nname = "staging"\ndeploy_command = "true"\n'
+    config = tmp_path / "releasebot.toml"
+    config.write_text(
+        shared
+        + '[services.web]\nrepository = { url = "/srv/web" }\nslack = { channel = "#web" }\n'
+        + '[services.api]\nrepository = { url = "/srv/api" }\nslack = { channel = "#api" }\n'
+    )
+    env = {"REDIS_URL": REDIS_URL, "RELEASEBOT_REDIS_PREFIX": prefix}
+    out = cli("--config", str(config), "--service", "api", env=env)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["reason"] for line in out.stdout.splitlines()] == ["api's migration"]
+    out = cli("--config", str(config), env=env)
+    assert out.returncode == 1 and "name one with --service" in out.stderr
+    out = cli("--config", str(config), "--service", "shop", env=env)
+    assert out.returncode == 1 and "no service 'shop' (services: web, api)" in out.stderr

@@ -237,8 +237,10 @@ def run_export(
     output: str | None,
     environ: Mapping[str, str],
     now: float | None = None,
+    service_prefix: str = "",
 ) -> int:
-    """`releasebot audit export`: exit status 0, or 2 with a message on stderr."""
+    """`releasebot audit export`: exit status 0, or 2 with a message on stderr. With
+    several services, `service_prefix` is the one service's part of the keys (svc:NAME:)."""
     try:
         target = target_from_env(environ)
     except RedisSettingError as exc:
@@ -248,7 +250,7 @@ def run_export(
             "set REDIS_URL (or REDIS_SENTINELS) in the environment to the Redis the bot uses "
             "(the audit trail is read from there)"
         )
-    prefix = environ.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:"
+    prefix = (environ.get("RELEASEBOT_REDIS_PREFIX") or "releasebot:") + service_prefix
     start = "-"
     if since is not None:
         try:
