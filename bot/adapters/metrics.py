@@ -1,7 +1,8 @@
 """What the bot counts for Prometheus (`GET /metrics` in every role, prometheus-client).
 
 Every label value comes from a bounded set: command and action names the bot knows (anything
-else is "other"), Web API methods it calls, environments and checks of its config, outcomes.
+else is "other"), Web API methods it calls, services, environments and checks of its config,
+outcomes.
 Never a user ID, a version or a channel: each distinct label value is a series kept for ever.
 """
 
@@ -45,61 +46,64 @@ SLACK_CALLS = Counter(
 JOBS = Counter(
     "releasebot_jobs",
     "Jobs run by workers, by kind and outcome",
-    ["kind", "outcome"],
+    ["service", "kind", "outcome"],
     registry=REGISTRY,
 )
 JOB_SECONDS = Histogram(
     "releasebot_job_seconds",
     "How long a job ran",
-    ["kind"],
+    ["service", "kind"],
     buckets=JOB_BUCKETS,
     registry=REGISTRY,
 )
 JOB_WAIT_SECONDS = Histogram(
     "releasebot_job_queue_wait_seconds",
     "How long a job waited in the queue before a worker took it",
-    ["kind"],
+    ["service", "kind"],
     buckets=JOB_BUCKETS,
     registry=REGISTRY,
 )
 DEPLOYS = Counter(
     "releasebot_deploys",
     "Deploys finished, by environment and outcome (as audited)",
-    ["environment", "outcome"],
+    ["service", "environment", "outcome"],
     registry=REGISTRY,
 )
 ROLLBACKS = Counter(
     "releasebot_rollbacks",
     "Rollbacks finished, by environment and outcome (as audited)",
-    ["environment", "outcome"],
+    ["service", "environment", "outcome"],
     registry=REGISTRY,
 )
 OPEN_INCIDENTS = Gauge(
     "releasebot_open_incidents",
     "Incidents open now, by environment and severity (read from Redis at each scrape)",
-    ["environment", "severity"],
+    ["service", "environment", "severity"],
     registry=REGISTRY,
 )
 CHECK_RESULTS = Counter(
     "releasebot_check_results",
     "Health-check results recorded by this replica, by check and outcome",
-    ["environment", "check", "outcome"],
+    ["service", "environment", "check", "outcome"],
     registry=REGISTRY,
 )
 CHECK_SECONDS = Histogram(
     "releasebot_check_latency_seconds",
     "Health-check response times recorded by this replica",
-    ["environment", "check"],
+    ["service", "environment", "check"],
     buckets=CHECK_BUCKETS,
     registry=REGISTRY,
 )
 LOCK_HOLDS = Counter(
-    "releasebot_lock_holds", "Locks taken, by lock (environment)", ["lock"], registry=REGISTRY
+    "releasebot_lock_holds",
+    "Locks taken, by lock (environment)",
+    ["service", "lock"],
+    registry=REGISTRY,
 )
 LOCK_HELD_SECONDS = Histogram(
     "releasebot_lock_held_seconds",
     "How long a lock was held, by lock (environment)",
-    ["lock"],
+    ["service", "lock"],
     buckets=JOB_BUCKETS,
     registry=REGISTRY,
 )
@@ -114,25 +118,27 @@ REDIS_ERRORS = Counter(
 DEPLOYS_PER_DAY = Gauge(
     "releasebot_deployment_frequency_per_day",
     "Successful deploys a day over the last 30 days",
-    ["environment"],
+    ["service", "environment"],
     registry=REGISTRY,
 )
 LEAD_TIME = Gauge(
     "releasebot_lead_time_seconds",
     "Lead time for changes (commit to production deploy) over the last 30 days",
-    ["quantile"],
+    ["service", "quantile"],
     registry=REGISTRY,
 )
 CHANGE_FAILURE_RATE = Gauge(
     "releasebot_change_failure_rate",
     "Production deploys followed by a rollback, a hotfix or a critical incident within the "
     "monitoring window, over the last 30 days (0 to 1)",
+    ["service"],
     registry=REGISTRY,
 )
 TIME_TO_RESTORE = Gauge(
     "releasebot_time_to_restore_seconds",
     "Median time from an incident's opening to its end, or a rollback's asking to its end, "
     "over the last 30 days",
+    ["service"],
     registry=REGISTRY,
 )
 
@@ -140,11 +146,11 @@ TIME_TO_RESTORE = Gauge(
 _FINISHED = {"deploy.finish": DEPLOYS, "rollback.finish": ROLLBACKS}
 
 
-def audited(action: str, environment: str, outcome: str) -> None:
+def audited(service: str, action: str, environment: str, outcome: str) -> None:
     """An audit entry was made: a finished deploy or rollback is counted."""
     counter = _FINISHED.get(action)
     if counter is not None:
-        counter.labels(environment or "none", outcome or "done").inc()
+        counter.labels(service, environment or "none", outcome or "done").inc()
 
 
 def bounded(name: str, known: Iterable[str]) -> str:
@@ -152,12 +158,12 @@ def bounded(name: str, known: Iterable[str]) -> str:
     return name if name in set(known) else "other"
 
 
-def checks_recorded(results: Iterable[tuple[tuple[str, str], Any]]) -> None:
+def checks_recorded(service: str, results: Iterable[tuple[tuple[str, str], Any]]) -> None:
     """A tick's results (check id, Result): counted, and their latency observed."""
     for (environment, check), result in results:
-        CHECK_RESULTS.labels(environment, check, "ok" if result.ok else "failed").inc()
+        CHECK_RESULTS.labels(service, environment, check, "ok" if result.ok else "failed").inc()
         if result.ok:
-            CHECK_SECONDS.labels(environment, check).observe(result.ms / 1000)
+            CHECK_SECONDS.labels(service, environment, check).observe(result.ms / 1000)
 
 
 def lock_label(key: str) -> str:
@@ -208,6 +214,7 @@ class Timer:
 
 
 def delivery(
+    service: str,
     per_day: dict[str, float],
     lead_median: float | None,
     lead_p90: float | None,
@@ -216,9 +223,9 @@ def delivery(
 ) -> None:
     """The delivery figures, as gauges (NaN where there is nothing to measure yet)."""
     for environment, rate in per_day.items():
-        DEPLOYS_PER_DAY.labels(environment).set(rate)
+        DEPLOYS_PER_DAY.labels(service, environment).set(rate)
     nan = float("nan")
-    LEAD_TIME.labels("0.5").set(nan if lead_median is None else lead_median)
-    LEAD_TIME.labels("0.9").set(nan if lead_p90 is None else lead_p90)
-    CHANGE_FAILURE_RATE.set(nan if failure_rate is None else failure_rate)
-    TIME_TO_RESTORE.set(nan if restore_median is None else restore_median)
+    LEAD_TIME.labels(service, "0.5").set(nan if lead_median is None else lead_median)
+    LEAD_TIME.labels(service, "0.9").set(nan if lead_p90 is None else lead_p90)
+    CHANGE_FAILURE_RATE.labels(service).set(nan if failure_rate is None else failure_rate)
+    TIME_TO_RESTORE.labels(service).set(nan if restore_median is None else restore_median)

@@ -313,7 +313,11 @@ class Services:
         if clients is None:
             clients = Clients.connect(settings)
         shared_keys = owned or config.legacy_keys
-        store = Store(clients.redis, state_prefix(settings.redis_prefix, config, shared_keys))
+        store = Store(
+            clients.redis,
+            state_prefix(settings.redis_prefix, config, shared_keys),
+            service=config.service,
+        )
         queue = clients.queue_for(store.keys)
         monitor_state = RedisMonitorState(
             clients.redis, store.keys, store.queue_bot_audit, RedisOutbox(clients.redis, store.keys)

@@ -48,9 +48,10 @@ def _about(ctx: JobContext, kind: str, **fields: str) -> Iterator[None]:
     """Every line the job logs names it (and its release and environment, when it has them);
     the job is counted by kind and outcome, with how long it waited and ran."""
     job = _job(ctx)
+    service = _services(ctx).config.service
     if job is not None and job.queued:
         waited = max(0.0, time.time() - job.queued / 1000)
-        metrics.JOB_WAIT_SECONDS.labels(kind).observe(waited)
+        metrics.JOB_WAIT_SECONDS.labels(service, kind).observe(waited)
     took = metrics.Timer()
     outcome = "failed"
     try:
@@ -61,8 +62,8 @@ def _about(ctx: JobContext, kind: str, **fields: str) -> Iterator[None]:
         outcome = "cancelled"
         raise
     finally:
-        metrics.JOBS.labels(kind, outcome).inc()
-        metrics.JOB_SECONDS.labels(kind).observe(took.seconds)
+        metrics.JOBS.labels(service, kind, outcome).inc()
+        metrics.JOB_SECONDS.labels(service, kind).observe(took.seconds)
 
 
 async def create_rc(ctx: JobContext, *, request: dict[str, Any]) -> None:

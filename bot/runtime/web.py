@@ -274,10 +274,11 @@ def build_web_app(fleet: Fleet, bolt: AsyncApp | None) -> web.Application:
             return web.json_response({"ok": False, "redis": "Redis unreachable"}, status=503)
         return web.json_response({"ok": True, "redis": "ok"})
 
-    figures = DeliveryFigures()
+    figures = {each.config.service: DeliveryFigures() for each in fleet.services}
 
     async def metrics_page(_: web.Request) -> web.Response:
-        await refresh_gauges(services, figures)  # the gauges of the first service (issue 18)
+        for each in fleet.services:  # each service's gauges, labelled with its name
+            await refresh_gauges(each, figures[each.config.service])
         return web.Response(
             body=generate_latest(metrics.REGISTRY),
             headers={"Content-Type": CONTENT_TYPE_LATEST},
@@ -354,6 +355,7 @@ class DeliveryFigures:
             log.warning("working out the delivery figures failed", exc_info=True)
             return
         metrics.delivery(
+            services.config.service,
             {e.name: report.per_day(e.name) for e in services.config.environments},
             report.lead_time_median,
             report.lead_time_p90,
@@ -381,7 +383,7 @@ async def refresh_gauges(services: Services, figures: DeliveryFigures | None = N
             if key in counts:
                 counts[key] += 1
     for (environment, severity), count in counts.items():
-        metrics.OPEN_INCIDENTS.labels(environment, severity).set(count)
+        metrics.OPEN_INCIDENTS.labels(services.config.service, environment, severity).set(count)
 
 
 def settle_gc() -> None:

@@ -105,6 +105,9 @@ async def test_a_release_to_production_shows_in_the_delivery_figures(
         for family in text_string_to_metric_families(page)
         for sample in family.samples
     }
-    per_day = gauges[("releasebot_deployment_frequency_per_day", (("environment", "production"),))]
+    service = ("service", bot.services.config.service)
+    per_day = gauges[
+        ("releasebot_deployment_frequency_per_day", (("environment", "production"), service))
+    ]
     assert abs(per_day - 1 / 30) < 1e-9  # one deploy over the last 30 days
-    assert gauges[("releasebot_change_failure_rate", ())] == 0.0
+    assert gauges[("releasebot_change_failure_rate", (service,))] == 0.0

@@ -4,6 +4,7 @@ value a user chose."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -47,21 +48,53 @@ async def test_metrics_count_what_the_bot_did_with_bounded_labels(
         return value(after, metric, **labels) - value(before, metric, **labels)
 
     status = {"kind": "command", "name": "/release status"}
+    svc = bot.services.config.service  # what the service's own figures are labelled with
     assert grew("releasebot_requests_total", outcome="ok", **status) == 1
     assert grew("releasebot_ack_seconds_count", **status) == 1
     assert grew("releasebot_requests_total", kind="command", name="/release other", outcome="ok")
     assert grew("releasebot_requests_total", kind="command", name="/release rc", outcome="ok")
     assert grew("releasebot_slack_api_calls_total", method="chat.postMessage", status="429") == 1
     assert grew("releasebot_slack_api_calls_total", method="chat.postMessage", status="200") >= 1
-    assert grew("releasebot_jobs_total", kind="create-rc", outcome="done") == 1
-    assert grew("releasebot_jobs_total", kind="deploy", outcome="done") == 1
-    assert grew("releasebot_job_queue_wait_seconds_count", kind="deploy") == 1
-    assert grew("releasebot_deploys_total", environment="staging", outcome="succeeded") == 1
-    assert grew("releasebot_lock_holds_total", lock="staging") >= 1
-    assert grew("releasebot_lock_held_seconds_count", lock="staging") >= 1
+    assert grew("releasebot_jobs_total", service=svc, kind="create-rc", outcome="done") == 1
+    assert grew("releasebot_jobs_total", service=svc, kind="deploy", outcome="done") == 1
+    assert grew("releasebot_job_queue_wait_seconds_count", service=svc, kind="deploy") == 1
+    deploys = {"environment": "staging", "outcome": "succeeded"}
+    assert grew("releasebot_deploys_total", service=svc, **deploys) == 1
+    assert grew("releasebot_lock_holds_total", service=svc, lock="staging") >= 1
+    assert grew("releasebot_lock_held_seconds_count", service=svc, lock="staging") >= 1
     for severity in ("warning", "critical"):
-        labels = {"environment": "production", "severity": severity}
+        labels = {"service": svc, "environment": "production", "severity": severity}
         assert ("releasebot_open_incidents", frozenset(labels.items())) in after
     # Nothing a user typed or is: no user ID, no version, no free text in any label.
     for unwanted in ("U0ALICE", "U0MALLORY", "0.15.0", "zz-not-a-command"):
         assert unwanted not in text
+
+
+async def test_each_service_of_a_bot_counts_under_its_own_name(
+    start_bot, git_remote, tmp_path: Path
+):
+    base = make_config(git_remote, tmp_path)
+    web = dataclasses.replace(
+        base, service="web", slack=dataclasses.replace(base.slack, channel="#web")
+    )
+    api = dataclasses.replace(
+        base,
+        service="api",
+        slack=dataclasses.replace(base.slack, channel="#api"),
+        repository=dataclasses.replace(base.repository, tag_prefix="api-v"),
+    )
+    bot = await start_bot([web, api])
+    before, _ = await scrape(bot)
+    await bot.command("rc web")
+    await bot.slack.wait_for(lambda: "Automated tests passed" in str(bot.slack.messages()), 30)
+    after, _ = await scrape(bot)
+
+    def grew(metric: str, /, **labels: str) -> float:
+        return value(after, metric, **labels) - value(before, metric, **labels)
+
+    assert grew("releasebot_jobs_total", service="web", kind="create-rc", outcome="done") == 1
+    assert grew("releasebot_jobs_total", service="api", kind="create-rc", outcome="done") == 0
+    assert grew("releasebot_lock_holds_total", service="web", lock="staging") >= 1
+    for service in ("web", "api"):  # each service's incidents gauge, read at the scrape
+        labels = {"service": service, "environment": "production", "severity": "critical"}
+        assert ("releasebot_open_incidents", frozenset(labels.items())) in after

@@ -7,8 +7,10 @@ from __future__ import annotations
 class Keys:
     """Every Redis key the bot uses, under one prefix (tests give each test its own)."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, service: str = "") -> None:
         self.prefix = prefix
+        # The service whose keys these are (its metrics are labelled with it).
+        self.service = service
 
     def release(self, version: str) -> str:
         return f"{self.prefix}release:{version}"

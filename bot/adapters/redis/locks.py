@@ -109,10 +109,16 @@ class RenewingLock:
     """
 
     def __init__(
-        self, redis: Redis, key: str, ttl_seconds: float, lease_key: str | None = None
+        self,
+        redis: Redis,
+        key: str,
+        ttl_seconds: float,
+        lease_key: str | None = None,
+        service: str = "",
     ) -> None:
         self.redis = redis
         self.key = key
+        self.service = service  # its metrics' label
         self.lease_key = lease_key
         self.ttl = max(0.001, ttl_seconds)
         self.ttl_ms = max(1, int(ttl_seconds * 1000))
@@ -153,7 +159,7 @@ class RenewingLock:
         payload = json.dumps(asdict(info))
         sent = time.monotonic()
         if await self.redis.set(self.key, payload, nx=True, px=self.ttl_ms):
-            metrics.LOCK_HOLDS.labels(metrics.lock_label(self.key)).inc()
+            metrics.LOCK_HOLDS.labels(self.service, metrics.lock_label(self.key)).inc()
             self._held_since = time.monotonic()
             self.renewed_at = sent
             self._payload = payload
@@ -259,7 +265,9 @@ class RenewingLock:
         self._listeners.clear()
         if self._held_since:
             held, self._held_since = time.monotonic() - self._held_since, 0.0
-            metrics.LOCK_HELD_SECONDS.labels(metrics.lock_label(self.key)).observe(held)
+            metrics.LOCK_HELD_SECONDS.labels(self.service, metrics.lock_label(self.key)).observe(
+                held
+            )
         for attempt in range(3):
             try:
                 return bool(await self.redis.eval(_RELEASE, 1, self.key, self.token))
@@ -355,6 +363,7 @@ class Locks:
             self.keys.env_lock(environment),
             self.ttl_seconds,
             lease_key=self.keys.deploy_lease(deploy_id),
+            service=self.keys.service,
         )
 
     def repository(self, holder: str, reason: str) -> AbstractAsyncContextManager[RenewingLock]:

@@ -237,7 +237,7 @@ class RedisMonitorState:
                 pushes += [self._keys_of(check)[1], result.to_json()]
             fenced = await self._redis.eval(_STORE_RESULTS, 1, epoch_key, fence, keep, *pushes)
             if not fenced:
-                metrics.checks_recorded(results[start : start + BATCH])
+                metrics.checks_recorded(self._keys.service, results[start : start + BATCH])
         items = list((deltas or {}).items())
         for start in range(0, len(items), BATCH):
             args: list[str | int | float] = [fence, AGGREGATE_SECONDS]

@@ -77,10 +77,14 @@ class _AuditBatch:
 
 class Store:
     def __init__(
-        self, redis: Redis, prefix: str = "releasebot:", clock: Callable[[], float] = time.time
+        self,
+        redis: Redis,
+        prefix: str = "releasebot:",
+        clock: Callable[[], float] = time.time,
+        service: str = "",
     ) -> None:
         self.redis = redis
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, service)
         self.clock = clock
         self._audit_batch: _AuditBatch | None = None
 
@@ -125,7 +129,9 @@ class Store:
         batch.entries.append(self._audit_fields(actor, action, **fields))
         # Shielded: a caller that stops waiting does not cancel the others' write.
         written = (await asyncio.shield(batch.written))[index]
-        metrics.audited(action, fields.get("environment", ""), fields.get("outcome", "ok"))
+        metrics.audited(
+            self.keys.service, action, fields.get("environment", ""), fields.get("outcome", "ok")
+        )
         return written
 
     async def _write_audit_batch(self, batch: _AuditBatch) -> None:
@@ -341,7 +347,7 @@ class Store:
             missing=f"there is no release {version}",
         )
         # Counted once written: the entry is queued again on every retry of the transaction.
-        metrics.audited(action, environment, outcome)
+        metrics.audited(self.keys.service, action, environment, outcome)
         return done
 
     # --- rollbacks ----------------------------------------------------------------------------
@@ -398,7 +404,7 @@ class Store:
             also=also,
             missing=f"there is no rollback {request_id}",
         )
-        metrics.audited(action, done[0].environment, outcome)
+        metrics.audited(self.keys.service, action, done[0].environment, outcome)
         return done
 
     # --- environments -------------------------------------------------------------------------
