@@ -119,8 +119,10 @@ async def test_reject_asks_for_a_reason_and_stops_the_candidate(
     await bot.click(message_of(bot), "gate_reject", gate="qa")
     opened = await bot.slack.wait_for(lambda: bot.slack.calls_to("views.open"))
     view = opened[0].params["view"]
-    # The form carries only its ticket (bound to this click); it is about QA.
-    assert set(json.loads(view["private_metadata"])) == {"t"}
+    # The form carries only its ticket (bound to this click) and its service (a form's
+    # submission has no channel to route it by); it is about QA.
+    meta = json.loads(view["private_metadata"])
+    assert set(meta) == {"t", "s"} and meta["s"] == bot.services.config.service
     assert "Reject *Manual QA*" in bot.slack.text_of(view["blocks"])
 
     status, body = await bot.submit_view(view, {"reason": " "})
