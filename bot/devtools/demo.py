@@ -3,8 +3,10 @@
 A bare "remote" with a messy tag history, deploy and gate scripts that really run (each
 environment is a folder the deploy writes the release into), and a config that uses them,
 with a CI gate that waits for the team's CI on GitHub (the shell's GitHub stand-in, which
-`ci pass CONTEXT` reports to). Grows with the bot: every capability the bot gains should be
-walkable here.
+`ci pass CONTEXT` reports to). Two services share the bot (issue 18): the website, released in
+#releases, and a small `api` beside it (its own remote, deploy script, health endpoint and CI,
+under `api/`), released in #api-releases. Grows with the bot: every capability the bot gains
+should be walkable here.
 """
 
 from __future__ import annotations
@@ -29,8 +31,11 @@ _GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 
-# Where the demo's CI reports: a repository of the shell's GitHub stand-in.
+# Where the demo's CI reports: repositories of the shell's GitHub stand-in.
 GITHUB_REPOSITORY = "acme/website"
+API_GITHUB_REPOSITORY = "acme/api"
+# The demo's second service lives in this folder of the demo, laid out as the website's is.
+API = "api"
 
 DEPLOY_SCRIPT = """\
 #!/bin/sh
@@ -45,6 +50,19 @@ if [ -f data/feature-flags.toml ]; then cp data/feature-flags.toml "$env_dir/fla
 printf '%s\\n' "$RELEASE_VERSION" > "$env_dir/VERSION"
 printf '%s %s %s\\n' "$(date -u +%FT%TZ)" "$RELEASE_ENV" "$RELEASE_TAG" >> "$DEMO_DIR/deploys.log"
 echo "deployed $RELEASE_TAG to $RELEASE_ENV"
+"""
+
+API_DEPLOY_SCRIPT = """\
+#!/bin/sh
+# Demo deploy of the api: "releases" its checked-out code into the environment's folder.
+set -eu
+env_dir="$DEMO_DIR/environments/$RELEASE_ENV"
+mkdir -p "$env_dir"
+cp api.py "$env_dir/api.py"
+rm -f "$env_dir/FAULT"
+printf '%s\\n' "$RELEASE_VERSION" > "$env_dir/VERSION"
+printf '%s %s %s\\n' "$(date -u +%FT%TZ)" "$RELEASE_ENV" "$RELEASE_TAG" >> "$DEMO_DIR/deploys.log"
+echo "deployed api $RELEASE_TAG to $RELEASE_ENV"
 """
 
 GATE_SCRIPT = """\
@@ -70,80 +88,17 @@ echo "$1: all checks passed"
 """
 
 CONFIG = """\
-# releasebot demo config (made by `releasebot shell --demo`)
+# releasebot demo config (made by `releasebot shell --demo`): two services from one bot, the
+# website (in #releases) and the api beside it (in #api-releases). The tables before
+# [services.website] are shared by both; each service's own tables are laid over them.
 [repository]
-url = "{remote}"
 branch = "main"
 tag_prefix = "v"
-
-[slack]
-channel = "#releases"
-
-[github]
-repository = "{github_repository}"
 
 [worker]
 lock_ttl_seconds = 10
 reap_interval_seconds = 2
 shutdown_grace_seconds = 0
-
-[[environments]]
-name = "staging"
-deploy_command = "DEMO_DIR={demo} sh {demo}/scripts/deploy.sh"
-url = "{site}/staging"
-timeout_seconds = 60
-{checks}
-[[environments]]
-name = "production"
-deploy_command = "DEMO_DIR={demo} sh {demo}/scripts/deploy.sh"
-url = "{site}/production"
-timeout_seconds = 60
-{checks}
-[[gates]]
-id = "e2e"
-name = "Automated tests"
-stage = "staging"
-command = "{gate_env} sh {demo}/scripts/gate.sh e2e"
-
-[[gates]]
-id = "infra"
-name = "Infrastructure validation"
-stage = "staging"
-command = "{gate_env} sh {demo}/scripts/gate.sh infra"
-
-# The team's CI reports on GitHub (in the shell, a local stand-in that `ci pass CONTEXT`
-# reports to): the gate waits until both contexts passed on the candidate's commit.
-[[gates]]
-id = "ci"
-name = "CI checks"
-stage = "staging"
-check = "github"
-contexts = ["ci/build", "ci/e2e"]
-timeout_seconds = 600
-
-[[gates]]
-id = "flags"
-name = "Feature flags ready"
-stage = "staging"
-check = "flags-ready"
-
-[[gates]]
-id = "qa"
-name = "Manual QA"
-stage = "staging"
-manual = true
-
-[[gates]]
-id = "perf"
-name = "Performance acceptable"
-stage = "staging"
-manual = true
-
-[[gates]]
-id = "smoke"
-name = "Smoke tests"
-stage = "production"
-command = "{gate_env} sh {demo}/scripts/gate.sh smoke"
 
 # Into production: one approval per manual gate, from anyone but the requester.
 [approvals.production]
@@ -153,18 +108,6 @@ allow_self_approval = false
 # A rollback needs one approval; whoever asks counts if they may approve.
 [rollback]
 required = 1
-
-# Hotfixes come from the newest hotfix/* branch, with fewer gates.
-[hotfix]
-branches = ["hotfix/*"]
-gates = ["e2e", "qa", "smoke"]
-required = 1
-
-# Feature flags (data/feature-flags.toml): a change that shows a feature to more people needs
-# one approval; switching off needs none.
-[flags]
-required = 1
-verify_seconds = 10
 
 # Health checks, short intervals for the demo (production would use 30-60 s and a window of
 # an hour after each production deploy). Carol is on call.
@@ -176,10 +119,133 @@ reminder_seconds = 300
 oncall = ["U0CAROL"]
 window_seconds = 60
 window_interval_seconds = 1
+
+# --- the website ---------------------------------------------------------------------------
+
+[services.website]
+repository = {{ url = "{remote}" }}
+slack = {{ channel = "#releases" }}
+github = {{ repository = "{github_repository}" }}
+
+[[services.website.environments]]
+name = "staging"
+deploy_command = "DEMO_DIR={demo} sh {demo}/scripts/deploy.sh"
+url = "{site}/staging"
+timeout_seconds = 60
+{checks}
+[[services.website.environments]]
+name = "production"
+deploy_command = "DEMO_DIR={demo} sh {demo}/scripts/deploy.sh"
+url = "{site}/production"
+timeout_seconds = 60
+{checks}
+[[services.website.gates]]
+id = "e2e"
+name = "Automated tests"
+stage = "staging"
+command = "{gate_env} sh {demo}/scripts/gate.sh e2e"
+
+[[services.website.gates]]
+id = "infra"
+name = "Infrastructure validation"
+stage = "staging"
+command = "{gate_env} sh {demo}/scripts/gate.sh infra"
+
+# The team's CI reports on GitHub (in the shell, a local stand-in that `ci pass CONTEXT`
+# reports to): the gate waits until both contexts passed on the candidate's commit.
+[[services.website.gates]]
+id = "ci"
+name = "CI checks"
+stage = "staging"
+check = "github"
+contexts = ["ci/build", "ci/e2e"]
+timeout_seconds = 600
+
+[[services.website.gates]]
+id = "flags"
+name = "Feature flags ready"
+stage = "staging"
+check = "flags-ready"
+
+[[services.website.gates]]
+id = "qa"
+name = "Manual QA"
+stage = "staging"
+manual = true
+
+[[services.website.gates]]
+id = "perf"
+name = "Performance acceptable"
+stage = "staging"
+manual = true
+
+[[services.website.gates]]
+id = "smoke"
+name = "Smoke tests"
+stage = "production"
+command = "{gate_env} sh {demo}/scripts/gate.sh smoke"
+
+# Hotfixes come from the newest hotfix/* branch, with fewer gates.
+[services.website.hotfix]
+branches = ["hotfix/*"]
+gates = ["e2e", "qa", "smoke"]
+required = 1
+
+# Feature flags (data/feature-flags.toml): a change that shows a feature to more people needs
+# one approval; switching off needs none.
+[services.website.flags]
+required = 1
+verify_seconds = 10
+
+# --- the api: a smaller service beside it, with its own repository, deploys and CI ------------
+
+[services.api]
+repository = {{ url = "{api_remote}" }}
+slack = {{ channel = "#api-releases" }}
+github = {{ repository = "{api_github_repository}" }}
+
+[[services.api.environments]]
+name = "staging"
+deploy_command = "DEMO_DIR={api_demo} sh {demo}/scripts/deploy-api.sh"
+url = "{site}/api/staging"
+timeout_seconds = 60
+
+[[services.api.environments]]
+name = "production"
+deploy_command = "DEMO_DIR={api_demo} sh {demo}/scripts/deploy-api.sh"
+url = "{site}/api/production"
+timeout_seconds = 60
+
+[[services.api.gates]]
+id = "contract"
+name = "Contract tests"
+stage = "staging"
+command = "{api_gate_env} sh {demo}/scripts/gate.sh contract"
+
+[[services.api.gates]]
+id = "ci"
+name = "CI checks"
+stage = "staging"
+check = "github"
+contexts = ["ci/build"]
+timeout_seconds = 600
+
+# The shared [approvals.production] asks for an approval: here, of the api's manual gate.
+[[services.api.gates]]
+id = "qa"
+name = "Manual QA"
+stage = "staging"
+manual = true
+
+[[services.api.gates]]
+id = "smoke"
+name = "Smoke tests"
+stage = "production"
+command = "{api_gate_env} sh {demo}/scripts/gate.sh smoke"
 """
 
 CHECKS = """
-[[environments.checks]]
+[[services.website.environments.checks]]
 name = "health"
 path = "/health"
 interval_seconds = 2
@@ -187,7 +253,7 @@ timeout_seconds = 2
 max_response_ms = 3000
 json = {{ status = "UP" }}
 
-[[environments.checks]]
+[[services.website.environments.checks]]
 name = "build-info"
 path = "/build-info"
 interval_seconds = 2
@@ -226,6 +292,17 @@ HISTORY: list[tuple[str, str, list[str]]] = [
     ),
     ("Infrastructure changes", "Hello, new infrastructure", []),
 ]
+# The api's history, as HISTORY: (commit message, its version string, tags on that commit).
+API_HISTORY: list[tuple[str, str, list[str]]] = [
+    ("Initial api", "1.3.0", ["v1.3.0"]),
+    ("feat: /orders answers with the order's status", "1.4.0", ["v1.4.0-rc.1", "v1.4.0"]),
+    ("feat: /orders pages its answers (#8)", "1.5.0-dev", []),
+]
+API_CODE = """\
+# The demo's api: what its deploy copies into an environment ({version}).
+ROUTES = ["/health", "/build-info", "/orders"]
+"""
+
 # Who wrote which of them (the rest: Demo Dev).
 AUTHORS = {
     "feat(blog)": ("Ann Lee", "ann@demo.invalid"),
@@ -260,6 +337,12 @@ class Demo:
         log = self.root / "deploys.log"
         return log.read_text().splitlines() if log.exists() else []
 
+    @property
+    def api(self) -> Demo:
+        """The second service, laid out in a folder of its own as the website's is (its
+        remote, its environments, its deploys.log)."""
+        return Demo(self.root / API)
+
 
 def _git(args: list[str], cwd: Path, author: tuple[str, str] | None = None) -> str:
     env = {**os.environ, **_GIT_ENV}
@@ -285,6 +368,7 @@ def create_demo(root: Path, site_port: int) -> Demo:
     scripts.mkdir()
     (scripts / "deploy.sh").write_text(DEPLOY_SCRIPT)
     (scripts / "gate.sh").write_text(GATE_SCRIPT)
+    (scripts / "deploy-api.sh").write_text(API_DEPLOY_SCRIPT)
     (root / "environments").mkdir()
 
     _git(["init", "-q", "--bare", "-b", "main", str(demo.remote)], root)
@@ -311,8 +395,11 @@ def create_demo(root: Path, site_port: int) -> Demo:
     _git(["checkout", "-q", "main"], demo.work)
     _git(["push", "-q", "--tags", "origin", "main", "hotfix/footer-links"], demo.work)
 
+    _create_api(demo.api)
+
     site = f"http://127.0.0.1:{site_port}"
     gate_env = f"DEMO_DIR={root} DEMO_SITE={site} DEMO_PYTHON={sys.executable}"
+    api_gate_env = f"DEMO_DIR={demo.api.root} DEMO_SITE={site}/{API} DEMO_PYTHON={sys.executable}"
     demo.config_path.write_text(
         CONFIG.format(
             remote=demo.remote,
@@ -321,6 +408,10 @@ def create_demo(root: Path, site_port: int) -> Demo:
             gate_env=gate_env,
             checks=CHECKS.format(),
             github_repository=GITHUB_REPOSITORY,
+            api_remote=demo.api.remote,
+            api_demo=demo.api.root,
+            api_gate_env=api_gate_env,
+            api_github_repository=API_GITHUB_REPOSITORY,
         )
     )
     # Both environments run v0.14.1 from before the bot, so their checks are green at first.
@@ -334,6 +425,27 @@ def create_demo(root: Path, site_port: int) -> Demo:
     return demo
 
 
+def _create_api(api: Demo) -> None:
+    """The api's remote, with a short history of its own and one change since v1.4.0, which
+    both of its environments run."""
+    api.root.mkdir()
+    _git(["init", "-q", "--bare", "-b", "main", str(api.remote)], api.root)
+    _git(["init", "-q", "-b", "main", str(api.work)], api.root)
+    _git(["remote", "add", "origin", str(api.remote)], api.work)
+    for message, version, tags in API_HISTORY:
+        (api.work / "api.py").write_text(API_CODE.format(version=version))
+        _git(["add", "api.py"], api.work)
+        _git(["commit", "-q", "-m", message], api.work)
+        for tag in tags:
+            _git(["tag", "-a", tag, "-m", tag], api.work)
+    _git(["push", "-q", "--tags", "origin", "main"], api.work)
+    for env in ("staging", "production"):
+        env_dir = api.root / "environments" / env
+        env_dir.mkdir(parents=True)
+        (env_dir / "api.py").write_text(API_CODE.format(version="1.4.0"))
+        (env_dir / "VERSION").write_text("1.4.0\n")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -343,7 +455,8 @@ def free_port() -> int:
 class DemoSite:
     """The demo's "website" on 127.0.0.1: per environment, the page the last deploy put there,
     `/health`, `/build-info` with the version deployed, and `/flags` with the flags it runs
-    (what health checks and flag changes look at)."""
+    (what health checks and flag changes look at); and the api's `/api/ENV/health` and
+    `/api/ENV/build-info`, from what its deploys put in its folder."""
 
     def __init__(self, demo: Demo, port: int) -> None:
         self.demo = demo
@@ -356,6 +469,8 @@ class DemoSite:
         app.router.add_get("/{env}/build-info", self._build_info)
         app.router.add_get("/{env}/flags", self._flags)
         app.router.add_get("/{env}/", self._page)
+        app.router.add_get(f"/{API}/{{env}}/health", self._health)
+        app.router.add_get(f"/{API}/{{env}}/build-info", self._build_info)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -364,19 +479,25 @@ class DemoSite:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    SERVICES = ("website", API)
+
+    def _service(self, service: str) -> Demo:
+        return self.demo.api if service == API else self.demo
+
     def _env_dir(self, request: web.Request) -> Path:
         env = request.match_info["env"]
         if not env.isidentifier():
             raise web.HTTPNotFound()
-        return self.demo.root / "environments" / env
+        service = API if request.path.startswith(f"/{API}/") else "website"
+        return self._service(service).root / "environments" / env
 
     FAULTS = ("down", "slow", "failing", "up")
 
-    def fault(self, environment: str, mode: str) -> None:
-        """Break an environment's site on purpose (down: 503, slow: 1.5 s per answer) until
-        `up` or the next deploy there; `failing` makes its gates fail (not its health) until
-        `up`, through deploys."""
-        env_dir = self.demo.root / "environments" / environment
+    def fault(self, environment: str, mode: str, service: str = "website") -> None:
+        """Break an environment's site (the website's, or the api's) on purpose (down: 503,
+        slow: 1.5 s per answer) until `up` or the next deploy there; `failing` makes its gates
+        fail (not its health) until `up`, through deploys."""
+        env_dir = self._service(service).root / "environments" / environment
         env_dir.mkdir(parents=True, exist_ok=True)
         if mode == "up":
             (env_dir / "FAULT").unlink(missing_ok=True)
@@ -392,14 +513,15 @@ class DemoSite:
         mode = fault.read_text().strip() if fault.exists() else ""
         if mode == "slow":
             await asyncio.sleep(1.5)
-        up = (env_dir / "index.html").exists() and mode != "down"
+        deployed = any((env_dir / name).exists() for name in ("index.html", "api.py"))
+        up = deployed and mode != "down"
         return web.json_response({"status": "UP" if up else "DOWN"}, status=200 if up else 503)
 
     async def _build_info(self, request: web.Request) -> web.Response:
-        version = self.demo.deployed_version(request.match_info["env"])
-        if version is None:
+        path = self._env_dir(request) / "VERSION"
+        if not path.exists():
             raise web.HTTPNotFound()
-        return web.json_response({"version": version})
+        return web.json_response({"version": path.read_text().strip()})
 
     async def _flags(self, request: web.Request) -> web.Response:
         path = self._env_dir(request) / "flags.toml"

@@ -4,7 +4,10 @@ The same handlers, worker and scheduler run as in production; the person at the 
 types slash commands, which reach the bot as signed HTTP requests, and the bot's messages (as
 posted to the stand-in) are printed as text, buttons numbered so `click N` presses one. When
 the config's CI gates read GitHub, a local GitHub stand-in plays the team's CI too: `ci pass
-CONTEXT` reports a commit status to it.
+CONTEXT` reports a commit status to it. With several services (`[services.NAME]`), the bot is
+a fleet and the shell types in a channel, as a person in Slack does: the first service's at
+first, another one's (or one of no service, where `/release status` lists them all) after
+`channel #NAME`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,12 +41,15 @@ from bot.domain.ci_checks import ALL, latest
 from bot.domain.config import Config
 from bot.domain.releases import Release
 from bot.runtime.container import Services
+from bot.runtime.fleet import Fleet
 from bot.runtime.settings import Settings
 from bot.runtime.web import Bot
 from bot.services import ci_gates
 from bot.services.ports import CiUnavailable
 
-CHANNEL_ID, CHANNEL_NAME = "C0SHELL", "dev"
+# A channel of no service: with several, a command typed there names its service, and
+# `/release status` there lists them all.
+OUTSIDE = "#dev"
 TEAM_ID = "T0SHELL"
 WORKSPACE = payloads.Workspace(
     team_id=TEAM_ID, team_domain="shell", app_id="A0SHELL", token="shell"
@@ -55,13 +61,18 @@ Type what you would type in Slack, plus a few shell commands:
   submit TEXT              fill in and send the form a button opened (e.g. a reason)
   cancel                   close that form
   /as NAME                 act as another person (e.g. /as bob)
+  channel [#NAME]          type in another channel (e.g. #api-releases, or #dev, where no
+                           service posts); alone: where you type and each service's channel
   wait [SECONDS]           wait until the bot is idle (or for SECONDS)
-  site ENV down|slow|failing|up  (demo) break the demo site of ENV (failing: its gates
-                           fail), or mend it
-  ci                       what the team's CI reported on the newest candidate's commit
-  ci pass|fail|pending CONTEXT [VERSION]
+  site [SERVICE] ENV down|slow|failing|up  (demo) break the demo site of ENV (failing: its
+                           gates fail), or mend it; the website's, or the api's: site api ...
+  ci [SERVICE]             what the team's CI reported on the newest candidate's commit
+  ci pass|fail|pending CONTEXT [VERSION] [SERVICE]
                            play the team's CI: report CONTEXT (e.g. ci/build) on the newest
                            candidate's commit (or VERSION's); CI gates look again at once
+  With several services, `site` and `ci` act on the service of the channel you type in (the
+  first service outside them), or on the SERVICE named; so do /release commands, which may
+  name it after the sub-command: /release rc api.
   help                     this help
   quit                     leave (Ctrl-D works too)"""
 
@@ -140,6 +151,7 @@ class Shell:
     styled: bool = False  # mrkdwn as ANSI styles (a terminal) or as it is (a transcript)
     echo: bool = True  # repeat each line after the prompt (a terminal's prompt shows it)
     user: str = "alice"
+    channel: str = ""  # where commands are typed ("#releases"); the first service's at first
     site: DemoSite | None = None  # the demo's site, which `site ENV down` breaks
     github: GitHubStandIn | None = None  # the team's CI, which `ci pass CONTEXT` reports to
     _http: aiohttp.ClientSession | None = None
@@ -162,14 +174,33 @@ class Shell:
     def _meet(self, name: str) -> None:
         self.slack.users[user_id_for(name)] = {"name": name, "real_name": name.title()}
 
+    @property
+    def fleet(self) -> Fleet:
+        return self.bot.fleet
+
+    @property
+    def services(self) -> Services:
+        """The service the shell acts on: the one of the channel typed in, else the first."""
+        return self._service_in(self.slack.channel_id(self.channel)) or self.fleet.first
+
+    def _service_in(self, channel_id: str) -> Services | None:
+        return self.fleet.for_channel(channel_id, self.slack.channel_name(channel_id))
+
+    def _service_named(self, word: str) -> Services | None:
+        """The service `word` names exactly (the shell's own commands take no prefixes: a
+        word may be a context or an environment)."""
+        return next((s for s in self.fleet.services if s.config.service == word), None)
+
     async def __aenter__(self) -> Shell:
         # Slack gives up after 3 s; the shell waits longer (a busy laptop), but never forever.
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         self._meet(self.user)
+        self.channel = self.channel or self.fleet.first.config.slack.channel
         # On-call people named like the shell's users (U0CAROL is carol) show by name.
-        for who in self.bot.services.config.monitoring.oncall:
-            if who.startswith("U0"):
-                self._meet(who[2:].lower())
+        for services in self.fleet.services:
+            for who in services.config.monitoring.oncall:
+                if who.startswith("U0"):
+                    self._meet(who[2:].lower())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -182,7 +213,7 @@ class Shell:
     async def _post(self, body: str) -> tuple[int, dict[str, Any]]:
         assert self._http is not None
         url = f"http://127.0.0.1:{self.bot.port}/slack/events"
-        headers = payloads.signed_headers(body, self.bot.services.settings.signing_secret)
+        headers = payloads.signed_headers(body, self.fleet.first.settings.signing_secret)
         try:
             async with self._http.post(url, data=body, headers=headers) as resp:
                 text = await resp.text()
@@ -220,6 +251,8 @@ class Shell:
             self.say(HELP)
         elif word == "/as":
             self._switch_user(rest.strip())
+        elif word == "channel":
+            self._switch_channel(rest.strip())
         elif word == "click":
             await self._click(rest.strip())
         elif word == "submit":
@@ -247,33 +280,76 @@ class Shell:
         self._meet(name)
         self.say(f"  You are now {name} ({self.user_id}).")
 
+    def _switch_channel(self, name: str) -> None:
+        """Type in another channel: a service's (its commands and clicks are that service's)
+        or one of none (#dev), where a fleet's `/release status` lists every service."""
+        where = {s.config.slack.channel: s.config.service for s in self.fleet.services}
+        if not name:
+            self.say(f"  You type in {self.channel}.")
+        elif not re.fullmatch(r"#?[a-z0-9][a-z0-9._-]{0,79}", name):
+            self.say("  Usage: channel #NAME, with a lowercase channel name like #api-releases.")
+            return
+        else:
+            self.channel = "#" + name.lstrip("#")
+            service = self._service_in(self.slack.channel_id(self.channel))
+            whose = f"{service.config.service}'s channel" if service else "no service's channel"
+            self.say(f"  You type in {self.channel} now ({whose}).")
+        self.say(
+            "  (channels: "
+            + ", ".join(f"{channel} ({service})" for channel, service in where.items())
+            + f"; {OUTSIDE} is no service's)"
+        )
+
     def _site(self, args: list[str]) -> None:
         if self.site is None:
             self.say("  `site` works in the demo only (`releasebot shell --demo`).")
             return
-        names = [e.name for e in self.bot.services.config.environments]
-        if len(args) != 2 or args[0] not in names or args[1] not in self.site.FAULTS:
-            self.say(f"  Usage: site ENV down|slow|failing|up, with ENV one of {', '.join(names)}.")
+        named = self._service_named(args[0]) if args else None
+        services = named or self.services
+        if named is not None:
+            args = args[1:]
+        names = [e.name for e in services.config.environments]
+        if (
+            len(args) != 2
+            or args[0] not in names
+            or args[1] not in self.site.FAULTS
+            or services.config.service not in self.site.SERVICES
+        ):
+            self.say(
+                f"  Usage: site [SERVICE] ENV down|slow|failing|up, with ENV one of "
+                f"{', '.join(names)}."
+            )
             return
-        self.site.fault(args[0], args[1])
+        self.site.fault(args[0], args[1], services.config.service)
         what = {
             "down": "answers 503 now",
             "slow": "takes 1.5 s per answer now",
             "failing": "fails its gates now",
             "up": "is healthy again",
         }[args[1]]
-        self.say(f"  (the demo site of {args[0]} {what})")
+        whose = "" if services is self.fleet.first else f"{services.config.service} "
+        self.say(f"  (the demo {whose}site of {args[0]} {what})")
 
     # --- the team's CI (`ci`) ---------------------------------------------------------------
 
-    def ci_contexts(self) -> list[str]:
-        """The contexts the config's CI gates name (those that must pass, then those allowed
-        to fail), for help and completion."""
+    def ci_contexts(self, services: Services | None = None) -> list[str]:
+        """The contexts the CI gates of a service (the shell's, by default) name (those that
+        must pass, then those allowed to fail), for help and completion."""
         names: list[str] = []
-        for gate in self.bot.services.config.gates:
+        for gate in (services or self.services).config.gates:
             if gate.check == "github":
                 names += [c for c in (*gate.contexts, *gate.allow_failures) if c != ALL]
         return list(dict.fromkeys(names))
+
+    def _ci_usage(self) -> str:
+        return CI_USAGE + (" [SERVICE]" if len(self.fleet.services) > 1 else "")
+
+    def _label(self, services: Services, release: Release) -> str:
+        """A release's tag as the shell says it: with its service's name when that is not the
+        first one (two services may have one version)."""
+        if services is self.fleet.first:
+            return release.tag
+        return f"{services.config.service} {release.tag}"
 
     async def _ci(self, rest: str) -> None:
         if self.github is None:
@@ -285,16 +361,26 @@ class Shell:
         try:
             args = shlex.split(rest)
         except ValueError:
-            self.say(f"  Usage: {CI_USAGE} (a CONTEXT with spaces goes in quotes).")
+            self.say(f"  Usage: {self._ci_usage()} (a CONTEXT with spaces goes in quotes).")
             return
+        # With several services, a word naming one (anywhere) says which service's CI.
+        services = self.services
+        if len(self.fleet.services) > 1:
+            for arg in args:
+                named = self._service_named(arg)
+                if named is not None:
+                    services = named
+                    args.remove(arg)
+                    break
         try:
             if not args or (len(args) == 1 and _VERSION_LIKE.fullmatch(args[0])):
-                await self._ci_list(args[0] if args else None)
+                await self._ci_list(services, args[0] if args else None)
             elif args[0] not in CI_STATES:
-                self.say(f"  I don't know `ci {args[0]}`. Usage: {CI_USAGE}")
+                self.say(f"  I don't know `ci {args[0]}`. Usage: {self._ci_usage()}")
             elif len(args) == 1 or len(args) > 3:
                 self.say(
-                    f"  Usage: ci {args[0]} CONTEXT [VERSION], {self._contexts_hint(args[0])}."
+                    f"  Usage: ci {args[0]} CONTEXT [VERSION], "
+                    f"{self._contexts_hint(services, args[0])}."
                 )
             elif len(args) == 3 and not _VERSION_LIKE.fullmatch(args[2]):
                 self.say(
@@ -302,14 +388,15 @@ class Shell:
                     f'goes in quotes: ci {args[0]} "{args[1]} {args[2]}"'
                 )
             else:
-                await self._ci_report(args[0], args[1], args[2] if len(args) == 3 else None)
+                version = args[2] if len(args) == 3 else None
+                await self._ci_report(services, args[0], args[1], version)
         except RedisError:
             self.say("  Redis did not answer, so the shell cannot tell which commit; try again.")
         except CiUnavailable as exc:
             self.say(f"  The bot could not read CI: {exc}")
 
-    def _contexts_hint(self, verb: str = "pass") -> str:
-        contexts = self.ci_contexts()
+    def _contexts_hint(self, services: Services, verb: str = "pass") -> str:
+        contexts = self.ci_contexts(services)
         if not contexts:
             return f"with CONTEXT the name CI reports, like `ci {verb} ci/build`"
         return (
@@ -317,57 +404,63 @@ class Shell:
             f"like `ci {verb} {contexts[0]}`"
         )
 
-    async def _ci_release(self, version: str | None) -> Release | None:
+    async def _ci_release(self, services: Services, version: str | None) -> Release | None:
         """The release whose commit `ci` reports on: VERSION's, or the newest open candidate
         (what `/release final` would promote); None, said why, when there is none."""
-        store = self.bot.services.store
+        store = services.store
+        whose = "" if services is self.fleet.first else f" of {services.config.service}"
         if version is None:
             candidates = [
                 r for r in await store.releases_in_flight() if approvals.is_open_candidate(r)
             ]
             if not candidates:
                 self.say(
-                    "  There is no open release candidate, so no commit for CI to report on: "
-                    "`/release rc` makes one (or name a release: `ci pass CONTEXT VERSION`)."
+                    f"  There is no open release candidate{whose}, so no commit for CI to "
+                    "report on: `/release rc` makes one (or name a release: `ci pass CONTEXT "
+                    "VERSION`)."
                 )
                 return None
             return candidates[-1]
-        prefix = self.bot.services.config.repository.tag_prefix
+        prefix = services.config.repository.tag_prefix
         bare = version[len(prefix) :] if prefix and version.startswith(prefix) else version
         release = await store.get_release(bare)
         if release is None:  # a final version names its candidate's commit
             candidate = await store.release_by_final_version(bare)
             release = await store.get_release(candidate) if candidate else None
         if release is None:
-            self.say(f"  There is no release `{version}`; `/release status` lists those in flight.")
+            self.say(
+                f"  There is no release `{version}`{whose}; `/release status` lists those in "
+                "flight."
+            )
         return release
 
-    async def _ci_report(self, verb: str, context: str, version: str | None) -> None:
+    async def _ci_report(
+        self, services: Services, verb: str, context: str, version: str | None
+    ) -> None:
         """A commit status on the release's commit, then the CI gates' look at once (the
         scheduler's comes only every few seconds)."""
         assert self.github is not None
-        release = await self._ci_release(version)
+        release = await self._ci_release(services, version)
         if release is None:
             return
         state = CI_STATES[verb]
-        owner, name = self.bot.services.config.github.owner_and_name
+        owner, name = services.config.github.owner_and_name
         self.github.set_status(
             owner, name, release.sha, context, state, description="reported in releasebot shell"
         )
         self.say(
             f"  (CI reports {context}: {state} on `{release.sha[:10]}`, the commit of "
-            f"{release.tag})"
+            f"{self._label(services, release)})"
         )
-        contexts = self.ci_contexts()
+        contexts = self.ci_contexts(services)
         if contexts and context not in contexts:
             self.say(f"  (no CI gate waits for {context}; they wait for {', '.join(contexts)})")
-        await ci_gates.recheck_waiting(self.bot.services)
+        await ci_gates.recheck_waiting(services)
         await self.settle()
-        await self._ci_still_waiting(release.version)
+        await self._ci_still_waiting(services, release.version)
 
-    async def _ci_still_waiting(self, version: str) -> None:
+    async def _ci_still_waiting(self, services: Services, version: str) -> None:
         """Say what a CI gate of the release still waits for (its decision is in the thread)."""
-        services = self.bot.services
         release = await services.store.get_release(version)
         if release is None:
             return
@@ -378,21 +471,21 @@ class Shell:
                 continue
             verdict = await ci_gates.look(services, release, gate, cfg)
             if verdict.outcome == "waiting":
-                self.say(f"  ({gate.name} of {release.tag}: {verdict.detail})")
+                self.say(f"  ({gate.name} of {self._label(services, release)}: {verdict.detail})")
 
-    async def _ci_list(self, version: str | None) -> None:
-        release = await self._ci_release(version)
+    async def _ci_list(self, services: Services, version: str | None) -> None:
+        release = await self._ci_release(services, version)
         if release is None:
             return
-        ci = self.bot.services.ci
+        ci = services.ci
         if ci is None:
             self.say("  The bot has no GitHub access in this shell, so it reads no CI.")
             return
         reported = latest(await ci.checks(release.sha))
-        where = f"`{release.sha[:10]}` ({release.tag})"
-        missing = [c for c in self.ci_contexts() if c not in reported]
+        where = f"`{release.sha[:10]}` ({self._label(services, release)})"
+        missing = [c for c in self.ci_contexts(services) if c not in reported]
         if not reported:
-            self.say(f"  CI has reported nothing on {where} yet; {self._contexts_hint()}.")
+            self.say(f"  CI has reported nothing on {where} yet; {self._contexts_hint(services)}.")
             return
         self.say(f"  CI on {where}:")
         for check in reported.values():
@@ -423,8 +516,8 @@ class Shell:
                 self.person,
                 command=command,
                 text=text.strip(),
-                channel_id=CHANNEL_ID,
-                channel_name=CHANNEL_NAME,
+                channel_id=self.slack.channel_id(self.channel),
+                channel_name=self.channel.lstrip("#"),
                 response_url=self.slack.response_url(self.user),
             )
         )
@@ -468,7 +561,7 @@ class Shell:
             WORKSPACE,
             self.person,
             channel_id=button.channel,
-            channel_name=button.channel,
+            channel_name=self.slack.channel_name(button.channel) or button.channel,
             message=shown,
             block_id=button.block_id,
             action=button.action,
@@ -512,9 +605,11 @@ class Shell:
     # --- waiting and printing -----------------------------------------------------------------
 
     async def _busy(self) -> bool:
-        services = self.bot.services
-        queued = await services.queue.count("queued") + await services.queue.count("active")
-        return queued > 0 or not services.notifier.idle
+        for services in self.fleet.services:
+            queued = await services.queue.count("queued") + await services.queue.count("active")
+            if queued > 0 or not services.notifier.idle:
+                return True
+        return False
 
     async def _still_busy(self) -> bool:
         try:
@@ -591,7 +686,8 @@ class Shell:
         return {uid: str(info.get("name", uid)) for uid, info in self.slack.users.items()}
 
     def _print_message(self, message: Message, parent: Message | None, updated: bool) -> None:
-        where = "#releases" if message.channel.upper().endswith("RELEASES") else message.channel
+        name = self.slack.channel_name(message.channel)
+        where = f"#{name}" if name and message.channel.startswith("C") else message.channel
         lines = render(
             message.blocks, fallback=message.text, names=self._names(), styled=self.styled
         )
@@ -633,13 +729,13 @@ class Shell:
                 ts=message.ts,
                 block_id=key[1],
                 action=element,
-                subject=self._subject(element),
+                subject=self._subject(message.channel, element),
             )
         else:
             self._buttons[key].action = element
         return self._buttons[key]
 
-    def _subject(self, element: dict[str, Any]) -> str:
+    def _subject(self, channel_id: str, element: dict[str, Any]) -> str:
         """The gate a button acts on, from its value (`{"v": …, "g": gate id}`): the bot's
         message shows a plain "Reject" under the gate's line, which the terminal's list of
         numbered buttons loses."""
@@ -648,7 +744,8 @@ class Shell:
         except json.JSONDecodeError:
             return ""
         gate_id = value.get("g") if isinstance(value, dict) else None
-        names = {g.id: g.name for g in self.bot.services.config.gates}
+        services = self._service_in(channel_id) or self.fleet.first
+        names = {g.id: g.name for g in services.config.gates}
         return names.get(gate_id, "") if isinstance(gate_id, str) else ""
 
 
@@ -756,7 +853,7 @@ def first_line(message: Message, names: dict[str, str]) -> str:
 
 
 async def run_shell(
-    config: Config,
+    configs: Sequence[Config],
     *,
     state_dir: Path,
     redis_url: str | None,
@@ -765,7 +862,8 @@ async def run_shell(
     live: bool = False,
     site: DemoSite | None = None,
 ) -> None:
-    """Start the bot (all roles) against the stand-in and play `lines`, or read the terminal."""
+    """Start the bot (all roles, every service of `configs` in one fleet) against the
+    stand-in and play `lines`, or read the terminal."""
     # `kill -USR1` prints what every task is waiting for: the way to see why a shell hangs.
     with contextlib.suppress(NotImplementedError, RuntimeError):
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
@@ -778,7 +876,7 @@ async def run_shell(
         print(WARNING, file=sys.stderr)
     prefix = f"releasebot-shell:{secrets.token_hex(4)}:"
     try:
-        async with SlackStandIn(token="xoxb-shell") as slack, _github_for(config) as github:
+        async with SlackStandIn(token="xoxb-shell") as slack, _github_for(configs) as github:
             settings = Settings(
                 bot_token=slack.token,
                 signing_secret=secrets.token_hex(16),
@@ -794,7 +892,7 @@ async def run_shell(
                     else None
                 ),
             )
-            bot = Bot(Services.create(settings, config), "all")
+            bot = Bot(Fleet.create(settings, configs), "all")
             try:
                 await bot.start(port=0, host="127.0.0.1")
                 async with Shell(bot, slack, out=out, live=live, site=site, github=github) as shell:
@@ -814,15 +912,17 @@ async def run_shell(
 
 
 @contextlib.asynccontextmanager
-async def _github_for(config: Config) -> AsyncIterator[GitHubStandIn | None]:
-    """The team's CI, when the config's CI gates read GitHub: a local GitHub stand-in with
-    the configured repository on it, nothing reported yet (`ci pass CONTEXT` reports). The
+async def _github_for(configs: Sequence[Config]) -> AsyncIterator[GitHubStandIn | None]:
+    """The team's CI, when a service's CI gates read GitHub: a local GitHub stand-in with
+    every configured repository on it, nothing reported yet (`ci pass CONTEXT` reports). The
     shell never reaches the real GitHub, as it never reaches the real Slack."""
-    if not config.github.repository:
+    named = [c for c in configs if c.github.repository]
+    if not named:
         yield None
         return
     async with GitHubStandIn() as github:
-        github.repo(*config.github.owner_and_name)
+        for config in named:
+            github.repo(*config.github.owner_and_name)
         yield github
 
 

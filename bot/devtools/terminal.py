@@ -22,12 +22,23 @@ from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 from prompt_toolkit.patch_stdout import patch_stdout
 
-from bot.devtools.shell import CI_STATES, Shell
+from bot.devtools.shell import CI_STATES, OUTSIDE, Shell
 
 WATCH_SECONDS = 0.2  # how often the prompt looks for new messages: soon enough to feel live
 
 # What the shell understands, for completion: its own words and the bot's commands.
-SHELL_WORDS = ("help", "click", "submit", "cancel", "/as", "wait", "site", "ci", "quit")
+SHELL_WORDS = (
+    "help",
+    "click",
+    "submit",
+    "cancel",
+    "/as",
+    "channel",
+    "wait",
+    "site",
+    "ci",
+    "quit",
+)
 COMMANDS = {
     "/release": (
         "rc",
@@ -68,8 +79,9 @@ def open_history(path: Path) -> History:
 
 class ShellCompleter(Completer):
     """Completes the first word, a command's subcommand, `click`'s live button numbers (with
-    their labels), `/as` with the people met so far, `site`'s environments and faults, and
-    `ci`'s verbs and the contexts the CI gates name."""
+    their labels), `/as` with the people met so far, `channel` with the services' channels,
+    `site`'s environments and faults, and `ci`'s verbs and the contexts the CI gates name
+    (those of the service of the channel typed in)."""
 
     def __init__(self, shell: Shell) -> None:
         self.shell = shell
@@ -94,9 +106,14 @@ class ShellCompleter(Completer):
         if len(done) == 1 and first == "/as":
             met = {str(info.get("name", "")) for info in self.shell.slack.users.values()}
             return [(name, "") for name in sorted(met) if name and name != self.shell.user]
+        if len(done) == 1 and first == "channel":
+            fleet = self.shell.fleet.services
+            return [(s.config.slack.channel, s.config.service) for s in fleet] + [
+                (OUTSIDE, "no service's")
+            ]
         if first == "site" and len(done) in (1, 2):
             if len(done) == 1:
-                return [(e.name, "") for e in self.shell.bot.services.config.environments]
+                return [(e.name, "") for e in self.shell.services.config.environments]
             return [(f, "") for f in SITE_FAULTS]
         if first == "ci" and len(done) == 1:
             return [(v, "") for v in CI_VERBS]

@@ -301,17 +301,17 @@ def shell(args: argparse.Namespace) -> int:
                 f"{root / 'environments'}, site on http://127.0.0.1:{port}/staging/",
                 file=sys.stderr,
             )
-            config = _load(str(demo.config_path))
+            configs = _load_all(str(demo.config_path))
             state_dir = root / "state"
         else:
-            config = _load(config_path(args.config))
+            configs = _load_all(config_path(args.config))
             state_dir = Path(
                 stack.enter_context(tempfile.TemporaryDirectory(prefix="releasebot-shell-"))
             )
         try:
             asyncio.run(
                 run_shell(
-                    config,
+                    configs,
                     state_dir=state_dir,
                     redis_url=os.environ.get("REDIS_URL") or None,
                     lines=lines,

@@ -157,6 +157,22 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
     assert "/flags reports `new_infrastructure` on, 10%" in out  # after bob's approval
     assert "Ramp finished: `new_infrastructure` is on, 100%" in out
     assert "/flags reports `new_infrastructure` off, 100%" in out  # the kill switch
+    # The second service: a candidate of the api from its own remote, deployed by its own
+    # script, announced in its own channel; its CI passed on `ci pass ci/build api`.
+    assert "v1.5.0-rc.1" in demo.api.remote_tags()
+    assert [line.split()[1:] for line in demo.api.deploys()] == [["staging", "v1.5.0-rc.1"]]
+    assert demo.api.deployed_version("staging") == "1.5.0-rc.1"
+    api = out.split("alice> /release rc api\n")[1].split("alice> ")[0]
+    assert "Follow along in #api-releases" in api and "[#api-releases] releasebot:" in api
+    assert "v0.16.0" not in api  # nothing of the website's
+    ci = out.split("alice> ci pass ci/build api\n")[1].split("alice> ")[0]
+    assert "the commit of api v1.5.0-rc.1" in ci and "✅ CI checks passed in" in ci
+    # Typed in a channel of no service, /release status lists both, a line each.
+    status = out.split("alice> channel #dev\n")[1]
+    assert "You type in #dev now (no service's channel)" in status
+    assert "2 services" in status
+    assert "*website* (#releases): staging `v0.16.0-rc.1` · production `v0.15.0`" in status
+    assert "*api* (#api-releases): staging `v1.5.0-rc.1`" in status
 
 
 def test_a_pipe_on_stdin_works_like_a_script(tmp_path: Path):
@@ -542,7 +558,8 @@ async def test_ci_completes_its_verbs_and_contexts_and_needs_github(
                 completer = ShellCompleter(shell)
                 return [c.text for c in completer.get_completions(Document(text), event)]
 
-            assert offered("c") == ["click", "cancel", "ci"]
+            assert offered("c") == ["click", "cancel", "channel", "ci"]
+            assert offered("channel ") == ["#releases", "#dev"]
             assert offered("ci ") == ["pass", "fail", "pending"]
             assert offered("ci pa") == ["pass"]
             assert offered("ci pass ") == ["ci/build", "ci/e2e", "lint"]
@@ -600,14 +617,22 @@ def test_the_demo_is_a_real_repository(tmp_path: Path):
     tags = demo.remote_tags()
     for tag in ("v0.14.1", "v0.13.3-final", "bd-12", "v0.8.1-bug-fixes"):
         assert tag in tags
-    from bot.domain.config import load_config
+    from bot.domain.fleet import load_services
 
-    config = load_config(demo.config_path)
+    config, api = load_services(demo.config_path)
+    assert (config.service, config.slack.channel) == ("website", "#releases")
     assert [e.name for e in config.environments] == ["staging", "production"]
     # Its CI gate waits for the shell's GitHub stand-in (`ci pass CONTEXT`).
     assert config.github.repository == "acme/website"
     ci = next(g for g in config.gates if g.check == "github")
     assert (ci.stage, ci.contexts) == ("staging", ("ci/build", "ci/e2e"))
+    # The second service: its own repository, channel and CI; the shared defaults are its too.
+    assert (api.service, api.slack.channel) == ("api", "#api-releases")
+    assert api.repository.url == str(demo.api.remote) and api.repository.tag_prefix == "v"
+    assert "v1.4.0" in demo.api.remote_tags()
+    assert api.github.repository == "acme/api"
+    assert api.monitoring.oncall == config.monitoring.oncall == ("U0CAROL",)
+    assert [g.id for g in api.gates] == ["contract", "ci", "qa", "smoke"]
 
 
 async def test_embedded_redis_serves_the_worker_queue_and_lua():
@@ -728,5 +753,14 @@ async def test_the_demo_site_serves_health_and_the_deployed_version(tmp_path: Pa
                 assert (await resp.json())["version"] == "1.2.3"
             async with http.get(f"{base}/") as resp:
                 assert "<h1>hi</h1>" in await resp.text()
+            # The api's, beside it: what its own environments run.
+            api = f"http://127.0.0.1:{port}/api/production"
+            async with http.get(f"{api}/build-info") as resp:
+                assert (await resp.json())["version"] == "1.4.0"
+            site.fault("production", "down", "api")
+            async with http.get(f"{api}/health") as resp:
+                assert resp.status == 503
+            async with http.get(f"{base}/health") as resp:
+                assert resp.status == 200  # the website's is another site
     finally:
         await site.stop()
