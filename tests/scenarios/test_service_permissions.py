@@ -121,3 +121,61 @@ async def test_only_deployers_promote_a_services_release(
     ack = await bot.command("final", user="U0DAVE", user_name="dave", channel="#web-releases")
     assert "Promoting `v0.15.0-rc.1`" in bot.slack.text_of(ack)
     await bot.slack.wait_for(lambda: "v0.15.0" in git_remote.remote_tags(), timeout=30)
+
+
+async def test_only_deployers_retry_a_failed_deploy_to_production(
+    start_bot, git_remote: GitRemote, tmp_path: Path
+):
+    failing = tmp_path / "production-fails"
+    failing.write_text("yes")
+    web, api = web_and_api(tmp_path, git_remote, deployers=("S0RELMGR",))
+    staging, production = web.environments
+    production = dataclasses.replace(
+        production, deploy_command=f"test ! -e {failing} && {production.deploy_command}"
+    )
+    web = dataclasses.replace(web, environments=(staging, production))
+    bot = await start_bot([web, api])
+    bot.slack.usergroups["S0RELMGR"] = ["U0DAVE"]
+    web_services = bot.bot.fleet.services[0]
+    await bot.command("rc", user="U0ALICE", user_name="alice", channel="#web-releases")
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    await bot.click(message, "gate_approve", gate="qa")
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
+    await bot.command("final", user="U0DAVE", user_name="dave", channel="#web-releases")
+    failed = await bot.slack.wait_for(
+        lambda: (
+            (m := release_message(bot.slack, "v0.15.0-rc.1")) is not None
+            and "Retry deploy to production" in bot.slack.text_of(m)
+            and m
+        ),
+        timeout=30,
+    )
+    failing.unlink()
+
+    # alice may retry deploys elsewhere, not to production: refused, audited, not queued.
+    before = len(bot.slack.calls_to("response_url"))
+    await bot.click(failed, "deploy_retry", user="U0ALICE", user_name="alice")
+    answers = await bot.slack.wait_for(
+        lambda: bot.slack.calls_to("response_url")[before:], timeout=20
+    )
+    text = bot.slack.text_of(answers[0].params)
+    assert "Only <!subteam^S0RELMGR> may deploy to production of web." in text, text
+    assert "I did not retry the deploy of `v0.15.0`" in text
+    (refusal,) = await refusals(web_services, "deploy.retry")
+    assert refusal["user_id"] == "U0ALICE" and refusal["environment"] == "production"
+    release = await web_services.store.get_release("0.15.0-rc.1")
+    assert release is not None and release.deploys["production"].status == "failed"
+
+    # dave, a release manager, retries it: it deploys.
+    await bot.click(failed, "deploy_retry", user="U0DAVE", user_name="dave")
+    await bot.slack.wait_for(
+        lambda: (
+            "production* — deploy succeeded"
+            in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        ),
+        timeout=30,
+    )
