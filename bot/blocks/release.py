@@ -104,6 +104,16 @@ def mention(user: str) -> str:
     return f"<@{user}>" if _USER_ID.fullmatch(user) else escape(user)
 
 
+_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
+
+
+def mention_all(people: tuple[str, ...]) -> str:
+    """User and user-group IDs as Slack mentions, for a sentence: "<@U1>, <@U2> and
+    <!subteam^S1>"."""
+    said = [f"<!subteam^{p}>" if _GROUP_ID.fullmatch(p) else mention(p) for p in people]
+    return " and ".join(filter(None, (", ".join(said[:-1]), said[-1]))) if said else ""
+
+
 def slack_time(at: float) -> str:
     fallback = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
     return f"<!date^{int(at)}^{{date_short_pretty}} {{time}}|{fallback}>"

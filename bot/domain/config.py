@@ -599,6 +599,24 @@ class Config:
     github: GitHubTable = field(
         default_factory=GitHubTable, metadata=key(dict, "the repository the team's CI reports on")
     )
+    # Who may start releases (/release rc and /release hotfix) and who may deploy to the last
+    # environment (/release final, a hotfix's included, and Retry deploy there); () = anyone.
+    # On the top level, so each service of a bot may have its own (bot.domain.fleet).
+    requesters: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            list,
+            "who may start releases (rc, hotfix): user (U…/W…) and group (S…) IDs; [] = anyone",
+        ),
+    )
+    deployers: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            list,
+            "who may deploy to the last environment (final, its retry): user and group IDs; "
+            "[] = anyone",
+        ),
+    )
     # Which service of the bot this is (bot.domain.fleet): "" in the file = the repository's
     # name. Its Redis keys, clone and queue are its own, except for a bot of one service,
     # or the service that keeps the keys of the one-service bot it was (legacy_keys).
@@ -895,6 +913,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
                 "gate, or set required = 0 with allow_no_approvals = true",
             )
     monitoring = _monitoring(section("monitoring", {}), problems)
+    requesters = _people("requesters", top.get("requesters", []), problems)
+    deployers = _people("deployers", top.get("deployers", []), problems)
     flags = _flags(section("flags", {}), env_names, problems)
     changes = _changes(section("changes", {}), problems)
     github = _table(GitHubTable, "github", section("github", {}), problems)
@@ -972,6 +992,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     return Config(
         service=service or service_name_of(repository.url),
         legacy_keys=top.get("legacy_keys", False),
+        requesters=requesters,
+        deployers=deployers,
         repository=repository,
         slack=slack,
         environments=environments,
@@ -1374,6 +1396,18 @@ def _approval_policy(
     if problems.since(mark):
         return None
     return ApprovalPolicy(**{**found, "approvers": tuple(approvers)})
+
+
+def _people(key: str, ids: list[Any], problems: _Problems) -> tuple[str, ...]:
+    """A list of who may do something (`requesters`, `deployers`): user and user-group IDs."""
+    for i, who in enumerate(ids):
+        if not isinstance(who, str) or not _APPROVER.fullmatch(who):
+            problems.add(
+                f"{key}[{i}]",
+                f"must be a Slack user ID (U… or W…) or user-group ID (S…), got {_describe(who)}; "
+                "names change, IDs do not",
+            )
+    return tuple(dict.fromkeys(who for who in ids if isinstance(who, str)))
 
 
 def _hotfix(raw: Any, gate_ids: list[str] | None, problems: _Problems) -> HotfixConfig | None:

@@ -27,7 +27,7 @@ from bot.domain.versions import (
     next_hotfix,
     patch_line,
 )
-from bot.services import ci_gates, release_changes
+from bot.services import ci_gates, permissions, release_changes
 from bot.services.adopt_version import last_environment_version
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import (
@@ -106,6 +106,15 @@ async def claim_creation(
 async def end_creation(services: CandidateNeeds, kind: str, request_id: str) -> None:
     """End this command's claim (never another's)."""
     await services.creation_claims.end(kind, request_id)
+
+
+async def refuse_starter(
+    services: permissions.PermissionNeeds, actor: Actor, kind: str
+) -> str | None:
+    """Whether `actor` may start a release of `kind` (`requesters`), before anything is
+    claimed, recorded or queued: None when they may, else their answer (the refusal is
+    audited). A dry run tags nothing and starts nothing: anyone may make one."""
+    return await permissions.refusal(services, permissions.to_start(services.config, kind), actor)
 
 
 async def enqueue_rc(services: CandidateNeeds, request: RcRequest, request_id: str) -> None:

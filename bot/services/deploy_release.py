@@ -18,11 +18,11 @@ from bot.domain.actors import BOT, Actor
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config, GateConfig
 from bot.domain.releases import Release, TransitionError
-from bot.services import change_flags, ci_gates, deploy_engine, monitor_health
+from bot.services import change_flags, ci_gates, deploy_engine, monitor_health, permissions
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
-from bot.services.ports import GitError, HasCi, HasQueue, HasStore
+from bot.services.ports import GitError, HasCi, HasQueue, HasStore, HasUserDirectory
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,17 @@ async def enqueue_deploy(
     return deploy_id
 
 
+class RetryNeeds(DeployNeeds, HasUserDirectory, Protocol):
+    """A retried deploy; one to the last environment is for `deployers` only."""
+
+
+# A click is answered within AFTER_ACK_BUDGET (handlers.answers): a user group's members
+# may be waited for this long of it.
+RETRY_MEMBERSHIP_SECONDS = 3.0
+
+
 async def retry_deploy(
-    services: DeployNeeds, actor: Actor, version: str, environment: str, where: Where
+    services: RetryNeeds, actor: Actor, version: str, environment: str, where: Where
 ) -> str:
     """The Retry deploy button on the message at `where`: the failed deploy of `version` to
     `environment` again (its gates run again after it); returns the private answer."""
@@ -112,7 +121,20 @@ async def retry_deploy(
             f"{version}@{environment}: not on the release's message",
             "This button is not on the release's message; use the one there.",
         )
-    _, tag = release.tag_for(environment, services.config.last_environment.name)
+    last = services.config.last_environment.name
+    _, tag = release.tag_for(environment, last)
+    if environment == last:
+        # A deploy to the last environment, as the promotion that started it was.
+        not_theirs = await permissions.refusal(
+            services,
+            permissions.to_deploy_last(services.config, "deploy.retry"),
+            actor,
+            release=version,
+            environment=environment,
+            wait=RETRY_MEMBERSHIP_SECONDS,
+        )
+        if not_theirs is not None:
+            return f"{not_theirs} I did not retry the deploy of `{tag}`."
     try:
         await enqueue_deploy(services, release, environment, actor, retry=True)
     except TransitionError as exc:

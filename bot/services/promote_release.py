@@ -17,9 +17,9 @@ from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.changes import Changeset, grouped_lines, summary_line
 from bot.domain.releases import Release, TransitionError
-from bot.services import release_changes
+from bot.services import permissions, release_changes
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
-from bot.services.ports import GitError, HasClock
+from bot.services.ports import GitError, HasClock, HasUserDirectory
 from bot.services.version_history import push_tag, take_back_tag
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 class PromotionNeeds(DeployNeeds, HasClock, Protocol):
     """Tagging the final version, then queueing its deploy."""
+
+
+class FinalNeeds(PromotionNeeds, HasUserDirectory, Protocol):
+    """Asking for a promotion: who may deploy to the last environment is checked first
+    (`deployers`, user groups through Slack)."""
 
 
 PROMOTE = "promote"
@@ -217,7 +222,7 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
 
 
 async def request_promotion(
-    services: PromotionNeeds,
+    services: FinalNeeds,
     actor: Actor,
     response_url: str | None,
     request_id: str,
@@ -234,6 +239,16 @@ async def request_promotion(
         return "There is no open release candidate to promote; `/release rc` makes one."
     release = candidates[-1]
     last = services.config.last_environment.name
+    # A hotfix's promotion too: whatever the path, it ends in the last environment.
+    refused = await permissions.refusal(
+        services,
+        permissions.to_deploy_last(services.config, "release.promote"),
+        actor,
+        release=release.version,
+        environment=last,
+    )
+    if refused is not None:
+        return f":no_entry: {refused} `{release.tag}` was not promoted."
     state = approvals.readiness(release, services.config, services.store.clock())
     if not state.ready:
         await services.store.audit(

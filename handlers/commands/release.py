@@ -315,6 +315,9 @@ async def start_rc(
         return Answer(None, outcome="duplicate")  # a re-delivery of a command we already took
     actor = command_actor(command)
     if not parsed.dry_run:
+        refused = await create_candidate.refuse_starter(services, actor, kind)
+        if refused is not None:
+            return problem(refused, "refused")
         busy = await create_candidate.claim_creation(services, kind, rid, actor.user_id)
         if busy is not None:
             return say(
