@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -64,8 +64,10 @@ def every(
     scheduler.add_job(run, "interval", seconds=seconds, id=name, max_instances=1, coalesce=True)
 
 
-def build_scheduler(services: Services, monitor: Monitor | None = None) -> AsyncIOScheduler:
-    """The reaper of lost deploys, and the health monitor when `monitor` is given."""
+def build_scheduler(services: Services, monitors: Sequence[Monitor] = ()) -> AsyncIOScheduler:
+    """A service's scheduled jobs (the reaper of lost deploys, …), and the health monitors
+    given: with several services, one tick runs every service's checks (each monitor is a
+    service's, with its own state), so their probes share one fan-out."""
     scheduler = AsyncIOScheduler(timezone="UTC")
 
     def once_every(name: str, seconds: float, work: Callable[[], Awaitable[object]]) -> None:
@@ -101,8 +103,12 @@ def build_scheduler(services: Services, monitor: Monitor | None = None) -> Async
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).
     tick = services.config.monitoring.tick_seconds
     once_every("flag-ramps", tick, lambda: change_flags.advance_ramps(services))
-    if monitor is not None:
+    if monitors:
         # Every replica ticks, each on its share of the checks (Monitor); each check has its
         # own interval, and the tick only looks for the ones that are due.
-        every(scheduler, "monitor", tick, on_every_replica(services, "monitor", monitor.tick))
+        async def tick_all() -> None:
+            await asyncio.gather(*(monitor.tick() for monitor in monitors))
+
+        every_tick = min(m.services.config.monitoring.tick_seconds for m in monitors)
+        every(scheduler, "monitor", every_tick, on_every_replica(services, "monitor", tick_all))
     return scheduler

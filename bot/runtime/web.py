@@ -12,11 +12,12 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
@@ -35,6 +36,9 @@ from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK
 from bot.runtime.container import Services
 from bot.runtime.fleet import Fleet
 from bot.runtime.logs import OUTAGE, quiet_malformed_http
+
+if TYPE_CHECKING:  # the scheduler is imported by the roles that run one only
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +413,7 @@ class Bot:
         self.fleet = services if isinstance(services, Fleet) else Fleet.of(services)
         # The services whose jobs this process's worker runs (None: all of them).
         self.workers_for = workers_for
+        self.schedulers: list[AsyncIOScheduler] = []  # once started (scheduler role)
         # The first (with one service, the only) service's container.
         self.services = self.fleet.first
         self.role = role
@@ -469,8 +474,7 @@ class Bot:
                 if self.workers_for is None or each.config.service in self.workers_for:
                     self._start_worker(each)
         if role in ("all", "scheduler"):
-            for each in fleet.services:
-                self._start_scheduler(each)
+            self._start_schedulers()
 
         settle_gc()
 
@@ -501,21 +505,37 @@ class Bot:
 
         self._cleanups.append(stop_worker)
 
-    def _start_scheduler(self, services: Services) -> None:
+    def _start_schedulers(self) -> None:
+        """Each service's scheduled jobs, and one monitoring tick for every service's checks
+        (each service's share of them, each its own state): a slow endpoint of one service
+        is probed in the same fan-out as the others, not in a tick of its own."""
         from bot.runtime.scheduler import build_scheduler
         from bot.services.monitor_health import Monitor
 
-        monitor = Monitor(services) if any(e.checks for e in services.config.environments) else None
-        scheduler = build_scheduler(services, monitor)
-        scheduler.start()
+        fleet = self.fleet
+        monitors = [
+            Monitor(each)
+            for each in fleet.services
+            if any(e.checks for e in each.config.environments)
+        ]
+        # The first service's scheduler ticks every service's monitor.
+        schedulers = [
+            build_scheduler(each, monitors if i == 0 else ())
+            for i, each in enumerate(fleet.services)
+        ]
+        for scheduler in schedulers:
+            scheduler.start()
+        self.schedulers = schedulers
 
-        async def stop_scheduler() -> None:
-            scheduler.shutdown(wait=False)
-            await services.drain_background()  # a tick in flight finishes first
-            if monitor is not None:
+        async def stop_schedulers() -> None:
+            for scheduler in schedulers:
+                scheduler.shutdown(wait=False)
+            for each in fleet.services:
+                await each.drain_background()  # a tick in flight finishes first
+            for monitor in monitors:
                 await monitor.close()
 
-        self._cleanups.append(stop_scheduler)
+        self._cleanups.append(stop_schedulers)
 
     async def stop(self) -> None:
         # Bounded, like Services.close: shutting down must end even if a step hangs (but

@@ -4,12 +4,15 @@ value a user chose."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.config import make_config
+from tests.helpers.sites import Fleet
 from tests.helpers.steps import candidate
 
 Sample = tuple[str, frozenset[tuple[str, str]]]
@@ -98,3 +101,61 @@ async def test_each_service_of_a_bot_counts_under_its_own_name(
     for service in ("web", "api"):  # each service's incidents gauge, read at the scrape
         labels = {"service": service, "environment": "production", "severity": "critical"}
         assert ("releasebot_open_incidents", frozenset(labels.items())) in after
+
+
+async def test_one_monitoring_tick_probes_every_services_checks(
+    start_bot, git_remote, tmp_path: Path
+):
+    async with Fleet() as site:
+
+        def with_check(name: str, channel: str, n: int) -> Any:
+            base = make_config(
+                git_remote,
+                tmp_path,
+                extra=f"""
+[monitoring]
+tick_seconds = 0.2
+
+[[environments.checks]]
+name = "health"
+url = "{site.url}/health/{n}"
+interval_seconds = 0.2
+""",
+            )
+            return dataclasses.replace(
+                base,
+                service=name,
+                slack=dataclasses.replace(base.slack, channel=channel),
+                repository=dataclasses.replace(base.repository, tag_prefix=f"{name}-v"),
+            )
+
+        bot = await start_bot([with_check("web", "#web", 1), with_check("api", "#api", 2)])
+
+        async def probed() -> bool:
+            samples, _ = await scrape(bot)
+            return all(
+                value(
+                    samples,
+                    "releasebot_check_results_total",
+                    service=service,
+                    environment="production",
+                    check="health",
+                    outcome="ok",
+                )
+                >= 2
+                for service in ("web", "api")
+            )
+
+        for _ in range(100):
+            if await probed():
+                break
+            await asyncio.sleep(0.1)
+        assert await probed()
+        # One monitoring job, on the first service's scheduler, ticks both.
+        jobs = [
+            job.id
+            for scheduler in bot.bot.schedulers
+            for job in scheduler.get_jobs()
+            if job.id == "monitor"
+        ]
+        assert jobs == ["monitor"]
