@@ -86,6 +86,7 @@ async def start_bot(
         tag_sync_interval: float = 60.0,
         redis_env: dict[str, str] | None = None,
         github: GitHubConfig | None = None,
+        workers_for: set[str] | None = None,
     ) -> RunningBot:
         """The real bot; `redis_url` points it at a Redis of the test's own (RedisServer),
         `redis_env` at one named by variables (REDIS_SENTINELS…: tests/helpers/sentinel.py),
@@ -104,7 +105,7 @@ async def start_bot(
         # Several configs: one bot serving several services (bot.runtime.fleet).
         configs = [config] if isinstance(config, Config) else list(config)
         fleet = Fleet.create(settings, configs)
-        bot = Bot(fleet, role)
+        bot = Bot(fleet, role, workers_for)
         await bot.start(port=0, host="127.0.0.1")
         bots.append(bot)
         return RunningBot(bot=bot, services=fleet.first, slack=slack, http=http)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from bot.blocks import release as messages
 from bot.domain import rollbacks
 from bot.domain.approvals import Refusal
-from bot.domain.config import Config
+from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK, Config
 from bot.domain.locks import parse_lock
-from bot.services.ports import StatusReader
+from bot.services.ports import MonitorState, StatusReader
 
 
 async def status_blocks(store: StatusReader, config: Config) -> list[messages.Block]:
@@ -34,11 +34,15 @@ def rollback_line(history: list[dict[str, str]], environment: str, prefix: str) 
     return f"A rollback would go to `{target.entry['tag']}`: {target.why}."
 
 
-async def service_line(store: StatusReader, config: Config) -> str:
+async def service_line(store: StatusReader, config: Config, monitor: MonitorState) -> str:
     """One service in `/release status` of a bot of several: what runs where, what is in
-    flight, which environments are locked."""
+    flight, which environments are locked, how many incidents are open."""
     names = [env.name for env in config.environments]
     status = await store.status(names)
+    # An environment's open incidents: its outage (all its failing checks) and a failed deploy.
+    pairs = [(name, check) for name in names for check in (OUTAGE_CHECK, DEPLOY_CHECK)]
+    states = await monitor.check_states(pairs)
+    open_incidents = sum(1 for state in states if state.incident is not None)
     where = " · ".join(
         f"{name} `{status.versions.get(name, {}).get('tag') or '—'}`" for name in names
     )
@@ -50,7 +54,8 @@ async def service_line(store: StatusReader, config: Config) -> str:
         if name in status.raw_locks and (info := parse_lock(status.raw_locks[name])) is not None
     ]
     locked = f" · {', '.join(locks)}" if locks else ""
+    alerting = f" · 🚨 {open_incidents} open incident(s)" if open_incidents else ""
     return (
         f"*{config.service}* ({messages.channel_ref(config.slack.channel)}): {where} · "
-        f"in flight: {flying}{more}{locked}"
+        f"in flight: {flying}{more}{locked}{alerting}"
     )

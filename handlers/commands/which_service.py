@@ -51,7 +51,7 @@ async def answer_unclaimed(ack: AsyncAck, fleet: Fleet, command: dict[str, Any])
 async def _status(fleet: Fleet) -> list[messages.Block]:
     async def line(each: Any) -> str:
         try:
-            return await service_line(each.store, each.config)
+            return await service_line(each.store, each.config, each.monitor_state)
         except STORE_UNREACHABLE:
             return f"*{each.config.service}*: {STORE_DOWN}"
 
