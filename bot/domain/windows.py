@@ -217,9 +217,12 @@ def _fires_on(cron: Cron, timezone: str, day: date) -> tuple[datetime, ...]:
     return tuple(sorted(instants))
 
 
-def _aware(at: datetime, name: str = "at") -> None:
+def _aware(at: datetime, name: str = "at") -> datetime:
+    """`at` in UTC, where adding a timedelta adds elapsed time (in a ZoneInfo zone it adds
+    wall-clock time), or a ValueError when it is naive."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{name} must be an aware datetime, got {at!r}")
+    return at.astimezone(UTC)
 
 
 # --- the rules ----------------------------------------------------------------------------------
@@ -248,6 +251,7 @@ class Window:
 
     def fires(self, start: datetime, end: datetime) -> Iterator[datetime]:
         """The instants (UTC) it opens at in [start, end), in order."""
+        start, end = _aware(start, "start"), _aware(end, "end")
         day, last = self._local_date(start) - timedelta(days=1), self._local_date(end)
         while day <= last:
             for instant in _fires_on(self.parsed, self.timezone, day):
@@ -257,7 +261,7 @@ class Window:
 
     def occurrence(self, at: datetime) -> tuple[datetime, datetime] | None:
         """The span [opens, closes) of it that holds `at` (the one that opened last), if any."""
-        _aware(at)
+        at = _aware(at)
         earliest = at - self.duration
         day, first = self._local_date(at) + timedelta(days=1), self._local_date(earliest)
         while day >= first - timedelta(days=1):
@@ -377,7 +381,7 @@ class Verdict:
 
 def _blocked_until(rules: Rules, at: datetime) -> datetime | None:
     """When the deny windows and freezes that hold `at` end (the last of them), if any do."""
-    ends = [f.until for f in rules.freezes if f.holds(at)]
+    ends = [_aware(f.until) for f in rules.freezes if f.holds(at)]
     ends += [span[1] for w in rules.deny if (span := w.occurrence(at)) is not None]
     return max(ends, default=None)
 
@@ -391,8 +395,8 @@ def _is_open(rules: Rules, at: datetime) -> bool:
 
 def next_open(rules: Rules, at: datetime, horizon: timedelta = HORIZON) -> datetime | None:
     """The first instant from `at` on (itself included) at which `rules` are open, or None when
-    there is none within `horizon`."""
-    _aware(at)
+    there is none within `horizon`. In UTC."""
+    at = _aware(at)
     limit = at + horizon
     moment = at
     while moment <= limit:
@@ -414,7 +418,7 @@ def next_open(rules: Rules, at: datetime, horizon: timedelta = HORIZON) -> datet
 def verdict(rules: Rules, at: datetime) -> Verdict:
     """Whether `rules` let a change through at `at` (aware): closed inside any freeze or deny
     window (deny wins over allow), and outside every allow window when there are any."""
-    _aware(at)
+    at = _aware(at)
     reasons = [f.describe() for f in rules.freezes if f.holds(at)]
     reasons += [f"inside the deny window {w.describe()}" for w in rules.deny if w.occurrence(at)]
     allow = rules.allow
@@ -460,8 +464,7 @@ def _relative(delta: timedelta) -> str:
 def describe_opening(opens_at: datetime, now: datetime, timezone: str) -> str:
     """Like "opens Monday 09:00 Europe/Berlin, in 2 days 14 h": the day (today, tomorrow, a
     weekday within the week, else the date) and time in `timezone`, and how long from `now`."""
-    _aware(opens_at, "opens_at")
-    _aware(now, "now")
+    opens_at, now = _aware(opens_at, "opens_at"), _aware(now, "now")
     tz = zone(timezone)
     local = opens_at.astimezone(tz)
     today = now.astimezone(tz).date()
