@@ -17,11 +17,14 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
+from zoneinfo import ZoneInfo
 
 from bot.domain.changes import TRAILER, pathspec_problem
 from bot.domain.github_deploys import PLACEHOLDERS, unknown_placeholders
+from bot.domain.windows import CronError, Freeze, Rules, Window, parse_cron, parse_duration, zone
 
 ENV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 GATE_ID = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -74,7 +77,7 @@ class ConfigError(Exception):
 class Key:
     """What the file may hold under one name: its TOML type, its bounds, and what it is for."""
 
-    kind: type  # str, int, float, bool, list or dict (a table)
+    kind: type  # str, int, float, bool, list or dict (a table); object: any, its section checks
     help: str
     # None: required when the field has no default; False for a field the parser fills in
     # (a check's absolute url, from `url` or `path`).
@@ -298,6 +301,62 @@ class GitHubDeployConfig:
 
 
 @dataclass(frozen=True)
+class WindowConfig:
+    """A recurring deploy window (bot.domain.windows): `[[environments.windows]]`, or
+    `[[windows]]` for the environments it lists."""
+
+    kind: Literal["allow", "deny"] = field(
+        metadata=key(str, '"allow" (changes only inside) or "deny" (never inside)')
+    )
+    cron: str = field(
+        metadata=key(str, 'when it opens: minute hour day month weekday, like "0 9 * * mon-fri"')
+    )
+    duration: timedelta = field(
+        metadata=key(str, 'how long it stays open: like "30m", "8h", "2d" or "1h30m"')
+    )
+    timezone: str = field(
+        default="UTC", metadata=key(str, 'the IANA time zone of its cron, like "Europe/Berlin"')
+    )
+    # Of [[windows]] only; filled in: the last environment when the file names none.
+    environments: tuple[str, ...] = field(
+        default=(), metadata=key(list, "the environments it applies to; default: the last")
+    )
+
+    @property
+    def rule(self) -> Window:
+        return Window(self.kind, self.cron, self.duration, self.timezone)
+
+
+@dataclass(frozen=True)
+class FreezeConfig:
+    """A dated change freeze: `[[environments.freezes]]`, or `[[freezes]]` for the
+    environments it lists."""
+
+    start: datetime = field(
+        metadata=key(
+            object,
+            'when it starts: "2026-12-20 00:00" in its timezone, or a TOML date-time',
+            name="from",
+        )
+    )
+    until: datetime = field(
+        metadata=key(object, 'when it ends: "2027-01-04 09:00", or a TOML date-time')
+    )
+    reason: str = field(metadata=key(str, "why, said to whoever it stops", nonempty=True))
+    timezone: str = field(
+        default="UTC",
+        metadata=key(str, "the IANA time zone of from and until, when they have none"),
+    )
+    environments: tuple[str, ...] = field(
+        default=(), metadata=key(list, "the environments it applies to; default: the last")
+    )
+
+    @property
+    def rule(self) -> Freeze:
+        return Freeze(self.start, self.until, self.reason)
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str = field(metadata=key(str, "lowercase letters, digits, - or _"))
     deploy_command: str = field(
@@ -313,6 +372,12 @@ class EnvironmentConfig:
         default=(), metadata=key(list, "its health checks ([[environments.checks]])")
     )
     command_env: CommandEnv = field(default_factory=CommandEnv)
+    windows: tuple[WindowConfig, ...] = field(
+        default=(), metadata=key(list, "its deploy windows ([[environments.windows]])")
+    )
+    freezes: tuple[FreezeConfig, ...] = field(
+        default=(), metadata=key(list, "its change freezes ([[environments.freezes]])")
+    )
     # GitHub deploys it instead of deploy_command (exactly one of them is set).
     deploy: GitHubDeployConfig | None = field(
         default=None,
@@ -627,6 +692,22 @@ class Config:
         default=False,
         metadata=key(bool, "this service keeps the Redis keys of the one-service bot it was"),
     )
+    # Windows and freezes of the environments they list (the last one by default); with many
+    # services, shared defaults for all of them (bot.domain.fleet).
+    windows: tuple[WindowConfig, ...] = field(
+        default=(), metadata=key(list, "deploy windows of the environments listed ([[windows]])")
+    )
+    freezes: tuple[FreezeConfig, ...] = field(
+        default=(), metadata=key(list, "change freezes of the environments listed ([[freezes]])")
+    )
+
+    def rules_for(self, environment: str) -> Rules:
+        """The windows and freezes of `environment`: its own, then those of [[windows]] and
+        [[freezes]] that list it. UnknownEnvironment for a name that is none."""
+        own = self.environment(environment)
+        windows = (*own.windows, *(w for w in self.windows if environment in w.environments))
+        freezes = (*own.freezes, *(f for f in self.freezes if environment in f.environments))
+        return Rules(tuple(w.rule for w in windows), tuple(f.rule for f in freezes))
 
     @property
     def flags_environment(self) -> EnvironmentConfig:
@@ -719,6 +800,8 @@ TABLES: dict[str, dict[str, Key]] = {
     "worker": keys_of(WorkerConfig),
     "environments[]": keys_of(EnvironmentConfig) | _COMMAND_ENV,
     "environments[].deploy": keys_of(GitHubDeployConfig),
+    "environments[].windows[]": keys_of(WindowConfig, "kind", "cron", "duration", "timezone"),
+    "environments[].freezes[]": keys_of(FreezeConfig, "from", "until", "reason", "timezone"),
     "environments[].checks[]": keys_of(CheckConfig)
     | {"path": Key(str, 'joined to the environment\'s url, like "/health"', required=False)},
     "gates[]": keys_of(GateConfig)
@@ -742,6 +825,8 @@ TABLES: dict[str, dict[str, Key]] = {
     | _policy_keys("required", "approvers", "allow_self_approval", minimum=0),
     "changes": keys_of(ChangesConfig),
     "github": keys_of(GitHubTable),
+    "windows[]": keys_of(WindowConfig),
+    "freezes[]": keys_of(FreezeConfig),
 }
 """Every table of the file (`[]`: each item of a list) and the keys it may hold."""
 
@@ -918,6 +1003,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     flags = _flags(section("flags", {}), env_names, problems)
     changes = _changes(section("changes", {}), problems)
     github = _table(GitHubTable, "github", section("github", {}), problems)
+    shared_windows = _windows("windows", section("windows", []), env_names, problems)
+    shared_freezes = _freezes("freezes", section("freezes", []), env_names, problems)
     if (
         github is not None
         and github.repository
@@ -980,6 +1067,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         or flags is None
         or changes is None
         or github is None
+        or shared_windows is None
+        or shared_freezes is None
     ):
         raise ConfigError.of(problems.found)
     service = top.get("service", "")
@@ -1007,6 +1096,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         flags=flags,
         changes=changes,
         github=github,
+        windows=shared_windows,
+        freezes=shared_freezes,
     )
 
 
@@ -1114,6 +1205,8 @@ def _environments(
         # A url that was refused is not "no url" to the checks that join it.
         url = None if "url" in _refused(item, found) else found.get("url", "")
         checks = _checks(key, url, found.pop("checks", []), problems)
+        windows = _windows(f"{key}.windows", found.pop("windows", []), None, problems)
+        freezes = _freezes(f"{key}.freezes", found.pop("freezes", []), None, problems)
         given = set(item) if isinstance(item, dict) else set()
         if "deploy" in found:
             found["deploy"] = _github_deploy(f"{key}.deploy", found["deploy"], problems)
@@ -1126,9 +1219,146 @@ def _environments(
                 else 'needs `deploy_command = "..."` (the bot runs it in a checkout of the '
                 'tag) or `deploy = { github_workflow = "deploy.yml" }` (GitHub runs it)',
             )
-        if not problems.since(item_mark) and command_env is not None and checks is not None:
-            envs.append(EnvironmentConfig(**found, checks=checks, command_env=command_env))
+        if (
+            not problems.since(item_mark)
+            and command_env is not None
+            and checks is not None
+            and windows is not None
+            and freezes is not None
+        ):
+            envs.append(
+                EnvironmentConfig(
+                    **found,
+                    checks=checks,
+                    command_env=command_env,
+                    windows=windows,
+                    freezes=freezes,
+                )
+            )
     return (None if problems.since(mark) else tuple(envs)), (names if all_named else None)
+
+
+def _windows(
+    where: str, raw: Any, env_names: list[str] | None, problems: _Problems
+) -> tuple[WindowConfig, ...] | None:
+    """The windows of an environment (`env_names` None) or of [[windows]] (which name the
+    environments they apply to)."""
+    if raw is None:
+        return None
+    table = "environments[].windows[]" if where.startswith("environments") else "windows[]"
+    mark = problems.mark()
+    found_windows: list[WindowConfig] = []
+    for i, item in enumerate(raw):
+        key = f"{where}[{i}]"
+        item_mark = problems.mark()
+        found = _read(key, item, TABLES[table], problems)
+        if "kind" in found and found["kind"] not in ("allow", "deny"):
+            problems.add(f"{key}.kind", f'must be "allow" or "deny", got "{found["kind"]}"')
+        if "cron" in found:
+            try:
+                parse_cron(found["cron"])
+            except CronError as exc:
+                problems.add(f"{key}.cron", str(exc))
+        if "duration" in found:
+            try:
+                found["duration"] = parse_duration(found["duration"])
+            except ValueError as exc:
+                problems.add(f"{key}.duration", str(exc))
+        _timezone(key, found, problems)
+        if table == "windows[]":
+            found["environments"] = _applies_to(key, item, found, env_names, problems)
+        if not problems.since(item_mark):
+            found_windows.append(WindowConfig(**found))
+    return None if problems.since(mark) else tuple(found_windows)
+
+
+def _freezes(
+    where: str, raw: Any, env_names: list[str] | None, problems: _Problems
+) -> tuple[FreezeConfig, ...] | None:
+    """The freezes of an environment (`env_names` None) or of [[freezes]]."""
+    if raw is None:
+        return None
+    table = "environments[].freezes[]" if where.startswith("environments") else "freezes[]"
+    mark = problems.mark()
+    found_freezes: list[FreezeConfig] = []
+    for i, item in enumerate(raw):
+        key = f"{where}[{i}]"
+        item_mark = problems.mark()
+        found = _read(key, item, TABLES[table], problems)
+        tz = _timezone(key, found, problems)
+        if tz is not None:
+            for name in ("from", "until"):
+                if name in found:
+                    found[name] = _moment(f"{key}.{name}", found[name], tz, problems)
+        start, until = found.pop("from", None), found.get("until")
+        if isinstance(start, datetime) and isinstance(until, datetime) and until <= start:
+            problems.add(
+                f"{key}.until",
+                f"must be after from ({start:%Y-%m-%d %H:%M}), got {until:%Y-%m-%d %H:%M}",
+            )
+        if table == "freezes[]":
+            found["environments"] = _applies_to(key, item, found, env_names, problems)
+        if not problems.since(item_mark):
+            found_freezes.append(FreezeConfig(start=start, **found))
+    return None if problems.since(mark) else tuple(found_freezes)
+
+
+def _timezone(key: str, found: dict[str, Any], problems: _Problems) -> ZoneInfo | None:
+    """The zone `found` names (UTC when none), or None when it is no IANA zone (said)."""
+    try:
+        return zone(found.get("timezone", "UTC"))
+    except ValueError as exc:
+        problems.add(f"{key}.timezone", str(exc))
+        return None
+
+
+def _moment(key: str, value: Any, tz: ZoneInfo, problems: _Problems) -> datetime | None:
+    """A freeze's `from` or `until`: a TOML date-time (local ones in `tz`), a TOML date
+    (its midnight), or a string like "2026-12-20 09:00" (in `tz` unless it has an offset)."""
+    moment: datetime | None = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, date):
+        moment = datetime.combine(value, time())
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            moment = None
+    if moment is None:
+        problems.add(
+            key,
+            'expected a date and time like "2026-12-20 09:00" (in the timezone) or a TOML '
+            f"date-time, got {_describe(value)}",
+        )
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def _applies_to(
+    key: str, raw: Any, found: dict[str, Any], env_names: list[str] | None, problems: _Problems
+) -> tuple[str, ...]:
+    """The environments a [[windows]] or [[freezes]] table applies to: those it lists, else
+    the last one."""
+    listed = found.get("environments")
+    if listed is None:
+        if isinstance(raw, dict) and "environments" in raw:
+            return ()  # refused already
+        return (env_names[-1],) if env_names else ()
+    if not listed:
+        problems.add(f"{key}.environments", "lists none; leave it out for the last one")
+    names: list[str] = []
+    for j, name in enumerate(listed):
+        if not isinstance(name, str):
+            problems.add(f"{key}.environments[{j}]", f"expected a string, got {_describe(name)}")
+        elif env_names is not None and name not in env_names:
+            known = ", ".join(env_names)
+            problems.add(
+                f"{key}.environments[{j}]", f'"{name}" is no environment (environments: {known})'
+            )
+        else:
+            names.append(name)
+    return tuple(names)
 
 
 _WORKFLOW = re.compile(r"^(?:[A-Za-z0-9._-]{1,100}\.ya?ml|[0-9]{1,20})$")
