@@ -31,10 +31,11 @@ from bot.domain.flags import (
     apply,
     check_request,
     new_flags_ready,
+    raises_exposure,
     read_flags,
     site_report,
 )
-from bot.services import approvers
+from bot.services import approvers, deploy_windows
 from bot.services import deploy_engine as deploys
 from bot.services import monitor_health as monitor
 from bot.services.adopt_version import LearnNeeds, last_environment_version
@@ -109,6 +110,22 @@ async def start_request(needs: FlagNeeds, request: FlagRequest) -> None:
         await needs.chat.answer(request.response_url, flag_messages.problem(str(exc)), str(exc))
         return
     request.before = describe(flag)
+    env = needs.config.flags_environment.name
+    if request.ramp or raises_exposure(flag, request.change):
+        # Showing a feature to more people is a change a closed environment does not take;
+        # switching off and lowering (the kill switch) always go through.
+        shut = deploy_windows.closed(needs, env)
+        if shut is not None:
+            text = deploy_windows.closed_text(needs, env, shut)
+            await needs.audit_log.audit(
+                actor,
+                f"flag.{request.operation}",
+                outcome="refused",
+                reason=f"{request.name}: {text}"[:1000],
+            )
+            answer = f"⏸ {text} `{request.name}` was not changed; switching it off still goes."
+            await needs.chat.answer(request.response_url, flag_messages.problem(answer), answer)
+            return
     asks = needs_approval(needs.config, request, flag)
     request.status = "awaiting approval" if asks else "approved"
     if not asks and request.operation == "disable":
@@ -634,6 +651,10 @@ async def advance_ramps(needs: FlagNeeds) -> None:
             await ramps.end_ramp(name)
             continue
         alert = await critical_alert(needs, env)
+        shut = deploy_windows.closed(needs, env)
+        if shut is not None and not alert:
+            # A closed environment takes no step that shows the feature to more people.
+            alert = deploy_windows.closed_text(needs, env, shut)
         if alert:
             if ramp.paused_by != alert:
                 ramp.paused_by = alert
@@ -646,7 +667,7 @@ async def advance_ramps(needs: FlagNeeds) -> None:
             continue
         if ramp.paused_by:
             ramp.paused_by = ""
-            await _thread(needs, request, "▶️ The alert is resolved; the ramp goes on.")
+            await _thread(needs, request, "▶️ What paused the ramp is over; it goes on.")
         current = (await read_current(needs)).flags.get(ramp.name)
         if current is None or current.summary != ramp.expect:
             await ramps.end_ramp(name)

@@ -18,7 +18,14 @@ from bot.domain.actors import BOT, Actor
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config, GateConfig
 from bot.domain.releases import Release, TransitionError
-from bot.services import change_flags, ci_gates, deploy_engine, monitor_health, permissions
+from bot.services import (
+    change_flags,
+    ci_gates,
+    deploy_engine,
+    deploy_windows,
+    monitor_health,
+    permissions,
+)
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
@@ -354,6 +361,8 @@ async def run_deploy(
             f"marked *failed*. Check *{environment}* before deploying again.",
         ),
     )
+    if not gates_only and await _waits_for_window(services, release, environment, deploy_id, actor):
+        return
     try:
         async with deploy_engine.deploying(services, target, job) as running:
             if gates_only:
@@ -395,6 +404,63 @@ async def run_deploy(
             blocks=messages.problem(text),
             text=text,
         )
+
+
+async def _waits_for_window(
+    services: DeployNeeds, release: Release, environment: str, deploy_id: str, actor: Actor
+) -> bool:
+    """A deploy whose environment is closed (a deny window, a freeze, outside its allow
+    windows) does not start: it waits, queued again for the moment it opens, and the thread
+    says so. True when it waits (or, never opening, was blocked)."""
+    shut = deploy_windows.closed(services, environment)
+    if shut is None:
+        return False
+    _, tag = release.tag_for(environment, services.config.last_environment.name)
+    text = deploy_windows.closed_text(services, environment, shut)
+    if shut.opens_at is None:
+        await _not_started(
+            services,
+            release.version,
+            deploy_id,
+            environment,
+            actor,
+            detail="closed: " + shut.why,
+            reason=text[:500],
+            blocks=messages.problem(f"The deploy of `{tag}` was not started: {text}"),
+            text=f"{environment} is closed",
+        )
+        return True
+    env = services.config.environment(environment)
+    gate_time = sum(
+        g.timeout_seconds for g in services.config.gates_for(environment) if g.automatic
+    )
+    opens = shut.opens_at.timestamp()
+    await services.queue.enqueue(
+        DEPLOY,
+        version=release.version,
+        environment=environment,
+        deploy_id=deploy_id,
+        actor=asdict(actor),
+        key=f"{deploy_id}~{int(opens)}",
+        scheduled=int(opens) + 1,
+        retries=1,
+        timeout=deploy_engine.job_timeout(services.config, env.timeout_seconds + gate_time),
+        heartbeat=deploy_engine.job_heartbeat(services.config),
+    )
+    await services.store.audit(
+        actor,
+        "deploy.wait",
+        release=release.version,
+        environment=environment,
+        outcome="waiting",
+        reason=text[:500],
+    )
+    await services.chat.thread(
+        release.version,
+        messages.note(f"⏸ The deploy of `{tag}` waits: {text} It starts then, by itself."),
+        f"Deploy to {environment} waits",
+    )
+    return True
 
 
 async def _not_started(

@@ -17,7 +17,7 @@ from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.changes import Changeset, grouped_lines, summary_line
 from bot.domain.releases import Release, TransitionError
-from bot.services import permissions, release_changes
+from bot.services import deploy_windows, permissions, release_changes
 from bot.services.deploy_release import DeployNeeds, enqueue_deploy
 from bot.services.ports import GitError, HasClock, HasUserDirectory
 from bot.services.version_history import push_tag, take_back_tag
@@ -260,6 +260,21 @@ async def request_promotion(
         )
         return f":warning: `{release.tag}` is not ready for *{last}*:\n• " + "\n• ".join(
             state.missing
+        )
+    shut = deploy_windows.closed(services, last)
+    if shut is not None:
+        text = deploy_windows.closed_text(services, last, shut)
+        await services.store.audit(
+            actor,
+            "release.promote",
+            release=release.version,
+            environment=last,
+            outcome="refused",
+            reason=text[:500],
+        )
+        return (
+            f"⏸ {text} `{release.tag}` was not promoted; ask again once it opens. "
+            "Rollbacks and kill switches still go through."
         )
     if await services.store.first_time(f"command:{request_id}"):
         await enqueue_promotion(

@@ -1,0 +1,60 @@
+"""Deploy windows and freezes, applied (the rules are bot.domain.windows; the config's
+[[environments.windows]], [[environments.freezes]], [[windows]] and [[freezes]]).
+
+What a closed environment stops: a promotion (`/release final`, a hotfix's), a release deploy
+(a queued one waits for the opening instead of starting), and a flag change that shows a feature
+to more people (a ramp pauses, and goes on when it opens). What it never stops: a rollback and
+a kill switch (they reduce risk), and the health monitoring."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bot.domain.config import Config
+from bot.domain.windows import Rules, Verdict, describe_opening, verdict
+from bot.services.ports import HasClock, HasConfig
+
+
+class WindowNeeds(HasConfig, HasClock, Protocol):
+    """The config's windows and freezes, and the clock (tests and the demo give their own)."""
+
+
+def _zone(rules: Rules) -> str:
+    """The team's time zone for saying when it opens: its windows', else its freezes'."""
+    for window in rules.windows:
+        return window.timezone
+    for freeze in rules.freezes:
+        key = getattr(freeze.start.tzinfo, "key", None)
+        if isinstance(key, str):
+            return key
+    return "UTC"
+
+
+def closed(needs: WindowNeeds, environment: str) -> Verdict | None:
+    """Why `environment` may not change now, or None when it may."""
+    return closed_at(needs.config, environment, needs.clock())
+
+
+def closed_at(config: Config, environment: str, at: float) -> Verdict | None:
+    rules = config.rules_for(environment)
+    if not rules.windows and not rules.freezes:
+        return None
+    found = verdict(rules, datetime.fromtimestamp(at, UTC))
+    return None if found.open else found
+
+
+def when_open(config: Config, environment: str, found: Verdict, at: float) -> str:
+    """When it opens, for people: "opens Monday 09:00 Europe/Berlin, in 2 days 14 h"."""
+    if found.opens_at is None:
+        return "does not open within the next 400 days"
+    rules = config.rules_for(environment)
+    return describe_opening(found.opens_at, datetime.fromtimestamp(at, UTC), _zone(rules))
+
+
+def closed_text(needs: WindowNeeds, environment: str, found: Verdict) -> str:
+    """*production* is closed: why; when it opens."""
+    return (
+        f"*{environment}* is closed for changes: {found.why}. It "
+        f"{when_open(needs.config, environment, found, needs.clock())}."
+    )

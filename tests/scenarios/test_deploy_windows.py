@@ -1,0 +1,90 @@
+"""Deploy windows and freezes enforced (issue 19): a freeze refuses a promotion, saying when
+production opens; a rollback goes through it; a deploy queued while its environment is closed
+waits and starts, by itself, when it opens. The bot's clock is the test's where it can be;
+the one deploy that waits for a real opening waits seconds."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tests.helpers.config import deploy_log, make_config, production_config
+from tests.helpers.messages import release_message, thread_text, wait_for_gates
+from tests.helpers.steps import in_production, rolled_back
+
+# Christmas 2030, noon in Berlin: inside the freeze below.
+CHRISTMAS = datetime(2030, 12, 24, 11, 0, tzinfo=UTC).timestamp()
+HOLIDAYS = """
+[[freezes]]
+from = "2030-12-20 00:00"
+until = "2031-01-06 09:00"
+timezone = "Europe/Berlin"
+reason = "end-of-year holidays"
+"""
+
+
+async def test_a_freeze_refuses_a_final_and_lets_a_rollback_through(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(production_config(git_remote, tmp_path, HOLIDAYS))
+    await in_production(bot, git_remote)  # before the freeze: v0.15.0 is live
+    bot.services.store.clock = lambda: CHRISTMAS  # the bot's clock: inside the freeze
+    await bot.command("rc --allow-empty", user="U0ALICE", user_name="alice")
+    message = await wait_for_gates(bot.slack, "v0.16.0-rc.1")
+    await bot.click(message, "gate_approve", gate="qa")
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.16.0-rc.1"))
+        )
+    )
+    answer = bot.slack.text_of(await bot.command("final"))
+    assert (
+        "*production* is closed for changes: frozen" in answer and "end-of-year holidays" in answer
+    )
+    assert "09:00 Europe/Berlin, in 12 days" in answer  # the team's zone, from the bot's now
+    assert "`v0.16.0-rc.1` was not promoted" in answer
+    refused = [
+        e
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "release.promote" and e["outcome"] == "refused"
+    ]
+    assert refused and "end-of-year holidays" in refused[-1]["reason"]
+    assert "v0.16.0" not in git_remote.remote_tags()
+    # A rollback reduces risk: the freeze never stops it.
+    await bot.command('rollback --reason "checkout errors"', user="U0BOB", user_name="bob")
+    await rolled_back(bot)
+    versions = await bot.services.store.environment_versions(["production"])
+    assert versions["production"]["version"] == "0.14.1"
+
+
+async def test_a_deploy_queued_while_closed_waits_and_starts_when_it_opens(
+    start_bot, git_remote, tmp_path: Path
+):
+    # Staging is frozen from a minute ago until four seconds from now (real time: the
+    # waiting deploy is queued again for the opening, on the queue's own clock).
+    now = time.time()
+    start = datetime.fromtimestamp(now - 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = datetime.fromtimestamp(now + 4, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    freeze = f"""
+[[freezes]]
+from = {start}
+until = {until}
+reason = "database migration"
+environments = ["staging"]
+"""
+    bot = await start_bot(make_config(git_remote, tmp_path, extra=freeze))
+    await bot.command("rc")
+    message = await bot.slack.wait_for(lambda: release_message(bot.slack, "v0.15.0-rc.1"))
+    text = await bot.slack.wait_for(
+        lambda: "waits" in thread_text(bot.slack, message) and thread_text(bot.slack, message)
+    )
+    assert "database migration" in text and "It starts then, by itself" in text
+    assert deploy_log(tmp_path) == []  # nothing ran while it was closed
+    await bot.slack.wait_for(
+        lambda: "Deployed v0.15.0-rc.1 to *staging*" in thread_text(bot.slack, message),
+        timeout=30,
+    )
+    assert deploy_log(tmp_path)[0].startswith("staging 0.15.0-rc.1")
+    waits = [e for e in await bot.services.store.audit_entries() if e["action"] == "deploy.wait"]
+    assert len(waits) == 1 and waits[0]["environment"] == "staging"
