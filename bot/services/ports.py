@@ -130,6 +130,21 @@ class Status:
     # Each environment's history, newest first (bot.domain.rollbacks reads it).
     histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
+    def summary(self) -> StatusSummary:
+        return StatusSummary(
+            self.versions, [r.final_tag or r.tag for r in self.in_flight], self.raw_locks
+        )
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """What a service's line in the status of a bot of several is made of: its status less
+    the releases' details (their tags only) and the histories."""
+
+    versions: dict[str, dict[str, str]]
+    in_flight: list[str]  # the tags of the releases in flight, oldest first
+    raw_locks: dict[str, bytes]
+
 
 class StatusReader(Protocol):
     async def status(self, environments: list[str]) -> Status: ...

@@ -7,11 +7,15 @@ from bot.domain import rollbacks
 from bot.domain.approvals import Refusal
 from bot.domain.config import Config
 from bot.domain.locks import parse_lock
-from bot.services.ports import StatusReader
+from bot.services.ports import Status, StatusReader, StatusSummary
 
 
 async def status_blocks(store: StatusReader, config: Config) -> list[messages.Block]:
     status = await store.status([env.name for env in config.environments])
+    return render_status(status, config)
+
+
+def render_status(status: Status, config: Config) -> list[messages.Block]:
     locks = {
         name: info
         for name, raw in status.raw_locks.items()
@@ -35,14 +39,19 @@ def rollback_line(history: list[dict[str, str]], environment: str, prefix: str) 
 
 
 async def service_line(store: StatusReader, config: Config) -> str:
+    """A service's line in the status of a bot of several, read on its own."""
+    status = await store.status([env.name for env in config.environments])
+    return render_line(status.summary(), config)
+
+
+def render_line(status: StatusSummary, config: Config) -> str:
     """One service in `/release status` of a bot of several: what runs where, what is in
     flight, which environments are locked."""
     names = [env.name for env in config.environments]
-    status = await store.status(names)
     where = " · ".join(
         f"{name} `{status.versions.get(name, {}).get('tag') or '—'}`" for name in names
     )
-    flying = ", ".join(f"`{r.final_tag or r.tag}`" for r in status.in_flight[:5]) or "nothing"
+    flying = ", ".join(f"`{tag}`" for tag in status.in_flight[:5]) or "nothing"
     more = f" and {len(status.in_flight) - 5} more" if len(status.in_flight) > 5 else ""
     locks = [
         f"🔒 {name} ({messages.escape(info.holder)})"
@@ -54,3 +63,9 @@ async def service_line(store: StatusReader, config: Config) -> str:
         f"*{config.service}* ({messages.channel_ref(config.slack.channel)}): {where} · "
         f"in flight: {flying}{more}{locked}"
     )
+
+
+def all_services_blocks(lines: list[str]) -> list[messages.Block]:
+    """`/release status` of a bot of several services: a line each (or why there are none)."""
+    header = f"{len(lines)} services · `/release status NAME` for one in full"
+    return [messages.context(header), *messages.sections(lines)]
