@@ -30,6 +30,8 @@ class StatusOfAll:
         # The services of the bot, in their order (bot.runtime.container adds each).
         self.members: list[Services] = []
         self._read = SharedRead(self._read_all, max_age=max_age)
+        # The releases read last time, not decoded again while unchanged (Store.summaries).
+        self._known: dict[bytes, tuple[float, str]] = {}
 
     def _generations(self) -> tuple[int, ...]:
         return tuple(each.status.generation for each in self.members)
@@ -40,6 +42,7 @@ class StatusOfAll:
         found = await summaries(
             self.redis,
             [(each.store, [env.name for env in each.config.environments]) for each in self.members],
+            self._known,
         )
         lines = [
             render_line(status, each.config)

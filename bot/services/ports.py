@@ -132,7 +132,9 @@ class Status:
 
     def summary(self) -> StatusSummary:
         return StatusSummary(
-            self.versions, [r.final_tag or r.tag for r in self.in_flight], self.raw_locks
+            {name: v["tag"] for name, v in self.versions.items() if v.get("tag")},
+            [r.final_tag or r.tag for r in self.in_flight],
+            self.raw_locks,
         )
 
 
@@ -141,7 +143,7 @@ class StatusSummary:
     """What a service's line in the status of a bot of several is made of: its status less
     the releases' details (their tags only) and the histories."""
 
-    versions: dict[str, dict[str, str]]
+    tags: dict[str, str]  # the tag each environment runs (none: nothing deployed yet)
     in_flight: list[str]  # the tags of the releases in flight, oldest first
     raw_locks: dict[str, bytes]
 

@@ -48,9 +48,7 @@ def render_line(status: StatusSummary, config: Config) -> str:
     """One service in `/release status` of a bot of several: what runs where, what is in
     flight, which environments are locked."""
     names = [env.name for env in config.environments]
-    where = " · ".join(
-        f"{name} `{status.versions.get(name, {}).get('tag') or '—'}`" for name in names
-    )
+    where = " · ".join(f"{name} `{status.tags.get(name) or '—'}`" for name in names)
     flying = ", ".join(f"`{tag}`" for tag in status.in_flight[:5]) or "nothing"
     more = f" and {len(status.in_flight) - 5} more" if len(status.in_flight) > 5 else ""
     locks = [

@@ -491,23 +491,36 @@ class Store:
 
     async def status(self, environments: list[str]) -> Status:
         """Everything `/release status` shows, in one round trip (plus one when in flight)."""
-        ((versions, locks, histories, raws),) = await _read_status(
-            self.redis, [(self, environments)], histories=True
-        )
-        in_flight = sorted(
-            (Release.from_json(r) for r in raws if r is not None), key=lambda r: r.created_at
-        )
-        return Status(versions=versions, in_flight=in_flight, raw_locks=locks, histories=histories)
-
-    def _queue_status(self, pipe: Pipeline, environments: list[str], histories: bool) -> None:
-        for name in environments:
-            pipe.hgetall(self.keys.environment(name))
-        for name in environments:
-            pipe.get(self.keys.env_lock(name))
-        if histories:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in environments:
+                pipe.hgetall(self.keys.environment(name))
+            for name in environments:
+                pipe.get(self.keys.env_lock(name))
             for name in environments:
                 pipe.lrange(self.keys.history(name), 0, 99)
-        pipe.smembers(self.keys.in_flight)
+            pipe.smembers(self.keys.in_flight)
+            rows = await pipe.execute()
+        n = len(environments)
+        versions = {
+            name: {_s(k): _s(v) for k, v in row.items()}
+            for name, row in zip(environments, rows[:n], strict=True)
+        }
+        locks = {
+            name: raw
+            for name, raw in zip(environments, rows[n : 2 * n], strict=True)
+            if raw is not None
+        }
+        histories = {
+            name: [json.loads(raw) for raw in row]
+            for name, row in zip(environments, rows[2 * n : 3 * n], strict=True)
+        }
+        in_flight: list[Release] = []
+        if rows[-1]:
+            raws = await self.redis.mget([self.keys.release(_s(v)) for v in rows[-1]])
+            in_flight = sorted(
+                (Release.from_json(r) for r in raws if r is not None), key=lambda r: r.created_at
+            )
+        return Status(versions=versions, in_flight=in_flight, raw_locks=locks, histories=histories)
 
     # --- idempotency ---------------------------------------------------------------------------
 
@@ -516,67 +529,66 @@ class Store:
         return bool(await self.redis.set(self.keys.idempotency(key), "1", nx=True, ex=ttl_seconds))
 
 
-async def summaries(redis: Redis, wanted: list[tuple[Store, list[str]]]) -> list[StatusSummary]:
+async def summaries(
+    redis: Redis,
+    wanted: list[tuple[Store, list[str]]],
+    known: dict[bytes, tuple[float, str]] | None = None,
+) -> list[StatusSummary]:
     """The status summary of each (store, its environments) of stores on one Redis (the
-    services of one bot), in one round trip for all, plus one for all their releases in
-    flight, of which only the tags are taken: a bot of 50 services reads them all about as
-    cheaply as one service's full status."""
-    found = []
-    for versions, locks, _, raws in await _read_status(redis, wanted, histories=False):
-        flying = [json.loads(raw) for raw in raws if raw is not None]
-        flying.sort(key=lambda release: float(release["created_at"]))
-        tags = [str(release.get("final_tag") or release["tag"]) for release in flying]
-        found.append(StatusSummary(versions=versions, in_flight=tags, raw_locks=locks))
-    return found
+    services of one bot): one round trip for all, plus one for all their releases in flight.
+    A bot of 50 services reads them all about as cheaply as one service's full status.
 
-
-_StatusRows = tuple[
-    dict[str, dict[str, str]], dict[str, bytes], dict[str, list[dict[str, str]]], list[Any]
-]
-
-
-async def _read_status(
-    redis: Redis, wanted: list[tuple[Store, list[str]]], *, histories: bool
-) -> list[_StatusRows]:
-    """Each store's environments' versions, locks and (with `histories`) histories, and its
-    releases in flight, raw (None for one gone meanwhile): two round trips for all."""
+    Of a release only its tag and creation time are taken; `known` (kept by the caller from
+    one read to the next) maps the bodies read last time to them, so a release unchanged since
+    is not decoded again. It is left holding this read's bodies only."""
+    locks = [store.keys.env_lock(name) for store, environments in wanted for name in environments]
     async with redis.pipeline(transaction=False) as pipe:
         for store, environments in wanted:
-            store._queue_status(pipe, environments, histories)
+            for name in environments:
+                pipe.hget(store.keys.environment(name), "tag")
+            pipe.smembers(store.keys.in_flight)
+        if locks:
+            pipe.mget(locks)
         rows = await pipe.execute()
-    parts: list[tuple[dict[str, dict[str, str]], dict[str, bytes], dict[str, Any], list[str]]] = []
+    raw_locks = iter(rows.pop() if locks else [])
+    parts: list[tuple[dict[str, str], dict[str, bytes], list[str]]] = []
     at = 0
-    for _, environments in wanted:
-        n = len(environments)
-        versions = {
-            name: {_s(k): _s(v) for k, v in row.items()}
-            for name, row in zip(environments, rows[at : at + n], strict=True)
+    for store, environments in wanted:
+        tags = {
+            name: _s(tag)
+            for name, tag in zip(environments, rows[at : at + len(environments)], strict=True)
+            if tag is not None
         }
-        locks = {
-            name: raw
-            for name, raw in zip(environments, rows[at + n : at + 2 * n], strict=True)
-            if raw is not None
-        }
-        at += 2 * n
-        history: dict[str, list[dict[str, str]]] = {}
-        if histories:
-            history = {
-                name: [json.loads(raw) for raw in row]
-                for name, row in zip(environments, rows[at : at + n], strict=True)
-            }
-            at += n
-        parts.append((versions, locks, history, [_s(v) for v in rows[at]]))
+        held = {name: raw for name in environments if (raw := next(raw_locks)) is not None}
+        at += len(environments)
+        parts.append((tags, held, [store.keys.release(_s(v)) for v in rows[at]]))
         at += 1
-    keys = [
-        store.keys.release(version)
-        for (store, _), (*_, flying) in zip(wanted, parts, strict=True)
-        for version in flying
-    ]
-    raws = iter(await redis.mget(keys) if keys else [])
-    return [
-        (versions, locks, history, [next(raws) for _ in flying])
-        for versions, locks, history, flying in parts
-    ]
+    releases = [k for *_, keys in parts for k in keys]
+    bodies = iter(await redis.mget(releases) if releases else [])
+    before = known or {}
+    seen: dict[bytes, tuple[float, str]] = {}
+    found = []
+    for tags, held, keys in parts:
+        flying = []
+        for raw in (next(bodies) for _ in keys):
+            if raw is None:  # finished meanwhile
+                continue
+            raw = raw.encode() if isinstance(raw, str) else raw
+            entry = before.get(raw)
+            if entry is None:
+                release = json.loads(raw)
+                entry = (
+                    float(release["created_at"]),
+                    str(release.get("final_tag") or release["tag"]),
+                )
+            seen[raw] = entry
+            flying.append(entry)
+        flying.sort()
+        found.append(StatusSummary(tags, [tag for _, tag in flying], held))
+    if known is not None:
+        known.clear()
+        known.update(seen)
+    return found
 
 
 def _s(value: Any) -> str:
