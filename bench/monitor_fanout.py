@@ -16,6 +16,15 @@ endpoints, in ABBA order over `--rounds` rounds each:
 - raw aiohttp: `asyncio.gather` of GETs on one session with the same connection limit, each
   body read.
 
+With `--services N` (issue 18) the endpoints are spread over N services of one bot (a
+`[[services]]` config read by bot.domain.fleet, so each service has its own key prefix, its own
+Monitor and its own prober, as each service's scheduler ticks its own monitor in
+bot.runtime.web): the bot's side is then the N monitors' ticks run together (as their
+schedulers' ticks meet), against the same raw baseline. Each service's prober has the
+`[monitoring] concurrency` of the shared defaults, so together they may hold up to N times the
+baseline's connections (with 1,000 endpoints over 20 services, 50 each: at most 1,000);
+`--split-concurrency` gives each service 1/N of it instead, the baseline's 100 in all.
+
 With `--growth [--scales 100,1000,5000]` it measures instead, per scale (one environment of
 that many checks, a full default history recorded through the monitor's own store, the Slack
 stand-in as Slack): the steady tick, the tick after a deploy (a new version recorded and
@@ -57,8 +66,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.domain.config import parse_config  # noqa: E402
+from bot.domain.fleet import parse_services  # noqa: E402
 from bot.domain.health.checks import Result  # noqa: E402
 from bot.runtime.container import Services  # noqa: E402
+from bot.runtime.fleet import Fleet  # noqa: E402
 from bot.runtime.settings import Settings  # noqa: E402
 from bot.runtime.web import settle_gc  # noqa: E402
 from bot.services.monitor_health import Monitor  # noqa: E402
@@ -119,6 +130,43 @@ deploy_command = "true"
 {checks}"""
 
 
+def fleet_config_for(base: str, endpoints: int, services: int, concurrency: int) -> str:
+    """`endpoints` checks spread over `services` services (as evenly as they go), one
+    repository with a tag prefix each, the monitoring settings (`concurrency`) shared."""
+    tables = []
+    for n in range(services):
+        checks = "".join(
+            f"""
+[[services.environments.checks]]
+name = "e{i}"
+url = "{base}/e/{i}"
+interval_seconds = 0.001
+json = {{ status = "ok" }}
+version_field = "version"
+"""
+            for i in range(n, endpoints, services)
+        )
+        tables.append(
+            f"""
+[[services]]
+name = "svc{n:02d}"
+slack = {{ channel = "#svc{n:02d}" }}
+repository = {{ tag_prefix = "svc{n:02d}/v" }}
+[[services.environments]]
+name = "production"
+deploy_command = "true"
+{checks}"""
+        )
+    return f"""
+[repository]
+url = "/nonexistent"
+[slack]
+channel = "#bench"
+[monitoring]
+concurrency = {concurrency}
+{"".join(tables)}"""
+
+
 async def raw_round(session: aiohttp.ClientSession, urls: list[str]) -> tuple[float, int]:
     async def get(url: str) -> int:
         async with session.get(url) as resp:
@@ -130,23 +178,36 @@ async def raw_round(session: aiohttp.ClientSession, urls: list[str]) -> tuple[fl
     return time.perf_counter() - started, sum(1 for s in statuses if s != 200)
 
 
-async def bot_round(monitor: Monitor, services: Services) -> tuple[float, int]:
+async def bot_round(monitors: list[tuple[Monitor, Services]]) -> tuple[float, int]:
+    """Every monitor's tick, together; the time, and the checks not done or not healthy."""
     started = time.perf_counter()
-    ran = await monitor.tick(time.time() + 3600 * 24 * 365)  # everything is due
+    due = time.time() + 3600 * 24 * 365  # everything is due
+    ran = await asyncio.gather(*(monitor.tick(due) for monitor, _ in monitors))
     took = time.perf_counter() - started
-    env = services.config.environments[0]
-    async with services.redis.pipeline(transaction=False) as pipe:
-        for check in env.checks:
-            pipe.lindex(services.store.keys.check_results(env.name, check.name), 0)
-        newest = await pipe.execute()
-    failing = sum(1 for raw in newest if raw is None or not Result.from_json(raw).ok)
-    return took, failing + len(env.checks) - ran
+    failing = 0
+    for (_, services), done in zip(monitors, ran, strict=True):
+        env = services.config.environments[0]
+        async with services.redis.pipeline(transaction=False) as pipe:
+            for check in env.checks:
+                pipe.lindex(services.store.keys.check_results(env.name, check.name), 0)
+            newest = await pipe.execute()
+        failing += sum(1 for raw in newest if raw is None or not Result.from_json(raw).ok)
+        failing += len(env.checks) - done
+    return took, failing
 
 
 async def run(args: argparse.Namespace, port: int) -> int:
     base = f"http://127.0.0.1:{port}"
     urls = [f"{base}/e/{i}" for i in range(args.endpoints)]
-    config = parse_config(tomllib.loads(config_for(base, args.endpoints)))
+    if args.services > 1:
+        # As a config of several services has it: one `concurrency` for each service's prober
+        # (the shared default); or, with --split-concurrency, the baseline's split among them.
+        each = max(1, CONCURRENCY // args.services) if args.split_concurrency else CONCURRENCY
+        configs = parse_services(
+            tomllib.loads(fleet_config_for(base, args.endpoints, args.services, each))
+        )
+    else:
+        configs = (parse_config(tomllib.loads(config_for(base, args.endpoints))),)
     prefix = f"bench:{uuid.uuid4().hex}:"
     settings = Settings(
         bot_token="xoxb-bench",
@@ -157,16 +218,18 @@ async def run(args: argparse.Namespace, port: int) -> int:
         state_dir=Path(tempfile.mkdtemp(prefix="releasebot-bench-")),
         redis_prefix=prefix,
     )
-    services = Services.create(settings, config)
-    await services.store.set_environment_version("production", "1.0.0", "v1.0.0", "0" * 40)
-    monitor = Monitor(services)
+    fleet = Fleet.create(settings, configs)
+    monitors = []
+    for services in fleet.services:
+        await services.store.set_environment_version("production", "1.0.0", "v1.0.0", "0" * 40)
+        monitors.append((Monitor(services), services))
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY))
     raw_times: list[float] = []
     bot_times: list[float] = []
     failures = 0
     try:
         await raw_round(session, urls)  # warm up both sides' connections
-        await bot_round(monitor, services)
+        await bot_round(monitors)
         for i in range(args.rounds * 2):
             # ABBA: raw, bot, bot, raw, raw, bot, ...
             first_raw = (i // 1) % 4 in (0, 3)
@@ -175,21 +238,26 @@ async def run(args: argparse.Namespace, port: int) -> int:
                     took, failed = await raw_round(session, urls)
                     raw_times.append(took)
                 else:
-                    took, failed = await bot_round(monitor, services)
+                    took, failed = await bot_round(monitors)
                     bot_times.append(took)
                 failures += failed
     finally:
         await session.close()
-        await monitor.close()
-        keys = [k async for k in services.redis.scan_iter(match=f"{prefix}*")]
-        if keys:
-            await services.redis.delete(*keys)
-        await services.close()
+        for monitor, _ in monitors:
+            await monitor.close()
+        keys = [k async for k in fleet.first.redis.scan_iter(match=f"{prefix}*")]
+        for start in range(0, len(keys), 1000):
+            await fleet.first.redis.delete(*keys[start : start + 1000])
+        await fleet.close()
     # Over all rounds (a tick's time swings between two levels, so a median jumps between
     # them): checks done / time taken.
     raw_rate = args.endpoints * len(raw_times) / sum(raw_times)
     bot_rate = args.endpoints * len(bot_times) / sum(bot_times)
-    print(f"endpoints per tick: {args.endpoints}, rounds per side: {len(raw_times)}")
+    print(
+        f"endpoints per tick: {args.endpoints} over {len(fleet.services)} service(s) "
+        f"(prober concurrency {fleet.first.config.monitoring.concurrency} each), "
+        f"rounds per side: {len(raw_times)}, load average {os.getloadavg()[0]:.2f}"
+    )
     for name, times, rate in (
         ("raw aiohttp", raw_times, raw_rate),
         ("releasebot ", bot_times, bot_rate),
@@ -404,7 +472,20 @@ def main() -> int:
         help="instead of the ratio: the monitor's costs at --scales checks, against the first",
     )
     parser.add_argument("--scales", default="100,1000,5000")
+    parser.add_argument(
+        "--services",
+        type=int,
+        default=1,
+        help="spread the endpoints over this many services of one bot (issue 18: 20)",
+    )
+    parser.add_argument(
+        "--split-concurrency",
+        action="store_true",
+        help="with --services: each service's prober gets 1/N of the baseline's connections",
+    )
     args = parser.parse_args()
+    if not 1 <= args.services <= args.endpoints or (args.growth and args.services > 1):
+        parser.error("--services: 1 to --endpoints, and not with --growth")
     if args.growth:
         args.endpoints = max(int(n) for n in args.scales.split(","))
     ours, theirs = multiprocessing.Pipe()

@@ -42,6 +42,7 @@ from bot.blocks.release import Block
 from bot.domain.config import Config
 from bot.runtime.settings import Settings
 from bot.runtime.shared_read import SharedRead
+from bot.runtime.status_of_all import StatusOfAll
 from bot.services.ports import Clock
 from bot.services.show_status import status_blocks
 
@@ -76,6 +77,8 @@ class Clients:
     slack: Any
     embedded: bool = False
     queues: list[Queue] = field(default_factory=list)
+    # `/release status` of all the services in one read (handlers.commands.which_service).
+    status_of_all: StatusOfAll | None = None
 
     @classmethod
     def connect(cls, settings: Settings) -> Clients:
@@ -86,7 +89,14 @@ class Clients:
         if settings.embedded_redis:
             from bot.devtools.embedded_redis import client
 
-            return cls(client(target.url), client(target.url), slack, embedded=True)
+            shared = client(target.url)
+            return cls(
+                shared,
+                client(target.url),
+                slack,
+                embedded=True,
+                status_of_all=StatusOfAll(shared, settings.status_max_age),
+            )
         # A burst waits for a free connection instead of failing. A burst of 600 through
         # `serve` once ran 64 connections out with a 2 s wait, and after-ack work failed.
         # Now the wait outlasts the after-ack budget, so an accepted click that waits is
@@ -97,7 +107,9 @@ class Clients:
         # Both clients come from `connect`, so under Sentinel the store, the locks and the
         # queue all follow the primary through a failover.
         redis = connect(target, max_connections=REDIS_POOL_SIZE, pool_wait=REDIS_POOL_WAIT)
-        return cls(redis, connect(target), slack)
+        return cls(
+            redis, connect(target), slack, status_of_all=StatusOfAll(redis, settings.status_max_age)
+        )
 
     def queue_for(self, keys: Keys) -> Queue:
         """A service's own queue (its name is under the service's key prefix)."""
@@ -111,6 +123,11 @@ class Clients:
         return queue
 
     async def close(self) -> None:
+        if self.status_of_all is not None:
+            try:
+                await asyncio.wait_for(self.status_of_all.close(), CLOSE_STEP_SECONDS)
+            except Exception:
+                log.warning("closing the status of all services failed", exc_info=True)
         for queue in self.queues:
             try:
                 await asyncio.wait_for(queue.disconnect(), CLOSE_STEP_SECONDS)
@@ -184,6 +201,8 @@ class Services:
     # the next command; changes made through this process's Slack requests drop the snapshot
     # as they are answered (bot.runtime.web, handlers.commands.release), so nobody sees a
     # status older than what they just did here.
+    # The status of a bot of several services (bot.runtime.status_of_all) is as fresh: it is
+    # not served once one of these is dropped.
     status: SharedRead[list[Block]] = field(init=False)
     # Work a handler starts after its ack without the queue (the flag kill switch).
     _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
@@ -330,7 +349,7 @@ class Services:
             settings.update_delay,
             settings.post_interval,
         )
-        return cls(
+        services = cls(
             settings=settings,
             config=config,
             redis=clients.redis,
@@ -342,6 +361,9 @@ class Services:
             shared_keys=shared_keys,
             owns_clients=owned,
         )
+        if not owned and clients.status_of_all is not None:
+            clients.status_of_all.members.append(services)
+        return services
 
     async def _close_clients(self) -> None:
         if self.clients is not None:

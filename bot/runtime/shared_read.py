@@ -72,6 +72,12 @@ class SharedRead(Generic[T]):
             return value
         return await asyncio.shield(self._next_read())
 
+    @property
+    def generation(self) -> int:
+        """How many times `invalidate()` was called: a read built on this one's results (a
+        summary of several, bot.runtime.status_of_all) is stale once it changes."""
+        return self._generation
+
     def invalidate(self) -> None:
         """Something may have changed what the read returns: no snapshot taken before now is
         served again (a read already running still answers the callers waiting for it, who

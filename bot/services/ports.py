@@ -130,6 +130,26 @@ class Status:
     # Each environment's history, newest first (bot.domain.rollbacks reads it).
     histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
+    def summary(self, open_incidents: int = 0) -> StatusSummary:
+        return StatusSummary(
+            {name: v["tag"] for name, v in self.versions.items() if v.get("tag")},
+            [r.final_tag or r.tag for r in self.in_flight],
+            self.raw_locks,
+            open_incidents,
+        )
+
+
+@dataclass(frozen=True)
+class StatusSummary:
+    """What a service's line in the status of a bot of several is made of: its status less
+    the releases' details (their tags only) and the histories."""
+
+    tags: dict[str, str]  # the tag each environment runs (none: nothing deployed yet)
+    in_flight: list[str]  # the tags of the releases in flight, oldest first
+    raw_locks: dict[str, bytes]
+    # Incidents open now: each environment's outage and failed deploy (bot.domain.health).
+    open_incidents: int = 0
+
 
 class StatusReader(Protocol):
     async def status(self, environments: list[str]) -> Status: ...

@@ -7,11 +7,15 @@ from bot.domain import rollbacks
 from bot.domain.approvals import Refusal
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK, Config
 from bot.domain.locks import parse_lock
-from bot.services.ports import MonitorState, StatusReader
+from bot.services.ports import MonitorState, Status, StatusReader, StatusSummary
 
 
 async def status_blocks(store: StatusReader, config: Config) -> list[messages.Block]:
     status = await store.status([env.name for env in config.environments])
+    return render_status(status, config)
+
+
+def render_status(status: Status, config: Config) -> list[messages.Block]:
     locks = {
         name: info
         for name, raw in status.raw_locks.items()
@@ -35,18 +39,22 @@ def rollback_line(history: list[dict[str, str]], environment: str, prefix: str) 
 
 
 async def service_line(store: StatusReader, config: Config, monitor: MonitorState) -> str:
-    """One service in `/release status` of a bot of several: what runs where, what is in
-    flight, which environments are locked, how many incidents are open."""
+    """A service's line in the status of a bot of several, read on its own."""
     names = [env.name for env in config.environments]
     status = await store.status(names)
     # An environment's open incidents: its outage (all its failing checks) and a failed deploy.
     pairs = [(name, check) for name in names for check in (OUTAGE_CHECK, DEPLOY_CHECK)]
     states = await monitor.check_states(pairs)
     open_incidents = sum(1 for state in states if state.incident is not None)
-    where = " · ".join(
-        f"{name} `{status.versions.get(name, {}).get('tag') or '—'}`" for name in names
-    )
-    flying = ", ".join(f"`{r.final_tag or r.tag}`" for r in status.in_flight[:5]) or "nothing"
+    return render_line(status.summary(open_incidents), config)
+
+
+def render_line(status: StatusSummary, config: Config) -> str:
+    """One service in `/release status` of a bot of several: what runs where, what is in
+    flight, which environments are locked, how many incidents are open."""
+    names = [env.name for env in config.environments]
+    where = " · ".join(f"{name} `{status.tags.get(name) or '—'}`" for name in names)
+    flying = ", ".join(f"`{tag}`" for tag in status.in_flight[:5]) or "nothing"
     more = f" and {len(status.in_flight) - 5} more" if len(status.in_flight) > 5 else ""
     locks = [
         f"🔒 {name} ({messages.escape(info.holder)})"
@@ -54,8 +62,14 @@ async def service_line(store: StatusReader, config: Config, monitor: MonitorStat
         if name in status.raw_locks and (info := parse_lock(status.raw_locks[name])) is not None
     ]
     locked = f" · {', '.join(locks)}" if locks else ""
-    alerting = f" · 🚨 {open_incidents} open incident(s)" if open_incidents else ""
+    alerting = f" · 🚨 {status.open_incidents} open incident(s)" if status.open_incidents else ""
     return (
         f"*{config.service}* ({messages.channel_ref(config.slack.channel)}): {where} · "
         f"in flight: {flying}{more}{locked}{alerting}"
     )
+
+
+def all_services_blocks(lines: list[str]) -> list[messages.Block]:
+    """`/release status` of a bot of several services: a line each (or why there are none)."""
+    header = f"{len(lines)} services · `/release status NAME` for one in full"
+    return [messages.context(header), *messages.sections(lines)]

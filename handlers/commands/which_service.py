@@ -12,9 +12,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck
 
 from bot.blocks import release as messages
-from bot.runtime.container import STORE_UNREACHABLE
+from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.runtime.fleet import Fleet
-from bot.services.show_status import service_line
+from bot.services.show_status import all_services_blocks, service_line
 from handlers.answers import STORE_DOWN
 
 log = logging.getLogger(__name__)
@@ -49,17 +49,29 @@ async def answer_unclaimed(ack: AsyncAck, fleet: Fleet, command: dict[str, Any])
 
 
 async def _status(fleet: Fleet) -> list[messages.Block]:
-    async def line(each: Any) -> str:
+    """One line per service, all read at once and that read shared (bot.runtime.
+    status_of_all), as fresh as each service's own `/release status`."""
+    try:
+        return await asyncio.wait_for(_blocks(fleet), STATUS_SECONDS)
+    except TimeoutError:
+        text = "The services' status took too long to read; try again in a moment."
+        return [messages.context(f"{len(fleet.services)} services"), *messages.note(text)]
+
+
+async def _blocks(fleet: Fleet) -> list[messages.Block]:
+    status_of_all = fleet.clients.status_of_all if fleet.clients is not None else None
+    if status_of_all is not None:
+        try:
+            return await status_of_all()
+        except STORE_UNREACHABLE:
+            return all_services_blocks(
+                [f"*{each.config.service}*: {STORE_DOWN}" for each in fleet.services]
+            )
+
+    async def line(each: Services) -> str:  # services with clients of their own
         try:
             return await service_line(each.store, each.config, each.monitor_state)
         except STORE_UNREACHABLE:
             return f"*{each.config.service}*: {STORE_DOWN}"
 
-    try:
-        lines = await asyncio.wait_for(
-            asyncio.gather(*(line(each) for each in fleet.services)), STATUS_SECONDS
-        )
-    except TimeoutError:
-        lines = ["The services' status took too long to read; try again in a moment."]
-    header = f"{len(fleet.services)} services · `/release status NAME` for one in full"
-    return [messages.context(header), *messages.sections(list(lines))]
+    return all_services_blocks(list(await asyncio.gather(*(line(e) for e in fleet.services))))

@@ -1,0 +1,409 @@
+"""Many services (issue 18): the ack of `/release status` across 50 services against the
+same command to a bot of one service, measured in the same run.
+
+    python bench/many_services.py [--services 50] [--in-flight 10] [--requests 2000]
+                                  [--concurrency 50] [--redis-url redis://127.0.0.1:6379/0]
+
+Layout: a child process serves, on one event loop, the Slack stand-in and two real bots
+(role "web", real Redis, real aiohttp servers): a fleet of `--services` services
+(`[[services]]` tables read by bot.domain.fleet, so each has its own key prefix
+`svc:NAME:`, queue and channel) and a bot of one service. Every service, the lone one
+included, has two environments with a version deployed and `--in-flight` releases in flight,
+written through the store's own API as bench/growth.py does (no candidate is made, so no git
+work: all services name one small remote, each with a tag prefix of its own, as
+bot.domain.fleet requires of services sharing a repository). This process is the load
+generator (bench/ack_latency.py's: fresh signature and trigger_id per request, a fixed pool of
+`--concurrency` workers, `--rounds` rounds in ABBA order, wall time to the full body).
+
+Both sides get `/release status` typed in #dev, a channel of no service: the fleet answers
+with every service, one line each (handlers.commands.which_service); the lone bot with its
+full status. Every answer must be 200 with blocks; the fleet's must list every service (and
+not say the read took too long), checked after each round so the checking is not timed.
+
+Prints count, p50, p99, max (ms) and the server's CPU per request of both, then, last,
+`fleet status p99 ratio (N services / one service): X.XX` (goal: at most 1.5). Exits 0, 1 if
+a request failed or the ratio is above the goal, 2 on setup failure or the `--time-limit`.
+The Redis keys of both bots are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import tomllib
+import traceback
+import uuid
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.ack_latency import (  # noqa: E402
+    BOT_TOKEN,
+    REQUEST_TIMEOUT_S,
+    SIGNING_SECRET,
+    LogTally,
+    Target,
+    cpu_per_request_ms,
+    delete_keys,
+    fire,
+    make_git_repo,
+    process_cpu_seconds,
+    redis_problem,
+    summary_row,
+)
+
+GOAL_RATIO = 1.5
+ONE = "one service"
+FLEET = "fleet"
+
+SHARED_TOML = """
+[repository]
+url = "{repo}"
+branch = "main"
+
+[slack]
+channel = "#releases"
+
+[[environments]]
+name = "staging"
+deploy_command = "true"
+
+[[environments]]
+name = "production"
+deploy_command = "true"
+"""
+
+
+def fleet_toml(repo: Path, services: int) -> str:
+    """`services` services over one remote: shared defaults, each its channel and tag prefix."""
+    tables = "".join(
+        f"""
+[[services]]
+name = "{service_name(n)}"
+slack = {{ channel = "#{service_name(n)}-releases" }}
+repository = {{ tag_prefix = "{service_name(n)}/v" }}
+"""
+        for n in range(services)
+    )
+    return SHARED_TOML.format(repo=repo) + tables
+
+
+def service_name(n: int) -> str:
+    return f"svc{n:02d}"
+
+
+async def seed(services: Any, in_flight: int) -> None:
+    """Versions deployed in both environments and `in_flight` releases in flight, through the
+    store's own API (what a worker leaves after making candidates)."""
+    from functools import partial
+
+    from bot.domain.actors import Actor
+    from bot.domain.releases import Release, activate
+
+    store, prefix = services.store, services.config.repository.tag_prefix
+    actor = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
+    for env, minor in (("staging", 9), ("production", 8)):
+        await store.set_environment_version(env, f"1.{minor}.0", f"{prefix}1.{minor}.0", "0" * 40)
+
+    async def one(n: int) -> None:
+        version = f"1.{10 + n}.0-rc.1"
+        release = Release(
+            version=version,
+            tag=f"{prefix}{version}",
+            sha=f"{n:040x}",
+            requester="U0ALICE",
+            requester_name="alice",
+            created_at=1_700_000_000.0 + n,
+        )
+        await store.create_release(release, actor)
+        await store.update_release(
+            version, partial(activate, channel="C0DEV", message_ts=f"{n}.000100"), actor, "tag"
+        )
+
+    await asyncio.gather(*(one(n) for n in range(in_flight)))
+
+
+async def serve_bots(conn: Connection, args: dict[str, Any], prefix: str, tally: LogTally) -> None:
+    from bot.devtools.slack_stand_in import SlackStandIn
+    from bot.domain.config import parse_config
+    from bot.domain.fleet import parse_services
+    from bot.runtime.fleet import Fleet
+    from bot.runtime.settings import Settings
+    from bot.runtime.web import Bot
+
+    with tempfile.TemporaryDirectory(prefix="many-services-bench-") as tmp:
+        repo = make_git_repo(Path(tmp))
+        async with SlackStandIn(token=BOT_TOKEN) as slack:
+
+            def settings(name: str) -> Settings:
+                return Settings(
+                    bot_token=BOT_TOKEN,
+                    signing_secret=SIGNING_SECRET,
+                    redis_url=args["redis_url"],
+                    slack_api_url=slack.base_url,
+                    state_dir=Path(tmp) / f"state-{name}",
+                    redis_prefix=f"{prefix}{name}:",
+                )
+
+            one = Fleet.create(
+                settings("one"), [parse_config(tomllib.loads(SHARED_TOML.format(repo=repo)))]
+            )
+            many = Fleet.create(
+                settings("fleet"),
+                parse_services(tomllib.loads(fleet_toml(repo, args["services"]))),
+            )
+            for each in (*one.services, *many.services):
+                await seed(each, args["in_flight"])
+            bots = [Bot(one, "web"), Bot(many, "web")]
+            try:
+                for bot in bots:
+                    await bot.start(port=0, host="127.0.0.1")
+                conn.send(
+                    {
+                        "pid": os.getpid(),
+                        "one_port": bots[0].port,
+                        "fleet_port": bots[1].port,
+                        "services": many.names,
+                        "response_url": slack.response_url("bench"),
+                    }
+                )
+                await asyncio.get_running_loop().run_in_executor(None, _wait_stop, conn)
+            finally:
+                for bot in bots:
+                    await bot.stop()
+            conn.send(
+                {
+                    "stand_in_calls": len(slack.calls),
+                    "invalid": list(slack.invalid),
+                    "log": tally.summary(),
+                }
+            )
+
+
+def _wait_stop(conn: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        conn.recv()
+
+
+def server_main(conn: Connection, args: dict[str, Any], prefix: str) -> None:
+    tally = LogTally()
+    logging.basicConfig(level=logging.WARNING, handlers=[tally])
+    try:
+        asyncio.run(serve_bots(conn, args, prefix, tally))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            conn.send({"error": traceback.format_exc()})
+        raise
+
+
+# --- the load generator (this process) ---------------------------------------------------------
+
+
+def fleet_problem(raw: bytes, services: list[str], in_flight: bool) -> str | None:
+    """None if the fleet's answer lists every service, else what is wrong with it."""
+    text = json.dumps(json.loads(raw))
+    if "took too long" in text:
+        return "the fleet's status was partial: it took too long to read"
+    if f"{len(services)} services" not in text:
+        return f"no '{len(services)} services' header: {text[:200]}"
+    missing = [name for name in services if f"*{name}*" not in text]
+    if missing:
+        return f"services missing from the status: {missing[:5]}"
+    if in_flight and "in flight: `" not in text:
+        return f"no release in flight shown: {text[:200]}"
+    return None
+
+
+async def run_load(args: argparse.Namespace, ports: dict[str, Any]) -> list[Target]:
+    one = Target(ONE, f"http://127.0.0.1:{ports['one_port']}/slack/events", True)
+    many = Target(FLEET, f"http://127.0.0.1:{ports['fleet_port']}/slack/events", True)
+    response_url: str = ports["response_url"]
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    sessions = {
+        t.name: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=args.concurrency), timeout=timeout
+        )
+        for t in (one, many)
+    }
+
+    # Checked once per round, outside the timing: one answer of the fleet, in full.
+    async def check_fleet() -> None:
+        from bench.ack_latency import command_body, sign
+
+        body = command_body("status", response_url)
+        async with sessions[FLEET].post(many.url, data=body, headers=sign(body)) as resp:
+            raw = await resp.read()
+        problem = (
+            fleet_problem(raw, ports["services"], args.in_flight > 0)
+            if resp.status == 200
+            else raw[:200]
+        )
+        if problem is not None:
+            many.errors.append(str(problem))
+
+    gc.collect()
+    gc.freeze()
+    gc.disable()  # as in bench/ack_latency.py: no collection stalls in the load generator
+    try:
+        for t in (one, many):
+            await fire(
+                t, sessions[t.name], response_url, args.warmup, args.concurrency, record=False
+            )
+        rounds = max(1, min(args.rounds, args.requests))
+        sizes = [
+            args.requests // rounds + (1 if i < args.requests % rounds else 0)
+            for i in range(rounds)
+        ]
+        for i, size in enumerate(sizes):
+            for t in (one, many) if i % 2 == 0 else (many, one):
+                cpu_before = process_cpu_seconds(ports["pid"])
+                await fire(t, sessions[t.name], response_url, size, args.concurrency, record=True)
+                t.server_cpu_s += process_cpu_seconds(ports["pid"]) - cpu_before
+            await check_fleet()
+    finally:
+        gc.enable()
+        gc.unfreeze()
+        for session in sessions.values():
+            await session.close()
+    return [one, many]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=50, help="services of the fleet (50)")
+    parser.add_argument(
+        "--in-flight", type=int, default=10, help="releases in flight in every service (10)"
+    )
+    parser.add_argument("--requests", type=int, default=2000, help="measured per side (2000)")
+    parser.add_argument("--concurrency", type=int, default=50, help="in flight per side (50)")
+    parser.add_argument("--warmup", type=int, default=200, help="unmeasured per side first (200)")
+    parser.add_argument("--rounds", type=int, default=20, help="rounds per side, ABBA (20)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds in all (300)")
+    args = parser.parse_args(argv)
+    if (
+        min(args.services, args.requests, args.concurrency, args.rounds) < 1
+        or min(args.in_flight, args.warmup) < 0
+    ):
+        parser.error("--services, --requests, --concurrency, --rounds >= 1; others >= 0")
+    if args.services < 2:
+        parser.error("--services: a fleet is at least 2 (one is the baseline)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.monotonic()
+    deadline = began + args.time_limit
+    problem = asyncio.run(redis_problem(args.redis_url))
+    if problem is not None:
+        print(f"many_services: Redis at {args.redis_url} is not usable: {problem}", file=sys.stderr)
+        return 2
+    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    ctx = multiprocessing.get_context(os.environ.get("BENCH_MP", "spawn"))
+    parent_conn, child_conn = ctx.Pipe()
+    server_args = {
+        "redis_url": args.redis_url,
+        "services": args.services,
+        "in_flight": args.in_flight,
+    }
+    server = ctx.Process(target=server_main, args=(child_conn, server_args, prefix))
+    server.start()
+    code = 0
+    targets: list[Target] = []
+    report: dict[str, Any] = {}
+    try:
+        if not parent_conn.poll(max(0.0, deadline - time.monotonic())):
+            print("many_services: the bots did not start in time", file=sys.stderr)
+            return 2
+        ports = parent_conn.recv()
+        if "error" in ports:
+            print(f"many_services: the bots failed to start:\n{ports['error']}", file=sys.stderr)
+            return 2
+        try:
+            targets = asyncio.run(
+                asyncio.wait_for(
+                    run_load(args, ports), timeout=max(0.0, deadline - time.monotonic())
+                )
+            )
+        except TimeoutError:
+            print(f"many_services: aborted after {args.time_limit:.0f} s", file=sys.stderr)
+            return 2
+        parent_conn.send("stop")
+        if parent_conn.poll(max(1.0, min(30.0, deadline - time.monotonic()))):
+            report = parent_conn.recv()
+        if "error" in report:
+            print(f"many_services: server side failed:\n{report['error']}", file=sys.stderr)
+            code = 1
+    finally:
+        with contextlib.suppress(OSError):
+            parent_conn.send("stop")
+        server.join(timeout=15)
+        if server.is_alive():
+            server.terminate()
+            server.join(timeout=5)
+        try:
+            deleted = asyncio.run(delete_keys(args.redis_url, prefix))
+        except Exception as exc:
+            print(f"many_services: could not delete Redis keys {prefix}*: {exc}", file=sys.stderr)
+            deleted = -1
+
+    for t in targets:
+        if t.errors:
+            code = 1
+            print(f"{t.name}: {len(t.errors)} failed requests or answers, e.g.:")
+            for line in list(dict.fromkeys(t.errors))[:5]:
+                print(f"  {line}")
+    if report.get("log"):
+        print("server-side log (warnings and errors, by message):")
+        for line in report["log"][:40]:
+            print(f"  {line}")
+    if report.get("invalid"):
+        print(f"stand-in: invalid Block Kit: {report['invalid'][:3]}")
+        code = 1
+    print(
+        f"{args.services} services against one, {args.in_flight} releases in flight in each; "
+        f"{args.requests} measured requests per side after {args.warmup} warm-up, concurrency "
+        f"{args.concurrency}, {args.rounds} rounds in ABBA order; deleted {deleted} Redis keys "
+        f"under {prefix}; load average {os.getloadavg()[0]:.2f}; "
+        f"took {time.monotonic() - began:.1f} s"
+    )
+    print(
+        f"{'target':<12} {'count':>7} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} "
+        f"{'>3000 ms':>9} {'failed':>7} {'cpu ms/req':>12}"
+    )
+    one_row, one_p99 = summary_row(targets[0])
+    fleet_row, fleet_p99 = summary_row(targets[1])
+    print(one_row)
+    print(fleet_row)
+    one_cpu, fleet_cpu = cpu_per_request_ms(targets[0]), cpu_per_request_ms(targets[1])
+    print(
+        "cpu per request ratio (fleet / one service): "
+        f"{fleet_cpu / one_cpu if one_cpu > 0 else math.nan:.2f}"
+    )
+    ratio = fleet_p99 / one_p99 if one_p99 > 0 else math.nan
+    if not ratio <= GOAL_RATIO:
+        print(f"goal missed: the ratio must be at most {GOAL_RATIO}")
+        code = code or 1
+    print(f"fleet status p99 ratio ({args.services} services / one service): {ratio:.2f}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
