@@ -29,6 +29,7 @@ from bot.adapters.redis.claims import CreationClaims, FormTickets
 from bot.adapters.redis.connect import connect
 from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
 from bot.adapters.redis.flag_requests import RedisFlagRequests
+from bot.adapters.redis.freezes import RedisFreezes
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.locks import Locks
 from bot.adapters.redis.monitor_state import RedisMonitorState
@@ -210,6 +211,8 @@ class Services:
     user_directory: SlackUserDirectory = field(init=False)
     # Flag change requests and ramps.
     flag_requests: RedisFlagRequests = field(init=False)
+    # Freezes set from Slack (`/release freeze`): the config's are in the config.
+    freeze_records: RedisFreezes = field(init=False)
     # Health monitoring's probe (bot.services.monitor_health) opens its HTTP session on the
     # first check, so roles that never check pay nothing for it.
     health_probe: Prober = field(init=False)
@@ -266,6 +269,7 @@ class Services:
         self.health_probe = Prober(self.config.monitoring.concurrency)
         self.user_directory = SlackUserDirectory(self.notifier.client, self.redis, keys)
         self.flag_requests = RedisFlagRequests(self.redis, keys)
+        self.freeze_records = RedisFreezes(self.redis, keys)
 
     # Ports that are parts of the store and the notifier (bot.services.ports).
     @property

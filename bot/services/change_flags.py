@@ -46,6 +46,7 @@ from bot.services.ports import (
     GitError,
     HasClock,
     HasFlagRequests,
+    HasFreezeRecords,
     HasQueue,
     HasRunningReleases,
     HasUserDirectory,
@@ -60,7 +61,15 @@ APPROVE_ACTION = "flag_approve"
 PUSH_ATTEMPTS = 4
 
 
-class FlagNeeds(EngineNeeds, MonitorNeeds, HasQueue, HasFlagRequests, HasUserDirectory, Protocol):
+class FlagNeeds(
+    EngineNeeds,
+    MonitorNeeds,
+    HasQueue,
+    HasFlagRequests,
+    HasUserDirectory,
+    HasFreezeRecords,
+    Protocol,
+):
     """A flag change from the command to the site that runs it: the requests, the approvers,
     the repository, the deploy engine, the queue, the channel, and the monitor (a ramp pauses
     on a critical alert; the site's /flags is read with the health probe)."""
@@ -114,7 +123,7 @@ async def start_request(needs: FlagNeeds, request: FlagRequest) -> None:
     if request.ramp or raises_exposure(flag, request.change):
         # Showing a feature to more people is a change a closed environment does not take;
         # switching off and lowering (the kill switch) always go through.
-        shut = deploy_windows.closed(needs, env)
+        shut = await deploy_windows.closed(needs, env)
         if shut is not None:
             text = deploy_windows.closed_text(needs, env, shut)
             await needs.audit_log.audit(
@@ -651,7 +660,7 @@ async def advance_ramps(needs: FlagNeeds) -> None:
             await ramps.end_ramp(name)
             continue
         alert = await critical_alert(needs, env)
-        shut = deploy_windows.closed(needs, env)
+        shut = await deploy_windows.closed(needs, env)
         if shut is not None and not alert:
             # A closed environment takes no step that shows the feature to more people.
             alert = deploy_windows.closed_text(needs, env, shut)

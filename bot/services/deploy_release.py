@@ -29,12 +29,19 @@ from bot.services import (
 from bot.services.clicks import Where, refused, same_message
 from bot.services.deploy_engine import EngineNeeds
 from bot.services.monitor_health import MonitorNeeds
-from bot.services.ports import GitError, HasCi, HasQueue, HasStore, HasUserDirectory
+from bot.services.ports import (
+    GitError,
+    HasCi,
+    HasFreezeRecords,
+    HasQueue,
+    HasStore,
+    HasUserDirectory,
+)
 
 log = logging.getLogger(__name__)
 
 
-class DeployNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasCi, Protocol):
+class DeployNeeds(EngineNeeds, MonitorNeeds, HasStore, HasQueue, HasCi, HasFreezeRecords, Protocol):
     """A release's deploy: the engine, its record, its thread, the queue, the CI's checks
     (and, through MonitorNeeds, the version index, for the flags-ready gate to learn what
     production runs)."""
@@ -412,7 +419,7 @@ async def _waits_for_window(
     """A deploy whose environment is closed (a deny window, a freeze, outside its allow
     windows) does not start: it waits, queued again for the moment it opens, and the thread
     says so. True when it waits (or, never opening, was blocked)."""
-    shut = deploy_windows.closed(services, environment)
+    shut = await deploy_windows.closed(services, environment)
     if shut is None:
         return False
     _, tag = release.tag_for(environment, services.config.last_environment.name)

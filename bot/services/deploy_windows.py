@@ -13,11 +13,12 @@ from typing import Protocol
 
 from bot.domain.config import Config
 from bot.domain.windows import Rules, Verdict, describe_opening, verdict
-from bot.services.ports import HasClock, HasConfig
+from bot.services.ports import HasClock, HasConfig, HasFreezeRecords
 
 
-class WindowNeeds(HasConfig, HasClock, Protocol):
-    """The config's windows and freezes, and the clock (tests and the demo give their own)."""
+class WindowNeeds(HasConfig, HasClock, HasFreezeRecords, Protocol):
+    """The config's windows and freezes, those set from Slack, and the clock (tests and the
+    demo give their own)."""
 
 
 def _zone(rules: Rules) -> str:
@@ -31,13 +32,21 @@ def _zone(rules: Rules) -> str:
     return "UTC"
 
 
-def closed(needs: WindowNeeds, environment: str) -> Verdict | None:
+async def rules_now(needs: WindowNeeds, environment: str) -> Rules:
+    """The environment's windows and freezes: the config's and those set from Slack."""
+    rules = needs.config.rules_for(environment)
+    set_from_slack = await needs.freeze_records.active(environment, needs.clock())
+    if not set_from_slack:
+        return rules
+    return Rules(rules.windows, (*rules.freezes, *(freeze for _, freeze in set_from_slack)))
+
+
+async def closed(needs: WindowNeeds, environment: str) -> Verdict | None:
     """Why `environment` may not change now, or None when it may."""
-    return closed_at(needs.config, environment, needs.clock())
+    return closed_by(await rules_now(needs, environment), needs.clock())
 
 
-def closed_at(config: Config, environment: str, at: float) -> Verdict | None:
-    rules = config.rules_for(environment)
+def closed_by(rules: Rules, at: float) -> Verdict | None:
     if not rules.windows and not rules.freezes:
         return None
     found = verdict(rules, datetime.fromtimestamp(at, UTC))

@@ -31,6 +31,7 @@ from bot.domain.locks import LockInfo, LockKind
 from bot.domain.outbox import Entry, Group, Place
 from bot.domain.releases import Release
 from bot.domain.rollbacks import RollbackRequest
+from bot.domain.windows import Freeze
 
 # Seconds since the epoch; tests and the demo give their own.
 Clock = Callable[[], float]
@@ -211,6 +212,24 @@ class CiChecks(Protocol):
 class HasCi(Protocol):
     @property
     def ci(self) -> CiChecks | None: ...  # None: no GitHub access configured
+
+
+# --- freezes set from Slack (bot.adapters.redis.freezes) -------------------------------------
+
+
+class FreezeRecords(Protocol):
+    """The freezes set at runtime (`/release freeze`), per environment, with their ids."""
+
+    async def active(self, environment: str, now: float) -> list[tuple[str, Freeze]]: ...
+
+    async def add(self, environment: str, freeze: Freeze) -> str: ...
+
+    async def remove(self, environment: str, freeze_id: str | None = None) -> int: ...
+
+
+class HasFreezeRecords(Protocol):
+    @property
+    def freeze_records(self) -> FreezeRecords: ...
 
 
 # --- deploys GitHub runs (bot.adapters.github_deploys) ---------------------------------------

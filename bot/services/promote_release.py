@@ -261,7 +261,7 @@ async def request_promotion(
         return f":warning: `{release.tag}` is not ready for *{last}*:\n• " + "\n• ".join(
             state.missing
         )
-    shut = deploy_windows.closed(services, last)
+    shut = await deploy_windows.closed(services, last)
     if shut is not None:
         text = deploy_windows.closed_text(services, last, shut)
         await services.store.audit(

@@ -35,6 +35,10 @@ class Keys:
     def env_lock(self, name: str) -> str:
         return f"{self.prefix}lock:env:{name}"
 
+    def freezes(self, environment: str) -> str:
+        """Hash: the freezes set from Slack on an environment, by id (JSON each)."""
+        return f"{self.prefix}freezes:{environment}"
+
     @property
     def repo_lock(self) -> str:
         return f"{self.prefix}lock:repo"
