@@ -19,8 +19,9 @@ USAGE = """\
 Tag a release candidate from the release branch and deploy it to the first environment.
 *`/release hotfix --description TEXT [--issue ID]`*
 The emergency path: a patch of what runs in production, with the hotfix gates and approvals.
-*`/release final [--description TEXT] [--issue ID]`*
-Promote the newest candidate, once its gates passed and its approvals are complete.
+*`/release final [--description TEXT] [--issue ID] [--when-open]`*
+Promote the newest candidate, once its gates passed and its approvals are complete
+(`--when-open`: while the last environment is closed, at its next opening).
 *`/release status`* Versions in each environment, releases in flight, locks held.
 *`/release health [ENV]`* Every health check: its state, latency and last failure.
 *`/release rollback [ENV] [--to VERSION] --reason TEXT`*
@@ -83,6 +84,7 @@ class HotfixCommand:
 class FinalCommand:
     description: str = ""
     issue: str | None = None
+    when_open: bool = False  # a closed last environment: promote at its next opening
 
 
 @dataclass(frozen=True)
@@ -239,8 +241,14 @@ def parse_release_command(text: str) -> Command:
             )
         return HotfixCommand(description=description, issue=_issue(opts))
     if sub == "final":
-        opts = _parse_options("final", rest, {"--description": True, "--issue": True})
-        return FinalCommand(description=_description(opts), issue=_issue(opts))
+        opts = _parse_options(
+            "final", rest, {"--description": True, "--issue": True, "--when-open": False}
+        )
+        return FinalCommand(
+            description=_description(opts),
+            issue=_issue(opts),
+            when_open=bool(opts.get("--when-open")),
+        )
     if sub == "lock":
         env, opts = _environment_and_options("lock", rest, {"--reason": True, "--force": False})
         reason = _reason(

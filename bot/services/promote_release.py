@@ -46,16 +46,28 @@ class FinalRequest:
     response_url: str | None
     description: str = ""
     issue: str | None = None
+    # Queued for the next opening of the closed last environment (`--when-open`): its
+    # approvals and the window are checked again when it runs.
+    when_open: bool = False
 
     @property
     def actor(self) -> Actor:
         return Actor(self.user_id, self.user_name, self.channel_id)
 
 
-async def enqueue_promotion(services: PromotionNeeds, request: FinalRequest) -> None:
-    # One promotion job per candidate, however often /release final is typed.
+async def enqueue_promotion(
+    services: PromotionNeeds, request: FinalRequest, at: float | None = None
+) -> None:
+    # One promotion job per candidate, however often /release final is typed; the queue
+    # runs a job once, on one worker, however many replicas there are (`at`: not before).
+    scheduled = {"scheduled": int(at) + 1} if at is not None else {}
     await services.queue.enqueue(
-        PROMOTE, request=asdict(request), key=f"promote-{request.version}", timeout=600, retries=1
+        PROMOTE,
+        request=asdict(request),
+        key=f"promote-{request.version}",
+        timeout=600,
+        retries=1,
+        **scheduled,
     )
 
 
@@ -123,6 +135,14 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     repo_cfg = config.repository
     final_version = str(semver.Version.parse(req.version).finalize_version())
     final_tag = f"{repo_cfg.tag_prefix}{final_version}"
+    last = config.last_environment.name
+    # Checked again as it runs: a freeze may have begun since it was asked for (or, asked
+    # for --when-open, another one may hold now).
+    shut = await deploy_windows.closed(services, last)
+    if shut is not None:
+        text = deploy_windows.closed_text(services, last, shut)
+        await _not_promoted(services, req, f"{text} `{final_tag}` was not made.", text)
+        return
     try:
         release, state = await store.update_release(
             req.version,
@@ -139,10 +159,7 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
             reason=f"as {final_tag}",
         )
     except TransitionError as exc:
-        await store.audit(
-            req.actor, "release.promote", release=req.version, outcome="refused", reason=str(exc)
-        )
-        await notifier.answer(req.response_url, messages.problem(str(exc)), str(exc))
+        await _not_promoted(services, req, str(exc), str(exc))
         return
     notifier.refresh(release.version)
     pushed = False
@@ -221,6 +238,26 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     )
 
 
+async def _not_promoted(
+    services: PromotionNeeds, req: FinalRequest, text: str, reason: str
+) -> None:
+    """A promotion that does not go as it runs: audited, and said to who asked (in the
+    release's thread too when it was queued for an opening: its answer link has expired)."""
+    await services.store.audit(
+        req.actor, "release.promote", release=req.version, outcome="refused", reason=reason[:500]
+    )
+    await services.chat.answer(req.response_url, messages.problem(text), text)
+    if req.when_open:
+        await services.chat.thread(
+            req.version,
+            messages.problem(
+                f"{messages.mention(req.user_id)}, the promotion asked for when it opened did "
+                f"not go: {text} Ask again with `/release final` once it can."
+            ),
+            "Promotion did not go",
+        )
+
+
 async def request_promotion(
     services: FinalNeeds,
     actor: Actor,
@@ -229,9 +266,11 @@ async def request_promotion(
     *,
     description: str = "",
     issue: str | None = None,
+    when_open: bool = False,
 ) -> str:
     """`/release final`: queue the promotion of the newest open candidate (once per
-    command, however often Slack delivers it), or say what it still lacks."""
+    command, however often Slack delivers it), or say what it still lacks; with `when_open`,
+    while the last environment is closed, queue it for its next opening."""
     candidates = [
         r for r in await services.store.releases_in_flight() if approvals.is_open_candidate(r)
     ]
@@ -262,6 +301,43 @@ async def request_promotion(
             state.missing
         )
     shut = await deploy_windows.closed(services, last)
+    if shut is not None and when_open and shut.opens_at is not None:
+        text = deploy_windows.closed_text(services, last, shut)
+        if await services.store.first_time(f"command:{request_id}"):
+            await enqueue_promotion(
+                services,
+                FinalRequest(
+                    version=release.version,
+                    user_id=actor.user_id,
+                    user_name=actor.user_name,
+                    channel_id=actor.channel,
+                    response_url=response_url,
+                    description=description,
+                    issue=issue,
+                    when_open=True,
+                ),
+                at=shut.opens_at.timestamp(),
+            )
+            await services.store.audit(
+                actor,
+                "release.promote",
+                release=release.version,
+                environment=last,
+                outcome="scheduled",
+                reason=text[:500],
+            )
+            await services.chat.thread(
+                release.version,
+                messages.note(
+                    f"⏰ {messages.mention(actor.user_id)} asked to promote `{release.tag}` when "
+                    f"*{last}* opens: {text} Its approvals are checked again then."
+                ),
+                f"{release.tag} waits for {last} to open",
+            )
+        return (
+            f"⏰ {text} `{release.tag}` will be promoted then, its approvals checked again "
+            "at that moment."
+        )
     if shut is not None:
         text = deploy_windows.closed_text(services, last, shut)
         await services.store.audit(
@@ -273,8 +349,9 @@ async def request_promotion(
             reason=text[:500],
         )
         return (
-            f"⏸ {text} `{release.tag}` was not promoted; ask again once it opens. "
-            "Rollbacks and kill switches still go through."
+            f"⏸ {text} `{release.tag}` was not promoted; ask again once it opens, or "
+            "`/release final --when-open` to promote it then. Rollbacks and kill switches "
+            "still go through."
         )
     if await services.store.first_time(f"command:{request_id}"):
         await enqueue_promotion(

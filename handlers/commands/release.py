@@ -248,6 +248,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
                     request_id(command),
                     description=parsed.description,
                     issue=parsed.issue,
+                    when_open=parsed.when_open,
                 )
             ),
         )

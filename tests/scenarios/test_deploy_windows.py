@@ -88,3 +88,47 @@ environments = ["staging"]
     assert deploy_log(tmp_path)[0].startswith("staging 0.15.0-rc.1")
     waits = [e for e in await bot.services.store.audit_entries() if e["action"] == "deploy.wait"]
     assert len(waits) == 1 and waits[0]["environment"] == "staging"
+
+
+async def test_a_final_asked_for_when_open_runs_once_at_the_opening(
+    start_bot, git_remote, tmp_path: Path
+):
+    # Production is frozen until five seconds from now (real time: the promotion is queued
+    # for the opening on the queue's own clock); two workers share the queue.
+    now = time.time()
+    start = datetime.fromtimestamp(now - 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = datetime.fromtimestamp(now + 5, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    freeze = f"""
+[[freezes]]
+from = {start}
+until = {until}
+reason = "payment provider maintenance"
+"""
+    config = production_config(git_remote, tmp_path, freeze)
+    bot = await start_bot(config)
+    await start_bot(config, role="worker", name="second")
+    await bot.command("rc")
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    await bot.click(message, "gate_approve", gate="qa")
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
+    refused = bot.slack.text_of(await bot.command("final"))
+    assert "payment provider maintenance" in refused and "--when-open" in refused
+    answer = bot.slack.text_of(await bot.command("final --when-open"))
+    assert "will be promoted then" in answer and "checked again" in answer
+    assert "v0.15.0" not in git_remote.remote_tags()
+    await bot.slack.wait_for(
+        lambda: (
+            "`v0.15.0` is live in *production*"
+            in thread_text(bot.slack, release_message(bot.slack, "v0.15.0-rc.1"))
+        ),
+        timeout=30,
+    )
+    entries = await bot.services.store.audit_entries()
+    assert [e["outcome"] for e in entries if e["action"] == "release.final-tag"] == ["ok"]
+    assert [e for e in entries if e["action"] == "release.promote" and e["outcome"] == "scheduled"]
+    assert [ln for ln in deploy_log(tmp_path) if ln.startswith("production")] != []
+    assert len([ln for ln in deploy_log(tmp_path) if ln.startswith("production")]) == 1
