@@ -8,6 +8,7 @@ import copy
 import json
 import time
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from aiohttp import web
 from bot.domain.actors import Actor
 from bot.domain.flag_requests import new_request
 from bot.domain.flags import read_flags
+from bot.domain.windows import Freeze
 from bot.services import change_flags
 from tests.helpers.config import make_config
 from tests.helpers.flags import FLAGS, FLAGS_PATH, old_flag_request, push_flags
@@ -556,3 +558,57 @@ async def test_a_waiting_flag_request_is_cancelled_by_who_asked_and_never_applie
         if e["action"] == "flag.cancel"
     ]
     assert cancels == [("U0EVE", "refused"), ("U0ALICE", "ok")]
+
+
+async def test_a_freeze_pauses_a_ramp_refuses_more_exposure_and_lets_the_kill_switch_through(
+    start_bot, git_remote, tmp_path: Path, site: FlagSite
+):
+    extra = "\n[monitoring]\ntick_seconds = 0.1\n"
+    bot = await start_bot(flag_config(git_remote, tmp_path, site, required=0, extra=extra))
+    slack = bot.slack
+    await flag(bot, "ramp new_search 60,70 --every 1s")
+    words = "ramp new_search 60%, 70%, every 1s"
+    message = await slack.wait_for(lambda: flag_message(slack, words), timeout=20)
+    await slack.wait_for(lambda: "Next: 60% → *70%*" in thread(slack, message), timeout=20)
+    # Production freezes for three seconds, from Slack (as /release freeze sets it).
+    now = time.time()
+    await bot.services.freeze_records.add(
+        "production",
+        Freeze(
+            start=datetime.fromtimestamp(now - 1, UTC),
+            until=datetime.fromtimestamp(now + 3, UTC),
+            reason="incident review",
+            who="U0CAROL",
+        ),
+    )
+    await slack.wait_for(lambda: "Ramp paused before 70%" in thread(slack, message), timeout=15)
+    assert "incident review" in thread(slack, message)
+    # Showing a feature to more people is refused meanwhile.
+    before = len(slack.calls_to("response_url"))
+    await flag(bot, "set new_search 95")
+    refused = await slack.wait_for(
+        lambda: [
+            slack.text_of(c.params)
+            for c in slack.calls_to("response_url")[before:]
+            if "was not changed" in slack.text_of(c.params)
+        ],
+        timeout=15,
+    )
+    assert "*production* is closed for changes" in refused[0]
+    # The freeze ends: the ramp goes on by itself.
+    await slack.wait_for(
+        lambda: "What paused the ramp is over" in thread(slack, message), timeout=20
+    )
+    await slack.wait_for(lambda: "Ramp finished" in thread(slack, message), timeout=20)
+    # Frozen again: the kill switch still goes through.
+    await bot.services.freeze_records.add(
+        "production",
+        Freeze(
+            start=datetime.fromtimestamp(time.time() - 1, UTC),
+            until=datetime.fromtimestamp(time.time() + 600, UTC),
+            reason="incident review",
+        ),
+    )
+    await flag(bot, "disable new_search")
+    await wait_status(slack, "disable new_search", "done")
+    assert read_flags(remote_flags(git_remote))["new_search"].enabled is False
