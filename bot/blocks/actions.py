@@ -19,6 +19,7 @@ FLAG_CANCEL = "flag_cancel"  # on a flag change request that waits for approvals
 DEPLOY_RETRY = "deploy_retry"  # on the release message, under a failed or blocked deploy
 GATE_RERUN = "gate_rerun"  # on the release message, under a failed automatic gate
 GATE_WAIVE = "gate_waive"  # the same; opens the waiver's reason form
+OVERRIDE_APPROVE = "override_approve"  # an EMERGENCY override of a closed last environment
 GATE_WAIVE_APPROVE = "gate_waive_approve"  # under a gate whose waiver waits for approvals
 
 # Forms (view_submission)

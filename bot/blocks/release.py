@@ -20,6 +20,7 @@ from bot.blocks.actions import (
     GATE_WAIVE,
     GATE_WAIVE_APPROVE,
     GATE_WAIVE_REASON,
+    OVERRIDE_APPROVE,
     ROLLBACK_APPROVE,
     ROLLBACK_CANCEL,
     ROLLBACK_REASON,
@@ -440,7 +441,10 @@ def release_title(release: Release) -> str:
         if release.rolled_back_to:
             return f"⏪ {hotfix}{release.final_tag} · release, rolled back {source}"
         icon = "🚑" if hotfix else "🚀"
-        return f"{icon} {hotfix}{release.final_tag} · release (from {release.tag})"
+        emergency = (
+            "EMERGENCY " if release.override is not None and release.override.granted else ""
+        )
+        return f"{icon} {emergency}{hotfix}{release.final_tag} · release (from {release.tag})"
     if release.cancelled is not None:
         return f"🚫 {hotfix}{release.tag} · cancelled"
     if release.superseded_by:
@@ -506,6 +510,8 @@ def release_message(
         blocks.append(section(f"⏪ *{target}* was rolled back to `{release.rolled_back_to}`."))
     elif release.final_tag and live is not None and live.status == "succeeded" and can_roll_back:
         blocks.append(rollback_button(release, target))
+    if release.override is not None:
+        blocks += override_blocks(release, config, is_open)
     if release.cancelled is not None:
         blocks.append(
             section(
@@ -523,6 +529,49 @@ def release_message(
         blocks.append(section(f"*Before {target}:* " + "; ".join(state.missing)))
     blocks.append(context(f"Created {slack_time(release.created_at)} · details in the thread"))
     return blocks[:50]
+
+
+def override_blocks(release: Release, config: Config, is_open: bool) -> list[Block]:
+    """An EMERGENCY override asked for: who, why, its approvals, and the button to approve it
+    while it waits (bound to this message, as every approval is)."""
+    override = release.override
+    assert override is not None
+    policy = config.override_policy()
+    got = ", ".join(mention(a.user_id) for a in override.approvals) or "none yet"
+    state = (
+        "approved: the promotion goes through the closure"
+        if override.granted
+        else f"needs {policy.required} approval(s), never the asker's; so far: {got}"
+    )
+    blocks: list[Block] = [
+        section(
+            f"🚨 *EMERGENCY override* of *{config.last_environment.name}*'s closure, asked by "
+            f"{mention(override.user_id)}: {escape(override.reason)}. It {state}."
+        )
+    ]
+    if is_open and not override.granted:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "override",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": OVERRIDE_APPROVE,
+                        "style": "danger",
+                        "value": json.dumps({"v": release.version}),
+                        "text": {"type": "plain_text", "text": "Approve emergency override"},
+                        "confirm": confirm_dialog(
+                            "Approve the EMERGENCY override?",
+                            f"{release.tag} goes to *{config.last_environment.name}* although "
+                            "it is closed. Your name and the time are recorded.",
+                            "Approve",
+                        ),
+                    }
+                ],
+            }
+        )
+    return blocks
 
 
 def release_fallback_text(release: Release) -> str:

@@ -21,7 +21,8 @@ Tag a release candidate from the release branch and deploy it to the first envir
 The emergency path: a patch of what runs in production, with the hotfix gates and approvals.
 *`/release final [--description TEXT] [--issue ID] [--when-open]`*
 Promote the newest candidate, once its gates passed and its approvals are complete
-(`--when-open`: while the last environment is closed, at its next opening).
+(`--when-open`: while the last environment is closed, at its next opening;
+`--emergency --reason TEXT`: through the closure, once the override's approvals are in).
 *`/release status`* Versions in each environment, releases in flight, locks held.
 *`/release health [ENV]`* Every health check: its state, latency and last failure.
 *`/release rollback [ENV] [--to VERSION] --reason TEXT`*
@@ -85,6 +86,7 @@ class FinalCommand:
     description: str = ""
     issue: str | None = None
     when_open: bool = False  # a closed last environment: promote at its next opening
+    emergency: str = ""  # why: an EMERGENCY override of a closed last environment
 
 
 @dataclass(frozen=True)
@@ -242,12 +244,33 @@ def parse_release_command(text: str) -> Command:
         return HotfixCommand(description=description, issue=_issue(opts))
     if sub == "final":
         opts = _parse_options(
-            "final", rest, {"--description": True, "--issue": True, "--when-open": False}
+            "final",
+            rest,
+            {
+                "--description": True,
+                "--issue": True,
+                "--when-open": False,
+                "--emergency": False,
+                "--reason": True,
+            },
         )
+        emergency = ""
+        if opts.get("--emergency") or "--reason" in opts:
+            if not opts.get("--emergency"):
+                raise CommandError(
+                    "`--reason` goes with `--emergency`: `/release final --emergency --reason "
+                    '"checkout is down"` asks to promote through a freeze.'
+                )
+            emergency = _reason(
+                opts,
+                "An EMERGENCY override needs a reason, said to its approvers and kept in the "
+                'tag: `/release final --emergency --reason "checkout is down"`.',
+            )
         return FinalCommand(
             description=_description(opts),
             issue=_issue(opts),
             when_open=bool(opts.get("--when-open")),
+            emergency=emergency,
         )
     if sub == "lock":
         env, opts = _environment_and_options("lock", rest, {"--reason": True, "--force": False})

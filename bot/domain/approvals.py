@@ -157,6 +157,58 @@ def approve_waiver(
     return gate
 
 
+def ask_override(
+    release: Release, *, user_id: str, user_name: str, now: float, reason: str
+) -> Waiver:
+    """`/release final --emergency`: promote through a closed last environment, with why; it
+    goes once the approvals of [freeze.override] are in (approve_override)."""
+    if not is_open_candidate(release):
+        raise Refusal(f"{release.tag} is not an open candidate")
+    if release.override is not None and not release.override.granted:
+        raise NoChange(f"{release.override.user_name} asked for an emergency override already")
+    release.override = Waiver(user_id=user_id, user_name=user_name, at=now, reason=reason)
+    return release.override
+
+
+def approve_override(
+    release: Release,
+    *,
+    user_id: str,
+    user_name: str,
+    now: float,
+    policy: ApprovalPolicy,
+    is_approver: bool,
+) -> Waiver:
+    """An approval of the emergency override; granted once the policy is met. Whoever asked
+    for it never approves it, whatever the policy says."""
+    override = release.override
+    if override is None:
+        raise Refusal(f"nobody asked for an emergency override of {release.tag}")
+    if override.granted:
+        raise NoChange("the emergency override is approved already")
+    verdict = approval_policy.consider(
+        replace(policy, allow_self_approval=False),
+        override.approvals,
+        user_id=user_id,
+        user_name=user_name,
+        now=now,
+        requester=override.user_id,
+        is_approver=is_approver,
+        is_open=is_open_candidate(release),
+    )
+    if verdict.refused == "own request":
+        raise Refusal("you asked for this override; someone else has to approve it")
+    if verdict.refused == "not an approver":
+        raise Refusal("you are not one of the approvers of emergency overrides")
+    if verdict.refused == "already approved":
+        raise NoChange("you already approved this override")
+    if verdict.refused is not None:
+        raise Refusal(f"{release.tag} is not open for approvals")
+    override.approvals = list(verdict.approvals)
+    override.granted = verdict.met
+    return override
+
+
 def _gate_refusal(why: Refused, release: Release, gate: Gate) -> TransitionError:
     if why == "own request":
         return Refusal(f"you requested {release.tag}, and nobody approves their own release")

@@ -747,6 +747,17 @@ class Config:
     def policy(self, environment: str) -> ApprovalPolicy:
         return self.approvals.get(environment, ApprovalPolicy())
 
+    def override_policy(self) -> ApprovalPolicy:
+        """The approvals an EMERGENCY override of a closed last environment needs: two, by
+        the last environment's approvers, never the one who asked."""
+        usual = self.policy(self.last_environment.name)
+        return ApprovalPolicy(
+            required=2,
+            approvers=usual.approvers,
+            allow_self_approval=False,
+            valid_hours=usual.valid_hours,
+        )
+
     def next_environment(self, name: str) -> EnvironmentConfig | None:
         names = [e.name for e in self.environments]
         i = names.index(name)

@@ -116,6 +116,9 @@ class Release:
     rolled_back_to: str | None = None  # the tag its environment went back to
     # Who cancelled the candidate, when and why (`/release cancel`): it is never promoted.
     cancelled: Rejection | None = None
+    # `/release final --emergency`: a promotion through a closed last environment, asked for
+    # with why; it goes once the approvals of [freeze.override] are in (granted).
+    override: Waiver | None = None
     rev: int = 0
     # What it brings (bot.domain.changes.summary_line), counted from `changes_base`: the commit
     # production ran when the candidate was made ("" when unknown).
@@ -149,6 +152,10 @@ class Release:
         data["deploys"] = {k: Deploy(**d) for k, d in data.get("deploys", {}).items()}
         cancelled = data.get("cancelled")
         data["cancelled"] = Rejection(**cancelled) if cancelled else None
+        override = data.get("override")
+        if override:
+            override["approvals"] = [Approval.from_dict(a) for a in override.get("approvals", [])]
+            data["override"] = Waiver(**override)
         return cls(**data)
 
 

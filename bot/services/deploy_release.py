@@ -420,6 +420,14 @@ async def _waits_for_window(
     windows) does not start: it waits, queued again for the moment it opens, and the thread
     says so. True when it waits (or, never opening, was blocked)."""
     shut = await deploy_windows.closed(services, environment)
+    override = release.override
+    if (
+        shut is not None
+        and override is not None
+        and override.granted
+        and environment == services.config.last_environment.name
+    ):
+        return False  # an approved EMERGENCY override goes through the closure
     if shut is None:
         return False
     _, tag = release.tag_for(environment, services.config.last_environment.name)
@@ -638,6 +646,17 @@ async def _go_live(services: DeployNeeds, release: Release, environment: str, ac
             messages.note(f"🎉 `{tag}` is live in *{environment}*."),
             f"{tag} is live",
         )
+        override = release.override
+        if override is not None and override.granted:
+            await services.chat.thread(
+                release.version,
+                messages.note(
+                    f"🚨 `{tag}` went live through *{environment}*'s closure on an EMERGENCY "
+                    f"override ({messages.escape(override.reason)}): review it, as the team "
+                    "reviews every change made in a freeze."
+                ),
+                "Review this EMERGENCY release",
+            )
 
 
 async def _overtake_older(services: DeployNeeds, live: Release, tag: str, actor: Actor) -> None:

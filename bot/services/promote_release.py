@@ -111,6 +111,14 @@ def final_tag_message(
                 f"Approved-by: {approval.user_name} ({approval.user_id}) "
                 f"gate={gate.id} ({gate_names.get(gate.id, gate.name)}) at={when}"
             )
+    override = release.override
+    if override is not None and override.granted:
+        # Through a closed last environment: git keeps who asked, why, and who approved.
+        approved = ", ".join(f"{a.user_name} ({a.user_id})" for a in override.approvals)
+        lines.append(
+            f"EMERGENCY-override: asked-by={override.user_name} ({override.user_id}) "
+            f"approved-by={approved} reason={override.reason}"
+        )
     for gate in release.gates:
         # A gate that failed and was let through says so in git too, with who and why.
         if gate.status == "waived" and gate.waiver is not None:
@@ -137,8 +145,11 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     final_tag = f"{repo_cfg.tag_prefix}{final_version}"
     last = config.last_environment.name
     # Checked again as it runs: a freeze may have begun since it was asked for (or, asked
-    # for --when-open, another one may hold now).
+    # for --when-open, another one may hold now). An approved EMERGENCY override goes.
     shut = await deploy_windows.closed(services, last)
+    asked = await store.get_release(req.version)
+    if asked is not None and asked.override is not None and asked.override.granted:
+        shut = None
     if shut is not None:
         text = deploy_windows.closed_text(services, last, shut)
         await _not_promoted(services, req, f"{text} `{final_tag}` was not made.", text)
@@ -156,7 +167,8 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
             "release.promote",
             environment=services.config.last_environment.name,
             outcome="started",
-            reason=f"as {final_tag}",
+            reason=f"{'EMERGENCY ' if shut is None and asked and asked.override else ''}"
+            f"as {final_tag}",
         )
     except TransitionError as exc:
         await _not_promoted(services, req, str(exc), str(exc))
@@ -267,10 +279,12 @@ async def request_promotion(
     description: str = "",
     issue: str | None = None,
     when_open: bool = False,
+    emergency: str = "",
 ) -> str:
     """`/release final`: queue the promotion of the newest open candidate (once per
     command, however often Slack delivers it), or say what it still lacks; with `when_open`,
-    while the last environment is closed, queue it for its next opening."""
+    while the last environment is closed, queue it for its next opening; with `emergency`
+    (its reason), ask for an EMERGENCY override of the closure (bot.services.emergency)."""
     candidates = [
         r for r in await services.store.releases_in_flight() if approvals.is_open_candidate(r)
     ]
@@ -301,6 +315,12 @@ async def request_promotion(
             state.missing
         )
     shut = await deploy_windows.closed(services, last)
+    if shut is not None and release.override is not None and release.override.granted:
+        shut = None  # an approved EMERGENCY override goes through the closure
+    if shut is not None and emergency:
+        from bot.services import emergency as override  # it promotes through this module
+
+        return await override.ask(services, actor, release, emergency, shut.why)
     if shut is not None and when_open and shut.opens_at is not None:
         text = deploy_windows.closed_text(services, last, shut)
         if await services.store.first_time(f"command:{request_id}"):

@@ -13,6 +13,7 @@ from bot.blocks.actions import (
     GATE_WAIVE_APPROVE,
     INCIDENT_ACK,
     INCIDENT_GROUP_ACK,
+    OVERRIDE_APPROVE,
     ROLLBACK_APPROVE,
     ROLLBACK_CANCEL,
     ROLLBACK_START,
@@ -27,6 +28,7 @@ from handlers.actions.gate_buttons import (
     waive_clicked,
 )
 from handlers.actions.incident_buttons import acknowledge_all_clicked, acknowledge_clicked
+from handlers.actions.override_buttons import approve_override_clicked
 from handlers.actions.rollback_buttons import (
     approve_rollback_clicked,
     cancel_rollback_clicked,
@@ -49,5 +51,6 @@ def register(app: AsyncApp) -> None:
     app.action(FLAG_APPROVE)(approve_flag_clicked)
     app.action(FLAG_CANCEL)(cancel_flag_clicked)
     app.action(DEPLOY_RETRY)(retry_clicked)
+    app.action(OVERRIDE_APPROVE)(approve_override_clicked)
     # Last: Bolt runs the first listener that matches, so this only gets what no other does.
     app.action(re.compile(".*"))(unknown_clicked)

@@ -249,6 +249,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
                     description=parsed.description,
                     issue=parsed.issue,
                     when_open=parsed.when_open,
+                    emergency=parsed.emergency,
                 )
             ),
         )

@@ -132,3 +132,57 @@ reason = "payment provider maintenance"
     assert [e for e in entries if e["action"] == "release.promote" and e["outcome"] == "scheduled"]
     assert [ln for ln in deploy_log(tmp_path) if ln.startswith("production")] != []
     assert len([ln for ln in deploy_log(tmp_path) if ln.startswith("production")]) == 1
+
+
+async def test_an_emergency_override_goes_through_a_freeze_with_its_own_approvals(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(production_config(git_remote, tmp_path, HOLIDAYS))
+    bot.services.store.clock = lambda: CHRISTMAS  # inside the freeze from the start
+    await bot.command("rc", user="U0ALICE", user_name="alice")
+    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
+    await bot.click(message, "gate_approve", gate="qa")
+    await bot.slack.wait_for(
+        lambda: (
+            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
+        )
+    )
+    wrong = bot.slack.text_of(await bot.command("final --emergency"))
+    assert "needs a reason" in wrong
+    answer = bot.slack.text_of(
+        await bot.command(
+            'final --emergency --reason "payments are down"', user="U0ALICE", user_name="alice"
+        )
+    )
+    assert "EMERGENCY override" in answer and "needs 2 approvals" in answer
+    shown = await bot.slack.wait_for(
+        lambda: (
+            (m := release_message(bot.slack, "v0.15.0-rc.1"))
+            and "Approve emergency override" in bot.slack.text_of(m)
+            and m
+        )
+    )
+    # Never the one who asked; then two others.
+    await bot.click(shown, "override_approve", user="U0ALICE", user_name="alice")
+    await bot.slack.wait_for(
+        lambda: any(
+            "someone else has to approve it" in bot.slack.text_of(c.params)
+            for c in bot.slack.calls_to("response_url")
+        )
+    )
+    await bot.click(shown, "override_approve", user="U0BOB", user_name="bob")
+    assert "v0.15.0" not in git_remote.remote_tags()
+    await bot.click(shown, "override_approve", user="U0CAROL", user_name="carol")
+    text = await bot.slack.wait_for(
+        lambda: (
+            "review it" in thread_text(bot.slack, release_message(bot.slack, "v0.15.0"))
+            and thread_text(bot.slack, release_message(bot.slack, "v0.15.0"))
+        ),
+        timeout=30,
+    )
+    assert "`v0.15.0` is live in *production*" in text
+    assert "EMERGENCY" in bot.slack.text_of(release_message(bot.slack, "v0.15.0"))
+    assert "EMERGENCY-override: asked-by=alice" in git_remote.tag_message("v0.15.0")
+    assert "approved-by=bob (U0BOB), carol (U0CAROL)" in git_remote.tag_message("v0.15.0")
+    actions = [e["action"] for e in await bot.services.store.audit_entries()]
+    assert "override.ask" in actions and actions.count("override.approve") >= 2

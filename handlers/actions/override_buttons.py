@@ -1,0 +1,29 @@
+"""Approve emergency override on a release message: ack at once, then record the approval
+(and promote once the override's policy is met) and answer privately."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
+
+from bot.runtime.container import Services
+from bot.services import clicks, emergency
+from handlers.answers import answer_click
+from handlers.payloads import button_value, click_actor, clicked_message
+
+
+async def approve_override_clicked(
+    ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond
+) -> None:
+    await ack()
+    await answer_click(respond, approve_override(context["services"], body))
+
+
+async def approve_override(services: Services, body: dict[str, Any]) -> str:
+    actor, value = click_actor(body), button_value(body)
+    if value is None or "v" not in value:
+        return await clicks.refused(
+            services, actor, "override.approve", "damaged button", "This button is damaged."
+        )
+    return await emergency.approve(services, actor, value["v"], clicked_message(body))
