@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import datetime
 from typing import Any
 
 from bot.blocks.actions import (
@@ -33,6 +34,7 @@ from bot.domain.config import Config
 from bot.domain.locks import LockInfo, format_age
 from bot.domain.releases import Deploy, Gate, Release, rerun_refusal
 from bot.domain.rollbacks import RollbackRequest
+from bot.domain.windows import Freeze, zone
 
 Block = dict[str, Any]
 
@@ -717,12 +719,27 @@ def help_message() -> list[Block]:
     return [header("releasebot"), section(USAGE)]
 
 
+def local_time(at: datetime, timezone: str) -> str:
+    """Like "2026-12-27 09:00 Europe/Berlin": `at` (aware) in `timezone`."""
+    return f"{at.astimezone(zone(timezone)):%Y-%m-%d %H:%M} {timezone}"
+
+
+def freeze_line(environment: str, freeze: Freeze, timezone: str) -> str:
+    """🧊 *production* frozen until 2026-12-27 09:00 Europe/Berlin by @alice: holidays"""
+    by = f" by {mention(freeze.who)}" if freeze.who else " by the config file"
+    return (
+        f"🧊 *{environment}* frozen until {local_time(freeze.until, timezone)}{by}: "
+        f"{escape(freeze.reason)}"
+    )
+
+
 def status_message(
     config: Config,
     versions: dict[str, dict[str, str]],
     in_flight: list[Release],
     locks: dict[str, LockInfo],
     rollbacks_to: dict[str, str] | None = None,
+    freezes: dict[str, list[Freeze]] | None = None,
 ) -> list[Block]:
     env_lines = []
     for env in config.environments:
@@ -757,6 +774,13 @@ def status_message(
         )
     else:
         blocks.append(context("No environment is locked."))
+    frozen = [
+        freeze_line(env, freeze, config.freeze.timezone)
+        for env, found in (freezes or {}).items()
+        for freeze in found
+    ]
+    if frozen:
+        blocks.append(section("*Freezes*\n" + "\n".join(frozen)))
     return blocks
 
 

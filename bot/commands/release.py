@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from bot.commands.words import UnclosedQuote, split_words
 from bot.domain.versions import BUMPS, Bump
+from bot.domain.windows import zone
 
 MAX_DESCRIPTION = 1000
 MAX_REASON = 500
+MAX_FREEZE = timedelta(days=90)  # longer ones belong in the config's [[freezes]]
 VERSION_WORD = re.compile(r"^[A-Za-z0-9._/+-]{1,60}$")
 ISSUE_ID = re.compile(r"^[A-Za-z0-9#][A-Za-z0-9._#/:-]{0,63}$")
 
@@ -37,6 +40,9 @@ Deploys a day, lead time for changes, change failure rate, time to restore.
 Tell the bot what ENV runs when it did not deploy it (VERSION must be a tag).
 *`/release lock ENV --reason TEXT [--force]`* Stop deploys to ENV until it is unlocked.
 *`/release unlock ENV [--force]`* Allow deploys to ENV again.
+*`/release freeze ENV --until WHEN --reason TEXT`*
+No promotion, deploy or flag rollout to ENV until WHEN ("2026-12-27 09:00", "3h", "2d").
+*`/release unfreeze ENV [--reason TEXT]`* End the freezes set on ENV from Slack.
 *`/release help`* This help."""
 
 
@@ -152,6 +158,19 @@ class UnlockCommand:
     force: bool = False
 
 
+@dataclass(frozen=True)
+class FreezeCommand:
+    environment: str
+    until: str  # as typed: resolved by `freeze_until`, which needs the clock and the zone
+    reason: str
+
+
+@dataclass(frozen=True)
+class UnfreezeCommand:
+    environment: str
+    reason: str = ""
+
+
 Command = (
     RcCommand
     | FinalCommand
@@ -167,6 +186,8 @@ Command = (
     | AdoptCommand
     | ReportCommand
     | ChangesCommand
+    | FreezeCommand
+    | UnfreezeCommand
 )
 
 _RC_OPTIONS = {
@@ -302,6 +323,25 @@ def parse_release_command(text: str) -> Command:
     if sub == "unlock":
         env, opts = _environment_and_options("unlock", rest, {"--force": False})
         return UnlockCommand(environment=env, force=bool(opts.get("--force")))
+    if sub == "freeze":
+        env, opts = _environment_and_options("freeze", rest, {"--until": True, "--reason": True})
+        example = f'`/release freeze {env} --until "2026-12-27 09:00" --reason "holidays"`'
+        until = check_text("until", str(opts.get("--until", "")).strip())
+        if not until:
+            raise CommandError(f"A freeze needs an end: {example} (or `--until 3h`, `2d`).")
+        reason = _reason(opts, f"A freeze needs a reason, so others know why: {example}.")
+        return FreezeCommand(environment=env, until=until, reason=reason)
+    if sub == "unfreeze":
+        env, opts = _environment_and_options("unfreeze", rest, {"--reason": True})
+        reason = (
+            _reason(
+                opts,
+                'The reason is empty: say why, like `--reason "done early"`, or leave it out.',
+            )
+            if "--reason" in opts
+            else ""
+        )
+        return UnfreezeCommand(environment=env, reason=reason)
     raise CommandError(f"I don't know `/release {words[0]}`. Try one of these:\n{USAGE}")
 
 
@@ -396,3 +436,50 @@ def _parse_rc(words: list[str]) -> RcCommand:
         dry_run=bool(opts.get("--dry-run", False)),
         allow_empty=bool(opts.get("--allow-empty", False)),
     )
+
+
+_FREEZE_DURATION = re.compile(r"(?:(\d{1,4})d)?(?:(\d{1,6})h)?(?:(\d{1,7})m)?")
+_UNTIL_HELP = (
+    'a date and time like "2026-12-27 09:00" (in {tz}), an ISO date-time with its offset '
+    'like "2026-12-27T09:00+01:00", or a duration like "3h", "2d" or "1d12h"'
+)
+
+
+def freeze_until(text: str, now: datetime, timezone: str) -> datetime:
+    """When a freeze typed as `--until text` ends, from `now` (aware): a duration from now, a
+    date-time with its offset, or a wall-clock date-time in `timezone` (the team's, from
+    [freeze]; a time a fall-back repeats is its first occurrence). In the future and at most
+    MAX_FREEZE away, else a CommandError saying what to type."""
+    tz = zone(timezone)
+    until: datetime | None = None
+    duration = _FREEZE_DURATION.fullmatch(text.replace(" ", ""))
+    if duration is not None and any(duration.groups()):
+        days, hours, minutes = (int(g) if g else 0 for g in duration.groups())
+        until = now + timedelta(days=days, hours=hours, minutes=minutes)
+    else:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None:
+            until = moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+    if until is None:
+        raise CommandError(
+            f"`--until {text}` is not a time I can read; give {_UNTIL_HELP.format(tz=timezone)}."
+        )
+    try:
+        shown = f"{until.astimezone(tz):%Y-%m-%d %H:%M} {timezone}"
+    except OverflowError:  # the year 1 or 9999 at an offset: no time a freeze could end
+        raise CommandError(f"`--until {text}` is out of range; give a time to come.") from None
+    if until <= now:
+        raise CommandError(
+            f"`--until {text}` ({shown}) is not in the future: it is "
+            f"{now.astimezone(tz):%Y-%m-%d %H:%M} {timezone} now."
+        )
+    if until - now > MAX_FREEZE:
+        raise CommandError(
+            f"`--until {text}` ({shown}) is more than {MAX_FREEZE.days} days away; a freeze "
+            "from Slack lasts at most that long (a longer one belongs in the config's "
+            "[[freezes]])."
+        )
+    return until.astimezone(UTC)

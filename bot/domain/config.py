@@ -357,6 +357,32 @@ class FreezeConfig:
 
 
 @dataclass(frozen=True)
+class FreezePolicy:
+    """`[freeze]`: who freezes an environment from Slack (`/release freeze`), and the time zone
+    its `--until` is read in. A freeze only stops changes, so by default anyone may set one at
+    once (audited); ending it early (`/release unfreeze`) is for whoever set it or an approver.
+    Approvals before a freeze takes effect (required > 0) are not built yet: refused."""
+
+    required: int = field(
+        default=0, metadata=key(int, "approvals a freeze needs; only 0 is built yet", ge=0)
+    )
+    approvers: tuple[str, ...] = field(
+        default=(),
+        metadata=key(
+            list, "who may end anyone's freeze: user (U…/W…) and group (S…) IDs; [] = anyone"
+        ),
+    )
+    timezone: str = field(
+        default="UTC",
+        metadata=key(str, 'the team\'s time zone for --until, like "Europe/Berlin"'),
+    )
+
+    @property
+    def policy(self) -> ApprovalPolicy:
+        return ApprovalPolicy(required=self.required, approvers=self.approvers)
+
+
+@dataclass(frozen=True)
 class EnvironmentConfig:
     name: str = field(metadata=key(str, "lowercase letters, digits, - or _"))
     deploy_command: str = field(
@@ -700,6 +726,9 @@ class Config:
     freezes: tuple[FreezeConfig, ...] = field(
         default=(), metadata=key(list, "change freezes of the environments listed ([[freezes]])")
     )
+    freeze: FreezePolicy = field(
+        default_factory=FreezePolicy, metadata=key(dict, "freezes set from Slack (/release freeze)")
+    )
 
     def rules_for(self, environment: str) -> Rules:
         """The windows and freezes of `environment`: its own, then those of [[windows]] and
@@ -838,6 +867,7 @@ TABLES: dict[str, dict[str, Key]] = {
     "github": keys_of(GitHubTable),
     "windows[]": keys_of(WindowConfig),
     "freezes[]": keys_of(FreezeConfig),
+    "freeze": keys_of(FreezePolicy),
 }
 """Every table of the file (`[]`: each item of a list) and the keys it may hold."""
 
@@ -1016,6 +1046,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     github = _table(GitHubTable, "github", section("github", {}), problems)
     shared_windows = _windows("windows", section("windows", []), env_names, problems)
     shared_freezes = _freezes("freezes", section("freezes", []), env_names, problems)
+    freeze = _freeze_policy(section("freeze", {}), problems)
     if (
         github is not None
         and github.repository
@@ -1080,6 +1111,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         or github is None
         or shared_windows is None
         or shared_freezes is None
+        or freeze is None
     ):
         raise ConfigError.of(problems.found)
     service = top.get("service", "")
@@ -1109,6 +1141,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         github=github,
         windows=shared_windows,
         freezes=shared_freezes,
+        freeze=freeze,
     )
 
 
@@ -1312,6 +1345,26 @@ def _freezes(
         if not problems.since(item_mark):
             found_freezes.append(FreezeConfig(start=start, **found))
     return None if problems.since(mark) else tuple(found_freezes)
+
+
+def _freeze_policy(raw: Any, problems: _Problems) -> FreezePolicy | None:
+    """`[freeze]`: its approvers are IDs, its time zone an IANA one, and no approvals yet."""
+    if raw is None:
+        return None
+    mark = problems.mark()
+    found = _read("freeze", raw, TABLES["freeze"], problems)
+    if found.get("required", 0) > 0:
+        problems.add(
+            "freeze.required",
+            "approvals for freezes are not built yet: a freeze set from Slack takes effect at "
+            "once (it only stops changes, and is audited); set required = 0 or leave it out",
+        )
+    if "timezone" in found:
+        _timezone("freeze", found, problems)
+    _approval_policy("freeze", {"approvers": found.get("approvers", [])}, problems)
+    if problems.since(mark):
+        return None
+    return FreezePolicy(**{**found, "approvers": tuple(found.get("approvers", ()))})
 
 
 def _timezone(key: str, found: dict[str, Any], problems: _Problems) -> ZoneInfo | None:

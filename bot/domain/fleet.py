@@ -110,7 +110,8 @@ def _under(where: str, table: Mapping[str, Any], problem: Problem) -> Problem:
     """A mistake in a service's config, named where it is: in the service's table when the
     service set that section, else at the top level (a shared default), said for which."""
     section = problem.key.split(".", 1)[0].split("[", 1)[0]
-    if section in table:
+    # A key with a dot in its own name (`"x.y" = 1`, unknown) is the service's as it is.
+    if section in table or problem.key in table:
         return problem._replace(key=f"{where}.{problem.key}")
     return problem._replace(problem=f"{problem.problem} (in {where}, from the shared defaults)")
 

@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Protocol
+
 from bot.blocks import release as messages
 from bot.domain import rollbacks
 from bot.domain.approvals import Refusal
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK, Config
 from bot.domain.locks import parse_lock
-from bot.services.ports import MonitorState, Status, StatusReader, StatusSummary
+from bot.domain.windows import Freeze
+from bot.services.ports import (
+    HasClock,
+    HasFreezeRecords,
+    MonitorState,
+    Status,
+    StatusReader,
+    StatusSummary,
+)
 
 
-async def status_blocks(store: StatusReader, config: Config) -> list[messages.Block]:
-    status = await store.status([env.name for env in config.environments])
-    return render_status(status, config)
+class StatusNeeds(StatusReader, HasFreezeRecords, HasClock, Protocol):
+    """What `/release status` reads: the store's status, and the freezes set from Slack."""
 
 
-def render_status(status: Status, config: Config) -> list[messages.Block]:
+async def status_blocks(store: StatusNeeds, config: Config) -> list[messages.Block]:
+    names = [env.name for env in config.environments]
+    status = await store.status(names)
+    now = store.clock()
+    at = datetime.fromtimestamp(now, UTC)
+    freezes: dict[str, list[Freeze]] = {}
+    for name in names:
+        holding = [f for f in config.rules_for(name).freezes if f.holds(at)]
+        holding += [f for _, f in await store.freeze_records.active(name, now) if f.holds(at)]
+        if holding:
+            freezes[name] = holding
+    return render_status(status, config, freezes)
+
+
+def render_status(
+    status: Status, config: Config, freezes: dict[str, list[Freeze]] | None = None
+) -> list[messages.Block]:
     locks = {
         name: info
         for name, raw in status.raw_locks.items()
@@ -26,7 +52,9 @@ def render_status(status: Status, config: Config) -> list[messages.Block]:
         for name, history in status.histories.items()
         if rollbacks.deploys(history)
     }
-    return messages.status_message(config, status.versions, status.in_flight, locks, rollbacks_to)
+    return messages.status_message(
+        config, status.versions, status.in_flight, locks, rollbacks_to, freezes
+    )
 
 
 def rollback_line(history: list[dict[str, str]], environment: str, prefix: str) -> str:

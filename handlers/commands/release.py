@@ -9,6 +9,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -22,6 +23,7 @@ from bot.commands.release import (
     ChangesCommand,
     CommandError,
     FinalCommand,
+    FreezeCommand,
     HealthCommand,
     HelpCommand,
     HotfixCommand,
@@ -30,9 +32,12 @@ from bot.commands.release import (
     ReportCommand,
     RollbackCommand,
     StatusCommand,
+    UnfreezeCommand,
     UnlockCommand,
+    freeze_until,
     parse_release_command,
 )
+from bot.domain.approvals import Refusal
 from bot.domain.config import UnknownEnvironment
 from bot.domain.locks import LockRefused, format_age
 from bot.runtime.container import STORE_UNREACHABLE, Services, workers_alive
@@ -42,6 +47,7 @@ from bot.services import (
     cancel_release,
     create_candidate,
     delivery_report,
+    freeze_environments,
     lock_environments,
     monitor_health,
     promote_release,
@@ -49,6 +55,7 @@ from bot.services import (
     roll_back,
     show_audit,
 )
+from bot.services.approvers import approver_without_asking
 from handlers.answers import AFTER_ACK_STORE_DOWN, STORE_DOWN, before_ack
 from handlers.commands.which_service import answer_unclaimed
 from handlers.payloads import command_actor
@@ -198,6 +205,8 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
         )
     if isinstance(parsed, LockCommand | UnlockCommand):
         return await lock_command(services, command, parsed)
+    if isinstance(parsed, FreezeCommand | UnfreezeCommand):
+        return await freeze_command(services, command, parsed)
     if isinstance(parsed, RollbackCommand):
         env = parsed.environment or config.last_environment.name
         try:
@@ -300,6 +309,73 @@ async def lock_command(
             announcement,
         ),
     )
+
+
+async def freeze_command(
+    services: Services, command: dict[str, Any], parsed: FreezeCommand | UnfreezeCommand
+) -> Answer:
+    """Freezing is Redis only, before the ack. Unfreezing someone else's freeze may need to
+    ask Slack whether the person is in an approver group: then after the ack."""
+    try:
+        services.config.check_environment(parsed.environment)
+    except UnknownEnvironment as exc:
+        return problem(str(exc))
+    actor = command_actor(command)
+    if isinstance(parsed, FreezeCommand):
+        now = datetime.fromtimestamp(services.store.clock(), UTC)
+        try:
+            until = freeze_until(parsed.until, now, services.config.freeze.timezone)
+        except CommandError as exc:
+            return problem(str(exc))
+        if not await services.store.first_time(f"command:{request_id(command)}"):
+            return Answer(None, outcome="duplicate")
+        outcome = await freeze_environments.freeze(
+            services, actor, parsed.environment, until, parsed.reason
+        )
+        return _announced(services, outcome)
+    if approver_without_asking(services.config.freeze.policy, actor.user_id) is None:
+        return Answer(
+            f"Unfreezing *{parsed.environment}*…",
+            after=partial(_unfreeze_after_ack, services, command, parsed),
+        )
+    try:
+        outcome = await freeze_environments.unfreeze(
+            services, actor, parsed.environment, parsed.reason
+        )
+    except (freeze_environments.FreezeRefused, Refusal) as exc:
+        return problem(f"I did not unfreeze *{parsed.environment}*: {exc}.", "refused")
+    return _announced(services, outcome)
+
+
+async def _unfreeze_after_ack(
+    services: Services, command: dict[str, Any], parsed: UnfreezeCommand
+) -> None:
+    try:
+        outcome = await freeze_environments.unfreeze(
+            services, command_actor(command), parsed.environment, parsed.reason
+        )
+    except (freeze_environments.FreezeRefused, Refusal) as exc:
+        text = f"I did not unfreeze *{parsed.environment}*: {exc}."
+        await services.chat.answer(command.get("response_url"), messages.problem(text), text)
+        return
+    await services.chat.answer(
+        command.get("response_url"), messages.note(outcome.answer), outcome.answer
+    )
+    await _tell_channel(services, outcome.announcement)
+
+
+def _announced(services: Services, outcome: freeze_environments.FreezeOutcome) -> Answer:
+    """The answer to the person, and the channel told after the ack."""
+    return Answer(
+        outcome.answer,
+        messages.note(outcome.answer),
+        after=partial(_tell_channel, services, outcome.announcement),
+    )
+
+
+async def _tell_channel(services: Services, text: str) -> None:
+    # Through the channel's outbox: kept until Slack takes it, never dropped after retries.
+    await services.chat.reply(services.config.slack.channel, "", messages.note(text), text)
 
 
 def request_id(command: dict[str, Any]) -> str:

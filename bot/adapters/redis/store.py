@@ -30,6 +30,7 @@ from bot.adapters.redis.audit import (
     read_entries,
     release_entries,
 )
+from bot.adapters.redis.freezes import RedisFreezes
 from bot.adapters.redis.keys import Keys
 from bot.domain.actors import BOT, Actor
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK
@@ -87,6 +88,8 @@ class Store:
         self.redis = redis
         self.keys = Keys(prefix, service)
         self.clock = clock
+        # Read by `/release status` (bot.services.show_status), which has only the store.
+        self.freeze_records = RedisFreezes(redis, self.keys)
         self._audit_batch: _AuditBatch | None = None
 
     # --- audit --------------------------------------------------------------------------------
