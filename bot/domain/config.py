@@ -376,6 +376,13 @@ class FreezePolicy:
         default="UTC",
         metadata=key(str, 'the team\'s time zone for --until, like "Europe/Berlin"'),
     )
+    # `[freeze.override]`: the approvals an EMERGENCY override of a closed last environment
+    # needs (`/release final --emergency`); never the asker's. No approvers listed = the last
+    # environment's approvers.
+    override: ApprovalPolicy = field(
+        default_factory=lambda: ApprovalPolicy(required=2),
+        metadata=key(dict, "approvals an EMERGENCY override needs (default 2)"),
+    )
 
     @property
     def policy(self) -> ApprovalPolicy:
@@ -777,12 +784,14 @@ class Config:
         return self.approvals.get(environment, ApprovalPolicy())
 
     def override_policy(self) -> ApprovalPolicy:
-        """The approvals an EMERGENCY override of a closed last environment needs: two, by
-        the last environment's approvers, never the one who asked."""
+        """The approvals an EMERGENCY override of a closed last environment needs:
+        [freeze.override] (two by default), by its approvers or else the last environment's,
+        never the one who asked."""
         usual = self.policy(self.last_environment.name)
+        own = self.freeze.override
         return ApprovalPolicy(
-            required=2,
-            approvers=usual.approvers,
+            required=own.required,
+            approvers=own.approvers or usual.approvers,
             allow_self_approval=False,
             valid_hours=usual.valid_hours,
         )
@@ -868,6 +877,7 @@ TABLES: dict[str, dict[str, Key]] = {
     "windows[]": keys_of(WindowConfig),
     "freezes[]": keys_of(FreezeConfig),
     "freeze": keys_of(FreezePolicy),
+    "freeze.override": _policy_keys("required", "approvers"),
 }
 """Every table of the file (`[]`: each item of a list) and the keys it may hold."""
 
@@ -1362,9 +1372,15 @@ def _freeze_policy(raw: Any, problems: _Problems) -> FreezePolicy | None:
     if "timezone" in found:
         _timezone("freeze", found, problems)
     _approval_policy("freeze", {"approvers": found.get("approvers", [])}, problems)
+    override = ApprovalPolicy(required=2)
+    if "override" in found:
+        read = _policy("freeze.override", {"required": 2, **found.pop("override")}, problems)
+        override = read if read is not None else override
     if problems.since(mark):
         return None
-    return FreezePolicy(**{**found, "approvers": tuple(found.get("approvers", ()))})
+    return FreezePolicy(
+        **{**found, "approvers": tuple(found.get("approvers", ())), "override": override}
+    )
 
 
 def _timezone(key: str, found: dict[str, Any], problems: _Problems) -> ZoneInfo | None:

@@ -149,3 +149,19 @@ def test_freeze_approvals_and_bad_keys_are_refused_by_key():
             '"carol"; names change, IDs do not',
         ),
     ]
+
+
+def test_the_emergency_override_has_its_own_policy():
+    from tests.helpers.config import config_text, environment, parse
+
+    default = parse(config_text(environments=[environment("staging"), environment("production")]))
+    assert default.override_policy().required == 2
+    assert not default.override_policy().allow_self_approval
+    own = parse(
+        config_text(
+            environments=[environment("staging"), environment("production")],
+            extra='[freeze.override]\nrequired = 3\napprovers = ["S0ONCALL"]\n',
+        )
+    )
+    assert own.override_policy().required == 3
+    assert own.override_policy().approvers == ("S0ONCALL",)
