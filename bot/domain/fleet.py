@@ -153,6 +153,18 @@ def _between(tables: list[tuple[str, str, Any]], configs: list[Config]) -> list[
                 )
             )
         repositories.setdefault(tagged, config.service)
+    # A service word after a sub-command is read before an environment's name: a service
+    # named like an environment would take `/release lock staging` for itself.
+    environments = {e.name for config in configs for e in config.environments}
+    for config in configs:
+        if config.service in environments:
+            problems.append(
+                Problem(
+                    f"{where[config.service]}.name",
+                    f'"{config.service}" is also an environment\'s name; commands could not '
+                    "tell them apart: name the service otherwise",
+                )
+            )
     legacy = [c.service for c in configs if c.legacy_keys]
     if len(legacy) > 1:
         problems.append(

@@ -131,3 +131,11 @@ def test_only_one_service_keeps_the_one_service_keys():
 )
 def test_a_service_is_named_after_its_repository(url: str, name: str):
     assert service_name_of(url) == name
+
+
+def test_a_service_is_never_named_like_an_environment():
+    text = TWO.replace("[services.api]", "[services.staging]").replace("#api-releases", "#x")
+    assert any(
+        p.startswith("services.staging.name:") and "also an environment" in p
+        for p in problems(text)
+    )
