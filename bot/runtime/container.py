@@ -78,6 +78,7 @@ class Clients:
     slack: Any
     embedded: bool = False
     queues: list[Queue] = field(default_factory=list)
+    _prober: Prober | None = None
     # `/release status` of all the services in one read (handlers.commands.which_service).
     status_of_all: StatusOfAll | None = None
 
@@ -111,6 +112,16 @@ class Clients:
         return cls(
             redis, connect(target), slack, status_of_all=StatusOfAll(redis, settings.status_max_age)
         )
+
+    def prober(self, concurrency: int) -> Prober:
+        """The fleet's one health probe: every service's checks, ticked together, share its
+        connections (at most the largest `[monitoring] concurrency` of them), so twenty
+        services do not open twenty times as many."""
+        if self._prober is None:
+            self._prober = Prober(concurrency)
+        elif concurrency > self._prober.concurrency:
+            self._prober.concurrency = concurrency  # read when its session is opened
+        return self._prober
 
     def queue_for(self, keys: Keys) -> Queue:
         """A service's own queue (its name is under the service's key prefix)."""
@@ -266,7 +277,11 @@ class Services:
         self.creation_claims = CreationClaims(self.redis, keys)
         self.form_tickets = FormTickets(self.redis, keys)
         self.versions = RedisVersionIndex(self.redis, keys, self.config.repository.tag_prefix)
-        self.health_probe = Prober(self.config.monitoring.concurrency)
+        self.health_probe = (
+            self.clients.prober(self.config.monitoring.concurrency)
+            if self.clients is not None and not self.owns_clients
+            else Prober(self.config.monitoring.concurrency)
+        )
         self.user_directory = SlackUserDirectory(self.notifier.client, self.redis, keys)
         self.flag_requests = RedisFlagRequests(self.redis, keys)
         self.freeze_records = RedisFreezes(self.redis, keys)
