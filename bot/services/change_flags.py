@@ -676,7 +676,7 @@ async def advance_ramps(needs: FlagNeeds) -> None:
             continue
         if ramp.paused_by:
             ramp.paused_by = ""
-            await _thread(needs, request, "▶️ What paused the ramp is over; it goes on.")
+            await _thread(needs, request, "▶️ What paused it is over; the ramp goes on.")
         current = (await read_current(needs)).flags.get(ramp.name)
         if current is None or current.summary != ramp.expect:
             await ramps.end_ramp(name)

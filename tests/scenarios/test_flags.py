@@ -597,7 +597,7 @@ async def test_a_freeze_pauses_a_ramp_refuses_more_exposure_and_lets_the_kill_sw
     assert "*production* is closed for changes" in refused[0]
     # The freeze ends: the ramp goes on by itself.
     await slack.wait_for(
-        lambda: "What paused the ramp is over" in thread(slack, message), timeout=20
+        lambda: "What paused it is over; the ramp goes on" in thread(slack, message), timeout=20
     )
     await slack.wait_for(lambda: "Ramp finished" in thread(slack, message), timeout=20)
     # Frozen again: the kill switch still goes through.
