@@ -461,6 +461,16 @@ def _relative(delta: timedelta) -> str:
     return f"in {days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours else "")
 
 
+def may_start(rules: Rules, at: datetime, *, overridden: bool = False) -> Verdict | None:
+    """The one rule every deploy and promotion start obeys: None when it may start at `at`
+    (its environment is open, or an approved EMERGENCY override covers it), else the closed
+    verdict that stops it."""
+    if overridden:
+        return None
+    found = verdict(rules, at)
+    return None if found.open else found
+
+
 def describe_opening(opens_at: datetime, now: datetime, timezone: str) -> str:
     """Like "opens Monday 09:00 Europe/Berlin, in 2 days 14 h": the day (today, tomorrow, a
     weekday within the week, else the date) and time in `timezone`, and how long from `now`."""

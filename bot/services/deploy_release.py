@@ -419,15 +419,14 @@ async def _waits_for_window(
     """A deploy whose environment is closed (a deny window, a freeze, outside its allow
     windows) does not start: it waits, queued again for the moment it opens, and the thread
     says so. True when it waits (or, never opening, was blocked)."""
-    shut = await deploy_windows.closed(services, environment)
     override = release.override
-    if (
-        shut is not None
-        and override is not None
+    # An approved EMERGENCY override goes through the last environment's closure.
+    overridden = (
+        override is not None
         and override.granted
         and environment == services.config.last_environment.name
-    ):
-        return False  # an approved EMERGENCY override goes through the closure
+    )
+    shut = await deploy_windows.closed(services, environment, overridden=overridden)
     if shut is None:
         return False
     _, tag = release.tag_for(environment, services.config.last_environment.name)

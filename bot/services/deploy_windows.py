@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bot.domain.config import Config
-from bot.domain.windows import Rules, Verdict, describe_opening, verdict
+from bot.domain.windows import Rules, Verdict, describe_opening, may_start
 from bot.services.ports import HasClock, HasConfig, HasFreezeRecords
 
 
@@ -41,16 +41,18 @@ async def rules_now(needs: WindowNeeds, environment: str) -> Rules:
     return Rules(rules.windows, (*rules.freezes, *(freeze for _, freeze in set_from_slack)))
 
 
-async def closed(needs: WindowNeeds, environment: str) -> Verdict | None:
-    """Why `environment` may not change now, or None when it may."""
-    return closed_by(await rules_now(needs, environment), needs.clock())
+async def closed(
+    needs: WindowNeeds, environment: str, *, overridden: bool = False
+) -> Verdict | None:
+    """Why `environment` may not change now, or None when it may (`overridden`: an approved
+    EMERGENCY override covers this change; bot.domain.windows.may_start)."""
+    return closed_by(await rules_now(needs, environment), needs.clock(), overridden=overridden)
 
 
-def closed_by(rules: Rules, at: float) -> Verdict | None:
+def closed_by(rules: Rules, at: float, *, overridden: bool = False) -> Verdict | None:
     if not rules.windows and not rules.freezes:
         return None
-    found = verdict(rules, datetime.fromtimestamp(at, UTC))
-    return None if found.open else found
+    return may_start(rules, datetime.fromtimestamp(at, UTC), overridden=overridden)
 
 
 def when_open(config: Config, environment: str, found: Verdict, at: float) -> str:

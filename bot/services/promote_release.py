@@ -146,10 +146,9 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
     last = config.last_environment.name
     # Checked again as it runs: a freeze may have begun since it was asked for (or, asked
     # for --when-open, another one may hold now). An approved EMERGENCY override goes.
-    shut = await deploy_windows.closed(services, last)
     asked = await store.get_release(req.version)
-    if asked is not None and asked.override is not None and asked.override.granted:
-        shut = None
+    overridden = asked is not None and asked.override is not None and asked.override.granted
+    shut = await deploy_windows.closed(services, last, overridden=overridden)
     if shut is not None:
         text = deploy_windows.closed_text(services, last, shut)
         await _not_promoted(services, req, f"{text} `{final_tag}` was not made.", text)
@@ -167,8 +166,7 @@ async def run_promotion(services: PromotionNeeds, req: FinalRequest) -> None:
             "release.promote",
             environment=services.config.last_environment.name,
             outcome="started",
-            reason=f"{'EMERGENCY ' if shut is None and asked and asked.override else ''}"
-            f"as {final_tag}",
+            reason=f"{'EMERGENCY ' if overridden else ''}as {final_tag}",
         )
     except TransitionError as exc:
         await _not_promoted(services, req, str(exc), str(exc))
@@ -314,9 +312,9 @@ async def request_promotion(
         return f":warning: `{release.tag}` is not ready for *{last}*:\n• " + "\n• ".join(
             state.missing
         )
-    shut = await deploy_windows.closed(services, last)
-    if shut is not None and release.override is not None and release.override.granted:
-        shut = None  # an approved EMERGENCY override goes through the closure
+    # An approved EMERGENCY override goes through the closure.
+    overridden = release.override is not None and release.override.granted
+    shut = await deploy_windows.closed(services, last, overridden=overridden)
     if shut is not None and emergency:
         from bot.services import emergency as override  # it promotes through this module
 

@@ -20,6 +20,7 @@ from bot.domain.windows import (
     Rules,
     Window,
     describe_opening,
+    may_start,
     next_open,
     parse_cron,
     parse_duration,
@@ -475,3 +476,21 @@ def test_the_verdict_agrees_with_a_minute_by_minute_reference(case: tuple[Rules,
         assert v.opens_at.second == 0 and v.opens_at.microsecond == 0
         assert reference_open(rules, fires, v.opens_at), v
         assert verdict(rules, v.opens_at).open
+
+
+@settings(max_examples=60, deadline=None)
+@given(cases(), st.booleans())
+def test_no_deploy_starts_closed_without_an_approved_override(
+    case: tuple[Rules, datetime], overridden: bool
+) -> None:
+    """The rule every deploy and promotion start obeys (bot.services.deploy_windows): never
+    inside a freeze or a deny window, nor outside every allow window, unless an approved
+    EMERGENCY override covers it; and never stopped while it is open."""
+    rules, at = case
+    fires = {w: reference_fires(w, at - w.duration - MINUTE, at + MINUTE) for w in rules.windows}
+    stopped = may_start(rules, at, overridden=overridden)
+    if stopped is None:
+        assert overridden or reference_open(rules, fires, at)
+    else:
+        assert not overridden and not reference_open(rules, fires, at)
+        assert not stopped.open and stopped.why
