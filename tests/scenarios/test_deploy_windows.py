@@ -24,6 +24,20 @@ reason = "end-of-year holidays"
 """
 
 
+def freeze_until(seconds: float, reason: str, environments: str = '["production"]') -> str:
+    """A [[freezes]] entry from a minute ago until `seconds` from now, in real time."""
+    now = time.time()
+    start = datetime.fromtimestamp(now - 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    until = datetime.fromtimestamp(now + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"""
+[[freezes]]
+from = {start}
+until = {until}
+reason = "{reason}"
+environments = {environments}
+"""
+
+
 async def test_a_freeze_refuses_a_final_and_lets_a_rollback_through(
     start_bot, git_remote, tmp_path: Path
 ):
@@ -61,18 +75,9 @@ async def test_a_freeze_refuses_a_final_and_lets_a_rollback_through(
 async def test_a_deploy_queued_while_closed_waits_and_starts_when_it_opens(
     start_bot, git_remote, tmp_path: Path
 ):
-    # Staging is frozen from a minute ago until four seconds from now (real time: the
-    # waiting deploy is queued again for the opening, on the queue's own clock).
-    now = time.time()
-    start = datetime.fromtimestamp(now - 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    until = datetime.fromtimestamp(now + 4, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    freeze = f"""
-[[freezes]]
-from = {start}
-until = {until}
-reason = "database migration"
-environments = ["staging"]
-"""
+    # Staging is frozen until four seconds from now (real time: the waiting deploy is
+    # queued again for the opening, on the queue's own clock).
+    freeze = freeze_until(4, "database migration", environments='["staging"]')
     bot = await start_bot(make_config(git_remote, tmp_path, extra=freeze))
     await bot.command("rc")
     message = await bot.slack.wait_for(lambda: release_message(bot.slack, "v0.15.0-rc.1"))
@@ -95,16 +100,9 @@ async def test_a_final_asked_for_when_open_runs_once_at_the_opening(
 ):
     # Production is frozen until five seconds from now (real time: the promotion is queued
     # for the opening on the queue's own clock); two workers share the queue.
-    now = time.time()
-    start = datetime.fromtimestamp(now - 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    until = datetime.fromtimestamp(now + 5, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    freeze = f"""
-[[freezes]]
-from = {start}
-until = {until}
-reason = "payment provider maintenance"
-"""
-    config = production_config(git_remote, tmp_path, freeze)
+    config = production_config(
+        git_remote, tmp_path, freeze_until(5, "payment provider maintenance")
+    )
     bot = await start_bot(config)
     await start_bot(config, role="worker", name="second")
     await bot.command("rc")
