@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 
 import aiohttp
 from yarl import URL
 
 from bot.domain.config import CheckConfig
 from bot.domain.health.checks import Observation
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 256 * 1024  # enough for /health, /build-info and /flags; a bigger page is cut
 
@@ -20,6 +24,13 @@ class Prober:
         self.concurrency = concurrency
         self._session: aiohttp.ClientSession | None = None
         self._targets: dict[str, tuple[URL, aiohttp.ClientTimeout]] = {}
+        # The checks asked for and not yet taken, from every caller, and the workers taking
+        # them (at most `concurrency`).
+        self._pending: deque[
+            tuple[CheckConfig, list[Observation | None], int, Callable[[], None]]
+        ] = deque()
+        self._workers = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -34,19 +45,46 @@ class Prober:
         return self._session
 
     async def observe_all(self, checks: Sequence[CheckConfig]) -> list[Observation]:
-        """Every check, at most `concurrency` at a time: that many workers take the next
-        check as they finish one. (A task per check made 5,000 tasks in one go, and woke them
-        all as connections freed: the event loop was held up to 150 ms at a time.)"""
+        """Every check, at most `concurrency` at a time across every caller: that many
+        workers at most take the next check as they finish one, whoever's it is. (A task per
+        check made 5,000 tasks in one go, and woke them all as connections freed: the event
+        loop was held up to 150 ms at a time. The services of one bot share this probe in one
+        tick: each of their calls starting its own workers made twenty services twenty times
+        as many, waiting on the same connections.)"""
+        if not checks:
+            return []
         session = self._open()
         seen: list[Observation | None] = [None] * len(checks)
-        todo = iter(range(len(checks)))
+        done = asyncio.get_running_loop().create_future()
+        left = [len(checks)]
 
-        async def worker() -> None:
-            for i in todo:  # shared: each index is taken by one worker
-                seen[i] = await observe(session, checks[i], self._target(checks[i]))
+        def finished() -> None:
+            left[0] -= 1
+            if left[0] == 0 and not done.done():
+                done.set_result(None)
 
-        await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(checks)))))
+        for i, check in enumerate(checks):
+            self._pending.append((check, seen, i, finished))
+        while self._workers < min(self.concurrency, len(self._pending)):
+            self._workers += 1
+            task = asyncio.create_task(self._work(session))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        await done
         return [s for s in seen if s is not None]
+
+    async def _work(self, session: aiohttp.ClientSession) -> None:
+        try:
+            while self._pending:
+                check, seen, i, finished = self._pending.popleft()
+                try:
+                    seen[i] = await observe(session, check, self._target(check))
+                except Exception:  # never the others' wait: this check has no result
+                    log.exception("probing %s failed", check.name)
+                finally:
+                    finished()
+        finally:
+            self._workers -= 1
 
     def _target(self, check: CheckConfig) -> tuple[URL, aiohttp.ClientTimeout]:
         # Parsed once per check, not on every tick.
@@ -57,6 +95,8 @@ class Prober:
         return target
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
