@@ -73,23 +73,8 @@ async def enqueue_deploy(
         "deploy.retry" if retry else "deploy.queue",
         environment=environment,
     )
-    env = services.config.environment(environment)
-    gate_time = sum(
-        g.timeout_seconds for g in services.config.gates_for(environment) if g.automatic
-    )
     try:
-        await services.queue.enqueue(
-            DEPLOY,
-            version=release.version,
-            environment=environment,
-            deploy_id=deploy_id,
-            actor=asdict(actor),
-            key=deploy_id,
-            retries=1,
-            timeout=deploy_engine.job_timeout(services.config, env.timeout_seconds + gate_time),
-            # Never retried (retries=1): a lost deploy is reported in its thread by our reaper.
-            heartbeat=deploy_engine.job_heartbeat(services.config),
-        )
+        await _queue_deploy_job(services, release.version, environment, deploy_id, actor)
     except Exception:
         # Recorded as queued but no job carries it: never leave it "queued" for ever.
         with contextlib.suppress(Exception):
@@ -119,6 +104,37 @@ class RetryNeeds(DeployNeeds, HasUserDirectory, Protocol):
 # A click is answered within AFTER_ACK_BUDGET (handlers.answers): a user group's members
 # may be waited for this long of it.
 RETRY_MEMBERSHIP_SECONDS = 3.0
+
+
+async def _queue_deploy_job(
+    services: DeployNeeds,
+    version: str,
+    environment: str,
+    deploy_id: str,
+    actor: Actor,
+    *,
+    key: str = "",
+    **when: int,
+) -> None:
+    """The job of a deploy recorded as queued (`key`: another job for the same deploy, like
+    one queued again for its environment's opening; `when`: saq's `scheduled`)."""
+    env = services.config.environment(environment)
+    gate_time = sum(
+        g.timeout_seconds for g in services.config.gates_for(environment) if g.automatic
+    )
+    await services.queue.enqueue(
+        DEPLOY,
+        version=version,
+        environment=environment,
+        deploy_id=deploy_id,
+        actor=asdict(actor),
+        key=key or deploy_id,
+        retries=1,
+        timeout=deploy_engine.job_timeout(services.config, env.timeout_seconds + gate_time),
+        # Never retried (retries=1): a lost deploy is reported in its thread by our reaper.
+        heartbeat=deploy_engine.job_heartbeat(services.config),
+        **when,
+    )
 
 
 async def retry_deploy(
@@ -444,22 +460,15 @@ async def _waits_for_window(
             text=f"{environment} is closed",
         )
         return True
-    env = services.config.environment(environment)
-    gate_time = sum(
-        g.timeout_seconds for g in services.config.gates_for(environment) if g.automatic
-    )
     opens = shut.opens_at.timestamp()
-    await services.queue.enqueue(
-        DEPLOY,
-        version=release.version,
-        environment=environment,
-        deploy_id=deploy_id,
-        actor=asdict(actor),
+    await _queue_deploy_job(
+        services,
+        release.version,
+        environment,
+        deploy_id,
+        actor,
         key=f"{deploy_id}~{int(opens)}",
         scheduled=int(opens) + 1,
-        retries=1,
-        timeout=deploy_engine.job_timeout(services.config, env.timeout_seconds + gate_time),
-        heartbeat=deploy_engine.job_heartbeat(services.config),
     )
     await services.store.audit(
         actor,

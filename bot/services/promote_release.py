@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Protocol
 
@@ -319,22 +319,20 @@ async def request_promotion(
         from bot.services import emergency as override  # it promotes through this module
 
         return await override.ask(services, actor, release, emergency, shut.why)
+    request = FinalRequest(
+        version=release.version,
+        user_id=actor.user_id,
+        user_name=actor.user_name,
+        channel_id=actor.channel,
+        response_url=response_url,
+        description=description,
+        issue=issue,
+    )
     if shut is not None and when_open and shut.opens_at is not None:
         text = deploy_windows.closed_text(services, last, shut)
         if await services.store.first_time(f"command:{request_id}"):
             await enqueue_promotion(
-                services,
-                FinalRequest(
-                    version=release.version,
-                    user_id=actor.user_id,
-                    user_name=actor.user_name,
-                    channel_id=actor.channel,
-                    response_url=response_url,
-                    description=description,
-                    issue=issue,
-                    when_open=True,
-                ),
-                at=shut.opens_at.timestamp(),
+                services, replace(request, when_open=True), at=shut.opens_at.timestamp()
             )
             await services.store.audit(
                 actor,
@@ -372,16 +370,5 @@ async def request_promotion(
             "still go through."
         )
     if await services.store.first_time(f"command:{request_id}"):
-        await enqueue_promotion(
-            services,
-            FinalRequest(
-                version=release.version,
-                user_id=actor.user_id,
-                user_name=actor.user_name,
-                channel_id=actor.channel,
-                response_url=response_url,
-                description=description,
-                issue=issue,
-            ),
-        )
+        await enqueue_promotion(services, request)
     return f"⏳ Promoting `{release.tag}` to *{last}*…"
