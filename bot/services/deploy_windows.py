@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Protocol
 
+from bot.blocks import release as messages
 from bot.domain.config import Config
 from bot.domain.windows import Rules, Verdict, describe_opening, may_start
 from bot.services.ports import HasClock, HasConfig, HasFreezeRecords
@@ -64,8 +65,9 @@ def when_open(config: Config, environment: str, found: Verdict, at: float) -> st
 
 
 def closed_text(needs: WindowNeeds, environment: str, found: Verdict) -> str:
-    """*production* is closed: why; when it opens."""
+    """*production* is closed: why; when it opens. The why quotes freeze reasons people typed:
+    shown as text, with only the bot's own mention of who froze it kept a mention."""
     return (
-        f"*{environment}* is closed for changes: {found.why}. It "
+        f"*{environment}* is closed for changes: {messages.escape_keeping_mentions(found.why)}. It "
         f"{when_open(needs.config, environment, found, needs.clock())}."
     )

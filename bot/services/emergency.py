@@ -48,7 +48,8 @@ async def ask(services: FinalNeeds, actor: Actor, release: Release, reason: str,
         release.version,
         messages.note(
             f"🚨 {messages.mention(actor.user_id)} asks for an *EMERGENCY override* to promote "
-            f"`{release.tag}` to *{last}* although it is closed ({messages.escape(why)}): "
+            f"`{release.tag}` to *{last}* although it is closed "
+            f"({messages.escape_keeping_mentions(why)}): "
             f"{messages.escape(reason)}. It needs {policy.required} approvals, never the "
             "asker's, with the button on the release message."
         ),
