@@ -541,9 +541,10 @@ def override_blocks(release: Release, config: Config, is_open: bool) -> list[Blo
     policy = config.override_policy()
     got = ", ".join(mention(a.user_id) for a in override.approvals) or "none yet"
     state = (
-        "approved: the promotion goes through the closure"
+        "is approved: the promotion goes through the closure"
         if override.granted
-        else f"needs {policy.required} approval(s), never the asker's; so far: {got}"
+        else f"needs {policy.required} approval{'s' if policy.required != 1 else ''}, never "
+        f"the asker's; so far: {got}"
     )
     blocks: list[Block] = [
         section(

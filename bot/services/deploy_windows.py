@@ -8,12 +8,13 @@ a kill switch (they reduce risk), and the health monitoring."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from bot.blocks import release as messages
 from bot.domain.config import Config
-from bot.domain.windows import Rules, Verdict, describe_opening, may_start
+from bot.domain.windows import Rules, Verdict, describe_opening, may_start, zone
 from bot.services.ports import HasClock, HasConfig, HasFreezeRecords
 
 
@@ -22,15 +23,16 @@ class WindowNeeds(HasConfig, HasClock, HasFreezeRecords, Protocol):
     demo give their own)."""
 
 
-def _zone(rules: Rules) -> str:
-    """The team's time zone for saying when it opens: its windows', else its freezes'."""
+def _zone(config: Config, rules: Rules) -> str:
+    """The time zone for saying when it opens: its windows', else its freezes', else the
+    team's ([freeze] timezone, which `--until` is read in)."""
     for window in rules.windows:
         return window.timezone
     for freeze in rules.freezes:
         key = getattr(freeze.start.tzinfo, "key", None)
         if isinstance(key, str):
             return key
-    return "UTC"
+    return config.freeze.timezone
 
 
 async def rules_now(needs: WindowNeeds, environment: str) -> Rules:
@@ -39,7 +41,13 @@ async def rules_now(needs: WindowNeeds, environment: str) -> Rules:
     set_from_slack = await needs.freeze_records.active(environment, needs.clock())
     if not set_from_slack:
         return rules
-    return Rules(rules.windows, (*rules.freezes, *(freeze for _, freeze in set_from_slack)))
+    # Kept in UTC; said in the team's zone, the one their `--until` was typed in.
+    tz = zone(needs.config.freeze.timezone)
+    local = (
+        replace(freeze, start=freeze.start.astimezone(tz), until=freeze.until.astimezone(tz))
+        for _, freeze in set_from_slack
+    )
+    return Rules(rules.windows, (*rules.freezes, *local))
 
 
 async def closed(
@@ -61,7 +69,7 @@ def when_open(config: Config, environment: str, found: Verdict, at: float) -> st
     if found.opens_at is None:
         return "does not open within the next 400 days"
     rules = config.rules_for(environment)
-    return describe_opening(found.opens_at, datetime.fromtimestamp(at, UTC), _zone(rules))
+    return describe_opening(found.opens_at, datetime.fromtimestamp(at, UTC), _zone(config, rules))
 
 
 def closed_text(needs: WindowNeeds, environment: str, found: Verdict) -> str:
