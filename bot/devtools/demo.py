@@ -109,6 +109,12 @@ allow_self_approval = false
 [rollback]
 required = 1
 
+# Anyone may freeze an environment from Slack (`/release freeze`), at once; `--until` is read
+# in the team's time zone. An EMERGENCY override of a freeze needs two approvals, never the
+# asker's ([freeze.override] required = 2 by default).
+[freeze]
+timezone = "Europe/Berlin"
+
 # Health checks, short intervals for the demo (production would use 30-60 s and a window of
 # an hour after each production deploy). Carol is on call.
 [monitoring]

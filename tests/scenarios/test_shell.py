@@ -127,6 +127,25 @@ def test_the_scripted_walkthrough_runs_the_demo_for_real(tmp_path: Path):
         ).stdout
     )
     assert "stays locked" in out and "is unlocked" in out
+    # The year-end freeze: the hotfix's final was refused, saying when production opens in the
+    # team's zone; it went out on an EMERGENCY override bob and carol approved, marked in its
+    # header and its tag; the rollback went through the freeze, which alice then ended.
+    refused = out.split("alice> /release final\n")[1].split("alice> ")[0]
+    assert "*production* is closed for changes: frozen until" in refused
+    assert "Europe/Berlin: Year-end freeze (by @alice). It opens" in refused
+    assert "`v0.15.1-rc.1` was not promoted" in refused
+    assert "== 🚑 EMERGENCY HOTFIX v0.15.1 · release (from v0.15.1-rc.1) ==" in out
+    hotfix_tag = subprocess.run(
+        ["git", "tag", "-l", "--format=%(contents)", "v0.15.1"],
+        cwd=demo.remote,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "EMERGENCY" in hotfix_tag and "Footer links broken for every visitor" in hotfix_tag
+    rollback = out.split('alice> /release rollback production --reason "5xx spike')[1]
+    assert "🧊 *production* frozen until" in rollback.split("alice> /release unlock")[0]
+    assert "*production* is unfrozen: Freeze moved to next week" in out
     assert "--bump major" in out  # the answer to a bad bump says what is right
     # Health: the broken site became one incident that paged carol, who acknowledged it; the
     # rollback's deploy mended the site and the incident resolved; the window summary said so.
