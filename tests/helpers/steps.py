@@ -30,10 +30,29 @@ approvers = ["U0BOB", "U0CAROL", "S0RELMGR"]
 """
 
 
-async def candidate(bot: RunningBot, tag: str = "v0.15.0-rc.1") -> Message:
-    """alice's `/release rc`; its release message once the automatic gates are done."""
-    await bot.command("rc --description infra", user="U0ALICE", user_name="alice")
+async def candidate(
+    bot: RunningBot, tag: str = "v0.15.0-rc.1", rc: str = "rc --description infra"
+) -> Message:
+    """alice's `/release rc` (or `rc`, the command's text); its release message once the
+    automatic gates are done."""
+    await bot.command(rc, user="U0ALICE", user_name="alice")
     return await wait_for_gates(bot.slack, tag)
+
+
+async def ready_for_production(
+    bot: RunningBot, tag: str = "v0.15.0-rc.1", rc: str = "rc --description infra"
+) -> Message:
+    """alice's candidate `tag` with Manual QA approved by bob: its message once it says it is
+    ready for production (`/release final` then promotes it, unless something stops it)."""
+    await bot.click(await candidate(bot, tag, rc), "gate_approve", gate="qa")
+
+    def ready() -> Message | None:
+        shown = release_message(bot.slack, tag)
+        return shown if shown and "Ready for production" in bot.slack.text_of(shown) else None
+
+    found = await bot.slack.wait_for(ready)
+    assert found is not None
+    return found
 
 
 async def live(bot: RunningBot, tag: str = "v0.15.0") -> Message:
@@ -55,13 +74,7 @@ async def in_production(bot: RunningBot, git_remote: GitRemote) -> None:
     await bot.services.store.set_environment_version(
         "production", "0.14.1", "v0.14.1", git_remote.remote_tags()["v0.14.1"]
     )
-    message = await candidate(bot)
-    await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(
-        lambda: (
-            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
-        )
-    )
+    await ready_for_production(bot)
     await bot.command("final")
     await live(bot)
 
@@ -92,11 +105,9 @@ approvers = ["U0BOB", "U0CAROL"]
 async def rolled_back(bot: RunningBot) -> str:
     """The thread of the production release once it says it was rolled back."""
     message = release_message(bot.slack, "v0.15.0-rc.1")
-    text: str = await bot.slack.wait_for(
-        lambda: (
-            "Rolled back *production*" in thread_text(bot.slack, message)
-            and thread_text(bot.slack, message)
-        ),
-        timeout=30,
-    )
-    return text
+
+    def said() -> str:
+        text = thread_text(bot.slack, message)
+        return text if "Rolled back *production*" in text else ""
+
+    return await bot.slack.wait_for(said, timeout=30)
