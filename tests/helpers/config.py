@@ -95,6 +95,7 @@ def make_config(
     tmp_path: Path,
     *,
     deploy_env: str = "",
+    production_env: str = "",
     gate_env: str = "",
     lock_ttl: float = 3.0,
     extra: str = "",
@@ -102,7 +103,8 @@ def make_config(
 ) -> Config:
     """Staging and production deployed by tests/scripts/deploy.sh (into `deploy_log`), two
     automatic gates and a manual one; `deploy_env` and `gate_env` are set for staging's deploy
-    and the gates (e.g. `DEPLOY_FAIL=disk-full`, `GATE_FAIL=infra`)."""
+    and the gates (e.g. `DEPLOY_FAIL=disk-full`, `GATE_FAIL=infra`), `production_env` for
+    production's (e.g. `DEPLOY_GO_FILE=...`, to hold it mid-run)."""
     log = tmp_path / "deploys.log"
     production = {"url": production_url} if production_url else {}
     return parse(
@@ -124,7 +126,7 @@ def make_config(
                 ),
                 environment(
                     "production",
-                    f"DEPLOY_LOG={log} sh {SCRIPTS}/deploy.sh",
+                    f"DEPLOY_LOG={log} {production_env} sh {SCRIPTS}/deploy.sh",
                     timeout_seconds=20,
                     **production,
                 ),
@@ -154,9 +156,11 @@ command = "sh {SCRIPTS}/gate.sh smoke"
 """
 
 
-def production_config(remote: GitRemote, tmp_path: Path, extra: str = "") -> Config:
+def production_config(
+    remote: GitRemote, tmp_path: Path, extra: str = "", production_env: str = ""
+) -> Config:
     """`make_config` with smoke tests after the production deploy, for tests that promote."""
-    return make_config(remote, tmp_path, extra=SMOKE + extra)
+    return make_config(remote, tmp_path, extra=SMOKE + extra, production_env=production_env)
 
 
 def worker_config_text(remote: GitRemote, tmp_path: Path, deploy_env: str = "") -> str:
