@@ -51,3 +51,15 @@ async def wait_for_gates(slack: SlackStandIn, tag: str, count: int = 2) -> Messa
     found = await slack.wait_for(done, timeout=30)
     assert found is not None
     return found
+
+
+async def thread_saying(
+    slack: SlackStandIn, message: Any, words: str, timeout: float = 10.0
+) -> str:
+    """The text of `message`'s thread once it contains `words`."""
+
+    def said() -> str:
+        text = thread_text(slack, message)
+        return text if words in text else ""
+
+    return await slack.wait_for(said, timeout=timeout)

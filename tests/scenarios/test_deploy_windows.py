@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.helpers.config import deploy_log, make_config, production_config
-from tests.helpers.messages import release_message, thread_text, wait_for_gates
-from tests.helpers.steps import in_production, rolled_back
+from tests.helpers.messages import release_message, thread_saying
+from tests.helpers.repos import GitRemote
+from tests.helpers.steps import StartBot, in_production, ready_for_production, rolled_back
 
 # Christmas 2030, noon in Berlin: inside the freeze below.
 CHRISTMAS = datetime(2030, 12, 24, 11, 0, tzinfo=UTC).timestamp()
@@ -39,19 +40,12 @@ environments = {environments}
 
 
 async def test_a_freeze_refuses_a_final_and_lets_a_rollback_through(
-    start_bot, git_remote, tmp_path: Path
-):
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
     bot = await start_bot(production_config(git_remote, tmp_path, HOLIDAYS))
     await in_production(bot, git_remote)  # before the freeze: v0.15.0 is live
     bot.services.store.clock = lambda: CHRISTMAS  # the bot's clock: inside the freeze
-    await bot.command("rc --allow-empty", user="U0ALICE", user_name="alice")
-    message = await wait_for_gates(bot.slack, "v0.16.0-rc.1")
-    await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(
-        lambda: (
-            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.16.0-rc.1"))
-        )
-    )
+    await ready_for_production(bot, "v0.16.0-rc.1", rc="rc --allow-empty")
     answer = bot.slack.text_of(await bot.command("final"))
     assert (
         "*production* is closed for changes: frozen" in answer and "end-of-year holidays" in answer
@@ -73,31 +67,26 @@ async def test_a_freeze_refuses_a_final_and_lets_a_rollback_through(
 
 
 async def test_a_deploy_queued_while_closed_waits_and_starts_when_it_opens(
-    start_bot, git_remote, tmp_path: Path
-):
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
     # Staging is frozen until four seconds from now (real time: the waiting deploy is
     # queued again for the opening, on the queue's own clock).
     freeze = freeze_until(4, "database migration", environments='["staging"]')
     bot = await start_bot(make_config(git_remote, tmp_path, extra=freeze))
     await bot.command("rc")
     message = await bot.slack.wait_for(lambda: release_message(bot.slack, "v0.15.0-rc.1"))
-    text = await bot.slack.wait_for(
-        lambda: "waits" in thread_text(bot.slack, message) and thread_text(bot.slack, message)
-    )
+    text = await thread_saying(bot.slack, message, "waits")
     assert "database migration" in text and "It starts then, by itself" in text
     assert deploy_log(tmp_path) == []  # nothing ran while it was closed
-    await bot.slack.wait_for(
-        lambda: "Deployed v0.15.0-rc.1 to *staging*" in thread_text(bot.slack, message),
-        timeout=30,
-    )
+    await thread_saying(bot.slack, message, "Deployed v0.15.0-rc.1 to *staging*", timeout=30)
     assert deploy_log(tmp_path)[0].startswith("staging 0.15.0-rc.1")
     waits = [e for e in await bot.services.store.audit_entries() if e["action"] == "deploy.wait"]
     assert len(waits) == 1 and waits[0]["environment"] == "staging"
 
 
 async def test_a_final_asked_for_when_open_runs_once_at_the_opening(
-    start_bot, git_remote, tmp_path: Path
-):
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
     # Production is frozen until five seconds from now (real time: the promotion is queued
     # for the opening on the queue's own clock); two workers share the queue.
     config = production_config(
@@ -105,26 +94,13 @@ async def test_a_final_asked_for_when_open_runs_once_at_the_opening(
     )
     bot = await start_bot(config)
     await start_bot(config, role="worker", name="second")
-    await bot.command("rc")
-    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
-    await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(
-        lambda: (
-            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
-        )
-    )
+    message = await ready_for_production(bot, rc="rc")
     refused = bot.slack.text_of(await bot.command("final"))
     assert "payment provider maintenance" in refused and "--when-open" in refused
     answer = bot.slack.text_of(await bot.command("final --when-open"))
     assert "will be promoted then" in answer and "checked again" in answer
     assert "v0.15.0" not in git_remote.remote_tags()
-    await bot.slack.wait_for(
-        lambda: (
-            "`v0.15.0` is live in *production*"
-            in thread_text(bot.slack, release_message(bot.slack, "v0.15.0-rc.1"))
-        ),
-        timeout=30,
-    )
+    await thread_saying(bot.slack, message, "`v0.15.0` is live in *production*", timeout=30)
     entries = await bot.services.store.audit_entries()
     assert [e["outcome"] for e in entries if e["action"] == "release.final-tag"] == ["ok"]
     assert [e for e in entries if e["action"] == "release.promote" and e["outcome"] == "scheduled"]
@@ -133,18 +109,11 @@ async def test_a_final_asked_for_when_open_runs_once_at_the_opening(
 
 
 async def test_an_emergency_override_goes_through_a_freeze_with_its_own_approvals(
-    start_bot, git_remote, tmp_path: Path
-):
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
     bot = await start_bot(production_config(git_remote, tmp_path, HOLIDAYS))
     bot.services.store.clock = lambda: CHRISTMAS  # inside the freeze from the start
-    await bot.command("rc", user="U0ALICE", user_name="alice")
-    message = await wait_for_gates(bot.slack, "v0.15.0-rc.1")
-    await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(
-        lambda: (
-            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.15.0-rc.1"))
-        )
-    )
+    message = await ready_for_production(bot, rc="rc")
     wrong = bot.slack.text_of(await bot.command("final --emergency"))
     assert "needs a reason" in wrong
     answer = bot.slack.text_of(
@@ -153,13 +122,8 @@ async def test_an_emergency_override_goes_through_a_freeze_with_its_own_approval
         )
     )
     assert "EMERGENCY override" in answer and "needs 2 approvals" in answer
-    shown = await bot.slack.wait_for(
-        lambda: (
-            (m := release_message(bot.slack, "v0.15.0-rc.1"))
-            and "Approve emergency override" in bot.slack.text_of(m)
-            and m
-        )
-    )
+    await bot.slack.wait_for(lambda: "Approve emergency override" in bot.slack.text_of(message))
+    shown = message  # the stand-in updates it in place: it has the button now
     # Never the one who asked; then two others.
     await bot.click(shown, "override_approve", user="U0ALICE", user_name="alice")
     await bot.slack.wait_for(
@@ -171,15 +135,9 @@ async def test_an_emergency_override_goes_through_a_freeze_with_its_own_approval
     await bot.click(shown, "override_approve", user="U0BOB", user_name="bob")
     assert "v0.15.0" not in git_remote.remote_tags()
     await bot.click(shown, "override_approve", user="U0CAROL", user_name="carol")
-    text = await bot.slack.wait_for(
-        lambda: (
-            "review it" in thread_text(bot.slack, release_message(bot.slack, "v0.15.0"))
-            and thread_text(bot.slack, release_message(bot.slack, "v0.15.0"))
-        ),
-        timeout=30,
-    )
+    text = await thread_saying(bot.slack, message, "review it", timeout=30)
     assert "`v0.15.0` is live in *production*" in text
-    assert "EMERGENCY" in bot.slack.text_of(release_message(bot.slack, "v0.15.0"))
+    assert "EMERGENCY" in bot.slack.text_of(message)
     assert "EMERGENCY-override: asked-by=alice" in git_remote.tag_message("v0.15.0")
     assert "approved-by=bob (U0BOB), carol (U0CAROL)" in git_remote.tag_message("v0.15.0")
     actions = [e["action"] for e in await bot.services.store.audit_entries()]
