@@ -1,7 +1,8 @@
 """Deploy windows and freezes enforced (issue 19): a freeze refuses a promotion, saying when
 production opens; a rollback goes through it; a deploy queued while its environment is closed
-waits and starts, by itself, when it opens. The bot's clock is the test's where it can be;
-the one deploy that waits for a real opening waits seconds."""
+waits and starts, by itself, when it opens, while one already running when a freeze starts
+finishes. The bot's clock is the test's where it can be; the one deploy that waits for a real
+opening waits seconds."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from tests.helpers.config import deploy_log, make_config, production_config
 from tests.helpers.messages import release_message, thread_saying
 from tests.helpers.repos import GitRemote
-from tests.helpers.steps import StartBot, in_production, ready_for_production, rolled_back
+from tests.helpers.steps import StartBot, in_production, live, ready_for_production, rolled_back
 
 # Christmas 2030, noon in Berlin: inside the freeze below.
 CHRISTMAS = datetime(2030, 12, 24, 11, 0, tzinfo=UTC).timestamp()
@@ -82,6 +83,66 @@ async def test_a_deploy_queued_while_closed_waits_and_starts_when_it_opens(
     assert deploy_log(tmp_path)[0].startswith("staging 0.15.0-rc.1")
     waits = [e for e in await bot.services.store.audit_entries() if e["action"] == "deploy.wait"]
     assert len(waits) == 1 and waits[0]["environment"] == "staging"
+
+
+async def test_a_freeze_that_starts_while_a_deploy_runs_lets_it_finish_and_holds_the_next(
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    # Production's deploy script holds, mid-run, until the test creates `go`: the freeze
+    # starts while it really runs (its lock held, its record "running").
+    go = tmp_path / "go"
+    bot = await start_bot(
+        production_config(git_remote, tmp_path, production_env=f"DEPLOY_GO_FILE={go}")
+    )
+    store = bot.services.store
+    await store.set_environment_version(
+        "production", "0.14.1", "v0.14.1", git_remote.remote_tags()["v0.14.1"]
+    )
+    await ready_for_production(bot)
+    await bot.command("final")
+    await bot.slack.wait_for(
+        lambda: any(line.startswith("production 0.15.0 v0.15.0") for line in deploy_log(tmp_path)),
+        timeout=30,
+    )
+    release = await store.get_release("0.15.0-rc.1")
+    assert release is not None and release.deploys["production"].status == "running"
+    assert await bot.services.locks.holder("production") is not None
+
+    answer = bot.slack.text_of(
+        await bot.command(
+            'freeze production --until 3h --reason "incident review"',
+            user="U0CAROL",
+            user_name="carol",
+        )
+    )
+    assert "*production* is frozen until" in answer and "incident review" in answer
+    assert await bot.services.freeze_records.active("production", store.clock())
+
+    # Let it go: it was started before the freeze, so it finishes, its gates run, it goes
+    # live, and it frees production. Neither cancelled nor held for the opening.
+    go.touch()
+    await live(bot, "v0.15.0")
+    release = await store.get_release("0.15.0-rc.1")
+    assert release is not None and release.deploys["production"].status == "succeeded"
+    versions = await store.environment_versions(["production"])
+    assert versions["production"]["version"] == "0.15.0"
+    assert await bot.services.locks.holder("production") is None
+    production_runs = [ln for ln in deploy_log(tmp_path) if ln.startswith("production")]
+    assert len(production_runs) == 1  # run once, not queued again for the opening
+    entries = await store.audit_entries()
+    finished = [(e["environment"], e["outcome"]) for e in entries if e["action"] == "deploy.finish"]
+    assert ("production", "succeeded") in finished
+    assert not [e for e in entries if e["action"] == "deploy.wait"]
+
+    # The freeze holds what comes next: the next candidate is not promoted.
+    await ready_for_production(bot, "v0.16.0-rc.1", rc="rc --allow-empty")
+    refused = bot.slack.text_of(await bot.command("final"))
+    assert "*production* is closed for changes" in refused and "incident review" in refused
+    assert "`v0.16.0-rc.1` was not promoted" in refused
+    assert "v0.16.0" not in git_remote.remote_tags()
+    versions = await store.environment_versions(["production"])
+    assert versions["production"]["version"] == "0.15.0"
+    assert len([ln for ln in deploy_log(tmp_path) if ln.startswith("production")]) == 1
 
 
 async def test_a_final_asked_for_when_open_runs_once_at_the_opening(
