@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tests.helpers.bot import RunningBot
 from tests.helpers.config import production_config
-from tests.helpers.messages import release_message, wait_for_gates
-from tests.helpers.steps import in_production, live
+from tests.helpers.repos import GitRemote
+from tests.helpers.steps import StartBot, in_production, live, ready_for_production
 
 # Christmas Eve 2030, noon in Berlin.
 NOON = datetime(2030, 12, 24, 11, 0, tzinfo=UTC).timestamp()
@@ -27,9 +27,19 @@ def channel_text(bot: RunningBot) -> str:
     return "\n".join(bot.slack.text_of(m) for m in bot.slack.messages().values())
 
 
+async def channel_saying(bot: RunningBot, words: str) -> str:
+    """Every message the bot posted, as text, once one of them says `words`."""
+
+    def said() -> str:
+        text = channel_text(bot)
+        return text if words in text else ""
+
+    return await bot.slack.wait_for(said)
+
+
 async def test_a_freeze_from_slack_holds_a_final_until_it_is_ended(
-    start_bot, git_remote, tmp_path: Path
-):
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
     bot = await start_bot(production_config(git_remote, tmp_path, FREEZE_POLICY))
     await in_production(bot, git_remote)  # v0.15.0 is live
     bot.services.store.clock = lambda: NOON
@@ -44,20 +54,11 @@ async def test_a_freeze_from_slack_holds_a_final_until_it_is_ended(
         answer
     )
     # The channel is told: who, why, until when, and when it opens.
-    told = await bot.slack.wait_for(
-        lambda: "froze *production*" in channel_text(bot) and channel_text(bot)
-    )
+    told = await channel_saying(bot, "froze *production*")
     assert "<@U0ALICE> froze *production* until 2030-12-27 09:00 Europe/Berlin" in told
     assert "opens Friday 09:00 Europe/Berlin, in 2 days 21 h" in told
 
-    await bot.command("rc --allow-empty", user="U0ALICE", user_name="alice")
-    message = await wait_for_gates(bot.slack, "v0.16.0-rc.1")
-    await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(
-        lambda: (
-            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.16.0-rc.1"))
-        )
-    )
+    await ready_for_production(bot, "v0.16.0-rc.1", rc="rc --allow-empty")
     refused = bot.slack.text_of(await bot.command("final"))
     assert "*production* is closed for changes" in refused and "holiday traffic" in refused
     assert "v0.16.0" not in git_remote.remote_tags()
@@ -99,8 +100,8 @@ async def test_a_freeze_from_slack_holds_a_final_until_it_is_ended(
 
 
 async def test_freezing_an_unknown_environment_names_the_ones_there_are(
-    start_bot, git_remote, tmp_path: Path
-):
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
     bot = await start_bot(production_config(git_remote, tmp_path, FREEZE_POLICY))
     answer = bot.slack.text_of(await bot.command('freeze prod --until 3h --reason "x"'))
     assert "There is no environment `prod`. Environments: `staging`, `production`." in answer
