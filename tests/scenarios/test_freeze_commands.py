@@ -1,7 +1,8 @@
 """Freezing from Slack (issue 19): alice freezes production until a time in the team's zone;
 a final of a ready candidate is refused with her reason, `/release status` shows who, why and
-until when, someone else may not end her freeze, and once she unfreezes, the final goes. The
-bot's clock is the test's."""
+until when, someone else may not end her freeze, and once she unfreezes, the final goes. A
+member of an approver group (a Slack user group in [freeze] approvers) ends her freeze; someone
+outside it is refused, and ends nothing. The bot's clock is the test's."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ NOON = datetime(2030, 12, 24, 11, 0, tzinfo=UTC).timestamp()
 FREEZE_POLICY = """
 [freeze]
 approvers = ["U0CAROL"]
+timezone = "Europe/Berlin"
+"""
+# The release managers' group approves freezes: whether someone is in it is Slack's to say.
+GROUP_FREEZE_POLICY = """
+[freeze]
+approvers = ["S0RELMGR"]
 timezone = "Europe/Berlin"
 """
 
@@ -106,3 +113,93 @@ async def test_freezing_an_unknown_environment_names_the_ones_there_are(
     answer = bot.slack.text_of(await bot.command('freeze prod --until 3h --reason "x"'))
     assert "There is no environment `prod`. Environments: `staging`, `production`." in answer
     assert await bot.services.freeze_records.active("production", bot.services.store.clock()) == []
+
+
+async def frozen_by_alice(start_bot: StartBot, git_remote: GitRemote, tmp_path: Path) -> RunningBot:
+    """A bot whose [freeze] approvers are the S0RELMGR group (dave alone in it), production
+    frozen by alice at NOON."""
+    bot = await start_bot(production_config(git_remote, tmp_path, GROUP_FREEZE_POLICY))
+    bot.slack.usergroups["S0RELMGR"] = ["U0DAVE"]
+    bot.services.store.clock = lambda: NOON
+    await bot.command(
+        'freeze production --until "2030-12-27 09:00" --reason "holiday traffic"',
+        user="U0ALICE",
+        user_name="alice",
+    )
+    assert await bot.services.freeze_records.active("production", NOON)
+    return bot
+
+
+async def answer_after_ack(bot: RunningBot, user: str) -> str:
+    """What the bot answered `user` through their command's response_url (after the ack)."""
+
+    def answered() -> str:
+        return "\n".join(
+            bot.slack.text_of(call)
+            for call in bot.slack.calls_to("response_url")
+            if str(call.params["_id"]).startswith(f"{user}-")
+        )
+
+    return await bot.slack.wait_for(answered)
+
+
+async def freeze_trail(bot: RunningBot) -> list[tuple[str, str, str]]:
+    return [
+        (e["action"], e["outcome"], e["user_id"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"].startswith("freeze.")
+    ]
+
+
+async def test_a_member_of_an_approver_group_ends_a_freeze_someone_else_set(
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    bot = await frozen_by_alice(start_bot, git_remote, tmp_path)
+    # Only Slack can say whether dave is in S0RELMGR: the ack says it is under way, and never
+    # waits for Slack's Web API.
+    ack = bot.slack.text_of(
+        await bot.command(
+            'unfreeze production --reason "traffic is fine"', user="U0DAVE", user_name="dave"
+        )
+    )
+    assert "Unfreezing *production*" in ack
+    answer = await answer_after_ack(bot, "U0DAVE")
+    assert "*production* is unfrozen: traffic is fine. It is open for changes now." in answer
+    told = await channel_saying(bot, "unfroze *production*")
+    assert (
+        "<@U0DAVE> unfroze *production*: traffic is fine (ended <@U0ALICE>'s until "
+        "2030-12-27 09:00 Europe/Berlin (holiday traffic))" in told
+    )
+    lookups = bot.slack.calls_to("usergroups.users.list")
+    assert [call.params.get("usergroup") for call in lookups] == ["S0RELMGR"]
+    assert await bot.services.freeze_records.active("production", NOON) == []
+    assert "🧊" not in bot.slack.text_of(await bot.command("status"))
+    assert await freeze_trail(bot) == [
+        ("freeze.set", "ok", "U0ALICE"),
+        ("freeze.end", "ok", "U0DAVE"),
+    ]
+
+
+async def test_someone_outside_the_approver_group_may_not_end_a_freeze_of_someone_else(
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    bot = await frozen_by_alice(start_bot, git_remote, tmp_path)
+    ack = bot.slack.text_of(
+        await bot.command("unfreeze production", user="U0ERIN", user_name="erin")
+    )
+    assert "Unfreezing *production*" in ack
+    answer = await answer_after_ack(bot, "U0ERIN")
+    assert (
+        "I did not unfreeze *production*: *production* was frozen by <@U0ALICE>; only whoever "
+        "set a freeze, or one of the approvers in [freeze], may end it early." in answer
+    )
+    # Slack was asked, and said erin is not in the group: nothing ended, nothing announced.
+    assert len(bot.slack.calls_to("usergroups.users.list")) == 1
+    assert await bot.services.freeze_records.active("production", NOON)
+    status = bot.slack.text_of(await bot.command("status"))
+    assert "🧊 *production* frozen until 2030-12-27 09:00 Europe/Berlin by <@U0ALICE>" in status
+    assert "unfroze" not in channel_text(bot)
+    assert await freeze_trail(bot) == [
+        ("freeze.set", "ok", "U0ALICE"),
+        ("freeze.end", "refused", "U0ERIN"),
+    ]
