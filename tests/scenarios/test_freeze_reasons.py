@@ -9,8 +9,7 @@ from pathlib import Path
 
 from tests.helpers.bot import RunningBot
 from tests.helpers.config import production_config
-from tests.helpers.messages import release_message, wait_for_gates
-from tests.helpers.steps import in_production
+from tests.helpers.steps import in_production, ready_for_production
 
 HOSTILE = "<!channel> see <https://evil.example|the plan>"
 SHOWN = "&lt;!channel&gt; see &lt;https://evil.example|the plan&gt;"
@@ -26,14 +25,7 @@ async def test_a_freeze_reason_is_quoted_as_text_everywhere(start_bot, git_remot
     await bot.command(
         f'freeze production --until 2d --reason "{HOSTILE}"', user="U0CAROL", user_name="carol"
     )
-    await bot.command("rc --allow-empty", user="U0ALICE", user_name="alice")
-    message = await wait_for_gates(bot.slack, "v0.16.0-rc.1")
-    await bot.click(message, "gate_approve", gate="qa")
-    await bot.slack.wait_for(
-        lambda: (
-            "Ready for production" in bot.slack.text_of(release_message(bot.slack, "v0.16.0-rc.1"))
-        )
-    )
+    await ready_for_production(bot, "v0.16.0-rc.1", "rc --allow-empty")
 
     refused = bot.slack.text_of(await bot.command("final", user="U0ALICE", user_name="alice"))
     assert "is closed for changes" in refused
