@@ -3,12 +3,15 @@ ack at once, then act and answer."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
 
 from bot.blocks import release as messages
+from bot.domain.actors import Actor
+from bot.domain.releases import Gate, Release
 from bot.runtime.container import Services
 from bot.services import clicks, decide, deploy_release
 from handlers.answers import answer_click
@@ -55,24 +58,9 @@ async def open_reject_form(
             f"{gate_id}: {refusal}",
             f"You cannot reject this: {refusal}.",
         )
-    ticket = await clicks.open_form(
-        services,
-        actor,
-        "reject",
-        {"v": version, "g": gate_id, "channel": where[0], "ts": where[1]},
-        release=version,
+    return await _open_gate_form(
+        services, actor, body, context, "reject", release, gate_id, messages.reject_view
     )
-    try:
-        await context.client.views_open(
-            trigger_id=body["trigger_id"],
-            view=of_service(
-                messages.reject_view(release, release.gate(gate_id), ticket),
-                services.config.service,
-            ),
-        )
-    except SlackApiError as exc:
-        return f"Slack would not open the form ({exc.response.get('error')}); click Reject again."
-    return ""  # the form is the answer
 
 
 async def rerun_clicked(
@@ -101,7 +89,7 @@ async def waive_clicked(
 async def open_waive_form(
     services: Services, body: dict[str, Any], context: AsyncBoltContext
 ) -> str:
-    actor, value, where = click_actor(body), button_value(body), clicked_message(body)
+    actor, value = click_actor(body), button_value(body)
     if value is None or "v" not in value or "g" not in value:
         return await clicks.refused(services, actor, "gate.waive", "damaged button", DAMAGED)
     version, gate_id = value["v"], value["g"]
@@ -110,24 +98,9 @@ async def open_waive_form(
         return await clicks.refused(
             services, actor, "gate.waive", f"{version}: {gate_id}: gone", DAMAGED
         )
-    ticket = await clicks.open_form(
-        services,
-        actor,
-        "waive",
-        {"v": version, "g": gate_id, "channel": where[0], "ts": where[1]},
-        release=version,
+    return await _open_gate_form(
+        services, actor, body, context, "waive", release, gate_id, messages.waive_view
     )
-    try:
-        await context.client.views_open(
-            trigger_id=body["trigger_id"],
-            view=of_service(
-                messages.waive_view(release, release.gate(gate_id), ticket),
-                services.config.service,
-            ),
-        )
-    except SlackApiError as exc:
-        return f"Slack would not open the form ({exc.response.get('error')}); click Waive again."
-    return ""  # the form is the answer
 
 
 async def approve_waiver_clicked(
@@ -146,3 +119,36 @@ async def approve_waiver(services: Services, body: dict[str, Any]) -> str:
     return await decide.approve_waiver(
         services, actor, value["v"], value["g"], clicked_message(body)
     )
+
+
+async def _open_gate_form(
+    services: Services,
+    actor: Actor,
+    body: dict[str, Any],
+    context: AsyncBoltContext,
+    kind: Literal["reject", "waive"],
+    release: Release,
+    gate_id: str,
+    view: Callable[[Release, Gate, str], dict[str, Any]],
+) -> str:
+    """Opens the Reject or Waive form of a gate: its ticket remembers the message clicked, so
+    the submission is bound to it as the click was."""
+    where = clicked_message(body)
+    ticket = await clicks.open_form(
+        services,
+        actor,
+        kind,
+        {"v": release.version, "g": gate_id, "channel": where[0], "ts": where[1]},
+        release=release.version,
+    )
+    try:
+        await context.client.views_open(
+            trigger_id=body["trigger_id"],
+            view=of_service(view(release, release.gate(gate_id), ticket), services.config.service),
+        )
+    except SlackApiError as exc:
+        return (
+            f"Slack would not open the form ({exc.response.get('error')}); click "
+            f"{kind.capitalize()} again."
+        )
+    return ""  # the form is the answer

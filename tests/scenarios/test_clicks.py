@@ -245,6 +245,24 @@ async def test_a_form_counts_only_from_the_click_that_opened_it_once(
     assert len(refused) == 4
 
 
+async def test_a_form_slack_would_not_open_is_answered_and_nothing_is_decided(
+    start_bot, git_remote, tmp_path
+):
+    bot = await staged(start_bot, git_remote, tmp_path)
+    # Slack refuses a trigger that came too late (over 3 s) with ok: false.
+    bot.slack.error_next("views.open", "expired_trigger_id")
+    status, _ = await bot.click(message_of(bot), "gate_reject", gate="qa", user="U0BOB")
+    assert status == 200
+    answer = await bot.slack.wait_for(lambda: answers_for(bot, "U0BOB"), timeout=10)
+    assert "Slack would not open the form (expired_trigger_id); click Reject again." in answer[0]
+    release = await bot.services.store.get_release("0.15.0-rc.1")
+    assert release.gate("qa").rejection is None
+    # The click again opens it (the first trigger's failure left nothing behind).
+    await bot.click(message_of(bot), "gate_reject", gate="qa", user="U0BOB")
+    await bot.slack.wait_for(lambda: len(bot.slack.calls_to("views.open")) == 2)
+    assert len(bot.slack.views) == 1  # only the second was opened
+
+
 async def test_an_unknown_form_is_answered_and_audited(start_bot, git_remote, tmp_path):
     bot = await start_bot(make_config(git_remote, tmp_path))
     view = {
