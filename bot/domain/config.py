@@ -360,16 +360,31 @@ class FreezeConfig:
 class FreezePolicy:
     """`[freeze]`: who freezes an environment from Slack (`/release freeze`), and the time zone
     its `--until` is read in. A freeze only stops changes, so by default anyone may set one at
-    once (audited); ending it early (`/release unfreeze`) is for whoever set it or an approver.
-    Approvals before a freeze takes effect (required > 0) are not built yet: refused."""
+    once (audited). With `required` above 0 a freeze is a request that takes effect once that
+    many approvers approved it (the asker counts if they are one: it only stops changes), and
+    that expires unapproved after `request_hours` or at its end, whichever comes first. Ending
+    a freeze early (`/release unfreeze`) is for whoever set it or an approver."""
 
     required: int = field(
-        default=0, metadata=key(int, "approvals a freeze needs; only 0 is built yet", ge=0)
+        default=0,
+        metadata=key(
+            int, "approvals before a freeze takes effect (the asker counts); 0 = at once", ge=0
+        ),
     )
     approvers: tuple[str, ...] = field(
         default=(),
         metadata=key(
-            list, "who may end anyone's freeze: user (U…/W…) and group (S…) IDs; [] = anyone"
+            list,
+            "who approves freezes and may end anyone's: user (U…/W…) and group (S…) IDs; "
+            "[] = anyone",
+        ),
+    )
+    # A request nobody approves must not wait (nor stay in Redis) for as long as the freeze
+    # it asks for may last (90 days): it expires after this, or at its `until` if sooner.
+    request_hours: float = field(
+        default=24.0,
+        metadata=key(
+            float, "a freeze request expires unapproved after this, or at its end if sooner", gt=0
         ),
     )
     timezone: str = field(
@@ -1358,17 +1373,11 @@ def _freezes(
 
 
 def _freeze_policy(raw: Any, problems: _Problems) -> FreezePolicy | None:
-    """`[freeze]`: its approvers are IDs, its time zone an IANA one, and no approvals yet."""
+    """`[freeze]`: its approvers are IDs, its time zone an IANA one."""
     if raw is None:
         return None
     mark = problems.mark()
     found = _read("freeze", raw, TABLES["freeze"], problems)
-    if found.get("required", 0) > 0:
-        problems.add(
-            "freeze.required",
-            "approvals for freezes are not built yet: a freeze set from Slack takes effect at "
-            "once (it only stops changes, and is audited); set required = 0 or leave it out",
-        )
     if "timezone" in found:
         _timezone("freeze", found, problems)
     _approval_policy("freeze", {"approvers": found.get("approvers", [])}, problems)

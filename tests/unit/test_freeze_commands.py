@@ -130,15 +130,25 @@ def test_the_freeze_table():
     assert build_config().freeze.timezone == "UTC"
 
 
-def test_freeze_approvals_and_bad_keys_are_refused_by_key():
+def test_freeze_approvals_are_accepted_with_their_request_time():
+    config = build_config(freeze={"required": 2, "approvers": ["S0OPS"], "request_hours": 4})
+    assert (config.freeze.required, config.freeze.request_hours) == (2, 4.0)
+    assert build_config().freeze.request_hours == 24.0
+
+
+def test_bad_freeze_keys_are_refused_by_key():
     with pytest.raises(ConfigError) as info:
-        build_config(freeze={"required": 1, "approvers": ["carol"], "timezone": "Berlin"})
+        build_config(
+            freeze={
+                "required": -1,
+                "request_hours": 0,
+                "approvers": ["carol"],
+                "timezone": "Berlin",
+            }
+        )
     assert [(p.key, p.problem) for p in info.value.problems] == [
-        (
-            "freeze.required",
-            "approvals for freezes are not built yet: a freeze set from Slack takes effect at "
-            "once (it only stops changes, and is audited); set required = 0 or leave it out",
-        ),
+        ("freeze.required", "must not be negative"),
+        ("freeze.request_hours", "must be greater than 0, got 0"),
         (
             "freeze.timezone",
             '"Berlin" is no IANA time zone; like "Europe/Berlin", "America/New_York" or "UTC"',
