@@ -21,6 +21,8 @@ GATE_RERUN = "gate_rerun"  # on the release message, under a failed automatic ga
 GATE_WAIVE = "gate_waive"  # the same; opens the waiver's reason form
 OVERRIDE_APPROVE = "override_approve"  # an EMERGENCY override of a closed last environment
 GATE_WAIVE_APPROVE = "gate_waive_approve"  # under a gate whose waiver waits for approvals
+FREEZE_APPROVE = "freeze_approve"  # on a freeze request ([freeze] required above 0)
+FREEZE_REJECT = "freeze_reject"  # the same; ends the request
 
 # Forms (view_submission)
 GATE_REJECT_REASON = "gate_reject_reason"

@@ -29,6 +29,7 @@ from bot.adapters.redis.claims import CreationClaims, FormTickets
 from bot.adapters.redis.connect import connect
 from bot.adapters.redis.errors import TRANSIENT, UNREACHABLE
 from bot.adapters.redis.flag_requests import RedisFlagRequests
+from bot.adapters.redis.freeze_requests import RedisFreezeRequests
 from bot.adapters.redis.freezes import RedisFreezes
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.locks import Locks
@@ -224,6 +225,8 @@ class Services:
     flag_requests: RedisFlagRequests = field(init=False)
     # Freezes set from Slack (`/release freeze`): the config's are in the config.
     freeze_records: RedisFreezes = field(init=False)
+    # Freezes waiting for their approvals ([freeze] required above 0).
+    freeze_requests: RedisFreezeRequests = field(init=False)
     # Health monitoring's probe (bot.services.monitor_health) opens its HTTP session on the
     # first check, so roles that never check pay nothing for it.
     health_probe: Prober = field(init=False)
@@ -285,6 +288,10 @@ class Services:
         self.user_directory = SlackUserDirectory(self.notifier.client, self.redis, keys)
         self.flag_requests = RedisFlagRequests(self.redis, keys)
         self.freeze_records = RedisFreezes(self.redis, keys)
+        # Its clock read at each use: tests and the demo give the store a clock of their own.
+        self.freeze_requests = RedisFreezeRequests(
+            self.redis, keys, self.store.queue_audit, lambda: self.store.clock()
+        )
 
     # Ports that are parts of the store and the notifier (bot.services.ports).
     @property

@@ -19,6 +19,7 @@ from bot.domain.flag_requests import FlagRequest
 from bot.runtime.container import Services
 from bot.runtime.logs import log_context
 from bot.services import (
+    approve_freezes,
     change_flags,
     create_candidate,
     deploy_release,
@@ -112,6 +113,11 @@ async def flag_apply(ctx: JobContext, *, request_id: str) -> None:
         await change_flags.apply_request(_services(ctx), request_id, _job(ctx))
 
 
+async def freeze_request_expire(ctx: JobContext, *, request_id: str) -> None:
+    with _about(ctx, "freeze-request-expire", request=request_id):
+        await approve_freezes.expire(_services(ctx), request_id)
+
+
 # Job name (what enqueue names) -> entry point. The names are stored in queued jobs: a job
 # queued by the previous release of the bot still finds its function after an upgrade.
 FUNCTIONS: list[tuple[str, Any]] = [
@@ -121,4 +127,5 @@ FUNCTIONS: list[tuple[str, Any]] = [
     (roll_back.ROLLBACK, rollback),
     (change_flags.REQUEST, flag_request),
     (change_flags.APPLY, flag_apply),
+    (approve_freezes.EXPIRE, freeze_request_expire),
 ]

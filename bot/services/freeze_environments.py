@@ -2,11 +2,11 @@
 to the channel. The freezes go to the FreezeRecords port; every window check reads them
 (bot.services.deploy_windows).
 
-Who may: a freeze only stops changes, so anyone may set one, at once ([freeze] required is 0;
-approvals before one takes effect are not built). Ending one early lets changes through again,
-so it is for whoever set it or one of [freeze] approvers (none listed: anyone); someone else
-who unfreezes ends only their own. Freezes of the config file are not ended from Slack: the
-file says when they end."""
+Who may: a freeze only stops changes, so anyone may set one, at once, when [freeze] required
+is 0 (above 0 a freeze is a request that waits for approvals: bot.services.approve_freezes).
+Ending one early lets changes through again, so it is for whoever set it or one of [freeze]
+approvers (none listed: anyone); someone else who unfreezes ends only their own. Freezes of
+the config file are not ended from Slack: the file says when they end."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from bot.blocks import release as messages
 from bot.domain.actors import Actor
 from bot.domain.windows import Freeze, describe_opening, next_open
 from bot.services.approvers import is_approver
-from bot.services.deploy_windows import rules_now
+from bot.services.deploy_windows import WindowNeeds, rules_now
 from bot.services.ports import HasClock, HasConfig, HasFreezeRecords, HasStore, HasUserDirectory
 
 
@@ -54,7 +54,7 @@ async def freeze(
         environment=environment,
         reason=f"until {shown}: {reason}",
     )
-    opening = await _opening(needs, environment, now)
+    opening = await opening_of(needs, environment, now)
     return FreezeOutcome(
         answer=(
             f"🧊 *{environment}* is frozen until {shown}: {messages.escape(reason)}. "
@@ -116,7 +116,7 @@ async def unfreeze(
         environment=environment,
         reason=f"{reason + ': ' if reason else ''}ended {ended}"[:1000],
     )
-    opening = await _opening(needs, environment, now)
+    opening = await opening_of(needs, environment, now)
     why = f": {messages.escape(reason)}" if reason else ""
     return FreezeOutcome(
         answer=f"☀️ *{environment}* is unfrozen{why}. It {opening}.",
@@ -127,7 +127,7 @@ async def unfreeze(
     )
 
 
-async def _opening(needs: FreezeNeeds, environment: str, now: datetime) -> str:
+async def opening_of(needs: WindowNeeds, environment: str, now: datetime) -> str:
     """When changes may go to `environment` again: "is open for changes now", or when it
     opens (other freezes and the deny windows may hold it longer), in the team's zone."""
     opens_at = next_open(await rules_now(needs, environment), now)

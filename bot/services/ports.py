@@ -23,6 +23,7 @@ from bot.domain.ci_checks import CiCheck
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CheckConfig, CommandEnv, Config
 from bot.domain.flag_requests import FlagRequest, Ramp
+from bot.domain.freeze_requests import Audited, FreezeRequest
 from bot.domain.github_deploys import DeploymentState, RunState
 from bot.domain.health.checks import CheckId, Observation, Result
 from bot.domain.health.incidents import CheckState
@@ -225,6 +226,28 @@ class FreezeRecords(Protocol):
     async def add(self, environment: str, freeze: Freeze) -> str: ...
 
     async def remove(self, environment: str, freeze_id: str | None = None) -> int: ...
+
+
+class FreezeRequests(Protocol):
+    """Freezes waiting for their approvals (bot.adapters.redis.freeze_requests): every change
+    applies a pure transition atomically with the audit entries it returns and, once the
+    request is set, the freeze itself; a transition that raises writes nothing."""
+
+    async def create(self, request: FreezeRequest, actor: Actor, note: Audited) -> None: ...
+
+    async def load(self, request_id: str) -> FreezeRequest | None: ...
+
+    async def update(
+        self,
+        request_id: str,
+        change: Callable[[FreezeRequest], list[Audited]],
+        actor: Actor,
+    ) -> tuple[FreezeRequest, list[Audited]] | None: ...
+
+
+class HasFreezeRequests(Protocol):
+    @property
+    def freeze_requests(self) -> FreezeRequests: ...
 
 
 class HasFreezeRecords(Protocol):

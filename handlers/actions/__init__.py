@@ -6,6 +6,8 @@ from bot.blocks.actions import (
     DEPLOY_RETRY,
     FLAG_APPROVE,
     FLAG_CANCEL,
+    FREEZE_APPROVE,
+    FREEZE_REJECT,
     GATE_APPROVE,
     GATE_REJECT,
     GATE_RERUN,
@@ -20,6 +22,7 @@ from bot.blocks.actions import (
 )
 from handlers.actions.deploy_buttons import retry_clicked
 from handlers.actions.flag_buttons import approve_flag_clicked, cancel_flag_clicked
+from handlers.actions.freeze_buttons import approve_freeze_clicked, reject_freeze_clicked
 from handlers.actions.gate_buttons import (
     approve_clicked,
     approve_waiver_clicked,
@@ -52,5 +55,7 @@ def register(app: AsyncApp) -> None:
     app.action(FLAG_CANCEL)(cancel_flag_clicked)
     app.action(DEPLOY_RETRY)(retry_clicked)
     app.action(OVERRIDE_APPROVE)(approve_override_clicked)
+    app.action(FREEZE_APPROVE)(approve_freeze_clicked)
+    app.action(FREEZE_REJECT)(reject_freeze_clicked)
     # Last: Bolt runs the first listener that matches, so this only gets what no other does.
     app.action(re.compile(".*"))(unknown_clicked)

@@ -44,6 +44,7 @@ from bot.runtime.container import STORE_UNREACHABLE, Services, workers_alive
 from bot.runtime.logs import loggable
 from bot.services import (
     adopt_version,
+    approve_freezes,
     cancel_release,
     create_candidate,
     delivery_report,
@@ -329,6 +330,16 @@ async def freeze_command(
             return problem(str(exc))
         if not await services.store.first_time(f"command:{request_id(command)}"):
             return Answer(None, outcome="duplicate")
+        if services.config.freeze.required > 0:
+            asked = await approve_freezes.ask(
+                services,
+                actor,
+                parsed.environment,
+                until,
+                parsed.reason,
+                command.get("response_url"),
+            )
+            return Answer(asked.text, messages.note(asked.text), after=asked.after)
         outcome = await freeze_environments.freeze(
             services, actor, parsed.environment, until, parsed.reason
         )

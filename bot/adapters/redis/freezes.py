@@ -13,6 +13,18 @@ from bot.adapters.redis.keys import Keys
 from bot.domain.windows import Freeze
 
 
+def stored(freeze: Freeze) -> str:
+    """A freeze as its hash keeps it (also written by an approved freeze request, in the
+    request's own transaction: bot.adapters.redis.freeze_requests)."""
+    entry = {
+        "start": freeze.start.timestamp(),
+        "until": freeze.until.timestamp(),
+        "reason": freeze.reason,
+        "who": freeze.who,
+    }
+    return json.dumps(entry)
+
+
 class RedisFreezes:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
@@ -43,13 +55,7 @@ class RedisFreezes:
 
     async def add(self, environment: str, freeze: Freeze) -> str:
         freeze_id = secrets.token_hex(4)
-        entry = {
-            "start": freeze.start.timestamp(),
-            "until": freeze.until.timestamp(),
-            "reason": freeze.reason,
-            "who": freeze.who,
-        }
-        await self.redis.hset(self.keys.freezes(environment), freeze_id, json.dumps(entry))
+        await self.redis.hset(self.keys.freezes(environment), freeze_id, stored(freeze))
         return freeze_id
 
     async def remove(self, environment: str, freeze_id: str | None = None) -> int:

@@ -39,6 +39,10 @@ class Keys:
         """Hash: the freezes set from Slack on an environment, by id (JSON each)."""
         return f"{self.prefix}freezes:{environment}"
 
+    def freeze_request(self, request_id: str) -> str:
+        """A freeze waiting for its approvals ([freeze] required), JSON; it expires."""
+        return f"{self.prefix}freezereq:{request_id}"
+
     @property
     def repo_lock(self) -> str:
         return f"{self.prefix}lock:repo"

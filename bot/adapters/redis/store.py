@@ -190,6 +190,11 @@ class Store:
             script.sha, 2, self.keys.audit, self.keys.audit_indexed_from, *self._audit_args([entry])
         )
 
+    def queue_audit(self, pipe: Pipeline, actor: Actor, action: str, **fields: str) -> None:
+        """An entry of `actor`'s, queued in `pipe`'s transaction with the change it records
+        (a freeze request's approval with the request and the freeze it sets)."""
+        self._queue_audit(pipe, self._audit_fields(actor, action, **fields))
+
     def queue_bot_audit(self, pipe: Pipeline, action: str, **fields: str) -> None:
         """An entry of the bot's own doing, queued in `pipe`'s transaction (the monitor's
         incidents are recorded with the states they change)."""

@@ -1,0 +1,113 @@
+"""Freeze requests in Redis (`freezereq:<id>`, JSON), each change with its audit entries in one
+transaction (bot.adapters.redis.atomic): two approvals at once are both counted, and the one
+that completes the policy writes the freeze itself (the environment's `freezes` hash, by the
+request's id) in that same transaction, so a freeze never holds without its approvals on the
+trail, nor the trail say "set" of a freeze that is not.
+
+A request is kept until it expires and a week after, then Redis drops it: late clicks on its
+message are answered while it is kept, and nothing grows without bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from bot.adapters import metrics
+from bot.adapters.redis.atomic import update_atomically
+from bot.adapters.redis.freezes import stored
+from bot.adapters.redis.keys import Keys
+from bot.domain.actors import Actor
+from bot.domain.freeze_requests import Audited, FreezeRequest
+from bot.domain.releases import TransitionError
+
+KEEP_SECONDS = 7 * 86400  # after it is decided or expired: for late clicks on its message
+
+# Queues an audit entry of an actor in a transaction (bot.adapters.redis.store.Store).
+AuditQueue = Callable[..., None]
+
+
+class RedisFreezeRequests:
+    def __init__(
+        self, redis: Redis, keys: Keys, audit: AuditQueue, clock: Callable[[], float]
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._audit = audit
+        self._clock = clock
+
+    def _ttl(self, request: FreezeRequest) -> int:
+        return int(max(request.expires_at - self._clock(), 0) + KEEP_SECONDS)
+
+    def _queue(
+        self, pipe: Pipeline, request: FreezeRequest, actor: Actor, notes: list[Audited]
+    ) -> None:
+        for note in notes:
+            self._audit(
+                pipe,
+                actor,
+                note.action,
+                environment=request.environment,
+                outcome=note.outcome,
+                reason=note.reason[:1000],
+            )
+
+    def _counted(self, request: FreezeRequest, notes: list[Audited]) -> None:
+        for note in notes:
+            metrics.audited(self.keys.service, note.action, request.environment, note.outcome)
+
+    async def create(self, request: FreezeRequest, actor: Actor, note: Audited) -> None:
+        """Record a new request with its audit entry (`freeze.ask`)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.freeze_request(request.id), request.to_json(), ex=self._ttl(request))
+            self._queue(pipe, request, actor, [note])
+            await pipe.execute()
+        self._counted(request, [note])
+
+    async def load(self, request_id: str) -> FreezeRequest | None:
+        raw = await self.redis.get(self.keys.freeze_request(request_id))
+        return FreezeRequest.from_json(raw) if raw is not None else None
+
+    async def update(
+        self,
+        request_id: str,
+        change: Callable[[FreezeRequest], list[Audited]],
+        actor: Actor,
+    ) -> tuple[FreezeRequest, list[Audited]] | None:
+        """Apply `change` atomically with the audit entries it returns (as `actor`'s) and, once
+        the request is set, its freeze; None if there is no such request (any more). A change
+        that raises TransitionError writes nothing."""
+        key = self.keys.freeze_request(request_id)
+        missing = f"there is no freeze request {request_id}"
+        notes: list[Audited] = []
+
+        def apply(request: FreezeRequest) -> list[Audited]:
+            notes[:] = change(request)
+            return notes
+
+        def also(pipe: Pipeline, request: FreezeRequest) -> None:
+            pipe.expire(key, self._ttl(request))
+            self._queue(pipe, request, actor, notes)
+            if any(note.action == "freeze.set" for note in notes):
+                # By the request's id: written again on a retry, it is still one freeze.
+                pipe.hset(
+                    self.keys.freezes(request.environment), request.id, stored(request.freeze)
+                )
+
+        try:
+            request, done = await update_atomically(
+                self.redis,
+                key,
+                load=FreezeRequest.from_json,
+                change=apply,
+                also=also,
+                missing=missing,
+            )
+        except TransitionError as exc:
+            if str(exc) != missing:
+                raise
+            return None
+        self._counted(request, done)
+        return request, done
