@@ -266,3 +266,22 @@ async def test_an_approval_after_until_passed_expires_the_request_instead(
         ("freeze.expire", "ok", BOT.user_id),
         ("freeze.approve", "refused", "U0CAROL"),
     ]
+
+
+async def test_one_approval_asked_of_anyone_is_the_askers_own_and_freezes_at_once(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(make_config(git_remote, tmp_path, extra="[freeze]\nrequired = 1\n"))
+    asked = bot.slack.text_of(
+        await bot.command('freeze production --until 3h --reason "incident"', user="U0ALICE")
+    )
+    assert "*production* is frozen until" in asked and "your approval was the one" in asked
+    [(_, freeze)] = await bot.services.freeze_records.active("production", time.time())
+    assert freeze.who == "U0ALICE"
+    await bot.slack.wait_for(lambda: "approved by <@U0ALICE>). It " in channel_text(bot))
+    assert freeze_request(bot) is None  # nothing left to approve: no request posted
+    assert await freeze_trail(bot) == [
+        ("freeze.ask", "ok", "U0ALICE"),
+        ("freeze.approve", "ok", "U0ALICE"),
+        ("freeze.set", "ok", "U0ALICE"),
+    ]
