@@ -17,7 +17,7 @@ from typing import Protocol
 from bot.blocks import release as messages
 from bot.domain.actors import Actor
 from bot.domain.windows import Freeze, describe_opening, next_open
-from bot.services.approvers import is_approver
+from bot.services.approvers import GroupNotRead, is_named
 from bot.services.deploy_windows import WindowNeeds, rules_now
 from bot.services.ports import HasClock, HasConfig, HasFreezeRecords, HasStore, HasUserDirectory
 
@@ -72,8 +72,8 @@ async def unfreeze(
     needs: FreezeNeeds, actor: Actor, environment: str, reason: str
 ) -> FreezeOutcome:
     """Ends the freezes set from Slack on `environment` that `actor` may end: their own, or
-    all of them for an approver. FreezeRefused when none; MembershipNotChecked when only a
-    user group Slack could not read could make them an approver."""
+    all of them for an approver. FreezeRefused when none (also when only a user group Slack
+    could not read could make them an approver: they are told to try again)."""
     needs.config.check_environment(environment)
     now = datetime.fromtimestamp(needs.clock(), UTC)
     active = await needs.freeze_records.active(environment, now.timestamp())
@@ -85,15 +85,29 @@ async def unfreeze(
         )
     mine = [(i, f) for i, f in active if f.who == actor.user_id]
     ending = mine
-    if len(mine) < len(active) and await is_approver(
-        needs, needs.config.freeze.policy, actor.user_id
-    ):
-        ending = active
+    unread: GroupNotRead | None = None
+    if len(mine) < len(active):
+        try:
+            if await is_named(needs, needs.config.freeze.policy.approvers, actor.user_id):
+                ending = active
+        except GroupNotRead as exc:
+            unread = exc  # their own freezes still end; the others' wait for Slack
     if not ending:
         setters = ", ".join(dict.fromkeys(messages.mention(f.who) for _, f in active))
         await needs.store.audit(
-            actor, "freeze.end", environment=environment, outcome="refused", reason=reason
+            actor,
+            "freeze.end",
+            environment=environment,
+            outcome="refused",
+            reason=(f"membership of {unread.group} unknown: {unread.why}" if unread else reason),
         )
+        if unread is not None:
+            raise FreezeRefused(
+                f"*{environment}* was frozen by {setters}, and I could not check whether you "
+                f"are in the [freeze] approver group <!subteam^{unread.group}> "
+                f"({messages.escape(unread.why)}); "
+                "nothing was unfrozen, try again in a minute"
+            )
         raise FreezeRefused(
             f"*{environment}* was frozen by {setters}; only whoever set a freeze, or one of "
             "the approvers in [freeze], may end it early"

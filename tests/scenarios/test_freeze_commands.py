@@ -203,3 +203,23 @@ async def test_someone_outside_the_approver_group_may_not_end_a_freeze_of_someon
         ("freeze.set", "ok", "U0ALICE"),
         ("freeze.end", "refused", "U0ERIN"),
     ]
+
+
+async def test_an_unfreeze_slack_cannot_check_the_group_of_ends_nothing_and_says_try_again(
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    bot = await frozen_by_alice(start_bot, git_remote, tmp_path)
+    bot.slack.fail_next("usergroups.users.list", status=500, times=5)
+    await bot.command("unfreeze production", user="U0DAVE", user_name="dave")
+    answer = await answer_after_ack(bot, "U0DAVE")
+    assert (
+        "I did not unfreeze *production*: *production* was frozen by <@U0ALICE>, and I could "
+        "not check whether you are in the [freeze] approver group <!subteam^S0RELMGR>" in answer
+    )
+    assert "nothing was unfrozen, try again in a minute" in answer
+    assert "nothing was approved" not in answer
+    assert await bot.services.freeze_records.active("production", NOON)
+    assert await freeze_trail(bot) == [
+        ("freeze.set", "ok", "U0ALICE"),
+        ("freeze.end", "refused", "U0DAVE"),
+    ]
