@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -731,6 +732,16 @@ def freeze_line(environment: str, freeze: Freeze, timezone: str) -> str:
     return (
         f"🧊 *{environment}* frozen until {local_time(freeze.until, timezone)}{by}: "
         f"{escape(freeze.reason)}"
+    )
+
+
+def short_freeze(environment: str, freezes: Sequence[Freeze], timezone: str) -> str:
+    """🧊 production frozen until Dec 27 09:00 Europe/Berlin (Year-end), of the freezes that
+    hold it now: all of them hold now, so it stays frozen until the last of them ends."""
+    until = max(f.until for f in freezes).astimezone(zone(timezone))
+    reasons = "; ".join(dict.fromkeys(escape(f.reason) for f in freezes))
+    return (
+        f"🧊 {environment} frozen until {until:%b} {until.day} {until:%H:%M} {timezone} ({reasons})"
     )
 
 

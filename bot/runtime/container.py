@@ -257,9 +257,7 @@ class Services:
     owns_clients: bool = True
 
     def __post_init__(self) -> None:
-        self.status = SharedRead(
-            lambda: status_blocks(self.store, self.config), max_age=self.settings.status_max_age
-        )
+        self.status = SharedRead(lambda: status_blocks(self), max_age=self.settings.status_max_age)
         self.git = GitClone(
             self.config.repository.url,
             self.clone_path,
@@ -308,6 +306,10 @@ class Services:
 
     @property
     def running_releases(self) -> Store:
+        return self.store
+
+    @property
+    def status_reader(self) -> Store:
         return self.store
 
     @property

@@ -4,7 +4,8 @@ releases in flight), and that read shared as each service's own status is (bot.r
 shared_read): callers that arrive while it runs share the next one, and its result is served
 again while it is at most `max_age` old and no service's own status was dropped since it
 started (a change made through this process: bot.runtime.web, handlers.commands.release), so
-it is never older than what a service's own `/release status` would show.
+it is never older than what a service's own `/release status` would show. Each line shows its
+service's freezes (the file's, and Slack's read in the same round trip).
 
 Read service by service, each request cost 50 pipelines for 50 services, and a burst of them
 took seconds to ack (bench/many_services.py)."""
@@ -45,7 +46,7 @@ class StatusOfAll:
             self._known,
         )
         lines = [
-            render_line(status, each.config)
+            render_line(status, each.config, each.clock())
             for status, each in zip(found, self.members, strict=True)
         ]
         # Rendered once per read: every caller it serves gets the same blocks.

@@ -132,12 +132,15 @@ class Status:
     # Each environment's history, newest first (bot.domain.rollbacks reads it).
     histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
-    def summary(self, open_incidents: int = 0) -> StatusSummary:
+    def summary(
+        self, open_incidents: int = 0, freezes: dict[str, list[Freeze]] | None = None
+    ) -> StatusSummary:
         return StatusSummary(
             {name: v["tag"] for name, v in self.versions.items() if v.get("tag")},
             [r.final_tag or r.tag for r in self.in_flight],
             self.raw_locks,
             open_incidents,
+            freezes or {},
         )
 
 
@@ -151,10 +154,18 @@ class StatusSummary:
     raw_locks: dict[str, bytes]
     # Incidents open now: each environment's outage and failed deploy (bot.domain.health).
     open_incidents: int = 0
+    # The freezes set from Slack, by environment (ended ones too: shown are those holding at
+    # the moment the line is drawn; the config's are in the config).
+    freezes: dict[str, list[Freeze]] = field(default_factory=dict)
 
 
 class StatusReader(Protocol):
     async def status(self, environments: list[str]) -> Status: ...
+
+
+class HasStatusReader(Protocol):
+    @property
+    def status_reader(self) -> StatusReader: ...
 
 
 class Chat(Protocol):
@@ -222,6 +233,10 @@ class FreezeRecords(Protocol):
     """The freezes set at runtime (`/release freeze`), per environment, with their ids."""
 
     async def active(self, environment: str, now: float) -> list[tuple[str, Freeze]]: ...
+
+    async def active_of(
+        self, environments: Sequence[str], now: float
+    ) -> dict[str, list[tuple[str, Freeze]]]: ...
 
     async def add(self, environment: str, freeze: Freeze) -> str: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -13,30 +14,41 @@ from bot.domain.locks import parse_lock
 from bot.domain.windows import Freeze
 from bot.services.ports import (
     HasClock,
+    HasConfig,
     HasFreezeRecords,
-    MonitorState,
+    HasMonitorState,
+    HasStatusReader,
     Status,
-    StatusReader,
     StatusSummary,
 )
 
 
-class StatusNeeds(StatusReader, HasFreezeRecords, HasClock, Protocol):
-    """What `/release status` reads: the store's status, and the freezes set from Slack."""
+class StatusNeeds(HasConfig, HasStatusReader, HasFreezeRecords, HasClock, Protocol):
+    """What `/release status` reads: the store's status, the config's freezes and those set
+    from Slack (the service's own FreezeRecords, the one every window check reads)."""
 
 
-async def status_blocks(store: StatusNeeds, config: Config) -> list[messages.Block]:
+async def status_blocks(needs: StatusNeeds) -> list[messages.Block]:
+    config = needs.config
     names = [env.name for env in config.environments]
-    status = await store.status(names)
-    now = store.clock()
+    status = await needs.status_reader.status(names)
+    now = needs.clock()
+    set_from_slack = await needs.freeze_records.active_of(names, now)
+    slack_freezes = {name: [f for _, f in found] for name, found in set_from_slack.items()}
+    return render_status(status, config, freezes_holding(config, slack_freezes, now))
+
+
+def freezes_holding(
+    config: Config, set_from_slack: Mapping[str, Sequence[Freeze]], now: float
+) -> dict[str, list[Freeze]]:
+    """The freezes holding each environment at `now`: the config's, then Slack's."""
     at = datetime.fromtimestamp(now, UTC)
-    freezes: dict[str, list[Freeze]] = {}
-    for name in names:
-        holding = [f for f in config.rules_for(name).freezes if f.holds(at)]
-        holding += [f for _, f in await store.freeze_records.active(name, now) if f.holds(at)]
-        if holding:
-            freezes[name] = holding
-    return render_status(status, config, freezes)
+    holding: dict[str, list[Freeze]] = {}
+    for env in config.environments:
+        found = [*config.rules_for(env.name).freezes, *set_from_slack.get(env.name, ())]
+        if now_holding := [f for f in found if f.holds(at)]:
+            holding[env.name] = now_holding
+    return holding
 
 
 def render_status(
@@ -66,20 +78,28 @@ def rollback_line(history: list[dict[str, str]], environment: str, prefix: str) 
     return f"A rollback would go to `{target.entry['tag']}`: {target.why}."
 
 
-async def service_line(store: StatusReader, config: Config, monitor: MonitorState) -> str:
+class LineNeeds(StatusNeeds, HasMonitorState, Protocol):
+    """A service's line read on its own: its status, freezes and open incidents."""
+
+
+async def service_line(needs: LineNeeds) -> str:
     """A service's line in the status of a bot of several, read on its own."""
+    config = needs.config
     names = [env.name for env in config.environments]
-    status = await store.status(names)
+    status = await needs.status_reader.status(names)
+    now = needs.clock()
+    set_from_slack = await needs.freeze_records.active_of(names, now)
     # An environment's open incidents: its outage (all its failing checks) and a failed deploy.
     pairs = [(name, check) for name in names for check in (OUTAGE_CHECK, DEPLOY_CHECK)]
-    states = await monitor.check_states(pairs)
+    states = await needs.monitor_state.check_states(pairs)
     open_incidents = sum(1 for state in states if state.incident is not None)
-    return render_line(status.summary(open_incidents), config)
+    slack_freezes = {name: [f for _, f in found] for name, found in set_from_slack.items()}
+    return render_line(status.summary(open_incidents, slack_freezes), config, now)
 
 
-def render_line(status: StatusSummary, config: Config) -> str:
+def render_line(status: StatusSummary, config: Config, now: float) -> str:
     """One service in `/release status` of a bot of several: what runs where, what is in
-    flight, which environments are locked, how many incidents are open."""
+    flight, which environments are locked or frozen at `now`, how many incidents are open."""
     names = [env.name for env in config.environments]
     where = " · ".join(f"{name} `{status.tags.get(name) or '—'}`" for name in names)
     flying = ", ".join(f"`{tag}`" for tag in status.in_flight[:5]) or "nothing"
@@ -90,10 +110,15 @@ def render_line(status: StatusSummary, config: Config) -> str:
         if name in status.raw_locks and (info := parse_lock(status.raw_locks[name])) is not None
     ]
     locked = f" · {', '.join(locks)}" if locks else ""
+    timezone = config.freeze.timezone
+    frozen = "".join(
+        f" · {messages.short_freeze(name, found, timezone)}"
+        for name, found in freezes_holding(config, status.freezes, now).items()
+    )
     alerting = f" · 🚨 {status.open_incidents} open incident(s)" if status.open_incidents else ""
     return (
         f"*{config.service}* ({messages.channel_ref(config.slack.channel)}): {where} · "
-        f"in flight: {flying}{more}{locked}{alerting}"
+        f"in flight: {flying}{more}{locked}{frozen}{alerting}"
     )
 
 

@@ -70,7 +70,7 @@ async def _blocks(fleet: Fleet) -> list[messages.Block]:
 
     async def line(each: Services) -> str:  # services with clients of their own
         try:
-            return await service_line(each.store, each.config, each.monitor_state)
+            return await service_line(each)
         except STORE_UNREACHABLE:
             return f"*{each.config.service}*: {STORE_DOWN}"
 

@@ -30,12 +30,13 @@ from bot.adapters.redis.audit import (
     read_entries,
     release_entries,
 )
-from bot.adapters.redis.freezes import RedisFreezes
+from bot.adapters.redis.freezes import decode_freezes
 from bot.adapters.redis.keys import Keys
 from bot.domain.actors import BOT, Actor
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
+from bot.domain.windows import Freeze
 from bot.services.ports import Status, StatusSummary
 
 T = TypeVar("T")
@@ -88,8 +89,6 @@ class Store:
         self.redis = redis
         self.keys = Keys(prefix, service)
         self.clock = clock
-        # Read by `/release status` (bot.services.show_status), which has only the store.
-        self.freeze_records = RedisFreezes(redis, self.keys)
         self._audit_batch: _AuditBatch | None = None
 
     # --- audit --------------------------------------------------------------------------------
@@ -550,7 +549,8 @@ async def summaries(
     known: dict[bytes, tuple[float, str]] | None = None,
 ) -> list[StatusSummary]:
     """The status summary of each (store, its environments) of stores on one Redis (the
-    services of one bot): one round trip for all, plus one for all their releases in flight.
+    services of one bot), with the freezes set from Slack: one round trip for all, plus one
+    for all their releases in flight.
     A bot of 50 services reads them all about as cheaply as one service's full status.
 
     Of a release only its tag and creation time are taken; `known` (kept by the caller from
@@ -569,35 +569,46 @@ async def summaries(
             for name in environments:
                 pipe.hget(store.keys.environment(name), "tag")
             pipe.smembers(store.keys.in_flight)
+            # The freezes set from Slack: in the same round trip (an empty hash costs little).
+            for name in environments:
+                pipe.hgetall(store.keys.freezes(name))
         if locks:
             pipe.mget(locks)
             pipe.mget(states)
         rows = await pipe.execute()
     raw_states = iter(rows.pop() if locks else [])
     raw_locks = iter(rows.pop() if locks else [])
-    parts: list[tuple[dict[str, str], dict[str, bytes], int, list[str]]] = []
+    parts: list[
+        tuple[dict[str, str], dict[str, bytes], int, list[str], dict[str, list[Freeze]]]
+    ] = []
     at = 0
     for store, environments in wanted:
+        n = len(environments)
         tags = {
             name: _s(tag)
-            for name, tag in zip(environments, rows[at : at + len(environments)], strict=True)
+            for name, tag in zip(environments, rows[at : at + n], strict=True)
             if tag is not None
         }
         held = {name: raw for name in environments if (raw := next(raw_locks)) is not None}
         incidents = sum(
             1
-            for _ in range(2 * len(environments))
+            for _ in range(2 * n)
             if (raw := next(raw_states)) is not None and json.loads(raw).get("incident")
         )
-        at += len(environments)
-        parts.append((tags, held, incidents, [store.keys.release(_s(v)) for v in rows[at]]))
-        at += 1
-    releases = [k for *_, keys in parts for k in keys]
+        flying_keys = [store.keys.release(_s(v)) for v in rows[at + n]]
+        frozen = {
+            name: [freeze for _, freeze in decode_freezes(row)]
+            for name, row in zip(environments, rows[at + n + 1 : at + 2 * n + 1], strict=True)
+            if row
+        }
+        at += 2 * n + 1
+        parts.append((tags, held, incidents, flying_keys, frozen))
+    releases = [k for _, _, _, keys, _ in parts for k in keys]
     bodies = iter(await redis.mget(releases) if releases else [])
     before = known or {}
     seen: dict[bytes, tuple[float, str]] = {}
     found = []
-    for tags, held, incidents, keys in parts:
+    for tags, held, incidents, keys, frozen in parts:
         flying = []
         for raw in (next(bodies) for _ in keys):
             if raw is None:  # finished meanwhile
@@ -613,7 +624,7 @@ async def summaries(
             seen[raw] = entry
             flying.append(entry)
         flying.sort()
-        found.append(StatusSummary(tags, [tag for _, tag in flying], held, incidents))
+        found.append(StatusSummary(tags, [tag for _, tag in flying], held, incidents, frozen))
     if known is not None:
         known.clear()
         known.update(seen)

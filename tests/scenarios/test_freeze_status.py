@@ -1,0 +1,132 @@
+"""How freezes are shown (issue 19): each service's line in the status of a bot of several
+shows its frozen environments, the file's and Slack's. The real bot (signed requests to its
+server), Redis and the Slack stand-in; the bots' clocks are the test's."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bot.devtools.slack_stand_in import SlackStandIn
+from bot.domain.config import Config
+from bot.runtime.fleet import Fleet
+from bot.runtime.web import Bot
+from tests.helpers.bot import RunningBot, make_settings
+from tests.helpers.config import make_config
+from tests.helpers.repos import GitRemote, messy_remote
+
+# Christmas Eve 2030, noon in Berlin: inside the api's Year-end freeze below.
+NOON = datetime(2030, 12, 24, 11, 0, tzinfo=UTC).timestamp()
+# 2030-12-24 18:00 and 2030-12-27 09:00 in Berlin (UTC+1), when the freezes below end.
+EVENING = datetime(2030, 12, 24, 17, 0, tzinfo=UTC).timestamp()
+YEAR_END = datetime(2030, 12, 27, 8, 0, tzinfo=UTC).timestamp()
+BERLIN = """
+[freeze]
+timezone = "Europe/Berlin"
+"""
+YEAR_END_FREEZE = """
+[[freezes]]
+from = "2030-12-20 00:00"
+until = "2030-12-27 09:00"
+timezone = "Europe/Berlin"
+reason = "Year-end"
+environments = ["production"]
+"""
+
+
+class Clock:
+    """The bots' clock, moved by the test (every replica reads the same one)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def lines_of(bot: RunningBot, answer: dict[str, object]) -> dict[str, str]:
+    """The status of all services, by service name."""
+    text = bot.slack.text_of(answer)
+    return {line.split("*")[1]: line for line in text.splitlines() if line.startswith("*")}
+
+
+def two_services(tmp_path: Path, git_remote: GitRemote, extra: str = "") -> list[Config]:
+    """web (#web-releases) and api (#api-releases, with the Year-end freeze of production),
+    each with its own remote, both in Berlin's time."""
+    for folder in ("api", "web-log", "api-log"):
+        (tmp_path / folder).mkdir()
+    api_remote = messy_remote(tmp_path / "api")
+
+    def named(config: Config, name: str, channel: str) -> Config:
+        slack = dataclasses.replace(config.slack, channel=channel)
+        return dataclasses.replace(config, service=name, slack=slack)
+
+    web = make_config(git_remote, tmp_path / "web-log", extra=BERLIN + extra)
+    api = make_config(api_remote, tmp_path / "api-log", extra=BERLIN + YEAR_END_FREEZE + extra)
+    return [named(web, "web", "#web-releases"), named(api, "api", "#api-releases")]
+
+
+@pytest.fixture
+async def start_web(
+    prefix: str, slack: SlackStandIn, tmp_path: Path
+) -> AsyncIterator[Callable[[list[Config], float], Awaitable[RunningBot]]]:
+    """The web role alone (no scheduler: nothing is announced, nothing removed) of a bot of
+    these services, its status snapshots good for `max_age`."""
+    bots: list[Bot] = []
+    http = aiohttp.ClientSession()
+
+    async def start(configs: list[Config], max_age: float) -> RunningBot:
+        settings = dataclasses.replace(
+            make_settings(prefix, slack, tmp_path / "state"), status_max_age=max_age
+        )
+        bot = Bot(Fleet.create(settings, configs), "web")
+        await bot.start(port=0, host="127.0.0.1")
+        bots.append(bot)
+        return RunningBot(bot=bot, services=bot.fleet.first, slack=slack, http=http)
+
+    yield start
+    for bot in bots:
+        await bot.stop()
+    await http.close()
+
+
+def set_clock(bot: RunningBot, clock: Clock) -> None:
+    for each in bot.bot.fleet.services:
+        each.store.clock = clock
+
+
+async def test_each_service_line_shows_its_freezes_from_the_file_and_from_slack(
+    start_web, git_remote: GitRemote, tmp_path: Path
+):
+    bot = await start_web(two_services(tmp_path, git_remote), 0.0)
+    set_clock(bot, Clock(NOON))
+    web, api = bot.bot.fleet.services
+    await bot.command(
+        'freeze staging --until "2030-12-24 18:00" --reason "db migration"',
+        channel="#web-releases",
+    )
+    lines = lines_of(bot, await bot.command("status"))
+    assert "🧊 staging frozen until Dec 24 18:00 Europe/Berlin (db migration)" in lines["web"]
+    assert "production frozen" not in lines["web"]
+    assert "🧊 production frozen until Dec 27 09:00 Europe/Berlin (Year-end)" in lines["api"]
+    assert "staging frozen" not in lines["api"]
+
+    # A service's own status reads its freezes through its own records: web's Slack freeze
+    # is in web's, and nowhere in the api's.
+    assert await web.freeze_records.active("staging", NOON)
+    assert await api.freeze_records.active("staging", NOON) == []
+    full_web = bot.slack.text_of(await bot.command("status web"))
+    assert "🧊 *staging* frozen until 2030-12-24 18:00 Europe/Berlin by <@U0ALICE>" in full_web
+    full_api = bot.slack.text_of(await bot.command("status api"))
+    assert "🧊 *production* frozen until 2030-12-27 09:00 Europe/Berlin" in full_api
+    assert "staging* frozen" not in full_api
+
+    # Past its end, a freeze is no longer shown, though nobody removed it yet.
+    set_clock(bot, Clock(EVENING))
+    lines = lines_of(bot, await bot.command("status"))
+    assert "🧊" not in lines["web"] and "🧊 production" in lines["api"]
