@@ -40,13 +40,12 @@ from bot.adapters.redis.store import Store
 from bot.adapters.redis.version_index import RedisVersionIndex
 from bot.adapters.slack.directory import SlackUserDirectory
 from bot.adapters.slack.notifier import Notifier, web_client
-from bot.blocks.release import Block
 from bot.domain.config import Config
 from bot.runtime.settings import Settings
 from bot.runtime.shared_read import SharedRead
 from bot.runtime.status_of_all import StatusOfAll
 from bot.services.ports import Clock
-from bot.services.show_status import status_blocks
+from bot.services.show_status import StatusView, status_view
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +215,9 @@ class Services:
     # status older than what they just did here.
     # The status of a bot of several services (bot.runtime.status_of_all) is as fresh: it is
     # not served once one of these is dropped.
-    status: SharedRead[list[Block]] = field(init=False)
+    # A snapshot that shows a freeze is not served past its end (StatusView.fresh), wherever
+    # it ended: the clock alone ends it.
+    status: SharedRead[StatusView] = field(init=False)
     # Work a handler starts after its ack without the queue (the flag kill switch).
     _tasks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
     # Who is in a Slack user group (approver lists name groups).
@@ -257,7 +258,11 @@ class Services:
     owns_clients: bool = True
 
     def __post_init__(self) -> None:
-        self.status = SharedRead(lambda: status_blocks(self), max_age=self.settings.status_max_age)
+        self.status = SharedRead(
+            lambda: status_view(self),
+            max_age=self.settings.status_max_age,
+            fresh=lambda view: view.fresh(self.clock()),
+        )
         self.git = GitClone(
             self.config.repository.url,
             self.clone_path,

@@ -29,10 +29,12 @@ class SharedRead(Generic[T]):
 
     With `max_age` > 0 the last result is also a snapshot: a caller gets it at once, with no
     I/O and no await, while the read that produced it started at most `max_age` seconds ago
-    and no `invalidate()` came after that read started. So what a caller sees is never older
-    than `max_age` (for changes made anywhere: other processes, other replicas), and never
-    older than a change this process announced with `invalidate()` (for those, a snapshot is
-    not served at all). A failed read is never a snapshot: the next caller reads again.
+    and no `invalidate()` came after that read started, and `fresh` (if given) says it still
+    is. So what a caller sees is never older than `max_age` (for changes made anywhere: other
+    processes, other replicas), never older than a change this process announced with
+    `invalidate()` (for those, a snapshot is not served at all), and never past the moment
+    the result itself said it would change (`fresh`). A failed read is never a snapshot: the
+    next caller reads again.
 
     Under steady use nobody waits for a read: once a snapshot is half its `max_age` old, the
     next caller is still served it but starts the read that replaces it.
@@ -44,10 +46,14 @@ class SharedRead(Generic[T]):
         *,
         max_age: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        fresh: Callable[[T], bool] | None = None,
     ) -> None:
         self._read = read
         self._max_age = max_age
         self._clock = clock
+        # Whether a result is still right on its own terms (what it shows ends at a known
+        # instant: a freeze): checked before a snapshot is served, besides its age.
+        self._fresh = fresh
         self._next: asyncio.Future[T] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._generation = 0
@@ -58,6 +64,9 @@ class SharedRead(Generic[T]):
         the event loop: it may start the read that renews the snapshot."""
         snapshot = self._snapshot
         if snapshot is None or snapshot.generation != self._generation:
+            return None
+        if self._fresh is not None and not self._fresh(snapshot.value):
+            self._snapshot = None
             return None
         age = self._clock() - snapshot.started
         if age > self._max_age:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -28,14 +29,30 @@ class StatusNeeds(HasConfig, HasStatusReader, HasFreezeRecords, HasClock, Protoc
     from Slack (the service's own FreezeRecords, the one every window check reads)."""
 
 
-async def status_blocks(needs: StatusNeeds) -> list[messages.Block]:
+@dataclass(frozen=True)
+class StatusView:
+    """A service's `/release status`, and until when what it shows of freezes is right."""
+
+    blocks: list[messages.Block]
+    # The next instant (the service's clock) a freeze shown ends or one of the file starts:
+    # a snapshot of this view is not served from then on (bot.runtime.shared_read).
+    changes_at: float | None = None
+
+    def fresh(self, now: float) -> bool:
+        return self.changes_at is None or now < self.changes_at
+
+
+async def status_view(needs: StatusNeeds) -> StatusView:
     config = needs.config
     names = [env.name for env in config.environments]
     status = await needs.status_reader.status(names)
     now = needs.clock()
     set_from_slack = await needs.freeze_records.active_of(names, now)
     slack_freezes = {name: [f for _, f in found] for name, found in set_from_slack.items()}
-    return render_status(status, config, freezes_holding(config, slack_freezes, now))
+    freezes = freezes_holding(config, slack_freezes, now)
+    return StatusView(
+        render_status(status, config, freezes), freezes_change_at(config, slack_freezes, now)
+    )
 
 
 def freezes_holding(
@@ -49,6 +66,22 @@ def freezes_holding(
         if now_holding := [f for f in found if f.holds(at)]:
             holding[env.name] = now_holding
     return holding
+
+
+def freezes_change_at(
+    config: Config, set_from_slack: Mapping[str, Sequence[Freeze]], now: float
+) -> float | None:
+    """When what `freezes_holding` says next changes by the clock alone: the first end of
+    one holding, or start of one to come (a freeze set from Slack starts when it is set, and
+    that request drops the snapshots itself)."""
+    at = datetime.fromtimestamp(now, UTC)
+    moments = [
+        (f.until if f.holds(at) else f.start).timestamp()
+        for env in config.environments
+        for f in (*config.rules_for(env.name).freezes, *set_from_slack.get(env.name, ()))
+        if f.holds(at) or f.start > at
+    ]
+    return min(moments, default=None)
 
 
 def render_status(

@@ -157,8 +157,8 @@ def status_from_snapshot(services: Services, command: dict[str, Any]) -> Answer 
     text = command.get("text")
     if not isinstance(text, str) or text.strip(" \t\r\n").lower() != "status":
         return None
-    blocks = services.status.snapshot()
-    return None if blocks is None else Answer("Release status", blocks, read_only=True)
+    view = services.status.snapshot()
+    return None if view is None else Answer("Release status", view.blocks, read_only=True)
 
 
 async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
@@ -171,7 +171,7 @@ async def answer_for(services: Services, command: dict[str, Any]) -> Answer:
     if isinstance(parsed, HelpCommand):
         return Answer("releasebot help", messages.help_message(), read_only=True)
     if isinstance(parsed, StatusCommand):
-        return Answer("Release status", await services.status(), read_only=True)
+        return Answer("Release status", (await services.status()).blocks, read_only=True)
     if isinstance(parsed, AuditCommand):
         return Answer(
             "Reading the audit trail…",

@@ -1,6 +1,7 @@
 """How freezes are shown (issue 19): each service's line in the status of a bot of several
-shows its frozen environments, the file's and Slack's. The real bot (signed requests to its
-server), Redis and the Slack stand-in; the bots' clocks are the test's."""
+shows its frozen environments, the file's and Slack's; a status snapshot is not served past
+the end of a freeze it shows. The real bot (signed requests to its server), Redis and the
+Slack stand-in; the bots' clocks are the test's."""
 
 from __future__ import annotations
 
@@ -130,3 +131,26 @@ async def test_each_service_line_shows_its_freezes_from_the_file_and_from_slack(
     set_clock(bot, Clock(EVENING))
     lines = lines_of(bot, await bot.command("status"))
     assert "🧊" not in lines["web"] and "🧊 production" in lines["api"]
+
+
+async def test_a_status_snapshot_is_not_served_past_the_end_of_a_freeze_it_shows(
+    start_web, git_remote: GitRemote, tmp_path: Path
+):
+    """Snapshots good for a minute: a change made elsewhere stays unseen (so the snapshot
+    really answers), but a freeze it shows ending drops it, with nothing else happening."""
+    bot = await start_web(two_services(tmp_path, git_remote), 60.0)
+    clock = Clock(YEAR_END - 60)
+    set_clock(bot, clock)
+    _, api = bot.bot.fleet.services
+    assert "🧊 production" in lines_of(bot, await bot.command("status"))["api"]
+    assert "🧊 *production*" in bot.slack.text_of(await bot.command("status api"))
+    # Another process (a worker) records a deploy: neither snapshot knows yet.
+    await api.store.set_environment_version("staging", "1.0.0", "v1.0.0", "abc")
+    assert "v1.0.0" not in lines_of(bot, await bot.command("status"))["api"]
+    assert "v1.0.0" not in bot.slack.text_of(await bot.command("status api"))
+
+    clock.now = YEAR_END  # the Year-end freeze ends
+    line = lines_of(bot, await bot.command("status"))["api"]
+    assert "🧊" not in line and "staging `v1.0.0`" in line
+    full = bot.slack.text_of(await bot.command("status api"))
+    assert "🧊" not in full and "v1.0.0" in full

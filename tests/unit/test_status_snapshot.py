@@ -12,6 +12,7 @@ from redis.exceptions import DataError
 from bot.adapters.redis.connect import PackedConnection
 from bot.commands.release import StatusCommand, parse_release_command
 from bot.runtime.shared_read import SharedRead
+from bot.services.show_status import StatusView
 from handlers.commands.release import status_from_snapshot
 
 
@@ -94,6 +95,26 @@ async def test_invalidate_drops_the_snapshot_and_any_read_that_started_before_it
     assert shared.snapshot() == 3
 
 
+async def test_a_snapshot_that_says_it_changed_is_not_served_whatever_its_age():
+    """A status showing a freeze is right until the freeze ends (StatusView.fresh): past
+    that, by the service's clock, it is read anew though it is young."""
+    clock, bot_clock = Clock(), Clock()
+    reads = 0
+
+    async def read() -> StatusView:
+        nonlocal reads
+        reads += 1
+        return StatusView([{"type": "divider"}], changes_at=bot_clock.now + 5)
+
+    shared = SharedRead(read, max_age=60, clock=clock, fresh=lambda v: v.fresh(bot_clock()))
+    first = await shared()
+    bot_clock.now += 4.9
+    assert shared.snapshot() is first and reads == 1
+    bot_clock.now += 0.1  # the freeze ended: the snapshot is a second old, and wrong
+    assert shared.snapshot() is None
+    assert await shared() is not first and reads == 2
+
+
 async def test_a_failed_read_is_never_a_snapshot():
     clock, source = Clock(), Source()
     shared = SharedRead(source, max_age=10.0, clock=clock)
@@ -138,8 +159,8 @@ async def test_without_max_age_every_caller_gets_a_read_that_started_after_it_ca
 
 def test_only_a_plain_status_takes_the_snapshot_path_and_it_agrees_with_the_parser():
     class Status:
-        def snapshot(self) -> list[dict[str, str]]:
-            return [{"type": "divider"}]
+        def snapshot(self) -> StatusView:
+            return StatusView([{"type": "divider"}])
 
     class Holder:
         status = Status()
