@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.runtime.container import Services
-from bot.services import change_flags, ci_gates, create_candidate
+from bot.services import change_flags, ci_gates, create_candidate, freeze_environments
 from bot.services.monitor_health import Monitor
 from bot.services.reap_lost_deploys import reap_lost_deploys
 from bot.services.version_history import refresh_version_index
@@ -103,6 +103,9 @@ def build_scheduler(services: Services, monitors: Sequence[Monitor] = ()) -> Asy
     # Flag ramps take their steps on the monitoring tick (they wait on its alerts).
     tick = services.config.monitoring.tick_seconds
     once_every("flag-ramps", tick, lambda: change_flags.advance_ramps(services))
+    # Freezes that ended by themselves are told on the same tick: soon after they end, and
+    # once (a replica that loses the race for one tells nothing of it).
+    once_every("freeze-ends", tick, lambda: freeze_environments.announce_ended(services))
     if monitors:
         # Every replica ticks, each on its share of the checks (Monitor); each check has its
         # own interval, and the tick only looks for the ones that are due.

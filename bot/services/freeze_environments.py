@@ -6,20 +6,33 @@ Who may: a freeze only stops changes, so anyone may set one, at once, when [free
 is 0 (above 0 a freeze is a request that waits for approvals: bot.services.approve_freezes).
 Ending one early lets changes through again, so it is for whoever set it or one of [freeze]
 approvers (none listed: anyone); someone else who unfreezes ends only their own. Freezes of
-the config file are not ended from Slack: the file says when they end."""
+the config file are not ended from Slack: the file says when they end.
+
+A freeze that ends by itself (its `until` passes) is told once in the channel by the
+scheduler (announce_ended), with when the environment opens."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from bot.blocks import release as messages
 from bot.domain.actors import Actor
+from bot.domain.outbox import Reply
 from bot.domain.windows import Freeze, describe_opening, next_open
 from bot.services.approvers import GroupNotRead, is_named
 from bot.services.deploy_windows import WindowNeeds, rules_now
-from bot.services.ports import HasClock, HasConfig, HasFreezeRecords, HasStore, HasUserDirectory
+from bot.services.ports import (
+    FreezeEndNews,
+    HasChat,
+    HasClock,
+    HasConfig,
+    HasFreezeRecords,
+    HasStore,
+    HasUserDirectory,
+)
 
 
 class FreezeNeeds(HasConfig, HasStore, HasClock, HasFreezeRecords, HasUserDirectory, Protocol):
@@ -138,6 +151,73 @@ async def unfreeze(
             f"☀️ {messages.mention(actor.user_id)} unfroze *{environment}*{why} "
             f"(ended {listed(escape=True)}). It {opening}."
         ),
+    )
+
+
+class FreezeEndNeeds(WindowNeeds, HasChat, Protocol):
+    """The freezes (the file's and Slack's), the clock, and the channel to tell."""
+
+
+# A freeze of the file that ended longer ago than this is not told (a bot started after a
+# long stop does not announce old ends); its told-marker outlives it, so it is told once.
+CONFIG_END_LOOKBACK_SECONDS = 3600.0
+
+
+def config_freeze_marker(freeze: Freeze) -> str:
+    """Which freeze of the file it is, by what it is: the same freeze in the next version
+    of the file is the same marker; a freeze moved or reworded is another one."""
+    what = f"{freeze.start.timestamp():.0f}|{freeze.until.timestamp():.0f}|{freeze.reason}"
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+
+async def announce_ended(needs: FreezeEndNeeds) -> int:
+    """Tells the release channel, once, of each freeze that ended by itself (its `until`
+    passed): set from Slack (removed then, in the same transaction), or in the file (ended
+    within CONFIG_END_LOOKBACK_SECONDS), and when its environment opens. Audited as
+    `freeze.end` by the bot. Any number of replicas may run it at once: each end is told by
+    exactly one (FreezeRecords.end_once, config_end_once). Returns how many this one told."""
+    config = needs.config
+    now_ts = needs.clock()
+    now = datetime.fromtimestamp(now_ts, UTC)
+    since = now - timedelta(seconds=CONFIG_END_LOOKBACK_SECONDS)
+    names = [env.name for env in config.environments]
+    from_slack: dict[str, list[tuple[str, Freeze]]] = {}
+    for environment, freeze_id, freeze in await needs.freeze_records.ended(names, now_ts):
+        from_slack.setdefault(environment, []).append((freeze_id, freeze))
+    told = 0
+    for environment in names:
+        from_file = [f for f in config.rules_for(environment).freezes if since < f.until <= now]
+        if not from_file and environment not in from_slack:
+            continue
+        # After the ends: what holds it still (another freeze, a deny window) says when.
+        opening = await opening_of(needs, environment, now)
+        for freeze_id, freeze in from_slack.get(environment, []):
+            news = _end_news(needs, environment, freeze, opening)
+            told += await needs.freeze_records.end_once(environment, freeze_id, news)
+        for freeze in from_file:
+            news = _end_news(needs, environment, freeze, opening)
+            told += await needs.freeze_records.config_end_once(
+                environment,
+                config_freeze_marker(freeze),
+                news,
+                keep_seconds=2 * CONFIG_END_LOOKBACK_SECONDS,
+            )
+    if told:
+        needs.chat.wake([config.slack.channel])
+    return told
+
+
+def _end_news(
+    needs: FreezeEndNeeds, environment: str, freeze: Freeze, opening: str
+) -> FreezeEndNews:
+    shown = messages.local_time(freeze.until, needs.config.freeze.timezone)
+    by = f"set by {messages.mention(freeze.who)}" if freeze.who else "of the config file"
+    text = f"☀️ *{environment}*'s freeze ({messages.escape(freeze.reason)}) ended; it {opening}."
+    return FreezeEndNews(
+        environment=environment,
+        reason=f"ended at {shown} ({by}): {freeze.reason}"[:1000],
+        channel=needs.config.slack.channel,
+        entry=Reply("", tuple(messages.note(text)), text),
     )
 
 

@@ -229,8 +229,20 @@ class HasCi(Protocol):
 # --- freezes set from Slack (bot.adapters.redis.freezes) -------------------------------------
 
 
+@dataclass(frozen=True)
+class FreezeEndNews:
+    """What is recorded and said, once, of a freeze that ended by itself: the bot's audit
+    entry `freeze.end` (its reason) and `entry` in `channel`."""
+
+    environment: str
+    reason: str
+    channel: str
+    entry: Entry
+
+
 class FreezeRecords(Protocol):
-    """The freezes set at runtime (`/release freeze`), per environment, with their ids."""
+    """The freezes set at runtime (`/release freeze`), per environment, with their ids, and
+    which freeze ends were told (set from Slack or in the config file)."""
 
     async def active(self, environment: str, now: float) -> list[tuple[str, Freeze]]: ...
 
@@ -238,9 +250,20 @@ class FreezeRecords(Protocol):
         self, environments: Sequence[str], now: float
     ) -> dict[str, list[tuple[str, Freeze]]]: ...
 
+    async def ended(
+        self, environments: Sequence[str], now: float
+    ) -> list[tuple[str, str, Freeze]]: ...
+
     async def add(self, environment: str, freeze: Freeze) -> str: ...
 
     async def remove(self, environment: str, freeze_id: str | None = None) -> int: ...
+
+    # Each True for exactly one caller, which alone wrote `news` (see the adapter).
+    async def end_once(self, environment: str, freeze_id: str, news: FreezeEndNews) -> bool: ...
+
+    async def config_end_once(
+        self, environment: str, marker: str, news: FreezeEndNews, keep_seconds: float
+    ) -> bool: ...
 
 
 class FreezeRequests(Protocol):

@@ -1,10 +1,12 @@
 """How freezes are shown (issue 19): each service's line in the status of a bot of several
 shows its frozen environments, the file's and Slack's; a status snapshot is not served past
-the end of a freeze it shows. The real bot (signed requests to its server), Redis and the
+the end of a freeze it shows; and a freeze that ends by itself is told once in the channel,
+by one of two scheduler replicas. The real bot (signed requests to its server), Redis and the
 Slack stand-in; the bots' clocks are the test's."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -14,9 +16,11 @@ import aiohttp
 import pytest
 
 from bot.devtools.slack_stand_in import SlackStandIn
+from bot.domain.actors import BOT
 from bot.domain.config import Config
 from bot.runtime.fleet import Fleet
 from bot.runtime.web import Bot
+from bot.services.freeze_environments import announce_ended
 from tests.helpers.bot import RunningBot, make_settings
 from tests.helpers.config import make_config
 from tests.helpers.repos import GitRemote, messy_remote
@@ -154,3 +158,87 @@ async def test_a_status_snapshot_is_not_served_past_the_end_of_a_freeze_it_shows
     assert "🧊" not in line and "staging `v1.0.0`" in line
     full = bot.slack.text_of(await bot.command("status api"))
     assert "🧊" not in full and "v1.0.0" in full
+
+
+def said(slack: SlackStandIn, channel: str, what: str) -> int:
+    """How many times the bot said `what` in `channel` (its messages' blocks: the outbox may
+    say several things in one message)."""
+    return sum(
+        slack.text_of(m.blocks).count(what)
+        for m in slack.messages().values()
+        if m.channel == slack.channel_id(channel) and m.thread_ts is None
+    )
+
+
+async def test_a_freeze_that_ends_by_itself_is_told_once_with_two_schedulers(
+    start_bot, git_remote: GitRemote, tmp_path: Path
+):
+    """Two replicas run the scheduler (each on a quick tick); the bots' clock passes the end
+    of a freeze set from Slack, then of one of the file while Slack's holds on: each end is
+    told once, with when it opens, and audited once by the bot."""
+    ticks = "\n[monitoring]\ntick_seconds = 0.2\n"
+    config = make_config(git_remote, tmp_path, extra=BERLIN + YEAR_END_FREEZE + ticks)
+    bot = await start_bot(config)
+    second = await start_bot(config, role="scheduler", name="second")
+    clock = Clock(NOON)
+    bot.services.store.clock = second.services.store.clock = clock
+    await bot.command(
+        'freeze staging --until "2030-12-24 18:00" --reason "db migration"',
+        user="U0ALICE",
+        user_name="alice",
+    )
+    await bot.command(
+        'freeze production --until "2030-12-28 09:00" --reason "payments"',
+        user="U0BOB",
+        user_name="bob",
+    )
+    await bot.slack.wait_for(lambda: said(bot.slack, "#releases", "froze") == 2)
+
+    def told(what: str) -> int:
+        return said(bot.slack, "#releases", what)
+
+    clock.now = EVENING
+    staging = "☀️ *staging*'s freeze (db migration) ended; it is open for changes now."
+    await bot.slack.wait_for(lambda: told(staging))
+    clock.now = YEAR_END
+    production = (
+        "☀️ *production*'s freeze (Year-end) ended; it opens tomorrow 09:00 Europe/Berlin, in 1 day."
+    )
+    await bot.slack.wait_for(lambda: told(production))
+    # Several more ticks of both replicas: nothing is told again.
+    await asyncio.sleep(1.0)
+    assert told("freeze (db migration) ended") == 1
+    assert told("freeze (Year-end) ended") == 1
+    ends = [
+        (e["environment"], e["user_id"])
+        for e in await bot.services.store.audit_entries()
+        if e["action"] == "freeze.end"
+    ]
+    assert sorted(ends) == [("production", BOT.user_id), ("staging", BOT.user_id)]
+    assert await bot.services.freeze_records.ended(["staging", "production"], clock.now) == []
+
+
+async def test_replicas_racing_over_the_same_ends_tell_each_once(
+    start_bot, git_remote: GitRemote, tmp_path: Path
+):
+    """Without the scheduler's one-winner ticks: two replicas' services run the announcement
+    at once, again and again, over a freeze from Slack and one of the file that ended."""
+    config = make_config(git_remote, tmp_path, extra=BERLIN + YEAR_END_FREEZE)
+    first = await start_bot(config, role="web")
+    second = await start_bot(config, role="web", name="second")
+    clock = Clock(NOON)
+    first.services.store.clock = second.services.store.clock = clock
+    await first.command('freeze staging --until "2030-12-24 18:00" --reason "db migration"')
+    clock.now = YEAR_END + 1
+    told = await asyncio.gather(*(announce_ended(each.services) for each in [first, second] * 4))
+    assert sum(told) == 2
+    ends = [
+        e["environment"]
+        for e in await first.services.store.audit_entries()
+        if e["action"] == "freeze.end"
+    ]
+    assert sorted(ends) == ["production", "staging"]
+    await first.slack.wait_for(lambda: said(first.slack, "#releases", "ended; it is open") == 2)
+    await asyncio.sleep(0.3)  # the outbox's pace: anything more would be said by now
+    assert said(first.slack, "#releases", "freeze (db migration) ended") == 1
+    assert said(first.slack, "#releases", "freeze (Year-end) ended") == 1

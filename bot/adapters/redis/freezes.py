@@ -1,21 +1,30 @@
 """Freezes set from Slack (`/release freeze`), kept per environment in a Redis hash (the
 FreezeRecords port): config freezes are in the config; these come and go at runtime.
 
-Readers skip a freeze whose `until` passed, and leave it: removing it is a write on every
-read (the status of all services reads every service's hashes in one round trip)."""
+A freeze whose `until` passed stays in its hash, unseen by every reader, until the scheduler
+tells the channel it ended (bot.services.freeze_environments.announce_ended): its removal, the
+audit entry and the announcement are one transaction, so of two replicas that find it only
+the one whose removal lands tells it. Readers do not remove ended freezes themselves: one that
+did would leave nothing to announce."""
 
 from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from bot.adapters.redis.keys import Keys
+from bot.adapters.redis.monitor_state import AuditQueue
+from bot.adapters.redis.outbox import RedisOutbox
+from bot.domain.outbox import encode
 from bot.domain.windows import Freeze
+from bot.services.ports import FreezeEndNews
 
 
 def stored(freeze: Freeze) -> str:
@@ -51,9 +60,11 @@ def decode_freezes(row: dict[Any, Any]) -> list[tuple[str, Freeze]]:
 
 
 class RedisFreezes:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, audit: AuditQueue, outbox: RedisOutbox) -> None:
         self.redis = redis
         self.keys = keys
+        self._audit = audit
+        self._outbox = outbox
 
     async def _all_of(self, environments: Sequence[str]) -> list[list[tuple[str, Freeze]]]:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -76,6 +87,17 @@ class RedisFreezes:
             for name, row in zip(environments, rows, strict=True)
         }
 
+    async def ended(self, environments: Sequence[str], now: float) -> list[tuple[str, str, Freeze]]:
+        """(environment, id, freeze) of the freezes whose `until` is `now` or before, not yet
+        told (end_once), in one round trip."""
+        rows = await self._all_of(environments)
+        return [
+            (name, i, f)
+            for name, row in zip(environments, rows, strict=True)
+            for i, f in row
+            if f.until.timestamp() <= now
+        ]
+
     async def add(self, environment: str, freeze: Freeze) -> str:
         freeze_id = secrets.token_hex(4)
         await self.redis.hset(self.keys.freezes(environment), freeze_id, stored(freeze))
@@ -89,3 +111,53 @@ class RedisFreezes:
         count = int(await self.redis.hlen(key))
         await self.redis.delete(key)
         return count
+
+    async def end_once(self, environment: str, freeze_id: str, news: FreezeEndNews) -> bool:
+        """Removes the ended freeze `freeze_id` with `news` (the bot's audit entry, the
+        channel's announcement), all or nothing. True for the one caller whose removal
+        landed; False, with nothing written, when another had removed it."""
+        key = self.keys.freezes(environment)
+
+        async def there(pipe: Pipeline) -> bool:
+            return bool(await pipe.hexists(key, freeze_id))
+
+        return await self._once(key, there, lambda pipe: pipe.hdel(key, freeze_id), news)
+
+    async def config_end_once(
+        self, environment: str, marker: str, news: FreezeEndNews, keep_seconds: float
+    ) -> bool:
+        """Records, for `keep_seconds`, that the config freeze `marker` (one freeze of the
+        file, by what it is) was told ended on `environment`, with `news`, all or nothing.
+        True for the one caller that recorded it first; False, with nothing written, after."""
+        key = self.keys.freeze_end_told(environment, marker)
+
+        async def untold(pipe: Pipeline) -> bool:
+            return not await pipe.exists(key)
+
+        return await self._once(
+            key, untold, lambda pipe: pipe.set(key, "1", ex=max(1, int(keep_seconds))), news
+        )
+
+    async def _once(
+        self,
+        key: str,
+        may: Callable[[Pipeline], Awaitable[bool]],
+        write: Callable[[Pipeline], object],
+        news: FreezeEndNews,
+    ) -> bool:
+        # WATCH: a concurrent caller's write to `key` between our look and our EXEC voids
+        # ours, and the next look sees theirs.
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                if not await may(pipe):
+                    return False
+                pipe.multi()
+                write(pipe)
+                self._audit(pipe, "freeze.end", environment=news.environment, reason=news.reason)
+                self._outbox.queue_put(pipe, news.channel, [encode(news.entry)])
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                return True

@@ -43,6 +43,10 @@ class Keys:
         """A freeze waiting for its approvals ([freeze] required), JSON; it expires."""
         return f"{self.prefix}freezereq:{request_id}"
 
+    def freeze_end_told(self, environment: str, marker: str) -> str:
+        """Set once the end of a config freeze (`marker`: which) on `environment` was told."""
+        return f"{self.prefix}freezes:{environment}:ended:{marker}"
+
     @property
     def repo_lock(self) -> str:
         return f"{self.prefix}lock:repo"
