@@ -11,6 +11,7 @@ import pytest
 
 from bot.adapters.redis.freeze_requests import KEEP_SECONDS, RedisFreezeRequests
 from bot.adapters.redis.freezes import RedisFreezes
+from bot.adapters.redis.outbox import RedisOutbox
 from bot.adapters.redis.store import Store
 from bot.domain import freeze_requests
 from bot.domain.actors import Actor
@@ -64,7 +65,9 @@ async def test_approvals_at_once_are_all_counted_and_the_last_sets_one_freeze(re
     assert final is not None and final.status == "set"
     assert sorted(a.user_id for a in final.approvals) == users
     assert sum(any(n.action == "freeze.set" for n in r[1]) for r in results if r) == 1
-    active = await RedisFreezes(redis, store.keys).active("production", NOW + 2)
+    active = await RedisFreezes(
+        redis, store.keys, store.queue_bot_audit, RedisOutbox(redis, store.keys)
+    ).active("production", NOW + 2)
     assert [(freeze_id, f.who) for freeze_id, f in active] == [(request.id, "U0ALICE")]
     trail = [(e["action"], e["environment"]) for e in await store.audit_entries()]
     assert trail.count(("freeze.approve", "production")) == 8

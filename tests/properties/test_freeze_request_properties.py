@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from bot.adapters.redis.freeze_requests import RedisFreezeRequests
 from bot.adapters.redis.freezes import RedisFreezes
+from bot.adapters.redis.outbox import RedisOutbox
 from bot.adapters.redis.store import Store
 from bot.domain import freeze_requests
 from bot.domain.actors import Actor
@@ -56,7 +57,12 @@ class FreezeRequests(RuleBasedStateMachine):
         self.requests = RedisFreezeRequests(
             self.redis, self.store.keys, self.store.queue_audit, lambda: self.now
         )
-        self.freezes = RedisFreezes(self.redis, self.store.keys)
+        self.freezes = RedisFreezes(
+            self.redis,
+            self.store.keys,
+            self.store.queue_bot_audit,
+            RedisOutbox(self.redis, self.store.keys),
+        )
         self.request_id = ""
 
     def run(self, work: Awaitable[T]) -> T:
