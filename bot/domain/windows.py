@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -342,10 +342,12 @@ class Freeze:
     def holds(self, at: datetime) -> bool:
         return self.start <= at < self.until
 
-    def describe(self) -> str:
-        """Like "frozen until 2027-01-04 09:00 Europe/Berlin: holidays (by <@U1>)"."""
+    def describe(self, shown: Callable[[str], str] = str) -> str:
+        """Like "frozen until 2027-01-04 09:00 Europe/Berlin: holidays (by <@U1>)". `shown`
+        renders the reason, which someone typed (escaped for Slack: bot.services.
+        deploy_windows.why_shown); who set it is the user ID of a signed request."""
         by = f" (by <@{self.who}>)" if self.who else ""
-        return f"frozen until {_when(self.until)}: {self.reason}{by}"
+        return f"frozen until {_when(self.until)}: {shown(self.reason)}{by}"
 
 
 def _when(at: datetime) -> str:
@@ -377,6 +379,10 @@ class Verdict:
     open: bool
     why: str
     opens_at: datetime | None
+    # What `why` is made of, for rendering it elsewhere: the freezes holding, and the windows'
+    # reasons (from the config).
+    freezes: tuple[Freeze, ...] = ()
+    window_reasons: tuple[str, ...] = ()
 
 
 def _blocked_until(rules: Rules, at: datetime) -> datetime | None:
@@ -419,16 +425,17 @@ def verdict(rules: Rules, at: datetime) -> Verdict:
     """Whether `rules` let a change through at `at` (aware): closed inside any freeze or deny
     window (deny wins over allow), and outside every allow window when there are any."""
     at = _aware(at)
-    reasons = [f.describe() for f in rules.freezes if f.holds(at)]
-    reasons += [f"inside the deny window {w.describe()}" for w in rules.deny if w.occurrence(at)]
+    holding = tuple(f for f in rules.freezes if f.holds(at))
+    windows = [f"inside the deny window {w.describe()}" for w in rules.deny if w.occurrence(at)]
     allow = rules.allow
     inside = [w for w in allow if w.occurrence(at) is not None]
     if allow and not inside:
         plural = "s" if len(allow) > 1 else ""
         listed = " and ".join(w.describe() for w in allow)
-        reasons.append(f"outside the allow window{plural} {listed}")
-    if reasons:
-        return Verdict(False, "; ".join(reasons), next_open(rules, at))
+        windows.append(f"outside the allow window{plural} {listed}")
+    if holding or windows:
+        why = "; ".join([*(f.describe() for f in holding), *windows])
+        return Verdict(False, why, next_open(rules, at), holding, tuple(windows))
     if inside:
         return Verdict(True, f"inside the allow window {inside[0].describe()}", at)
     return Verdict(True, "no freeze or deny window holds", at)

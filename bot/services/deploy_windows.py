@@ -72,10 +72,20 @@ def when_open(config: Config, environment: str, found: Verdict, at: float) -> st
     return describe_opening(found.opens_at, datetime.fromtimestamp(at, UTC), _zone(config, rules))
 
 
+def why_shown(found: Verdict) -> str:
+    """`found.why` for Slack: the freeze reasons people typed shown as text (no mention, link
+    or broadcast of theirs), who set a freeze a mention."""
+    return "; ".join(
+        [
+            *(freeze.describe(messages.escape) for freeze in found.freezes),
+            *(messages.escape(reason) for reason in found.window_reasons),
+        ]
+    )
+
+
 def closed_text(needs: WindowNeeds, environment: str, found: Verdict) -> str:
-    """*production* is closed: why; when it opens. The why quotes freeze reasons people typed:
-    shown as text, with only the bot's own mention of who froze it kept a mention."""
+    """*production* is closed: why; when it opens."""
     return (
-        f"*{environment}* is closed for changes: {messages.escape_keeping_mentions(found.why)}. It "
+        f"*{environment}* is closed for changes: {why_shown(found)}. It "
         f"{when_open(needs.config, environment, found, needs.clock())}."
     )

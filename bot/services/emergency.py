@@ -13,13 +13,17 @@ from bot.domain import approvals
 from bot.domain.actors import Actor
 from bot.domain.approvals import NoChange
 from bot.domain.releases import Release, TransitionError
+from bot.domain.windows import Verdict
 from bot.services.approvers import is_approver
 from bot.services.clicks import Where, refused, same_message
+from bot.services.deploy_windows import why_shown
 from bot.services.promote_release import FinalNeeds, FinalRequest, enqueue_promotion
 
 
-async def ask(services: FinalNeeds, actor: Actor, release: Release, reason: str, why: str) -> str:
-    """Record the override asked for (`why`: what closes the environment), audited, shown on
+async def ask(
+    services: FinalNeeds, actor: Actor, release: Release, reason: str, closed: Verdict
+) -> str:
+    """Record the override asked for (`closed`: what closes the environment), audited, shown on
     the release message with its Approve button; returns the private answer."""
     store = services.store
     last = services.config.last_environment.name
@@ -36,7 +40,7 @@ async def ask(services: FinalNeeds, actor: Actor, release: Release, reason: str,
             actor,
             "override.ask",
             environment=last,
-            reason=f"EMERGENCY: {reason} (closed: {why})"[:1000],
+            reason=f"EMERGENCY: {reason} (closed: {closed.why})"[:1000],
         )
     except NoChange as exc:
         return f"Nothing changed: {exc}; it waits for its approvals on the release message."
@@ -49,7 +53,7 @@ async def ask(services: FinalNeeds, actor: Actor, release: Release, reason: str,
         messages.note(
             f"🚨 {messages.mention(actor.user_id)} asks for an *EMERGENCY override* to promote "
             f"`{release.tag}` to *{last}* although it is closed "
-            f"({messages.escape_keeping_mentions(why)}): "
+            f"({why_shown(closed)}): "
             f"{messages.escape(reason)}. It needs {policy.required} approvals, never the "
             "asker's, with the button on the release message."
         ),

@@ -318,7 +318,7 @@ async def request_promotion(
     if shut is not None and emergency:
         from bot.services import emergency as override  # it promotes through this module
 
-        return await override.ask(services, actor, release, emergency, shut.why)
+        return await override.ask(services, actor, release, emergency, shut)
     request = FinalRequest(
         version=release.version,
         user_id=actor.user_id,

@@ -1,6 +1,6 @@
 """A freeze's reason is someone's text (`/release freeze … --reason`): wherever the bot quotes
 it (the refusal of a final, the EMERGENCY override's request in the thread, a flag change
-refused), it is shown as text, never a channel broadcast or a link, while the bot's own
+refused), it is shown as text, never a channel broadcast, a mention or a link, while the bot's own
 mention of who froze it stays a mention."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from tests.helpers.bot import RunningBot
 from tests.helpers.config import production_config
 from tests.helpers.steps import in_production, ready_for_production
 
-HOSTILE = "<!channel> see <https://evil.example|the plan>"
-SHOWN = "&lt;!channel&gt; see &lt;https://evil.example|the plan&gt;"
+HOSTILE = "<!channel> ask <@U0EVE>, see <https://evil.example|the plan>"
+SHOWN = "&lt;!channel&gt; ask &lt;@U0EVE&gt;, see &lt;https://evil.example|the plan&gt;"
 
 
 def everything_posted(bot: RunningBot) -> str:
