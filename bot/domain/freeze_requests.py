@@ -185,13 +185,17 @@ def reject(request: FreezeRequest, *, user_id: str, now: float, may: bool) -> li
     return [Audited("freeze.reject", request.reason)]
 
 
+class TimeLeft(NoChange):
+    """An expiry that came before the request's time (a clock behind the bot's)."""
+
+
 def expire(request: FreezeRequest, *, now: float) -> list[Audited]:
-    """Its time is up unapproved: it ends without a freeze. NoChange before its time, or
-    once it was decided."""
+    """Its time is up unapproved: it ends without a freeze. NoChange once it was decided;
+    TimeLeft before its time."""
     if request.status != "waiting":
         raise NoChange(f"this freeze request is {describe_status(request)} already")
     if now < request.expires_at:
-        raise NoChange("this freeze request has time left")
+        raise TimeLeft("this freeze request has time left")
     request.status, request.decided_at = "expired", now
     return [
         Audited(

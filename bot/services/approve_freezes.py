@@ -15,6 +15,7 @@ other click is answered privately and audited as refused, and changes nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ from bot.blocks import release as messages
 from bot.domain import freeze_requests
 from bot.domain.actors import BOT, Actor
 from bot.domain.approvals import NoChange, Refusal
-from bot.domain.freeze_requests import Audited, Expired, FreezeRequest
+from bot.domain.freeze_requests import Audited, Expired, FreezeRequest, TimeLeft
 from bot.services.approvers import MembershipNotChecked, approver_without_asking, is_approver
 from bot.services.clicks import Where, same_message
 from bot.services.freeze_environments import opening_of
@@ -200,11 +201,15 @@ async def _post(needs: FreezeRequestNeeds, request: FreezeRequest) -> None:
             ),
             BOT,
         )
+    await _queue_expiry(needs, request.id, int(request.expires_at) + 1)
+
+
+async def _queue_expiry(needs: FreezeRequestNeeds, request_id: str, at: int) -> None:
     await needs.queue.enqueue(
         EXPIRE,
-        request_id=request.id,
-        key=f"freeze-expire-{request.id}",
-        scheduled=int(request.expires_at) + 1,
+        request_id=request_id,
+        key=f"freeze-expire-{request_id}-{at}",
+        scheduled=at,
         retries=1,
         timeout=60,
     )
@@ -410,11 +415,18 @@ async def _expired_click(
 async def expire(needs: FreezeRequestNeeds, request_id: str) -> bool:
     """The request's time is up: it ends unapproved (audited as the bot's), its message loses
     its buttons, and the channel is told. False when it had ended otherwise, or has time
-    left (the job ran early: its clock is not the bot's)."""
+    left (the job ran early: its clock is not the bot's; it is queued again for then)."""
     try:
         done = await needs.freeze_requests.update(
             request_id, partial(freeze_requests.expire, now=needs.clock()), BOT
         )
+    except TimeLeft:
+        request = await needs.freeze_requests.load(request_id)
+        if request is not None:
+            # What is left by the bot's clock, from now by the queue's (the two may differ).
+            left = max(1.0, request.expires_at - needs.clock())
+            await _queue_expiry(needs, request_id, int(time.time() + left) + 1)
+        return False
     except NoChange:
         return False
     if done is None:

@@ -242,6 +242,29 @@ async def test_an_unapproved_request_expires_by_its_job(start_bot, git_remote, t
     ]
 
 
+async def test_an_expiry_job_that_runs_before_the_bots_clock_says_so_runs_again(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(
+        make_config(git_remote, tmp_path, extra=POLICY + "request_hours = 0.001\n")
+    )
+    # The bot's clock is 3 s behind the queue's: the job, queued for the request's end by the
+    # bot's clock, runs while the bot still sees time left.
+    bot.services.store.clock = lambda: time.time() - 3
+    await bot.command('freeze production --until 3h --reason "quick"', user="U0ALICE")
+    await bot.slack.wait_for(lambda: freeze_request(bot))
+    expired = await bot.slack.wait_for(
+        lambda: "Expired at" in bot.slack.text_of(freeze_request(bot)) and freeze_request(bot),
+        timeout=20,
+    )
+    assert buttons(expired) == []
+    await bot.slack.wait_for(lambda: "expired without its approvals" in channel_text(bot))
+    assert [(a, who) for a, _, who in await freeze_trail(bot)] == [
+        ("freeze.ask", "U0ALICE"),
+        ("freeze.expire", BOT.user_id),
+    ]
+
+
 async def test_an_approval_after_until_passed_expires_the_request_instead(
     start_bot, git_remote, tmp_path: Path
 ):
