@@ -129,6 +129,14 @@ def placed(request: FreezeRequest, *, channel: str, ts: str) -> list[Audited]:
     return []
 
 
+def unposted(request: FreezeRequest, *, now: float) -> list[Audited]:
+    """Slack would not take its message, so nobody can approve it: it ends now, no freeze."""
+    if request.status != "waiting":
+        raise NoChange(f"this freeze request is {describe_status(request)} already")
+    request.status, request.decided_at = "expired", now
+    return [Audited("freeze.expire", f"its message could not be posted: {request.reason}")]
+
+
 def _open(request: FreezeRequest, now: float) -> None:
     if request.status != "waiting":
         raise NoChange(f"this freeze request is {describe_status(request)} already")

@@ -14,6 +14,7 @@ other click is answered privately and audited as refused, and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -116,7 +117,7 @@ async def ask(
             "it still needs.",
             after=partial(_own_after_ack, needs, request, actor, response_url),
         )
-    return await _own_then_answer(needs, request, actor, approves)
+    return await _own_then_answer(needs, request, actor, approves, response_url)
 
 
 async def _own_after_ack(
@@ -139,14 +140,18 @@ async def _own_after_ack(
             reason=str(exc)[:500],
         )
         approves = False
-    asked = await _own_then_answer(needs, request, actor, approves)
+    asked = await _own_then_answer(needs, request, actor, approves, response_url)
     await needs.chat.answer(response_url, messages.note(asked.text), asked.text)
     if asked.after is not None:
         await asked.after()
 
 
 async def _own_then_answer(
-    needs: FreezeRequestNeeds, request: FreezeRequest, actor: Actor, approves: bool
+    needs: FreezeRequestNeeds,
+    request: FreezeRequest,
+    actor: Actor,
+    approves: bool,
+    response_url: str | None,
 ) -> Asked:
     policy = freeze_requests.freeze_policy(needs.config)
     shown, env = _until(needs, request), request.environment
@@ -181,26 +186,40 @@ async def _own_then_answer(
         f"{messages.channel_ref(needs.config.slack.channel)}; it holds only once they are in. "
         "Unapproved, it expires at "
         f"{freeze_messages.when(request.expires_at, _zone(needs))}.",
-        after=partial(_post, needs, request),
+        after=partial(_post, needs, request, response_url),
     )
 
 
-async def _post(needs: FreezeRequestNeeds, request: FreezeRequest) -> None:
+async def _post(
+    needs: FreezeRequestNeeds, request: FreezeRequest, response_url: str | None
+) -> None:
     """The request's message in the release channel, where it is recorded (its buttons
-    count only there), and its expiry queued for its time."""
+    count only there), and its expiry queued for its time. When Slack will not take it,
+    nobody could approve it: it ends at once, and the asker is told."""
     text, blocks = _rendered(needs, request)
     channel = needs.config.slack.channel
     posted = await needs.chat.post(channel, blocks, text)
-    if posted and posted.get("ts"):
-        await needs.freeze_requests.update(
-            request.id,
-            partial(
-                freeze_requests.placed,
-                channel=str(posted.get("channel") or channel),
-                ts=str(posted["ts"]),
-            ),
-            BOT,
+    if not posted or not posted.get("ts"):
+        with contextlib.suppress(NoChange):
+            await needs.freeze_requests.update(
+                request.id, partial(freeze_requests.unposted, now=needs.clock()), BOT
+            )
+        told = (
+            f"Slack would not take the freeze request's message in "
+            f"{messages.channel_ref(channel)}, so nobody could approve it: it is withdrawn and "
+            f"*{request.environment}* is not frozen. Ask again in a minute."
         )
+        await needs.chat.answer(response_url, messages.problem(told), told)
+        return
+    await needs.freeze_requests.update(
+        request.id,
+        partial(
+            freeze_requests.placed,
+            channel=str(posted.get("channel") or channel),
+            ts=str(posted["ts"]),
+        ),
+        BOT,
+    )
     await _queue_expiry(needs, request.id, int(request.expires_at) + 1)
 
 

@@ -265,6 +265,25 @@ async def test_an_expiry_job_that_runs_before_the_bots_clock_says_so_runs_again(
     ]
 
 
+async def test_a_request_slack_would_not_post_is_withdrawn_and_the_asker_told(
+    start_bot, git_remote, tmp_path: Path
+):
+    bot = await start_bot(make_config(git_remote, tmp_path, extra=POLICY))
+    bot.slack.error_next("chat.postMessage", "channel_not_found")
+    await bot.command('freeze production --until 3h --reason "quick"', user="U0ALICE")
+    told = await bot.slack.wait_for(
+        lambda: "withdrawn" in "".join(answers_for(bot, "U0ALICE")) and answers_for(bot, "U0ALICE")
+    )
+    assert "Slack would not take the freeze request's message" in told[-1]
+    assert "*production* is not frozen. Ask again in a minute." in told[-1]
+    assert freeze_request(bot) is None
+    assert await bot.services.freeze_records.active("production", time.time()) == []
+    assert [(a, who) for a, _, who in await freeze_trail(bot)] == [
+        ("freeze.ask", "U0ALICE"),
+        ("freeze.expire", BOT.user_id),
+    ]
+
+
 async def test_an_approval_after_until_passed_expires_the_request_instead(
     start_bot, git_remote, tmp_path: Path
 ):
