@@ -291,7 +291,7 @@ class Services:
         self.user_directory = SlackUserDirectory(self.notifier.client, self.redis, keys)
         self.flag_requests = RedisFlagRequests(self.redis, keys)
         self.freeze_records = RedisFreezes(
-            self.redis, keys, self.store.queue_bot_audit, RedisOutbox(self.redis, keys)
+            self.redis, keys, self.store.queue_audit, RedisOutbox(self.redis, keys)
         )
         # Its clock read at each use: tests and the demo give the store a clock of their own.
         self.freeze_requests = RedisFreezeRequests(

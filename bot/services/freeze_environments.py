@@ -89,6 +89,43 @@ async def unfreeze(
     could not read could make them an approver: they are told to try again)."""
     needs.config.check_environment(environment)
     now = datetime.fromtimestamp(needs.clock(), UTC)
+    timezone = needs.config.freeze.timezone
+
+    def listed(ending: list[tuple[str, Freeze]], escape: bool) -> str:
+        return "; ".join(
+            f"{messages.mention(f.who)}'s until {messages.local_time(f.until, timezone)} "
+            f"({messages.escape(f.reason) if escape else f.reason})"
+            for _, f in ending
+        )
+
+    # Read, decide, end: again when a freeze read went meanwhile (it ended by itself, or
+    # someone else unfroze), so that what is said and audited is what ended.
+    while True:
+        ending = await _may_end(needs, actor, environment, reason, now)
+        done = await needs.freeze_records.end_early(
+            environment,
+            [freeze_id for freeze_id, _ in ending],
+            actor,
+            f"{reason + ': ' if reason else ''}ended {listed(ending, escape=False)}"[:1000],
+        )
+        if done:
+            break
+    opening = await opening_of(needs, environment, now)
+    why = f": {messages.escape(reason)}" if reason else ""
+    return FreezeOutcome(
+        answer=f"☀️ *{environment}* is unfrozen{why}. It {opening}.",
+        announcement=(
+            f"☀️ {messages.mention(actor.user_id)} unfroze *{environment}*{why} "
+            f"(ended {listed(ending, escape=True)}). It {opening}."
+        ),
+    )
+
+
+async def _may_end(
+    needs: FreezeNeeds, actor: Actor, environment: str, reason: str, now: datetime
+) -> list[tuple[str, Freeze]]:
+    """The freezes set from Slack on `environment` that `actor` may end now; FreezeRefused
+    (audited) when none."""
     active = await needs.freeze_records.active(environment, now.timestamp())
     if not active:
         from_file = any(f.holds(now) for f in needs.config.rules_for(environment).freezes)
@@ -125,33 +162,7 @@ async def unfreeze(
             f"*{environment}* was frozen by {setters}; only whoever set a freeze, or one of "
             "the approvers in [freeze], may end it early"
         )
-    for freeze_id, _ in ending:
-        await needs.freeze_records.remove(environment, freeze_id)
-    timezone = needs.config.freeze.timezone
-
-    def listed(escape: bool) -> str:
-        return "; ".join(
-            f"{messages.mention(f.who)}'s until {messages.local_time(f.until, timezone)} "
-            f"({messages.escape(f.reason) if escape else f.reason})"
-            for _, f in ending
-        )
-
-    ended = listed(escape=False)
-    await needs.store.audit(
-        actor,
-        "freeze.end",
-        environment=environment,
-        reason=f"{reason + ': ' if reason else ''}ended {ended}"[:1000],
-    )
-    opening = await opening_of(needs, environment, now)
-    why = f": {messages.escape(reason)}" if reason else ""
-    return FreezeOutcome(
-        answer=f"☀️ *{environment}* is unfrozen{why}. It {opening}.",
-        announcement=(
-            f"☀️ {messages.mention(actor.user_id)} unfroze *{environment}*{why} "
-            f"(ended {listed(escape=True)}). It {opening}."
-        ),
-    )
+    return ending
 
 
 class FreezeEndNeeds(WindowNeeds, HasChat, Protocol):

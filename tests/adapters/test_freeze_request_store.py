@@ -66,7 +66,7 @@ async def test_approvals_at_once_are_all_counted_and_the_last_sets_one_freeze(re
     assert sorted(a.user_id for a in final.approvals) == users
     assert sum(any(n.action == "freeze.set" for n in r[1]) for r in results if r) == 1
     active = await RedisFreezes(
-        redis, store.keys, store.queue_bot_audit, RedisOutbox(redis, store.keys)
+        redis, store.keys, store.queue_audit, RedisOutbox(redis, store.keys)
     ).active("production", NOW + 2)
     assert [(freeze_id, f.who) for freeze_id, f in active] == [(request.id, "U0ALICE")]
     trail = [(e["action"], e["environment"]) for e in await store.audit_entries()]

@@ -60,7 +60,7 @@ class FreezeRequests(RuleBasedStateMachine):
         self.freezes = RedisFreezes(
             self.redis,
             self.store.keys,
-            self.store.queue_bot_audit,
+            self.store.queue_audit,
             RedisOutbox(self.redis, self.store.keys),
         )
         self.request_id = ""

@@ -6,6 +6,7 @@ outside it is refused, and ends nothing. The bot's clock is the test's."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -223,3 +224,27 @@ async def test_an_unfreeze_slack_cannot_check_the_group_of_ends_nothing_and_says
         ("freeze.set", "ok", "U0ALICE"),
         ("freeze.end", "refused", "U0DAVE"),
     ]
+
+
+async def test_two_unfreezes_at_once_end_the_freeze_once(
+    start_bot: StartBot, git_remote: GitRemote, tmp_path: Path
+) -> None:
+    # FREEZE_POLICY names carol an approver: she and alice (who set it) both may end it, and
+    # both ask at the same moment. One ends it; the other finds nothing left to end.
+    bot = await start_bot(production_config(git_remote, tmp_path, FREEZE_POLICY))
+    bot.services.store.clock = lambda: NOON
+    await bot.command('freeze production --until 2d --reason "holiday traffic"', user="U0ALICE")
+    answers = await asyncio.gather(
+        bot.command("unfreeze production", user="U0ALICE", user_name="alice"),
+        bot.command("unfreeze production", user="U0CAROL", user_name="carol"),
+    )
+    said = [bot.slack.text_of(answer) for answer in answers]
+    assert sum("is unfrozen" in text for text in said) == 1, said
+    assert sum("has no freeze set from Slack" in text for text in said) == 1, said
+    assert await bot.services.freeze_records.active("production", NOON) == []
+    await channel_saying(bot, "unfroze *production*")
+    told = [m for m in bot.slack.messages().values() if "unfroze" in bot.slack.text_of(m)]
+    assert len(told) == 1
+    assert [
+        outcome for action, outcome, _ in await freeze_trail(bot) if action == "freeze.end"
+    ] == ["ok"]

@@ -17,16 +17,13 @@ from redis.asyncio.client import Pipeline
 
 from bot.adapters import metrics
 from bot.adapters.redis.atomic import update_atomically
-from bot.adapters.redis.freezes import stored
+from bot.adapters.redis.freezes import AuditQueue, stored
 from bot.adapters.redis.keys import Keys
 from bot.domain.actors import Actor
 from bot.domain.freeze_requests import Audited, FreezeRequest
 from bot.domain.releases import TransitionError
 
 KEEP_SECONDS = 7 * 86400  # after it is decided or expired: for late clicks on its message
-
-# Queues an audit entry of an actor in a transaction (bot.adapters.redis.store.Store).
-AuditQueue = Callable[..., None]
 
 
 class RedisFreezeRequests:

@@ -13,18 +13,25 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from bot.adapters.redis.keys import Keys
-from bot.adapters.redis.monitor_state import AuditQueue
 from bot.adapters.redis.outbox import RedisOutbox
+from bot.domain.actors import BOT, Actor
 from bot.domain.outbox import encode
 from bot.domain.windows import Freeze
 from bot.services.ports import FreezeEndNews
+
+
+class AuditQueue(Protocol):
+    """Queues `actor`'s audit entry in a transaction (bot.adapters.redis.store.Store.
+    queue_audit), with the change it records."""
+
+    def __call__(self, pipe: Pipeline, actor: Actor, action: str, **fields: str) -> None: ...
 
 
 def stored(freeze: Freeze) -> str:
@@ -103,14 +110,26 @@ class RedisFreezes:
         await self.redis.hset(self.keys.freezes(environment), freeze_id, stored(freeze))
         return freeze_id
 
-    async def remove(self, environment: str, freeze_id: str | None = None) -> int:
-        """Ends one freeze (by id), or every freeze of `environment`; how many ended."""
+    async def end_early(
+        self, environment: str, freeze_ids: Sequence[str], actor: Actor, reason: str
+    ) -> bool:
+        """Ends the freezes `freeze_ids` of `environment` (`/release unfreeze`) with `actor`'s
+        audit entry `freeze.end`, all or nothing. False, with nothing written, when one of
+        them is gone already (ended by itself, or by someone else meanwhile)."""
         key = self.keys.freezes(environment)
-        if freeze_id is not None:
-            return int(await self.redis.hdel(key, freeze_id))
-        count = int(await self.redis.hlen(key))
-        await self.redis.delete(key)
-        return count
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                if None in await pipe.hmget(key, list(freeze_ids)):
+                    return False
+                pipe.multi()
+                pipe.hdel(key, *freeze_ids)
+                self._audit(pipe, actor, "freeze.end", environment=environment, reason=reason)
+                try:
+                    await pipe.execute()
+                except WatchError:
+                    continue
+                return True
 
     async def end_once(self, environment: str, freeze_id: str, news: FreezeEndNews) -> bool:
         """Removes the ended freeze `freeze_id` with `news` (the bot's audit entry, the
@@ -154,7 +173,9 @@ class RedisFreezes:
                     return False
                 pipe.multi()
                 write(pipe)
-                self._audit(pipe, "freeze.end", environment=news.environment, reason=news.reason)
+                self._audit(
+                    pipe, BOT, "freeze.end", environment=news.environment, reason=news.reason
+                )
                 self._outbox.queue_put(pipe, news.channel, [encode(news.entry)])
                 try:
                     await pipe.execute()
