@@ -53,18 +53,20 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.ack_latency import (  # noqa: E402
+from bench._harness import (  # noqa: E402
     BOT_TOKEN,
     REQUEST_TIMEOUT_S,
     SIGNING_SECRET,
     LogTally,
     Target,
+    command_body,
     cpu_per_request_ms,
     delete_keys,
-    fire,
-    make_git_repo,
+    fire_status_commands,
     process_cpu_seconds,
     redis_problem,
+    sign,
+    small_remote,
     summary_row,
 )
 
@@ -148,7 +150,7 @@ async def serve_bots(conn: Connection, args: dict[str, Any], prefix: str, tally:
     from bot.runtime.web import Bot
 
     with tempfile.TemporaryDirectory(prefix="many-services-bench-") as tmp:
-        repo = make_git_repo(Path(tmp))
+        repo = small_remote(Path(tmp))
         async with SlackStandIn(token=BOT_TOKEN) as slack:
 
             def settings(name: str) -> Settings:
@@ -244,8 +246,6 @@ async def run_load(args: argparse.Namespace, ports: dict[str, Any]) -> list[Targ
 
     # Checked once per round, outside the timing: one answer of the fleet, in full.
     async def check_fleet() -> None:
-        from bench.ack_latency import command_body, sign
-
         body = command_body("status", response_url)
         async with sessions[FLEET].post(many.url, data=body, headers=sign(body)) as resp:
             raw = await resp.read()
@@ -262,7 +262,7 @@ async def run_load(args: argparse.Namespace, ports: dict[str, Any]) -> list[Targ
     gc.disable()  # as in bench/ack_latency.py: no collection stalls in the load generator
     try:
         for t in (one, many):
-            await fire(
+            await fire_status_commands(
                 t, sessions[t.name], response_url, args.warmup, args.concurrency, record=False
             )
         rounds = max(1, min(args.rounds, args.requests))
@@ -273,7 +273,9 @@ async def run_load(args: argparse.Namespace, ports: dict[str, Any]) -> list[Targ
         for i, size in enumerate(sizes):
             for t in (one, many) if i % 2 == 0 else (many, one):
                 cpu_before = process_cpu_seconds(ports["pid"])
-                await fire(t, sessions[t.name], response_url, size, args.concurrency, record=True)
+                await fire_status_commands(
+                    t, sessions[t.name], response_url, size, args.concurrency, record=True
+                )
                 t.server_cpu_s += process_cpu_seconds(ports["pid"]) - cpu_before
             await check_fleet()
     finally:
