@@ -30,19 +30,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import json
-import logging
-import math
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
 import tomllib
-import traceback
-import uuid
+from collections.abc import Mapping
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -55,19 +50,21 @@ if str(ROOT) not in sys.path:
 
 from bench._harness import (  # noqa: E402
     BOT_TOKEN,
-    REQUEST_TIMEOUT_S,
-    SIGNING_SECRET,
     LogTally,
     Target,
+    bot_settings,
     command_body,
-    cpu_per_request_ms,
-    delete_keys,
-    fire_status_commands,
-    process_cpu_seconds,
-    redis_problem,
+    measure_against_child,
+    measure_in_abba_rounds,
+    new_key_prefix,
+    print_cpu_ratio,
+    print_failures,
+    print_latency_table,
+    print_server_log,
+    ratio,
     sign,
     small_remote,
-    summary_row,
+    until_told_to_stop,
 )
 
 GOAL_RATIO = 1.5
@@ -141,7 +138,10 @@ async def seed(services: Any, in_flight: int) -> None:
     await asyncio.gather(*(one(n) for n in range(in_flight)))
 
 
-async def serve_bots(conn: Connection, args: dict[str, Any], prefix: str, tally: LogTally) -> None:
+async def serve_bots(conn: Connection, tally: LogTally, args: dict[str, Any], prefix: str) -> None:
+    """The fleet and the bot of one service on free ports, each service seeded, both talking to
+    one stand-in; their ports, the services and this process's pid to the load generator,
+    then, once stopped, the stand-in's calls."""
     from bot.devtools.slack_stand_in import SlackStandIn
     from bot.domain.config import parse_config
     from bot.domain.fleet import parse_services
@@ -154,9 +154,7 @@ async def serve_bots(conn: Connection, args: dict[str, Any], prefix: str, tally:
         async with SlackStandIn(token=BOT_TOKEN) as slack:
 
             def settings(name: str) -> Settings:
-                return Settings(
-                    bot_token=BOT_TOKEN,
-                    signing_secret=SIGNING_SECRET,
+                return bot_settings(
                     redis_url=args["redis_url"],
                     slack_api_url=slack.base_url,
                     state_dir=Path(tmp) / f"state-{name}",
@@ -185,7 +183,7 @@ async def serve_bots(conn: Connection, args: dict[str, Any], prefix: str, tally:
                         "response_url": slack.response_url("bench"),
                     }
                 )
-                await asyncio.get_running_loop().run_in_executor(None, _wait_stop, conn)
+                await until_told_to_stop(conn)
             finally:
                 for bot in bots:
                     await bot.stop()
@@ -196,22 +194,6 @@ async def serve_bots(conn: Connection, args: dict[str, Any], prefix: str, tally:
                     "log": tally.summary(),
                 }
             )
-
-
-def _wait_stop(conn: Connection) -> None:
-    with contextlib.suppress(EOFError, OSError):
-        conn.recv()
-
-
-def server_main(conn: Connection, args: dict[str, Any], prefix: str) -> None:
-    tally = LogTally()
-    logging.basicConfig(level=logging.WARNING, handlers=[tally])
-    try:
-        asyncio.run(serve_bots(conn, args, prefix, tally))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            conn.send({"error": traceback.format_exc()})
-        raise
 
 
 # --- the load generator (this process) ---------------------------------------------------------
@@ -236,16 +218,9 @@ async def run_load(args: argparse.Namespace, ports: dict[str, Any]) -> list[Targ
     one = Target(ONE, f"http://127.0.0.1:{ports['one_port']}/slack/events", True)
     many = Target(FLEET, f"http://127.0.0.1:{ports['fleet_port']}/slack/events", True)
     response_url: str = ports["response_url"]
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    sessions = {
-        t.name: aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=args.concurrency), timeout=timeout
-        )
-        for t in (one, many)
-    }
 
     # Checked once per round, outside the timing: one answer of the fleet, in full.
-    async def check_fleet() -> None:
+    async def check_fleet(sessions: Mapping[str, aiohttp.ClientSession]) -> None:
         body = command_body("status", response_url)
         async with sessions[FLEET].post(many.url, data=body, headers=sign(body)) as resp:
             raw = await resp.read()
@@ -257,32 +232,17 @@ async def run_load(args: argparse.Namespace, ports: dict[str, Any]) -> list[Targ
         if problem is not None:
             many.errors.append(str(problem))
 
-    gc.collect()
-    gc.freeze()
-    gc.disable()  # as in bench/ack_latency.py: no collection stalls in the load generator
-    try:
-        for t in (one, many):
-            await fire_status_commands(
-                t, sessions[t.name], response_url, args.warmup, args.concurrency, record=False
-            )
-        rounds = max(1, min(args.rounds, args.requests))
-        sizes = [
-            args.requests // rounds + (1 if i < args.requests % rounds else 0)
-            for i in range(rounds)
-        ]
-        for i, size in enumerate(sizes):
-            for t in (one, many) if i % 2 == 0 else (many, one):
-                cpu_before = process_cpu_seconds(ports["pid"])
-                await fire_status_commands(
-                    t, sessions[t.name], response_url, size, args.concurrency, record=True
-                )
-                t.server_cpu_s += process_cpu_seconds(ports["pid"]) - cpu_before
-            await check_fleet()
-    finally:
-        gc.enable()
-        gc.unfreeze()
-        for session in sessions.values():
-            await session.close()
+    await measure_in_abba_rounds(
+        one,
+        many,
+        response_url=response_url,
+        server_pid=ports["pid"],
+        requests=args.requests,
+        concurrency=args.concurrency,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        after_round=check_fleet,
+    )
     return [one, many]
 
 
@@ -312,98 +272,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.monotonic()
-    deadline = began + args.time_limit
-    problem = asyncio.run(redis_problem(args.redis_url))
-    if problem is not None:
-        print(f"many_services: Redis at {args.redis_url} is not usable: {problem}", file=sys.stderr)
-        return 2
-    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
-    ctx = multiprocessing.get_context(os.environ.get("BENCH_MP", "spawn"))
-    parent_conn, child_conn = ctx.Pipe()
+    prefix = new_key_prefix()
     server_args = {
         "redis_url": args.redis_url,
         "services": args.services,
         "in_flight": args.in_flight,
     }
-    server = ctx.Process(target=server_main, args=(child_conn, server_args, prefix))
-    server.start()
-    code = 0
-    targets: list[Target] = []
-    report: dict[str, Any] = {}
-    try:
-        if not parent_conn.poll(max(0.0, deadline - time.monotonic())):
-            print("many_services: the bots did not start in time", file=sys.stderr)
-            return 2
-        ports = parent_conn.recv()
-        if "error" in ports:
-            print(f"many_services: the bots failed to start:\n{ports['error']}", file=sys.stderr)
-            return 2
-        try:
-            targets = asyncio.run(
-                asyncio.wait_for(
-                    run_load(args, ports), timeout=max(0.0, deadline - time.monotonic())
-                )
-            )
-        except TimeoutError:
-            print(f"many_services: aborted after {args.time_limit:.0f} s", file=sys.stderr)
-            return 2
-        parent_conn.send("stop")
-        if parent_conn.poll(max(1.0, min(30.0, deadline - time.monotonic()))):
-            report = parent_conn.recv()
-        if "error" in report:
-            print(f"many_services: server side failed:\n{report['error']}", file=sys.stderr)
-            code = 1
-    finally:
-        with contextlib.suppress(OSError):
-            parent_conn.send("stop")
-        server.join(timeout=15)
-        if server.is_alive():
-            server.terminate()
-            server.join(timeout=5)
-        try:
-            deleted = asyncio.run(delete_keys(args.redis_url, prefix))
-        except Exception as exc:
-            print(f"many_services: could not delete Redis keys {prefix}*: {exc}", file=sys.stderr)
-            deleted = -1
-
-    for t in targets:
-        if t.errors:
-            code = 1
-            print(f"{t.name}: {len(t.errors)} failed requests or answers, e.g.:")
-            for line in list(dict.fromkeys(t.errors))[:5]:
-                print(f"  {line}")
-    if report.get("log"):
-        print("server-side log (warnings and errors, by message):")
-        for line in report["log"][:40]:
-            print(f"  {line}")
-    if report.get("invalid"):
-        print(f"stand-in: invalid Block Kit: {report['invalid'][:3]}")
+    run = measure_against_child(
+        "many_services",
+        serve_bots,
+        (server_args, prefix),
+        partial(run_load, args),
+        redis_url=args.redis_url,
+        prefix=prefix,
+        deadline=began + args.time_limit,
+        servers="the bots",
+        aborted=f"aborted after {args.time_limit:.0f} s",
+    )
+    if run is None:
+        return 2
+    code = run.code
+    if print_failures(run.targets, "failed requests or answers"):
+        code = 1
+    if print_server_log(run.report):
         code = 1
     print(
         f"{args.services} services against one, {args.in_flight} releases in flight in each; "
         f"{args.requests} measured requests per side after {args.warmup} warm-up, concurrency "
-        f"{args.concurrency}, {args.rounds} rounds in ABBA order; deleted {deleted} Redis keys "
-        f"under {prefix}; load average {os.getloadavg()[0]:.2f}; "
+        f"{args.concurrency}, {args.rounds} rounds in ABBA order; deleted {run.deleted} Redis "
+        f"keys under {prefix}; load average {os.getloadavg()[0]:.2f}; "
         f"took {time.monotonic() - began:.1f} s"
     )
-    print(
-        f"{'target':<12} {'count':>7} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9} "
-        f"{'>3000 ms':>9} {'failed':>7} {'cpu ms/req':>12}"
-    )
-    one_row, one_p99 = summary_row(targets[0])
-    fleet_row, fleet_p99 = summary_row(targets[1])
-    print(one_row)
-    print(fleet_row)
-    one_cpu, fleet_cpu = cpu_per_request_ms(targets[0]), cpu_per_request_ms(targets[1])
-    print(
-        "cpu per request ratio (fleet / one service): "
-        f"{fleet_cpu / one_cpu if one_cpu > 0 else math.nan:.2f}"
-    )
-    ratio = fleet_p99 / one_p99 if one_p99 > 0 else math.nan
-    if not ratio <= GOAL_RATIO:
+    one, fleet = run.targets
+    one_p99, fleet_p99 = print_latency_table(run.targets)
+    print_cpu_ratio(fleet, one)
+    p99_ratio = ratio(fleet_p99, one_p99)
+    if not p99_ratio <= GOAL_RATIO:
         print(f"goal missed: the ratio must be at most {GOAL_RATIO}")
         code = code or 1
-    print(f"fleet status p99 ratio ({args.services} services / one service): {ratio:.2f}")
+    print(f"fleet status p99 ratio ({args.services} services / one service): {p99_ratio:.2f}")
     return code
 
 
