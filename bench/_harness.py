@@ -27,7 +27,8 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -38,6 +39,8 @@ import aiohttp
 from bot.devtools import payloads
 
 if TYPE_CHECKING:
+    from bot.devtools.slack_stand_in import SlackStandIn
+    from bot.runtime.container import Services
     from bot.runtime.settings import Settings
 
 # The bot of every bench accepts requests signed with this secret and calls the stand-in with
@@ -49,6 +52,10 @@ WORKSPACE = payloads.Workspace(
 )
 ALICE = payloads.Person("U0ALICE", "alice")
 DEV_CHANNEL = ("C0DEV", "dev")  # where the benches type their commands: no service's channel
+
+
+class BenchError(Exception):
+    """The scenario did not go as it should; the message says where (the bench exits 1)."""
 
 
 # --- Redis -------------------------------------------------------------------------------------
@@ -180,6 +187,63 @@ def command_body(text: str, response_url: str, person: payloads.Person = ALICE) 
             response_url=response_url,
         )
     )
+
+
+class Driver:
+    """Sends the bot at `url` what Slack would send, as anyone; answers by response URL go to
+    the stand-in `slack`."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, slack: SlackStandIn) -> None:
+        self.http = http
+        self.url = url
+        self.slack = slack
+
+    async def post(self, body: str) -> tuple[int, str]:
+        """`body`, signed, to the bot's /slack/events: the HTTP status and the answer."""
+        async with self.http.post(self.url, data=body, headers=sign(body)) as resp:
+            return resp.status, await resp.text()
+
+    async def command(self, text: str, user: str, name: str) -> str:
+        """`/release TEXT` as `user` (`name`) types it; its ack, which must be a 200."""
+        body = command_body(text, self.slack.response_url(user), payloads.Person(user, name))
+        status, answer = await self.post(body)
+        if status != 200:
+            raise BenchError(f"/release {text}: HTTP {status}: {answer[:200]}")
+        return answer
+
+
+@asynccontextmanager
+async def bot_with_every_role(services: Services, slack: SlackStandIn) -> AsyncIterator[Driver]:
+    """The bot with every role (server, worker, scheduler) on a free port of 127.0.0.1, and a
+    Driver for it; after, the bot stopped and its keys deleted (they are under the run's own
+    prefix, in its settings)."""
+    from bot.runtime.web import Bot
+
+    bot = Bot(services, "all")
+    await bot.start(port=0, host="127.0.0.1")
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Driver(http, f"http://127.0.0.1:{bot.port}/slack/events", slack)
+    finally:
+        await bot.stop()
+        await delete_keys(services.settings.redis_url, services.settings.redis_prefix)
+
+
+def run_in_process(bench: str, scenario: Coroutine[Any, Any, int]) -> int:
+    """Runs the scenario of a bench whose bot runs in this process; its exit code, or 1 if it
+    went wrong (BenchError) and 2 if it could not be set up (git or the file system), each
+    said on stderr under the bench's name."""
+    logging.basicConfig(level=logging.WARNING)
+    # saq warns at every stop that its waiting pops were cancelled (no grace period here).
+    logging.getLogger("saq").setLevel(logging.ERROR)
+    try:
+        return asyncio.run(scenario)
+    except BenchError as exc:
+        print(f"{bench}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"{bench}: setup failed: {exc}", file=sys.stderr)
+        return 2
 
 
 # --- the ack benches: what is measured served by a child process -------------------------------

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.rollback_start import (  # noqa: E402
+from bench._harness import (  # noqa: E402
     BOT_TOKEN,
     SIGNING_SECRET,
     BenchError,

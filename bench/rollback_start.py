@@ -28,13 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
-import logging
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,14 +39,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import aiohttp
-
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SIGNING_SECRET = "bench-signing-secret"
-BOT_TOKEN = "xoxb-bench"
+from bench._harness import (  # noqa: E402
+    BOT_TOKEN,
+    BenchError,
+    Driver,
+    bot_settings,
+    bot_with_every_role,
+    git,
+    new_key_prefix,
+    new_remote,
+    run_in_process,
+)
+
 GOAL_SECONDS = 1.0
 STEP_TIMEOUT = 60.0
 
@@ -90,33 +93,10 @@ echo "$now $RELEASE_TAG" >> "$BENCH_MARKS"
 echo "deployed $RELEASE_TAG"
 """
 
-GIT_ENV = {
-    "GIT_CONFIG_GLOBAL": "/dev/null",
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-}
-
-
-class BenchError(Exception):
-    """The scenario did not go as a rollback should; the message says where."""
-
-
-def git(*args: str, cwd: Path) -> str:
-    out = subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=GIT_ENV
-    )
-    return out.stdout.strip()
-
 
 def make_remote(where: Path) -> tuple[Path, dict[str, str]]:
     """A bare remote with v0.14.1 and v0.15.0 (annotated, as the bot makes them)."""
-    bare, work = where / "remote.git", where / "work"
-    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=where)
-    git("init", "-q", "-b", "main", str(work), cwd=where)
+    bare, work = new_remote(where)
     shas = {}
     for version in ("0.14.1", "0.15.0"):
         (work / "app.txt").write_text(f"app {version}\n")
@@ -128,87 +108,39 @@ def make_remote(where: Path) -> tuple[Path, dict[str, str]]:
     return bare, shas
 
 
-def sign(body: str) -> dict[str, str]:
-    ts = str(int(time.time()))
-    digest = hmac.new(
-        SIGNING_SECRET.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256
-    ).hexdigest()
-    return {
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": f"v0={digest}",
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
-
-
-class Driver:
-    """Sends what Slack would send, as bob and carol."""
-
-    def __init__(self, http: aiohttp.ClientSession, url: str, slack: Any) -> None:
-        self.http = http
-        self.url = url
-        self.slack = slack
-
-    async def post(self, body: str) -> tuple[int, str]:
-        async with self.http.post(self.url, data=body, headers=sign(body)) as resp:
-            return resp.status, await resp.text()
-
-    async def command(self, text: str, user: str, name: str) -> str:
-        status, answer = await self.post(
-            urlencode(
-                {
-                    "token": "legacy",
-                    "team_id": "T0TEST",
-                    "team_domain": "acme",
-                    "channel_id": "C0DEV",
-                    "channel_name": "dev",
-                    "user_id": user,
-                    "user_name": name,
-                    "command": "/release",
-                    "text": text,
-                    "api_app_id": "A0TEST",
-                    "is_enterprise_install": "false",
-                    "response_url": self.slack.response_url(user),
-                    "trigger_id": f"{uuid.uuid4().int}.{time.time_ns()}",
-                }
-            )
-        )
-        if status != 200:
-            raise BenchError(f"/release {text}: HTTP {status}: {answer[:200]}")
-        return answer
-
-    def click_body(self, message: Any, action_id: str, user: str, name: str) -> str:
-        """The block_actions payload of a button press on `message`, as Slack sends it."""
-        for block in message.blocks:
-            if block.get("type") != "actions":
+def click_body(slack: Any, message: Any, action_id: str, user: str, name: str) -> str:
+    """The block_actions payload of a button press on `message`, as Slack sends it."""
+    for block in message.blocks:
+        if block.get("type") != "actions":
+            continue
+        for element in block.get("elements", []):
+            if element.get("action_id") != action_id:
                 continue
-            for element in block.get("elements", []):
-                if element.get("action_id") != action_id:
-                    continue
-                payload = {
-                    "type": "block_actions",
-                    "api_app_id": "A0TEST",
-                    "token": "legacy",
-                    "team": {"id": "T0TEST", "domain": "acme"},
-                    "user": {"id": user, "username": name, "name": name, "team_id": "T0TEST"},
-                    "container": {
-                        "type": "message",
-                        "message_ts": message.ts,
-                        "channel_id": message.channel,
-                    },
-                    "channel": {"id": message.channel, "name": "releases"},
-                    "message": {"ts": message.ts, "blocks": message.blocks, "text": message.text},
-                    "trigger_id": f"{uuid.uuid4().int}.{time.time_ns()}",
-                    "response_url": self.slack.response_url(user),
-                    "actions": [
-                        {
-                            **element,
-                            "block_id": block.get("block_id"),
-                            "action_ts": str(time.time()),
-                        }
-                    ],
-                }
-                return urlencode({"payload": json.dumps(payload)})
-        raise BenchError(f"no {action_id} button on the message {message.ts}")
+            payload = {
+                "type": "block_actions",
+                "api_app_id": "A0TEST",
+                "token": "legacy",
+                "team": {"id": "T0TEST", "domain": "acme"},
+                "user": {"id": user, "username": name, "name": name, "team_id": "T0TEST"},
+                "container": {
+                    "type": "message",
+                    "message_ts": message.ts,
+                    "channel_id": message.channel,
+                },
+                "channel": {"id": message.channel, "name": "releases"},
+                "message": {"ts": message.ts, "blocks": message.blocks, "text": message.text},
+                "trigger_id": f"{uuid.uuid4().int}.{time.time_ns()}",
+                "response_url": slack.response_url(user),
+                "actions": [
+                    {
+                        **element,
+                        "block_id": block.get("block_id"),
+                        "action_ts": str(time.time()),
+                    }
+                ],
+            }
+            return urlencode({"payload": json.dumps(payload)})
+    raise BenchError(f"no {action_id} button on the message {message.ts}")
 
 
 def marks(path: Path) -> list[float]:
@@ -246,7 +178,7 @@ async def one_rollback(
         )
 
     message = await slack.wait_for(request_message, timeout=STEP_TIMEOUT)
-    body = driver.click_body(message, "rollback_approve", "U0CAROL", "carol")
+    body = click_body(slack, message, "rollback_approve", "U0CAROL", "carol")
     request_id = button_value(message, "rollback_approve")["r"]
     # The click must find the message's place recorded (it is, just after the post): the
     # bot would otherwise wait for it, which is not what is measured here.
@@ -304,10 +236,8 @@ async def run(args: argparse.Namespace) -> int:
     from bot.devtools.slack_stand_in import SlackStandIn
     from bot.domain.config import parse_config
     from bot.runtime.container import Services
-    from bot.runtime.settings import Settings
-    from bot.runtime.web import Bot
 
-    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    prefix = new_key_prefix()
     figures: list[float] = []
     with tempfile.TemporaryDirectory(prefix="rollback-bench-") as tmp:
         where = Path(tmp)
@@ -318,9 +248,7 @@ async def run(args: argparse.Namespace) -> int:
             tomllib.loads(CONFIG_TOML.format(remote=remote, marks=marks_path, script=script))
         )
         async with SlackStandIn(token=BOT_TOKEN) as slack:
-            settings = Settings(
-                bot_token=BOT_TOKEN,
-                signing_secret=SIGNING_SECRET,
+            settings = bot_settings(
                 redis_url=args.redis_url,
                 slack_api_url=slack.base_url,
                 state_dir=where / "state",
@@ -328,44 +256,25 @@ async def run(args: argparse.Namespace) -> int:
                 update_delay=0.2,
             )
             services = Services.create(settings, config)
-            bot = Bot(services, "all")
-            await bot.start(port=0, host="127.0.0.1")
-            try:
-                async with aiohttp.ClientSession() as http:
-                    driver = Driver(http, f"http://127.0.0.1:{bot.port}/slack/events", slack)
-                    store = services.store
-                    await store.set_environment_version(
-                        "production", "0.14.1", "v0.14.1", shas["0.14.1"]
+            async with bot_with_every_role(services, slack) as driver:
+                store = services.store
+                await store.set_environment_version(
+                    "production", "0.14.1", "v0.14.1", shas["0.14.1"]
+                )
+                for n in range(args.warmup + args.rollbacks):
+                    took = await one_rollback(n, driver, services, shas, marks_path, args.idle)
+                    counted = n >= args.warmup
+                    if counted:
+                        figures.append(took)
+                    print(
+                        f"rollback {n + 1}{'' if counted else ' (warm-up)'}: {took:.3f} s",
+                        flush=True,
                     )
-                    for n in range(args.warmup + args.rollbacks):
-                        took = await one_rollback(n, driver, services, shas, marks_path, args.idle)
-                        counted = n >= args.warmup
-                        if counted:
-                            figures.append(took)
-                        print(
-                            f"rollback {n + 1}{'' if counted else ' (warm-up)'}: {took:.3f} s",
-                            flush=True,
-                        )
-            finally:
-                await bot.stop()
-                await delete_keys(args.redis_url, prefix)
     median, peak = statistics.median(figures), max(figures)
     verdict = "goal met" if peak <= GOAL_SECONDS else f"goal (at most {GOAL_SECONDS:g} s) missed"
     print(f"{verdict}; the figures: {', '.join(f'{f:.3f}' for f in figures)}")
     print(f"rollback start median {median:.3f} s, max {peak:.3f} s over {len(figures)} rollbacks")
     return 0
-
-
-async def delete_keys(redis_url: str, prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(redis_url)
-    try:
-        for pattern in (f"{prefix}*", f"saq:*{prefix}*"):
-            async for key in client.scan_iter(match=pattern, count=500):
-                await client.delete(key)
-    finally:
-        await client.aclose()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -389,17 +298,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    # saq warns at every stop that its waiting pops were cancelled (no grace period here).
-    logging.getLogger("saq").setLevel(logging.ERROR)
-    try:
-        return asyncio.run(run(args))
-    except BenchError as exc:
-        print(f"rollback_start: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"rollback_start: setup failed: {exc}", file=sys.stderr)
-        return 2
+    return run_in_process("rollback_start", run(args))
 
 
 if __name__ == "__main__":
