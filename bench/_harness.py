@@ -39,7 +39,9 @@ import aiohttp
 from bot.devtools import payloads
 
 if TYPE_CHECKING:
+    from bot.adapters.redis.store import Store
     from bot.devtools.slack_stand_in import SlackStandIn
+    from bot.domain.actors import Actor
     from bot.runtime.container import Services
     from bot.runtime.settings import Settings
 
@@ -227,6 +229,37 @@ async def bot_with_every_role(services: Services, slack: SlackStandIn) -> AsyncI
     finally:
         await bot.stop()
         await delete_keys(services.settings.redis_url, services.settings.redis_prefix)
+
+
+def alice_in_dev() -> Actor:
+    """Who the recorded history says did it: alice, in #dev (as the commands are typed)."""
+    from bot.domain.actors import Actor
+
+    return Actor(user_id=ALICE.id, user_name=ALICE.name, channel=DEV_CHANNEL[0])
+
+
+async def record_announced_release(
+    store: Store, actor: Actor, n: int, version: str, tag: str
+) -> None:
+    """Release candidate `n` as a worker leaves it once made and announced (created, then
+    active with its message in #dev), through the store's own API: history that costs no git
+    work to make. `n` makes its commit, creation time and message unique."""
+    from functools import partial
+
+    from bot.domain.releases import Release, activate
+
+    release = Release(
+        version=version,
+        tag=tag,
+        sha=f"{n:040x}",
+        requester=actor.user_id,
+        requester_name=actor.user_name,
+        created_at=1_700_000_000.0 + n,
+    )
+    await store.create_release(release, actor)
+    await store.update_release(
+        version, partial(activate, channel=actor.channel, message_ts=f"{n}.000100"), actor, "tag"
+    )
 
 
 def run_in_process(bench: str, scenario: Coroutine[Any, Any, int]) -> int:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import resource
 import statistics
@@ -43,7 +42,6 @@ import sys
 import tempfile
 import time
 import tomllib
-import uuid
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,11 +52,16 @@ if str(ROOT) not in sys.path:
 
 from bench._harness import (  # noqa: E402
     BOT_TOKEN,
-    SIGNING_SECRET,
     BenchError,
     Driver,
-    delete_keys,
+    alice_in_dev,
+    bot_settings,
+    bot_with_every_role,
     git,
+    new_key_prefix,
+    new_remote,
+    record_announced_release,
+    run_in_process,
 )
 
 CONFIG_TOML = """
@@ -95,9 +98,7 @@ IN_RATIO = (
 
 def make_remote(where: Path, releases: int) -> Path:
     """A remote whose main has a commit per 50 releases and two tags per release."""
-    bare, work = where / "remote.git", where / "work"
-    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=where)
-    git("init", "-q", "-b", "main", str(work), cwd=where)
+    bare, work = new_remote(where)
     shas = []
     for n in range(max(2, releases // 50)):
         (work / "app.txt").write_text(f"change {n}\n")
@@ -121,26 +122,13 @@ async def record_history(services: Any, releases: int) -> str:
     """The releases and their audit trail, through the store's API; returns the version of
     one from the middle."""
     from bot.domain import approvals
-    from bot.domain.actors import Actor
-    from bot.domain.releases import Release, activate
 
     store = services.store
-    actor = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
+    actor = alice_in_dev()
 
     async def one(n: int) -> None:
         version = f"0.{n + 1}.0-rc.1"
-        release = Release(
-            version=version,
-            tag=f"v{version}",
-            sha=f"{n:040x}",
-            requester="U0ALICE",
-            requester_name="alice",
-            created_at=1_700_000_000.0 + n,
-        )
-        await store.create_release(release, actor)
-        await store.update_release(
-            version, partial(activate, channel="C0DEV", message_ts=f"{n}.000100"), actor, "tag"
-        )
+        await record_announced_release(store, actor, n, version, f"v{version}")
         await asyncio.gather(
             *(
                 store.audit(actor, f"gate.step{k}", release=version)
@@ -168,10 +156,8 @@ async def measure(args: argparse.Namespace, releases: int) -> dict[str, float]:
     from bot.devtools.slack_stand_in import SlackStandIn
     from bot.domain.config import parse_config
     from bot.runtime.container import Services
-    from bot.runtime.settings import Settings
-    from bot.runtime.web import Bot
 
-    prefix = f"bench:{uuid.uuid4().hex[:12]}:"
+    prefix = new_key_prefix()
     runs: dict[str, list[float]] = {}
 
     def note(name: str, value: float) -> None:
@@ -182,9 +168,7 @@ async def measure(args: argparse.Namespace, releases: int) -> dict[str, float]:
         remote = make_remote(where, releases)
         config = parse_config(tomllib.loads(CONFIG_TOML.format(remote=remote)))
         async with SlackStandIn(token=BOT_TOKEN) as slack:
-            settings = Settings(
-                bot_token=BOT_TOKEN,
-                signing_secret=SIGNING_SECRET,
+            settings = bot_settings(
                 redis_url=args.redis_url,
                 slack_api_url=slack.base_url,
                 state_dir=where / "state",
@@ -193,36 +177,27 @@ async def measure(args: argparse.Namespace, releases: int) -> dict[str, float]:
             )
             services = Services.create(settings, config)
             middle = await record_history(services, releases)
-            bot = Bot(services, "all")
-            await bot.start(port=0, host="127.0.0.1")
-            try:
-                import aiohttp
-
-                async with aiohttp.ClientSession() as http:
-                    driver = Driver(http, f"http://127.0.0.1:{bot.port}/slack/events", slack)
-                    await candidate(driver, slack, where, 0)  # the bot's first clone: not counted
-                    for n in range(1, args.repeat + 1):
-                        started = time.perf_counter()
-                        await driver.command("status", "U0ALICE", "alice")
-                        note("ack /release status s", time.perf_counter() - started)
-                        for name, value in (await candidate(driver, slack, where, n)).items():
-                            note(name, value)
-                        note("dry run s", await answer(driver, slack, "rc --dry-run", "Dry run"))
-                        note("git fetch of main s", await asyncio.to_thread(raw_fetch, where))
-                        note("git push of a tag s", await asyncio.to_thread(raw_push, where, n))
-                        before = rss_mb()
-                        note(
-                            "audit VERSION s",
-                            await answer(driver, slack, f"audit {middle}", "Audit trail"),
-                        )
-                        note("audit latest s", await answer(driver, slack, "audit", "Audit trail"))
-                        note("audit RSS growth MB", max(0.0, rss_mb() - before))
-                    took, peak = export(args, prefix, where)
-                    note("export all s", took)
-                    note("export peak MB", peak)
-            finally:
-                await bot.stop()
-                await delete_keys(args.redis_url, prefix)
+            async with bot_with_every_role(services, slack) as driver:
+                await candidate(driver, slack, where, 0)  # the bot's first clone: not counted
+                for n in range(1, args.repeat + 1):
+                    started = time.perf_counter()
+                    await driver.command("status", "U0ALICE", "alice")
+                    note("ack /release status s", time.perf_counter() - started)
+                    for name, value in (await candidate(driver, slack, where, n)).items():
+                        note(name, value)
+                    note("dry run s", await answer(driver, slack, "rc --dry-run", "Dry run"))
+                    note("git fetch of main s", await asyncio.to_thread(raw_fetch, where))
+                    note("git push of a tag s", await asyncio.to_thread(raw_push, where, n))
+                    before = rss_mb()
+                    note(
+                        "audit VERSION s",
+                        await answer(driver, slack, f"audit {middle}", "Audit trail"),
+                    )
+                    note("audit latest s", await answer(driver, slack, "audit", "Audit trail"))
+                    note("audit RSS growth MB", max(0.0, rss_mb() - before))
+                took, peak = export(args, prefix, where)
+                note("export all s", took)
+                note("export peak MB", peak)
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
@@ -369,16 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("saq").setLevel(logging.ERROR)
-    try:
-        return asyncio.run(run(args))
-    except BenchError as exc:
-        print(f"growth: {exc}", file=sys.stderr)
-        return 1
-    except (OSError, subprocess.CalledProcessError) as exc:
-        print(f"growth: setup failed: {exc}", file=sys.stderr)
-        return 2
+    return run_in_process("growth", run(args))
 
 
 if __name__ == "__main__":
