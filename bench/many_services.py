@@ -52,6 +52,7 @@ from bench._harness import (  # noqa: E402
     BOT_TOKEN,
     LogTally,
     Target,
+    alice_in_dev,
     bot_settings,
     command_body,
     measure_against_child,
@@ -62,6 +63,7 @@ from bench._harness import (  # noqa: E402
     print_latency_table,
     print_server_log,
     ratio,
+    record_announced_release,
     sign,
     small_remote,
     until_told_to_stop,
@@ -110,32 +112,17 @@ def service_name(n: int) -> str:
 async def seed(services: Any, in_flight: int) -> None:
     """Versions deployed in both environments and `in_flight` releases in flight, through the
     store's own API (what a worker leaves after making candidates)."""
-    from functools import partial
-
-    from bot.domain.actors import Actor
-    from bot.domain.releases import Release, activate
-
     store, prefix = services.store, services.config.repository.tag_prefix
-    actor = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
+    actor = alice_in_dev()
     for env, minor in (("staging", 9), ("production", 8)):
         await store.set_environment_version(env, f"1.{minor}.0", f"{prefix}1.{minor}.0", "0" * 40)
-
-    async def one(n: int) -> None:
-        version = f"1.{10 + n}.0-rc.1"
-        release = Release(
-            version=version,
-            tag=f"{prefix}{version}",
-            sha=f"{n:040x}",
-            requester="U0ALICE",
-            requester_name="alice",
-            created_at=1_700_000_000.0 + n,
+    versions = [f"1.{10 + n}.0-rc.1" for n in range(in_flight)]
+    await asyncio.gather(
+        *(
+            record_announced_release(store, actor, n, version, f"{prefix}{version}")
+            for n, version in enumerate(versions)
         )
-        await store.create_release(release, actor)
-        await store.update_release(
-            version, partial(activate, channel="C0DEV", message_ts=f"{n}.000100"), actor, "tag"
-        )
-
-    await asyncio.gather(*(one(n) for n in range(in_flight)))
+    )
 
 
 async def serve_bots(conn: Connection, tally: LogTally, args: dict[str, Any], prefix: str) -> None:
