@@ -53,7 +53,7 @@ import sys
 import tempfile
 import time
 import tomllib
-import uuid
+from collections.abc import Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -65,12 +65,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._harness import BOT_TOKEN, bot_settings, delete_keys, new_key_prefix  # noqa: E402
 from bot.domain.config import parse_config  # noqa: E402
 from bot.domain.fleet import parse_services  # noqa: E402
 from bot.domain.health.checks import Result  # noqa: E402
 from bot.runtime.container import Services  # noqa: E402
 from bot.runtime.fleet import Fleet  # noqa: E402
-from bot.runtime.settings import Settings  # noqa: E402
 from bot.runtime.web import settle_gc  # noqa: E402
 from bot.services.monitor_health import Monitor  # noqa: E402
 
@@ -105,18 +105,25 @@ def serve(endpoints: int, conn: Connection) -> None:
     asyncio.run(main())
 
 
-def config_for(base: str, endpoints: int, version_field: bool = True) -> str:
+def check_tables(table: str, base: str, indices: Iterable[int], version_field: bool = True) -> str:
+    """A health check of each endpoint in `indices` as a `[[TABLE]]` of the config, the same
+    for one service and for a fleet: due at every tick, wanting `status = "ok"` and, with
+    `version_field`, the deployed version."""
     field = 'version_field = "version"\n' if version_field else ""
-    checks = "".join(
+    return "".join(
         f"""
-[[environments.checks]]
+[[{table}]]
 name = "e{i}"
 url = "{base}/e/{i}"
 interval_seconds = 0.001
 json = {{ status = "ok" }}
 {field}"""
-        for i in range(endpoints)
+        for i in indices
     )
+
+
+def config_for(base: str, endpoints: int, version_field: bool = True) -> str:
+    checks = check_tables("environments.checks", base, range(endpoints), version_field)
     return f"""
 [repository]
 url = "/nonexistent"
@@ -135,17 +142,7 @@ def fleet_config_for(base: str, endpoints: int, services: int, concurrency: int)
     repository with a tag prefix each, the monitoring settings (`concurrency`) shared."""
     tables = []
     for n in range(services):
-        checks = "".join(
-            f"""
-[[services.environments.checks]]
-name = "e{i}"
-url = "{base}/e/{i}"
-interval_seconds = 0.001
-json = {{ status = "ok" }}
-version_field = "version"
-"""
-            for i in range(n, endpoints, services)
-        )
+        checks = check_tables("services.environments.checks", base, range(n, endpoints, services))
         tables.append(
             f"""
 [[services]]
@@ -208,10 +205,8 @@ async def run(args: argparse.Namespace, port: int) -> int:
         )
     else:
         configs = (parse_config(tomllib.loads(config_for(base, args.endpoints))),)
-    prefix = f"bench:{uuid.uuid4().hex}:"
-    settings = Settings(
-        bot_token="xoxb-bench",
-        signing_secret="bench",
+    prefix = new_key_prefix()
+    settings = bot_settings(
         redis_url=args.redis_url,
         slack_api_url="http://127.0.0.1:9/api/",
         # A folder of its own: the bot keeps its state directory private (0700).
@@ -245,9 +240,7 @@ async def run(args: argparse.Namespace, port: int) -> int:
         await session.close()
         for monitor, _ in monitors:
             await monitor.close()
-        keys = [k async for k in fleet.first.redis.scan_iter(match=f"{prefix}*")]
-        for start in range(0, len(keys), 1000):
-            await fleet.first.redis.delete(*keys[start : start + 1000])
+        await delete_keys(args.redis_url, prefix)
         await fleet.close()
     # Over all rounds (a tick's time swings between two levels, so a median jumps between
     # them): checks done / time taken.
@@ -337,11 +330,9 @@ async def measure_scale(args: argparse.Namespace, port: int, checks: int) -> dic
     base = f"http://127.0.0.1:{port}"
     # No version condition: the endpoints keep answering 1.0.0 after the "deploy".
     config = parse_config(tomllib.loads(config_for(base, checks, version_field=False)))
-    prefix = f"bench:{uuid.uuid4().hex}:"
-    async with SlackStandIn(token="xoxb-bench") as slack:
-        settings = Settings(
-            bot_token="xoxb-bench",
-            signing_secret="bench",
+    prefix = new_key_prefix()
+    async with SlackStandIn(token=BOT_TOKEN) as slack:
+        settings = bot_settings(
             redis_url=args.redis_url,
             slack_api_url=slack.base_url,
             state_dir=Path(tempfile.mkdtemp(prefix="releasebot-bench-")),
@@ -411,9 +402,7 @@ async def measure_scale(args: argparse.Namespace, port: int, checks: int) -> dic
             figures["peak RSS MB"] = peak_rss_mb()
         finally:
             await monitor.close()
-            keys = [k async for k in services.redis.scan_iter(match=f"{prefix}*")]
-            for start in range(0, len(keys), 1000):
-                await services.redis.delete(*keys[start : start + 1000])
+            await delete_keys(args.redis_url, prefix)
             await services.close()
     return figures
 
