@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from bot.adapters.redis.store import Store
     from bot.devtools.slack_stand_in import SlackStandIn
     from bot.domain.actors import Actor
+    from bot.domain.config import Config
     from bot.runtime.container import Services
     from bot.runtime.settings import Settings
 
@@ -212,6 +213,27 @@ class Driver:
         if status != 200:
             raise BenchError(f"/release {text}: HTTP {status}: {answer[:200]}")
         return answer
+
+
+@asynccontextmanager
+async def stand_in_and_services(
+    config: Config, *, redis_url: str, redis_prefix: str, state_dir: Path
+) -> AsyncIterator[tuple[SlackStandIn, Services]]:
+    """The stand-in as Slack, and the services of a bot of `config` talking to it, for a bench
+    that runs the bot in its own process. The release message gathers changes for 0.2 s, not
+    the default 1 s: the benches wait on those messages, and should wait on the bot's work."""
+    from bot.devtools.slack_stand_in import SlackStandIn
+    from bot.runtime.container import Services
+
+    async with SlackStandIn(token=BOT_TOKEN) as slack:
+        settings = bot_settings(
+            redis_url=redis_url,
+            slack_api_url=slack.base_url,
+            state_dir=state_dir,
+            redis_prefix=redis_prefix,
+            update_delay=0.2,
+        )
+        yield slack, Services.create(settings, config)
 
 
 @asynccontextmanager

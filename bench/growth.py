@@ -51,17 +51,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._harness import (  # noqa: E402
-    BOT_TOKEN,
     BenchError,
     Driver,
     alice_in_dev,
-    bot_settings,
     bot_with_every_role,
     git,
     new_key_prefix,
     new_remote,
     record_announced_release,
     run_in_process,
+    stand_in_and_services,
 )
 
 CONFIG_TOML = """
@@ -153,9 +152,7 @@ def rss_mb() -> float:
 
 
 async def measure(args: argparse.Namespace, releases: int) -> dict[str, float]:
-    from bot.devtools.slack_stand_in import SlackStandIn
     from bot.domain.config import parse_config
-    from bot.runtime.container import Services
 
     prefix = new_key_prefix()
     runs: dict[str, list[float]] = {}
@@ -167,15 +164,9 @@ async def measure(args: argparse.Namespace, releases: int) -> dict[str, float]:
         where = Path(tmp)
         remote = make_remote(where, releases)
         config = parse_config(tomllib.loads(CONFIG_TOML.format(remote=remote)))
-        async with SlackStandIn(token=BOT_TOKEN) as slack:
-            settings = bot_settings(
-                redis_url=args.redis_url,
-                slack_api_url=slack.base_url,
-                state_dir=where / "state",
-                redis_prefix=prefix,
-                update_delay=0.2,
-            )
-            services = Services.create(settings, config)
+        async with stand_in_and_services(
+            config, redis_url=args.redis_url, redis_prefix=prefix, state_dir=where / "state"
+        ) as (slack, services):
             middle = await record_history(services, releases)
             async with bot_with_every_role(services, slack) as driver:
                 await candidate(driver, slack, where, 0)  # the bot's first clone: not counted

@@ -44,15 +44,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._harness import (  # noqa: E402
-    BOT_TOKEN,
     BenchError,
     Driver,
-    bot_settings,
     bot_with_every_role,
     git,
     new_key_prefix,
     new_remote,
     run_in_process,
+    stand_in_and_services,
 )
 
 GOAL_SECONDS = 1.0
@@ -233,9 +232,7 @@ def button_value(message: Any, action_id: str) -> dict[str, str]:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from bot.devtools.slack_stand_in import SlackStandIn
     from bot.domain.config import parse_config
-    from bot.runtime.container import Services
 
     prefix = new_key_prefix()
     figures: list[float] = []
@@ -247,29 +244,23 @@ async def run(args: argparse.Namespace) -> int:
         config = parse_config(
             tomllib.loads(CONFIG_TOML.format(remote=remote, marks=marks_path, script=script))
         )
-        async with SlackStandIn(token=BOT_TOKEN) as slack:
-            settings = bot_settings(
-                redis_url=args.redis_url,
-                slack_api_url=slack.base_url,
-                state_dir=where / "state",
-                redis_prefix=prefix,
-                update_delay=0.2,
-            )
-            services = Services.create(settings, config)
-            async with bot_with_every_role(services, slack) as driver:
-                store = services.store
-                await store.set_environment_version(
-                    "production", "0.14.1", "v0.14.1", shas["0.14.1"]
+        async with (
+            stand_in_and_services(
+                config, redis_url=args.redis_url, redis_prefix=prefix, state_dir=where / "state"
+            ) as (slack, services),
+            bot_with_every_role(services, slack) as driver,
+        ):
+            store = services.store
+            await store.set_environment_version("production", "0.14.1", "v0.14.1", shas["0.14.1"])
+            for n in range(args.warmup + args.rollbacks):
+                took = await one_rollback(n, driver, services, shas, marks_path, args.idle)
+                counted = n >= args.warmup
+                if counted:
+                    figures.append(took)
+                print(
+                    f"rollback {n + 1}{'' if counted else ' (warm-up)'}: {took:.3f} s",
+                    flush=True,
                 )
-                for n in range(args.warmup + args.rollbacks):
-                    took = await one_rollback(n, driver, services, shas, marks_path, args.idle)
-                    counted = n >= args.warmup
-                    if counted:
-                        figures.append(took)
-                    print(
-                        f"rollback {n + 1}{'' if counted else ' (warm-up)'}: {took:.3f} s",
-                        flush=True,
-                    )
     median, peak = statistics.median(figures), max(figures)
     verdict = "goal met" if peak <= GOAL_SECONDS else f"goal (at most {GOAL_SECONDS:g} s) missed"
     print(f"{verdict}; the figures: {', '.join(f'{f:.3f}' for f in figures)}")
