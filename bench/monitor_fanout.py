@@ -122,19 +122,26 @@ json = {{ status = "ok" }}
     )
 
 
-def config_for(base: str, endpoints: int, version_field: bool = True) -> str:
-    checks = check_tables("environments.checks", base, range(endpoints), version_field)
+def shared_toml(concurrency: int) -> str:
+    """What a config of one service and a fleet's both say outside their environments: no
+    repository is read (the monitor needs none), a channel, the probers' connection limit."""
     return f"""
 [repository]
 url = "/nonexistent"
 [slack]
 channel = "#bench"
 [monitoring]
-concurrency = {CONCURRENCY}
-[[environments]]
+concurrency = {concurrency}
+"""
+
+
+def config_for(base: str, endpoints: int, version_field: bool = True) -> str:
+    checks = check_tables("environments.checks", base, range(endpoints), version_field)
+    environment = f"""[[environments]]
 name = "production"
 deploy_command = "true"
 {checks}"""
+    return shared_toml(CONCURRENCY) + environment
 
 
 def fleet_config_for(base: str, endpoints: int, services: int, concurrency: int) -> str:
@@ -154,14 +161,7 @@ name = "production"
 deploy_command = "true"
 {checks}"""
         )
-    return f"""
-[repository]
-url = "/nonexistent"
-[slack]
-channel = "#bench"
-[monitoring]
-concurrency = {concurrency}
-{"".join(tables)}"""
+    return shared_toml(concurrency) + "".join(tables)
 
 
 async def raw_round(session: aiohttp.ClientSession, urls: list[str]) -> tuple[float, int]:
