@@ -7,9 +7,8 @@ signs them. The two ack benches (ack_latency, many_services) also share a layout
 process serves what is measured, this process is the load generator, the two sides take turns
 in ABBA rounds. What a bench prints, its figures and its goal stay in the bench.
 
-The bot's runtime is imported inside the functions that use it: the load generator of the ack
-benches never loads it, so its CPU (which is not the figure) stays low, as it did before this
-module.
+The bot's runtime is imported inside the functions that use it, as the benches did: the load
+generator of the ack benches never loads it, so its CPU (which is not the figure) stays low.
 """
 
 from __future__ import annotations
@@ -220,8 +219,9 @@ async def stand_in_and_services(
     config: Config, *, redis_url: str, redis_prefix: str, state_dir: Path
 ) -> AsyncIterator[tuple[SlackStandIn, Services]]:
     """The stand-in as Slack, and the services of a bot of `config` talking to it, for a bench
-    that runs the bot in its own process. The release message gathers changes for 0.2 s, not
-    the default 1 s: the benches wait on those messages, and should wait on the bot's work."""
+    that runs the bot in its own process; after, the keys under `redis_prefix` deleted. The
+    release message gathers changes for 0.2 s, not the default 1 s: the benches wait on those
+    messages, and should wait on the bot's work."""
     from bot.devtools.slack_stand_in import SlackStandIn
     from bot.runtime.container import Services
 
@@ -233,14 +233,16 @@ async def stand_in_and_services(
             redis_prefix=redis_prefix,
             update_delay=0.2,
         )
-        yield slack, Services.create(settings, config)
+        try:
+            yield slack, Services.create(settings, config)
+        finally:
+            await delete_keys(redis_url, redis_prefix)
 
 
 @asynccontextmanager
 async def bot_with_every_role(services: Services, slack: SlackStandIn) -> AsyncIterator[Driver]:
     """The bot with every role (server, worker, scheduler) on a free port of 127.0.0.1, and a
-    Driver for it; after, the bot stopped and its keys deleted (they are under the run's own
-    prefix, in its settings)."""
+    Driver for it; stopped after."""
     from bot.runtime.web import Bot
 
     bot = Bot(services, "all")
@@ -250,7 +252,6 @@ async def bot_with_every_role(services: Services, slack: SlackStandIn) -> AsyncI
             yield Driver(http, f"http://127.0.0.1:{bot.port}/slack/events", slack)
     finally:
         await bot.stop()
-        await delete_keys(services.settings.redis_url, services.settings.redis_prefix)
 
 
 def alice_in_dev() -> Actor:
@@ -391,7 +392,8 @@ def measure_against_child(
         return None
     ctx = multiprocessing.get_context(os.environ.get("BENCH_MP", "spawn"))
     parent_conn, child_conn = ctx.Pipe()
-    server = ctx.Process(
+    # typeshed's BaseContext has no Process; every context get_context returns has one.
+    server = ctx.Process(  # type: ignore[attr-defined]
         target=serve_in_child, args=(serve, child_conn, *serve_args), name=process_name
     )
     server.start()
@@ -591,6 +593,7 @@ def measured_failures(target: Target) -> int:
 
 
 def cpu_per_request_ms(target: Target) -> float:
+    """The server's CPU time (ms) per measured request, failed ones included: they cost it too."""
     return target.server_cpu_s * 1000 / max(1, len(target.latencies_ms) + measured_failures(target))
 
 
