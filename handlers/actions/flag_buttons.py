@@ -7,9 +7,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
 from bot.runtime.container import Services
-from bot.services import change_flags, clicks
+from bot.services import change_flags
 from handlers.answers import answer_click
-from handlers.payloads import button_value, click_actor, clicked_message
+from handlers.button_clicks import on_one
 
 
 async def approve_flag_clicked(
@@ -20,12 +20,7 @@ async def approve_flag_clicked(
 
 
 async def approve(services: Services, body: dict[str, Any]) -> str:
-    actor, value = click_actor(body), button_value(body)
-    if value is None or "r" not in value:
-        return await clicks.refused(
-            services, actor, "flag.approve", "damaged button", "This button is damaged."
-        )
-    return await change_flags.approve(services, actor, value["r"], clicked_message(body))
+    return await on_one(services, body, "flag.approve", change_flags.approve)
 
 
 async def cancel_flag_clicked(
@@ -36,9 +31,4 @@ async def cancel_flag_clicked(
 
 
 async def cancel(services: Services, body: dict[str, Any]) -> str:
-    actor, value = click_actor(body), button_value(body)
-    if value is None or "r" not in value:
-        return await clicks.refused(
-            services, actor, "flag.cancel", "damaged button", "This button is damaged."
-        )
-    return await change_flags.cancel(services, actor, value["r"], clicked_message(body))
+    return await on_one(services, body, "flag.cancel", change_flags.cancel)

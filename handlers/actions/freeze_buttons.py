@@ -8,9 +8,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
 from bot.runtime.container import Services
-from bot.services import approve_freezes, clicks
+from bot.services import approve_freezes
 from handlers.answers import answer_click
-from handlers.payloads import button_value, click_actor, clicked_message
+from handlers.button_clicks import on_one
 
 
 async def approve_freeze_clicked(
@@ -21,12 +21,7 @@ async def approve_freeze_clicked(
 
 
 async def approve(services: Services, body: dict[str, Any]) -> str:
-    actor, value = click_actor(body), button_value(body)
-    if value is None or "r" not in value:
-        return await clicks.refused(
-            services, actor, "freeze.approve", "damaged button", "This button is damaged."
-        )
-    return await approve_freezes.approve(services, actor, value["r"], clicked_message(body))
+    return await on_one(services, body, "freeze.approve", approve_freezes.approve)
 
 
 async def reject_freeze_clicked(
@@ -37,9 +32,4 @@ async def reject_freeze_clicked(
 
 
 async def reject(services: Services, body: dict[str, Any]) -> str:
-    actor, value = click_actor(body), button_value(body)
-    if value is None or "r" not in value:
-        return await clicks.refused(
-            services, actor, "freeze.reject", "damaged button", "This button is damaged."
-        )
-    return await approve_freezes.reject(services, actor, value["r"], clicked_message(body))
+    return await on_one(services, body, "freeze.reject", approve_freezes.reject)

@@ -8,9 +8,9 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
 from bot.runtime.container import Services
-from bot.services import clicks, emergency
+from bot.services import emergency
 from handlers.answers import answer_click
-from handlers.payloads import button_value, click_actor, clicked_message
+from handlers.button_clicks import on_one
 
 
 async def approve_override_clicked(
@@ -21,9 +21,4 @@ async def approve_override_clicked(
 
 
 async def approve_override(services: Services, body: dict[str, Any]) -> str:
-    actor, value = click_actor(body), button_value(body)
-    if value is None or "v" not in value:
-        return await clicks.refused(
-            services, actor, "override.approve", "damaged button", "This button is damaged."
-        )
-    return await emergency.approve(services, actor, value["v"], clicked_message(body))
+    return await on_one(services, body, "override.approve", emergency.approve, field="v")

@@ -12,7 +12,10 @@ from bot.blocks import release as messages
 from bot.runtime.container import Services
 from bot.services import clicks, roll_back
 from handlers.answers import answer_click
+from handlers.button_clicks import on_one
 from handlers.payloads import button_value, click_actor, clicked_message, of_service
+
+ON_REQUEST = "That button is damaged; use the one on the request."
 
 
 async def rollback_clicked(
@@ -63,16 +66,9 @@ async def approve_rollback_clicked(
 
 
 async def approve(services: Services, body: dict[str, Any]) -> str:
-    actor, value = click_actor(body), button_value(body)
-    if value is None or "r" not in value:
-        return await clicks.refused(
-            services,
-            actor,
-            "rollback.approve",
-            "damaged button",
-            "That button is damaged; use the one on the request.",
-        )
-    return await roll_back.approve_rollback(services, actor, value["r"], clicked_message(body))
+    return await on_one(
+        services, body, "rollback.approve", roll_back.approve_rollback, damaged=ON_REQUEST
+    )
 
 
 async def cancel_rollback_clicked(
@@ -83,13 +79,6 @@ async def cancel_rollback_clicked(
 
 
 async def cancel(services: Services, body: dict[str, Any]) -> str:
-    actor, value = click_actor(body), button_value(body)
-    if value is None or "r" not in value:
-        return await clicks.refused(
-            services,
-            actor,
-            "rollback.cancel",
-            "damaged button",
-            "That button is damaged; use the one on the request.",
-        )
-    return await roll_back.cancel_rollback(services, actor, value["r"], clicked_message(body))
+    return await on_one(
+        services, body, "rollback.cancel", roll_back.cancel_rollback, damaged=ON_REQUEST
+    )
