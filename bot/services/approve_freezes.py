@@ -335,33 +335,22 @@ async def approve(needs: FreezeRequestNeeds, actor: Actor, request_id: str, wher
         eligible = await is_approver(needs, policy, actor.user_id)
     except MembershipNotChecked as exc:
         return await _refused(needs, actor, "freeze.approve", found, str(exc), f"{exc}.")
-    try:
-        done = await needs.freeze_requests.update(
-            request_id,
-            partial(
-                freeze_requests.approve,
-                policy=policy,
-                user_id=actor.user_id,
-                user_name=actor.user_name,
-                now=needs.clock(),
-                is_approver=eligible,
-            ),
-            actor,
-        )
-    except Expired:
-        return await _expired_click(needs, actor, "freeze.approve", found)
-    except NoChange as exc:
-        return await _refused(
-            needs, actor, "freeze.approve", found, str(exc), f"Nothing changed: {exc}.", "duplicate"
-        )
-    except Refusal as exc:
-        return await _refused(
-            needs, actor, "freeze.approve", found, str(exc), f"You cannot approve this: {exc}."
-        )
-    if done is None:
-        return "That freeze request is gone (it ended a while ago); nothing changed."
-    request, _ = done
-    await _redraw(needs, request)
+    request = await _decide(
+        needs,
+        actor,
+        "freeze.approve",
+        found,
+        partial(
+            freeze_requests.approve,
+            policy=policy,
+            user_id=actor.user_id,
+            user_name=actor.user_name,
+            now=needs.clock(),
+            is_approver=eligible,
+        ),
+    )
+    if isinstance(request, str):
+        return request
     if request.status == "set":
         await _tell_channel(needs, await _set_announcement(needs, request))
         return (
@@ -385,32 +374,51 @@ async def reject(needs: FreezeRequestNeeds, actor: Actor, request_id: str, where
         )
     except MembershipNotChecked as exc:
         return await _refused(needs, actor, "freeze.reject", found, str(exc), f"{exc}.")
-    try:
-        done = await needs.freeze_requests.update(
-            request_id,
-            partial(freeze_requests.reject, user_id=actor.user_id, now=needs.clock(), may=may),
-            actor,
-        )
-    except Expired:
-        return await _expired_click(needs, actor, "freeze.reject", found)
-    except NoChange as exc:
-        return await _refused(
-            needs, actor, "freeze.reject", found, str(exc), f"Nothing changed: {exc}.", "duplicate"
-        )
-    except Refusal as exc:
-        return await _refused(
-            needs, actor, "freeze.reject", found, str(exc), f"You cannot reject this: {exc}."
-        )
-    if done is None:
-        return "That freeze request is gone (it ended a while ago); nothing changed."
-    request, _ = done
-    await _redraw(needs, request)
+    request = await _decide(
+        needs,
+        actor,
+        "freeze.reject",
+        found,
+        partial(freeze_requests.reject, user_id=actor.user_id, now=needs.clock(), may=may),
+    )
+    if isinstance(request, str):
+        return request
     await _tell_channel(
         needs,
         f"❌ {messages.mention(actor.user_id)} rejected the freeze of *{request.environment}* "
         f"asked by {messages.mention(request.requester)}; it is not frozen.",
     )
     return f"You rejected the freeze of *{request.environment}*; it is not frozen."
+
+
+async def _decide(
+    needs: FreezeRequestNeeds,
+    actor: Actor,
+    action: str,
+    found: FreezeRequest,
+    change: Callable[[FreezeRequest], list[Audited]],
+) -> FreezeRequest | str:
+    """`actor`'s click (`action`: freeze.approve or freeze.reject) applied to the request
+    atomically, its message redrawn; or, when it changed nothing, the private answer why
+    (audited as refused, or as duplicate when the request was decided already)."""
+    verb = action.removeprefix("freeze.")
+    try:
+        done = await needs.freeze_requests.update(found.id, change, actor)
+    except Expired:
+        return await _expired_click(needs, actor, action, found)
+    except NoChange as exc:
+        return await _refused(
+            needs, actor, action, found, str(exc), f"Nothing changed: {exc}.", "duplicate"
+        )
+    except Refusal as exc:
+        return await _refused(
+            needs, actor, action, found, str(exc), f"You cannot {verb} this: {exc}."
+        )
+    if done is None:
+        return "That freeze request is gone (it ended a while ago); nothing changed."
+    request, _ = done
+    await _redraw(needs, request)
+    return request
 
 
 async def _expired_click(
