@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from bot.domain.actors import BOT, Actor
+from bot.domain.actors import Actor
 from bot.domain.versions import is_final_tag, parse_tag
 from bot.services.ports import (
     GitError,
@@ -117,8 +117,8 @@ async def last_environment_version(services: LearnNeeds) -> dict[str, str]:
         return {}
     sha = await services.versions.commit_of(final) or ""
     why = f"the newest final tag of {branch}"
-    await services.store.set_environment_version(last, str(parsed.version), final, sha, adopted=why)
-    await services.store.audit(BOT, "environment.adopt", environment=last, reason=f"{final}: {why}")
+    # Only while still unknown: a deploy (or another replica's learning) meanwhile wins.
+    await services.store.adopt_unknown(last, str(parsed.version), final, sha, why)
     return (await services.store.environment_versions([last]))[last]
 
 
@@ -145,11 +145,8 @@ async def adopt_reported(
     sha = await services.versions.commit_of(tag)
     if not sha:
         return False  # not a tag (yet): the index is rebuilt within a minute; asked again then
-    why = f"reported by its {check} check"
-    await services.environment_outcomes.set_environment_version(
-        environment, str(parsed.version), tag, sha, adopted=why
+    # Only while still unknown, with its audit entry: a deploy that finished since the check
+    # (or another replica's adoption) is not overwritten by what the check saw before it.
+    return await services.environment_outcomes.adopt_unknown(
+        environment, str(parsed.version), tag, sha, f"reported by its {check} check"
     )
-    await services.audit_log.audit(
-        BOT, "environment.adopt", environment=environment, reason=f"{tag}: {why}"
-    )
-    return True

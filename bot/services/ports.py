@@ -103,6 +103,10 @@ class ReleaseStore(AuditLog, Protocol):
         adopted: str = "",
     ) -> bool: ...
 
+    async def adopt_unknown(
+        self, environment: str, version: str, tag: str, sha: str, adopted: str
+    ) -> bool: ...
+
     async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None: ...
 
     async def note_progress(self, version: str, environment: str, line: str) -> None: ...
@@ -745,6 +749,10 @@ class HasHealthProbe(Protocol):
 class EnvironmentOutcomes(Protocol):
     """What failed where, and what an environment runs that the bot did not deploy: the
     history a rollback chooses its target from."""
+
+    async def adopt_unknown(
+        self, environment: str, version: str, tag: str, sha: str, adopted: str
+    ) -> bool: ...
 
     async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None: ...
 

@@ -464,6 +464,44 @@ class Store:
                 except WatchError:
                     continue
 
+    async def adopt_unknown(
+        self, environment: str, version: str, tag: str, sha: str, adopted: str
+    ) -> bool:
+        """What `environment` runs, learnt rather than deployed (`adopted`: how), recorded
+        with the bot's audit entry `environment.adopt` only while nothing is recorded for it,
+        all in one transaction: a deploy that finished meanwhile, or another replica that
+        adopted first, wins, and this writes nothing. True if recorded."""
+        entry: dict[FieldT, EncodableT] = {
+            "version": version,
+            "tag": tag,
+            "sha": sha,
+            "deployed_at": f"{self.clock():.3f}",
+            "release": "",
+            "adopted": adopted,
+        }
+        key = self.keys.environment(environment)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    if await pipe.hget(key, "version"):
+                        await pipe.reset()
+                        return False
+                    pipe.multi()
+                    pipe.hset(key, mapping=entry)
+                    pipe.lpush(self.keys.history(environment), json.dumps(entry))
+                    pipe.ltrim(self.keys.history(environment), 0, 99)
+                    self.queue_bot_audit(
+                        pipe,
+                        "environment.adopt",
+                        environment=environment,
+                        reason=f"{tag}: {adopted}",
+                    )
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
     async def mark_failed_in(self, environment: str, version: str, tag: str, why: str) -> None:
         """`version` failed in `environment` (its gates or its monitoring window there): a
         rollback never goes back to it by itself (bot.domain.rollbacks.known_bad)."""
