@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from bot.blocks.actions import FLAG_CANCEL
 from bot.blocks.release import Block, confirm_dialog, context, escape, mention, section, sections
+from bot.domain.approval_policy import approvals_text
 from bot.domain.config import Config
 from bot.domain.flags import Flag
 
@@ -73,7 +74,7 @@ def request_message(request: FlagRequest, config: Config) -> list[Block]:
         missing = policy.required - len(request.approvals)
         blocks.append(
             context(
-                f"Needs {missing} more approval(s) from "
+                f"Needs {approvals_text(missing, more=True)} from "
                 + (
                     ", ".join(
                         mention(a) if not a.startswith("S") else f"<!subteam^{a}>"

@@ -17,6 +17,7 @@ from bot.blocks.release import (
     mention_all,
     section,
 )
+from bot.domain.approval_policy import approvals_text
 from bot.domain.config import ApprovalPolicy
 from bot.domain.freeze_requests import FreezeRequest, missing
 
@@ -45,8 +46,9 @@ def request_message(
     if request.status == "waiting":
         who = mention_all(policy.approvers) or "anyone"
         lines = [
-            f"Needs {missing(request, policy)} more approval(s) from {who}"
-            + (f" · approved by {approved}" if approved else ""),
+            f"Needs {approvals_text(missing(request, policy), more=True)} from {who}"
+            + (f" · approved by {approved}" if approved else "")
+            + ".",
             f"Unapproved, it expires at {when(request.expires_at, timezone)}.",
         ]
         blocks.append(context(" ".join(lines)))

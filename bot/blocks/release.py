@@ -29,6 +29,7 @@ from bot.blocks.actions import (
     ROLLBACK_START,
 )
 from bot.commands.release import USAGE
+from bot.domain.approval_policy import approvals_text
 from bot.domain.approvals import readiness, retry_refusal
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config
@@ -801,7 +802,7 @@ def rollback_request(request: RollbackRequest, required: int) -> tuple[str, list
     text = (
         f"⏪ {mention(request.requester)} asks to roll back *{request.environment}* "
         f"from `{request.from_shown}` to `{request.to_tag}`: "
-        f"{escape(request.reason)}\nNeeds {required} approval(s); "
+        f"{escape(request.reason)}\nNeeds {approvals_text(required)}; "
         f"{len(request.approvals)} so far."
     )
     value = json.dumps({"r": request.id})

@@ -20,6 +20,12 @@ from typing import Any, Literal
 from bot.domain.config import ApprovalPolicy
 
 
+def approvals_text(count: int, *, more: bool = False) -> str:
+    """ "1 approval", "2 approvals" ("2 more approvals" with `more`): for the sentences that
+    say how many are needed."""
+    return f"{count}{' more' if more else ''} approval{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class Approval:
     """One person's approval: the one shape gates, rollbacks and flag requests store."""

@@ -208,7 +208,8 @@ def expire(request: FreezeRequest, *, now: float) -> list[Audited]:
     return [
         Audited(
             "freeze.expire",
-            f"unapproved ({len(request.approvals)} approval(s) in): {request.reason}",
+            f"unapproved ({approval_policy.approvals_text(len(request.approvals))} in): "
+            f"{request.reason}",
         )
     ]
 

@@ -237,7 +237,7 @@ def start(request: RollbackRequest, policy: ApprovalPolicy) -> None:
         raise NoChange(f"this rollback is already {request.status}")
     short = missing(request, policy)
     if short:
-        raise Refusal(f"needs {short} more approval(s)")
+        raise Refusal(f"needs {approval_policy.approvals_text(short, more=True)}")
     request.status = "running"
 
 

@@ -27,6 +27,7 @@ from bot.blocks import freezes as freeze_messages
 from bot.blocks import release as messages
 from bot.domain import freeze_requests
 from bot.domain.actors import BOT, Actor
+from bot.domain.approval_policy import approvals_text
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.freeze_requests import Audited, Expired, FreezeRequest, TimeLeft
 from bot.services.approvers import MembershipNotChecked, approver_without_asking, is_approver
@@ -181,7 +182,7 @@ async def _own_then_answer(
     mine = " (yours counts)" if approves else ""
     return Asked(
         f"🧊 Asked to freeze *{env}* until {shown}. It waits for "
-        f"{policy.required} approval(s) of [freeze] approvers{mine}, "
+        f"{approvals_text(policy.required)} of [freeze] approvers{mine}, "
         f"{freeze_requests.missing(request, policy)} more to go, on the request in "
         f"{messages.channel_ref(needs.config.slack.channel)}; it holds only once they are in. "
         "Unapproved, it expires at "
@@ -358,7 +359,7 @@ async def approve(needs: FreezeRequestNeeds, actor: Actor, request_id: str, wher
         )
     return (
         f"You approved the freeze of *{request.environment}*; it needs "
-        f"{freeze_requests.missing(request, policy)} more approval(s)."
+        f"{approvals_text(freeze_requests.missing(request, policy), more=True)}."
     )
 
 

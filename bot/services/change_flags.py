@@ -21,6 +21,7 @@ from bot.blocks import flags as flag_messages
 from bot.blocks.release import escape
 from bot.domain import flag_requests
 from bot.domain.actors import Actor
+from bot.domain.approval_policy import approvals_text
 from bot.domain.command_results import CommandResult
 from bot.domain.config import CheckConfig
 from bot.domain.flag_requests import FlagRequest, Ramp, describe, needs_approval
@@ -285,7 +286,7 @@ async def approve(needs: FlagNeeds, actor: Actor, request_id: str, where: Where)
     if verdict.met:
         await go(needs, request)
         return f"Approved; {flag_messages.change_words(request)} is going ahead."
-    return f"Approved; {verdict.missing} more approval(s) needed."
+    return f"Approved; {approvals_text(verdict.missing, more=True)} needed."
 
 
 async def cancel(needs: FlagNeeds, actor: Actor, request_id: str, where: Where) -> str:

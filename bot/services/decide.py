@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from bot.blocks import release as messages
 from bot.domain import approvals
 from bot.domain.actors import Actor
+from bot.domain.approval_policy import approvals_text
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.releases import Gate, Release, TransitionError
 from bot.services.approvers import is_approver
@@ -202,7 +203,7 @@ async def ask_waiver(
         version,
         messages.note(
             f"☑️ {messages.mention(actor.user_id)} asks to waive *{messages.escape(gate.name)}*: "
-            f"{messages.escape(reason)}. It needs {policy.required} approval(s) from someone "
+            f"{messages.escape(reason)}. It needs {approvals_text(policy.required)} from someone "
             "else (the button on the release)."
         ),
         f"{actor.user_name} asks to waive {gate.name}",

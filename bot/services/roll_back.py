@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from bot.blocks import release as messages
 from bot.domain import releases, rollbacks
 from bot.domain.actors import BOT, Actor
+from bot.domain.approval_policy import approvals_text
 from bot.domain.approvals import NoChange, Refusal
 from bot.domain.changes import summary_line
 from bot.domain.config import ApprovalPolicy
@@ -216,7 +217,8 @@ async def _approve_then_answer(
         )
     return RollbackAnswer(
         f"Rollback of *{environment}* to `{request.to_tag}` asked; it needs "
-        f"{rollbacks.missing(request, policy)} more approval(s) in the channel.{_why(request)}",
+        f"{approvals_text(rollbacks.missing(request, policy), more=True)} in the channel."
+        f"{_why(request)}",
         post=partial(_post_request, services, request, policy.required),
     )
 

@@ -394,10 +394,10 @@ async def test_flag_approvals_count_distinct_approvers_and_every_click_is_audite
     slack.usergroups["S0WEB"] = ["U0CAROL"]
     await flag(bot, "set new_search 80")
     message = await wait_status(slack, "set new_search to 80%", "awaiting approval")
-    assert "Needs 2 more approval(s) from <@U0BOB>, <!subteam^S0WEB>" in slack.text_of(message)
+    assert "Needs 2 more approvals from <@U0BOB>, <!subteam^S0WEB>" in slack.text_of(message)
     as_first_posted = copy.deepcopy(message)  # with its button, for a late click
     assert "not one of the approvers" in await click_answer(bot, message, "U0EVE", "eve")
-    assert "1 more approval(s) needed" in await click_answer(bot, message, "U0BOB", "bob")
+    assert "1 more approval needed" in await click_answer(bot, message, "U0BOB", "bob")
     assert "approved it already" in await click_answer(bot, message, "U0BOB", "bob")
     assert "someone else has to approve" in await click_answer(bot, message, "U0ALICE", "alice")
     assert "is going ahead" in await click_answer(bot, message, "U0CAROL", "carol")

@@ -275,7 +275,7 @@ async def test_a_group_member_whose_membership_slack_cannot_say_does_not_approve
         ],
         timeout=20,
     )
-    assert "Needs 2 approval(s); 0 so far." in bot.slack.text_of(request[0])
+    assert "Needs 2 approvals; 0 so far." in bot.slack.text_of(request[0])
     approvals = [
         (e["user_id"], e["outcome"], e["reason"])
         for e in await bot.services.store.audit_entries()
