@@ -134,7 +134,7 @@ async def start_request(needs: FlagNeeds, request: FlagRequest) -> None:
                 reason=f"{request.name}: {text}"[:1000],
             )
             answer = f"⏸ {text} `{request.name}` was not changed; switching it off still goes."
-            await needs.chat.answer(request.response_url, flag_messages.problem(answer), answer)
+            await needs.chat.answer(request.response_url, flag_messages.note(answer), answer)
             return
     asks = needs_approval(needs.config, request, flag)
     request.status = "awaiting approval" if asks else "approved"
