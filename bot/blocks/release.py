@@ -753,7 +753,9 @@ def status_message(
     locks: dict[str, LockInfo],
     rollbacks_to: dict[str, str] | None = None,
     freezes: dict[str, list[Freeze]] | None = None,
+    closed: dict[str, tuple[tuple[str, ...], str]] | None = None,
 ) -> list[Block]:
+    """`closed`: the environments a deploy window closes now, with why and when they open."""
     env_lines = []
     for env in config.environments:
         current = versions.get(env.name) or {}
@@ -794,6 +796,12 @@ def status_message(
     ]
     if frozen:
         blocks.append(section("*Freezes*\n" + "\n".join(frozen)))
+    shut = [
+        f"⏸ *{env}* closed for changes: {escape('; '.join(why))}; it {opening}"
+        for env, (why, opening) in (closed or {}).items()
+    ]
+    if shut:
+        blocks.append(section("*Deploy windows*\n" + "\n".join(shut)))
     return blocks
 
 

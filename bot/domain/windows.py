@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -419,6 +419,21 @@ def next_open(rules: Rules, at: datetime, horizon: timedelta = HORIZON) -> datet
             return None
         moment = min(openings)
     return None
+
+
+def next_change(
+    windows: Sequence[Window], at: datetime, horizon: timedelta = HORIZON
+) -> datetime | None:
+    """The first instant after `at` at which one of `windows` opens or closes (what a verdict
+    of them says can change only then), or None within `horizon`."""
+    at = _aware(at)
+    moments = []
+    for window in windows:
+        if (span := window.occurrence(at)) is not None:
+            moments.append(span[1])
+        if (opens := window.next_opening(at + timedelta(microseconds=1), at + horizon)) is not None:
+            moments.append(opens)
+    return min(moments, default=None)
 
 
 def verdict(rules: Rules, at: datetime) -> Verdict:

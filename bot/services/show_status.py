@@ -12,7 +12,8 @@ from bot.domain import rollbacks
 from bot.domain.approvals import Refusal
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK, Config
 from bot.domain.locks import parse_lock
-from bot.domain.windows import Freeze
+from bot.domain.windows import Freeze, Rules, next_change, verdict
+from bot.services.deploy_windows import when_open
 from bot.services.ports import (
     HasClock,
     HasConfig,
@@ -50,9 +51,39 @@ async def status_view(needs: StatusNeeds) -> StatusView:
     set_from_slack = await needs.freeze_records.active_of(names, now)
     slack_freezes = {name: [f for _, f in found] for name, found in set_from_slack.items()}
     freezes = freezes_holding(config, slack_freezes, now)
+    closed = closed_by_windows(config, slack_freezes, now)
+    changes = [freezes_change_at(config, slack_freezes, now), windows_change_at(config, now)]
     return StatusView(
-        render_status(status, config, freezes), freezes_change_at(config, slack_freezes, now)
+        render_status(status, config, freezes, closed),
+        min((c for c in changes if c is not None), default=None),
     )
+
+
+def closed_by_windows(
+    config: Config, set_from_slack: Mapping[str, Sequence[Freeze]], now: float
+) -> dict[str, tuple[tuple[str, ...], str]]:
+    """The environments a window closes at `now` (a deny window holds, or none of its allow
+    windows does): why, and when it opens, freezes counted (they are listed on their own)."""
+    at = datetime.fromtimestamp(now, UTC)
+    closed: dict[str, tuple[tuple[str, ...], str]] = {}
+    for env in config.environments:
+        rules = config.rules_for(env.name)
+        if not rules.windows:
+            continue
+        every = Rules(rules.windows, (*rules.freezes, *set_from_slack.get(env.name, ())))
+        found = verdict(every, at)
+        if not found.open and found.window_reasons:
+            closed[env.name] = (found.window_reasons, when_open(config, env.name, found, now))
+    return closed
+
+
+def windows_change_at(config: Config, now: float) -> float | None:
+    """When a window of some environment next opens or closes: what `closed_by_windows`
+    says can change only then."""
+    at = datetime.fromtimestamp(now, UTC)
+    windows = [w for env in config.environments for w in config.rules_for(env.name).windows]
+    change = next_change(windows, at)
+    return None if change is None else change.timestamp()
 
 
 def freezes_holding(
@@ -85,7 +116,10 @@ def freezes_change_at(
 
 
 def render_status(
-    status: Status, config: Config, freezes: dict[str, list[Freeze]] | None = None
+    status: Status,
+    config: Config,
+    freezes: dict[str, list[Freeze]] | None = None,
+    closed: dict[str, tuple[tuple[str, ...], str]] | None = None,
 ) -> list[messages.Block]:
     locks = {
         name: info
@@ -98,7 +132,7 @@ def render_status(
         if rollbacks.deploys(history)
     }
     return messages.status_message(
-        config, status.versions, status.in_flight, locks, rollbacks_to, freezes
+        config, status.versions, status.in_flight, locks, rollbacks_to, freezes, closed
     )
 
 

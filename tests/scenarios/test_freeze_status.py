@@ -242,3 +242,33 @@ async def test_replicas_racing_over_the_same_ends_tell_each_once(
     await asyncio.sleep(0.3)  # the outbox's pace: anything more would be said by now
     assert said(first.slack, "#releases", "freeze (db migration) ended") == 1
     assert said(first.slack, "#releases", "freeze (Year-end) ended") == 1
+
+
+# Christmas Eve 2030 in Berlin: deploys to production closed 16:00-18:00 (15:00-17:00 UTC).
+AFTERNOON_DENY = """
+[[windows]]
+kind = "deny"
+cron = "0 16 * * *"
+duration = "2h"
+timezone = "Europe/Berlin"
+environments = ["production"]
+"""
+
+
+async def test_status_shows_an_environment_a_window_closes_until_it_opens(
+    start_web, git_remote: GitRemote, tmp_path: Path
+):
+    """Snapshots good for a minute, as above: the window's end, with nothing else happening,
+    drops the one that shows it closed."""
+    bot = await start_web(two_services(tmp_path, git_remote, AFTERNOON_DENY), 60.0)
+    clock = Clock(EVENING - 1800)  # 17:30 in Berlin
+    set_clock(bot, clock)
+    shown = bot.slack.text_of(await bot.command("status web"))
+    assert (
+        "⏸ *production* closed for changes: inside the deny window daily 16:00\u201318:00 "
+        "Europe/Berlin; it opens today 18:00 Europe/Berlin, in 30 min" in shown
+    ), shown
+    assert "*staging* closed" not in shown
+
+    clock.now = EVENING  # 18:00: the window closes, production opens
+    assert "Deploy windows" not in bot.slack.text_of(await bot.command("status web"))

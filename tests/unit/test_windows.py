@@ -21,6 +21,7 @@ from bot.domain.windows import (
     Window,
     describe_opening,
     may_start,
+    next_change,
     next_open,
     parse_cron,
     parse_duration,
@@ -89,6 +90,20 @@ def test_a_deny_window_across_midnight():
         assert plain(v.why) == "inside the deny window daily 22:00-06:00 Europe/Berlin"
         assert v.opens_at == berlin(2026, 6, 2, 6, 0)
     assert verdict(rules, berlin(2026, 6, 2, 6, 0)).open
+
+
+def test_the_next_change_of_windows_is_the_first_opening_or_closing_after_now():
+    night = Window("deny", "0 22 * * *", timedelta(hours=8), "Europe/Berlin")
+    office = Window("allow", "0 9 * * mon-fri", timedelta(hours=8), "Europe/Berlin")
+    # Monday 2026-06-01 23:00: inside the night, which ends at 06:00.
+    assert next_change((night, office), berlin(2026, 6, 1, 23, 0)) == berlin(2026, 6, 2, 6, 0)
+    # 06:00 exactly: the night just ended; the office opens at 09:00.
+    assert next_change((night, office), berlin(2026, 6, 2, 6, 0)) == berlin(2026, 6, 2, 9, 0)
+    # Inside the office: it closes at 17:00, before the night opens.
+    assert next_change((night, office), berlin(2026, 6, 2, 12, 0)) == berlin(2026, 6, 2, 17, 0)
+    # Friday evening, the office alone: it opens again on Monday.
+    assert next_change((office,), berlin(2026, 6, 5, 18, 0)) == berlin(2026, 6, 8, 9, 0)
+    assert next_change((), berlin(2026, 6, 5, 18, 0)) is None
 
 
 def test_an_allow_window_across_midnight_opens_from_the_day_before():
