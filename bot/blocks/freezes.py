@@ -100,3 +100,14 @@ def request_message(
         )
     blocks.append(context(outcome))
     return f"{text} · {outcome}", blocks
+
+
+def waiting_line(request: FreezeRequest, missing_now: int, timezone: str) -> str:
+    """⏳ *production* freeze until …, asked by @alice: why — needs 1 more approval (on its
+    message in the channel), expires …: a request in `/release status`."""
+    return (
+        f"⏳ *{request.environment}* freeze until {when(request.until, timezone)} asked by "
+        f"{mention(request.requester)}: {escape(request.reason)} — needs "
+        f"{approvals_text(missing_now, more=True)}, unapproved it expires at "
+        f"{when(request.expires_at, timezone)}"
+    )

@@ -754,8 +754,10 @@ def status_message(
     rollbacks_to: dict[str, str] | None = None,
     freezes: dict[str, list[Freeze]] | None = None,
     closed: dict[str, tuple[tuple[str, ...], str]] | None = None,
+    freeze_requests: Sequence[str] = (),
 ) -> list[Block]:
-    """`closed`: the environments a deploy window closes now, with why and when they open."""
+    """`closed`: the environments a deploy window closes now, with why and when they open;
+    `freeze_requests`: the lines of freezes waiting for their approvals."""
     env_lines = []
     for env in config.environments:
         current = versions.get(env.name) or {}
@@ -794,8 +796,8 @@ def status_message(
         for env, found in (freezes or {}).items()
         for freeze in found
     ]
-    if frozen:
-        blocks.append(section("*Freezes*\n" + "\n".join(frozen)))
+    if frozen or freeze_requests:
+        blocks.append(section("*Freezes*\n" + "\n".join([*frozen, *freeze_requests])))
     shut = [
         f"⏸ *{env}* closed for changes: {escape('; '.join(why))}; it {opening}"
         for env, (why, opening) in (closed or {}).items()

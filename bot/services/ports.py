@@ -281,6 +281,8 @@ class FreezeRequests(Protocol):
 
     async def load(self, request_id: str) -> FreezeRequest | None: ...
 
+    async def waiting(self, now: float) -> list[FreezeRequest]: ...
+
     async def update(
         self,
         request_id: str,

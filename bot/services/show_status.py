@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from bot.blocks import freezes as freeze_messages
 from bot.blocks import release as messages
-from bot.domain import rollbacks
+from bot.domain import freeze_requests, rollbacks
 from bot.domain.approvals import Refusal
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK, Config
 from bot.domain.locks import parse_lock
@@ -18,6 +19,7 @@ from bot.services.ports import (
     HasClock,
     HasConfig,
     HasFreezeRecords,
+    HasFreezeRequests,
     HasMonitorState,
     HasStatusReader,
     Status,
@@ -25,9 +27,12 @@ from bot.services.ports import (
 )
 
 
-class StatusNeeds(HasConfig, HasStatusReader, HasFreezeRecords, HasClock, Protocol):
+class StatusNeeds(
+    HasConfig, HasStatusReader, HasFreezeRecords, HasFreezeRequests, HasClock, Protocol
+):
     """What `/release status` reads: the store's status, the config's freezes and those set
-    from Slack (the service's own FreezeRecords, the one every window check reads)."""
+    from Slack (the service's own FreezeRecords, the one every window check reads), and the
+    freezes that wait for their approvals."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,16 @@ async def status_view(needs: StatusNeeds) -> StatusView:
     freezes = freezes_holding(config, slack_freezes, now)
     closed = closed_by_windows(config, slack_freezes, now)
     changes = [freezes_change_at(config, slack_freezes, now), windows_change_at(config, now)]
+    # Requests exist only where freezes wait for approvals; elsewhere, no read for them.
+    asked = await needs.freeze_requests.waiting(now) if config.freeze.required > 0 else []
+    policy = freeze_requests.freeze_policy(config)
+    waiting = [
+        freeze_messages.waiting_line(r, freeze_requests.missing(r, policy), config.freeze.timezone)
+        for r in asked
+    ]
+    changes += [r.expires_at for r in asked]
     return StatusView(
-        render_status(status, config, freezes, closed),
+        render_status(status, config, freezes, closed, waiting),
         min((c for c in changes if c is not None), default=None),
     )
 
@@ -120,6 +133,7 @@ def render_status(
     config: Config,
     freezes: dict[str, list[Freeze]] | None = None,
     closed: dict[str, tuple[tuple[str, ...], str]] | None = None,
+    freeze_requests: Sequence[str] = (),
 ) -> list[messages.Block]:
     locks = {
         name: info
@@ -132,7 +146,14 @@ def render_status(
         if rollbacks.deploys(history)
     }
     return messages.status_message(
-        config, status.versions, status.in_flight, locks, rollbacks_to, freezes, closed
+        config,
+        status.versions,
+        status.in_flight,
+        locks,
+        rollbacks_to,
+        freezes,
+        closed,
+        freeze_requests,
     )
 
 

@@ -89,3 +89,19 @@ async def test_a_refused_change_writes_nothing_and_a_request_is_kept_a_bounded_t
     # Rewritten, it is still kept no longer than its time and a week.
     assert 0 < await redis.ttl(key) <= 2 * 3600 + KEEP_SECONDS
     assert await requests.update("nothing", approve("U0BOB", policy), ALICE) is None
+
+
+async def test_the_waiting_requests_are_those_undecided_and_in_time(redis, prefix):
+    requests, store = adapter(redis, prefix)
+    first, second, short = await asked(requests), await asked(requests), await asked(requests, 1)
+    listed = {r.id for r in await requests.waiting(NOW + 1)}
+    assert listed == {first.id, second.id, short.id}
+    await requests.update(
+        second.id,
+        partial(freeze_requests.reject, user_id="U0BOB", now=NOW + 2, may=True),
+        Actor("U0BOB", "bob", "C"),
+    )
+    # Rejected: out of the index with its decision; past its hour, `short` is not listed
+    # (its expiry job ends it) and leaves the index as it is read.
+    assert [r.id for r in await requests.waiting(NOW + 3601)] == [first.id]
+    assert await redis.zrange(store.keys.freeze_requests_waiting, 0, -1) == [first.id.encode()]

@@ -139,6 +139,12 @@ async def test_a_freeze_holds_after_two_approver_approvals_and_then_refuses_a_fi
     assert "damaged" in await click(bot, damaged, "freeze_approve", "U0BOB")
 
     assert "needs 1 more approval" in await click(bot, request, "freeze_approve", "U0BOB")
+    status = bot.slack.text_of(await bot.command("status"))
+    assert (
+        "⏳ *production* freeze until" in status
+        and "asked by <@U0ALICE>: holiday traffic — needs 1 more approval," in status
+    ), status
+    assert "🧊" not in status  # asked, not frozen
     assert "approved this freeze request already" in await click(
         bot, request, "freeze_approve", "U0BOB"
     )
@@ -159,6 +165,8 @@ async def test_a_freeze_holds_after_two_approver_approvals_and_then_refuses_a_fi
     # A click on it now changes nothing.
     assert "in effect already" in await click(bot, as_posted, "freeze_approve", "U0BOB")
 
+    status = bot.slack.text_of(await bot.command("status"))
+    assert "🧊 *production* frozen until" in status and "⏳" not in status
     refused = bot.slack.text_of(await bot.command("final"))
     assert "*production* is closed for changes" in refused and "holiday traffic" in refused
     assert "v0.15.0" not in git_remote.remote_tags()

@@ -59,9 +59,27 @@ class RedisFreezeRequests:
         """Record a new request with its audit entry (`freeze.ask`)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.freeze_request(request.id), request.to_json(), ex=self._ttl(request))
+            pipe.zadd(self.keys.freeze_requests_waiting, {request.id: request.expires_at})
             self._queue(pipe, request, actor, [note])
             await pipe.execute()
         self._counted(request, [note])
+
+    async def waiting(self, now: float) -> list[FreezeRequest]:
+        """The requests still waiting for approvals at `now`, oldest first. Those whose time
+        passed leave the index here (their expiry job, or a late click, ends them)."""
+        index = self.keys.freeze_requests_waiting
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(index, "-inf", now)
+            pipe.zrangebyscore(index, now, "+inf")
+            _, ids = await pipe.execute()
+        if not ids:
+            return []
+        raws = await self.redis.mget([self.keys.freeze_request(i.decode()) for i in ids])
+        found = [FreezeRequest.from_json(raw) for raw in raws if raw is not None]
+        return sorted(
+            (r for r in found if r.status == "waiting" and r.expires_at > now),
+            key=lambda r: r.requested_at,
+        )
 
     async def load(self, request_id: str) -> FreezeRequest | None:
         raw = await self.redis.get(self.keys.freeze_request(request_id))
@@ -86,6 +104,8 @@ class RedisFreezeRequests:
 
         def also(pipe: Pipeline, request: FreezeRequest) -> None:
             pipe.expire(key, self._ttl(request))
+            if request.status != "waiting":
+                pipe.zrem(self.keys.freeze_requests_waiting, request.id)
             self._queue(pipe, request, actor, notes)
             if any(note.action == "freeze.set" for note in notes):
                 # By the request's id: written again on a retry, it is still one freeze.

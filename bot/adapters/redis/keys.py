@@ -43,6 +43,11 @@ class Keys:
         """A freeze waiting for its approvals ([freeze] required), JSON; it expires."""
         return f"{self.prefix}freezereq:{request_id}"
 
+    @property
+    def freeze_requests_waiting(self) -> str:
+        """Sorted set: the ids of freeze requests still waiting, scored by when they expire."""
+        return f"{self.prefix}freezereqs:waiting"
+
     def freeze_end_told(self, environment: str, marker: str) -> str:
         """Set once the end of a config freeze (`marker`: which) on `environment` was told."""
         return f"{self.prefix}freezes:{environment}:ended:{marker}"
