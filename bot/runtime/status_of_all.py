@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from bot.adapters.redis.store import summaries
 from bot.blocks.release import Block
 from bot.runtime.shared_read import SharedRead
-from bot.services.show_status import all_services_blocks, freezes_change_at, render_line
+from bot.services.show_status import all_services_blocks, line_changes_at, render_line
 
 if TYPE_CHECKING:
     from bot.runtime.container import Services
@@ -60,13 +60,14 @@ class StatusOfAll:
         for status, each in zip(found, self.members, strict=True):
             now = each.clock()
             lines.append(render_line(status, each.config, now))
-            # When a freeze on its line ends (or one of its file starts), by its own clock.
-            changes_at.append(freezes_change_at(each.config, status.freezes, now))
+            # When its line changes by the clock alone (a freeze, a window), by its own clock.
+            changes_at.append(line_changes_at(each.config, status.freezes, now))
         # Rendered once per read: every caller it serves gets the same blocks.
         return _Read(generations, all_services_blocks(lines), tuple(changes_at))
 
     def _fresh(self, read: _Read) -> bool:
-        """Whether no line's freezes changed since the read, by each service's clock."""
+        """Whether no line's freezes or windows changed since the read, by each service's
+        clock."""
         return all(
             at is None or each.clock() < at
             for each, at in zip(self.members, read.changes_at, strict=True)

@@ -57,7 +57,7 @@ async def status_view(needs: StatusNeeds) -> StatusView:
     slack_freezes = {name: [f for _, f in found] for name, found in set_from_slack.items()}
     freezes = freezes_holding(config, slack_freezes, now)
     closed = closed_by_windows(config, slack_freezes, now)
-    changes = [freezes_change_at(config, slack_freezes, now), windows_change_at(config, now)]
+    changes = [line_changes_at(config, slack_freezes, now)]
     # Requests exist only where freezes wait for approvals; elsewhere, no read for them.
     asked = await needs.freeze_requests.waiting(now) if config.freeze.required > 0 else []
     policy = freeze_requests.freeze_policy(config)
@@ -88,6 +88,15 @@ def closed_by_windows(
         if not found.open and found.window_reasons:
             closed[env.name] = (found.window_reasons, when_open(config, env.name, found, now))
     return closed
+
+
+def line_changes_at(
+    config: Config, set_from_slack: Mapping[str, Sequence[Freeze]], now: float
+) -> float | None:
+    """When a service's line next changes by the clock alone: a freeze on it ends (or one of
+    the file starts), or a window opens or closes."""
+    changes = [freezes_change_at(config, set_from_slack, now), windows_change_at(config, now)]
+    return min((c for c in changes if c is not None), default=None)
 
 
 def windows_change_at(config: Config, now: float) -> float | None:
@@ -187,7 +196,8 @@ async def service_line(needs: LineNeeds) -> str:
 
 def render_line(status: StatusSummary, config: Config, now: float) -> str:
     """One service in `/release status` of a bot of several: what runs where, what is in
-    flight, which environments are locked or frozen at `now`, how many incidents are open."""
+    flight, which environments are locked, frozen or closed by a window at `now`, how many
+    incidents are open."""
     names = [env.name for env in config.environments]
     where = " · ".join(f"{name} `{status.tags.get(name) or '—'}`" for name in names)
     flying = ", ".join(f"`{tag}`" for tag in status.in_flight[:5]) or "nothing"
@@ -203,10 +213,14 @@ def render_line(status: StatusSummary, config: Config, now: float) -> str:
         f" · {messages.short_freeze(name, found, timezone)}"
         for name, found in freezes_holding(config, status.freezes, now).items()
     )
+    shut = "".join(
+        f" · ⏸ {name} closed, {opening}"
+        for name, (_, opening) in closed_by_windows(config, status.freezes, now).items()
+    )
     alerting = f" · 🚨 {status.open_incidents} open incident(s)" if status.open_incidents else ""
     return (
         f"*{config.service}* ({messages.channel_ref(config.slack.channel)}): {where} · "
-        f"in flight: {flying}{more}{locked}{frozen}{alerting}"
+        f"in flight: {flying}{more}{locked}{frozen}{shut}{alerting}"
     )
 
 

@@ -259,7 +259,7 @@ async def test_status_shows_an_environment_a_window_closes_until_it_opens(
     start_web, git_remote: GitRemote, tmp_path: Path
 ):
     """Snapshots good for a minute, as above: the window's end, with nothing else happening,
-    drops the one that shows it closed."""
+    drops the ones that show it closed (the service's own status, and its line among all)."""
     bot = await start_web(two_services(tmp_path, git_remote, AFTERNOON_DENY), 60.0)
     clock = Clock(EVENING - 1800)  # 17:30 in Berlin
     set_clock(bot, clock)
@@ -269,6 +269,9 @@ async def test_status_shows_an_environment_a_window_closes_until_it_opens(
         "Europe/Berlin; it opens today 18:00 Europe/Berlin, in 30 min" in shown
     ), shown
     assert "*staging* closed" not in shown
+    line = lines_of(bot, await bot.command("status"))["web"]
+    assert "⏸ production closed, opens today 18:00 Europe/Berlin, in 30 min" in line, line
 
     clock.now = EVENING  # 18:00: the window closes, production opens
     assert "Deploy windows" not in bot.slack.text_of(await bot.command("status web"))
+    assert "⏸" not in lines_of(bot, await bot.command("status"))["web"]
