@@ -103,8 +103,8 @@ def request_message(
 
 
 def waiting_line(request: FreezeRequest, missing_now: int, timezone: str) -> str:
-    """⏳ *production* freeze until …, asked by @alice: why — needs 1 more approval (on its
-    message in the channel), expires …: a request in `/release status`."""
+    """⏳ *production* freeze until …, asked by @alice: why — needs 1 more approval,
+    unapproved it expires at …: a request in `/release status`."""
     return (
         f"⏳ *{request.environment}* freeze until {when(request.until, timezone)} asked by "
         f"{mention(request.requester)}: {escape(request.reason)} — needs "

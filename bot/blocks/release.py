@@ -797,13 +797,14 @@ def status_message(
         for freeze in found
     ]
     if frozen or freeze_requests:
-        blocks.append(section("*Freezes*\n" + "\n".join([*frozen, *freeze_requests])))
+        # Reasons are people's text, up to 500 characters each: as many sections as needed.
+        blocks += sections(["*Freezes*", *frozen, *freeze_requests])
     shut = [
         f"⏸ *{env}* closed for changes: {escape('; '.join(why))}; it {opening}"
         for env, (why, opening) in (closed or {}).items()
     ]
     if shut:
-        blocks.append(section("*Deploy windows*\n" + "\n".join(shut)))
+        blocks += sections(["*Deploy windows*", *shut])
     return blocks
 
 

@@ -40,8 +40,10 @@ class StatusView:
     """A service's `/release status`, and until when what it shows of freezes is right."""
 
     blocks: list[messages.Block]
-    # The next instant (the service's clock) a freeze shown ends or one of the file starts:
-    # a snapshot of this view is not served from then on (bot.runtime.shared_read).
+    # The next instant (the service's clock) what it shows changes by the clock alone (a
+    # freeze shown ends or one of the file starts, a window opens or closes, a waiting freeze
+    # request expires): a snapshot of this view is not served from then on (bot.runtime.
+    # shared_read).
     changes_at: float | None = None
 
     def fresh(self, now: float) -> bool:

@@ -105,3 +105,15 @@ async def test_the_waiting_requests_are_those_undecided_and_in_time(redis, prefi
     # (its expiry job ends it) and leaves the index as it is read.
     assert [r.id for r in await requests.waiting(NOW + 3601)] == [first.id]
     assert await redis.zrange(store.keys.freeze_requests_waiting, 0, -1) == [first.id.encode()]
+
+
+async def test_a_request_set_or_withdrawn_leaves_the_waiting_index(redis, prefix):
+    requests, store = adapter(redis, prefix)
+    one = ApprovalPolicy(required=1, allow_self_approval=True, valid_hours=float("inf"))
+    approved, unposted = await asked(requests), await asked(requests)
+    await requests.update(approved.id, approve("U0BOB", one), Actor("U0BOB", "bob", "C"))
+    await requests.update(
+        unposted.id, partial(freeze_requests.unposted, now=NOW + 1), Actor("U0BOT", "bot", "")
+    )
+    assert await requests.waiting(NOW + 2) == []
+    assert await redis.zcard(store.keys.freeze_requests_waiting) == 0

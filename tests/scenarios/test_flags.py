@@ -595,6 +595,7 @@ async def test_a_freeze_pauses_a_ramp_refuses_more_exposure_and_lets_the_kill_sw
         timeout=15,
     )
     assert "*production* is closed for changes" in refused[0]
+    assert refused[0].startswith("⏸ ")  # a notice of when it opens, not a warning
     # The freeze ends: the ramp goes on by itself.
     await slack.wait_for(
         lambda: "What paused it is over; the ramp goes on" in thread(slack, message), timeout=20

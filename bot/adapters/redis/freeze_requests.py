@@ -60,6 +60,8 @@ class RedisFreezeRequests:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.freeze_request(request.id), request.to_json(), ex=self._ttl(request))
             pipe.zadd(self.keys.freeze_requests_waiting, {request.id: request.expires_at})
+            # Those past their time leave here too, whether or not status is ever read.
+            pipe.zremrangebyscore(self.keys.freeze_requests_waiting, "-inf", self._clock())
             self._queue(pipe, request, actor, [note])
             await pipe.execute()
         self._counted(request, [note])
