@@ -13,6 +13,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from redis.exceptions import RedisError
 from bot.adapters.process.runner import keep_memory_from_children
 from bot.domain.config import Config, ConfigError
 from bot.domain.fleet import load_services
+from bot.domain.windows import Rules, next_open
 from bot.runtime import logs
 from bot.runtime.container import StateDirShared, clone_dir, state_prefix
 from bot.runtime.fleet import Fleet
@@ -215,6 +217,16 @@ def check_config(path: str, online: bool = False) -> int:
             f"{len(config.gates)} gates; {checks} health checks; flags in {config.flags.path}, "
             f"deployed to {config.flags_environment.name})"
         )
+        for env in config.environments:
+            windows = config.rules_for(env.name).windows
+            if windows and next_open(Rules(windows), datetime.now(UTC)) is None:
+                # Windows recur: none open within 400 days is a mistake, not a long freeze.
+                print(
+                    f"{path}:{named} warning: environments {env.name!r}: its windows let no "
+                    "change through within the next 400 days (a deny window covers every "
+                    "allow window?); only an EMERGENCY override would promote to it",
+                    file=sys.stderr,
+                )
     if not online:
         return 0
     return max(check_online(path, config) for config in configs)

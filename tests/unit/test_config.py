@@ -114,6 +114,34 @@ def test_check_config_cli(tmp_path: Path, capsys, monkeypatch):
     assert "environments[0].timeout_seconds" in capsys.readouterr().err
 
 
+def test_check_config_warns_of_windows_that_never_open(tmp_path: Path, capsys):
+    never = tmp_path / "never.toml"
+    never.write_text(
+        GOOD
+        + """
+[[windows]]
+kind = "allow"
+cron = "0 9 * * mon-fri"
+duration = "8h"
+environments = ["production"]
+
+[[windows]]
+kind = "deny"
+cron = "0 0 * * *"
+duration = "1d"
+environments = ["production"]
+"""
+    )
+    assert main(["check-config", "--config", str(never)]) == 0  # a warning, not an error
+    err = capsys.readouterr().err
+    assert "warning: environments 'production': its windows let no change through" in err
+    assert "staging" not in err
+    open_ones = tmp_path / "open.toml"
+    open_ones.write_text(never.read_text().replace('duration = "1d"', 'duration = "1h"'))
+    assert main(["check-config", "--config", str(open_ones)]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_the_readme_example_config_is_valid():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     start = readme.index("```toml\n") + len("```toml\n")
