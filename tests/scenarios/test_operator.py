@@ -103,8 +103,10 @@ def test_an_idle_bot_logs_json_lines_and_no_chatter(tmp_path: Path, subprocess_e
         bot.send_signal(signal.SIGTERM)
         assert bot.wait(timeout=60) == 0
         stopped = time.monotonic() - asked
-    # Idle, it stops well inside docker stop's 10 s (saq alone waited its 20 s grace).
-    assert stopped < 2.0, stopped
+    # Idle, it stops well inside docker stop's 10 s (saq alone waited its 20 s grace). Alone
+    # it takes some 0.03 s; a loaded machine once took 2.02 s (a tick in flight finishes
+    # first), so the bound is half of docker's, not a guess at this machine's speed.
+    assert stopped < 5.0, stopped
     lines = log.read_text().splitlines()
     events = [json.loads(line) for line in lines]  # every line is one JSON event
     assert all({"time", "level", "logger", "message"} <= set(e) for e in events)
