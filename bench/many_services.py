@@ -2,7 +2,8 @@
 same command to a bot of one service, measured in the same run.
 
     python bench/many_services.py [--services 50] [--in-flight 10] [--requests 2000]
-                                  [--concurrency 50] [--redis-url redis://127.0.0.1:6379/0]
+                                  [--concurrency 50] [--windows]
+                                  [--redis-url redis://127.0.0.1:6379/0]
 
 Layout: a child process serves, on one event loop, the Slack stand-in and two real bots
 (role "web", real Redis, real aiohttp servers): a fleet of `--services` services
@@ -91,7 +92,35 @@ deploy_command = "true"
 """
 
 
-def fleet_toml(repo: Path, services: int) -> str:
+# `--windows`: production open in office hours on weekdays (so each status outside them works
+# out a closure and when it opens), but not over lunch, and a yearly freeze to come: the
+# status path with windows (issue 19), on both sides.
+WINDOWS_TOML = """
+[[windows]]
+kind = "allow"
+cron = "0 8 * * mon-fri"
+duration = "10h"
+environments = ["production"]
+
+[[windows]]
+kind = "deny"
+cron = "0 12 * * *"
+duration = "1h"
+environments = ["production"]
+
+[[freezes]]
+from = "2031-12-20 00:00"
+until = "2032-01-04 09:00"
+reason = "end-of-year holidays"
+environments = ["production"]
+"""
+
+
+def shared_toml(repo: Path, windows: bool) -> str:
+    return SHARED_TOML.format(repo=repo) + (WINDOWS_TOML if windows else "")
+
+
+def fleet_toml(repo: Path, services: int, windows: bool = False) -> str:
     """`services` services over one remote: shared defaults, each its channel and tag prefix."""
     tables = "".join(
         f"""
@@ -102,7 +131,7 @@ repository = {{ tag_prefix = "{service_name(n)}/v" }}
 """
         for n in range(services)
     )
-    return SHARED_TOML.format(repo=repo) + tables
+    return shared_toml(repo, windows) + tables
 
 
 def service_name(n: int) -> str:
@@ -149,11 +178,11 @@ async def serve_bots(conn: Connection, tally: LogTally, args: dict[str, Any], pr
                 )
 
             one = Fleet.create(
-                settings("one"), [parse_config(tomllib.loads(SHARED_TOML.format(repo=repo)))]
+                settings("one"), [parse_config(tomllib.loads(shared_toml(repo, args["windows"])))]
             )
             many = Fleet.create(
                 settings("fleet"),
-                parse_services(tomllib.loads(fleet_toml(repo, args["services"]))),
+                parse_services(tomllib.loads(fleet_toml(repo, args["services"], args["windows"]))),
             )
             for each in (*one.services, *many.services):
                 await seed(each, args["in_flight"])
@@ -243,6 +272,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50, help="in flight per side (50)")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured per side first (200)")
     parser.add_argument("--rounds", type=int, default=20, help="rounds per side, ABBA (20)")
+    parser.add_argument(
+        "--windows", action="store_true", help="production closed by deploy windows, both sides"
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds in all (300)")
     args = parser.parse_args(argv)
@@ -264,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         "redis_url": args.redis_url,
         "services": args.services,
         "in_flight": args.in_flight,
+        "windows": args.windows,
     }
     run = measure_against_child(
         "many_services",
