@@ -13,7 +13,7 @@ from bot.domain import freeze_requests, rollbacks
 from bot.domain.approvals import Refusal
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK, Config
 from bot.domain.locks import parse_lock
-from bot.domain.windows import Freeze, Rules, next_change, verdict
+from bot.domain.windows import Freeze, Rules, Verdict, next_change, verdict
 from bot.services.deploy_windows import when_open
 from bot.services.ports import (
     HasClock,
@@ -79,15 +79,14 @@ def closed_by_windows(
 ) -> dict[str, tuple[tuple[str, ...], str]]:
     """The environments a window closes at `now` (a deny window holds, or none of its allow
     windows does): why, and when it opens, freezes counted (they are listed on their own)."""
-    at = datetime.fromtimestamp(now, UTC)
     closed: dict[str, tuple[tuple[str, ...], str]] = {}
     for env in config.environments:
         rules = config.rules_for(env.name)
         if not rules.windows:
             continue
         every = Rules(rules.windows, (*rules.freezes, *set_from_slack.get(env.name, ())))
-        found = verdict(every, at)
-        if not found.open and found.window_reasons:
+        found = closed_verdict(every, now)
+        if found is not None and found.window_reasons:
             closed[env.name] = (found.window_reasons, when_open(config, env.name, found, now))
     return closed
 
@@ -99,6 +98,35 @@ def line_changes_at(
     the file starts), or a window opens or closes."""
     changes = [freezes_change_at(config, set_from_slack, now), windows_change_at(config, now)]
     return min((c for c in changes if c is not None), default=None)
+
+
+# Closed verdicts by the rules they are of, with the span of time they hold for: rules that
+# open late (or never: 400 days looked through) cost milliseconds to judge, and every status
+# read of every service judges them, while they change only when a window or freeze does.
+_CLOSED: dict[Rules, tuple[float, float, Verdict]] = {}
+_CLOSED_KEPT = 1024
+
+
+def closed_verdict(rules: Rules, now: float) -> Verdict | None:
+    """`verdict(rules)` at `now` when it is closed, else None; a closed one is kept until the
+    rules next change by the clock (a window opens or closes, a freeze starts or ends)."""
+    kept = _CLOSED.get(rules)
+    if kept is not None and kept[0] <= now < kept[1]:
+        return kept[2]
+    at = datetime.fromtimestamp(now, UTC)
+    found = verdict(rules, at)
+    if found.open:
+        return None  # cheap to judge again: nothing is looked for ahead
+    change = next_change(rules.windows, at)
+    moments = [
+        (f.until if f.holds(at) else f.start).timestamp() for f in rules.freezes if f.until > at
+    ]
+    if change is not None:
+        moments.append(change.timestamp())
+    if len(_CLOSED) >= _CLOSED_KEPT:
+        _CLOSED.clear()
+    _CLOSED[rules] = (now, min(moments, default=float("inf")), found)
+    return found
 
 
 def windows_change_at(config: Config, now: float) -> float | None:
