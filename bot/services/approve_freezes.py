@@ -29,6 +29,7 @@ from bot.domain import freeze_requests
 from bot.domain.actors import BOT, Actor
 from bot.domain.approval_policy import approvals_text
 from bot.domain.approvals import NoChange, Refusal
+from bot.domain.config import ApprovalPolicy
 from bot.domain.freeze_requests import Audited, Expired, FreezeRequest, TimeLeft
 from bot.services.approvers import MembershipNotChecked, approver_without_asking, is_approver
 from bot.services.clicks import Where, same_message
@@ -158,16 +159,7 @@ async def _own_then_answer(
     shown, env = _until(needs, request), request.environment
     if approves:
         done = await needs.freeze_requests.update(
-            request.id,
-            partial(
-                freeze_requests.approve,
-                policy=policy,
-                user_id=actor.user_id,
-                user_name=actor.user_name,
-                now=needs.clock(),
-                is_approver=True,
-            ),
-            actor,
+            request.id, _approval(needs, policy, actor, is_approver=True), actor
         )
         if done is not None:
             request = done[0]
@@ -341,14 +333,7 @@ async def approve(needs: FreezeRequestNeeds, actor: Actor, request_id: str, wher
         actor,
         "freeze.approve",
         found,
-        partial(
-            freeze_requests.approve,
-            policy=policy,
-            user_id=actor.user_id,
-            user_name=actor.user_name,
-            now=needs.clock(),
-            is_approver=eligible,
-        ),
+        _approval(needs, policy, actor, is_approver=eligible),
     )
     if isinstance(request, str):
         return request
@@ -390,6 +375,21 @@ async def reject(needs: FreezeRequestNeeds, actor: Actor, request_id: str, where
         f"asked by {messages.mention(request.requester)}; it is not frozen.",
     )
     return f"You rejected the freeze of *{request.environment}*; it is not frozen."
+
+
+def _approval(
+    needs: FreezeRequestNeeds, policy: ApprovalPolicy, actor: Actor, *, is_approver: bool
+) -> Callable[[FreezeRequest], list[Audited]]:
+    """`actor`'s approval, now, as the transition the request's update applies: the asker's
+    own when they ask, or a click."""
+    return partial(
+        freeze_requests.approve,
+        policy=policy,
+        user_id=actor.user_id,
+        user_name=actor.user_name,
+        now=needs.clock(),
+        is_approver=is_approver,
+    )
 
 
 async def _decide(
