@@ -440,7 +440,6 @@ async def run_rollback(
     if request is None or request.status != "running":
         return
     env = config.environment(request.environment)
-    await _say_what_goes(services, request)
     target = deploy_engine.Target(
         kind="rollback",
         deploy_id=f"rollback:{request_id}",
@@ -476,8 +475,10 @@ async def run_rollback(
 
 
 async def _say_what_goes(services: RollbackNeeds, request: RollbackRequest) -> None:
-    """Before it runs, the thread hears what the rollback takes away: the changes of what
-    runs now that the target does not have."""
+    """Before its command runs, the thread hears what the rollback takes away: the changes of
+    what runs now that the target does not have. Read once the target is checked out, so the
+    clone has its commits: read before, a worker that had no clone yet (its first job since it
+    started) could not say."""
     running = (await services.store.environment_versions([request.environment]))[
         request.environment
     ]
@@ -488,8 +489,8 @@ async def _say_what_goes(services: RollbackNeeds, request: RollbackRequest) -> N
         gone = await release_changes.changes_between(
             services, request.to_sha, current, f"`{request.to_tag}`"
         )
-    except Exception:  # the rollback goes ahead all the same
-        log.warning("reading what the rollback of %s removes failed", request.environment)
+    except Exception as exc:  # the rollback goes ahead all the same
+        log.warning("reading what the rollback of %s removes failed: %s", request.environment, exc)
         return
     if not gone.total:
         return
@@ -527,6 +528,7 @@ async def _roll_back(
     except GitError as exc:
         result = deploy_engine.checkout_failed(request.to_tag, exc)
     else:
+        await _say_what_goes(services, request)
 
         async def say(text: str) -> None:
             await _say(services, request, messages.note(text), text)

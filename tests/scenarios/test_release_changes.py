@@ -105,6 +105,33 @@ async def test_the_final_tag_keeps_the_changes_and_a_rollback_says_what_it_takes
     assert "one-page checkout" in text
 
 
+async def test_a_rollback_that_is_a_workers_first_job_still_says_what_it_takes_away(
+    start_bot, git_remote, tmp_path: Path
+):
+    # A worker just started has no clone yet: what the rollback removes is read once the
+    # target is checked out (which clones), not before, when there was nothing to read.
+    config = production_config(git_remote, tmp_path)
+    web = await start_bot(config, role="web", name="web")
+    tags = git_remote.remote_tags()
+    store = web.services.store
+    await store.set_environment_version("production", "0.14.0", "v0.14.0", tags["v0.14.0"])
+    await store.set_environment_version("production", "0.14.1", "v0.14.1", tags["v0.14.1"])
+    await start_bot(config, role="worker", name="fresh-worker")
+    assert not (tmp_path / "state-fresh-worker" / "repo").exists()
+
+    await web.command('rollback production --reason "errors"', user="U0BOB", user_name="bob")
+    said = await web.slack.wait_for(
+        lambda: [
+            web.slack.text_of(m)
+            for m in web.slack.messages().values()
+            if "takes away" in web.slack.text_of(m)
+        ],
+        timeout=30,
+    )
+    assert "Rolling back *production* to `v0.14.0` takes away 1 change" in said[0]
+    assert "fourth" in said[0]
+
+
 async def test_releasebot_notes_prints_markdown_and_json(git_remote, tmp_path: Path):
     conventional_history(git_remote)
     git("tag", "-a", "v0.15.0", "-m", "v0.15.0", cwd=git_remote.work)
