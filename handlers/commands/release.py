@@ -15,6 +15,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
+from bot.adapters.redis.job_queue import workers_alive
 from bot.blocks import release as messages
 from bot.commands.release import (
     AdoptCommand,
@@ -40,7 +41,7 @@ from bot.commands.release import (
 from bot.domain.approvals import Refusal
 from bot.domain.config import UnknownEnvironment
 from bot.domain.locks import LockRefused, format_age
-from bot.runtime.container import STORE_UNREACHABLE, Services, workers_alive
+from bot.runtime.container import STORE_UNREACHABLE, Services
 from bot.runtime.logs import loggable
 from bot.services import (
     adopt_version,

@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 from saq import Worker
 
 from bot.adapters.redis.connect import REDIS_OPTIONS
-from bot.runtime.container import PatientQueue, Services
+from bot.adapters.redis.job_queue import PatientQueue
+from bot.runtime.container import Services
 from bot.runtime.worker import build_worker, queue_wait_seconds
 from bot.services import roll_back as rollback_jobs
 from tests.helpers.bot import make_settings
