@@ -13,7 +13,8 @@ import secrets
 
 from fakeredis import FakeAsyncRedis, FakeServer
 from saq.job import Job
-from saq.queue.redis import RedisQueue
+
+from bot.adapters.redis.job_queue import JobQueue
 
 WARNING = """\
 ************************************************************************************
@@ -55,7 +56,7 @@ def client(url: str) -> FakeAsyncRedis:
     return FakeAsyncRedis(server=server, socket_timeout=None)
 
 
-class PollingQueue(RedisQueue):
+class PollingQueue(JobQueue):
     """saq's Redis queue for the embedded Redis. A blocking pop would block the whole
     in-process server, so this queue never blocks in Redis: it tries a plain LMOVE and sleeps
     between tries."""
