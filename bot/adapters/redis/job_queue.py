@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -34,6 +34,16 @@ return found
 """
 
 
+class _Attempt(NamedTuple):
+    """One attempt at one job: a job queued again under the same key (a new `queued`), or
+    retried (new `attempts` and `touched`), is a new attempt."""
+
+    job_id: bytes
+    queued: int
+    attempts: int
+    touched: int
+
+
 class JobQueue(RedisQueue):
     """saq's Redis queue, whose sweep does not take a job from a worker that is taking it.
 
@@ -54,40 +64,47 @@ class JobQueue(RedisQueue):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # (job id, attempts, touched) of a job seen stored as queued in the active list ->
-        # when this process first saw it so (monotonic seconds).
-        self._unclaimed_since: dict[tuple[bytes, int, int], float] = {}
+        # One attempt at a job seen stored as queued in the active list -> when this process
+        # first saw it so (monotonic seconds).
+        self._unclaimed_since: dict[_Attempt, float] = {}
 
     async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
         found = await self.redis.eval(_READ_ACTIVE, 2, self._sweep, self._active, max(1, lock))
-        if not found:
-            return []
+        if found is None:
+            return []  # another worker sweeps this time
         now = time.monotonic()
-        seen, swept = self._unclaimed_since, []
-        self._unclaimed_since = {}
-        for entry in found:
-            job_id: bytes = entry[0]
-            stored = entry[1] if len(entry) > 1 else None
-            job = self.deserialize(stored) if stored else None
-            if job is None:
-                # Its record is gone (expired or deleted): nothing to run, only the id to drop.
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.lrem(self._active, 0, job_id.decode())
-                    pipe.zrem(self._incomplete, job_id)
-                    await pipe.execute()
-                swept.append(job_id.decode())
-                log.info("dropped the id of a missing job from the active list: %s", job_id)
-                continue
-            if job.status == Status.QUEUED:
-                attempt = (job_id, job.attempts, job.touched)
-                first_seen = seen.get(attempt, now)
-                if now - first_seen < self.CLAIM_GRACE_SECONDS:
-                    self._unclaimed_since[attempt] = first_seen  # a worker is taking it
+        seen, still_unclaimed = self._unclaimed_since, {}
+        swept: list[str] = []
+        try:
+            for entry in found:
+                job_id: bytes = entry[0]
+                stored = entry[1] if len(entry) > 1 else None
+                job = self.deserialize(stored) if stored else None
+                if job is None:
+                    # Its record is gone (expired or deleted): nothing to run, only the id to
+                    # drop.
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        pipe.lrem(self._active, 0, job_id.decode())
+                        pipe.zrem(self._incomplete, job_id)
+                        await pipe.execute()
+                    swept.append(job_id.decode())
+                    log.info("dropped the id of a missing job from the active list: %s", job_id)
                     continue
-            elif job.status == Status.ACTIVE and not job.stuck:
-                continue
-            swept.append(job_id.decode())
-            await self._sweep_job(job, abort)
+                if job.status == Status.QUEUED:
+                    attempt = _Attempt(job_id, job.queued, job.attempts, job.touched)
+                    first_seen = seen.get(attempt, now)
+                    if now - first_seen < self.CLAIM_GRACE_SECONDS:
+                        still_unclaimed[attempt] = first_seen  # a worker is taking it
+                        continue
+                elif job.status == Status.ACTIVE and not job.stuck:
+                    continue
+                swept.append(job_id.decode())
+                await self._sweep_job(job, abort)
+        except BaseException:
+            # Those not reached this time keep when they were first seen.
+            self._unclaimed_since = {**seen, **still_unclaimed}
+            raise
+        self._unclaimed_since = still_unclaimed
         return swept
 
     async def _sweep_job(self, job: Job, abort: float) -> None:
