@@ -16,7 +16,7 @@ from bot.domain import releases, rollbacks
 from bot.domain.actors import BOT, Actor
 from bot.domain.approval_policy import approvals_text
 from bot.domain.approvals import NoChange, Refusal
-from bot.domain.changes import summary_line
+from bot.domain.changes import Changeset, summary_line
 from bot.domain.config import ApprovalPolicy
 from bot.domain.releases import TransitionError
 from bot.domain.rollbacks import RollbackRequest
@@ -35,6 +35,9 @@ from bot.services.ports import (
 )
 
 log = logging.getLogger(__name__)
+
+# The longest a rollback's command waits for the note of what it takes away (a fetch, at worst).
+WHAT_GOES_SECONDS = 15.0
 
 
 class RollbackNeeds(
@@ -474,25 +477,36 @@ async def run_rollback(
         await _say(services, request, messages.problem(text), text)
 
 
-async def _say_what_goes(services: RollbackNeeds, request: RollbackRequest) -> None:
-    """Before its command runs, the thread hears what the rollback takes away: the changes of
-    what runs now that the target does not have. Read once the target is checked out, so the
-    clone has its commits: read before, a worker that had no clone yet (its first job since it
-    started) could not say."""
+async def _what_goes(services: RollbackNeeds, request: RollbackRequest) -> Changeset | None:
     running = (await services.store.environment_versions([request.environment]))[
         request.environment
     ]
     current = running.get("sha", "")
     if not current or not request.to_sha or current == request.to_sha:
-        return
+        return None
+    read = partial(
+        release_changes.changes_between, services, request.to_sha, current, f"`{request.to_tag}`"
+    )
     try:
-        gone = await release_changes.changes_between(
-            services, request.to_sha, current, f"`{request.to_tag}`"
-        )
+        return await read()
+    except GitError:
+        # The clone had the target, so the checkout fetched nothing, but not what runs now:
+        # another worker deployed it after this clone was last fetched.
+        await services.git.sync_tags()
+        return await read()
+
+
+async def _say_what_goes(services: RollbackNeeds, request: RollbackRequest) -> None:
+    """Before its command runs, the thread hears what the rollback takes away: the changes of
+    what runs now that the target does not have. Read once the target is checked out, so the
+    clone has its commits: read before, a worker that had no clone yet (its first job since it
+    started) could not say. Best effort, and never longer than WHAT_GOES_SECONDS."""
+    try:
+        gone = await asyncio.wait_for(_what_goes(services, request), WHAT_GOES_SECONDS)
     except Exception as exc:  # the rollback goes ahead all the same
         log.warning("reading what the rollback of %s removes failed: %s", request.environment, exc)
         return
-    if not gone.total:
+    if gone is None or not gone.total:
         return
     titles = "; ".join(messages.escape(change.title)[:80] for change in gone.changes[:5])
     more = f"; and {gone.total - 5:,} more" if gone.total > 5 else ""

@@ -132,6 +132,38 @@ async def test_a_rollback_that_is_a_workers_first_job_still_says_what_it_takes_a
     assert "fourth" in said[0]
 
 
+async def test_a_rollback_by_a_worker_whose_clone_is_older_than_what_runs_says_what_goes(
+    start_bot, git_remote, tmp_path: Path
+):
+    # The worker's clone has the target, so its checkout fetches nothing; what runs now was
+    # released after that clone was last fetched (by another worker): it fetches to say.
+    config = production_config(git_remote, tmp_path)
+    web = await start_bot(config, role="web", name="web")
+    state = tmp_path / "state-w"  # the worker's (start_bot names it after the bot)
+    state.mkdir(mode=0o700)
+    git("clone", "-q", "--no-checkout", str(git_remote.bare), "repo", cwd=state)
+    git_remote.commit("fifth: a faster checkout")
+    git_remote.tag("v0.14.2", annotated=True)
+    git_remote.push()
+    tags = git_remote.remote_tags()
+    store = web.services.store
+    await store.set_environment_version("production", "0.14.1", "v0.14.1", tags["v0.14.1"])
+    await store.set_environment_version("production", "0.14.2", "v0.14.2", tags["v0.14.2"])
+    await start_bot(config, role="worker", name="w")
+
+    await web.command('rollback production --reason "errors"', user="U0BOB", user_name="bob")
+    said = await web.slack.wait_for(
+        lambda: [
+            web.slack.text_of(m)
+            for m in web.slack.messages().values()
+            if "takes away" in web.slack.text_of(m)
+        ],
+        timeout=30,
+    )
+    assert "Rolling back *production* to `v0.14.1` takes away 2 changes" in said[0]
+    assert "a faster checkout" in said[0]
+
+
 async def test_releasebot_notes_prints_markdown_and_json(git_remote, tmp_path: Path):
     conventional_history(git_remote)
     git("tag", "-a", "v0.15.0", "-m", "v0.15.0", cwd=git_remote.work)
