@@ -49,6 +49,7 @@ from bot.domain.outbox import Entry, IncidentNews, Place
 from bot.services.adopt_version import adopt_reported
 from bot.services.clicks import Where, refused, same_message
 from bot.services.ports import (
+    AckReader,
     HasAuditLog,
     HasChat,
     HasClock,
@@ -274,13 +275,14 @@ class Monitor:
         versions: dict[str, dict[str, str]],
         now: float,
         stored: list[bytes | None],
+        acknowledgements: AckReader,
     ) -> TickNews:
         """Each environment's outage, as stored now (another replica's checks feed it too),
         takes this tick's news of its checks: one incident for all of them. Returns the
         outages that changed, with the audit entries and news of what changed."""
         services, cfg = self.services, self.services.config.monitoring
         outages = [CheckState.from_json(raw) for raw in stored]
-        acks = await services.monitor_state.acknowledgements(
+        acks = await acknowledgements(
             [
                 s.incident.id
                 for s in outages

@@ -640,6 +640,9 @@ class HasRunner(Protocol):
 
 # What a tick's merge of the outages gives to write: outage states, audit entries, news.
 TickNews = tuple[dict[CheckId, bytes], list[tuple[str, dict[str, str]]], list[tuple[str, Entry]]]
+# Who acknowledged which of these incidents, and when: read inside a tick's write, so that
+# one acknowledged meanwhile makes the tick merge again (MonitorState.commit_tick).
+AckReader = Callable[[Sequence[str]], Awaitable[dict[str, tuple[str, float]]]]
 
 
 class MonitorState(Protocol):
@@ -686,7 +689,7 @@ class MonitorState(Protocol):
         epoch: int,
         states: Mapping[CheckId, bytes],
         outages: Sequence[CheckId],
-        merge: Callable[[list[bytes | None]], Awaitable[TickNews]],
+        merge: Callable[[list[bytes | None], AckReader], Awaitable[TickNews]],
     ) -> TickNews | None: ...
 
     async def check_state(self, check: CheckId) -> CheckState: ...

@@ -19,7 +19,7 @@ from bot.domain.health.incidents import CheckState, Incident
 from bot.domain.health.sketch import LatencySketch
 from bot.domain.health.windows import Window, fold, window_aggregate
 from bot.domain.outbox import IncidentNews, decode
-from bot.services.ports import TickNews
+from bot.services.ports import AckReader, TickNews
 
 HEALTH = ("production", "health")
 VERSION = ("production", "build-info")
@@ -262,7 +262,7 @@ async def test_a_tick_whose_members_changed_records_nothing(state, redis, prefix
     audits = [("incident.open", {"environment": "production", "reason": "health: HTTP 500"})]
     news = [("C0RELEASE", IncidentNews("open", incident, "1.0.0", 1.0))]
 
-    async def merge(stored: list[bytes | None]) -> TickNews:
+    async def merge(stored: list[bytes | None], acknowledgements: AckReader) -> TickNews:
         assert stored == [None]
         return {OUTAGE: raw}, audits, news
 
@@ -305,7 +305,7 @@ async def test_an_outage_another_replica_changed_meanwhile_is_merged_again(state
     seen: list[list[bytes | None]] = []
     theirs = CheckState(incident=Incident("i1", "production", "outage", "critical", 1.0, "x"))
 
-    async def merge(stored: list[bytes | None]) -> TickNews:
+    async def merge(stored: list[bytes | None], acknowledgements: AckReader) -> TickNews:
         seen.append(stored)
         if len(seen) == 1:  # another replica writes the outage while this one merges
             await redis.set(f"{prefix}mon:state:production:outage", theirs.to_json())
@@ -314,6 +314,23 @@ async def test_an_outage_another_replica_changed_meanwhile_is_merged_again(state
     assert await state.commit_tick(epoch, {}, [OUTAGE], merge) is not None
     assert seen == [[None], [theirs.to_json()]]
     assert await redis.get(f"{prefix}mon:state:production:outage") == b'{"mine": true}'
+
+
+async def test_an_acknowledgement_made_during_a_tick_is_seen_before_it_writes(state, prefix):
+    """An on-call engineer acknowledges while a tick merges its outage: the write does not
+    go through on what the merge read before; the merge runs again and sees who did."""
+    epoch, _ = await state.join("a", 10)
+    seen: list[dict[str, tuple[str, float]]] = []
+    incident = Incident("i1", "production", "outage", "critical", 1.0, "health: HTTP 500")
+
+    async def merge(stored: list[bytes | None], acknowledgements: AckReader) -> TickNews:
+        seen.append(await acknowledgements(["i1"]))
+        if len(seen) == 1:  # the click lands between the tick's read and its write
+            assert await state.acknowledge("i1", "U0ONCALL", 5.0) is None
+        return {}, [], [("C0RELEASE", IncidentNews("remind", incident, "1.0.0", 6.0))]
+
+    assert await state.commit_tick(epoch, {}, [OUTAGE], merge) is not None
+    assert seen == [{}, {"i1": ("U0ONCALL", 5.0)}]
 
 
 async def test_one_sender_per_channel_and_a_lapsed_one_drops_nothing(redis, prefix):

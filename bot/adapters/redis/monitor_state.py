@@ -26,7 +26,7 @@ from bot.domain.health.checks import CheckId, Result
 from bot.domain.health.incidents import CheckState
 from bot.domain.health.windows import Aggregate, AggregateId, Delta, Window
 from bot.domain.outbox import Entry, Group, Place, encode
-from bot.services.ports import TickNews
+from bot.services.ports import AckReader, TickNews
 
 ACK_SECONDS = 30 * 86400  # an acknowledgement outlives any incident it stops reminders for
 
@@ -278,11 +278,12 @@ class RedisMonitorState:
         epoch: int,
         states: Mapping[CheckId, bytes],
         outages: Sequence[CheckId],
-        merge: Callable[[list[bytes | None]], Awaitable[TickNews]],
+        merge: Callable[[list[bytes | None], AckReader], Awaitable[TickNews]],
     ) -> TickNews | None:
         """A tick's write: its checks' states, and the environments' outages as `merge`
-        makes them from their stored states (JSON or None, in `outages`' order) with the
-        audit entries and news of what changed, all or nothing. Only in `epoch`: once the
+        makes them from their stored states (JSON or None, in `outages`' order) and the
+        acknowledgements it reads (with the reader it is given) with the audit entries and news
+        of what changed, all or nothing. Only in `epoch`: once the
         members changed, another replica may run these checks, so nothing is written and
         None is returned. When another replica changed an outage meanwhile, `merge` runs
         again on what it wrote (two replicas' checks failing at once open one incident)."""
@@ -293,7 +294,19 @@ class RedisMonitorState:
                 raws: list[Any] = await pipe.mget(keys)
                 if int(raws[0] or 0) != epoch:
                     return None
-                merged = await merge(raws[1:])
+
+                async def acknowledgements(
+                    incident_ids: Sequence[str], pipe: Pipeline = pipe
+                ) -> dict[str, tuple[str, float]]:
+                    # Watched too: an acknowledgement made before the write makes the merge
+                    # run again, so no reminder goes out for an incident just acknowledged.
+                    keys = [self._keys.incident_ack(i) for i in incident_ids]
+                    if not keys:
+                        return {}
+                    await pipe.watch(*keys)
+                    return _acks(incident_ids, await pipe.mget(keys))
+
+                merged = await merge(raws[1:], acknowledgements)
                 outage_states, audits, news = merged
                 if not (states or outage_states or audits or news):
                     return merged  # a quiet tick of healthy checks writes nothing
@@ -345,13 +358,9 @@ class RedisMonitorState:
         """Who acknowledged which of these incidents, and when."""
         if not incident_ids:
             return {}
-        raws = await self._redis.mget([self._keys.incident_ack(i) for i in incident_ids])
-        found: dict[str, tuple[str, float]] = {}
-        for incident_id, raw in zip(incident_ids, raws, strict=True):
-            if raw:
-                ack = json.loads(raw)
-                found[incident_id] = (ack["user"], ack["at"])
-        return found
+        return _acks(
+            incident_ids, await self._redis.mget([self._keys.incident_ack(i) for i in incident_ids])
+        )
 
     async def acknowledge(self, incident_id: str, user: str, at: float) -> str | None:
         """Record that `user` acknowledged the incident at `at`, if nobody did before. None
@@ -415,3 +424,15 @@ class RedisMonitorState:
         """Close the environment's window; False if there was none (someone closed it first,
         so exactly one caller sums it up)."""
         return bool(await self._redis.delete(self._keys.monitor_window(environment)))
+
+
+def _acks(
+    incident_ids: Sequence[str], raws: Sequence[bytes | str | None]
+) -> dict[str, tuple[str, float]]:
+    """Who acknowledged which incident and when, from their stored acknowledgements."""
+    found: dict[str, tuple[str, float]] = {}
+    for incident_id, raw in zip(incident_ids, raws, strict=True):
+        if raw:
+            ack = json.loads(raw)
+            found[incident_id] = (ack["user"], ack["at"])
+    return found
