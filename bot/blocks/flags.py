@@ -6,7 +6,16 @@ import json
 from typing import TYPE_CHECKING
 
 from bot.blocks.actions import FLAG_CANCEL
-from bot.blocks.release import Block, confirm_dialog, context, escape, mention, section, sections
+from bot.blocks.release import (
+    Block,
+    confirm_dialog,
+    context,
+    escape,
+    mention,
+    section,
+    sections,
+    slack_time,
+)
 from bot.domain.approval_policy import approvals_text
 from bot.domain.config import Config
 from bot.domain.flags import Flag
@@ -50,6 +59,16 @@ def change_words(request: FlagRequest) -> str:
     if request.operation == "set":
         return f"set {request.name} to {request.percentage}%"
     return f"{request.operation} {request.name}"
+
+
+def waiting_line(request: FlagRequest, missing: int) -> str:
+    """🚩 enable new-checkout, asked by @alice …: why — needs 2 more approvals: a flag change
+    in `/release status`."""
+    why = f": {escape(request.description)}" if request.description else ""
+    return (
+        f"🚩 {escape(change_words(request))}, asked by {mention(request.requester)} "
+        f"{slack_time(request.created_at)}{why} — needs {approvals_text(missing, more=True)}"
+    )
 
 
 def request_text(request: FlagRequest) -> str:

@@ -755,9 +755,11 @@ def status_message(
     freezes: dict[str, list[Freeze]] | None = None,
     closed: dict[str, tuple[tuple[str, ...], str]] | None = None,
     freeze_requests: Sequence[str] = (),
+    waiting: Sequence[str] = (),
 ) -> list[Block]:
     """`closed`: the environments a deploy window closes now, with why and when they open;
-    `freeze_requests`: the lines of freezes waiting for their approvals."""
+    `freeze_requests`: the lines of freezes waiting for their approvals; `waiting`: those of
+    the rollbacks and flag changes that wait for theirs."""
     env_lines = []
     for env in config.environments:
         current = versions.get(env.name) or {}
@@ -805,7 +807,27 @@ def status_message(
     ]
     if shut:
         blocks += sections(["*Deploy windows*", *shut])
+    if waiting:
+        blocks += sections(["*Waiting for approvals*", *waiting])
     return blocks
+
+
+def waiting_rollback_line(request: RollbackRequest, missing: int) -> str:
+    """⏪ *production* back to `v1.4.1` from `v1.4.2`, asked by @bob …: why — needs 1 more
+    approval: a rollback in `/release status`."""
+    return (
+        f"⏪ *{request.environment}* back to `{request.to_tag}` from `{request.from_shown}`, "
+        f"asked by {mention(request.requester)} {slack_time(request.requested_at)}: "
+        f"{escape(request.reason)} — needs {approvals_text(missing, more=True)}"
+    )
+
+
+def at_most(lines: list[str], shown: int, what: str) -> list[str]:
+    """The first `shown` lines, and how many more there are: a Slack message holds 50 blocks,
+    and each line may hold 500 characters of someone's text."""
+    if len(lines) <= shown:
+        return lines
+    return [*lines[:shown], f"…and {len(lines) - shown:,} more {what}"]
 
 
 def rollback_request(request: RollbackRequest, required: int) -> tuple[str, list[Block]]:

@@ -135,6 +135,9 @@ class Status:
     raw_locks: dict[str, bytes]
     # Each environment's history, newest first (bot.domain.rollbacks reads it).
     histories: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    # The rollbacks and flag changes waiting for approvals, oldest first.
+    waiting_rollbacks: list[RollbackRequest] = field(default_factory=list)
+    waiting_flag_requests: list[FlagRequest] = field(default_factory=list)
 
     def summary(
         self, open_incidents: int = 0, freezes: dict[str, list[Freeze]] | None = None

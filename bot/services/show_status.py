@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from bot.blocks import flags as flag_messages
 from bot.blocks import freezes as freeze_messages
 from bot.blocks import release as messages
-from bot.domain import freeze_requests, rollbacks
+from bot.domain import approval_policy, flag_requests, freeze_requests, rollbacks
 from bot.domain.approvals import Refusal
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK, Config
 from bot.domain.locks import parse_lock
@@ -193,7 +194,32 @@ def render_status(
         freezes,
         closed,
         freeze_requests,
+        waiting_lines(status, config),
     )
+
+
+WAITING_SHOWN = 10  # of each kind
+
+
+def waiting_lines(status: Status, config: Config) -> list[str]:
+    """The rollbacks and flag changes that wait for approvals, with how many each needs."""
+    configured = {env.name for env in config.environments}
+    rollback_lines = [
+        messages.waiting_rollback_line(
+            r, rollbacks.missing(r, rollbacks.rollback_policy(config, r.environment))
+        )
+        for r in status.waiting_rollbacks
+        if r.environment in configured  # one of an environment since removed waits for nothing
+    ]
+    policy = flag_requests.flag_policy(config)
+    flag_lines = [
+        flag_messages.waiting_line(r, approval_policy.missing(policy, r.approvals, r.created_at))
+        for r in status.waiting_flag_requests
+    ]
+    return [
+        *messages.at_most(rollback_lines, WAITING_SHOWN, "rollbacks"),
+        *messages.at_most(flag_lines, WAITING_SHOWN, "flag changes"),
+    ]
 
 
 def rollback_line(history: list[dict[str, str]], environment: str, prefix: str) -> str:

@@ -398,11 +398,17 @@ async def test_flag_approvals_count_distinct_approvers_and_every_click_is_audite
     as_first_posted = copy.deepcopy(message)  # with its button, for a late click
     assert "not one of the approvers" in await click_answer(bot, message, "U0EVE", "eve")
     assert "1 more approval needed" in await click_answer(bot, message, "U0BOB", "bob")
+    # `/release status` lists it while it waits, with what it still needs.
+    waiting = slack.text_of(await bot.command("status"))
+    assert "Waiting for approvals" in waiting
+    assert "🚩 set new_search to 80%, asked by <@U0ALICE>" in waiting
+    assert "needs 1 more approval" in waiting
     assert "approved it already" in await click_answer(bot, message, "U0BOB", "bob")
     assert "someone else has to approve" in await click_answer(bot, message, "U0ALICE", "alice")
     assert "is going ahead" in await click_answer(bot, message, "U0CAROL", "carol")
     done = await wait_status(slack, "set new_search to 80%", "done")
     assert "Approved by <@U0BOB>, <@U0CAROL>" in slack.text_of(done)
+    assert "Waiting for approvals" not in slack.text_of(await bot.command("status"))
     log = git("log", "-1", "--format=%B", "main", cwd=git_remote.bare)
     assert "Approved-by: <U0BOB>\nApproved-by: <U0CAROL>" in log
     assert "nothing to approve" in await click_answer(bot, as_first_posted, "U0BOB", "bob")

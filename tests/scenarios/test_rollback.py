@@ -74,6 +74,11 @@ async def test_a_rollback_waits_for_the_approvals_the_config_sets(
         ]
     )
     production_runs = len([ln for ln in deploy_log(tmp_path) if ln.startswith("production")])
+    # `/release status` lists it while it waits, with what it still needs.
+    waiting = bot.slack.text_of(await bot.command("status"))
+    assert "Waiting for approvals" in waiting
+    assert "⏪ *production* back to `v0.14.1` from `v0.15.0`, asked by <@U0BOB>" in waiting
+    assert "errors — needs 1 more approval" in waiting
     await bot.click(request[0], "rollback_approve", user="U0DAVE", user_name="dave")
     await bot.click(request[0], "rollback_approve", user="U0BOB")  # already counted
     await asyncio.sleep(1)
@@ -82,6 +87,7 @@ async def test_a_rollback_waits_for_the_approvals_the_config_sets(
     )
     await bot.click(request[0], "rollback_approve", user="U0CAROL", user_name="carol")
     await rolled_back(bot)
+    assert "Waiting for approvals" not in bot.slack.text_of(await bot.command("status"))
     outcomes = [
         (e["user_id"], e["outcome"])
         for e in await bot.services.store.audit_entries()

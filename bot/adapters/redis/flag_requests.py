@@ -69,9 +69,18 @@ class RedisFlagRequests:
     # --- requests -----------------------------------------------------------------------------
 
     async def save(self, request: FlagRequest) -> None:
-        await self.redis.set(
-            self.keys.flag_request(request.id), json.dumps(request.to_dict()), ex=REQUEST_SECONDS
-        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            raw = json.dumps(request.to_dict())
+            pipe.set(self.keys.flag_request(request.id), raw, ex=REQUEST_SECONDS)
+            self._index(pipe, request, raw)
+            await pipe.execute()
+
+    def _index(self, pipe: Pipeline, request: FlagRequest, raw: str) -> None:
+        """The request in the index of those awaiting approval while it does, out after."""
+        if request.status == "awaiting approval":
+            pipe.hset(self.keys.flag_requests_waiting, request.id, raw)
+        else:
+            pipe.hdel(self.keys.flag_requests_waiting, request.id)
 
     async def load(self, request_id: str) -> FlagRequest | None:
         raw = await self.redis.get(self.keys.flag_request(request_id))
@@ -95,6 +104,7 @@ class RedisFlagRequests:
 
         def keep(pipe: Pipeline, stored: _Stored) -> None:
             pipe.expire(key, REQUEST_SECONDS)
+            self._index(pipe, stored.request, stored.to_json())
 
         try:
             stored, result = await update_atomically(

@@ -32,6 +32,12 @@ class Keys:
     def rollback(self, request_id: str) -> str:
         return f"{self.prefix}rollback:{request_id}"
 
+    @property
+    def rollbacks_waiting(self) -> str:
+        """Hash: the id of each rollback request waiting for approvals -> the request (JSON),
+        written with every change of the request (what `/release status` lists)."""
+        return f"{self.prefix}rollbacks:waiting"
+
     def env_lock(self, name: str) -> str:
         return f"{self.prefix}lock:env:{name}"
 
@@ -220,6 +226,12 @@ class Keys:
     # Feature flags: each change request, and one hash of the ramps going (flag -> ramp).
     def flag_request(self, request_id: str) -> str:
         return f"{self.prefix}flagreq:{request_id}"
+
+    @property
+    def flag_requests_waiting(self) -> str:
+        """Hash: the id of each flag request awaiting approval -> the request (JSON), written
+        with every change of the request (what `/release status` lists)."""
+        return f"{self.prefix}flagreqs:waiting"
 
     @property
     def flag_ramps(self) -> str:

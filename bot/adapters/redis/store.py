@@ -30,10 +30,12 @@ from bot.adapters.redis.audit import (
     read_entries,
     release_entries,
 )
+from bot.adapters.redis.flag_requests import REQUEST_SECONDS as FLAG_REQUEST_SECONDS
 from bot.adapters.redis.freezes import decode_freezes
 from bot.adapters.redis.keys import Keys
 from bot.domain.actors import BOT, Actor
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK
+from bot.domain.flag_requests import FlagRequest
 from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
 from bot.domain.windows import Freeze
@@ -363,6 +365,7 @@ class Store:
     async def create_rollback(self, request: RollbackRequest, actor: Actor) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.rollback(request.id), request.to_json())
+            self._index_rollback(pipe, request)
             self._queue_audit(
                 pipe,
                 self._audit_fields(
@@ -392,6 +395,7 @@ class Store:
         """Like update_release: one atomic change with its audit entry, or nothing."""
 
         def also(pipe: Pipeline, request: RollbackRequest) -> None:
+            self._index_rollback(pipe, request)
             self._queue_audit(
                 pipe,
                 self._audit_fields(
@@ -414,6 +418,13 @@ class Store:
         )
         metrics.audited(self.keys.service, action, done[0].environment, outcome)
         return done
+
+    def _index_rollback(self, pipe: Pipeline, request: RollbackRequest) -> None:
+        """The request in the index of those waiting while it waits, and out of it after."""
+        if request.status == "waiting":
+            pipe.hset(self.keys.rollbacks_waiting, request.id, request.to_json())
+        else:
+            pipe.hdel(self.keys.rollbacks_waiting, request.id)
 
     # --- environments -------------------------------------------------------------------------
 
@@ -550,6 +561,8 @@ class Store:
                 pipe.get(self.keys.env_lock(name))
             for name in environments:
                 pipe.lrange(self.keys.history(name), 0, 99)
+            pipe.hgetall(self.keys.rollbacks_waiting)
+            pipe.hgetall(self.keys.flag_requests_waiting)
             pipe.smembers(self.keys.in_flight)
             rows = await pipe.execute()
         n = len(environments)
@@ -572,7 +585,23 @@ class Store:
             in_flight = sorted(
                 (Release.from_json(r) for r in raws if r is not None), key=lambda r: r.created_at
             )
-        return Status(versions=versions, in_flight=in_flight, raw_locks=locks, histories=histories)
+        rollbacks = [RollbackRequest.from_json(raw) for raw in rows[3 * n].values()]
+        # A flag request is kept 90 days, its entry here until it is decided: past those, it
+        # is gone (nothing can approve it any more).
+        horizon = self.clock() - FLAG_REQUEST_SECONDS
+        flag_requests = [
+            request
+            for raw in rows[3 * n + 1].values()
+            if (request := FlagRequest.from_dict(json.loads(raw))).created_at > horizon
+        ]
+        return Status(
+            versions=versions,
+            in_flight=in_flight,
+            raw_locks=locks,
+            histories=histories,
+            waiting_rollbacks=sorted(rollbacks, key=lambda r: r.requested_at),
+            waiting_flag_requests=sorted(flag_requests, key=lambda r: r.created_at),
+        )
 
     # --- idempotency ---------------------------------------------------------------------------
 

@@ -1,0 +1,92 @@
+"""The rollbacks and flag changes waiting for approvals, as `/release status` reads them (in
+its one round trip) from the real Redis: a request is listed from when it is made until it is
+decided, whichever way, with the approvals it has; a flag request past its 90 days is not."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+from bot.adapters.redis.flag_requests import REQUEST_SECONDS, RedisFlagRequests
+from bot.adapters.redis.keys import Keys
+from bot.adapters.redis.store import Store
+from bot.domain import flag_requests, rollbacks
+from bot.domain.actors import Actor
+from bot.domain.config import ApprovalPolicy
+from bot.domain.flag_requests import new_request
+from bot.domain.rollbacks import RollbackRequest
+
+ALICE = Actor("U0ALICE", "alice", "C0DEV")
+BOB = Actor("U0BOB", "bob", "C0DEV")
+TWO = ApprovalPolicy(required=2, approvers=())
+
+
+def rollback_request(request_id: str, at: float) -> RollbackRequest:
+    return RollbackRequest(
+        id=request_id,
+        environment="production",
+        to_version="0.8.0",
+        to_tag="v0.8.0",
+        to_sha="a" * 40,
+        from_version="0.9.0",
+        from_release="0.9.0-rc.1",
+        reason="errors",
+        requester="U0ALICE",
+        requester_name="alice",
+        requested_at=at,
+    )
+
+
+async def test_a_rollback_is_listed_while_it_waits(redis, prefix):
+    store = Store(redis, prefix)
+    await store.create_rollback(rollback_request("r2", 2.0), ALICE)
+    await store.create_rollback(rollback_request("r1", 1.0), ALICE)
+    status = await store.status(["production"])
+    assert [r.id for r in status.waiting_rollbacks] == ["r1", "r2"]  # oldest first
+
+    approve = partial(rollbacks.approve, user_id="U0BOB", user_name="bob", now=3.0, eligible=True)
+    await store.update_rollback("r1", approve, BOB, "rollback.approve")
+    [r1, _] = (await store.status(["production"])).waiting_rollbacks
+    assert [a.user_id for a in r1.approvals] == ["U0BOB"]  # as it is now
+
+    start = partial(rollbacks.start, policy=ApprovalPolicy(required=1))
+    await store.update_rollback("r1", start, BOB, "rollback.start")
+    cancel = partial(rollbacks.cancel, user_name="alice", now=4.0, may=True)
+    await store.update_rollback("r2", cancel, ALICE, "rollback.cancel")
+    assert (await store.status(["production"])).waiting_rollbacks == []
+    assert not await redis.exists(Keys(prefix).rollbacks_waiting)
+
+
+async def test_a_flag_change_is_listed_while_it_awaits_approval(redis, prefix):
+    requests = RedisFlagRequests(redis, Keys(prefix))
+    store = Store(redis, prefix)
+    request = new_request(ALICE, "set", "new_search", time.time(), percentage=80)
+    await requests.save(request)  # new: not asking anyone yet
+    assert (await store.status(["production"])).waiting_flag_requests == []
+
+    request.status = "awaiting approval"
+    await requests.save(request)
+    approve = partial(
+        flag_requests.approve,
+        policy=TWO,
+        user_id="U0BOB",
+        user_name="bob",
+        now=time.time(),
+        is_approver=True,
+    )
+    await requests.update(request.id, approve)
+    [listed] = (await store.status(["production"])).waiting_flag_requests
+    assert listed.id == request.id and [a.user_id for a in listed.approvals] == ["U0BOB"]
+
+    cancel = partial(flag_requests.cancel, user_name="alice", may=True)
+    await requests.update(request.id, cancel)
+    assert (await store.status(["production"])).waiting_flag_requests == []
+
+
+async def test_a_flag_request_past_its_90_days_is_not_listed(redis, prefix):
+    requests = RedisFlagRequests(redis, Keys(prefix))
+    store = Store(redis, prefix)
+    old = new_request(ALICE, "enable", "old_flag", time.time() - REQUEST_SECONDS - 60)
+    old.status = "awaiting approval"
+    await requests.save(old)
+    assert (await store.status(["production"])).waiting_flag_requests == []

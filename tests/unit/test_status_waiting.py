@@ -1,0 +1,88 @@
+"""What `/release status` says of the rollbacks and flag changes waiting for approvals: who
+asked, why and how many more approvals each needs, people's text shown as text, and at most
+ten of each kind, so that a flood of requests never makes a message Slack refuses."""
+
+from __future__ import annotations
+
+from bot.devtools.slack_stand_in import validate_blocks
+from bot.domain.actors import Actor
+from bot.domain.approval_policy import Approval
+from bot.domain.config import parse_config
+from bot.domain.flag_requests import new_request
+from bot.domain.rollbacks import RollbackRequest
+from bot.services.ports import Status
+from bot.services.show_status import render_status
+
+CONFIG = parse_config(
+    {
+        "repository": {"url": "/tmp/repo.git"},
+        "slack": {"channel": "#releases"},
+        "environments": [
+            {"name": "staging", "deploy_command": "true"},
+            {"name": "production", "deploy_command": "true"},
+        ],
+        "rollback": {"required": 2},
+        "flags": {"required": 2},
+    }
+)
+
+
+def rollback(request_id: str, environment: str = "production", reason: str = "errors"):
+    return RollbackRequest(
+        id=request_id,
+        environment=environment,
+        to_version="0.8.0",
+        to_tag="v0.8.0",
+        to_sha="a" * 40,
+        from_version="0.9.0",
+        from_release="",
+        from_tag="v0.9.0",
+        reason=reason,
+        requester="U0ALICE",
+        requester_name="alice",
+        requested_at=1_800_000_000.0,
+        approvals=[Approval("U0BOB", "bob", 1_800_000_100.0)],
+    )
+
+
+def shown(status: Status) -> str:
+    blocks = render_status(status, CONFIG)
+    assert validate_blocks(blocks) == []
+    return "\n".join(b["text"]["text"] for b in blocks if b.get("type") == "section")
+
+
+def test_each_waiting_request_says_who_asked_why_and_what_it_needs():
+    flag = new_request(Actor("U0CAROL", "carol", "C0DEV"), "enable", "new_search", 1.8e9)
+    flag.description = "<!channel> for the launch"
+    text = shown(
+        Status(
+            {},
+            [],
+            {},
+            waiting_rollbacks=[rollback("r1", reason="<!channel> checkout *errors*")],
+            waiting_flag_requests=[flag],
+        )
+    )
+    assert "*Waiting for approvals*" in text
+    assert "⏪ *production* back to `v0.8.0` from `v0.9.0`, asked by <@U0ALICE>" in text
+    assert "&lt;!channel&gt; checkout" in text and "<!channel>" not in text  # shown as text
+    assert "— needs 1 more approval" in text  # two asked for, bob's counted
+    assert "🚩 enable new_search, asked by <@U0CAROL>" in text
+    assert "— needs 2 more approvals" in text
+
+
+def test_nothing_waiting_shows_no_such_section():
+    assert "Waiting for approvals" not in shown(Status({}, [], {}))
+
+
+def test_a_flood_of_requests_is_cut_to_ten_of_each_kind():
+    long_reason = "x" * 500
+    many = [rollback(f"r{n}", reason=long_reason) for n in range(200)]
+    text = shown(Status({}, [], {}, waiting_rollbacks=many))
+    assert text.count("⏪ *production* back to") == 10
+    assert "…and 190 more rollbacks" in text
+
+
+def test_a_rollback_of_an_environment_no_longer_configured_is_not_listed():
+    text = shown(Status({}, [], {}, waiting_rollbacks=[rollback("r1", environment="qa")]))
+    assert "qa" not in text
