@@ -15,11 +15,9 @@ from bot.blocks.release import (
     section,
     slack_time,
 )
+from bot.domain.outbox import MAX_BLOCKS
 
-# Slack: at most 50 blocks, section text at most 3000 characters.
-MAX_BLOCKS = 50
-
-
+# Slack: at most MAX_BLOCKS blocks, section text at most 3000 characters.
 SECTION_LIMIT = 3000
 
 

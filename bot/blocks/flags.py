@@ -12,6 +12,7 @@ from bot.blocks.release import (
     context,
     escape,
     mention,
+    needs_text,
     section,
     sections,
     slack_time,
@@ -67,7 +68,7 @@ def waiting_line(request: FlagRequest, missing: int) -> str:
     why = f": {escape(request.description)}" if request.description else ""
     return (
         f"🚩 {escape(change_words(request))}, asked by {mention(request.requester)} "
-        f"{slack_time(request.created_at)}{why} — needs {approvals_text(missing, more=True)}"
+        f"{slack_time(request.created_at)}{why} — {needs_text(missing)}"
     )
 
 

@@ -34,6 +34,7 @@ from bot.domain.approvals import readiness, retry_refusal
 from bot.domain.command_results import CommandResult
 from bot.domain.config import Config
 from bot.domain.locks import LockInfo, format_age
+from bot.domain.outbox import MAX_BLOCKS
 from bot.domain.releases import Deploy, Gate, Release, rerun_refusal
 from bot.domain.rollbacks import RollbackRequest
 from bot.domain.windows import Freeze, zone
@@ -809,6 +810,10 @@ def status_message(
         blocks += sections(["*Deploy windows*", *shut])
     if waiting:
         blocks += sections(["*Waiting for approvals*", *waiting])
+    if len(blocks) > MAX_BLOCKS:
+        # People's text (reasons of freezes and requests) filled it: Slack takes 50 blocks.
+        cut = len(blocks) - MAX_BLOCKS + 1
+        blocks = [*blocks[: MAX_BLOCKS - 1], context(f"…{cut} more parts left out: too long")]
     return blocks
 
 
@@ -818,16 +823,25 @@ def waiting_rollback_line(request: RollbackRequest, missing: int) -> str:
     return (
         f"⏪ *{request.environment}* back to `{request.to_tag}` from `{request.from_shown}`, "
         f"asked by {mention(request.requester)} {slack_time(request.requested_at)}: "
-        f"{escape(request.reason)} — needs {approvals_text(missing, more=True)}"
+        f"{escape(request.reason)} — {needs_text(missing)}"
     )
 
 
-def at_most(lines: list[str], shown: int, what: str) -> list[str]:
-    """The first `shown` lines, and how many more there are: a Slack message holds 50 blocks,
-    and each line may hold 500 characters of someone's text."""
+def at_most(lines: list[str], shown: int, one: str, many: str) -> list[str]:
+    """The first `shown` lines, and how many more there are ("…and 1 more rollback"): each
+    line may hold 500 characters of someone's text."""
     if len(lines) <= shown:
         return lines
-    return [*lines[:shown], f"…and {len(lines) - shown:,} more {what}"]
+    left = len(lines) - shown
+    return [*lines[:shown], f"…and {left:,} more {one if left == 1 else many}"]
+
+
+def needs_text(missing: int) -> str:
+    """What a request waiting for approvals still needs: "needs 2 more approvals", or, with
+    all it asks for (a worker that stopped before it started it), that it has them."""
+    if missing:
+        return f"needs {approvals_text(missing, more=True)}"
+    return "approved, not started yet"
 
 
 def rollback_request(request: RollbackRequest, required: int) -> tuple[str, list[Block]]:

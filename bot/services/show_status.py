@@ -217,8 +217,8 @@ def waiting_lines(status: Status, config: Config) -> list[str]:
         for r in status.waiting_flag_requests
     ]
     return [
-        *messages.at_most(rollback_lines, WAITING_SHOWN, "rollbacks"),
-        *messages.at_most(flag_lines, WAITING_SHOWN, "flag changes"),
+        *messages.at_most(rollback_lines, WAITING_SHOWN, "rollback", "rollbacks"),
+        *messages.at_most(flag_lines, WAITING_SHOWN, "flag change", "flag changes"),
     ]
 
 

@@ -1,13 +1,15 @@
-"""The rollbacks and flag changes waiting for approvals, as `/release status` reads them (in
-its one round trip) from the real Redis: a request is listed from when it is made until it is
-decided, whichever way, with the approvals it has; a flag request past its 90 days is not."""
+"""The rollbacks and flag changes waiting for approvals, as `/release status` reads them from
+the real Redis: a request is listed from when its message is posted until it is decided,
+whichever way, with the approvals it has now. The index of those waiting is mended as it is
+read: a request decided by a replica that did not keep it, one gone after its 90 days and
+one the kill switch voided leave it."""
 
 from __future__ import annotations
 
 import time
 from functools import partial
 
-from bot.adapters.redis.flag_requests import REQUEST_SECONDS, RedisFlagRequests
+from bot.adapters.redis.flag_requests import RedisFlagRequests
 from bot.adapters.redis.keys import Keys
 from bot.adapters.redis.store import Store
 from bot.domain import flag_requests, rollbacks
@@ -34,6 +36,8 @@ def rollback_request(request_id: str, at: float) -> RollbackRequest:
         requester="U0ALICE",
         requester_name="alice",
         requested_at=at,
+        channel="C0RELEASE",
+        message_ts=f"{at:.6f}",
     )
 
 
@@ -66,6 +70,8 @@ async def test_a_flag_change_is_listed_while_it_awaits_approval(redis, prefix):
 
     request.status = "awaiting approval"
     await requests.save(request)
+    assert (await store.status(["production"])).waiting_flag_requests == []  # not posted yet
+    await requests.update(request.id, partial(flag_requests.place, channel="C0", ts="1.000200"))
     approve = partial(
         flag_requests.approve,
         policy=TWO,
@@ -83,10 +89,31 @@ async def test_a_flag_change_is_listed_while_it_awaits_approval(redis, prefix):
     assert (await store.status(["production"])).waiting_flag_requests == []
 
 
-async def test_a_flag_request_past_its_90_days_is_not_listed(redis, prefix):
-    requests = RedisFlagRequests(redis, Keys(prefix))
-    store = Store(redis, prefix)
-    old = new_request(ALICE, "enable", "old_flag", time.time() - REQUEST_SECONDS - 60)
-    old.status = "awaiting approval"
-    await requests.save(old)
-    assert (await store.status(["production"])).waiting_flag_requests == []
+async def test_the_index_is_mended_as_it_is_read(redis, prefix):
+    keys, store = Keys(prefix), Store(redis, prefix)
+    requests = RedisFlagRequests(redis, keys)
+    # Decided by a replica of an earlier release, which wrote the record but not the index.
+    await store.create_rollback(rollback_request("r1", 1.0), ALICE)
+    decided = rollback_request("r1", 1.0)
+    decided.status = "cancelled"
+    await redis.set(keys.rollback("r1"), decided.to_json())
+    # A flag request whose record expired after its 90 days.
+    gone = new_request(ALICE, "enable", "old_flag", time.time())
+    gone.status, gone.ts = "awaiting approval", "1.000100"
+    await requests.save(gone)
+    await redis.delete(keys.flag_request(gone.id))
+    # One asked before the kill switch turned its flag off: no click can approve it.
+    voided = new_request(ALICE, "set", "new_search", time.time() - 60, percentage=50)
+    voided.status, voided.ts = "awaiting approval", "1.000200"
+    await requests.save(voided)
+    await requests.mark_killed("new_search", time.time())
+    # And one written by a newer release, with a field this one does not know: left to it.
+    newer = rollback_request("r9", 9.0).to_json().replace('"id":', '"sealed":true,"id":')
+    await redis.set(keys.rollback("r9"), newer)
+    await redis.sadd(keys.rollbacks_waiting, "r9")
+
+    status = await store.status(["production"])
+
+    assert status.waiting_rollbacks == [] and status.waiting_flag_requests == []
+    assert await redis.smembers(keys.rollbacks_waiting) == {b"r9"}
+    assert await redis.smembers(keys.flag_requests_waiting) == set()

@@ -4,12 +4,15 @@ ten of each kind, so that a flood of requests never makes a message Slack refuse
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from bot.devtools.slack_stand_in import validate_blocks
 from bot.domain.actors import Actor
 from bot.domain.approval_policy import Approval
 from bot.domain.config import parse_config
 from bot.domain.flag_requests import new_request
 from bot.domain.rollbacks import RollbackRequest
+from bot.domain.windows import Freeze
 from bot.services.ports import Status
 from bot.services.show_status import render_status
 
@@ -42,6 +45,8 @@ def rollback(request_id: str, environment: str = "production", reason: str = "er
         requester_name="alice",
         requested_at=1_800_000_000.0,
         approvals=[Approval("U0BOB", "bob", 1_800_000_100.0)],
+        channel="C0RELEASE",
+        message_ts="1800000000.000100",
     )
 
 
@@ -54,6 +59,7 @@ def shown(status: Status) -> str:
 def test_each_waiting_request_says_who_asked_why_and_what_it_needs():
     flag = new_request(Actor("U0CAROL", "carol", "C0DEV"), "enable", "new_search", 1.8e9)
     flag.description = "<!channel> for the launch"
+    flag.ts = "1800000000.000200"
     text = shown(
         Status(
             {},
@@ -76,11 +82,32 @@ def test_nothing_waiting_shows_no_such_section():
 
 
 def test_a_flood_of_requests_is_cut_to_ten_of_each_kind():
-    long_reason = "x" * 500
-    many = [rollback(f"r{n}", reason=long_reason) for n in range(200)]
+    many = [rollback(f"r{n}", reason="x" * 500) for n in range(200)]
     text = shown(Status({}, [], {}, waiting_rollbacks=many))
     assert text.count("⏪ *production* back to") == 10
     assert "…and 190 more rollbacks" in text
+    assert "…and 1 more rollback\n" in shown(Status({}, [], {}, waiting_rollbacks=many[:11])) + "\n"
+
+
+def test_text_that_escaping_lengthens_never_makes_a_message_slack_refuses():
+    # "&" is shown as "&amp;": a reason of 500 fills a section of its own. Freezes are not
+    # cut to ten (each one holds), so sixty of them overflow the message's 50 blocks.
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    freezes = {
+        "production": [
+            Freeze(start, start + timedelta(days=30 + n), "&" * 500, "U0ALICE") for n in range(60)
+        ]
+    }
+    many = [rollback(f"r{n}", reason="&" * 500) for n in range(200)]
+    blocks = render_status(Status({}, [], {}, waiting_rollbacks=many), CONFIG, freezes)
+    assert validate_blocks(blocks) == [] and len(blocks) == 50
+    assert "more parts left out: too long" in blocks[-1]["elements"][0]["text"]
+
+
+def test_a_rollback_with_all_its_approvals_says_it_has_not_started():
+    request = rollback("r1")
+    request.approvals.append(Approval("U0CAROL", "carol", 1_800_000_200.0))
+    assert "approved, not started yet" in shown(Status({}, [], {}, waiting_rollbacks=[request]))
 
 
 def test_a_rollback_of_an_environment_no_longer_configured_is_not_listed():

@@ -72,15 +72,15 @@ class RedisFlagRequests:
         async with self.redis.pipeline(transaction=True) as pipe:
             raw = json.dumps(request.to_dict())
             pipe.set(self.keys.flag_request(request.id), raw, ex=REQUEST_SECONDS)
-            self._index(pipe, request, raw)
+            self._index(pipe, request)
             await pipe.execute()
 
-    def _index(self, pipe: Pipeline, request: FlagRequest, raw: str) -> None:
+    def _index(self, pipe: Pipeline, request: FlagRequest) -> None:
         """The request in the index of those awaiting approval while it does, out after."""
         if request.status == "awaiting approval":
-            pipe.hset(self.keys.flag_requests_waiting, request.id, raw)
+            pipe.sadd(self.keys.flag_requests_waiting, request.id)
         else:
-            pipe.hdel(self.keys.flag_requests_waiting, request.id)
+            pipe.srem(self.keys.flag_requests_waiting, request.id)
 
     async def load(self, request_id: str) -> FlagRequest | None:
         raw = await self.redis.get(self.keys.flag_request(request_id))
@@ -104,7 +104,7 @@ class RedisFlagRequests:
 
         def keep(pipe: Pipeline, stored: _Stored) -> None:
             pipe.expire(key, REQUEST_SECONDS)
-            self._index(pipe, stored.request, stored.to_json())
+            self._index(pipe, stored.request)
 
         try:
             stored, result = await update_atomically(

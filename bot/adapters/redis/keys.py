@@ -34,8 +34,8 @@ class Keys:
 
     @property
     def rollbacks_waiting(self) -> str:
-        """Hash: the id of each rollback request waiting for approvals -> the request (JSON),
-        written with every change of the request (what `/release status` lists)."""
+        """Set: the ids of the rollback requests waiting for approvals, written with every
+        change of a request (what `/release status` lists)."""
         return f"{self.prefix}rollbacks:waiting"
 
     def env_lock(self, name: str) -> str:
@@ -229,8 +229,8 @@ class Keys:
 
     @property
     def flag_requests_waiting(self) -> str:
-        """Hash: the id of each flag request awaiting approval -> the request (JSON), written
-        with every change of the request (what `/release status` lists)."""
+        """Set: the ids of the flag requests awaiting approval, written with every change of a
+        request (what `/release status` lists)."""
         return f"{self.prefix}flagreqs:waiting"
 
     @property

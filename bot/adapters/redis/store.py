@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,6 @@ from bot.adapters.redis.audit import (
     read_entries,
     release_entries,
 )
-from bot.adapters.redis.flag_requests import REQUEST_SECONDS as FLAG_REQUEST_SECONDS
 from bot.adapters.redis.freezes import decode_freezes
 from bot.adapters.redis.keys import Keys
 from bot.domain.actors import BOT, Actor
@@ -40,6 +40,8 @@ from bot.domain.releases import Release, TransitionError
 from bot.domain.rollbacks import RollbackRequest
 from bot.domain.windows import Freeze
 from bot.services.ports import Status, StatusSummary
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -422,9 +424,9 @@ class Store:
     def _index_rollback(self, pipe: Pipeline, request: RollbackRequest) -> None:
         """The request in the index of those waiting while it waits, and out of it after."""
         if request.status == "waiting":
-            pipe.hset(self.keys.rollbacks_waiting, request.id, request.to_json())
+            pipe.sadd(self.keys.rollbacks_waiting, request.id)
         else:
-            pipe.hdel(self.keys.rollbacks_waiting, request.id)
+            pipe.srem(self.keys.rollbacks_waiting, request.id)
 
     # --- environments -------------------------------------------------------------------------
 
@@ -553,7 +555,8 @@ class Store:
         }
 
     async def status(self, environments: list[str]) -> Status:
-        """Everything `/release status` shows, in one round trip (plus one when in flight)."""
+        """Everything `/release status` shows, in one round trip (plus one for the records of
+        the releases in flight and the requests waiting, when there are any)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in environments:
                 pipe.hgetall(self.keys.environment(name))
@@ -561,8 +564,9 @@ class Store:
                 pipe.get(self.keys.env_lock(name))
             for name in environments:
                 pipe.lrange(self.keys.history(name), 0, 99)
-            pipe.hgetall(self.keys.rollbacks_waiting)
-            pipe.hgetall(self.keys.flag_requests_waiting)
+            pipe.smembers(self.keys.rollbacks_waiting)
+            pipe.smembers(self.keys.flag_requests_waiting)
+            pipe.hgetall(self.keys.flag_kills)
             pipe.smembers(self.keys.in_flight)
             rows = await pipe.execute()
         n = len(environments)
@@ -579,28 +583,39 @@ class Store:
             name: [json.loads(raw) for raw in row]
             for name, row in zip(environments, rows[2 * n : 3 * n], strict=True)
         }
-        in_flight: list[Release] = []
-        if rows[-1]:
-            raws = await self.redis.mget([self.keys.release(_s(v)) for v in rows[-1]])
-            in_flight = sorted(
-                (Release.from_json(r) for r in raws if r is not None), key=lambda r: r.created_at
-            )
-        rollbacks = [RollbackRequest.from_json(raw) for raw in rows[3 * n].values()]
-        # A flag request is kept 90 days, its entry here until it is decided: past those, it
-        # is gone (nothing can approve it any more).
-        horizon = self.clock() - FLAG_REQUEST_SECONDS
-        flag_requests = [
-            request
-            for raw in rows[3 * n + 1].values()
-            if (request := FlagRequest.from_dict(json.loads(raw))).created_at > horizon
+        rollback_ids, flag_ids = sorted(map(_s, rows[3 * n])), sorted(map(_s, rows[3 * n + 1]))
+        kills = {_s(name): float(at) for name, at in rows[3 * n + 2].items()}
+        release_ids = [_s(v) for v in rows[-1]]
+        wanted = [
+            *(self.keys.release(v) for v in release_ids),
+            *(self.keys.rollback(i) for i in rollback_ids),
+            *(self.keys.flag_request(i) for i in flag_ids),
         ]
+        raws = await self.redis.mget(wanted) if wanted else []
+        releases = raws[: len(release_ids)]
+        in_flight = sorted(
+            (Release.from_json(r) for r in releases if r is not None), key=lambda r: r.created_at
+        )
+        stored_rollbacks = raws[len(release_ids) : len(release_ids) + len(rollback_ids)]
+        stored_flags = raws[len(release_ids) + len(rollback_ids) :]
+        rollbacks, decided = _waiting_rollbacks(rollback_ids, stored_rollbacks)
+        flag_requests, voided = _waiting_flag_requests(flag_ids, stored_flags, kills)
+        if decided or voided:
+            # Decided where the index was not kept (a replica of an earlier release), gone
+            # (a flag request after its 90 days) or voided by the kill switch: dropped here.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if decided:
+                    pipe.srem(self.keys.rollbacks_waiting, *decided)
+                if voided:
+                    pipe.srem(self.keys.flag_requests_waiting, *voided)
+                await pipe.execute()
         return Status(
             versions=versions,
             in_flight=in_flight,
             raw_locks=locks,
             histories=histories,
-            waiting_rollbacks=sorted(rollbacks, key=lambda r: r.requested_at),
-            waiting_flag_requests=sorted(flag_requests, key=lambda r: r.created_at),
+            waiting_rollbacks=rollbacks,
+            waiting_flag_requests=flag_requests,
         )
 
     # --- idempotency ---------------------------------------------------------------------------
@@ -700,3 +715,46 @@ async def summaries(
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _waiting_rollbacks(
+    ids: list[str], stored: list[Any]
+) -> tuple[list[RollbackRequest], list[str]]:
+    """The rollback requests still waiting (oldest first), and the ids of those that are not
+    (decided, or gone). One whose message was never posted cannot be clicked: not listed."""
+    waiting, decided = [], []
+    for request_id, raw in zip(ids, stored, strict=True):
+        try:
+            request = RollbackRequest.from_json(raw) if raw is not None else None
+        except (ValueError, TypeError, KeyError):
+            log.warning("rollback request %s is not one this release reads", request_id)
+            continue  # a newer release's: its own replicas list it
+        if request is None or request.status != "waiting":
+            decided.append(request_id)
+        elif request.message_ts:
+            waiting.append(request)
+    return sorted(waiting, key=lambda r: r.requested_at), decided
+
+
+def _waiting_flag_requests(
+    ids: list[str], stored: list[Any], kills: dict[str, float]
+) -> tuple[list[FlagRequest], list[str]]:
+    """The flag requests still awaiting approval (oldest first), and the ids of those that
+    are not: decided, gone after their 90 days, or voided by the kill switch (their flag
+    turned off after they were asked: no click can approve them)."""
+    waiting, gone = [], []
+    for request_id, raw in zip(ids, stored, strict=True):
+        try:
+            request = FlagRequest.from_dict(json.loads(raw)) if raw is not None else None
+        except (ValueError, TypeError, KeyError):
+            log.warning("flag request %s is not one this release reads", request_id)
+            continue
+        if (
+            request is None
+            or request.status != "awaiting approval"
+            or kills.get(request.name, -1.0) >= request.created_at
+        ):
+            gone.append(request_id)
+        elif request.ts:
+            waiting.append(request)
+    return sorted(waiting, key=lambda r: r.created_at), gone
