@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 from bot.adapters.redis.store import Store
 from bot.domain.actors import Actor
 from bot.domain.releases import Release
-from bot.domain.rollbacks import RollbackRequest
 from tests.helpers.redis_monitor import commands_on
 from tests.helpers.releases import recorded
+from tests.helpers.rollbacks import rollback_request
 
 ALICE = Actor(user_id="U0ALICE", user_name="alice", channel="C0DEV")
 
@@ -141,20 +141,7 @@ async def test_an_entry_about_two_releases_is_in_both_trails(redis: Redis, prefi
     are on both trails, written indexed or indexed by the backfill."""
     store = Store(redis, prefix)
     await _old_entry(redis, store, "0.9.0-rc.1 0.8.0-rc.2", "rollback.old")
-    request = RollbackRequest(
-        id="r1",
-        environment="production",
-        to_version="0.8.0",
-        to_tag="v0.8.0",
-        to_sha="a" * 40,
-        from_version="0.9.0",
-        from_release="0.9.0-rc.1",
-        to_release="0.8.0-rc.2",
-        reason="errors",
-        requester="U0ALICE",
-        requester_name="alice",
-        requested_at=1.0,
-    )
+    request = rollback_request("r1", to_release="0.8.0-rc.2")
     await store.create_rollback(request, ALICE)
     for release in ("0.9.0-rc.1", "0.8.0-rc.2"):
         actions = [e["action"] for e in await trail(store, release)]

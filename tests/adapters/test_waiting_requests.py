@@ -17,6 +17,7 @@ from bot.domain.actors import Actor
 from bot.domain.config import ApprovalPolicy
 from bot.domain.flag_requests import new_request
 from bot.domain.rollbacks import RollbackRequest
+from tests.helpers import rollbacks as helpers
 
 ALICE = Actor("U0ALICE", "alice", "C0DEV")
 BOB = Actor("U0BOB", "bob", "C0DEV")
@@ -24,20 +25,8 @@ TWO = ApprovalPolicy(required=2, approvers=())
 
 
 def rollback_request(request_id: str, at: float) -> RollbackRequest:
-    return RollbackRequest(
-        id=request_id,
-        environment="production",
-        to_version="0.8.0",
-        to_tag="v0.8.0",
-        to_sha="a" * 40,
-        from_version="0.9.0",
-        from_release="0.9.0-rc.1",
-        reason="errors",
-        requester="U0ALICE",
-        requester_name="alice",
-        requested_at=at,
-        channel="C0RELEASE",
-        message_ts=f"{at:.6f}",
+    return helpers.rollback_request(
+        request_id, requested_at=at, channel="C0RELEASE", message_ts=f"{at:.6f}"
     )
 
 

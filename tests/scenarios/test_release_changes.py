@@ -105,6 +105,19 @@ async def test_the_final_tag_keeps_the_changes_and_a_rollback_says_what_it_takes
     assert "one-page checkout" in text
 
 
+async def what_a_rollback_takes_away(web) -> list[str]:
+    """Bob rolls production back; what the thread then hears it takes away."""
+    await web.command('rollback production --reason "errors"', user="U0BOB", user_name="bob")
+    return await web.slack.wait_for(
+        lambda: [
+            web.slack.text_of(m)
+            for m in web.slack.messages().values()
+            if "takes away" in web.slack.text_of(m)
+        ],
+        timeout=30,
+    )
+
+
 async def test_a_rollback_that_is_a_workers_first_job_still_says_what_it_takes_away(
     start_bot, git_remote, tmp_path: Path
 ):
@@ -119,15 +132,7 @@ async def test_a_rollback_that_is_a_workers_first_job_still_says_what_it_takes_a
     await start_bot(config, role="worker", name="fresh-worker")
     assert not (tmp_path / "state-fresh-worker" / "repo").exists()
 
-    await web.command('rollback production --reason "errors"', user="U0BOB", user_name="bob")
-    said = await web.slack.wait_for(
-        lambda: [
-            web.slack.text_of(m)
-            for m in web.slack.messages().values()
-            if "takes away" in web.slack.text_of(m)
-        ],
-        timeout=30,
-    )
+    said = await what_a_rollback_takes_away(web)
     assert "Rolling back *production* to `v0.14.0` takes away 1 change" in said[0]
     assert "fourth" in said[0]
 
@@ -151,15 +156,7 @@ async def test_a_rollback_by_a_worker_whose_clone_is_older_than_what_runs_says_w
     await store.set_environment_version("production", "0.14.2", "v0.14.2", tags["v0.14.2"])
     await start_bot(config, role="worker", name="w")
 
-    await web.command('rollback production --reason "errors"', user="U0BOB", user_name="bob")
-    said = await web.slack.wait_for(
-        lambda: [
-            web.slack.text_of(m)
-            for m in web.slack.messages().values()
-            if "takes away" in web.slack.text_of(m)
-        ],
-        timeout=30,
-    )
+    said = await what_a_rollback_takes_away(web)
     assert "Rolling back *production* to `v0.14.1` takes away 2 changes" in said[0]
     assert "a faster checkout" in said[0]
 

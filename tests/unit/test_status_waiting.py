@@ -11,10 +11,10 @@ from bot.domain.actors import Actor
 from bot.domain.approval_policy import Approval
 from bot.domain.config import parse_config
 from bot.domain.flag_requests import new_request
-from bot.domain.rollbacks import RollbackRequest
 from bot.domain.windows import Freeze
 from bot.services.ports import Status
 from bot.services.show_status import render_status
+from tests.helpers.rollbacks import rollback_request
 
 CONFIG = parse_config(
     {
@@ -31,18 +31,12 @@ CONFIG = parse_config(
 
 
 def rollback(request_id: str, environment: str = "production", reason: str = "errors"):
-    return RollbackRequest(
-        id=request_id,
+    return rollback_request(
+        request_id,
         environment=environment,
-        to_version="0.8.0",
-        to_tag="v0.8.0",
-        to_sha="a" * 40,
-        from_version="0.9.0",
         from_release="",
         from_tag="v0.9.0",
         reason=reason,
-        requester="U0ALICE",
-        requester_name="alice",
         requested_at=1_800_000_000.0,
         approvals=[Approval("U0BOB", "bob", 1_800_000_100.0)],
         channel="C0RELEASE",
