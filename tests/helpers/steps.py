@@ -3,6 +3,7 @@ approvals on it, a release live in production."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,15 @@ async def rolled_back(bot: RunningBot) -> str:
         return text if "Rolled back *production*" in text else ""
 
     return await bot.slack.wait_for(said, timeout=30)
+
+
+async def status_saying(bot: RunningBot, wanted: str, timeout: float = 10.0) -> str:
+    """`/release status` asked again until it says `wanted` (what a click or a job records
+    may land a moment after the message a test waited for); its text."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        text = bot.slack.text_of(await bot.command("status"))
+        if wanted in text:
+            return text
+        assert asyncio.get_running_loop().time() < deadline, text
+        await asyncio.sleep(0.25)  # past the status snapshot's 0.2 s

@@ -12,7 +12,7 @@ from bot.domain import rollbacks
 from tests.helpers.config import SMOKE, deploy_log, make_config, production_config
 from tests.helpers.messages import release_message
 from tests.helpers.steps import ROLLBACK_POLICY as POLICY
-from tests.helpers.steps import in_production, rolled_back
+from tests.helpers.steps import in_production, rolled_back, status_saying
 
 
 async def test_rollback_redeploys_the_previous_version_and_locks(
@@ -74,9 +74,9 @@ async def test_a_rollback_waits_for_the_approvals_the_config_sets(
         ]
     )
     production_runs = len([ln for ln in deploy_log(tmp_path) if ln.startswith("production")])
-    # `/release status` lists it while it waits, with what it still needs.
-    waiting = bot.slack.text_of(await bot.command("status"))
-    assert "Waiting for approvals" in waiting
+    # `/release status` lists it while it waits (once its message is recorded as posted),
+    # with what it still needs.
+    waiting = await status_saying(bot, "Waiting for approvals")
     assert "⏪ *production* back to `v0.14.1` from `v0.15.0`, asked by <@U0BOB>" in waiting
     assert "errors — needs 1 more approval" in waiting
     await bot.click(request[0], "rollback_approve", user="U0DAVE", user_name="dave")
@@ -392,20 +392,20 @@ async def test_a_waiting_rollback_is_cancelled_by_who_asked_and_never_runs(
     )
     stale = copy.deepcopy(request[0])
     production_runs = [ln for ln in deploy_log(tmp_path) if ln.startswith("production")]
-    await bot.click(request[0], "rollback_cancel", user="U0EVE", user_name="eve")
-    await bot.click(request[0], "rollback_cancel", user="U0BOB", user_name="bob")
-    expected = (
-        "only who asked for a rollback, or an approver of it",
-        "You cancelled the rollback of *production*",
-    )
-
-    def both_answers() -> list[str] | None:
-        # Each click's private answer comes after its ack, in either order.
-        said = [bot.slack.text_of(c.params) for c in bot.slack.calls_to("response_url")]
-        return said if all(any(e in t for t in said) for e in expected) else None
-
-    said = await bot.slack.wait_for(both_answers)
-    assert said
+    # Eve's click is answered before bob's is made: after bob's, the request is cancelled
+    # already, and that is what eve would hear instead.
+    for user, name, answer in (
+        ("U0EVE", "eve", "only who asked for a rollback, or an approver of it"),
+        ("U0BOB", "bob", "You cancelled the rollback of *production*"),
+    ):
+        await bot.click(request[0], "rollback_cancel", user=user, user_name=name)
+        await bot.slack.wait_for(
+            lambda answer=answer: [
+                c
+                for c in bot.slack.calls_to("response_url")
+                if answer in bot.slack.text_of(c.params)
+            ]
+        )
     text = await bot.slack.wait_for(
         lambda: (
             "cancelled by bob" in bot.slack.text_of(request[0]) and bot.slack.text_of(request[0])
