@@ -118,6 +118,15 @@ def needs_approval(config: Config, request: FlagRequest, flag: Flag | None) -> b
     return request.ramp or raises_exposure(flag, request.change)
 
 
+def voided(request: FlagRequest, killed_at: float | None, asked_at: float | None = None) -> bool:
+    """Whether the kill switch turned the request's flag off after it was asked (at
+    `asked_at`, its own creation by default; a ramp's step counts from its ramp's request):
+    then it never goes out. A kill switch is never voided."""
+    if request.operation == "disable" or killed_at is None:
+        return False
+    return (request.created_at if asked_at is None else asked_at) <= killed_at
+
+
 def flag_policy(config: Config) -> ApprovalPolicy:
     """[flags]'s approvals. They do not expire ([flags] has no valid_hours): a request waits
     for its approvals as long as it is kept."""

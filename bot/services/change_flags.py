@@ -329,7 +329,7 @@ async def _voided(needs: FlagNeeds, request: FlagRequest) -> str | None:
     if request.parent:
         parent = await needs.flag_requests.load(request.parent)
         asked = parent.created_at if parent is not None else asked
-    if killed is None or asked > killed:
+    if not flag_requests.voided(request, killed, asked):
         return None
     return (
         f"This was voided: the kill switch turned `{request.name}` off after it was asked. "

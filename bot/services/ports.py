@@ -138,6 +138,8 @@ class Status:
     # The rollbacks and flag changes waiting for approvals, oldest first.
     waiting_rollbacks: list[RollbackRequest] = field(default_factory=list)
     waiting_flag_requests: list[FlagRequest] = field(default_factory=list)
+    # When the kill switch last turned each flag off (what it voids: flag_requests.voided).
+    flag_kills: dict[str, float] = field(default_factory=dict)
 
     def summary(
         self, open_incidents: int = 0, freezes: dict[str, list[Freeze]] | None = None

@@ -203,18 +203,22 @@ WAITING_SHOWN = 10  # of each kind
 
 def waiting_lines(status: Status, config: Config) -> list[str]:
     """The rollbacks and flag changes that wait for approvals, with how many each needs."""
+    # Only what a click can still decide: a request whose message was never posted has no
+    # buttons, one of an environment since removed waits for nothing, and one the kill switch
+    # voided is refused to every click.
     configured = {env.name for env in config.environments}
     rollback_lines = [
         messages.waiting_rollback_line(
             r, rollbacks.missing(r, rollbacks.rollback_policy(config, r.environment))
         )
         for r in status.waiting_rollbacks
-        if r.environment in configured  # one of an environment since removed waits for nothing
+        if r.message_ts and r.environment in configured
     ]
     policy = flag_requests.flag_policy(config)
     flag_lines = [
         flag_messages.waiting_line(r, approval_policy.missing(policy, r.approvals, r.created_at))
         for r in status.waiting_flag_requests
+        if r.ts and not flag_requests.voided(r, status.flag_kills.get(r.name))
     ]
     return [
         *messages.at_most(rollback_lines, WAITING_SHOWN, "rollback", "rollbacks"),

@@ -180,3 +180,13 @@ def test_a_stored_request_names_a_known_operation_or_is_refused():
     ]
     with pytest.raises(ValueError):
         as_operation("drop")
+
+
+def test_the_kill_switch_voids_what_was_asked_before_it_and_never_itself():
+    asked = new_request(ALICE, "enable", "new_search", 100.0)
+    assert not flag_requests.voided(asked, None)  # never killed
+    assert not flag_requests.voided(asked, 99.0)  # killed before it was asked
+    assert flag_requests.voided(asked, 100.0) and flag_requests.voided(asked, 101.0)
+    assert not flag_requests.voided(asked, 150.0, asked_at=200.0)  # a step of a later ramp
+    kill = new_request(ALICE, "disable", "new_search", 100.0)
+    assert not flag_requests.voided(kill, 101.0)

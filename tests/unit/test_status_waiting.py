@@ -71,6 +71,28 @@ def test_each_waiting_request_says_who_asked_why_and_what_it_needs():
     assert "— needs 2 more approvals" in text
 
 
+def test_only_what_a_click_can_still_decide_is_listed():
+    unposted = rollback("r2")
+    unposted.message_ts = ""  # its message was never posted: no button to click
+    asked = new_request(Actor("U0CAROL", "carol", "C0DEV"), "enable", "new_search", 1.8e9)
+    asked.ts = "1800000000.000200"
+    text = shown(
+        Status(
+            {},
+            [],
+            {},
+            waiting_rollbacks=[unposted, rollback("r3", environment="qa")],  # qa: removed
+            waiting_flag_requests=[asked],
+            flag_kills={"new_search": 1.8e9 + 60},  # turned off after it was asked: voided
+        )
+    )
+    assert "Waiting for approvals" not in text
+    later = shown(
+        Status({}, [], {}, waiting_flag_requests=[asked], flag_kills={"new_search": 1.8e9 - 60})
+    )
+    assert "🚩 enable new_search" in later  # killed before it was asked: it still waits
+
+
 def test_nothing_waiting_shows_no_such_section():
     assert "Waiting for approvals" not in shown(Status({}, [], {}))
 
@@ -102,8 +124,3 @@ def test_a_rollback_with_all_its_approvals_says_it_has_not_started():
     request = rollback("r1")
     request.approvals.append(Approval("U0CAROL", "carol", 1_800_000_200.0))
     assert "approved, not started yet" in shown(Status({}, [], {}, waiting_rollbacks=[request]))
-
-
-def test_a_rollback_of_an_environment_no_longer_configured_is_not_listed():
-    text = shown(Status({}, [], {}, waiting_rollbacks=[rollback("r1", environment="qa")]))
-    assert "qa" not in text

@@ -44,6 +44,7 @@ from bot.services.ports import Status, StatusSummary
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # Audit entries, each XADDed to KEYS[1] and its ID added to the index of its release
 # (ARGV[1] .. release version), so a release's trail is read without scanning the stream.
@@ -598,24 +599,37 @@ class Store:
         )
         stored_rollbacks = raws[len(release_ids) : len(release_ids) + len(rollback_ids)]
         stored_flags = raws[len(release_ids) + len(rollback_ids) :]
-        rollbacks, decided = _waiting_rollbacks(rollback_ids, stored_rollbacks)
-        flag_requests, voided = _waiting_flag_requests(flag_ids, stored_flags, kills)
-        if decided or voided:
-            # Decided where the index was not kept (a replica of an earlier release), gone
-            # (a flag request after its 90 days) or voided by the kill switch: dropped here.
+        rollbacks, decided = _still_waiting(
+            "rollback",
+            rollback_ids,
+            stored_rollbacks,
+            RollbackRequest.from_json,
+            lambda r: r.status == "waiting",
+        )
+        flag_requests, gone = _still_waiting(
+            "flag",
+            flag_ids,
+            stored_flags,
+            lambda raw: FlagRequest.from_dict(json.loads(raw)),
+            lambda r: r.status == "awaiting approval",
+        )
+        if decided or gone:
+            # Decided where the index was not kept (a replica of an earlier release), or gone
+            # (a flag request after its 90 days): dropped here.
             async with self.redis.pipeline(transaction=False) as pipe:
                 if decided:
                     pipe.srem(self.keys.rollbacks_waiting, *decided)
-                if voided:
-                    pipe.srem(self.keys.flag_requests_waiting, *voided)
+                if gone:
+                    pipe.srem(self.keys.flag_requests_waiting, *gone)
                 await pipe.execute()
         return Status(
             versions=versions,
             in_flight=in_flight,
             raw_locks=locks,
             histories=histories,
-            waiting_rollbacks=rollbacks,
-            waiting_flag_requests=flag_requests,
+            waiting_rollbacks=sorted(rollbacks, key=lambda r: r.requested_at),
+            waiting_flag_requests=sorted(flag_requests, key=lambda r: r.created_at),
+            flag_kills=kills,
         )
 
     # --- idempotency ---------------------------------------------------------------------------
@@ -717,44 +731,25 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _waiting_rollbacks(
-    ids: list[str], stored: list[Any]
-) -> tuple[list[RollbackRequest], list[str]]:
-    """The rollback requests still waiting (oldest first), and the ids of those that are not
-    (decided, or gone). One whose message was never posted cannot be clicked: not listed."""
-    waiting, decided = [], []
+def _still_waiting(
+    kind: str,
+    ids: list[str],
+    stored: list[Any],
+    decode: Callable[[Any], R],
+    waits: Callable[[R], bool],
+) -> tuple[list[R], list[str]]:
+    """Of the requests an index of those waiting names, their records that still wait, and the
+    ids of those that no longer do (decided, or gone). A record this release cannot read
+    (written by a newer one) is neither: its own replicas list it."""
+    waiting, done = [], []
     for request_id, raw in zip(ids, stored, strict=True):
         try:
-            request = RollbackRequest.from_json(raw) if raw is not None else None
+            request = decode(raw) if raw is not None else None
         except (ValueError, TypeError, KeyError):
-            log.warning("rollback request %s is not one this release reads", request_id)
-            continue  # a newer release's: its own replicas list it
-        if request is None or request.status != "waiting":
-            decided.append(request_id)
-        elif request.message_ts:
-            waiting.append(request)
-    return sorted(waiting, key=lambda r: r.requested_at), decided
-
-
-def _waiting_flag_requests(
-    ids: list[str], stored: list[Any], kills: dict[str, float]
-) -> tuple[list[FlagRequest], list[str]]:
-    """The flag requests still awaiting approval (oldest first), and the ids of those that
-    are not: decided, gone after their 90 days, or voided by the kill switch (their flag
-    turned off after they were asked: no click can approve them)."""
-    waiting, gone = [], []
-    for request_id, raw in zip(ids, stored, strict=True):
-        try:
-            request = FlagRequest.from_dict(json.loads(raw)) if raw is not None else None
-        except (ValueError, TypeError, KeyError):
-            log.warning("flag request %s is not one this release reads", request_id)
+            log.warning("%s request %s is not one this release reads", kind, request_id)
             continue
-        if (
-            request is None
-            or request.status != "awaiting approval"
-            or kills.get(request.name, -1.0) >= request.created_at
-        ):
-            gone.append(request_id)
-        elif request.ts:
+        if request is None or not waits(request):
+            done.append(request_id)
+        else:
             waiting.append(request)
-    return sorted(waiting, key=lambda r: r.created_at), gone
+    return waiting, done
