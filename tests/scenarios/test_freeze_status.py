@@ -1,8 +1,9 @@
 """How freezes are shown (issue 19): each service's line in the status of a bot of several
 shows its frozen environments, the file's and Slack's; a status snapshot is not served past
-the end of a freeze it shows; and a freeze that ends by itself is told once in the channel,
-by one of two scheduler replicas. The real bot (signed requests to its server), Redis and the
-Slack stand-in; the bots' clocks are the test's."""
+the end of a freeze it shows, nor the expiry of a freeze request it lists; and a freeze that
+ends by itself is told once in the channel, by one of two scheduler replicas. The real bot
+(signed requests to its server), Redis and the Slack stand-in; the bots' clocks are the
+test's."""
 
 from __future__ import annotations
 
@@ -275,3 +276,20 @@ async def test_status_shows_an_environment_a_window_closes_until_it_opens(
     clock.now = EVENING  # 18:00: the window closes, production opens
     assert "Deploy windows" not in bot.slack.text_of(await bot.command("status web"))
     assert "⏸" not in lines_of(bot, await bot.command("status"))["web"]
+
+
+async def test_a_status_snapshot_is_not_served_past_the_expiry_of_a_request_it_shows(
+    start_web, git_remote: GitRemote, tmp_path: Path
+):
+    """Snapshots good for a minute, as above: a freeze request that waits for approvals is
+    shown until it expires unapproved, and then no longer, with nothing else happening."""
+    waiting = BERLIN + 'required = 1\napprovers = ["U0BOB"]\nrequest_hours = 1\n'
+    bot = await start_web([make_config(git_remote, tmp_path, extra=waiting)], 60.0)
+    clock = Clock(NOON)
+    set_clock(bot, clock)
+    await bot.command('freeze production --until "2030-12-24 18:00" --reason "db migration"')
+    shown = bot.slack.text_of(await bot.command("status"))
+    assert "⏳ *production* freeze until" in shown and "db migration" in shown, shown
+
+    clock.now = NOON + 3600  # an hour later: the request expires unapproved
+    assert "⏳" not in bot.slack.text_of(await bot.command("status"))
