@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
@@ -434,6 +434,20 @@ def next_change(
         if (opens := window.next_opening(at + timedelta(microseconds=1), at + horizon)) is not None:
             moments.append(opens)
     return min(moments, default=None)
+
+
+def freezes_change(freezes: Iterable[Freeze], at: datetime) -> datetime | None:
+    """The first instant after `at` at which one of `freezes` starts or ends."""
+    at = _aware(at)
+    moments = [f.until if f.holds(at) else f.start for f in freezes if f.until > at]
+    return min(moments, default=None)
+
+
+def rules_change(rules: Rules, at: datetime, horizon: timedelta = HORIZON) -> datetime | None:
+    """The first instant after `at` at which a verdict of `rules` can change: one of its
+    windows opens or closes, or one of its freezes starts or ends."""
+    moments = [freezes_change(rules.freezes, at), next_change(rules.windows, at, horizon)]
+    return min((m for m in moments if m is not None), default=None)
 
 
 def verdict(rules: Rules, at: datetime) -> Verdict:

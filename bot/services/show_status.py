@@ -14,7 +14,15 @@ from bot.domain import approval_policy, flag_requests, freeze_requests, rollback
 from bot.domain.approvals import Refusal
 from bot.domain.config import DEPLOY_CHECK, OUTAGE_CHECK, Config
 from bot.domain.locks import parse_lock
-from bot.domain.windows import Freeze, Rules, Verdict, next_change, verdict
+from bot.domain.windows import (
+    Freeze,
+    Rules,
+    Verdict,
+    freezes_change,
+    next_change,
+    rules_change,
+    verdict,
+)
 from bot.services.deploy_windows import when_open
 from bot.services.ports import (
     HasClock,
@@ -118,15 +126,10 @@ def closed_verdict(rules: Rules, now: float) -> Verdict | None:
     found = verdict(rules, at)
     if found.open:
         return None  # cheap to judge again: nothing is looked for ahead
-    change = next_change(rules.windows, at)
-    moments = [
-        (f.until if f.holds(at) else f.start).timestamp() for f in rules.freezes if f.until > at
-    ]
-    if change is not None:
-        moments.append(change.timestamp())
+    change = rules_change(rules, at)
     if len(_CLOSED) >= _CLOSED_KEPT:
         _CLOSED.clear()
-    _CLOSED[rules] = (now, min(moments, default=float("inf")), found)
+    _CLOSED[rules] = (now, float("inf") if change is None else change.timestamp(), found)
     return found
 
 
@@ -158,14 +161,13 @@ def freezes_change_at(
     """When what `freezes_holding` says next changes by the clock alone: the first end of
     one holding, or start of one to come (a freeze set from Slack starts when it is set, and
     that request drops the snapshots itself)."""
-    at = datetime.fromtimestamp(now, UTC)
-    moments = [
-        (f.until if f.holds(at) else f.start).timestamp()
+    every = [
+        f
         for env in config.environments
         for f in (*config.rules_for(env.name).freezes, *set_from_slack.get(env.name, ()))
-        if f.holds(at) or f.start > at
     ]
-    return min(moments, default=None)
+    change = freezes_change(every, datetime.fromtimestamp(now, UTC))
+    return None if change is None else change.timestamp()
 
 
 def render_status(

@@ -20,11 +20,13 @@ from bot.domain.windows import (
     Rules,
     Window,
     describe_opening,
+    freezes_change,
     may_start,
     next_change,
     next_open,
     parse_cron,
     parse_duration,
+    rules_change,
     verdict,
 )
 
@@ -104,6 +106,17 @@ def test_the_next_change_of_windows_is_the_first_opening_or_closing_after_now():
     # Friday evening, the office alone: it opens again on Monday.
     assert next_change((office,), berlin(2026, 6, 5, 18, 0)) == berlin(2026, 6, 8, 9, 0)
     assert next_change((), berlin(2026, 6, 5, 18, 0)) is None
+
+
+def test_rules_next_change_when_a_freeze_starts_or_ends_or_a_window_opens_or_closes():
+    office = Window("allow", "0 9 * * mon-fri", timedelta(hours=8), "Europe/Berlin")
+    migration = Freeze(berlin(2026, 6, 2, 10, 0), berlin(2026, 6, 2, 12, 0), "migration")
+    rules = Rules((office,), (migration,))
+    assert rules_change(rules, berlin(2026, 6, 2, 9, 30)) == berlin(2026, 6, 2, 10, 0)  # starts
+    assert rules_change(rules, berlin(2026, 6, 2, 10, 0)) == berlin(2026, 6, 2, 12, 0)  # ends
+    assert rules_change(rules, berlin(2026, 6, 2, 12, 0)) == berlin(2026, 6, 2, 17, 0)  # closes
+    assert freezes_change((migration,), berlin(2026, 6, 2, 12, 0)) is None  # it is over
+    assert rules_change(Rules(()), berlin(2026, 6, 2, 12, 0)) is None
 
 
 def test_an_allow_window_across_midnight_opens_from_the_day_before():
